@@ -1,0 +1,82 @@
+"""tracetensor: a tensor/autograd framework built to be looked into.
+
+Eager code reads like PyTorch (`import tracetensor as tt`), graph code like
+TensorFlow 1 (`import tracetensor.graph as tf`); every op of either emits an event
+(`tt.events`) that the debugger, the profiler and the pytest plugin consume.
+"""
+from __future__ import annotations
+
+from . import ops as _ops  # noqa: F401  (registers every op)
+from . import autograd, events
+from ._grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ._naming import name_scope
+from ._version import __version__
+from .device import Device, cuda, device, get_default_device, set_default_device
+from .dtypes import (
+    bool,
+    cdouble,
+    cfloat,
+    complex64,
+    complex128,
+    double,
+    dtype,
+    float,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    short,
+    uint8,
+)
+from .errors import (
+    DeviceError,
+    DTypeError,
+    NumericsError,
+    OpError,
+    SerializationError,
+    ShapeError,
+    TraceTensorError,
+)
+from .functional import *  # noqa: F403
+from .functional import __all__ as _functional_all
+from .tensor import (
+    Tensor,
+    arange,
+    empty,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    is_tensor,
+    linspace,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "full", "empty", "eye", "arange", "linspace", "randn", "rand",
+    "randint", "zeros_like", "ones_like", "full_like", "randn_like", "rand_like", "from_numpy", "is_tensor",
+    "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "name_scope",
+    "device", "Device", "cuda", "set_default_device", "get_default_device", "dtype", "float16", "float32",
+    "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64", "complex128",
+    "get_default_dtype", "set_default_dtype", "autograd", "events", "TraceTensorError", "OpError",
+    "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
+    *_functional_all,
+]

@@ -1,0 +1,113 @@
+"""The one dispatch point: every forward op, backward op and optimizer update of
+both modes runs through `run_op`, which times it, names it and emits its event.
+
+Callers keep a fast path (`if not STATE.listeners: fn(...)`) so that with nobody
+listening the cost of observability is that single check; errors from either path
+go through `fail`, which names the op, phase, shapes and the user's line.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from . import _gpu
+from ._registry import OpDef
+from ._source import Frame, user_frame, user_frames
+from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
+from .events import STATE, OpEvent, Summary, TensorMeta, emit, next_seq, summarize
+
+_perf = time.perf_counter_ns
+_tid = threading.get_ident
+
+
+def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: dict, *, mode: str, name: str,
+           inputs: tuple[str, ...], device: Any, stack: tuple[Frame, ...] | None = None,
+           forward: str | None = None, grad_of: tuple[str, ...] = (), iteration: int | None = None,
+           op_label: str | None = None, out_names: tuple[str, ...] | None = None) -> Any:
+    """Runs `fn(*args, **attrs)` (an op's forward, VJP or update) and emits its OpEvent.
+
+    `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op instance's name; outputs are named `name:i` unless `out_names` says
+    otherwise. Returns what `fn` returned (an array, or a tuple for several outputs).
+    """
+    gpu = device.type == "cuda"
+    if gpu:
+        ev0 = _gpu.start()
+    t0 = _perf()
+    try:
+        out = fn(*args, **attrs)
+    except Exception as e:
+        raise fail(op, phase, arrays, attrs, e, mode=mode, name=name,
+                   frame=stack[0] if stack else None) from None
+    t1 = _perf()
+    seq = next_seq()
+    if gpu:
+        _gpu.stop(seq, ev0)
+    outs = out if isinstance(out, tuple) else (out,)
+    dev = str(device)
+    if out_names is None:
+        out_names = tuple(f"{name}:{i}" for i in range(len(outs)))
+    metas = tuple(TensorMeta(n, o.shape, o.dtype.name, dev, o.nbytes) if o is not None
+                  else TensorMeta(n, (), "none", dev, 0) for n, o in zip(out_names, outs))
+    summaries = input_summaries = values = None
+    if STATE.summaries:
+        summaries = tuple(_summary(o) for o in outs)
+        if any(s is not None and not s.finite for s in summaries):
+            input_summaries = tuple(_summary(a) for a in arrays)
+    if STATE.values:
+        # updates change arrays in place afterwards: keep a copy of what they were
+        values = tuple(o.copy() for o in outs) if phase == "update" else outs
+    if stack is None and STATE.stacks:
+        stack = user_frames()
+    emit(OpEvent(seq, STATE.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
+                 name, inputs, metas, t0, t1, _tid(), dev, _flops(op, arrays, out, attrs), forward, grad_of,
+                 iteration, stack, summaries, input_summaries, values))
+    return out
+
+
+def _summary(a: Any) -> Summary | None:
+    return summarize(a) if hasattr(a, "dtype") else None
+
+
+def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
+    try:
+        return op.flops(arrays, out, attrs)
+    except Exception:
+        return 0
+
+
+def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, *, mode: str = "eager",
+         name: str | None = None, frame: Frame | None = None) -> BaseException:
+    """Turns whatever an op raised into one OpError naming the op, phase, what was
+    expected and what came, and the user's source line."""
+    if isinstance(exc, TraceTensorError):
+        return exc
+    if frame is None:
+        frame = user_frame()
+    shapes = tuple(getattr(a, "shape", type(a).__name__) for a in arrays)
+    dtypes = tuple(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
+    detail = None
+    if isinstance(exc, Invalid):
+        detail = str(exc)
+    elif op.explain is not None and phase == "forward":
+        try:
+            detail = op.explain(shapes, dtypes, attrs)
+        except Exception:
+            detail = None
+    if detail is None:
+        detail = f"{type(exc).__name__}: {exc} (input shapes {_fmt(shapes)}, dtypes {', '.join(dtypes)})"
+    label = op.tf_name if mode == "graph" else op.name
+    msg = str(exc).lower()
+    if isinstance(exc, TypeError) or "dtype" in msg or "ufunc" in msg and "type" in msg:
+        cls: type[OpError] = DTypeError
+    elif isinstance(exc, (ValueError, IndexError, Invalid)):
+        cls = ShapeError
+    else:
+        cls = OpError
+    err = cls(label, detail, phase=phase, name=name, frame=frame, mode=mode)
+    err.original = exc  # kept for debugging; not chained, so no numpy traceback is shown
+    return err
+
+
+def _fmt(shapes: tuple) -> str:
+    return ", ".join(str(tuple(s)) if isinstance(s, tuple) else str(s) for s in shapes)

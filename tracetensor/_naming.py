@@ -1,0 +1,48 @@
+"""Stable, human-readable names for eager ops: module path + op + per-run counter,
+e.g. `MLP/fc1/matmul`, `MLP/fc1/matmul_1`. Only computed while someone listens."""
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_tls = threading.local()
+_counters: dict[str, int] = {}
+_leaf_ids = itertools.count()
+
+
+def scopes() -> list[str]:
+    s = getattr(_tls, "scopes", None)
+    if s is None:
+        s = _tls.scopes = []
+    return s
+
+
+@contextmanager
+def name_scope(name: str) -> Iterator[str]:
+    """`with tt.name_scope("encoder"):` prefixes the names of the ops inside."""
+    s = scopes()
+    s.append(name.strip("/"))
+    try:
+        yield "/".join(s)
+    finally:
+        s.pop()
+
+
+def op_name(op: str) -> str:
+    s = getattr(_tls, "scopes", None)
+    base = "/".join((*s, op)) if s else op
+    n = _counters.get(base, 0)
+    _counters[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def leaf_name() -> str:
+    """A name for a tensor no op produced (the user's inputs)."""
+    return f"tensor_{next(_leaf_ids)}"
+
+
+def reset() -> None:
+    """Called at each run start so a step's op names repeat from run to run."""
+    _counters.clear()

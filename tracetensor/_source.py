@@ -1,0 +1,55 @@
+"""Finds the user's own source frames: the first frames outside the framework."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import NamedTuple
+
+
+class Frame(NamedTuple):
+    filename: str
+    lineno: int
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+# Frames from these folders are the framework's own; debugger/ and profiler/ live
+# beside tracetensor/ in a source checkout, so both layouts are covered.
+_INTERNAL = (_PKG + os.sep,
+             os.path.join(os.path.dirname(_PKG), "debugger") + os.sep,
+             os.path.join(os.path.dirname(_PKG), "profiler") + os.sep)
+_internal_cache: dict[str, bool] = {}
+
+
+def _is_internal(filename: str) -> bool:
+    r = _internal_cache.get(filename)
+    if r is None:
+        # contextlib frames sit between `with tt.something():` and the user's code
+        r = filename.startswith(_INTERNAL) or filename.endswith(("contextlib.py", "functools.py"))
+        _internal_cache[filename] = r
+    return r
+
+
+def user_frames(limit: int = 8) -> tuple[Frame, ...]:
+    """The user's frames, innermost first, up to `limit` of them."""
+    f = sys._getframe(1)
+    while f is not None and _is_internal(f.f_code.co_filename):
+        f = f.f_back
+    out = []
+    while f is not None and len(out) < limit:
+        co = f.f_code
+        if not _is_internal(co.co_filename):
+            out.append(Frame(co.co_filename, f.f_lineno, co.co_name))
+        f = f.f_back
+    return tuple(out)
+
+
+def user_frame() -> Frame | None:
+    """The innermost user frame, or None when called from the framework alone."""
+    f = sys._getframe(1)
+    while f is not None and _is_internal(f.f_code.co_filename):
+        f = f.f_back
+    return None if f is None else Frame(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)

@@ -1,0 +1,383 @@
+"""The event stream: plain-data records of everything the engine runs, and the one
+subscription API that the debugger, the profiler, the recorder and the pytest plugin use.
+
+Consumers import this module (and the public user API) only. Events are frozen
+dataclasses of ints, strings and tuples (plus array references when a listener asks
+for values); they never hold engine objects.
+
+Cost model: with no listener the engine pays one truthiness check per op. A listener
+says what it needs (`values`, `stacks`, `summaries`); the engine computes the union
+of what current listeners asked for and nothing more.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._source import Frame
+
+__all__ = [
+    "Frame", "TensorMeta", "Summary", "OpEvent", "RunStart", "RunEnd", "DeviceTime", "GraphDef",
+    "NodeDef", "UserRange", "Event", "Listener", "listen", "subscribe", "summarize", "current_run",
+    "begin_run", "end_run", "clock_base", "record_range", "is_listening",
+]
+
+
+class TensorMeta(NamedTuple):
+    """What an event says of one output tensor."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    device: str
+    nbytes: int
+
+
+class Summary(NamedTuple):
+    """Numeric summary of a tensor, computed where it lives. min/max/mean/std are over
+    the finite values only (NaN when there are none)."""
+    size: int
+    nan: int
+    neginf: int
+    posinf: int
+    neg: int
+    zero: int
+    pos: int
+    min: float
+    max: float
+    mean: float
+    std: float
+
+    @property
+    def nonfinite(self) -> int:
+        return self.nan + self.neginf + self.posinf
+
+    @property
+    def finite(self) -> bool:
+        return self.nan == 0 and self.neginf == 0 and self.posinf == 0
+
+    def brief(self) -> str:
+        head = f"n={self.size}"
+        if not self.finite:
+            head += f" nan={self.nan} -inf={self.neginf} +inf={self.posinf}"
+        return (f"{head} min={self.min:.4g} max={self.max:.4g} mean={self.mean:.4g} std={self.std:.4g}"
+                f" neg={self.neg} zero={self.zero} pos={self.pos}")
+
+
+@dataclass(frozen=True, slots=True)
+class OpEvent:
+    """One op run in one phase.
+
+    phase: "forward" | "backward" | "update". For backward events `forward` names the
+    forward op, `stack` is that forward op's stack (so a NaN found in backward still
+    points at the user's forward line), and `grad_of[i]` names the tensor that output
+    i is the gradient of. Times are `time.perf_counter_ns()`; see `clock_base()`.
+    """
+    seq: int
+    run: int
+    mode: str
+    phase: str
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[TensorMeta, ...]
+    start_ns: int
+    end_ns: int
+    thread: int
+    device: str = "cpu"
+    flops: int = 0
+    forward: str | None = None
+    grad_of: tuple[str, ...] = ()
+    iteration: int | None = None
+    stack: tuple[Frame, ...] | None = None
+    summaries: tuple[Summary, ...] | None = None
+    input_summaries: tuple[Summary | None, ...] | None = None
+    values: tuple[Any, ...] | None = field(default=None, compare=False)
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    @property
+    def frame(self) -> Frame | None:
+        """The user's innermost source frame, when stacks were recorded."""
+        return self.stack[0] if self.stack else None
+
+    @property
+    def nonfinite(self) -> int:
+        return sum(s.nonfinite for s in self.summaries) if self.summaries else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """A run begins: a `Session.run`, a debugged call, a profiler step, a `tt.function` call.
+    `kind` says which; `fetches`/`feeds` are tensor names (empty in eager mode)."""
+    run: int
+    mode: str
+    kind: str
+    name: str
+    fetches: tuple[str, ...]
+    feeds: tuple[str, ...]
+    graph: int | None
+    t_ns: int
+    thread: int
+    wall_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    run: int
+    t_ns: int
+    thread: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTime:
+    """GPU time of event `seq`, resolved later from CUDA events (no sync per op)."""
+    seq: int
+    device_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDef:
+    """A graph node as the debugger shows it (`ni`, `li`, `lo`)."""
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    attrs: tuple[tuple[str, str], ...]
+    stack: tuple[Frame, ...]
+    shapes: tuple[tuple[int | None, ...] | None, ...] = ()
+    dtypes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GraphDef:
+    """The structure of a session graph (or a `tt.function` trace), emitted once per
+    graph version before the first run that uses it."""
+    graph: int
+    version: int
+    nodes: tuple[NodeDef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRange:
+    """A user range (`profiler.record_function`, a profiler step)."""
+    name: str
+    run: int
+    start_ns: int
+    end_ns: int
+    thread: int
+
+
+Event = OpEvent | RunStart | RunEnd | DeviceTime | GraphDef | UserRange
+
+
+# --------------------------------------------------------------------------- listeners
+
+@dataclass(eq=False)
+class Listener:
+    callback: Callable[[Event], None]
+    values: bool = False
+    stacks: bool = False
+    summaries: bool = False
+
+    def close(self) -> None:
+        _remove(self)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _State:
+    """What the dispatch point reads. `listeners` is replaced, never mutated, so the
+    hot path can iterate it without a lock."""
+    __slots__ = ("listeners", "values", "stacks", "summaries", "run", "lock")
+
+    def __init__(self) -> None:
+        self.listeners: tuple[Listener, ...] = ()
+        self.values = self.stacks = self.summaries = False
+        self.run = 0
+        self.lock = threading.Lock()
+
+    def refresh(self) -> None:
+        ls = self.listeners
+        self.values = any(x.values for x in ls)
+        self.stacks = any(x.stacks for x in ls)
+        self.summaries = any(x.summaries for x in ls)
+
+
+STATE = _State()
+_seq = itertools.count(1)
+_run_ids = itertools.count(1)
+_CLOCK_BASE = (time.perf_counter_ns(), time.time_ns())
+
+
+def next_seq() -> int:
+    return next(_seq)
+
+
+def clock_base() -> tuple[int, int]:
+    """(perf_counter_ns, time_ns) taken at the same moment: converts event times to wall time."""
+    return _CLOCK_BASE
+
+
+def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
+              summaries: bool = False) -> Listener:
+    """Adds a listener until `.close()`; it receives every event, from every thread."""
+    lis = Listener(callback, values, stacks, summaries)
+    with STATE.lock:
+        STATE.listeners = (*STATE.listeners, lis)
+        STATE.refresh()
+    return lis
+
+
+def _remove(lis: Listener) -> None:
+    with STATE.lock:
+        STATE.listeners = tuple(x for x in STATE.listeners if x is not lis)
+        STATE.refresh()
+
+
+@contextmanager
+def listen(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
+           summaries: bool = False) -> Iterator[Listener]:
+    """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
+    while the block runs."""
+    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries)
+    try:
+        yield lis
+    finally:
+        lis.close()
+
+
+def is_listening() -> bool:
+    return bool(STATE.listeners)
+
+
+def emit(ev: Event) -> None:
+    """The one place events leave the engine. A listener may raise (the numerics
+    check does): the exception reaches the user's code at the op that caused it."""
+    for lis in STATE.listeners:
+        lis.callback(ev)
+
+
+# --------------------------------------------------------------------------- runs
+
+def current_run() -> int:
+    return STATE.run
+
+
+def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[str, ...] = (),
+              feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
+    """Starts run N (a session run, a debugged step ...); eager ops after it carry N."""
+    run = next(_run_ids)
+    STATE.run = run
+    from . import _naming  # resets per-run op counters so names are stable across runs
+    _naming.reset()
+    if STATE.listeners:
+        emit(RunStart(run, mode, kind, name, tuple(fetches), tuple(feeds), graph,
+                      time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
+    return run
+
+
+def end_run(run: int, error: BaseException | str | None = None) -> None:
+    from . import _gpu
+    _gpu.flush()  # device times of this run resolve before its end is announced
+    if STATE.listeners:
+        err = None if error is None else (error if isinstance(error, str) else
+                                           f"{type(error).__name__}: {error}")
+        emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err))
+
+
+@contextmanager
+def record_range(name: str) -> Iterator[None]:
+    """Marks a user range (the profiler's `record_function` uses this)."""
+    if not STATE.listeners:
+        yield
+        return
+    t0 = time.perf_counter_ns()
+    try:
+        yield
+    finally:
+        emit(UserRange(name, STATE.run, t0, time.perf_counter_ns(), threading.get_ident()))
+
+
+# --------------------------------------------------------------------------- summaries
+
+_NAN_SUMMARY_EMPTY = Summary(0, 0, 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
+
+
+def summarize(a: Any) -> Summary:
+    """Numeric summary computed on the array's own device (numpy or cupy): only a
+    handful of scalars come back to the host, never the tensor."""
+    xp = np if isinstance(a, np.ndarray) or np.isscalar(a) else _xp_of(a)
+    a = xp.asarray(a)
+    n = int(a.size)
+    if n == 0:
+        return _NAN_SUMMARY_EMPTY
+    kind = a.dtype.kind
+    if kind == "c":
+        a = xp.abs(a)  # magnitudes; NaN/inf carry over
+        kind = "f"
+    if kind == "b":
+        a = a.astype(np.int8)
+        kind = "i"
+    if kind != "f":
+        v = xp.stack([(a < 0).sum(), (a == 0).sum(), a.min(), a.max()]).astype(np.float64)
+        af = a.astype(np.float64)
+        neg, zero, mn, mx = (float(x) for x in _host(v))
+        mean, std = (float(x) for x in _host(xp.stack([af.mean(), af.std()])))
+        return Summary(n, 0, 0, 0, int(neg), int(zero), n - int(neg) - int(zero), mn, mx, mean, std)
+    mn, mx = a.min(), a.max()
+    if xp is np and np.isfinite(mn) and np.isfinite(mx):
+        # fast path: everything is finite (min/max propagate NaN)
+        neg = int(np.count_nonzero(a < 0))
+        zero = int(np.count_nonzero(a == 0))
+        mean = float(a.mean(dtype=np.float64))
+        std = float(a.std(dtype=np.float64))
+        return Summary(n, 0, 0, 0, neg, zero, n - neg - zero, float(mn), float(mx), mean, std)
+    finite = xp.isfinite(a)
+    nan = xp.isnan(a).sum()
+    posinf = (a == np.inf).sum()
+    neginf = (a == -np.inf).sum()
+    neg = ((a < 0) & finite).sum()
+    zero = (a == 0).sum()
+    nf = finite.sum()
+    af = xp.where(finite, a, 0).astype(np.float64)
+    cnt = xp.maximum(nf, 1)
+    mean = af.sum() / cnt
+    var = (xp.where(finite, af - mean, 0) ** 2).sum() / cnt
+    big = np.finfo(np.float64).max
+    fmn = xp.where(finite, a, big).min().astype(np.float64)
+    fmx = xp.where(finite, a, -big).max().astype(np.float64)
+    vals = _host(xp.stack([x.astype(np.float64) for x in (nan, neginf, posinf, neg, zero, nf, fmn, fmx, mean,
+                                                           xp.sqrt(var))]))
+    nan_, neginf_, posinf_, neg_, zero_, nf_ = (int(v) for v in vals[:6])
+    if nf_ == 0:
+        mn_ = mx_ = mean_ = std_ = float("nan")
+    else:
+        mn_, mx_, mean_, std_ = (float(v) for v in vals[6:])
+    return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
+
+
+def _xp_of(a: Any) -> Any:
+    import cupy  # only reached for cupy arrays
+    return cupy
+
+
+def _host(v: Any) -> np.ndarray:
+    return v if isinstance(v, np.ndarray) else v.get()
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A value from an event as a numpy array (copies from the GPU when needed)."""
+    return np.asarray(a) if isinstance(a, np.ndarray) or np.isscalar(a) else a.get()

@@ -1,0 +1,772 @@
+"""The eager Tensor: PyTorch's names and semantics over a numpy (or cupy) array.
+Every method that computes something is a one-line call into the op registry via
+`apply`, the eager entry of the dispatch point."""
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _naming, dtypes
+from ._autograd import Node, run_backward
+from ._dispatch import fail, run_op
+from ._grad_mode import MODE, no_grad
+from ._registry import REGISTRY, OpDef
+from ._source import user_frames
+from .device import CPU, Device, device, device_of, get_default_device, to_device
+from .errors import DeviceError, OpError, TraceTensorError
+from .events import STATE
+
+_R = REGISTRY
+
+
+def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
+    """Runs `op` on tensors: the eager half of the one dispatch point."""
+    arrays = tuple(t._data for t in inputs)
+    dev = inputs[0]._device
+    xp = dev.xp
+    if STATE.listeners:
+        name = _naming.op_name(op.name)
+        in_names = tuple(t._name or t._give_name() for t in inputs)
+        stack = user_frames() if STATE.stacks else None
+        out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
+                     inputs=in_names, device=dev, stack=stack)
+    else:
+        name = stack = None
+        try:
+            out = op.forward(xp, *arrays, **attrs)
+        except Exception as e:
+            raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
+    if out.__class__ is not np.ndarray and xp is np:
+        out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
+    t = Tensor._make(out, dev)
+    if name is not None:
+        t._name = name + ":0"
+    if MODE.enabled:
+        needs = tuple(i._requires_grad for i in inputs)
+        if True in needs and op.vjp is not None and out.dtype.kind in "fc":
+            t._requires_grad = True
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack)
+    return t
+
+
+def _device_error(inputs: Sequence[Tensor]) -> Exception | None:
+    devs = {str(t._device) for t in inputs}
+    if len(devs) > 1:
+        return DeviceError(f"expected all tensors on the same device, got {', '.join(sorted(devs))}")
+    return None
+
+
+def _wrap_other(other: Any, like: Tensor) -> Tensor:
+    """A scalar or array next to a tensor becomes a tensor with PyTorch's dtype rule."""
+    if isinstance(other, Tensor):
+        return other
+    if isinstance(other, (builtins.bool, builtins.int, builtins.float, builtins.complex, np.number)):
+        dt = dtypes.scalar_dtype(other, like._data.dtype)
+        return Tensor._make(like._device.xp.asarray(other, dtype=dt), like._device)
+    return tensor(other, device=like._device)
+
+
+class MinMax(NamedTuple):
+    """`t.max(dim)` returns (values, indices), as in PyTorch."""
+    values: Tensor
+    indices: Tensor
+
+
+class Tensor:
+    """A multi-dimensional array that records how it was computed."""
+
+    __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "_name", "_hooks", "_retain",
+                 "__weakref__")
+    __array_priority__ = 1000  # numpy scalars defer to Tensor's operators
+
+    def __init__(self, data: Any = None, *, dtype: Any = None, requires_grad: bool = False,
+                 device: Any = None) -> None:
+        t = tensor([] if data is None else data, dtype=dtype, requires_grad=requires_grad, device=device)
+        self._data, self._device = t._data, t._device
+        self._requires_grad, self._node, self.grad = t._requires_grad, None, None
+        self._name, self._hooks, self._retain = None, (), False
+
+    @classmethod
+    def _make(cls, data: Any, dev: Device) -> Tensor:
+        t = object.__new__(cls)
+        t._data = data
+        t._device = dev
+        t._requires_grad = False
+        t._node = None
+        t.grad = None
+        t._name = None
+        t._hooks = ()
+        t._retain = False
+        return t
+
+    def _give_name(self) -> str:
+        self._name = _naming.leaf_name()
+        return self._name
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self._data.shape if dim is None else self._data.shape[dim]
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        return dtypes.from_numpy(self._data.dtype)
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if self._node is not None and not requires_grad:
+            raise TraceTensorError("requires_grad can only be switched off on a leaf tensor; use .detach()")
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise TraceTensorError(
+                f"only floating point and complex tensors can require gradients, got {self.dtype}")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Node | None:
+        return self._node
+
+    @property
+    def data(self) -> Tensor:
+        """A tensor sharing this one's storage, outside autograd: `p.data -= lr * p.grad.data`
+        updates `p`, as in PyTorch."""
+        t = Tensor._make(self._data, self._device)
+        t._name = self._name
+        return t
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._data = value._data if isinstance(value, Tensor) else self._device.xp.asarray(value)
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> Tensor:
+        return self.transpose(-2, -1)
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        if self._requires_grad:
+            raise TraceTensorError("can't call numpy() on a tensor that requires grad; use .detach().numpy()")
+        if self._device.type != "cpu":
+            raise TraceTensorError("can't convert a cuda tensor to numpy; use .cpu() first")
+        return self._data
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise TraceTensorError(f"a tensor with {self._data.size} elements cannot be converted to a scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return to_device(self._data, CPU).tolist()
+
+    def detach(self) -> Tensor:
+        t = Tensor._make(self._data, self._device)
+        t._name = self._name
+        return t
+
+    def detach_(self) -> Tensor:
+        self._node = None
+        self._requires_grad = False
+        return self
+
+    def clone(self) -> Tensor:
+        return apply(_R["clone"], self) if "clone" in _R else self * 1
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """`.to("cuda")`, `.to(tt.float64)`, `.to(other)`, `.to(device, dtype)`."""
+        dev = kwargs.pop("device", None)
+        dt = kwargs.pop("dtype", None)
+        for a in args:
+            if isinstance(a, Tensor):
+                dev, dt = a._device, a.dtype
+            elif isinstance(a, (str, Device)):
+                dev = a
+            else:
+                dt = a
+        out = self
+        if dt is not None and dtypes.to_numpy(dt) != self._data.dtype:
+            out = out.type(dt)
+        if dev is not None and device(dev) != self._device:
+            out = _move(out, device(dev))
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to(CPU)
+
+    def cuda(self, index: int | None = None) -> Tensor:
+        return self.to(device("cuda", index))
+
+    def type(self, dtype: Any) -> Tensor:
+        return apply(_R["cast"], self, dtype=dtypes.to_numpy(dtype))
+
+    def float(self) -> Tensor:
+        return self.type(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.type(dtypes.float64)
+
+    def long(self) -> Tensor:
+        return self.type(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.type(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self.type(dtypes.bool)
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool = False,
+                 create_graph: bool = False, inputs: Sequence[Tensor] | None = None) -> None:
+        if create_graph:
+            raise TraceTensorError("create_graph=True (higher-order gradients) is not supported")
+        if not self._requires_grad:
+            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if gradient is None:
+            if self._data.size != 1:
+                raise TraceTensorError(
+                    f"grad can be implicitly created only for scalar outputs, got shape {self.shape}")
+            g = self._device.xp.ones_like(self._data)
+        else:
+            g = _wrap_other(gradient, self)._data
+            if g.shape != self._data.shape:
+                raise TraceTensorError(f"gradient has shape {g.shape}, but the tensor has shape {self.shape}")
+        run_backward([self], [g], retain_graph=retain_graph)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+        """`hook(grad)` runs when this tensor's gradient is computed; it may return a replacement."""
+        if not self._requires_grad:
+            raise TraceTensorError("cannot register a hook on a tensor that doesn't require gradient")
+        self._hooks = (*self._hooks, hook)
+
+        def remove() -> None:
+            self._hooks = tuple(h for h in self._hooks if h is not hook)
+        return remove
+
+    def retain_grad(self) -> None:
+        self._retain = True
+
+    def zero_(self) -> Tensor:
+        self._data[...] = 0
+        return self
+
+    def fill_(self, value: Any) -> Tensor:
+        self._data[...] = value
+        return self
+
+    def copy_(self, src: Tensor) -> Tensor:
+        self._data[...] = _wrap_other(src, self)._data
+        return self
+
+    # ------------------------------------------------------------ operators
+    def __add__(self, o: Any) -> Tensor:
+        return apply(_R["add"], self, _wrap_other(o, self))
+
+    def __radd__(self, o: Any) -> Tensor:
+        return apply(_R["add"], _wrap_other(o, self), self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return apply(_R["sub"], self, _wrap_other(o, self))
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return apply(_R["sub"], _wrap_other(o, self), self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return apply(_R["mul"], self, _wrap_other(o, self))
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return apply(_R["mul"], _wrap_other(o, self), self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return apply(_R["div"], self, _wrap_other(o, self))
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return apply(_R["div"], _wrap_other(o, self), self)
+
+    def __floordiv__(self, o: Any) -> Tensor:
+        return apply(_R["floordiv"], self, _wrap_other(o, self))
+
+    def __rfloordiv__(self, o: Any) -> Tensor:
+        return apply(_R["floordiv"], _wrap_other(o, self), self)
+
+    def __pow__(self, o: Any) -> Tensor:
+        return apply(_R["pow"], self, _wrap_other(o, self))
+
+    def __rpow__(self, o: Any) -> Tensor:
+        return apply(_R["pow"], _wrap_other(o, self), self)
+
+    def __matmul__(self, o: Any) -> Tensor:
+        return apply(_R["matmul"], self, _wrap_other(o, self))
+
+    def __rmatmul__(self, o: Any) -> Tensor:
+        return apply(_R["matmul"], _wrap_other(o, self), self)
+
+    def __neg__(self) -> Tensor:
+        return apply(_R["neg"], self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return apply(_R["abs"], self)
+
+    # in place: true in-place on tensors outside autograd (so `p.data -= ...` and
+    # updates under no_grad change the parameter); out of place on tape tensors.
+    def _inplace(self, opname: str, o: Any) -> Tensor:
+        if self._requires_grad and MODE.enabled:
+            if self._node is None:
+                raise TraceTensorError(
+                    f"a leaf tensor that requires grad is being used in an in-place operation ({opname}); "
+                    "wrap it in `with tt.no_grad():` or update `.data`")
+            return apply(_R[opname], self, _wrap_other(o, self))
+        res = apply(_R[opname], self, _wrap_other(o, self))
+        try:
+            self._data[...] = res._data
+        except (TypeError, ValueError) as e:  # e.g. an int tensor += a float
+            raise OpError(opname, f"result of dtype {res._data.dtype} and shape {res._data.shape} cannot be "
+                          f"stored in place into a tensor of dtype {self._data.dtype} and shape {self.shape}",
+                          frame=user_frames(1)[0] if user_frames(1) else None) from e
+        return self
+
+    def __iadd__(self, o: Any) -> Tensor:
+        return self._inplace("add", o)
+
+    def __isub__(self, o: Any) -> Tensor:
+        return self._inplace("sub", o)
+
+    def __imul__(self, o: Any) -> Tensor:
+        return self._inplace("mul", o)
+
+    def __itruediv__(self, o: Any) -> Tensor:
+        return self._inplace("div", o)
+
+    def add_(self, o: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace("add", o if alpha == 1 else _wrap_other(o, self) * alpha)
+
+    def sub_(self, o: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace("sub", o if alpha == 1 else _wrap_other(o, self) * alpha)
+
+    def mul_(self, o: Any) -> Tensor:
+        return self._inplace("mul", o)
+
+    def div_(self, o: Any) -> Tensor:
+        return self._inplace("div", o)
+
+    # ------------------------------------------------------------ ops (one-line delegators)
+    def matmul(self, o: Any) -> Tensor:
+        return apply(_R["matmul"], self, _wrap_other(o, self))
+
+    mm = matmul
+
+    def exp(self) -> Tensor:
+        return apply(_R["exp"], self)
+
+    def log(self) -> Tensor:
+        return apply(_R["log"], self)
+
+    def sqrt(self) -> Tensor:
+        return apply(_R["sqrt"], self)
+
+    def abs(self) -> Tensor:
+        return apply(_R["abs"], self)
+
+    def tanh(self) -> Tensor:
+        return apply(_R["tanh"], self)
+
+    def sigmoid(self) -> Tensor:
+        return apply(_R["sigmoid"], self)
+
+    def relu(self) -> Tensor:
+        return apply(_R["relu"], self)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return apply(_R["pow"], self, _wrap_other(exponent, self))
+
+    def maximum(self, o: Any) -> Tensor:
+        return apply(_R["maximum"], self, _wrap_other(o, self))
+
+    def minimum(self, o: Any) -> Tensor:
+        return apply(_R["minimum"], self, _wrap_other(o, self))
+
+    def sum(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+        t = self if dtype is None else self.type(dtype)
+        return apply(_R["sum"], t, axis=_dim(dim), keepdims=keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+        t = self if dtype is None else self.type(dtype)
+        return apply(_R["mean"], t, axis=_dim(dim), keepdims=keepdim)
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Tensor | MinMax:
+        """`t.max()` is the largest value; `t.max(dim)` returns (values, indices)."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            return apply(_R["amax"], self, axis=None, keepdims=False)
+        return MinMax(apply(_R["amax"], self, axis=int(dim), keepdims=keepdim),
+                      self.argmax(dim, keepdim))
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Tensor | MinMax:
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            return apply(_R["amin"], self, axis=None, keepdims=False)
+        return MinMax(apply(_R["amin"], self, axis=int(dim), keepdims=keepdim),
+                      self.argmin(dim, keepdim))
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(_R["amax"], self, axis=_dim(dim), keepdims=keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(_R["amin"], self, axis=_dim(dim), keepdims=keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return apply(_R["argmax"], self, axis=dim, keepdims=keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return apply(_R["argmin"], self, axis=dim, keepdims=keepdim)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return apply(_R["softmax"], self, axis=dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return apply(_R["log_softmax"], self, axis=dim)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return apply(_R["reshape"], self, shape=_shape(shape))
+
+    view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        s = self.shape
+        if not s:
+            return self.reshape(1)
+        e = end_dim % len(s)
+        st = start_dim % len(s)
+        return self.reshape(*s[:st], -1, *s[e + 1:])
+
+    def permute(self, *dims: Any) -> Tensor:
+        return apply(_R["permute"], self, axes=_shape(dims))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return apply(_R["permute"], self, axes=tuple(axes))
+
+    swapaxes = transpose
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise TraceTensorError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim}")
+        return self.T if self.ndim == 2 else self
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        from .functional import where
+
+        return where(condition, self, other)
+
+    # ------------------------------------------------------------ python protocol
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):  # noqa: ANN204
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise TraceTensorError(
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()")
+        return builtins.bool(self._data.reshape(()).item())
+
+    def __float__(self) -> float:
+        return builtins.float(self.item())
+
+    def __int__(self) -> int:
+        return builtins.int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return builtins.int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = to_device(self._data, CPU)
+        return a if dtype is None else a.astype(dtype)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = np.array2string(np.asarray(to_device(self._data, CPU)), separator=", ", prefix="tensor(",
+                               precision=4)
+        extra = ""
+        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+            extra += f", dtype={self.dtype}"
+        if self._device.type != "cpu":
+            extra += f", device='{self._device}'"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.op.name}>"
+        elif self._requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __str__ = __repr__
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return apply(_R["getitem"], self, index=_index_attr(index))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self._requires_grad and MODE.enabled:
+            raise TraceTensorError("in-place assignment into a tensor that requires grad; use tt.where "
+                                   "or update `.data` under tt.no_grad()")
+        self._data[_index_attr(index)] = _wrap_other(value, self)._data
+
+
+def _dim(dim: Any) -> Any:
+    """A `dim` argument as the `axis` attribute (None, an int or a tuple of ints)."""
+    if dim is None or isinstance(dim, builtins.int):
+        return dim
+    return tuple(builtins.int(d) for d in dim)
+
+
+def _index_attr(index: Any) -> Any:
+    """Index with tensors replaced by their arrays; a tuple, so ops see one form."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    return tuple(i._data if isinstance(i, Tensor) else (np.asarray(i) if isinstance(i, list) else i)
+                 for i in index)
+
+
+def _move(t: Tensor, dev: Device) -> Tensor:
+    """Copies to another device; gradients flow back across the copy."""
+    op = _R["to_device"]
+    out = Tensor._make(to_device(t._data, dev), dev)
+    if t._requires_grad and MODE.enabled:
+        out._requires_grad = True
+        out._node = Node(op, (t,), dev.xp, (t._data,), out._data, {"device": t._device}, (True,), None, None)
+    return out
+
+
+# ---------------------------------------------------------------- creation
+
+def _resolve_dtype(data: Any, dtype: Any) -> np.dtype | None:
+    if dtype is not None:
+        return dtypes.to_numpy(dtype)
+    return None
+
+
+def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """`tt.tensor([[1., 2.]])`: copies data; Python floats become float32, ints int64."""
+    dev = get_default_device() if device is None else globals()["device"](device)
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
+        arr = np.asarray([np.asarray(x) for x in data])
+    else:
+        arr = data
+    dt = _resolve_dtype(data, dtype)
+    if dev.type == "cpu" and not isinstance(arr, np.ndarray) and device_of(arr).type == "cuda":
+        arr = to_device(arr, CPU)
+    a = np.array(arr, dtype=dt) if dev.type == "cpu" else dev.xp.array(arr, dtype=dt)
+    if dt is None:
+        if a.dtype == np.float64 and not (isinstance(data, (np.ndarray, np.generic)) or
+                                          (not isinstance(data, (list, tuple, builtins.float, builtins.int))
+                                           and hasattr(data, "dtype"))):
+            a = a.astype(dtypes.get_default_dtype().np)  # Python floats -> default float dtype
+        elif a.dtype.kind == "i" and a.dtype != np.int64 and not hasattr(data, "dtype"):
+            a = a.astype(np.int64)
+        elif a.dtype == np.complex128 and not hasattr(data, "dtype"):
+            a = a.astype(np.complex64)
+    t = Tensor._make(a, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def from_numpy(a: np.ndarray) -> Tensor:
+    """Shares memory with `a`, as torch.from_numpy does."""
+    return Tensor._make(np.asarray(a), CPU)
+
+
+def _creator(dtype: Any, device_: Any) -> tuple[np.dtype, Device]:
+    dev = get_default_device() if device_ is None else device(device_)
+    dt = dtypes.to_numpy(dtype) if dtype is not None else dtypes.get_default_dtype().np
+    return dt, dev
+
+
+def _shape(size: tuple) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        return tuple(size[0])
+    return tuple(size)
+
+
+def _finish(a: Any, dev: Device, requires_grad: bool) -> Tensor:
+    t = Tensor._make(a, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.zeros(_shape(size), dtype=dt), dev, requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.ones(_shape(size), dtype=dt), dev, requires_grad)
+
+
+def full(size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    if dtype is None:
+        dtype = dtypes.scalar_dtype(fill_value, np.dtype(np.bool_))
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.full(tuple(size), fill_value, dtype=dt), dev, requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.empty(_shape(size), dtype=dt), dev, requires_grad)
+
+
+def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.eye(n, m, dtype=dt), dev, requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_float = any(isinstance(v, builtins.float) for v in (start, end, step))
+        dtype = dtypes.get_default_dtype() if is_float else dtypes.int64
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.arange(start, end, step, dtype=dt), dev, requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, *, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(dev.xp.linspace(start, end, steps, dtype=dt), dev, requires_grad)
+
+
+def zeros_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t._device, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t._device, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t._device)
+
+
+# ---------------------------------------------------------------- randomness
+_rng = np.random.default_rng()
+_cuda_seed: int | None = None
+
+
+def manual_seed(seed: int) -> None:
+    """Seeds the CPU generator (numpy) and, when present, cupy's."""
+    global _rng, _cuda_seed
+    _rng = np.random.default_rng(seed)
+    _cuda_seed = seed
+    from .device import _probe_cupy
+
+    cp = _probe_cupy()
+    if cp is not None:
+        cp.random.seed(seed)
+
+
+def _random(kind: str, size: tuple, dt: np.dtype, dev: Device, **kw: Any) -> Any:
+    if kind == "randn":
+        a = _rng.standard_normal(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+    elif kind == "rand":
+        a = _rng.random(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+    else:
+        a = _rng.integers(kw["low"], kw["high"], size)
+    # drawn on the host from one generator, so a seed gives the same numbers on every device
+    return to_device(np.asarray(a, dtype=dt), dev)
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          generator: Any = None) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(_random("randn", _shape(size), dt, dev), dev, requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+         generator: Any = None) -> Tensor:
+    dt, dev = _creator(dtype, device)
+    return _finish(_random("rand", _shape(size), dt, dev), dev, requires_grad)
+
+
+def randint(low: int, high: int | None = None, size: Sequence[int] = (), *, dtype: Any = None,
+            device: Any = None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    dt, dev = _creator(dtype or dtypes.int64, device)
+    return _finish(_random("randint", tuple(size), dt, dev, low=low, high=high), dev, False)
+
+
+def randn_like(t: Tensor, *, dtype: Any = None) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, device=t._device)
+
+
+def rand_like(t: Tensor, *, dtype: Any = None) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, device=t._device)
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
+
+__all__ = ["Tensor", "tensor", "apply", "no_grad", "MinMax"]

@@ -6,8 +6,8 @@ TensorFlow 1 (`import tracetensor.graph as tf`); every op of either emits an eve
 """
 from __future__ import annotations
 
-from . import ops as _ops  # noqa: F401  (registers every op)
 from . import autograd, events
+from . import ops as _ops  # noqa: F401  (registers every op)
 from ._grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._naming import name_scope
 from ._version import __version__
@@ -80,3 +80,32 @@ __all__ = [
     "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
     *_functional_all,
 ]
+
+
+# Subpackages and entry points loaded on first use, so `import tracetensor` stays light
+# and so each lives in one place: tt.nn, tt.optim, tt.fft, tt.debugging, tt.save/load,
+# tt.function (graph tracing), tt.record (the recorder), tt.graph, tt.trace.
+_LAZY = {
+    "nn": ("tracetensor.nn", None),
+    "optim": ("tracetensor.optim", None),
+    "fft": ("tracetensor.fft", None),
+    "debugging": ("tracetensor.debugging", None),
+    "graph": ("tracetensor.graph", None),
+    "trace": ("tracetensor.trace", None),
+    "save": ("tracetensor.serialization", "save"),
+    "load": ("tracetensor.serialization", "load"),
+    "function": ("tracetensor.graph", "function"),
+    "record": ("tracetensor.trace", "record"),
+}
+
+
+def __getattr__(name: str):
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module 'tracetensor' has no attribute {name!r}")
+    import importlib
+
+    mod = importlib.import_module(spec[0])
+    value = mod if spec[1] is None else getattr(mod, spec[1])
+    globals()[name] = value
+    return value

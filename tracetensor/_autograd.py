@@ -4,10 +4,11 @@ topological order, calls each op's VJP through the dispatch point, reduces
 broadcast dimensions once, and accumulates into leaves' `.grad`."""
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from ._dispatch import fail, run_op
-from ._registry import Ctx, OpDef, REGISTRY, register, unbroadcast
+from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
 from .errors import TraceTensorError
 from .events import STATE
@@ -22,8 +23,16 @@ class Node(Ctx):
 
     def __init__(self, op: OpDef, inputs: tuple, xp: Any, args: tuple, out: Any, attrs: dict,
                  needs: tuple[bool, ...], name: str | None, stack: tuple[Frame, ...] | None) -> None:
-        Ctx.__init__(self, xp, args, out, attrs, needs)
-        self.op, self.inputs, self.name, self.stack, self.freed = op, inputs, name, stack, False
+        self.xp = xp
+        self.args = args
+        self.out = out
+        self.attrs = attrs
+        self.needs = needs
+        self.op = op
+        self.inputs = inputs
+        self.name = name
+        self.stack = stack
+        self.freed = False
 
     def free(self) -> None:
         self.args = self.out = None  # type: ignore[assignment]
@@ -36,92 +45,104 @@ def _accumulate(xp, old, g):
     return g if old is None else old + g
 
 
+_generation = itertools.count(1)
+
+
 def _toposort(roots: list[Tensor]) -> list[Tensor]:
-    """Tensors reachable from `roots` through the tape, outputs before inputs."""
+    """Tensors reachable from `roots` through the tape, outputs before inputs.
+    Marks live on the tensors (`_mark`: +gen expanded, -gen emitted) so the walk
+    needs no hashing; iterative, so deep tapes (long RNNs) don't hit the recursion limit."""
+    gen = next(_generation)
     order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    stack = list(roots)
     while stack:
-        t, done = stack.pop()
-        if done:
+        t = stack[-1]
+        m = t._mark
+        if m == gen:
+            stack.pop()
+            t._mark = -gen
             order.append(t)
             continue
-        if id(t) in seen:
+        if m == -gen:
+            stack.pop()
             continue
-        seen.add(id(t))
-        stack.append((t, True))
+        t._mark = gen
         node = t._node
         if node is not None:
-            for inp, need in zip(node.inputs, node.needs):
-                if need and id(inp) not in seen:
-                    stack.append((inp, False))
+            for inp in node.inputs:
+                if inp._requires_grad and inp._mark != gen and inp._mark != -gen:
+                    stack.append(inp)
     order.reverse()
     return order
 
 
 def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = False,
                  capture: list[Tensor] | None = None) -> list[Any] | None:
-    """The backward pass. With `capture` (autograd.grad), returns the gradients of
-    those tensors instead of accumulating into leaves."""
+    """The backward pass. Gradients flowing into a tensor collect in its `_g` slot
+    (cleared as soon as it is consumed). With `capture` (autograd.grad), returns the
+    gradients of those tensors instead of accumulating into leaves."""
     from .tensor import Tensor
 
-    gmap: dict[int, Any] = {}
+    order = _toposort(roots)
+    for t in order:
+        t._g = None
     for r, g in zip(roots, grads):
-        gmap[id(r)] = g if id(r) not in gmap else gmap[id(r)] + g
+        r._g = g if r._g is None else r._g + g
     want = {id(t) for t in capture} if capture is not None else None
     captured: dict[int, Any] = {}
     listening = bool(STATE.listeners)
     handed_out: set[int] = set()
-    for t in _toposort(roots):
-        g = gmap.pop(id(t), None)
-        if g is None:
-            continue
-        if t._hooks:
-            for hook in t._hooks:
-                r = hook(Tensor._make(g, t._device))
-                if r is not None:
-                    g = r._data
-        if want is not None and id(t) in want:
-            captured[id(t)] = g if id(t) not in captured else captured[id(t)] + g
-        node = t._node
-        if node is None or t._retain:
-            if want is None and (node is None and t._requires_grad or t._retain):
+    try:
+        for t in order:
+            g = t._g
+            if g is None:
+                continue
+            t._g = None
+            if t._hooks:
+                for hook in t._hooks:
+                    r = hook(Tensor._make(g, t._device))
+                    if r is not None:
+                        g = r._data
+            node = t._node
+            if want is not None:
+                if id(t) in want:
+                    captured[id(t)] = g if id(t) not in captured else captured[id(t)] + g
+            elif node is None or t._retain:
                 _accumulate_into(t, g, listening, handed_out)
             if node is None:
                 continue
-        if node.freed:
-            raise TraceTensorError(
-                f"backward through '{node.name or node.op.name}' a second time: its saved values were "
-                "freed after the first backward; pass retain_graph=True to the first backward")
-        op = node.op
-        if op.vjp is None:
-            raise TraceTensorError(f"op '{op.name}' has no gradient rule (it is not differentiable)")
-        if listening:
-            fname = node.name or op.name
-            in_names = tuple(getattr(i, "_name", None) or "" for i in node.inputs)
-            gin = run_op(op, "backward", op.vjp, (node, g), (g,), {}, mode="eager",
-                         name=f"gradients/{fname}_grad", inputs=(f"gradients/{fname}:0",),
-                         device=t._device, stack=node.stack, forward=fname, grad_of=in_names,
-                         op_label=op.name)
-        else:
-            try:
-                gin = op.vjp(node, g)
-            except Exception as e:
-                raise fail(op, "backward", (g,), {}, e, frame=node.stack[0] if node.stack else None) from None
-        for inp, gi, arr, need in zip(node.inputs, gin, node.args, node.needs):
-            if not need or gi is None:
-                continue
-            shape = getattr(arr, "shape", ())
-            if gi.shape != shape:
-                gi = unbroadcast(node.xp, gi, shape)
-            dt = getattr(arr, "dtype", None)
-            if dt is not None and gi.dtype != dt and dt.kind in "fc":
-                gi = gi.astype(dt)
-            k = id(inp)
-            prev = gmap.get(k)
-            gmap[k] = gi if prev is None else prev + gi
-        if not retain_graph:
-            node.free()
+            if node.freed:
+                raise TraceTensorError(
+                    f"backward through '{node.name or node.op.name}' a second time: its saved values were "
+                    "freed after the first backward; pass retain_graph=True to the first backward")
+            op = node.op
+            if listening:
+                fname = node.name or op.name
+                in_names = tuple(i._name or "" for i in node.inputs)
+                gin = run_op(op, "backward", op.vjp, (node, g), (g,), {}, mode="eager",
+                             name=f"gradients/{fname}_grad", inputs=(f"gradients/{fname}:0",),
+                             device=t._device, stack=node.stack, forward=fname, grad_of=in_names,
+                             op_label=op.name)
+            else:
+                try:
+                    gin = op.vjp(node, g)
+                except Exception as e:
+                    raise fail(op, "backward", (g,), {}, e,
+                               frame=node.stack[0] if node.stack else None) from None
+            for inp, gi, arr, need in zip(node.inputs, gin, node.args, node.needs):
+                if gi is None or not need:
+                    continue
+                if gi.shape != arr.shape:
+                    gi = unbroadcast(node.xp, gi, arr.shape)
+                if gi.dtype != arr.dtype and arr.dtype.kind in "fc":
+                    gi = gi.astype(arr.dtype)
+                prev = inp._g
+                inp._g = gi if prev is None else prev + gi
+            if not retain_graph:
+                node.free()
+    finally:
+        for t in order:  # an error mid-way must not leave gradients parked on tensors
+            t._g = None
     if capture is not None:
         return [captured.get(id(t)) for t in capture]
     return None

@@ -15,9 +15,10 @@ from . import _gpu
 from ._registry import OpDef
 from ._source import Frame, user_frame, user_frames
 from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
-from .events import STATE, OpEvent, Summary, TensorMeta, emit, next_seq, summarize
+from .events import STATE, OpEvent, Summary, TensorMeta, next_seq, summarize
 
 _perf = time.perf_counter_ns
+_tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
 _tid = threading.get_ident
 
 
@@ -43,26 +44,46 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
     seq = next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
-    outs = out if isinstance(out, tuple) else (out,)
-    dev = str(device)
-    if out_names is None:
-        out_names = tuple(f"{name}:{i}" for i in range(len(outs)))
-    metas = tuple(TensorMeta(n, o.shape, o.dtype.name, dev, o.nbytes) if o is not None
-                  else TensorMeta(n, (), "none", dev, 0) for n, o in zip(out_names, outs))
+    dev = device.name
+    if out.__class__ is not tuple:
+        outs = (out,)
+        dt = out.dtype
+        metas = (_tuple_new(TensorMeta, (out_names[0] if out_names else name + ":0", out.shape,
+                                         _DTNAMES.get(dt) or _dtname(dt), dev, out.nbytes)),)
+    else:
+        outs = out
+        if out_names is None:
+            out_names = tuple(f"{name}:{i}" for i in range(len(outs)))
+        metas = tuple(TensorMeta(n, o.shape, _dtname(o.dtype), dev, o.nbytes) if o is not None
+                      else TensorMeta(n, (), "none", dev, 0) for n, o in zip(out_names, outs))
     summaries = input_summaries = values = None
-    if STATE.summaries:
+    st = STATE
+    if st.summaries:
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
-    if STATE.values:
+    if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
-    if stack is None and STATE.stacks:
+    if stack is None and st.stacks:
         stack = user_frames()
-    emit(OpEvent(seq, STATE.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
-                 name, inputs, metas, t0, t1, _tid(), dev, _flops(op, arrays, out, attrs), forward, grad_of,
-                 iteration, stack, summaries, input_summaries, values))
+    e = OpEvent(seq, STATE.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
+                name, inputs, metas, t0, t1, _tid(), dev, _flops(op, arrays, out, attrs), forward, grad_of,
+                iteration, stack, summaries, input_summaries, values)
+    for lis in STATE.listeners:
+        lis.callback(e)
     return out
+
+
+_DTNAMES: dict[Any, str] = {}
+
+
+def _dtname(dt: Any) -> str:
+    """numpy's dtype.name is a slow Python property; names are cached per dtype."""
+    n = _DTNAMES.get(dt)
+    if n is None:
+        n = _DTNAMES[dt] = dt.name
+    return n
 
 
 def _summary(a: Any) -> Summary | None:
@@ -70,9 +91,12 @@ def _summary(a: Any) -> Summary | None:
 
 
 def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
+    cost = op.cost
     try:
-        return op.flops(arrays, out, attrs)
-    except Exception:
+        if cost is None:
+            return out.size if out.__class__ is not tuple else 0
+        return int(cost(arrays, out, attrs))
+    except Exception:  # a cost estimate must never break the op it describes
         return 0
 
 

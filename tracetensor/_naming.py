@@ -7,32 +7,34 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_tls = threading.local()
+
+class _Scopes(threading.local):
+    prefix = ""  # "MLP/fc1/" inside those scopes; per thread
+
+
+_tls = _Scopes()
 _counters: dict[str, int] = {}
 _leaf_ids = itertools.count()
 
 
 def scopes() -> list[str]:
-    s = getattr(_tls, "scopes", None)
-    if s is None:
-        s = _tls.scopes = []
-    return s
+    return [p for p in _tls.prefix.split("/") if p]
 
 
 @contextmanager
 def name_scope(name: str) -> Iterator[str]:
     """`with tt.name_scope("encoder"):` prefixes the names of the ops inside."""
-    s = scopes()
-    s.append(name.strip("/"))
+    prev = _tls.prefix
+    _tls.prefix = prev + name.strip("/") + "/"
     try:
-        yield "/".join(s)
+        yield _tls.prefix[:-1]
     finally:
-        s.pop()
+        _tls.prefix = prev
 
 
 def op_name(op: str) -> str:
-    s = getattr(_tls, "scopes", None)
-    base = "/".join((*s, op)) if s else op
+    p = _tls.prefix
+    base = p + op if p else op
     n = _counters.get(base, 0)
     _counters[base] = n + 1
     return base if n == 0 else f"{base}_{n}"

@@ -28,11 +28,11 @@ def _probe_cupy() -> types.ModuleType | None:
 class Device:
     """`tt.device("cuda:0")`; `.xp` is the array module its ops run with."""
 
-    __slots__ = ("type", "index", "xp")
+    __slots__ = ("type", "index", "xp", "name")
 
     def __init__(self, spec: str | Device = "cpu", index: int | None = None) -> None:
         if isinstance(spec, Device):
-            self.type, self.index, self.xp = spec.type, spec.index, spec.xp
+            self.type, self.index, self.xp, self.name = spec.type, spec.index, spec.xp, spec.name
             return
         kind, _, idx = str(spec).partition(":")
         if kind not in ("cpu", "cuda"):
@@ -51,12 +51,13 @@ class Device:
             self.xp = cp
             if self.index is None:
                 self.index = 0
+        self.name = kind if self.index is None else f"{kind}:{self.index}"  # str(device), cached
 
     def __repr__(self) -> str:
         return f"device(type='{self.type}'" + (f", index={self.index})" if self.index is not None else ")")
 
     def __str__(self) -> str:
-        return self.type if self.index is None else f"{self.type}:{self.index}"
+        return self.name
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):

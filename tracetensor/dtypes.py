@@ -44,7 +44,7 @@ uint8 = dtype("uint8", np.uint8)
 int16 = short = dtype("int16", np.int16)
 int32 = int = dtype("int32", np.int32)
 int64 = long = dtype("int64", np.int64)
-bool = dtype("bool", np.bool_)  # noqa: A001 - PyTorch's name
+bool = dtype("bool", np.bool_)
 complex64 = cfloat = dtype("complex64", np.complex64)
 complex128 = cdouble = dtype("complex128", np.complex128)
 

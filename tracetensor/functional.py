@@ -2,6 +2,7 @@
 PyTorch's names, for the ops PyTorch offers both ways."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._registry import REGISTRY as _R
@@ -38,10 +39,80 @@ def minimum(input: Tensor, other: Any) -> Tensor:
     return input.minimum(other)
 
 
-def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001
+def pow(input: Any, exponent: Any) -> Tensor:
     if isinstance(input, Tensor):
         return input.pow(exponent)
     return _as_tensor(input, exponent) ** exponent
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins tensors along an existing dimension."""
+    ts = _coerce(tensors)
+    return apply(_R["cat"], *ts, axis=int(dim))
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins tensors along a new dimension."""
+    ts = _coerce(tensors)
+    return apply(_R["stack"], *ts, axis=int(dim))
+
+
+def add_n(tensors: Sequence[Tensor]) -> Tensor:
+    ts = _coerce(tensors)
+    return apply(_R["add_n"], *ts)
+
+
+def _coerce(tensors: Sequence[Any]) -> list[Tensor]:
+    ts = list(tensors)
+    like = next((t for t in ts if isinstance(t, Tensor)), None)
+    return [_as_tensor(t, like) for t in ts]
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding along a new last dimension, as torch.nn.functional.one_hot."""
+    if num_classes < 0:
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    return apply(_R["one_hot"], tensor, num_classes=int(num_classes))
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    return input.gather(dim, index)
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    return input.index_select(dim, index)
+
+
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    return input.clamp(min, max)
+
+
+clip = clamp
+
+
+def var(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: int | None = None) -> Tensor:
+    return input.var(dim, unbiased, keepdim, correction=correction)
+
+
+def std(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: int | None = None) -> Tensor:
+    return input.std(dim, unbiased, keepdim, correction=correction)
+
+
+def flip(input: Tensor, dims: Any) -> Tensor:
+    return input.flip(dims)
+
+
+def squeeze(input: Tensor, dim: Any = None) -> Tensor:
+    return input.squeeze(dim)
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    return input.equal(other)
 
 
 def _delegate(name: str):
@@ -54,8 +125,12 @@ def _delegate(name: str):
 
 _METHODS = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "max", "min", "amax",
             "amin", "argmax", "argmin", "softmax", "log_softmax", "reshape", "transpose", "permute", "t",
-            "flatten")
+            "flatten", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+            "logical_not", "isnan", "isinf", "isfinite", "all", "any", "prod", "logsumexp", "cumsum",
+            "unsqueeze", "sign", "sin", "cos", "square", "rsqrt", "clone", "chunk", "split", "real", "imag")
 for _n in _METHODS:
     globals()[_n] = _delegate(_n)
 
-__all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", *_METHODS]
+__all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", "cat", "concat", "concatenate", "stack",
+           "add_n", "one_hot", "gather", "index_select", "clamp", "clip", "var", "std", "flip", "squeeze",
+           "equal", *_METHODS]

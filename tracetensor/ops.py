@@ -19,10 +19,15 @@ from .errors import Invalid
 
 def _same(a, b):
     """PyTorch's promotion for two arrays (int64 + float32 -> float32)."""
-    if a.dtype != b.dtype:
+    if a.dtype is not b.dtype and a.dtype != b.dtype:  # builtin dtypes are singletons: `is` is the fast path
         dt = promote(a.dtype, b.dtype)
         return a.astype(dt, copy=False), b.astype(dt, copy=False)
     return a, b
+
+
+def _conj(x):
+    """Complex VJPs take conjugates (PyTorch's convention: grad = dL/dRe + i dL/dIm)."""
+    return x.conj() if x.dtype.kind == "c" else x
 
 
 def _bcast_explain(verb):
@@ -73,7 +78,7 @@ def mul(xp, a, b):
 @mul.defvjp
 def _(ctx, g):
     a, b = ctx.args
-    return (g * b if ctx.needs[0] else None), (g * a if ctx.needs[1] else None)
+    return (g * _conj(b) if ctx.needs[0] else None), (g * _conj(a) if ctx.needs[1] else None)
 
 
 @register("div", tf="RealDiv", explain=_bcast_explain("divide"), cost=_elementwise_cost)
@@ -89,8 +94,8 @@ def div(xp, a, b):
 @div.defvjp
 def _(ctx, g):
     a, b = ctx.args
-    ga = g / b if ctx.needs[0] else None
-    gb = -g * ctx.out / b if ctx.needs[1] else None
+    ga = g / _conj(b) if ctx.needs[0] else None
+    gb = -g * _conj(ctx.out / b) if ctx.needs[1] else None
     return ga, gb
 
 
@@ -106,7 +111,7 @@ def _(ctx, g):
 
 
 @register("pow", tf="Pow", explain=_bcast_explain("raise"), cost=_elementwise_cost)
-def pow(xp, a, b):  # noqa: A001
+def pow(xp, a, b):
     a, b = _same(a, b)
     return a ** b
 
@@ -171,7 +176,7 @@ def exp(xp, a):
 
 @exp.defvjp
 def _(ctx, g):
-    return (g * ctx.out,)
+    return (g * _conj(ctx.out),)
 
 
 @register("log", tf="Log", cost=_elementwise_cost)
@@ -183,7 +188,7 @@ def log(xp, a):
 @log.defvjp
 def _(ctx, g):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (g / ctx.args[0],)
+        return (g / _conj(ctx.args[0]),)
 
 
 @register("sqrt", tf="Sqrt", cost=_elementwise_cost)
@@ -199,7 +204,7 @@ def _(ctx, g):
 
 
 @register("abs", tf="Abs", cost=_elementwise_cost)
-def abs(xp, a):  # noqa: A001
+def abs(xp, a):
     return xp.abs(a)
 
 
@@ -267,7 +272,7 @@ def _swap(x):
 
 @matmul.defvjp
 def _(ctx, g):
-    a, b = ctx.args
+    a, b = _conj(ctx.args[0]), _conj(ctx.args[1])
     xp = ctx.xp
     ga = gb = None
     if a.ndim == 1 and b.ndim == 1:
@@ -312,7 +317,7 @@ def _norm_axis(axis, ndim):
 
 
 @register("sum", tf="Sum")
-def sum(xp, a, axis=None, keepdims=False):  # noqa: A001
+def sum(xp, a, axis=None, keepdims=False):
     if a.dtype.kind in "bu" or (a.dtype.kind == "i" and a.dtype.itemsize < 8):
         return a.sum(axis=axis, keepdims=keepdims, dtype=np.int64)  # PyTorch sums ints to int64
     return a.sum(axis=axis, keepdims=keepdims)
@@ -405,7 +410,8 @@ def _(ctx, g):
 
 def _reshape_explain(shapes, dtypes, attrs):
     shape = attrs.get("shape")
-    return f"cannot reshape a tensor of shape {tuple(shapes[0])} ({math.prod(shapes[0])} elements) into {shape}"
+    n = math.prod(shapes[0])
+    return f"cannot reshape a tensor of shape {tuple(shapes[0])} ({n} elements) into {shape}"
 
 
 @register("reshape", tf="Reshape", explain=_reshape_explain, cost=lambda arrays, out, attrs: 0)
@@ -418,17 +424,23 @@ def _(ctx, g):
     return (g.reshape(ctx.args[0].shape),)
 
 
-@register("permute", tf="Transpose", cost=lambda arrays, out, attrs: 0)
+def _permute_explain(shapes, dtypes, attrs):
+    axes, nd = tuple(attrs.get("axes", ())), len(shapes[0])
+    return f"axes {axes} are not a permutation of the {nd} dimensions of {tuple(shapes[0])}"
+
+
+@register("permute", tf="Transpose", cost=lambda arrays, out, attrs: 0, explain=_permute_explain)
 def permute(xp, a, axes):
-    if sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)) or len(axes) != a.ndim:
-        raise Invalid(f"axes {tuple(axes)} are not a permutation of the {a.ndim} dimensions of {a.shape}")
-    return a.transpose(axes)
+    return a.transpose(axes)  # numpy rejects a non-permutation; the explain above words it
 
 
 @permute.defvjp
 def _(ctx, g):
-    axes = [ax % ctx.args[0].ndim for ax in ctx.attrs["axes"]]
-    return (g.transpose(np.argsort(axes)),)
+    n = g.ndim
+    inv = [0] * n
+    for i, ax in enumerate(ctx.attrs["axes"]):
+        inv[ax % n] = i
+    return (g.transpose(inv),)
 
 
 def _has_advanced(index):
@@ -515,3 +527,942 @@ def argmin(xp, a, axis=None, keepdims=False):
         r = a.argmin()
         return r.reshape((1,) * a.ndim) if keepdims else r
     return xp.expand_dims(a.argmin(axis=axis), axis) if keepdims else a.argmin(axis=axis)
+
+
+def _scatter_add(xp, z, index, g):
+    """z[index] += g with repeated indices accumulating. The one per-device fork:
+    numpy spells it `np.add.at`, cupy `cupyx.scatter_add` (cupy has no `add.at`)."""
+    if xp is np:
+        np.add.at(z, index, g)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(z, index, g)
+    return z
+
+
+def _no_cost(arrays, out, attrs):
+    return 0
+
+
+def _in_cost(k):
+    """FLOPs of a reduction-like op: about k per input element (the output is smaller)."""
+    return lambda arrays, out, attrs: k * arrays[0].size
+
+
+# the core reductions cost about one FLOP per input element, not per output element
+for _op in (sum, mean, amax, amin):
+    _op.cost = _in_cost(1)
+softmax.cost = log_softmax.cost = _in_cost(4)
+
+
+# ----------------------------------------------------------------- comparisons and logic
+# Boolean results have no gradient: these ops register no VJP, so the engine records no tape.
+
+def _compare(name, tf, fn):
+    def fwd(xp, a, b):
+        a, b = _same(a, b)
+        return fn(a, b)
+    fwd.__doc__ = f"Elementwise `{name}`, a bool tensor."
+    return register(name, tf=tf, explain=_bcast_explain("compare"), cost=_elementwise_cost)(fwd)
+
+
+eq = _compare("eq", "Equal", lambda a, b: a == b)
+ne = _compare("ne", "NotEqual", lambda a, b: a != b)
+lt = _compare("lt", "Less", lambda a, b: a < b)
+le = _compare("le", "LessEqual", lambda a, b: a <= b)
+gt = _compare("gt", "Greater", lambda a, b: a > b)
+ge = _compare("ge", "GreaterEqual", lambda a, b: a >= b)
+
+
+@register("logical_and", tf="LogicalAnd", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+def logical_and(xp, a, b):
+    return xp.logical_and(a, b)
+
+
+@register("logical_or", tf="LogicalOr", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+def logical_or(xp, a, b):
+    return xp.logical_or(a, b)
+
+
+@register("logical_xor", tf="LogicalXor", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+def logical_xor(xp, a, b):
+    return xp.logical_xor(a, b)
+
+
+@register("logical_not", tf="LogicalNot", cost=_elementwise_cost)
+def logical_not(xp, a):
+    return xp.logical_not(a)
+
+
+@register("isnan", tf="IsNan", cost=_elementwise_cost)
+def isnan(xp, a):
+    return xp.isnan(a)
+
+
+@register("isinf", tf="IsInf", cost=_elementwise_cost)
+def isinf(xp, a):
+    return xp.isinf(a)
+
+
+@register("isfinite", tf="IsFinite", cost=_elementwise_cost)
+def isfinite(xp, a):
+    return xp.isfinite(a)
+
+
+@register("all", tf="All", cost=_index_cost)
+def all_(xp, a, axis=None, keepdims=False):  # not `all`: ops.py uses the builtin
+    return a.all(axis=axis, keepdims=keepdims)
+
+
+@register("any", tf="Any", cost=_index_cost)
+def any_(xp, a, axis=None, keepdims=False):  # not `any`: ops.py uses the builtin
+    return a.any(axis=axis, keepdims=keepdims)
+
+
+@register("sign", tf="Sign", cost=_elementwise_cost)
+def sign(xp, a):
+    return xp.sign(a)
+
+
+@sign.defvjp
+def _(ctx, g):
+    return (g * 0,)  # piecewise constant, as in PyTorch
+
+
+# ----------------------------------------------------------------- more elementwise math
+
+@register("clamp", tf="ClipByValue", cost=_elementwise_cost)
+def clamp(xp, a, min=None, max=None):
+    """`clamp(a, min, max)`; either bound may be None (TF's clip_by_value uses both)."""
+    if min is None and max is None:
+        raise Invalid("at least one of min and max must be given")
+    return xp.clip(a, min, max).astype(a.dtype, copy=False)
+
+
+@clamp.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    lo, hi = ctx.attrs.get("min"), ctx.attrs.get("max")
+    keep = True
+    if lo is not None:
+        keep = a >= lo
+    if hi is not None:
+        keep = keep & (a <= hi)  # the gradient passes where the input was inside the bounds
+    return (g * keep,)
+
+
+@register("sin", tf="Sin", cost=_elementwise_cost)
+def sin(xp, a):
+    return xp.sin(a)
+
+
+@sin.defvjp
+def _(ctx, g):
+    return (g * ctx.xp.cos(ctx.args[0]),)
+
+
+@register("cos", tf="Cos", cost=_elementwise_cost)
+def cos(xp, a):
+    return xp.cos(a)
+
+
+@cos.defvjp
+def _(ctx, g):
+    return (-g * ctx.xp.sin(ctx.args[0]),)
+
+
+@register("square", tf="Square", cost=_elementwise_cost)
+def square(xp, a):
+    return a * a
+
+
+@square.defvjp
+def _(ctx, g):
+    return (2 * g * ctx.args[0],)
+
+
+@register("real", tf="Real", cost=_elementwise_cost)
+def real(xp, a):
+    return xp.real(a)
+
+
+@real.defvjp
+def _(ctx, g):
+    return (g,)  # d Re(z): the gradient is real, Im part gets none
+
+
+@register("imag", tf="Imag", cost=_elementwise_cost)
+def imag(xp, a):
+    return xp.imag(a)
+
+
+@imag.defvjp
+def _(ctx, g):
+    return (1j * g,)  # PyTorch's convention: grad = dL/dRe + i dL/dIm
+
+
+@register("identity", tf="Identity", cost=_no_cost)
+def identity(xp, a):
+    return a.view()  # a new view of the same storage, as TF's Identity
+
+
+@identity.defvjp
+def _(ctx, g):
+    return (g,)
+
+
+@register("clone", tf="Identity", cost=_elementwise_cost)
+def clone(xp, a):
+    return a.copy()
+
+
+@clone.defvjp
+def _(ctx, g):
+    return (g,)
+
+
+@register("add_n", tf="AddN", explain=_bcast_explain("add"), cost=_elementwise_cost)
+def add_n(xp, *arrays):
+    """Sum of any number of tensors (TF's add_n, the engine's gradient sums)."""
+    if not arrays:
+        raise Invalid("add_n needs at least one input")
+    out = arrays[0]
+    for a in arrays[1:]:
+        out, a = _same(out, a)
+        out = out + a
+    return out if len(arrays) > 1 else out.copy()
+
+
+@add_n.defvjp
+def _(ctx, g):
+    return tuple(g if n else None for n in ctx.needs)
+
+
+# ----------------------------------------------------------------- more reductions
+
+def _reduced_count(a, out):
+    return a.size // max(out.size, 1)
+
+
+def _var_check(a, correction):
+    if a.dtype.kind not in "fc":
+        raise Invalid(f"var/std need a floating point input, got {a.dtype}")
+
+
+@register("var", tf="Variance", cost=_in_cost(3))
+def var(xp, a, axis=None, keepdims=False, correction=1):
+    """Variance; `correction=1` (Bessel's, PyTorch's default) divides by n - 1."""
+    _var_check(a, correction)
+    with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction gives nan/inf, as in PyTorch
+        return a.var(axis=axis, keepdims=keepdims, ddof=correction)
+
+
+@var.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    axis = ctx.attrs.get("axis", None)
+    d = a - a.mean(axis=axis, keepdims=True)
+    n = _reduced_count(a, ctx.out) - ctx.attrs.get("correction", 1)
+    return (_axis_back(ctx.xp, g, a.shape, axis, ctx.attrs.get("keepdims", False)) * (2 / n) * d,)
+
+
+@register("std", tf="Std", cost=_in_cost(4))
+def std(xp, a, axis=None, keepdims=False, correction=1):
+    _var_check(a, correction)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a.std(axis=axis, keepdims=keepdims, ddof=correction)
+
+
+@std.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
+    d = a - a.mean(axis=axis, keepdims=True)
+    n = _reduced_count(a, ctx.out) - ctx.attrs.get("correction", 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # std'(0) is inf, as in PyTorch
+        s = _axis_back(ctx.xp, g / (n * ctx.out), a.shape, axis, keep)
+    return (s * d,)
+
+
+@register("prod", tf="Prod", cost=_in_cost(1))
+def prod(xp, a, axis=None, keepdims=False):
+    if a.dtype.kind in "bu" or (a.dtype.kind == "i" and a.dtype.itemsize < 8):
+        return a.prod(axis=axis, keepdims=keepdims, dtype=np.int64)
+    return a.prod(axis=axis, keepdims=keepdims)
+
+
+@prod.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    xp = ctx.xp
+    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
+    # product of the *other* elements, by exclusive cumprods from both sides (exact with zeros)
+    axes = tuple(range(a.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
+    axes = tuple(ax % max(a.ndim, 1) for ax in axes)
+    rest = tuple(i for i in range(a.ndim) if i not in axes)
+    t = a.transpose(rest + axes)
+    flat = t.reshape(t.shape[:len(rest)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=a.dtype)
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
+    others = (left * right).reshape(t.shape).transpose(np.argsort(rest + axes))
+    return (_axis_back(xp, g, a.shape, axis, keep) * others,)
+
+
+@register("logsumexp", tf="ReduceLogSumExp", cost=_in_cost(4))
+def logsumexp(xp, a, axis=None, keepdims=False):
+    m = a.max(axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)  # all -inf rows give -inf, not nan
+    with np.errstate(divide="ignore"):
+        out = xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = out.reshape(()) if axis is None else out.squeeze(axis)
+    return out
+
+
+@logsumexp.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
+    xp = ctx.xp
+    out = _axis_back(xp, ctx.out, a.shape, axis, keep)
+    return (_axis_back(xp, g, a.shape, axis, keep) * xp.exp(a - out),)
+
+
+@register("cumsum", tf="Cumsum", cost=_in_cost(1))
+def cumsum(xp, a, axis=0):
+    if a.dtype.kind in "bui":
+        return xp.cumsum(a, axis=axis, dtype=np.int64)
+    return xp.cumsum(a, axis=axis)
+
+
+@cumsum.defvjp
+def _(ctx, g):
+    ax = ctx.attrs.get("axis", 0)
+    xp = ctx.xp
+    return (xp.flip(xp.cumsum(xp.flip(g, ax), axis=ax), ax),)  # each input feeds every later output
+
+
+# ----------------------------------------------------------------- joining, reordering, shape
+
+def _cat_explain(shapes, dtypes, attrs):
+    ax = attrs.get("axis", 0)
+    nd = {len(s) for s in shapes}
+    if len(nd) > 1:
+        return f"tensors must have the same number of dimensions, got shapes {', '.join(map(str, shapes))}"
+    rest = {tuple(d for i, d in enumerate(s) if i != ax % max(len(s), 1)) for s in shapes}
+    if len(rest) > 1:
+        return (f"tensors must have the same shape except in dimension {ax}, got shapes "
+                f"{', '.join(map(str, shapes))}")
+    return None
+
+
+def _result_dtype(arrays):
+    dt = arrays[0].dtype
+    for a in arrays[1:]:
+        dt = promote(dt, a.dtype)
+    return dt
+
+
+@register("cat", tf="ConcatV2", explain=_cat_explain, cost=_no_cost)
+def cat(xp, *arrays, axis=0):
+    """Joins tensors along an existing axis (variadic: `apply(op, *tensors, axis=)`)."""
+    if not arrays:
+        raise Invalid("expected a non-empty list of tensors")
+    dt = _result_dtype(arrays)
+    return xp.concatenate([a.astype(dt, copy=False) for a in arrays], axis=axis)
+
+
+@cat.defvjp
+def _(ctx, g):
+    ax = ctx.attrs.get("axis", 0)
+    bounds = np.cumsum([a.shape[ax] for a in ctx.args])[:-1]
+    return tuple(p if n else None for p, n in zip(ctx.xp.split(g, bounds.tolist(), axis=ax), ctx.needs))
+
+
+def _stack_explain(shapes, dtypes, attrs):
+    if len(set(shapes)) > 1:
+        return f"stack expects each tensor to be equal size, got shapes {', '.join(map(str, shapes))}"
+    return None
+
+
+@register("stack", tf="Pack", explain=_stack_explain, cost=_no_cost)
+def stack(xp, *arrays, axis=0):
+    if not arrays:
+        raise Invalid("expected a non-empty list of tensors")
+    dt = _result_dtype(arrays)
+    return xp.stack([a.astype(dt, copy=False) for a in arrays], axis=axis)
+
+
+@stack.defvjp
+def _(ctx, g):
+    ax = ctx.attrs.get("axis", 0)
+    xp = ctx.xp
+    return tuple(xp.take(g, i, axis=ax) if n else None for i, n in enumerate(ctx.needs))
+
+
+@register("flip", tf="ReverseV2", cost=_no_cost)
+def flip(xp, a, axis):
+    return xp.flip(a, axis=axis)
+
+
+@flip.defvjp
+def _(ctx, g):
+    return (ctx.xp.flip(g, axis=ctx.attrs["axis"]),)
+
+
+@register("squeeze", tf="Squeeze", cost=_no_cost)
+def squeeze(xp, a, axis=None):
+    """Drops size-1 dimensions; a named dimension of another size is left alone (PyTorch)."""
+    if axis is None:
+        return a.squeeze()
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for ax in axes:
+        if not -max(a.ndim, 1) <= ax < max(a.ndim, 1):
+            raise Invalid(f"dimension {ax} is out of range for a tensor of shape {a.shape}")
+    axes = tuple(ax % a.ndim for ax in axes if a.ndim and a.shape[ax] == 1)
+    return a.squeeze(axes) if axes else a.view()
+
+
+@squeeze.defvjp
+def _(ctx, g):
+    return (g.reshape(ctx.args[0].shape),)
+
+
+@register("unsqueeze", tf="ExpandDims", cost=_no_cost)
+def unsqueeze(xp, a, axis):
+    if not -(a.ndim + 1) <= axis <= a.ndim:
+        raise Invalid(f"dimension {axis} is out of range for unsqueeze of a tensor of shape {a.shape}")
+    return xp.expand_dims(a, axis)
+
+
+@unsqueeze.defvjp
+def _(ctx, g):
+    return (g.reshape(ctx.args[0].shape),)
+
+
+def _expand_shape(shape, sizes):
+    if len(sizes) < len(shape):
+        raise Invalid(f"cannot expand shape {shape} to {tuple(sizes)}: fewer dimensions than the tensor")
+    lead = len(sizes) - len(shape)
+    out = []
+    for i, s in enumerate(sizes):
+        if s == -1:
+            if i < lead:
+                raise Invalid(f"-1 is not allowed for a new leading dimension (expanding {shape} to {sizes})")
+            s = shape[i - lead]
+        elif i >= lead and shape[i - lead] not in (1, s):
+            raise Invalid(f"cannot expand shape {shape} to {tuple(sizes)}: dimension {i} has size "
+                          f"{shape[i - lead]}, which is not 1")
+        out.append(int(s))
+    return tuple(out)
+
+
+@register("expand", tf="BroadcastTo", cost=_no_cost)
+def expand(xp, a, shape):
+    """Broadcasts to `shape` (-1 keeps a dimension); a view, as in PyTorch."""
+    return xp.broadcast_to(a, _expand_shape(a.shape, tuple(shape)))
+
+
+@expand.defvjp
+def _(ctx, g):
+    return (g,)  # the engine sums the broadcast dimensions back
+
+
+# ----------------------------------------------------------------- indexing
+
+def _gather_index(xp, index, axis):
+    """An index tuple that picks out[i][j][k] = a[i][index[i][j][k]][k] (for axis=1)."""
+    axis %= index.ndim
+    grid = []
+    for d, n in enumerate(index.shape):
+        if d == axis:
+            grid.append(index)
+        else:
+            shp = [1] * index.ndim
+            shp[d] = n
+            grid.append(xp.arange(n).reshape(shp))
+    return tuple(grid)
+
+
+@register("gather", tf="GatherElements", cost=_no_cost)
+def gather(xp, a, index, axis):
+    """PyTorch's gather: `out[i][j] = a[i][index[i][j]]` for axis=1."""
+    if index.dtype.kind not in "iu":
+        raise Invalid(f"gather expects an integer index, got {index.dtype}")
+    if index.ndim != a.ndim:
+        raise Invalid(f"index has {index.ndim} dimensions but the input has {a.ndim} (shapes {index.shape} "
+                      f"and {a.shape})")
+    for d, (i, n) in enumerate(zip(index.shape, a.shape)):
+        if d != axis % a.ndim and i > n:
+            raise Invalid(f"index shape {index.shape} is larger than input shape {a.shape} in dimension {d}")
+    return a[_gather_index(xp, index, axis)]
+
+
+@gather.defvjp
+def _(ctx, g):
+    a, index = ctx.args
+    z = ctx.xp.zeros(a.shape, dtype=g.dtype)
+    return _scatter_add(ctx.xp, z, _gather_index(ctx.xp, index, ctx.attrs["axis"]), g), None
+
+
+def _check_rows(index, n, what):
+    if index.dtype.kind not in "iu":
+        raise Invalid(f"{what} expects integer indices, got {index.dtype}")
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= n):
+        bad = int(index.max()) if int(index.max()) >= n else int(index.min())
+        raise Invalid(f"index {bad} is out of range for {n} {'rows' if what == 'embedding' else 'entries'}")
+
+
+@register("index_select", tf="GatherV2", cost=_no_cost)
+def index_select(xp, a, index, axis=0):
+    """Picks whole slices along `axis` (TF's gather, PyTorch's index_select)."""
+    _check_rows(index, a.shape[axis], "index_select")
+    return xp.take(a, index, axis=axis)
+
+
+@index_select.defvjp
+def _(ctx, g):
+    a, index = ctx.args
+    ax = ctx.attrs.get("axis", 0) % a.ndim
+    z = ctx.xp.zeros(a.shape, dtype=g.dtype)
+    return _scatter_add(ctx.xp, z, (slice(None),) * ax + (index,), g), None
+
+
+@register("embedding", tf="ResourceGather", cost=_no_cost)
+def embedding(xp, weight, index):
+    """Rows of `weight` (num_embeddings, dim) picked by integer `index`."""
+    if weight.ndim != 2:
+        raise Invalid(f"embedding weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
+    _check_rows(index, weight.shape[0], "embedding")
+    return weight[index]
+
+
+@embedding.defvjp
+def _(ctx, g):
+    w, index = ctx.args
+    z = ctx.xp.zeros(w.shape, dtype=g.dtype)
+    return _scatter_add(ctx.xp, z, index, g), None  # a row used twice gets both gradients
+
+
+@register("one_hot", tf="OneHot", cost=_elementwise_cost)
+def one_hot(xp, index, num_classes, dtype=np.int64):
+    if index.dtype.kind not in "iu":
+        raise Invalid(f"one_hot expects integer indices, got {index.dtype}")
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= num_classes):
+        raise Invalid(f"class values must be in [0, {num_classes}), got min {int(index.min())} "
+                      f"max {int(index.max())}")
+    return (index[..., None] == xp.arange(num_classes)).astype(dtype)
+
+
+# ----------------------------------------------------------------- losses (fused, stable)
+
+def _log_softmax(xp, a, axis):
+    s = a - a.max(axis=axis, keepdims=True)
+    return s - xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
+
+
+def _xent_explain(shapes, dtypes, attrs):
+    if shapes[0] != shapes[1]:
+        return f"logits and labels must have the same shape, got {shapes[0]} and {shapes[1]}"
+    return None
+
+
+@register("softmax_cross_entropy", tf="SoftmaxCrossEntropyWithLogits", explain=_xent_explain,
+          cost=_in_cost(6))
+def softmax_cross_entropy(xp, logits, labels, axis=-1):
+    """Per-example -sum(labels * log_softmax(logits)) from logits, without overflow."""
+    if logits.shape != labels.shape:
+        raise Invalid(_xent_explain((logits.shape, labels.shape), (), {}))
+    logits, labels = _same(logits, labels)
+    return -(labels * _log_softmax(xp, logits, axis)).sum(axis=axis)
+
+
+@softmax_cross_entropy.defvjp
+def _(ctx, g):
+    logits, labels = ctx.args
+    xp = ctx.xp
+    ax = ctx.attrs.get("axis", -1)
+    lsm = _log_softmax(xp, logits.astype(ctx.out.dtype, copy=False), ax)
+    ge = xp.expand_dims(g, ax)
+    gl = ge * (xp.exp(lsm) * labels.sum(axis=ax, keepdims=True) - labels) if ctx.needs[0] else None
+    return gl, (-ge * lsm if ctx.needs[1] else None)
+
+
+def _class_pick(xp, labels, axis, ignore_index, weight):
+    """Labels made safe to index with (ignored ones point at class 0), and the per-example
+    weights (class weights times the not-ignored mask; None when all are 1)."""
+    w = None
+    if ignore_index is not None:
+        keep = labels != ignore_index
+        if not keep.all():  # the common case (nothing ignored) skips the masking entirely
+            labels = xp.where(keep, labels, 0)
+            w = keep
+    if weight is not None:
+        w = weight[labels] if w is None else weight[labels] * w
+    return labels, w
+
+
+def _pick(xp, a, labels, axis):
+    """a[..., label, ...] along `axis`: plain fancy indexing for (N, C), the usual case."""
+    if a.ndim == 2 and axis % 2 == 1:
+        return a[xp.arange(a.shape[0]), labels]
+    return xp.take_along_axis(a, xp.expand_dims(labels, axis), axis=axis).squeeze(axis)
+
+
+def _add_at_labels(xp, a, labels, axis, v):
+    """a[..., label, ...] += v in place (each position is hit once, so no scatter-add)."""
+    if a.ndim == 2 and axis % 2 == 1:
+        a[xp.arange(a.shape[0]), labels] += v
+        return
+    shape = [1] * a.ndim
+    shape[axis] = a.shape[axis]
+    hot = xp.expand_dims(labels, axis) == xp.arange(a.shape[axis]).reshape(shape)  # no put_along_axis in cupy
+    v = xp.asarray(v, dtype=a.dtype)
+    a += hot * (xp.expand_dims(v, axis) if v.ndim else v)
+
+
+def _check_labels(labels, logits, axis, ignore_index, what):
+    if labels.dtype.kind not in "iu":
+        raise Invalid(f"{what} expects integer class labels, got {labels.dtype}")
+    ax = axis % logits.ndim
+    exp_shape = logits.shape[:ax] + logits.shape[ax + 1:]
+    if labels.shape != exp_shape:
+        raise Invalid(f"labels of shape {labels.shape} do not match input of shape {logits.shape} "
+                      f"(expected labels of shape {exp_shape})")
+    n = logits.shape[ax]
+    if labels.size:
+        lo, hi = int(labels.min()), int(labels.max())
+        if (lo < 0 or hi >= n) and ignore_index is not None:
+            lab = labels[labels != ignore_index]  # only on the rare path: ignore_index present
+            lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
+        if lo < 0 or hi >= n:
+            raise Invalid(f"label {hi if hi >= n else lo} is out of range for {n} classes")
+
+
+def _reduce_loss(loss, w, reduction):
+    """Class weights, ignored labels and the reduction, as PyTorch's losses apply them."""
+    if w is not None:
+        loss = loss * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    total = loss.sum()
+    return total / total.dtype.type(w.sum() if w is not None else max(loss.size, 1))  # keep float32
+
+
+def _reduce_grad(g, shape, w, reduction, dtype):
+    """The per-example gradient of `_reduce_loss`; stays a scalar when every example
+    weighs the same (the common case), so the caller broadcasts it for free."""
+    if reduction == "mean":
+        g = g / g.dtype.type(w.sum() if w is not None else max(math.prod(shape), 1))
+    if w is not None:
+        g = g * w
+    return g.astype(dtype, copy=False)
+
+
+def _along(xp, ge, axis):
+    return ge if ge.ndim == 0 else xp.expand_dims(ge, axis)
+
+
+@register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4))
+def sparse_softmax_cross_entropy(xp, logits, labels, axis=-1, ignore_index=None, weight=None,
+                                 reduction="none"):
+    """-log_softmax(logits)[label] per example (TF's default, reduction="none"), or its
+    weighted "sum"/"mean" (PyTorch's cross_entropy); ignored labels count for nothing."""
+    _check_labels(labels, logits, axis, ignore_index, "cross_entropy")
+    labels, w = _class_pick(xp, labels, axis, ignore_index, weight)
+    return _reduce_loss(-_pick(xp, _log_softmax(xp, logits, axis), labels, axis), w, reduction)
+
+
+@sparse_softmax_cross_entropy.defvjp
+def _(ctx, g):
+    logits, labels = ctx.args
+    xp = ctx.xp
+    a = ctx.attrs
+    ax = a.get("axis", -1)
+    labels, w = _class_pick(xp, labels, ax, a.get("ignore_index"), a.get("weight"))
+    p = xp.exp(_log_softmax(xp, logits, ax))
+    _add_at_labels(xp, p, labels, ax, -1)  # softmax - onehot
+    p *= _along(xp, _reduce_grad(g, labels.shape, w, a.get("reduction", "none"), p.dtype), ax)
+    return p, None
+
+
+@register("nll_loss", tf="NllLoss")
+def nll_loss(xp, logp, labels, axis=1, ignore_index=None, weight=None, reduction="none"):
+    """-logp[label] per example (the input is log-probabilities), or its weighted sum/mean."""
+    _check_labels(labels, logp, axis, ignore_index, "nll_loss")
+    labels, w = _class_pick(xp, labels, axis, ignore_index, weight)
+    return _reduce_loss(-_pick(xp, logp, labels, axis), w, reduction)
+
+
+@nll_loss.defvjp
+def _(ctx, g):
+    logp, labels = ctx.args
+    xp = ctx.xp
+    a = ctx.attrs
+    ax = a.get("axis", 1)
+    labels, w = _class_pick(xp, labels, ax, a.get("ignore_index"), a.get("weight"))
+    ge = _reduce_grad(g, labels.shape, w, a.get("reduction", "none"), logp.dtype)
+    out = xp.zeros(logp.shape, dtype=logp.dtype)
+    _add_at_labels(xp, out, labels, ax, -ge)
+    return out, None
+
+
+@register("binary_cross_entropy", tf="BinaryCrossEntropy", explain=_bcast_explain("compare"))
+def binary_cross_entropy(xp, p, y):
+    """Per-element -(y log p + (1-y) log(1-p)); logs clamped at -100 as PyTorch does."""
+    p, y = _same(p, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
+
+
+@binary_cross_entropy.defvjp
+def _(ctx, g):
+    p, y = ctx.args
+    eps = 1e-12  # PyTorch's backward clamps the denominator the same way
+    gp = g * (p - y) / ctx.xp.maximum(p * (1 - p), eps) if ctx.needs[0] else None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gy = g * (ctx.xp.log1p(-p) - ctx.xp.log(p)) if ctx.needs[1] else None
+    return gp, gy
+
+
+# ----------------------------------------------------------------- FFT
+# VJPs use PyTorch's complex convention (grad = dL/dRe + i dL/dIm): the VJP of a linear
+# map is its adjoint, and the adjoint of an unnormalized DFT is the inverse DFT with the
+# opposite normalization.
+
+def _fft_cost(arrays, out, attrs):
+    return 5 * out.size * max(1, int(math.log2(max(out.size, 2))))  # the usual 5 n log2 n estimate
+
+
+_DUAL = {None: "forward", "backward": "forward", "forward": "backward", "ortho": "ortho"}
+
+
+def _fit(xp, g, m, axis):
+    """Truncates or zero-pads `g` along `axis` to length m (the adjoint of fft's `n`)."""
+    k = g.shape[axis]
+    if k == m:
+        return g
+    if k > m:
+        return xp.take(g, xp.arange(m), axis=axis)
+    pad = [(0, 0)] * g.ndim
+    pad[axis] = (0, m - k)
+    return xp.pad(g, pad)
+
+
+def _real_grad(g, a):
+    return g.real if a.dtype.kind != "c" else g
+
+
+def _complex_dtype(a):
+    return np.complex128 if a.dtype in (np.float64, np.complex128) else np.complex64
+
+
+@register("fft", tf="FFT", cost=_fft_cost)
+def fft(xp, a, n=None, axis=-1, norm=None):
+    return xp.fft.fft(a, n=n, axis=axis, norm=norm).astype(_complex_dtype(a), copy=False)
+
+
+@fft.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    ax = ctx.attrs.get("axis", -1)
+    gi = ctx.xp.fft.ifft(g, axis=ax, norm=_DUAL[ctx.attrs.get("norm", None)])
+    return (_real_grad(_fit(ctx.xp, gi, a.shape[ax], ax), a),)
+
+
+@register("ifft", tf="IFFT", cost=_fft_cost)
+def ifft(xp, a, n=None, axis=-1, norm=None):
+    return xp.fft.ifft(a, n=n, axis=axis, norm=norm).astype(_complex_dtype(a), copy=False)
+
+
+@ifft.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    ax = ctx.attrs.get("axis", -1)
+    gi = ctx.xp.fft.fft(g, axis=ax, norm=_DUAL[ctx.attrs.get("norm", None)])
+    return (_real_grad(_fit(ctx.xp, gi, a.shape[ax], ax), a),)
+
+
+@register("rfft", tf="RFFT", cost=_fft_cost)
+def rfft(xp, a, n=None, axis=-1, norm=None):
+    if a.dtype.kind == "c":
+        raise Invalid(f"rfft expects a real input, got {a.dtype}")
+    return xp.fft.rfft(a, n=n, axis=axis, norm=norm).astype(_complex_dtype(a), copy=False)
+
+
+@rfft.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    ax = ctx.attrs.get("axis", -1)
+    n = ctx.attrs.get("n", None) or a.shape[ax]
+    # rfft keeps the first n//2+1 bins of the full DFT: adjoint = zero-fill the rest, inverse DFT
+    gi = ctx.xp.fft.ifft(g, n=n, axis=ax, norm=_DUAL[ctx.attrs.get("norm", None)]).real
+    return (_fit(ctx.xp, gi, a.shape[ax], ax),)
+
+
+@register("irfft", tf="IRFFT", cost=_fft_cost)
+def irfft(xp, a, n=None, axis=-1, norm=None):
+    out = xp.fft.irfft(a, n=n, axis=axis, norm=norm)
+    return out.astype(np.float32 if a.dtype in (np.float32, np.complex64) else np.float64, copy=False)
+
+
+@irfft.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    xp = ctx.xp
+    ax = ctx.attrs.get("axis", -1)
+    n = ctx.out.shape[ax]
+    gi = xp.fft.rfft(g, axis=ax, norm=_DUAL[ctx.attrs.get("norm", None)])
+    # bins 1 .. (n-1)//2 stand for two (the bin and its conjugate mirror), so count twice
+    w = xp.full(gi.shape[ax], 2.0)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    shp = [1] * gi.ndim
+    shp[ax] = -1
+    gi = gi * w.reshape(shp)
+    return (_fit(xp, gi, a.shape[ax], ax).astype(_complex_dtype(a), copy=False),)
+
+
+# ----------------------------------------------------------------- convolution and pooling (NCHW)
+
+def _pair(v):
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def _windows(xp, x, kh, kw, stride, padding, fill=0):
+    """All kernel-position slices of padded x, stacked as (N, C, kh*kw, Ho, Wo): a loop over
+    the kh*kw kernel positions, so the same code runs on numpy and cupy."""
+    (sh, sw), (ph, pw) = stride, padding
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    ho = (x.shape[2] - kh) // sh + 1
+    wo = (x.shape[3] - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
+    cols = [x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return xp.stack(cols, axis=2), ho, wo
+
+
+def _unwindow(xp, gcols, shape, kh, kw, stride, padding, ho, wo):
+    """The adjoint of `_windows`: adds each kernel position's gradient back into place."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = shape
+    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gcols.dtype)
+    k = 0
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += gcols[:, :, k]
+            k += 1
+    return gx[:, :, ph:ph + h, pw:pw + w]
+
+
+def _conv_cost(arrays, out, attrs):
+    w = arrays[1]
+    return 2 * out.size * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+@register("conv2d", tf="Conv2D", cost=_conv_cost)
+def conv2d(xp, x, w, stride=1, padding=0):
+    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} "
+                      f"and {w.shape}")
+    if x.shape[1] != w.shape[1]:
+        raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
+    x, w = _same(x, w)
+    o, c, kh, kw = w.shape
+    cols, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
+    out = xp.tensordot(cols, w.reshape(o, c, kh * kw), axes=([1, 2], [1, 2]))  # (N, Ho, Wo, O)
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+@conv2d.defvjp
+def _(ctx, g):
+    x, w = ctx.args
+    xp = ctx.xp
+    o, c, kh, kw = w.shape
+    st, pd = _pair(ctx.attrs.get("stride", 1)), _pair(ctx.attrs.get("padding", 0))
+    gx = gw = None
+    if ctx.needs[1]:
+        cols, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
+        gw = xp.tensordot(g, cols, axes=([0, 2, 3], [0, 3, 4])).reshape(w.shape)
+    if ctx.needs[0]:
+        gcols = xp.tensordot(w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g,
+                             axes=([0], [1]))  # (C, K, N, Ho, Wo)
+        gcols = gcols.transpose(2, 0, 1, 3, 4)
+        gx = _unwindow(xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3])
+    return gx, gw
+
+
+@register("max_pool2d", tf="MaxPool", cost=_in_cost(1))
+def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
+    kh, kw = _pair(kernel_size)
+    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
+    return cols.max(axis=2)
+
+
+@max_pool2d.defvjp
+def _(ctx, g):
+    x = ctx.args[0]
+    xp = ctx.xp
+    kh, kw = _pair(ctx.attrs["kernel_size"])
+    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
+    pd = _pair(ctx.attrs.get("padding", 0))
+    cols, ho, wo = _windows(xp, x, kh, kw, st, pd, fill=-np.inf)
+    first = xp.expand_dims(cols.argmax(axis=2), 2)  # the gradient goes to the first maximum
+    hot = first == xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)  # a mask, not put_along_axis: cupy lacks it
+    gcols = hot * xp.expand_dims(g, 2)
+    return (_unwindow(xp, gcols, x.shape, kh, kw, st, pd, ho, wo),)
+
+
+# ----------------------------------------------------------------- optimizer updates
+# Forward only, in place on the parameter array (and the optimizer's state arrays); they
+# pass the dispatch point as "update"-phase events when someone listens.
+
+@register("sgd_update", tf="ApplyGradientDescent")
+def sgd_update(xp, p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+               first=False):
+    """PyTorch's SGD step; `buf` is the momentum buffer (updated in place)."""
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g if dampening else g
+        g = g + momentum * buf if nesterov else buf
+    p -= lr * g
+    return p
+
+
+@register("adam_update", tf="ApplyAdam")
+def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                step=1, decoupled=False):
+    """PyTorch's Adam (AdamW with `decoupled`); m, v (and vmax for amsgrad) updated in place."""
+    if weight_decay:
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    bc1 = 1 - beta1 ** step
+    bc2 = 1 - beta2 ** step
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = xp.sqrt(v / bc2)
+    denom += eps
+    p -= (lr / bc1) * (m / denom)
+    return p

@@ -10,11 +10,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _naming, dtypes
+from . import ops as _ops
 from ._autograd import Node, run_backward
 from ._dispatch import fail, run_op
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
 from ._source import user_frames
+from ._tensor_ops import TensorOps
 from .device import CPU, Device, device, device_of, get_default_device, to_device
 from .errors import DeviceError, OpError, TraceTensorError
 from .events import STATE
@@ -24,32 +26,95 @@ _R = REGISTRY
 
 def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     """Runs `op` on tensors: the eager half of the one dispatch point."""
-    arrays = tuple(t._data for t in inputs)
+    if STATE.listeners:
+        return _apply_observed(op, inputs, attrs)
     dev = inputs[0]._device
     xp = dev.xp
-    if STATE.listeners:
-        name = _naming.op_name(op.name)
-        in_names = tuple(t._name or t._give_name() for t in inputs)
-        stack = user_frames() if STATE.stacks else None
-        out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
-                     inputs=in_names, device=dev, stack=stack)
-    else:
-        name = stack = None
-        try:
-            out = op.forward(xp, *arrays, **attrs)
-        except Exception as e:
-            raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
+    arrays = tuple([t._data for t in inputs])
+    try:
+        out = op.forward(xp, *arrays, **attrs)
+    except Exception as e:
+        raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
-    t = Tensor._make(out, dev)
-    if name is not None:
-        t._name = name + ":0"
+    t = _new(out, dev)
     if MODE.enabled:
-        needs = tuple(i._requires_grad for i in inputs)
+        needs = tuple([i._requires_grad for i in inputs])
+        if True in needs and op.vjp is not None and out.dtype.kind in "fc":
+            t._requires_grad = True
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, None, None)
+    return t
+
+
+def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
+    """`apply` specialised for the arithmetic operators, the hottest path of eager code."""
+    b = o if o.__class__ is Tensor else _wrap_other(o, a)
+    if STATE.listeners:
+        return _apply_observed(op, (a, b), {})
+    dev = a._device
+    xp = dev.xp
+    x, y = a._data, b._data
+    try:
+        out = op.forward(xp, x, y)
+    except Exception as e:
+        raise _device_error((a, b)) or fail(op, "forward", (x, y), {}, e) from None
+    if out.__class__ is not np.ndarray and xp is np:
+        out = np.asarray(out)
+    t = _new(out, dev)
+    ra, rb = a._requires_grad, b._requires_grad
+    if (ra or rb) and MODE.enabled and out.dtype.kind in "fc":
+        t._requires_grad = True
+        t._node = Node(op, (a, b), xp, (x, y), out, {}, (ra, rb), None, None)
+    return t
+
+
+def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
+    return _binary(op, _wrap_other(o, a), a)
+
+
+def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tensor:
+    """`apply` while someone listens: names the op and its inputs, takes the user's
+    stack when asked, and runs through `run_op`, which emits the event."""
+    dev = inputs[0]._device
+    xp = dev.xp
+    arrays = tuple([t._data for t in inputs])
+    name = _naming.op_name(op.name)
+    in_names = tuple([t._name or t._give_name() for t in inputs])
+    stack = user_frames() if STATE.stacks else None
+    try:
+        out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
+                     inputs=in_names, device=dev, stack=stack)
+    except OpError as e:
+        raise _device_error(inputs) or e from None
+    if out.__class__ is not np.ndarray and xp is np:
+        out = np.asarray(out)
+    t = Tensor._make(out, dev)
+    t._name = name + ":0"
+    if MODE.enabled:
+        needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
             t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack)
     return t
+
+
+def _new(data: Any, dev: Device) -> Tensor:
+    """A Tensor around an array, outside autograd (what every op output starts as)."""
+    t = _object_new(Tensor)
+    t._data = data
+    t._device = dev
+    t._requires_grad = False
+    t._node = None
+    t.grad = None
+    t._name = None
+    t._hooks = ()
+    t._retain = False
+    t._g = None
+    t._mark = 0
+    return t
+
+
+_object_new = object.__new__
 
 
 def _device_error(inputs: Sequence[Tensor]) -> Exception | None:
@@ -75,11 +140,12 @@ class MinMax(NamedTuple):
     indices: Tensor
 
 
-class Tensor:
+class Tensor(TensorOps):
     """A multi-dimensional array that records how it was computed."""
 
+    # _g and _mark are the backward engine's scratch space (see _autograd.run_backward)
     __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "_name", "_hooks", "_retain",
-                 "__weakref__")
+                 "_g", "_mark", "__weakref__")
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators
 
     def __init__(self, data: Any = None, *, dtype: Any = None, requires_grad: bool = False,
@@ -88,19 +154,11 @@ class Tensor:
         self._data, self._device = t._data, t._device
         self._requires_grad, self._node, self.grad = t._requires_grad, None, None
         self._name, self._hooks, self._retain = None, (), False
+        self._g, self._mark = None, 0
 
-    @classmethod
-    def _make(cls, data: Any, dev: Device) -> Tensor:
-        t = object.__new__(cls)
-        t._data = data
-        t._device = dev
-        t._requires_grad = False
-        t._node = None
-        t.grad = None
-        t._name = None
-        t._hooks = ()
-        t._retain = False
-        return t
+    @staticmethod
+    def _make(data: Any, dev: Device) -> Tensor:
+        return _new(data, dev)
 
     def _give_name(self) -> str:
         self._name = _naming.leaf_name()
@@ -297,46 +355,46 @@ class Tensor:
 
     # ------------------------------------------------------------ operators
     def __add__(self, o: Any) -> Tensor:
-        return apply(_R["add"], self, _wrap_other(o, self))
+        return _binary(_ops.add, self, o)
 
     def __radd__(self, o: Any) -> Tensor:
-        return apply(_R["add"], _wrap_other(o, self), self)
+        return _rbinary(_ops.add, self, o)
 
     def __sub__(self, o: Any) -> Tensor:
-        return apply(_R["sub"], self, _wrap_other(o, self))
+        return _binary(_ops.sub, self, o)
 
     def __rsub__(self, o: Any) -> Tensor:
-        return apply(_R["sub"], _wrap_other(o, self), self)
+        return _rbinary(_ops.sub, self, o)
 
     def __mul__(self, o: Any) -> Tensor:
-        return apply(_R["mul"], self, _wrap_other(o, self))
+        return _binary(_ops.mul, self, o)
 
     def __rmul__(self, o: Any) -> Tensor:
-        return apply(_R["mul"], _wrap_other(o, self), self)
+        return _rbinary(_ops.mul, self, o)
 
     def __truediv__(self, o: Any) -> Tensor:
-        return apply(_R["div"], self, _wrap_other(o, self))
+        return _binary(_ops.div, self, o)
 
     def __rtruediv__(self, o: Any) -> Tensor:
-        return apply(_R["div"], _wrap_other(o, self), self)
+        return _rbinary(_ops.div, self, o)
 
     def __floordiv__(self, o: Any) -> Tensor:
-        return apply(_R["floordiv"], self, _wrap_other(o, self))
+        return _binary(_ops.floordiv, self, o)
 
     def __rfloordiv__(self, o: Any) -> Tensor:
-        return apply(_R["floordiv"], _wrap_other(o, self), self)
+        return _rbinary(_ops.floordiv, self, o)
 
     def __pow__(self, o: Any) -> Tensor:
-        return apply(_R["pow"], self, _wrap_other(o, self))
+        return _binary(_ops.pow, self, o)
 
     def __rpow__(self, o: Any) -> Tensor:
-        return apply(_R["pow"], _wrap_other(o, self), self)
+        return _rbinary(_ops.pow, self, o)
 
     def __matmul__(self, o: Any) -> Tensor:
-        return apply(_R["matmul"], self, _wrap_other(o, self))
+        return _binary(_ops.matmul, self, o)
 
     def __rmatmul__(self, o: Any) -> Tensor:
-        return apply(_R["matmul"], _wrap_other(o, self), self)
+        return _rbinary(_ops.matmul, self, o)
 
     def __neg__(self) -> Tensor:
         return apply(_R["neg"], self)
@@ -513,7 +571,7 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self._data.shape[0]
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __bool__(self) -> bool:

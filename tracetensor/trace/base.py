@@ -117,11 +117,13 @@ class Trace(ABC):
 
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The culprit: the first event (execution order) with a NaN or inf output."""
-        return self.first(lambda e: e.summaries is not None and any(not s.finite for s in e.summaries), run)
+        # an output without a summary (a gradient that is None) has None in its place
+        return self.first(lambda e: e.summaries is not None and
+                          any(s is not None and not s.finite for s in e.summaries), run)
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         """The event that produced `tensor` (or op name; `:0` is implied) and the output index."""
-        want = tensor if ":" in tensor else tensor + ":0"
+        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
         hit = None
         for e in self.events(run):
             for i, m in enumerate(e.outputs):
@@ -269,7 +271,7 @@ class MemoryTrace(Trace):
         return len(self._events) if run is None else len(self._by_run.get(run, []))
 
     def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
-        want = tensor if ":" in tensor else tensor + ":0"
+        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
         with self._lock:
             if run is not None:
                 v = self._values.get((run, want))

@@ -1,0 +1,193 @@
+"""Recorder cost: an MLP training step recorded (values "none" / "summary") against the same
+step unrecorded, and the trace file at scale: write and read throughput for a run of
+1,000,000 small events, bytes per event on disk, and the time to open that file and find
+the first non-finite tensor. `python benchmarks/run.py recorder` (TT_BENCH_EVENTS=N for a
+smaller file)."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+# small matrices, 2 shared cores: a multi-threaded BLAS spinning against the writer thread
+# turns a 0.3 ms step into 3 ms of noise; set before numpy loads (when this runs alone)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import fmt_time, print_table  # noqa: E402
+
+import tracetensor as tt  # noqa: E402
+from tracetensor import events as ev  # noqa: E402
+from tracetensor.trace.store import TraceWriter  # noqa: E402
+
+
+def mlp_step_fn():
+    """One training step of a 64->128->10 MLP on a batch of 64, in tracetensor eager mode."""
+    g = np.random.default_rng(0)
+    x = tt.tensor(g.standard_normal((64, 64)).astype(np.float32))
+    y = tt.tensor(g.integers(0, 10, 64))
+    try:
+        model = tt.nn.Sequential(tt.nn.Linear(64, 128), tt.nn.ReLU(), tt.nn.Linear(128, 10))
+        opt = tt.optim.SGD(model.parameters(), lr=0.01)
+
+        def step():
+            r = ev.begin_run("step")
+            opt.zero_grad()
+            loss = tt.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            ev.end_run(r)
+
+        step()
+        return step, "tt.nn + tt.optim.SGD"
+    except Exception:  # tt.nn / tt.optim not (fully) there yet: raw tensors + manual SGD
+        w1 = tt.tensor(g.standard_normal((64, 128)).astype(np.float32) * 0.1, requires_grad=True)
+        w2 = tt.tensor(g.standard_normal((128, 10)).astype(np.float32) * 0.1, requires_grad=True)
+        onehot = tt.tensor(np.eye(10, dtype=np.float32)[y.numpy()])
+
+        def step():
+            r = ev.begin_run("step")
+            loss = (((x @ w1).relu() @ w2 - onehot) ** 2).mean()
+            loss.backward()
+            with tt.no_grad():
+                for w in (w1, w2):
+                    w -= 0.01 * w.grad
+                    w.grad = None
+            ev.end_run(r)
+    return step, "raw tensors + manual SGD"
+
+
+def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, str]]:
+    step, how = mlp_step_fn()
+    tmp = tempfile.mkdtemp(prefix="tt-bench-")
+    # "listen:X": a do-nothing listener asking what values=X asks: the engine's own cost of
+    # being observed (names, stacks, summaries), which the recorder cannot go below
+    times: dict[str, list[float]] = {"unrecorded": [], "listen:none": [], "none": [], "listen:summary": [],
+                                     "summary": []}
+    for _ in range(steps // 5):
+        step()
+    for rep in range(repeat):  # round-robin, so machine noise hits every variant alike
+        for k in times:
+            if k == "unrecorded":
+                rec = None
+            elif k.startswith("listen:"):
+                rec = ev.subscribe(lambda e: None, summaries=k == "listen:summary", stacks=True)
+            else:
+                rec = tt.record(os.path.join(tmp, f"{k}{rep}.ttrace"), values=k).start()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            if rec is not None:
+                rec.close()  # the writer's last flush counts: that is the real cost
+            times[k].append((time.perf_counter() - t0) / steps)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    base = med["unrecorded"]
+    rows = [(f"MLP step, unrecorded ({how})", fmt_time(base), "1.00x", "")]
+    for k, target in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
+        rows.append((f"  no-op listener with values='{k}' needs", fmt_time(med["listen:" + k]),
+                     f"{med['listen:' + k] / base:.2f}x", "engine's share"))
+        rows.append((f"MLP step, record(values='{k}')", fmt_time(med[k]), f"{med[k] / base:.2f}x", target))
+        rows.append(("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", ""))
+    return rows
+
+
+def synthetic_events(n: int, *, summaries: bool, nan_at: int | None = None):
+    """n small op events shaped like a training loop's: 20 ops per run, repeating names,
+    shapes and stacks, times increasing; one NaN output at index `nan_at`."""
+    ops = ["matmul", "add", "relu", "matmul", "add", "softmax_cross_entropy", "mean", "mean", "matmul",
+           "relu", "matmul", "add", "matmul", "accumulate_grad", "accumulate_grad", "sgd", "sgd", "sgd", "sgd",
+           "sum"]
+    frames = tuple((ev.Frame(f"/home/user/train.py", 40 + i, "train_step"), ev.Frame("/home/user/train.py", 90,
+                                                                                      "<module>")) for i in range(20))
+    fin = ev.Summary(8192, 0, 0, 0, 4000, 12, 4180, -3.5, 3.25, 0.01, 1.0)
+    bad = ev.Summary(8192, 3, 0, 1, 4000, 12, 4176, -3.5, 3.25, 0.01, 1.0)
+    phases = ["forward"] * 8 + ["backward"] * 7 + ["update"] * 4 + ["forward"]
+    tid = 1
+    t = time.perf_counter_ns()
+    yield ev.RunStart(1, "eager", "step", "", (), (), None, t, tid, time.time_ns())
+    for i in range(n):
+        k = i % 20
+        run = i // 20 + 1
+        if k == 0 and i:
+            yield ev.RunEnd(run - 1, t, tid)
+            yield ev.RunStart(run, "eager", "step", "", (), (), None, t, tid, time.time_ns())
+        name = f"layer{k // 4}/{ops[k]}"
+        s = (bad if i == nan_at else fin,) if summaries else None
+        yield ev.OpEvent(i + 1, run, "eager", phases[k], ops[k], name, (f"layer{k // 4}/in:0", "w:0"),
+                         (ev.TensorMeta(name + ":0", (64, 128), "float32", "cpu", 32768),), t, t + 5000, tid,
+                         "cpu", 16384, None, (), None, frames[k], s, None, None)
+        t += 6000
+    yield ev.RunEnd(n // 20, t, tid)
+
+
+def bench_file(n: int) -> list[tuple[str, str, str, str]]:
+    tmp = tempfile.mkdtemp(prefix="tt-bench-")
+    rows = []
+    gen_t0 = time.perf_counter()
+    for _ in synthetic_events(n // 10, summaries=True):
+        pass
+    gen_per_event = (time.perf_counter() - gen_t0) / (n // 10)
+    for level in ("none", "summary"):
+        path = os.path.join(tmp, f"{level}.ttrace")
+        # end to end: events through the listener, the queue and the writer thread, into the file
+        rec = tt.record(path, values=level).start()
+        emit = rec._listener.callback  # the listener itself (ev.emit would also reach other listeners)
+        t0 = time.perf_counter()
+        for e in synthetic_events(n, summaries=level == "summary", nan_at=int(n * 0.99)):
+            emit(e)
+        t_emit = time.perf_counter() - t0
+        rec.stop()
+        t_total = time.perf_counter() - t0 - gen_per_event * n
+        size = os.path.getsize(path)
+        rows.append((f"write {n:,} events, values='{level}'", f"{n / t_total:,.0f} ev/s",
+                     f"{size / n:.1f} B/ev", "bytes/event on disk"))
+        if level == "summary":
+            rows.append(("  emit loop alone (listener append + GIL shared with the writer)",
+                         f"{(t_emit / n - gen_per_event) * 1e9:.0f} ns/ev", "", ""))
+    # the writer alone (no queue, no thread): the ceiling of the design
+    wpath = os.path.join(tmp, "writer.ttrace")
+    w = TraceWriter(wpath)
+    batch = []
+    t0 = time.perf_counter()
+    m = n // 4
+    for e in synthetic_events(m, summaries=True):
+        batch.append((e, None))
+        if len(batch) == 20_000:
+            w.write(batch)
+            batch = []
+    w.write(batch)
+    w.close()
+    rows.append(("  writer alone (same events)", f"{m / (time.perf_counter() - t0 - gen_per_event * m):,.0f} ev/s",
+                 "", ""))
+    path = os.path.join(tmp, "summary.ttrace")
+    t0 = time.perf_counter()
+    t = tt.trace.open(path)
+    bad = t.first_nonfinite()
+    t_first = time.perf_counter() - t0
+    assert bad is not None and bad.seq == int(n * 0.99) + 1, bad
+    rows.append(("open + first_nonfinite()", fmt_time(t_first), "", "< 1 s"))
+    t0 = time.perf_counter()
+    runs = t.runs()
+    rows.append((f"runs() ({len(runs):,} runs)", fmt_time(time.perf_counter() - t0), "", ""))
+    t0 = time.perf_counter()
+    page = t.events(runs[len(runs) // 2].run)
+    rows.append(("events(run) of one run in the middle", fmt_time(time.perf_counter() - t0), "", f"{len(page)} ev"))
+    t0 = time.perf_counter()
+    k = sum(1 for _ in t.iter_events())
+    rows.append((f"read all {k:,} events back", f"{k / (time.perf_counter() - t0):,.0f} ev/s", "", ""))
+    t.close()
+    return rows
+
+
+def main() -> None:
+    print_table("recorder: MLP training step (64->128->10, batch 64), ratios vs unrecorded", bench_mlp())
+    n = int(os.environ.get("TT_BENCH_EVENTS", 1_000_000))
+    print_table(f"trace file at scale ({n:,} small events)", bench_file(n))
+
+
+if __name__ == "__main__":
+    main()

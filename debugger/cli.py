@@ -1,0 +1,101 @@
+"""`tracetensor debug TRACE`: a recorded trace in the debugger, post-mortem. With `-c`
+(or without a terminal) commands run in line mode; otherwise the Textual UI opens."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from tracetensor.trace import Trace
+
+from . import filters as flt
+from .commands import Debugger, RunAction, to_plain
+
+
+def open_trace(path: str) -> Trace:
+    import tracetensor.trace as ttt
+
+    return ttt.open(path)
+
+
+def start_run(trace: Trace) -> int | None:
+    """The first run holding a NaN/inf (the usual reason to open a trace), else the last."""
+    for r in trace.runs():
+        if trace.first_nonfinite(r.run) is not None:
+            return r.run
+    return trace.last_run()
+
+
+def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
+    """Offline `run`: moves to the next run (`-t N`: N runs on; `-f F`: the next run
+    where a tensor passes F). None when the trace has no such run."""
+    ids = [r.run for r in trace.runs() if current is None or r.run > current]
+    if act.mode == "filter":
+        fn = flt.get_filter(act.filter or "has_inf_or_nan")
+        for r in ids:
+            if flt.first_passing(trace, r, fn) is not None:
+                return r
+        return None
+    k = act.times - 1 if act.mode == "times" else 0
+    return ids[k] if k < len(ids) else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tracetensor debug", description=__doc__.splitlines()[0])
+    p.add_argument("trace", help="a trace file written by tt.record(...)")
+    p.add_argument("-c", "--command", action="append", default=[],
+                   help="run this debugger command and print its output (repeatable); no UI opens")
+    p.add_argument("--run", type=int, default=None,
+                   help="start at this run (default: the first run with NaN/inf)")
+    p.add_argument("--ui", choices=["textual", "readline"], default=None)
+    args = p.parse_args(argv)
+    from tracetensor.trace import TraceFileError
+
+    try:
+        trace = open_trace(args.trace)
+        run = args.run if args.run is not None else start_run(trace)
+    except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
+        print(f"tracetensor debug: {e}", file=sys.stderr)
+        return 2
+    dbg = Debugger(trace, run)
+    dbg.history_from_trace()
+    if args.command:
+        rc = 0
+        for cmd in args.command:
+            print(f"tfdbg> {cmd}")
+            res = dbg.execute(cmd)
+            if res.action is not None:
+                nr = next_run(trace, dbg.run, res.action)
+                if nr is None:
+                    print("no further run matches in this trace")
+                    continue
+                dbg.run = nr
+                dbg.stopped_by = res.action.filter
+                print(f"now at run {nr}")
+                continue
+            if res.exit:
+                break
+            print(to_plain(res.output))
+            rc = rc or (1 if res.error else 0)
+        return rc
+    ui_type = args.ui or ("textual" if sys.stdin.isatty() and sys.stdout.isatty() else "readline")
+    if ui_type == "textual":
+        from .tui import TextualUI
+        ui = TextualUI()
+    else:
+        from .readline_ui import ReadlineUI
+        ui = ReadlineUI()
+    while True:
+        intro = Text(f"trace {args.trace}: {len(trace.runs())} runs; at run {dbg.run}\n"
+                     "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
+        act = ui.session(dbg, f"trace: run {dbg.run}", intro)
+        if act is None:
+            return 0
+        nr = next_run(trace, dbg.run, act)
+        if nr is None:
+            print("no further run matches in this trace")
+            return 0
+        dbg.run = nr
+        dbg.stopped_by = act.filter

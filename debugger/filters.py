@@ -1,0 +1,114 @@
+"""Tensor filters (tfdbg's `has_inf_or_nan` and user-registered ones): predicates over
+one tensor of one run, used by `lt -f`, `run -f` and the culprit marker."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from tracetensor import events as ev
+from tracetensor.trace import Trace
+
+
+@dataclass
+class TensorDatum:
+    """One output tensor of one op event, as a filter sees it (tfdbg's DebugTensorDatum)."""
+    event: ev.OpEvent
+    index: int
+    trace: Trace
+
+    @property
+    def meta(self) -> ev.TensorMeta:
+        return self.event.outputs[self.index]
+
+    @property
+    def tensor_name(self) -> str:
+        return self.meta.name
+
+    @property
+    def node_name(self) -> str:
+        return self.event.name
+
+    @property
+    def op_type(self) -> str:
+        return self.event.op
+
+    @property
+    def summary(self) -> ev.Summary | None:
+        s = self.event.summaries
+        return s[self.index] if s is not None and self.index < len(s) else None
+
+    @cached_property
+    def value(self) -> np.ndarray | None:
+        """The recorded value (None when only summaries were kept)."""
+        return self.trace.value(self.tensor_name, self.event.run)
+
+
+Filter = Callable[[TensorDatum, Any], bool]
+
+
+class FilterError(LookupError):
+    """A filter name that is not registered."""
+
+
+def has_inf_or_nan(datum: TensorDatum, tensor: Any) -> bool:
+    """True when the tensor holds a NaN or an infinity (from its summary when one was
+    recorded, else from its value)."""
+    s = datum.summary
+    if s is not None:
+        return not s.finite
+    if tensor is None:
+        return False
+    a = np.asarray(tensor)
+    return a.dtype.kind in "fc" and not bool(np.isfinite(a).all())
+
+
+_FILTERS: dict[str, Filter] = {"has_inf_or_nan": has_inf_or_nan}
+
+
+def add_tensor_filter(name: str, fn: Filter) -> None:
+    """Registers `fn(datum, tensor_value) -> bool` under `name` for `lt -f` and `run -f`.
+    `tensor_value` is the tensor as a numpy array, or None when values were not kept."""
+    if not callable(fn):
+        raise TypeError(f"tensor filter {name!r} must be callable, got {type(fn).__name__}")
+    _FILTERS[name] = fn
+
+
+def get_filter(name: str) -> Filter:
+    try:
+        return _FILTERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_FILTERS))
+        raise FilterError(f"no tensor filter named {name!r}; registered: {known}") from None
+
+
+def filter_names() -> list[str]:
+    return sorted(_FILTERS)
+
+
+def passes(fn: Filter, datum: TensorDatum) -> bool:
+    """Runs a filter; only the value-free path is taken when the summary already answers."""
+    if fn is has_inf_or_nan and datum.summary is not None:
+        return not datum.summary.finite
+    return bool(fn(datum, datum.value))
+
+
+def data(trace: Trace, run: int | None) -> list[TensorDatum]:
+    """Every output tensor of a run, in execution order."""
+    out = []
+    for e in trace.events(run):
+        for i, m in enumerate(e.outputs):
+            if m.dtype != "none":
+                out.append(TensorDatum(e, i, trace))
+    return out
+
+
+def first_passing(trace: Trace, run: int | None, fn: Filter) -> TensorDatum | None:
+    """The culprit: the first tensor in execution order that passes `fn`."""
+    for d in data(trace, run):
+        if passes(fn, d):
+            return d
+    return None

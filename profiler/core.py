@@ -1,0 +1,636 @@
+"""The profiler: `profile` collects op events (and steps, user ranges, device times,
+memory) from the event stream; `Report` turns them into torch.profiler-style tables.
+
+Self and total, defined once so nothing is counted twice:
+- an op (forward, backward or update) never contains another op: its self time is
+  its total time, the host time between its start and end;
+- a range (a `record_function` block, a profiler step) has a total time equal to
+  its wall time; its self time is that total minus the total time of the ops and
+  ranges directly inside it, i.e. the Python time spent in it outside any op.
+So the self times of all rows add up to the wall time the profile covers (ops
+outside any range plus the top-level ranges), and the self times of the op rows
+alone add up to the time spent in ops. Percentages are of the sum of self times.
+Device (GPU) time follows the same rule: ranges have no device time of their own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import operator
+import threading
+import time
+import weakref
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import tracetensor as tt
+from tracetensor import events as ev
+from tracetensor.trace import MemoryTrace, Trace
+
+__all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
+           "Report", "EventList", "Row", "SortKeyError"]
+
+
+class ProfilerActivity(enum.Enum):
+    """Accepted for torch.profiler compatibility: CPU is always profiled, CUDA whenever
+    an op runs on a GPU."""
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class ProfilerAction(enum.Enum):
+    NONE = 0
+    WARMUP = 1
+    RECORD = 2
+    RECORD_AND_SAVE = 3
+
+
+class SortKeyError(ValueError):
+    """`table(sort_by=...)` got a key it does not know."""
+
+
+def schedule(*, wait: int, warmup: int, active: int, repeat: int = 0,
+             skip_first: int = 0) -> Callable[[int], ProfilerAction]:
+    """torch.profiler.schedule: after `skip_first` steps, cycles of `wait` idle steps,
+    `warmup` steps profiled then discarded, `active` steps recorded (the last one saves:
+    `on_trace_ready` is called); `repeat` cycles (0: forever)."""
+    if wait < 0 or warmup < 0 or active <= 0 or repeat < 0 or skip_first < 0:
+        raise ValueError(f"schedule expects wait, warmup, repeat, skip_first >= 0 and active > 0; got "
+                         f"wait={wait} warmup={warmup} active={active} repeat={repeat} "
+                         f"skip_first={skip_first}")
+    cycle = wait + warmup + active
+
+    def action(step: int) -> ProfilerAction:
+        if step < skip_first:
+            return ProfilerAction.NONE
+        step -= skip_first
+        if repeat and step // cycle >= repeat:
+            return ProfilerAction.NONE
+        pos = step % cycle
+        if pos < wait:
+            return ProfilerAction.NONE
+        if pos < wait + warmup:
+            return ProfilerAction.WARMUP
+        return ProfilerAction.RECORD_AND_SAVE if pos == cycle - 1 else ProfilerAction.RECORD
+    return action
+
+
+def _always_record(step: int) -> ProfilerAction:
+    return ProfilerAction.RECORD
+
+
+_ACTIVE: list[profile] = []  # the innermost running profiler, for the module-level `step()`
+
+
+def step() -> None:
+    """Marks the end of a training step for the running profiler (`tracetensor profile`
+    or a `with profile()` block); does nothing when none runs. Scripts call this so the
+    same code runs profiled and unprofiled."""
+    if _ACTIVE:
+        _ACTIVE[-1].step()
+
+
+@contextmanager
+def record_function(name: str) -> Iterator[None]:
+    """A named user range: shows as a row (self = its Python time outside ops) and as a
+    slice that the ops inside nest under in the Chrome trace."""
+    with ev.record_range(name):
+        yield
+
+
+class profile:
+    """`with profile() as prof: ... prof.step()`, then `prof.key_averages().table()`.
+
+    By default only timings are collected (no stacks, values or summaries are asked of
+    the engine). Shapes are in every event, so `record_shapes` costs nothing and is kept
+    for torch compatibility (`key_averages(group_by_input_shape=True)` works regardless).
+    `activities` is accepted likewise: the CPU is always profiled, and the GPU whenever an
+    op runs there. `with_stack` records the user's source frames (a Source Location
+    column, folded stacks); `profile_memory` tracks the bytes each op's outputs allocate
+    and live bytes over time (frees seen through weak references to the arrays);
+    `with_flops` adds FLOPs and GFLOP/s columns. Results are those of the last recorded
+    window (`schedule`), or of the whole block without one.
+    """
+
+    def __init__(self, *, activities: Iterable[ProfilerActivity] | None = None, record_shapes: bool = False,
+                 profile_memory: bool = False, with_stack: bool = False, with_flops: bool = False,
+                 schedule: Callable[[int], ProfilerAction] | None = None,
+                 on_trace_ready: Callable[[profile], Any] | None = None) -> None:
+        self.record_shapes = record_shapes
+        self.profile_memory = profile_memory
+        self.with_stack = with_stack
+        self.with_flops = with_flops
+        self.schedule = schedule or _always_record
+        self.on_trace_ready = on_trace_ready
+        self.step_num = 0
+        self._action = ProfilerAction.NONE
+        self._listener: ev.Listener | None = None
+        self._buf: list[ev.Event] = []
+        self._mem = _MemoryTracker() if profile_memory else None
+        self._run: int | None = None  # the run id of the current step while recording
+        self._steps_marked = False
+        self._report: Report | None = None
+        self._windows = 0
+
+    # -- lifecycle
+    def __enter__(self) -> profile:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.stop(exc)
+
+    def start(self) -> None:
+        _ACTIVE.append(self)
+        self._transition(self.schedule(self.step_num))
+
+    def stop(self, error: BaseException | None = None) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        recording = self._action in (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
+        self._end_step(error)
+        self._unsubscribe()
+        if recording:
+            self._save()
+        self._action = ProfilerAction.NONE
+
+    def step(self) -> None:
+        """Ends step `step_num` and starts the next one (call it at the end of each step)."""
+        self._steps_marked = True
+        prev = self._action
+        self._end_step()
+        self.step_num += 1
+        if prev is ProfilerAction.RECORD_AND_SAVE:
+            self._unsubscribe()
+            self._save()
+            self._action = ProfilerAction.NONE
+        self._transition(self.schedule(self.step_num))
+
+    def _transition(self, action: ProfilerAction) -> None:
+        if action is ProfilerAction.NONE:
+            self._unsubscribe()
+        else:
+            if self._listener is None:
+                self._subscribe()
+            if action is not ProfilerAction.WARMUP and self._action is ProfilerAction.WARMUP:
+                self._buf.clear()  # warm-up steps run profiled, then are thrown away
+                if self._mem is not None:
+                    self._mem.reset()
+            self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
+        self._action = action
+
+    def _end_step(self, error: BaseException | None = None) -> None:
+        if self._run is not None:
+            ev.end_run(self._run, error)
+            self._run = None
+
+    def _subscribe(self) -> None:
+        self._buf = []
+        if self._mem is not None:
+            self._mem.reset()
+            cb = self._mem.wrap(self._buf.append)
+        else:
+            cb = self._buf.append  # the cheapest listener there is: no Python frame per event
+        self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory)
+
+    def _unsubscribe(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def _save(self) -> None:
+        self._report = Report.from_events(self._buf, steps_marked=self._steps_marked, memory=self._mem,
+                                          with_flops=self.with_flops, with_stack=self.with_stack,
+                                          profile_memory=self.profile_memory)
+        self._windows += 1
+        if self.on_trace_ready is not None:
+            self.on_trace_ready(self)
+
+    # -- results (of the last recorded window)
+    @property
+    def report(self) -> Report:
+        if self._report is None:
+            if self._listener is not None or self._buf:
+                return Report.from_events(list(self._buf), steps_marked=self._steps_marked, memory=self._mem,
+                                          with_flops=self.with_flops, with_stack=self.with_stack,
+                                          profile_memory=self.profile_memory)
+            raise RuntimeError("the profiler has recorded nothing yet: run code inside `with profile():` "
+                               "(with a schedule, results exist once an active window ends)")
+        return self._report
+
+    def events(self) -> list[ev.Event]:
+        """The raw events of the last recorded window."""
+        return self.report.raw
+
+    def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0) -> EventList:
+        return self.report.key_averages(group_by_input_shape, group_by_stack_n)
+
+    def export_chrome_trace(self, path: str) -> None:
+        from .export import export_chrome_trace
+        export_chrome_trace(self.report, path)
+
+    def export_speedscope(self, path: str) -> None:
+        from .export import export_speedscope
+        export_speedscope(self.report, path)
+
+    def export_stacks(self, path: str) -> None:
+        """Folded stacks: the user's source frames then the op, valued by op time (us)."""
+        from .export import export_stacks
+        export_stacks(self.report, path)
+
+
+# --------------------------------------------------------------------------- memory
+
+class _MemoryTracker:
+    """Bytes that ops' outputs allocate and, through weak references to those arrays,
+    when they are freed. Views (arrays with a `.base`) allocate nothing and are skipped;
+    arrays that cannot be weakly referenced (numpy scalars) count as freed at once.
+    On cupy, the memory pool's used/total bytes are sampled at every op as well."""
+
+    def __init__(self) -> None:
+        self.deltas: list[tuple[int, str, int, int]] = []  # (t_ns, device, +/-bytes, seq or 0)
+        self.pool: list[tuple[int, int, int]] = []  # (t_ns, used, total) for cupy
+        self._refs: dict[int, Any] = {}
+
+    def reset(self) -> None:
+        """Forgets what was seen (in place: the listener made by `wrap` holds these)."""
+        self.deltas.clear()
+        self.pool.clear()
+        self._refs.clear()
+
+    def wrap(self, append: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
+        # OpEvent(*fields but values) is 4x faster than dataclasses.replace on the hot path;
+        # it needs `values` to be the last field, else the plain replace is used
+        names = [f.name for f in dataclasses.fields(ev.OpEvent)]
+        if names[-1] == "values":
+            fields, op_event = operator.attrgetter(*names[:-1]), ev.OpEvent
+            strip = lambda e: op_event(*fields(e))
+        else:
+            strip = lambda e: dataclasses.replace(e, values=None)
+        deltas, refs = self.deltas, self._refs
+        perf = time.perf_counter_ns
+
+        def freed(r: Any) -> None:
+            dev_nb = refs.pop(id(r), None)
+            if dev_nb is not None:
+                deltas.append((perf(), dev_nb[0], -dev_nb[1], 0))
+
+        def on_event(e: ev.Event) -> None:
+            if e.__class__ is ev.OpEvent and e.values is not None:
+                vals = e.values
+                e = strip(e)  # without values: keeping them would keep the arrays alive
+                if e.phase != "update":  # updates work in place
+                    for m, v in zip(e.outputs, vals):
+                        if v is None or getattr(v, "base", None) is not None or not m.nbytes:
+                            continue
+                        try:
+                            r = weakref.ref(v, freed)
+                        except TypeError:
+                            continue
+                        refs[id(r)] = (m.device, m.nbytes, r)
+                        deltas.append((e.end_ns, m.device, m.nbytes, e.seq))
+                if e.device.startswith("cuda"):
+                    self.pool.append((e.end_ns, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
+            append(e)
+        return on_event
+
+
+# --------------------------------------------------------------------------- analysis
+
+@dataclasses.dataclass
+class Row:
+    """One line of `key_averages()`: all occurrences of one key summed."""
+    key: str
+    is_range: bool = False
+    count: int = 0
+    self_cpu_time_total: int = 0  # ns
+    cpu_time_total: int = 0
+    self_device_time_total: int = 0
+    device_time_total: int = 0
+    self_cpu_memory_usage: int = 0  # bytes of outputs allocated (ranges: 0)
+    cpu_memory_usage: int = 0
+    self_device_memory_usage: int = 0
+    device_memory_usage: int = 0
+    flops: int = 0
+    input_shapes: str = ""
+    stack: tuple[ev.Frame, ...] = ()
+
+    @property
+    def cpu_time(self) -> float:
+        return self.cpu_time_total / self.count if self.count else 0.0
+
+    @property
+    def device_time(self) -> float:
+        return self.device_time_total / self.count if self.count else 0.0
+
+    # torch's names
+    self_cuda_time_total = property(lambda self: self.self_device_time_total)
+    cuda_time_total = property(lambda self: self.device_time_total)
+
+
+def op_label(e: ev.OpEvent) -> str:
+    """The row name of an op event: its type, with the phase when not forward."""
+    return e.op if e.phase == "forward" else f"{e.op} ({e.phase})"
+
+
+@dataclasses.dataclass
+class _Span:
+    """An op or a range with its nesting resolved (parent = innermost enclosing range)."""
+    kind: str  # "op" | "range" | "step"
+    name: str
+    start: int
+    end: int
+    thread: int
+    event: ev.OpEvent | None = None
+    child_ns: int = 0
+    child_dev_ns: int = 0
+    child_mem: int = 0
+    child_dev_mem: int = 0
+    child_flops: int = 0
+    parent: _Span | None = None
+    depth: int = 0
+
+    @property
+    def dur(self) -> int:
+        return self.end - self.start
+
+
+SORT_KEYS = ("self_cpu_time_total", "cpu_time_total", "cpu_time", "count", "self_device_time_total",
+             "device_time_total", "device_time", "self_cuda_time_total", "cuda_time_total",
+             "self_cpu_memory_usage", "cpu_memory_usage", "self_device_memory_usage", "device_memory_usage",
+             "flops")
+
+
+class Report:
+    """Analysis of one profiled window: spans with nesting, device times, memory."""
+
+    def __init__(self, trace: Trace, *, steps_marked: bool = True, memory: _MemoryTracker | None = None,
+                 with_flops: bool = False, with_stack: bool = False, profile_memory: bool = False,
+                 raw: list[ev.Event] | None = None) -> None:
+        self.trace = trace
+        self.raw = raw if raw is not None else []
+        self.with_flops, self.with_stack, self.profile_memory = with_flops, with_stack, profile_memory
+        self.ops = trace.events()
+        self.device_ns = trace.device_times()
+        self.graphs = trace.graphs()
+        self.runs = trace.runs()
+        spans: list[_Span] = []
+        # steps are marked on the thread that runs the training loop: the one most ops ran on
+        counts = Counter(e.thread for e in self.ops)
+        main_thread = counts.most_common(1)[0][0] if counts else threading.get_ident()
+        if steps_marked:
+            for r in self.runs:
+                if r.kind == "step" and r.end_ns is not None:
+                    spans.append(_Span("step", r.name, r.start_ns, r.end_ns, main_thread))
+        for u in trace.ranges():
+            spans.append(_Span("range", u.name, u.start_ns, u.end_ns, u.thread))
+        for e in self.ops:
+            spans.append(_Span("op", op_label(e), e.start_ns, e.end_ns, e.thread, e))
+        # a step with nothing in it (the one `step()` opens after the last one) is no step
+        self.spans = [s for s in _nest(spans, self.device_ns) if not (s.kind == "step" and s.child_ns == 0)]
+        self.memory = memory
+        self.mem_series, self.peak = (_memory_series(memory, {e.seq: e for e in self.ops}) if memory
+                                      else ({}, {}))
+        self.pool = list(memory.pool) if memory else []
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event], **kw: Any) -> Report:
+        events = list(events)
+        tr = MemoryTrace(start=False, summaries=False, stacks=False)
+        tr.extend(events)
+        return cls(tr, raw=events, **kw)
+
+    @classmethod
+    def from_trace(cls, trace: Trace) -> Report:
+        """A report of a recorded trace (the same analysis as live)."""
+        ops = trace.events()
+        return cls(trace, with_stack=any(e.stack for e in ops[:50]))
+
+    # -- totals
+    @property
+    def op_time_ns(self) -> int:
+        return sum(e.end_ns - e.start_ns for e in self.ops)
+
+    @property
+    def steps(self) -> list[_Span]:
+        return [s for s in self.spans if s.kind == "step"]
+
+    @property
+    def has_device(self) -> bool:
+        return bool(self.device_ns)
+
+    def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0) -> EventList:
+        shapes = _shape_lookup(self.ops) if group_by_input_shape else None
+        rows: dict[tuple, Row] = {}
+        for s in self.spans:
+            e = s.event
+            name = "ProfilerStep*" if s.kind == "step" else s.name
+            sh = _shapes_of(e, shapes) if shapes is not None and e is not None else ""
+            st = tuple(e.stack[:group_by_stack_n]) if group_by_stack_n and e is not None and e.stack else ()
+            key = (name, s.kind != "op", sh, st)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = Row(name, s.kind != "op", input_shapes=sh, stack=st)
+                if not st and e is not None and e.stack:
+                    row.stack = e.stack[:1]
+            row.count += 1
+            row.cpu_time_total += s.dur
+            row.self_cpu_time_total += s.dur - s.child_ns
+            if e is not None:
+                dev = self.device_ns.get(e.seq, 0)
+                mem = sum(m.nbytes for m in e.outputs) if self.profile_memory else 0
+                on_dev = e.device.startswith("cuda")
+                row.self_device_time_total += dev
+                row.device_time_total += dev
+                row.self_cpu_memory_usage += 0 if on_dev else mem
+                row.cpu_memory_usage += 0 if on_dev else mem
+                row.self_device_memory_usage += mem if on_dev else 0
+                row.device_memory_usage += mem if on_dev else 0
+                row.flops += e.flops
+            else:
+                row.device_time_total += s.child_dev_ns
+                row.cpu_memory_usage += s.child_mem
+                row.device_memory_usage += s.child_dev_mem
+                row.flops += s.child_flops
+        return EventList(rows.values(), report=self, shapes=group_by_input_shape,
+                         stack_n=group_by_stack_n)
+
+    def top_source_lines(self, n: int = 5) -> list[tuple[ev.Frame, int, int]]:
+        """(frame, op ns, op count) of the user lines whose ops took the most time."""
+        acc: dict[tuple[str, int], list] = {}
+        for e in self.ops:
+            if e.stack:
+                f = e.stack[0]
+                a = acc.setdefault((f.filename, f.lineno), [f, 0, 0])
+                a[1] += e.end_ns - e.start_ns
+                a[2] += 1
+        return [tuple(a) for a in sorted(acc.values(), key=lambda a: -a[1])[:n]]
+
+
+def _nest(spans: list[_Span], device_ns: dict[int, int]) -> list[_Span]:
+    """Resolves which range each span sits in (per thread, by time containment) and
+    adds each span's total into its direct parent's `child_*` sums."""
+    order = {"step": 0, "range": 1, "op": 2}
+    spans.sort(key=lambda s: (s.thread, s.start, -s.end, order[s.kind]))
+    stack: list[_Span] = []
+    thread = None
+    for s in spans:
+        if s.thread != thread:
+            stack, thread = [], s.thread
+        while stack and not (stack[-1].start <= s.start and s.end <= stack[-1].end):
+            stack.pop()
+        if stack:
+            s.parent = stack[-1]
+            s.depth = len(stack)
+            stack[-1].child_ns += s.dur
+        if s.kind != "op":
+            stack.append(s)
+    # device time, memory and FLOPs roll up bottom-up (deepest spans first)
+    for s in sorted(spans, key=lambda s: -s.depth):
+        p = s.parent
+        if p is None:
+            continue
+        e = s.event
+        if e is not None:
+            nb = sum(m.nbytes for m in e.outputs)
+            if e.device.startswith("cuda"):
+                p.child_dev_mem += nb
+            else:
+                p.child_mem += nb
+            p.child_dev_ns += device_ns.get(e.seq, 0)
+            p.child_flops += e.flops
+        else:
+            p.child_dev_ns += s.child_dev_ns
+            p.child_mem += s.child_mem
+            p.child_dev_mem += s.child_dev_mem
+            p.child_flops += s.child_flops
+    spans.sort(key=lambda s: (s.start, s.depth))
+    return spans
+
+
+def _shape_lookup(ops: list[ev.OpEvent]) -> dict[str, tuple[int, ...]]:
+    return {m.name: m.shape for e in ops for m in e.outputs}
+
+
+def _shapes_of(e: ev.OpEvent, known: dict[str, tuple[int, ...]]) -> str:
+    """`[64, 64], [64, 128] -> [64, 128]`: input shapes where an earlier event produced
+    the input (the user's own leaf tensors show as `?`), then output shapes."""
+    ins = ", ".join(str(list(known[i])) if i in known else "?" for i in e.inputs)
+    outs = ", ".join("None" if m.dtype == "none" else str(list(m.shape)) for m in e.outputs)
+    return f"{ins} -> {outs}"
+
+
+def _memory_series(mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
+                   ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]]]:
+    """Live bytes over time per device, and the peak with the op that reached it."""
+    series: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    live: dict[str, int] = defaultdict(int)
+    peak: dict[str, tuple[int, str]] = {}
+    for t, dev, delta, seq in sorted(mem.deltas, key=lambda d: d[0]):
+        live[dev] += delta
+        series[dev].append((t, live[dev]))
+        if delta > 0 and live[dev] > peak.get(dev, (0, ""))[0]:
+            e = by_seq.get(seq)
+            peak[dev] = (live[dev], f"{e.name} ({op_label(e)})" if e else "?")
+    return dict(series), peak
+
+
+# --------------------------------------------------------------------------- tables
+
+def fmt_ns(ns: float) -> str:
+    if ns < 1e6:
+        return f"{ns / 1e3:.3f}us"
+    if ns < 1e9:
+        return f"{ns / 1e6:.3f}ms"
+    return f"{ns / 1e9:.3f}s"
+
+
+def fmt_bytes(b: float) -> str:
+    for unit in ("b", "Kb", "Mb", "Gb"):
+        if abs(b) < 1024 or unit == "Gb":
+            return f"{b:.0f} {unit}" if unit == "b" else f"{b:.2f} {unit}"
+        b /= 1024
+    return str(b)
+
+
+class EventList(list):
+    """The rows of `key_averages()`, with `table()` like torch.profiler's."""
+
+    def __init__(self, rows: Iterable[Row], *, report: Report, shapes: bool = False,
+                 stack_n: int = 0) -> None:
+        super().__init__(rows)
+        self.report, self.shapes, self.stack_n = report, shapes, stack_n
+
+    def total_self_cpu_ns(self) -> int:
+        return sum(r.self_cpu_time_total for r in self)
+
+    def table(self, sort_by: str = "self_cpu_time_total", row_limit: int = 20, max_name_width: int = 40,
+              max_shapes_width: int = 50) -> str:
+        if sort_by not in SORT_KEYS:
+            raise SortKeyError(f"table(sort_by={sort_by!r}): expected one of {', '.join(SORT_KEYS)}")
+        rep = self.report
+        rows = sorted(self, key=lambda r: -getattr(r, sort_by))
+        if row_limit and row_limit > 0:
+            rows = rows[:row_limit]
+        total_self = self.total_self_cpu_ns() or 1
+        total_dev = sum(r.self_device_time_total for r in self) or 1
+        cols: list[tuple[str, Callable[[Row], str]]] = [
+            ("Name", lambda r: _clip(r.key, max_name_width)),
+            ("Self CPU %", lambda r: f"{100 * r.self_cpu_time_total / total_self:.2f}%"),
+            ("Self CPU", lambda r: fmt_ns(r.self_cpu_time_total)),
+            ("CPU total %", lambda r: f"{100 * r.cpu_time_total / total_self:.2f}%"),
+            ("CPU total", lambda r: fmt_ns(r.cpu_time_total)),
+            ("CPU time avg", lambda r: fmt_ns(r.cpu_time)),
+        ]
+        if rep.has_device:
+            cols += [
+                ("Self GPU", lambda r: fmt_ns(r.self_device_time_total)),
+                ("Self GPU %", lambda r: f"{100 * r.self_device_time_total / total_dev:.2f}%"),
+                ("GPU total", lambda r: fmt_ns(r.device_time_total)),
+                ("GPU time avg", lambda r: fmt_ns(r.device_time)),
+            ]
+        if rep.profile_memory:
+            cols += [("CPU Mem", lambda r: fmt_bytes(r.cpu_memory_usage)),
+                     ("Self CPU Mem", lambda r: fmt_bytes(r.self_cpu_memory_usage))]
+            if any(r.device_memory_usage for r in self):
+                cols += [("GPU Mem", lambda r: fmt_bytes(r.device_memory_usage)),
+                         ("Self GPU Mem", lambda r: fmt_bytes(r.self_device_memory_usage))]
+        cols.append(("# of Calls", lambda r: str(r.count)))
+        if self.shapes:
+            cols.append(("Input Shapes -> Outputs", lambda r: _clip(r.input_shapes, max_shapes_width)))
+        if rep.with_stack:
+            n = max(1, self.stack_n)
+            cols.append(("Source Location", lambda r: " <- ".join(_where(f) for f in r.stack[:n])))
+        if rep.with_flops:
+            cols += [("Total FLOPs", lambda r: f"{r.flops:,}"),
+                     ("GFLOP/s", lambda r: f"{r.flops / r.self_cpu_time_total:.3f}"
+                      if r.flops and not r.is_range and r.self_cpu_time_total else "")]
+        cells = [[f(r) for _, f in cols] for r in rows]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+                  for i, (h, _) in enumerate(cols)]
+        sep = "-" * (sum(widths) + 2 * (len(widths) - 1))
+
+        def line(vals: list[str]) -> str:
+            left = ("Name", "Input Shapes -> Outputs", "Source Location")
+            return "  ".join(v.ljust(w) if cols[i][0] in left else v.rjust(w)
+                             for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+        out = [sep, line([h for h, _ in cols]), sep, *(line(c) for c in cells), sep,
+               f"Self CPU time total: {fmt_ns(self.total_self_cpu_ns())}"
+               f"  (ops: {fmt_ns(rep.op_time_ns)} in {len(rep.ops)} op events)"]
+        if rep.has_device:
+            out.append(f"Self GPU time total: {fmt_ns(sum(r.self_device_time_total for r in self))}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _clip(s: str, w: int) -> str:
+    return s if len(s) <= w else s[: w - 3] + "..."
+
+
+def _where(f: ev.Frame) -> str:
+    import os
+    return f"{os.path.basename(f.filename)}:{f.lineno}({f.name})"

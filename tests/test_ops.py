@@ -1,0 +1,379 @@
+"""Every op, checked by one helper: forward against a numpy reference and gradient
+against float64 central finite differences (`tt.autograd.gradcheck`), over several
+shapes (broadcasting included), in float32 and float64. The table below declares
+each op once (chainer style); pytest expands it."""
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tracetensor as tt
+from tracetensor._registry import REGISTRY
+
+
+def _np_log_softmax(a, axis=-1):
+    s = a - a.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
+def _np_gather(a, idx, axis):
+    return np.take_along_axis(a, idx, axis=axis)
+
+
+def _np_ce_nd(a, y, w):
+    """PyTorch's weighted mean cross-entropy over (N, C, L) with ignore_index=-100."""
+    lsm = _np_log_softmax(a, 1)
+    keep = y != -100
+    yy = np.where(keep, y, 0)
+    picked = np.take_along_axis(lsm, yy[:, None], 1)[:, 0]
+    ww = w[yy] * keep
+    return -(picked * ww).sum() / ww.sum()
+
+
+def _np_conv2d(x, w, stride=1, padding=0):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo), dtype=np.result_type(x, w))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            out[:, :, i, j] = np.einsum("nckl,ockl->no", patch, w)
+    return out
+
+
+def _np_max_pool(x, k, stride):
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.empty((n, c, ho, wo), dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, :, i, j] = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k].max(axis=(2, 3))
+    return out
+
+
+@dataclass
+class Case:
+    """One op under test. `fn` takes tensors, `ref` the same inputs as numpy arrays.
+    `shapes` lists input-shape tuples to try; `domain` shapes the random inputs;
+    `ints` gives extra integer inputs (made by `ints(rng, shapes)`) appended after the floats."""
+    name: str
+    fn: Callable[..., Any]
+    ref: Callable[..., Any]
+    shapes: list[tuple[tuple[int, ...], ...]]
+    domain: str = "any"          # any | pos | away0 (|x| > 0.2, for kinks at 0) | distinct
+    grad: bool = True
+    ints: Callable[..., list[np.ndarray]] | None = None
+    complex_in: bool = False
+    tol32: float = 2e-2
+    tags: tuple[str, ...] = field(default=())
+
+
+B = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3))]  # broadcasting pairs
+U = [((3, 4),), ((5,),), ((2, 3, 2),)]  # unary shapes
+
+
+def _labels(rng, shapes):
+    n, c = shapes[0][0], shapes[0][-1]
+    return [rng.integers(0, c, size=(n,))]
+
+
+CASES = [
+    Case("add", lambda a, b: a + b, np.add, B),
+    Case("sub", lambda a, b: a - b, np.subtract, B),
+    Case("mul", lambda a, b: a * b, np.multiply, B),
+    Case("div", lambda a, b: a / b, np.divide, B, domain="away0"),
+    Case("pow", lambda a, b: a ** b, np.power, B[:3], domain="pos"),
+    Case("maximum", tt.maximum, np.maximum, B, domain="distinct"),
+    Case("minimum", tt.minimum, np.minimum, B, domain="distinct"),
+    Case("neg", lambda a: -a, np.negative, U),
+    Case("exp", tt.exp, np.exp, U),
+    Case("log", tt.log, np.log, U, domain="pos"),
+    Case("sqrt", tt.sqrt, np.sqrt, U, domain="pos"),
+    Case("abs", tt.abs, np.abs, U, domain="away0"),
+    Case("tanh", tt.tanh, np.tanh, U),
+    Case("sigmoid", tt.sigmoid, lambda a: 1 / (1 + np.exp(-a)), U),
+    Case("relu", tt.relu, lambda a: np.maximum(a, 0), U, domain="away0"),
+    Case("sin", tt.sin, np.sin, U),
+    Case("square", tt.square, np.square, U),
+    Case("clamp", lambda a: a.clamp(-0.5, 0.7), lambda a: np.clip(a, -0.5, 0.7), U, domain="away0"),
+    Case("clamp_min", lambda a: a.clamp(min=0.3), lambda a: np.maximum(a, 0.3), U, domain="away0"),
+    Case("where", lambda a, b: tt.where(a > 0, a, b), lambda a, b: np.where(a > 0, a, b), B[:3],
+         domain="away0"),
+    Case("matmul", tt.matmul, np.matmul, [((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((4,), (4, 3)),
+                                          ((3, 4), (4,)), ((4,), (4,)), ((2, 1, 3, 4), (3, 4, 2))]),
+    Case("sum", lambda a: a.sum(), np.sum, U),
+    Case("sum_dim", lambda a: a.sum(0, keepdim=True), lambda a: a.sum(0, keepdims=True), U),
+    Case("mean_dims", lambda a: a.mean((0, -1)), lambda a: a.mean((0, -1)), [((3, 4),), ((2, 3, 2),)]),
+    Case("var", lambda a: a.var(), lambda a: a.var(ddof=1), U),
+    Case("var_dim", lambda a: a.var(1, keepdim=True), lambda a: a.var(1, ddof=1, keepdims=True), [((3, 4),)]),
+    Case("var_biased", lambda a: a.var(0, unbiased=False), lambda a: a.var(0), U),
+    Case("std", lambda a: a.std(-1), lambda a: a.std(-1, ddof=1), U),
+    Case("std_corr0", lambda a: a.std(correction=0), lambda a: a.std(), U),
+    Case("prod", lambda a: a.prod(), np.prod, U),
+    Case("prod_dim", lambda a: a.prod(1), lambda a: a.prod(1), [((3, 4),), ((2, 3, 2),)]),
+    Case("prod_zero", lambda a: (a * (a > 0)).prod(0), lambda a: (a * (a > 0)).prod(0), [((3, 4),)],
+         domain="away0"),
+    Case("max", lambda a: a.max(), np.max, U, domain="distinct"),
+    Case("max_dim", lambda a: a.max(1).values, lambda a: a.max(1), [((3, 4),)], domain="distinct"),
+    Case("min_dim", lambda a: a.min(0, keepdim=True).values, lambda a: a.min(0, keepdims=True), [((3, 4),)],
+         domain="distinct"),
+    Case("logsumexp", lambda a: a.logsumexp(-1), lambda a: np.log(np.exp(a).sum(-1)), U),
+    Case("logsumexp2", lambda a: a.logsumexp((0, 1), keepdim=True),
+         lambda a: np.log(np.exp(a).sum((0, 1), keepdims=True)), [((3, 4),)]),
+    Case("cumsum", lambda a: a.cumsum(0), lambda a: np.cumsum(a, 0), U),
+    Case("softmax", lambda a: a.softmax(-1), lambda a: np.exp(_np_log_softmax(a)), U),
+    Case("log_softmax", lambda a: a.log_softmax(0), lambda a: _np_log_softmax(a, 0), U),
+    Case("reshape", lambda a: a.reshape(-1, 2), lambda a: a.reshape(-1, 2), [((3, 4),), ((2, 3, 2),)]),
+    Case("permute", lambda a: a.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1), [((2, 3, 4),)]),
+    Case("transpose", lambda a: a.t(), lambda a: a.T, [((3, 4),)]),
+    Case("flip", lambda a: a.flip(0), lambda a: np.flip(a, 0), U),
+    Case("flip2", lambda a: a.flip((0, -1)), lambda a: np.flip(a, (0, -1)), [((3, 4),), ((2, 3, 2),)]),
+    Case("squeeze", lambda a: a.squeeze(1), lambda a: a.squeeze(1), [((3, 1, 4),)]),
+    Case("unsqueeze", lambda a: a.unsqueeze(-1), lambda a: a[..., None], U),
+    Case("expand", lambda a: a.expand(2, -1, 4), lambda a: np.broadcast_to(a, (2, 3, 4)), [((3, 1),)]),
+    Case("getitem", lambda a: a[1:, ::2], lambda a: a[1:, ::2], [((3, 4),)]),
+    Case("getitem_int_array", lambda a: a[[0, 2, 0]], lambda a: a[[0, 2, 0]], [((3, 4),)]),
+    Case("cat", lambda a, b: tt.cat([a, b], 0), lambda a, b: np.concatenate([a, b], 0), [((2, 3), (4, 3))]),
+    Case("cat_dim1", lambda a, b: tt.cat([a, b, a], dim=1), lambda a, b: np.concatenate([a, b, a], 1),
+         [((2, 3), (2, 1))]),
+    Case("stack", lambda a, b: tt.stack([a, b], 1), lambda a, b: np.stack([a, b], 1), [((2, 3), (2, 3))]),
+    Case("add_n", lambda a, b: tt.add_n([a, b, a]), lambda a, b: a + b + a, [((2, 3), (2, 3))]),
+    Case("clone", lambda a: a.clone(), lambda a: a.copy(), U),
+    Case("gather", lambda a, i: a.gather(1, tt.from_numpy(i)), lambda a, i: _np_gather(a, i, 1), [((3, 4),)],
+         ints=lambda rng, s: [rng.integers(0, 4, size=(3, 2))]),
+    Case("index_select", lambda a, i: a.index_select(0, tt.from_numpy(i)), lambda a, i: a[i], [((3, 4),)],
+         ints=lambda rng, s: [np.array([2, 0, 2])]),
+    Case("embedding", lambda w, i: tt.nn.functional.embedding(tt.from_numpy(i), w), lambda w, i: w[i],
+         [((5, 3),)], ints=lambda rng, s: [np.array([[1, 4], [1, 0]])]),
+    Case("softmax_cross_entropy",
+         lambda a, b: tt.nn.functional.softmax_cross_entropy_with_logits(a, b.softmax(-1)),
+         lambda a, b: -(np.exp(_np_log_softmax(b)) * _np_log_softmax(a)).sum(-1), [((3, 4), (3, 4))]),
+    Case("cross_entropy", lambda a, y: tt.nn.functional.cross_entropy(a, tt.from_numpy(y)),
+         lambda a, y: -_np_log_softmax(a)[np.arange(len(y)), y].mean(), [((5, 4),)], ints=_labels),
+    Case("cross_entropy_nd_weighted",
+         lambda a, y: tt.nn.functional.cross_entropy(a, tt.from_numpy(y), weight=tt.tensor([1.0, 2.0, 0.5])),
+         lambda a, y: _np_ce_nd(a, y, np.array([1.0, 2.0, 0.5])), [((2, 3, 4),)],
+         ints=lambda rng, s: [np.array([[0, 2, 1, -100], [1, 1, 0, 2]])]),
+    Case("nll_loss", lambda a, y: tt.nn.functional.nll_loss(a, tt.from_numpy(y), reduction="sum"),
+         lambda a, y: -a[np.arange(len(y)), y].sum(), [((5, 4),)], ints=_labels),
+    Case("mse_loss", lambda a, b: tt.nn.functional.mse_loss(a, b), lambda a, b: ((a - b) ** 2).mean(),
+         [((3, 4), (3, 4))]),
+    Case("binary_cross_entropy", lambda a, b: tt.nn.functional.binary_cross_entropy(a.sigmoid(), b.sigmoid()),
+         lambda a, b: -(1 / (1 + np.exp(-b)) * np.log(1 / (1 + np.exp(-a)))
+                        + (1 - 1 / (1 + np.exp(-b))) * np.log(1 - 1 / (1 + np.exp(-a)))).mean(),
+         [((3, 4), (3, 4))]),
+    Case("fft", lambda a: tt.fft.fft(a), lambda a: np.fft.fft(a), [((6,),), ((2, 5),)]),
+    Case("fft_n_ortho", lambda a: tt.fft.fft(a, n=4, dim=0, norm="ortho"),
+         lambda a: np.fft.fft(a, n=4, axis=0, norm="ortho"), [((6, 2),), ((3, 2),)]),
+    Case("ifft", lambda a: tt.fft.ifft(a), lambda a: np.fft.ifft(a), [((6,),)], complex_in=True),
+    Case("rfft", lambda a: tt.fft.rfft(a), lambda a: np.fft.rfft(a), [((6,),), ((2, 5),)]),
+    Case("rfft_n", lambda a: tt.fft.rfft(a, n=8), lambda a: np.fft.rfft(a, n=8), [((6,),)]),
+    Case("irfft", lambda a: tt.fft.irfft(a), lambda a: np.fft.irfft(a), [((5,),), ((2, 4),)],
+         complex_in=True),
+    Case("irfft_odd", lambda a: tt.fft.irfft(a, n=7, norm="forward"),
+         lambda a: np.fft.irfft(a, n=7, norm="forward"),
+         [((4,),)], complex_in=True),
+    Case("conv2d", lambda x, w: tt.nn.functional.conv2d(x, w), _np_conv2d, [((2, 3, 5, 5), (4, 3, 3, 3))]),
+    Case("conv2d_stride_pad", lambda x, w: tt.nn.functional.conv2d(x, w, stride=2, padding=1),
+         lambda x, w: _np_conv2d(x, w, 2, 1), [((1, 2, 5, 4), (3, 2, 2, 3))]),
+    Case("max_pool2d", lambda x: tt.nn.functional.max_pool2d(x, 2), lambda x: _np_max_pool(x, 2, 2),
+         [((2, 2, 4, 4),), ((1, 1, 5, 5),)], domain="distinct"),
+    Case("max_pool2d_overlap", lambda x: tt.nn.functional.max_pool2d(x, 3, stride=1),
+         lambda x: _np_max_pool(x, 3, 1), [((1, 2, 4, 5),)], domain="distinct"),
+    # no gradient: outputs are bool or int
+    Case("eq", lambda a, b: a == b, np.equal, B, grad=False),
+    Case("lt", lambda a, b: a < b, np.less, B, grad=False),
+    Case("ge", lambda a, b: a >= b, np.greater_equal, B, grad=False),
+    Case("ne", lambda a, b: a != b, np.not_equal, B, grad=False),
+    Case("logical_and", lambda a, b: (a > 0) & (b > 0), lambda a, b: (a > 0) & (b > 0), B, grad=False),
+    Case("logical_not", lambda a: ~(a > 0), lambda a: ~(a > 0), U, grad=False),
+    Case("isfinite", lambda a: tt.isfinite(a.log()), lambda a: a > 0,
+         U, grad=False),
+    Case("isinf", lambda a: (a * 0).log().isinf(), lambda a: np.ones(a.shape, dtype=bool), U, grad=False),
+    Case("all_any", lambda a: tt.stack([(a > 0).all(0), (a > 0).any(0)]),
+         lambda a: np.stack([(a > 0).all(0), (a > 0).any(0)]), [((3, 4),)], grad=False),
+    Case("argmax", lambda a: a.argmax(1), lambda a: a.argmax(1), [((3, 4),)], grad=False),
+    Case("one_hot", lambda a: tt.one_hot((a > 0).long() + 1, 3),
+         lambda a: np.eye(3, dtype=np.int64)[(a > 0) + 1], U, grad=False),
+]
+
+
+def _inputs(case: Case, shapes, dtype, rng):
+    arrays = []
+    for k, s in enumerate(shapes):
+        a = rng.standard_normal(s)
+        if case.domain == "pos":
+            a = np.abs(a) + 0.5
+        elif case.domain == "away0":
+            a = np.sign(a) * (np.abs(a) + 0.2)
+        elif case.domain == "distinct":  # no ties, gaps wider than the finite-difference step
+            a = (rng.permutation(max(a.size, 1))[:a.size].reshape(s) * 0.1 + 0.05 * k).astype(np.float64)
+        if case.complex_in:
+            a = a + 1j * rng.standard_normal(s)
+        arrays.append(a.astype(np.result_type(dtype, np.complex64) if case.complex_in else dtype))
+    return arrays
+
+
+PARAMS = [pytest.param(c, s, dt, id=f"{c.name}-{'x'.join(map(str, s))}-{np.dtype(dt).name}")
+          for c in CASES for s in c.shapes for dt in (np.float32, np.float64)]
+
+
+@pytest.mark.parametrize("case,shapes,dtype", PARAMS)
+def test_op(case: Case, shapes, dtype) -> None:
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    arrays = _inputs(case, shapes, dtype, rng)
+    extra = case.ints(rng, shapes) if case.ints else []
+    ts = [tt.tensor(a, requires_grad=case.grad) for a in arrays]
+    out = case.fn(*ts, *extra)
+    want = np.asarray(case.ref(*arrays, *extra))
+    got = out.detach().numpy()
+    assert got.shape == want.shape, f"{case.name}: shape {got.shape}, numpy gives {want.shape}"
+    tol = case.tol32 if np.dtype(dtype) == np.float32 else 1e-7
+    if want.dtype.kind in "fc":
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        # float32 inputs stay float32 (PyTorch keeps the input precision; numpy would not always)
+        assert got.dtype.itemsize <= np.dtype(dtype).itemsize * (2 if got.dtype.kind == "c" else 1)
+    else:
+        np.testing.assert_array_equal(got, want)
+    if case.grad:
+        eps, atol, rtol = (1e-6, 1e-5, 1e-4) if np.dtype(dtype) == np.float64 else (1e-3, 3e-2, 3e-2)
+        assert tt.autograd.gradcheck(lambda *t: case.fn(*t, *extra), ts, eps=eps, atol=atol, rtol=rtol)
+    else:
+        assert not out.requires_grad
+
+
+def test_every_registered_op_is_in_the_table_or_named_here() -> None:
+    """A new op must come with a row in CASES (or a reason to be absent, listed here)."""
+    tested = {c.name.split("_")[0] for c in CASES} | {c.name for c in CASES}
+    elsewhere = {"floordiv", "amax", "amin", "argmin", "cast", "to_device", "accumulate_grad", "identity",
+                 "cos", "real", "imag", "sign", "logical_or", "logical_xor", "isnan", "le", "gt", "all",
+                 "any", "sparse_softmax_cross_entropy", "mean", "sgd_update", "adam_update", "unsqueeze",
+                 "reshape", "relu"}
+    missing = {n for n in REGISTRY if n not in tested | elsewhere}
+    assert not missing, f"ops without a test row: {sorted(missing)}"
+
+
+# ----------------------------------------------------------------- PyTorch semantics
+
+def test_var_and_std_are_unbiased_by_default() -> None:
+    x = tt.tensor([1.0, 2.0, 3.0, 4.0])
+    assert x.var().item() == pytest.approx(np.var([1, 2, 3, 4], ddof=1))
+    assert x.std(unbiased=False).item() == pytest.approx(np.std([1, 2, 3, 4]))
+    assert tt.var(x, correction=0).item() == pytest.approx(1.25)
+
+
+def test_comparison_operators_give_bool_tensors_without_grad() -> None:
+    x = tt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    m = x >= 2
+    assert m.dtype == tt.bool and not m.requires_grad
+    assert m.tolist() == [False, True, True]
+    assert (x == 2).tolist() == [False, True, False]
+    assert (2 < x).tolist() == [False, False, True]  # reflected comparison
+
+
+def test_squeeze_of_a_dimension_not_of_size_one_is_a_no_op() -> None:
+    assert tt.zeros(2, 3).squeeze(0).shape == (2, 3)
+    assert tt.zeros(1, 3, 1).squeeze().shape == (3,)
+
+
+def test_cat_promotes_dtypes_like_pytorch() -> None:
+    out = tt.cat([tt.tensor([1, 2]), tt.tensor([0.5])])
+    assert out.dtype == tt.float32 and out.tolist() == [1.0, 2.0, 0.5]
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum() -> None:
+    x = tt.ones(1, 1, 2, 2, requires_grad=True)
+    tt.nn.functional.max_pool2d(x, 2).sum().backward()
+    assert x.grad.numpy().reshape(-1).tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_cross_entropy_is_stable_for_huge_logits() -> None:
+    logits = tt.tensor([[1000.0, 0.0], [0.0, -1000.0]], requires_grad=True)
+    loss = tt.nn.functional.cross_entropy(logits, tt.tensor([1, 1]))
+    assert np.isfinite(loss.item()) and loss.item() == pytest.approx(500.0 + 500.0, rel=1e-4)
+    loss.backward()
+    assert np.isfinite(logits.grad.numpy()).all()
+
+
+def test_embedding_rows_used_twice_get_both_gradients() -> None:
+    w = tt.ones(4, 2, requires_grad=True)
+    tt.nn.functional.embedding(tt.tensor([1, 1, 3]), w).sum().backward()
+    assert w.grad.numpy()[:, 0].tolist() == [0.0, 2.0, 0.0, 1.0]
+
+
+def test_expand_keeps_minus_one_dims_and_shares_the_gradient() -> None:
+    x = tt.ones(3, 1, requires_grad=True)
+    y = x.expand(2, -1, 4)
+    assert y.shape == (2, 3, 4)
+    y.sum().backward()
+    assert x.grad.numpy().tolist() == [[8.0], [8.0], [8.0]]
+
+
+# ----------------------------------------------------------------- error messages
+HERE = re.escape(__file__.rsplit("/", 1)[-1])
+
+
+def _line_of(marker: str) -> int:
+    for i, line in enumerate(open(__file__).read().splitlines(), 1):
+        if marker in line and "_line_of" not in line:
+            return i
+    raise AssertionError(marker)
+
+
+def test_matmul_error_names_op_shapes_and_the_users_line() -> None:
+    a, b = tt.zeros(2, 3), tt.zeros(1, 3)
+    with pytest.raises(tt.ShapeError) as e:
+        a @ b  # MARK-matmul
+    assert re.search(rf"^matmul: cannot multiply \(2, 3\) by \(1, 3\) at .*{HERE}:{_line_of('MARK-matmul')}$",
+                     str(e.value))
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: tt.zeros(2, 3) + tt.zeros(4),
+     r"add: cannot add shapes \(2, 3\) and \(4,\): they do not broadcast"),
+    (lambda: tt.cat([tt.zeros(2, 3), tt.zeros(2, 4)]),
+     r"cat: .*same shape except in dimension 0.*\(2, 3\), \(2, 4\)"),
+    (lambda: tt.stack([tt.zeros(2), tt.zeros(3)]), r"stack: .*equal size.*\(2,\), \(3,\)"),
+    (lambda: tt.zeros(3, 2).expand(3, 4), r"expand: cannot expand shape \(3, 2\) to \(3, 4\)"),
+    (lambda: tt.nn.functional.cross_entropy(tt.zeros(2, 3), tt.tensor([0, 3])),
+     r"sparse_softmax_cross_entropy: label 3 is out of range for 3 classes"),
+    (lambda: tt.nn.functional.conv2d(tt.zeros(1, 3, 5, 5), tt.zeros(2, 4, 3, 3)),
+     r"conv2d: input has 3 channels but the weight \(2, 4, 3, 3\) expects 4"),
+    (lambda: tt.nn.functional.embedding(tt.tensor([5]), tt.zeros(4, 2)),
+     r"embedding: index 5 is out of range"),
+    (lambda: tt.zeros(2, 3).reshape(4, 2),
+     r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\)"),
+    (lambda: tt.zeros(2, 3).gather(1, tt.zeros(2, dtype=tt.int64)), r"gather: index has 1 dimensions"),
+])
+def test_shape_errors_are_clear(make, pattern) -> None:
+    with pytest.raises(tt.OpError) as e:
+        make()
+    msg = str(e.value)
+    assert re.search(pattern, msg), msg
+    assert re.search(rf"at .*{HERE}:\d+$", msg), msg  # the user's line, never an internal one
+    assert "Traceback" not in msg and e.value.__cause__ is None
+
+
+def test_errors_name_the_users_line_in_backward_too() -> None:
+    class Bad(tt.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return tt.zeros(5) @ tt.zeros(3)
+
+    x = tt.ones(2, requires_grad=True)
+    y = Bad.apply(x).sum()
+    with pytest.raises(tt.OpError, match=rf"matmul: .* at .*{HERE}:\d+"):
+        y.backward()

@@ -1,0 +1,201 @@
+"""tracetensor.graph: TensorFlow-1-style graphs and sessions on the same op registry.
+
+`import tracetensor.graph as tf` and TF1 code reads as before: `tf.placeholder`,
+`tf.Variable`, `tf.Session`, `tf.train.AdamOptimizer`, `tf.nn.relu`, `tf.while_loop` ...
+Every node runs the registry op eager mode runs, and every run emits events.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+import types as _types
+
+from .. import ops as _registry_ops  # noqa: F401  (registers every op)
+from . import gradients as _gradients_mod  # noqa: F401  (registers the gradient executor)
+from . import ops as _o
+from . import train
+from .control_flow import cond, while_loop
+from .core import (
+    FailedPreconditionError,
+    Graph,
+    GraphError,
+    InvalidArgumentError,
+    NotFoundError,
+    Operation,
+    Tensor,
+    TensorShape,
+    errors,
+    get_default_graph,
+    reset_default_graph,
+)
+from .function import Function, function
+from .gradients import gradients
+from .io import export, load
+from .ops import *  # noqa: F403
+from .session import InteractiveSession, Session, get_default_session, graph_def
+from .variables import (
+    GraphKeys,
+    Variable,
+    all_variables,
+    get_variable,
+    global_variables,
+    global_variables_initializer,
+    initialize_all_variables,
+    trainable_variables,
+    variable_scope,
+    variables_initializer,
+)
+
+
+def _namespace(name: str, *members: str, **aliases: object) -> _types.SimpleNamespace:
+    ns = _types.SimpleNamespace(**{m: getattr(_o, m) for m in members}, **aliases)
+    ns.__name__ = f"tracetensor.graph.{name}"
+    return ns
+
+
+nn = _namespace(
+    "nn",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy_with_logits",
+    "softmax_cross_entropy_with_logits_v2",
+    "sparse_softmax_cross_entropy_with_logits",
+    "bias_add",
+    "l2_loss",
+    "embedding_lookup",
+)
+math = _namespace(
+    "math",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "truediv",
+    "floordiv",
+    "square",
+    "sqrt",
+    "rsqrt",
+    "exp",
+    "log",
+    "abs",
+    "negative",
+    "sign",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "pow",
+    "maximum",
+    "minimum",
+    "reciprocal",
+    "reduce_sum",
+    "reduce_mean",
+    "reduce_max",
+    "reduce_min",
+    "reduce_prod",
+    "reduce_logsumexp",
+    "reduce_all",
+    "reduce_any",
+    "argmax",
+    "argmin",
+    "equal",
+    "not_equal",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "is_nan",
+    "is_inf",
+    "is_finite",
+    "add_n",
+    "real",
+    "imag",
+    "softmax",
+    "log_softmax",
+)
+signal = spectral = _namespace("signal", "fft", "ifft")
+debugging = _namespace("debugging", "check_numerics")
+random = _namespace(
+    "random",
+    "set_random_seed",
+    normal=_o.random_normal,
+    uniform=_o.random_uniform,
+    truncated_normal=_o.truncated_normal,
+)
+dtypes = _namespace(
+    "dtypes",
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "as_dtype",
+    "DType",
+)
+saved_model = _namespace(
+    "saved_model",
+    load=load,
+    simple_save=lambda session, export_dir, inputs, outputs: export(
+        export_dir, session, inputs=inputs, outputs=outputs
+    ),
+)
+compat = _namespace("compat", v1=_sys.modules[__name__])  # `tf.compat.v1.placeholder` works too
+
+__all__ = [
+    *_o.__all__,
+    "train",
+    "cond",
+    "while_loop",
+    "FailedPreconditionError",
+    "Graph",
+    "GraphError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "Operation",
+    "Tensor",
+    "TensorShape",
+    "errors",
+    "get_default_graph",
+    "reset_default_graph",
+    "Function",
+    "function",
+    "gradients",
+    "export",
+    "load",
+    "InteractiveSession",
+    "Session",
+    "get_default_session",
+    "graph_def",
+    "GraphKeys",
+    "Variable",
+    "all_variables",
+    "get_variable",
+    "global_variables",
+    "global_variables_initializer",
+    "initialize_all_variables",
+    "trainable_variables",
+    "variables_initializer",
+    "variable_scope",
+    "nn",
+    "math",
+    "signal",
+    "spectral",
+    "debugging",
+    "random",
+    "dtypes",
+    "saved_model",
+    "compat",
+]

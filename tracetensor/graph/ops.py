@@ -1,0 +1,776 @@
+"""TensorFlow-1-named graph builders (`tf.matmul`, `tf.reduce_mean`, `tf.nn.relu`, ...):
+each adds one node that runs the same registry op eager mode runs."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes as _dt
+from .._registry import REGISTRY
+from ..tensor import Tensor as _EagerTensor
+from .core import Graph, InvalidArgumentError, Operation, Tensor, get_default_graph
+
+__all__ = [
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "DType",
+    "as_dtype",
+    "constant",
+    "convert_to_tensor",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "truediv",
+    "div",
+    "realdiv",
+    "sub",
+    "mul",
+    "floordiv",
+    "floormod",
+    "mod",
+    "pow",
+    "maximum",
+    "minimum",
+    "matmul",
+    "negative",
+    "neg",
+    "square",
+    "sqrt",
+    "exp",
+    "log",
+    "abs",
+    "sign",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "is_nan",
+    "is_inf",
+    "is_finite",
+    "logical_not",
+    "identity",
+    "real",
+    "imag",
+    "rsqrt",
+    "reciprocal",
+    "equal",
+    "not_equal",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "reduce_sum",
+    "reduce_mean",
+    "reduce_max",
+    "reduce_min",
+    "reduce_prod",
+    "reduce_logsumexp",
+    "reduce_all",
+    "reduce_any",
+    "argmax",
+    "argmin",
+    "cast",
+    "reshape",
+    "transpose",
+    "matrix_transpose",
+    "reverse",
+    "reverse_v2",
+    "concat",
+    "stack",
+    "squeeze",
+    "expand_dims",
+    "clip_by_value",
+    "where",
+    "where_v2",
+    "add_n",
+    "one_hot",
+    "gather",
+    "strided_slice",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy_with_logits",
+    "softmax_cross_entropy_with_logits_v2",
+    "sparse_softmax_cross_entropy_with_logits",
+    "bias_add",
+    "l2_loss",
+    "embedding_lookup",
+    "fft",
+    "ifft",
+    "check_numerics",
+    "no_op",
+    "group",
+    "control_dependencies",
+    "name_scope",
+    "device",
+    "zeros",
+    "ones",
+    "fill",
+    "zeros_like",
+    "ones_like",
+    "placeholder",
+    "placeholder_with_default",
+    "random_normal",
+    "truncated_normal",
+    "random_uniform",
+    "set_random_seed",
+]
+
+# --------------------------------------------------------------------------- dtypes
+
+float16, float32, float64 = _dt.float16, _dt.float32, _dt.float64
+int8, int16, int32, int64, uint8 = _dt.int8, _dt.int16, _dt.int32, _dt.int64, _dt.uint8
+bool = _dt.bool
+complex64, complex128 = _dt.complex64, _dt.complex128
+DType = _dt.dtype
+
+
+def as_dtype(d: Any) -> _dt.dtype:
+    """A tracetensor dtype from a dtype, numpy dtype, Python type or name ('float32')."""
+    if isinstance(d, _dt.dtype):
+        return d
+    if d is builtins.float:
+        return float32
+    if d is builtins.int:
+        return int32
+    if d is builtins.bool:
+        return bool
+    try:
+        return _dt.from_numpy(np.dtype(d))
+    except (TypeError, KeyError):
+        raise TypeError(f"cannot interpret {d!r} as a dtype") from None
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _graph_of(values: Sequence[Any]) -> Graph:
+    for v in values:
+        if isinstance(v, Tensor):
+            return v.graph
+    return get_default_graph()
+
+
+def _np_value(value: Any, dtype: _dt.dtype | None) -> np.ndarray:
+    """TF's constant rules: Python floats become float32 and ints int32 unless a dtype says otherwise."""
+    if isinstance(value, _EagerTensor):
+        value = np.asarray(value)
+    if dtype is not None:
+        return np.array(value, dtype=dtype.np)
+    a = np.array(value)
+    if not isinstance(value, (np.ndarray, np.generic)):
+        if a.dtype == np.float64:
+            a = a.astype(np.float32)
+        elif a.dtype == np.int64:
+            a = a.astype(np.int32)
+        elif a.dtype == np.complex128:
+            a = a.astype(np.complex64)
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"cannot make a tensor of {type(value).__name__} values (dtype {a.dtype})")
+    return a
+
+
+def constant(
+    value: Any,
+    dtype: Any = None,
+    shape: Sequence[int] | None = None,
+    name: str = "Const",
+    graph: Graph | None = None,
+) -> Tensor:
+    """A node whose output is always `value`."""
+    dt = as_dtype(dtype) if dtype is not None else None
+    a = _np_value(value, dt)
+    if shape is not None:
+        shape = tuple(shape)
+        a = np.broadcast_to(a, shape).copy() if a.size == 1 or a.shape != shape else a.reshape(shape)
+    g = graph or get_default_graph()
+    op = g.create_op("const", "Const", (), {"value": a}, name=name, out=[(a.shape, _dt.from_numpy(a.dtype))])
+    return op.outputs[0]
+
+
+def convert_to_tensor(
+    value: Any,
+    dtype: Any = None,
+    name: str | None = None,
+    *,
+    like: Tensor | None = None,
+    graph: Graph | None = None,
+) -> Tensor:
+    """A graph tensor from a tensor, Variable, number, list or array. Next to `like`, a
+    Python number takes `like`'s dtype where it fits (so `x * 2` keeps float32)."""
+    if isinstance(value, Tensor):
+        if dtype is not None and as_dtype(dtype) != value.dtype:
+            raise InvalidArgumentError(
+                f"tensor '{value.name}' has dtype {value.dtype.name}, {as_dtype(dtype).name} was requested"
+            )
+        return value
+    g = graph or (like.graph if like is not None else get_default_graph())
+    if (
+        dtype is None
+        and like is not None
+        and isinstance(value, (builtins.int, builtins.float, builtins.bool, np.number))
+    ):
+        dtype = _dt.from_numpy(_dt.scalar_dtype(value, like.dtype.np))
+    return constant(value, dtype=dtype, name=name or "Const", graph=g)
+
+
+def _tensors(*values: Any) -> list[Tensor]:
+    like = next((v for v in values if isinstance(v, Tensor)), None)
+    g = like.graph if like is not None else get_default_graph()
+    return [convert_to_tensor(v, like=like, graph=g) for v in values]
+
+
+def apply(opname: str, inputs: Sequence[Any], attrs: dict | None = None, name: str | None = None) -> Tensor:
+    """Adds a node running registry op `opname`; its type is the op's TensorFlow name."""
+    opdef = REGISTRY[opname]
+    ts = _tensors(*inputs)
+    g = _graph_of(ts)
+    op = g.create_op("op", opdef.tf_name, ts, attrs or {}, name=name, opdef=opdef)
+    return op.outputs[0]
+
+
+def _axis(axis: Any) -> Any:
+    if axis is None or isinstance(axis, builtins.int):
+        return axis
+    if isinstance(axis, Tensor):
+        raise InvalidArgumentError(
+            f"axis must be a Python int or list of ints, got the graph tensor '{axis.name}'"
+        )
+    return tuple(builtins.int(a) for a in axis)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def add(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("add", (x, y), name=name)
+
+
+def subtract(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("sub", (x, y), name=name)
+
+
+def multiply(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("mul", (x, y), name=name)
+
+
+def divide(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("div", (x, y), name=name)
+
+
+truediv = div = realdiv = divide
+sub, mul = subtract, multiply
+
+
+def floordiv(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("floordiv", (x, y), name=name)
+
+
+def floormod(x: Any, y: Any, name: str | None = None) -> Tensor:
+    """Python's `%` (the result has the sign of y), built from FloorDiv, Mul and Sub."""
+    x, y = _tensors(x, y)
+    return subtract(x, multiply(floordiv(x, y), y), name=name or "FloorMod")
+
+
+mod = floormod
+
+
+def pow(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("pow", (x, y), name=name)
+
+
+def maximum(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("maximum", (x, y), name=name)
+
+
+def minimum(x: Any, y: Any, name: str | None = None) -> Tensor:
+    return apply("minimum", (x, y), name=name)
+
+
+def matmul(
+    a: Any,
+    b: Any,
+    transpose_a: builtins.bool = False,
+    transpose_b: builtins.bool = False,
+    name: str | None = None,
+) -> Tensor:
+    a, b = _tensors(a, b)
+    if transpose_a:
+        a = matrix_transpose(a)
+    if transpose_b:
+        b = matrix_transpose(b)
+    return apply("matmul", (a, b), name=name)
+
+
+def _unary(opname: str, doc: str):
+    def fn(x: Any, name: str | None = None) -> Tensor:
+        return apply(opname, (x,), name=name)
+
+    fn.__name__ = fn.__qualname__ = doc
+    fn.__doc__ = f"`tf.{doc}(x)`: the registry op '{opname}'."
+    return fn
+
+
+negative = neg = _unary("neg", "negative")
+square = _unary("square", "square")
+sqrt = _unary("sqrt", "sqrt")
+exp = _unary("exp", "exp")
+log = _unary("log", "log")
+abs = _unary("abs", "abs")
+sign = _unary("sign", "sign")
+sin = _unary("sin", "sin")
+cos = _unary("cos", "cos")
+tanh = _unary("tanh", "tanh")
+sigmoid = _unary("sigmoid", "sigmoid")
+relu = _unary("relu", "relu")
+is_nan = _unary("isnan", "is_nan")
+is_inf = _unary("isinf", "is_inf")
+is_finite = _unary("isfinite", "is_finite")
+logical_not = _unary("logical_not", "logical_not")
+identity = _unary("identity", "identity")
+real = _unary("real", "real")
+imag = _unary("imag", "imag")
+
+
+def rsqrt(x: Any, name: str | None = None) -> Tensor:
+    return divide(1.0, sqrt(x), name=name)
+
+
+def reciprocal(x: Any, name: str | None = None) -> Tensor:
+    return divide(1.0, x, name=name)
+
+
+def _binary(opname: str, doc: str):
+    def fn(x: Any, y: Any, name: str | None = None) -> Tensor:
+        return apply(opname, (x, y), name=name)
+
+    fn.__name__ = fn.__qualname__ = doc
+    fn.__doc__ = f"`tf.{doc}(x, y)`: the registry op '{opname}'."
+    return fn
+
+
+equal = _binary("eq", "equal")
+not_equal = _binary("ne", "not_equal")
+less = _binary("lt", "less")
+less_equal = _binary("le", "less_equal")
+greater = _binary("gt", "greater")
+greater_equal = _binary("ge", "greater_equal")
+logical_and = _binary("logical_and", "logical_and")
+logical_or = _binary("logical_or", "logical_or")
+logical_xor = _binary("logical_xor", "logical_xor")
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _reduce(opname: str, doc: str):
+    def fn(
+        input_tensor: Any,
+        axis: Any = None,
+        keepdims: builtins.bool = False,
+        name: str | None = None,
+        keep_dims: builtins.bool | None = None,
+    ) -> Tensor:
+        kd = keepdims if keep_dims is None else keep_dims  # TF1's old spelling
+        return apply(opname, (input_tensor,), {"axis": _axis(axis), "keepdims": builtins.bool(kd)}, name=name)
+
+    fn.__name__ = fn.__qualname__ = doc
+    fn.__doc__ = f"`tf.{doc}(x, axis=None, keepdims=False)`: the registry op '{opname}'."
+    return fn
+
+
+reduce_sum = _reduce("sum", "reduce_sum")
+reduce_mean = _reduce("mean", "reduce_mean")
+reduce_max = _reduce("amax", "reduce_max")
+reduce_min = _reduce("amin", "reduce_min")
+reduce_prod = _reduce("prod", "reduce_prod")
+reduce_logsumexp = _reduce("logsumexp", "reduce_logsumexp")
+reduce_all = _reduce("all", "reduce_all")
+reduce_any = _reduce("any", "reduce_any")
+
+
+def argmax(input: Any, axis: int | None = None, name: str | None = None, output_type: Any = int64) -> Tensor:
+    out = apply(
+        "argmax", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name
+    )
+    return out if as_dtype(output_type) == out.dtype else cast(out, output_type)
+
+
+def argmin(input: Any, axis: int | None = None, name: str | None = None, output_type: Any = int64) -> Tensor:
+    out = apply(
+        "argmin", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name
+    )
+    return out if as_dtype(output_type) == out.dtype else cast(out, output_type)
+
+
+# --------------------------------------------------------------------------- shapes and selection
+
+
+def cast(x: Any, dtype: Any, name: str | None = None) -> Tensor:
+    return apply("cast", (x,), {"dtype": as_dtype(dtype).np}, name=name)
+
+
+def reshape(tensor: Any, shape: Sequence[int], name: str | None = None) -> Tensor:
+    if isinstance(shape, Tensor):
+        raise InvalidArgumentError("reshape needs a static shape (a list of ints, -1 for one inferred size)")
+    return apply("reshape", (tensor,), {"shape": tuple(builtins.int(s) for s in shape)}, name=name)
+
+
+def transpose(a: Any, perm: Sequence[int] | None = None, name: str | None = None) -> Tensor:
+    (t,) = _tensors(a)
+    if perm is None:
+        if t._dims is None:
+            raise InvalidArgumentError(f"transpose of '{t.name}' (unknown rank) needs an explicit perm")
+        perm = tuple(reversed(range(len(t._dims))))
+    return apply("permute", (t,), {"axes": tuple(builtins.int(p) for p in perm)}, name=name)
+
+
+def matrix_transpose(a: Any, name: str | None = None) -> Tensor:
+    (t,) = _tensors(a)
+    if t._dims is None:
+        raise InvalidArgumentError(f"matrix_transpose of '{t.name}' needs a known rank")
+    n = len(t._dims)
+    perm = list(range(n))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return transpose(t, perm, name=name)
+
+
+def reverse(tensor: Any, axis: Any, name: str | None = None) -> Tensor:
+    return apply("flip", (tensor,), {"axis": _axis(axis)}, name=name)
+
+
+reverse_v2 = reverse
+
+
+def concat(values: Sequence[Any], axis: int, name: str | None = None) -> Tensor:
+    return apply("cat", tuple(values), {"axis": builtins.int(axis)}, name=name)
+
+
+def stack(values: Sequence[Any], axis: int = 0, name: str | None = None) -> Tensor:
+    return apply("stack", tuple(values), {"axis": builtins.int(axis)}, name=name)
+
+
+def squeeze(input: Any, axis: Any = None, name: str | None = None) -> Tensor:
+    return apply("squeeze", (input,), {"axis": _axis(axis)}, name=name)
+
+
+def expand_dims(input: Any, axis: int, name: str | None = None) -> Tensor:
+    return apply("unsqueeze", (input,), {"axis": builtins.int(axis)}, name=name)
+
+
+def clip_by_value(t: Any, clip_value_min: Any, clip_value_max: Any, name: str | None = None) -> Tensor:
+    if isinstance(clip_value_min, Tensor) or isinstance(clip_value_max, Tensor):
+        return minimum(maximum(t, clip_value_min), clip_value_max, name=name)
+    return apply("clamp", (t,), {"min": clip_value_min, "max": clip_value_max}, name=name)
+
+
+def where(condition: Any, x: Any = None, y: Any = None, name: str | None = None) -> Tensor:
+    if x is None or y is None:
+        raise InvalidArgumentError("tf.where(condition) without x and y (the indices form) is not supported")
+    cond, a, b = _tensors(condition, x, y)
+    return apply("where", (cond, a, b), name=name)
+
+
+where_v2 = where
+
+
+def add_n(inputs: Sequence[Any], name: str | None = None) -> Tensor:
+    inputs = list(inputs)
+    if not inputs:
+        raise InvalidArgumentError("add_n needs at least one input")
+    return apply("add_n", tuple(inputs), name=name)
+
+
+def one_hot(
+    indices: Any,
+    depth: int,
+    on_value: Any = None,
+    off_value: Any = None,
+    axis: int | None = None,
+    dtype: Any = None,
+    name: str | None = None,
+) -> Tensor:
+    dt = as_dtype(dtype) if dtype is not None else float32
+    out = apply("one_hot", (indices,), {"num_classes": builtins.int(depth), "dtype": dt.np}, name=name)
+    if on_value is not None or off_value is not None:
+        on = 1 if on_value is None else on_value
+        off = 0 if off_value is None else off_value
+        out = where(cast(out, bool), constant(on, dtype=dt), constant(off, dtype=dt))
+    if axis not in (None, -1):
+        raise InvalidArgumentError("one_hot supports only axis=-1 (the classes last)")
+    return out
+
+
+def gather(params: Any, indices: Any, axis: int = 0, name: str | None = None) -> Tensor:
+    return apply("index_select", (params, indices), {"axis": builtins.int(axis)}, name=name)
+
+
+def strided_slice(x: Tensor, index: Any, name: str | None = None) -> Tensor:
+    """`x[1:, ::2, None, ...]`: basic and integer-array indexing with static indices."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    parts = []
+    for i in index:
+        if isinstance(i, Tensor):
+            raise InvalidArgumentError(
+                f"indexing '{x.name}' with the graph tensor '{i.name}' is not supported; use tf.gather"
+            )
+        parts.append(np.asarray(i) if isinstance(i, list) else i)
+    return apply("getitem", (x,), {"index": tuple(parts)}, name=name)
+
+
+# --------------------------------------------------------------------------- nn
+
+
+def softmax(logits: Any, axis: int = -1, name: str | None = None) -> Tensor:
+    return apply("softmax", (logits,), {"axis": builtins.int(axis)}, name=name)
+
+
+def log_softmax(logits: Any, axis: int = -1, name: str | None = None) -> Tensor:
+    return apply("log_softmax", (logits,), {"axis": builtins.int(axis)}, name=name)
+
+
+def softmax_cross_entropy_with_logits(
+    _sentinel: Any = None,
+    labels: Any = None,
+    logits: Any = None,
+    axis: int = -1,
+    name: str | None = None,
+    dim: int | None = None,
+) -> Tensor:
+    if _sentinel is not None or labels is None or logits is None:
+        raise InvalidArgumentError(
+            "call softmax_cross_entropy_with_logits with named arguments: labels=, logits="
+        )
+    return apply(
+        "softmax_cross_entropy",
+        (logits, labels),
+        {"axis": builtins.int(axis if dim is None else dim)},
+        name=name,
+    )
+
+
+softmax_cross_entropy_with_logits_v2 = softmax_cross_entropy_with_logits
+
+
+def sparse_softmax_cross_entropy_with_logits(
+    _sentinel: Any = None, labels: Any = None, logits: Any = None, name: str | None = None
+) -> Tensor:
+    if _sentinel is not None or labels is None or logits is None:
+        raise InvalidArgumentError(
+            "call sparse_softmax_cross_entropy_with_logits with named arguments: labels=, logits="
+        )
+    return apply(
+        "sparse_softmax_cross_entropy", (logits, labels), {"axis": -1, "ignore_index": None}, name=name
+    )
+
+
+def bias_add(value: Any, bias: Any, name: str | None = None) -> Tensor:
+    return add(value, bias, name=name or "BiasAdd")
+
+
+def l2_loss(t: Any, name: str | None = None) -> Tensor:
+    return divide(reduce_sum(square(t)), 2.0, name=name)
+
+
+def embedding_lookup(params: Any, ids: Any, name: str | None = None) -> Tensor:
+    return apply("embedding", (params, ids), name=name)
+
+
+# --------------------------------------------------------------------------- signal
+
+
+def fft(input: Any, name: str | None = None) -> Tensor:
+    return apply("fft", (input,), {"n": None, "axis": -1, "norm": None}, name=name)
+
+
+def ifft(input: Any, name: str | None = None) -> Tensor:
+    return apply("ifft", (input,), {"n": None, "axis": -1, "norm": None}, name=name)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def check_numerics(tensor: Any, message: str, name: str | None = None) -> Tensor:
+    """Passes `tensor` through; a NaN or infinity in it fails the run with a
+    NumericsError naming this node, `message` and the line that defined it."""
+    (t,) = _tensors(tensor)
+    op = t.graph.create_op(
+        "check", "CheckNumerics", (t,), {"message": str(message)}, name=name, out=[(t._dims, t.dtype)]
+    )
+    return op.outputs[0]
+
+
+def no_op(name: str | None = None) -> Operation:
+    return get_default_graph().create_op("noop", "NoOp", (), name=name or "NoOp", out=[])
+
+
+def group(*inputs: Any, name: str | None = None) -> Operation:
+    """An op that runs all of `inputs` (tensors or ops, possibly in lists)."""
+    flat: list[Any] = []
+    for i in inputs:
+        if isinstance(i, (list, tuple)):
+            flat.extend(i)
+        elif i is not None:
+            flat.append(i)
+    g = _graph_of(flat) if flat else get_default_graph()
+    ops = [x.op if isinstance(x, Tensor) else x for x in flat]
+    return g.create_op("noop", "NoOp", (), name=name or "group_deps", out=[], control_inputs=ops)
+
+
+def control_dependencies(control_inputs: Sequence[Any] | None):
+    return get_default_graph().control_dependencies(control_inputs)
+
+
+def name_scope(name: str | None, default_name: str | None = None, values: Any = None):
+    """`with tf.name_scope("layer1") as scope:` prefixes node names ("layer1/MatMul")."""
+    return get_default_graph().name_scope(name or default_name)
+
+
+def device(spec: str | None):
+    """Recorded on the nodes; a session runs every node on its own device (the default device)."""
+    return get_default_graph().device(spec)
+
+
+def zeros(shape: Sequence[int], dtype: Any = float32, name: str | None = None) -> Tensor:
+    return constant(0, dtype=dtype, shape=shape, name=name or "zeros")
+
+
+def ones(shape: Sequence[int], dtype: Any = float32, name: str | None = None) -> Tensor:
+    return constant(1, dtype=dtype, shape=shape, name=name or "ones")
+
+
+def fill(dims: Sequence[int], value: Any, name: str | None = None) -> Tensor:
+    return constant(value, shape=dims, name=name or "Fill")
+
+
+def _like(kind: str, type_: str, tensor: Any, dtype: Any, name: str | None) -> Tensor:
+    (t,) = _tensors(tensor)
+    dt = as_dtype(dtype) if dtype is not None else t.dtype
+    op = t.graph.create_op(
+        "fill",
+        type_,
+        (t,),
+        {"value": 0 if kind == "zeros" else 1, "dtype": dt.np},
+        name=name,
+        out=[(t._dims, dt)],
+    )
+    return op.outputs[0]
+
+
+def zeros_like(tensor: Any, dtype: Any = None, name: str | None = None) -> Tensor:
+    return _like("zeros", "ZerosLike", tensor, dtype, name)
+
+
+def ones_like(tensor: Any, dtype: Any = None, name: str | None = None) -> Tensor:
+    return _like("ones", "OnesLike", tensor, dtype, name)
+
+
+def placeholder(dtype: Any, shape: Sequence[int | None] | None = None, name: str | None = None) -> Tensor:
+    """A value fed at each run: `tf.placeholder(tf.float32, [None, 784], name="x")`."""
+    dt = as_dtype(dtype)
+    dims = None if shape is None else tuple(None if s is None or s == -1 else builtins.int(s) for s in shape)
+    op = get_default_graph().create_op(
+        "placeholder",
+        "Placeholder",
+        (),
+        {"dtype": dt.np, "shape": dims},
+        name=name or "Placeholder",
+        out=[(dims, dt)],
+    )
+    return op.outputs[0]
+
+
+def placeholder_with_default(input: Any, shape: Sequence[int | None], name: str | None = None) -> Tensor:
+    """A placeholder that takes `input`'s value when it is not fed."""
+    (t,) = _tensors(input)
+    dims = tuple(None if s is None or s == -1 else builtins.int(s) for s in shape)
+    op = t.graph.create_op(
+        "placeholder",
+        "PlaceholderWithDefault",
+        (t,),
+        {"dtype": t.dtype.np, "shape": dims},
+        name=name or "PlaceholderWithDefault",
+        out=[(dims, t.dtype)],
+    )
+    return op.outputs[0]
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def _random(
+    dist: str, shape: Sequence[int], dtype: Any, seed: int | None, name: str | None, **params: Any
+) -> Tensor:
+    dt = as_dtype(dtype)
+    shape = tuple(builtins.int(s) for s in shape)
+    g = get_default_graph()
+    types = {"normal": "RandomStandardNormal", "truncated": "TruncatedNormal", "uniform": "RandomUniform"}
+    op = g.create_op(
+        "random",
+        types[dist],
+        (),
+        {"dist": dist, "shape": shape, "dtype": dt.np, "seed": seed, "graph_seed": g.seed, **params},
+        name=name or types[dist],
+        out=[(shape, dt)],
+    )
+    return op.outputs[0]
+
+
+def random_normal(
+    shape: Sequence[int],
+    mean: float = 0.0,
+    stddev: float = 1.0,
+    dtype: Any = float32,
+    seed: int | None = None,
+    name: str | None = None,
+) -> Tensor:
+    return _random("normal", shape, dtype, seed, name, mean=float(mean), stddev=float(stddev))
+
+
+def truncated_normal(
+    shape: Sequence[int],
+    mean: float = 0.0,
+    stddev: float = 1.0,
+    dtype: Any = float32,
+    seed: int | None = None,
+    name: str | None = None,
+) -> Tensor:
+    return _random("truncated", shape, dtype, seed, name, mean=float(mean), stddev=float(stddev))
+
+
+def random_uniform(
+    shape: Sequence[int],
+    minval: float = 0,
+    maxval: float | None = None,
+    dtype: Any = float32,
+    seed: int | None = None,
+    name: str | None = None,
+) -> Tensor:
+    if maxval is None:
+        if as_dtype(dtype).np.kind in "iu":
+            raise InvalidArgumentError("random_uniform with an integer dtype needs maxval")
+        maxval = 1.0
+    return _random("uniform", shape, dtype, seed, name, minval=float(minval), maxval=float(maxval))
+
+
+def set_random_seed(seed: int) -> None:
+    """The graph-level seed: ops without their own seed become reproducible per session."""
+    get_default_graph().seed = builtins.int(seed)

@@ -1,0 +1,207 @@
+"""`tf.train`: GradientDescent, Momentum and Adam optimizers. `minimize` adds gradient
+nodes and one update node per variable that runs the registry's update op in place
+(an "update"-phase event when someone listens)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import dtypes as _dt
+from .._registry import REGISTRY
+from .core import Operation, Tensor
+from .gradients import gradients
+from .ops import convert_to_tensor, zeros_like
+from .session import Step, executor
+from .variables import Variable, trainable_variables
+
+
+class Optimizer:
+    """Base: `compute_gradients`, `apply_gradients`, `minimize`, `get_slot`."""
+
+    _type = "ApplyGradientDescent"
+    _rule = "sgd_update"
+    _slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: Any, use_locking: bool = False, name: str = "GradientDescent") -> None:
+        self._lr = learning_rate
+        self._name = name
+        self._slots: dict[tuple[str, str], Variable] = {}
+
+    def compute_gradients(
+        self, loss: Tensor, var_list: Sequence[Variable] | None = None, **_ignored: Any
+    ) -> list[tuple[Tensor | None, Variable]]:
+        var_list = list(var_list) if var_list is not None else trainable_variables(loss.graph)
+        if not var_list:
+            raise ValueError("no variables to optimize: create tf.Variable(...) or pass var_list=")
+        grads = gradients(loss, var_list)
+        return list(zip(grads, var_list))
+
+    def _hyper(self) -> dict[str, Any]:
+        return {}
+
+    def apply_gradients(
+        self,
+        grads_and_vars: Sequence[tuple[Tensor | None, Variable]],
+        global_step: Variable | None = None,
+        name: str | None = None,
+    ) -> Operation:
+        gv = [(g, v) for g, v in grads_and_vars if g is not None]
+        if not gv:
+            raise ValueError(f"no gradients provided for any variable: {[v.name for _, v in grads_and_vars]}")
+        graph = gv[0][1].graph
+        gops = [g.op for g, _ in gv]
+        with graph.name_scope(name or self._name) as scope:
+            lr = self._lr
+            lr_t = (
+                convert_to_tensor(lr, dtype=_dt.float32, name="learning_rate")
+                if isinstance(lr, Tensor)
+                else None
+            )
+            extra = self._create_extra(graph)
+            updates = []
+            for g, v in gv:
+                slots = [self._slot(v, s) for s in self._slot_names]
+                ins = (v, g, *slots, *extra, *((lr_t,) if lr_t is not None else ()))
+                # every update waits for every gradient, so no gradient reads an updated variable
+                op = graph.create_op(
+                    "update",
+                    self._type,
+                    ins,
+                    {
+                        "rule": self._rule,
+                        "lr": None if lr_t is not None else float(lr),
+                        "n_slots": len(slots),
+                        "n_extra": len(extra),
+                        **self._hyper(),
+                    },
+                    name=f"update_{v.op.name}/{self._type}",
+                    out=[(v._dims, v.dtype)],
+                    control_inputs=gops,
+                )
+                updates.append(op)
+            finish = self._finish(graph, updates, extra)
+            if global_step is not None:
+                with graph.control_dependencies(updates):
+                    finish.append(global_step.assign_add(1, name="global_step_update").op)
+        return graph.create_op(
+            "noop", "NoOp", (), name=scope[:-1], exact_name=True, out=[], control_inputs=[*updates, *finish]
+        )
+
+    def minimize(
+        self,
+        loss: Tensor,
+        global_step: Variable | None = None,
+        var_list: Sequence[Variable] | None = None,
+        name: str | None = None,
+        **_ignored: Any,
+    ) -> Operation:
+        return self.apply_gradients(
+            self.compute_gradients(loss, var_list), global_step=global_step, name=name
+        )
+
+    def _slot(self, var: Variable, slot: str) -> Variable:
+        key = (var.op.name, slot)
+        s = self._slots.get(key)
+        if s is None:
+            g = var.graph
+            with g.name_scope(var.op.name + "/"), g.control_dependencies(None):
+                s = Variable(zeros_like(var.initial_value), trainable=False, name=self._name)
+            self._slots[key] = s
+        return s
+
+    def get_slot(self, var: Variable, name: str) -> Variable | None:
+        return self._slots.get((var.op.name, name))
+
+    def get_slot_names(self) -> list[str]:
+        return list(self._slot_names)
+
+    def _create_extra(self, graph: Any) -> list[Variable]:
+        return []
+
+    def _finish(self, graph: Any, updates: list[Operation], extra: list[Variable]) -> list[Operation]:
+        return []
+
+
+class GradientDescentOptimizer(Optimizer):
+    def __init__(self, learning_rate: Any, use_locking: bool = False, name: str = "GradientDescent") -> None:
+        super().__init__(learning_rate, use_locking, name)
+
+
+class MomentumOptimizer(Optimizer):
+    _type = "ApplyMomentum"
+    _slot_names = ("momentum",)
+
+    def __init__(
+        self,
+        learning_rate: Any,
+        momentum: float,
+        use_locking: bool = False,
+        name: str = "Momentum",
+        use_nesterov: bool = False,
+    ) -> None:
+        super().__init__(learning_rate, use_locking, name)
+        self._momentum, self._nesterov = float(momentum), bool(use_nesterov)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"momentum": self._momentum, "nesterov": self._nesterov}
+
+
+class AdamOptimizer(Optimizer):
+    _type = "ApplyAdam"
+    _rule = "adam_update"
+    _slot_names = ("m", "v")
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        use_locking: bool = False,
+        name: str = "Adam",
+    ) -> None:
+        super().__init__(learning_rate, use_locking, name)
+        self._b1, self._b2, self._eps = float(beta1), float(beta2), float(epsilon)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"beta1": self._b1, "beta2": self._b2, "eps": self._eps}
+
+    def _create_extra(self, graph: Any) -> list[Variable]:
+        with graph.control_dependencies(None):
+            return [Variable(0, trainable=False, name="step", dtype=_dt.int64)]
+
+    def _finish(self, graph: Any, updates: list[Operation], extra: list[Variable]) -> list[Operation]:
+        with graph.control_dependencies(updates):
+            return [extra[0].assign_add(1, name="step_update").op]
+
+
+@executor("update")
+def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
+    a = op.attrs
+    rule = REGISTRY[a["rule"]]
+    fwd = rule.forward
+    n_slots, lr_const = a["n_slots"], a["lr"]
+    if a["rule"] == "sgd_update":
+        momentum, nesterov = a.get("momentum", 0.0), a.get("nesterov", False)
+
+        def update(p: Any, g: Any, *rest: Any) -> Any:
+            lr = lr_const if lr_const is not None else float(rest[-1])
+            if momentum:
+                return fwd(xp, p, g, rest[0], lr=lr, momentum=momentum, nesterov=nesterov)
+            return fwd(xp, p, g, lr=lr)
+    else:
+        b1, b2, eps = a["beta1"], a["beta2"], a["eps"]
+
+        def update(p: Any, g: Any, *rest: Any) -> Any:
+            lr = lr_const if lr_const is not None else float(rest[-1])
+            m, v = rest[0], rest[1]
+            step = int(rest[n_slots]) + 1  # the optimizer's step variable, advanced after all updates
+            return fwd(xp, p, g, m, v, lr=lr, beta1=b1, beta2=b2, eps=eps, step=step)
+
+    return Step(op, update, phase="update", evop=rule, grad_of=(op.inputs[0].name,))
+
+
+from .io import Saver  # noqa: E402  (tf.train.Saver)
+
+__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver"]

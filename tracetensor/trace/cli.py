@@ -1,0 +1,109 @@
+"""`tracetensor trace ...`: record a whole script into a trace file, and say what a file holds."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+
+from .recorder import VALUES, record_script
+from .store import SqliteTrace, TraceFileError
+
+
+def parse_steps(text: str) -> range | set[int]:
+    """"10:20" -> range(10, 20); "3,5,8" -> {3, 5, 8}; "7" -> {7}."""
+    try:
+        if ":" in text:
+            a, b = text.split(":", 1)
+            return range(int(a or 0), int(b))
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--steps expects A:B or N[,N...], got {text!r}") from None
+
+
+def parse_bytes(text: str) -> int:
+    """"512M", "2G", "1000" -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)i?[bB]?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--max-bytes expects a size such as 512M or 2G, got {text!r}")
+    return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tracetensor trace", description="Record and inspect tracetensor trace files.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    r = sub.add_parser("record", help="run a script (like `python script.py args`) and record every event",
+                       description="Run SCRIPT as `python SCRIPT ARGS` would, recording every tracetensor event "
+                                   "into a trace file. The script's exit code is passed through.")
+    r.add_argument("-o", "--output", help="trace file to write (default: SCRIPT's name + .ttrace)")
+    r.add_argument("--values", choices=VALUES, default="summary",
+                   help="none: names/shapes/timings; summary: + NaN/inf counts and min/max/mean/std (default); "
+                        "full: + the tensors, within --max-bytes")
+    r.add_argument("--ops", metavar="REGEX", help="keep only ops whose type or name matches REGEX")
+    r.add_argument("--steps", type=parse_steps, metavar="A:B|N,N", help="keep only these runs (0 = first)")
+    r.add_argument("--max-bytes", type=parse_bytes, default=512 << 20, metavar="SIZE",
+                   help="byte budget for --values full (oldest values dropped first; default 512M)")
+    r.add_argument("--no-stacks", action="store_true", help="do not record source stacks (a little faster)")
+    r.add_argument("script", help="the Python script to run")
+    r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    i = sub.add_parser("info", help="print what a trace file holds: runs, events, ops, bytes, drops")
+    i.add_argument("file")
+    i.add_argument("--ops", type=int, default=15, metavar="N", help="show the N most expensive op types")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    if args.cmd == "record":
+        out = args.output or os.path.splitext(os.path.basename(args.script))[0] + ".ttrace"
+        try:
+            return record_script(out, args.script, args.args, values=args.values, ops=args.ops, steps=args.steps,
+                                 max_bytes=args.max_bytes, stacks=not args.no_stacks)
+        except TraceFileError as e:
+            print(f"tracetensor trace record: {e}")
+            return 2
+    try:
+        with SqliteTrace(args.file) as t:
+            print(format_info(t, n_ops=args.ops))
+    except TraceFileError as e:
+        print(f"tracetensor trace info: {e}")
+        return 2
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
+    i = t.info()
+    lines = [f"trace    {i['path']}  (format v{i['version']}, {_size(i['file_bytes'])}"
+             f"{', complete' if i['complete'] else ', INCOMPLETE: the recording process did not close it'})",
+             f"values   {i['values']}",
+             f"runs     {i['runs']}",
+             f"events   {i['events']}",
+             f"tensors  {i['tensors']} kept ({_size(i['tensor_bytes'])})",
+             f"dropped  {i['dropped']['values']} values ({_size(i['dropped']['bytes'])}) over the byte budget",
+             f"graphs   {i['graphs']}    source files {i['sources']}"]
+    runs = t.runs()
+    if runs:
+        lines.append("\n  run  kind         name                   events   duration  error")
+        shown = runs if len(runs) <= 12 else runs[:6] + [None] + runs[-5:]
+        for r in shown:
+            if r is None:
+                lines.append(f"  ... {len(runs) - 11} more runs")
+                continue
+            dur = "-" if r.duration_ns is None else f"{r.duration_ns / 1e6:.3f} ms"
+            lines.append(f"  {r.run:<4} {r.kind[:12]:<12} {r.name[:22]:<22} {r.n_events:>6} {dur:>12}  "
+                         f"{(r.error or '')[:40]}")
+    if i["ops"]:
+        lines.append("\n  op                         count     total time")
+        for op, n, ns in i["ops"][:n_ops]:
+            lines.append(f"  {op[:26]:<26} {n:>6} {ns / 1e6:>11.3f} ms")
+        if len(i["ops"]) > n_ops:
+            lines.append(f"  ... {len(i['ops']) - n_ops} more op types")
+    return "\n".join(lines)

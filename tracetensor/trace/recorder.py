@@ -1,0 +1,344 @@
+"""`tt.record(path)`: records the event stream into a trace file, off the hot path.
+
+The listener callback only appends to a queue (and, for `values="full"`, copies the
+arrays, since in-place updates could change them before they are written); a writer
+thread drains the queue in batches, one SQLite transaction each, at least every
+`FLUSH_S` seconds, so a killed process loses at most the last half second. The queue
+is bounded (events and value bytes): a producer that outruns the disk waits for it.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .. import events as ev
+from .._version import __version__
+from .store import SqliteTrace, TraceWriter
+
+VALUES = ("none", "summary", "full")
+FLUSH_S = 0.1  # the writer commits at least this often (a SIGKILL loses about this much)
+MAX_QUEUE = 100_000  # events waiting for the writer before producers wait
+MAX_QUEUE_VALUE_BYTES = 64 << 20  # value bytes waiting for the writer (values="full")
+BATCH = 20_000  # events per transaction; keeps each commit short
+
+_active: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_atexit_registered = False
+
+Steps = range | Iterable[int] | Callable[[int], bool] | None
+
+
+class Recorder:
+    """A recording in progress; made by `record(...)`. Use as a context manager, or call
+    `start()` / `stop()`. `path`, `error` (what stopped the writer, if anything)."""
+
+    def __init__(self, path: str | os.PathLike, values: str = "summary", ops: str | None = None,
+                 steps: Steps = None, max_bytes: int = 512 << 20, *, stacks: bool = True,
+                 sources: bool = True) -> None:
+        if values not in VALUES:
+            raise ValueError(f"tt.record: values must be one of {', '.join(map(repr, VALUES))}, got {values!r}")
+        if steps is not None and not callable(steps) and not isinstance(steps, Iterable):
+            raise TypeError(f"tt.record: steps must be a range, an iterable of run indices or a callable, "
+                            f"got {type(steps).__name__}")
+        if int(max_bytes) < 0:
+            raise ValueError(f"tt.record: max_bytes must be >= 0, got {max_bytes}")
+        self.path = os.fspath(path)
+        self.values = values
+        self.ops = ops
+        self._ops_rx = re.compile(ops) if ops is not None else None
+        self._steps = steps if steps is None or callable(steps) or isinstance(steps, range) else set(steps)
+        self.max_bytes = int(max_bytes)
+        self.stacks = stacks
+        self.sources = sources
+        self.error: BaseException | None = None
+        self._q: deque = deque()
+        self._qbytes = 0
+        self._qlock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._listener: ev.Listener | None = None
+        self._thread: threading.Thread | None = None
+        self._writer: TraceWriter | None = None
+        self._old_sigterm: Any = None
+        # step filter state (writer thread only)
+        self._n_runs = 0
+        self._selected: set[int] = set()
+        self._cur_selected = True
+        self._op_keep: dict[tuple[str, str], bool] = {}
+
+    # -- lifecycle
+    def start(self) -> Recorder:
+        if self._listener is not None:
+            return self
+        self._writer = TraceWriter(self.path, max_bytes=self.max_bytes, sources=self.sources, meta={
+            "values": self.values, "ops": self.ops or "", "steps": _describe(self._steps),
+            "tracetensor": __version__, "argv": " ".join(sys.argv), "python": sys.version.split()[0]})
+        self._writer.keep_summaries = self.values != "none"
+        self._writer.keep_stacks = self.stacks
+        self._thread = threading.Thread(target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True)
+        self._thread.start()
+        full = self.values == "full"
+        self._listener = ev.subscribe(self._on_event_full if full else self._on_event,
+                                      values=full, summaries=self.values != "none", stacks=self.stacks)
+        _active.add(self)
+        _ensure_atexit()
+        self._install_sigterm()
+        return self
+
+    def stop(self) -> None:
+        """Unsubscribes, writes what is queued and closes the file (idempotent)."""
+        if self._listener is None:
+            return
+        self._listener.close()
+        self._listener = None
+        self._restore_sigterm()
+        self._stopping = True
+        self._wake.set()
+        interrupted = None
+        t = self._thread
+        while t is not None and t.is_alive():
+            try:
+                t.join(0.1)
+            except KeyboardInterrupt as e:  # a second Ctrl-C: finish the flush first, then re-raise
+                interrupted = e
+        _active.discard(self)
+        if interrupted is not None:
+            raise interrupted
+
+    close = stop
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def open(self) -> SqliteTrace:
+        """Reads the trace back (after `stop()`, or live: what was committed so far)."""
+        return SqliteTrace(self.path)
+
+    # -- hot path: append only
+    def _on_event(self, e: ev.Event) -> None:
+        q = self._q
+        q.append((e, None))
+        if len(q) > MAX_QUEUE:
+            self._wait_for_writer()
+
+    def _on_event_full(self, e: ev.Event) -> None:
+        vals = None
+        if e.__class__ is ev.OpEvent and e.values is not None:
+            vals = tuple(None if v is None else v.copy() for v in e.values)
+            n = sum(v.nbytes for v in vals if v is not None)
+            with self._qlock:
+                self._qbytes += n
+        self._q.append((e, vals))
+        if len(self._q) > MAX_QUEUE or self._qbytes > min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20)):
+            self._wait_for_writer()
+
+    def _wait_for_writer(self) -> None:
+        """Backpressure: the producer waits (GIL released) while the writer catches up."""
+        limit_b = min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20))
+        while (len(self._q) > MAX_QUEUE // 2 or self._qbytes > limit_b // 2) and self._thread is not None \
+                and self._thread.is_alive():
+            self._wake.set()
+            time.sleep(0.001)
+
+    # -- writer thread
+    def _run(self) -> None:
+        w = self._writer
+        assert w is not None
+        try:
+            while True:
+                self._wake.wait(FLUSH_S)
+                self._wake.clear()
+                stopping = self._stopping
+                self._drain(w)
+                if stopping:
+                    while self._q:  # an event another thread emitted as the listener closed
+                        self._drain(w)
+                    break
+            w.close(complete=True)
+        except BaseException as e:  # disk full, file removed ...: stop recording, keep the program running
+            self.error = e
+            self._q.clear()
+            if self._listener is not None:
+                self._listener.close()
+            warnings.warn(f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
+                          RuntimeWarning, stacklevel=1)
+            try:
+                w.close(complete=False)
+            except Exception:
+                pass
+
+    def _drain(self, w: TraceWriter) -> None:
+        """Writes what was queued when it was called (not what arrives meanwhile: batches stay
+        big, so each transaction's fixed cost is spread over many events)."""
+        q = self._q
+        left = len(q)
+        while left:
+            batch = []
+            nbytes = 0
+            pop = q.popleft
+            take = min(left, BATCH)
+            left -= take
+            for _ in range(take):
+                item = pop()
+                if self._keep(item[0]):
+                    batch.append(item)
+                if item[1] is not None:
+                    nbytes += sum(v.nbytes for v in item[1] if v is not None)
+            if batch:
+                w.write(batch)
+            if nbytes:
+                with self._qlock:
+                    self._qbytes -= nbytes
+
+    def _keep(self, e: ev.Event) -> bool:
+        """The `steps` and `ops` filters (applied in the writer thread, off the hot path)."""
+        cls = e.__class__
+        steps = self._steps
+        if cls is ev.RunStart:
+            if steps is not None:
+                i = self._n_runs
+                self._n_runs += 1
+                self._cur_selected = bool(steps(i)) if callable(steps) else i in steps
+                if self._cur_selected:
+                    self._selected.add(e.run)
+            return self._cur_selected
+        if cls is ev.GraphDef:
+            return True
+        if cls is ev.DeviceTime:
+            return self._cur_selected
+        if steps is not None and e.run not in self._selected:  # OpEvent, RunEnd, UserRange
+            return False
+        if cls is ev.OpEvent and self._ops_rx is not None:
+            k = (e.op, e.name)
+            keep = self._op_keep.get(k)
+            if keep is None:
+                rx = self._ops_rx
+                keep = self._op_keep[k] = bool(rx.search(e.op) or rx.search(e.name))
+                if len(self._op_keep) > 100_000:
+                    self._op_keep.clear()
+            return keep
+        return True
+
+    # -- signals: SIGTERM becomes SystemExit so `with`/finally blocks (and this flush) run
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            if not any(r._old_sigterm is not None for r in _active if r is not self):
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+
+def _sigterm_to_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _describe(steps: Steps) -> str:
+    if steps is None:
+        return "all"
+    if isinstance(steps, range):
+        return repr(steps)
+    if callable(steps):
+        return getattr(steps, "__name__", "callable")
+    return ",".join(map(str, sorted(steps)))[:200]
+
+
+def _stop_all() -> None:
+    for r in list(_active):
+        try:
+            r.stop()
+        except Exception:
+            pass
+
+
+def _ensure_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_stop_all)  # a recorder started without `with` still ends complete
+        _atexit_registered = True
+
+
+def record(path: str | os.PathLike, values: str = "summary", ops: str | None = None, steps: Steps = None,
+           max_bytes: int = 512 << 20, *, stacks: bool = True, sources: bool = True) -> Recorder:
+    """Records every event of the code inside `with tt.record("run.ttrace"):` into a trace file.
+
+    values: "none" (names, shapes, dtypes, timings), "summary" (plus NaN/inf/sign counts and
+    min/max/mean/std) or "full" (plus the tensors, within `max_bytes`, oldest dropped first).
+    ops: a regex searched in each op's type and name; only matching ops are kept.
+    steps: which runs to keep, by their index in this recording (0 = the first run that starts
+    inside it): a range, an iterable, or a callable `index -> bool`. With `steps`, ops outside
+    any run are not kept. The file is overwritten; a path being recorded by another process
+    is refused (TraceFileError). Read it back with `tt.trace.open(path)`.
+    """
+    return Recorder(path, values, ops, steps, max_bytes, stacks=stacks, sources=sources)
+
+
+def run_script(path: str | os.PathLike, argv: Sequence[str] = ()) -> int:
+    """Runs a Python script as `python path *argv` would (its own sys.argv and sys.path[0],
+    `__name__ == "__main__"`) and returns its exit code; an uncaught exception prints its
+    traceback and gives 1, Ctrl-C gives 130. The profiler and the recorder CLI use this."""
+    import runpy
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        print(f"tracetensor: can't open file {path!r}: no such file", file=sys.stderr)
+        return 2
+    old_argv, old_path0 = sys.argv, sys.path[0] if sys.path else None
+    sys.argv = [path, *argv]
+    script_dir = os.path.dirname(os.path.abspath(path))
+    if sys.path:
+        sys.path[0] = script_dir
+    else:
+        sys.path.append(script_dir)
+    try:
+        runpy.run_path(path, run_name="__main__")
+        return 0
+    except SystemExit as e:
+        return _exit_code(e.code)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", file=sys.stderr)
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.argv = old_argv
+        if old_path0 is not None:
+            sys.path[0] = old_path0
+
+
+def _exit_code(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message") prints it and exits 1, as Python does
+    return 1
+
+
+def record_script(output: str | os.PathLike, path: str | os.PathLike, argv: Sequence[str] = (),
+                  **record_kwargs: Any) -> int:
+    """Runs a script under `record(output, **record_kwargs)`; returns the script's exit code.
+    The trace is complete whatever the script does (raise, sys.exit, Ctrl-C, SIGTERM)."""
+    rec = record(output, **record_kwargs).start()
+    try:
+        return run_script(path, argv)
+    finally:
+        rec.stop()

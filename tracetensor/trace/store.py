@@ -1,0 +1,1046 @@
+"""The trace file: an SQLite database (schema, writer, and `SqliteTrace`, the reader that
+gives back the same `tracetensor.events` objects the live stream carries).
+
+Layout, and why. An op event is split into what repeats from step to step (op, name,
+inputs, output shapes, stack: one `sigs` row, written once) and what does not (seq, time,
+duration, summaries). The latter are stored a block at a time: one `blocks` row holds up
+to `BLOCK` consecutive events as compressed numpy columns, so the cost per event is a
+few list appends, not an SQLite row (several times cheaper to write, and smaller).
+Indexes over blocks answer "events of run N" (`block_runs`), "event number K"
+(`blocks_pos`), "events of op type T" (`block_ops`, which also holds per-op counts and
+times) and "the first non-finite tensor": each block (and each run's part of it) stores
+the seq of its first event with a NaN/inf output, under a partial index, and each event
+its non-finite count.
+Tensors are `.npy` bytes in `tensors`, kept within a byte budget (oldest deleted first,
+each deletion logged in `dropped`).
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import sqlite3
+import struct
+import sys
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import events as ev
+from ..errors import SerializationError
+from .base import RunInfo, Trace
+
+FORMAT = "tracetensor-trace"
+VERSION = 1  # bump on any schema change; readers refuse files newer than they know
+BLOCK = 2048  # most events in one block
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE runs(run INTEGER PRIMARY KEY, mode TEXT, kind TEXT, name TEXT, fetches TEXT, feeds TEXT,
+                  graph INTEGER, start_ns INTEGER, wall_ns INTEGER, thread INTEGER, end_ns INTEGER,
+                  error TEXT, n_events INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL UNIQUE);
+CREATE TABLE stacks(id INTEGER PRIMARY KEY, frames TEXT NOT NULL);
+CREATE TABLE sigs(id INTEGER PRIMARY KEY, op INTEGER NOT NULL, name TEXT NOT NULL, mode TEXT, phase TEXT,
+                  device TEXT, thread INTEGER, flops INTEGER, forward TEXT, inputs TEXT, outputs TEXT,
+                  grad_of TEXT, stack INTEGER);
+CREATE INDEX sigs_name ON sigs(name);
+CREATE TABLE blocks(id INTEGER PRIMARY KEY, seq_lo INTEGER NOT NULL, seq_hi INTEGER NOT NULL,
+                    n INTEGER NOT NULL, m INTEGER NOT NULL, pos INTEGER NOT NULL, nonfinite INTEGER NOT NULL,
+                    data BLOB NOT NULL);
+CREATE INDEX blocks_pos ON blocks(pos);
+CREATE INDEX blocks_nonfinite ON blocks(nonfinite) WHERE nonfinite > 0;
+CREATE TABLE block_runs(run INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER NOT NULL,
+                        run_pos INTEGER NOT NULL, nonfinite INTEGER NOT NULL,
+                        PRIMARY KEY(run, block)) WITHOUT ROWID;
+CREATE INDEX block_runs_pos ON block_runs(run, run_pos);
+CREATE INDEX block_runs_nonfinite ON block_runs(run, nonfinite) WHERE nonfinite > 0;
+CREATE TABLE block_ops(op INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER NOT NULL, total_ns INTEGER NOT NULL,
+                       PRIMARY KEY(op, block)) WITHOUT ROWID;
+CREATE TABLE input_summaries(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE tensors(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, idx INTEGER NOT NULL, run INTEGER,
+                     name TEXT NOT NULL, nbytes INTEGER NOT NULL, npy BLOB NOT NULL);
+CREATE INDEX tensors_name ON tensors(name, run);
+CREATE INDEX tensors_seq ON tensors(seq);
+CREATE TABLE dropped(seq INTEGER, idx INTEGER, run INTEGER, name TEXT, nbytes INTEGER, reason TEXT);
+CREATE TABLE device_times(seq INTEGER PRIMARY KEY, device_ns INTEGER NOT NULL);
+CREATE TABLE graphs(id INTEGER PRIMARY KEY, graph INTEGER, version INTEGER, nodes TEXT);
+CREATE TABLE ranges(id INTEGER PRIMARY KEY, name TEXT, run INTEGER, start_ns INTEGER, end_ns INTEGER,
+                    thread INTEGER);
+CREATE INDEX ranges_run ON ranges(run);
+CREATE TABLE sources(filename TEXT PRIMARY KEY, text TEXT NOT NULL);
+"""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+MAX_SOURCE_BYTES = 4 << 20  # larger "user files" are not copied into the trace
+# Python's own files (stdlib, site-packages, console scripts) are not the user's source
+_NOT_USER = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+
+
+class TraceFileError(SerializationError):
+    """A trace file that cannot be read or written: names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path, self.problem = os.fspath(path), problem
+        super().__init__(f"trace file {self.path}: {problem}")
+
+
+# --------------------------------------------------------------------------- summaries
+# One summary packs into 45 bytes in the common case (all finite, counts < 2**32; `pos`
+# is implied), 89 otherwise. Flag 0 marks an output that has no summary.
+_S_SMALL = struct.Struct("<B3I4d")
+_S_FULL = struct.Struct("<B7q4d")
+
+
+def pack_summaries(ss: tuple[ev.Summary | None, ...] | None) -> bytes | None:
+    if ss is None:
+        return None
+    parts = []
+    for s in ss:
+        if s is None:
+            parts.append(b"\x00")
+        elif (s.nan == 0 and s.neginf == 0 and s.posinf == 0 and s.size < 4294967296 and s.neg >= 0
+              and s.zero >= 0 and s.pos == s.size - s.neg - s.zero):
+            parts.append(_S_SMALL.pack(1, s.size, s.neg, s.zero, s.min, s.max, s.mean, s.std))
+        else:
+            parts.append(_S_FULL.pack(2, *s))
+    return b"".join(parts)
+
+
+def unpack_summaries(b: bytes | None) -> tuple[ev.Summary | None, ...] | None:
+    if b is None:
+        return None
+    out: list[ev.Summary | None] = []
+    i, n = 0, len(b)
+    while i < n:
+        flag = b[i]
+        if flag == 0:
+            out.append(None)
+            i += 1
+        elif flag == 1:
+            _, size, neg, zero, mn, mx, mean, std = _S_SMALL.unpack_from(b, i)
+            out.append(ev.Summary(size, 0, 0, 0, neg, zero, size - neg - zero, mn, mx, mean, std))
+            i += _S_SMALL.size
+        elif flag == 2:
+            out.append(ev.Summary(*_S_FULL.unpack_from(b, i)[1:]))
+            i += _S_FULL.size
+        else:
+            raise ValueError(f"unknown summary tag {flag}")
+    return tuple(out)
+
+
+def _frames_json(stack: tuple[ev.Frame, ...]) -> str:
+    return json.dumps([list(f) for f in stack], separators=(",", ":"))
+
+
+def _frames(js: str | None) -> tuple[ev.Frame, ...] | None:
+    return None if js is None else tuple(ev.Frame(*f) for f in json.loads(js))
+
+
+def _node_json(n: ev.NodeDef) -> list:
+    return [n.name, n.op, list(n.inputs), [list(a) for a in n.attrs], [list(f) for f in n.stack],
+            [None if s is None else list(s) for s in n.shapes], list(n.dtypes)]
+
+
+def _node(x: list) -> ev.NodeDef:
+    return ev.NodeDef(x[0], x[1], tuple(x[2]), tuple(tuple(a) for a in x[3]), tuple(ev.Frame(*f) for f in x[4]),
+                      tuple(None if s is None else tuple(s) for s in x[5]), tuple(x[6]))
+
+
+def npy_bytes(a: Any) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, ev.to_numpy(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- event blocks
+# A block is the events of one run, as columns: seq and start are delta-coded (they grow
+# steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
+# matrix and an (m, 4) float64 min/max/mean/std matrix, one row per output (size -1 marks
+# an output without a summary); `nsumm[i]` is how many rows event i has (-1: none at all).
+
+_NO_ITER = -(1 << 63)
+_NONE_ROW = (-1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+_COLS = (("seq", np.int64), ("run", np.int64), ("sig", np.int32), ("start", np.int64), ("dur", np.int64),
+         ("iteration", np.int64), ("nsumm", np.int32), ("flags", np.uint8))
+
+
+class Block:
+    """The decoded columns of one block (numpy arrays), and its events on demand."""
+
+    __slots__ = ("seq", "run", "sig", "start", "dur", "iteration", "nsumm", "flags", "sints", "sfloats",
+                 "nonfinite", "offsets", "id", "_events")
+
+    def __init__(self, cols: dict[str, np.ndarray], sints: np.ndarray, sfloats: np.ndarray) -> None:
+        for k, v in cols.items():
+            setattr(self, k, v)
+        self.sints, self.sfloats = sints, sfloats
+        counts = np.maximum(self.nsumm, 0).astype(np.int64)
+        ends = np.cumsum(counts)
+        self.offsets = ends - counts
+        per_row = sints[:, 1:4].sum(axis=1) if len(sints) else np.zeros(0, np.int64)
+        cs = np.concatenate([[0], np.cumsum(per_row)])
+        self.nonfinite = cs[ends] - cs[self.offsets]
+        self._events: list[ev.OpEvent] | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, int, Block]:
+    """-> (compressed bytes, number of summary rows, the block's columns)."""
+    n = len(evs)
+    seq = np.fromiter([e.seq for e in evs], np.int64, n)
+    run = np.fromiter([e.run for e in evs], np.int64, n)
+    start = np.fromiter([e.start_ns for e in evs], np.int64, n)
+    dur = np.fromiter([e.end_ns for e in evs], np.int64, n) - start
+    it = np.fromiter([_NO_ITER if e.iteration is None else e.iteration for e in evs], np.int64, n)
+    nsumm = np.fromiter([-1 if e.summaries is None else len(e.summaries) for e in evs], np.int32, n)
+    flags = np.fromiter([e.input_summaries is not None for e in evs], np.uint8, n)
+    rows = [_NONE_ROW if s is None else s for e in evs if e.summaries is not None for s in e.summaries]
+    arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
+    sints = arr[:, :7].astype(np.int64)
+    sfloats = np.ascontiguousarray(arr[:, 7:])
+    blk = Block({"seq": seq, "run": run, "sig": np.asarray(sigs, np.int32), "start": start, "dur": dur,
+                 "iteration": it, "nsumm": nsumm, "flags": flags}, sints, sfloats)
+    payload = b"".join(a.tobytes() for a in (_delta(seq), _delta(run), blk.sig, _delta(start - t0), dur, it, nsumm,
+                                             flags, sints, sfloats))
+    return zlib.compress(payload, 1), len(rows), blk
+
+
+def _delta(a: np.ndarray) -> np.ndarray:
+    d = a.copy()
+    d[1:] -= a[:-1]
+    return d
+
+
+def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
+    raw = zlib.decompress(data)
+    off = 0
+    cols = {}
+    for name, dt in _COLS:
+        a = np.frombuffer(raw, dt, n, off)
+        off += a.nbytes
+        cols[name] = a
+    cols["seq"] = np.cumsum(cols["seq"])
+    cols["run"] = np.cumsum(cols["run"])
+    cols["start"] = np.cumsum(cols["start"]) + t0
+    sints = np.frombuffer(raw, np.int64, m * 7, off).reshape(m, 7)
+    off += m * 56
+    sfloats = np.frombuffer(raw, np.float64, m * 4, off).reshape(m, 4)
+    if off + m * 32 != len(raw):
+        raise ValueError(f"block holds {len(raw)} bytes, its header says {off + m * 32}")
+    return Block(cols, sints, sfloats)
+
+
+# --------------------------------------------------------------------------- writer
+
+class TraceWriter:
+    """Writes events into a new trace file; used by one thread (the recorder's writer).
+
+    The file is locked (flock) for as long as the writer is open: a second process (or a
+    second recorder) that targets the same path gets a TraceFileError instead of a mixed file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, meta: dict[str, Any] | None = None,
+                 max_bytes: int = 512 << 20, sources: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.max_bytes = int(max_bytes)
+        self.sources = sources
+        # another listener may make the engine compute more than this recording asked for
+        self.keep_summaries = self.keep_stacks = True
+        self._lock_fd = _lock_for_writing(self.path)
+        try:
+            for ext in ("-wal", "-shm", "-journal"):
+                if os.path.exists(self.path + ext):
+                    os.remove(self.path + ext)  # a killed earlier recording's leftovers
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
+            self.db.executescript(SCHEMA)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.t0 = time.perf_counter_ns()
+        perf, wall = ev.clock_base()
+        info = {"format": FORMAT, "version": VERSION, "t0": self.t0, "clock_perf_ns": perf, "clock_wall_ns": wall,
+                "created_wall_ns": time.time_ns(), "pid": os.getpid(), "complete": 0, "max_bytes": self.max_bytes}
+        info.update(meta or {})
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+        self.db.execute("COMMIT")
+        self._ops: dict[str, int] = {}
+        self._sigs: dict[tuple, int] = {}
+        self._sig_op: dict[int, int] = {}
+        self._stacks: dict[tuple, int] = {}
+        self._files: set[str] = set()
+        self._n_sigs = self._n_stacks = self._n_blocks = 0
+        self._pos = 0
+        self._run_pos: dict[int, int] = {}
+        self.value_bytes = 0
+        self.dropped_values = self.dropped_bytes = 0
+        self.n_events = 0
+
+    # -- interning: what repeats across steps is written once
+    def _op_id(self, op: str) -> int:
+        i = self._ops.get(op)
+        if i is None:
+            i = self._ops[op] = len(self._ops) + 1
+            self.db.execute("INSERT INTO ops VALUES (?, ?)", (i, op))
+        return i
+
+    def _stack_id(self, stack: tuple[ev.Frame, ...] | None) -> int | None:
+        if stack is None:
+            return None
+        i = self._stacks.get(stack)
+        if i is None:
+            if len(self._stacks) > 100_000:
+                self._stacks.clear()  # bounded memory; a repeat then just gets a new row
+            self._n_stacks += 1
+            i = self._stacks[stack] = self._n_stacks
+            self.db.execute("INSERT INTO stacks VALUES (?, ?)", (i, _frames_json(stack)))
+            self._keep_sources(stack)
+        return i
+
+    def _keep_sources(self, stack: tuple[ev.Frame, ...]) -> None:
+        if not self.sources:
+            return
+        for f in stack:
+            fn = f.filename
+            if fn in self._files:
+                continue
+            self._files.add(fn)
+            if fn.startswith(_NOT_USER):
+                continue
+            try:
+                if os.path.getsize(fn) > MAX_SOURCE_BYTES:
+                    continue
+                with open(fn, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+            except OSError:
+                continue  # "<stdin>", "<string>", a file since removed
+            self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (fn, text))
+
+    def _sig_id(self, e: ev.OpEvent) -> int:
+        stack = e.stack if self.keep_stacks else None
+        key = (e.op, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward, e.inputs, e.outputs,
+               e.grad_of, stack)
+        i = self._sigs.get(key)
+        if i is None:
+            if len(self._sigs) > 200_000:
+                self._sigs.clear()
+                self._sig_op.clear()
+            op_id = self._op_id(e.op)
+            self._n_sigs += 1
+            i = self._sigs[key] = self._n_sigs
+            self._sig_op[i] = op_id
+            outs = json.dumps([[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
+                              separators=(",", ":"))
+            self.db.execute("INSERT INTO sigs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (i, op_id, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward,
+                             json.dumps(e.inputs), outs, json.dumps(e.grad_of) if e.grad_of else None,
+                             self._stack_id(stack)))
+        return i
+
+    # -- one batch, one transaction
+    def write(self, batch: list[tuple[ev.Event, tuple | None]]) -> None:
+        """Writes (event, values) pairs; `values` are the copies the recorder took, or None."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            block: list[ev.OpEvent] = []
+            tensors = []
+            starts: list[tuple] = []
+            ends: list[tuple] = []
+            OpEvent = ev.OpEvent
+            for e, values in batch:
+                cls = e.__class__
+                if cls is OpEvent:
+                    block.append(e)
+                    if len(block) >= BLOCK:
+                        self._write_block(block)
+                        block = []
+                    if values is not None:
+                        for i, (m, v) in enumerate(zip(e.outputs, values)):
+                            if v is not None:
+                                tensors.append((e.seq, i, e.run, m.name, m.nbytes, npy_bytes(v)))
+                elif cls is ev.RunStart:
+                    starts.append((e.run, e.mode, e.kind, e.name, _json_tuple(e.fetches), _json_tuple(e.feeds),
+                                   e.graph, e.t_ns, e.wall_ns, e.thread))
+                elif cls is ev.RunEnd:
+                    ends.append((e.run, e.t_ns, e.error))
+                elif cls is ev.DeviceTime:
+                    db.execute("INSERT OR REPLACE INTO device_times VALUES (?, ?)", (e.seq, e.device_ns))
+                elif cls is ev.GraphDef:
+                    db.execute("INSERT INTO graphs(graph, version, nodes) VALUES (?,?,?)",
+                               (e.graph, e.version, json.dumps([_node_json(n) for n in e.nodes])))
+                    for n in e.nodes:
+                        self._keep_sources(n.stack)
+                elif cls is ev.UserRange:
+                    db.execute("INSERT INTO ranges(name, run, start_ns, end_ns, thread) VALUES (?,?,?,?,?)",
+                               (e.name, e.run, e.start_ns, e.end_ns, e.thread))
+            # the order of these upserts does not matter: each sets its own columns
+            db.executemany("INSERT INTO runs(run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread)"
+                           " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run) DO UPDATE SET mode=excluded.mode,"
+                           " kind=excluded.kind, name=excluded.name, fetches=excluded.fetches, feeds=excluded.feeds,"
+                           " graph=excluded.graph, start_ns=excluded.start_ns, wall_ns=excluded.wall_ns,"
+                           " thread=excluded.thread", starts)
+            if block:
+                self._write_block(block)
+            db.executemany("INSERT INTO runs(run, end_ns, error) VALUES (?,?,?) ON CONFLICT(run) DO UPDATE"
+                           " SET end_ns=excluded.end_ns, error=excluded.error", ends)
+            if tensors:
+                self._keep_tensors(tensors)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _write_block(self, evs: list[ev.OpEvent]) -> None:
+        """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
+        if not self.keep_summaries:
+            evs = [_strip_summaries(e) if e.summaries is not None else e for e in evs]
+        sig_id = self._sig_id
+        sigs = [sig_id(e) for e in evs]
+        data, m, blk = pack_block(evs, sigs, self.t0)
+        n = len(evs)
+        self._n_blocks += 1
+        bid = self._n_blocks
+        bad = blk.nonfinite > 0
+        first_bad = int(blk.seq[bad][0]) if bad.any() else 0
+        db = self.db
+        db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
+                   (bid, int(blk.seq.min()), int(blk.seq.max()), n, m, self._pos, first_bad, data))
+        self._pos += n
+        self.n_events += n
+        # per run: how many events, where they start within the run, the first non-finite one
+        runs, inv = np.unique(blk.run, return_inverse=True)
+        cnt = np.bincount(inv)
+        rows, counts = [], []
+        for k, (run, c) in enumerate(zip(runs.tolist(), cnt.tolist())):
+            sel = inv == k
+            nb = sel & bad
+            run_pos = self._run_pos.get(run)
+            if run_pos is None:
+                if len(self._run_pos) > 100_000:
+                    self._run_pos.clear()
+                run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[0]
+            self._run_pos[run] = run_pos + c
+            rows.append((run, bid, c, run_pos, int(blk.seq[nb][0]) if nb.any() else 0))
+            first = evs[int(np.argmax(sel))]
+            counts.append((run, first.mode, first.start_ns, c))
+        db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
+        db.executemany("INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events)"
+                       " VALUES (?,?,'eager','','[]','[]',?,?) ON CONFLICT(run) DO UPDATE"
+                       " SET n_events = n_events + excluded.n_events", counts)
+        # per op type: count and total host time (what `trace info` and the profiler summarize)
+        sig_op = self._sig_op
+        ops = np.fromiter([sig_op[s] for s in sigs], np.int64, n)
+        uniq, inv = np.unique(ops, return_inverse=True)
+        db.executemany("INSERT INTO block_ops VALUES (?,?,?,?)",
+                       [(int(o), bid, int(c), int(t)) for o, c, t in
+                        zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))])
+        if blk.flags.any():
+            db.executemany("INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
+                           [(e.seq, pack_summaries(e.input_summaries)) for e in evs
+                            if e.input_summaries is not None])
+
+    def _keep_tensors(self, tensors: list[tuple]) -> None:
+        db = self.db
+        keep = []
+        for row in tensors:
+            if len(row[5]) > self.max_bytes:  # can never fit: dropped at once
+                db.execute("INSERT INTO dropped VALUES (?,?,?,?,?,'larger than max_bytes')", row[:5])
+                self.dropped_values += 1
+                self.dropped_bytes += row[4]
+            else:
+                keep.append(row)
+                self.value_bytes += len(row[5])
+        db.executemany("INSERT INTO tensors(seq, idx, run, name, nbytes, npy) VALUES (?,?,?,?,?,?)", keep)
+        if self.value_bytes <= self.max_bytes:
+            return
+        # ring buffer: delete the oldest tensors until the budget holds again, logging each one
+        excess = self.value_bytes - self.max_bytes
+        freed, last = 0, None
+        for rid, size in db.execute("SELECT id, length(npy) FROM tensors ORDER BY id"):
+            freed += size
+            last = rid
+            if freed >= excess:
+                break
+        n, nb = db.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM tensors WHERE id <= ?",
+                           (last,)).fetchone()
+        db.execute("INSERT INTO dropped SELECT seq, idx, run, name, nbytes, 'max_bytes' FROM tensors"
+                   " WHERE id <= ?", (last,))
+        db.execute("DELETE FROM tensors WHERE id <= ?", (last,))
+        self.value_bytes -= freed
+        self.dropped_values += n
+        self.dropped_bytes += nb
+
+    def set_meta(self, **kv: Any) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in kv.items()])
+
+    def close(self, complete: bool = True) -> None:
+        """Marks the file complete and folds the WAL back in, so the trace is one file."""
+        try:
+            if complete:
+                self.set_meta(complete=1, closed_wall_ns=time.time_ns())
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass  # a reader has it open: the file stays in WAL mode, complete and readable
+            self.db.close()
+        finally:
+            os.close(self._lock_fd)
+
+
+
+def _json_tuple(t: tuple[str, ...]) -> str:
+    return json.dumps(t) if t else "[]"
+
+
+def _tuple(js: str | None) -> tuple:
+    return () if not js or js == "[]" else tuple(json.loads(js))
+
+
+def _strip_summaries(e: ev.OpEvent) -> ev.OpEvent:
+    import dataclasses
+
+    return dataclasses.replace(e, summaries=None, input_summaries=None, values=None)
+
+
+def _lock_for_writing(path: str) -> int:
+    """Opens and flocks `path` (creating it), after checking that it is ours to overwrite."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        problem = _foreign(path)
+        if problem:
+            raise TraceFileError(path, f"exists and {problem}; refusing to overwrite it")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; SQLite's own locking still keeps the file consistent
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise TraceFileError(path, "is being recorded by another process or recorder; "
+                                       "record to a different path") from None
+    os.ftruncate(fd, 0)  # a fresh file, same inode, so the lock stays meaningful
+    return fd
+
+
+def _foreign(path: str) -> str | None:
+    """None when `path` is a tracetensor trace (any version), else why it is not."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head != _SQLITE_MAGIC:
+        return "is not a tracetensor trace (not an SQLite database)"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return "is an SQLite database without tracetensor's meta table"
+    if not row or row[0] != FORMAT:
+        return "is an SQLite database that is not a tracetensor trace"
+    return None
+
+
+# --------------------------------------------------------------------------- reader
+
+def open_trace(path: str | os.PathLike) -> SqliteTrace:
+    """Opens a trace file for reading (`tt.trace.open(path)`)."""
+    return SqliteTrace(path)
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    return value is not None and _compiled(pattern).search(value) is not None
+
+
+_RX: dict[str, re.Pattern] = {}
+
+
+def _compiled(p: str) -> re.Pattern:
+    r = _RX.get(p)
+    if r is None:
+        r = _RX[p] = re.compile(p)
+    return r
+
+
+class SqliteTrace(Trace):
+    """A trace file, read back: every `Trace` query, answered from indexes, decoding only
+    the blocks a query touches (a few are cached).
+
+    Safe to share between threads (one connection behind a lock). Opening a file that is
+    still being recorded works too (WAL): each query sees what was committed so far.
+    """
+
+    CACHE = 32  # decoded blocks kept
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        _check_header(self.path)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.create_function("regexp", 2, _regexp, deterministic=True)
+            self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as e:
+            msg = str(e)
+            raise TraceFileError(self.path, "is not a tracetensor trace (no meta table)" if "no such table" in msg
+                                 else f"is corrupt or truncated ({msg})") from None
+        fmt = self._meta.get("format")
+        if fmt != FORMAT:
+            raise TraceFileError(self.path, f"is not a tracetensor trace (format {fmt!r}, expected {FORMAT!r})")
+        try:
+            version = int(self._meta.get("version", ""))
+        except ValueError:
+            raise TraceFileError(self.path, f"has an unreadable schema version {self._meta.get('version')!r}") \
+                from None
+        if version > VERSION:
+            raise TraceFileError(self.path, f"was written by a newer tracetensor (schema version {version}; this "
+                                            f"version reads up to {VERSION}): upgrade tracetensor to read it")
+        self.version = version
+        self.t0 = int(self._meta["t0"])
+        self._lock = threading.RLock()
+        self._ops: dict[int, str] = {}
+        self._sigs: dict[int, tuple] = {}
+        self._stacks: dict[int | None, tuple[ev.Frame, ...] | None] = {None: None}
+        self._graphs: list[ev.GraphDef] = []
+        self._graph_rowid = 0
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
+        self._runs: list[RunInfo] | None = None
+        self._closed_file = self._meta.get("complete") == "1"
+        self._q("SELECT count(*) FROM runs")  # touches the schema: a damaged file fails here, at open
+
+    # -- plumbing
+    def _q(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise TraceFileError(self.path, f"is corrupt or truncated ({e})") from None
+
+    def meta(self) -> dict[str, str]:
+        """The file's meta table: format, version, values level, pid, clock base, complete ..."""
+        return dict(self._meta)
+
+    @property
+    def complete(self) -> bool:
+        """False for a trace whose recorder never closed it (a killed process)."""
+        return self._q("SELECT value FROM meta WHERE key='complete'") == [("1",)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- decoding
+    def _load_sigs(self, ids: Any) -> None:
+        missing = [int(i) for i in ids if int(i) not in self._sigs]
+        for k in range(0, len(missing), 500):
+            chunk = missing[k:k + 500]
+            rows = self._q(f"SELECT * FROM sigs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            stack_ids = [r[12] for r in rows if r[12] not in self._stacks]
+            for j in range(0, len(stack_ids), 500):
+                sl = stack_ids[j:j + 500]
+                for sid, js in self._q(f"SELECT id, frames FROM stacks WHERE id IN ({','.join('?' * len(sl))})",
+                                       sl):
+                    self._stacks[sid] = _frames(js)
+            for (i, op, name, mode, phase, device, thread, flops, fwd, inputs, outputs, grad_of, stack) in rows:
+                outs = tuple(ev.TensorMeta(m[0], tuple(m[1]), m[2], m[3], m[4]) for m in json.loads(outputs))
+                self._sigs[i] = (self._op(op), name, mode, phase, device, thread, flops, fwd,
+                                 tuple(json.loads(inputs)), outs, tuple(json.loads(grad_of)) if grad_of else (),
+                                 self._stacks.get(stack))
+
+    def _op(self, op_id: int) -> str:
+        s = self._ops.get(op_id)
+        if s is None:
+            self._ops.update(self._q("SELECT id, op FROM ops"))
+            s = self._ops[op_id]
+        return s
+
+    def _block(self, bid: int) -> Block:
+        with self._lock:
+            b = self._blocks.get(bid)
+            if b is not None:
+                self._blocks.move_to_end(bid)
+                return b
+        rows = self._q("SELECT n, m, data FROM blocks WHERE id = ?", (bid,))
+        if not rows:
+            raise TraceFileError(self.path, f"has no event block {bid}")
+        n, m, data = rows[0]
+        try:
+            b = unpack_block(data, n, m, self.t0)
+        except (ValueError, zlib.error) as e:
+            raise TraceFileError(self.path, f"is corrupt (event block {bid}: {e})") from None
+        b.id = bid
+        with self._lock:
+            self._blocks[bid] = b
+            if len(self._blocks) > self.CACHE:
+                self._blocks.popitem(last=False)
+        return b
+
+    def _events_of(self, b: Block, idx: Any = None) -> list[ev.OpEvent]:
+        """OpEvents of block `b` (all, or those at positions `idx`). A whole block is decoded
+        once and cached; a few events of an uncached block are decoded alone."""
+        if b._events is not None:
+            return b._events if idx is None else [b._events[i] for i in idx]
+        if idx is not None and len(idx) * 4 < len(b):
+            return self._decode(b, np.asarray(idx, dtype=np.int64))
+        b._events = self._decode(b, None)
+        return b._events if idx is None else [b._events[i] for i in idx]
+
+    def _decode(self, b: Block, idx: np.ndarray | None) -> list[ev.OpEvent]:
+        cols = [b.seq, b.run, b.sig, b.start, b.dur, b.iteration, b.nsumm, b.offsets]
+        if idx is not None:
+            cols = [c[idx] for c in cols]
+        seqs, runs, sig_ids, starts, durs, its, nss, offs = (c.tolist() for c in cols)
+        self._load_sigs(set(sig_ids))
+        sigs, OpEvent, Summary = self._sigs, ev.OpEvent, ev.Summary
+        if idx is None:
+            rows = range(len(b.sints))
+        else:
+            rows = [o + k for o, n in zip(offs, nss) for k in range(max(n, 0))]
+        summ = dict(zip(rows, (None if r[0] < 0 else Summary(*r, *f)
+                               for r, f in zip(b.sints[rows].tolist(), b.sfloats[rows].tolist()))))
+        isumm = {}
+        flagged = [s for s, f in zip(seqs, (b.flags if idx is None else b.flags[idx]).tolist()) if f]
+        if flagged:
+            isumm = {s: unpack_summaries(d) for s, d in self._q(
+                f"SELECT seq, data FROM input_summaries WHERE seq IN ({','.join('?' * len(flagged))})", flagged)}
+        out = []
+        for seq, run, sig, start, dur, it, ns, off in zip(seqs, runs, sig_ids, starts, durs, its, nss, offs):
+            op, name, mode, phase, device, thread, flops, fwd, inputs, outs, grad_of, stack = sigs[sig]
+            out.append(OpEvent(seq, run, mode, phase, op, name, inputs, outs, start, start + dur, thread,
+                               device, flops, fwd, grad_of, None if it == _NO_ITER else it, stack,
+                               None if ns < 0 else tuple(summ[off + k] for k in range(ns)), isumm.get(seq)))
+        return out
+
+    def _sig_filter(self, phase: str | None, op: str | None, name: str | None) -> np.ndarray | None:
+        """Sig ids that pass the phase/op/name filters (None: no filter)."""
+        if phase is None and op is None and name is None:
+            return None
+        conds, params = [], []
+        if op is not None:
+            conds.append("op IN (SELECT id FROM ops WHERE op REGEXP ?)")
+            params.append(op)
+        if phase is not None:
+            conds.append("phase = ?")
+            params.append(phase)
+        if name is not None:
+            conds.append("name REGEXP ?")
+            params.append(name)
+        rows = self._q(f"SELECT id FROM sigs WHERE {' AND '.join(conds)}", params)
+        return np.array(sorted(r[0] for r in rows), dtype=np.int32)
+
+    def _block_ids(self, run: int | None, op: str | None = None, *, from_pos: int = 0,
+                   reverse: bool = False) -> Iterator[tuple[int, int]]:
+        """(block id, events of the run -- or file -- before it), in order, a page at a time."""
+        conds, params = [], []
+        if run is not None:
+            table, col, key, posc = "block_runs", "block", "run = ? AND ", "run_pos"
+            params.append(run)
+        else:
+            table, col, key, posc = "blocks", "id", "", "pos"
+        conds.append(f"{key}1")
+        if from_pos:
+            # the (run, run_pos) / pos index finds the last block starting at or before from_pos
+            conds.append(f"{posc} >= coalesce((SELECT max({posc}) FROM {table} WHERE {key}{posc} <= ?), 0)")
+            params += ([run] if run is not None else []) + [from_pos]
+        if op is not None:
+            conds.append(f"{col} IN (SELECT block FROM block_ops WHERE op IN (SELECT id FROM ops WHERE op REGEXP ?))")
+            params.append(op)
+        where = " AND ".join(conds)
+        last = None
+        while True:
+            page = f" AND {col} {'<' if reverse else '>'} ?" if last is not None else ""
+            rows = self._q(f"SELECT {col}, {posc} FROM {table} WHERE {where}{page} ORDER BY {col}"
+                           f"{' DESC' if reverse else ''} LIMIT 256", [*params, last] if last is not None else params)
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    # -- Trace
+    def runs(self) -> list[RunInfo]:
+        if self._runs is not None:
+            return list(self._runs)
+        out = []
+        for (run, mode, kind, name, fetches, feeds, graph, start, wall, _thread, end, error,
+             n) in self._q("SELECT * FROM runs ORDER BY run"):
+            out.append(RunInfo(run, mode or "eager", kind or "eager", name or "", _tuple(fetches), _tuple(feeds),
+                               graph, start or 0, end, error, n, wall or 0))
+        if self._closed_file:
+            self._runs = out  # a finished file never changes
+        return list(out)
+
+    def run_starts(self) -> list[ev.RunStart]:
+        """The RunStart events recorded (runs seen only through their ops have none)."""
+        return [ev.RunStart(run, mode, kind, name, _tuple(fe), _tuple(fd), graph, start, thread, wall)
+                for run, mode, kind, name, fe, fd, graph, start, wall, thread in
+                self._q("SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread FROM runs"
+                        " WHERE thread IS NOT NULL ORDER BY run")]
+
+    def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
+               name: str | None = None, start: int = 0, limit: int | None = None) -> list[ev.OpEvent]:
+        out: list[ev.OpEvent] = []
+        if limit is not None and limit <= 0:
+            return out
+        it = self.iter_events(run, phase=phase, op=op, name=name, start=start)
+        for e in it:
+            out.append(e)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def iter_events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
+                    name: str | None = None, start: int = 0) -> Iterator[ev.OpEvent]:
+        """Like `events()`, decoded a block at a time (constant memory over any file)."""
+        sigs = self._sig_filter(phase, op, name)
+        if sigs is not None and len(sigs) == 0:
+            return
+        # without filters, the position index jumps straight to the block holding event `start`
+        jump = sigs is None and start > 0
+        skip = None if jump else start
+        for bid, before in self._block_ids(run, op, from_pos=start if jump else 0):
+            b = self._block(bid)
+            if skip is None:
+                skip = max(0, start - before)
+            mask = None if run is None else b.run == run
+            if sigs is not None:
+                m2 = np.isin(b.sig, sigs)
+                mask = m2 if mask is None else mask & m2
+            if mask is None:
+                if skip >= len(b):
+                    skip -= len(b)
+                    continue
+                idx, skip = (range(skip, len(b)) if skip else None), 0
+            else:
+                hit = np.flatnonzero(mask)
+                if skip >= len(hit):
+                    skip -= len(hit)
+                    continue
+                idx, skip = hit[skip:].tolist(), 0
+            yield from self._events_of(b, idx)
+
+    def count(self, run: int | None = None) -> int:
+        if run is None:
+            return int(self._q("SELECT coalesce(sum(n_events), 0) FROM runs")[0][0])
+        r = self._q("SELECT n_events FROM runs WHERE run = ?", (run,))
+        return int(r[0][0]) if r else 0
+
+    def first(self, predicate: Callable[[ev.OpEvent], bool], run: int | None = None) -> ev.OpEvent | None:
+        for e in self.iter_events(run):
+            if predicate(e):
+                return e
+        return None
+
+    def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
+        if run is None:
+            rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
+        else:
+            rows = self._q("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 ORDER BY nonfinite LIMIT 1",
+                           (run,))
+        if not rows:
+            return None
+        b = self._block(rows[0][0])
+        bad = b.nonfinite > 0
+        if run is not None:
+            bad &= b.run == run
+        return self._events_of(b, [int(np.argmax(bad))])[0]
+
+    def nonfinite_counts(self, run: int) -> dict[int, int]:
+        """seq -> number of NaN/inf output elements, for the events of `run` that have any."""
+        out = {}
+        for (bid,) in self._q("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0", (run,)):
+            b = self._block(bid)
+            nz = np.flatnonzero((b.nonfinite > 0) & (b.run == run))
+            out.update(zip(b.seq[nz].tolist(), b.nonfinite[nz].tolist()))
+        return out
+
+    def _last_with(self, sigs: list[int], run: int | None) -> ev.OpEvent | None:
+        arr = np.array(sorted(sigs), dtype=np.int32)
+        for bid, _ in self._block_ids(run, reverse=True):
+            b = self._block(bid)
+            mask = np.isin(b.sig, arr)
+            if run is not None:
+                mask &= b.run == run
+            hit = np.flatnonzero(mask)
+            if len(hit):
+                return self._events_of(b, [int(hit[-1])])[0]
+        return None
+
+    def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
+        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        # outputs are `name:i` (or `NAME.grad` for accumulated gradients): candidate ops by name first
+        rows = self._q("SELECT id FROM sigs WHERE name = ?", (want.rsplit(":", 1)[0],))
+        if not rows:
+            rows = self._q("SELECT id FROM sigs WHERE instr(outputs, ?) > 0", (json.dumps(want),))
+        self._load_sigs([r[0] for r in rows])
+        cands = [r[0] for r in rows if any(m.name == want for m in self._sigs[r[0]][9])]
+        if not cands:
+            return None
+        e = self._last_with(cands, run)
+        if e is None:
+            return None
+        return e, next(i for i, m in enumerate(e.outputs) if m.name == want)
+
+    def consumers(self, name: str, run: int | None = None) -> list[str]:
+        base = name.split(":")[0]
+        g = self.graph()
+        if g is not None and any(n.name == base for n in g.nodes):
+            return super().consumers(name, run)
+        rows = self._q("SELECT id FROM sigs WHERE instr(inputs, ?) > 0", (json.dumps(base)[:-1],))
+        self._load_sigs([r[0] for r in rows])
+        cands = [r[0] for r in rows if any(i.split(":")[0] == base for i in self._sigs[r[0]][8])]
+        if not cands:
+            return []
+        arr = np.array(sorted(cands), dtype=np.int32)
+        out: list[str] = []
+        names = {self._sigs[c][1] for c in cands}
+        for bid, _ in self._block_ids(run):
+            b = self._block(bid)
+            mask = np.isin(b.sig, arr)
+            if run is not None:
+                mask &= b.run == run
+            for s in b.sig[mask].tolist():
+                n = self._sigs[s][1]
+                if n not in out:
+                    out.append(n)
+            if len(out) == len(names):
+                break
+        return out
+
+    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        if run is None:
+            rows = self._q("SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,))
+        else:
+            rows = self._q("SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1",
+                           (want, run))
+        if not rows:
+            return None
+        return self._npy(rows[0][0], want)
+
+    def _npy(self, b: bytes, what: str) -> np.ndarray:
+        try:
+            return np.load(io.BytesIO(b), allow_pickle=False)
+        except ValueError as e:
+            raise TraceFileError(self.path, f"holds a damaged value for {what} ({e})") from None
+
+    def values_of(self, seq: int) -> dict[int, np.ndarray]:
+        """The kept output values of event `seq`: {output index: array}."""
+        return {i: self._npy(b, f"event {seq}")
+                for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))}
+
+    def device_times(self, run: int | None = None) -> dict[int, int]:
+        if run is None:
+            return dict(self._q("SELECT seq, device_ns FROM device_times"))
+        out = {}
+        for bid, lo, hi in self._q("SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN"
+                                   " (SELECT block FROM block_runs WHERE run = ?)", (run,)):
+            got = self._q("SELECT seq, device_ns FROM device_times WHERE seq BETWEEN ? AND ?", (lo, hi))
+            if got:
+                b = self._block(bid)
+                mine = set(b.seq[b.run == run].tolist())
+                out.update((s, t) for s, t in got if s in mine)
+        return out
+
+    def graphs(self) -> list[ev.GraphDef]:
+        with self._lock:
+            for rid, graph, version, nodes in self._q("SELECT id, graph, version, nodes FROM graphs WHERE id > ?"
+                                                      " ORDER BY id", (self._graph_rowid,)):
+                self._graphs.append(ev.GraphDef(graph, version, tuple(_node(n) for n in json.loads(nodes))))
+                self._graph_rowid = rid
+            return list(self._graphs)
+
+    def ranges(self, run: int | None = None) -> list[ev.UserRange]:
+        sql = "SELECT name, run, start_ns, end_ns, thread FROM ranges"
+        rows = self._q(sql + " WHERE run = ? ORDER BY id", (run,)) if run is not None else self._q(sql + " ORDER BY id")
+        return [ev.UserRange(*r) for r in rows]
+
+    def source(self, filename: str) -> str | None:
+        rows = self._q("SELECT text FROM sources WHERE filename = ?", (filename,))
+        return rows[0][0] if rows else super().source(filename)
+
+    def sources(self) -> list[str]:
+        """Names of the user files whose text the trace holds."""
+        return [r[0] for r in self._q("SELECT filename FROM sources ORDER BY filename")]
+
+    def dropped(self) -> dict[str, int]:
+        n, b = self._q("SELECT count(*), coalesce(sum(nbytes), 0) FROM dropped")[0]
+        return {"values": int(n), "bytes": int(b)}
+
+    def op_stats(self, run: int | None = None) -> list[tuple[str, int, int]]:
+        """(op type, count, total host ns), most expensive first, from the per-block tallies."""
+        if run is not None:
+            acc: dict[str, list[int]] = {}
+            for e in self.iter_events(run):
+                a = acc.setdefault(e.op, [0, 0])
+                a[0] += 1
+                a[1] += e.duration_ns
+            return sorted(((k, n, t) for k, (n, t) in acc.items()), key=lambda r: -r[2])
+        rows = self._q("SELECT o.op, sum(b.n), sum(b.total_ns) FROM block_ops b JOIN ops o ON o.id = b.op"
+                       " GROUP BY b.op ORDER BY 3 DESC")
+        return [(op, int(n), int(t)) for op, n, t in rows]
+
+    def stream(self) -> Iterator[ev.Event]:
+        """Every recorded event, in the order a live listener would have seen them (graphs first,
+        then each run's start, ops, device times, ranges and end); feeds `MemoryTrace.extend`."""
+        yield from self.graphs()
+        starts = {s.run: s for s in self.run_starts()}
+        dev = self.device_times()
+        for r in self.runs():
+            if r.run in starts:
+                yield starts[r.run]
+            for e in self.iter_events(r.run):
+                yield e
+                if e.seq in dev:
+                    yield ev.DeviceTime(e.seq, dev[e.seq])
+            yield from self.ranges(r.run)
+            if r.end_ns is not None:
+                yield ev.RunEnd(r.run, r.end_ns, starts[r.run].thread if r.run in starts else 0, r.error)
+
+    def info(self) -> dict[str, Any]:
+        """What `tracetensor trace info` prints: counts, ops, bytes, drops."""
+        nt, tb = self._q("SELECT count(*), coalesce(sum(length(npy)), 0) FROM tensors")[0]
+        size = sum(os.path.getsize(self.path + x) for x in ("", "-wal") if os.path.exists(self.path + x))
+        return {"path": self.path, "version": self.version, "complete": self.complete,
+                "values": self._meta.get("values", "?"), "runs": len(self.runs()), "events": self.count(),
+                "ops": self.op_stats(), "tensors": int(nt), "tensor_bytes": int(tb), "dropped": self.dropped(),
+                "graphs": len(self.graphs()), "sources": len(self.sources()), "file_bytes": size}
+
+
+def _check_header(path: str) -> None:
+    """One clear error before SQLite sees the file: missing, empty, foreign or truncated."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        raise TraceFileError(path, "does not exist") from None
+    except OSError as e:
+        raise TraceFileError(path, f"cannot be read ({e.strerror})") from None
+    if size == 0:
+        raise TraceFileError(path, "is empty (the recording never started, or the file was truncated)")
+    if not head.startswith(_SQLITE_MAGIC):
+        raise TraceFileError(path, "is not a tracetensor trace (not an SQLite database)")
+    if len(head) < 100:
+        raise TraceFileError(path, f"is truncated ({size} bytes)")
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    # the in-header page count is valid when its change counter matches (SQLite >= 3.7.0 writes both)
+    if head[24:28] == head[92:96] and pages and size < page * pages:
+        raise TraceFileError(path, f"is truncated ({size} bytes, expected {page * pages})")

@@ -3,6 +3,7 @@
 process; plus the peak memory of the step (tracemalloc) for the plan against eager.
 
     python benchmarks/run.py graph        (or: python benchmarks/bench_graph.py)
+    python benchmarks/bench_graph.py --ops   (per-node breakdown of the graph step)
 """
 
 from __future__ import annotations
@@ -134,6 +135,50 @@ def engine_overhead(sess: tf.Session, fetches: list, feed: dict) -> Callable[[],
     return lambda: sess.run(fetches, feed)
 
 
+def op_breakdown(number: int = 300) -> list[tuple[str, str, float]]:
+    """Median seconds of each plan node inside real `Session.run` calls (each node's function
+    wrapped in a timer, the plan regenerated around the wrappers), so forward->VJP reuse
+    behaves as in the benchmark. Returns (node type, node name, seconds), plan order."""
+    import statistics
+    import time
+
+    from tracetensor.graph.session import Plan
+
+    _, sess, fetches, feed = graph_step()
+    sess.run(fetches, feed)
+    plan = list(sess._plans.values())[-1][0]
+    times: list[list[float]] = [[] for _ in plan.steps]
+
+    def timed(fn: Callable, k: int) -> Callable:
+        def call(*a: object, **kw: object) -> object:
+            t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            times[k].append(time.perf_counter() - t0)
+            return out
+
+        return call
+
+    for k, st in enumerate(plan.steps):
+        if st.var is None and st.const is None:
+            st.fn = timed(st.fn, k)
+    plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches).fast
+    for _ in range(number):
+        sess.run(fetches, feed)
+    sess.close()
+    return [(st.op.type, st.op.name, statistics.median(ts)) for st, ts in zip(plan.steps, times) if ts]
+
+
+def print_breakdown() -> None:
+    np_fn = numpy_step()
+    t_np = interleaved({"numpy": np_fn}, number=200, repeat=7)["numpy"]
+    rows = op_breakdown()
+    total = sum(r[2] for r in rows)
+    table = [(f"{ty} {name}", fmt_time(s), f"{s / t_np:.2f}x", "") for ty, name, s in rows]
+    table += [("sum of nodes", fmt_time(total), f"{total / t_np:.2f}x", ""),
+              ("numpy step (whole)", fmt_time(t_np), "1.00x", "baseline")]
+    print_table("graph MLP step, per node (median inside Session.run; ratio to the numpy step)", table)
+
+
 def peak_bytes(fn: Callable[[], object]) -> int:
     fn()  # warm: plans compiled, caches filled
     tracemalloc.start()
@@ -187,4 +232,4 @@ def main(number: int = 200, repeat: int = 7) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    print_breakdown() if "--ops" in sys.argv[1:] else main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -19,25 +20,37 @@ from _common import fmt_time, interleaved, print_table
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def suite_time(mode: str, targets: list[str]) -> float:
+def suite_time(mode: str, targets: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the pytest process and the children it waited for)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tracetensor-nan={mode}",
            *targets]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     # failures are expected in `all` mode (tests that make NaN on purpose); only time counts
     subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def bench_suite(targets: list[str], repeat: int) -> list[tuple[str, str, str, str]]:
-    times: dict[str, list[float]] = {"off": [], "all": []}
+    wall: dict[str, list[float]] = {"off": [], "all": []}
+    cpu: dict[str, list[float]] = {"off": [], "all": []}
     for _ in range(repeat):
-        for mode in times:  # interleaved, so machine noise hits every mode alike
-            times[mode].append(suite_time(mode, targets))
-    med = {m: statistics.median(v) for m, v in times.items()}
+        for mode in wall:  # interleaved, so machine noise hits every mode alike
+            w, c = suite_time(mode, targets)
+            wall[mode].append(w)
+            cpu[mode].append(c)
     label = " ".join(targets)
-    return [(f"pytest {label} --tracetensor-nan={m}", fmt_time(med[m]), f"{med[m] / med['off']:.2f}x",
-             "baseline" if m == "off" else "<= 1.2x") for m in med]
+    rows = []
+    for kind, d in (("wall", wall), ("cpu", cpu)):
+        med = {m: statistics.median(v) for m, v in d.items()}
+        for m in med:
+            samples = ", ".join(f"{x:.1f}" for x in d[m])
+            rows.append((f"{kind}: pytest {label} --tracetensor-nan={m} [{samples}]", fmt_time(med[m]),
+                         f"{med[m] / med['off']:.2f}x", "baseline" if m == "off" else "<= 1.2x"))
+    return rows
 
 
 def bench_step() -> list[tuple[str, str, str, str]]:

@@ -3,6 +3,7 @@ step unrecorded, and the trace file at scale: write and read throughput for a ru
 1,000,000 small events, bytes per event on disk, and the time to open that file and find
 the first non-finite tensor. `python benchmarks/run.py recorder` (TT_BENCH_EVENTS=N for a
 smaller file)."""
+
 from __future__ import annotations
 
 import os
@@ -15,14 +16,14 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import fmt_time, print_table  # noqa: E402
+from _common import fmt_time, print_table
 
-import tracetensor as tt  # noqa: E402
-from tracetensor import events as ev  # noqa: E402
-from tracetensor.trace.store import TraceWriter  # noqa: E402
+import tracetensor as tt
+from tracetensor import events as ev
+from tracetensor.trace.store import TraceWriter
 
 
 def mlp_step_fn():
@@ -58,6 +59,7 @@ def mlp_step_fn():
                     w -= 0.01 * w.grad
                     w.grad = None
             ev.end_run(r)
+
     return step, "raw tensors + manual SGD"
 
 
@@ -66,8 +68,13 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
     tmp = tempfile.mkdtemp(prefix="tt-bench-")
     # "listen:X": a do-nothing listener asking what values=X asks: the engine's own cost of
     # being observed (names, stacks, summaries), which the recorder cannot go below
-    times: dict[str, list[float]] = {"unrecorded": [], "listen:none": [], "none": [], "listen:summary": [],
-                                     "summary": []}
+    times: dict[str, list[float]] = {
+        "unrecorded": [],
+        "listen:none": [],
+        "none": [],
+        "listen:summary": [],
+        "summary": [],
+    }
     for _ in range(steps // 5):
         step()
     for rep in range(repeat):  # round-robin, so machine noise hits every variant alike
@@ -88,22 +95,57 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
     base = med["unrecorded"]
     rows = [(f"MLP step, unrecorded ({how})", fmt_time(base), "1.00x", "")]
     for k, target in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
-        rows.append((f"  no-op listener with values='{k}' needs", fmt_time(med["listen:" + k]),
-                     f"{med['listen:' + k] / base:.2f}x", "engine's share"))
+        rows.append(
+            (
+                f"  no-op listener with values='{k}' needs",
+                fmt_time(med["listen:" + k]),
+                f"{med['listen:' + k] / base:.2f}x",
+                "engine's share",
+            )
+        )
         rows.append((f"MLP step, record(values='{k}')", fmt_time(med[k]), f"{med[k] / base:.2f}x", target))
-        rows.append(("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", ""))
+        rows.append(
+            ("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", "")
+        )
     return rows
 
 
 def synthetic_events(n: int, *, summaries: bool, nan_at: int | None = None):
     """n small op events shaped like a training loop's: 20 ops per run, repeating names,
     shapes and stacks, times increasing; one NaN output at index `nan_at`."""
-    ops = ["matmul", "add", "relu", "matmul", "add", "softmax_cross_entropy", "mean", "mean", "matmul",
-           "relu", "matmul", "add", "matmul", "accumulate_grad", "accumulate_grad", "sgd", "sgd", "sgd", "sgd",
-           "sum"]
-    frames = tuple((ev.Frame(f"/home/user/train.py", 40 + i, "train_step"), ev.Frame("/home/user/train.py", 90,
-                                                                                      "<module>")) for i in range(20))
-    fin = ev.Summary(8192, 0, 0, 0, 4000, 12, 4180, -3.5, 3.25, 0.01, 1.0)
+    ops = [
+        "matmul",
+        "add",
+        "relu",
+        "matmul",
+        "add",
+        "softmax_cross_entropy",
+        "mean",
+        "mean",
+        "matmul",
+        "relu",
+        "matmul",
+        "add",
+        "matmul",
+        "accumulate_grad",
+        "accumulate_grad",
+        "sgd",
+        "sgd",
+        "sgd",
+        "sgd",
+        "sum",
+    ]
+    frames = tuple(
+        (
+            ev.Frame("/home/user/train.py", 40 + i, "train_step"),
+            ev.Frame("/home/user/train.py", 90, "<module>"),
+        )
+        for i in range(20)
+    )
+    # summaries that differ from event to event, as real ones do (so compression is not flattered)
+    g = np.random.default_rng(0)
+    fin = [ev.Summary(8192, 0, 0, 0, int(neg), 12, 8180 - int(neg), *map(float, f))
+           for neg, f in zip(g.integers(3000, 5000, 4096), g.standard_normal((4096, 4)))]
     bad = ev.Summary(8192, 3, 0, 1, 4000, 12, 4176, -3.5, 3.25, 0.01, 1.0)
     phases = ["forward"] * 8 + ["backward"] * 7 + ["update"] * 4 + ["forward"]
     tid = 1
@@ -116,10 +158,29 @@ def synthetic_events(n: int, *, summaries: bool, nan_at: int | None = None):
             yield ev.RunEnd(run - 1, t, tid)
             yield ev.RunStart(run, "eager", "step", "", (), (), None, t, tid, time.time_ns())
         name = f"layer{k // 4}/{ops[k]}"
-        s = (bad if i == nan_at else fin,) if summaries else None
-        yield ev.OpEvent(i + 1, run, "eager", phases[k], ops[k], name, (f"layer{k // 4}/in:0", "w:0"),
-                         (ev.TensorMeta(name + ":0", (64, 128), "float32", "cpu", 32768),), t, t + 5000, tid,
-                         "cpu", 16384, None, (), None, frames[k], s, None, None)
+        s = (bad if i == nan_at else fin[i % 4096],) if summaries else None
+        yield ev.OpEvent(
+            i + 1,
+            run,
+            "eager",
+            phases[k],
+            ops[k],
+            name,
+            (f"layer{k // 4}/in:0", "w:0"),
+            (ev.TensorMeta(name + ":0", (64, 128), "float32", "cpu", 32768),),
+            t,
+            t + 5000,
+            tid,
+            "cpu",
+            16384,
+            None,
+            (),
+            None,
+            frames[k],
+            s,
+            None,
+            None,
+        )
         t += 6000
     yield ev.RunEnd(n // 20, t, tid)
 
@@ -139,15 +200,17 @@ def bench_file(n: int) -> list[tuple[str, str, str, str]]:
         t0 = time.perf_counter()
         for e in synthetic_events(n, summaries=level == "summary", nan_at=int(n * 0.99)):
             emit(e)
-        t_emit = time.perf_counter() - t0
         rec.stop()
         t_total = time.perf_counter() - t0 - gen_per_event * n
         size = os.path.getsize(path)
-        rows.append((f"write {n:,} events, values='{level}'", f"{n / t_total:,.0f} ev/s",
-                     f"{size / n:.1f} B/ev", "bytes/event on disk"))
-        if level == "summary":
-            rows.append(("  emit loop alone (listener append + GIL shared with the writer)",
-                         f"{(t_emit / n - gen_per_event) * 1e9:.0f} ns/ev", "", ""))
+        rows.append(
+            (
+                f"write {n:,} events, values='{level}'",
+                f"{n / t_total:,.0f} ev/s",
+                f"{size / n:.1f} B/ev",
+                "bytes/event on disk",
+            )
+        )
     # the writer alone (no queue, no thread): the ceiling of the design
     wpath = os.path.join(tmp, "writer.ttrace")
     w = TraceWriter(wpath)
@@ -155,14 +218,20 @@ def bench_file(n: int) -> list[tuple[str, str, str, str]]:
     t0 = time.perf_counter()
     m = n // 4
     for e in synthetic_events(m, summaries=True):
-        batch.append((e, None))
+        batch.append(e)
         if len(batch) == 20_000:
             w.write(batch)
             batch = []
     w.write(batch)
     w.close()
-    rows.append(("  writer alone (same events)", f"{m / (time.perf_counter() - t0 - gen_per_event * m):,.0f} ev/s",
-                 "", ""))
+    rows.append(
+        (
+            "  writer alone (same events)",
+            f"{m / (time.perf_counter() - t0 - gen_per_event * m):,.0f} ev/s",
+            "",
+            "",
+        )
+    )
     path = os.path.join(tmp, "summary.ttrace")
     t0 = time.perf_counter()
     t = tt.trace.open(path)
@@ -175,7 +244,9 @@ def bench_file(n: int) -> list[tuple[str, str, str, str]]:
     rows.append((f"runs() ({len(runs):,} runs)", fmt_time(time.perf_counter() - t0), "", ""))
     t0 = time.perf_counter()
     page = t.events(runs[len(runs) // 2].run)
-    rows.append(("events(run) of one run in the middle", fmt_time(time.perf_counter() - t0), "", f"{len(page)} ev"))
+    rows.append(
+        ("events(run) of one run in the middle", fmt_time(time.perf_counter() - t0), "", f"{len(page)} ev")
+    )
     t0 = time.perf_counter()
     k = sum(1 for _ in t.iter_events())
     rows.append((f"read all {k:,} events back", f"{k / (time.perf_counter() - t0):,.0f} ev/s", "", ""))

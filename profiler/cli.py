@@ -242,6 +242,10 @@ def _summary(w, rep: Report, samples: Samples | None, t0: int, t1: int, windowed
           + (f", {len(rep.steps)} steps" if rep.steps else "") + ")", file=w)
     py_ns = max(0, wall - op_ns)
     print(f"{'Python outside ops':<28} {fmt_ns(py_ns):>12} {pct(py_ns)}", file=w)
+    if len(rep.steps) >= 2:
+        rest = sorted(st.dur for st in rep.steps[1:])
+        print(f"{'step time (median)':<28} {fmt_ns(rest[len(rest) // 2]):>12}  (slowest {fmt_ns(rest[-1])};"
+              f" the first, {fmt_ns(rep.steps[0].dur)}, also holds what ran before the loop)", file=w)
     if rep.device_ns:
         print(f"{'GPU time of ops':<28} {fmt_ns(sum(rep.device_ns.values())):>12}", file=w)
     if rep.peak:

@@ -4,9 +4,10 @@ memory) from the event stream; `Report` turns them into torch.profiler-style tab
 Self and total, defined once so nothing is counted twice:
 - an op (forward, backward or update) never contains another op: its self time is
   its total time, the host time between its start and end;
-- a range (a `record_function` block, a profiler step) has a total time equal to
-  its wall time; its self time is that total minus the total time of the ops and
-  ranges directly inside it, i.e. the Python time spent in it outside any op.
+- a range (a `record_function` block, a profiler step, a graph execution: one
+  `Session.run` or `tt.function` call) has a total time equal to its wall time; its
+  self time is that total minus the total time of the ops and ranges directly inside
+  it, i.e. the Python time spent in it outside any op.
 So the self times of all rows add up to the wall time the profile covers (ops
 outside any range plus the top-level ranges), and the self times of the op rows
 alone add up to the time spent in ops. Percentages are of the sum of self times.
@@ -357,6 +358,8 @@ class _Span:
         return self.end - self.start
 
 
+GRAPH_RUNS = ("session.run", "tt.function")  # run kinds shown as ranges (synchronous calls)
+
 SORT_KEYS = ("self_cpu_time_total", "cpu_time_total", "cpu_time", "count", "self_device_time_total",
              "device_time_total", "device_time", "self_cuda_time_total", "cuda_time_total",
              "self_cpu_memory_usage", "cpu_memory_usage", "self_device_memory_usage", "device_memory_usage",
@@ -380,10 +383,15 @@ class Report:
         # steps are marked on the thread that runs the training loop: the one most ops ran on
         counts = Counter(e.thread for e in self.ops)
         main_thread = counts.most_common(1)[0][0] if counts else threading.get_ident()
-        if steps_marked:
-            for r in self.runs:
-                if r.kind == "step" and r.end_ns is not None:
-                    spans.append(_Span("step", r.name, r.start_ns, r.end_ns, main_thread))
+        for r in self.runs:
+            if r.end_ns is None:
+                continue
+            if r.kind == "step" and steps_marked:
+                spans.append(_Span("step", r.name, r.start_ns, r.end_ns, main_thread))
+            elif r.kind in GRAPH_RUNS:
+                # a graph execution is a range: its self time is the session's Python around the ops
+                label = f"{r.kind} {r.name}" if r.name else r.kind
+                spans.append(_Span("range", label, r.start_ns, r.end_ns, main_thread))
         for u in trace.ranges():
             spans.append(_Span("range", u.name, u.start_ns, u.end_ns, u.thread))
         for e in self.ops:

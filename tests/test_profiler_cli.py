@@ -95,6 +95,7 @@ def test_graph_mode_script_profiles_node_types(tmp_path):
     rows = table_rows(r.stdout)
     assert {"MatMul", "Relu", "ProfilerStep*"} <= set(rows)
     assert rows["MatMul"][5] == "60"  # two layers, 30 steps
+    assert rows["session.run"][5] == "31"  # the initializer, then one per step: a range holding the ops
     ops = [e for e in chrome(out)["traceEvents"] if e.get("cat", "").startswith("op.")]
     names = {e["args"]["name"] for e in ops if e["name"] == "MatMul"}
     assert any(n.startswith("fc1/") for n in names) and any(n.startswith("fc2/") for n in names)

@@ -1,5 +1,6 @@
 """The recorder and the trace file: what `tt.record` writes, `tt.trace.open` reads back the
 same (event for event), with every `Trace` query answered from the file."""
+
 from __future__ import annotations
 
 import os
@@ -47,17 +48,34 @@ def same_summaries(a, b) -> bool:
     """Summary equality with NaN == NaN (an empty or all-NaN tensor has NaN min/max)."""
     if a is None or b is None:
         return a is b
-    return all(np.array_equal(np.array(x, dtype=float), np.array(y, dtype=float), equal_nan=True)
-               for x, y in zip(a, b)) and len(a) == len(b)
+    return all(
+        np.array_equal(np.array(x, dtype=float), np.array(y, dtype=float), equal_nan=True)
+        for x, y in zip(a, b)
+    ) and len(a) == len(b)
 
 
 def test_file_gives_back_the_events_the_live_stream_gave(tmp_path):
     path = tmp_path / "t.ttrace"
     live = MemoryTrace(values=True, summaries=True)
     with tt.record(path, values="full"):
-        ev.emit(ev.GraphDef(7, 1, (ev.NodeDef("x", "Placeholder", (), (("dtype", "float32"),),
-                                              (ev.Frame(__file__, 10, "build"),), ((None, 3),), ("float32",)),
-                                   ev.NodeDef("y", "Relu", ("x:0",), (), (), ((None, 3),), ("float32",)))))
+        ev.emit(
+            ev.GraphDef(
+                7,
+                1,
+                (
+                    ev.NodeDef(
+                        "x",
+                        "Placeholder",
+                        (),
+                        (("dtype", "float32"),),
+                        (ev.Frame(__file__, 10, "build"),),
+                        ((None, 3),),
+                        ("float32",),
+                    ),
+                    ev.NodeDef("y", "Relu", ("x:0",), (), (), ((None, 3),), ("float32",)),
+                ),
+            )
+        )
         with ev.record_range("epoch 0"):
             train_steps(3)
         ev.emit(ev.DeviceTime(live.events()[0].seq, 12345))
@@ -249,7 +267,7 @@ def test_damaged_or_foreign_files_give_one_clear_error(tmp_path):
     other.close()
     cases["other"] = "not a tracetensor trace"
     garbled = bytearray(data)
-    garbled[100:len(data)] = os.urandom(len(data) - 100)
+    garbled[100 : len(data)] = os.urandom(len(data) - 100)
     (tmp_path / "garbled").write_bytes(bytes(garbled))
     cases["garbled"] = "corrupt|not a tracetensor"
     cases["missing"] = "does not exist"
@@ -260,6 +278,13 @@ def test_damaged_or_foreign_files_give_one_clear_error(tmp_path):
     con.commit()
     con.close()
     cases["newer"] = "newer tracetensor .*schema version 99"
+    tampered = tmp_path / "tampered"
+    tampered.write_bytes(data)
+    con = sqlite3.connect(tampered)
+    con.execute("UPDATE sigs SET outputs='[[oops'")
+    con.commit()
+    con.close()
+    cases["tampered"] = "corrupt .*event block"
     for name, problem in cases.items():
         p = str(tmp_path / name)
         with pytest.raises(TraceFileError, match=f"{p}.*({problem})") as info:
@@ -318,13 +343,18 @@ def test_every_query_agrees_with_the_live_trace(tmp_path, monkeypatch, block):
     assert [r.run for r in t.runs()] == runs
     n_all = live.count()
     for run in [None, runs[0], runs[5], runs[-1]]:
-        for filt in [{}, {"phase": "backward"}, {"op": "matmul"}, {"name": "relu|sum"},
-                     {"op": "mul", "phase": "forward"}]:
+        for filt in [
+            {},
+            {"phase": "backward"},
+            {"op": "matmul"},
+            {"name": "relu|sum"},
+            {"op": "mul", "phase": "forward"},
+        ]:
             want = same(live.events(run, **filt))
             assert same(t.events(run, **filt)) == want, (run, filt)
             for start, limit in [(0, 1), (3, 5), (len(want) - 2, 10), (n_all, None), (5, 0)]:
                 got = same(t.events(run, **filt, start=start, limit=limit))
-                assert got == want[start:None if limit is None else start + limit], (run, filt, start)
+                assert got == want[start : None if limit is None else start + limit], (run, filt, start)
         assert t.count(run) == live.count(run)
         assert same([t.first_nonfinite(run)]) == same([live.first_nonfinite(run)])
     for name in ["matmul", "relu", "sum", "mul_1", "missing"]:
@@ -333,3 +363,42 @@ def test_every_query_agrees_with_the_live_trace(tmp_path, monkeypatch, block):
             assert (got is None) == (want is None)
             assert got is None or (got[0].seq, got[1]) == (want[0].seq, want[1])
             assert t.consumers(name, run) == live.consumers(name, run)
+
+
+def test_graph_mode_runs_keep_structure_fetches_and_feeds(tmp_path):
+    tf = pytest.importorskip("tracetensor.graph")
+    tf.reset_default_graph()
+    x = tf.placeholder(tf.float32, [None, 3], name="x")
+    w = tf.Variable(np.ones((3, 2), np.float32), name="w")
+    y = tf.nn.relu(tf.matmul(x, w), name="y")
+    live = MemoryTrace()
+    with tt.record(tmp_path / "g.ttrace", values="full"):
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(2):
+                sess.run(y, feed_dict={x: np.ones((4, 3), np.float32)})
+    live.close()
+    t = tt.trace.open(tmp_path / "g.ttrace")
+    assert t.graphs() == live.graphs() and t.graph() is not None
+    assert t.node("y") == live.node("y") and t.inputs("y") == live.inputs("y") and t.inputs("y")
+    assert t.runs() == live.runs()
+    last = t.runs()[-1]
+    assert last.mode == "graph" and "y:0" in last.fetches and "x:0" in last.feeds
+    assert same(t.events(last.run)) == same(live.events(last.run))
+    np.testing.assert_array_equal(t.value("y:0", last.run), np.full((4, 2), 3.0, np.float32))
+    assert t.consumers("w") == live.consumers("w")
+
+
+@pytest.mark.gpu
+def test_gpu_values_and_device_times_are_recorded(tmp_path):
+    x = tt.randn(64, 64).cuda()
+    with tt.record(tmp_path / "gpu.ttrace", values="full"):
+        r = ev.begin_run("step")
+        y = (x @ x).relu()
+        ev.end_run(r)
+    t = tt.trace.open(tmp_path / "gpu.ttrace")
+    e = t.events(op="relu")[0]
+    assert e.device.startswith("cuda") and e.summaries[0].size == 64 * 64
+    np.testing.assert_allclose(t.value(e.outputs[0].name, e.run), y.cpu().numpy())
+    dev = t.device_times(e.run)
+    assert e.seq in dev and dev[e.seq] > 0

@@ -1,9 +1,9 @@
 """The trace survives what real scripts do: raise, sys.exit, Ctrl-C, SIGTERM, SIGKILL,
 a second process on the same path; and `tracetensor trace record/info` behave like
 `python script.py` and say what a file holds."""
+
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -43,7 +43,19 @@ def script(tmp_path, tail: str = "", name: str = "prog.py") -> str:
 
 
 def record_cmd(out, prog, *args: str, values: str = "summary") -> list[str]:
-    return [sys.executable, "-m", "tracetensor", "trace", "record", "--values", values, "-o", str(out), prog, *args]
+    return [
+        sys.executable,
+        "-m",
+        "tracetensor",
+        "trace",
+        "record",
+        "--values",
+        values,
+        "-o",
+        str(out),
+        prog,
+        *args,
+    ]
 
 
 def wait_ready(p: subprocess.Popen) -> None:
@@ -63,7 +75,9 @@ def check_complete(path) -> tt.trace.SqliteTrace:
 def test_exit_code_argv_and_main_are_passed_through(tmp_path):
     prog = script(tmp_path, tail="print('args', sys.argv[1:], __name__); sys.exit(3)")
     out = tmp_path / "exit.ttrace"
-    p = subprocess.run(record_cmd(out, prog, "0.05", "--flag", "x"), capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        record_cmd(out, prog, "0.05", "--flag", "x"), capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 3, p.stderr
     assert "args ['0.05', '--flag', 'x'] __main__" in p.stdout
     check_complete(out)
@@ -80,8 +94,9 @@ def test_a_script_that_raises_leaves_a_complete_trace(tmp_path):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)])
 def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
     out = tmp_path / "int.ttrace"
-    p = subprocess.Popen(record_cmd(out, script(tmp_path), "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        record_cmd(out, script(tmp_path), "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_ready(p)
     p.send_signal(sig)
     assert p.wait(timeout=30) == code
@@ -91,14 +106,16 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
 def test_recorder_started_without_with_is_closed_at_exit(tmp_path):
     out = tmp_path / "atexit.ttrace"
     prog = tmp_path / "noclose.py"
-    prog.write_text(textwrap.dedent(f"""
+    prog.write_text(
+        textwrap.dedent(f"""
         import tracetensor as tt
         tt.record({str(out)!r}, values="full").start()
         for i in range(5):
             r = tt.events.begin_run("step")
             (tt.ones(3) * 2).sum()
             tt.events.end_run(r)
-    """))
+    """)
+    )
     subprocess.run([sys.executable, str(prog)], check=True, timeout=60)
     t = tt.trace.open(out)
     assert t.complete and len(t.runs()) == 5 and t.value("sum:0", t.last_run()) == 6.0
@@ -106,8 +123,12 @@ def test_recorder_started_without_with_is_closed_at_exit(tmp_path):
 
 def test_sigkill_loses_at_most_the_last_half_second(tmp_path):
     out = tmp_path / "kill.ttrace"
-    p = subprocess.Popen(record_cmd(out, script(tmp_path), "30", values="none"), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        record_cmd(out, script(tmp_path), "30", values="none"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_ready(p)
     time.sleep(1.0)
     killed_at = time.time_ns()
@@ -127,14 +148,19 @@ def test_sigkill_loses_at_most_the_last_half_second(tmp_path):
 
 def test_two_processes_on_one_path_the_second_is_refused(tmp_path):
     out = tmp_path / "shared.ttrace"
-    p = subprocess.Popen(record_cmd(out, script(tmp_path), "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        record_cmd(out, script(tmp_path), "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_ready(p)
         with pytest.raises(TraceFileError, match="being recorded by another process"):
             tt.record(out).start()
-        q = subprocess.run(record_cmd(out, script(tmp_path, name="other.py"), "0.05"), capture_output=True,
-                           text=True, timeout=60)
+        q = subprocess.run(
+            record_cmd(out, script(tmp_path, name="other.py"), "0.05"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert q.returncode == 2 and "being recorded by another process" in q.stdout
     finally:
         p.send_signal(signal.SIGINT)
@@ -143,8 +169,12 @@ def test_two_processes_on_one_path_the_second_is_refused(tmp_path):
 
 
 def _info(path) -> str:
-    r = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "info", str(path)], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "trace", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return r.stdout + r.stderr
 
 
@@ -164,3 +194,16 @@ def test_trace_info_says_what_the_file_holds(tmp_path, capsys):
     (tmp_path / "junk").write_text("junk")
     assert trace_main(["info", str(tmp_path / "junk")]) == 2
     assert "junk: is not a tracetensor trace" in capsys.readouterr().out
+
+
+def test_record_options_steps_ops_and_budget_from_the_command_line(tmp_path):
+    out = tmp_path / "opts.ttrace"
+    code = trace_main(["record", "--steps", "2:5", "--ops", "tanh", "--values", "full", "--max-bytes", "1k",
+                       "-o", str(out), script(tmp_path), "0"])
+    assert code == 0
+    t = tt.trace.open(out)
+    assert [r.name for r in t.runs()] == ["step 2", "step 3", "step 4"]
+    assert {e.op for e in t.events()} == {"tanh"} and t.count() == 3
+    assert t.meta()["max_bytes"] == "1024" and t.dropped()["values"] == 3  # 4 KiB tensors over a 1 KiB budget
+    with pytest.raises(SystemExit):
+        trace_main(["record", "--max-bytes", "lots", script(tmp_path)])

@@ -258,12 +258,20 @@ def _matmul_explain(shapes, dtypes, attrs):
     return f"cannot multiply {tuple(shapes[0])} by {tuple(shapes[1])}"
 
 
-@register("matmul", tf="MatMul", cost=_matmul_cost, explain=_matmul_explain)
-def matmul(xp, a, b):
+def _matmul_explain_t(shapes, dtypes, attrs):
+    if attrs.get("transpose_b"):
+        return f"cannot multiply {tuple(shapes[0])} by the transpose of {tuple(shapes[1])}"
+    return _matmul_explain(shapes, dtypes, attrs)
+
+
+@register("matmul", tf="MatMul", cost=_matmul_cost, explain=_matmul_explain_t)
+def matmul(xp, a, b, transpose_b=False):
+    """a @ b, or a @ b.T with `transpose_b` (as TF's MatMul): F.linear multiplies by the
+    weight's transpose this way, one op instead of a permute and a matmul."""
     if a.ndim == 0 or b.ndim == 0:
         raise Invalid(f"both arguments must be at least 1-D, got shapes {a.shape} and {b.shape}")
     a, b = _same(a, b)
-    return a @ b
+    return a @ (_swap(b) if transpose_b else b)
 
 
 def _swap(x):
@@ -272,26 +280,35 @@ def _swap(x):
 
 @matmul.defvjp
 def _(ctx, g):
-    a, b = _conj(ctx.args[0]), _conj(ctx.args[1])
-    xp = ctx.xp
+    if ctx.attrs.get("transpose_b"):  # out = a @ b.T
+        a, b = _conj(ctx.args[0]), _conj(ctx.args[1])
+        if a.ndim >= 2 and b.ndim >= 2:  # F.linear's case: both gradients come out contiguous
+            return (g @ b if ctx.needs[0] else None), (_swap(g) @ a if ctx.needs[1] else None)
+        ga, gbt = _matmul_grads(ctx.xp, a, _swap(b), g, ctx.needs)  # the gradient of b.T, transposed back
+        return ga, (None if gbt is None else _swap(gbt))
+    return _matmul_grads(ctx.xp, _conj(ctx.args[0]), _conj(ctx.args[1]), g, ctx.needs)
+
+
+def _matmul_grads(xp, a, b, g, needs):
+    """Gradients of a @ b (a and b already conjugated) for every rank combination."""
     ga = gb = None
     if a.ndim == 1 and b.ndim == 1:
-        return (g * b if ctx.needs[0] else None), (g * a if ctx.needs[1] else None)
+        return (g * b if needs[0] else None), (g * a if needs[1] else None)
     if a.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
-        if ctx.needs[0]:
+        if needs[0]:
             ga = (xp.expand_dims(g, -2) @ _swap(b))[..., 0, :]
-        if ctx.needs[1]:
+        if needs[1]:
             gb = xp.expand_dims(a, -1) * xp.expand_dims(g, -2)
         return ga, gb
     if b.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
-        if ctx.needs[0]:
+        if needs[0]:
             ga = xp.expand_dims(g, -1) * b
-        if ctx.needs[1]:
+        if needs[1]:
             gb = (_swap(a) @ xp.expand_dims(g, -1))[..., 0]
         return ga, gb
-    if ctx.needs[0]:
+    if needs[0]:
         ga = g @ _swap(b)
-    if ctx.needs[1]:
+    if needs[1]:
         gb = _swap(a) @ g
     return ga, gb
 
@@ -301,7 +318,11 @@ def _(ctx, g):
 def _axis_back(xp, g, shape, axis, keepdims):
     """Reshapes a reduced gradient so it broadcasts against the input."""
     if axis is None:
-        return xp.broadcast_to(g, shape) if keepdims or g.ndim == 0 else g
+        if g.ndim and not keepdims:
+            return g
+        # a small filled array costs less than numpy's broadcast_to machinery; big ones stay views
+        n = math.prod(shape)
+        return xp.full(shape, g, dtype=g.dtype) if n <= 4096 else xp.broadcast_to(g, shape)
     if not keepdims:
         axes = (axis,) if isinstance(axis, int) else axis
         g = xp.expand_dims(g, tuple(ax % len(shape) for ax in axes))
@@ -333,6 +354,10 @@ def _(ctx, g):
 def mean(xp, a, axis=None, keepdims=False):
     if a.dtype.kind not in "fc":
         raise Invalid(f"mean needs a floating point or complex input, got {a.dtype}")
+    if axis is None and a.dtype.itemsize >= 4 and a.size:
+        # sum / n is what ndarray.mean computes for these dtypes, minus its Python-level overhead
+        s = a.sum(keepdims=keepdims)
+        return s / s.dtype.type(a.size)
     return a.mean(axis=axis, keepdims=keepdims)
 
 
@@ -1085,16 +1110,17 @@ def _(ctx, g):
     xp = ctx.xp
     ax = ctx.attrs.get("axis", -1)
     lsm = _log_softmax(xp, logits.astype(ctx.out.dtype, copy=False), ax)
-    ge = xp.expand_dims(g, ax)
+    ge = _along(xp, g, ax)
     gl = ge * (xp.exp(lsm) * labels.sum(axis=ax, keepdims=True) - labels) if ctx.needs[0] else None
     return gl, (-ge * lsm if ctx.needs[1] else None)
 
 
-def _class_pick(xp, labels, axis, ignore_index, weight):
+def _class_pick(xp, labels, axis, ignore_index, weight, bounds=None):
     """Labels made safe to index with (ignored ones point at class 0), and the per-example
-    weights (class weights times the not-ignored mask; None when all are 1)."""
+    weights (class weights times the not-ignored mask; None when all are 1). `bounds`
+    (the labels' min and max, from `_check_labels`) rules out ignored labels for free."""
     w = None
-    if ignore_index is not None:
+    if ignore_index is not None and (bounds is None or bounds[0] <= ignore_index <= bounds[1]):
         keep = labels != ignore_index
         if not keep.all():  # the common case (nothing ignored) skips the masking entirely
             labels = xp.where(keep, labels, 0)
@@ -1124,21 +1150,32 @@ def _add_at_labels(xp, a, labels, axis, v):
 
 
 def _check_labels(labels, logits, axis, ignore_index, what):
-    if labels.dtype.kind not in "iu":
+    """Raises on non-integer, mis-shaped or out-of-range labels; returns bounds (lo, hi) of
+    the labels (None when empty) so `_class_pick` need not look for ignored ones again."""
+    kind = labels.dtype.kind
+    if kind not in "iu":
         raise Invalid(f"{what} expects integer class labels, got {labels.dtype}")
-    ax = axis % logits.ndim
-    exp_shape = logits.shape[:ax] + logits.shape[ax + 1:]
-    if labels.shape != exp_shape:
+    nd = logits.ndim
+    ax = axis % nd if nd else 0
+    if labels.ndim != nd - 1 or labels.shape != logits.shape[:ax] + logits.shape[ax + 1:]:
+        exp_shape = logits.shape[:ax] + logits.shape[ax + 1:]
         raise Invalid(f"labels of shape {labels.shape} do not match input of shape {logits.shape} "
                       f"(expected labels of shape {exp_shape})")
+    if not labels.size:
+        return None
     n = logits.shape[ax]
-    if labels.size:
-        lo, hi = int(labels.min()), int(labels.max())
-        if (lo < 0 or hi >= n) and ignore_index is not None:
-            lab = labels[labels != ignore_index]  # only on the rare path: ignore_index present
-            lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
-        if lo < 0 or hi >= n:
-            raise Invalid(f"label {hi if hi >= n else lo} is out of range for {n} classes")
+    # one reduction checks both ends: seen as unsigned, a negative label is a huge number
+    hi = (labels.view(f"u{labels.dtype.itemsize}") if kind == "i" else labels).max()
+    if hi < n:
+        return 0, int(hi)
+    lo, hi = int(labels.min()), int(labels.max())  # the rare path: ignored or bad labels
+    a, b = lo, hi
+    if ignore_index is not None:
+        lab = labels[labels != ignore_index]
+        a, b = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
+    if a < 0 or b >= n:
+        raise Invalid(f"label {b if b >= n else a} is out of range for {n} classes")
+    return lo, hi
 
 
 def _reduce_loss(loss, w, reduction):
@@ -1164,7 +1201,20 @@ def _reduce_grad(g, shape, w, reduction, dtype):
 
 
 def _along(xp, ge, axis):
-    return ge if ge.ndim == 0 else xp.expand_dims(ge, axis)
+    """ge with a length-1 class axis inserted at `axis` (a reshape: cheaper than expand_dims)."""
+    if ge.ndim == 0:
+        return ge
+    shape = list(ge.shape)
+    shape.insert(axis % (ge.ndim + 1), 1)
+    return ge.reshape(shape)
+
+
+# The forward's log-softmax, kept for the VJP of the same call: recomputing it there (a row
+# max, an exp, a sum and a log) was half the op's cost. One slot, keyed by the identity of
+# the logits and labels arrays (alive while the slot holds them, so ids cannot be reused)
+# and the attributes; the VJP reads it without mutating it (exp makes a fresh array), so a
+# stale or racing slot only costs a recompute. The VJP empties the slot to free the arrays.
+_XENT_SAVED: tuple | None = None
 
 
 @register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4))
@@ -1172,19 +1222,30 @@ def sparse_softmax_cross_entropy(xp, logits, labels, axis=-1, ignore_index=None,
                                  reduction="none"):
     """-log_softmax(logits)[label] per example (TF's default, reduction="none"), or its
     weighted "sum"/"mean" (PyTorch's cross_entropy); ignored labels count for nothing."""
-    _check_labels(labels, logits, axis, ignore_index, "cross_entropy")
-    labels, w = _class_pick(xp, labels, axis, ignore_index, weight)
-    return _reduce_loss(-_pick(xp, _log_softmax(xp, logits, axis), labels, axis), w, reduction)
+    global _XENT_SAVED
+    bounds = _check_labels(labels, logits, axis, ignore_index, "cross_entropy")
+    picked, w = _class_pick(xp, labels, axis, ignore_index, weight, bounds)
+    lsm = _log_softmax(xp, logits, axis)
+    _XENT_SAVED = (logits, labels, axis, ignore_index, weight, lsm, picked, w)
+    return _reduce_loss(-_pick(xp, lsm, picked, axis), w, reduction)
 
 
 @sparse_softmax_cross_entropy.defvjp
 def _(ctx, g):
+    global _XENT_SAVED
     logits, labels = ctx.args
     xp = ctx.xp
     a = ctx.attrs
     ax = a.get("axis", -1)
-    labels, w = _class_pick(xp, labels, ax, a.get("ignore_index"), a.get("weight"))
-    p = xp.exp(_log_softmax(xp, logits, ax))
+    ii, wt = a.get("ignore_index"), a.get("weight")
+    s = _XENT_SAVED
+    if s is not None and s[0] is logits and s[1] is labels and s[2] == ax and s[3] == ii and s[4] is wt:
+        _XENT_SAVED = None
+        lsm, labels, w = s[5], s[6], s[7]
+    else:  # a second backward (retain_graph) or another call in between: recompute
+        lsm = _log_softmax(xp, logits, ax)
+        labels, w = _class_pick(xp, labels, ax, ii, wt)
+    p = xp.exp(lsm)  # a fresh array: the saved log-softmax is never written to
     _add_at_labels(xp, p, labels, ax, -1)  # softmax - onehot
     p *= _along(xp, _reduce_grad(g, labels.shape, w, a.get("reduction", "none"), p.dtype), ax)
     return p, None
@@ -1193,8 +1254,8 @@ def _(ctx, g):
 @register("nll_loss", tf="NllLoss")
 def nll_loss(xp, logp, labels, axis=1, ignore_index=None, weight=None, reduction="none"):
     """-logp[label] per example (the input is log-probabilities), or its weighted sum/mean."""
-    _check_labels(labels, logp, axis, ignore_index, "nll_loss")
-    labels, w = _class_pick(xp, labels, axis, ignore_index, weight)
+    bounds = _check_labels(labels, logp, axis, ignore_index, "nll_loss")
+    labels, w = _class_pick(xp, labels, axis, ignore_index, weight, bounds)
     return _reduce_loss(-_pick(xp, logp, labels, axis), w, reduction)
 
 

@@ -28,8 +28,10 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
-    wt = apply(_R["permute"], weight, axes=(1, 0)) if weight.ndim == 2 else weight  # weight.t()
-    out = apply(_R["matmul"], input, wt)
+    if weight.ndim == 2:  # matmul multiplies by the transpose itself: no separate permute op
+        out = apply(_R["matmul"], input, weight, transpose_b=True)
+    else:
+        out = apply(_R["matmul"], input, weight)
     return out if bias is None else apply(_R["add"], out, bias)
 
 

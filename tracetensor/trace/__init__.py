@@ -1,5 +1,6 @@
 """`tt.trace`: recording runs (`record`) and reading them back, live (`MemoryTrace`) or
 from a trace file (`open` -> `SqliteTrace`), through one `Trace` interface."""
+
 from __future__ import annotations
 
 from .base import MemoryTrace, RunInfo, Trace
@@ -7,5 +8,17 @@ from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
 from .store import open_trace as open
 
-__all__ = ["Trace", "MemoryTrace", "RunInfo", "SqliteTrace", "TraceFileError", "Recorder", "record", "open",
-           "run_script", "record_script", "FORMAT", "VERSION"]
+__all__ = [
+    "Trace",
+    "MemoryTrace",
+    "RunInfo",
+    "SqliteTrace",
+    "TraceFileError",
+    "Recorder",
+    "record",
+    "open",
+    "run_script",
+    "record_script",
+    "FORMAT",
+    "VERSION",
+]

@@ -89,7 +89,7 @@ class Trace(ABC):
         """What a byte budget made the recorder drop: {'values': n, 'bytes': b}."""
         return {"values": 0, "bytes": 0}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most traces hold nothing to release)
         pass
 
     def __enter__(self) -> Trace:

@@ -1,4 +1,5 @@
 """`tracetensor trace ...`: record a whole script into a trace file, and say what a file holds."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from .store import SqliteTrace, TraceFileError
 
 
 def parse_steps(text: str) -> range | set[int]:
-    """"10:20" -> range(10, 20); "3,5,8" -> {3, 5, 8}; "7" -> {7}."""
+    """ "10:20" -> range(10, 20); "3,5,8" -> {3, 5, 8}; "7" -> {7}."""
     try:
         if ":" in text:
             a, b = text.split(":", 1)
@@ -22,7 +23,7 @@ def parse_steps(text: str) -> range | set[int]:
 
 
 def parse_bytes(text: str) -> int:
-    """"512M", "2G", "1000" -> bytes."""
+    """ "512M", "2G", "1000" -> bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)i?[bB]?\s*", text)
     if not m:
         raise argparse.ArgumentTypeError(f"--max-bytes expects a size such as 512M or 2G, got {text!r}")
@@ -30,19 +31,33 @@ def parse_bytes(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracetensor trace", description="Record and inspect tracetensor trace files.")
+    p = argparse.ArgumentParser(
+        prog="tracetensor trace", description="Record and inspect tracetensor trace files."
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    r = sub.add_parser("record", help="run a script (like `python script.py args`) and record every event",
-                       description="Run SCRIPT as `python SCRIPT ARGS` would, recording every tracetensor event "
-                                   "into a trace file. The script's exit code is passed through.")
+    r = sub.add_parser(
+        "record",
+        help="run a script (like `python script.py args`) and record every event",
+        description="Run SCRIPT as `python SCRIPT ARGS` would, recording every tracetensor event "
+        "into a trace file. The script's exit code is passed through.",
+    )
     r.add_argument("-o", "--output", help="trace file to write (default: SCRIPT's name + .ttrace)")
-    r.add_argument("--values", choices=VALUES, default="summary",
-                   help="none: names/shapes/timings; summary: + NaN/inf counts and min/max/mean/std (default); "
-                        "full: + the tensors, within --max-bytes")
+    r.add_argument(
+        "--values",
+        choices=VALUES,
+        default="summary",
+        help="none: names/shapes/timings; summary: + NaN/inf counts and min/max/mean/std (default); "
+        "full: + the tensors, within --max-bytes",
+    )
     r.add_argument("--ops", metavar="REGEX", help="keep only ops whose type or name matches REGEX")
     r.add_argument("--steps", type=parse_steps, metavar="A:B|N,N", help="keep only these runs (0 = first)")
-    r.add_argument("--max-bytes", type=parse_bytes, default=512 << 20, metavar="SIZE",
-                   help="byte budget for --values full (oldest values dropped first; default 512M)")
+    r.add_argument(
+        "--max-bytes",
+        type=parse_bytes,
+        default=512 << 20,
+        metavar="SIZE",
+        help="byte budget for --values full (oldest values dropped first; default 512M)",
+    )
     r.add_argument("--no-stacks", action="store_true", help="do not record source stacks (a little faster)")
     r.add_argument("script", help="the Python script to run")
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
@@ -57,8 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "record":
         out = args.output or os.path.splitext(os.path.basename(args.script))[0] + ".ttrace"
         try:
-            return record_script(out, args.script, args.args, values=args.values, ops=args.ops, steps=args.steps,
-                                 max_bytes=args.max_bytes, stacks=not args.no_stacks)
+            return record_script(
+                out,
+                args.script,
+                args.args,
+                values=args.values,
+                ops=args.ops,
+                steps=args.steps,
+                max_bytes=args.max_bytes,
+                stacks=not args.no_stacks,
+            )
         except TraceFileError as e:
             print(f"tracetensor trace record: {e}")
             return 2
@@ -81,14 +104,16 @@ def _size(n: int) -> str:
 
 def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
     i = t.info()
-    lines = [f"trace    {i['path']}  (format v{i['version']}, {_size(i['file_bytes'])}"
-             f"{', complete' if i['complete'] else ', INCOMPLETE: the recording process did not close it'})",
-             f"values   {i['values']}",
-             f"runs     {i['runs']}",
-             f"events   {i['events']}",
-             f"tensors  {i['tensors']} kept ({_size(i['tensor_bytes'])})",
-             f"dropped  {i['dropped']['values']} values ({_size(i['dropped']['bytes'])}) over the byte budget",
-             f"graphs   {i['graphs']}    source files {i['sources']}"]
+    lines = [
+        f"trace    {i['path']}  (format v{i['version']}, {_size(i['file_bytes'])}"
+        f"{', complete' if i['complete'] else ', INCOMPLETE: the recording process did not close it'})",
+        f"values   {i['values']}",
+        f"runs     {i['runs']}",
+        f"events   {i['events']}",
+        f"tensors  {i['tensors']} kept ({_size(i['tensor_bytes'])})",
+        f"dropped  {i['dropped']['values']} values ({_size(i['dropped']['bytes'])}) over the byte budget",
+        f"graphs   {i['graphs']}    source files {i['sources']}",
+    ]
     runs = t.runs()
     if runs:
         lines.append("\n  run  kind         name                   events   duration  error")
@@ -98,8 +123,10 @@ def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
                 lines.append(f"  ... {len(runs) - 11} more runs")
                 continue
             dur = "-" if r.duration_ns is None else f"{r.duration_ns / 1e6:.3f} ms"
-            lines.append(f"  {r.run:<4} {r.kind[:12]:<12} {r.name[:22]:<22} {r.n_events:>6} {dur:>12}  "
-                         f"{(r.error or '')[:40]}")
+            lines.append(
+                f"  {r.run:<4} {r.kind[:12]:<12} {r.name[:22]:<22} {r.n_events:>6} {dur:>12}  "
+                f"{(r.error or '')[:40]}"
+            )
     if i["ops"]:
         lines.append("\n  op                         count     total time")
         for op, n, ns in i["ops"][:n_ops]:

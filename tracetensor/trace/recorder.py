@@ -6,6 +6,7 @@ thread drains the queue in batches, one SQLite transaction each, at least every
 `FLUSH_S` seconds, so a killed process loses at most the last half second. The queue
 is bounded (events and value bytes): a producer that outruns the disk waits for it.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -28,7 +29,7 @@ from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "summary", "full")
 FLUSH_S = 0.1  # the writer commits at least this often (a SIGKILL loses about this much)
-MAX_QUEUE = 100_000  # events waiting for the writer before producers wait
+MAX_QUEUE = 50_000  # events waiting for the writer before producers wait (tens of MB at most)
 MAX_QUEUE_VALUE_BYTES = 64 << 20  # value bytes waiting for the writer (values="full")
 BATCH = 20_000  # events per transaction; keeps each commit short
 
@@ -42,14 +43,26 @@ class Recorder:
     """A recording in progress; made by `record(...)`. Use as a context manager, or call
     `start()` / `stop()`. `path`, `error` (what stopped the writer, if anything)."""
 
-    def __init__(self, path: str | os.PathLike, values: str = "summary", ops: str | None = None,
-                 steps: Steps = None, max_bytes: int = 512 << 20, *, stacks: bool = True,
-                 sources: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        values: str = "summary",
+        ops: str | None = None,
+        steps: Steps = None,
+        max_bytes: int = 512 << 20,
+        *,
+        stacks: bool = True,
+        sources: bool = True,
+    ) -> None:
         if values not in VALUES:
-            raise ValueError(f"tt.record: values must be one of {', '.join(map(repr, VALUES))}, got {values!r}")
+            raise ValueError(
+                f"tt.record: values must be one of {', '.join(map(repr, VALUES))}, got {values!r}"
+            )
         if steps is not None and not callable(steps) and not isinstance(steps, Iterable):
-            raise TypeError(f"tt.record: steps must be a range, an iterable of run indices or a callable, "
-                            f"got {type(steps).__name__}")
+            raise TypeError(
+                f"tt.record: steps must be a range, an iterable of run indices or a callable, "
+                f"got {type(steps).__name__}"
+            )
         if int(max_bytes) < 0:
             raise ValueError(f"tt.record: max_bytes must be >= 0, got {max_bytes}")
         self.path = os.fspath(path)
@@ -62,6 +75,7 @@ class Recorder:
         self.sources = sources
         self.error: BaseException | None = None
         self._q: deque = deque()
+        self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
         self._wake = threading.Event()
@@ -80,16 +94,32 @@ class Recorder:
     def start(self) -> Recorder:
         if self._listener is not None:
             return self
-        self._writer = TraceWriter(self.path, max_bytes=self.max_bytes, sources=self.sources, meta={
-            "values": self.values, "ops": self.ops or "", "steps": _describe(self._steps),
-            "tracetensor": __version__, "argv": " ".join(sys.argv), "python": sys.version.split()[0]})
+        self._writer = TraceWriter(
+            self.path,
+            max_bytes=self.max_bytes,
+            sources=self.sources,
+            meta={
+                "values": self.values,
+                "ops": self.ops or "",
+                "steps": _describe(self._steps),
+                "tracetensor": __version__,
+                "argv": " ".join(sys.argv),
+                "python": sys.version.split()[0],
+            },
+        )
         self._writer.keep_summaries = self.values != "none"
         self._writer.keep_stacks = self.stacks
-        self._thread = threading.Thread(target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True
+        )
         self._thread.start()
         full = self.values == "full"
-        self._listener = ev.subscribe(self._on_event_full if full else self._on_event,
-                                      values=full, summaries=self.values != "none", stacks=self.stacks)
+        self._listener = ev.subscribe(
+            self._on_event_full if full else self._on_event,
+            values=full,
+            summaries=self.values != "none",
+            stacks=self.stacks,
+        )
         _active.add(self)
         _ensure_atexit()
         self._install_sigterm()
@@ -130,26 +160,32 @@ class Recorder:
     # -- hot path: append only
     def _on_event(self, e: ev.Event) -> None:
         q = self._q
-        q.append((e, None))
+        q.append(e)
         if len(q) > MAX_QUEUE:
             self._wait_for_writer()
 
     def _on_event_full(self, e: ev.Event) -> None:
-        vals = None
         if e.__class__ is ev.OpEvent and e.values is not None:
+            # copies: an in-place update could change an output before the writer gets to it
             vals = tuple(None if v is None else v.copy() for v in e.values)
             n = sum(v.nbytes for v in vals if v is not None)
             with self._qlock:
                 self._qbytes += n
-        self._q.append((e, vals))
-        if len(self._q) > MAX_QUEUE or self._qbytes > min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20)):
+            self._vals[e.seq] = vals  # before the event is queued, so the writer always finds it
+        self._q.append(e)
+        if len(self._q) > MAX_QUEUE or self._qbytes > min(
+            MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20)
+        ):
             self._wait_for_writer()
 
     def _wait_for_writer(self) -> None:
         """Backpressure: the producer waits (GIL released) while the writer catches up."""
         limit_b = min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20))
-        while (len(self._q) > MAX_QUEUE // 2 or self._qbytes > limit_b // 2) and self._thread is not None \
-                and self._thread.is_alive():
+        while (
+            (len(self._q) > MAX_QUEUE // 2 or self._qbytes > limit_b // 2)
+            and self._thread is not None
+            and self._thread.is_alive()
+        ):
             self._wake.set()
             time.sleep(0.001)
 
@@ -171,10 +207,14 @@ class Recorder:
         except BaseException as e:  # disk full, file removed ...: stop recording, keep the program running
             self.error = e
             self._q.clear()
+            self._vals.clear()
             if self._listener is not None:
                 self._listener.close()
-            warnings.warn(f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
-                          RuntimeWarning, stacklevel=1)
+            warnings.warn(
+                f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
+                RuntimeWarning,
+                stacklevel=1,
+            )
             try:
                 w.close(complete=False)
             except Exception:
@@ -185,23 +225,28 @@ class Recorder:
         big, so each transaction's fixed cost is spread over many events)."""
         q = self._q
         left = len(q)
+        filtered = self._steps is not None or self._ops_rx is not None
         while left:
-            batch = []
-            nbytes = 0
-            pop = q.popleft
             take = min(left, BATCH)
             left -= take
-            for _ in range(take):
-                item = pop()
-                if self._keep(item[0]):
-                    batch.append(item)
-                if item[1] is not None:
-                    nbytes += sum(v.nbytes for v in item[1] if v is not None)
+            pop = q.popleft
+            batch = [pop() for _ in range(take)]
+            vals = None
+            if self._vals:
+                vals = {}
+                pv = self._vals.pop
+                for e in batch:
+                    v = pv(e.seq, None) if e.__class__ is ev.OpEvent else None
+                    if v is not None:
+                        vals[e.seq] = v
+            if filtered:
+                batch = [e for e in batch if self._keep(e)]
             if batch:
-                w.write(batch)
-            if nbytes:
+                w.write(batch, vals)
+            if vals:
+                n = sum(a.nbytes for v in vals.values() for a in v if a is not None)
                 with self._qlock:
-                    self._qbytes -= nbytes
+                    self._qbytes -= n
 
     def _keep(self, e: ev.Event) -> bool:
         """The `steps` and `ops` filters (applied in the writer thread, off the hot path)."""
@@ -268,15 +313,37 @@ def _stop_all() -> None:
             pass
 
 
+def _forget_in_child() -> None:
+    """After fork the child has no writer thread: its recorders stop listening (the parent's
+    file is the parent's), instead of queueing events that nobody writes."""
+    for r in list(_active):
+        if r._listener is not None:
+            r._listener.close()
+            r._listener = None
+        r._q.clear()
+        r._vals.clear()
+    _active.clear()
+
+
 def _ensure_atexit() -> None:
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(_stop_all)  # a recorder started without `with` still ends complete
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_in_child)
         _atexit_registered = True
 
 
-def record(path: str | os.PathLike, values: str = "summary", ops: str | None = None, steps: Steps = None,
-           max_bytes: int = 512 << 20, *, stacks: bool = True, sources: bool = True) -> Recorder:
+def record(
+    path: str | os.PathLike,
+    values: str = "summary",
+    ops: str | None = None,
+    steps: Steps = None,
+    max_bytes: int = 512 << 20,
+    *,
+    stacks: bool = True,
+    sources: bool = True,
+) -> Recorder:
     """Records every event of the code inside `with tt.record("run.ttrace"):` into a trace file.
 
     values: "none" (names, shapes, dtypes, timings), "summary" (plus NaN/inf/sign counts and
@@ -333,8 +400,9 @@ def _exit_code(code: Any) -> int:
     return 1
 
 
-def record_script(output: str | os.PathLike, path: str | os.PathLike, argv: Sequence[str] = (),
-                  **record_kwargs: Any) -> int:
+def record_script(
+    output: str | os.PathLike, path: str | os.PathLike, argv: Sequence[str] = (), **record_kwargs: Any
+) -> int:
     """Runs a script under `record(output, **record_kwargs)`; returns the script's exit code.
     The trace is complete whatever the script does (raise, sys.exit, Ctrl-C, SIGTERM)."""
     rec = record(output, **record_kwargs).start()
@@ -342,3 +410,8 @@ def record_script(output: str | os.PathLike, path: str | os.PathLike, argv: Sequ
         return run_script(path, argv)
     finally:
         rec.stop()
+        if rec.error is None:
+            print(
+                f"tracetensor: trace written to {rec.path} (`tracetensor trace info {rec.path}`)",
+                file=sys.stderr,
+            )

@@ -14,6 +14,7 @@ its non-finite count.
 Tensors are `.npy` bytes in `tensors`, kept within a byte budget (oldest deleted first,
 each deletion logged in `dropped`).
 """
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,8 @@ CREATE TABLE block_runs(run INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER 
                         PRIMARY KEY(run, block)) WITHOUT ROWID;
 CREATE INDEX block_runs_pos ON block_runs(run, run_pos);
 CREATE INDEX block_runs_nonfinite ON block_runs(run, nonfinite) WHERE nonfinite > 0;
-CREATE TABLE block_ops(op INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER NOT NULL, total_ns INTEGER NOT NULL,
-                       PRIMARY KEY(op, block)) WITHOUT ROWID;
+CREATE TABLE block_ops(op INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER NOT NULL,
+                       total_ns INTEGER NOT NULL, PRIMARY KEY(op, block)) WITHOUT ROWID;
 CREATE TABLE input_summaries(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE tensors(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, idx INTEGER NOT NULL, run INTEGER,
                      name TEXT NOT NULL, nbytes INTEGER NOT NULL, npy BLOB NOT NULL);
@@ -106,8 +107,15 @@ def pack_summaries(ss: tuple[ev.Summary | None, ...] | None) -> bytes | None:
     for s in ss:
         if s is None:
             parts.append(b"\x00")
-        elif (s.nan == 0 and s.neginf == 0 and s.posinf == 0 and s.size < 4294967296 and s.neg >= 0
-              and s.zero >= 0 and s.pos == s.size - s.neg - s.zero):
+        elif (
+            s.nan == 0
+            and s.neginf == 0
+            and s.posinf == 0
+            and s.size < 4294967296
+            and s.neg >= 0
+            and s.zero >= 0
+            and s.pos == s.size - s.neg - s.zero
+        ):
             parts.append(_S_SMALL.pack(1, s.size, s.neg, s.zero, s.min, s.max, s.mean, s.std))
         else:
             parts.append(_S_FULL.pack(2, *s))
@@ -145,13 +153,27 @@ def _frames(js: str | None) -> tuple[ev.Frame, ...] | None:
 
 
 def _node_json(n: ev.NodeDef) -> list:
-    return [n.name, n.op, list(n.inputs), [list(a) for a in n.attrs], [list(f) for f in n.stack],
-            [None if s is None else list(s) for s in n.shapes], list(n.dtypes)]
+    return [
+        n.name,
+        n.op,
+        list(n.inputs),
+        [list(a) for a in n.attrs],
+        [list(f) for f in n.stack],
+        [None if s is None else list(s) for s in n.shapes],
+        list(n.dtypes),
+    ]
 
 
 def _node(x: list) -> ev.NodeDef:
-    return ev.NodeDef(x[0], x[1], tuple(x[2]), tuple(tuple(a) for a in x[3]), tuple(ev.Frame(*f) for f in x[4]),
-                      tuple(None if s is None else tuple(s) for s in x[5]), tuple(x[6]))
+    return ev.NodeDef(
+        x[0],
+        x[1],
+        tuple(x[2]),
+        tuple(tuple(a) for a in x[3]),
+        tuple(ev.Frame(*f) for f in x[4]),
+        tuple(None if s is None else tuple(s) for s in x[5]),
+        tuple(x[6]),
+    )
 
 
 def npy_bytes(a: Any) -> bytes:
@@ -168,15 +190,37 @@ def npy_bytes(a: Any) -> bytes:
 
 _NO_ITER = -(1 << 63)
 _NONE_ROW = (-1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
-_COLS = (("seq", np.int64), ("run", np.int64), ("sig", np.int32), ("start", np.int64), ("dur", np.int64),
-         ("iteration", np.int64), ("nsumm", np.int32), ("flags", np.uint8))
+_COLS = (
+    ("seq", np.int64),
+    ("run", np.int64),
+    ("sig", np.int32),
+    ("start", np.int64),
+    ("dur", np.int64),
+    ("iteration", np.int64),
+    ("nsumm", np.int32),
+    ("flags", np.uint8),
+)
 
 
 class Block:
     """The decoded columns of one block (numpy arrays), and its events on demand."""
 
-    __slots__ = ("seq", "run", "sig", "start", "dur", "iteration", "nsumm", "flags", "sints", "sfloats",
-                 "nonfinite", "offsets", "id", "_events")
+    __slots__ = (
+        "seq",
+        "run",
+        "sig",
+        "start",
+        "dur",
+        "iteration",
+        "nsumm",
+        "flags",
+        "sints",
+        "sfloats",
+        "nonfinite",
+        "offsets",
+        "id",
+        "_events",
+    )
 
     def __init__(self, cols: dict[str, np.ndarray], sints: np.ndarray, sfloats: np.ndarray) -> None:
         for k, v in cols.items():
@@ -208,10 +252,35 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
     arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
     sints = arr[:, :7].astype(np.int64)
     sfloats = np.ascontiguousarray(arr[:, 7:])
-    blk = Block({"seq": seq, "run": run, "sig": np.asarray(sigs, np.int32), "start": start, "dur": dur,
-                 "iteration": it, "nsumm": nsumm, "flags": flags}, sints, sfloats)
-    payload = b"".join(a.tobytes() for a in (_delta(seq), _delta(run), blk.sig, _delta(start - t0), dur, it, nsumm,
-                                             flags, sints, sfloats))
+    blk = Block(
+        {
+            "seq": seq,
+            "run": run,
+            "sig": np.asarray(sigs, np.int32),
+            "start": start,
+            "dur": dur,
+            "iteration": it,
+            "nsumm": nsumm,
+            "flags": flags,
+        },
+        sints,
+        sfloats,
+    )
+    payload = b"".join(
+        a.tobytes()
+        for a in (
+            _delta(seq),
+            _delta(run),
+            blk.sig,
+            _delta(start - t0),
+            dur,
+            it,
+            nsumm,
+            flags,
+            sints,
+            sfloats,
+        )
+    )
     return zlib.compress(payload, 1), len(rows), blk
 
 
@@ -242,6 +311,7 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
 
 # --------------------------------------------------------------------------- writer
 
+
 class TraceWriter:
     """Writes events into a new trace file; used by one thread (the recorder's writer).
 
@@ -249,8 +319,14 @@ class TraceWriter:
     second recorder) that targets the same path gets a TraceFileError instead of a mixed file.
     """
 
-    def __init__(self, path: str | os.PathLike, *, meta: dict[str, Any] | None = None,
-                 max_bytes: int = 512 << 20, sources: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        meta: dict[str, Any] | None = None,
+        max_bytes: int = 512 << 20,
+        sources: bool = True,
+    ) -> None:
         self.path = os.fspath(path)
         self.max_bytes = int(max_bytes)
         self.sources = sources
@@ -264,14 +340,23 @@ class TraceWriter:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
-            self.db.executescript(SCHEMA)
+            self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
         except BaseException:
             os.close(self._lock_fd)
             raise
         self.t0 = time.perf_counter_ns()
         perf, wall = ev.clock_base()
-        info = {"format": FORMAT, "version": VERSION, "t0": self.t0, "clock_perf_ns": perf, "clock_wall_ns": wall,
-                "created_wall_ns": time.time_ns(), "pid": os.getpid(), "complete": 0, "max_bytes": self.max_bytes}
+        info = {
+            "format": FORMAT,
+            "version": VERSION,
+            "t0": self.t0,
+            "clock_perf_ns": perf,
+            "clock_wall_ns": wall,
+            "created_wall_ns": time.time_ns(),
+            "pid": os.getpid(),
+            "complete": 0,
+            "max_bytes": self.max_bytes,
+        }
         info.update(meta or {})
         self.db.execute("BEGIN")
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
@@ -330,8 +415,20 @@ class TraceWriter:
 
     def _sig_id(self, e: ev.OpEvent) -> int:
         stack = e.stack if self.keep_stacks else None
-        key = (e.op, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward, e.inputs, e.outputs,
-               e.grad_of, stack)
+        key = (
+            e.op,
+            e.name,
+            e.mode,
+            e.phase,
+            e.device,
+            e.thread,
+            e.flops,
+            e.forward,
+            e.inputs,
+            e.outputs,
+            e.grad_of,
+            stack,
+        )
         i = self._sigs.get(key)
         if i is None:
             if len(self._sigs) > 200_000:
@@ -341,63 +438,101 @@ class TraceWriter:
             self._n_sigs += 1
             i = self._sigs[key] = self._n_sigs
             self._sig_op[i] = op_id
-            outs = json.dumps([[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
-                              separators=(",", ":"))
-            self.db.execute("INSERT INTO sigs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (i, op_id, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward,
-                             json.dumps(e.inputs), outs, json.dumps(e.grad_of) if e.grad_of else None,
-                             self._stack_id(stack)))
+            outs = json.dumps(
+                [[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
+                separators=(",", ":"),
+            )
+            self.db.execute(
+                "INSERT INTO sigs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    i,
+                    op_id,
+                    e.name,
+                    e.mode,
+                    e.phase,
+                    e.device,
+                    e.thread,
+                    e.flops,
+                    e.forward,
+                    json.dumps(e.inputs),
+                    outs,
+                    json.dumps(e.grad_of) if e.grad_of else None,
+                    self._stack_id(stack),
+                ),
+            )
         return i
 
     # -- one batch, one transaction
-    def write(self, batch: list[tuple[ev.Event, tuple | None]]) -> None:
-        """Writes (event, values) pairs; `values` are the copies the recorder took, or None."""
+    def write(self, batch: list[ev.Event], values: dict[int, tuple] | None = None) -> None:
+        """Writes events (in emission order); `values` maps an op event's seq to the copies of
+        its outputs the recorder took (values="full")."""
         db = self.db
         db.execute("BEGIN")
         try:
-            block: list[ev.OpEvent] = []
-            tensors = []
-            starts: list[tuple] = []
-            ends: list[tuple] = []
             OpEvent = ev.OpEvent
-            for e, values in batch:
+            # op events go to blocks, the rest to their own tables: the two never depend on
+            # each other's order, so they are split with two fast passes
+            ops = [e for e in batch if e.__class__ is OpEvent]
+            for k in range(0, len(ops), BLOCK):
+                self._write_block(ops[k : k + BLOCK])
+            starts, ends = [], []
+            for e in batch if len(ops) == len(batch) else [e for e in batch if e.__class__ is not OpEvent]:
                 cls = e.__class__
-                if cls is OpEvent:
-                    block.append(e)
-                    if len(block) >= BLOCK:
-                        self._write_block(block)
-                        block = []
-                    if values is not None:
-                        for i, (m, v) in enumerate(zip(e.outputs, values)):
-                            if v is not None:
-                                tensors.append((e.seq, i, e.run, m.name, m.nbytes, npy_bytes(v)))
-                elif cls is ev.RunStart:
-                    starts.append((e.run, e.mode, e.kind, e.name, _json_tuple(e.fetches), _json_tuple(e.feeds),
-                                   e.graph, e.t_ns, e.wall_ns, e.thread))
+                if cls is ev.RunStart:
+                    starts.append(
+                        (
+                            e.run,
+                            e.mode,
+                            e.kind,
+                            e.name,
+                            _json_tuple(e.fetches),
+                            _json_tuple(e.feeds),
+                            e.graph,
+                            e.t_ns,
+                            e.wall_ns,
+                            e.thread,
+                        )
+                    )
                 elif cls is ev.RunEnd:
                     ends.append((e.run, e.t_ns, e.error))
                 elif cls is ev.DeviceTime:
                     db.execute("INSERT OR REPLACE INTO device_times VALUES (?, ?)", (e.seq, e.device_ns))
                 elif cls is ev.GraphDef:
-                    db.execute("INSERT INTO graphs(graph, version, nodes) VALUES (?,?,?)",
-                               (e.graph, e.version, json.dumps([_node_json(n) for n in e.nodes])))
+                    db.execute(
+                        "INSERT INTO graphs(graph, version, nodes) VALUES (?,?,?)",
+                        (e.graph, e.version, json.dumps([_node_json(n) for n in e.nodes])),
+                    )
                     for n in e.nodes:
                         self._keep_sources(n.stack)
                 elif cls is ev.UserRange:
-                    db.execute("INSERT INTO ranges(name, run, start_ns, end_ns, thread) VALUES (?,?,?,?,?)",
-                               (e.name, e.run, e.start_ns, e.end_ns, e.thread))
-            # the order of these upserts does not matter: each sets its own columns
-            db.executemany("INSERT INTO runs(run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread)"
-                           " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run) DO UPDATE SET mode=excluded.mode,"
-                           " kind=excluded.kind, name=excluded.name, fetches=excluded.fetches, feeds=excluded.feeds,"
-                           " graph=excluded.graph, start_ns=excluded.start_ns, wall_ns=excluded.wall_ns,"
-                           " thread=excluded.thread", starts)
-            if block:
-                self._write_block(block)
-            db.executemany("INSERT INTO runs(run, end_ns, error) VALUES (?,?,?) ON CONFLICT(run) DO UPDATE"
-                           " SET end_ns=excluded.end_ns, error=excluded.error", ends)
-            if tensors:
-                self._keep_tensors(tensors)
+                    db.execute(
+                        "INSERT INTO ranges(name, run, start_ns, end_ns, thread) VALUES (?,?,?,?,?)",
+                        (e.name, e.run, e.start_ns, e.end_ns, e.thread),
+                    )
+            # each upsert sets only its own columns, so their order does not matter either
+            db.executemany(
+                "INSERT INTO runs(run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns,"
+                " thread) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run) DO UPDATE SET"
+                " mode=excluded.mode, kind=excluded.kind, name=excluded.name,"
+                " fetches=excluded.fetches, feeds=excluded.feeds, graph=excluded.graph,"
+                " start_ns=excluded.start_ns, wall_ns=excluded.wall_ns, thread=excluded.thread",
+                starts,
+            )
+            db.executemany(
+                "INSERT INTO runs(run, end_ns, error) VALUES (?,?,?) ON CONFLICT(run)"
+                " DO UPDATE SET end_ns=excluded.end_ns, error=excluded.error",
+                ends,
+            )
+            if values:
+                tensors = [
+                    (e.seq, i, e.run, m.name, m.nbytes, npy_bytes(v))
+                    for e in ops
+                    if e.seq in values
+                    for i, (m, v) in enumerate(zip(e.outputs, values[e.seq]))
+                    if v is not None
+                ]
+                if tensors:
+                    self._keep_tensors(tensors)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -408,8 +543,47 @@ class TraceWriter:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
         if not self.keep_summaries:
             evs = [_strip_summaries(e) if e.summaries is not None else e for e in evs]
-        sig_id = self._sig_id
-        sigs = [sig_id(e) for e in evs]
+        # signature lookups inline (this is the per-event cost of recording; a miss is rare)
+        if self.keep_stacks:
+            keys = [
+                (
+                    e.op,
+                    e.name,
+                    e.mode,
+                    e.phase,
+                    e.device,
+                    e.thread,
+                    e.flops,
+                    e.forward,
+                    e.inputs,
+                    e.outputs,
+                    e.grad_of,
+                    e.stack,
+                )
+                for e in evs
+            ]
+        else:
+            keys = [
+                (
+                    e.op,
+                    e.name,
+                    e.mode,
+                    e.phase,
+                    e.device,
+                    e.thread,
+                    e.flops,
+                    e.forward,
+                    e.inputs,
+                    e.outputs,
+                    e.grad_of,
+                    None,
+                )
+                for e in evs
+            ]
+        get = self._sigs.get
+        sigs = [get(k) for k in keys]
+        if None in sigs:
+            sigs = [self._sig_id(e) if s is None else s for e, s in zip(evs, sigs)]
         data, m, blk = pack_block(evs, sigs, self.t0)
         n = len(evs)
         self._n_blocks += 1
@@ -417,8 +591,10 @@ class TraceWriter:
         bad = blk.nonfinite > 0
         first_bad = int(blk.seq[bad][0]) if bad.any() else 0
         db = self.db
-        db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
-                   (bid, int(blk.seq.min()), int(blk.seq.max()), n, m, self._pos, first_bad, data))
+        db.execute(
+            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
+            (bid, int(blk.seq.min()), int(blk.seq.max()), n, m, self._pos, first_bad, data),
+        )
         self._pos += n
         self.n_events += n
         # per run: how many events, where they start within the run, the first non-finite one
@@ -432,26 +608,36 @@ class TraceWriter:
             if run_pos is None:
                 if len(self._run_pos) > 100_000:
                     self._run_pos.clear()
-                run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[0]
+                run_pos = db.execute(
+                    "SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)
+                ).fetchone()[0]
             self._run_pos[run] = run_pos + c
             rows.append((run, bid, c, run_pos, int(blk.seq[nb][0]) if nb.any() else 0))
             first = evs[int(np.argmax(sel))]
             counts.append((run, first.mode, first.start_ns, c))
         db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
-        db.executemany("INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events)"
-                       " VALUES (?,?,'eager','','[]','[]',?,?) ON CONFLICT(run) DO UPDATE"
-                       " SET n_events = n_events + excluded.n_events", counts)
+        db.executemany(
+            "INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events)"
+            " VALUES (?,?,'eager','','[]','[]',?,?) ON CONFLICT(run) DO UPDATE"
+            " SET n_events = n_events + excluded.n_events",
+            counts,
+        )
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         sig_op = self._sig_op
         ops = np.fromiter([sig_op[s] for s in sigs], np.int64, n)
         uniq, inv = np.unique(ops, return_inverse=True)
-        db.executemany("INSERT INTO block_ops VALUES (?,?,?,?)",
-                       [(int(o), bid, int(c), int(t)) for o, c, t in
-                        zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))])
+        db.executemany(
+            "INSERT INTO block_ops VALUES (?,?,?,?)",
+            [
+                (int(o), bid, int(c), int(t))
+                for o, c, t in zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))
+            ],
+        )
         if blk.flags.any():
-            db.executemany("INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
-                           [(e.seq, pack_summaries(e.input_summaries)) for e in evs
-                            if e.input_summaries is not None])
+            db.executemany(
+                "INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
+                [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
+            )
 
     def _keep_tensors(self, tensors: list[tuple]) -> None:
         db = self.db
@@ -475,10 +661,13 @@ class TraceWriter:
             last = rid
             if freed >= excess:
                 break
-        n, nb = db.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM tensors WHERE id <= ?",
-                           (last,)).fetchone()
-        db.execute("INSERT INTO dropped SELECT seq, idx, run, name, nbytes, 'max_bytes' FROM tensors"
-                   " WHERE id <= ?", (last,))
+        n, nb = db.execute(
+            "SELECT count(*), coalesce(sum(nbytes), 0) FROM tensors WHERE id <= ?", (last,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO dropped SELECT seq, idx, run, name, nbytes, 'max_bytes' FROM tensors WHERE id <= ?",
+            (last,),
+        )
         db.execute("DELETE FROM tensors WHERE id <= ?", (last,))
         self.value_bytes -= freed
         self.dropped_values += n
@@ -493,6 +682,9 @@ class TraceWriter:
             if complete:
                 self.set_meta(complete=1, closed_wall_ns=time.time_ns())
             try:
+                # what was committed already survives a crash of this process; power loss during
+                # these last two steps is not worth the fsyncs a recorded step would pay for
+                self.db.execute("PRAGMA synchronous=OFF")
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self.db.execute("PRAGMA journal_mode=DELETE")
             except sqlite3.OperationalError:
@@ -500,7 +692,6 @@ class TraceWriter:
             self.db.close()
         finally:
             os.close(self._lock_fd)
-
 
 
 def _json_tuple(t: tuple[str, ...]) -> str:
@@ -523,7 +714,10 @@ def _lock_for_writing(path: str) -> int:
         problem = _foreign(path)
         if problem:
             raise TraceFileError(path, f"exists and {problem}; refusing to overwrite it")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise TraceFileError(path, f"cannot be written ({e.strerror})") from None
     try:
         import fcntl
     except ImportError:  # Windows: no flock; SQLite's own locking still keeps the file consistent
@@ -533,8 +727,9 @@ def _lock_for_writing(path: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise TraceFileError(path, "is being recorded by another process or recorder; "
-                                       "record to a different path") from None
+            raise TraceFileError(
+                path, "is being recorded by another process or recorder; record to a different path"
+            ) from None
     os.ftruncate(fd, 0)  # a fresh file, same inode, so the lock stays meaningful
     return fd
 
@@ -559,6 +754,7 @@ def _foreign(path: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- reader
+
 
 def open_trace(path: str | os.PathLike) -> SqliteTrace:
     """Opens a trace file for reading (`tt.trace.open(path)`)."""
@@ -598,19 +794,29 @@ class SqliteTrace(Trace):
             self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as e:
             msg = str(e)
-            raise TraceFileError(self.path, "is not a tracetensor trace (no meta table)" if "no such table" in msg
-                                 else f"is corrupt or truncated ({msg})") from None
+            raise TraceFileError(
+                self.path,
+                "is not a tracetensor trace (no meta table)"
+                if "no such table" in msg
+                else f"is corrupt or truncated ({msg})",
+            ) from None
         fmt = self._meta.get("format")
         if fmt != FORMAT:
-            raise TraceFileError(self.path, f"is not a tracetensor trace (format {fmt!r}, expected {FORMAT!r})")
+            raise TraceFileError(
+                self.path, f"is not a tracetensor trace (format {fmt!r}, expected {FORMAT!r})"
+            )
         try:
             version = int(self._meta.get("version", ""))
         except ValueError:
-            raise TraceFileError(self.path, f"has an unreadable schema version {self._meta.get('version')!r}") \
-                from None
+            raise TraceFileError(
+                self.path, f"has an unreadable schema version {self._meta.get('version')!r}"
+            ) from None
         if version > VERSION:
-            raise TraceFileError(self.path, f"was written by a newer tracetensor (schema version {version}; this "
-                                            f"version reads up to {VERSION}): upgrade tracetensor to read it")
+            raise TraceFileError(
+                self.path,
+                f"was written by a newer tracetensor (schema version {version}; this "
+                f"version reads up to {VERSION}): upgrade tracetensor to read it",
+            )
         self.version = version
         self.t0 = int(self._meta["t0"])
         self._lock = threading.RLock()
@@ -649,19 +855,31 @@ class SqliteTrace(Trace):
     def _load_sigs(self, ids: Any) -> None:
         missing = [int(i) for i in ids if int(i) not in self._sigs]
         for k in range(0, len(missing), 500):
-            chunk = missing[k:k + 500]
+            chunk = missing[k : k + 500]
             rows = self._q(f"SELECT * FROM sigs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             stack_ids = [r[12] for r in rows if r[12] not in self._stacks]
             for j in range(0, len(stack_ids), 500):
-                sl = stack_ids[j:j + 500]
-                for sid, js in self._q(f"SELECT id, frames FROM stacks WHERE id IN ({','.join('?' * len(sl))})",
-                                       sl):
+                sl = stack_ids[j : j + 500]
+                for sid, js in self._q(
+                    f"SELECT id, frames FROM stacks WHERE id IN ({','.join('?' * len(sl))})", sl
+                ):
                     self._stacks[sid] = _frames(js)
-            for (i, op, name, mode, phase, device, thread, flops, fwd, inputs, outputs, grad_of, stack) in rows:
+            for i, op, name, mode, phase, device, thread, flops, fwd, inputs, outputs, grad_of, stack in rows:
                 outs = tuple(ev.TensorMeta(m[0], tuple(m[1]), m[2], m[3], m[4]) for m in json.loads(outputs))
-                self._sigs[i] = (self._op(op), name, mode, phase, device, thread, flops, fwd,
-                                 tuple(json.loads(inputs)), outs, tuple(json.loads(grad_of)) if grad_of else (),
-                                 self._stacks.get(stack))
+                self._sigs[i] = (
+                    self._op(op),
+                    name,
+                    mode,
+                    phase,
+                    device,
+                    thread,
+                    flops,
+                    fwd,
+                    tuple(json.loads(inputs)),
+                    outs,
+                    tuple(json.loads(grad_of)) if grad_of else (),
+                    self._stacks.get(stack),
+                )
 
     def _op(self, op_id: int) -> str:
         s = self._ops.get(op_id)
@@ -696,35 +914,67 @@ class SqliteTrace(Trace):
         once and cached; a few events of an uncached block are decoded alone."""
         if b._events is not None:
             return b._events if idx is None else [b._events[i] for i in idx]
-        if idx is not None and len(idx) * 4 < len(b):
-            return self._decode(b, np.asarray(idx, dtype=np.int64))
-        b._events = self._decode(b, None)
+        try:
+            if idx is not None and len(idx) * 4 < len(b):
+                return self._decode(b, np.asarray(idx, dtype=np.int64))
+            b._events = self._decode(b, None)
+        except (ValueError, TypeError, KeyError, IndexError) as e:  # damaged rows that SQLite read fine
+            problem = f"is corrupt (event block {b.id}: {type(e).__name__}: {e})"
+            raise TraceFileError(self.path, problem) from None
         return b._events if idx is None else [b._events[i] for i in idx]
 
     def _decode(self, b: Block, idx: np.ndarray | None) -> list[ev.OpEvent]:
-        cols = [b.seq, b.run, b.sig, b.start, b.dur, b.iteration, b.nsumm, b.offsets]
-        if idx is not None:
+        cols = [b.seq, b.run, b.sig, b.start, b.dur, b.iteration, b.nsumm, b.flags]
+        if idx is None:
+            sints, sfloats = b.sints, b.sfloats
+        else:
             cols = [c[idx] for c in cols]
-        seqs, runs, sig_ids, starts, durs, its, nss, offs = (c.tolist() for c in cols)
+            rows = np.concatenate(
+                [np.arange(o, o + max(n, 0)) for o, n in zip(b.offsets[idx], b.nsumm[idx])]
+                or [np.zeros(0, np.int64)]
+            )
+            sints, sfloats = b.sints[rows], b.sfloats[rows]
+        seqs, runs, sig_ids, starts, durs, its, nss, flags = (c.tolist() for c in cols)
         self._load_sigs(set(sig_ids))
         sigs, OpEvent, Summary = self._sigs, ev.OpEvent, ev.Summary
-        if idx is None:
-            rows = range(len(b.sints))
-        else:
-            rows = [o + k for o, n in zip(offs, nss) for k in range(max(n, 0))]
-        summ = dict(zip(rows, (None if r[0] < 0 else Summary(*r, *f)
-                               for r, f in zip(b.sints[rows].tolist(), b.sfloats[rows].tolist()))))
+        summ = [None if r[0] < 0 else Summary(*r, *f) for r, f in zip(sints.tolist(), sfloats.tolist())]
         isumm = {}
-        flagged = [s for s, f in zip(seqs, (b.flags if idx is None else b.flags[idx]).tolist()) if f]
+        flagged = [s for s, f in zip(seqs, flags) if f]
         if flagged:
-            isumm = {s: unpack_summaries(d) for s, d in self._q(
-                f"SELECT seq, data FROM input_summaries WHERE seq IN ({','.join('?' * len(flagged))})", flagged)}
+            sql = f"SELECT seq, data FROM input_summaries WHERE seq IN ({','.join('?' * len(flagged))})"
+            isumm = {s: unpack_summaries(d) for s, d in self._q(sql, flagged)}
         out = []
-        for seq, run, sig, start, dur, it, ns, off in zip(seqs, runs, sig_ids, starts, durs, its, nss, offs):
+        off = 0
+        for seq, run, sig, start, dur, it, ns in zip(seqs, runs, sig_ids, starts, durs, its, nss):
             op, name, mode, phase, device, thread, flops, fwd, inputs, outs, grad_of, stack = sigs[sig]
-            out.append(OpEvent(seq, run, mode, phase, op, name, inputs, outs, start, start + dur, thread,
-                               device, flops, fwd, grad_of, None if it == _NO_ITER else it, stack,
-                               None if ns < 0 else tuple(summ[off + k] for k in range(ns)), isumm.get(seq)))
+            if ns < 0:
+                ss = None
+            else:
+                ss = tuple(summ[off : off + ns])
+                off += ns
+            out.append(
+                OpEvent(
+                    seq,
+                    run,
+                    mode,
+                    phase,
+                    op,
+                    name,
+                    inputs,
+                    outs,
+                    start,
+                    start + dur,
+                    thread,
+                    device,
+                    flops,
+                    fwd,
+                    grad_of,
+                    None if it == _NO_ITER else it,
+                    stack,
+                    ss,
+                    isumm.get(seq) if flagged else None,
+                )
+            )
         return out
 
     def _sig_filter(self, phase: str | None, op: str | None, name: str | None) -> np.ndarray | None:
@@ -744,8 +994,9 @@ class SqliteTrace(Trace):
         rows = self._q(f"SELECT id FROM sigs WHERE {' AND '.join(conds)}", params)
         return np.array(sorted(r[0] for r in rows), dtype=np.int32)
 
-    def _block_ids(self, run: int | None, op: str | None = None, *, from_pos: int = 0,
-                   reverse: bool = False) -> Iterator[tuple[int, int]]:
+    def _block_ids(
+        self, run: int | None, op: str | None = None, *, from_pos: int = 0, reverse: bool = False
+    ) -> Iterator[tuple[int, int]]:
         """(block id, events of the run -- or file -- before it), in order, a page at a time."""
         conds, params = [], []
         if run is not None:
@@ -759,14 +1010,19 @@ class SqliteTrace(Trace):
             conds.append(f"{posc} >= coalesce((SELECT max({posc}) FROM {table} WHERE {key}{posc} <= ?), 0)")
             params += ([run] if run is not None else []) + [from_pos]
         if op is not None:
-            conds.append(f"{col} IN (SELECT block FROM block_ops WHERE op IN (SELECT id FROM ops WHERE op REGEXP ?))")
+            conds.append(
+                f"{col} IN (SELECT block FROM block_ops WHERE op IN (SELECT id FROM ops WHERE op REGEXP ?))"
+            )
             params.append(op)
         where = " AND ".join(conds)
         last = None
         while True:
             page = f" AND {col} {'<' if reverse else '>'} ?" if last is not None else ""
-            rows = self._q(f"SELECT {col}, {posc} FROM {table} WHERE {where}{page} ORDER BY {col}"
-                           f"{' DESC' if reverse else ''} LIMIT 256", [*params, last] if last is not None else params)
+            rows = self._q(
+                f"SELECT {col}, {posc} FROM {table} WHERE {where}{page} ORDER BY {col}"
+                f"{' DESC' if reverse else ''} LIMIT 256",
+                [*params, last] if last is not None else params,
+            )
             if not rows:
                 return
             yield from rows
@@ -777,23 +1033,49 @@ class SqliteTrace(Trace):
         if self._runs is not None:
             return list(self._runs)
         out = []
-        for (run, mode, kind, name, fetches, feeds, graph, start, wall, _thread, end, error,
-             n) in self._q("SELECT * FROM runs ORDER BY run"):
-            out.append(RunInfo(run, mode or "eager", kind or "eager", name or "", _tuple(fetches), _tuple(feeds),
-                               graph, start or 0, end, error, n, wall or 0))
+        for run, mode, kind, name, fetches, feeds, graph, start, wall, _thread, end, error, n in self._q(
+            "SELECT * FROM runs ORDER BY run"
+        ):
+            out.append(
+                RunInfo(
+                    run,
+                    mode or "eager",
+                    kind or "eager",
+                    name or "",
+                    _tuple(fetches),
+                    _tuple(feeds),
+                    graph,
+                    start or 0,
+                    end,
+                    error,
+                    n,
+                    wall or 0,
+                )
+            )
         if self._closed_file:
             self._runs = out  # a finished file never changes
         return list(out)
 
     def run_starts(self) -> list[ev.RunStart]:
         """The RunStart events recorded (runs seen only through their ops have none)."""
-        return [ev.RunStart(run, mode, kind, name, _tuple(fe), _tuple(fd), graph, start, thread, wall)
-                for run, mode, kind, name, fe, fd, graph, start, wall, thread in
-                self._q("SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread FROM runs"
-                        " WHERE thread IS NOT NULL ORDER BY run")]
+        return [
+            ev.RunStart(run, mode, kind, name, _tuple(fe), _tuple(fd), graph, start, thread, wall)
+            for run, mode, kind, name, fe, fd, graph, start, wall, thread in self._q(
+                "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread FROM runs"
+                " WHERE thread IS NOT NULL ORDER BY run"
+            )
+        ]
 
-    def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
-               name: str | None = None, start: int = 0, limit: int | None = None) -> list[ev.OpEvent]:
+    def events(
+        self,
+        run: int | None = None,
+        *,
+        phase: str | None = None,
+        op: str | None = None,
+        name: str | None = None,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> list[ev.OpEvent]:
         out: list[ev.OpEvent] = []
         if limit is not None and limit <= 0:
             return out
@@ -804,8 +1086,15 @@ class SqliteTrace(Trace):
                 break
         return out
 
-    def iter_events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
-                    name: str | None = None, start: int = 0) -> Iterator[ev.OpEvent]:
+    def iter_events(
+        self,
+        run: int | None = None,
+        *,
+        phase: str | None = None,
+        op: str | None = None,
+        name: str | None = None,
+        start: int = 0,
+    ) -> Iterator[ev.OpEvent]:
         """Like `events()`, decoded a block at a time (constant memory over any file)."""
         sigs = self._sig_filter(phase, op, name)
         if sigs is not None and len(sigs) == 0:
@@ -850,8 +1139,10 @@ class SqliteTrace(Trace):
         if run is None:
             rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
         else:
-            rows = self._q("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 ORDER BY nonfinite LIMIT 1",
-                           (run,))
+            rows = self._q(
+                "SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 ORDER BY nonfinite LIMIT 1",
+                (run,),
+            )
         if not rows:
             return None
         b = self._block(rows[0][0])
@@ -925,10 +1216,13 @@ class SqliteTrace(Trace):
     def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
         want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
         if run is None:
-            rows = self._q("SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,))
+            rows = self._q(
+                "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,)
+            )
         else:
-            rows = self._q("SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1",
-                           (want, run))
+            rows = self._q(
+                "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (want, run)
+            )
         if not rows:
             return None
         return self._npy(rows[0][0], want)
@@ -941,15 +1235,19 @@ class SqliteTrace(Trace):
 
     def values_of(self, seq: int) -> dict[int, np.ndarray]:
         """The kept output values of event `seq`: {output index: array}."""
-        return {i: self._npy(b, f"event {seq}")
-                for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))}
+        return {
+            i: self._npy(b, f"event {seq}")
+            for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))
+        }
 
     def device_times(self, run: int | None = None) -> dict[int, int]:
         if run is None:
             return dict(self._q("SELECT seq, device_ns FROM device_times"))
         out = {}
-        for bid, lo, hi in self._q("SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN"
-                                   " (SELECT block FROM block_runs WHERE run = ?)", (run,)):
+        for bid, lo, hi in self._q(
+            "SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN (SELECT block FROM block_runs WHERE run = ?)",
+            (run,),
+        ):
             got = self._q("SELECT seq, device_ns FROM device_times WHERE seq BETWEEN ? AND ?", (lo, hi))
             if got:
                 b = self._block(bid)
@@ -959,15 +1257,24 @@ class SqliteTrace(Trace):
 
     def graphs(self) -> list[ev.GraphDef]:
         with self._lock:
-            for rid, graph, version, nodes in self._q("SELECT id, graph, version, nodes FROM graphs WHERE id > ?"
-                                                      " ORDER BY id", (self._graph_rowid,)):
-                self._graphs.append(ev.GraphDef(graph, version, tuple(_node(n) for n in json.loads(nodes))))
+            for rid, graph, version, nodes in self._q(
+                "SELECT id, graph, version, nodes FROM graphs WHERE id > ? ORDER BY id", (self._graph_rowid,)
+            ):
+                try:
+                    g = ev.GraphDef(graph, version, tuple(_node(n) for n in json.loads(nodes)))
+                except (ValueError, TypeError, IndexError) as e:
+                    raise TraceFileError(self.path, f"is corrupt (graph {graph}: {e})") from None
+                self._graphs.append(g)
                 self._graph_rowid = rid
             return list(self._graphs)
 
     def ranges(self, run: int | None = None) -> list[ev.UserRange]:
         sql = "SELECT name, run, start_ns, end_ns, thread FROM ranges"
-        rows = self._q(sql + " WHERE run = ? ORDER BY id", (run,)) if run is not None else self._q(sql + " ORDER BY id")
+        rows = (
+            self._q(sql + " WHERE run = ? ORDER BY id", (run,))
+            if run is not None
+            else self._q(sql + " ORDER BY id")
+        )
         return [ev.UserRange(*r) for r in rows]
 
     def source(self, filename: str) -> str | None:
@@ -991,8 +1298,10 @@ class SqliteTrace(Trace):
                 a[0] += 1
                 a[1] += e.duration_ns
             return sorted(((k, n, t) for k, (n, t) in acc.items()), key=lambda r: -r[2])
-        rows = self._q("SELECT o.op, sum(b.n), sum(b.total_ns) FROM block_ops b JOIN ops o ON o.id = b.op"
-                       " GROUP BY b.op ORDER BY 3 DESC")
+        rows = self._q(
+            "SELECT o.op, sum(b.n), sum(b.total_ns) FROM block_ops b JOIN ops o ON o.id = b.op"
+            " GROUP BY b.op ORDER BY 3 DESC"
+        )
         return [(op, int(n), int(t)) for op, n, t in rows]
 
     def stream(self) -> Iterator[ev.Event]:
@@ -1016,10 +1325,21 @@ class SqliteTrace(Trace):
         """What `tracetensor trace info` prints: counts, ops, bytes, drops."""
         nt, tb = self._q("SELECT count(*), coalesce(sum(length(npy)), 0) FROM tensors")[0]
         size = sum(os.path.getsize(self.path + x) for x in ("", "-wal") if os.path.exists(self.path + x))
-        return {"path": self.path, "version": self.version, "complete": self.complete,
-                "values": self._meta.get("values", "?"), "runs": len(self.runs()), "events": self.count(),
-                "ops": self.op_stats(), "tensors": int(nt), "tensor_bytes": int(tb), "dropped": self.dropped(),
-                "graphs": len(self.graphs()), "sources": len(self.sources()), "file_bytes": size}
+        return {
+            "path": self.path,
+            "version": self.version,
+            "complete": self.complete,
+            "values": self._meta.get("values", "?"),
+            "runs": len(self.runs()),
+            "events": self.count(),
+            "ops": self.op_stats(),
+            "tensors": int(nt),
+            "tensor_bytes": int(tb),
+            "dropped": self.dropped(),
+            "graphs": len(self.graphs()),
+            "sources": len(self.sources()),
+            "file_bytes": size,
+        }
 
 
 def _check_header(path: str) -> None:

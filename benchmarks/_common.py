@@ -20,7 +20,8 @@ def median_time(fn: Callable[[], object], *, number: int = 100, repeat: int = 7,
     return statistics.median(rounds)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], *, number: int = 100, repeat: int = 7) -> dict[str, float]:
+def interleaved(fns: dict[str, Callable[[], object]], *, number: int = 100,
+                repeat: int = 7) -> dict[str, float]:
     """Times several functions round-robin (so machine noise hits them alike); medians."""
     for fn in fns.values():
         for _ in range(max(1, number // 10)):

@@ -3,10 +3,13 @@ hand-written in numpy (and PyTorch CPU when importable), the cost of one small o
 numpy's, and what a timing-only event listener costs. Ratios are measured in one process.
 
     python benchmarks/run.py engine        (or: python benchmarks/bench_engine.py)
+    python benchmarks/bench_engine.py --ops   (per-op breakdown of the eager step)
 """
 from __future__ import annotations
 
 import os
+import re
+import statistics
 import sys
 
 # One thread everywhere, so the comparison is of framework overhead and not of BLAS
@@ -109,6 +112,39 @@ def _torch_step(x: np.ndarray, y: np.ndarray, params: list[np.ndarray]):
     return step
 
 
+def print_breakdown(steps: int = 300) -> None:
+    """Median host time of each op of the eager step (forward, backward, update), from
+    OpEvents (start/end around the op's own function, so dispatch overhead is not in
+    them), next to the whole numpy step; the rest of the eager step is framework overhead."""
+    _limit_threads()
+    x, y, params = _data(np.random.default_rng(0))
+    model = MLP()
+    model.load_state_dict({"fc1.weight": tt.tensor(params[0]), "fc1.bias": tt.tensor(params[1]),
+                           "fc2.weight": tt.tensor(params[2]), "fc2.bias": tt.tensor(params[3])})
+    opt = tt.optim.SGD(model.parameters(), lr=LR)
+    step = _tt_step(model, opt, tt.tensor(x), tt.tensor(y))
+    np_params = [p.copy() for p in params]
+    t = interleaved({"numpy": lambda: numpy_step(x, y, np_params), "tracetensor": step}, number=100, repeat=7)
+    per: dict[tuple[str, str], list[int]] = {}
+
+    def on(ev: object) -> None:
+        if ev.__class__ is OpEvent:
+            name = re.sub(r"_\d+(?=(_grad|/|$))", "", ev.name)  # one row per op, not per call counter
+            per.setdefault((ev.phase, name), []).append(ev.end_ns - ev.start_ns)
+
+    with tt.events.listen(on):
+        for _ in range(steps):
+            step()
+    rows = [(f"{phase:8s} {name}", fmt_time(statistics.median(v) * 1e-9 * len(v) / steps), "", "")
+            for (phase, name), v in per.items()]
+    total = sum(statistics.median(v) * 1e-9 * len(v) / steps for v in per.values())
+    rows += [("sum of ops", fmt_time(total), f"{total / t['numpy']:.2f}x numpy", ""),
+             ("eager step (no listener)", fmt_time(t["tracetensor"]), f"{t['tracetensor'] / t['numpy']:.2f}x numpy",
+              ""),
+             ("numpy step", fmt_time(t["numpy"]), "1.00x", "baseline")]
+    print_table("eager MLP step, per op (median per step, inside the op only)", rows)
+
+
 def main() -> None:
     threads = _limit_threads()
     rng = np.random.default_rng(0)
@@ -168,4 +204,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    print_breakdown() if "--ops" in sys.argv[1:] else main()

@@ -194,7 +194,8 @@ class profile:
             cb = self._mem.wrap(self._buf.append)
         else:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
-        self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory)
+        self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory,
+                                      flops=self.with_flops)
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:

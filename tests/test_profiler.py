@@ -205,24 +205,14 @@ def test_speedscope_and_folded_stacks(rng, tmp_path):
 
 
 def test_graph_mode_function_ops_are_profiled(rng):
-    fn = getattr(tt, "function", None)
-    try:
-        import tracetensor.graph as tg
-        fn = tg.function
-    except (ImportError, AttributeError):
-        pytest.skip("tt.function is not available yet")
-
-    try:
-        @fn
-        def f(a, b):
-            return (a @ b).relu().sum()
-    except NotImplementedError:
-        pytest.skip("tt.function is not available yet")
+    @tt.function
+    def f(a, b):
+        return (a @ b).relu().sum()
 
     a = tt.tensor(rng.standard_normal((4, 5)).astype(np.float32))
     b = tt.tensor(rng.standard_normal((5, 6)).astype(np.float32))
     f(a, b)
-    with profile() as prof:
+    with profile(with_flops=True) as prof:
         f(a, b)
         prof.step()
     ops = prof.report.ops

@@ -149,6 +149,19 @@ def test_bad_values_are_usage_errors_saying_where_they_came_from(pytester: pytes
                                  "tracetensor_nan in *tox.ini; expected one of grad, all, off"])
 
 
+def test_bad_marker_value_fails_that_test_naming_it(pytester: pytest.Pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.tracetensor_nan("sometimes")
+        def test_marked():
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*invalid NaN check mode 'sometimes' from the marker on *::test_marked;*"])
+
+
 def test_help_and_markers_list_the_plugin(pytester: pytest.Pytester):
     result = run(pytester, "--help")
     result.stdout.fnmatch_lines(["*--tracetensor-nan=MODE*", "*tracetensor_nan (string)*"])

@@ -76,6 +76,7 @@ __all__ = [
     "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "name_scope",
     "device", "Device", "cuda", "set_default_device", "get_default_device", "dtype", "float16", "float32",
     "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64", "complex128",
+    "half", "float", "double", "short", "int", "long", "cfloat", "cdouble",
     "get_default_dtype", "set_default_dtype", "autograd", "events", "TraceTensorError", "OpError",
     "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
     *_functional_all,

@@ -15,11 +15,12 @@ from . import _gpu
 from ._registry import OpDef
 from ._source import Frame, user_frame, user_frames
 from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
-from .events import STATE, OpEvent, Summary, TensorMeta, next_seq, summarize
+from .events import _SEQ, STATE, OpEvent, Summary, TensorMeta, summarize
 
 _perf = time.perf_counter_ns
 _tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
 _tid = threading.get_ident
+_next_seq = _SEQ.__next__
 
 
 def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: dict, *, mode: str, name: str,
@@ -28,8 +29,9 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
            op_label: str | None = None, out_names: tuple[str, ...] | None = None) -> Any:
     """Runs `fn(*args, **attrs)` (an op's forward, VJP or update) and emits its OpEvent.
 
-    `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op instance's name; outputs are named `name:i` unless `out_names` says
-    otherwise. Returns what `fn` returned (an array, or a tuple for several outputs).
+    `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op
+    instance's name; outputs are named `name:i` unless `out_names` says otherwise.
+    Returns what `fn` returned (an array, or a tuple for several outputs).
     """
     gpu = device.type == "cuda"
     if gpu:
@@ -41,7 +43,7 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
         raise fail(op, phase, arrays, attrs, e, mode=mode, name=name,
                    frame=stack[0] if stack else None) from None
     t1 = _perf()
-    seq = next_seq()
+    seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
     dev = device.name
@@ -67,8 +69,9 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
     if stack is None and st.stacks:
         stack = user_frames()
-    e = OpEvent(seq, STATE.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
-                name, inputs, metas, t0, t1, _tid(), dev, _flops(op, arrays, out, attrs), forward, grad_of,
+    flops = _flops(op, arrays, out, attrs) if st.flops else 0
+    e = OpEvent(seq, st.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
+                name, inputs, metas, t0, t1, _tid(), dev, flops, forward, grad_of,
                 iteration, stack, summaries, input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)

@@ -12,6 +12,7 @@ of what current listeners asked for and nothing more.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,6 +189,7 @@ class Listener:
     values: bool = False
     stacks: bool = False
     summaries: bool = False
+    flops: bool = False
 
     def close(self) -> None:
         _remove(self)
@@ -202,11 +204,11 @@ class Listener:
 class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
-    __slots__ = ("listeners", "values", "stacks", "summaries", "run", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "run", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = False
+        self.values = self.stacks = self.summaries = self.flops = False
         self.run = 0
         self.lock = threading.Lock()
 
@@ -215,16 +217,17 @@ class _State:
         self.values = any(x.values for x in ls)
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
+        self.flops = any(x.flops for x in ls)
 
 
 STATE = _State()
-_seq = itertools.count(1)
+_SEQ = itertools.count(1)
 _run_ids = itertools.count(1)
 _CLOCK_BASE = (time.perf_counter_ns(), time.time_ns())
 
 
 def next_seq() -> int:
-    return next(_seq)
+    return next(_SEQ)
 
 
 def clock_base() -> tuple[int, int]:
@@ -233,9 +236,12 @@ def clock_base() -> tuple[int, int]:
 
 
 def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-              summaries: bool = False) -> Listener:
-    """Adds a listener until `.close()`; it receives every event, from every thread."""
-    lis = Listener(callback, values, stacks, summaries)
+              summaries: bool = False, flops: bool = False) -> Listener:
+    """Adds a listener until `.close()`; it receives every event, from every thread.
+    Each flag asks the engine for more per event (and costs that): `values` the output
+    arrays, `stacks` the user's source frames, `summaries` NaN/inf counts and statistics,
+    `flops` the op's cost estimate (`OpEvent.flops` is 0 when no listener asked)."""
+    lis = Listener(callback, values, stacks, summaries, flops)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -250,10 +256,10 @@ def _remove(lis: Listener) -> None:
 
 @contextmanager
 def listen(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-           summaries: bool = False) -> Iterator[Listener]:
+           summaries: bool = False, flops: bool = False) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
     while the block runs."""
-    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries)
+    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops)
     try:
         yield lis
     finally:
@@ -314,6 +320,7 @@ def record_range(name: str) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- summaries
 
+_min_reduce, _max_reduce, _add_reduce = np.minimum.reduce, np.maximum.reduce, np.add.reduce
 _NAN_SUMMARY_EMPTY = Summary(0, 0, 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
 
 
@@ -338,14 +345,19 @@ def summarize(a: Any) -> Summary:
         neg, zero, mn, mx = (float(x) for x in _host(v))
         mean, std = (float(x) for x in _host(xp.stack([af.mean(), af.std()])))
         return Summary(n, 0, 0, 0, int(neg), int(zero), n - int(neg) - int(zero), mn, mx, mean, std)
-    mn, mx = a.min(), a.max()
-    if xp is np and np.isfinite(mn) and np.isfinite(mx):
-        # fast path: everything is finite (min/max propagate NaN)
-        neg = int(np.count_nonzero(a < 0))
-        zero = int(np.count_nonzero(a == 0))
-        mean = float(a.mean(dtype=np.float64))
-        std = float(a.std(dtype=np.float64))
-        return Summary(n, 0, 0, 0, neg, zero, n - neg - zero, float(mn), float(mx), mean, std)
+    if xp is np:
+        # fast path on the CPU: min/max propagate NaN, so finite extremes mean all finite;
+        # then one sum and one dot give mean and std (float64, so no cancellation worth
+        # worrying about in a summary). ~4x fewer numpy calls than mean()/std().
+        r = a.reshape(-1)
+        mn, mx = float(_min_reduce(r)), float(_max_reduce(r))
+        if math.isfinite(mn) and math.isfinite(mx):
+            pos = int(np.count_nonzero(r > 0))
+            neg = int(np.count_nonzero(r < 0))
+            r64 = r if r.dtype == np.float64 else r.astype(np.float64)
+            mean = float(_add_reduce(r64)) / n
+            var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
+            return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
     finite = xp.isfinite(a)
     nan = xp.isnan(a).sum()
     posinf = (a == np.inf).sum()

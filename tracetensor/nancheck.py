@@ -7,10 +7,10 @@ enough of the op graph to say which parameters a bad gradient flows into.
 """
 from __future__ import annotations
 
+import dataclasses
 import linecache
 import os
 import threading
-from dataclasses import dataclass
 
 from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, subscribe
 
@@ -28,7 +28,7 @@ def is_gradient(phase: str, name: str) -> bool:
     return phase != "forward" or name.startswith("gradients/")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Finding:
     """One output tensor that held a NaN or an infinity."""
     seq: int
@@ -98,7 +98,8 @@ class Numerics:
             fw = self._forward
             if len(fw) >= _FORWARD_CAP:
                 fw.clear()
-            fw[e.name] = e
+            # values (when another listener asked for them) would keep arrays alive here
+            fw[e.name] = e if e.values is None else dataclasses.replace(e, values=None)
         elif e.forward is not None and self.findings:
             self._backward[e.forward] = e.grad_of
         sums = e.summaries

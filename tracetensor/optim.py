@@ -127,6 +127,17 @@ class SGD(Optimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov})
 
+    def step(self, closure: Any = None) -> Any:
+        if STATE.listeners or any(g["momentum"] or g["weight_decay"] for g in self.param_groups):
+            return super().step(closure)
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:  # the plain step, with no per-parameter bookkeeping
+            lr = group["lr"]
+            for p in group["params"]:
+                if p.grad is not None:
+                    p._data -= lr * p.grad._data  # exactly what hand-written numpy does
+        return loss
+
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         momentum = group["momentum"]
         if not momentum and not group["weight_decay"] and not listening:

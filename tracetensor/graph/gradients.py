@@ -155,16 +155,12 @@ def _grad_step(sess: Any, op: Operation, xp: Any) -> Step:
         out = []
         for i in idx:
             gi, x = gs[i], args[i]
-            if gi is None:
-                gi = xp.zeros_like(x)
-            elif gi.shape != x.shape:
-                gi = unbroadcast(xp, gi, x.shape)  # broadcast reduction, once, here
-            if gi.dtype != x.dtype and x.dtype.kind in "fc":
-                gi = gi.astype(x.dtype)
+            if gi is None or gi.shape != x.shape or gi.dtype != x.dtype:
+                gi = fix_grad(xp, gi, x)
             out.append(gi)
         return tuple(out)
 
-    return Step(
+    step = Step(
         op,
         grad,
         phase="backward",
@@ -173,3 +169,17 @@ def _grad_step(sess: Any, op: Operation, xp: Any) -> Step:
         forward=a["forward"],
         grad_of=tuple(op.inputs[i].name for i in idx),
     )
+    step.extra["vjp"] = (vjp, fattrs, needs, idx, fix_grad)  # lets the plan inline this node's call
+    return step
+
+
+def fix_grad(xp: Any, gi: Any, x: Any) -> Any:
+    """A VJP's gradient made to fit its input: zeros for None, broadcast dimensions summed
+    away (once, here), and the input's floating dtype."""
+    if gi is None:
+        return xp.zeros_like(x)
+    if gi.shape != x.shape:
+        gi = unbroadcast(xp, gi, x.shape)
+    if gi.dtype != x.dtype and x.dtype.kind in "fc":
+        gi = gi.astype(x.dtype)
+    return gi

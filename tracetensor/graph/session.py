@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import events as _events
 from .._dispatch import fail, run_op
-from .._registry import REGISTRY, OpDef
+from .._registry import REGISTRY, Ctx, OpDef
 from ..device import CPU, Device, get_default_device, to_device
 from ..device import device as _device
 from ..errors import NumericsError, TraceTensorError
@@ -300,7 +300,7 @@ class Plan:
 
     def _generate(self) -> Callable:
         """Straight-line Python for the whole plan: locals for tensors, `del` at last use."""
-        ns: dict[str, Any] = {"xp": self.sess.device.xp, "_err": self._error}
+        ns: dict[str, Any] = {"xp": self.sess.device.xp, "_err": self._error, "Ctx": Ctx}
         lines = ["def plan(F, V):", "  _i = -1", "  try:"]
         for j, t in enumerate(self.feeds):
             lines.append(f"    t{self.slot[t]} = F[{j}]")
@@ -316,6 +316,21 @@ class Plan:
             elif st.const is not None:
                 ns[f"c{k}"] = st.const
                 call = f"c{k}"
+            elif "vjp" in st.extra:  # a gradient node, inlined: the VJP call without a wrapper's loop
+                vjp, fattrs, needs, idx, fix = st.extra["vjp"]
+                ns[f"v{k}"], ns[f"a{k}"], ns[f"n{k}"], ns["_fix"] = vjp, fattrs, needs, fix
+                ins = [f"t{self.slot[t]}" for t in st.ins]
+                n = len(needs)
+                lines.append(f"    _g = v{k}(Ctx(xp, ({', '.join(ins[:n])},), {ins[n]}, a{k}, n{k}), {ins[n + 1]})")
+                for o, i in zip(outs, idx):
+                    x = ins[i]
+                    lines.append(f"    {o} = _g[{i}]")
+                    lines.append(f"    if {o} is None or {o}.shape != {x}.shape or {o}.dtype != {x}.dtype:")
+                    lines.append(f"      {o} = _fix(xp, {o}, {x})")
+                lines.append("    del _g")
+                if self.frees[k]:
+                    lines.append("    del " + ", ".join(f"t{s}" for s in self.frees[k]))
+                continue
             else:
                 ns[f"f{k}"] = st.fn
                 args = (["xp"] if st.xp_arg else []) + [f"t{self.slot[t]}" for t in st.ins]

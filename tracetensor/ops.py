@@ -395,9 +395,9 @@ def _(ctx, g):
     n = a.size // max(ctx.out.size, 1)
     axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
     if axis is None and g.size == 1 and a.size <= 4096:
-        r = ctx.xp.full(a.shape, g, dtype=g.dtype)  # fill, then divide in place: the same
-        r /= n  # values as g / n, without numpy's slow 0-d array arithmetic
-        return (r,)
+        # g / n broadcast straight into a fresh array: one ufunc call, none of numpy's slow
+        # 0-d arithmetic or broadcast_to machinery
+        return (ctx.xp.divide(g, n, out=ctx.xp.empty(a.shape, dtype=g.dtype)),)
     return (_axis_back(ctx.xp, g / n, a.shape, axis, keepdims),)
 
 

@@ -135,10 +135,11 @@ def engine_overhead(sess: tf.Session, fetches: list, feed: dict) -> Callable[[],
     return lambda: sess.run(fetches, feed)
 
 
-def op_breakdown(number: int = 300) -> list[tuple[str, str, float]]:
+def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float]:
     """Median seconds of each plan node inside real `Session.run` calls (each node's function
     wrapped in a timer, the plan regenerated around the wrappers), so forward->VJP reuse
-    behaves as in the benchmark. Returns (node type, node name, seconds), plan order."""
+    behaves as in the benchmark; each run alternates with a numpy step, timed alike.
+    Returns ((node type, node name, seconds) in plan order, numpy step seconds)."""
     import statistics
     import time
 
@@ -163,16 +164,20 @@ def op_breakdown(number: int = 300) -> list[tuple[str, str, float]]:
             st.fn = timed(st.fn, k)
             st.extra.pop("vjp", None)  # gradient nodes through their (timed) function, not inlined
     plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches).fast
+    np_fn = numpy_step()
+    t_np = []
     for _ in range(number):
         sess.run(fetches, feed)
+        t0 = time.perf_counter()
+        np_fn()
+        t_np.append(time.perf_counter() - t0)
     sess.close()
-    return [(st.op.type, st.op.name, statistics.median(ts)) for st, ts in zip(plan.steps, times) if ts]
+    rows = [(st.op.type, st.op.name, statistics.median(ts)) for st, ts in zip(plan.steps, times) if ts]
+    return rows, statistics.median(t_np)
 
 
 def print_breakdown() -> None:
-    np_fn = numpy_step()
-    t_np = interleaved({"numpy": np_fn}, number=200, repeat=7)["numpy"]
-    rows = op_breakdown()
+    rows, t_np = op_breakdown()
     total = sum(r[2] for r in rows)
     table = [(f"{ty} {name}", fmt_time(s), f"{s / t_np:.2f}x", "") for ty, name, s in rows]
     table += [("sum of nodes", fmt_time(total), f"{total / t_np:.2f}x", ""),

@@ -349,8 +349,9 @@ def _axis_back(xp, g, shape, axis, keepdims):
         if g.ndim and not keepdims:
             return g
         # a small filled array costs less than numpy's broadcast_to machinery; big ones stay views
-        n = math.prod(shape)
-        return xp.full(shape, g, dtype=g.dtype) if n <= 4096 else xp.broadcast_to(g, shape)
+        if xp is np and math.prod(shape) <= 4096:
+            return np.full(shape, g, dtype=g.dtype)
+        return xp.broadcast_to(g, shape)
     if not keepdims:
         axes = (axis,) if isinstance(axis, int) else axis
         g = xp.expand_dims(g, tuple(ax % len(shape) for ax in axes))

@@ -88,7 +88,7 @@ def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tenso
         raise _device_error(inputs) or e from None
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)
-    t = Tensor._make(out, dev)
+    t = _new(out, dev)
     t._name = name + ":0"
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])

@@ -21,11 +21,13 @@ def open_trace(path: str) -> Trace:
 
 
 def start_run(trace: Trace) -> int | None:
-    """The first run holding a NaN/inf (the usual reason to open a trace), else the last."""
-    for r in trace.runs():
-        if trace.first_nonfinite(r.run) is not None:
-            return r.run
-    return trace.last_run()
+    """The first run holding a NaN/inf (the usual reason to open a trace), else the last run
+    that has ops (a profiled script's last step is opened by its final `step()` and is empty)."""
+    bad = trace.first_nonfinite()
+    if bad is not None:
+        return bad.run
+    with_ops = [r.run for r in trace.runs() if r.n_events]
+    return with_ops[-1] if with_ops else trace.last_run()
 
 
 def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracetensor import events as ev
-from tracetensor.trace import Trace
+from tracetensor.trace import Trace, format_bytes, is_launcher_frame, nonfinite_text
 
 from . import filters as flt
 
@@ -58,6 +58,12 @@ class GradStat:
     zero_share: float
     nonfinite: int
     history: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, param: str, grad: ev.Summary, weight: ev.Summary | None) -> GradStat:
+        """From the summaries of a gradient and of its parameter (None: not known)."""
+        return cls(param, norm_of(grad), None if weight is None else norm_of(weight),
+                   grad.zero / grad.size if grad.size else 0.0, grad.nonfinite)
 
     @property
     def ratio(self) -> float | None:
@@ -161,29 +167,6 @@ def parse_slice(text: str) -> tuple:
     return idx if isinstance(idx, tuple) else (idx,)
 
 
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)
-
-
-def _nonfinite_text(s: ev.Summary | None) -> str:
-    if s is None:
-        return ""
-    if s.finite:
-        return "0"
-    parts = []
-    if s.nan:
-        parts.append(f"nan={s.nan}")
-    if s.neginf:
-        parts.append(f"-inf={s.neginf}")
-    if s.posinf:
-        parts.append(f"+inf={s.posinf}")
-    return " ".join(parts)
-
-
 class Debugger:
     """Command interpreter over one trace. `run` is the current run (the last one by
     default); `weights` may give parameter values (eager `wrap`) for gradient flow."""
@@ -247,12 +230,8 @@ class Debugger:
                 rows: list[flt.TensorDatum] | None = None) -> flt.TensorDatum | None:
         """The first tensor (execution order) passing the filter that stopped the run
         (has_inf_or_nan by default); `rows` saves recomputing `data()`."""
-        name = filter_name or self.stopped_by or "has_inf_or_nan"
-        fn = flt.get_filter(name)
-        for d in self.data() if rows is None else rows:
-            if flt.passes(fn, d):
-                return d
-        return None
+        fn = flt.get_filter(filter_name or self.stopped_by or "has_inf_or_nan")
+        return flt.first_of(self.data() if rows is None else rows, fn)
 
     def _run_start_ns(self) -> int:
         try:
@@ -355,7 +334,7 @@ class Debugger:
         rows = self.data()
         fname = a.tensor_filter or self.stopped_by or "has_inf_or_nan"
         fn = flt.get_filter(fname)
-        culprit = next((d for d in rows if flt.passes(fn, d)), None)
+        culprit = self.culprit(fname, rows)
         if a.tensor_filter:
             rows = [d for d in rows if flt.passes(fn, d)]
         if a.node_name_filter:
@@ -383,8 +362,8 @@ class Debugger:
             table.add_column(col, justify=j, no_wrap=True)
         for d in rows:
             mark = "!" if d is culprit else ""
-            nf = _nonfinite_text(d.summary)
-            table.add_row(mark, f"{(d.event.end_ns - t0) / 1e6:.3f}", _fmt_bytes(d.meta.nbytes), d.op_type,
+            nf = nonfinite_text(d.summary)
+            table.add_row(mark, f"{(d.event.end_ns - t0) / 1e6:.3f}", format_bytes(d.meta.nbytes), d.op_type,
                           d.tensor_name, str(tuple(d.meta.shape)), d.meta.dtype, nf,
                           style="red" if d is culprit else ("yellow" if nf not in ("", "0") else None))
         return Group(head, table)
@@ -418,7 +397,7 @@ class Debugger:
             parts.append(Text(ev.summarize(np.asarray(v)).brief()))
             parts.append(histogram(np.asarray(v)))
         lo_hi = _parse_ranges(a.ranges) if a.ranges else None
-        parts.append(_array_text(np.asarray(v), a.all, lo_hi))
+        parts.append(array_text(np.asarray(v), a.all, lo_hi))
         return Group(*parts)
 
     # --------------------------------------------------------------- ni
@@ -448,12 +427,12 @@ class Debugger:
             t.append(f"  {len(e.outputs)} output(s):\n")
             for j, m in enumerate(e.outputs):
                 s = e.summaries[j] if e.summaries and j < len(e.summaries) else None
-                t.append(f"    {m.name}  {m.dtype} {tuple(m.shape)}  {_fmt_bytes(m.nbytes)}")
+                t.append(f"    {m.name}  {m.dtype} {tuple(m.shape)}  {format_bytes(m.nbytes)}")
                 if s is not None and not s.finite:
-                    t.append(f"  {_nonfinite_text(s)}", style="red")
+                    t.append(f"  {nonfinite_text(s)}", style="red")
                 t.append("\n")
-        t.append(f"  {len(self.trace.consumers(name, self.run))} consumer(s): "
-                 f"{', '.join(self.trace.consumers(name, self.run)[:8])}\n")
+        users = self.trace.consumers(name, e.run if e is not None else self.run)
+        t.append(f"  {len(users)} consumer(s): {', '.join(users[:8])}\n")
         if a.attributes:
             t.append("  attributes:\n")
             attrs = node.attrs if node is not None else ()
@@ -468,6 +447,8 @@ class Debugger:
             if not stack:
                 t.append("    (no stack recorded: record with stacks)\n")
             for fr in stack or ():
+                if is_launcher_frame(fr.name, fr.filename):
+                    break  # the rest is `tracetensor profile` / `trace record` running the script
                 t.append(f"    {fr.filename}:{fr.lineno} in {fr.name}\n", style="cyan")
                 line = self._source_line(fr.filename, fr.lineno)
                 if line:
@@ -601,7 +582,7 @@ class Debugger:
             raise CommandError(f"eval {expr!r} failed: {type(e).__name__}: {e}") from None
         head = Text(f"eval: {expr}")
         if isinstance(out, np.ndarray):
-            return Group(head, Text(f"shape {out.shape}, dtype {out.dtype}"), _array_text(out, False, None))
+            return Group(head, Text(f"shape {out.shape}, dtype {out.dtype}"), array_text(out, False, None))
         return Group(head, Text(repr(out)))
 
     # --------------------------------------------------------------- gf
@@ -628,9 +609,7 @@ class Debugger:
                 continue
             if param is None:
                 continue
-            w = self.weights.get(param) or updates.get(param.split(":")[0])
-            out[param] = GradStat(param, norm_of(s), norm_of(w) if w is not None else None,
-                                  s.zero / s.size if s.size else 0.0, s.nonfinite)
+            out[param] = GradStat.of(param, s, self.weights.get(param) or updates.get(param.split(":")[0]))
         if not out:
             out = self._graph_grad_stats(events, updates)
         return list(out.values())
@@ -654,8 +633,7 @@ class Debugger:
             # the variable as read in this run (before its update), else the updated value
             we = produced.get(e.inputs[0])
             w = we[0].summaries[we[1]] if we is not None and we[0].summaries else updates.get(param)
-            out[param] = GradStat(param, norm_of(s), norm_of(w) if w is not None else None,
-                                  s.zero / s.size if s.size else 0.0, s.nonfinite)
+            out[param] = GradStat.of(param, s, w)
         return out
 
     def cmd_gf(self, a: argparse.Namespace) -> RenderableType:
@@ -781,7 +759,7 @@ def _parse_ranges(text: str) -> list[tuple[float, float]]:
         raise CommandError(f"invalid range {text!r}; expected [lo, hi] or [[lo, hi], ...]") from None
 
 
-def _array_text(v: np.ndarray, full: bool, ranges: list[tuple[float, float]] | None) -> Text:
+def array_text(v: np.ndarray, full: bool, ranges: list[tuple[float, float]] | None) -> Text:
     opts: dict[str, Any] = {"threshold": np.inf} if full else {"threshold": 1000, "edgeitems": 3}
     if not ranges:
         with np.printoptions(linewidth=110, **opts):

@@ -2,7 +2,7 @@
 one tensor of one run, used by `lt -f`, `run -f` and the culprit marker."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -106,9 +106,18 @@ def data(trace: Trace, run: int | None) -> list[TensorDatum]:
     return out
 
 
+def first_of(rows: Iterable[TensorDatum], fn: Filter) -> TensorDatum | None:
+    """The culprit: the first tensor of `rows` (in execution order) that passes `fn`."""
+    return next((d for d in rows if passes(fn, d)), None)
+
+
 def first_passing(trace: Trace, run: int | None, fn: Filter) -> TensorDatum | None:
-    """The culprit: the first tensor in execution order that passes `fn`."""
-    for d in data(trace, run):
-        if passes(fn, d):
-            return d
-    return None
+    """The culprit of a whole run. For has_inf_or_nan the trace's own index answers
+    (`Trace.first_nonfinite`): wherever values are kept, summaries are too."""
+    if fn is has_inf_or_nan:
+        e = trace.first_nonfinite(run)
+        if e is None:
+            return None
+        return TensorDatum(e, next(i for i, s in enumerate(e.summaries or ()) if s is not None
+                                   and not s.finite), trace)
+    return first_of(data(trace, run), fn)

@@ -3,6 +3,7 @@ visible rows (Line API, fit for 100,000 events), a tensor view, gradient-flow an
 panels, a command line with history and completion, and a command palette."""
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -25,14 +26,15 @@ from textual.strip import Strip
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from tracetensor import events as ev
+from tracetensor.trace import format_bytes, nonfinite_text
 
 from . import filters as flt
-from .commands import CommandError, Debugger, RunAction, _array_text, _fmt_bytes, histogram, parse_slice
+from .commands import CommandError, Debugger, RunAction, array_text, histogram, parse_slice
 
 # --------------------------------------------------------------------------- widgets
 
 # (title, width, right-justified)
-_COLS = (("", 1, False), ("t (ms)", 9, True), ("size", 8, True), ("op type", 16, False),
+_COLS = (("", 1, False), ("t (ms)", 9, True), ("size", 10, True), ("op type", 16, False),
          ("tensor name", 40, False), ("shape", 14, False), ("dtype", 8, False), ("nan/inf", 14, False))
 
 
@@ -90,13 +92,9 @@ class TensorList(ScrollView, can_focus=True):
                         "culprit": Style(color="red", bold=True), "bad": Style(color="yellow")}
 
     def row_text(self, d: flt.TensorDatum) -> str:
-        s = d.summary
-        nf = "" if s is None else ("0" if s.finite else
-                                   " ".join(f"{k}={v}" for k, v in (("nan", s.nan), ("-inf", s.neginf),
-                                                                      ("+inf", s.posinf)) if v))
         return _cells(("!" if d is self.culprit else "", f"{(d.event.end_ns - self.t0) / 1e6:.3f}",
-                       _fmt_bytes(d.meta.nbytes), d.op_type, d.tensor_name, str(tuple(d.meta.shape)),
-                       d.meta.dtype, nf),
+                       format_bytes(d.meta.nbytes), d.op_type, d.tensor_name, str(tuple(d.meta.shape)),
+                       d.meta.dtype, nonfinite_text(d.summary)),
                       name_width(self.size.width))
 
     def on_resize(self) -> None:
@@ -199,7 +197,7 @@ class CommandInput(Input):
         last = line.split(" ")[-1]
         tick = last.startswith("`")
         stem = last.lstrip("`")
-        common = opts[0] if len(opts) == 1 else _common_prefix(opts)
+        common = opts[0] if len(opts) == 1 else os.path.commonprefix(opts)
         if len(common) > len(stem):
             head = line[: len(line) - len(last)] + ("`" if tick else "")
             done = head + common + (" " if len(opts) == 1 and not tick else "")
@@ -207,12 +205,6 @@ class CommandInput(Input):
             self.cursor_position = len(done)
         if len(opts) > 1:
             self.app.show_output(Text("completions: " + "  ".join(opts[:60])))
-
-
-def _common_prefix(xs: list[str]) -> str:
-    import os
-
-    return os.path.commonprefix(xs)
 
 
 # --------------------------------------------------------------------------- palette
@@ -250,14 +242,18 @@ class DebuggerCommands(Provider):
 
 # --------------------------------------------------------------------------- screens
 
-class RunStartScreen(Screen):
-    """Before a run: what is about to run and how to run it."""
+class _StopScreen(Screen):
+    """A stop of the debugger: an intro text and the command line, which has the focus."""
 
     AUTO_FOCUS = "#cmd"
 
     def __init__(self, intro: RenderableType) -> None:
         super().__init__()
         self.intro = intro
+
+
+class RunStartScreen(_StopScreen):
+    """Before a run: what is about to run and how to run it."""
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -270,14 +266,8 @@ class RunStartScreen(Screen):
         yield Footer()
 
 
-class RunEndScreen(Screen):
+class RunEndScreen(_StopScreen):
     """After a run: the tensor list and the panels."""
-
-    AUTO_FOCUS = "#cmd"
-
-    def __init__(self, intro: RenderableType) -> None:
-        super().__init__()
-        self.intro = intro
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -370,7 +360,7 @@ class TensorScreen(Screen):
             self.query_one("#values", Static).update(Text(f"error: {e}", style="red"))
             return
         self.query_one("#histogram", Static).update(histogram(a, bins=10, width=30))
-        self.query_one("#values", Static).update(_array_text(a, False, None))
+        self.query_one("#values", Static).update(array_text(a, False, None))
 
     @on(Input.Submitted, "#slice")
     def _slice(self, event: Input.Submitted) -> None:

@@ -208,7 +208,7 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
                                                                       row_limit=args.row_limit)
     with open(os.path.join(out, "table.txt"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
-    files.append((os.path.join(out, "table.txt"), "the op table below"))
+    files.append((os.path.join(out, "table.txt"), "the op table above"))
     if trace_path is not None:
         files.append((trace_path, f"trace file: tracetensor debug {trace_path}"))
 
@@ -266,7 +266,8 @@ def _summary(w, rep: Report, samples: Samples | None, t0: int, t1: int, windowed
             return
         print(f"\ntop Python functions by py-spy samples ({samples.rate} Hz, {total / 1e9:.2f} s sampled"
               + ("" if samples.aligned else "; timeline alignment approximate") + "):", file=w)
-        for fn, fname, self_ns, tot_ns in st[:8]:
+        # frames with no self time (callers, the launcher) are the next list's business
+        for fn, fname, self_ns, tot_ns in [r for r in st if r[2] > 0][:8]:
             print(f"  self {fmt_ns(self_ns):>12}  total {fmt_ns(tot_ns):>12}  "
                   f"{fn} ({os.path.basename(fname)})", file=w)
         # the script's own functions rarely have self time (ops and the engine do): rank by total

@@ -171,16 +171,19 @@ class PySpy:
              "--full-filenames", "--output", self.path],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         ready = threading.Event()
+        sampling = threading.Event()
 
         def read() -> None:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:  # py-spy prints its status lines to stdout
                 self._err.append(line.rstrip())
                 if "Sampling process" in line:
+                    sampling.set()
                     ready.set()
-            ready.set()
+            ready.set()  # output ended: py-spy exited (it could not attach)
         threading.Thread(target=read, daemon=True, name="py-spy output").start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        # "did it say it is sampling", not "has it exited yet": an exit may not be reaped yet
+        if not ready.wait(timeout) or not sampling.is_set() or self.proc.poll() is not None:
             self._kill()
             _set_ptracer(0)
             msg = " ".join(x for x in self._err if x and "py-spy>" not in x)[:300] or "no output"

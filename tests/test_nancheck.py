@@ -153,3 +153,21 @@ def test_clear_forgets_findings():
         n.clear()
         tt.tensor([1.0]).log()
     assert n.total == 0 and n.findings == []
+
+
+def test_report_shows_the_forward_inputs_of_the_step_that_went_bad():
+    # eager op names repeat every step: the report must describe the step whose gradient went
+    # bad, not a later one that the NaN weights have poisoned throughout
+    with Numerics() as n:
+        w = tt.tensor([[1.0, -2.0], [3.0, 0.5]], requires_grad=True)
+        for _ in range(3):
+            logits = tt.tensor([[800.0, 0.0]]) @ w
+            (-(logits.softmax(-1).log() * tt.tensor([[0.0, 1.0]])).sum()).backward()
+            with tt.no_grad():
+                w -= 0.1 * w.grad
+            w.grad = None
+    assert not n.ordered()[-1].summary.finite and n.ordered()[-1].seq > n.ordered("grad")[0].seq
+    section = n.report("grad").split("first non-finite gradient:")[1]
+    inputs = section.split("inputs of forward op 'log")[1].splitlines()
+    softmax_in = next(ln for ln in inputs if "softmax" in ln and "->" not in ln)
+    assert "zero=1" in softmax_in and "nan=" not in softmax_in

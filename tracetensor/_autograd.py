@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 
+# tensor.py sets this to its `_new` (it imports this module, so we can't import it)
+_new_tensor: Any = None
+
+
 class Node(Ctx):
     """The tape entry of one op output."""
     __slots__ = ("op", "inputs", "name", "stack", "freed")
@@ -82,8 +86,6 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
     """The backward pass. Gradients flowing into a tensor collect in its `_g` slot
     (cleared as soon as it is consumed). With `capture` (autograd.grad), returns the
     gradients of those tensors instead of accumulating into leaves."""
-    from .tensor import Tensor
-
     order = _toposort(roots)
     for t in order:
         t._g = None
@@ -101,7 +103,7 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
             t._g = None
             if t._hooks:
                 for hook in t._hooks:
-                    r = hook(Tensor._make(g, t._device))
+                    r = hook(_new_tensor(g, t._device))
                     if r is not None:
                         g = r._data
             node = t._node
@@ -155,8 +157,6 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
 
 def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -> None:
     """Adds `g` to `t.grad`, never sharing one array between two leaves' grads."""
-    from .tensor import Tensor
-
     if g.__class__ is not t._data.__class__:
         g = t._device.xp.asarray(g)  # a numpy scalar from a full reduction
     if g.shape != t._data.shape:
@@ -176,6 +176,6 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     else:
         new = g if old is None else old + g
     if t.grad is None:
-        t.grad = Tensor._make(new, t._device)
+        t.grad = _new_tensor(new, t._device)
     else:
         t.grad._data = new

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class _Scopes(threading.local):
@@ -21,15 +19,21 @@ def scopes() -> list[str]:
     return [p for p in _tls.prefix.split("/") if p]
 
 
-@contextmanager
-def name_scope(name: str) -> Iterator[str]:
-    """`with tt.name_scope("encoder"):` prefixes the names of the ops inside."""
-    prev = _tls.prefix
-    _tls.prefix = prev + name.strip("/") + "/"
-    try:
-        yield _tls.prefix[:-1]
-    finally:
-        _tls.prefix = prev
+class name_scope:
+    """`with tt.name_scope("encoder"):` prefixes the names of the ops inside.
+    (A class, not a generator: nn.Module enters one per call while listening.)"""
+    __slots__ = ("name", "_prev")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> str:
+        self._prev = p = _tls.prefix
+        _tls.prefix = p = p + self.name.strip("/") + "/"
+        return p[:-1]
+
+    def __exit__(self, *exc: object) -> None:
+        _tls.prefix = self._prev
 
 
 def op_name(op: str) -> str:

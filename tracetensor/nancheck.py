@@ -35,6 +35,10 @@ class Finding:
     tensor: str
     summary: Summary
     event: OpEvent
+    # for a backward op: its forward op and that op's inputs (name, summary text) as they
+    # were when the gradient went bad; later steps reuse the same op names
+    forward_event: OpEvent | None = None
+    forward_inputs: tuple[tuple[str, str], ...] = ()
 
     @property
     def op(self) -> str:
@@ -114,13 +118,17 @@ class Numerics:
     def _found(self, e: OpEvent, sums: tuple[Summary, ...]) -> None:
         grad = is_gradient(e.phase, e.name)
         with self._lock:
+            fwd = self._forward.get(e.forward) if e.forward is not None else None
+            fwd_inputs = ()
+            if fwd is not None and len(self.findings) < self.max_findings:
+                fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
             for meta, s in zip(e.outputs, sums):
                 if s is None or s.finite:
                     continue
                 self.total += 1
                 self.total_grad += grad
                 if len(self.findings) < self.max_findings:
-                    self.findings.append(Finding(e.seq, meta.name, s, e))
+                    self.findings.append(Finding(e.seq, meta.name, s, e, fwd, fwd_inputs))
             if grad and e.forward is not None:
                 self._backward[e.forward] = e.grad_of
 
@@ -240,10 +248,10 @@ class Numerics:
             out.append("  inputs of this op:")
             out += [f"      {n}: {s.brief() if s is not None else '-'}"
                     for n, s in zip(e.inputs or ("?",) * len(e.input_summaries), e.input_summaries)]
-        fwd = self._forward.get(e.forward) if e.forward is not None else None
+        fwd = f.forward_event
         if fwd is not None:
             out.append(f"  inputs of forward op '{fwd.name}':")
-            out += [f"      {n}: {self._summary_of(n)}" for n in fwd.inputs]
+            out += [f"      {n}: {text}" for n, text in f.forward_inputs]
             if fwd.summaries:
                 out += [f"      -> {m.name}: {s.brief() if s is not None else '-'}"
                         for m, s in zip(fwd.outputs, fwd.summaries)]

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _naming, dtypes
+from . import _autograd, _naming, dtypes
 from . import ops as _ops
 from ._autograd import Node, run_backward
 from ._dispatch import fail, run_op
@@ -115,6 +115,7 @@ def _new(data: Any, dev: Device) -> Tensor:
 
 
 _object_new = object.__new__
+_autograd._new_tensor = _new  # the backward engine wraps gradients without importing us
 
 
 def _device_error(inputs: Sequence[Tensor]) -> Exception | None:

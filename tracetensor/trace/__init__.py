@@ -7,6 +7,7 @@ from .base import MemoryTrace, RunInfo, Trace
 from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
 from .store import open_trace as open
+from .text import format_bytes, is_launcher_frame, nonfinite_text
 
 __all__ = [
     "Trace",
@@ -21,4 +22,7 @@ __all__ = [
     "record_script",
     "FORMAT",
     "VERSION",
+    "format_bytes",
+    "nonfinite_text",
+    "is_launcher_frame",
 ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Sequence
 
 from .recorder import VALUES, record_script
 from .store import SqliteTrace, TraceFileError
+from .text import format_bytes
 
 
 def parse_steps(text: str) -> range | set[int]:
@@ -83,35 +85,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stacks=not args.no_stacks,
             )
         except TraceFileError as e:
-            print(f"tracetensor trace record: {e}")
+            print(f"tracetensor trace record: {e}", file=sys.stderr)
             return 2
     try:
         with SqliteTrace(args.file) as t:
             print(format_info(t, n_ops=args.ops))
     except TraceFileError as e:
-        print(f"tracetensor trace info: {e}")
+        print(f"tracetensor trace info: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
     i = t.info()
     lines = [
-        f"trace    {i['path']}  (format v{i['version']}, {_size(i['file_bytes'])}"
+        f"trace    {i['path']}  (format v{i['version']}, {format_bytes(i['file_bytes'])}"
         f"{', complete' if i['complete'] else ', INCOMPLETE: the recording process did not close it'})",
         f"values   {i['values']}",
         f"runs     {i['runs']}",
         f"events   {i['events']}",
-        f"tensors  {i['tensors']} kept ({_size(i['tensor_bytes'])})",
-        f"dropped  {i['dropped']['values']} values ({_size(i['dropped']['bytes'])}) over the byte budget",
+        f"tensors  {i['tensors']} kept ({format_bytes(i['tensor_bytes'])})",
+        f"dropped  {i['dropped']['values']} values ({format_bytes(i['dropped']['bytes'])}) over the byte budget",
         f"graphs   {i['graphs']}    source files {i['sources']}",
     ]
     runs = t.runs()
@@ -128,9 +122,10 @@ def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
                 f"{(r.error or '')[:40]}"
             )
     if i["ops"]:
-        lines.append("\n  op                         count     total time")
+        w = max(len("op"), *(len(op) for op, _, _ in i["ops"][:n_ops]))
+        lines.append(f"\n  {'op':<{w}} {'count':>6}     total time")
         for op, n, ns in i["ops"][:n_ops]:
-            lines.append(f"  {op[:26]:<26} {n:>6} {ns / 1e6:>11.3f} ms")
+            lines.append(f"  {op:<{w}} {n:>6} {ns / 1e6:>11.3f} ms")
         if len(i["ops"]) > n_ops:
             lines.append(f"  ... {len(i['ops']) - n_ops} more op types")
     return "\n".join(lines)

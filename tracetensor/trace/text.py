@@ -1,0 +1,30 @@
+"""Plain-text pieces every trace tool prints the same way (`trace info`, the debugger, the
+profiler, the NaN report): byte sizes, non-finite counts, and where a script's own frames
+end and the launcher's (`tracetensor profile`, `trace record`) begin."""
+from __future__ import annotations
+
+from .. import events as ev
+
+
+def format_bytes(n: float) -> str:
+    """512 -> "512 B", 1536 -> "1.5 KiB" (powers of 1024, so named as such)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # not reached: the loop returns at GiB
+
+
+def nonfinite_text(s: ev.Summary | None) -> str:
+    """"nan=3 -inf=1" (only the kinds present); "0" for a finite tensor, "" with no summary."""
+    if s is None:
+        return ""
+    if s.finite:
+        return "0"
+    return " ".join(f"{k}={v}" for k, v in (("nan", s.nan), ("-inf", s.neginf), ("+inf", s.posinf)) if v)
+
+
+def is_launcher_frame(name: str, filename: str) -> bool:
+    """The runpy frame through which `run_script` runs a script: frames outside it belong to
+    tracetensor's launcher, not to the user."""
+    return name == "_run_code" and "runpy" in filename

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import operator
+import os
 import threading
 import time
 import weakref
@@ -28,7 +29,7 @@ from typing import Any
 
 import tracetensor as tt
 from tracetensor import events as ev
-from tracetensor.trace import MemoryTrace, Trace
+from tracetensor.trace import MemoryTrace, Trace, format_bytes
 
 __all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
            "Report", "EventList", "Row", "SortKeyError"]
@@ -449,14 +450,13 @@ class Report:
             row.self_cpu_time_total += s.dur - s.child_ns
             if e is not None:
                 dev = self.device_ns.get(e.seq, 0)
-                mem = sum(m.nbytes for m in e.outputs) if self.profile_memory else 0
-                on_dev = e.device.startswith("cuda")
+                host_mem, dev_mem = _allocated(e) if self.profile_memory else (0, 0)
                 row.self_device_time_total += dev
                 row.device_time_total += dev
-                row.self_cpu_memory_usage += 0 if on_dev else mem
-                row.cpu_memory_usage += 0 if on_dev else mem
-                row.self_device_memory_usage += mem if on_dev else 0
-                row.device_memory_usage += mem if on_dev else 0
+                row.self_cpu_memory_usage += host_mem
+                row.cpu_memory_usage += host_mem
+                row.self_device_memory_usage += dev_mem
+                row.device_memory_usage += dev_mem
                 row.flops += e.flops
             else:
                 row.device_time_total += s.child_dev_ns
@@ -503,11 +503,9 @@ def _nest(spans: list[_Span], device_ns: dict[int, int]) -> list[_Span]:
             continue
         e = s.event
         if e is not None:
-            nb = sum(m.nbytes for m in e.outputs)
-            if e.device.startswith("cuda"):
-                p.child_dev_mem += nb
-            else:
-                p.child_mem += nb
+            host_mem, dev_mem = _allocated(e)
+            p.child_mem += host_mem
+            p.child_dev_mem += dev_mem
             p.child_dev_ns += device_ns.get(e.seq, 0)
             p.child_flops += e.flops
         else:
@@ -517,6 +515,12 @@ def _nest(spans: list[_Span], device_ns: dict[int, int]) -> list[_Span]:
             p.child_flops += s.child_flops
     spans.sort(key=lambda s: (s.start, s.depth))
     return spans
+
+
+def _allocated(e: ev.OpEvent) -> tuple[int, int]:
+    """(host bytes, device bytes) that an op's outputs take."""
+    nb = sum(m.nbytes for m in e.outputs)
+    return (0, nb) if e.device.startswith("cuda") else (nb, 0)
 
 
 def _shape_lookup(ops: list[ev.OpEvent]) -> dict[str, tuple[int, ...]]:
@@ -556,14 +560,6 @@ def fmt_ns(ns: float) -> str:
     return f"{ns / 1e9:.3f}s"
 
 
-def fmt_bytes(b: float) -> str:
-    for unit in ("b", "Kb", "Mb", "Gb"):
-        if abs(b) < 1024 or unit == "Gb":
-            return f"{b:.0f} {unit}" if unit == "b" else f"{b:.2f} {unit}"
-        b /= 1024
-    return str(b)
-
-
 class EventList(list):
     """The rows of `key_averages()`, with `table()` like torch.profiler's."""
 
@@ -601,11 +597,11 @@ class EventList(list):
                 ("GPU time avg", lambda r: fmt_ns(r.device_time)),
             ]
         if rep.profile_memory:
-            cols += [("CPU Mem", lambda r: fmt_bytes(r.cpu_memory_usage)),
-                     ("Self CPU Mem", lambda r: fmt_bytes(r.self_cpu_memory_usage))]
+            cols += [("CPU Mem", lambda r: format_bytes(r.cpu_memory_usage)),
+                     ("Self CPU Mem", lambda r: format_bytes(r.self_cpu_memory_usage))]
             if any(r.device_memory_usage for r in self):
-                cols += [("GPU Mem", lambda r: fmt_bytes(r.device_memory_usage)),
-                         ("Self GPU Mem", lambda r: fmt_bytes(r.self_device_memory_usage))]
+                cols += [("GPU Mem", lambda r: format_bytes(r.device_memory_usage)),
+                         ("Self GPU Mem", lambda r: format_bytes(r.self_device_memory_usage))]
         cols.append(("# of Calls", lambda r: str(r.count)))
         if self.shapes:
             cols.append(("Input Shapes -> Outputs", lambda r: _clip(r.input_shapes, max_shapes_width)))
@@ -641,5 +637,4 @@ def _clip(s: str, w: int) -> str:
 
 
 def _where(f: ev.Frame) -> str:
-    import os
     return f"{os.path.basename(f.filename)}:{f.lineno}({f.name})"

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tracetensor import events as ev
+from tracetensor.trace import is_launcher_frame
 
 from .core import Report, op_label
 
@@ -197,7 +198,7 @@ def trim_launcher(frames: list[tuple[str, str, int]]) -> list[tuple[str, str, in
     """Drops the frames that launched the script (`tracetensor profile`, runpy), outermost
     first in `frames` as (function, file, line): stacks then start at the script's module."""
     for i in range(len(frames) - 1, -1, -1):
-        if frames[i][0] == "_run_code" and "runpy" in frames[i][1]:
+        if is_launcher_frame(frames[i][0], frames[i][1]):
             return frames[i + 1:]
     return frames
 

@@ -228,31 +228,6 @@ def test_graph_nodes_from_graphdef() -> None:
     assert "x:0" in d.plain("li layer/MatMul") and "loss" in d.plain("lo layer/MatMul")
 
 
-def test_debugger_imports_only_public_modules() -> None:
-    """The debugger is a consumer: it may import tracetensor.events, tracetensor.trace and
-    the public API, never the engine's private modules."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent / "debugger"
-    files = sorted(root.glob("*.py"))
-    assert files
-    for f in files:
-        for node in ast.walk(ast.parse(f.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level > 1:
-                    names = ["<relative import outside debugger/>"]
-                elif node.level == 0 and node.module:
-                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for n in names:
-                parts = n.split(".")
-                assert not (parts[0] == "tracetensor" and any(p.startswith("_") for p in parts[1:])), (f, n)
-                assert not n.startswith("<"), (f, n)
-
-
 def test_pt_all_and_summary_only_values_and_li_depth() -> None:
     with MemoryTrace(values=False, summaries=True) as tr:
         r = ev.begin_run("debug")

@@ -13,6 +13,7 @@ import os
 import threading
 
 from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, subscribe
+from tracetensor.trace import nonfinite_text
 
 __all__ = ["MODES", "Finding", "Numerics", "is_gradient"]
 
@@ -202,7 +203,7 @@ class Numerics:
         n = self.count(mode)
         noun = "gradient" if mode == "grad" else "tensor"
         return (f"tracetensor: non-finite {what} from {f.op} ({f.phase}){where}{dest}: "
-                f"{f.tensor} has {_kinds(f.summary)}; {n} non-finite {noun}{'s' if n != 1 else ''}")
+                f"{f.tensor} has {nonfinite_text(f.summary)}; {n} non-finite {noun}{'s' if n != 1 else ''}")
 
     def report(self, mode: str = "grad") -> str:
         """The failure section: the first non-finite tensor in execution order, what
@@ -268,11 +269,6 @@ class Numerics:
 
 _MODE_TEXT = {"grad": "gradients and updates (tracetensor_nan=grad)",
               "all": "every op output (tracetensor_nan=all)", "off": "nothing (tracetensor_nan=off)"}
-
-
-def _kinds(s: Summary) -> str:
-    parts = [f"{k}={v}" for k, v in (("nan", s.nan), ("+inf", s.posinf), ("-inf", s.neginf)) if v]
-    return " ".join(parts)
 
 
 def _callers(stack: tuple[Frame, ...] | None, limit: int = 3) -> list[Frame]:

@@ -3,10 +3,11 @@ debugger, the profiler and the pytest plugin query, whether the events are still
 memory (`MemoryTrace`, subscribed to the live stream) or in a trace file."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,12 @@ class RunInfo:
     @property
     def duration_ns(self) -> int | None:
         return None if self.end_ns is None else self.end_ns - self.start_ns
+
+
+def output_name(tensor: str) -> str:
+    """A tensor as outputs are named: `name:i`, or `PARAM.grad` for an accumulated gradient;
+    a bare op name means its first output."""
+    return tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
 
 
 def _rx(pattern: str | None) -> Callable[[str], bool]:
@@ -109,21 +116,20 @@ class Trace(ABC):
         rs = self.runs()
         return rs[-1].run if rs else None
 
+    def iter_events(self, run: int | None = None, **filters: Any) -> Iterator[ev.OpEvent]:
+        """Like `events()`, one at a time (a file decodes them a block at a time)."""
+        return iter(self.events(run, **filters))
+
     def first(self, predicate: Callable[[ev.OpEvent], bool], run: int | None = None) -> ev.OpEvent | None:
-        for e in self.events(run):
-            if predicate(e):
-                return e
-        return None
+        return next((e for e in self.iter_events(run) if predicate(e)), None)
 
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The culprit: the first event (execution order) with a NaN or inf output."""
-        # an output without a summary (a gradient that is None) has None in its place
-        return self.first(lambda e: e.summaries is not None and
-                          any(s is not None and not s.finite for s in e.summaries), run)
+        return self.first(lambda e: e.nonfinite > 0, run)
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         """The event that produced `tensor` (or op name; `:0` is implied) and the output index."""
-        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        want = output_name(tensor)
         hit = None
         for e in self.events(run):
             for i, m in enumerate(e.outputs):
@@ -271,7 +277,7 @@ class MemoryTrace(Trace):
         return len(self._events) if run is None else len(self._by_run.get(run, []))
 
     def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
-        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        want = output_name(tensor)
         with self._lock:
             if run is not None:
                 v = self._values.get((run, want))
@@ -297,6 +303,4 @@ class MemoryTrace(Trace):
 
 
 def _without_values(e: ev.OpEvent) -> ev.OpEvent:
-    import dataclasses
-
     return dataclasses.replace(e, values=None)

@@ -71,6 +71,8 @@ class Recorder:
         self._ops_rx = re.compile(ops) if ops is not None else None
         self._steps = steps if steps is None or callable(steps) or isinstance(steps, range) else set(steps)
         self.max_bytes = int(max_bytes)
+        # value bytes the queue may hold before producers wait (never more than the budget needs)
+        self._qbytes_limit = min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20))
         self.stacks = stacks
         self.sources = sources
         self.error: BaseException | None = None
@@ -173,16 +175,13 @@ class Recorder:
                 self._qbytes += n
             self._vals[e.seq] = vals  # before the event is queued, so the writer always finds it
         self._q.append(e)
-        if len(self._q) > MAX_QUEUE or self._qbytes > min(
-            MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20)
-        ):
+        if len(self._q) > MAX_QUEUE or self._qbytes > self._qbytes_limit:
             self._wait_for_writer()
 
     def _wait_for_writer(self) -> None:
         """Backpressure: the producer waits (GIL released) while the writer catches up."""
-        limit_b = min(MAX_QUEUE_VALUE_BYTES, max(self.max_bytes, 1 << 20))
         while (
-            (len(self._q) > MAX_QUEUE // 2 or self._qbytes > limit_b // 2)
+            (len(self._q) > MAX_QUEUE // 2 or self._qbytes > self._qbytes_limit // 2)
             and self._thread is not None
             and self._thread.is_alive()
         ):

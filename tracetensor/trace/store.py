@@ -17,6 +17,7 @@ each deletion logged in `dropped`).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -29,14 +30,14 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import events as ev
 from ..errors import SerializationError
-from .base import RunInfo, Trace
+from .base import RunInfo, Trace, output_name
 
 FORMAT = "tracetensor-trace"
 VERSION = 1  # bump on any schema change; readers refuse files newer than they know
@@ -413,22 +414,9 @@ class TraceWriter:
                 continue  # "<stdin>", "<string>", a file since removed
             self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (fn, text))
 
-    def _sig_id(self, e: ev.OpEvent) -> int:
-        stack = e.stack if self.keep_stacks else None
-        key = (
-            e.op,
-            e.name,
-            e.mode,
-            e.phase,
-            e.device,
-            e.thread,
-            e.flops,
-            e.forward,
-            e.inputs,
-            e.outputs,
-            e.grad_of,
-            stack,
-        )
+    def _sig_id(self, e: ev.OpEvent, key: tuple) -> int:
+        """The `sigs` row of an event whose signature `key` (see `_write_block`) missed the cache."""
+        stack = key[-1]
         i = self._sigs.get(key)
         if i is None:
             if len(self._sigs) > 200_000:
@@ -543,47 +531,18 @@ class TraceWriter:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
         if not self.keep_summaries:
             evs = [_strip_summaries(e) if e.summaries is not None else e for e in evs]
-        # signature lookups inline (this is the per-event cost of recording; a miss is rare)
-        if self.keep_stacks:
-            keys = [
-                (
-                    e.op,
-                    e.name,
-                    e.mode,
-                    e.phase,
-                    e.device,
-                    e.thread,
-                    e.flops,
-                    e.forward,
-                    e.inputs,
-                    e.outputs,
-                    e.grad_of,
-                    e.stack,
-                )
-                for e in evs
-            ]
-        else:
-            keys = [
-                (
-                    e.op,
-                    e.name,
-                    e.mode,
-                    e.phase,
-                    e.device,
-                    e.thread,
-                    e.flops,
-                    e.forward,
-                    e.inputs,
-                    e.outputs,
-                    e.grad_of,
-                    None,
-                )
-                for e in evs
-            ]
+        # an event's signature: what repeats from step to step (the stack only when kept);
+        # looked up inline, since this is the per-event cost of recording and a miss is rare
+        keep = self.keep_stacks
+        keys = [
+            (e.op, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward, e.inputs, e.outputs,
+             e.grad_of, e.stack if keep else None)
+            for e in evs
+        ]
         get = self._sigs.get
         sigs = [get(k) for k in keys]
         if None in sigs:
-            sigs = [self._sig_id(e) if s is None else s for e, s in zip(evs, sigs)]
+            sigs = [self._sig_id(e, k) if s is None else s for e, k, s in zip(evs, keys, sigs)]
         data, m, blk = pack_block(evs, sigs, self.t0)
         n = len(evs)
         self._n_blocks += 1
@@ -703,8 +662,6 @@ def _tuple(js: str | None) -> tuple:
 
 
 def _strip_summaries(e: ev.OpEvent) -> ev.OpEvent:
-    import dataclasses
-
     return dataclasses.replace(e, summaries=None, input_summaries=None, values=None)
 
 
@@ -1129,12 +1086,6 @@ class SqliteTrace(Trace):
         r = self._q("SELECT n_events FROM runs WHERE run = ?", (run,))
         return int(r[0][0]) if r else 0
 
-    def first(self, predicate: Callable[[ev.OpEvent], bool], run: int | None = None) -> ev.OpEvent | None:
-        for e in self.iter_events(run):
-            if predicate(e):
-                return e
-        return None
-
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         if run is None:
             rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
@@ -1173,7 +1124,7 @@ class SqliteTrace(Trace):
         return None
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
-        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        want = output_name(tensor)
         # outputs are `name:i` (or `NAME.grad` for accumulated gradients): candidate ops by name first
         rows = self._q("SELECT id FROM sigs WHERE name = ?", (want.rsplit(":", 1)[0],))
         if not rows:
@@ -1214,7 +1165,7 @@ class SqliteTrace(Trace):
         return out
 
     def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
-        want = tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+        want = output_name(tensor)
         if run is None:
             rows = self._q(
                 "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,)

@@ -8,16 +8,11 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from tracetensor.trace import Trace
+from tracetensor.trace import Trace, TraceFileError
+from tracetensor.trace import open as open_trace
 
 from . import filters as flt
 from .commands import Debugger, RunAction, to_plain
-
-
-def open_trace(path: str) -> Trace:
-    import tracetensor.trace as ttt
-
-    return ttt.open(path)
 
 
 def start_run(trace: Trace) -> int | None:
@@ -53,13 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="start at this run (default: the first run with NaN/inf)")
     p.add_argument("--ui", choices=["textual", "readline"], default=None)
     args = p.parse_args(argv)
-    from tracetensor.trace import TraceFileError
-
     try:
         trace = open_trace(args.trace)
         run = args.run if args.run is not None else start_run(trace)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(f"tracetensor debug: {e}", file=sys.stderr)
+        return 2
+    runs = [r.run for r in trace.runs()]
+    if args.run is not None and args.run not in runs:
+        have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
+        print(f"tracetensor debug: --run {args.run} is not in {args.trace} (it has {have})", file=sys.stderr)
         return 2
     dbg = Debugger(trace, run)
     dbg.history_from_trace()
@@ -69,13 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tfdbg> {cmd}")
             res = dbg.execute(cmd)
             if res.action is not None:
-                nr = next_run(trace, dbg.run, res.action)
-                if nr is None:
-                    print("no further run matches in this trace")
-                    continue
-                dbg.run = nr
-                dbg.stopped_by = res.action.filter
-                print(f"now at run {nr}")
+                if _advance(dbg, res.action):
+                    print(f"now at run {dbg.run}")
                 continue
             if res.exit:
                 break
@@ -93,11 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         intro = Text(f"trace {args.trace}: {len(trace.runs())} runs; at run {dbg.run}\n"
                      "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
         act = ui.session(dbg, f"trace: run {dbg.run}", intro)
-        if act is None:
+        if act is None or not _advance(dbg, act):
             return 0
-        nr = next_run(trace, dbg.run, act)
-        if nr is None:
-            print("no further run matches in this trace")
-            return 0
-        dbg.run = nr
-        dbg.stopped_by = act.filter
+
+
+def _advance(dbg: Debugger, act: RunAction) -> bool:
+    """Moves the debugger to the run `act` asks for; False (and says so) when there is none."""
+    nr = next_run(dbg.trace, dbg.run, act)
+    if nr is None:
+        print("no further run matches in this trace")
+        return False
+    dbg.run = nr
+    dbg.stopped_by = act.filter
+    return True

@@ -179,6 +179,8 @@ class Debugger:
         self.watch = watch or RunAction()
         self.weights: dict[str, ev.Summary] = {}
         self.grad_history: dict[str, list[float]] = {}
+        self._offline_history = False  # see history_from_trace
+        self._history_of_run: int | None = None
         self.commands: dict[str, _Cmd] = {}
         self._build()
 
@@ -637,6 +639,7 @@ class Debugger:
         return out
 
     def cmd_gf(self, a: argparse.Namespace) -> RenderableType:
+        self._refresh_history()
         stats = self.grad_stats()
         if not stats:
             return Text("no parameter gradients in this run (no backward pass, or summaries not recorded)")
@@ -661,13 +664,22 @@ class Debugger:
             self.grad_history.setdefault(s.param, []).append(s.grad_norm)
 
     def history_from_trace(self) -> None:
-        """Offline: builds the gradient history from every run in the trace."""
+        """Offline: `gf`'s history comes from the trace's runs up to the current one. It is
+        read when `gf` first needs it (every run's events are decoded for it), and again
+        once the current run has moved."""
+        self._history_of_run = None
+        self._offline_history = True
+
+    def _refresh_history(self) -> None:
+        if not self._offline_history or self._history_of_run == self.run:
+            return
         self.grad_history.clear()
         for r in self.trace.runs():
             if r.run > (self.run or 0):
                 break
             for s in self.grad_stats(r.run):
                 self.grad_history.setdefault(s.param, []).append(s.grad_norm)
+        self._history_of_run = self.run
 
     # --------------------------------------------------------------- tm
     def cmd_tm(self, a: argparse.Namespace) -> RenderableType:

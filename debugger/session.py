@@ -16,11 +16,13 @@ from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace
 
 from .commands import Debugger, RunAction
+from .filters import TensorDatum
 
 
 def _pick_ui(ui_type: str) -> Any:
     if ui_type not in ("textual", "readline", "curses"):
-        raise ValueError(f"ui_type must be 'textual' or 'readline', got {ui_type!r}")
+        raise ValueError(f"tracetensor debugger: ui_type must be 'textual' or 'readline' (tfdbg's "
+                         f"'curses' means 'textual'), got {ui_type!r}")
     if ui_type == "readline" or not (sys.stdin.isatty() and sys.stdout.isatty()):
         from .readline_ui import ReadlineUI
         return ReadlineUI()
@@ -91,22 +93,24 @@ class Controller:
             dbg.weights = self.weights()
         dbg.record_history()
         self.last = dbg
+        culprit = None
         if act.mode == "times":
             self.countdown -= 1
             stop = self.countdown <= 0
         elif act.mode == "filter":
             dbg.stopped_by = act.filter
-            stop = dbg.culprit(act.filter) is not None
+            culprit = dbg.culprit(act.filter)
+            stop = culprit is not None
         else:
             stop = True
-        if error is not None:
-            stop = True
-        if not stop:
+        if not stop and error is None:
             return
         self.pending = None
-        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", self.run_end_intro(dbg, act, error)))
+        intro = self.run_end_intro(dbg, error, culprit, act.filter)
+        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro))
 
-    def run_end_intro(self, dbg: Debugger, act: RunAction, error: BaseException | None) -> RenderableType:
+    def run_end_intro(self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None,
+                      filter_name: str | None) -> RenderableType:
         parts: list[RenderableType] = [Text(f"run #{self.calls} ended: {dbg.trace.count(dbg.run)} op events "
                                             f"(trace run {dbg.run})", style="bold")]
         if error is not None:
@@ -122,10 +126,9 @@ class Controller:
                 if line:
                     t.append(f"    {line}\n")
             parts.append(t)
-        c = dbg.culprit(act.filter) if act.mode == "filter" else None
-        if c is not None:
-            parts.append(Text(f"run #{self.calls}: tensor filter {act.filter!r} passed at {c.tensor_name} "
-                              f"({c.op_type})", style="bold red"))
+        if culprit is not None:
+            parts.append(Text(f"run #{self.calls}: tensor filter {filter_name!r} passed at "
+                              f"{culprit.tensor_name} ({culprit.op_type})", style="bold red"))
         if getattr(self.ui, "show_list", False):  # the TUI shows the list in its own widget
             parts.append(dbg.execute("lt").output)
         return Group(*parts)

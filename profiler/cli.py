@@ -8,14 +8,15 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from tracetensor import events as ev
 from tracetensor.trace import TraceFileError, record, run_script
 from tracetensor.trace import open as open_trace
 
 from . import export
-from .core import SORT_KEYS, Report, fmt_ns, profile, schedule
+from .core import SORT_KEYS, ProfilerAction, Report, fmt_ns, profile, schedule
 from .pyspy import PySpy, PySpyUnavailable, Samples
 
 
@@ -55,24 +56,30 @@ class UsageError(ValueError):
     """A bad --steps/--window value."""
 
 
-def make_schedule(steps: str | None, window: str | None):
+def make_schedule(steps: str | None, window: str | None) -> Callable[[int], ProfilerAction] | None:
+    """The schedule that --steps or --window asks for (None: record everything)."""
     if steps and window:
-        raise UsageError("give --steps or --window, not both")
-    try:
-        if steps:
+        raise UsageError(f"give --steps or --window, not both (got --steps {steps} --window {window})")
+    if steps:
+        try:
             a, b = (int(x) for x in steps.split(":"))
-            if not 0 <= a < b:
-                raise ValueError
-            return schedule(wait=a, warmup=0, active=b - a, repeat=1)
-        if window:
+        except ValueError:
+            a = b = -1
+        if not 0 <= a < b:
+            raise UsageError(f"--steps expects A:B with 0 <= A < B, got {steps!r}")
+        return schedule(wait=a, warmup=0, active=b - a, repeat=1)
+    if window:
+        try:
             parts = [int(x) for x in window.split(",")]
-            if len(parts) not in (3, 4):
-                raise ValueError
-            repeat = parts[3] if len(parts) == 4 else 0
-            return schedule(wait=parts[0], warmup=parts[1], active=parts[2], repeat=repeat)
-    except ValueError:
-        raise UsageError(f"--steps expects A:B with 0 <= A < B (got {steps!r}); --window expects "
-                         f"WAIT,WARMUP,ACTIVE[,REPEAT] integers (got {window!r})") from None
+        except ValueError:
+            parts = []
+        if len(parts) not in (3, 4):
+            raise UsageError(f"--window expects WAIT,WARMUP,ACTIVE[,REPEAT] integers, got {window!r}")
+        try:
+            return schedule(wait=parts[0], warmup=parts[1], active=parts[2],
+                            repeat=parts[3] if len(parts) == 4 else 0)
+        except ValueError as e:
+            raise UsageError(f"--window {window!r}: {e}") from None
     return None
 
 
@@ -138,31 +145,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 def from_trace(args: argparse.Namespace) -> int:
     """The same table, summary and exports from a trace file recorded earlier."""
     try:
-        trace = open_trace(args.from_trace)
-    except (OSError, TraceFileError) as e:
-        print(f"tracetensor profile: can't read trace file {args.from_trace!r}: {e}", file=sys.stderr)
+        with open_trace(args.from_trace) as trace:
+            rep = Report.from_trace(trace)  # reads all it needs: the file can close
+    except (OSError, TraceFileError) as e:  # a TraceFileError names the file and the problem
+        print(f"tracetensor profile: {e}", file=sys.stderr)
         return 2
-    with trace:
-        try:
-            rep = Report.from_trace(trace)
-        except TraceFileError as e:
-            print(f"tracetensor profile: can't read trace file {args.from_trace!r}: {e}", file=sys.stderr)
-            return 2
-        print(f"== tracetensor profile: {args.from_trace} (recorded) ==")
-        if not rep.ops:
-            print("no op events in this trace")
-            return 0
-        averages = rep.key_averages(group_by_input_shape=args.shapes)
-        print(averages.table(sort_by=args.sort, row_limit=args.row_limit))
-        start = min(s.start for s in rep.spans)
-        end = max(s.end for s in rep.spans)
-        _summary(sys.stdout, rep, None, start, end, windowed=False, script_dir="")
-        if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            export.export_chrome_trace(rep, os.path.join(args.out, "trace.json"))
-            export.export_speedscope(rep, os.path.join(args.out, "profile.speedscope.json"))
-            export.export_stacks(rep, os.path.join(args.out, "stacks.folded"))
-            print(f"\nwritten: trace.json, profile.speedscope.json, stacks.folded in {args.out}")
+    print(f"== tracetensor profile: {args.from_trace} (recorded) ==")
+    if not rep.ops:
+        print("no op events in this trace")
+        return 0
+    averages = rep.key_averages(group_by_input_shape=args.shapes)
+    print(averages.table(sort_by=args.sort, row_limit=args.row_limit))
+    start = min(s.start for s in rep.spans)
+    end = max(s.end for s in rep.spans)
+    _summary(sys.stdout, rep, None, start, end, windowed=False, script_dir="",
+             wall_label="wall time (recorded)")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        export.export_chrome_trace(rep, os.path.join(args.out, "trace.json"))
+        export.export_speedscope(rep, os.path.join(args.out, "profile.speedscope.json"))
+        export.export_stacks(rep, os.path.join(args.out, "stacks.folded"))
+        print(f"\nwritten: trace.json, profile.speedscope.json, stacks.folded in {args.out}")
     return 0
 
 
@@ -208,7 +211,7 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
                                                                       row_limit=args.row_limit)
     with open(os.path.join(out, "table.txt"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
-    files.append((os.path.join(out, "table.txt"), "the op table above"))
+    files.append((os.path.join(out, "table.txt"), "the op table above" if rep.ops else "the op table (no ops ran)"))
     if trace_path is not None:
         files.append((trace_path, f"trace file: tracetensor debug {trace_path}"))
 
@@ -227,14 +230,16 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
     w.flush()
 
 
-def _summary(w, rep: Report, samples: Samples | None, t0: int, t1: int, windowed: bool,
-             script_dir: str) -> None:
+def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, windowed: bool,
+             script_dir: str, wall_label: str = "wall time (script)") -> None:
+    """Where the time went: wall time split into ops and Python, steps, memory peaks, the
+    hottest source lines and, with py-spy, the hottest Python functions."""
     if windowed and rep.steps:
         wall = sum(s.dur for s in rep.steps)
         what = f"wall time of the {len(rep.steps)} recorded steps"
     else:
         wall = t1 - t0
-        what = "wall time (script)"
+        what = wall_label
     op_ns = rep.op_time_ns
     pct = (lambda x: f"{100 * x / wall:5.1f}%") if wall else (lambda x: "")
     print(f"\n{what:<28} {fmt_ns(wall):>12}", file=w)

@@ -134,7 +134,6 @@ class profile:
         self._run: int | None = None  # the run id of the current step while recording
         self._steps_marked = False
         self._report: Report | None = None
-        self._windows = 0
 
     # -- lifecycle
     def __enter__(self) -> profile:
@@ -203,11 +202,13 @@ class profile:
             self._listener.close()
             self._listener = None
 
+    def _analyse(self, events: list[ev.Event]) -> Report:
+        return Report.from_events(events, steps_marked=self._steps_marked, memory=self._mem,
+                                  with_flops=self.with_flops, with_stack=self.with_stack,
+                                  profile_memory=self.profile_memory)
+
     def _save(self) -> None:
-        self._report = Report.from_events(self._buf, steps_marked=self._steps_marked, memory=self._mem,
-                                          with_flops=self.with_flops, with_stack=self.with_stack,
-                                          profile_memory=self.profile_memory)
-        self._windows += 1
+        self._report = self._analyse(self._buf)
         if self.on_trace_ready is not None:
             self.on_trace_ready(self)
 
@@ -216,9 +217,7 @@ class profile:
     def report(self) -> Report:
         if self._report is None:
             if self._listener is not None or self._buf:
-                return Report.from_events(list(self._buf), steps_marked=self._steps_marked, memory=self._mem,
-                                          with_flops=self.with_flops, with_stack=self.with_stack,
-                                          profile_memory=self.profile_memory)
+                return self._analyse(list(self._buf))  # a window still recording: what it has so far
             raise RuntimeError("the profiler has recorded nothing yet: run code inside `with profile():` "
                                "(with a schedule, results exist once an active window ends)")
         return self._report

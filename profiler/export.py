@@ -143,20 +143,30 @@ def speedscope_profile(rep: Report, base: int) -> tuple[list[dict[str, Any]], li
     by_thread: dict[int, list] = {}
     for s in rep.spans:
         by_thread.setdefault(s.thread, []).append(s)
-    profiles = []
-    for thread, spans in by_thread.items():
-        evs: list[tuple[int, int, int, str, int]] = []  # (time, close-first, depth order, type, frame)
-        for s in spans:
-            fr = frame(s.name, s.event.frame if s.event is not None else None)
-            # at equal times closes go before opens, inner closes before outer ones
-            evs.append((s.start - base, 1, s.depth, "O", fr))
-            evs.append((s.end - base, 0, -s.depth, "C", fr))
-        evs.sort(key=lambda x: (x[0], x[1], x[2]))
-        end = max((x[0] for x in evs), default=0)
-        profiles.append({"type": "evented", "name": f"tracetensor ops (thread {thread})",
-                         "unit": "nanoseconds", "startValue": 0, "endValue": end,
-                         "events": [{"type": t, "frame": fr, "at": at} for at, _, _, t, fr in evs]})
+    profiles = [
+        evented_profile(f"tracetensor ops (thread {thread})",
+                        [(s.start - base, s.end - base, s.depth,
+                          frame(s.name, s.event.frame if s.event is not None else None)) for s in spans],
+                        start=0)
+        for thread, spans in by_thread.items()
+    ]
     return frames, profiles
+
+
+def evented_profile(name: str, spans: Iterable[tuple[int, int, int, int]],
+                    start: int | None = None) -> dict[str, Any]:
+    """A speedscope evented profile (ns) of (start, end, depth, frame index) spans that nest;
+    `start` defaults to the earliest span's."""
+    evs: list[tuple[int, int, int, str, int]] = []  # (time, close-first, depth order, type, frame)
+    for t0, t1, depth, fr in spans:
+        # at equal times closes go before opens, inner closes before outer ones
+        evs.append((t0, 1, depth, "O", fr))
+        evs.append((t1, 0, -depth, "C", fr))
+    evs.sort(key=lambda x: (x[0], x[1], x[2]))
+    return {"type": "evented", "name": name, "unit": "nanoseconds",
+            "startValue": min((x[0] for x in evs), default=0) if start is None else start,
+            "endValue": max((x[0] for x in evs), default=0),
+            "events": [{"type": t, "frame": fr, "at": at} for at, _, _, t, fr in evs]}
 
 
 def export_speedscope(rep: Report, path: str, extra: list[dict[str, Any]] | None = None,

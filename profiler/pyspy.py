@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .export import trim_launcher
+from .export import evented_profile, trim_launcher
 
 MARKER = "_tracetensor_clock_sync"
 _PR_SET_PTRACER = 0x59616D61
@@ -110,22 +110,17 @@ class Samples:
         return out
 
     def speedscope(self, base_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """(frames, an evented profile) of the samples, times in ns after `base_ns`."""
         frames: list[dict[str, Any]] = []
         index: dict[tuple, int] = {}
-        evs = []
+        spans = []
         for s, e, d, fn, fname, line in self.slices:
             k = (fn, fname, line)
             if k not in index:
                 index[k] = len(frames)
                 frames.append({"name": fn, "file": fname, "line": line})
-            evs.append((s - base_ns, 1, d, "O", index[k]))
-            evs.append((e - base_ns, 0, -d, "C", index[k]))
-        evs.sort(key=lambda x: (x[0], x[1], x[2]))
-        end = max((x[0] for x in evs), default=0)
-        prof = {"type": "evented", "name": "Python (py-spy samples)", "unit": "nanoseconds",
-                "startValue": min((x[0] for x in evs), default=0), "endValue": end,
-                "events": [{"type": t, "frame": f, "at": at} for at, _, _, t, f in evs]}
-        return frames, prof
+            spans.append((s - base_ns, e - base_ns, d, index[k]))
+        return frames, evented_profile("Python (py-spy samples)", spans)
 
     def folded(self) -> list[str]:
         """Folded stacks of the samples, launcher frames trimmed (value: microseconds of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 import pytest
@@ -168,6 +169,58 @@ def _ops_cases():
             ),
             ("fft", lambda A, B: tf.signal.fft(tf.cast(A, tf.complex64)), lambda: np.fft.fft(a)),
             ("ifft", lambda A, B: tf.signal.ifft(tf.cast(A, tf.complex64)), lambda: np.fft.ifft(a)),
+            ("floormod", lambda A, B: tf.math.floormod(A, B), lambda: np.remainder(a, b)),
+            ("mod_operator", lambda A, B: A % 1.5, lambda: np.remainder(a, 1.5)),
+            (
+                "floor/ceil/round",
+                lambda A, B: tf.floor(A * 0.7) + tf.math.ceil(B * 0.7) + tf.round(A * 1.3),
+                lambda: np.floor(a * 0.7) + np.ceil(b * 0.7) + np.round(a * 1.3),
+            ),
+            (
+                "log1p/expm1/erf",
+                lambda A, B: tf.math.log1p(tf.abs(A)) + tf.math.expm1(B) + tf.math.erf(A),
+                lambda: np.log1p(np.abs(a)) + np.expm1(b) + np.vectorize(math.erf)(a),
+            ),
+            (
+                "reciprocal/rsqrt",
+                lambda A, B: tf.math.reciprocal(A) + tf.math.rsqrt(tf.abs(B)),
+                lambda: 1 / a + 1 / np.sqrt(np.abs(b)),
+            ),
+            (
+                "trig/sign/square",
+                lambda A, B: tf.math.sin(A) * tf.math.cos(B) + tf.math.sign(B) * tf.math.square(A),
+                lambda: np.sin(a) * np.cos(b) + np.sign(b) * a * a,
+            ),
+            ("leaky_relu", lambda A, B: tf.nn.leaky_relu(A), lambda: np.where(a > 0, a, 0.2 * a)),
+            ("elu", lambda A, B: tf.nn.elu(A), lambda: np.where(a > 0, a, np.expm1(a))),
+            ("softplus", lambda A, B: tf.nn.softplus(A), lambda: np.log1p(np.exp(a))),
+            (
+                "sigmoid_xent",
+                lambda A, B: tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.sigmoid(B), logits=A),
+                lambda: np.maximum(a, 0) - a / (1 + np.exp(-b)) + np.log1p(np.exp(-np.abs(a))),
+            ),
+            ("l2_loss", lambda A, B: tf.nn.l2_loss(A), lambda: (a * a).sum() / 2),
+            ("norm", lambda A, B: tf.norm(A, axis=1), lambda: np.linalg.norm(a, axis=1)),
+            (
+                "l2_normalize",
+                lambda A, B: tf.nn.l2_normalize(A, axis=1),
+                lambda: a / np.linalg.norm(a, axis=1)[:, None],
+            ),
+            ("tile", lambda A, B: tf.tile(A, [2, 3]), lambda: np.tile(a, (2, 3))),
+            ("gather", lambda A, B: tf.gather(A, [2, 0], axis=1), lambda: a[:, [2, 0]]),
+            ("squeeze/expand_dims", lambda A, B: tf.squeeze(tf.expand_dims(A, 1), [1]), lambda: a),
+            ("reduce_prod", lambda A, B: tf.reduce_prod(A, 1), lambda: a.prod(1)),
+            ("reduce_any/all", lambda A, B: tf.logical_xor(tf.reduce_any(A > 2, 1), tf.reduce_all(A > -1.5, 1)),
+             lambda: (a > 2).any(1) ^ (a > -1.5).all(1)),
+            ("argmin", lambda A, B: tf.argmin(A, axis=1), lambda: a.argmin(1)),
+            ("not_equal/negative", lambda A, B: tf.not_equal(tf.negative(A), B), lambda: -a != b),
+            ("pow", lambda A, B: tf.pow(tf.abs(A), B), lambda: np.abs(a) ** b),
+            ("ones/zeros_like/fill", lambda A, B: tf.ones_like(A) * 2 + tf.zeros_like(B) + tf.fill([2, 3], 0.5),
+             lambda: np.full((2, 3), 2.5)),
+            ("linalg.matmul", lambda A, B: tf.linalg.matmul(A, tf.linalg.transpose(B)), lambda: a @ b.T),
+            ("matrix_transpose", lambda A, B: tf.matrix_transpose(A), lambda: a.T),
+            ("sort", lambda A, B: tf.sort(A, direction="DESCENDING"), lambda: -np.sort(-a, 1)),
+            ("argsort", lambda A, B: tf.argsort(A), lambda: np.argsort(a, 1)),
         ],
     )
 
@@ -512,3 +565,102 @@ def test_variable_scope_and_get_variable_reuse(g):
         va, vb = s.run([a, b], {x: np.ones((1, 3))})
     np.testing.assert_array_equal(va, vb)
     np.testing.assert_array_equal(va, [[3.0, 3.0]])
+
+
+# --------------------------------------------------------------------------- TF1 names beyond the core
+
+
+def test_shape_size_rank_and_range_follow_the_fed_value(g):
+    x = tf.placeholder(tf.float32, [None, 3], name="x")
+    s, n, r = tf.shape(x), tf.size(x), tf.rank(x)
+    idx = tf.range(tf.shape(x)[0])  # a size known only at run time
+    hits = tf.where(x > 0)  # the indices form: (n, rank) int64
+    assert (s.op.type, n.op.type, r.op.type, idx.op.type, hits.op.type) == ("Shape", "Size", "Rank", "Range", "Where")
+    assert s.shape == (2,) and s.dtype == tf.int32 and idx.shape == (None,) and hits.shape == (None, 2)
+    with tf.Session() as sess:
+        for rows in (1, 4):
+            X = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) - 2
+            got = sess.run([s, n, r, idx, hits], {x: X})
+            assert got[0].tolist() == [rows, 3] and got[1] == rows * 3 and got[2] == 2
+            assert got[3].tolist() == list(range(rows))
+            assert got[4].tolist() == np.argwhere(X > 0).tolist() and got[4].dtype == np.int64
+    assert tf.shape(x, out_type=tf.int64).dtype == tf.int64
+
+
+def test_static_range_and_linspace_use_tensorflow_dtypes(g):
+    a, b, c = tf.range(5), tf.range(1, 2, 0.25), tf.linspace(0.0, 1.0, 5)
+    assert (a.dtype, b.dtype, c.dtype) == (tf.int32, tf.float32, tf.float32)
+    with tf.Session() as sess:
+        va, vb, vc = sess.run([a, b, c])
+    assert va.tolist() == [0, 1, 2, 3, 4] and vb.tolist() == [1.0, 1.25, 1.5, 1.75]
+    np.testing.assert_allclose(vc, np.linspace(0, 1, 5))
+
+
+def test_top_k_gives_values_and_int32_indices(g):
+    x = tf.placeholder(tf.float32, [None, 4])
+    top = tf.math.top_k(x, k=2)
+    X = np.array([[0.1, 3.0, -1.0, 2.0], [5.0, 4.0, 6.0, -2.0]], np.float32)
+    with tf.Session() as sess:
+        vals, idx = sess.run([top.values, top.indices], {x: X})
+    assert idx.dtype == np.int32 and idx.tolist() == [[1, 3], [2, 0]]
+    np.testing.assert_array_equal(vals, [[3.0, 2.0], [6.0, 5.0]])
+    (gx,) = tf.gradients(tf.reduce_sum(top.values), [x])  # gradients reach the picked entries only
+    with tf.Session() as sess:
+        assert sess.run(gx, {x: X}).tolist() == [[0, 1, 0, 1], [1, 0, 1, 0]]
+
+
+def test_losses_match_tf1_reductions(g):
+    y = tf.placeholder(tf.float32, [2, 3])
+    p = tf.placeholder(tf.float32, [2, 3])
+    Y = np.array([[0.0, 1.0, 2.0], [1.0, 1.0, 0.0]], np.float32)
+    P = np.array([[0.5, 1.0, 0.0], [2.0, -1.0, 0.5]], np.float32)
+    w = np.array([[1.0], [0.0]], np.float32)  # the second row weighs nothing
+    mse = tf.losses.mean_squared_error(y, p)
+    mse_w = tf.losses.mean_squared_error(y, p, weights=w)
+    mae = tf.losses.absolute_difference(y, p, weights=2.0)
+    sig = tf.losses.sigmoid_cross_entropy(tf.sigmoid(y), p)
+    sparse = tf.losses.sparse_softmax_cross_entropy(tf.constant([2, 0]), p)
+    with tf.Session() as sess:
+        got = sess.run([mse, mse_w, mae, sig, sparse], {y: Y, p: P})
+    sq = (P - Y) ** 2
+    q = 1 / (1 + np.exp(-Y))
+    lsm = P - np.log(np.exp(P).sum(1, keepdims=True))
+    want = [sq.mean(), sq[0].sum() / 3, 2 * np.abs(P - Y).mean(),
+            (np.maximum(P, 0) - P * q + np.log1p(np.exp(-np.abs(P)))).mean(), -(lsm[0, 2] + lsm[1, 0]) / 2]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x: tf.nn.leaky_relu(x) + tf.nn.elu(x) + tf.nn.softplus(x),
+        lambda x: tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.sigmoid(x * 0.5), logits=x),
+        lambda x: tf.norm(x) + tf.nn.l2_normalize(x, 0),
+        lambda x: tf.tile(x, [3]) * tf.range(9.0),
+        lambda x: tf.math.floormod(x, 0.7) + tf.math.erf(x) + tf.math.log1p(tf.abs(x)),
+        lambda x: tf.math.reciprocal(x) + tf.math.rsqrt(tf.abs(x)) + tf.math.expm1(x),
+        lambda x: tf.sort(x) * tf.constant([1.0, 2.0, 3.0], tf.float64),
+    ],
+    ids=["activations", "sigmoid_xent", "norms", "tile", "floormod_erf", "reciprocal_rsqrt", "sort"],
+)
+def test_new_op_gradients_match_finite_differences(g, build):
+    x = tf.placeholder(tf.float64, [3], name="x")
+    y = tf.reduce_sum(build(x))
+    (gx,) = tf.gradients(y, [x])
+    X = np.array([0.3, -1.2, 2.05])
+    with tf.Session() as s:
+        an = s.run(gx, {x: X})
+        eps = 1e-6
+        num = [(s.run(y, {x: X + eps * e}) - s.run(y, {x: X - eps * e})) / (2 * eps) for e in np.eye(3)]
+    np.testing.assert_allclose(an, num, rtol=1e-6, atol=1e-7)
+
+
+def test_new_names_are_single_nodes_of_the_tensorflow_type(g):
+    x = tf.placeholder(tf.float32, [None, 3])
+    types = [t.op.type for t in (x % 2.0, tf.tile(x, [1, 2]), tf.nn.leaky_relu(x), tf.nn.elu(x), tf.nn.softplus(x),
+                                 tf.math.log1p(x), tf.math.rsqrt(x), tf.math.reciprocal(x), tf.norm(x),
+                                 tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=x))]
+    assert types == ["FloorMod", "Tile", "LeakyRelu", "Elu", "Softplus", "Log1p", "Rsqrt", "Reciprocal",
+                     "EuclideanNorm", "SigmoidCrossEntropyWithLogits"]
+    with pytest.raises(tf.InvalidArgumentError, match="labels=, logits="):
+        tf.nn.sigmoid_cross_entropy_with_logits(x, x)

@@ -225,3 +225,85 @@ def test_pad_matches_numpy_and_passes_gradients() -> None:
     np.testing.assert_array_equal(y.detach().numpy(), want)
     (y * y).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.detach().numpy())
+
+
+# ----------------------------------------------------------------- activations, normalization, more losses
+
+def test_activation_modules_match_their_functions() -> None:
+    x = tt.randn(4, 5)
+    pairs = [(nn.GELU(), F.gelu(x)), (nn.GELU("tanh"), F.gelu(x, approximate="tanh")),
+             (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)), (nn.ELU(0.5), F.elu(x, 0.5)), (nn.SiLU(), F.silu(x)),
+             (nn.Softplus(2.0), F.softplus(x, 2.0)), (nn.Identity(), x)]
+    for module, want in pairs:
+        np.testing.assert_array_equal(module(x).numpy(), want.numpy())
+    X = x.numpy()
+    np.testing.assert_allclose(nn.LeakyReLU()(x).numpy(), np.where(X > 0, X, 0.01 * X), rtol=1e-6)
+    assert "negative_slope=0.2" in repr(nn.LeakyReLU(0.2))
+
+
+def test_batchnorm1d_tracks_running_stats_like_pytorch() -> None:
+    bn = nn.BatchNorm1d(3, momentum=0.5)
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((6, 3)).astype(np.float32) * [1, 2, 3] + [0, 5, -5] for _ in range(2)]
+    mean, var = np.zeros(3), np.ones(3)
+    for X in batches:
+        y = bn(tt.tensor(X)).detach().numpy()
+        # training: the batch's own statistics (biased variance) normalize it
+        np.testing.assert_allclose(y, (X - X.mean(0)) / np.sqrt(X.var(0) + 1e-5), rtol=1e-4, atol=1e-5)
+        mean, var = 0.5 * mean + 0.5 * X.mean(0), 0.5 * var + 0.5 * X.var(0, ddof=1)  # running var is unbiased
+    np.testing.assert_allclose(bn.running_mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), var, rtol=1e-5)
+    assert bn.num_batches_tracked.item() == 2
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    bn.eval()
+    X = batches[0][:2]
+    np.testing.assert_allclose(bn(tt.tensor(X)).detach().numpy(), (X - mean) / np.sqrt(var + 1e-5), rtol=1e-4)
+    assert bn.running_mean.numpy().tolist() == pytest.approx(mean.tolist())  # eval leaves the stats alone
+
+
+def test_batchnorm_cumulative_average_and_channel_dimension() -> None:
+    bn = nn.BatchNorm1d(2, momentum=None)
+    X = [np.arange(12, dtype=np.float32).reshape(2, 2, 3) * k for k in (1, 3)]
+    for a in X:
+        bn(tt.tensor(a))
+    want = np.mean([a.mean((0, 2)) for a in X], axis=0)  # momentum=None: the plain average of batches
+    np.testing.assert_allclose(bn.running_mean.numpy(), want, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(2\) got input with 3 channels"):
+        bn(tt.zeros(4, 3))
+    with pytest.raises(tt.OpError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(2)(tt.zeros(1, 2))
+
+
+def test_batchnorm_and_layernorm_train_their_affine_parameters() -> None:
+    for norm in (nn.BatchNorm1d(4), nn.LayerNorm(4)):
+        x = tt.randn(8, 4) * 3 + 1
+        norm(x).square().mul(tt.arange(4).float()).sum().backward()
+        assert norm.weight.grad is not None and norm.bias.grad is not None
+        assert np.abs(norm.weight.grad.numpy()).sum() > 0
+
+
+def test_layer_norm_normalizes_the_trailing_dimensions() -> None:
+    ln = nn.LayerNorm([2, 3], elementwise_affine=False)
+    x = tt.randn(4, 2, 3) * 5 + 2
+    y = ln(x).numpy()
+    np.testing.assert_allclose(y.reshape(4, -1).mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(y.reshape(4, -1).std(1), 1, atol=1e-3)
+    assert list(dict(ln.named_parameters())) == []
+    with pytest.raises(tt.ShapeError, match=r"normalized_shape \(3,\) does not match .* \(4, 2\)"):
+        F.layer_norm(tt.zeros(4, 2), 3)
+
+
+def test_bce_with_logits_is_stable_where_sigmoid_then_bce_is_not() -> None:
+    logits = tt.tensor([[200.0, -200.0, 0.0]], requires_grad=True)
+    target = tt.tensor([[0.0, 1.0, 1.0]])
+    loss = nn.BCEWithLogitsLoss()(logits, target)
+    assert loss.item() == pytest.approx((200 + 200 + np.log(2)) / 3, rel=1e-5)
+    loss.backward()
+    np.testing.assert_allclose(logits.grad.numpy(), [[1 / 3, -1 / 3, -1 / 6]], rtol=1e-5)
+
+
+def test_smooth_l1_and_normalize() -> None:
+    a, b = tt.tensor([0.0, 0.5, 3.0]), tt.tensor([0.2, 2.0, 0.0])
+    assert nn.SmoothL1Loss(reduction="sum")(a, b).item() == pytest.approx(0.5 * 0.04 + 1.0 + 2.5)
+    v = F.normalize(tt.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(v.numpy(), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)  # the zero row stays 0, no NaN

@@ -4,6 +4,7 @@ shapes (broadcasting included), in float32 and float64. The table below declares
 each op once (chainer style); pytest expands it."""
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections.abc import Callable
@@ -34,6 +35,17 @@ def _np_ce_nd(a, y, w):
     picked = np.take_along_axis(lsm, yy[:, None], 1)[:, 0]
     ww = w[yy] * keep
     return -(picked * ww).sum() / ww.sum()
+
+
+_np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _np_standardize(a, axes, eps=1e-5):
+    return (a - a.mean(axes, keepdims=True)) / np.sqrt(a.var(axes, keepdims=True) + eps)
+
+
+def _np_softplus(a, beta=1.0, threshold=20.0):
+    return np.where(a * beta > threshold, a, np.log1p(np.exp(a * beta)) / beta)
 
 
 def _np_conv2d(x, w, stride=1, padding=0):
@@ -69,7 +81,7 @@ class Case:
     fn: Callable[..., Any]
     ref: Callable[..., Any]
     shapes: list[tuple[tuple[int, ...], ...]]
-    domain: str = "any"          # any | pos | away0 (|x| > 0.2, for kinks at 0) | distinct
+    domain: str = "any"          # any | pos | away0 (|x| > 0.2, for kinks at 0) | distinct | offgrid
     grad: bool = True
     ints: Callable[..., list[np.ndarray]] | None = None
     complex_in: bool = False
@@ -189,7 +201,100 @@ CASES = [
          [((2, 2, 4, 4),), ((1, 1, 5, 5),)], domain="distinct"),
     Case("max_pool2d_overlap", lambda x: tt.nn.functional.max_pool2d(x, 3, stride=1),
          lambda x: _np_max_pool(x, 3, 1), [((1, 2, 4, 5),)], domain="distinct"),
+    # rounding, remainders, special functions
+    Case("remainder", lambda a, b: a % b, np.remainder, B[:3], domain="away0"),
+    Case("remainder_r", lambda a: 2.5 % a, lambda a: np.remainder(2.5, a), U, domain="away0"),
+    Case("floor", tt.floor, np.floor, U, domain="offgrid"),
+    Case("ceil", lambda a: a.ceil(), np.ceil, U, domain="offgrid"),
+    Case("trunc", lambda a: tt.div(a, 0.3, rounding_mode="trunc"), lambda a: np.trunc(a / 0.3), U, domain="offgrid"),
+    Case("round", lambda a: tt.round(a * 3), lambda a: np.round(a * 3), U, domain="offgrid"),
+    Case("round_decimals", lambda a: a.round(decimals=1), lambda a: np.round(a, 1), U, domain="offgrid"),
+    Case("log1p", tt.log1p, np.log1p, U, domain="pos"),
+    Case("expm1", tt.expm1, np.expm1, U),
+    Case("log2", tt.log2, np.log2, U, domain="pos"),
+    Case("log10", tt.log10, np.log10, U, domain="pos"),
+    Case("rsqrt", tt.rsqrt, lambda a: 1 / np.sqrt(a), U, domain="pos"),
+    Case("reciprocal", tt.reciprocal, lambda a: 1 / a, U, domain="away0"),
+    Case("erf", tt.erf, _np_erf, U),
+    Case("erf_wide", lambda a: (a * 2.5).erf(), lambda a: _np_erf(a * 2.5), [((4, 5),)]),
+    Case("cos", tt.cos, np.cos, U),
+    Case("arith_names", lambda a, b: tt.sub(tt.add(a, b, alpha=2), tt.mul(a, b), alpha=0.5).neg().true_divide(
+        tt.div(b, 2) + 3), lambda a, b: -(a + 2 * b - 0.5 * a * b) / (b / 2 + 3), B[:3], domain="away0"),
+    # activations and normalization
+    Case("softplus", tt.nn.functional.softplus, _np_softplus, U),
+    Case("softplus_beta", lambda a: tt.nn.functional.softplus(a * 10, beta=2, threshold=5),
+         lambda a: _np_softplus(a * 10, 2, 5), [((3, 4),)], domain="away0"),
+    Case("gelu", tt.nn.functional.gelu, lambda a: 0.5 * a * (1 + _np_erf(a / np.sqrt(2))), U),
+    Case("gelu_tanh", lambda a: tt.nn.functional.gelu(a, approximate="tanh"),
+         lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3))), U),
+    Case("leaky_relu", lambda a: tt.nn.functional.leaky_relu(a, 0.1), lambda a: np.where(a > 0, a, 0.1 * a), U,
+         domain="away0"),
+    Case("elu", lambda a: tt.nn.functional.elu(a, 0.7), lambda a: np.where(a > 0, a, 0.7 * np.expm1(a)), U,
+         domain="away0"),
+    Case("silu", tt.nn.functional.silu, lambda a: a / (1 + np.exp(-a)), U),
+    Case("layer_norm", lambda a, w: tt.nn.functional.layer_norm(a, a.shape[-1:], w, w * 2),
+         lambda a, w: _np_standardize(a, (-1,)) * w + 2 * w, [((3, 4), (4,)), ((2, 3, 2), (2,))]),
+    Case("layer_norm_2d", lambda a: tt.nn.functional.layer_norm(a, a.shape[1:]),
+         lambda a: _np_standardize(a, (1, 2)), [((2, 3, 2),)]),
+    Case("batch_norm", lambda a, w: tt.nn.functional.batch_norm(a, None, None, w, w + 1, training=True),
+         lambda a, w: _np_standardize(a, (0,)) * w + (w + 1), [((5, 3), (3,))]),
+    Case("batch_norm_3d", lambda a: tt.nn.functional.batch_norm(a, None, None, training=True),
+         lambda a: _np_standardize(a, (0, 2)), [((3, 2, 4),)]),
+    Case("norm", tt.norm, lambda a: np.sqrt((a * a).sum()), U),
+    Case("norm_dim", lambda a: a.norm(dim=-1, keepdim=True), lambda a: np.linalg.norm(a, axis=-1, keepdims=True),
+         U),
+    Case("norm_p", lambda a: tt.stack([a.norm(1), a.norm(3), a.norm(float("inf"))]),
+         lambda a: np.array([np.abs(a).sum(), (np.abs(a) ** 3).sum() ** (1 / 3), np.abs(a).max()]),
+         [((3, 4),)], domain="distinct"),
+    Case("normalize", tt.nn.functional.normalize, lambda a: a / np.linalg.norm(a, axis=1, keepdims=True),
+         [((3, 4),), ((2, 3, 2),)]),
+    # losses
+    Case("sigmoid_cross_entropy", lambda a, b: tt.nn.functional.binary_cross_entropy_with_logits(
+        a * 5, b.sigmoid(), reduction="none"),
+         lambda a, b: -(1 / (1 + np.exp(-b)) * np.log(1 / (1 + np.exp(-5 * a)))
+                        + (1 - 1 / (1 + np.exp(-b))) * np.log(1 - 1 / (1 + np.exp(-5 * a)))), [((3, 4), (3, 4))]),
+    Case("bce_logits_pos_weight", lambda a, b: tt.nn.functional.binary_cross_entropy_with_logits(
+        a, b.sigmoid(), pos_weight=tt.tensor([1.0, 2.0, 0.5, 3.0])),
+         lambda a, b: (-(np.array([1, 2, 0.5, 3]) * (1 / (1 + np.exp(-b))) * np.log(1 / (1 + np.exp(-a)))
+                         + (1 - 1 / (1 + np.exp(-b))) * np.log(1 - 1 / (1 + np.exp(-a))))).mean(),
+         [((3, 4), (3, 4))]),
+    Case("smooth_l1_loss", lambda a, b: tt.nn.functional.smooth_l1_loss(a, b, beta=0.5),
+         lambda a, b: np.where(np.abs(a - b) < 0.5, (a - b) ** 2, np.abs(a - b) - 0.25).mean(),
+         [((3, 4), (3, 4))]),
+    # matrices
+    Case("dot", tt.dot, np.dot, [((5,), (5,))]),
+    Case("outer", tt.outer, np.outer, [((3,), (4,))]),
+    Case("bmm", tt.bmm, np.matmul, [((2, 3, 4), (2, 4, 5))]),
+    Case("tril", lambda a: a.tril(), np.tril, [((3, 4),), ((2, 3, 3),)]),
+    Case("triu", lambda a: tt.triu(a, 1), lambda a: np.triu(a, 1), [((3, 4),), ((2, 3, 3),)]),
+    Case("diag", lambda a: tt.diag(a, 1), lambda a: np.diag(a, 1), [((4,),), ((3, 4),)]),
+    Case("diag_below", lambda a: a.diag(-1), lambda a: np.diag(a, -1), [((4, 3),)]),
+    Case("tile", lambda a: a.repeat(2, 1, 3), lambda a: np.tile(a, (2, 1, 3)), [((3, 4),), ((2, 1, 2),)]),
+    Case("tile_short", lambda a: tt.tile(a, (2,)), lambda a: np.tile(a, 2), [((3, 4),)]),
+    # selection
+    Case("masked_fill", lambda a: a.masked_fill(a > 0.5, -1.0), lambda a: np.where(a > 0.5, -1.0, a), U,
+         domain="away0"),
+    Case("sort", lambda a: tt.sort(a, 0).values, lambda a: np.sort(a, 0), U, domain="distinct"),
+    Case("sort_desc", lambda a: a.sort(-1, descending=True).values, lambda a: -np.sort(-a, -1), U,
+         domain="distinct"),
+    Case("topk", lambda a: a.topk(2).values, lambda a: -np.sort(-a, -1)[..., :2], U, domain="distinct"),
+    Case("topk_smallest", lambda a: tt.topk(a, 3, dim=0, largest=False).values, lambda a: np.sort(a, 0)[:3],
+         [((4, 2),)], domain="distinct"),
+    Case("chunk_split", lambda a: tt.cat([(c * (k + 1)).reshape(-1) for k, c in enumerate(a.chunk(3, 1))]
+                                         + [p.reshape(-1) for p in a.split([1, 2])]),
+         lambda a: np.concatenate([(c * (k + 1)).reshape(-1) for k, c in enumerate(np.array_split(a, 3, 1))]
+                                  + [p.reshape(-1) for p in np.split(a, [1])]), [((3, 3),)]),
+    Case("clamp_max", lambda a: tt.clamp_max(tt.clamp_min(a, -0.5), 0.4), lambda a: np.clip(a, -0.5, 0.4), U,
+         domain="away0"),
     # no gradient: outputs are bool or int
+    Case("argsort", lambda a: a.argsort(-1), lambda a: np.argsort(a, -1, kind="stable"), U, grad=False),
+    Case("argsort_ties", lambda a: tt.argsort((a > 0).float(), 0, descending=True),
+         lambda a: np.argsort(-(a > 0).astype(float), 0, kind="stable"), U, grad=False),
+    Case("nonzero", lambda a: tt.nonzero(a > 0), lambda a: np.argwhere(a > 0), U, grad=False),
+    Case("nonzero_tuple", lambda a: tt.stack((a > 0).nonzero(as_tuple=True)), lambda a: np.stack(np.nonzero(a > 0)),
+         [((3, 4),)], grad=False),
+    Case("isclose", lambda a, b: tt.isclose(a, a + b * 1e-6, rtol=0, atol=5e-7),
+         lambda a, b: np.isclose(a, a + b * 1e-6, rtol=0, atol=5e-7), B, grad=False),
     Case("eq", lambda a, b: a == b, np.equal, B, grad=False),
     Case("lt", lambda a, b: a < b, np.less, B, grad=False),
     Case("ge", lambda a, b: a >= b, np.greater_equal, B, grad=False),
@@ -215,6 +320,8 @@ def _inputs(case: Case, shapes, dtype, rng):
             a = np.abs(a) + 0.5
         elif case.domain == "away0":
             a = np.sign(a) * (np.abs(a) + 0.2)
+        elif case.domain == "offgrid":  # k + 0.37: away from every rounding boundary the rows below use
+            a = np.round(a * 2) + 0.37
         elif case.domain == "distinct":  # no ties, gaps wider than the finite-difference step
             a = (rng.permutation(max(a.size, 1))[:a.size].reshape(s) * 0.1 + 0.05 * k).astype(np.float64)
         if case.complex_in:
@@ -251,13 +358,46 @@ def test_op(case: Case, shapes, dtype) -> None:
         assert not out.requires_grad
 
 
+# the ops added for PyTorch/TF coverage, run on cupy: the same forward and VJP code as numpy
+_GPU_CASES = [c for c in CASES if c.name in {
+    "remainder", "remainder_r", "floor", "ceil", "trunc", "round", "round_decimals", "log1p", "expm1", "log2",
+    "log10", "rsqrt", "reciprocal", "erf", "erf_wide", "arith_names", "softplus", "softplus_beta", "gelu",
+    "gelu_tanh", "leaky_relu", "elu", "silu", "layer_norm", "layer_norm_2d", "batch_norm", "batch_norm_3d", "norm",
+    "norm_dim", "norm_p", "normalize", "sigmoid_cross_entropy", "smooth_l1_loss", "dot", "outer", "bmm", "tril",
+    "triu", "diag", "diag_below", "tile", "tile_short", "masked_fill", "sort", "sort_desc", "topk",
+    "topk_smallest", "chunk_split", "clamp_max", "argsort", "argsort_ties", "nonzero", "nonzero_tuple", "isclose"}]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", _GPU_CASES, ids=lambda c: c.name)
+def test_op_on_the_gpu_matches_the_cpu(case: Case) -> None:
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    shapes = case.shapes[-1]
+    arrays = _inputs(case, shapes, np.float64, rng)
+    cpu = [tt.tensor(a, requires_grad=case.grad) for a in arrays]
+    gpu = [tt.tensor(a, device="cuda", requires_grad=case.grad) for a in arrays]
+    want, got = case.fn(*cpu), case.fn(*gpu)
+    assert got.device.type == "cuda"
+    w, g = want.detach().numpy(), got.detach().cpu().numpy()
+    assert g.dtype == w.dtype and g.shape == w.shape
+    if w.dtype.kind == "f":
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    else:
+        np.testing.assert_array_equal(g, w)
+    if case.grad:
+        want.sum().backward()
+        got.sum().backward()
+        for c, d in zip(cpu, gpu):
+            np.testing.assert_allclose(d.grad.cpu().numpy(), c.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_every_registered_op_is_in_the_table_or_named_here() -> None:
     """A new op must come with a row in CASES (or a reason to be absent, listed here)."""
     tested = {c.name.split("_")[0] for c in CASES} | {c.name for c in CASES}
     elsewhere = {"floordiv", "amax", "amin", "argmin", "cast", "to_device", "accumulate_grad", "identity",
                  "cos", "real", "imag", "sign", "logical_or", "logical_xor", "isnan", "le", "gt", "all",
                  "any", "sparse_softmax_cross_entropy", "mean", "sgd_update", "adam_update", "unsqueeze",
-                 "reshape", "relu"}
+                 "reshape", "relu", "shape", "size", "rank", "range"}
     missing = {n for n in REGISTRY if n not in tested | elsewhere}
     assert not missing, f"ops without a test row: {sorted(missing)}"
 
@@ -318,6 +458,66 @@ def test_expand_keeps_minus_one_dims_and_shares_the_gradient() -> None:
     assert x.grad.numpy().tolist() == [[8.0], [8.0], [8.0]]
 
 
+def test_sort_and_topk_return_values_and_indices() -> None:
+    x = tt.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 5.0]], requires_grad=True)
+    values, indices = x.sort(dim=1, descending=True)
+    assert values.tolist() == [[3.0, 2.0, 1.0], [5.0, 5.0, 0.0]] and indices.tolist() == [[0, 2, 1], [1, 2, 0]]
+    assert indices.dtype == tt.int64 and not indices.requires_grad
+    top = tt.topk(x, 1)
+    assert top.values.tolist() == [[3.0], [5.0]] and top.indices.tolist() == [[0], [1]]  # ties: the first
+    top.values.sum().backward()
+    assert x.grad.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert tt.argsort(tt.tensor([2, 0, 1])).tolist() == [1, 2, 0]
+
+
+def test_nonzero_masked_fill_and_closeness() -> None:
+    x = tt.tensor([[0.0, 2.0], [3.0, 0.0]])
+    assert tt.nonzero(x).tolist() == [[0, 1], [1, 0]]
+    rows, cols = x.nonzero(as_tuple=True)
+    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
+    assert x.masked_fill(x == 0, float("-inf")).tolist() == [[float("-inf"), 2.0], [3.0, float("-inf")]]
+    assert tt.allclose(x, x + 1e-9) and not tt.allclose(x, x + 1e-3)
+    assert tt.isclose(tt.tensor([1.0, float("nan")]), tt.tensor([1.0, float("nan")]), equal_nan=True).tolist() == [
+        True, True]
+    assert tt.equal(x, x.clone()) and not tt.equal(x, x.t())
+    assert tt.numel(x) == 4 and x.count_nonzero().item() == 2
+
+
+def test_remainder_and_division_rounding_follow_python_and_pytorch() -> None:
+    a, b = tt.tensor([7, -7, 7, -7]), tt.tensor([3, 3, -3, -3])
+    assert (a % b).tolist() == [7 % 3, -7 % 3, 7 % -3, -7 % -3]  # the sign of the divisor, as Python
+    assert tt.remainder(a, b).dtype == tt.int64 and (10 % tt.tensor([4.0])).tolist() == [2.0]
+    assert tt.div(a, b, rounding_mode="trunc").tolist() == [2, -2, -2, 2]
+    assert tt.div(a, b, rounding_mode="floor").tolist() == [2, -3, -3, 2]
+    assert tt.div(a, 2).tolist() == [3.5, -3.5, 3.5, -3.5]
+    with pytest.raises(ValueError, match="rounding_mode"):
+        tt.div(a, b, rounding_mode="round")
+    assert tt.round(tt.tensor([0.5, 1.5, 2.5, -0.5])).tolist() == [0.0, 2.0, 2.0, -0.0]  # half to even
+
+
+def test_erf_matches_math_erf_everywhere() -> None:
+    x = np.concatenate([np.linspace(-7, 7, 2001), [0.0, 1e-300, -1e-12, 1e-5, 0.4999999, 0.5]])
+    got = tt.erf(tt.tensor(x)).numpy()
+    want = np.array([math.erf(v) for v in x])
+    assert np.abs(got - want).max() < 1e-15
+    tiny = np.abs(x) < 0.5  # relative accuracy near zero too (a naive 1 - erfc loses it)
+    np.testing.assert_allclose(got[tiny], want[tiny], rtol=1e-14)
+
+
+def test_norm_of_zeros_has_a_zero_gradient_like_pytorch() -> None:
+    x = tt.zeros(3, requires_grad=True)
+    x.norm().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+    assert tt.tensor([[3.0, 4.0]]).norm(dim=1).tolist() == [5.0]
+    assert tt.tensor([[3.0, -4.0]]).norm(p=1).item() == 7.0
+
+
+def test_integer_inputs_of_float_math_give_the_default_dtype() -> None:
+    for fn in (tt.log1p, tt.expm1, tt.log2, tt.log10, tt.rsqrt, tt.reciprocal, tt.erf):
+        assert fn(tt.tensor([1, 2])).dtype == tt.float32, fn
+    assert tt.floor(tt.tensor([1, 2])).dtype == tt.int64
+
+
 # ----------------------------------------------------------------- error messages
 HERE = re.escape(__file__.rsplit("/", 1)[-1])
 
@@ -353,6 +553,12 @@ def test_matmul_error_names_op_shapes_and_the_users_line() -> None:
     (lambda: tt.zeros(2, 3).reshape(4, 2),
      r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\)"),
     (lambda: tt.zeros(2, 3).gather(1, tt.zeros(2, dtype=tt.int64)), r"gather: index has 1 dimensions"),
+    (lambda: tt.dot(tt.zeros(3), tt.zeros(2, 3)), r"dot: expected two 1-D tensors .* \(3,\) and \(2, 3\)"),
+    (lambda: tt.bmm(tt.zeros(2, 3, 4), tt.zeros(3, 4, 5)), r"bmm: expected two 3-D tensors with the same batch"),
+    (lambda: tt.zeros(2, 3).topk(4), r"topk: k=4 is out of range for dimension -1 of size 3"),
+    (lambda: tt.zeros(2, 3).repeat(2), r"repeat: the number of repeats 1 cannot be smaller"),
+    (lambda: tt.zeros(3).tril(), r"tril: expected a tensor of at least 2 dimensions .*, got shape \(3,\)"),
+    (lambda: tt.zeros(2, 2, 2).diag(), r"diag: expected a 1-D or 2-D tensor, got shape \(2, 2, 2\)"),
 ])
 def test_shape_errors_are_clear(make, pattern) -> None:
     with pytest.raises(tt.OpError) as e:

@@ -149,6 +149,13 @@ def test_bad_values_are_usage_errors_saying_where_they_came_from(pytester: pytes
                                  "tracetensor_nan in *tox.ini; expected one of grad, all, off"])
 
 
+def test_plugin_and_nancheck_agree_on_the_modes():
+    # the plugin keeps its own copy so that loading it imports no tracetensor
+    from tracetensor import nancheck, pytest_plugin
+
+    assert pytest_plugin.MODES == nancheck.MODES
+
+
 def test_bad_marker_value_fails_that_test_naming_it(pytester: pytest.Pytester):
     pytester.makepyfile("""
         import pytest

@@ -44,16 +44,6 @@ def same(evs: list) -> list[str]:
     return [repr(e) for e in evs]
 
 
-def same_summaries(a, b) -> bool:
-    """Summary equality with NaN == NaN (an empty or all-NaN tensor has NaN min/max)."""
-    if a is None or b is None:
-        return a is b
-    return all(
-        np.array_equal(np.array(x, dtype=float), np.array(y, dtype=float), equal_nan=True)
-        for x, y in zip(a, b)
-    ) and len(a) == len(b)
-
-
 def test_file_gives_back_the_events_the_live_stream_gave(tmp_path):
     path = tmp_path / "t.ttrace"
     live = MemoryTrace(values=True, summaries=True)
@@ -85,9 +75,7 @@ def test_file_gives_back_the_events_the_live_stream_gave(tmp_path):
         assert t.runs() == live.runs()
         got, want = t.events(), live.events()
         assert len(want) == 3 * per_step()
-        for a, b in zip(got, want):
-            assert a.summaries == b.summaries or same_summaries(a.summaries, b.summaries)
-        assert got == want
+        assert got == want  # these steps make no NaN, so plain equality holds (see `same`)
         assert t.graphs() == live.graphs() and t.graph(7).nodes[1].inputs == ("x:0",)
         assert t.ranges() == live.ranges() and t.ranges()[0].name == "epoch 0"
         assert t.device_times() == live.device_times() == {want[0].seq: 12345}
@@ -203,9 +191,9 @@ def test_full_values_ring_drops_oldest_first_and_logs_it(tmp_path):
     assert t.value(e_first.outputs[0].name, first) is None  # oldest: gone
     assert t.value(e_last.outputs[0].name, last) is not None  # newest: kept
     assert t.info()["tensor_bytes"] <= budget
-    # what was dropped is on record, by tensor
-    rows = sqlite3.connect(path).execute("SELECT name, run FROM dropped ORDER BY rowid LIMIT 1").fetchall()
-    assert rows == [(e_first.outputs[0].name, first)] or rows[0][1] == first
+    # what was dropped is on record, by tensor, oldest first
+    rows = sqlite3.connect(path).execute("SELECT name, run FROM dropped ORDER BY rowid LIMIT 3").fetchall()
+    assert rows == [(m.name, first) for e in t.events(first)[:3] for m in e.outputs]
 
 
 def test_memory_stays_bounded_recording_full_values(tmp_path):

@@ -210,3 +210,9 @@ def test_record_options_steps_ops_and_budget_from_the_command_line(tmp_path):
     assert t.meta()["max_bytes"] == "1024" and t.dropped()["values"] == 3  # 4 KiB tensors over a 1 KiB budget
     with pytest.raises(SystemExit):
         trace_main(["record", "--max-bytes", "lots", script(tmp_path)])
+
+
+def test_recording_a_missing_script_writes_no_trace(tmp_path, capsys):
+    out = tmp_path / "never.ttrace"
+    assert trace_main(["record", "-o", str(out), str(tmp_path / "missing.py")]) == 2
+    assert "can't open file" in capsys.readouterr().err and not out.exists()

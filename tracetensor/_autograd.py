@@ -27,12 +27,14 @@ class Node(Ctx):
     __slots__ = ("op", "inputs", "name", "stack", "freed")
 
     def __init__(self, op: OpDef, inputs: tuple, xp: Any, args: tuple, out: Any, attrs: dict,
-                 needs: tuple[bool, ...], name: str | None, stack: tuple[Frame, ...] | None) -> None:
+                 needs: tuple[bool, ...], name: str | None, stack: tuple[Frame, ...] | None,
+                 saved: Any = None) -> None:
         self.xp = xp
         self.args = args
         self.out = out
         self.attrs = attrs
         self.needs = needs
+        self.saved = saved
         self.op = op
         self.inputs = inputs
         self.name = name
@@ -40,7 +42,7 @@ class Node(Ctx):
         self.freed = False
 
     def free(self) -> None:
-        self.args = self.out = None  # type: ignore[assignment]
+        self.args = self.out = self.saved = None  # type: ignore[assignment]
         self.freed = True
 
 

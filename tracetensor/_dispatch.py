@@ -26,12 +26,13 @@ _next_seq = _SEQ.__next__
 def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: dict, *, mode: str, name: str,
            inputs: tuple[str, ...], device: Any, stack: tuple[Frame, ...] | None = None,
            forward: str | None = None, grad_of: tuple[str, ...] = (), iteration: int | None = None,
-           op_label: str | None = None, out_names: tuple[str, ...] | None = None) -> Any:
+           op_label: str | None = None, out_names: tuple[str, ...] | None = None, saves: bool = False) -> Any:
     """Runs `fn(*args, **attrs)` (an op's forward, VJP or update) and emits its OpEvent.
 
     `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op
     instance's name; outputs are named `name:i` unless `out_names` says otherwise.
-    Returns what `fn` returned (an array, or a tuple for several outputs).
+    Returns what `fn` returned (an array, or a tuple for several outputs; with `saves`,
+    fn is a `saves=True` op's forward and returns (output, residuals)).
     """
     gpu = device.type == "cuda"
     if gpu:
@@ -47,6 +48,9 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
     if gpu:
         _gpu.stop(seq, ev0)
     dev = device.name
+    result = out
+    if saves:
+        out = out[0]  # fn returned (output, residuals): only the output is observed
     if out.__class__ is not tuple:
         outs = (out,)
         dt = out.dtype
@@ -75,7 +79,7 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
                 iteration, stack, summaries, input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)
-    return out
+    return result
 
 
 _DTNAMES: dict[Any, str] = {}

@@ -10,11 +10,14 @@ Array = Any
 
 class Ctx:
     """What a VJP sees: the array module, the forward inputs and output, the op's
-    attributes, and which inputs need a gradient (so unneeded work is skipped)."""
-    __slots__ = ("xp", "args", "out", "attrs", "needs")
+    attributes, which inputs need a gradient (so unneeded work is skipped), and
+    `saved`: the residuals of an op registered with `saves=True` (None where the caller
+    kept none, e.g. graph mode: the VJP then recomputes them)."""
+    __slots__ = ("xp", "args", "out", "attrs", "needs", "saved")
 
-    def __init__(self, xp: Any, args: tuple, out: Array, attrs: dict, needs: tuple[bool, ...]) -> None:
-        self.xp, self.args, self.out, self.attrs, self.needs = xp, args, out, attrs, needs
+    def __init__(self, xp: Any, args: tuple, out: Array, attrs: dict, needs: tuple[bool, ...],
+                 saved: Any = None) -> None:
+        self.xp, self.args, self.out, self.attrs, self.needs, self.saved = xp, args, out, attrs, needs, saved
 
 
 class OpDef:
@@ -22,11 +25,14 @@ class OpDef:
     (or None) per array input, in the input's shape or broadcast to the output's (the
     autograd engine reduces broadcast dimensions, once, for every op)."""
 
-    __slots__ = ("name", "tf_name", "forward", "vjp", "cost", "explain", "doc")
+    __slots__ = ("name", "tf_name", "forward", "vjp", "cost", "explain", "doc", "saves")
 
     def __init__(self, name: str, forward: Callable, tf_name: str | None, cost: Callable | None,
-                 explain: Callable | None) -> None:
+                 explain: Callable | None, saves: bool = False) -> None:
         self.name = name
+        # saves=True: forward returns (output, residuals) and eager mode hands the residuals
+        # to the VJP as ctx.saved (e.g. cross-entropy keeps its log-softmax)
+        self.saves = saves
         self.tf_name = tf_name or "".join(p.capitalize() for p in name.split("_"))
         self.forward = forward
         self.vjp: Callable[[Ctx, Array], tuple] | None = None
@@ -56,15 +62,26 @@ REGISTRY: dict[str, OpDef] = {}
 
 
 def register(name: str, *, tf: str | None = None, cost: Callable | None = None,
-             explain: Callable | None = None) -> Callable[[Callable], OpDef]:
+             explain: Callable | None = None, saves: bool = False) -> Callable[[Callable], OpDef]:
     """Decorator: `@register("exp")` over `def exp(xp, a): return xp.exp(a)`."""
     def deco(fwd: Callable) -> OpDef:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} is registered twice")
-        d = OpDef(name, fwd, tf, cost, explain)
+        d = OpDef(name, fwd, tf, cost, explain, saves)
         REGISTRY[name] = d
         return d
     return deco
+
+
+def output_only(op: OpDef) -> Callable:
+    """The op's forward returning only its output (graph mode keeps no residuals)."""
+    if not op.saves:
+        return op.forward
+    fwd = op.forward
+
+    def forward(*args: Any, **attrs: Any) -> Array:
+        return fwd(*args, **attrs)[0]
+    return forward
 
 
 def get(name: str) -> OpDef:

@@ -2,10 +2,14 @@
 (`Tensor` inherits these; its core methods and operators live in tensor.py.)"""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._registry import REGISTRY as _R
+from ._source import user_frame
+from .dtypes import promote as _promote
+from .errors import ShapeError
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -22,6 +26,16 @@ def _sizes(sizes: tuple) -> tuple[int, ...]:
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         return tuple(int(s) for s in sizes[0])
     return tuple(int(s) for s in sizes)
+
+
+class SortResult(NamedTuple):
+    """`t.sort()` and `t.topk(k)` return (values, indices), as in PyTorch."""
+    values: Tensor
+    indices: Tensor
+
+
+def _shape_error(op: str, detail: str) -> ShapeError:
+    return ShapeError(op, detail, frame=user_frame())
 
 
 def _correction(unbiased: bool | None, correction: int | None) -> int:
@@ -127,7 +141,189 @@ class TensorOps:
         return _t.apply(_R["square"], self)
 
     def rsqrt(self) -> Tensor:
-        return 1 / self.sqrt()
+        return _t.apply(_R["rsqrt"], self)
+
+    def reciprocal(self) -> Tensor:
+        return _t.apply(_R["reciprocal"], self)
+
+    def floor(self) -> Tensor:
+        return _t.apply(_R["floor"], self)
+
+    def ceil(self) -> Tensor:
+        return _t.apply(_R["ceil"], self)
+
+    def trunc(self) -> Tensor:
+        return _t.apply(_R["trunc"], self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Half to even, as PyTorch; `decimals` scales by 10**decimals around the rounding."""
+        if decimals:
+            scale = 10.0 ** decimals
+            return _t.apply(_R["round"], self * scale) / scale
+        return _t.apply(_R["round"], self)
+
+    def log1p(self) -> Tensor:
+        return _t.apply(_R["log1p"], self)
+
+    def expm1(self) -> Tensor:
+        return _t.apply(_R["expm1"], self)
+
+    def log2(self) -> Tensor:
+        return _t.apply(_R["log2"], self)
+
+    def log10(self) -> Tensor:
+        return _t.apply(_R["log10"], self)
+
+    def erf(self) -> Tensor:
+        return _t.apply(_R["erf"], self)
+
+    # arithmetic by name (the operators live in tensor.py)
+    def add(self, o: Any, *, alpha: Any = 1) -> Tensor:
+        return _t._binary(_R["add"], self, o if alpha == 1 else _t._wrap_other(o, self) * alpha)
+
+    def sub(self, o: Any, *, alpha: Any = 1) -> Tensor:
+        return _t._binary(_R["sub"], self, o if alpha == 1 else _t._wrap_other(o, self) * alpha)
+
+    subtract = sub
+
+    def mul(self, o: Any) -> Tensor:
+        return _t._binary(_R["mul"], self, o)
+
+    multiply = mul
+
+    def div(self, o: Any, *, rounding_mode: str | None = None) -> Tensor:
+        """True division; `rounding_mode="floor"` or `"trunc"` round the quotient (ints stay ints)."""
+        if rounding_mode is None:
+            return _t._binary(_R["div"], self, o)
+        if rounding_mode == "floor":
+            return _t._binary(_R["floordiv"], self, o)
+        if rounding_mode != "trunc":
+            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc' or 'floor', got "
+                             f"{rounding_mode!r}")
+        b = _t._wrap_other(o, self)
+        q = _t._binary(_R["div"], self, b).trunc()
+        if self._data.dtype.kind in "biu" and b._data.dtype.kind in "biu":
+            return _t.apply(_R["cast"], q, dtype=_promote(self._data.dtype, b._data.dtype))
+        return q
+
+    divide = div
+
+    def true_divide(self, o: Any) -> Tensor:
+        return _t._binary(_R["div"], self, o)
+
+    def neg(self) -> Tensor:
+        return _t.apply(_R["neg"], self)
+
+    negative = neg
+
+    def remainder(self, o: Any) -> Tensor:
+        """Python's `%`: the sign of the divisor (torch.remainder)."""
+        return _t._binary(_R["remainder"], self, o)
+
+    def __mod__(self, o: Any) -> Tensor:
+        return _t._binary(_R["remainder"], self, o)
+
+    def __rmod__(self, o: Any) -> Tensor:
+        return _t._rbinary(_R["remainder"], self, o)
+
+    # linear algebra
+    def dot(self, o: Tensor) -> Tensor:
+        """The inner product of two 1-D tensors of the same size."""
+        if self.ndim != 1 or o.ndim != 1 or self.shape != o.shape:
+            raise _shape_error("dot", f"expected two 1-D tensors of the same size, got shapes "
+                                      f"{tuple(self.shape)} and {tuple(o.shape)}")
+        return _t.apply(_R["matmul"], self, o)
+
+    inner = dot
+
+    def outer(self, o: Tensor) -> Tensor:
+        """The outer product of two vectors: `self.reshape(-1, 1) * o` (PyTorch's definition)."""
+        return self.reshape(-1, 1) * o
+
+    ger = outer
+
+    def bmm(self, o: Tensor) -> Tensor:
+        """Batched matrix product of (b, n, m) and (b, m, p) tensors."""
+        if self.ndim != 3 or o.ndim != 3 or self.shape[0] != o.shape[0]:
+            raise _shape_error("bmm", f"expected two 3-D tensors with the same batch size, got shapes "
+                                      f"{tuple(self.shape)} and {tuple(o.shape)}")
+        return _t.apply(_R["matmul"], self, o)
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The p-norm over `dim` (all elements when None); "fro" and 2 are the Euclidean norm."""
+        axis = _dims(dim)
+        if p in ("fro", 2, 2.0, None):
+            return _t.apply(_R["norm"], self, axis=axis, keepdims=keepdim)
+        a = self.abs()
+        if p == math.inf:
+            return a.amax(axis, keepdim) if axis is not None else a.amax()
+        if p == -math.inf:
+            return a.amin(axis, keepdim) if axis is not None else a.amin()
+        if p == 0:
+            return (a != 0).to(self.dtype).sum(axis, keepdim)
+        if isinstance(p, str):
+            raise ValueError(f"norm supports p='fro', inf, -inf or a number, got {p!r}")
+        return (a.sum(axis, keepdim) if p == 1 else (a ** p).sum(axis, keepdim) ** (1 / p))
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        return _t.apply(_R["tril"], self, diagonal=int(diagonal))
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return _t.apply(_R["triu"], self, diagonal=int(diagonal))
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        return _t.apply(_R["diag"], self, diagonal=int(diagonal))
+
+    # selection and comparison
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
+        """`value` where `mask` is True, else self: `where(mask, value, self)` (PyTorch's definition)."""
+        return _t.apply(_R["where"], _t._wrap_other(mask, self), _t._wrap_other(value, self), self)
+
+    def isclose(self, o: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+        return _t.apply(_R["isclose"], self, _t._wrap_other(o, self), rtol=float(rtol), atol=float(atol),
+                        equal_nan=bool(equal_nan))
+
+    def allclose(self, o: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+        return bool(self.isclose(o, rtol, atol, equal_nan).all())
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        """Indices that sort along `dim`; always stable (ties keep their order)."""
+        return _t.apply(_R["argsort"], self, axis=int(dim), descending=bool(descending))
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
+        """(values, indices); values are `gather(dim, indices)`, so gradients flow to them."""
+        idx = self.argsort(dim, descending)
+        return SortResult(self.gather(dim, idx) if self.ndim else self.clone(), idx)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> SortResult:
+        """The k largest (or smallest) along `dim`, as (values, indices), in sorted order."""
+        n = self.shape[dim] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise _shape_error("topk", f"k={k} is out of range for dimension {dim} of size {n} "
+                                       f"(shape {tuple(self.shape)})")
+        idx = self.argsort(dim, descending=largest)
+        if self.ndim:
+            idx = idx[(slice(None),) * (dim % self.ndim) + (slice(0, k),)]
+        return SortResult(self.gather(dim, idx) if self.ndim else self.clone(), idx)
+
+    def nonzero(self, *, as_tuple: bool = False) -> Any:
+        """(n, ndim) int64 indices of nonzero elements; with `as_tuple`, one index tensor per dimension."""
+        idx = _t.apply(_R["nonzero"], self)
+        return tuple(idx[:, d] for d in range(self.ndim)) if as_tuple else idx
+
+    def count_nonzero(self, dim: Any = None) -> Tensor:
+        return (self != 0).sum(dim)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Tiles the tensor `sizes[i]` times along dimension i (PyTorch's repeat, numpy's tile)."""
+        reps = _sizes(sizes)
+        if len(reps) < self.ndim:
+            raise _shape_error("repeat", f"the number of repeats {len(reps)} cannot be smaller than the "
+                                         f"number of dimensions {self.ndim} (shape {tuple(self.shape)})")
+        return _t.apply(_R["tile"], self, reps=reps)
+
+    def tile(self, *dims: Any) -> Tensor:
+        return _t.apply(_R["tile"], self, reps=_sizes(dims))
 
     @property
     def real(self) -> Tensor:

@@ -115,6 +115,63 @@ def equal(input: Tensor, other: Tensor) -> bool:
     return input.equal(other)
 
 
+def clamp_min(input: Tensor, min: Any) -> Tensor:
+    return input.clamp(min=min)
+
+
+def clamp_max(input: Tensor, max: Any) -> Tensor:
+    return input.clamp(max=max)
+
+
+def numel(input: Tensor) -> int:
+    return input.numel()
+
+
+def add(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
+    """input + alpha * other."""
+    return _as_tensor(input, other if isinstance(other, Tensor) else None).add(other, alpha=alpha)
+
+
+def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
+    """input - alpha * other."""
+    return _as_tensor(input, other if isinstance(other, Tensor) else None).sub(other, alpha=alpha)
+
+
+subtract = sub
+
+
+def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+    return _as_tensor(input, other if isinstance(other, Tensor) else None).div(other, rounding_mode=rounding_mode)
+
+
+divide = div
+
+
+def _binary_fn(name: str):
+    def fn(input: Any, other: Any) -> Tensor:
+        return getattr(_as_tensor(input, other if isinstance(other, Tensor) else None), name)(other)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`tt.{name}(a, b)` is `a.{name}(b)` (either may be a number)."
+    return fn
+
+
+mul = multiply = _binary_fn("mul")
+true_divide = _binary_fn("true_divide")
+remainder = _binary_fn("remainder")
+
+
+def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+    return input.norm(p, dim, keepdim)
+
+
+def isclose(input: Tensor, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    return input.isclose(other, rtol, atol, equal_nan)
+
+
+def allclose(input: Tensor, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    return input.allclose(other, rtol, atol, equal_nan)
+
+
 def _delegate(name: str):
     def fn(input: Tensor, *args: Any, **kwargs: Any) -> Any:
         return getattr(input, name)(*args, **kwargs)
@@ -127,10 +184,14 @@ _METHODS = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean
             "amin", "argmax", "argmin", "softmax", "log_softmax", "reshape", "transpose", "permute", "t",
             "flatten", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
             "logical_not", "isnan", "isinf", "isfinite", "all", "any", "prod", "logsumexp", "cumsum",
-            "unsqueeze", "sign", "sin", "cos", "square", "rsqrt", "clone", "chunk", "split", "real", "imag")
+            "unsqueeze", "sign", "sin", "cos", "square", "rsqrt", "clone", "chunk", "split", "real", "imag",
+            "neg", "negative", "floor", "ceil", "trunc", "round", "log1p", "expm1", "log2", "log10",
+            "reciprocal", "erf", "dot", "inner", "outer", "ger", "bmm", "tril", "triu", "diag", "masked_fill",
+            "sort", "argsort", "topk", "nonzero", "count_nonzero", "tile")
 for _n in _METHODS:
     globals()[_n] = _delegate(_n)
 
 __all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", "cat", "concat", "concatenate", "stack",
            "add_n", "one_hot", "gather", "index_select", "clamp", "clip", "var", "std", "flip", "squeeze",
-           "equal", *_METHODS]
+           "equal", "clamp_min", "clamp_max", "numel", "add", "sub", "subtract", "div", "divide", "mul",
+           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", *_METHODS]

@@ -1589,3 +1589,441 @@ def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e
     denom += eps
     p -= (lr / bc1) * (m / denom)
     return p
+
+
+# ----------------------------------------------------------------- rounding and remainders
+# Piecewise constant: zero gradient almost everywhere, as PyTorch defines them.
+
+def _zero_grad(ctx, g):
+    return (ctx.xp.zeros_like(g),)
+
+
+def _rounding(name, tf, fn):
+    def fwd(xp, a):
+        return fn(xp, a) if a.dtype.kind in "fc" else a.copy()  # integers are already whole
+    fwd.__doc__ = f"Elementwise `{name}`, in the input's dtype."
+    op = register(name, tf=tf, cost=_elementwise_cost)(fwd)
+    op.defvjp(_zero_grad)
+    return op
+
+
+floor = _rounding("floor", "Floor", lambda xp, a: xp.floor(a))
+ceil = _rounding("ceil", "Ceil", lambda xp, a: xp.ceil(a))
+trunc = _rounding("trunc", "Trunc", lambda xp, a: xp.trunc(a))
+round_ = _rounding("round", "Round", lambda xp, a: xp.round(a))  # half to even, as PyTorch and TF
+
+
+@register("remainder", tf="FloorMod", explain=_bcast_explain("divide"), cost=_elementwise_cost)
+def remainder(xp, a, b):
+    """Python's `%`: the result has the sign of the divisor (torch.remainder, tf.math.floormod)."""
+    a, b = _same(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.remainder(a, b)
+
+
+@remainder.defvjp
+def _(ctx, g):
+    a, b = ctx.args
+    gb = None
+    if ctx.needs[1]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gb = -g * ctx.xp.floor(a / b)  # a % b = a - floor(a / b) * b
+    return g, gb
+
+
+# ----------------------------------------------------------------- logs, powers, special functions
+
+def _floating(a):
+    """Integer inputs of float-valued math give the default float dtype, as in PyTorch."""
+    return a.astype(get_default_dtype().np) if a.dtype.kind in "biu" else a
+
+
+@register("log1p", tf="Log1p", cost=_elementwise_cost)
+def log1p(xp, a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.log1p(_floating(a))
+
+
+@log1p.defvjp
+def _(ctx, g):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (g / _conj(1 + ctx.args[0]),)
+
+
+@register("expm1", tf="Expm1", cost=_elementwise_cost)
+def expm1(xp, a):
+    return xp.expm1(_floating(a))
+
+
+@expm1.defvjp
+def _(ctx, g):
+    return (g * _conj(ctx.out + 1),)
+
+
+@register("log2", tf="Log2", cost=_elementwise_cost)
+def log2(xp, a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.log2(_floating(a))
+
+
+@log2.defvjp
+def _(ctx, g):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (g / (_conj(ctx.args[0]) * math.log(2)),)
+
+
+@register("log10", tf="Log10", cost=_elementwise_cost)
+def log10(xp, a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.log10(_floating(a))
+
+
+@log10.defvjp
+def _(ctx, g):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (g / (_conj(ctx.args[0]) * math.log(10)),)
+
+
+@register("rsqrt", tf="Rsqrt", cost=_elementwise_cost)
+def rsqrt(xp, a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1 / xp.sqrt(_floating(a))
+
+
+@rsqrt.defvjp
+def _(ctx, g):
+    y = ctx.out
+    return (-0.5 * g * _conj(y * y * y),)
+
+
+@register("reciprocal", tf="Reciprocal", cost=_elementwise_cost)
+def reciprocal(xp, a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1 / _floating(a)
+
+
+@reciprocal.defvjp
+def _(ctx, g):
+    y = ctx.out
+    return (-g * _conj(y * y),)
+
+
+# erfc(z) for z >= 0 by Chebyshev fit (Numerical Recipes 3rd ed., `Erf::erfccheb`): absolute
+# error ~3e-16 in float64 with nothing but exp, so numpy and cupy run the same code
+# (numpy has no erf; scipy is not a dependency). Near 0, 1 - erfc loses relative
+# precision, so there a short Taylor series is used instead.
+_ERFC_COF = (-1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
+             -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
+             -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8, 6.529054439e-9,
+             5.059343495e-9, -9.91364156e-10, -2.27365122e-10, 9.6467911e-11, 2.394038e-12, -6.886027e-12,
+             8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
+             -2.8e-17)
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+
+
+def _erf(xp, x):
+    z = xp.abs(x)
+    t = 2 / (2 + z)
+    ty = 4 * t - 2
+    d = dd = xp.zeros_like(z)
+    for c in _ERFC_COF[:0:-1]:
+        d, dd = ty * d - dd + c, d
+    with np.errstate(under="ignore"):
+        big = 1 - t * xp.exp(-z * z + 0.5 * (_ERFC_COF[0] + ty * d) - dd)
+    x2 = x * x  # |x| < 0.5: sum of (-1)^n x^(2n+1) / (n! (2n+1)), 12 terms reach 1e-17
+    term, small = x, x.copy()
+    for n in range(1, 12):
+        term = term * (-x2 / n)
+        small = small + term / (2 * n + 1)
+    return xp.where(z < 0.5, small * _TWO_OVER_SQRT_PI, xp.where(x < 0, -big, big)).astype(x.dtype, copy=False)
+
+
+@register("erf", tf="Erf", cost=_in_cost(60))
+def erf(xp, a):
+    return _erf(xp, _floating(a))
+
+
+@erf.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    return (g * (_TWO_OVER_SQRT_PI * ctx.xp.exp(-a * a)),)
+
+
+# ----------------------------------------------------------------- activations
+
+@register("softplus", tf="Softplus", cost=_in_cost(4))
+def softplus(xp, a, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch's definition)."""
+    bx = a * beta
+    with np.errstate(over="ignore"):
+        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+    return xp.where(bx > threshold, a, soft).astype(a.dtype, copy=False)
+
+
+@softplus.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    bx = a * ctx.attrs.get("beta", 1.0)
+    s = sigmoid.forward(ctx.xp, bx)
+    return (g * ctx.xp.where(bx > ctx.attrs.get("threshold", 20.0), 1, s).astype(g.dtype, copy=False),)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+@register("gelu", tf="Gelu", cost=_in_cost(8))
+def gelu(xp, a, approximate="none"):
+    """x * Phi(x) with Phi the normal CDF (via erf), or PyTorch's tanh approximation."""
+    if approximate == "tanh":
+        return 0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)))
+    if approximate != "none":
+        raise Invalid(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * a * (1 + _erf(xp, a * (1 / math.sqrt(2))))
+
+
+@gelu.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    if ctx.attrs.get("approximate", "none") == "tanh":
+        t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+        d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+    else:
+        d = 0.5 * (1 + _erf(xp, a * (1 / math.sqrt(2)))) + a * xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
+    return (g * d,)
+
+
+@register("leaky_relu", tf="LeakyRelu", cost=_elementwise_cost)
+def leaky_relu(xp, a, negative_slope=0.01):
+    return xp.where(a > 0, a, a * negative_slope).astype(a.dtype, copy=False)
+
+
+@leaky_relu.defvjp
+def _(ctx, g):
+    return (g * ctx.xp.where(ctx.args[0] > 0, 1, ctx.attrs.get("negative_slope", 0.01)).astype(g.dtype),)
+
+
+@register("elu", tf="Elu", cost=_elementwise_cost)
+def elu(xp, a, alpha=1.0):
+    with np.errstate(over="ignore"):
+        return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype, copy=False)
+
+
+@elu.defvjp
+def _(ctx, g):
+    a, y = ctx.args[0], ctx.out
+    return (g * ctx.xp.where(a > 0, 1, y + ctx.attrs.get("alpha", 1.0)).astype(g.dtype, copy=False),)
+
+
+@register("silu", tf="Silu", cost=_in_cost(4))
+def silu(xp, a):
+    """x * sigmoid(x) (swish)."""
+    return a * sigmoid.forward(xp, a)
+
+
+@silu.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    s = sigmoid.forward(ctx.xp, a)
+    return (g * s * (1 + a * (1 - s)),)
+
+
+# ----------------------------------------------------------------- normalization and norms
+
+def _standardize(xp, a, axis, eps):
+    mean = a.mean(axis=axis, keepdims=True)
+    d = a - mean
+    var = (d * d).mean(axis=axis, keepdims=True)  # biased, as layer and batch norm use
+    return d / xp.sqrt(var + eps)
+
+
+def _standardize_vjp(ctx, g):
+    """For y = (x - mean) / sqrt(var + eps): (g - mean(g) - y mean(g y)) / sqrt(var + eps)."""
+    a, y = ctx.args[0], ctx.out
+    axis, eps = ctx.attrs["axis"], ctx.attrs.get("eps", 1e-5)
+    var = a.var(axis=axis, keepdims=True)
+    gm = g.mean(axis=axis, keepdims=True)
+    gy = (g * y).mean(axis=axis, keepdims=True)
+    return ((g - gm - y * gy) / ctx.xp.sqrt(var + eps),)
+
+
+@register("layer_norm", tf="LayerNorm", cost=_in_cost(8))
+def layer_norm(xp, a, axis, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) over the trailing `axis` dimensions (no affine part)."""
+    if a.dtype.kind != "f":
+        raise Invalid(f"layer_norm needs a floating point input, got {a.dtype}")
+    return _standardize(xp, a, axis, eps)
+
+
+layer_norm.defvjp(_standardize_vjp)
+
+
+@register("batch_norm", tf="FusedBatchNormV3", cost=_in_cost(8))
+def batch_norm(xp, a, axis, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) with the batch's statistics over `axis` (training mode)."""
+    if a.dtype.kind != "f":
+        raise Invalid(f"batch_norm needs a floating point input, got {a.dtype}")
+    n = a.size // max(math.prod(a.shape[i] for i in range(a.ndim) if i not in axis), 1)
+    if n <= 1:
+        raise Invalid(f"expected more than 1 value per channel when training, got input of shape {a.shape}")
+    return _standardize(xp, a, axis, eps)
+
+
+batch_norm.defvjp(_standardize_vjp)
+
+
+@register("norm", tf="EuclideanNorm", cost=_in_cost(2))
+def norm(xp, a, axis=None, keepdims=False):
+    """The 2-norm (Frobenius for matrices) over `axis` (all elements when None)."""
+    if a.dtype.kind not in "fc":
+        raise Invalid(f"norm needs a floating point or complex input, got {a.dtype}")
+    sq = (a * a.conj()).real if a.dtype.kind == "c" else a * a
+    return xp.sqrt(sq.sum(axis=axis, keepdims=keepdims))
+
+
+@norm.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
+    out = _axis_back(xp, ctx.out, a.shape, axis, keep)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the norm of zeros has gradient 0, as in PyTorch
+        scale = xp.where(out == 0, 0, _axis_back(xp, g, a.shape, axis, keep) / out)
+    return (scale * a,)
+
+
+# ----------------------------------------------------------------- matrices
+
+def _check_matrix(a):
+    if a.ndim < 2:
+        raise Invalid(f"expected a tensor of at least 2 dimensions (a matrix or a stack of them), got shape {a.shape}")
+
+
+@register("tril", tf="MatrixBandPart", cost=_no_cost)
+def tril(xp, a, diagonal=0):
+    """The lower triangle (of the last two dimensions), the rest zero."""
+    _check_matrix(a)
+    return xp.tril(a, diagonal)
+
+
+@tril.defvjp
+def _(ctx, g):
+    return (ctx.xp.tril(g, ctx.attrs.get("diagonal", 0)),)
+
+
+@register("triu", tf="MatrixBandPart", cost=_no_cost)
+def triu(xp, a, diagonal=0):
+    """The upper triangle (of the last two dimensions), the rest zero."""
+    _check_matrix(a)
+    return xp.triu(a, diagonal)
+
+
+@triu.defvjp
+def _(ctx, g):
+    return (ctx.xp.triu(g, ctx.attrs.get("diagonal", 0)),)
+
+
+@register("diag", tf="Diag", cost=_no_cost)
+def diag(xp, a, diagonal=0):
+    """torch.diag: a vector becomes a diagonal matrix, a matrix gives its diagonal."""
+    if a.ndim == 1:
+        return xp.diag(a, diagonal)
+    if a.ndim == 2:
+        return xp.diagonal(a, diagonal).copy()  # numpy's diagonal is a read-only view
+    raise Invalid(f"expected a 1-D or 2-D tensor, got shape {a.shape}")
+
+
+@diag.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    k = ctx.attrs.get("diagonal", 0)
+    if a.ndim == 1:
+        return (xp.diagonal(g, k).copy(),)
+    z = xp.zeros(a.shape, dtype=g.dtype)
+    i = xp.arange(g.shape[0])
+    z[i + max(-k, 0), i + max(k, 0)] = g
+    return (z,)
+
+
+@register("tile", tf="Tile", cost=_no_cost)
+def tile(xp, a, reps):
+    """Repeats the whole tensor `reps[i]` times along dimension i (torch's repeat, tf.tile)."""
+    return xp.tile(a, tuple(reps))
+
+
+@tile.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    reps = tuple(ctx.attrs["reps"])
+    d = max(a.ndim, len(reps))
+    shape = (1,) * (d - a.ndim) + a.shape
+    reps = (1,) * (d - len(reps)) + reps
+    split = [n for pair in zip(reps, shape) for n in pair]  # (r0, s0, r1, s1, ...): copy index, position
+    return (g.reshape(split).sum(axis=tuple(range(0, 2 * d, 2))).reshape(a.shape),)
+
+
+# ----------------------------------------------------------------- sorting, searching, tests
+
+@register("argsort", tf="ArgSort", cost=_in_cost(8))
+def argsort(xp, a, axis=-1, descending=False):
+    """int64 indices that sort `a` along `axis`; stable (ties keep their order)."""
+    if a.ndim == 0:
+        return xp.zeros((), dtype=np.int64)
+    if descending:
+        a = -a if a.dtype.kind in "fi" else -a.astype(np.int64)
+    return xp.argsort(a, axis=axis, kind="stable").astype(np.int64, copy=False)
+
+
+@register("nonzero", tf="Where", cost=_index_cost)
+def nonzero(xp, a):
+    """The (n, ndim) int64 indices of the nonzero elements, in row-major order."""
+    return xp.argwhere(a).astype(np.int64, copy=False)
+
+
+@register("isclose", tf="IsClose", explain=_bcast_explain("compare"), cost=_elementwise_cost)
+def isclose(xp, a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """|a - b| <= atol + rtol * |b|, elementwise (torch.isclose)."""
+    a, b = _same(a, b)
+    return xp.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+# ----------------------------------------------------------------- losses
+
+@register("sigmoid_cross_entropy", tf="SigmoidCrossEntropyWithLogits", explain=_bcast_explain("compare"),
+          cost=_in_cost(5))
+def sigmoid_cross_entropy(xp, logits, labels):
+    """Per-element -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) from logits, without
+    overflow: max(x, 0) - x y + log(1 + exp(-|x|))."""
+    logits, labels = _same(logits, labels)
+    return xp.maximum(logits, 0) - logits * labels + xp.log1p(xp.exp(-xp.abs(logits)))
+
+
+@sigmoid_cross_entropy.defvjp
+def _(ctx, g):
+    x, y = ctx.args
+    gx = g * (sigmoid.forward(ctx.xp, x) - y) if ctx.needs[0] else None
+    return gx, (-g * x if ctx.needs[1] else None)
+
+
+# ----------------------------------------------------------------- shapes as values (TF's Shape, Size, Rank, Range)
+
+@register("shape", tf="Shape", cost=_no_cost)
+def shape(xp, a, dtype=np.int32):
+    """The runtime shape as a 1-D integer tensor (tf.shape)."""
+    return xp.asarray(a.shape, dtype=dtype)
+
+
+@register("size", tf="Size", cost=_no_cost)
+def size(xp, a, dtype=np.int32):
+    return xp.asarray(a.size, dtype=dtype)
+
+
+@register("rank", tf="Rank", cost=_no_cost)
+def rank(xp, a):
+    return xp.asarray(a.ndim, dtype=np.int32)
+
+
+@register("range", tf="Range", cost=_no_cost)
+def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the builtin
+    """[start, limit) in steps of delta, from scalar tensors (tf.range of graph tensors)."""
+    if float(delta.item()) == 0:
+        raise Invalid("range needs a nonzero delta")
+    return xp.arange(start.item(), limit.item(), delta.item(), dtype=dtype or _result_dtype((start, limit, delta)))

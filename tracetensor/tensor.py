@@ -35,6 +35,9 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
         out = op.forward(xp, *arrays, **attrs)
     except Exception as e:
         raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
+    saved = None
+    if op.saves:
+        out, saved = out
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
     t = _new(out, dev)
@@ -42,7 +45,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
-            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, None, None)
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, None, None, saved)
     return t
 
 
@@ -83,9 +86,12 @@ def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tenso
     stack = user_frames() if STATE.stacks else None
     try:
         out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
-                     inputs=in_names, device=dev, stack=stack)
+                     inputs=in_names, device=dev, stack=stack, saves=op.saves)
     except OpError as e:
         raise _device_error(inputs) or e from None
+    saved = None
+    if op.saves:
+        out, saved = out
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)
     t = _new(out, dev)
@@ -94,7 +100,7 @@ def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tenso
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
-            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack)
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
     return t
 
 

@@ -66,6 +66,15 @@ nn = _namespace(
     "bias_add",
     "l2_loss",
     "embedding_lookup",
+    "sigmoid_cross_entropy_with_logits",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "silu",
+    "swish",
+    "l2_normalize",
+    "moments",
+    "top_k",
 )
 math = _namespace(
     "math",
@@ -119,6 +128,36 @@ math = _namespace(
     "imag",
     "softmax",
     "log_softmax",
+    "floor",
+    "ceil",
+    "round",
+    "log1p",
+    "expm1",
+    "erf",
+    "floormod",
+    "mod",
+    "softplus",
+    "top_k",
+    "argsort",
+    "reduce_euclidean_norm",
+)
+linalg = _namespace(
+    "linalg",
+    "matmul",
+    "norm",
+    "diag",
+    "diag_part",
+    transpose=_o.matrix_transpose,
+    matrix_transpose=_o.matrix_transpose,
+    l2_normalize=_o.l2_normalize,
+)
+losses = _namespace(
+    "losses",
+    "mean_squared_error",
+    "absolute_difference",
+    "sigmoid_cross_entropy",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
 )
 signal = spectral = _namespace("signal", "fft", "ifft")
 debugging = _namespace("debugging", "check_numerics")
@@ -191,6 +230,8 @@ __all__ = [
     "variable_scope",
     "nn",
     "math",
+    "linalg",
+    "losses",
     "signal",
     "spectral",
     "debugging",

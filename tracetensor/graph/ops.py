@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,6 +68,32 @@ __all__ = [
     "imag",
     "rsqrt",
     "reciprocal",
+    "floor",
+    "ceil",
+    "round",
+    "log1p",
+    "expm1",
+    "erf",
+    "softplus",
+    "elu",
+    "leaky_relu",
+    "silu",
+    "swish",
+    "norm",
+    "reduce_euclidean_norm",
+    "tile",
+    "shape",
+    "size",
+    "rank",
+    "range",
+    "linspace",
+    "lin_space",
+    "argsort",
+    "sort",
+    "top_k",
+    "sigmoid_cross_entropy_with_logits",
+    "l2_normalize",
+    "moments",
     "equal",
     "not_equal",
     "less",
@@ -112,6 +138,8 @@ __all__ = [
     "bias_add",
     "l2_loss",
     "embedding_lookup",
+    "diag",
+    "diag_part",
     "fft",
     "ifft",
     "check_numerics",
@@ -237,12 +265,20 @@ def _tensors(*values: Any) -> list[Tensor]:
     return [convert_to_tensor(v, like=like, graph=g) for v in values]
 
 
-def apply(opname: str, inputs: Sequence[Any], attrs: dict | None = None, name: str | None = None) -> Tensor:
-    """Adds a node running registry op `opname`; its type is the op's TensorFlow name."""
+def apply(
+    opname: str,
+    inputs: Sequence[Any],
+    attrs: dict | None = None,
+    name: str | None = None,
+    out: tuple[tuple | None, _dt.dtype] | None = None,
+) -> Tensor:
+    """Adds a node running registry op `opname`; its type is the op's TensorFlow name.
+    `out` gives the output's static (dims, dtype) where the size depends on the values
+    (inference, which runs the op on stand-in arrays, would guess it wrong)."""
     opdef = REGISTRY[opname]
     ts = _tensors(*inputs)
     g = _graph_of(ts)
-    op = g.create_op("op", opdef.tf_name, ts, attrs or {}, name=name, opdef=opdef)
+    op = g.create_op("op", opdef.tf_name, ts, attrs or {}, name=name, opdef=opdef, out=None if out is None else [out])
     return op.outputs[0]
 
 
@@ -284,9 +320,8 @@ def floordiv(x: Any, y: Any, name: str | None = None) -> Tensor:
 
 
 def floormod(x: Any, y: Any, name: str | None = None) -> Tensor:
-    """Python's `%` (the result has the sign of y), built from FloorDiv, Mul and Sub."""
-    x, y = _tensors(x, y)
-    return subtract(x, multiply(floordiv(x, y), y), name=name or "FloorMod")
+    """Python's `%` (the result has the sign of y): one FloorMod node."""
+    return apply("remainder", (x, y), name=name)
 
 
 mod = floormod
@@ -349,12 +384,22 @@ real = _unary("real", "real")
 imag = _unary("imag", "imag")
 
 
-def rsqrt(x: Any, name: str | None = None) -> Tensor:
-    return divide(1.0, sqrt(x), name=name)
+rsqrt = _unary("rsqrt", "rsqrt")
+reciprocal = _unary("reciprocal", "reciprocal")
+floor = _unary("floor", "floor")
+ceil = _unary("ceil", "ceil")
+round = _unary("round", "round")  # half to even, as TensorFlow
+log1p = _unary("log1p", "log1p")
+expm1 = _unary("expm1", "expm1")
+erf = _unary("erf", "erf")
+softplus = _unary("softplus", "softplus")
+elu = _unary("elu", "elu")
+swish = silu = _unary("silu", "silu")
 
 
-def reciprocal(x: Any, name: str | None = None) -> Tensor:
-    return divide(1.0, x, name=name)
+def leaky_relu(features: Any, alpha: float = 0.2, name: str | None = None) -> Tensor:
+    """max(x, alpha x); TensorFlow's default alpha is 0.2 (PyTorch's is 0.01)."""
+    return apply("leaky_relu", (features,), {"negative_slope": float(alpha)}, name=name)
 
 
 def _binary(opname: str, doc: str):
@@ -406,6 +451,24 @@ reduce_all = _reduce("all", "reduce_all")
 reduce_any = _reduce("any", "reduce_any")
 
 
+def norm(
+    tensor: Any,
+    ord: Any = "euclidean",
+    axis: Any = None,
+    keepdims: builtins.bool = False,
+    name: str | None = None,
+    keep_dims: builtins.bool | None = None,
+) -> Tensor:
+    """The Euclidean (Frobenius) norm over `axis`, all elements when None (`ord` 2 or "euclidean")."""
+    if ord not in ("euclidean", "fro", 2, 2.0):
+        raise InvalidArgumentError(f"norm supports ord='euclidean' (or 2, 'fro'), got {ord!r}")
+    kd = keepdims if keep_dims is None else keep_dims
+    return apply("norm", (tensor,), {"axis": _axis(axis), "keepdims": builtins.bool(kd)}, name=name)
+
+
+reduce_euclidean_norm = norm
+
+
 def argmax(input: Any, axis: int | None = None, name: str | None = None, output_type: Any = int64) -> Tensor:
     out = apply(
         "argmax", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name
@@ -438,7 +501,7 @@ def transpose(a: Any, perm: Sequence[int] | None = None, name: str | None = None
     if perm is None:
         if t._dims is None:
             raise InvalidArgumentError(f"transpose of '{t.name}' (unknown rank) needs an explicit perm")
-        perm = tuple(reversed(range(len(t._dims))))
+        perm = tuple(reversed(builtins.range(len(t._dims))))
     return apply("permute", (t,), {"axes": tuple(builtins.int(p) for p in perm)}, name=name)
 
 
@@ -447,7 +510,7 @@ def matrix_transpose(a: Any, name: str | None = None) -> Tensor:
     if t._dims is None:
         raise InvalidArgumentError(f"matrix_transpose of '{t.name}' needs a known rank")
     n = len(t._dims)
-    perm = list(range(n))
+    perm = list(builtins.range(n))
     perm[-1], perm[-2] = perm[-2], perm[-1]
     return transpose(t, perm, name=name)
 
@@ -482,8 +545,14 @@ def clip_by_value(t: Any, clip_value_min: Any, clip_value_max: Any, name: str | 
 
 
 def where(condition: Any, x: Any = None, y: Any = None, name: str | None = None) -> Tensor:
+    """`tf.where(c, x, y)` picks elementwise; `tf.where(c)` gives the (n, rank) int64 indices of
+    the true elements (TF1's Where)."""
+    if x is None and y is None:
+        (c,) = _tensors(condition)
+        dims = (None, None if c._dims is None else len(c._dims))
+        return apply("nonzero", (c,), name=name, out=(dims if c._dims is not None else None, int64))
     if x is None or y is None:
-        raise InvalidArgumentError("tf.where(condition) without x and y (the indices form) is not supported")
+        raise InvalidArgumentError("tf.where needs both x and y, or neither")
     cond, a, b = _tensors(condition, x, y)
     return apply("where", (cond, a, b), name=name)
 
@@ -520,6 +589,88 @@ def one_hot(
 
 def gather(params: Any, indices: Any, axis: int = 0, name: str | None = None) -> Tensor:
     return apply("index_select", (params, indices), {"axis": builtins.int(axis)}, name=name)
+
+
+def tile(input: Any, multiples: Sequence[int], name: str | None = None) -> Tensor:
+    """Repeats `input` multiples[i] times along dimension i."""
+    if isinstance(multiples, Tensor):
+        raise InvalidArgumentError("tile needs static multiples (a list of ints)")
+    return apply("tile", (input,), {"reps": tuple(builtins.int(m) for m in multiples)}, name=name)
+
+
+def shape(input: Any, name: str | None = None, out_type: Any = int32) -> Tensor:
+    """The runtime shape of `input` as a 1-D int32 (or `out_type`) tensor."""
+    return apply("shape", (input,), {"dtype": as_dtype(out_type).np}, name=name)
+
+
+def size(input: Any, name: str | None = None, out_type: Any = int32) -> Tensor:
+    """The runtime number of elements of `input`."""
+    return apply("size", (input,), {"dtype": as_dtype(out_type).np}, name=name)
+
+
+def rank(input: Any, name: str | None = None) -> Tensor:
+    """The runtime number of dimensions of `input` (int32)."""
+    return apply("rank", (input,), name=name)
+
+
+def range(start: Any, limit: Any = None, delta: Any = 1, dtype: Any = None, name: str = "range") -> Tensor:
+    """[start, limit) in steps of delta: a constant for Python numbers, a Range node (of size
+    known only at run time) when any of them is a graph tensor, as in `tf.range(tf.shape(x)[0])`."""
+    if limit is None:
+        start, limit = 0, start
+    vals = (start, limit, delta)
+    if not builtins.any(isinstance(v, Tensor) for v in vals):
+        floats = builtins.any(isinstance(v, (builtins.float, np.floating)) for v in vals)
+        dt = as_dtype(dtype).np if dtype is not None else np.dtype(np.float32 if floats else np.int32)
+        return constant(np.arange(start, limit, delta).astype(dt), name=name)
+    like = next(v for v in vals if isinstance(v, Tensor))
+    ts = [convert_to_tensor(v, like=like, graph=like.graph) for v in vals]
+    dt = as_dtype(dtype) if dtype is not None else ts[0].dtype
+    ts = [t if t.dtype == dt else cast(t, dt) for t in ts]
+    return apply("range", ts, {"dtype": dt.np}, name=name, out=((None,), dt))
+
+
+def linspace(start: Any, stop: Any, num: int, name: str = "LinSpace", axis: int = 0) -> Tensor:
+    """`num` evenly spaced values from start to stop, both included (float32 for Python numbers)."""
+    if builtins.any(isinstance(v, Tensor) for v in (start, stop, num)):
+        raise InvalidArgumentError("linspace needs Python numbers for start, stop and num")
+    return constant(np.linspace(start, stop, builtins.int(num), dtype=np.float32), name=name)
+
+
+lin_space = linspace
+
+
+def argsort(
+    values: Any, axis: int = -1, direction: str = "ASCENDING", stable: builtins.bool = False, name: str | None = None
+) -> Tensor:
+    """int32 indices that sort `values` along `axis` (stable: ties keep their order)."""
+    if direction not in ("ASCENDING", "DESCENDING"):
+        raise InvalidArgumentError(f"direction must be 'ASCENDING' or 'DESCENDING', got {direction!r}")
+    idx = apply("argsort", (values,), {"axis": builtins.int(axis), "descending": direction == "DESCENDING"})
+    return cast(idx, int32, name=name)
+
+
+def sort(values: Any, axis: int = -1, direction: str = "ASCENDING", name: str | None = None) -> Tensor:
+    """`values` sorted along `axis`; differentiable (a gather of the sorting indices)."""
+    (v,) = _tensors(values)
+    idx = apply("argsort", (v,), {"axis": builtins.int(axis), "descending": direction == "DESCENDING"})
+    return apply("gather", (v, idx), {"axis": builtins.int(axis)}, name=name or "Sort")
+
+
+class TopKV2(NamedTuple):
+    values: Tensor
+    indices: Tensor
+
+
+def top_k(input: Any, k: int = 1, sorted: builtins.bool = True, name: str | None = None) -> TopKV2:
+    """(values, int32 indices) of the k largest entries along the last dimension."""
+    (v,) = _tensors(input)
+    if v._dims is None:
+        raise InvalidArgumentError(f"top_k of '{v.name}' needs a known rank")
+    with name_scope(name or "TopKV2"):
+        idx = apply("argsort", (v,), {"axis": -1, "descending": True})
+        idx = strided_slice(idx, (Ellipsis, slice(0, builtins.int(k))))
+        return TopKV2(apply("gather", (v, idx), {"axis": -1}, name="values"), cast(idx, int32, name="indices"))
 
 
 def strided_slice(x: Tensor, index: Any, name: str | None = None) -> Tensor:
@@ -582,6 +733,34 @@ def sparse_softmax_cross_entropy_with_logits(
     )
 
 
+def sigmoid_cross_entropy_with_logits(
+    _sentinel: Any = None, labels: Any = None, logits: Any = None, name: str | None = None
+) -> Tensor:
+    """Per-element logistic loss from logits, fused and stable."""
+    if _sentinel is not None or labels is None or logits is None:
+        raise InvalidArgumentError("call sigmoid_cross_entropy_with_logits with named arguments: labels=, logits=")
+    return apply("sigmoid_cross_entropy", (logits, labels), name=name)
+
+
+def l2_normalize(x: Any, axis: Any = None, epsilon: float = 1e-12, name: str | None = None, dim: Any = None) -> Tensor:
+    """x / sqrt(max(sum(x**2, axis), epsilon))."""
+    (t,) = _tensors(x)
+    ax = _axis(axis if dim is None else dim)
+    sq = reduce_sum(square(t), ax, keepdims=True)
+    return multiply(t, rsqrt(maximum(sq, epsilon)), name=name or "l2_normalize")
+
+
+def moments(x: Any, axes: Any, shift: Any = None, keepdims: builtins.bool = False, name: str | None = None,
+            keep_dims: builtins.bool | None = None) -> tuple[Tensor, Tensor]:
+    """(mean, variance) over `axes` (the biased variance, as TensorFlow)."""
+    kd = keepdims if keep_dims is None else keep_dims
+    (t,) = _tensors(x)
+    with name_scope(name or "moments"):
+        mean = reduce_mean(t, axes, keepdims=True, name="mean")
+        var = reduce_mean(square(subtract(t, mean)), axes, keepdims=kd, name="variance")
+        return (mean if kd else squeeze(mean, axes)), var
+
+
 def bias_add(value: Any, bias: Any, name: str | None = None) -> Tensor:
     return add(value, bias, name=name or "BiasAdd")
 
@@ -590,8 +769,63 @@ def l2_loss(t: Any, name: str | None = None) -> Tensor:
     return divide(reduce_sum(square(t)), 2.0, name=name)
 
 
+def diag(diagonal: Any, name: str | None = None) -> Tensor:
+    """A square matrix with `diagonal` (a vector) on its diagonal."""
+    return apply("diag", (diagonal,), {"diagonal": 0}, name=name)
+
+
+def diag_part(input: Any, name: str | None = None) -> Tensor:
+    """The main diagonal of a matrix."""
+    return apply("diag", (input,), {"diagonal": 0}, name=name or "DiagPart")
+
+
 def embedding_lookup(params: Any, ids: Any, name: str | None = None) -> Tensor:
     return apply("embedding", (params, ids), name=name)
+
+
+# --------------------------------------------------------------------------- tf.losses (TF1's defaults)
+
+
+def _weighted_mean(losses: Tensor, weights: Any, name: str) -> Tensor:
+    """TF1's SUM_BY_NONZERO_WEIGHTS: sum(weights * losses) / (number of nonzero weights,
+    broadcast to the losses' shape); 0 when every weight is 0."""
+    with name_scope(name):
+        if not isinstance(weights, Tensor) and np.ndim(weights) == 0:
+            w = builtins.float(weights)
+            return multiply(reduce_mean(losses), w, name="value") if w != 1.0 else reduce_mean(losses, name="value")
+        (w,) = _tensors(weights)
+        w = cast(w, losses.dtype)
+        wb = multiply(w, ones_like(losses))
+        total = reduce_sum(multiply(losses, wb))
+        count = reduce_sum(cast(not_equal(wb, 0.0), losses.dtype))
+        return divide(total, maximum(count, 1.0), name="value")
+
+
+def mean_squared_error(labels: Any, predictions: Any, weights: Any = 1.0, scope: str | None = None) -> Tensor:
+    """tf.losses.mean_squared_error: the (weighted) mean of (predictions - labels)**2."""
+    labels, predictions = _tensors(labels, predictions)
+    return _weighted_mean(square(subtract(predictions, labels)), weights, scope or "mean_squared_error")
+
+
+def absolute_difference(labels: Any, predictions: Any, weights: Any = 1.0, scope: str | None = None) -> Tensor:
+    labels, predictions = _tensors(labels, predictions)
+    return _weighted_mean(abs(subtract(predictions, labels)), weights, scope or "absolute_difference")
+
+
+def sigmoid_cross_entropy(multi_class_labels: Any, logits: Any, weights: Any = 1.0,
+                          scope: str | None = None) -> Tensor:
+    loss = sigmoid_cross_entropy_with_logits(labels=multi_class_labels, logits=logits)
+    return _weighted_mean(loss, weights, scope or "sigmoid_cross_entropy_loss")
+
+
+def softmax_cross_entropy(onehot_labels: Any, logits: Any, weights: Any = 1.0, scope: str | None = None) -> Tensor:
+    loss = softmax_cross_entropy_with_logits(labels=onehot_labels, logits=logits)
+    return _weighted_mean(loss, weights, scope or "softmax_cross_entropy_loss")
+
+
+def sparse_softmax_cross_entropy(labels: Any, logits: Any, weights: Any = 1.0, scope: str | None = None) -> Tensor:
+    loss = sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return _weighted_mean(loss, weights, scope or "sparse_softmax_cross_entropy_loss")
 
 
 # --------------------------------------------------------------------------- signal

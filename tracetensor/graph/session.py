@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import events as _events
 from .._dispatch import fail, run_op
-from .._registry import REGISTRY, Ctx, OpDef
+from .._registry import REGISTRY, Ctx, OpDef, output_only
 from ..device import CPU, Device, get_default_device, to_device
 from ..device import device as _device
 from ..errors import NumericsError, TraceTensorError
@@ -125,7 +125,7 @@ def executor(kind: str) -> Callable:
 
 @executor("op")
 def _op_step(sess: Session, op: Operation, xp: Any) -> Step:
-    return Step(op, op.opdef.forward, xp_arg=True, attrs=op.attrs, evop=op.opdef)
+    return Step(op, output_only(op.opdef), xp_arg=True, attrs=op.attrs, evop=op.opdef)
 
 
 @executor("const")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .._registry import REGISTRY as _R
-from ..functional import one_hot
+from .._source import user_frame
+from ..errors import ShapeError
+from ..functional import one_hot, where
 from ..tensor import Tensor, _wrap_other, apply, rand
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "conv2d", "max_pool2d", "dropout",
            "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy", "embedding", "one_hot",
-           "softmax_cross_entropy_with_logits", "l1_loss", "pad"]
+           "softmax_cross_entropy_with_logits", "l1_loss", "pad", "softplus", "gelu", "leaky_relu", "elu", "silu",
+           "layer_norm", "batch_norm", "binary_cross_entropy_with_logits", "smooth_l1_loss", "normalize"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -45,6 +48,79 @@ def sigmoid(input: Tensor) -> Tensor:
 
 def tanh(input: Tensor) -> Tensor:
     return input.tanh()
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, the identity where beta x > threshold."""
+    return apply(_R["softplus"], input, beta=float(beta), threshold=float(threshold))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (exact, via erf), or the tanh approximation with approximate="tanh"."""
+    return apply(_R["gelu"], input, approximate=approximate)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return apply(_R["leaky_relu"], input, negative_slope=float(negative_slope))
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return apply(_R["elu"], input, alpha=float(alpha))
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    return apply(_R["silu"], input)
+
+
+def _affine(out: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalizes over the trailing `normalized_shape` dimensions, then scales and shifts."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if tuple(input.shape[input.ndim - k:]) != shape or k > input.ndim:
+        raise ShapeError("layer_norm", f"normalized_shape {shape} does not match the last dimensions of input "
+                                       f"of shape {tuple(input.shape)}", frame=user_frame())
+    out = apply(_R["layer_norm"], input, axis=tuple(range(input.ndim - k, input.ndim)), eps=float(eps))
+    return _affine(out, weight, bias, shape)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalizes each channel (dimension 1) of (N, C, ...) input: with the batch's statistics
+    while training (updating the running ones in place), with the running ones otherwise."""
+    if input.ndim < 2:
+        raise ShapeError("batch_norm", f"expected input of shape (N, C) or (N, C, L), got {tuple(input.shape)}",
+                         frame=user_frame())
+    axes = (0, *range(2, input.ndim))
+    shape = (input.shape[1],) + (1,) * (input.ndim - 2)
+    if training or running_mean is None or running_var is None:
+        out = apply(_R["batch_norm"], input, axis=axes, eps=float(eps))
+        if training and running_mean is not None and running_var is not None:
+            x = input._data  # statistics outside autograd: the running buffers are not on the tape
+            n = x.size // input.shape[1]
+            mean, var = x.mean(axis=axes), x.var(axis=axes) * (n / max(n - 1, 1))  # unbiased, as PyTorch
+            running_mean._data *= 1 - momentum
+            running_mean._data += momentum * mean.astype(running_mean._data.dtype, copy=False)
+            running_var._data *= 1 - momentum
+            running_var._data += momentum * var.astype(running_var._data.dtype, copy=False)
+    else:
+        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+    return _affine(out, weight, bias, shape)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(norm(input, p, dim), eps) (PyTorch's definition)."""
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
@@ -144,6 +220,28 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy from logits, fused and stable (no sigmoid, no log of 0)."""
+    target = _wrap_other(target, input)
+    if pos_weight is None:
+        loss = apply(_R["sigmoid_cross_entropy"], input, target)
+    else:  # PyTorch's formula: (1 - y) x + (1 + (pw - 1) y) softplus(-x)
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * softplus(-input)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5 d**2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
+    d = input - target
+    if beta == 0:
+        return _reduce(d.abs(), reduction)
+    ad = d.abs()
+    return _reduce(where(ad < beta, d.square() * (0.5 / beta), ad - 0.5 * beta), reduction)
 
 
 def embedding(input: Tensor, weight: Tensor) -> Tensor:

@@ -217,7 +217,10 @@ class MemoryTrace(Trace):
                     self._keep_values(e)
                     e = _without_values(e)
                 self._events.append(e)
-                self._by_run.setdefault(e.run, []).append(e)
+                run = self._by_run.get(e.run)
+                if run is None:  # (not setdefault: that would build a list for every event)
+                    run = self._by_run[e.run] = []
+                run.append(e)
             elif isinstance(e, ev.RunStart):
                 self._starts[e.run] = e
             elif isinstance(e, ev.RunEnd):
@@ -254,12 +257,13 @@ class MemoryTrace(Trace):
                 s = self._starts.get(r)
                 end = self._ends.get(r)
                 evs = self._by_run.get(r, [])
-                start_ns = s.t_ns if s else (evs[0].start_ns if evs else 0)
-                out.append(RunInfo(r, s.mode if s else (evs[0].mode if evs else "eager"),
-                                   s.kind if s else "eager", s.name if s else "", s.fetches if s else (),
-                                   s.feeds if s else (), s.graph if s else None, start_ns,
+                if s is None:  # a run seen only through its ops: an eager run that began earlier
+                    first = evs[0] if evs else None
+                    s = ev.RunStart(r, first.mode if first else "eager", "eager", "", (), (), None,
+                                    first.start_ns if first else 0, 0)
+                out.append(RunInfo(r, s.mode, s.kind, s.name, s.fetches, s.feeds, s.graph, s.t_ns,
                                    end.t_ns if end else None, end.error if end else None, len(evs),
-                                   s.wall_ns if s else 0))
+                                   s.wall_ns))
             return out
 
     def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,

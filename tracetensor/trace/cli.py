@@ -18,17 +18,22 @@ def parse_steps(text: str) -> range | set[int]:
     try:
         if ":" in text:
             a, b = text.split(":", 1)
-            return range(int(a or 0), int(b))
-        return {int(x) for x in text.split(",") if x.strip()}
+            steps: range | set[int] = range(int(a or 0), int(b))
+        else:
+            steps = {int(x) for x in text.split(",") if x.strip()}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--steps expects A:B or N[,N...], got {text!r}") from None
+        steps = range(0)
+    if not steps or min(steps) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected A:B with 0 <= A < B, or N[,N...] with N >= 0; got {text!r}")
+    return steps
 
 
 def parse_bytes(text: str) -> int:
     """ "512M", "2G", "1000" -> bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)i?[bB]?\s*", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"--max-bytes expects a size such as 512M or 2G, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 2G, got {text!r}")
     return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()])
 
 

@@ -29,7 +29,7 @@ from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "summary", "full")
 FLUSH_S = 0.1  # the writer commits at least this often (a SIGKILL loses about this much)
-MAX_QUEUE = 50_000  # events waiting for the writer before producers wait (tens of MB at most)
+MAX_QUEUE = 8_192  # events waiting for the writer before producers wait: bounds what a SIGKILL loses to ~0.3 s
 MAX_QUEUE_VALUE_BYTES = 64 << 20  # value bytes waiting for the writer (values="full")
 BATCH = 20_000  # events per transaction; keeps each commit short
 
@@ -363,8 +363,7 @@ def run_script(path: str | os.PathLike, argv: Sequence[str] = ()) -> int:
     import runpy
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        print(f"tracetensor: can't open file {path!r}: no such file", file=sys.stderr)
+    if _script_missing(path):
         return 2
     old_argv, old_path0 = sys.argv, sys.path[0] if sys.path else None
     sys.argv = [path, *argv]
@@ -390,6 +389,14 @@ def run_script(path: str | os.PathLike, argv: Sequence[str] = ()) -> int:
             sys.path[0] = old_path0
 
 
+def _script_missing(path: str) -> bool:
+    """True (and says so, as `python` does) when the script to run is not a file."""
+    if os.path.isfile(path):
+        return False
+    print(f"tracetensor: can't open file {path!r}: no such file", file=sys.stderr)
+    return True
+
+
 def _exit_code(code: Any) -> int:
     if code is None:
         return 0
@@ -404,6 +411,8 @@ def record_script(
 ) -> int:
     """Runs a script under `record(output, **record_kwargs)`; returns the script's exit code.
     The trace is complete whatever the script does (raise, sys.exit, Ctrl-C, SIGTERM)."""
+    if _script_missing(os.fspath(path)):
+        return 2  # before recording: no empty trace file for a script that never ran
     rec = record(output, **record_kwargs).start()
     try:
         return run_script(path, argv)

@@ -1033,15 +1033,9 @@ class SqliteTrace(Trace):
         start: int = 0,
         limit: int | None = None,
     ) -> list[ev.OpEvent]:
-        out: list[ev.OpEvent] = []
         if limit is not None and limit <= 0:
-            return out
-        it = self.iter_events(run, phase=phase, op=op, name=name, start=start)
-        for e in it:
-            out.append(e)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+            return []
+        return list(itertools.islice(self.iter_events(run, phase=phase, op=op, name=name, start=start), limit))
 
     def iter_events(
         self,

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracetensor import events as ev
-from tracetensor.trace import Trace, format_bytes, is_launcher_frame, nonfinite_text
+from tracetensor.trace import Trace, format_bytes, format_ns, is_launcher_frame, nonfinite_text
 
 from . import filters as flt
 
@@ -418,7 +418,7 @@ class Debugger:
         t.append(f"  op type: {op}\n")
         if e is not None:
             t.append(f"  phase: {e.phase}   mode: {e.mode}   device: {e.device}   run: {e.run}\n")
-            t.append(f"  host time: {e.duration_ns / 1e3:.1f} us\n")
+            t.append(f"  host time: {format_ns(e.duration_ns)}\n")
             if e.forward:
                 t.append(f"  gradient of op: {e.forward}\n")
         ins = node.inputs if node is not None else (e.inputs if e else ())
@@ -543,7 +543,7 @@ class Debugger:
         t.append(f"Run {r.run}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''})\n", style="bold")
         t.append(f"  {r.n_events} op events")
         if r.duration_ns is not None:
-            t.append(f", {r.duration_ns / 1e6:.3f} ms")
+            t.append(f", {format_ns(r.duration_ns)}")
         t.append("\n")
         t.append(f"  fetches ({len(r.fetches)}):\n")
         for f in r.fetches:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from tracetensor import events as ev
-from tracetensor.trace import TraceFileError, record, run_script
+from tracetensor.trace import TraceFileError, format_ns, record, run_script
 from tracetensor.trace import open as open_trace
 
 from . import export
-from .core import SORT_KEYS, ProfilerAction, Report, fmt_ns, profile, schedule
+from .core import SORT_KEYS, ProfilerAction, Report, profile, schedule
 from .pyspy import PySpy, PySpyUnavailable, Samples
 
 
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracetensor profile",
         description="Run a Python script under the tracetensor profiler: per-op CPU/GPU times, the source "
                     "lines they come from, and py-spy's Python samples on one timeline.",
-        epilog="Scripts mark training steps with `tracetensor.profiler.step()` (a no-op when not profiled); "
+        epilog="Options go before SCRIPT: everything after it is the script's own, as with `python`. "
+               "Scripts mark training steps with `tracetensor.profiler.step()` (a no-op when not profiled); "
                "--steps/--window then pick which steps are recorded.")
     p.add_argument("--out", "-o", metavar="DIR",
                    help="output folder (default: a new folder named after the script)")
@@ -198,19 +199,15 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
         export.export_speedscope(rep, ss)
     files.append((ss, "speedscope (op timeline + Python samples): https://www.speedscope.app"))
     folded = os.path.join(out, "stacks.folded")
-    lines = export.folded_stacks(rep)
-    with open(folded, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    export.export_stacks(rep, folded)
     files.append((folded, "folded stacks of ops under source lines (flamegraph.pl, speedscope)"))
     if samples and samples.slices:
         pyf = os.path.join(out, "python.folded")
-        with open(pyf, "w", encoding="utf-8") as f:
-            f.write("\n".join(samples.folded()) + "\n")
+        _write_lines(pyf, samples.folded())
         files.append((pyf, "folded stacks of py-spy's Python samples"))
     table = rep.key_averages(group_by_input_shape=args.shapes).table(sort_by=args.sort,
                                                                       row_limit=args.row_limit)
-    with open(os.path.join(out, "table.txt"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
+    _write_lines(os.path.join(out, "table.txt"), [table])
     files.append((os.path.join(out, "table.txt"), "the op table above" if rep.ops else "the op table (no ops ran)"))
     if trace_path is not None:
         files.append((trace_path, f"trace file: tracetensor debug {trace_path}"))
@@ -230,6 +227,11 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
     w.flush()
 
 
+def _write_lines(path: str, lines: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, windowed: bool,
              script_dir: str, wall_label: str = "wall time (script)") -> None:
     """Where the time went: wall time split into ops and Python, steps, memory peaks, the
@@ -242,17 +244,17 @@ def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, 
         what = wall_label
     op_ns = rep.op_time_ns
     pct = (lambda x: f"{100 * x / wall:5.1f}%") if wall else (lambda x: "")
-    print(f"\n{what:<28} {fmt_ns(wall):>12}", file=w)
-    print(f"{'in ops':<28} {fmt_ns(op_ns):>12} {pct(op_ns)}  ({len(rep.ops)} op events"
+    print(f"\n{what:<28} {format_ns(wall):>12}", file=w)
+    print(f"{'in ops':<28} {format_ns(op_ns):>12} {pct(op_ns)}  ({len(rep.ops)} op events"
           + (f", {len(rep.steps)} steps" if rep.steps else "") + ")", file=w)
     py_ns = max(0, wall - op_ns)
-    print(f"{'Python outside ops':<28} {fmt_ns(py_ns):>12} {pct(py_ns)}", file=w)
+    print(f"{'Python outside ops':<28} {format_ns(py_ns):>12} {pct(py_ns)}", file=w)
     if len(rep.steps) >= 2:
         rest = sorted(st.dur for st in rep.steps[1:])
-        print(f"{'step time (median)':<28} {fmt_ns(rest[len(rest) // 2]):>12}  (slowest {fmt_ns(rest[-1])};"
-              f" the first, {fmt_ns(rep.steps[0].dur)}, also holds what ran before the loop)", file=w)
+        print(f"{'step time (median)':<28} {format_ns(rest[len(rest) // 2]):>12}  (slowest {format_ns(rest[-1])};"
+              f" the first, {format_ns(rep.steps[0].dur)}, also holds what ran before the loop)", file=w)
     if rep.device_ns:
-        print(f"{'GPU time of ops':<28} {fmt_ns(sum(rep.device_ns.values())):>12}", file=w)
+        print(f"{'GPU time of ops':<28} {format_ns(sum(rep.device_ns.values())):>12}", file=w)
     if rep.peak:
         for dev, (b, who) in rep.peak.items():
             print(f"{'peak live bytes (' + dev + ')':<28} {b:>12,}  reached by {who}", file=w)
@@ -260,7 +262,7 @@ def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, 
     if top:
         print("\ntop source lines by op time:", file=w)
         for f, ns, n in top:
-            print(f"  {fmt_ns(ns):>12} {pct(ns)}  {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+            print(f"  {format_ns(ns):>12} {pct(ns)}  {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
                   f"  ({n} ops)", file=w)
     if samples is not None:
         st = samples.self_times()
@@ -273,7 +275,7 @@ def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, 
               + ("" if samples.aligned else "; timeline alignment approximate") + "):", file=w)
         # frames with no self time (callers, the launcher) are the next list's business
         for fn, fname, self_ns, tot_ns in [r for r in st if r[2] > 0][:8]:
-            print(f"  self {fmt_ns(self_ns):>12}  total {fmt_ns(tot_ns):>12}  "
+            print(f"  self {format_ns(self_ns):>12}  total {format_ns(tot_ns):>12}  "
                   f"{fn} ({os.path.basename(fname)})", file=w)
         # the script's own functions rarely have self time (ops and the engine do): rank by total
         mine = sorted((r for r in st if os.path.abspath(r[1]).startswith(script_dir + os.sep)),
@@ -281,7 +283,7 @@ def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, 
         if mine:
             print("the script's own functions by py-spy samples (total time, callees included):", file=w)
             for fn, fname, _self, tot_ns in mine[:5]:
-                print(f"  total {fmt_ns(tot_ns):>12} {pct(tot_ns)}  {fn} ({os.path.basename(fname)})", file=w)
+                print(f"  total {format_ns(tot_ns):>12} {pct(tot_ns)}  {fn} ({os.path.basename(fname)})", file=w)
 
 
 if __name__ == "__main__":

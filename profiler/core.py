@@ -29,7 +29,7 @@ from typing import Any
 
 import tracetensor as tt
 from tracetensor import events as ev
-from tracetensor.trace import MemoryTrace, Trace, format_bytes
+from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns
 
 __all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
            "Report", "EventList", "Row", "SortKeyError"]
@@ -551,14 +551,6 @@ def _memory_series(mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
 
 # --------------------------------------------------------------------------- tables
 
-def fmt_ns(ns: float) -> str:
-    if ns < 1e6:
-        return f"{ns / 1e3:.3f}us"
-    if ns < 1e9:
-        return f"{ns / 1e6:.3f}ms"
-    return f"{ns / 1e9:.3f}s"
-
-
 class EventList(list):
     """The rows of `key_averages()`, with `table()` like torch.profiler's."""
 
@@ -583,17 +575,17 @@ class EventList(list):
         cols: list[tuple[str, Callable[[Row], str]]] = [
             ("Name", lambda r: _clip(r.key, max_name_width)),
             ("Self CPU %", lambda r: f"{100 * r.self_cpu_time_total / total_self:.2f}%"),
-            ("Self CPU", lambda r: fmt_ns(r.self_cpu_time_total)),
+            ("Self CPU", lambda r: format_ns(r.self_cpu_time_total)),
             ("CPU total %", lambda r: f"{100 * r.cpu_time_total / total_self:.2f}%"),
-            ("CPU total", lambda r: fmt_ns(r.cpu_time_total)),
-            ("CPU time avg", lambda r: fmt_ns(r.cpu_time)),
+            ("CPU total", lambda r: format_ns(r.cpu_time_total)),
+            ("CPU time avg", lambda r: format_ns(r.cpu_time)),
         ]
         if rep.has_device:
             cols += [
-                ("Self GPU", lambda r: fmt_ns(r.self_device_time_total)),
+                ("Self GPU", lambda r: format_ns(r.self_device_time_total)),
                 ("Self GPU %", lambda r: f"{100 * r.self_device_time_total / total_dev:.2f}%"),
-                ("GPU total", lambda r: fmt_ns(r.device_time_total)),
-                ("GPU time avg", lambda r: fmt_ns(r.device_time)),
+                ("GPU total", lambda r: format_ns(r.device_time_total)),
+                ("GPU time avg", lambda r: format_ns(r.device_time)),
             ]
         if rep.profile_memory:
             cols += [("CPU Mem", lambda r: format_bytes(r.cpu_memory_usage)),
@@ -621,10 +613,10 @@ class EventList(list):
             return "  ".join(v.ljust(w) if cols[i][0] in left else v.rjust(w)
                              for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
         out = [sep, line([h for h, _ in cols]), sep, *(line(c) for c in cells), sep,
-               f"Self CPU time total: {fmt_ns(self.total_self_cpu_ns())}"
-               f"  (ops: {fmt_ns(rep.op_time_ns)} in {len(rep.ops)} op events)"]
+               f"Self CPU time total: {format_ns(self.total_self_cpu_ns())}"
+               f"  (ops: {format_ns(rep.op_time_ns)} in {len(rep.ops)} op events)"]
         if rep.has_device:
-            out.append(f"Self GPU time total: {fmt_ns(sum(r.self_device_time_total for r in self))}")
+            out.append(f"Self GPU time total: {format_ns(sum(r.self_device_time_total for r in self))}")
         return "\n".join(out)
 
     def __str__(self) -> str:

@@ -664,3 +664,22 @@ def test_new_names_are_single_nodes_of_the_tensorflow_type(g):
                      "EuclideanNorm", "SigmoidCrossEntropyWithLogits"]
     with pytest.raises(tf.InvalidArgumentError, match="labels=, logits="):
         tf.nn.sigmoid_cross_entropy_with_logits(x, x)
+
+
+def test_moments_and_batch_normalization_standardize_and_train(g):
+    x = tf.placeholder(tf.float64, [None, 3], name="x")
+    gamma = tf.Variable(np.array([1.0, 2.0, 0.5]), name="gamma")
+    mean, var = tf.nn.moments(x, axes=[0])
+    y = tf.nn.batch_normalization(x, mean, var, offset=None, scale=gamma, variance_epsilon=1e-3)
+    assert mean.shape == (3,) and var.shape == (3,)
+    X = np.random.default_rng(0).standard_normal((6, 3)) * [1, 5, 10] + [0, 3, -3]
+    loss = tf.reduce_sum(tf.square(y) * tf.constant([1.0, 0.0, 0.0], tf.float64))
+    (gg,) = tf.gradients(loss, [gamma])
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        m, v, out, grad = s.run([mean, var, y, gg], {x: X})
+    np.testing.assert_allclose(m, X.mean(0))
+    np.testing.assert_allclose(v, X.var(0))
+    np.testing.assert_allclose(out, (X - X.mean(0)) / np.sqrt(X.var(0) + 1e-3) * [1.0, 2.0, 0.5])
+    xhat = (X[:, 0] - X[:, 0].mean()) / np.sqrt(X[:, 0].var() + 1e-3)
+    np.testing.assert_allclose(grad, [2 * (xhat**2).sum(), 0.0, 0.0])

@@ -307,3 +307,38 @@ def test_smooth_l1_and_normalize() -> None:
     assert nn.SmoothL1Loss(reduction="sum")(a, b).item() == pytest.approx(0.5 * 0.04 + 1.0 + 2.5)
     v = F.normalize(tt.tensor([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(v.numpy(), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)  # the zero row stays 0, no NaN
+
+
+class _Attention(nn.Module):
+    """A causal self-attention block written as PyTorch code is: only the import differs."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ln, self.mlp = nn.LayerNorm(d), nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
+        scores = q.bmm(k.transpose(1, 2)) * q.shape[-1] ** -0.5
+        causal = tt.ones(x.shape[1], x.shape[1]).tril() == 0
+        x = x + self.out(scores.masked_fill(causal, float("-inf")).softmax(-1).bmm(v))
+        return x + self.mlp(x)
+
+
+def test_a_causal_attention_block_learns_and_masks_the_future() -> None:
+    tt.manual_seed(0)
+    model = _Attention()
+    x, target = tt.randn(4, 5, 8), tt.randn(4, 5, 8)
+    opt = tt.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = F.smooth_l1_loss(model(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    x2 = x.clone()
+    x2[:, -1] = 100.0  # changing the last position must not change any earlier output
+    np.testing.assert_allclose(model(x2)[:, :-1].detach().numpy(), model(x)[:, :-1].detach().numpy(), rtol=1e-5,
+                               atol=1e-5)

@@ -2,7 +2,6 @@
 outcomes, the failure report and the short summary line."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -253,7 +252,6 @@ def test_setup_and_teardown_are_not_checked(pytester: pytest.Pytester):
     run(pytester).assert_outcomes(passed=1)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
 def test_xdist_workers_report_the_finding(pytester: pytest.Pytester):
     pytester.makepyfile(test_plugin_sqrt=SQRT, test_plugin_clean=CLEAN)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "-rf", "-n", "2")

@@ -391,3 +391,16 @@ def test_gpu_values_and_device_times_are_recorded(tmp_path):
     np.testing.assert_allclose(t.value(e.outputs[0].name, e.run), y.cpu().numpy())
     dev = t.device_times(e.run)
     assert e.seq in dev and dev[e.seq] > 0
+
+
+def test_shared_text_formats():
+    from tracetensor.trace import format_bytes, format_ns, is_launcher_frame, nonfinite_text
+
+    assert [format_bytes(n) for n in (0, 1023, 1536, 3 << 20, 5 << 30)] == [
+        "0 B", "1023 B", "1.5 KiB", "3.0 MiB", "5.0 GiB"]
+    assert [format_ns(n) for n in (812_500, 23_758_000, 1_204_000_000)] == ["812.500us", "23.758ms", "1.204s"]
+    assert nonfinite_text(None) == "" and nonfinite_text(ev.summarize(np.ones(3))) == "0"
+    with np.errstate(all="ignore"):
+        bad = ev.summarize(np.array([np.nan, -np.inf, -np.inf, 1.0]))
+    assert nonfinite_text(bad) == "nan=1 -inf=2"
+    assert is_launcher_frame("_run_code", "<frozen runpy>") and not is_launcher_frame("main", "train.py")

@@ -1721,21 +1721,34 @@ _ERFC_COF = (-1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 
-def _erf(xp, x):
+def _erf(xp, x, near0=True):
+    """erf in x's dtype; `near0=False` skips the series that keeps the relative precision
+    near 0 (not needed where erf is added to 1, as in gelu)."""
+    wide = x.dtype.itemsize >= 8  # float32 needs only the larger half of each series
     z = xp.abs(x)
     t = 2 / (2 + z)
     ty = 4 * t - 2
-    d = dd = xp.zeros_like(z)
-    for c in _ERFC_COF[:0:-1]:
-        d, dd = ty * d - dd + c, d
+    d, dd = xp.zeros_like(z), xp.zeros_like(z)
+    for c in _ERFC_COF[(27 if wide else 13):0:-1]:  # Clenshaw's recurrence, in place
+        nxt = ty * d
+        nxt -= dd
+        nxt += c
+        d, dd = nxt, d
+    e = ty * d
+    e += _ERFC_COF[0]
+    e *= 0.5
+    e -= dd
+    e -= z * z
     with np.errstate(under="ignore"):
-        big = 1 - t * xp.exp(-z * z + 0.5 * (_ERFC_COF[0] + ty * d) - dd)
-    x2 = x * x  # |x| < 0.5: sum of (-1)^n x^(2n+1) / (n! (2n+1)), 12 terms reach 1e-17
+        out = xp.copysign(1 - t * xp.exp(e), x).astype(x.dtype, copy=False)
+    if not near0:
+        return out
+    x2 = x * x  # |x| < 0.5: sum of (-1)^n x^(2n+1) / (n! (2n+1)), 11 terms reach 1e-17
     term, small = x, x.copy()
-    for n in range(1, 12):
+    for n in range(1, 12 if wide else 7):
         term = term * (-x2 / n)
-        small = small + term / (2 * n + 1)
-    return xp.where(z < 0.5, small * _TWO_OVER_SQRT_PI, xp.where(x < 0, -big, big)).astype(x.dtype, copy=False)
+        small += term / (2 * n + 1)
+    return xp.where(z < 0.5, small * _TWO_OVER_SQRT_PI, out)
 
 
 @register("erf", tf="Erf", cost=_in_cost(60))
@@ -1778,7 +1791,7 @@ def gelu(xp, a, approximate="none"):
         return 0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)))
     if approximate != "none":
         raise Invalid(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * a * (1 + _erf(xp, a * (1 / math.sqrt(2))))
+    return 0.5 * a * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False))
 
 
 @gelu.defvjp
@@ -1788,7 +1801,8 @@ def _(ctx, g):
         t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
         d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
     else:
-        d = 0.5 * (1 + _erf(xp, a * (1 / math.sqrt(2)))) + a * xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
+        pdf = xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
+        d = 0.5 * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False)) + a * pdf
     return (g * d,)
 
 
@@ -1830,23 +1844,28 @@ def _(ctx, g):
 # ----------------------------------------------------------------- normalization and norms
 
 def _standardize(xp, a, axis, eps):
+    """(x - mean) / sqrt(var + eps), and 1 / sqrt(var + eps) for the VJP (ctx.saved)."""
     mean = a.mean(axis=axis, keepdims=True)
     d = a - mean
     var = (d * d).mean(axis=axis, keepdims=True)  # biased, as layer and batch norm use
-    return d / xp.sqrt(var + eps)
+    rstd = 1 / xp.sqrt(var + eps)
+    d *= rstd
+    return d, rstd
 
 
 def _standardize_vjp(ctx, g):
-    """For y = (x - mean) / sqrt(var + eps): (g - mean(g) - y mean(g y)) / sqrt(var + eps)."""
+    """For y = (x - mean) * rstd: (g - mean(g) - y mean(g y)) * rstd."""
     a, y = ctx.args[0], ctx.out
-    axis, eps = ctx.attrs["axis"], ctx.attrs.get("eps", 1e-5)
-    var = a.var(axis=axis, keepdims=True)
+    axis = ctx.attrs["axis"]
+    rstd = ctx.saved
+    if rstd is None:  # graph mode keeps no residuals
+        rstd = 1 / ctx.xp.sqrt(a.var(axis=axis, keepdims=True) + ctx.attrs.get("eps", 1e-5))
     gm = g.mean(axis=axis, keepdims=True)
     gy = (g * y).mean(axis=axis, keepdims=True)
-    return ((g - gm - y * gy) / ctx.xp.sqrt(var + eps),)
+    return ((g - gm - y * gy) * rstd,)
 
 
-@register("layer_norm", tf="LayerNorm", cost=_in_cost(8))
+@register("layer_norm", tf="LayerNorm", cost=_in_cost(8), saves=True)
 def layer_norm(xp, a, axis, eps=1e-5):
     """(x - mean) / sqrt(var + eps) over the trailing `axis` dimensions (no affine part)."""
     if a.dtype.kind != "f":
@@ -1857,7 +1876,7 @@ def layer_norm(xp, a, axis, eps=1e-5):
 layer_norm.defvjp(_standardize_vjp)
 
 
-@register("batch_norm", tf="FusedBatchNormV3", cost=_in_cost(8))
+@register("batch_norm", tf="FusedBatchNormV3", cost=_in_cost(8), saves=True)
 def batch_norm(xp, a, axis, eps=1e-5):
     """(x - mean) / sqrt(var + eps) with the batch's statistics over `axis` (training mode)."""
     if a.dtype.kind != "f":
@@ -1967,9 +1986,12 @@ def argsort(xp, a, axis=-1, descending=False):
     """int64 indices that sort `a` along `axis`; stable (ties keep their order)."""
     if a.ndim == 0:
         return xp.zeros((), dtype=np.int64)
-    if descending:
-        a = -a if a.dtype.kind in "fi" else -a.astype(np.int64)
-    return xp.argsort(a, axis=axis, kind="stable").astype(np.int64, copy=False)
+    if not descending:
+        return xp.argsort(a, axis=axis, kind="stable").astype(np.int64, copy=False)
+    # descending and still stable, for every dtype (no negation): sort the reversed array and
+    # map back; NaN, the largest in an ascending sort, comes first, as in PyTorch
+    rev = xp.argsort(xp.flip(a, axis), axis=axis, kind="stable")
+    return (a.shape[axis] - 1 - xp.flip(rev, axis)).astype(np.int64, copy=False)
 
 
 @register("nonzero", tf="Where", cost=_index_cost)

@@ -74,6 +74,7 @@ nn = _namespace(
     "swish",
     "l2_normalize",
     "moments",
+    "batch_normalization",
     "top_k",
 )
 math = _namespace(

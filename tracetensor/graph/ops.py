@@ -94,6 +94,7 @@ __all__ = [
     "sigmoid_cross_entropy_with_logits",
     "l2_normalize",
     "moments",
+    "batch_normalization",
     "equal",
     "not_equal",
     "less",
@@ -759,6 +760,17 @@ def moments(x: Any, axes: Any, shift: Any = None, keepdims: builtins.bool = Fals
         mean = reduce_mean(t, axes, keepdims=True, name="mean")
         var = reduce_mean(square(subtract(t, mean)), axes, keepdims=kd, name="variance")
         return (mean if kd else squeeze(mean, axes)), var
+
+
+def batch_normalization(x: Any, mean: Any, variance: Any, offset: Any, scale: Any, variance_epsilon: float,
+                        name: str | None = None) -> Tensor:
+    """(x - mean) / sqrt(variance + epsilon) * scale + offset; offset and scale may be None."""
+    with name_scope(name or "batchnorm"):
+        inv = rsqrt(add(variance, builtins.float(variance_epsilon)))
+        if scale is not None:
+            inv = multiply(inv, scale)
+        out = multiply(subtract(x, mean), inv)
+        return out if offset is None else add(out, offset)
 
 
 def bias_add(value: Any, bias: Any, name: str | None = None) -> Tensor:

@@ -115,7 +115,7 @@ def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
     ]
     runs = t.runs()
     if runs:
-        lines.append("\n  run  kind         name                   events   duration  error")
+        lines.append("\n  run  kind         name                   events     duration  error")
         shown = runs if len(runs) <= 12 else runs[:6] + [None] + runs[-5:]
         for r in shown:
             if r is None:
@@ -124,7 +124,7 @@ def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
             dur = "-" if r.duration_ns is None else f"{r.duration_ns / 1e6:.3f} ms"
             lines.append(
                 f"  {r.run:<4} {r.kind[:12]:<12} {r.name[:22]:<22} {r.n_events:>6} {dur:>12}  "
-                f"{(r.error or '')[:40]}"
+                f"{(r.error or '')[:40]}".rstrip()
             )
     if i["ops"]:
         w = max(len("op"), *(len(op) for op, _, _ in i["ops"][:n_ops]))

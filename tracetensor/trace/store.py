@@ -464,7 +464,8 @@ class TraceWriter:
             for k in range(0, len(ops), BLOCK):
                 self._write_block(ops[k : k + BLOCK])
             starts, ends = [], []
-            for e in batch if len(ops) == len(batch) else [e for e in batch if e.__class__ is not OpEvent]:
+            rest = [] if len(ops) == len(batch) else [e for e in batch if e.__class__ is not OpEvent]
+            for e in rest:
                 cls = e.__class__
                 if cls is ev.RunStart:
                     starts.append(

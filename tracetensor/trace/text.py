@@ -1,6 +1,6 @@
 """Plain-text pieces every trace tool prints the same way (`trace info`, the debugger, the
-profiler, the NaN report): byte sizes, non-finite counts, and where a script's own frames
-end and the launcher's (`tracetensor profile`, `trace record`) begin."""
+profiler, the NaN report): byte sizes, durations, non-finite counts, and where a script's
+own frames end and the launcher's (`tracetensor profile`, `trace record`) begin."""
 from __future__ import annotations
 
 from .. import events as ev
@@ -13,6 +13,16 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"  # not reached: the loop returns at GiB
+
+
+def format_ns(ns: float) -> str:
+    """A duration in the unit that suits it: "812.500us", "23.758ms", "1.204s" (no space, so a
+    table row still splits into its columns on whitespace)."""
+    if ns < 1e6:
+        return f"{ns / 1e3:.3f}us"
+    if ns < 1e9:
+        return f"{ns / 1e6:.3f}ms"
+    return f"{ns / 1e9:.3f}s"
 
 
 def nonfinite_text(s: ev.Summary | None) -> str:

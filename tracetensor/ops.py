@@ -1265,44 +1265,32 @@ def _along(xp, ge, axis):
     return ge.reshape(shape)
 
 
-# The forward's log-softmax, kept for the VJP of the same call: recomputing it there (a row
-# max, an exp, a sum and a log) was half the op's cost. One slot, keyed by the identity of
-# the logits and labels arrays (alive while the slot holds them, so ids cannot be reused)
-# and the attributes; the VJP reads it without mutating it (exp makes a fresh array), so a
-# stale or racing slot only costs a recompute. The VJP empties the slot to free the arrays.
-_XENT_SAVED: tuple | None = None
-
-
-@register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4))
+@register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4),
+          saves=True)
 def sparse_softmax_cross_entropy(xp, logits, labels, axis=-1, ignore_index=None, weight=None,
                                  reduction="none"):
     """-log_softmax(logits)[label] per example (TF's default, reduction="none"), or its
-    weighted "sum"/"mean" (PyTorch's cross_entropy); ignored labels count for nothing."""
-    global _XENT_SAVED
+    weighted "sum"/"mean" (PyTorch's cross_entropy); ignored labels count for nothing.
+    Keeps its log-softmax for the VJP: recomputing it there was half the op's cost."""
     bounds = _check_labels(labels, logits, axis, ignore_index, "cross_entropy")
     picked, w = _class_pick(xp, labels, axis, ignore_index, weight, bounds)
     lsm = _log_softmax(xp, logits, axis)
     flat = _flat_index(xp, lsm, picked, axis)
     vals = lsm.reshape(-1)[flat] if flat is not None else _pick(xp, lsm, picked, axis)
-    _XENT_SAVED = (logits, labels, axis, ignore_index, weight, lsm, picked, w, flat)
-    return _reduce_loss(-vals, w, reduction)
+    return _reduce_loss(-vals, w, reduction), (lsm, picked, w, flat)
 
 
 @sparse_softmax_cross_entropy.defvjp
 def _(ctx, g):
-    global _XENT_SAVED
     logits, labels = ctx.args
     xp = ctx.xp
     a = ctx.attrs
     ax = a.get("axis", -1)
-    ii, wt = a.get("ignore_index"), a.get("weight")
-    s = _XENT_SAVED
-    if s is not None and s[0] is logits and s[1] is labels and s[2] == ax and s[3] == ii and s[4] is wt:
-        _XENT_SAVED = None
-        lsm, labels, w, flat = s[5], s[6], s[7], s[8]
-    else:  # a second backward (retain_graph) or another call in between: recompute
+    if ctx.saved is not None:
+        lsm, labels, w, flat = ctx.saved
+    else:  # graph mode keeps no residuals: recompute
         lsm = _log_softmax(xp, logits, ax)
-        labels, w = _class_pick(xp, labels, ax, ii, wt)
+        labels, w = _class_pick(xp, labels, ax, a.get("ignore_index"), a.get("weight"))
         flat = _flat_index(xp, lsm, labels, ax)
     p = xp.exp(lsm)  # a fresh array: the saved log-softmax is never written to
     if flat is not None:  # softmax - onehot

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from . import _gpu
-from ._registry import OpDef
+from ._registry import Ctx, OpDef
 from ._source import Frame, user_frame, user_frames
 from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, STATE, OpEvent, Summary, TensorMeta, summarize
@@ -73,7 +73,14 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
     if stack is None and st.stacks:
         stack = user_frames()
-    flops = _flops(op, arrays, out, attrs) if st.flops else 0
+    flops = 0
+    if st.flops:
+        ctx = args[0] if args else None
+        if phase == "backward" and isinstance(ctx, Ctx) and ctx.args is not None:
+            # a VJP costs about twice its forward (two products for a matmul, and so on)
+            flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
+        else:
+            flops = _flops(op, arrays, out, attrs)
     e = OpEvent(seq, st.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
                 name, inputs, metas, t0, t1, _tid(), dev, flops, forward, grad_of,
                 iteration, stack, summaries, input_summaries, values)

@@ -33,16 +33,36 @@ def _is_internal(filename: str) -> bool:
     return r
 
 
+_frames: dict[tuple[int, int], tuple[Frame, object]] = {}
+
+
 def user_frames(limit: int = 8) -> tuple[Frame, ...]:
-    """The user's frames, innermost first, up to `limit` of them."""
+    """The user's frames, innermost first, up to `limit` of them. Hot while someone
+    asks for stacks: Frame objects are interned per (code, line) so a loop's ops share them."""
+    cache, frames = _internal_cache, _frames
     f = sys._getframe(1)
-    while f is not None and _is_internal(f.f_code.co_filename):
+    while f is not None:
+        fn = f.f_code.co_filename
+        r = cache.get(fn)
+        if r is None:
+            r = _is_internal(fn)
+        if not r:
+            break
         f = f.f_back
     out = []
     while f is not None and len(out) < limit:
         co = f.f_code
-        if not _is_internal(co.co_filename):
-            out.append(Frame(co.co_filename, f.f_lineno, co.co_name))
+        r = cache.get(co.co_filename)
+        if r is None:
+            r = _is_internal(co.co_filename)
+        if not r:
+            line = f.f_lineno
+            hit = frames.get((id(co), line))
+            if hit is None or hit[1] is not co:  # (a freed code object's id can be reused)
+                if len(frames) > 50_000:  # bounded: programs that generate code keep making new ones
+                    frames.clear()
+                hit = frames[(id(co), line)] = (Frame(co.co_filename, line, co.co_name), co)
+            out.append(hit[0])
         f = f.f_back
     return tuple(out)
 

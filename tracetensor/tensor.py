@@ -4,6 +4,7 @@ Every method that computes something is a one-line call into the op registry via
 from __future__ import annotations
 
 import builtins
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -101,7 +102,32 @@ def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tenso
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
             t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
+    hook = _TRACING.hook
+    if hook is not None:
+        hook(op, inputs, attrs, t)
     return t
+
+
+class _Tracing(threading.local):
+    hook: Callable[[OpDef, tuple, dict, Tensor], None] | None = None
+
+
+_TRACING = _Tracing()
+
+
+class tracing:
+    """`with tracing(hook):` calls `hook(op, inputs, attrs, output)` after each eager op this
+    thread runs while someone listens (`tt.function` builds its graph this way)."""
+
+    def __init__(self, hook: Callable[[OpDef, tuple, dict, Tensor], None]) -> None:
+        self.hook = hook
+
+    def __enter__(self) -> None:
+        self._prev = _TRACING.hook
+        _TRACING.hook = self.hook
+
+    def __exit__(self, *exc: object) -> None:
+        _TRACING.hook = self._prev
 
 
 def _new(data: Any, dev: Device) -> Tensor:

@@ -10,7 +10,6 @@ control flow is frozen at the branch taken while tracing."""
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from .._source import user_frames
 from ..device import get_default_device
 from ..tensor import Tensor as EagerTensor
 from ..tensor import tensor as _eager_tensor
+from ..tensor import tracing as _tracing
 from .core import Graph, Tensor
 from .ops import placeholder
 from .session import Session
@@ -151,11 +151,8 @@ class Function:
                 return gt
 
             # While someone listens, every eager op (functions, methods, operators) goes
-            # through tensor._apply_observed: the one place a trace has to watch.
-            orig = sys.modules["tracetensor.tensor"]._apply_observed
-
-            def tracing_apply(op: Any, tensors: tuple, attrs: dict) -> EagerTensor:
-                out = orig(op, tensors, attrs)
+            # through tensor._apply_observed, which calls this thread's tracing hook.
+            def on_op(op: Any, tensors: tuple, attrs: dict, out: EagerTensor) -> None:
                 gin = [lookup(t) for t in tensors]
                 prefix = getattr(_naming._tls, "prefix", "")
                 node = g.create_op(
@@ -169,9 +166,8 @@ class Function:
                 )
                 mapping[id(out)] = node.outputs[0]
                 keep.append(out)
-                return out
 
-            with _trace_lock, _patched(orig, tracing_apply), _events.listen(_ignore), no_grad():
+            with _trace_lock, _tracing(on_op), _events.listen(_ignore), no_grad():
                 result = self._fn(*call_args, **call_kwargs)
             leaves: list[Any] = []
             spec = _flatten(result, leaves)
@@ -182,29 +178,6 @@ class Function:
 
 def _ignore(event: Any) -> None:
     pass
-
-
-class _patched:
-    """Swaps the eager dispatch function for the tracing one in every tracetensor module that
-    imported it, for the duration of one trace."""
-
-    def __init__(self, orig: Callable, repl: Callable) -> None:
-        self.orig, self.repl = orig, repl
-        self.sites: list[tuple[dict, str]] = []
-
-    def __enter__(self) -> None:
-        for name, mod in list(sys.modules.items()):
-            if mod is None or not (name == "tracetensor" or name.startswith("tracetensor.")):
-                continue
-            d = getattr(mod, "__dict__", {})
-            for k, v in list(d.items()):
-                if v is self.orig:
-                    d[k] = self.repl
-                    self.sites.append((d, k))
-
-    def __exit__(self, *exc: object) -> None:
-        for d, k in self.sites:
-            d[k] = self.orig
 
 
 def _param_names(fn: Callable, n: int) -> list[str]:

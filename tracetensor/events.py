@@ -223,6 +223,7 @@ class _State:
 STATE = _State()
 _SEQ = itertools.count(1)
 _run_ids = itertools.count(1)
+_outer: dict[int, int] = {}  # run -> the run that was current when it began
 _CLOCK_BASE = (time.perf_counter_ns(), time.time_ns())
 
 
@@ -285,8 +286,10 @@ def current_run() -> int:
 
 def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[str, ...] = (),
               feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
-    """Starts run N (a session run, a debugged step ...); eager ops after it carry N."""
+    """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
+    (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     run = next(_run_ids)
+    _outer[run] = STATE.run
     STATE.run = run
     from . import _naming  # resets per-run op counters so names are stable across runs
     _naming.reset()
@@ -299,6 +302,9 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
 def end_run(run: int, error: BaseException | str | None = None) -> None:
     from . import _gpu
     _gpu.flush()  # device times of this run resolve before its end is announced
+    outer = _outer.pop(run, 0)
+    if STATE.run == run:
+        STATE.run = outer
     if STATE.listeners:
         err = None if error is None else (error if isinstance(error, str) else
                                            f"{type(error).__name__}: {error}")

@@ -683,3 +683,20 @@ def test_moments_and_batch_normalization_standardize_and_train(g):
     np.testing.assert_allclose(out, (X - X.mean(0)) / np.sqrt(X.var(0) + 1e-3) * [1.0, 2.0, 0.5])
     xhat = (X[:, 0] - X[:, 0].mean()) / np.sqrt(X[:, 0].var() + 1e-3)
     np.testing.assert_allclose(grad, [2 * (xhat**2).sum(), 0.0, 0.0])
+
+
+def test_cross_entropy_gradient_is_the_same_with_and_without_kept_residuals(g):
+    # the compiled plan hands the forward's log-softmax to the gradient node; the observed
+    # path (a listener subscribed) recomputes it: both must give the same gradients
+    m = _mlp()
+    grads = tf.gradients(m["loss"], m["vars"])
+    feed = {m["x"]: m["X"], m["y"]: m["Y"]}
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        fast = s.run(grads, feed)
+        seen = []
+        with tt.events.listen(seen.append):
+            observed = s.run(grads, feed)
+    assert any(getattr(e, "op", "") == "SparseSoftmaxCrossEntropyWithLogits" for e in seen)
+    for a, b in zip(fast, observed):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -302,6 +302,9 @@ class Plan:
         """Straight-line Python for the whole plan: locals for tensors, `del` at last use."""
         ns: dict[str, Any] = {"xp": self.sess.device.xp, "_err": self._error, "Ctx": Ctx}
         lines = ["def plan(F, V):", "  _i = -1", "  try:"]
+        # ops registered with saves=True keep their residuals in a local `r{k}` that the
+        # matching gradient node hands to its VJP (e.g. cross-entropy's log-softmax)
+        residual: dict[Any, int] = {}
         for j, t in enumerate(self.feeds):
             lines.append(f"    t{self.slot[t]} = F[{j}]")
         for k, st in enumerate(self.steps):
@@ -321,7 +324,10 @@ class Plan:
                 ns[f"v{k}"], ns[f"a{k}"], ns[f"n{k}"], ns["_fix"] = vjp, fattrs, needs, fix
                 ins = [f"t{self.slot[t]}" for t in st.ins]
                 n = len(needs)
-                lines.append(f"    _g = v{k}(Ctx(xp, ({', '.join(ins[:n])},), {ins[n]}, a{k}, n{k}), {ins[n + 1]})")
+                r = residual.get(st.ins[n])
+                saved = f", r{r}" if r is not None else ""
+                ctx = f"Ctx(xp, ({', '.join(ins[:n])},), {ins[n]}, a{k}, n{k}{saved})"
+                lines.append(f"    _g = v{k}({ctx}, {ins[n + 1]})")
                 for o, i in zip(outs, idx):
                     x = ins[i]
                     lines.append(f"    {o} = _g[{i}]")
@@ -333,6 +339,10 @@ class Plan:
                 continue
             else:
                 ns[f"f{k}"] = st.fn
+                if st.op.kind == "op" and st.evop.saves and not st.multi and outs:
+                    ns[f"f{k}"] = st.evop.forward  # returns (output, residuals)
+                    residual[st.outs[0]] = k
+                    lhs = f"{outs[0]}, r{k}"
                 args = (["xp"] if st.xp_arg else []) + [f"t{self.slot[t]}" for t in st.ins]
                 if st.attrs:
                     ns[f"a{k}"] = st.attrs

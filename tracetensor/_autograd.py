@@ -143,8 +143,9 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
                     gi = gi.astype(arr.dtype)
                 prev = inp._g
                 inp._g = gi if prev is None else prev + gi
-            if not retain_graph:
-                node.free()
+            if not retain_graph:  # free the saved arrays now (node.free(), inlined: hot loop)
+                node.args = node.out = node.saved = None
+                node.freed = True
     finally:
         for t in order:  # an error mid-way must not leave gradients parked on tensors
             t._g = None
@@ -166,11 +167,11 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if g.dtype != t._data.dtype:
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
-    if old is None and (id(g) in handed_out or not g.flags.writeable or g.base is not None):
+    if old is None and (id(g) in handed_out or g.base is not None or not g.flags.writeable):
         g = g.copy()
     handed_out.add(id(g))
-    op = REGISTRY["accumulate_grad"]
     if listening:
+        op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
         new = run_op(op, "backward", op.forward, (t._device.xp, old, g), (g,), {}, mode="eager",
                      name=f"gradients/{pname}/AccumulateGrad", inputs=(pname,), device=t._device,

@@ -299,7 +299,7 @@ class Tensor(TensorOps):
         return self
 
     def clone(self) -> Tensor:
-        return apply(_R["clone"], self) if "clone" in _R else self * 1
+        return apply(_R["clone"], self)
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """`.to("cuda")`, `.to(tt.float64)`, `.to(other)`, `.to(device, dtype)`."""
@@ -684,12 +684,6 @@ def _move(t: Tensor, dev: Device) -> Tensor:
 
 # ---------------------------------------------------------------- creation
 
-def _resolve_dtype(data: Any, dtype: Any) -> np.dtype | None:
-    if dtype is not None:
-        return dtypes.to_numpy(dtype)
-    return None
-
-
 def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """`tt.tensor([[1., 2.]])`: copies data; Python floats become float32, ints int64."""
     dev = get_default_device() if device is None else globals()["device"](device)
@@ -699,20 +693,19 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
         arr = np.asarray([np.asarray(x) for x in data])
     else:
         arr = data
-    dt = _resolve_dtype(data, dtype)
+    dt = dtypes.to_numpy(dtype)
     if dev.type == "cpu" and not isinstance(arr, np.ndarray) and device_of(arr).type == "cuda":
         arr = to_device(arr, CPU)
     a = np.array(arr, dtype=dt) if dev.type == "cpu" else dev.xp.array(arr, dtype=dt)
-    if dt is None:
-        if a.dtype == np.float64 and not (isinstance(data, (np.ndarray, np.generic)) or
-                                          (not isinstance(data, (list, tuple, builtins.float, builtins.int))
-                                           and hasattr(data, "dtype"))):
-            a = a.astype(dtypes.get_default_dtype().np)  # Python floats -> default float dtype
-        elif a.dtype.kind == "i" and a.dtype != np.int64 and not hasattr(data, "dtype"):
+    if dt is None and not hasattr(data, "dtype"):
+        # Python numbers and lists take PyTorch's defaults (arrays keep their own dtype)
+        if a.dtype == np.float64:
+            a = a.astype(dtypes.get_default_dtype().np)
+        elif a.dtype.kind == "i" and a.dtype != np.int64:
             a = a.astype(np.int64)
-        elif a.dtype == np.complex128 and not hasattr(data, "dtype"):
+        elif a.dtype == np.complex128:
             a = a.astype(np.complex64)
-    t = Tensor._make(a, dev)
+    t = _new(a, dev)
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -5,6 +5,7 @@ broadcast dimensions once, and accumulates into leaves' `.grad`."""
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import TYPE_CHECKING, Any
 
 from . import _naming
@@ -24,7 +25,7 @@ _new_tensor: Any = None
 
 class Node(Ctx):
     """The tape entry of one op output."""
-    __slots__ = ("op", "inputs", "name", "stack", "freed")
+    __slots__ = ("op", "inputs", "name", "stack", "freed", "seq")
 
     def __init__(self, op: OpDef, inputs: tuple, xp: Any, args: tuple, out: Any, attrs: dict,
                  needs: tuple[bool, ...], name: str | None, stack: tuple[Frame, ...] | None,
@@ -40,6 +41,7 @@ class Node(Ctx):
         self.name = name
         self.stack = stack
         self.freed = False
+        self.seq = next(_node_ids)  # creation order is a topological order of the tape
 
     def free(self) -> None:
         self.args = self.out = self.saved = None  # type: ignore[assignment]
@@ -53,34 +55,37 @@ def _accumulate(xp, old, g):
 
 
 _generation = itertools.count(1)
+_node_ids = itertools.count()
+_node_seq = operator.attrgetter("_node.seq")
 
 
 def _toposort(roots: list[Tensor]) -> list[Tensor]:
     """Tensors reachable from `roots` through the tape, outputs before inputs.
-    Marks live on the tensors (`_mark`: +gen expanded, -gen emitted) so the walk
-    needs no hashing; iterative, so deep tapes (long RNNs) don't hit the recursion limit."""
+    Nodes are numbered as the tape grows, so creation order is already topological:
+    one walk collects what is reachable (marks on the tensors, no hashing; iterative, so
+    long tapes don't hit the recursion limit), a C-level sort orders it, leaves go last."""
     gen = next(_generation)
-    order: list[Tensor] = []
-    stack = list(roots)
+    nodes: list[Tensor] = []
+    leaves: list[Tensor] = []
+    stack = []
+    for r in roots:
+        if r._mark != gen:
+            r._mark = gen
+            stack.append(r)
     while stack:
-        t = stack[-1]
-        m = t._mark
-        if m == gen:
-            stack.pop()
-            t._mark = -gen
-            order.append(t)
-            continue
-        if m == -gen:
-            stack.pop()
-            continue
-        t._mark = gen
+        t = stack.pop()
         node = t._node
-        if node is not None:
-            for inp in node.inputs:
-                if inp._requires_grad and inp._mark != gen and inp._mark != -gen:
-                    stack.append(inp)
-    order.reverse()
-    return order
+        if node is None:
+            leaves.append(t)
+            continue
+        nodes.append(t)
+        for inp in node.inputs:
+            if inp._requires_grad and inp._mark != gen:
+                inp._mark = gen
+                stack.append(inp)
+    nodes.sort(key=_node_seq, reverse=True)
+    nodes += leaves
+    return nodes
 
 
 def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = False,

@@ -59,9 +59,10 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
     else:
         outs = out
         if out_names is None:
-            out_names = tuple(f"{name}:{i}" for i in range(len(outs)))
-        metas = tuple(TensorMeta(n, o.shape, _dtname(o.dtype), dev, o.nbytes) if o is not None
-                      else TensorMeta(n, (), "none", dev, 0) for n, o in zip(out_names, outs))
+            out_names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
+        metas = tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
+                       if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                       for n, o in zip(out_names, outs)])
     summaries = input_summaries = values = None
     st = STATE
     if st.summaries:
@@ -90,6 +91,7 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
 
 
 _DTNAMES: dict[Any, str] = {}
+_SUFFIX = [f":{i}" for i in range(64)]  # output-name suffixes, made once
 
 
 def _dtname(dt: Any) -> str:

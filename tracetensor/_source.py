@@ -56,6 +56,8 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
         if r is None:
             r = _is_internal(co.co_filename)
         if not r:
+            if co.co_name == "_run_code" and "runpy" in co.co_filename:
+                break  # a script run by `tracetensor profile`/`trace record`: outside is our launcher
             line = f.f_lineno
             hit = frames.get((id(co), line))
             if hit is None or hit[1] is not co:  # (a freed code object's id can be reused)

@@ -36,22 +36,31 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
         out = op.forward(xp, *arrays, **attrs)
     except Exception as e:
         raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
+    return _output(op, inputs, xp, arrays, attrs, out, dev, None, None)
+
+
+def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device,
+            name: str | None, stack: Any) -> Tensor:
+    """Wraps what an op's forward returned as a Tensor and records it on the tape."""
     saved = None
     if op.saves:
         out, saved = out
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
     t = _new(out, dev)
+    if name is not None:
+        t._name = name + ":0"
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
-            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, None, None, saved)
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
     return t
 
 
 def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
-    """`apply` specialised for the arithmetic operators, the hottest path of eager code."""
+    """`apply` specialised for the arithmetic operators, the hottest path of eager code
+    (kept inline rather than calling `_output`: binary ops save nothing and take no attrs)."""
     b = o if o.__class__ is Tensor else _wrap_other(o, a)
     if STATE.listeners:
         return _apply_observed(op, (a, b), {})
@@ -90,18 +99,7 @@ def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tenso
                      inputs=in_names, device=dev, stack=stack, saves=op.saves)
     except OpError as e:
         raise _device_error(inputs) or e from None
-    saved = None
-    if op.saves:
-        out, saved = out
-    if out.__class__ is not np.ndarray and xp is np:
-        out = np.asarray(out)
-    t = _new(out, dev)
-    t._name = name + ":0"
-    if MODE.enabled:
-        needs = tuple([i._requires_grad for i in inputs])
-        if True in needs and op.vjp is not None and out.dtype.kind in "fc":
-            t._requires_grad = True
-            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
+    t = _output(op, inputs, xp, arrays, attrs, out, dev, name, stack)
     hook = _TRACING.hook
     if hook is not None:
         hook(op, inputs, attrs, t)

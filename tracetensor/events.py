@@ -204,12 +204,11 @@ class Listener:
 class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "run", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
         self.values = self.stacks = self.summaries = self.flops = False
-        self.run = 0
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -221,6 +220,16 @@ class _State:
 
 
 STATE = _State()
+
+
+class _RunLocal(threading.local):
+    """The current run, per thread: a thread's ops belong to the run its own thread began
+    (a `Session.run` in one thread never claims another thread's eager ops). The hot path
+    reads `RUN.run`; the class attribute is each new thread's default (0: outside every run)."""
+    run = 0
+
+
+RUN = _RunLocal()
 _SEQ = itertools.count(1)
 _run_ids = itertools.count(1)
 _outer: dict[int, int] = {}  # run -> the run that was current when it began
@@ -281,7 +290,8 @@ def emit(ev: Event) -> None:
 # --------------------------------------------------------------------------- runs
 
 def current_run() -> int:
-    return STATE.run
+    """The run the calling thread is in (0 outside every run)."""
+    return RUN.run
 
 
 def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[str, ...] = (),
@@ -289,8 +299,8 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     run = next(_run_ids)
-    _outer[run] = STATE.run
-    STATE.run = run
+    _outer[run] = RUN.run
+    RUN.run = run
     from . import _naming  # resets per-run op counters so names are stable across runs
     _naming.reset()
     if STATE.listeners:
@@ -303,8 +313,8 @@ def end_run(run: int, error: BaseException | str | None = None) -> None:
     from . import _gpu
     _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
-    if STATE.run == run:
-        STATE.run = outer
+    if RUN.run == run:
+        RUN.run = outer
     if STATE.listeners:
         err = None if error is None else (error if isinstance(error, str) else
                                            f"{type(error).__name__}: {error}")
@@ -321,7 +331,7 @@ def record_range(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        emit(UserRange(name, STATE.run, t0, time.perf_counter_ns(), threading.get_ident()))
+        emit(UserRange(name, RUN.run, t0, time.perf_counter_ns(), threading.get_ident()))
 
 
 # --------------------------------------------------------------------------- summaries

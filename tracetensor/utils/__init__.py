@@ -1,0 +1,1 @@
+"""PyTorch's `torch.utils` namespace: `tracetensor.utils.data`, `tracetensor.utils.tensorboard`."""

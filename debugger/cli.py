@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from tracetensor.trace import Trace, TraceFileError
+from tracetensor.trace import Trace, TraceFileError, printable
 from tracetensor.trace import open as open_trace
 
 from . import filters as flt
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace = open_trace(args.trace)
         run = args.run if args.run is not None else start_run(trace)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
-        print(f"tracetensor debug: {e}", file=sys.stderr)
+        print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2
     runs = [r.run for r in trace.runs()]
     if args.run is not None and args.run not in runs:

@@ -1224,8 +1224,10 @@ class SqliteTrace(Trace):
         return [ev.UserRange(*r) for r in rows]
 
     def source(self, filename: str) -> str | None:
+        """Only the text stored in the trace: a file from elsewhere names paths on the
+        recording machine, which must not be read on this one."""
         rows = self._q("SELECT text FROM sources WHERE filename = ?", (filename,))
-        return rows[0][0] if rows else super().source(filename)
+        return rows[0][0] if rows and isinstance(rows[0][0], str) else None
 
     def sources(self) -> list[str]:
         """Names of the user files whose text the trace holds."""

@@ -49,11 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ui", choices=["textual", "readline"], default=None)
     args = p.parse_args(argv)
     try:
-        trace = open_trace(args.trace)
-        run = args.run if args.run is not None else start_run(trace)
+        return _debug(args)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2
+
+
+def _debug(args: argparse.Namespace) -> int:
+    trace = open_trace(args.trace)
+    run = args.run if args.run is not None else start_run(trace)
     runs = [r.run for r in trace.runs()]
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"

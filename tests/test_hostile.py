@@ -246,3 +246,168 @@ def test_live_source_reads_only_small_regular_files(tmp_path) -> None:
     for bad in ("/dev/zero", str(fifo), str(tmp_path), str(big), "/nonexistent/x.py", "a\x00b"):
         assert tr.source(bad) is None, bad
     assert read_source(str(big), limit=4 << 20) is not None
+
+
+# --------------------------------------------------------------------------- damaged traces
+
+def _npy_header(shape: tuple) -> bytes:
+    import struct
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': " + repr(shape) + ", }"
+    hdr += " " * (63 - (len(hdr) + 10) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\x00" * 64
+
+
+def _zbomb() -> bytes:
+    import zlib
+    z = zlib.compressobj(9)
+    chunk = b"\x00" * (1 << 20)
+    return b"".join([z.compress(chunk) for _ in range(1024)] + [z.flush()])  # 4 MB inflating to 1 GiB
+
+
+DAMAGE: dict[str, tuple] = {
+    "no t0": ("DELETE FROM meta WHERE key='t0'",),
+    "text t0": ("UPDATE meta SET value='abc' WHERE key='t0'",),
+    "negative version": ("UPDATE meta SET value='-1' WHERE key='version'",),
+    "future version": ("UPDATE meta SET value='99' WHERE key='version'",),
+    "undecodable meta": (("UPDATE meta SET value=CAST(? AS TEXT) WHERE key='format'", (b"\xff\xfe",)),),
+    "bad json outputs": ("UPDATE sigs SET outputs='[['",),
+    "bad json inputs": ("UPDATE sigs SET inputs='{'",),
+    "bad json stack": ("UPDATE stacks SET frames='[[1'",),
+    "bad json fetches": ("UPDATE runs SET fetches='[x'",),
+    "text in blob column": ("UPDATE blocks SET data='hello'",),
+    "text in npy column": ("UPDATE tensors SET npy='hello'",),
+    "garbage block": (("UPDATE blocks SET data=?", (bytes(range(256)) * 4,)),),
+    "negative n": ("UPDATE blocks SET n=-1",),
+    "huge m": ("UPDATE blocks SET m=1000000000000",),
+    "text n": ("UPDATE blocks SET n='x'",),
+    "huge npy shape": (("UPDATE tensors SET npy=?", (_npy_header((1 << 20, 1 << 20, 1 << 10)),)),),
+    "garbage npy header": (("UPDATE tensors SET npy=?", (b"\x93NUMPY\x01\x00\x10\x00{'descr': 'x'}  \n",)),),
+    "text start": ("UPDATE runs SET start_ns='abc'",),
+    "no sigs": ("DELETE FROM sigs",),
+    "no ops": ("DELETE FROM ops",),
+    "bad graph": ("INSERT INTO graphs(graph, version, nodes) VALUES (1, 1, '[[1]]')",),
+    "bad device time": ("INSERT INTO device_times VALUES (1, 'x')",),
+    "endless view": ("DROP TABLE runs", "CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL"
+                     " SELECT x+1 FROM c) SELECT x,'','','','[]','[]',NULL,0,0,0,0,NULL,0 FROM c"),
+    "no runs table": ("DROP TABLE runs",),
+}
+DEBUG_CMDS = ["lt", "tm", "pt relu:0", "ni -t relu", "ps", "ri", "gf", "eval `relu:0`", "run", "lt"]
+
+
+def _damage(path: str, stmts: tuple) -> None:
+    db = sqlite3.connect(path)
+    with db:
+        for s in stmts:
+            db.execute(s) if isinstance(s, str) else db.execute(*s)
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def good_trace(tmp_path_factory) -> str:
+    return _recorded(tmp_path_factory.mktemp("good"))
+
+
+def _copy(src: str, dst) -> str:
+    import shutil
+    shutil.copy(src, dst)
+    return str(dst)
+
+
+def _api_reads_all(path: str) -> None:
+    with tt.trace.open(path) as t:
+        list(t.iter_events())
+        t.runs(), t.graphs(), t.value("relu:0"), t.find("relu:0"), t.device_times(1), t.info()
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from tracetensor.cli import main
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_trace_gives_one_clear_error(case: str, good_trace, tmp_path, capsys) -> None:
+    p = _copy(good_trace, tmp_path / "t.ttrace")
+    _damage(p, DAMAGE[case])
+    try:
+        _api_reads_all(p)
+    except tt.trace.TraceFileError as e:
+        assert p in str(e)
+    rc, out, err = _cli(["trace", "info", p], capsys)
+    assert rc in (0, 2) and "Traceback" not in err
+    if rc == 2:
+        assert err.count("\n") == 1 and p in err
+    rc, out, err = _cli(["debug", p, *(x for c in DEBUG_CMDS for x in ("-c", c))], capsys)
+    assert "Traceback" not in out + err
+    if rc == 2:  # the file cannot be opened: one line naming it
+        assert err.count("\n") == 1 and p in err, err
+    else:  # a command that meets a damaged part says so in one line, the others still work
+        assert "tfdbg> lt" in out
+        for ln in out.splitlines():
+            assert "Error" not in ln or ln.startswith("error: "), ln
+
+
+def test_byte_flips_and_truncations_anywhere_give_one_clear_error(good_trace, tmp_path, capsys) -> None:
+    import random
+    rng = random.Random(15)
+    size = os.path.getsize(good_trace)
+    cuts = [0, 50, 100, 1000, 4096, size // 2, size - 1]
+    flips = [rng.randrange(0, size) for _ in range(40)]
+    for k, (kind, at) in enumerate([("cut", c) for c in cuts] + [("flip", f) for f in flips]):
+        p = _copy(good_trace, tmp_path / f"{k}.ttrace")
+        with open(p, "r+b") as f:
+            if kind == "cut":
+                f.truncate(at)
+            else:
+                f.seek(at)
+                b = f.read(1)
+                f.seek(at)
+                f.write(bytes([b[0] ^ 0xA5]))
+        try:
+            _api_reads_all(p)
+        except tt.trace.TraceFileError as e:
+            assert p in str(e), (kind, at)
+        rc, out, err = _cli(["debug", p, "-c", "lt", "-c", "tm", "-c", "pt relu:0"], capsys)
+        assert "Traceback" not in out + err, (kind, at)
+
+
+def _run_cli(argv: list[str], tmp_path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real command line, in a child limited to 1 GiB of address space beyond its start."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    return subprocess.run([sys.executable, "-m", "tracetensor", *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=tmp_path, preexec_fn=limit)
+
+
+def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_path, capsys) -> None:
+    import time
+    bomb = _copy(good_trace, tmp_path / "bomb.ttrace")
+    _damage(bomb, (("UPDATE blocks SET data=?", (_zbomb(),)),))
+    fifo = str(tmp_path / "x.ttrace")
+    os.mkfifo(fifo)
+    foreign = str(tmp_path / "foreign.ttrace")
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE meta(key, value)")
+    db.commit()
+    db.close()
+    # the real command line (a child process, bounded in time and address space) for three ...
+    for p, says, argv in ((bomb, "inflates to more than", ["debug", bomb, "-c", "lt", "-c", "pt relu:0"]),
+                          (fifo, "not a regular file", ["trace", "info", fifo]),
+                          (foreign, "not a tracetensor trace", ["debug", foreign])):
+        t0 = time.monotonic()
+        r = _run_cli(argv, tmp_path, timeout=30)
+        assert time.monotonic() - t0 < 20
+        assert "Traceback" not in r.stderr + r.stdout, r.stderr
+        assert says in r.stderr + r.stdout and p in r.stderr + r.stdout, (argv, r.stdout, r.stderr)
+    # ... and in process for the rest
+    for p, says in ((fifo, "not a regular file"), (str(tmp_path), "not a regular file"),
+                    (foreign, "not a tracetensor trace")):
+        for argv in (["trace", "info", p], ["debug", p, "-c", "lt"]):
+            rc, out, err = _cli(argv, capsys)
+            assert rc == 2 and says in err and p in err and err.count("\n") == 1, (argv, err)
+        with pytest.raises(tt.trace.TraceFileError, match=says):
+            tt.trace.open(p)
+    assert sorted(os.listdir(tmp_path)) == ["bomb.ttrace", "foreign.ttrace", "x.ttrace"]

@@ -172,7 +172,8 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if g.dtype != t._data.dtype:
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
-    if old is None and (id(g) in handed_out or g.base is not None or not g.flags.writeable):
+    if old is None and (id(g) in handed_out or g.base is not None
+                        or not getattr(g.flags, "writeable", True)):  # cupy arrays have no such flag
         g = g.copy()
     handed_out.add(id(g))
     if listening:

@@ -3,6 +3,7 @@ against the same step hand-written in cupy, and what the profiler and the record
 on it; CUDA-event device times are checked against the host's. Skips without a GPU.
 
     python benchmarks/run.py gpu        (or: python benchmarks/bench_gpu.py)
+    python benchmarks/bench_gpu.py --where   (cProfile of recorded steps: where the time goes)
 """
 from __future__ import annotations
 
@@ -126,5 +127,32 @@ def main() -> None:
     print(f"cupy memory pool: {used / 2**20:.1f} MiB used, {total / 2**20:.1f} MiB held")
 
 
+def where() -> None:
+    """cProfile of 10 recorded (values="summary") cuda steps, top 25 functions by own time."""
+    import cProfile
+    import pstats
+
+    model = tt.nn.Sequential(tt.nn.Linear(D_IN, D_HID), tt.nn.ReLU(), tt.nn.Linear(D_HID, D_OUT)).to("cuda")
+    opt = tt.optim.SGD(model.parameters(), lr=LR)
+    tx = tt.randn(BATCH, D_IN, device="cuda")
+    ty = tt.tensor(list(range(D_OUT)) * (BATCH // D_OUT) + [0] * (BATCH % D_OUT), device="cuda")
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(tx), ty).backward()
+        opt.step()
+
+    with tempfile.TemporaryDirectory() as d, tt.record(os.path.join(d, "w.ttrace"), values="summary"):
+        for _ in range(3):
+            step()
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(10):
+            step()
+        _sync()
+        pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+
+
 if __name__ == "__main__":
-    main()
+    where() if "--where" in sys.argv else main()

@@ -15,7 +15,12 @@ CASES = {
     "nan": np.array([np.nan, 1.0, -1.0], np.float32),
     "inf": np.array([np.inf, 1.0, -np.inf, 0.0]),
     "all_nan": np.full(5, np.nan, np.float32),
+    "float16": np.array([0.5, -1.0, 0.0, 2.0], np.float16),
 }
+_big = np.random.default_rng(2).standard_normal(3_000_001)  # more elements than one grid covers
+_big[[7, 2_999_999]] = np.nan
+_big[1_000_000] = -np.inf
+CASES["large_float64_with_nan"] = _big
 
 
 @pytest.mark.parametrize("name", list(CASES))

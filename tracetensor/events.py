@@ -375,6 +375,11 @@ def summarize(a: Any) -> Summary:
             var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
             return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
     else:
+        from . import _gpu
+
+        st = _gpu.summary_stats(a) if kind == "f" else None
+        if st is not None:
+            return _summary_from_stats(n, st)
         fast = _device_fast_summary(a, n, xp)
         if fast is not None:
             return fast
@@ -400,6 +405,17 @@ def summarize(a: Any) -> Summary:
     else:
         mn_, mx_, mean_, std_ = (float(v) for v in vals[6:])
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
+
+
+def _summary_from_stats(n: int, st: tuple[float, ...]) -> Summary:
+    """A Summary from the GPU kernel's (min, max, sum, sumsq, nan, -inf, +inf, neg, zero, pos)."""
+    mn, mx, total, sq = st[:4]
+    nan, ninf, pinf, neg, zero, pos = (int(v) for v in st[4:])
+    nf = neg + zero + pos
+    if nf == 0:
+        return Summary(n, nan, ninf, pinf, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
+    mean = total / nf
+    return Summary(n, nan, ninf, pinf, neg, zero, pos, mn, mx, mean, math.sqrt(max(sq / nf - mean * mean, 0.0)))
 
 
 def _device_fast_summary(a: Any, n: int, xp: Any) -> Summary | None:

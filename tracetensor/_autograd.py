@@ -8,7 +8,6 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from . import _naming
 from ._dispatch import fail, run_op
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -154,10 +153,6 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
     finally:
         for t in order:  # an error mid-way must not leave gradients parked on tensors
             t._g = None
-        if listening:
-            # a backward pass ends an eager training step: the next forward's ops get
-            # the same names as this one's (`fc1/matmul`, not `fc1/matmul_812`)
-            _naming.reset()
     if capture is not None:
         return [captured.get(id(t)) for t in capture]
     return None

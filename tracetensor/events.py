@@ -27,7 +27,7 @@ from ._source import Frame
 __all__ = [
     "Frame", "TensorMeta", "Summary", "OpEvent", "RunStart", "RunEnd", "DeviceTime", "GraphDef",
     "NodeDef", "UserRange", "Event", "Listener", "listen", "subscribe", "summarize", "current_run",
-    "begin_run", "end_run", "clock_base", "record_range", "is_listening",
+    "begin_run", "end_run", "clock_base", "record_range", "is_listening", "step", "auto_run",
 ]
 
 
@@ -134,10 +134,13 @@ class RunStart:
 
 @dataclass(frozen=True, slots=True)
 class RunEnd:
+    """A run ends. `loss` is the value of the scalar that `.backward()` was called on in
+    this run (eager steps), when there was one."""
     run: int
     t_ns: int
     thread: int
     error: str | None = None
+    loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +228,12 @@ STATE = _State()
 class _RunLocal(threading.local):
     """The current run, per thread: a thread's ops belong to the run its own thread began
     (a `Session.run` in one thread never claims another thread's eager ops). The hot path
-    reads `RUN.run`; the class attribute is each new thread's default (0: outside every run)."""
+    reads `RUN.run`; the class attributes are each new thread's defaults (0: outside every run).
+    `auto` is the eager step this thread began implicitly (see `auto_run`), `loss` the
+    scalar `.backward()` was last called on in the current run (an array: no device sync)."""
     run = 0
+    auto = 0
+    loss: Any = None
 
 
 RUN = _RunLocal()
@@ -259,6 +266,8 @@ def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks
 
 
 def _remove(lis: Listener) -> None:
+    if STATE.listeners == (lis,) and RUN.auto and RUN.run == RUN.auto:
+        end_run(RUN.auto)  # the last listener sees this thread's open step end, not a stale run
     with STATE.lock:
         STATE.listeners = tuple(x for x in STATE.listeners if x is not lis)
         STATE.refresh()
@@ -298,14 +307,19 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
               feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
+    from . import _naming  # resets per-run op counters so names are stable across runs
+    _naming.reset()
+    return _start(kind, mode, name, fetches, feeds, graph)
+
+
+def _start(kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...],
+           graph: int | None, t_ns: int = 0) -> int:
     run = next(_run_ids)
     _outer[run] = RUN.run
     RUN.run = run
-    from . import _naming  # resets per-run op counters so names are stable across runs
-    _naming.reset()
     if STATE.listeners:
         emit(RunStart(run, mode, kind, name, tuple(fetches), tuple(feeds), graph,
-                      time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
+                      t_ns or time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
     return run
 
 
@@ -315,10 +329,48 @@ def end_run(run: int, error: BaseException | str | None = None) -> None:
     outer = _outer.pop(run, 0)
     if RUN.run == run:
         RUN.run = outer
+    loss, RUN.loss = RUN.loss, None
+    if RUN.auto == run:
+        RUN.auto = 0
     if STATE.listeners:
         err = None if error is None else (error if isinstance(error, str) else
                                            f"{type(error).__name__}: {error}")
-        emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err))
+        emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err, _scalar(loss)))
+
+
+def auto_run(t_ns: int = 0) -> int:
+    """The dispatch point's answer when an eager op runs outside every run: an eager step
+    begins implicitly (kind "step"), and lasts until `step()` ends it, so a training
+    loop's forward, backward and update ops of one iteration form one run."""
+    # names were reset when the previous step ended: this op already has its name
+    run = RUN.auto = _start("step", "eager", "step", (), (), None, t_ns)
+    return run
+
+
+def step() -> None:
+    """Ends the calling thread's eager step (its implicit run), if one is open and current:
+    `optimizer.step()`, `profiler.step()`, `tt.step()` and a debugger-wrapped call call it.
+    The next eager op begins the next step. Explicit runs (a `Session.run`, a profiler
+    step, a wrapped call) are never ended here: their owners end them."""
+    run = RUN.auto
+    if run and RUN.run == run:
+        end_run(run)
+    from . import _naming
+    _naming.reset()  # the next step's names start afresh (they are made before its run begins)
+
+
+def note_loss(value: Any) -> None:
+    """`.backward()` on a scalar while someone listens: the run's loss, read at its end."""
+    RUN.loss = value
+
+
+def _scalar(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v.reshape(()).item() if hasattr(v, "reshape") else v)
+    except (TypeError, ValueError):
+        return None
 
 
 @contextmanager

@@ -22,9 +22,9 @@ import tracetensor.nn as nn
 import tracetensor.nn.functional as F
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tracetensor.utils.tensorboard import SummaryWriter, TensorBoardNotInstalled, export_trace  # noqa: E402
+from tracetensor.utils.tensorboard import SummaryWriter, TensorBoardNotInstalled, export_trace
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

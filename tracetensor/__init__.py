@@ -45,6 +45,7 @@ from .errors import (
     ShapeError,
     TraceTensorError,
 )
+from .events import step
 from .functional import *  # noqa: F403
 from .functional import __all__ as _functional_all
 from .tensor import (
@@ -79,6 +80,7 @@ __all__ = [
     "half", "float", "double", "short", "int", "long", "cfloat", "cdouble",
     "get_default_dtype", "set_default_dtype", "autograd", "events", "TraceTensorError", "OpError",
     "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
+    "step",
     *_functional_all,
 ]
 

@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print what a trace file holds: runs, events, ops, bytes, drops")
     i.add_argument("file")
     i.add_argument("--ops", type=int, default=15, metavar="N", help="show the N most expensive op types")
+    m = sub.add_parser("merge", help="merge the per-rank traces of an MPI job into one trace file",
+                       description="Merge per-rank traces (run.rank0.ttrace, run.rank1.ttrace, ...) into one "
+                       "file: events of all ranks in time order on rank 0's clock, names prefixed rankN/.")
+    m.add_argument("files", nargs="+", help="the per-rank trace files (or a quoted glob: 'run.rank*.ttrace')")
+    m.add_argument("-o", "--output", required=True, help="the merged trace file to write")
     return p
 
 
@@ -92,6 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TraceFileError as e:
             print(f"tracetensor trace record: {e}", file=sys.stderr)
             return 2
+    if args.cmd == "merge":
+        from .multi import merge
+
+        try:
+            merge(args.files, args.output)
+        except TraceFileError as e:
+            print(f"tracetensor trace merge: {e}", file=sys.stderr)
+            return 2
+        print(f"tracetensor: merged traces into {args.output} (`tracetensor debug {args.output}`)", file=sys.stderr)
+        return 0
     try:
         with SqliteTrace(args.file) as t:
             print(format_info(t, n_ops=args.ops))

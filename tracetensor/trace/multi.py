@@ -247,7 +247,8 @@ def merge(paths: Sequence[str], output: str) -> str:
     times on rank 0's clock), readable by every tool as a single trace."""
     with open_ranks(paths) as mt:
         assert isinstance(mt, MultiTrace)
-        meta = {"ranks": json.dumps([r.rank for r in mt.ranks]), "world_size_merged": mt.world_size,
+        meta = {"values": mt.ranks[0].trace.meta().get("values", "summary"),
+                "ranks": json.dumps([r.rank for r in mt.ranks]), "world_size_merged": mt.world_size,
                 "merged_from": json.dumps([r.trace.path for r in mt.ranks])}
         w = TraceWriter(output, meta=meta)
         try:

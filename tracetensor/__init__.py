@@ -107,6 +107,7 @@ _LAZY = {
     "debugging": ("tracetensor.debugging", None),
     "graph": ("tracetensor.graph", None),
     "trace": ("tracetensor.trace", None),
+    "distributed": ("tracetensor.distributed", None),
     "save": ("tracetensor.serialization", "save"),
     "load": ("tracetensor.serialization", "load"),
     "function": ("tracetensor.graph", "function"),

@@ -372,6 +372,13 @@ class Tensor(TensorOps):
             self._hooks = tuple(h for h in self._hooks if h is not hook)
         return remove
 
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Callable[[], None]:
+        """`hook(tensor)` runs after a backward pass accumulated into this leaf's `.grad`."""
+        if not self._requires_grad or self._node is not None:
+            raise TraceTensorError("post-accumulate-grad hooks go on leaf tensors that require gradient")
+        from ._autograd import add_post_accumulate_hook
+        return add_post_accumulate_hook(self, hook)
+
     def retain_grad(self) -> None:
         self._retain = True
 

@@ -411,3 +411,72 @@ def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_p
         with pytest.raises(tt.trace.TraceFileError, match=says):
             tt.trace.open(p)
     assert sorted(os.listdir(tmp_path)) == ["bomb.ttrace", "foreign.ttrace", "x.ttrace"]
+
+
+# --------------------------------------------------------------------------- faults while recording
+
+@pytest.mark.parametrize("target", ["/dev/null", "dir", "fifo"])
+def test_recording_to_a_device_directory_or_pipe_is_a_trace_file_error(target: str, tmp_path) -> None:
+    path = {"/dev/null": "/dev/null", "dir": str(tmp_path), "fifo": str(tmp_path / "p.ttrace")}[target]
+    if target == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(tt.trace.TraceFileError, match="not a regular file") as ei:
+        with tt.record(path):
+            tt.ones(2) + 1
+    assert path in str(ei.value)
+
+
+RECORD_UNTIL_FULL = """
+import resource, signal, sys, time
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+import tracetensor as tt
+from tracetensor import events as ev
+x = tt.randn(64, 64)
+with tt.record(sys.argv[1], values="full"):
+    for i in range(200):
+        r = ev.begin_run("step", name=f"step {i}")
+        (x @ x).tanh().sum()
+        ev.end_run(r)
+        if i % 5 == 0:
+            time.sleep(0.11)  # let the writer commit a few transactions before the disk fills
+print("script went on", flush=True)
+"""
+
+
+def test_disk_full_while_recording_keeps_every_committed_run(tmp_path) -> None:
+    script = tmp_path / "full.py"
+    script.write_text(RECORD_UNTIL_FULL)
+    path = str(tmp_path / "full.ttrace")
+    r = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "script went on" in r.stdout
+    assert "recording to" in r.stderr and "stopped" in r.stderr
+    with tt.trace.open(path) as t:
+        assert not t.complete
+        runs = t.runs()
+        assert len(runs) >= 2 and t.count() >= 3 * (len(runs) - 1)
+        assert t.value("tanh:0", runs[0].run) is not None
+    p = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "info", path], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "INCOMPLETE" in p.stdout and "truncated" not in p.stdout + p.stderr
+
+
+def test_checkpoint_cut_short_by_a_full_disk_still_opens(good_trace, tmp_path) -> None:
+    """A full disk during the last checkpoint leaves page 1 counting pages that are still only
+    in the WAL (seen on a 1 MB tmpfs): the file must open from the WAL, not be called truncated."""
+    code = ("import os, sys, time, tracetensor as tt\n"
+            "r = tt.record(sys.argv[1]); r.__enter__()\n"
+            "for i in range(5):\n"
+            "    run = tt.events.begin_run('step'); (tt.ones(4, 4) * 2).sum(); tt.events.end_run(run)\n"
+            "time.sleep(0.3); os._exit(0)\n")
+    path = str(tmp_path / "cut.ttrace")
+    subprocess.run([sys.executable, "-c", code, path], timeout=60, check=True)
+    assert os.path.getsize(path + "-wal") > 0
+    with open(path, "r+b") as f:
+        head = bytearray(f.read(100))
+        head[28:32] = (1000).to_bytes(4, "big")  # what the cut-short checkpoint wrote
+        head[92:96] = head[24:28]
+        f.seek(0)
+        f.write(head)
+    with tt.trace.open(path) as t:
+        assert not t.complete and len(t.runs()) == 5

@@ -480,3 +480,76 @@ def test_checkpoint_cut_short_by_a_full_disk_still_opens(good_trace, tmp_path) -
         f.write(head)
     with tt.trace.open(path) as t:
         assert not t.complete and len(t.runs()) == 5
+
+
+# --------------------------------------------------------------------------- the profiler's own faults
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _profile(args: list[str], tmp_path, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tracetensor", "profile", "--no-py-spy", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_a_forked_child_that_returns_writes_no_second_report(tmp_path) -> None:
+    script = tmp_path / "forks.py"
+    script.write_text("import os, tracetensor as tt\n"
+                      "x = tt.ones(4, 4)\n"
+                      "pid = os.fork()\n"
+                      "if pid == 0:\n"
+                      "    (x * 3).sum()  # the child falls off the end of the script: a normal exit\n"
+                      "else:\n"
+                      "    os.waitpid(pid, 0)\n"
+                      "    (x @ x).relu().sum()\n")
+    p = _profile(["--out", "o", str(script)], tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert out.count("== tracetensor profile:") == 1, out
+    assert "matmul" in (tmp_path / "o" / "table.txt").read_text()
+
+
+def test_ctrl_c_during_the_report_still_writes_it(tmp_path) -> None:
+    import signal
+    import time
+    script = tmp_path / "loop.py"
+    script.write_text("import tracetensor as tt\nfrom tracetensor.profiler import step\nx = tt.ones(8, 8)\n"
+                      "for i in range(10**9):\n    (x @ x).relu()\n    step()\n"
+                      "    if i == 300:\n        print('ready', flush=True)\n")
+    p = _profile(["--out", "o", str(script)], tmp_path)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)  # stops the script ...
+        t0 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+            p.send_signal(signal.SIGINT)  # ... and an impatient user keeps pressing Ctrl-C
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert "ProfilerStep*" in out and "written:" in out, (out, err)
+    assert (tmp_path / "o" / "trace.json").stat().st_size > 0 and (tmp_path / "o" / "table.txt").exists()
+
+
+def test_output_folder_in_use_and_bad_pyspy_path_give_one_message(tmp_path) -> None:
+    script = tmp_path / "wait.py"
+    script.write_text("import sys, time, tracetensor as tt\n(tt.ones(2) + 1).sum()\nprint('ready', flush=True)\n"
+                      "sys.stdin.readline()\n")
+    first = _profile(["--out", "o", str(script)], tmp_path, stdin=subprocess.PIPE)
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        second = _profile(["--out", "o", str(script)], tmp_path)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and "Traceback" not in err
+        assert "being recorded by another process" in err and "--out" in err
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first.returncode == 0
+    for bad in ("/nonexistent/py-spy", str(tmp_path)):
+        env = dict(os.environ, TRACETENSOR_PYSPY=bad, PYTHONPATH=ROOT)
+        r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--out", "p", "--no-record",
+                            str(tmp_path / "wait.py")], cwd=tmp_path, input="\n", capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.count("cannot be run") == 1 and bad in r.stderr and "op profile only" in r.stderr
+        assert "ready" in r.stdout and "== tracetensor profile:" in r.stdout

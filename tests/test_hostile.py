@@ -553,3 +553,31 @@ def test_output_folder_in_use_and_bad_pyspy_path_give_one_message(tmp_path) -> N
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.count("cannot be run") == 1 and bad in r.stderr and "op profile only" in r.stderr
         assert "ready" in r.stdout and "== tracetensor profile:" in r.stdout
+
+
+# --------------------------------------------------------------------------- pytest plugin
+
+def test_nan_from_a_thread_an_earlier_test_started_does_not_fail_the_next(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import threading
+        import tracetensor as tt
+
+        go, done = threading.Event(), threading.Event()
+
+        def later():
+            go.wait(30)
+            x = tt.tensor([0.0], requires_grad=True)
+            x.sqrt().sum().backward()  # a NaN gradient, long after test_starts_worker returned
+            done.set()
+
+        def test_starts_worker():
+            threading.Thread(target=later, daemon=True).start()
+
+        def test_innocent():
+            go.set()
+            assert done.wait(30)
+            (tt.ones(2) * 2).sum()
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*background thread started in test *::test_starts_worker*"])

@@ -581,3 +581,135 @@ def test_nan_from_a_thread_an_earlier_test_started_does_not_fail_the_next(pytest
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(["*background thread started in test *::test_starts_worker*"])
+
+
+# --------------------------------------------------------------------------- save and graph files
+
+def _npz(path, members: dict[str, bytes], compress: bool = False) -> str:
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name + ".npy", data)
+    return str(path)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _manifest(root) -> bytes:
+    return _npy(np.frombuffer(json.dumps({"format": "tracetensor-checkpoint", "version": 1,
+                                          "root": root}).encode(), np.uint8))
+
+
+def _bomb_npz(path) -> str:
+    """A 300 MiB array of zeros in about 300 KB: a zip bomb in an npz."""
+    import zipfile
+    n = 300 << 20
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        z.writestr("__manifest__.npy", _manifest({"$tensor": "t0", "device": "cpu"}))
+        with z.open("t0.npy", "w", force_zip64=True) as f:
+            f.write(_npy(np.zeros(0, np.float32))[:-0 or None].replace(b"(0,)", f"({n // 4},)".encode())
+                    .ljust(128, b" ")[:127] + b"\n")
+            chunk = b"\x00" * (4 << 20)
+            for _ in range(n // len(chunk)):
+                f.write(chunk)
+    return str(path)
+
+
+SAVE_CASES = {
+    "4 TiB declared shape": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0"}),
+                                               "t0": _npy_header((1 << 40,))}),
+    "tpu:9 device": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0", "device": "tpu:9"}),
+                                       "t0": _npy(np.ones(3, np.float32))}),
+    "50k-deep manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
+        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 50_000 + "null"
+         + "]}" * 50_000 + "}").encode(), np.uint8))}),
+    "deep but parseable manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
+        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 900 + "null"
+         + "]}" * 900 + "}").encode(), np.uint8))}),
+    "garbage npy header": lambda p: _npz(p, {"__manifest__": b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'sha" +
+                                             b"\x00" * 40}),
+    "string dtype": lambda p: _npz(p, {"__manifest__": _manifest({"$ndarray": "t0"}), "t0": _npy(np.array(["a"]))}),
+    "zip bomb": _bomb_npz,
+    "not a zip": lambda p: (p.write_bytes(b"\x80\x04garbage"), str(p))[1],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAVE_CASES))
+def test_damaged_save_file_gives_one_serialization_error(case: str, tmp_path) -> None:
+    import resource
+    import time
+    p = SAVE_CASES[case](tmp_path / "ckpt.tt")
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.monotonic()
+    with pytest.raises(tt.SerializationError) as ei:
+        tt.load(p)
+    assert time.monotonic() - t0 < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < (200 << 10)  # KiB: far below the bomb
+    msg = str(ei.value)
+    assert p in msg and "\n" not in msg
+    says = {"tpu:9 device": "map_location='cpu'", "zip bomb": "refused as a zip bomb",
+            "4 TiB declared shape": "declares shape (1099511627776,)", "50k-deep manifest": "nested too deeply",
+            "string dtype": "only numeric arrays", "garbage npy header": "not a valid .npy header"}
+    assert says.get(case, "") in msg, msg
+    # every reader of .npz files refuses the same file the same way
+    with pytest.raises(tt.SerializationError, match=str(p).replace(".", r"\.")):
+        tt.graph.load(p)
+
+
+def test_load_refuses_directories_and_pipes_by_name(tmp_path) -> None:
+    fifo = tmp_path / "pipe.tt"
+    os.mkfifo(fifo)
+    for p in (tmp_path, fifo):
+        for load in (tt.load, tt.graph.load):
+            with pytest.raises(tt.SerializationError, match="not a regular file"):
+                load(str(p))
+
+
+def test_saver_and_graph_load_name_the_file_for_missing_keys_and_strings(tmp_path) -> None:
+    import tracetensor.graph as tf
+    g = tf.Graph()
+    with g.as_default():
+        tf.Variable(np.ones((2, 2), np.float32), name="w")
+        saver = tf.train.Saver()
+        with tf.Session() as s:
+            s.run(tf.global_variables_initializer())
+            good = saver.save(s, tmp_path / "ckpt")
+            strings = _npz(tmp_path / "strings.npz", {"__tracetensor_checkpoint__": _npy(np.array(1)),
+                                                      "w": _npy(np.array([["a", "b"], ["c", "d"]]))})
+            with pytest.raises(tt.SerializationError, match="strings.npz.*dtype <U1"):
+                saver.restore(s, strings)
+            saver.restore(s, good)
+            graph = tf.export(tmp_path / "g.npz", s)
+    import zipfile
+    with zipfile.ZipFile(graph) as z:
+        meta = json.loads(np.load(z.open("__graph__.npy")).tobytes())
+    for broken in ({k: v for k, v in meta.items() if k != "variables"},
+                   {**meta, "variables": [{"name": "w"}]},
+                   {**meta, "nodes": [{"name": "x"}]}):
+        p = _npz(tmp_path / "broken.npz", {"__graph__": _npy(np.frombuffer(json.dumps(broken).encode(), np.uint8))})
+        with pytest.raises(tt.SerializationError, match="broken.npz is not a valid tracetensor graph file"):
+            tf.load(p)
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: tt.tensor([2**70]), "tensor: cannot make a tensor of list"),
+    (lambda: tt.tensor([object()]), "numbers or bools"),
+    (lambda: tt.tensor([[1, 2], [3]]), "inhomogeneous"),
+    (lambda: tt.tensor(["a"]), "dtype <U1"),
+    (lambda: tt.zeros(-1, 3), "zeros: negative dimension -1"),
+    (lambda: tt.ones((2, -3)), "ones: negative dimension -3"),
+    (lambda: tt.zeros(1e12), "zeros: size must be integers"),
+    (lambda: tt.zeros(10**12), "zeros: cannot allocate 3725.3 GiB"),
+    (lambda: tt.randn(10**7, 10**7), "randn: cannot allocate"),
+    (lambda: tt.full((10**13,), 1.0), "full: cannot allocate"),
+    (lambda: tt.arange(0, 5, 0), "arange:"),
+])
+def test_bad_creation_arguments_are_library_errors_naming_the_call(call, says: str) -> None:
+    with pytest.raises(tt.TraceTensorError, match=None) as ei:
+        call()
+    assert says in str(ei.value) and "test_hostile.py" in str(ei.value)  # and the user's line

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import events as ev
+from .._npyfile import npy_header
 from ..errors import SerializationError
 from .base import RunInfo, Trace, output_name
 
@@ -193,22 +194,7 @@ def load_npy(b: bytes) -> np.ndarray:
     if not isinstance(b, bytes):
         raise ValueError(f"expected .npy bytes, found {type(b).__name__}")
     f = io.BytesIO(b)
-    try:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"unsupported .npy version {version}")
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _fortran, dtype = read(f)
-    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError) as e:
-        raise ValueError(f"not a valid .npy header ({type(e).__name__}: {e})") from None
-    if dtype.hasobject:
-        raise ValueError("holds Python objects (refused: loading them would unpickle)")
-    count = 1
-    for d in shape:
-        count *= d
-    if count * dtype.itemsize > len(b) - f.tell():
-        raise ValueError(f"header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes), "
-                         f"but only {len(b) - f.tell()} bytes follow")
+    npy_header(f, len(b))
     f.seek(0)
     return np.load(f, allow_pickle=False)
 

@@ -194,6 +194,43 @@ saved_model = _namespace(
 )
 compat = _namespace("compat", v1=_sys.modules[__name__])  # `tf.compat.v1.placeholder` works too
 
+# ---- TF1 programs as they are written (tf.app, tf.flags, tf.layers, tf.nn.rnn_cell, tf.contrib)
+from . import app, layers, rnn  # noqa: E402
+from .app import flags, logging  # noqa: E402
+from .layers import (  # noqa: E402
+    constant_initializer,
+    glorot_normal_initializer,
+    glorot_uniform_initializer,
+    initializers,
+    ones_initializer,
+    random_normal_initializer,
+    random_uniform_initializer,
+    truncated_normal_initializer,
+    variance_scaling_initializer,
+    zeros_initializer,
+)
+from .nn_ops import split, unstack  # noqa: E402
+from .variables import add_to_collection, get_collection  # noqa: E402
+
+for _k in ("conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
+    setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
+rnn_cell = _types.SimpleNamespace(
+    RNNCell=rnn.RNNCell, BasicRNNCell=rnn.BasicRNNCell, BasicLSTMCell=rnn.BasicLSTMCell, LSTMCell=rnn.LSTMCell,
+    GRUCell=rnn.GRUCell, MultiRNNCell=rnn.MultiRNNCell, DropoutWrapper=rnn.DropoutWrapper,
+    LSTMStateTuple=rnn.LSTMStateTuple,
+)
+nn.rnn_cell = rnn_cell
+for _k in ("static_rnn", "dynamic_rnn", "static_bidirectional_rnn", "bidirectional_dynamic_rnn"):
+    setattr(nn, _k, getattr(rnn, _k))
+contrib = _types.SimpleNamespace(
+    rnn=_types.SimpleNamespace(**vars(rnn_cell), static_rnn=rnn.static_rnn,
+                               static_bidirectional_rnn=rnn.static_bidirectional_rnn),
+    layers=_types.SimpleNamespace(xavier_initializer=layers.xavier_initializer, flatten=layers.flatten,
+                                  variance_scaling_initializer=layers.variance_scaling_initializer),
+)
+GraphKeys.UPDATE_OPS = layers.UPDATE_OPS
+GraphKeys.REGULARIZATION_LOSSES = "regularization_losses"
+
 __all__ = [
     *_o.__all__,
     "train",
@@ -240,4 +277,24 @@ __all__ = [
     "dtypes",
     "saved_model",
     "compat",
+    "app",
+    "flags",
+    "logging",
+    "layers",
+    "rnn_cell",
+    "contrib",
+    "split",
+    "unstack",
+    "get_collection",
+    "add_to_collection",
+    "initializers",
+    "constant_initializer",
+    "zeros_initializer",
+    "ones_initializer",
+    "random_normal_initializer",
+    "truncated_normal_initializer",
+    "random_uniform_initializer",
+    "variance_scaling_initializer",
+    "glorot_uniform_initializer",
+    "glorot_normal_initializer",
 ]

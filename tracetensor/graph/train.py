@@ -202,6 +202,7 @@ def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
     return Step(op, update, phase="update", evop=rule, grad_of=(op.inputs[0].name,))
 
 
-from .io import Saver  # noqa: E402  (tf.train.Saver)
+from .io import CheckpointState, Saver, get_checkpoint_state, latest_checkpoint  # noqa: E402  (tf.train.*)
 
-__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver"]
+__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver",
+           "latest_checkpoint", "get_checkpoint_state", "CheckpointState"]

@@ -131,6 +131,18 @@ def _assign(var: Variable, value: Any, mode: str, type_: str) -> Operation:
         )
 
 
+def get_collection(key: str, scope: str | None = None) -> list[Any]:
+    """The default graph's collection `key` (items whose name starts with `scope`, if given)."""
+    items = get_default_graph().get_collection(key)
+    if scope is None:
+        return items
+    return [v for v in items if getattr(v, "name", "").startswith(scope)]
+
+
+def add_to_collection(name: str, value: Any) -> None:
+    get_default_graph().add_to_collection(name, value)
+
+
 def global_variables(graph: Graph | None = None) -> list[Variable]:
     return (graph or get_default_graph()).get_collection(GLOBAL_VARIABLES)
 

@@ -210,7 +210,7 @@ from .layers import (  # noqa: E402
     zeros_initializer,
 )
 from .nn_ops import split, unstack  # noqa: E402
-from .variables import add_to_collection, get_collection  # noqa: E402
+from .variables import AUTO_REUSE, VariableScope, add_to_collection, get_collection  # noqa: E402
 
 for _k in ("conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
     setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
@@ -222,14 +222,28 @@ rnn_cell = _types.SimpleNamespace(
 nn.rnn_cell = rnn_cell
 for _k in ("static_rnn", "dynamic_rnn", "static_bidirectional_rnn", "bidirectional_dynamic_rnn"):
     setattr(nn, _k, getattr(rnn, _k))
-contrib = _types.SimpleNamespace(
-    rnn=_types.SimpleNamespace(**vars(rnn_cell), static_rnn=rnn.static_rnn,
-                               static_bidirectional_rnn=rnn.static_bidirectional_rnn),
-    layers=_types.SimpleNamespace(xavier_initializer=layers.xavier_initializer, flatten=layers.flatten,
-                                  variance_scaling_initializer=layers.variance_scaling_initializer),
-)
+from . import contrib  # noqa: E402  (`from tensorflow.contrib import rnn` maps to it)
+
 GraphKeys.UPDATE_OPS = layers.UPDATE_OPS
 GraphKeys.REGULARIZATION_LOSSES = "regularization_losses"
+
+
+class GPUOptions:
+    """Accepted and ignored (the device is the session's): `config.gpu_options.allow_growth = True`."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.allow_growth = False
+        self.per_process_gpu_memory_fraction = 1.0
+        self.__dict__.update(kwargs)
+
+
+class ConfigProto:
+    """tf.ConfigProto: its options are accepted and have no effect here."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.gpu_options = GPUOptions()
+        self.allow_soft_placement = self.log_device_placement = False
+        self.__dict__.update(kwargs)
 
 __all__ = [
     *_o.__all__,
@@ -288,6 +302,10 @@ __all__ = [
     "get_collection",
     "add_to_collection",
     "initializers",
+    "ConfigProto",
+    "AUTO_REUSE",
+    "VariableScope",
+    "GPUOptions",
     "constant_initializer",
     "zeros_initializer",
     "ones_initializer",

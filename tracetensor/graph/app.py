@@ -223,7 +223,11 @@ def run(main: Callable[[list[str]], Any] | None = None, argv: Sequence[str] | No
         main = getattr(sys.modules["__main__"], "main", None)
         if main is None:
             raise Error("tf.app.run() found no main() in the __main__ module: pass tf.app.run(main=...)")
-    rest = FLAGS(sys.argv if argv is None else argv, known_only=True)
+    try:
+        rest = FLAGS(sys.argv if argv is None else argv, known_only=True)
+    except Error as e:  # absl's behaviour: one line on stderr, exit status 1
+        print(f"FATAL Flags parsing error: {e}\nPass --help to see help on flags.", file=sys.stderr)
+        sys.exit(1)
     for name, fv in _required:
         f = fv._flags.get(name)
         if f is not None and f.value is None:

@@ -236,6 +236,20 @@ class Tensor:
     def get_shape(self) -> TensorShape:
         return self.shape
 
+    def set_shape(self, shape: Any) -> None:
+        """Refines the static shape with what the caller knows (TF's set_shape); a shape
+        that contradicts the known one is a ValueError."""
+        new = TensorShape(shape.dims if isinstance(shape, TensorShape) else shape).dims
+        if new is None:
+            return
+        if self._dims is None:
+            self._dims = new
+            return
+        if len(new) != len(self._dims) or any(a is not None and b is not None and a != b
+                                               for a, b in zip(self._dims, new)):
+            raise ValueError(f"cannot set the shape of '{self.name}' {self.shape} to {TensorShape(new)}")
+        self._dims = tuple(a if a is not None else b for a, b in zip(self._dims, new))
+
     @property
     def device(self) -> str | None:
         return self.op.device

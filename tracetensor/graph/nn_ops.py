@@ -142,7 +142,9 @@ def dropout(x: Any, keep_prob: Any = None, noise_shape: Any = None, seed: int | 
             keep = cast(keep, t.dtype)
         noise = random_uniform(shape(t) if noise_shape is None else noise_shape, dtype=t.dtype, seed=seed)
         mask = floor(add(noise, keep))
-        return multiply(divide(t, keep), mask, name="mul")
+        out = multiply(divide(t, keep), mask, name="mul")
+        out.set_shape(t.shape)  # as TF: a keep_prob placeholder of unknown shape does not hide x's shape
+        return out
 
 
 def in_top_k(predictions: Any, targets: Any, k: int, name: str | None = None) -> Tensor:

@@ -438,9 +438,11 @@ def _reduce(opname: str, doc: str):
         keepdims: builtins.bool = False,
         name: str | None = None,
         keep_dims: builtins.bool | None = None,
+        reduction_indices: Any = None,
     ) -> Tensor:
         kd = keepdims if keep_dims is None else keep_dims  # TF1's old spelling
-        return apply(opname, (input_tensor,), {"axis": _axis(axis), "keepdims": builtins.bool(kd)}, name=name)
+        ax = axis if reduction_indices is None else reduction_indices  # and TF1's old name of axis
+        return apply(opname, (input_tensor,), {"axis": _axis(ax), "keepdims": builtins.bool(kd)}, name=name)
 
     fn.__name__ = fn.__qualname__ = doc
     fn.__doc__ = f"`tf.{doc}(x, axis=None, keepdims=False)`: the registry op '{opname}'."

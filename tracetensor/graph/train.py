@@ -204,5 +204,33 @@ def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
 
 from .io import CheckpointState, Saver, get_checkpoint_state, latest_checkpoint  # noqa: E402  (tf.train.*)
 
+
+def get_global_step(graph: Any = None) -> Variable | None:
+    """The graph's `global_step` variable, or None."""
+    from .core import get_default_graph
+
+    g = graph or get_default_graph()
+    found = g.get_collection("global_step") or [
+        v for v in g.get_collection("variables") if v.op.name == "global_step"
+    ]
+    return found[0] if found else None
+
+
+def get_or_create_global_step(graph: Any = None) -> Variable:
+    """`global_step`: an int64 non-trainable variable starting at 0, made on first use."""
+    from .core import get_default_graph
+
+    g = graph or get_default_graph()
+    step = get_global_step(g)
+    if step is None:
+        with g.as_default(), g.name_scope(None), g.control_dependencies(None):
+            step = Variable(0, trainable=False, name="global_step", dtype=_dt.int64)
+        g.add_to_collection("global_step", step)
+    return step
+
+
+create_global_step = get_or_create_global_step
+
 __all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver",
-           "latest_checkpoint", "get_checkpoint_state", "CheckpointState"]
+           "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "get_global_step",
+           "get_or_create_global_step", "create_global_step"]

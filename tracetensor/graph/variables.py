@@ -167,8 +167,32 @@ def global_variables_initializer() -> Operation:
 initialize_all_variables = global_variables_initializer
 
 
+class _Reuse:
+    """`tf.AUTO_REUSE`: get_variable creates a variable the first time, returns it after."""
+
+    def __repr__(self) -> str:
+        return "tf.AUTO_REUSE"
+
+
+AUTO_REUSE: Any = _Reuse()
+
+
+class VariableScope(str):
+    """What `with tf.variable_scope(...) as scope` gives: the scope's name (a str, as before)
+    with TF's `.name` and `.reuse_variables()`."""
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def reuse_variables(self) -> None:
+        """From here to the end of the `with` block, get_variable returns existing variables."""
+        if _scopes.reuse:
+            _scopes.reuse[-1] = True
+
+
 class _VariableScope(threading.local):
-    reuse: list[bool]
+    reuse: list[Any]
 
     def __init__(self) -> None:
         self.reuse = []
@@ -179,7 +203,7 @@ _scopes = _VariableScope()
 
 @contextmanager
 def variable_scope(
-    name_or_scope: str | None,
+    name_or_scope: Any,
     default_name: str | None = None,
     values: Any = None,
     reuse: bool | None = None,
@@ -190,13 +214,16 @@ def variable_scope(
     g = get_default_graph()
     name = name_or_scope or default_name or "scope"
     outer = g.get_name_scope()
-    full = f"{outer}/{name}" if outer else name
+    # a scope object (from `as scope`) names its scope absolutely
+    full = str(name) if isinstance(name, VariableScope) or not outer else f"{outer}/{name}"
     inherited = _scopes.reuse[-1] if _scopes.reuse else False
-    _scopes.reuse.append(bool(reuse) or inherited)
+    _scopes.reuse.append(
+        True if reuse is True or inherited is True else AUTO_REUSE if AUTO_REUSE in (reuse, inherited) else False
+    )
     try:
         with g.name_scope(full + "/") as scope:
             g._names.setdefault(full, 1)
-            yield scope[:-1]
+            yield VariableScope(scope[:-1])
     finally:
         _scopes.reuse.pop()
 
@@ -226,7 +253,7 @@ def get_variable(
                 "variable_scope?"
             )
         return existing
-    if reuse:
+    if reuse is True:
         raise ValueError(
             f"Variable {full} does not exist: variable_scope(reuse=True) only returns existing ones"
         )

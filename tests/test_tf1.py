@@ -418,3 +418,58 @@ def test_wrapper_thread_name_filter_debugs_only_matching_threads(g) -> None:
     t.join(30)
     assert results == [6.0] and out.getvalue() == ""  # the worker thread's run is not debugged
     assert sess.run(x) == 6.0 and "run-start: run #1" in out.getvalue()
+
+
+# ----------------------------------------------------------------- smaller TF1 names
+
+
+def test_stop_gradient_pad_slice_and_friends(g) -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = tf.Variable(a)
+    y = tf.reduce_sum(x * tf.stop_gradient(x))  # d/dx = stop(x) = x, not 2x
+    padded = tf.pad(x, [[1, 0], [0, 2]])
+    refl = tf.pad(x, [[0, 0], [2, 2]], mode="REFLECT")
+    (gy, gp, gr) = tf.gradients([y], [x]) + tf.gradients(tf.reduce_sum(padded * 2), [x]) + \
+        tf.gradients(tf.reduce_sum(refl), [x])
+    out = run([gy, padded, refl, gp, gr, tf.slice(x, [0, 1], [-1, 2]), tf.sequence_mask([1, 3], 4),
+               tf.count_nonzero(x), tf.squared_difference(x, 1.0), tf.cumsum(x, axis=1), tf.log_sigmoid(x)])
+    np.testing.assert_array_equal(out[0], a)
+    np.testing.assert_array_equal(out[1], np.pad(a, ((1, 0), (0, 2))))
+    np.testing.assert_array_equal(out[2], np.pad(a, ((0, 0), (2, 2)), mode="reflect"))
+    np.testing.assert_array_equal(out[3], np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(out[4], [[2, 3, 2], [2, 3, 2]])  # the middle column is copied twice
+    np.testing.assert_array_equal(out[5], a[:, 1:3])
+    np.testing.assert_array_equal(out[6], [[True, False, False, False], [True, True, True, False]])
+    assert out[7] == 5 and out[7].dtype == np.int64
+    np.testing.assert_array_equal(out[8], (a - 1) ** 2)
+    np.testing.assert_array_equal(out[9], np.cumsum(a, 1))
+    np.testing.assert_allclose(out[10], -np.log1p(np.exp(-a.astype(np.float64))), rtol=1e-6)
+
+
+def test_clip_by_global_norm_and_exponential_decay(g) -> None:
+    a, b = tf.constant([3.0, 0.0]), tf.constant([[4.0]])
+    (ca, cb), norm = tf.clip_by_global_norm([a, b, None][:2], 1.0)
+    step = tf.Variable(0, trainable=False)
+    lr = tf.train.exponential_decay(0.1, step, 10, 0.5, staircase=True)
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        n, va, vb = s.run([norm, ca, cb])
+        assert n == pytest.approx(5.0) and va.tolist() == pytest.approx([0.6, 0.0]) and vb[0, 0] == pytest.approx(0.8)
+        assert s.run(lr) == pytest.approx(0.1)
+        s.run(tf.assign(step, 25))
+        assert s.run(lr) == pytest.approx(0.025)
+    assert run(tf.clip_by_norm(tf.constant([0.3, 0.4]), 1.0)).tolist() == pytest.approx([0.3, 0.4])
+
+
+def test_get_variable_scope_reuse_variables(g) -> None:
+    def tower(x):
+        w = tf.get_variable("w", [2, 2], initializer=tf.ones_initializer())
+        return tf.matmul(x, w)
+
+    x = tf.ones([1, 2])
+    with tf.variable_scope("model"):
+        tower(x)
+        tf.get_variable_scope().reuse_variables()
+        tower(x)
+    assert [v.op.name for v in tf.global_variables()] == ["model/w"]
+    assert run(tf.local_variables_initializer()) is None

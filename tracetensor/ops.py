@@ -2203,6 +2203,43 @@ def transpose_all(xp, a):
 @transpose_all.defvjp
 def _(ctx, g):
     return (g.transpose(),)
+
+
+@register("stop_gradient", tf="StopGradient", cost=_no_cost)
+def stop_gradient(xp, a):
+    """Passes `a` through; no gradient flows back (no VJP on purpose)."""
+    return a
+
+
+def _pads(paddings):
+    return tuple((int(lo), int(hi)) for lo, hi in paddings)
+
+
+@register("tf_pad", tf="Pad", cost=_no_cost)
+def tf_pad(xp, a, paddings, mode="CONSTANT", constant_values=0):
+    """tf.pad: (before, after) per dimension; CONSTANT, REFLECT or SYMMETRIC."""
+    pads = _pads(paddings)
+    if len(pads) != a.ndim:
+        raise Invalid(f"paddings must have one (before, after) pair per dimension: {a.ndim}, got {len(pads)}")
+    if mode == "CONSTANT":
+        return xp.pad(a, pads, constant_values=constant_values)
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        raise Invalid(f"mode must be CONSTANT, REFLECT or SYMMETRIC, got {mode!r}")
+    return xp.pad(a, pads, mode=mode.lower())
+
+
+@tf_pad.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    pads = _pads(ctx.attrs["paddings"])
+    mode = ctx.attrs.get("mode", "CONSTANT")
+    if mode == "CONSTANT":
+        return (g[tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, a.shape))],)
+    # REFLECT / SYMMETRIC: each padded element's gradient goes to the element it copies
+    src = xp.arange(a.size).reshape(a.shape)
+    idx = xp.pad(src, pads, mode=mode.lower()).reshape(-1)
+    ga = _scatter_add(xp, xp.zeros(a.size, dtype=g.dtype), idx, g.reshape(-1))
+    return (ga.reshape(a.shape),)
 # ================================================================= end of the TensorFlow 1 block
 
 

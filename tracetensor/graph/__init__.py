@@ -210,9 +210,41 @@ from .layers import (  # noqa: E402
     variance_scaling_initializer,
     zeros_initializer,
 )
-from .nn_ops import split, unstack  # noqa: E402
-from .variables import AUTO_REUSE, VariableScope, add_to_collection, get_collection  # noqa: E402
+from .nn_ops import (  # noqa: E402
+    arg_max,
+    arg_min,
+    assign,
+    assign_add,
+    assign_sub,
+    clip_by_global_norm,
+    clip_by_norm,
+    count_nonzero,
+    cumsum,
+    global_norm,
+    local_variables_initializer,
+    log_sigmoid,
+    pad,
+    sequence_mask,
+    slice,
+    split,
+    squared_difference,
+    stop_gradient,
+    tables_initializer,
+    to_float,
+    to_int32,
+    to_int64,
+    unstack,
+)
+from .variables import (  # noqa: E402
+    AUTO_REUSE,
+    VariableScope,
+    add_to_collection,
+    get_collection,
+    get_variable_scope,
+)
 
+math.log_sigmoid, math.squared_difference, math.count_nonzero, math.cumsum = (
+    log_sigmoid, squared_difference, count_nonzero, cumsum)
 for _k in ("conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
     setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
 rnn_cell = _types.SimpleNamespace(
@@ -305,6 +337,28 @@ __all__ = [
     "initializers",
     "ConfigProto",
     "AUTO_REUSE",
+    "get_variable_scope",
+    "arg_max",
+    "arg_min",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "count_nonzero",
+    "cumsum",
+    "global_norm",
+    "local_variables_initializer",
+    "log_sigmoid",
+    "pad",
+    "sequence_mask",
+    "slice",
+    "squared_difference",
+    "stop_gradient",
+    "tables_initializer",
+    "to_float",
+    "to_int32",
+    "to_int64",
     "VariableScope",
     "GPUOptions",
     "constant_initializer",

@@ -1,5 +1,6 @@
-"""TF1's `tf.nn` convolution, pooling and dropout, plus `tf.unstack` and `tf.split`, as
-graph builders over the registry (TF's layouts: NHWC by default, (kh, kw, in, out) filters)."""
+"""TF1's `tf.nn` convolution, pooling and dropout, and the smaller TF1 names training
+scripts use (`tf.unstack`, `split`, `pad`, `sequence_mask`, `clip_by_global_norm`, `assign`,
+...), as graph builders over the registry (TF's layouts: NHWC, (kh, kw, in, out) filters)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .ops import (
     _tensors,
     add,
     apply,
+    as_dtype,
     cast,
     divide,
     floor,
@@ -29,7 +31,11 @@ from .ops import (
     subtract,
 )
 
-__all__ = ["conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b", "unstack", "split"]
+__all__ = ["conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b", "unstack", "split",
+           "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
+           "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
+           "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
+           "arg_min"]
 
 
 def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
@@ -184,7 +190,7 @@ def unstack(value: Any, num: int | None = None, axis: int = 0, name: str = "unst
         raise InvalidArgumentError(f"unstack of '{t.name}' needs a known rank")
     axis = axis % len(t._dims)
     n = num if num is not None else _axis_size(t, axis, "unstack")
-    lead = (slice(None),) * axis
+    lead = (builtins.slice(None),) * axis
     with name_scope(name):
         return [strided_slice(t, (*lead, i)) for i in builtins.range(n)]
 
@@ -211,11 +217,163 @@ def split(value: Any, num_or_size_splits: Any, axis: int = 0, num: int | None = 
         if -1 in sizes:
             rest = _axis_size(t, axis, "split") - builtins.sum(s for s in sizes if s != -1)
             sizes = [rest if s == -1 else s for s in sizes]
-    lead = (slice(None),) * axis
+    lead = (builtins.slice(None),) * axis
     out, start = [], 0
     with name_scope(name):
         for s in sizes:
-            out.append(strided_slice(t, (*lead, slice(start, start + s))))
+            out.append(strided_slice(t, (*lead, builtins.slice(start, start + s))))
             start += s
     return out
 
+
+
+# --------------------------------------------------------------------------- smaller TF1 names
+
+
+def stop_gradient(input: Any, name: str | None = None) -> Tensor:
+    """`input`, with no gradient flowing back through it."""
+    return apply("stop_gradient", (input,), name=name or "StopGradient")
+
+
+def pad(tensor: Any, paddings: Any, mode: str = "CONSTANT", name: str | None = None,
+        constant_values: Any = 0) -> Tensor:
+    """`paddings[i] = [before, after]` for dimension i; CONSTANT, REFLECT or SYMMETRIC."""
+    if isinstance(paddings, Tensor):
+        raise InvalidArgumentError("pad needs static paddings (a list of [before, after] pairs)")
+    pairs = tuple((builtins.int(a), builtins.int(b)) for a, b in paddings)
+    return apply("tf_pad", (tensor,), {"paddings": pairs, "mode": mode.upper(), "constant_values": constant_values},
+                 name=name or "Pad")
+
+
+def slice(input_: Any, begin: Sequence[int], size: Sequence[int], name: str | None = None) -> Tensor:
+    """`input_[begin[i] : begin[i] + size[i]]` per dimension (size -1: to the end)."""
+    index = tuple(builtins.slice(builtins.int(b), None if builtins.int(n) == -1 else builtins.int(b) + builtins.int(n))
+                  for b, n in zip(begin, size))
+    return strided_slice(_tensors(input_)[0], index, name=name or "Slice")
+
+
+def sequence_mask(lengths: Any, maxlen: Any = None, dtype: Any = "bool", name: str | None = None) -> Tensor:
+    """mask[i, j] = j < lengths[i], over `maxlen` columns (the longest length when None)."""
+    from .ops import expand_dims, range, reduce_max
+
+    with name_scope(name or "SequenceMask"):
+        (lens,) = _tensors(lengths)
+        top = reduce_max(lens) if maxlen is None else maxlen
+        cols = range(0, top, 1, dtype=lens.dtype) if isinstance(top, Tensor) else range(builtins.int(top))
+        mask = less(cols, expand_dims(lens, -1))
+        return mask if as_dtype(dtype) == mask.dtype else cast(mask, dtype)
+
+
+def count_nonzero(input_tensor: Any, axis: Any = None, keepdims: builtins.bool = False, dtype: Any = "int64",
+                  name: str | None = None, reduction_indices: Any = None) -> Tensor:
+    from .ops import not_equal
+
+    (t,) = _tensors(input_tensor)
+    nz = cast(not_equal(t, False if t.dtype.np.kind == "b" else 0), dtype)
+    return reduce_sum(nz, axis if reduction_indices is None else reduction_indices, keepdims=keepdims,
+                      name=name or "count_nonzero")
+
+
+def cumsum(x: Any, axis: int = 0, exclusive: builtins.bool = False, reverse: builtins.bool = False,
+           name: str | None = None) -> Tensor:
+    if exclusive or reverse:
+        raise InvalidArgumentError("cumsum supports exclusive=False, reverse=False only")
+    return apply("cumsum", (x,), {"axis": builtins.int(axis)}, name=name or "Cumsum")
+
+
+def squared_difference(x: Any, y: Any, name: str | None = None) -> Tensor:
+    from .ops import square
+
+    return square(subtract(x, y), name=name or "SquaredDifference")
+
+
+def to_float(x: Any, name: str = "ToFloat") -> Tensor:
+    return cast(x, "float32", name=name)
+
+
+def to_int32(x: Any, name: str = "ToInt32") -> Tensor:
+    return cast(x, "int32", name=name)
+
+
+def to_int64(x: Any, name: str = "ToInt64") -> Tensor:
+    return cast(x, "int64", name=name)
+
+
+def log_sigmoid(x: Any, name: str | None = None) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
+    from .ops import negative, softplus
+
+    return negative(softplus(negative(x)), name=name or "LogSigmoid")
+
+
+def assign(ref: Any, value: Any, validate_shape: Any = None, use_locking: Any = None,
+           name: str | None = None) -> Tensor:
+    return ref.assign(value, name=name)
+
+
+def assign_add(ref: Any, value: Any, use_locking: Any = None, name: str | None = None) -> Tensor:
+    return ref.assign_add(value, name=name)
+
+
+def assign_sub(ref: Any, value: Any, use_locking: Any = None, name: str | None = None) -> Tensor:
+    return ref.assign_sub(value, name=name)
+
+
+def _sq_sum(t: Tensor) -> Tensor:
+    from .ops import square
+
+    return reduce_sum(square(t))
+
+
+def clip_by_norm(t: Any, clip_norm: Any, axes: Any = None, name: str | None = None) -> Tensor:
+    """t * clip_norm / max(norm(t), clip_norm): t unchanged when its L2 norm is within clip_norm."""
+    from .ops import sqrt, square
+
+    with name_scope(name or "clip_by_norm"):
+        (x,) = _tensors(t)
+        n = sqrt(reduce_sum(square(x), axes, keepdims=True))
+        return multiply(x, divide(clip_norm, maximum(n, clip_norm)))
+
+
+def global_norm(t_list: Sequence[Any], name: str | None = None) -> Tensor:
+    """sqrt(sum of every tensor's squared L2 norm); None entries are skipped."""
+    from .ops import add_n, sqrt
+
+    with name_scope(name or "global_norm"):
+        ts = [_tensors(t)[0] for t in t_list if t is not None]
+        return sqrt(add_n([_sq_sum(t) for t in ts]))
+
+
+def clip_by_global_norm(t_list: Sequence[Any], clip_norm: Any, use_norm: Any = None,
+                        name: str | None = None) -> tuple[list[Any], Tensor]:
+    """Every tensor scaled by clip_norm / max(global_norm, clip_norm); returns (list, global norm)."""
+    with name_scope(name or "clip_by_global_norm"):
+        norm = use_norm if use_norm is not None else global_norm(t_list)
+        scale = divide(clip_norm, maximum(norm, clip_norm))
+        return [None if t is None else multiply(t, cast(scale, _tensors(t)[0].dtype)) for t in t_list], norm
+
+
+def local_variables_initializer() -> Any:
+    """Initializes the local variables; tracetensor graphs have none, so this is a no-op."""
+    from .ops import no_op
+
+    return no_op(name="init_1")
+
+
+def tables_initializer(name: str = "init_all_tables") -> Any:
+    """No lookup tables exist here: a no-op, so scripts that run it work."""
+    from .ops import no_op
+
+    return no_op(name=name)
+
+
+def arg_max(input: Any, dimension: int, name: str | None = None, output_type: Any = "int64") -> Tensor:
+    from .ops import argmax
+
+    return argmax(input, dimension, name=name, output_type=output_type)
+
+
+def arg_min(input: Any, dimension: int, name: str | None = None, output_type: Any = "int64") -> Tensor:
+    from .ops import argmin
+
+    return argmin(input, dimension, name=name, output_type=output_type)

@@ -231,6 +231,19 @@ def get_or_create_global_step(graph: Any = None) -> Variable:
 
 create_global_step = get_or_create_global_step
 
+
+def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                      staircase: bool = False, name: str | None = None) -> Tensor:
+    """learning_rate * decay_rate ** (global_step / decay_steps) (the exponent floored when
+    `staircase`), a float32 tensor that optimizers take as their learning rate."""
+    from .ops import cast, floor, multiply, name_scope, pow
+
+    with name_scope(name or "ExponentialDecay"):
+        p = cast(global_step, _dt.float32) / float(decay_steps)
+        if staircase:
+            p = floor(p)
+        return multiply(float(learning_rate), pow(float(decay_rate), p), name="learning_rate")
+
 __all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver",
            "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "get_global_step",
-           "get_or_create_global_step", "create_global_step"]
+           "get_or_create_global_step", "create_global_step", "exponential_decay"]

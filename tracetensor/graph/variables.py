@@ -189,6 +189,8 @@ class VariableScope(str):
         """From here to the end of the `with` block, get_variable returns existing variables."""
         if _scopes.reuse:
             _scopes.reuse[-1] = True
+        else:  # the root scope: from now on in this thread, as TF's root scope
+            _scopes.reuse.append(True)
 
 
 class _VariableScope(threading.local):
@@ -199,6 +201,11 @@ class _VariableScope(threading.local):
 
 
 _scopes = _VariableScope()
+
+
+def get_variable_scope() -> VariableScope:
+    """The current variable scope (`tf.get_variable_scope().reuse_variables()` works)."""
+    return VariableScope(get_default_graph().get_name_scope())
 
 
 @contextmanager

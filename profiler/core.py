@@ -29,7 +29,7 @@ from typing import Any
 
 import tracetensor as tt
 from tracetensor import events as ev
-from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns
+from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns, printable
 
 __all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
            "Report", "EventList", "Row", "SortKeyError"]
@@ -607,7 +607,7 @@ class EventList(list):
             cols += [("Total FLOPs", lambda r: f"{r.flops:,}"),
                      ("GFLOP/s", lambda r: f"{r.flops / r.self_cpu_time_total:.3f}"
                       if r.flops and not r.is_range and r.self_cpu_time_total else "")]
-        cells = [[f(r) for _, f in cols] for r in rows]
+        cells = [[printable(f(r)) for _, f in cols] for r in rows]  # names come from user code / traces
         widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
                   for i, (h, _) in enumerate(cols)]
         sep = "-" * (sum(widths) + 2 * (len(widths) - 1))

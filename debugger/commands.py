@@ -84,6 +84,7 @@ class GradStat:
 
 
 SPARK = "▁▂▃▄▅▆▇█"
+HISTORY = 20  # runs of gradient-norm history that `gf` shows
 
 
 def sparkline(xs: Iterable[float]) -> str:
@@ -653,7 +654,7 @@ class Debugger:
             wn = "" if s.weight_norm is None else f"{s.weight_norm:.3g}"
             table.add_row(s.param, f"{s.grad_norm:.3g}", wn,
                           "" if s.ratio is None else f"{s.ratio:.2e}", f"{s.zero_share:.0%}",
-                          sparkline(hist[-20:]), s.flag,
+                          sparkline(hist[-HISTORY:]), s.flag,
                           style="red" if s.flag in ("nan/inf", "exploding") else
                           ("yellow" if s.flag == "vanishing" else None))
         return table
@@ -674,10 +675,10 @@ class Debugger:
         if not self._offline_history or self._history_of_run == self.run:
             return
         self.grad_history.clear()
-        for r in self.trace.runs():
-            if r.run > (self.run or 0):
-                break
-            for s in self.grad_stats(r.run):
+        # the sparkline shows the last HISTORY runs: only those are decoded, whatever the trace's size
+        upto = [r.run for r in self.trace.runs() if r.run <= (self.run or 0)][-HISTORY:]
+        for run in upto:
+            for s in self.grad_stats(run):
                 self.grad_history.setdefault(s.param, []).append(s.grad_norm)
         self._history_of_run = self.run
 

@@ -426,6 +426,15 @@ def summarize(a: Any) -> Summary:
             mean = float(_add_reduce(r64)) / n
             var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
             return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
+    else:
+        from . import _gpu
+
+        st = _gpu.summary_stats(a) if kind == "f" else None
+        if st is not None:
+            return _summary_from_stats(n, st)
+        fast = _device_fast_summary(a, n, xp)
+        if fast is not None:
+            return fast
     finite = xp.isfinite(a)
     nan = xp.isnan(a).sum()
     posinf = (a == np.inf).sum()
@@ -448,6 +457,33 @@ def summarize(a: Any) -> Summary:
     else:
         mn_, mx_, mean_, std_ = (float(v) for v in vals[6:])
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
+
+
+def _summary_from_stats(n: int, st: tuple[float, ...]) -> Summary:
+    """A Summary from the GPU kernel's (min, max, sum, sumsq, nan, -inf, +inf, neg, zero, pos)."""
+    mn, mx, total, sq = st[:4]
+    nan, ninf, pinf, neg, zero, pos = (int(v) for v in st[4:])
+    nf = neg + zero + pos
+    if nf == 0:
+        return Summary(n, nan, ninf, pinf, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
+    mean = total / nf
+    return Summary(n, nan, ninf, pinf, neg, zero, pos, mn, mx, mean, math.sqrt(max(sq / nf - mean * mean, 0.0)))
+
+
+def _device_fast_summary(a: Any, n: int, xp: Any) -> Summary | None:
+    """The GPU's common case, all finite: six reductions and ONE device-to-host copy (each
+    copy is a synchronize, the dominant cost per op); None sends NaN/inf to the full path."""
+    r = a.reshape(-1)
+    f64 = np.float64
+    parts = [r.min().astype(f64), r.max().astype(f64), r.sum(dtype=f64), (r.astype(f64) ** 2).sum(),
+             (r > 0).sum().astype(f64), (r < 0).sum().astype(f64)]
+    mn, mx, total, sq, pos, neg = (float(v) for v in _host(xp.stack(parts)))
+    if not (math.isfinite(mn) and math.isfinite(mx)):  # min/max propagate NaN, and inf shows as an extreme
+        return None
+    mean = total / n
+    var = max(sq / n - mean * mean, 0.0)
+    pos_, neg_ = int(pos), int(neg)
+    return Summary(n, 0, 0, 0, neg_, n - pos_ - neg_, pos_, mn, mx, mean, math.sqrt(var))
 
 
 def _xp_of(a: Any) -> Any:

@@ -147,6 +147,11 @@ class Trace(ABC):
     def first(self, predicate: Callable[[ev.OpEvent], bool], run: int | None = None) -> ev.OpEvent | None:
         return next((e for e in self.iter_events(run) if predicate(e)), None)
 
+    def iter_nonfinite(self, run: int | None = None) -> Iterator[ev.OpEvent]:
+        """The events with a NaN/inf output, in execution order (a file reads only the blocks
+        its index marks as holding one)."""
+        return (e for e in self.iter_events(run) if e.summaries and e.nonfinite)
+
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The culprit: the first event (execution order) with a NaN or inf output."""
         return self.first(lambda e: e.nonfinite > 0, run)

@@ -1205,6 +1205,27 @@ class SqliteTrace(Trace):
             bad &= b.run == run
         return self._events_of(b, [int(np.argmax(bad))])[0]
 
+    def iter_nonfinite(self, run: int | None = None) -> Iterator[ev.OpEvent]:
+        # only blocks whose index entry holds a first non-finite seq can hold one at all
+        if run is None:
+            sql, params = "SELECT id FROM blocks WHERE nonfinite > 0 AND id > ? ORDER BY id LIMIT 64", []
+        else:
+            sql = ("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 AND block > ?"
+                   " ORDER BY block LIMIT 64")
+            params = [run]
+        last = 0
+        while True:
+            ids = [r[0] for r in self._q(sql, [*params, last])]
+            if not ids:
+                return
+            for bid in ids:
+                b = self._block(bid)
+                bad = b.nonfinite > 0
+                if run is not None:
+                    bad &= b.run == run
+                yield from self._events_of(b, np.flatnonzero(bad).tolist())
+            last = ids[-1]
+
     @_reads('an event block')
     def nonfinite_counts(self, run: int) -> dict[int, int]:
         """seq -> number of NaN/inf output elements, for the events of `run` that have any."""

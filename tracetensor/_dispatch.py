@@ -1,9 +1,10 @@
 """The one dispatch point: every forward op, backward op and optimizer update of
-both modes runs through `run_op`, which times it, names it and emits its event.
-
-Callers keep a fast path (`if not STATE.listeners: fn(...)`) so that with nobody
-listening the cost of observability is that single check; errors from either path
-go through `fail`, which names the op, phase, shapes and the user's line.
+both modes runs through `dispatch(site, fn, args, arrays, attrs)`. With nobody
+listening it costs one check; otherwise it times the op, describes it from its `Site`
+and emits its event. Either way errors go through `fail`, which names the op, phase,
+shapes and the user's line, so an error reads the same whether or not anyone listens.
+(Graph plans run as generated straight-line code when nobody listens; their errors
+go through the same `fail`.)
 """
 from __future__ import annotations
 
@@ -23,34 +24,83 @@ _tid = threading.get_ident
 _next_seq = _SEQ.__next__
 
 
-def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: dict, *, mode: str, name: str,
-           inputs: tuple[str, ...], device: Any, stack: tuple[Frame, ...] | None = None,
-           forward: str | None = None, grad_of: tuple[str, ...] = (), iteration: int | None = None,
-           op_label: str | None = None, out_names: tuple[str, ...] | None = None, saves: bool = False) -> Any:
-    """Runs `fn(*args, **attrs)` (an op's forward, VJP or update) and emits its OpEvent.
+class Site:
+    """What one call site tells the dispatch point: the op, its phase and mode and, while
+    someone listens, how the event names it (name, input names, stack, ...). Graph steps
+    and unobserved eager calls reuse one per op; observed eager calls make one per call."""
+    __slots__ = ("op", "phase", "mode", "label", "name", "inputs", "device", "stack", "forward", "grad_of",
+                 "out_names", "iteration", "saves")
 
-    `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op
-    instance's name; outputs are named `name:i` unless `out_names` says otherwise.
-    Returns what `fn` returned (an array, or a tuple for several outputs; with `saves`,
-    fn is a `saves=True` op's forward and returns (output, residuals)).
-    """
-    gpu = device.type == "cuda"
+    def __init__(self, op: OpDef, phase: str = "forward", mode: str = "eager", *, label: str | None = None,
+                 name: str | None = None, inputs: tuple[str, ...] = (), device: Any = None,
+                 stack: tuple[Frame, ...] | None = None, forward: str | None = None,
+                 grad_of: tuple[str, ...] = (), out_names: tuple[str, ...] | None = None,
+                 iteration: int | None = None, saves: bool = False) -> None:
+        self.op, self.phase, self.mode = op, phase, mode
+        self.label = label or (op.tf_name if mode == "graph" else op.name)
+        self.name, self.inputs, self.device, self.stack = name, inputs, device, stack
+        self.forward, self.grad_of, self.out_names = forward, grad_of, out_names
+        self.iteration, self.saves = iteration, saves
+
+    def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
+        """The one error an op raising here becomes (the same whether or not anyone listens)."""
+        return fail(self.op, self.phase, arrays, attrs, exc, mode=self.mode, name=self.name,
+                    frame=self.stack[0] if self.stack else None, label=self.label)
+
+
+_STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
+_FORWARD = _STATIC["forward"]
+
+
+def site_of(op: OpDef, phase: str = "forward") -> Site:
+    """The shared eager site of `op` in `phase` (what an unobserved call needs: errors only)."""
+    sites = _STATIC[phase]
+    s = sites.get(op)
+    if s is None:
+        s = sites[op] = Site(op, phase)
+    return s
+
+
+_NOATTRS: dict = {}
+
+
+def dispatch(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict = _NOATTRS) -> Any:
+    """Runs `fn(*args, **attrs)` (an op's forward, VJP or update): the one dispatch point.
+
+    With nobody listening that is all it does (plus turning what the op raised into
+    `site.error`); otherwise it times, describes and emits it (`_observed`). `arrays` are
+    the op's array inputs (for errors, summaries and cost). Returns what `fn` returned."""
+    if STATE.listeners:
+        return _observed(site, fn, args, arrays, attrs)
+    try:
+        return fn(*args, **attrs)
+    except Exception as e:
+        raise site.error(arrays, attrs, e) from None
+
+
+def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> Any:
+    """`dispatch` while someone listens: outputs are named `site.name:i` unless
+    `site.out_names` says otherwise; a `saves` op's fn returns (output, residuals)."""
+    device = site.device
+    gpu = device is not None and device.type == "cuda"
     if gpu:
         ev0 = _gpu.start()
     t0 = _perf()
     try:
         out = fn(*args, **attrs)
     except Exception as e:
-        raise fail(op, phase, arrays, attrs, e, mode=mode, name=name,
-                   frame=stack[0] if stack else None) from None
+        raise site.error(arrays, attrs, e) from None
     t1 = _perf()
     seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
-    dev = device.name
+    dev = device.name if device is not None else "cpu"
     result = out
-    if saves:
+    if site.saves:
         out = out[0]  # fn returned (output, residuals): only the output is observed
+    name = site.name
+    out_names = site.out_names
+    phase = site.phase
     if out.__class__ is not tuple:
         outs = (out,)
         dt = out.dtype
@@ -72,9 +122,11 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
+    stack = site.stack
     if stack is None and st.stacks:
         stack = user_frames()
     flops = 0
+    op = site.op
     if st.flops:
         ctx = args[0] if args else None
         if phase == "backward" and isinstance(ctx, Ctx) and ctx.args is not None:
@@ -82,9 +134,8 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
-    e = OpEvent(seq, RUN.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
-                name, inputs, metas, t0, t1, _tid(), dev, flops, forward, grad_of,
-                iteration, stack, summaries, input_summaries, values)
+    e = OpEvent(seq, RUN.run, site.mode, phase, site.label, name, site.inputs, metas, t0, t1, _tid(), dev,
+                flops, site.forward, site.grad_of, site.iteration, stack, summaries, input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)
     return result
@@ -117,7 +168,7 @@ def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
 
 
 def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, *, mode: str = "eager",
-         name: str | None = None, frame: Frame | None = None) -> BaseException:
+         name: str | None = None, frame: Frame | None = None, label: str | None = None) -> BaseException:
     """Turns whatever an op raised into one OpError naming the op, phase, what was
     expected and what came, and the user's source line."""
     if isinstance(exc, TraceTensorError):
@@ -136,7 +187,7 @@ def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, 
             detail = None
     if detail is None:
         detail = f"{type(exc).__name__}: {exc} (input shapes {_fmt(shapes)}, dtypes {', '.join(dtypes)})"
-    label = op.tf_name if mode == "graph" else op.name
+    label = label or (op.tf_name if mode == "graph" else op.name)
     msg = str(exc).lower()
     if isinstance(exc, TypeError) or "dtype" in msg or "ufunc" in msg and "type" in msg:
         cls: type[OpError] = DTypeError

@@ -54,6 +54,7 @@ def _accumulate(xp, old, g):
     return g if old is None else old + g
 
 
+_tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
 _generation = itertools.count(1)
 _node_ids = itertools.count()
 _node_seq = operator.attrgetter("_node.seq")
@@ -128,9 +129,9 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
             op = node.op
             if listening:
                 fname = node.name or op.name
-                site = Site(op, "backward", label=op.name, name=f"gradients/{fname}_grad",
-                            inputs=(f"gradients/{fname}:0",), device=t._device, stack=node.stack,
-                            forward=fname, grad_of=tuple([i._name or "" for i in node.inputs]))
+                site = _tuple_new(Site, (op, "backward", "eager", op.name, f"gradients/{fname}_grad",
+                                         (f"gradients/{fname}:0",), t._device, node.stack, fname,
+                                         tuple([i._name or "" for i in node.inputs]), None, None, False))
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:
@@ -175,9 +176,9 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if listening:
         op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
-        new = dispatch(Site(op, "backward", label="accumulate_grad", name=f"gradients/{pname}/AccumulateGrad",
-                            inputs=(pname,), device=t._device, grad_of=(pname,), out_names=(f"{pname}.grad",)),
-                       op.forward, (t._device.xp, old, g), (g,))
+        site = _tuple_new(Site, (op, "backward", "eager", "accumulate_grad", f"gradients/{pname}/AccumulateGrad",
+                                 (pname,), t._device, None, None, (pname,), (pname + ".grad",), None, False))
+        new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:
         new = g if old is None else old + g
     if t.grad is None:

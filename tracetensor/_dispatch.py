@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _gpu
 from ._registry import Ctx, OpDef
@@ -24,28 +24,49 @@ _tid = threading.get_ident
 _next_seq = _SEQ.__next__
 
 
-class Site:
+class Site(NamedTuple):
     """What one call site tells the dispatch point: the op, its phase and mode and, while
     someone listens, how the event names it (name, input names, stack, ...). Graph steps
-    and unobserved eager calls reuse one per op; observed eager calls make one per call."""
-    __slots__ = ("op", "phase", "mode", "label", "name", "inputs", "device", "stack", "forward", "grad_of",
-                 "out_names", "iteration", "saves")
+    and unobserved eager calls reuse one per op; observed eager calls make one per call
+    (a tuple: hot callers make it with `tuple.__new__`, in this field order)."""
+    op: OpDef
+    phase: str = "forward"
+    mode: str = "eager"
+    label: str | None = None  # the event's op type; default: the op's name (TF name in graph mode)
+    name: str | None = None
+    inputs: tuple[str, ...] = ()
+    device: Any = None
+    stack: tuple[Frame, ...] | None = None
+    forward: str | None = None
+    grad_of: tuple[str, ...] = ()
+    out_names: tuple[str, ...] | None = None
+    iteration: int | None = None
+    saves: bool = False
 
-    def __init__(self, op: OpDef, phase: str = "forward", mode: str = "eager", *, label: str | None = None,
-                 name: str | None = None, inputs: tuple[str, ...] = (), device: Any = None,
-                 stack: tuple[Frame, ...] | None = None, forward: str | None = None,
-                 grad_of: tuple[str, ...] = (), out_names: tuple[str, ...] | None = None,
-                 iteration: int | None = None, saves: bool = False) -> None:
-        self.op, self.phase, self.mode = op, phase, mode
-        self.label = label or (op.tf_name if mode == "graph" else op.name)
-        self.name, self.inputs, self.device, self.stack = name, inputs, device, stack
-        self.forward, self.grad_of, self.out_names = forward, grad_of, out_names
-        self.iteration, self.saves = iteration, saves
+    @property
+    def op_label(self) -> str:
+        return self.label or (self.op.tf_name if self.mode == "graph" else self.op.name)
+
+    def event(self, rec: tuple) -> OpEvent:
+        """The OpEvent of a raw record made at this site (see `_observed`): exactly what a
+        plain listener got for it."""
+        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec
+        dev = self.device.name if self.device is not None else "cpu"
+        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
+            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
+            metas = tuple([_tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
+                           if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                           for n, o in zip(names, dt)])
+        else:
+            out = self.out_names[0] if self.out_names else self.name + ":0"
+            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+        return OpEvent(seq, run, self.mode, self.phase, self.op_label, self.name, self.inputs, metas, t0, t1, tid,
+                       dev, 0, self.forward, self.grad_of, self.iteration, stack)
 
     def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
         """The one error an op raising here becomes (the same whether or not anyone listens)."""
         return fail(self.op, self.phase, arrays, attrs, exc, mode=self.mode, name=self.name,
-                    frame=self.stack[0] if self.stack else None, label=self.label)
+                    frame=self.stack[0] if self.stack else None, label=self.op_label)
 
 
 _STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
@@ -94,27 +115,35 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
-    dev = device.name if device is not None else "cpu"
     result = out
     if site.saves:
         out = out[0]  # fn returned (output, residuals): only the output is observed
+    st = STATE
+    stack = site.stack
+    if stack is None and st.stacks:
+        stack = user_frames()
+    if st.raw:  # every listener reads later: a record now, the OpEvent when it is read
+        if out.__class__ is not tuple:
+            rec = (site, seq, RUN.run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+        else:
+            rec = (site, seq, RUN.run, t0, t1, _tid(), stack, None,
+                   tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]), 0)
+        for lis in st.listeners:
+            lis.callback(rec)
+        return result
+    dev = device.name if device is not None else "cpu"
     name = site.name
-    out_names = site.out_names
     phase = site.phase
     if out.__class__ is not tuple:
         outs = (out,)
         dt = out.dtype
+        out_names = site.out_names
         metas = (_tuple_new(TensorMeta, (out_names[0] if out_names else name + ":0", out.shape,
                                          _DTNAMES.get(dt) or _dtname(dt), dev, out.nbytes)),)
     else:
         outs = out
-        if out_names is None:
-            out_names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
-        metas = tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
-                       if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                       for n, o in zip(out_names, outs)])
+        metas = _metas(site, out, device)
     summaries = input_summaries = values = None
-    st = STATE
     if st.summaries:
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
@@ -122,9 +151,6 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
-    stack = site.stack
-    if stack is None and st.stacks:
-        stack = user_frames()
     flops = 0
     op = site.op
     if st.flops:
@@ -134,11 +160,23 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
-    e = OpEvent(seq, RUN.run, site.mode, phase, site.label, name, site.inputs, metas, t0, t1, _tid(), dev,
+    e = OpEvent(seq, RUN.run, site.mode, phase, site.op_label, name, site.inputs, metas, t0, t1, _tid(), dev,
                 flops, site.forward, site.grad_of, site.iteration, stack, summaries, input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)
     return result
+
+
+def _metas(site: Site, outs: tuple, device: Any) -> tuple[TensorMeta, ...]:
+    """The TensorMetas of an op with several outputs (`name:0`, `name:1` ... by default)."""
+    dev = device.name if device is not None else "cpu"
+    names = site.out_names
+    if names is None:
+        name = site.name
+        names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
+    return tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
+                  if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                  for n, o in zip(names, outs)])
 
 
 _DTNAMES: dict[Any, str] = {}

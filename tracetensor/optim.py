@@ -14,6 +14,8 @@ from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
+_tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
+
 
 class Optimizer:
     """Base class: `param_groups` (lists of parameters with their hyperparameters),
@@ -71,8 +73,8 @@ class Optimizer:
         op = REGISTRY[opname]
         if listening:
             pname = p._name or f"param_{index}"
-            site = Site(op, "update", label=op.name, name=f"update/{pname}", inputs=(pname, pname + ".grad"),
-                        device=p._device, out_names=(pname,))
+            site = _tuple_new(Site, (op, "update", "eager", op.name, "update/" + pname, (pname, pname + ".grad"),
+                                     p._device, None, None, (), (pname,), None, False))
         else:
             site = site_of(op, "update")
         dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)

@@ -91,10 +91,13 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
-    names and, when a listener asked, the user's stack."""
-    return Site(op, "forward", "eager", label=op.name, name=_naming.op_name(op.name),
-                inputs=tuple([t._name or t._give_name() for t in inputs]), device=dev,
-                stack=user_frames() if STATE.stacks else None, saves=op.saves)
+    names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
+    return _tuple_new(Site, (op, "forward", "eager", op.name, _naming.op_name(op.name),
+                             tuple([t._name or t._give_name() for t in inputs]), dev,
+                             user_frames() if STATE.stacks else None, None, (), None, None, op.saves))
+
+
+_tuple_new = tuple.__new__
 
 
 class _Tracing(threading.local):

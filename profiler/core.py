@@ -198,16 +198,17 @@ class profile:
             cb = self._mem.wrap(self._buf.append)
         else:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
+        # raw: ops arrive as compact records, made into events when the report is built
         self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory,
-                                      flops=self.with_flops)
+                                      flops=self.with_flops, raw=self._mem is None)
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
 
-    def _analyse(self, events: list[ev.Event]) -> Report:
-        return Report.from_events(events, steps_marked=self._steps_marked, memory=self._mem,
+    def _analyse(self, events: list[Any]) -> Report:
+        return Report.from_events(ev.materialize(events), steps_marked=self._steps_marked, memory=self._mem,
                                   with_flops=self.with_flops, with_stack=self.with_stack,
                                   profile_memory=self.profile_memory)
 

@@ -473,3 +473,55 @@ def test_get_variable_scope_reuse_variables(g) -> None:
         tower(x)
     assert [v.op.name for v in tf.global_variables()] == ["model/w"]
     assert run(tf.local_variables_initializer()) is None
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "rmsprop_centered", "adagrad"])
+def test_rmsprop_and_adagrad_follow_tf1s_update_rules(g, kind) -> None:
+    opt = {"rmsprop": tf.train.RMSPropOptimizer(0.1, momentum=0.5),
+           "rmsprop_centered": tf.train.RMSPropOptimizer(0.1, centered=True),
+           "adagrad": tf.train.AdagradOptimizer(0.5)}[kind]
+    w = tf.Variable([1.0, -2.0], dtype=tf.float64)
+    step = opt.minimize(tf.reduce_sum(w * w))
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        for _ in range(3):
+            s.run(step)
+        got = s.run(w)
+    p, ms, mom, mg, acc = np.array([1.0, -2.0]), np.ones(2), np.zeros(2), np.zeros(2), np.full(2, 0.1)
+    for _ in range(3):  # TF1's kernels: rms starts at 1, the accumulator at 0.1, eps inside the sqrt
+        grad = 2 * p
+        if kind == "adagrad":
+            acc += grad * grad
+            p = p - 0.5 * grad / np.sqrt(acc)
+            continue
+        ms = 0.9 * ms + 0.1 * grad * grad
+        den = ms + 1e-10
+        if kind == "rmsprop_centered":
+            mg = 0.9 * mg + 0.1 * grad
+            den = den - mg * mg
+        mom = (0.5 if kind == "rmsprop" else 0.0) * mom + 0.1 * grad / np.sqrt(den)
+        p = p - mom
+    np.testing.assert_allclose(got, p, rtol=1e-12)
+    assert opt.get_slot(w, opt.get_slot_names()[0]) is not None
+
+
+@pytest.mark.gpu
+def test_tf_conv_pool_pad_on_the_gpu_match_the_cpu() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((2, 6, 5, 3))
+    w = rng.standard_normal((3, 2, 3, 4))
+    results = []
+    for dev in ("cpu", "cuda"):
+        with tf.Graph().as_default():
+            x = tf.placeholder(tf.float64, [None, 6, 5, 3])
+            k = tf.Variable(w)
+            y = tf.nn.conv2d(x, k, strides=[1, 2, 1, 1], padding="SAME", dilations=[1, 1, 2, 1])
+            y = tf.nn.max_pool(y, [1, 2, 2, 1], [1, 1, 1, 1], "SAME")
+            y = tf.nn.avg_pool(y, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
+            loss = tf.reduce_sum(tf.pad(y, [[0, 0], [1, 1], [0, 0], [0, 0]], mode="REFLECT") ** 2)
+            grads = tf.gradients(loss, [x, k])
+            with tf.Session(device=dev) as s:
+                s.run(tf.global_variables_initializer())
+                results.append(s.run([loss, *grads], {x: a}))
+    for c, d in zip(*results):
+        np.testing.assert_allclose(d, c, rtol=1e-10, atol=1e-12)

@@ -2240,6 +2240,31 @@ def _(ctx, g):
     idx = xp.pad(src, pads, mode=mode.lower()).reshape(-1)
     ga = _scatter_add(xp, xp.zeros(a.size, dtype=g.dtype), idx, g.reshape(-1))
     return (ga.reshape(a.shape),)
+
+
+@register("tf_rmsprop_update", tf="ApplyRMSProp")
+def tf_rmsprop_update(xp, p, g, ms, mom, mg=None, *, lr, decay=0.9, momentum=0.0, eps=1e-10):
+    """TF1's RMSProp, in place: ms = decay ms + (1 - decay) g^2 (centered: minus the squared mean
+    gradient mg); mom = momentum mom + lr g / sqrt(ms + eps); p -= mom."""
+    ms *= decay
+    ms += (1 - decay) * (g * g)
+    denom = ms + eps
+    if mg is not None:
+        mg *= decay
+        mg += (1 - decay) * g
+        denom = denom - mg * mg
+    mom *= momentum
+    mom += lr * g / xp.sqrt(denom)
+    p -= mom
+    return p
+
+
+@register("tf_adagrad_update", tf="ApplyAdagrad")
+def tf_adagrad_update(xp, p, g, accum, *, lr):
+    """TF1's Adagrad, in place: accum += g^2; p -= lr g / sqrt(accum)."""
+    accum += g * g
+    p -= lr * g / xp.sqrt(accum)
+    return p
 # ================================================================= end of the TensorFlow 1 block
 
 

@@ -53,6 +53,7 @@ from .errors import (
     ShapeError,
     TraceTensorError,
 )
+from .events import step
 from .functional import *  # noqa: F403
 from .functional import __all__ as _functional_all
 from .tensor import (
@@ -89,6 +90,7 @@ __all__ = [
     "half", "float", "double", "short", "int", "long", "cfloat", "cdouble",
     "get_default_dtype", "set_default_dtype", "autograd", "events", "TraceTensorError", "OpError",
     "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
+    "step",
     *_functional_all,
     "inference_mode", "is_inference_mode_enabled", "Generator", "default_generator", "seed", "initial_seed",
     "get_rng_state", "set_rng_state", "randperm", "randint_like",
@@ -105,6 +107,7 @@ _LAZY = {
     "debugging": ("tracetensor.debugging", None),
     "graph": ("tracetensor.graph", None),
     "trace": ("tracetensor.trace", None),
+    "distributed": ("tracetensor.distributed", None),
     "save": ("tracetensor.serialization", "save"),
     "load": ("tracetensor.serialization", "load"),
     "function": ("tracetensor.graph", "function"),

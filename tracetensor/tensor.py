@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _autograd, _naming, dtypes
+from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
 from ._dispatch import fail, run_op
@@ -353,6 +354,8 @@ class Tensor(TensorOps):
                 raise TraceTensorError(
                     f"grad can be implicitly created only for scalar outputs, got shape {self.shape}")
             g = self._device.xp.ones_like(self._data)
+            if STATE.listeners:
+                _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
         else:
             g = _wrap_other(gradient, self)._data
             if g.shape != self._data.shape:
@@ -368,6 +371,13 @@ class Tensor(TensorOps):
         def remove() -> None:
             self._hooks = tuple(h for h in self._hooks if h is not hook)
         return remove
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Callable[[], None]:
+        """`hook(tensor)` runs after a backward pass accumulated into this leaf's `.grad`."""
+        if not self._requires_grad or self._node is not None:
+            raise TraceTensorError("post-accumulate-grad hooks go on leaf tensors that require gradient")
+        from ._autograd import add_post_accumulate_hook
+        return add_post_accumulate_hook(self, hook)
 
     def retain_grad(self) -> None:
         self._retain = True

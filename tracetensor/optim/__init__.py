@@ -12,6 +12,7 @@ from .._grad_mode import enable_grad
 from .._registry import REGISTRY
 from ..errors import TraceTensorError
 from ..events import STATE
+from ..events import step as _end_step
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "LBFGS", "lr_scheduler"]
@@ -62,6 +63,8 @@ class Optimizer:
             for i, p in enumerate(group["params"]):
                 if p.grad is not None:
                     self._update(p, p.grad._data, group, self.state.setdefault(id(p), {}), listening, i)
+        if listening:
+            _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
@@ -384,6 +387,8 @@ class LBFGS(Optimizer):
                 break
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
                      prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        if STATE.listeners:
+            _end_step()
         return orig_loss
 
 

@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP032  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' convolutional_network_raw.py (TF1): weights and biases in dicts,
 conv2d with strides and bias_add, maxpool2d(k), dropout with a keep-probability
 placeholder, softmax_cross_entropy_with_logits, Adam, on 12x12 images made here."""

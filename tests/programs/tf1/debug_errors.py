@@ -1,4 +1,3 @@
-# ruff: noqa: UP031, E501  (written as the public TF1 examples are)
 """tfdbg's own example debug_errors.py (TF 1.15): a graph with a shape mismatch (a
 transpose of a placeholder of unknown rank), an uninitialized variable, or no error;
 with --debug the session is wrapped and the run-end screen names the failing node."""

@@ -1,4 +1,3 @@
-# ruff: noqa: UP031, E501  (written as the public TF1 examples are)
 """tfdbg's own example debug_fibonacci.py (TF 1.15): a chain of int32 additions that
 overflows into negative numbers past position 47; with --debug, a tensor filter
 registered on the wrapper session (`sess.add_tensor_filter("has_negative", ...)`)

@@ -1,4 +1,3 @@
-# ruff: noqa: UP031, E501  (written as the public TF1 examples are)
 """tfdbg's own example debug_mnist.py (TF 1.15), with MNIST-like data made here instead of
 the download: the hand-written cross-entropy -(y_ * tf.log(y)) turns NaN within a few
 steps; with --debug the session is wrapped in LocalCLIDebugWrapperSession and

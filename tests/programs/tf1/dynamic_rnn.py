@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP031  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' dynamic_rnn.py (TF1) in spirit: sequences of different lengths
 padded to a fixed width, tf.nn.dynamic_rnn with sequence_length over a GRU/LSTM stack,
 and the output at each sequence's own last step picked with tf.gather. The task: is the

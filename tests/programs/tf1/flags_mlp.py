@@ -1,4 +1,3 @@
-# ruff: noqa: UP031  (written as the public TF1 examples are)
 """The tf.app.flags style of the older TF1 examples (fully_connected_feed.py, the models
 repository): flags defined at import, read through FLAGS in main, `tf.app.run()` finding
 main in __main__, tf.logging, and tf.layers.dense with TF's variable names."""

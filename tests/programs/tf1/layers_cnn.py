@@ -1,4 +1,3 @@
-# ruff: noqa: UP031  (written as the public TF1 examples are)
 """A tf.layers CNN in the style of TF1's "layers" tutorial (cnn_mnist.py) without the
 Estimator: conv2d/max_pooling2d/batch_normalization/flatten/dense/dropout, a bool
 `training` placeholder, the moving averages updated through tf.GraphKeys.UPDATE_OPS,

@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP031, UP032  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' linear_regression.py (TF1): "float" placeholders, scalar
 Variables from numpy.random, one sample per run, the cost printed per epoch."""
 from __future__ import print_function

@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP031, UP032  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' logistic_regression.py (TF1): softmax regression with the
 hand-written cross-entropy (tf.log, reduction_indices), batches, per-epoch average cost."""
 from __future__ import print_function

@@ -1,4 +1,3 @@
-# ruff: noqa: UP031  (written as the public TF1 examples are)
 """TF1 tutorial "Deep MNIST for experts" (mnist_deep.py), scaled down to 8x8 images made
 here: conv2d + max_pool (SAME), a dense layer with dropout (keep_prob placeholder), Adam,
 name scopes, and tf.app.run with argparse."""

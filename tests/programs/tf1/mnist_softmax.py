@@ -1,4 +1,3 @@
-# ruff: noqa: UP031  (written as the public TF1 examples are)
 """TF1 tutorial "MNIST for ML beginners" (mnist_softmax.py), on MNIST-like data made here:
 argparse flags handed to tf.app.run, a softmax regression, the hand-written cross-entropy
 with reduction_indices, and accuracy on a held-out set."""

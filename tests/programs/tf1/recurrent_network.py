@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP032  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' recurrent_network.py (TF1): an LSTM classifier over the rows of an
 image, tf.unstack into time steps, rnn.BasicLSTMCell + rnn.static_rnn from tf.contrib,
 the last output through a dense layer. Sequences made here: the class is which quarter

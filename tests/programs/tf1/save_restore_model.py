@@ -1,4 +1,4 @@
-# ruff: noqa: UP010, UP031, B007  (written as the public TF1 examples are)
+# ruff: noqa: UP010  (written as the public TF1 examples are)
 """TensorFlow-Examples' save_restore_model.py (TF1): train a multilayer perceptron, save
 it with tf.train.Saver (global_step in the name), restore it into a new session found
 with tf.train.latest_checkpoint, check it predicts the same, and resume training."""

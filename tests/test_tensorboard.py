@@ -350,6 +350,29 @@ def test_profile_tensorboard_option(tmp_path):
     assert len(scalars(a, "loss")) == 5 and len(scalars(a, "grad_norm/0.weight")) == 5
 
 
+def test_the_examples_write_what_the_readme_describes(tmp_path):
+    def run(script: str, logdir: pathlib.Path) -> str:
+        r = subprocess.run([sys.executable, f"examples/{script}", "--logdir", str(logdir), "--steps", "12"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    run("tensorboard_mlp.py", tmp_path / "mlp")
+    a = acc(tmp_path / "mlp" / "train")
+    assert len(scalars(a, "loss")) == 12 and scalars(a, "loss")[-1][1] < scalars(a, "loss")[0][1]
+    assert [h.step for h in a.Histograms("grads/0.weight")] == [0, 10, 11]
+    assert a.Tags()["images"] == ["fc1_weights"] and "Sequential/0/MatMul" in {n.name for n in a.Graph().node}
+    assert "hparam/accuracy" in acc(tmp_path / "mlp" / "train" / "hparams").Tags()["scalars"]
+    t = acc(tmp_path / "mlp" / "trace")
+    assert len(scalars(t, "loss")) >= 12 and "gradients/2.bias" in t.Tags()["histograms"]
+
+    run("tensorboard_tf1.py", tmp_path / "tf1")
+    g = acc(tmp_path / "tf1")
+    assert [s for s, _ in scalars(g, "loss/cross_entropy")] == list(range(12))
+    assert {"hidden/weights", "hidden/activations"} <= set(g.Tags()["histograms"])
+    assert g.Tags()["run_metadata"] == ["step0", "step10"] and "hidden/MatMul" in {n.name for n in g.Graph().node}
+
+
 # --------------------------------------------------------------------------- a real TensorBoard
 
 def _get(url: str) -> bytes:

@@ -84,14 +84,14 @@ def test_scalars_histograms_images_and_text_read_back(tmp_path):
 
 
 def test_histogram_buckets_leave_out_nan_and_inf(tmp_path):
-    vals = np.array([-1.0, 0.5, 0.5, 2.0, np.nan, np.inf])
+    vals = np.array([-1.0, 0.0, 0.5, 0.5, 2.0, np.nan, np.inf])
     with SummaryWriter(tmp_path) as w:
         w.add_histogram("h", vals, 0)
     hv = acc(tmp_path).Histograms("h")[0].histogram_value
-    assert (hv.num, hv.min, hv.max, hv.sum, hv.sum_squares) == (4, -1.0, 2.0, 2.0, 5.5)
-    assert list(hv.bucket) == [1, 2, 1]
-    # TF's exponential buckets: each value sits just under its bucket's upper limit
-    for v, lim in zip([-1.0, 0.5, 2.0], hv.bucket_limit):
+    assert (hv.num, hv.min, hv.max, hv.sum, hv.sum_squares) == (5, -1.0, 2.0, 2.0, 5.5)
+    assert list(hv.bucket) == [1, 1, 2, 1]
+    # TF's exponential buckets: each value sits just under its bucket's upper limit (0 in [0, 1e-12))
+    for v, lim in zip([-1.0, 0.0, 0.5, 2.0], hv.bucket_limit):
         assert v < lim <= v + abs(v) * 0.1 + 1e-12
 
 

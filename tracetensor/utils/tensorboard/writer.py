@@ -216,8 +216,8 @@ class SummaryWriter:
 
 
 def _int_step(step: Any) -> int | None:
-    if step is None:
-        return None
+    if step is None or isinstance(step, int):
+        return step
     v = sm.to_numpy(step)
     if v.size != 1:
         raise ValueError(f"global_step must be one integer, got shape {tuple(v.shape)}")

@@ -150,6 +150,8 @@ def test_bad_input_gets_one_clear_error(tmp_path):
             w.add_image("img", np.zeros((5, 4, 4)), 0)
         with pytest.raises(TypeError, match="callable model"):
             w.add_graph(42)
+        with pytest.raises(NotImplementedError, match="add_embedding is not supported.*add_histogram"):
+            w.add_embedding(np.zeros((3, 2)))
 
 
 def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch):
@@ -371,6 +373,38 @@ def test_the_examples_write_what_the_readme_describes(tmp_path):
     assert [s for s, _ in scalars(g, "loss/cross_entropy")] == list(range(12))
     assert {"hidden/weights", "hidden/activations"} <= set(g.Tags()["histograms"])
     assert g.Tags()["run_metadata"] == ["step0", "step10"] and "hidden/MatMul" in {n.name for n in g.Graph().node}
+
+
+@pytest.mark.gpu
+def test_summaries_writer_and_export_on_the_gpu(tmp_path):
+    """cuda tensors log as CPU ones do; tf.summary ops run inside a cuda session; a recorded
+    cuda training step exports with its GPU op times."""
+    w_cpu = np.linspace(-1, 1, 50, dtype=np.float32)
+    with SummaryWriter(tmp_path / "eager") as w:
+        w.add_scalar("s", tt.tensor(0.25, device="cuda"), 0)
+        w.add_histogram("h", tt.tensor(w_cpu, device="cuda"), 0)
+    a = acc(tmp_path / "eager")
+    assert scalars(a, "s") == [(0, 0.25)]
+    assert list(a.Histograms("h")[0].histogram_value.bucket) == expected_buckets(
+        w_cpu.astype(np.float64), list(a.Histograms("h")[0].histogram_value.bucket_limit))
+    g = tf.Graph()
+    with g.as_default(), tf.Session(device="cuda") as sess:
+        v = tf.constant(w_cpu)
+        merged = tf.summary.merge([tf.summary.scalar("m", tf.reduce_mean(v)), tf.summary.histogram("v", v)])
+        out = sess.run(merged)
+    vals = {x.tag: x for x in tf.Summary.FromString(out.tobytes()).value}
+    assert vals["m"].simple_value == pytest.approx(0.0, abs=1e-6) and vals["v"].histo.num == 50
+    before = tt.get_default_device()
+    tt.set_default_device("cuda")
+    try:
+        with tt.record(str(tmp_path / "gpu.ttrace"), values="full"):
+            _train_eager(steps=2)
+    finally:
+        tt.set_default_device(before)
+    with tt.trace.open(str(tmp_path / "gpu.ttrace")) as t:
+        export_trace(t, str(tmp_path / "tb"))
+    e = acc(tmp_path / "tb")
+    assert len(scalars(e, "loss")) == 2 and e.Histograms("gradients/0.weight")[0].histogram_value.num == 32
 
 
 # --------------------------------------------------------------------------- a real TensorBoard

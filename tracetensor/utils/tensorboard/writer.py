@@ -200,6 +200,13 @@ class SummaryWriter:
             for k, v in metric_dict.items():
                 w.add_summary(sm.scalar(k, v), step)
 
+    def __getattr__(self, name: str) -> Any:
+        # PyTorch's other add_* methods: one clear error instead of an AttributeError
+        if name in _NOT_SUPPORTED:
+            raise NotImplementedError(f"SummaryWriter.{name} is not supported by tracetensor; supported: "
+                                      + ", ".join(_SUPPORTED))
+        raise AttributeError(f"'SummaryWriter' object has no attribute '{name}'")
+
     def flush(self) -> None:
         for w in self.all_writers.values():
             w.flush()
@@ -213,6 +220,14 @@ class SummaryWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SUPPORTED = ("add_scalar", "add_scalars", "add_histogram", "add_image", "add_images", "add_text", "add_graph",
+              "add_hparams")
+_NOT_SUPPORTED = frozenset(("add_embedding", "add_pr_curve", "add_pr_curve_raw", "add_figure", "add_audio",
+                            "add_video", "add_mesh", "add_custom_scalars", "add_custom_scalars_multilinechart",
+                            "add_custom_scalars_marginchart", "add_histogram_raw", "add_image_with_boxes",
+                            "add_onnx_graph", "add_tensor"))
 
 
 def _int_step(step: Any) -> int | None:

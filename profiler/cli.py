@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not write the trace file for `tracetensor debug`")
     p.add_argument("--from-trace", metavar="FILE",
                    help="profile a recorded trace file (tt.record / tracetensor profile) instead of a script")
+    p.add_argument("-n", "--nproc", type=int, metavar="N",
+                   help="run the script on N MPI ranks (mpiexec -n N): one timeline with a process per rank, "
+                        "per-rank op tables, a straggler table and communication/computation overlap")
     p.add_argument("script", nargs="?", help="the Python script to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     return p
@@ -115,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or _new_dir(args.script)
     os.makedirs(out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.script))[0]
+    if args.nproc is not None:
+        if args.nproc < 1:
+            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
+            return 2
+        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
+        return main_ranks(args, out, stem)
     windows: list[list[ev.Event]] = []
     prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
                    schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))

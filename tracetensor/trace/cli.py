@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--tensorboard", metavar="DIR", required=True, help="folder for the event files")
     x.add_argument("--no-histograms", action="store_true", help="norms only, no histograms")
     x.add_argument("file")
+    m = sub.add_parser("merge", help="merge the per-rank traces of an MPI job into one trace file",
+                       description="Merge per-rank traces (run.rank0.ttrace, run.rank1.ttrace, ...) into one "
+                       "file: events of all ranks in time order on rank 0's clock, names prefixed rankN/.")
+    m.add_argument("files", nargs="+", help="the per-rank trace files (or a quoted glob: 'run.rank*.ttrace')")
+    m.add_argument("-o", "--output", required=True, help="the merged trace file to write")
     return p
 
 
@@ -118,6 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.cmd == "export":
         return export_tensorboard(args.file, args.tensorboard, histograms=not args.no_histograms)
+    if args.cmd == "merge":
+        from .multi import merge
+
+        try:
+            merge(args.files, args.output)
+        except TraceFileError as e:
+            print(f"tracetensor trace merge: {e}", file=sys.stderr)
+            return 2
+        print(f"tracetensor: merged traces into {args.output} (`tracetensor debug {args.output}`)", file=sys.stderr)
+        return 0
     try:
         with SqliteTrace(args.file) as t:
             print(format_info(t, n_ops=args.ops))

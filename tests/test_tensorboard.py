@@ -409,7 +409,7 @@ def test_summaries_writer_and_export_on_the_gpu(tmp_path):
 
 # --------------------------------------------------------------------------- a real TensorBoard
 
-def _get(url: str) -> bytes:
+def _get(url: str | urllib.request.Request) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read()
 
@@ -424,6 +424,7 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         for step in range(3):
             w.add_scalar("loss", 1.0 / (step + 1), step)
             w.add_histogram("w", np.arange(10.0) + step, step)
+        w.add_hparams({"lr": 0.1, "optimizer": "sgd"}, {"hparam/accuracy": 0.5}, run_name="trial")
     g = tf.Graph()
     with g.as_default(), tf.name_scope("layer1"):
         tf.matmul(tf.placeholder(tf.float32, [None, 2], name="x"), tf.ones([2, 2]), name="mm")
@@ -444,7 +445,7 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         while time.monotonic() < deadline:
             try:
                 tags = json.loads(_get(f"{base}/data/plugin/scalars/tags"))
-                if "eager" in tags:
+                if "eager" in tags and "eager/trial" in tags:
                     break
             except OSError:
                 pass
@@ -459,6 +460,13 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         assert sum(b[2] for b in hs[2][2]) == pytest.approx(10)  # [left, right, count] buckets
         graph = _get(f"{base}/data/plugin/graphs/graph?{q({'run': 'graph', 'conceptual': 'false'})}").decode()
         assert 'name: "layer1/mm"' in graph and 'input: "layer1/x"' in graph
+        body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+                           "startIndex": 0, "sliceSize": 10}).encode()
+        req = urllib.request.Request(f"{base}/data/plugin/hparams/session_groups", data=body,
+                                     headers={"Content-Type": "application/json"})
+        (group,) = json.loads(_get(req))["sessionGroups"]
+        assert group["hparams"] == {"lr": 0.1, "optimizer": "sgd"}
+        assert [m["value"] for m in group["metricValues"]] == [0.5]
     finally:
         proc.terminate()
         try:

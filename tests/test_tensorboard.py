@@ -255,6 +255,8 @@ def test_summary_op_errors_name_the_node_and_line():
         with pytest.raises(TypeError, match="summary tensors"):
             tf.summary.merge([tf.constant(1.0)])
         assert tf.summary.merge_all(scope="nothing-here") is None
+    with pytest.raises(NotImplementedError, match="tf.summary.audio is not supported.*histogram"):
+        tf.summary.audio("a", tf.constant([0.0]), 16000)
 
 
 # --------------------------------------------------------------------------- traces -> TensorBoard

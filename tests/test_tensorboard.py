@@ -338,6 +338,10 @@ def test_cli_trace_export_of_a_graph_run(tmp_path):
     assert a.Histograms("weights/layer1/W")[0].histogram_value.num == 12
     assert {"layer1/MatMul", "metrics/Mean"} <= {n.name for n in a.Graph().node}
     assert "step 3" in a.Tags()["run_metadata"]
+    prof = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--from-trace", path, "--tensorboard",
+                           str(tmp_path / "tb2")], capture_output=True, text=True, timeout=60)
+    assert prof.returncode == 0, prof.stderr
+    assert scalars(acc(tmp_path / "tb2"), "loss") == scalars(a, "loss")
     bad = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "export", "--tensorboard", str(out),
                           str(tmp_path / "missing.ttrace")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "missing.ttrace" in bad.stderr and "Traceback" not in bad.stderr

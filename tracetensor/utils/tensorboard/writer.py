@@ -137,7 +137,7 @@ class SummaryWriter:
         under the tag `main_tag`, as in PyTorch."""
         walltime = time.time() if walltime is None else walltime
         for key, value in tag_scalar_dict.items():
-            path = os.path.join(self.log_dir, f"{main_tag}_{key}".replace("/", "_"))
+            path = os.path.join(self.log_dir, main_tag.replace("/", "_") + "_" + key)
             w = self.all_writers.get(path)
             if w is None:
                 w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs, self.filename_suffix)

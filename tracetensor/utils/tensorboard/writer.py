@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -109,6 +110,7 @@ class SummaryWriter:
         self.max_queue, self.flush_secs, self.filename_suffix = max_queue, flush_secs, filename_suffix
         self.file_writer = EventWriter(self.log_dir, max_queue, flush_secs, filename_suffix)
         self.all_writers: dict[str, EventWriter] = {self.log_dir: self.file_writer}
+        self._lock = threading.Lock()  # add_scalars from several threads must not open a run twice
         if purge_step is not None:
             p = sm.protos().event
             self.file_writer.add_event(sm.event(step=purge_step, file_version="brain.Event:2"))
@@ -138,9 +140,11 @@ class SummaryWriter:
         walltime = time.time() if walltime is None else walltime
         for key, value in tag_scalar_dict.items():
             path = os.path.join(self.log_dir, main_tag.replace("/", "_") + "_" + key)
-            w = self.all_writers.get(path)
-            if w is None:
-                w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs, self.filename_suffix)
+            with self._lock:
+                w = self.all_writers.get(path)
+                if w is None:
+                    w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs,
+                                                             self.filename_suffix)
             w.add_summary(sm.scalar(main_tag, value), _int_step(global_step), walltime)
 
     def add_histogram(self, tag: str, values: Any, global_step: Any = None, bins: Any = "tensorflow",

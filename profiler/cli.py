@@ -133,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tensorboard and args.no_record:
         print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
         return 2
+    if args.tensorboard:  # say so before the script runs, not after
+        from tracetensor.utils.tensorboard.summary import TensorBoardNotInstalled, protos
+        try:
+            protos()
+        except TensorBoardNotInstalled as e:
+            print(f"tracetensor profile: {e}", file=sys.stderr)
+            return 2
     if not args.no_record:
         rec = record(trace_path, values=args.values or ("summary" if args.tensorboard else "none")).start()
     spy = None

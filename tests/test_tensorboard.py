@@ -164,6 +164,13 @@ def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch)
     assert not (tmp_path / "x").exists()
     with pytest.raises(ImportError, match=re.escape("tracetensor[tensorboard]")):
         tf.summary.scalar("loss", tf.constant(1.0))
+    from tracetensor.profiler.cli import main as profile_main
+
+    script = tmp_path / "train.py"
+    script.write_text("open(__file__ + '.ran', 'w').close()\n")
+    assert profile_main(["--no-py-spy", "--out", str(tmp_path / "p"), "--tensorboard", str(tmp_path / "tb"),
+                         str(script)]) == 2
+    assert not (tmp_path / "train.py.ran").exists()  # refused before the script ran
 
 
 # --------------------------------------------------------------------------- tf.summary (graph mode)

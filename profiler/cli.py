@@ -122,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.nproc < 1:
             print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
             return 2
+        if args.tensorboard:
+            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
+                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
+            return 2
         from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
         return main_ranks(args, out, stem)
     windows: list[list[ev.Event]] = []

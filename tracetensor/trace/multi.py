@@ -1,5 +1,6 @@
 """A set of per-rank traces (`run.rank0.ttrace`, `run.rank1.ttrace`, ...) read as one:
-events of all ranks in one time order (each rank's clock shifted by the offset to rank 0
+events of all ranks in one time order (by when each op's output came to be: its end
+time, each rank's clock shifted by the offset to rank 0
 it measured at start), names prefixed `rank1/...`; plus the cross-rank analyses the
 debugger and the profiler show: collectives split into waiting and transfer, per-step
 straggler table, communication/computation overlap.
@@ -89,7 +90,9 @@ class MultiTrace(Trace):
             tagged = []
             for r in self.ranks:
                 for e in r.trace.iter_events(run):
-                    tagged.append((e.start_ns + r.offset_ns, r.rank, e.seq, e))
+                    # ordered by when the output came to be: an async collective started long
+                    # before its result (which holds the other ranks' data) existed
+                    tagged.append((e.end_ns + r.offset_ns, r.rank, e.seq, e))
             tagged.sort(key=lambda x: x[:3])
             got = []
             for i, (_, rank, seq, e) in enumerate(tagged):
@@ -131,7 +134,7 @@ class MultiTrace(Trace):
 
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The first event with a NaN/inf output in time order across ranks (each rank's
-        own index finds its candidate; the earliest aligned one wins)."""
+        own index finds its candidate; the one whose output came first, on rank 0's clock, wins)."""
         best = None
         runs = [run] if run is not None else [r.run for r in self.runs()]
         for rn in runs:
@@ -139,7 +142,7 @@ class MultiTrace(Trace):
             for r in self.ranks:
                 e = r.trace.first_nonfinite(rn)
                 if e is not None:
-                    cands.append((e.start_ns + r.offset_ns, r.rank, e.seq))
+                    cands.append((e.end_ns + r.offset_ns, r.rank, e.seq))
             if cands:
                 best = min(cands)
                 break

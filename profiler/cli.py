@@ -14,6 +14,7 @@ from typing import TextIO
 from tracetensor import events as ev
 from tracetensor.trace import TraceFileError, format_ns, record, run_script
 from tracetensor.trace import open as open_trace
+from tracetensor.trace.cli import export_tensorboard
 
 from . import export
 from .core import SORT_KEYS, ProfilerAction, Report, profile, schedule
@@ -42,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record windows of steps as torch.profiler.schedule does")
     p.add_argument("--memory", action="store_true", help="track bytes allocated by ops and live bytes")
     p.add_argument("--shapes", action="store_true", help="group table rows by input/output shapes")
-    p.add_argument("--values", default="none", choices=("none", "summary", "full"),
-                   help="what the trace file keeps of tensors (default none: names, shapes, timings)")
+    p.add_argument("--values", default=None, choices=("none", "summary", "full"),
+                   help="what the trace file keeps of tensors (default none: names, shapes, timings; "
+                        "summary with --tensorboard)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write the recorded steps as TensorBoard event files to DIR (loss, gradient flow, "
+                        "op times, graph; histograms with --values full)")
     p.add_argument("--no-record", action="store_true",
                    help="do not write the trace file for `tracetensor debug`")
     p.add_argument("--from-trace", metavar="FILE",
@@ -125,8 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rec = None
     trace_path = os.path.join(out, f"{stem}.ttrace")
+    if args.tensorboard and args.no_record:
+        print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
+        return 2
     if not args.no_record:
-        rec = record(trace_path, values=args.values).start()
+        rec = record(trace_path, values=args.values or ("summary" if args.tensorboard else "none")).start()
     spy = None
     if not args.no_py_spy:
         spy = PySpy(os.path.join(out, "pyspy.chrometrace.json"), args.rate)
@@ -149,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rec is not None:
             rec.stop()
         _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None, code)
+        if args.tensorboard and rec is not None:
+            export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
     return code
 
 
@@ -176,6 +186,8 @@ def from_trace(args: argparse.Namespace) -> int:
         export.export_speedscope(rep, os.path.join(args.out, "profile.speedscope.json"))
         export.export_stacks(rep, os.path.join(args.out, "stacks.folded"))
         print(f"\nwritten: trace.json, profile.speedscope.json, stacks.folded in {args.out}")
+    if args.tensorboard:
+        return export_tensorboard(args.from_trace, args.tensorboard, prog="tracetensor profile")
     return 0
 
 

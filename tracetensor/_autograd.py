@@ -8,7 +8,6 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from . import _naming
 from ._dispatch import fail, run_op
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -209,10 +208,6 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
     finally:
         for t in order:  # an error mid-way must not leave gradients parked on tensors
             t._g = None
-        if listening:
-            # a backward pass ends an eager training step: the next forward's ops get
-            # the same names as this one's (`fc1/matmul`, not `fc1/matmul_812`)
-            _naming.reset()
     if capture is not None:
         return [captured.get(id(t)) for t in capture]
     return None
@@ -227,7 +222,8 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if g.dtype != t._data.dtype:
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
-    if old is None and (id(g) in handed_out or g.base is not None or not g.flags.writeable):
+    if old is None and (id(g) in handed_out or g.base is not None
+                        or not getattr(g.flags, "writeable", True)):  # cupy arrays have no such flag
         g = g.copy()
     handed_out.add(id(g))
     if listening:

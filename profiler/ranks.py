@@ -30,7 +30,7 @@ def main_ranks(args: argparse.Namespace, out: str, stem: str) -> int:
         os.remove(old)  # a rank count smaller than last time must not pick up stale ranks
     base = os.path.join(out, f"{stem}.ttrace")
     cmd = [mpiexec, "-n", str(args.nproc), sys.executable, "-m", "tracetensor", "trace", "record",
-           "-o", base, "--values", "summary" if args.values == "none" else args.values,
+           "-o", base, "--values", args.values or "summary",
            args.script, *args.args]
     code = subprocess.call(cmd)
     files = sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace")))

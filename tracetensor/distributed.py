@@ -241,7 +241,7 @@ def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any]],
     ordinal = next(g.ordinal)
     listening = bool(_ev.STATE.listeners)
     stack = user_frames() if listening and _ev.STATE.stacks else None
-    run = _ev.RUN.run
+    run = (_ev.RUN.run or _ev.auto_run()) if listening else 0  # outside every run: a step begins, as for ops
     label = name or (_naming.op_name(what) if listening else what)
     tr_in = _Transfer(g, arrays_in)
     tr_out = tr_in if out_arrays is None else _Transfer(g, out_arrays)

@@ -140,17 +140,21 @@ def test_ddp_matches_one_process_and_the_straggler_shows_in_the_profile(tmp_path
     assert code == 0, text
     np.testing.assert_allclose(np.load(tmp_path / "ddp.npy"), np.load(ref), rtol=0, atol=1e-6)
     assert "-- rank 0 --" in text and "-- rank 1 --" in text and "all_reduce (collective)" in text
-    assert "rank 1 was the slowest in 6 of 6 steps" in text, text
+    # step 0 also holds the start-up broadcast, where rank 1 may wait for a slow-starting rank 0
+    assert "rank 1 was the slowest in 6 of 6 steps" in text or "rank 1 was the slowest in 5 of 6 steps" in text, text
     with tt.trace.open_ranks(str(tmp_path / "prof" / "train.rank*.ttrace")) as mt:
         st = multi.steps(mt)
-        assert len(st) == 6 and all(s.slowest == 1 for s in st)
-        assert all(s.ranks[0].wait > 50e6 > s.ranks[1].wait for s in st)  # rank 0 waited ~100 ms a step
-        assert all(s.ranks[1].idle > 90e6 for s in st)  # the straggler's sleep is idle time
+        assert len(st) == 6
+        for s in st[1:]:
+            assert s.slowest == 1, s
+            assert s.ranks[0].wait > 50e6 > s.ranks[1].wait, s  # rank 0 waited ~100 ms a step for rank 1
+            assert s.ranks[1].idle > 90e6, s  # the straggler's sleep is idle time
     chrome = json.loads((tmp_path / "prof" / "trace.json").read_text())
     names = {e["args"]["name"] for e in chrome["traceEvents"] if e.get("name") == "process_name"}
     assert names == {"rank 0", "rank 1"}
-    long_waits = [e for e in chrome["traceEvents"] if e.get("cat") == "wait" and e["dur"] > 50e3]
-    assert len(long_waits) >= 6 and all(e["pid"] == 1 and e["name"] == "wait for rank 1" for e in long_waits)
+    waits = [e for e in chrome["traceEvents"] if e.get("cat") == "wait" and e["args"]["collective"].startswith("ddp/b")]
+    long_waits = [e for e in waits if e["dur"] > 50e3]
+    assert len(long_waits) >= 6 and all(e["pid"] == 1 and e["name"] == "wait for rank 1" for e in long_waits), waits
 
 
 @needs_mpi

@@ -180,6 +180,23 @@ def test_first_nan_across_ranks_is_named_by_rank_step_op_and_line(tmp_path):
         assert {e.name.split("/")[0] for e in tr.events(bad.run)} == {"rank0", "rank1"}
 
 
+@needs_mpi
+def test_graph_mode_distributed_optimizer_matches_one_process(tmp_path):
+    script = os.path.join(HERE, "mpi", "graph_train.py")
+    code, text = run_command([sys.executable, script, str(tmp_path / "one.npy"), "--single"], TIMEOUT)
+    assert code == 0, text
+    # the ranks start from different weights: broadcast_global_variables(0) must align them
+    code, text = run_command([dist.find_mpiexec(), "-n", "2", sys.executable, "-m", "tracetensor", "trace", "record",
+                              "-o", str(tmp_path / "g.ttrace"), script, str(tmp_path / "two.npy")], TIMEOUT)
+    assert code == 0, text
+    np.testing.assert_allclose(np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy"), rtol=0, atol=1e-6)
+    with tt.trace.open_ranks(str(tmp_path / "g.rank*.ttrace")) as mt:
+        colls = mt.events(phase="collective")
+        assert {e.op for e in colls} == {"HorovodAllreduce", "HorovodBroadcast"}
+        assert {e.mode for e in colls} == {"graph"}
+        assert len(multi.collectives(mt)) == 2 + 5 * 2  # 2 variables broadcast, 2 gradients a step
+
+
 def test_per_rank_traces_refuse_files_of_another_job(tmp_path):
     with tt.record(str(tmp_path / "plain.ttrace")):
         tt.ones(2) + 1

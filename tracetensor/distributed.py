@@ -234,12 +234,12 @@ class _Transfer:
 
 def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any]], Any],
            after: Callable[[], None] | None, out: Any, async_op: bool, name: str | None,
-           out_arrays: list[Any] | None = None) -> Work | None:
+           out_arrays: list[Any] | None = None, emit: bool = True) -> Work | None:
     """Starts a non-blocking collective over `arrays_in` (`out_arrays` are written, when
     they differ), finishes it now or through the handed-back Work, and emits its event."""
     g = _g(what)
     ordinal = next(g.ordinal)
-    listening = bool(_ev.STATE.listeners)
+    listening = emit and bool(_ev.STATE.listeners)
     stack = user_frames() if listening and _ev.STATE.stacks else None
     run = (_ev.RUN.run or _ev.auto_run()) if listening else 0  # outside every run: a step begins, as for ops
     label = name or (_naming.op_name(what) if listening else what)
@@ -252,7 +252,7 @@ def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any]],
         tr_out.back()
         if after is not None:
             after()
-        if _ev.STATE.listeners:
+        if listening and _ev.STATE.listeners:
             _emit(what, label, out, t0, time.perf_counter_ns(), g, tr_in.via, ordinal, run, stack)
 
     if async_op:
@@ -356,18 +356,19 @@ def _cupy() -> Any:
 
 # --------------------------------------------------------------------------- arrays (DDP, graph mode)
 
-def all_reduce_array(a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False) -> Work | None:
+def all_reduce_array(a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False,
+                     emit: bool = True) -> Work | None:
     """`all_reduce` on a raw (contiguous) numpy/cupy array; DDP's buckets and the graph-mode
-    optimizer use it."""
+    optimizer use it (`emit=False`: the graph plan emits the node's event itself)."""
     g = _g("all_reduce")
     mop = _mpi_op(g.MPI, op, "all_reduce")
     after = (lambda: a.__itruediv__(g.size)) if op is ReduceOp.AVG else None
     return _issue("all_reduce", [a], lambda g, b: g.comm.Iallreduce(g.MPI.IN_PLACE, b[0], mop), after, a,
-                  async_op, name)
+                  async_op, name, emit=emit)
 
 
-def broadcast_array(a: Any, src: int = 0, *, name: str) -> None:
-    _issue("broadcast", [a], lambda g, b: g.comm.Ibcast(b[0], root=src), None, a, False, name)
+def broadcast_array(a: Any, src: int = 0, *, name: str, emit: bool = True) -> None:
+    _issue("broadcast", [a], lambda g, b: g.comm.Ibcast(b[0], root=src), None, a, False, name, emit=emit)
 
 
 # --------------------------------------------------------------------------- ranks and clocks

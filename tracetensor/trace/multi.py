@@ -312,18 +312,21 @@ class CollectiveStat:
 
 def collectives(mt: MultiTrace, run: int | None = None) -> list[CollectiveStat]:
     """Every collective of `run` (all runs when None), matched across ranks by ordinal."""
-    by: dict[int, CollectiveStat] = {}
+    by: dict[object, CollectiveStat] = {}
     for r in mt.ranks:
+        n = 0
         for e in r.trace.iter_events(run, phase="collective"):
-            k = e.iteration if e.iteration is not None else -1
+            # eager collectives carry their ordinal; graph nodes (whose `iteration` is the loop's)
+            # are matched by their position among the rank's graph collectives
+            k: object = e.iteration if e.mode == "eager" else ("graph", n)
+            n += e.mode != "eager"
             c = by.get(k)
             if c is None:
                 m = e.outputs[0] if e.outputs else None
-                c = by[k] = CollectiveStat(k, e.op, e.name, e.run, m.nbytes if m else 0, e.forward or "", {}, {})
+                c = by[k] = CollectiveStat(len(by), e.op, e.name, e.run, m.nbytes if m else 0, e.forward or "", {}, {})
             c.start[r.rank] = e.start_ns + r.offset_ns
             c.end[r.rank] = e.end_ns + r.offset_ns
-    n = len(mt.ranks)
-    return [by[k] for k in sorted(by) if len(by[k].start) == n]
+    return sorted((c for c in by.values() if len(c.start) == len(mt.ranks)), key=lambda c: min(c.start.values()))
 
 
 def _union(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -98,6 +98,9 @@ class DistributedDataParallel(Module):
         b = self._bucket_of[id(p)]
         if id(p) in self._ready:
             return
+        for done in self._buckets[:self._next]:  # MPI moves bytes only inside MPI calls: poke the
+            if done.work is not None:            # reductions in flight so they progress during backward
+                done.work.is_completed()
         self._ready.add(id(p))
         b.pending -= 1
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:

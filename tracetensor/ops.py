@@ -2086,3 +2086,57 @@ def multinomial(xp, probs, u, num_samples, replacement):
     with np.errstate(divide="ignore"):
         keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
     return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)
+
+
+# ----------------------------------------------------------------- torch-compat: more optimizer updates
+# PyTorch's update rules, in place on the parameter and state arrays (see sgd_update above)
+
+@register("adagrad_update", tf="ApplyAdagrad")
+def adagrad_update(xp, p, g, state_sum, *, lr, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step=1):
+    if weight_decay:
+        g = g + weight_decay * p
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += g * g
+    p -= clr * (g / (xp.sqrt(state_sum) + eps))
+    return p
+
+
+@register("rmsprop_update", tf="ApplyRMSProp")
+def rmsprop_update(xp, p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, centered=False):
+    if weight_decay:
+        g = g + weight_decay * p
+    square_avg *= alpha
+    square_avg += (1 - alpha) * (g * g)
+    if centered:
+        grad_avg += (1 - alpha) * (g - grad_avg)  # lerp, as PyTorch
+        avg = xp.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = xp.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf *= momentum
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * (g / avg)
+    return p
+
+
+@register("adadelta_update", tf="ApplyAdadelta")
+def adadelta_update(xp, p, g, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    if weight_decay:
+        g = g + weight_decay * p
+    square_avg *= rho
+    square_avg += (1 - rho) * (g * g)
+    delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * g
+    acc_delta *= rho
+    acc_delta += (1 - rho) * (delta * delta)
+    p -= lr * delta
+    return p
+
+
+@register("lbfgs_update", tf="ApplyLbfgs")
+def lbfgs_update(xp, p, d, *, t):
+    """One L-BFGS move of a parameter: p += t * d (d: its slice of the search direction)."""
+    p += t * d.reshape(p.shape).astype(p.dtype, copy=False)
+    return p

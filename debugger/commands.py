@@ -337,7 +337,9 @@ class Debugger:
         fname = a.tensor_filter or self.stopped_by or "has_inf_or_nan"
         fn = flt.get_filter(fname)
         culprit = self.culprit(fname, rows)
+        unknown = 0
         if a.tensor_filter:
+            unknown = flt.unanswered(fn, rows)
             rows = [d for d in rows if flt.passes(fn, d)]
         if a.node_name_filter:
             rx = re.compile(a.node_name_filter)
@@ -355,6 +357,10 @@ class Debugger:
         head = Text(f"run {self.run}: {len(rows)} tensors")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
+        if unknown:
+            head.append(f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
+                        "recorded neither numeric "
+                        "summaries nor their values (record with values=\"summary\")", style="yellow")
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")
             head.append(culprit.tensor_name, style="bold red")
@@ -379,15 +385,18 @@ class Debugger:
         name, sl = m.group(1), m.group(2)
         e, i = self._resolve(name)
         meta = e.outputs[i]
-        v = self.trace.value(meta.name, e.run)
+        v = self.trace.value(meta.name, e.run, default=None)
         head = Text(f"Tensor \"{meta.name}\" (run {e.run}): op {e.op}, dtype {meta.dtype}, "
                     f"shape {meta.shape}")
         parts: list[RenderableType] = [head]
         summ = e.summaries[i] if e.summaries and i < len(e.summaries) else None
         if v is None:
-            parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
             if summ is not None:
+                parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
                 parts.append(Text(summ.brief()))
+            else:
+                parts.append(Text("(neither the value nor a numeric summary was recorded for this tensor: "
+                                  "record with values=\"summary\" or \"full\")", style="yellow"))
             return Group(*parts)
         if sl:
             try:
@@ -567,7 +576,7 @@ class Debugger:
         def sub(m: re.Match) -> str:
             nonlocal count
             e, i = self._resolve(m.group(1))
-            v = self.trace.value(e.outputs[i].name, e.run)
+            v = self.trace.value(e.outputs[i].name, e.run, default=None)
             if v is None:
                 raise CommandError(f"the value of {m.group(1)} was not kept")
             key = f"_t{count}"

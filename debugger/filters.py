@@ -44,7 +44,7 @@ class TensorDatum:
     @cached_property
     def value(self) -> np.ndarray | None:
         """The recorded value (None when only summaries were kept)."""
-        return self.trace.value(self.tensor_name, self.event.run)
+        return self.trace.value(self.tensor_name, self.event.run, default=None)
 
 
 Filter = Callable[[TensorDatum, Any], bool]
@@ -104,6 +104,16 @@ def data(trace: Trace, run: int | None) -> list[TensorDatum]:
             if m.dtype != "none":
                 out.append(TensorDatum(e, i, trace))
     return out
+
+
+def unanswered(fn: Filter, rows: Iterable[TensorDatum]) -> int:
+    """How many of `rows` `fn` cannot judge from what was recorded: for has_inf_or_nan,
+    floating tensors with neither a summary nor a value (a trace recorded with
+    values="none"). Counting them keeps "0 tensors passing" from reading as "no NaN"."""
+    if fn is not has_inf_or_nan:
+        return 0
+    return sum(1 for d in rows if d.summary is None and d.meta.dtype.startswith(("float", "complex", "bfloat"))
+               and d.value is None)
 
 
 def first_of(rows: Iterable[TensorDatum], fn: Filter) -> TensorDatum | None:

@@ -344,7 +344,7 @@ class TensorScreen(Screen):
 
     def show(self, sl: str) -> None:
         d = self.datum
-        v = self.dbg.trace.value(d.tensor_name, d.event.run)
+        v = self.dbg.trace.value(d.tensor_name, d.event.run, default=None)
         s = d.summary
         self.query_one("#summary", Static).update(
             Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)")))

@@ -80,6 +80,9 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
         if phase == "backward" and isinstance(ctx, Ctx) and ctx.args is not None:
             # a VJP costs about twice its forward (two products for a matmul, and so on)
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
+        elif phase == "backward" and mode == "graph" and forward is not None and len(arrays) >= 2:
+            # a graph gradient node's inputs are (forward inputs..., forward output, grad)
+            flops = 2 * _flops(op, arrays[:-2], arrays[-2], attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
     e = OpEvent(seq, RUN.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),

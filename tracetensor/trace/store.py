@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import events as ev
 from ..errors import SerializationError
-from .base import RunInfo, Trace, output_name
+from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
 VERSION = 1  # bump on any schema change; readers refuse files newer than they know
@@ -1048,6 +1048,7 @@ class SqliteTrace(Trace):
         start: int = 0,
     ) -> Iterator[ev.OpEvent]:
         """Like `events()`, decoded a block at a time (constant memory over any file)."""
+        op = op_pattern(op)
         sigs = self._sig_filter(phase, op, name)
         if sigs is not None and len(sigs) == 0:
             return
@@ -1159,7 +1160,7 @@ class SqliteTrace(Trace):
                 break
         return out
 
-    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+    def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
         if run is None:
             rows = self._q(
@@ -1170,8 +1171,11 @@ class SqliteTrace(Trace):
                 "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (want, run)
             )
         if not rows:
-            return None
+            return self._no_value(tensor, run, default)
         return self._npy(rows[0][0], want)
+
+    def _values_level(self) -> str:
+        return self._meta.get("values", "?")
 
     def _npy(self, b: bytes, what: str) -> np.ndarray:
         try:

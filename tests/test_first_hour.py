@@ -1,0 +1,187 @@
+"""What a new user trips on in the first hour, off README's scripted path: each test is
+one of those trips, checked the way the user met it (the CLI in a subprocess, the API
+as README shows it)."""
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tracetensor.profiler import profile
+
+import tracetensor as tt
+import tracetensor.graph as tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# several tests make NaN/inf on purpose; the tracetensor pytest plugin would fail them
+pytestmark = pytest.mark.tracetensor_allow_nan
+
+NAN_SCRIPT = """\
+import tracetensor as tt
+from tracetensor import profiler
+w = tt.tensor([[1.0, -1.0], [2.0, 0.5]], requires_grad=True)
+x = tt.tensor([[1.0, 2.0], [-1.0, 1.0]])
+for step in range(3):
+    y = (x @ w).relu().log().sum()
+    y.backward()
+    profiler.step()
+"""
+
+
+def cli(*args: str, cwd: pathlib.Path = ROOT, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracetensor", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+# ---------------------------------------------------------------- profiler traces and filters
+
+def test_profiled_trace_answers_has_inf_or_nan(tmp_path):
+    (tmp_path / "nan.py").write_text(NAN_SCRIPT)
+    r = cli("profile", "--no-py-spy", "nan.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    trace = tmp_path / "nan-profile" / "nan.ttrace"
+    out = cli("debug", str(trace), "-c", "lt -f has_inf_or_nan", "-c", "pt log:0").stdout
+    assert "culprit (has_inf_or_nan): log:0" in out
+    assert "0 tensors passing" not in out
+    assert "-inf=1" in out  # pt shows the recorded summary
+
+
+def test_filters_and_pt_say_when_the_trace_cannot_answer(tmp_path):
+    path = tmp_path / "none.ttrace"
+    with np.errstate(all="ignore"), tt.record(path, values="none"):
+        tt.tensor([1.0, 0.0]).log()
+    r = cli("debug", str(path), "-c", "lt -f has_inf_or_nan", "-c", "pt log:0", "-c", "run -f has_inf_or_nan")
+    out = " ".join(r.stdout.split())
+    assert "1 tensor could not be checked: this trace recorded neither numeric summaries nor their values" in out
+    assert "neither the value nor a numeric summary was recorded" in out
+    assert "values='none'" in out and "cannot see NaN/inf" in out
+
+
+# ---------------------------------------------------------------- tracetensor profile
+
+def test_windowed_pyspy_shares_are_of_the_window_and_its_file_is_listed(tmp_path):
+    out = tmp_path / "prof"
+    r = cli("profile", "--out", str(out), "--rate", "200", "--steps", "10:20", "--no-record",
+            "examples/mlp_eager.py", "--steps", "30")
+    assert r.returncode == 0, r.stderr
+    if "py-spy could not attach" in r.stderr:
+        pytest.skip("py-spy cannot attach here")
+    assert "sampled within the recorded steps" in r.stdout
+    mine = r.stdout.split("the script's own functions by py-spy samples")[1].split("written:")[0]
+    shares = [float(x) for x in re.findall(r"([\d.]+)%", mine)]
+    assert shares and max(shares) <= 100.0, mine
+    assert re.search(r"pyspy\.chrometrace\.json\s+py-spy's own output", r.stdout)
+
+
+def test_profile_folders_window_never_reached_and_gitignore(tmp_path):
+    args = ("profile", "--no-py-spy", "--steps", "100:200", str(ROOT / "examples/mlp_eager.py"), "--steps", "5")
+    first, second = cli(*args, cwd=tmp_path), cli(*args, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert (tmp_path / "mlp_eager-profile" / "trace.json").exists()
+    assert (tmp_path / "mlp_eager-profile-2" / "trace.json").exists()  # the first is kept
+    assert "the script ran 5 steps" in first.stdout and "window was never reached" in first.stdout
+    assert "call tracetensor.profiler.step()" not in first.stdout
+    # what the tools write is what .gitignore keeps out of commits
+    written = ["mlp_eager-profile/trace.json", "mlp_eager-profile-2/table.txt", "run.ttrace", "sub/x.ttrace"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True,
+                             text=True, timeout=30).stdout.split()
+    assert ignored == written
+
+
+def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
+    r = cli("profile", "--no-py-spy", "--out", str(tmp_path / "p"), "examples/profile_raises.py")
+    assert r.returncode == 1
+    tb = r.stderr[r.stderr.index("Traceback"):]
+    assert tb.splitlines()[1].strip().startswith('File "examples/profile_raises.py", line 32, in <module>')
+    for launcher in ("recorder.py", "<frozen runpy>", "_dispatch.py"):
+        assert launcher not in tb
+    assert "ShapeError: matmul: cannot multiply (8, 15) by (16, 4)" in tb
+
+
+def test_row_source_location_is_where_the_time_went():
+    a, b = tt.ones(2), tt.randn(256, 256)
+
+    def once() -> None:
+        a + a  # one tiny add first
+
+    def hot() -> None:
+        for _ in range(20):
+            b + b  # where the add time goes
+
+    with profile(with_stack=True) as prof:
+        once()
+        hot()
+    row = next(r for r in prof.key_averages() if r.key == "add")
+    assert row.stack[0].name == "hot"
+
+
+def test_graph_backward_ops_have_flops():
+    x = tf.placeholder(tf.float32, [8, 16], name="x")
+    w = tf.Variable(np.ones((16, 4), np.float32), name="w")
+    loss = tf.reduce_sum(tf.nn.relu(tf.matmul(x, w)))
+    grads = tf.gradients(loss, [w])
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        with profile(with_flops=True) as prof:
+            sess.run(grads, {x: np.ones((8, 16), np.float32)})
+    rows = {r.key: r.flops for r in prof.key_averages()}
+    assert rows["MatMul"] == 2 * 8 * 4 * 16
+    assert rows["MatMulGrad (backward)"] == 2 * rows["MatMul"]  # as eager `matmul (backward)` counts it
+    assert rows["ReluGrad (backward)"] > 0
+
+
+# ---------------------------------------------------------------- command lines
+
+def test_help_texts():
+    debug = cli("debug", "--help").stdout
+    assert "otherwise the Textual UI opens." in " ".join(debug.split())
+    ui_help = " ".join(debug.split("--ui {textual,readline}")[-1].split())
+    assert "ctrl+q" in ui_help and "line mode" in ui_help
+    assert "trace record" in cli("--help").stdout
+    bench = subprocess.run([sys.executable, "benchmarks/run.py", "--help"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert bench.returncode == 0 and "engine, graph, profiler, pytest_plugin, recorder" in " ".join(
+        bench.stdout.split())
+    bad = subprocess.run([sys.executable, "benchmarks/run.py", "nope"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "no benchmark named 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("argv", [["trace", "info", "r.ttrace"], ["debug", "r.ttrace", "-c", "lt", "-c", "ri"]])
+def test_a_closed_pipe_ends_quietly(tmp_path, argv):
+    with tt.record(tmp_path / "r.ttrace"):
+        (tt.ones(3) * 2).sum()
+    cmd = [sys.executable, "-m", "tracetensor", *(str(tmp_path / a) if a == "r.ttrace" else a for a in argv)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # `| head` that already exited
+    _, err = p.communicate(timeout=60)
+    assert b"BrokenPipeError" not in err and b"Traceback" not in err, err.decode()
+    assert p.returncode == 141
+
+
+# ---------------------------------------------------------------- the trace API
+
+def test_trace_events_match_op_types_across_modes_and_case(tmp_path):
+    path = tmp_path / "r.ttrace"
+    with tt.record(path):
+        w = tt.ones(3, 2, requires_grad=True)
+        (tt.ones(4, 3) @ w).relu().sum().backward()
+        x = tf.placeholder(tf.float32, [2, 2], name="x")
+        y = tf.nn.relu(tf.matmul(x, x))
+        with tf.Session() as sess:
+            sess.run(y, {x: np.eye(2, dtype=np.float32)})
+    with tt.trace.open(path) as tr:
+        eager_run = tr.events(op="matmul")[0].run
+        for trace in (tr, ):
+            assert {e.op for e in trace.events(run=eager_run, op="MatMul")} == {"matmul"}
+            assert {e.op for e in trace.events(op="MatMul")} == {"matmul", "MatMul"}
+            assert {e.op for e in trace.events(op="RELU", phase="forward")} == {"relu", "Relu"}
+        with pytest.raises(tt.trace.ValueNotRecorded, match=r"matmul:0 in run \d+: this trace kept no tensor values"):
+            tr.value("matmul:0", eager_run)
+        with pytest.raises(tt.trace.ValueNotRecorded, match="no tensor named 'nope:0'"):
+            tr.value("nope")
+        assert tr.value("matmul:0", eager_run, default=None) is None

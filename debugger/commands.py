@@ -484,8 +484,7 @@ class Debugger:
         seen: set[str] = set()
 
         def walk(n: str, depth: int) -> None:
-            kids = self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run)
-            for k in kids:
+            for k in self._neighbours(n, inputs):
                 t.append(f"{'  ' * depth}|- {k}")
                 kn = k.split(":")[0]
                 op = self._op_of(kn)
@@ -497,6 +496,21 @@ class Debugger:
                     walk(kn, depth + 1)
         walk(e_name, 1)
         return t
+
+    def _neighbours(self, n: str, inputs: bool) -> list[str]:
+        """Input tensors of op/tensor `n`, or the ops consuming its outputs. An eager op whose
+        outputs are not named `op:i` (`update/0.weight` outputs `0.weight`) is looked up by
+        its outputs' names too."""
+        kids = list(self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run))
+        if self.trace.node(n) is None:
+            for e in self.trace.events(self.run, name=f"^{re.escape(n)}$")[-1:]:
+                if inputs and not kids:
+                    kids = list(e.inputs)
+                elif not inputs:
+                    for m in e.outputs:
+                        if m.name.split(":")[0] != n:
+                            kids += [k for k in self.trace.consumers(m.name, self.run) if k not in kids]
+        return kids
 
     def _op_of(self, name: str) -> str | None:
         n = self.trace.node(name)

@@ -103,14 +103,14 @@ def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
 
 
 def test_row_source_location_is_where_the_time_went():
-    a, b = tt.ones(2), tt.randn(256, 256)
+    a, b = tt.ones(2), tt.randn(512, 512)
 
     def once() -> None:
         a + a  # one tiny add first
 
     def hot() -> None:
-        for _ in range(20):
-            b + b  # where the add time goes
+        for _ in range(50):
+            b + b  # where the add time goes (milliseconds, against the one add's microseconds)
 
     with profile(with_stack=True) as prof:
         once()
@@ -185,3 +185,59 @@ def test_trace_events_match_op_types_across_modes_and_case(tmp_path):
         with pytest.raises(tt.trace.ValueNotRecorded, match="no tensor named 'nope:0'"):
             tr.value("nope")
         assert tr.value("matmul:0", eager_run, default=None) is None
+
+
+# ---------------------------------------------------------------- check_numerics_mode
+
+def test_check_numerics_names_the_forward_line_or_says_it_ran_outside():
+    w = tt.tensor([1.0, 0.0], requires_grad=True)
+    y = (w * 1.0).log().sum()  # forward outside the check
+    with pytest.raises(tt.debugging.NumericsError) as err, tt.debugging.check_numerics_mode():
+        y.backward()  # the backward() line
+    msg = str(err.value)
+    assert "from the forward op at" not in msg
+    assert "its forward ran outside the check" in msg and "through 'log'" in msg
+    assert f"backward called at {__file__}:" in msg
+
+    with pytest.raises(tt.debugging.NumericsError) as err, tt.debugging.check_numerics_mode():
+        z = (tt.tensor([0.0], requires_grad=True) * 1.0).sqrt().sum()
+        line = sys._getframe().f_lineno - 1
+        z.backward()
+    assert f"through 'sqrt', from the forward op at {__file__}:{line}" in str(err.value)
+
+
+# ---------------------------------------------------------------- names in the debugger
+
+def _names_run(path: pathlib.Path):
+    import tracetensor.nn as nn
+    from tracetensor import events as ev
+    from tracetensor.trace import MemoryTrace
+
+    tt.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    opt = tt.optim.SGD(model.parameters(), lr=0.1)
+    with tt.record(path, values="full"), MemoryTrace(values=True) as live:
+        r = ev.begin_run("debug", name="step")
+        model(tt.ones(4, 3)).sum().backward()
+        opt.step()
+        ev.end_run(r)
+    return live
+
+
+def test_every_name_the_debugger_prints_is_accepted_by_every_command(tmp_path):
+    from tracetensor.debugger import Debugger
+
+    live = _names_run(tmp_path / "r.ttrace")
+    for trace in (live, tt.trace.open(tmp_path / "r.ttrace")):
+        dbg = Debugger(trace)
+        names = dbg.tensor_names()
+        assert "0.weight" in names and "0.weight.grad" in names  # the update and the gradient
+        nodes = {e.name for e in trace.events(dbg.run)}
+        for name in [*names, *nodes]:
+            for cmd in ("pt", "ni -t", "li", "lo"):
+                out = dbg.plain(f"{cmd} {name}")
+                assert not out.startswith("error"), (cmd, name, out)
+        assert "sgd_update" in dbg.plain("ni 0.weight")
+        assert "shape (2, 3)" in dbg.plain("eval '`0.weight` * 2'")
+        assert "0.weight.grad" in dbg.plain("li 0.weight")
+        assert "update/0.weight" in dbg.plain("lo 0.weight.grad")

@@ -131,7 +131,10 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
                 in_names = tuple(i._name or "" for i in node.inputs)
                 gin = run_op(op, "backward", op.vjp, (node, g), (g,), {}, mode="eager",
                              name=f"gradients/{fname}_grad", inputs=(f"gradients/{fname}:0",),
-                             device=t._device, stack=node.stack, forward=fname, grad_of=in_names,
+                             # a node made while nobody listened has no name: its forward
+                             # line is unknown, and () says so (None would take backward()'s line)
+                             device=t._device, stack=node.stack if node.name is not None else (),
+                             forward=fname, grad_of=in_names,
                              op_label=op.name)
             else:
                 try:

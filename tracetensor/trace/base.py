@@ -185,14 +185,17 @@ class Trace(ABC):
         return self.first(lambda e: e.nonfinite > 0, run)
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
-        """The event that produced `tensor` (or op name; `:0` is implied) and the output index."""
+        """The event that produced `tensor` (or op name; `:0` is implied) and the output index.
+        A name printed without `:i` (a parameter update's `0.weight`) is found as printed."""
         want = output_name(tensor)
-        hit = None
+        hit = exact = None
         for e in self.events(run):
             for i, m in enumerate(e.outputs):
                 if m.name == want:
                     hit = (e, i)
-        return hit
+                elif m.name == tensor:
+                    exact = (e, i)
+        return hit or exact
 
     def graph(self, graph_id: int | None = None) -> ev.GraphDef | None:
         gs = self.graphs()
@@ -340,11 +343,14 @@ class MemoryTrace(Trace):
     def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
         with self._lock:
-            if run is not None:
-                v = self._values.get((run, want))
-            else:
-                cands = [k for k in self._values if k[1] == want]
-                v = self._values[max(cands)] if cands else None
+            for name in (want, tensor):  # `relu` means `relu:0`; `0.weight` (an update) is itself
+                if run is not None:
+                    v = self._values.get((run, name))
+                else:
+                    cands = [k for k in self._values if k[1] == name]
+                    v = self._values[max(cands)] if cands else None
+                if v is not None:
+                    break
         return self._no_value(tensor, run, default) if v is None else ev.to_numpy(v)
 
     def _values_level(self) -> str:

@@ -1121,6 +1121,10 @@ class SqliteTrace(Trace):
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         want = output_name(tensor)
+        # a name printed without `:i` (a parameter update's `0.weight`) is found as printed
+        return self._find(want, run) or (self._find(tensor, run) if want != tensor else None)
+
+    def _find(self, want: str, run: int | None) -> tuple[ev.OpEvent, int] | None:
         # outputs are `name:i` (or `NAME.grad` for accumulated gradients): candidate ops by name first
         rows = self._q("SELECT id FROM sigs WHERE name = ?", (want.rsplit(":", 1)[0],))
         if not rows:
@@ -1162,14 +1166,19 @@ class SqliteTrace(Trace):
 
     def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
-        if run is None:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,)
-            )
-        else:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (want, run)
-            )
+        rows = []
+        for name in dict.fromkeys((want, tensor)):  # `relu` means `relu:0`; `0.weight` (an update) is itself
+            if run is None:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (name,)
+                )
+            else:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (name, run)
+                )
+            if rows:
+                want = name
+                break
         if not rows:
             return self._no_value(tensor, run, default)
         return self._npy(rows[0][0], want)

@@ -15,7 +15,7 @@ from . import _gpu
 from ._registry import Ctx, OpDef
 from ._source import Frame, user_frame, user_frames
 from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
-from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, summarize
+from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
 
 _perf = time.perf_counter_ns
 _tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
@@ -85,7 +85,9 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
             flops = 2 * _flops(op, arrays[:-2], arrays[-2], attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
-    e = OpEvent(seq, RUN.run, mode, phase, op_label or (op.tf_name if mode == "graph" else op.name),
+    # an eager op outside every run begins a step (auto_run); one check per event otherwise
+    e = OpEvent(seq, RUN.run or auto_run(t0), mode, phase,
+                op_label or (op.tf_name if mode == "graph" else op.name),
                 name, inputs, metas, t0, t1, _tid(), dev, flops, forward, grad_of,
                 iteration, stack, summaries, input_summaries, values)
     for lis in STATE.listeners:

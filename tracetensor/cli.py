@@ -14,8 +14,8 @@ from ._version import __version__
 SUBCOMMANDS = {
     "profile": ("tracetensor.profiler.cli", "run a script under the profiler (op table, Chrome trace, py-spy)"),
     "debug": ("tracetensor.debugger.cli", "open a recorded trace in the debugger (TUI, or line mode with -c)"),
-    "trace": ("tracetensor.trace.cli", "record a script into a trace file (`trace record -o FILE script.py`) "
-              "or say what a trace file holds (`trace info FILE`)"),
+    "trace": ("tracetensor.trace.cli", "record a script into a trace file (`trace record -o FILE script.py`), "
+              "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`)"),
 }
 
 

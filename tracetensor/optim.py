@@ -10,6 +10,7 @@ from ._dispatch import run_op
 from ._registry import REGISTRY
 from .errors import TraceTensorError
 from .events import STATE
+from .events import step as _end_step
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
@@ -56,6 +57,8 @@ class Optimizer:
             for i, p in enumerate(group["params"]):
                 if p.grad is not None:
                     self._update(p, p.grad._data, group, self.state.setdefault(id(p), {}), listening, i)
+        if listening:
+            _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:

@@ -182,6 +182,9 @@ class Debugger:
         self._offline_history = False  # see history_from_trace
         self._history_of_run: int | None = None
         self.commands: dict[str, _Cmd] = {}
+        # how a live session numbers this run ("#4": its 4th call), so that every command
+        # names the run as the session's screens do; None: the trace's own run number
+        self.label: str | None = None
         self._build()
 
     # ------------------------------------------------------------------ entry point
@@ -235,6 +238,10 @@ class Debugger:
         fn = flt.get_filter(filter_name or self.stopped_by or "has_inf_or_nan")
         return flt.first_of(self.data() if rows is None else rows, fn)
 
+    @property
+    def run_name(self) -> str:
+        return f"run {self.label}" if self.label else f"run {self.run}"
+
     def _run_start_ns(self) -> int:
         try:
             return self.trace.run_info(self.run).start_ns
@@ -253,7 +260,7 @@ class Debugger:
                     return e, 0
             close = [n for n in self.tensor_names() if name in n][:5]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise CommandError(f"no tensor or node named {name!r} in run {self.run}{hint}")
+            raise CommandError(f"no tensor or node named {name!r} in {self.run_name}{hint}")
         return hit
 
     # ------------------------------------------------------------------ commands
@@ -356,7 +363,7 @@ class Debugger:
             rows.remove(culprit)
             rows.insert(0, culprit)
         t0 = self._run_start_ns()
-        head = Text(f"run {self.run}: {len(rows)} tensors")
+        head = Text(f"{self.run_name}: {len(rows)} tensors")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
         if unknown:
@@ -583,10 +590,12 @@ class Debugger:
         except KeyError:
             raise CommandError(f"run {self.run} is not in this trace") from None
         t = Text()
-        t.append(f"Run {r.run}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''})\n", style="bold")
+        t.append(f"{self.run_name.capitalize()}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''}"
+                 + (f"; trace run {r.run}" if self.label else "") + ")\n", style="bold")
         t.append(f"  {r.n_events} op events")
         if r.duration_ns is not None:
-            t.append(f", {format_ns(r.duration_ns)}")
+            t.append(f"; wall time {format_ns(r.duration_ns)} (start to end of the run, Python between ops "
+                     "included; `tm` sums the ops' own host time)")
         t.append("\n")
         t.append(f"  fetches ({len(r.fetches)}):\n")
         for f in r.fetches:
@@ -687,7 +696,7 @@ class Debugger:
         if not stats:
             return Text("no parameter gradients in this run (no backward pass, or summaries not recorded)")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"gradient flow, run {self.run}")
+                      title=f"gradient flow, {self.run_name}")
         for col in ("parameter", "grad norm", "weight norm", "ratio", "zeros", "history", "flag"):
             right = col in ("grad norm", "weight norm", "ratio", "zeros")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -730,7 +739,7 @@ class Debugger:
         dev = self.trace.device_times(self.run)
         total = sum(e.duration_ns for e in events) or 1
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"run {self.run}: {len(events)} ops, {total / 1e6:.3f} ms host time")
+                      title=f"{self.run_name}: {len(events)} ops, {total / 1e6:.3f} ms in ops")
         for col in ("host (us)", "device (us)", "share", "phase", "op type", "name"):
             right = col in ("host (us)", "device (us)", "share")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -738,7 +747,11 @@ class Debugger:
             d = dev.get(e.seq)
             table.add_row(f"{e.duration_ns / 1e3:.1f}", "" if d is None else f"{d / 1e3:.1f}",
                           f"{e.duration_ns / total:.1%}", e.phase, e.op, e.name)
-        return table
+        notes = [Text(f"... {len(events) - a.limit} more ops (tm -n {len(events)} shows all)")] \
+            if len(events) > a.limit else []
+        notes.append(Text("time in ops: the ops' own host time, summed (`ri` gives the run's wall time)",
+                          style="dim"))
+        return Group(table, *notes)
 
     # --------------------------------------------------------------- run / help
     def cmd_run(self, a: argparse.Namespace) -> Result:

@@ -241,3 +241,57 @@ def test_every_name_the_debugger_prints_is_accepted_by_every_command(tmp_path):
         assert "shape (2, 3)" in dbg.plain("eval '`0.weight` * 2'")
         assert "0.weight.grad" in dbg.plain("li 0.weight")
         assert "update/0.weight" in dbg.plain("lo 0.weight.grad")
+
+
+# ---------------------------------------------------------------- line-mode sessions
+
+def _session(commands: str, filters: dict | None = None):
+    import io
+
+    from tracetensor.debugger import add_tensor_filter, wrap
+    from tracetensor.debugger.readline_ui import ReadlineUI
+
+    for name, fn in (filters or {}).items():
+        add_tensor_filter(name, fn)
+    out = io.StringIO()
+    w = tt.tensor([[1.0, -1.0], [2.0, 1.0]], requires_grad=True)
+
+    def step(k: float) -> float:
+        y = ((tt.ones(2, 2) * k) @ w).relu().sum()
+        y.backward()
+        return y.item()
+
+    s = wrap(step, ui=ReadlineUI(io.StringIO(commands), out))
+    results = []
+    for k in range(5):
+        tt.ones(2).sum()  # ops outside the debugged function, in runs of their own
+        tt.step()
+        results.append(s(float(k)))
+    return out.getvalue(), results
+
+
+def test_a_broken_user_filter_is_reported_and_the_program_goes_on():
+    out, results = _session("run -f three_args\nlt\nexit\n", {"three_args": lambda a, b, c: True})
+    assert len(results) == 5  # the script was not killed
+    assert "error: tensor filter 'three_args' raised TypeError" in out
+    assert "fn(datum, tensor)" in out
+    assert "run #1 ended" in out  # it stopped at the first run, where the filter failed
+
+
+def test_one_number_for_one_run_in_line_mode():
+    out, _ = _session("run\nrun -n\nrun\nlt\nri\ntm -n 3\nexit\n")
+    assert "======== run-end: run #3 ========" in out and "run #3 ended" in out
+    assert "run #3: " in out.split("tfdbg> lt")[-1]
+    assert "trace run" not in out.split("tfdbg> ri")[0]  # the screens use the session's number alone
+    numbers = set(re.findall(r"\brun #?(\d+)", out.split("======== run-end: run #3")[1].split("tfdbg> ri")[0]))
+    assert numbers == {"3"}, numbers
+
+
+def test_tm_says_what_it_leaves_out_and_what_it_measures():
+    out, _ = _session("run\ntm -n 3\nri\nexit\n")
+    tm = out.split("tfdbg> tm -n 3")[1].split("tfdbg> ri")[0]
+    assert re.search(r"run #1: (\d+) ops, [\d.]+ ms in ops", tm)
+    n = int(re.search(r"run #1: (\d+) ops", tm).group(1))
+    assert f"... {n - 3} more ops (tm -n {n} shows all)" in tm
+    assert "the ops' own host time, summed" in tm
+    assert "wall time" in out.split("tfdbg> ri")[1]

@@ -54,7 +54,9 @@ def test_filters_and_pt_say_when_the_trace_cannot_answer(tmp_path):
     path = tmp_path / "none.ttrace"
     with np.errstate(all="ignore"), tt.record(path, values="none"):
         tt.tensor([1.0, 0.0]).log()
-    r = cli("debug", str(path), "-c", "lt -f has_inf_or_nan", "-c", "pt log:0", "-c", "run -f has_inf_or_nan")
+    with tt.trace.open(path) as tr:
+        name = tr.events(op="log")[-1].outputs[0].name  # log:0, or log_N:0 after other ops in this run
+    r = cli("debug", str(path), "-c", "lt -f has_inf_or_nan", "-c", f"pt {name}", "-c", "run -f has_inf_or_nan")
     out = " ".join(r.stdout.split())
     assert "1 tensor could not be checked: this trace recorded neither numeric summaries nor their values" in out
     assert "neither the value nor a numeric summary was recorded" in out
@@ -295,3 +297,75 @@ def test_tm_says_what_it_leaves_out_and_what_it_measures():
     assert f"... {n - 3} more ops (tm -n {n} shows all)" in tm
     assert "the ops' own host time, summed" in tm
     assert "wall time" in out.split("tfdbg> ri")[1]
+
+
+# ---------------------------------------------------------------- engine answers
+
+def test_graph_load_of_a_foreign_file_never_suggests_allow_pickle(tmp_path):
+    text, objects = tmp_path / "notes.txt", tmp_path / "objects.npz"
+    text.write_text("not a graph")
+    np.savez(objects, a=np.array([{"x": 1}], dtype=object))
+    for path in (text, objects):
+        for load in (tf.load, lambda p: tf.train.Saver.__new__(tf.train.Saver).restore(None, p)):
+            with pytest.raises(tt.errors.SerializationError) as err:
+                load(str(path))
+            assert "allow_pickle" not in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(tt.errors.SerializationError, match="pickled .object. arrays, which tracetensor never loads"):
+        tf.load(str(objects))
+
+
+def test_backward_through_a_traced_function_says_why_it_cannot():
+    import tracetensor.nn as nn
+
+    lin = nn.Linear(3, 2)
+
+    @tt.function
+    def loss_fn(x: tt.Tensor) -> tt.Tensor:
+        return lin(x).relu().sum()
+
+    y = loss_fn(tt.randn(4, 3))
+    with pytest.raises(tt.errors.TraceTensorError,
+                       match="result of @tt.function .*loss_fn.*computes values only.*Call the undecorated function"):
+        y.backward()
+    eager = loss_fn.__wrapped__(tt.randn(4, 3))  # what the message points to: it trains
+    eager.backward()
+    assert lin.weight.grad is not None
+    with pytest.raises(tt.errors.TraceTensorError) as err:  # an unrelated tensor keeps the plain message
+        tt.ones(2).sum().backward()
+    assert "tt.function" not in str(err.value)
+
+
+def test_float32_model_keeps_float32_gradients_with_int64_operands():
+    import tracetensor.nn.functional as F
+    from tracetensor import events as ev
+
+    p = tt.tensor([[0.2, 0.3, 0.5]], requires_grad=True)
+    y = tt.tensor([1])
+    wide = []
+    with ev.listen(lambda e: wide.extend(m.name for m in e.outputs if m.dtype == "float64")
+                   if isinstance(e, ev.OpEvent) else None):
+        (p.log() * F.one_hot(y, 3)).sum().backward()
+        (p / F.one_hot(y, 3).clamp(1, 2)).sum().backward()
+        (p ** tt.tensor([2])).sum().backward()
+        tt.maximum(p, tt.tensor([0.3])).sum().backward()
+        tt.minimum(p, tt.tensor([1])).sum().backward()
+    assert F.one_hot(y, 3).dtype == tt.int64
+    assert wide == [] and p.grad.dtype == tt.float32
+
+
+def test_a_dtype_problem_is_a_dtype_error():
+    with pytest.raises(tt.errors.DTypeError, match="mean needs a floating point or complex input, got int64"):
+        tt.tensor([1, 2]).mean()
+    with pytest.raises(tt.errors.DTypeError):
+        tt.tensor([1, 2]).var()
+
+
+def test_tt_numerics_prints_what_it_offers():
+    from tracetensor.nancheck import Numerics
+
+    with np.errstate(all="ignore"), Numerics() as n:
+        w = tt.tensor([0.0, 1.0], requires_grad=True)
+        w.log().sum().backward()
+    text = repr(n)
+    assert text.startswith("<tt_numerics: 4 non-finite tensor(s) (2 gradient(s)), first log")
+    assert ".grads(name)" in text and "gradients of 1 parameter(s)" in text

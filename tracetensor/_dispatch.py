@@ -14,7 +14,7 @@ from typing import Any
 from . import _gpu
 from ._registry import Ctx, OpDef
 from ._source import Frame, user_frame, user_frames
-from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
+from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
 
 _perf = time.perf_counter_ns
@@ -143,7 +143,7 @@ def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, 
         detail = f"{type(exc).__name__}: {exc} (input shapes {_fmt(shapes)}, dtypes {', '.join(dtypes)})"
     label = op.tf_name if mode == "graph" else op.name
     msg = str(exc).lower()
-    if isinstance(exc, TypeError) or "dtype" in msg or "ufunc" in msg and "type" in msg:
+    if isinstance(exc, (TypeError, InvalidDType)) or "dtype" in msg or "ufunc" in msg and "type" in msg:
         cls: type[OpError] = DTypeError
     elif isinstance(exc, (ValueError, IndexError, Invalid)):
         cls = ShapeError

@@ -209,7 +209,7 @@ def test_watch_filters_restrict_the_list() -> None:
 
 
 def test_completion(dbg: Debugger) -> None:
-    assert dbg.complete("l") == ["li", "list_inputs", "list_outputs", "list_tensors", "lo", "lt"]
+    assert dbg.complete("l") == ["li", "list_inputs", "list_outputs", "list_runs", "list_tensors", "lo", "lr", "lt"]
     assert "relu:0" in dbg.complete("pt re") and "relu" in dbg.complete("pt re")
     assert dbg.complete("lt -f has") == ["has_inf_or_nan"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from ._dispatch import fail, run_op
+from ._dispatch import _FORWARD, Site, dispatch, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
 from ._source import user_frames
@@ -27,17 +28,21 @@ _R = REGISTRY
 
 
 def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
-    """Runs `op` on tensors: the eager half of the one dispatch point."""
-    if STATE.listeners:
-        return _apply_observed(op, inputs, attrs)
+    """Runs `op` on tensors: the eager entry of the dispatch point."""
     dev = inputs[0]._device
     xp = dev.xp
     arrays = tuple([t._data for t in inputs])
+    site = _site(op, inputs, dev) if STATE.listeners else site_of(op)
     try:
-        out = op.forward(xp, *arrays, **attrs)
-    except Exception as e:
-        raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
-    return _output(op, inputs, xp, arrays, attrs, out, dev, None, None)
+        out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
+    except OpError as e:
+        raise _device_error(inputs) or e from None
+    t = _output(op, inputs, xp, arrays, attrs, out, dev, site.name, site.stack)
+    if site.name is not None:
+        hook = _TRACING.hook
+        if hook is not None:
+            hook(op, inputs, attrs, t)
+    return t
 
 
 def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device,
@@ -64,14 +69,14 @@ def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     (kept inline rather than calling `_output`: binary ops save nothing and take no attrs)."""
     b = o if o.__class__ is Tensor else _wrap_other(o, a)
     if STATE.listeners:
-        return _apply_observed(op, (a, b), {})
+        return apply(op, a, b)
     dev = a._device
     xp = dev.xp
     x, y = a._data, b._data
     try:
-        out = op.forward(xp, x, y)
-    except Exception as e:
-        raise _device_error((a, b)) or fail(op, "forward", (x, y), {}, e) from None
+        out = dispatch(_FORWARD.get(op) or site_of(op), op.forward, (xp, x, y), (x, y))
+    except OpError as e:
+        raise _device_error((a, b)) or e from None
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)
     t = _new(out, dev)
@@ -86,25 +91,25 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     return _binary(op, _wrap_other(o, a), a)
 
 
-def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tensor:
-    """`apply` while someone listens: names the op and its inputs, takes the user's
-    stack when asked, and runs through `run_op`, which emits the event."""
-    dev = inputs[0]._device
-    xp = dev.xp
-    arrays = tuple([t._data for t in inputs])
-    name = _naming.op_name(op.name)
-    in_names = tuple([t._name or t._give_name() for t in inputs])
-    stack = user_frames() if STATE.stacks else None
-    try:
-        out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
-                     inputs=in_names, device=dev, stack=stack, saves=op.saves)
-    except OpError as e:
-        raise _device_error(inputs) or e from None
-    t = _output(op, inputs, xp, arrays, attrs, out, dev, name, stack)
-    hook = _TRACING.hook
-    if hook is not None:
-        hook(op, inputs, attrs, t)
-    return t
+def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
+    """The site of one observed eager op: its name (module path + counter), its inputs'
+    names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
+    return _tuple_new(Site, (op, "forward", "eager", op.name, _naming.op_name(op.name),
+                             tuple([t._name or t._give_name() for t in inputs]), dev,
+                             user_frames() if STATE.stacks else None, None, (), None, None, op.saves))
+
+
+_tuple_new = tuple.__new__
+
+
+# id(tensor) -> (weak reference, why): tensors that carry values only although their inputs
+# required grad (tt.function results), so that `.backward()` can say why it cannot run
+_VALUES_ONLY: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def mark_values_only(t: Tensor, why: str) -> None:
+    key = id(t)
+    _VALUES_ONLY[key] = (weakref.ref(t, lambda _r: _VALUES_ONLY.pop(key, None)), why)
 
 
 class _Tracing(threading.local):
@@ -180,9 +185,17 @@ class Tensor(TensorOps):
                  "_g", "_mark", "__weakref__")
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators
 
-    def __init__(self, data: Any = None, *, dtype: Any = None, requires_grad: bool = False,
+    def __init__(self, data: Any = None, *sizes: Any, dtype: Any = None, requires_grad: bool = False,
                  device: Any = None) -> None:
-        t = tensor([] if data is None else data, dtype=dtype, requires_grad=requires_grad, device=device)
+        """`Tensor([1, 2])` (default float dtype, as torch.Tensor) or `Tensor(2, 3)` (uninitialized)."""
+        if isinstance(data, builtins.int) and not isinstance(data, builtins.bool):
+            t = zeros(data, *sizes, dtype=dtype, device=device, requires_grad=requires_grad)
+        else:
+            if data is None:
+                data = []
+            if dtype is None and not hasattr(data, "dtype") and not isinstance(data, Tensor):
+                dtype = dtypes.get_default_dtype()
+            t = tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
         self._data, self._device = t._data, t._device
         self._requires_grad, self._node, self.grad = t._requires_grad, None, None
         self._name, self._hooks, self._retain = None, (), False
@@ -210,6 +223,32 @@ class Tensor(TensorOps):
 
     def dim(self) -> int:
         return self._data.ndim
+
+    ndimension = dim
+
+    def nelement(self) -> int:
+        return int(self._data.size)
+
+    def element_size(self) -> int:
+        return int(self._data.itemsize)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.type(other.dtype)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return ones(*size, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Tensor:
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self._device)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        return empty(*size, dtype=dtype or self.dtype, device=device or self._device)
+
+    def new_tensor(self, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return tensor(data, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -348,7 +387,9 @@ class Tensor(TensorOps):
         if create_graph:
             raise TraceTensorError("create_graph=True (higher-order gradients) is not supported")
         if not self._requires_grad:
-            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn")
+            why = _VALUES_ONLY.get(id(self))
+            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn"
+                                   + (f": {why[1]}" if why is not None and why[0]() is self else ""))
         if gradient is None:
             if self._data.size != 1:
                 raise TraceTensorError(
@@ -381,6 +422,40 @@ class Tensor(TensorOps):
 
     def retain_grad(self) -> None:
         self._retain = True
+
+    # in-place shape changes: rebinds this tensor's array (outside autograd only)
+    def _reshape_inplace(self, name: str, out: Tensor) -> Tensor:
+        if self._requires_grad and MODE.enabled:
+            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use the out-of-place "
+                                   f"{name.rstrip('_')}()")
+        self._data = out._data
+        return self
+
+    def unsqueeze_(self, dim: builtins.int) -> Tensor:
+        return self._reshape_inplace("unsqueeze_", self.unsqueeze(dim))
+
+    def squeeze_(self, dim: Any = None) -> Tensor:
+        return self._reshape_inplace("squeeze_", self.squeeze(dim))
+
+    def t_(self) -> Tensor:
+        return self._reshape_inplace("t_", self.t())
+
+    def transpose_(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
+        return self._reshape_inplace("transpose_", self.transpose(dim0, dim1))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        return self._assign_inplace("clamp_", self.clamp(min, max))
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return self._assign_inplace("masked_fill_", self.masked_fill(mask, value))
+
+    def _assign_inplace(self, name: str, out: Tensor) -> Tensor:
+        """An in-place op outside autograd: the result is written into this tensor's array."""
+        if self._requires_grad and MODE.enabled:
+            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use "
+                                   f"{name.rstrip('_')}() (out of place), or wrap it in `with tt.no_grad():`")
+        self._data[...] = out._data
+        return self
 
     def zero_(self) -> Tensor:
         self._data[...] = 0
@@ -449,13 +524,20 @@ class Tensor(TensorOps):
     # in place: true in-place on tensors outside autograd (so `p.data -= ...` and
     # updates under no_grad change the parameter); out of place on tape tensors.
     def _inplace(self, opname: str, o: Any) -> Tensor:
-        if self._requires_grad and MODE.enabled:
-            if self._node is None:
+        other = _wrap_other(o, self)
+        if MODE.enabled and (self._requires_grad or other._requires_grad):
+            if self._requires_grad and self._node is None:
                 raise TraceTensorError(
                     f"a leaf tensor that requires grad is being used in an in-place operation ({opname}); "
                     "wrap it in `with tt.no_grad():` or update `.data`")
-            return apply(_R[opname], self, _wrap_other(o, self))
-        res = apply(_R[opname], self, _wrap_other(o, self))
+            # on the tape: this tensor becomes the op's output, as in PyTorch; the op's input is a
+            # snapshot of what it was (same array and history), so the graph has no cycle
+            before = _new(self._data, self._device)
+            before._node, before._requires_grad, before._name = self._node, self._requires_grad, self._name
+            res = apply(_R[opname], before, other)
+            self._data, self._node, self._requires_grad = res._data, res._node, res._requires_grad
+            return self
+        res = apply(_R[opname], self, other)
         try:
             self._data[...] = res._data
         except (TypeError, ValueError) as e:  # e.g. an int tensor += a float
@@ -657,6 +739,22 @@ class Tensor(TensorOps):
     def __hash__(self) -> int:
         return id(self)
 
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A copy with its own storage (copy.deepcopy(model.state_dict()) / of a whole model);
+        only leaf tensors can be deep-copied, as in PyTorch."""
+        if self._node is not None:
+            raise TraceTensorError("only tensors created explicitly by the user (graph leaves) support the "
+                                   "deepcopy protocol; use .detach().clone()")
+        t = _object_new(type(self))
+        for slot in Tensor.__slots__:
+            if slot != "__weakref__":
+                object.__setattr__(t, slot, getattr(self, slot))
+        t._data, t._node, t.grad, t._hooks = self._data.copy(), None, None, ()
+        memo[id(self)] = t
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        return t
+
     def __repr__(self) -> str:
         body = np.array2string(np.asarray(to_device(self._data, CPU)), separator=", ", prefix="tensor(",
                                precision=4)
@@ -681,6 +779,24 @@ class Tensor(TensorOps):
             raise TraceTensorError("in-place assignment into a tensor that requires grad; use tt.where "
                                    "or update `.data` under tt.no_grad()")
         self._data[_index_attr(index)] = _wrap_other(value, self)._data
+
+
+def _np_aliases(fn: Callable) -> Callable:
+    """Accepts numpy's `axis=`/`keepdims=` for `dim=`/`keepdim=`, as PyTorch's reductions do."""
+    def method(self: Tensor, *args: Any, **kw: Any) -> Any:
+        if kw:
+            if "axis" in kw:
+                kw["dim"] = kw.pop("axis")
+            if "keepdims" in kw:
+                kw["keepdim"] = kw.pop("keepdims")
+        return fn(self, *args, **kw)
+    method.__name__, method.__qualname__, method.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    return method
+
+
+for _n in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "std", "var", "prod", "logsumexp",
+           "all", "any", "norm", "softmax", "log_softmax", "cumsum", "count_nonzero"):
+    setattr(Tensor, _n, _np_aliases(getattr(Tensor, _n)))
 
 
 def _dim(dim: Any) -> Any:
@@ -952,6 +1068,26 @@ def rand_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad
 def randint_like(t: Tensor, low: int, high: int | None = None, *, dtype: Any = None) -> Tensor:
     lo, hi = (0, low) if high is None else (low, high)
     return randint(lo, hi, t.shape, dtype=dtype or t.dtype, device=t._device)
+
+
+def _legacy(name: str, dt: Any) -> Any:
+    def make(*args: Any, device: Any = None) -> Tensor:
+        if args and all(isinstance(a, builtins.int) and not isinstance(a, builtins.bool) for a in args):
+            return zeros(*args, dtype=dt, device=device)  # LongTensor(2, 3): a new tensor of that size
+        return tensor(args[0] if args else [], dtype=dt, device=device)
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"`tt.{name}(data)` or `tt.{name}(*sizes)`: PyTorch's legacy constructor ({dt})."
+    return make
+
+
+FloatTensor = _legacy("FloatTensor", dtypes.float32)
+DoubleTensor = _legacy("DoubleTensor", dtypes.float64)
+HalfTensor = _legacy("HalfTensor", dtypes.float16)
+LongTensor = _legacy("LongTensor", dtypes.int64)
+IntTensor = _legacy("IntTensor", dtypes.int32)
+ShortTensor = _legacy("ShortTensor", dtypes.int16)
+ByteTensor = _legacy("ByteTensor", dtypes.uint8)
+BoolTensor = _legacy("BoolTensor", dtypes.bool)
 
 
 def is_tensor(obj: Any) -> bool:

@@ -258,10 +258,13 @@ def _npy_header(shape: tuple) -> bytes:
 
 
 def _zbomb() -> bytes:
+    """4 MB of zlib that inflate to 4 GiB of zeros (a full flush makes each 1 MiB chunk
+    stand alone, so one compressed chunk repeated is a valid stream)."""
     import zlib
-    z = zlib.compressobj(9)
-    chunk = b"\x00" * (1 << 20)
-    return b"".join([z.compress(chunk) for _ in range(1024)] + [z.flush()])  # 4 MB inflating to 1 GiB
+    c = zlib.compressobj(9)
+    first = c.compress(b"\x00" * (1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    chunk = c.compress(b"\x00" * (1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return first + chunk * 4095 + c.flush()
 
 
 DAMAGE: dict[str, tuple] = {

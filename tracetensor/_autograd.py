@@ -8,7 +8,6 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from . import _naming
 from ._dispatch import Site, dispatch, site_of
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame

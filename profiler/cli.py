@@ -5,6 +5,7 @@ trace file for `tracetensor debug` to a folder."""
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 import time
@@ -116,25 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isfile(args.script):
         print(f"tracetensor profile: can't open file {args.script!r}: no such file", file=sys.stderr)
         return 2
-    out = args.out or _new_dir(args.script)
-    os.makedirs(out, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(args.script))[0]
-    if args.nproc is not None:
-        if args.nproc < 1:
-            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
-            return 2
-        if args.tensorboard:
-            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
-                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
-            return 2
-        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
-        return main_ranks(args, out, stem)
-    windows: list[list[ev.Event]] = []
-    prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
-                   schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
-
-    rec = None
-    trace_path = os.path.join(out, f"{stem}.ttrace")
+    if args.values is None:  # TensorBoard's gradient flow and loss need at least summaries
+        args.values = "summary" if args.tensorboard else "none"
     if args.tensorboard and args.no_record:
         print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
         return 2
@@ -145,6 +129,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TensorBoardNotInstalled as e:
             print(f"tracetensor profile: {e}", file=sys.stderr)
             return 2
+    out = args.out or _new_dir(args.script)
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(args.script))[0]
+    if args.nproc is not None:
+        if args.nproc < 1:
+            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
+            return 2
+        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
+        code = main_ranks(args, out, stem)
+        if args.tensorboard:  # one TensorBoard run per rank: DIR/rank0, DIR/rank1 ...
+            for f in sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace"))):
+                rank = f[len(os.path.join(out, stem)) + 1: -len(".ttrace")]
+                export_tensorboard(f, os.path.join(args.tensorboard, rank), prog="tracetensor profile")
+        return code
+    windows: list[list[ev.Event]] = []
+    prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
+                   schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
+
+    rec = None
+    trace_path = os.path.join(out, f"{stem}.ttrace")
     if not args.no_record:
         rec = record(trace_path, values=args.values).start()
     spy = None

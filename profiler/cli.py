@@ -5,11 +5,13 @@ trace file for `tracetensor debug` to a folder."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 from tracetensor import events as ev
@@ -130,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tracetensor profile: {e}", file=sys.stderr)
             return 2
     out = args.out or _new_dir(args.script)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        print(f"tracetensor profile: cannot write to {out!r} ({e.strerror})", file=sys.stderr)
+        return 2
     stem = os.path.splitext(os.path.basename(args.script))[0]
     if args.nproc is not None:
         if args.nproc < 1:
@@ -150,7 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = None
     trace_path = os.path.join(out, f"{stem}.ttrace")
     if not args.no_record:
-        rec = record(trace_path, values=args.values).start()
+        try:
+            rec = record(trace_path, values=args.values).start()
+        except TraceFileError as e:  # e.g. another `tracetensor profile` is writing to this folder
+            print(f"tracetensor profile: {e}; give another --out folder", file=sys.stderr)
+            return 2
     spy = None
     if not args.no_py_spy:
         spy = PySpy(os.path.join(out, "pyspy.chrometrace.json"), args.rate)
@@ -163,19 +173,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter_ns()
     prof.start()
     code = 1
+    owner = os.getpid()
     try:
         code = run_script(args.script, args.args)
     finally:
-        t1 = time.perf_counter_ns()
-        if spy is not None:
-            spy.stop()  # before the profiler analyses its events: that is not the script's time
-        prof.stop()
-        if rec is not None:
-            rec.stop()
-        _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None, code)
-        if args.tensorboard and rec is not None:
-            export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
+        # a child the script forked that returns from it exits quietly: the parent reports
+        if os.getpid() == owner:
+            t1 = time.perf_counter_ns()
+            with _finishing_on_ctrl_c():
+                if spy is not None:
+                    spy.stop()  # before the profiler analyses its events: that is not the script's time
+                prof.stop()
+                if rec is not None:
+                    rec.stop()
+                _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None,
+                        code)
+                if args.tensorboard and rec is not None:
+                    export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
     return code
+
+
+@contextlib.contextmanager
+def _finishing_on_ctrl_c() -> Iterator[None]:
+    """The report is written to the end: a Ctrl-C (the script's run is over) says so and
+    is otherwise ignored, so the tables and files of the profiled run are not lost."""
+    def note(signum: int, frame: object) -> None:
+        print("\ntracetensor profile: finishing the report of the profiled run (a moment) ...",
+              file=sys.stderr, flush=True)
+    try:
+        old = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def from_trace(args: argparse.Namespace) -> int:

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while True:
         intro = Text(f"trace {' '.join(args.trace)}: {len(trace.runs())} runs; at run {dbg.run}\n"
                      "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
-        act = ui.session(dbg, f"trace: run {dbg.run}", intro)
+        act = ui.session(dbg, f"trace: run {dbg.run}", intro, kind="end")
         if act is None or not _advance(dbg, act):
             return 0
 

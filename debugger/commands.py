@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
@@ -233,6 +234,15 @@ class Debugger:
             return Result(Text(f"error: {e}", style="red"), error=True)
         return out if isinstance(out, Result) else Result(out)
 
+    def parse(self, line: str) -> tuple[_Cmd, argparse.Namespace]:
+        """A command line's command and parsed arguments, without running it (the TUI sends
+        `lt` to its list); raises for anything `execute` would answer with an error."""
+        argv = shlex.split(line.strip())
+        cmd = self.commands.get(argv[0]) if argv else None
+        if cmd is None:
+            raise CommandError(f"unknown command in {line!r}")
+        return cmd, cmd.parser.parse_args(argv[1:])
+
     def plain(self, line: str) -> str:
         return to_plain(self.execute(line).output)
 
@@ -335,13 +345,11 @@ class Debugger:
                 head.append(f"  ({where(culprit.event)})", style="bold")
         return head, rows, view, False
 
-    def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
-        """`lt -a`: every run's tensors in execution order, a page at a time, read through the
-        trace's indexes (non-finite blocks, op types) so a page costs what it shows."""
+    def all_rows(self, a: argparse.Namespace) -> tuple[L.ListView, Iterator[flt.TensorDatum]]:
+        """`lt -a`: every run's tensors that pass the filters, in execution order, lazily, read
+        through the trace's indexes (blocks holding NaN/inf, op types) so a page costs what it shows."""
         if a.sort_by != "timestamp" or a.reverse:
             raise CommandError("lt -a lists in execution order; -s/-r sort the tensors of one run")
-        if a.page < 1:
-            raise CommandError(f"lt -p needs a page number from 1, got {a.page}")
         tr = self.trace
         fname = a.tensor_filter or "has_inf_or_nan"
         fn = flt.get_filter(fname)
@@ -357,31 +365,33 @@ class Debugger:
             events = tr.iter_nonfinite()
         else:
             events = tr.iter_events(None, op=a.op_type_filter, name=a.node_name_filter)
-        skip, rows, more = (a.page - 1) * LT_PAGE, [], False
-        for k, e in enumerate(events):
-            if k % 256 == 0 and self.should_stop():
-                raise CommandError("cancelled")
-            if rn and not rn.search(e.name) or ro and not ro.search(e.op):
-                continue
-            for i, m in enumerate(e.outputs):
-                if m.dtype == "none":
+
+        def rows() -> Iterator[flt.TensorDatum]:
+            for k, e in enumerate(events):
+                if k % 256 == 0 and self.should_stop():
+                    raise CommandError("cancelled")
+                if rn and not rn.search(e.name) or ro and not ro.search(e.op):
                     continue
-                d = flt.TensorDatum(e, i, tr)
-                if a.tensor_filter and not flt.passes(fn, d):
-                    continue
-                if skip:
-                    skip -= 1
-                elif len(rows) < LT_PAGE:
-                    rows.append(d)
-                else:
-                    more = True
-                    break
-            if more:
-                break
+                for i, m in enumerate(e.outputs):
+                    if m.dtype != "none":
+                        d = flt.TensorDatum(e, i, tr)
+                        if not a.tensor_filter or flt.passes(fn, d):
+                            yield d
+        return view, rows()
+
+    def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
+        """`lt -a` in line mode: one page of LT_PAGE tensors."""
+        if a.page < 1:
+            raise CommandError(f"lt -p needs a page number from 1, got {a.page}")
+        view, it = self.all_rows(a)
         lo = (a.page - 1) * LT_PAGE
+        rows = list(itertools.islice(it, lo, lo + LT_PAGE + 1))
+        more = len(rows) > LT_PAGE
+        rows = rows[:LT_PAGE]
         head = Text(f"all runs: tensors {lo + 1 if rows else lo}-{lo + len(rows)}")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
+        culprit = view.culprit
         if culprit is not None:
             head.append("   culprit (has_inf_or_nan): ", style="bold")
             head.append(culprit.tensor_name, style="bold red")

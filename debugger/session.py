@@ -58,7 +58,7 @@ class Controller:
             intro.append(f"  feeds: {', '.join(feeds) or '(none)'}\n")
             intro.append("Choose: run | run -n | run -t N | run -f FILTER | exit   (help for more)")
             dbg = self.last or Debugger(MemoryTrace(start=False))
-            act = self.ui.session(dbg, f"run-start: run #{self.calls}", intro)
+            act = self.ui.session(dbg, f"run-start: run #{self.calls}", intro, kind="start")
             if not self._take(act):
                 return False
         assert self.pending is not None
@@ -107,7 +107,7 @@ class Controller:
             return
         self.pending = None
         intro = self.run_end_intro(dbg, error, culprit, act.filter)
-        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro))
+        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro, kind="end"))
 
     def run_end_intro(self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None,
                       filter_name: str | None) -> RenderableType:

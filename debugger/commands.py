@@ -22,10 +22,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tracetensor import events as ev
-from tracetensor.trace import Trace, format_bytes, format_ns, is_launcher_frame, nonfinite_text
+from tracetensor.errors import TraceTensorError
+from tracetensor.trace import Trace, format_bytes, format_ns, is_launcher_frame, nonfinite_text, printable
 
 from . import filters as flt
 from . import listing as L
+from .evaluator import EvalError, evaluate
 
 
 class CommandError(Exception):
@@ -109,13 +111,35 @@ def norm_of(s: ev.Summary) -> float:
 
 
 def to_plain(r: RenderableType, width: int = 200) -> str:
-    """A renderable as plain text (line mode, tests, pipes)."""
+    """A renderable as plain text (line mode, tests, pipes), with no control characters."""
     if isinstance(r, str):
-        return r
+        return printable(r, lines=True)
     buf = StringIO()
     Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False,
-            emoji=False, highlight=False, soft_wrap=False).print(r)
-    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+            emoji=False, highlight=False, soft_wrap=False, markup=False).print(r)
+    return printable("\n".join(line.rstrip() for line in buf.getvalue().splitlines()), lines=True)
+
+
+def safe_renderable(r: RenderableType) -> RenderableType:
+    """`r` with every string shown as plain text: strings (which Rich and Textual would
+    parse as markup, running `[@click=...]` actions) become `Text`, and control
+    characters become visible symbols. Trace data passes through here before display."""
+    if isinstance(r, str):
+        return Text(printable(r, lines=True))
+    if isinstance(r, Text):
+        t = r.copy()
+        t.plain = printable(t.plain, lines=True)  # one character for one: the spans still fit
+        return t
+    if isinstance(r, Group):
+        return Group(*(safe_renderable(x) for x in r.renderables))
+    if isinstance(r, Table):
+        for c in r.columns:
+            c.header = safe_renderable(c.header)
+            c._cells = [safe_renderable(x) for x in c._cells]  # Rich keeps a column's cells here
+        r.title = None if r.title is None else safe_renderable(r.title)
+        r.caption = None if r.caption is None else safe_renderable(r.caption)
+        return r
+    return r
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,8 +255,13 @@ class Debugger:
         except _Help as h:
             return Result(Text(str(h)))
         except (CommandError, flt.FilterError) as e:
-            return Result(Text(f"error: {e}", style="red"), error=True)
-        return out if isinstance(out, Result) else Result(out)
+            return Result(Text(printable(f"error: {e}", lines=True), style="red"), error=True)
+        except Exception as e:  # a damaged trace, a bug: one line, and the debugger stays up
+            msg = str(e) if isinstance(e, TraceTensorError) else f"{type(e).__name__}: {e}"
+            return Result(Text(printable(f"error: {argv[0]}: {msg}"), style="red"), error=True)
+        res = out if isinstance(out, Result) else Result(out)
+        res.output = safe_renderable(res.output)
+        return res
 
     def parse(self, line: str) -> tuple[_Cmd, argparse.Namespace]:
         """A command line's command and parsed arguments, without running it (the TUI sends
@@ -661,7 +690,7 @@ class Debugger:
         src = self.trace.source(fname)
         if src is None:
             seen = ", ".join(sorted(by_file)) or "none"
-            raise CommandError(f"no source for {a.file!r}; files seen: {seen}")
+            raise CommandError(f"no source for {a.file!r}: the source is not in the trace; files seen: {seen}")
         ann = by_file.get(fname, {})
         t = Text(f"{fname}\n", style="bold")
         for no, line in enumerate(src.splitlines(), 1):
@@ -702,12 +731,15 @@ class Debugger:
         return t
 
     # --------------------------------------------------------------- eval
-    @command("eval", help="Evaluate a numpy expression over tensors in backticks.", args=(
-        arg("expr", nargs="+", help="numpy expression; tensors in backticks: `relu:0`"),
+    @command("eval", help="Evaluate an expression over tensors in backticks (not Python: only names,"
+             " numbers, arithmetic, comparisons, subscripts, np.FUNCTION(...) calls and array"
+             " methods; no builtins but abs/min/max/sum/len/float/int/round, no _names, no"
+             " modules, no file I/O). Only what you type is evaluated, never trace text.", args=(
+        arg("expr", nargs="+", help="expression; tensors in backticks: `relu:0`"),
     ))
     def cmd_eval(self, a: argparse.Namespace) -> RenderableType:
         expr = " ".join(a.expr)
-        env: dict[str, Any] = {"np": np, "numpy": np}
+        env: dict[str, Any] = {}
         count = 0
 
         def sub(m: re.Match) -> str:
@@ -716,18 +748,15 @@ class Debugger:
             v = self.trace.value(e.outputs[i].name, e.run)
             if v is None:
                 raise CommandError(f"the value of {m.group(1)} was not kept")
-            key = f"_t{count}"
+            key = f"T{count}"  # a name of its own; the tensor's name is never evaluated
             count += 1
             env[key] = v
             return key
         code = re.sub(r"`([^`]+)`", sub, expr)
         try:
-            out = eval(code, {"__builtins__": {"abs": abs, "min": min, "max": max, "sum": sum, "len": len,
-                                               "float": float, "int": int, "range": range}}, env)
-        except CommandError:
-            raise
-        except Exception as e:
-            raise CommandError(f"eval {expr!r} failed: {type(e).__name__}: {e}") from None
+            out = evaluate(code, env)
+        except EvalError as e:
+            raise CommandError(f"eval {expr!r} failed: {e}") from None
         head = Text(f"eval: {expr}")
         if isinstance(out, np.ndarray):
             return Group(head, Text(f"shape {out.shape}, dtype {out.dtype}"), array_text(out, False, None))

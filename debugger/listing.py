@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from tracetensor.trace import format_bytes, nonfinite_text
+from tracetensor.trace import format_bytes, nonfinite_text, printable
 
 from .filters import TensorDatum
 
@@ -53,8 +53,6 @@ COLUMNS: tuple[Column, ...] = (
 )
 RUN_COLUMN = Column("run", 7, True, lambda d, v: str(d.event.run))
 MIN_NAME = 20  # the tensor-name column never gets narrower than this in the TUI
-# control characters from a trace never reach the terminal: each shows as a visible escape
-_VISIBLE = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
 
 
 def culprit_first(rows: list[TensorDatum], view: ListView) -> list[TensorDatum]:
@@ -81,7 +79,7 @@ def table(rows: Sequence[TensorDatum], view: ListView) -> Table:
     for c in cols:
         t.add_column(c.title, justify="right" if c.right else "left", no_wrap=True)
     for d in rows:
-        t.add_row(*(Text(c.cell(d, view).translate(_VISIBLE)) for c in cols), style=row_style(d, view))
+        t.add_row(*(Text(printable(c.cell(d, view))) for c in cols), style=row_style(d, view))
     return t
 
 
@@ -96,7 +94,7 @@ def line(values: Sequence[str], view: ListView, ws: Sequence[int]) -> str:
     """One TUI row (or the header) as fixed-width cells, cut with an ellipsis."""
     out = []
     for c, w, v in zip(view.columns(), ws, values):
-        v = v.translate(_VISIBLE)
+        v = printable(v)  # control characters from a trace never reach the terminal
         v = v if len(v) <= w else v[: w - 1] + "…"
         out.append(v.rjust(w) if c.right else v.ljust(w))
     return " ".join(out)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -29,10 +30,20 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 from textual.worker import NoActiveWorker, get_current_worker
 
 from tracetensor import events as ev
+from tracetensor.trace import printable
 
 from . import filters as flt
 from . import listing as L
-from .commands import CommandError, Debugger, Result, RunAction, array_text, histogram, parse_slice
+from .commands import (
+    CommandError,
+    Debugger,
+    Result,
+    RunAction,
+    array_text,
+    histogram,
+    parse_slice,
+    safe_renderable,
+)
 
 # --------------------------------------------------------------------------- widgets
 
@@ -204,7 +215,7 @@ class CommandInput(Input):
             self.value = done + self.value[self.cursor_position:]
             self.cursor_position = len(done)
         if len(opts) > 1:
-            self.app.show_output(Text("completions: " + "  ".join(opts[:60])))
+            self.app.show_output(Text(printable("completions: " + "  ".join(opts[:60]))))
 
 
 # --------------------------------------------------------------------------- palette
@@ -229,15 +240,16 @@ class DebuggerCommands(Provider):
             ("Exit debugger", partial(app.run_command, "exit"), "the program goes on undebugged"),
         ]
         for d in app.listed_rows()[:5000]:
-            self.entries.append((f"Tensor {d.tensor_name}", partial(app.open_tensor, d),
-                                 f"{d.op_type} {d.meta.shape}"))
+            self.entries.append((f"Tensor {printable(d.tensor_name)}", partial(app.open_tensor, d),
+                                 f"{printable(d.op_type)} {d.meta.shape}"))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for label, cb, help_ in self.entries:
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), cb, help=help_)
+                # Textual reads a hit's prompt and help as markup: trace names are escaped
+                yield Hit(score, matcher.highlight(escape(label)), cb, text=label, help=escape(help_))
 
 
 # --------------------------------------------------------------------------- screens
@@ -315,7 +327,8 @@ class RunEndScreen(_StopScreen):
 
     def refresh_head(self) -> None:
         tl = self.query_one(TensorList)
-        t = self.head.copy()
+        t = safe_renderable(self.head)  # names from a trace: plain text, control characters shown
+        assert isinstance(t, Text)
         t.stylize("bold")
         t.append("\n" + L.header_line(tl.view, tl.widths()), style="underline")
         self.query_one("#list-head", Static).update(t)
@@ -335,8 +348,8 @@ class TensorScreen(Screen):
     def compose(self) -> ComposeResult:
         d = self.datum
         yield Header()
-        yield Static(Text(f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   "
-                          f"node {d.node_name}", style="bold"), id="tensor-title")
+        yield Static(Text(printable(f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   "
+                                    f"node {d.node_name}"), style="bold"), id="tensor-title")
         yield Input(placeholder="numpy slice, e.g. [0, :10]  (Enter applies, Esc goes back)", id="slice")
         with Horizontal(id="tensor-top"):
             yield Static(id="summary")
@@ -350,7 +363,12 @@ class TensorScreen(Screen):
 
     def show(self, sl: str) -> None:
         d = self.datum
-        v = self.dbg.trace.value(d.tensor_name, d.event.run)
+        try:
+            v = self.dbg.trace.value(d.tensor_name, d.event.run)
+        except Exception as e:  # a damaged value in the trace: say so here, keep the app up
+            self.query_one("#values", Static).update(Text(printable(f"error: {e}"), style="red"))
+            self.query_one("#histogram", Static).update("")
+            return
         s = d.summary
         self.query_one("#summary", Static).update(
             Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)")))
@@ -407,7 +425,7 @@ class DebuggerApp(App[RunAction | None]):
         self.dbg = dbg
         dbg.should_stop = _cancelled  # long loops in a command stop when its worker is cancelled
         self.kind = kind
-        self.intro = intro
+        self.intro = safe_renderable(intro)
         self.title = f"tracetensor debugger · {title}" if title else self.TITLE
         self.sub_title = ""
         self.last_output: RenderableType = intro
@@ -568,6 +586,7 @@ class DebuggerApp(App[RunAction | None]):
             self.action_focus_cmd()
 
     def show_output(self, r: RenderableType) -> None:
+        r = safe_renderable(r)
         self.last_output = r
         self.screen.query_one("#output", Static).update(r)
         if self.screen.query("#panels"):
@@ -607,7 +626,7 @@ class DebuggerApp(App[RunAction | None]):
     def on_tensor_list_highlighted(self, msg: TensorList.Highlighted) -> None:
         d = msg.datum
         s = d.summary
-        self.sub_title = f"{d.tensor_name}  {d.op_type}  {tuple(d.meta.shape)}  " + (s.brief() if s else "")
+        self.sub_title = printable(f"{d.tensor_name}  {d.op_type}  {tuple(d.meta.shape)}  " + (s.brief() if s else ""))
 
 
 def _cancelled() -> bool:

@@ -333,12 +333,16 @@ class Debugger:
     # --------------------------------------------------------------- lt
     def run_start(self, run: int) -> int:
         """When `run` began (the zero of the list's time column)."""
-        if self._starts is None or run not in self._starts:
-            self._starts = {r.run: r.start_ns for r in self.trace.runs()}
+        if self._starts is None or len(self._starts) > 4096:
+            self._starts = {}  # the runs a listing shows, not every run of a long trace
         start = self._starts.get(run)
         if start is None:
-            evs = self.trace.events(run, limit=1)
-            start = evs[0].start_ns if evs else 0
+            try:
+                start = self.trace.run_info(run).start_ns
+            except KeyError:
+                evs = self.trace.events(run, limit=1)
+                start = evs[0].start_ns if evs else 0
+            self._starts[run] = start
         return start
 
     def listing(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:

@@ -1090,11 +1090,25 @@ class SqliteTrace(Trace):
     def runs(self) -> list[RunInfo]:
         if self._runs is not None:
             return list(self._runs)
+        out = self._run_rows("ORDER BY run")
+        if self._closed_file:
+            self._runs = out  # a finished file never changes
+        return list(out)
+
+    def run_info(self, run: int) -> RunInfo:
+        if self._runs is None:  # one row by its key, not the whole table
+            got = self._run_rows("WHERE run = ?", (run,))
+            if got:
+                return got[0]
+        return super().run_info(run)  # KeyError: not in this trace
+
+    @_reads('the runs table')
+    def _run_rows(self, where: str, params: tuple = ()) -> list[RunInfo]:
         out = []
         extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
         for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
-            f" {extra} FROM runs ORDER BY run"
+            f" {extra} FROM runs {where}", params
         ):
             _check_ints("the runs table", run, graph, start, wall, end, n)
             out.append(
@@ -1115,9 +1129,7 @@ class SqliteTrace(Trace):
                     bad or 0,
                 )
             )
-        if self._closed_file:
-            self._runs = out  # a finished file never changes
-        return list(out)
+        return out
 
     @_reads('the runs table')
     def run_starts(self) -> list[ev.RunStart]:

@@ -183,3 +183,21 @@ def test_threads_mixing_eager_steps_and_sessions_under_a_recorder(tmp_path) -> N
             assert {e.mode for e in evs} == {"graph" if r.kind == "session.run" else "eager"}
             seqs = [e.seq for e in evs]
             assert seqs == sorted(seqs)
+
+
+def test_a_session_run_inside_an_eager_step_keeps_the_steps_names_unique(rng) -> None:
+    tf = tt.graph
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [2], name="x")
+        y = x * 2.0
+    w = tt.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    tt.step()
+    with MemoryTrace() as tr, tf.Session(graph=g) as sess:
+        a = w @ w
+        sess.run(y, {x: np.ones(2, np.float32)})  # a nested run
+        (a @ w).sum().backward()
+        tt.step()
+    step = next(r for r in tr.runs() if r.kind == "step")
+    names = [e.name for e in tr.events(step.run)]
+    assert names.count("matmul") == 1 and "matmul_1" in names

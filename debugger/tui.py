@@ -511,7 +511,8 @@ class DebuggerApp(App[RunAction | None]):
             head = Text(f"all runs: {'the first ' if more else ''}{n} tensors" +
                         (f" passing {a.tensor_filter}" if a.tensor_filter else ""))
             if more:
-                head.append("  (narrow with -t/-n/-f for the rest)", style="dim")
+                head.append(f"  (the list keeps {TUI_ALL_RUNS_CAP:,}: narrow with -t/-n/-f, or page with"
+                            " -p in line mode)", style="dim")
             if view.culprit is not None:
                 head.append("   culprit (has_inf_or_nan): ", style="bold")
                 head.append(view.culprit.tensor_name, style="bold red")

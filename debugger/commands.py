@@ -453,20 +453,18 @@ class Debugger:
         arg("-f", "--nonfinite", action="store_true", help="only runs with NaN/inf tensors"),
     ))
     def cmd_lr(self, a: argparse.Namespace) -> RenderableType:
-        runs = self.trace.runs()
-        if a.nonfinite:
-            runs = [r for r in runs if r.nonfinite]
+        runs = self.trace.run_ids(nonfinite=a.nonfinite)  # numbers only: a page's rows are read below
         if not runs:
             return Text("no runs" + (" with NaN/inf tensors" if a.nonfinite else "") + " in this trace")
         pages = (len(runs) + LR_PAGE - 1) // LR_PAGE
         if a.page is None:
-            here = next((k for k, r in enumerate(runs) if r.run >= (self.run or 0)), 0)
+            here = next((k for k, r in enumerate(runs) if r >= (self.run or 0)), 0)
             page = here // LR_PAGE + 1
         else:
             page = a.page
         if not 1 <= page <= pages:
             raise CommandError(f"lr -p: page {page} of {pages}")
-        shown = runs[(page - 1) * LR_PAGE: page * LR_PAGE]
+        shown = self.trace.run_infos(runs[(page - 1) * LR_PAGE: page * LR_PAGE])
         head = Text(f"{len(runs)} runs{' with NaN/inf' if a.nonfinite else ''}; page {page} of {pages}"
                     f"   (jump N: go to run N; lr -p P: another page)")
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -498,8 +496,8 @@ class Debugger:
             try:
                 self.trace.run_info(run)
             except KeyError:
-                runs = self.trace.runs()
-                have = f"runs {runs[0].run} to {runs[-1].run}" if runs else "no runs"
+                runs = self.trace.run_ids()
+                have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
                 raise CommandError(f"run {run} is not in this trace (it has {have})") from None
         self.run = run
         return Result(Text(f"now at run {run}"), moved=True)
@@ -855,7 +853,7 @@ class Debugger:
             return
         self.grad_history.clear()
         # the sparkline shows the last HISTORY runs: only those are decoded, whatever the trace's size
-        upto = [r.run for r in self.trace.runs() if r.run <= (self.run or 0)][-HISTORY:]
+        upto = [r for r in self.trace.run_ids() if r <= (self.run or 0)][-HISTORY:]
         for run in upto:
             for s in self.grad_stats(run):
                 self.grad_history.setdefault(s.param, []).append(s.grad_norm)

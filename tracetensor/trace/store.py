@@ -1095,6 +1095,20 @@ class SqliteTrace(Trace):
             self._runs = out  # a finished file never changes
         return list(out)
 
+    def run_ids(self, *, nonfinite: bool = False) -> list[int]:
+        if self._runs is not None:
+            return super().run_ids(nonfinite=nonfinite)
+        if nonfinite and self.version < 2:
+            return super().run_ids(nonfinite=nonfinite)
+        where = " WHERE nonfinite > 0" if nonfinite else ""
+        return [r[0] for r in self._q(f"SELECT run FROM runs{where} ORDER BY run")]
+
+    def run_infos(self, ids: list[int]) -> list[RunInfo]:
+        if self._runs is not None or len(ids) > 500:
+            return super().run_infos(ids)
+        ids = [int(i) for i in ids]
+        return self._run_rows(f"WHERE run IN ({','.join('?' * len(ids))}) ORDER BY run", tuple(ids))
+
     def run_info(self, run: int) -> RunInfo:
         if self._runs is None:  # one row by its key, not the whole table
             got = self._run_rows("WHERE run = ?", (run,))

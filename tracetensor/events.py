@@ -329,8 +329,9 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
               feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
-    from . import _naming  # resets per-run op counters so names are stable across runs
-    _naming.reset()
+    if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
+        from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
+        _naming.reset()  # step's counters, so names stay unique within the step
     return _start(kind, mode, name, fetches, feeds, graph)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from tracetensor.trace import Trace, TraceFileError
+from tracetensor.trace import Trace, TraceFileError, open_ranks
 from tracetensor.trace import open as open_trace
 
 from . import filters as flt
@@ -41,7 +41,8 @@ def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tracetensor debug", description=__doc__.splitlines()[0])
-    p.add_argument("trace", help="a trace file written by tt.record(...)")
+    p.add_argument("trace", nargs="+",
+                   help="a trace file written by tt.record(...); several (run.rank*.ttrace) open as one job")
     p.add_argument("-c", "--command", action="append", default=[],
                    help="run this debugger command and print its output (repeatable); no UI opens")
     p.add_argument("--run", type=int, default=None,
@@ -49,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ui", choices=["textual", "readline"], default=None)
     args = p.parse_args(argv)
     try:
-        trace = open_trace(args.trace)
+        # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
+        trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
+            else open_ranks(args.trace)
         run = args.run if args.run is not None else start_run(trace)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(f"tracetensor debug: {e}", file=sys.stderr)
@@ -57,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [r.run for r in trace.runs()]
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
-        print(f"tracetensor debug: --run {args.run} is not in {args.trace} (it has {have})", file=sys.stderr)
+        print(f"tracetensor debug: --run {args.run} is not in {' '.join(args.trace)} (it has {have})",
+              file=sys.stderr)
         return 2
     dbg = Debugger(trace, run)
     dbg.history_from_trace()
@@ -83,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .readline_ui import ReadlineUI
         ui = ReadlineUI()
     while True:
-        intro = Text(f"trace {args.trace}: {len(trace.runs())} runs; at run {dbg.run}\n"
+        intro = Text(f"trace {' '.join(args.trace)}: {len(trace.runs())} runs; at run {dbg.run}\n"
                      "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
         act = ui.session(dbg, f"trace: run {dbg.run}", intro)
         if act is None or not _advance(dbg, act):

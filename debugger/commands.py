@@ -326,6 +326,8 @@ class Debugger:
             p.add_argument("--op_type_filter", help="regex: watch only these op types")
             p.add_argument("--tensor_dtype_filter", help="regex: watch only these dtypes")
         self._add("run", ("r",), "Continue: run the next session.run / step.", self.cmd_run, run)
+        self._add("ranks", (), "Compare the ranks of an MPI job in the current run (per-rank traces).",
+                  self.cmd_ranks)
         self._add("help", ("h",), "List commands, or show one command's help.", self.cmd_help,
                   lambda p: p.add_argument("command", nargs="?"))
         self._add("exit", ("quit", "q"), "Leave the debugger (the program goes on undebugged).",
@@ -358,6 +360,9 @@ class Debugger:
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")
             head.append(culprit.tensor_name, style="bold red")
+            where = getattr(self.trace, "where", None)  # a set of per-rank traces: which rank and step
+            if where is not None:
+                head.append(f"  ({where(culprit.event)})", style="bold")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for col, j in (("", "left"), ("t (ms)", "right"), ("size", "right"), ("op type", "left"),
                        ("tensor name", "left"), ("shape", "left"), ("dtype", "left"), ("nan/inf", "left")):
@@ -368,6 +373,21 @@ class Debugger:
             table.add_row(mark, f"{(d.event.end_ns - t0) / 1e6:.3f}", format_bytes(d.meta.nbytes), d.op_type,
                           d.tensor_name, str(tuple(d.meta.shape)), d.meta.dtype, nf,
                           style="red" if d is culprit else ("yellow" if nf not in ("", "0") else None))
+        return Group(head, table)
+
+    # --------------------------------------------------------------- ranks
+    def cmd_ranks(self, a: argparse.Namespace) -> RenderableType:
+        from tracetensor.trace.multi import MultiTrace, ranks_text
+        if not isinstance(self.trace, MultiTrace):
+            raise CommandError("`ranks` needs the traces of an MPI job: tracetensor debug run.rank*.ttrace")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for col in ("rank", "step", "events", "in ops", "in collectives", "first nan/inf (op at line)"):
+            table.add_column(col, no_wrap=True)
+        for row in ranks_text(self.trace, self.run):
+            table.add_row(*(Text(c) for c in row))  # names from a trace: plain text, never markup
+        head = Text(f"run {self.run}: {len(self.trace.ranks)} of {self.trace.world_size} ranks")
+        if self.trace.missing:
+            head.append(f" (missing: {', '.join(map(str, self.trace.missing))})", style="yellow")
         return Group(head, table)
 
     # --------------------------------------------------------------- pt

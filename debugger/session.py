@@ -205,6 +205,7 @@ class _Wrapped:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         c = self.controller
         debug = c.before_run()
+        ev.step()  # a wrapped call is a step of its own: an open implicit step ends here
         run = ev.begin_run("debug", name=self.__name__)
         try:
             out = self._fn(*args, **kwargs)
@@ -241,6 +242,7 @@ class _WrappedModule:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.close()
+        ev.step()
         debug = self.controller.before_run()
         object.__setattr__(self, "_open", (ev.begin_run("debug", name=type(self._model).__name__), debug))
         try:

@@ -14,6 +14,7 @@ from typing import TextIO
 from tracetensor import events as ev
 from tracetensor.trace import TraceFileError, format_ns, record, run_script
 from tracetensor.trace import open as open_trace
+from tracetensor.trace.cli import export_tensorboard
 
 from . import export
 from .core import SORT_KEYS, ProfilerAction, Report, profile, schedule
@@ -42,12 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record windows of steps as torch.profiler.schedule does")
     p.add_argument("--memory", action="store_true", help="track bytes allocated by ops and live bytes")
     p.add_argument("--shapes", action="store_true", help="group table rows by input/output shapes")
-    p.add_argument("--values", default="none", choices=("none", "summary", "full"),
-                   help="what the trace file keeps of tensors (default none: names, shapes, timings)")
+    p.add_argument("--values", default=None, choices=("none", "summary", "full"),
+                   help="what the trace file keeps of tensors (default none: names, shapes, timings; "
+                        "summary with --tensorboard)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write the recorded steps as TensorBoard event files to DIR (loss, gradient flow, "
+                        "op times, graph; histograms with --values full)")
     p.add_argument("--no-record", action="store_true",
                    help="do not write the trace file for `tracetensor debug`")
     p.add_argument("--from-trace", metavar="FILE",
                    help="profile a recorded trace file (tt.record / tracetensor profile) instead of a script")
+    p.add_argument("-n", "--nproc", type=int, metavar="N",
+                   help="run the script on N MPI ranks (mpiexec -n N): one timeline with a process per rank, "
+                        "per-rank op tables, a straggler table and communication/computation overlap")
     p.add_argument("script", nargs="?", help="the Python script to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     return p
@@ -110,14 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or _new_dir(args.script)
     os.makedirs(out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.script))[0]
+    if args.nproc is not None:
+        if args.nproc < 1:
+            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
+            return 2
+        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
+        return main_ranks(args, out, stem)
     windows: list[list[ev.Event]] = []
     prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
                    schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
 
     rec = None
     trace_path = os.path.join(out, f"{stem}.ttrace")
+    if args.tensorboard and args.no_record:
+        print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
+        return 2
     if not args.no_record:
-        rec = record(trace_path, values=args.values).start()
+        rec = record(trace_path, values=args.values or ("summary" if args.tensorboard else "none")).start()
     spy = None
     if not args.no_py_spy:
         spy = PySpy(os.path.join(out, "pyspy.chrometrace.json"), args.rate)
@@ -140,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rec is not None:
             rec.stop()
         _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None, code)
+        if args.tensorboard and rec is not None:
+            export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
     return code
 
 
@@ -167,6 +186,8 @@ def from_trace(args: argparse.Namespace) -> int:
         export.export_speedscope(rep, os.path.join(args.out, "profile.speedscope.json"))
         export.export_stacks(rep, os.path.join(args.out, "stacks.folded"))
         print(f"\nwritten: trace.json, profile.speedscope.json, stacks.folded in {args.out}")
+    if args.tensorboard:
+        return export_tensorboard(args.from_trace, args.tensorboard, prog="tracetensor profile")
     return 0
 
 

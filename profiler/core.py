@@ -92,6 +92,8 @@ def step() -> None:
     same code runs profiled and unprofiled."""
     if _ACTIVE:
         _ACTIVE[-1].step()
+    else:
+        ev.step()  # no profiler: still the end of an eager step (a run) for a recorder
 
 
 @contextmanager
@@ -160,6 +162,7 @@ class profile:
     def step(self) -> None:
         """Ends step `step_num` and starts the next one (call it at the end of each step)."""
         self._steps_marked = True
+        ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
         self._end_step()
         self.step_num += 1
@@ -179,6 +182,7 @@ class profile:
                 self._buf.clear()  # warm-up steps run profiled, then are thrown away
                 if self._mem is not None:
                     self._mem.reset()
+            ev.step()  # a profiler step is an explicit run: an open implicit one ends first
             self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
         self._action = action
 

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from . import autograd, events
 from . import ops as _ops  # noqa: F401  (registers every op)
-from ._grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ._grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from ._naming import name_scope
+from ._random import Generator, default_generator, get_rng_state, initial_seed, seed, set_rng_state
 from ._version import __version__
 from .device import Device, cuda, device, get_default_device, set_default_device
 from .dtypes import (
@@ -45,6 +53,7 @@ from .errors import (
     ShapeError,
     TraceTensorError,
 )
+from .events import step
 from .functional import *  # noqa: F403
 from .functional import __all__ as _functional_all
 from .tensor import (
@@ -63,8 +72,10 @@ from .tensor import (
     rand,
     rand_like,
     randint,
+    randint_like,
     randn,
     randn_like,
+    randperm,
     tensor,
     zeros,
     zeros_like,
@@ -79,7 +90,10 @@ __all__ = [
     "half", "float", "double", "short", "int", "long", "cfloat", "cdouble",
     "get_default_dtype", "set_default_dtype", "autograd", "events", "TraceTensorError", "OpError",
     "ShapeError", "DTypeError", "DeviceError", "NumericsError", "SerializationError", "__version__",
+    "step",
     *_functional_all,
+    "inference_mode", "is_inference_mode_enabled", "Generator", "default_generator", "seed", "initial_seed",
+    "get_rng_state", "set_rng_state", "randperm", "randint_like",
 ]
 
 
@@ -93,10 +107,14 @@ _LAZY = {
     "debugging": ("tracetensor.debugging", None),
     "graph": ("tracetensor.graph", None),
     "trace": ("tracetensor.trace", None),
+    "distributed": ("tracetensor.distributed", None),
     "save": ("tracetensor.serialization", "save"),
     "load": ("tracetensor.serialization", "load"),
     "function": ("tracetensor.graph", "function"),
     "record": ("tracetensor.trace", "record"),
+    "utils": ("tracetensor.utils", None),
+    "backends": ("tracetensor.backends", None),
+    "accelerator": ("tracetensor.accelerator", None),
 }
 
 

@@ -8,7 +8,6 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from . import _naming
 from ._dispatch import Site, dispatch, site_of
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -85,8 +84,60 @@ def _toposort(roots: list[Tensor]) -> list[Tensor]:
                 inp._mark = gen
                 stack.append(inp)
     nodes.sort(key=_node_seq, reverse=True)
+    if POST_ACCUMULATE:
+        return _hooked_leaves_early(nodes, leaves)
     nodes += leaves
     return nodes
+
+
+# id(leaf) -> (weakref to it, hooks): `Tensor.register_post_accumulate_grad_hook`. Such a leaf
+# is accumulated as soon as its last consumer's VJP ran (not after the whole backward), so
+# DDP can start reducing its gradient while the rest of backward still runs.
+POST_ACCUMULATE: dict[int, tuple[Any, tuple]] = {}
+
+
+def _hooked_leaves_early(nodes: list[Tensor], leaves: list[Tensor]) -> list[Tensor]:
+    last_use: dict[int, tuple[int, Tensor]] = {}  # hooked leaf -> smallest seq of a node using it
+    for t in nodes:
+        node = t._node
+        for inp in node.inputs:
+            if id(inp) in POST_ACCUMULATE and inp._node is None:
+                k = last_use.get(id(inp))
+                if k is None or node.seq < k[0]:
+                    last_use[id(inp)] = (node.seq, inp)
+    if not last_use:
+        return nodes + leaves
+    hooked = sorted(last_use.values(), key=operator.itemgetter(0), reverse=True)
+    out: list[Tensor] = []
+    j = 0
+    for t in nodes:  # newest node first: a leaf goes right after its last consumer is processed
+        seq = t._node.seq
+        while j < len(hooked) and hooked[j][0] > seq:
+            out.append(hooked[j][1])
+            j += 1
+        out.append(t)
+    out += [h[1] for h in hooked[j:]]
+    out += [t for t in leaves if id(t) not in last_use]
+    return out
+
+
+def add_post_accumulate_hook(t: Tensor, hook: Any) -> Any:
+    import weakref
+
+    key = id(t)
+    ref = weakref.ref(t, lambda _: POST_ACCUMULATE.pop(key, None))
+    old = POST_ACCUMULATE.get(key)
+    POST_ACCUMULATE[key] = (ref, (*(old[1] if old else ()), hook))
+
+    def remove() -> None:
+        cur = POST_ACCUMULATE.get(key)
+        if cur is not None:
+            rest = tuple(h for h in cur[1] if h is not hook)
+            if rest:
+                POST_ACCUMULATE[key] = (cur[0], rest)
+            else:
+                POST_ACCUMULATE.pop(key, None)
+    return remove
 
 
 def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = False,
@@ -120,6 +171,9 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
                     captured[id(t)] = g if id(t) not in captured else captured[id(t)] + g
             elif node is None or t._retain:
                 _accumulate_into(t, g, listening, handed_out)
+                if POST_ACCUMULATE and id(t) in POST_ACCUMULATE:
+                    for hook in POST_ACCUMULATE[id(t)][1]:
+                        hook(t)
             if node is None:
                 continue
             if node.freed:
@@ -152,10 +206,6 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
     finally:
         for t in order:  # an error mid-way must not leave gradients parked on tensors
             t._g = None
-        if listening:
-            # a backward pass ends an eager training step: the next forward's ops get
-            # the same names as this one's (`fc1/matmul`, not `fc1/matmul_812`)
-            _naming.reset()
     if capture is not None:
         return [captured.get(id(t)) for t in capture]
     return None
@@ -170,7 +220,8 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if g.dtype != t._data.dtype:
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
-    if old is None and (id(g) in handed_out or g.base is not None or not g.flags.writeable):
+    if old is None and (id(g) in handed_out or g.base is not None
+                        or not getattr(g.flags, "writeable", True)):  # cupy arrays have no such flag
         g = g.copy()
     handed_out.add(id(g))
     if listening:

@@ -16,7 +16,7 @@ from . import _gpu
 from ._registry import Ctx, OpDef
 from ._source import Frame, user_frame, user_frames
 from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
-from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, summarize
+from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
 
 _perf = time.perf_counter_ns
 _tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
@@ -123,10 +123,11 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if stack is None and st.stacks:
         stack = user_frames()
     if st.raw:  # every listener reads later: a record now, the OpEvent when it is read
+        run = RUN.run or auto_run(t0)
         if out.__class__ is not tuple:
-            rec = (site, seq, RUN.run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+            rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
         else:
-            rec = (site, seq, RUN.run, t0, t1, _tid(), stack, None,
+            rec = (site, seq, run, t0, t1, _tid(), stack, None,
                    tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]), 0)
         for lis in st.listeners:
             lis.callback(rec)
@@ -160,8 +161,10 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
-    e = OpEvent(seq, RUN.run, site.mode, phase, site.op_label, name, site.inputs, metas, t0, t1, _tid(), dev,
-                flops, site.forward, site.grad_of, site.iteration, stack, summaries, input_summaries, values)
+    # an eager op outside every run begins a step (auto_run); one check per event otherwise
+    e = OpEvent(seq, RUN.run or auto_run(t0), site.mode, phase, site.op_label, name, site.inputs, metas, t0, t1,
+                _tid(), dev, flops, site.forward, site.grad_of, site.iteration, stack, summaries,
+                input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)
     return result

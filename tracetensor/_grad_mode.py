@@ -54,5 +54,27 @@ class set_grad_enabled(_Switch):
         pass
 
 
+class inference_mode(_Switch):
+    """`@tt.inference_mode()` or `with tt.inference_mode():` ops record no tape, as no_grad
+    (PyTorch's extra restrictions on inference tensors are not enforced here)."""
+
+    def __init__(self, mode: bool = True) -> None:
+        self._mode = bool(mode)
+        self._to = not self._mode
+
+    def __call__(self, fn: F) -> F:
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with inference_mode(mode):
+                return fn(*a, **k)
+        return wrapper  # type: ignore[return-value]
+
+
+def is_inference_mode_enabled() -> bool:
+    return not MODE.enabled
+
+
 def is_grad_enabled() -> bool:
     return MODE.enabled

@@ -9,9 +9,11 @@ import threading
 class _Scopes(threading.local):
     prefix = ""  # "MLP/fc1/" inside those scopes; per thread
 
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}  # per thread, like runs: names are unique within a run
+
 
 _tls = _Scopes()
-_counters: dict[str, int] = {}
 _leaf_ids = itertools.count()
 
 
@@ -37,10 +39,12 @@ class name_scope:
 
 
 def op_name(op: str) -> str:
-    p = _tls.prefix
+    t = _tls
+    p = t.prefix
     base = p + op if p else op
-    n = _counters.get(base, 0)
-    _counters[base] = n + 1
+    c = t.counters
+    n = c.get(base, 0)
+    c[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
 
 
@@ -51,4 +55,4 @@ def leaf_name() -> str:
 
 def reset() -> None:
     """Called at each run start so a step's op names repeat from run to run."""
-    _counters.clear()
+    _tls.counters.clear()

@@ -394,5 +394,67 @@ class TensorOps:
         n = self.shape[dim]
         return self.split(-(-n // chunks), dim)
 
+    # layout, formatting
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        return self if self._data.flags.c_contiguous else self.clone()
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        s = tuple(int(x) for x in shifts) if isinstance(shifts, (tuple, list)) else int(shifts)
+        return _t.apply(_R["roll"], self, shifts=s, dims=_dims(dims))
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0:  # f"{loss:.4f}", as PyTorch formats a 0-d tensor's value
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
+    # sampling (the draws come from a Generator; the op that uses them is pure)
+    def bernoulli(self, p: Any = None, *, generator: Any = None) -> Tensor:
+        prob = self if p is None else _t._wrap_other(p, self)
+        u = _t.rand(self.shape, dtype=self.dtype, device=self.device, generator=generator)
+        return _t.apply(_R["bernoulli"], prob.detach(), u)
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
+        shape = (*self.shape[:-1], int(num_samples)) if replacement else tuple(self.shape)
+        u = _t.rand(shape, dtype=_t.dtypes.float64, device=self.device, generator=generator)
+        return _t.apply(_R["multinomial"], self.detach(), u, num_samples=int(num_samples),
+                        replacement=bool(replacement))
+
+    # in-place fills from a Generator (initializers use these; outside autograd, as in PyTorch)
+    def _fill_random(self, values: Any) -> Tensor:
+        if self._requires_grad and _t.MODE.enabled and self._node is None:
+            raise _t.TraceTensorError("a leaf tensor that requires grad is being filled in place; "
+                                      "wrap it in `with tt.no_grad():`")
+        self._data[...] = values._data.astype(self._data.dtype, copy=False)
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+        r = _t.randn(self.shape, dtype=_float_like(self), device=self.device, generator=generator)
+        return self._fill_random(r * std + mean)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
+        r = _t.rand(self.shape, dtype=_float_like(self), device=self.device, generator=generator)
+        return self._fill_random(r * (b - a) + a)
+
+    def bernoulli_(self, p: Any = 0.5, *, generator: Any = None) -> Tensor:
+        r = _t.rand(self.shape, dtype=_t.dtypes.float64, device=self.device, generator=generator)
+        prob = p._data if isinstance(p, _t.Tensor) else p
+        return self._fill_random(_t.Tensor._make(r._data < prob, self.device))
+
+    def exponential_(self, lambd: float = 1.0, *, generator: Any = None) -> Tensor:
+        r = _t.rand(self.shape, dtype=_t.dtypes.float64, device=self.device, generator=generator)
+        return self._fill_random(_t.Tensor._make(-self.device.xp.log1p(-r._data) / lambd, self.device))
+
+    def random_(self, from_: int = 0, to: int | None = None, *, generator: Any = None) -> Tensor:
+        if to is None:
+            from_, to = 0, from_ if from_ else 2 ** 24
+        return self._fill_random(_t.randint(from_, to, self.shape, device=self.device, generator=generator))
+
+
+def _float_like(t: Any) -> Any:
+    return t.dtype if t._data.dtype.kind in "fc" else _t.dtypes.get_default_dtype()
+
 
 from . import tensor as _t  # noqa: E402  (tensor.py imports this module first; the cycle is by design)

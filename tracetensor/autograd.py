@@ -60,12 +60,15 @@ class FunctionCtx:
     def __init__(self, needs: tuple[bool, ...]) -> None:
         self.needs_input_grad = needs
         self.saved_tensors: tuple[Tensor, ...] = ()
+        self.non_differentiable: set[int] = set()
+        self.output_marked = False
 
     def save_for_backward(self, *tensors: Tensor) -> None:
         self.saved_tensors = tuple(tensors)
 
-    def mark_non_differentiable(self, *tensors: Tensor) -> None:  # accepted for old code; outputs
-        pass                                                        # of int dtype get no grad anyway
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        """The marked outputs of `forward` get no gradient (requires_grad False), as in PyTorch."""
+        self.non_differentiable = {id(t) for t in tensors}
 
 
 class Function:
@@ -109,7 +112,10 @@ class Function:
             raise TraceTensorError(f"{cls.__name__}.apply needs at least one tensor argument")
         tensors = [args[i] for i in pos]
         fctx = FunctionCtx(tuple(isinstance(a, Tensor) and a.requires_grad for a in args))
-        return apply(op, *tensors, fn=cls, fctx=fctx, template=args, positions=tuple(pos), kwargs=kwargs)
+        out = apply(op, *tensors, fn=cls, fctx=fctx, template=args, positions=tuple(pos), kwargs=kwargs)
+        if fctx.output_marked:  # forward marked its output non-differentiable: off the tape
+            out._node, out._requires_grad = None, False
+        return out
 
 
 def _fn_forward(xp: Any, *arrays: Any, fn: type[Function], fctx: FunctionCtx, template: tuple,
@@ -122,6 +128,7 @@ def _fn_forward(xp: Any, *arrays: Any, fn: type[Function], fctx: FunctionCtx, te
         out = fn.forward(fctx, *args, **kwargs)
     if not isinstance(out, Tensor):
         raise TraceTensorError(f"{fn.__name__}.forward must return one tensor, got {type(out).__name__}")
+    fctx.output_marked = id(out) in fctx.non_differentiable
     return out._data
 
 

@@ -13,7 +13,7 @@ from ._version import __version__
 SUBCOMMANDS = {
     "profile": ("tracetensor.profiler.cli", "run a script under the profiler (op table, Chrome trace, py-spy)"),
     "debug": ("tracetensor.debugger.cli", "open a recorded trace in the debugger (TUI, or line mode with -c)"),
-    "trace": ("tracetensor.trace.cli", "inspect trace files (`trace info FILE`)"),
+    "trace": ("tracetensor.trace.cli", "record, inspect and export trace files (info, export --tensorboard)"),
 }
 
 

@@ -138,3 +138,34 @@ class cuda:  # namespace object mirrored as `tt.cuda`
     def memory_reserved() -> int:
         cp = _probe_cupy()
         return 0 if cp is None else int(cp.get_default_memory_pool().total_bytes())
+
+    @staticmethod
+    def empty_cache() -> None:
+        cp = _probe_cupy()
+        if cp is not None:
+            cp.get_default_memory_pool().free_all_blocks()
+
+    @staticmethod
+    def current_device() -> int:
+        cp = _probe_cupy()
+        if cp is None:
+            raise DeviceError("no usable CUDA GPU was found: tt.cuda.current_device() has no answer")
+        return int(cp.cuda.runtime.getDevice())
+
+    @staticmethod
+    def get_device_name(device: object = None) -> str:
+        cp = _probe_cupy()
+        if cp is None:
+            raise DeviceError("no usable CUDA GPU was found: tt.cuda.get_device_name() has no answer")
+        idx = getattr(device, "index", device) or 0
+        name = cp.cuda.runtime.getDeviceProperties(int(idx))["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    @staticmethod
+    def manual_seed(seed: int) -> None:
+        """Seeds cupy's generator (a no-op without a GPU, as torch.cuda.manual_seed is)."""
+        cp = _probe_cupy()
+        if cp is not None:
+            cp.random.seed(int(seed))
+
+    manual_seed_all = manual_seed

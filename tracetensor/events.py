@@ -27,7 +27,8 @@ from ._source import Frame
 __all__ = [
     "Frame", "TensorMeta", "Summary", "OpEvent", "RunStart", "RunEnd", "DeviceTime", "GraphDef",
     "NodeDef", "UserRange", "Event", "Listener", "listen", "subscribe", "summarize", "current_run",
-    "begin_run", "end_run", "clock_base", "record_range", "is_listening", "materialize", "is_raw",
+    "begin_run", "end_run", "clock_base", "record_range", "is_listening", "step", "auto_run",
+    "materialize", "is_raw",
 ]
 
 
@@ -134,10 +135,13 @@ class RunStart:
 
 @dataclass(frozen=True, slots=True)
 class RunEnd:
+    """A run ends. `loss` is the value of the scalar that `.backward()` was called on in
+    this run (eager steps), when there was one."""
     run: int
     t_ns: int
     thread: int
     error: str | None = None
+    loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +233,12 @@ STATE = _State()
 class _RunLocal(threading.local):
     """The current run, per thread: a thread's ops belong to the run its own thread began
     (a `Session.run` in one thread never claims another thread's eager ops). The hot path
-    reads `RUN.run`; the class attribute is each new thread's default (0: outside every run)."""
+    reads `RUN.run`; the class attributes are each new thread's defaults (0: outside every run).
+    `auto` is the eager step this thread began implicitly (see `auto_run`), `loss` the
+    scalar `.backward()` was last called on in the current run (an array: no device sync)."""
     run = 0
+    auto = 0
+    loss: Any = None
 
 
 RUN = _RunLocal()
@@ -269,6 +277,8 @@ def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks
 
 
 def _remove(lis: Listener) -> None:
+    if STATE.listeners == (lis,) and RUN.auto and RUN.run == RUN.auto:
+        end_run(RUN.auto)  # the last listener sees this thread's open step end, not a stale run
     with STATE.lock:
         STATE.listeners = tuple(x for x in STATE.listeners if x is not lis)
         STATE.refresh()
@@ -319,14 +329,19 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
               feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
+    from . import _naming  # resets per-run op counters so names are stable across runs
+    _naming.reset()
+    return _start(kind, mode, name, fetches, feeds, graph)
+
+
+def _start(kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...],
+           graph: int | None, t_ns: int = 0) -> int:
     run = next(_run_ids)
     _outer[run] = RUN.run
     RUN.run = run
-    from . import _naming  # resets per-run op counters so names are stable across runs
-    _naming.reset()
     if STATE.listeners:
         emit(RunStart(run, mode, kind, name, tuple(fetches), tuple(feeds), graph,
-                      time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
+                      t_ns or time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
     return run
 
 
@@ -336,10 +351,48 @@ def end_run(run: int, error: BaseException | str | None = None) -> None:
     outer = _outer.pop(run, 0)
     if RUN.run == run:
         RUN.run = outer
+    loss, RUN.loss = RUN.loss, None
+    if RUN.auto == run:
+        RUN.auto = 0
     if STATE.listeners:
         err = None if error is None else (error if isinstance(error, str) else
                                            f"{type(error).__name__}: {error}")
-        emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err))
+        emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err, _scalar(loss)))
+
+
+def auto_run(t_ns: int = 0) -> int:
+    """The dispatch point's answer when an eager op runs outside every run: an eager step
+    begins implicitly (kind "step"), and lasts until `step()` ends it, so a training
+    loop's forward, backward and update ops of one iteration form one run."""
+    # names were reset when the previous step ended: this op already has its name
+    run = RUN.auto = _start("step", "eager", "step", (), (), None, t_ns)
+    return run
+
+
+def step() -> None:
+    """Ends the calling thread's eager step (its implicit run), if one is open and current:
+    `optimizer.step()`, `profiler.step()`, `tt.step()` and a debugger-wrapped call call it.
+    The next eager op begins the next step. Explicit runs (a `Session.run`, a profiler
+    step, a wrapped call) are never ended here: their owners end them."""
+    run = RUN.auto
+    if run and RUN.run == run:
+        end_run(run)
+    from . import _naming
+    _naming.reset()  # the next step's names start afresh (they are made before its run begins)
+
+
+def note_loss(value: Any) -> None:
+    """`.backward()` on a scalar while someone listens: the run's loss, read at its end."""
+    RUN.loss = value
+
+
+def _scalar(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v.reshape(()).item() if hasattr(v, "reshape") else v)
+    except (TypeError, ValueError):
+        return None
 
 
 @contextmanager
@@ -395,6 +448,15 @@ def summarize(a: Any) -> Summary:
             mean = float(_add_reduce(r64)) / n
             var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
             return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
+    else:
+        from . import _gpu
+
+        st = _gpu.summary_stats(a) if kind == "f" else None
+        if st is not None:
+            return _summary_from_stats(n, st)
+        fast = _device_fast_summary(a, n, xp)
+        if fast is not None:
+            return fast
     finite = xp.isfinite(a)
     nan = xp.isnan(a).sum()
     posinf = (a == np.inf).sum()
@@ -417,6 +479,33 @@ def summarize(a: Any) -> Summary:
     else:
         mn_, mx_, mean_, std_ = (float(v) for v in vals[6:])
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
+
+
+def _summary_from_stats(n: int, st: tuple[float, ...]) -> Summary:
+    """A Summary from the GPU kernel's (min, max, sum, sumsq, nan, -inf, +inf, neg, zero, pos)."""
+    mn, mx, total, sq = st[:4]
+    nan, ninf, pinf, neg, zero, pos = (int(v) for v in st[4:])
+    nf = neg + zero + pos
+    if nf == 0:
+        return Summary(n, nan, ninf, pinf, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
+    mean = total / nf
+    return Summary(n, nan, ninf, pinf, neg, zero, pos, mn, mx, mean, math.sqrt(max(sq / nf - mean * mean, 0.0)))
+
+
+def _device_fast_summary(a: Any, n: int, xp: Any) -> Summary | None:
+    """The GPU's common case, all finite: six reductions and ONE device-to-host copy (each
+    copy is a synchronize, the dominant cost per op); None sends NaN/inf to the full path."""
+    r = a.reshape(-1)
+    f64 = np.float64
+    parts = [r.min().astype(f64), r.max().astype(f64), r.sum(dtype=f64), (r.astype(f64) ** 2).sum(),
+             (r > 0).sum().astype(f64), (r < 0).sum().astype(f64)]
+    mn, mx, total, sq, pos, neg = (float(v) for v in _host(xp.stack(parts)))
+    if not (math.isfinite(mn) and math.isfinite(mx)):  # min/max propagate NaN, and inf shows as an extreme
+        return None
+    mean = total / n
+    var = max(sq / n - mean * mean, 0.0)
+    pos_, neg_ = int(pos), int(neg)
+    return Summary(n, 0, 0, 0, neg_, n - pos_ - neg_, pos_, mn, mx, mean, math.sqrt(var))
 
 
 def _xp_of(a: Any) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ._registry import REGISTRY as _R
 from .tensor import Tensor, _wrap_other, apply, tensor
 
@@ -172,6 +174,38 @@ def allclose(input: Tensor, other: Any, rtol: float = 1e-05, atol: float = 1e-08
     return input.allclose(other, rtol, atol, equal_nan)
 
 
+def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    return input.roll(shifts, dims)
+
+
+def bernoulli(input: Tensor, p: Any = None, *, generator: Any = None) -> Tensor:
+    """0/1 draws with the probabilities in `input` (no gradient, as in PyTorch)."""
+    return input.bernoulli(p, generator=generator)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
+    return input.multinomial(num_samples, replacement, generator=generator)
+
+
+def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Any = None, dtype: Any = None,
+           device: Any = None, requires_grad: bool = False) -> Tensor:
+    """PyTorch's overloads: normal(mean_t, std_t), normal(mean_t, 1.0), normal(0.0, std_t),
+    normal(0.0, 1.0, size). No gradient flows to mean and std (use mean + std * randn for that)."""
+    from .tensor import no_grad, randn
+
+    like = mean if isinstance(mean, Tensor) else std if isinstance(std, Tensor) else None
+    if like is None:
+        if size is None:
+            raise TypeError("normal(mean, std) with numbers needs a size")
+        out = randn(size, generator=generator, dtype=dtype, device=device) * std + mean
+        return out.requires_grad_(True) if requires_grad else out
+    m, s = _as_tensor(mean, like), _as_tensor(std, like)
+    shape = tuple(np.broadcast_shapes(m.shape, s.shape))
+    with no_grad():
+        eps = randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+        return m.detach() + s.detach() * eps
+
+
 def _delegate(name: str):
     def fn(input: Tensor, *args: Any, **kwargs: Any) -> Any:
         return getattr(input, name)(*args, **kwargs)
@@ -194,4 +228,5 @@ for _n in _METHODS:
 __all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", "cat", "concat", "concatenate", "stack",
            "add_n", "one_hot", "gather", "index_select", "clamp", "clip", "var", "std", "flip", "squeeze",
            "equal", "clamp_min", "clamp_max", "numel", "add", "sub", "subtract", "div", "divide", "mul",
-           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", *_METHODS]
+           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", "roll", "bernoulli",
+           "multinomial", "normal", *_METHODS]

@@ -2037,3 +2037,52 @@ def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the
     if float(delta.item()) == 0:
         raise Invalid("range needs a nonzero delta")
     return xp.arange(start.item(), limit.item(), delta.item(), dtype=dtype or _result_dtype((start, limit, delta)))
+
+
+# ----------------------------------------------------------------- torch-compat: roll and sampling
+# Sampling ops are pure: the caller draws uniform numbers from a Generator and passes them in,
+# so the op is deterministic given its inputs and both modes agree.
+
+@register("roll", tf="Roll", cost=_no_cost)
+def roll(xp, a, shifts, dims):
+    return xp.roll(a, shifts, dims)
+
+
+@roll.defvjp
+def _(ctx, g):
+    s, d = ctx.attrs["shifts"], ctx.attrs["dims"]
+    neg = tuple(-x for x in s) if isinstance(s, tuple) else -s
+    return (ctx.xp.roll(g, neg, d),)
+
+
+@register("bernoulli", tf="Bernoulli")
+def bernoulli(xp, p, u):
+    """1 where the uniform draw u falls below the probability p, else 0 (in p's dtype)."""
+    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise Invalid("bernoulli needs probabilities in [0, 1]")
+    return (u < p).astype(p.dtype)
+
+
+@register("multinomial", tf="Multinomial")
+def multinomial(xp, probs, u, num_samples, replacement):
+    """Category indices drawn from the rows of `probs` (unnormalized weights). With
+    replacement: inverse CDF at u (..., num_samples); without: the num_samples largest keys
+    u ** (1 / w) (Efraimidis-Spirakis), u (..., categories)."""
+    if probs.ndim not in (1, 2):
+        raise Invalid(f"multinomial needs a 1-D or 2-D probability tensor, got {probs.ndim}-D")
+    if probs.size and (float(probs.min()) < 0 or not bool(xp.all(probs.sum(-1) > 0))):
+        raise Invalid("multinomial needs non-negative weights with a positive sum in every row")
+    w = probs.astype(np.float64)
+    if replacement:
+        cdf = xp.cumsum(w, -1)
+        cdf = cdf / cdf[..., -1:]
+        if w.ndim == 1:
+            idx = xp.searchsorted(cdf, u, side="right")
+        else:
+            idx = xp.stack([xp.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
+        return xp.minimum(idx, w.shape[-1] - 1).astype(np.int64)
+    if num_samples > int((w > 0).sum(-1).min()):
+        raise Invalid(f"cannot draw {num_samples} samples without replacement from fewer nonzero categories")
+    with np.errstate(divide="ignore"):
+        keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
+    return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)

@@ -10,6 +10,7 @@ from ._dispatch import Site, dispatch, site_of
 from ._registry import REGISTRY
 from .errors import Invalid, TraceTensorError
 from .events import STATE
+from .events import step as _end_step
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
@@ -63,6 +64,8 @@ class Optimizer:
                     if g.shape != p._data.shape:
                         raise _grad_error(self._op, p, g)
                     self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
+        if listening:
+            _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _autograd, _naming, dtypes
+from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
 from ._dispatch import _FORWARD, Site, dispatch, site_of
@@ -347,6 +348,8 @@ class Tensor(TensorOps):
                 raise TraceTensorError(
                     f"grad can be implicitly created only for scalar outputs, got shape {self.shape}")
             g = self._device.xp.ones_like(self._data)
+            if STATE.listeners:
+                _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
         else:
             g = _wrap_other(gradient, self)._data
             if g.shape != self._data.shape:
@@ -362,6 +365,13 @@ class Tensor(TensorOps):
         def remove() -> None:
             self._hooks = tuple(h for h in self._hooks if h is not hook)
         return remove
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Callable[[], None]:
+        """`hook(tensor)` runs after a backward pass accumulated into this leaf's `.grad`."""
+        if not self._requires_grad or self._node is not None:
+            raise TraceTensorError("post-accumulate-grad hooks go on leaf tensors that require gradient")
+        from ._autograd import add_post_accumulate_hook
+        return add_post_accumulate_hook(self, hook)
 
     def retain_grad(self) -> None:
         self._retain = True
@@ -554,7 +564,25 @@ class Tensor(TensorOps):
     def reshape(self, *shape: Any) -> Tensor:
         return apply(_R["reshape"], self, shape=_shape(shape))
 
-    view = reshape
+    def view(self, *shape: Any) -> Tensor:
+        """reshape without a copy: refuses, as PyTorch does, a tensor whose strides cannot
+        give the new shape (`a.t().view(6)`); `.reshape` or `.contiguous().view` copy."""
+        if len(shape) == 1 and not isinstance(shape[0], (builtins.int, tuple, list)):
+            raise TraceTensorError("view(dtype) is not supported; use .to(dtype)")
+        shape = _shape(shape)
+        a = self._data
+        if not a.flags.c_contiguous and a.size:
+            try:
+                a.view().shape = shape
+            except AttributeError:
+                raise OpError("view", "view size is not compatible with input tensor's size and stride (at "
+                              "least one dimension spans across two contiguous subspaces). Use .reshape(...) "
+                              f"instead. (Asked for shape {tuple(shape)} from a tensor of shape "
+                              f"{tuple(a.shape)} that is not contiguous.)",
+                              frame=(user_frames(1) or (None,))[0]) from None
+            except ValueError:
+                pass  # a wrong element count: the reshape op explains it
+        return apply(_R["reshape"], self, shape=shape)
 
     def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
@@ -786,59 +814,78 @@ def full_like(t: Tensor, fill_value: Any, *, dtype: Any = None, device: Any = No
 
 
 # ---------------------------------------------------------------- randomness
-_rng = np.random.default_rng()
-_cuda_seed: int | None = None
+# numbers are drawn on the host from a Generator (tt.Generator, or the default one that
+# tt.manual_seed seeds), so a seed gives the same numbers on every device
+from ._random import manual_seed, rng_of  # noqa: E402, F401  (manual_seed: tt.manual_seed)
 
 
-def manual_seed(seed: int) -> None:
-    """Seeds the CPU generator (numpy) and, when present, cupy's."""
-    global _rng, _cuda_seed
-    _rng = np.random.default_rng(seed)
-    _cuda_seed = seed
-    from .device import _probe_cupy
-
-    cp = _probe_cupy()
-    if cp is not None:
-        cp.random.seed(seed)
-
-
-def _random(kind: str, size: tuple, dt: np.dtype, dev: Device, **kw: Any) -> Any:
+def _random(kind: str, size: tuple, dt: np.dtype, dev: Device, generator: Any = None, **kw: Any) -> Any:
+    rng = rng_of(generator)
     if kind == "randn":
-        a = _rng.standard_normal(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+        a = rng.standard_normal(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
     elif kind == "rand":
-        a = _rng.random(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+        a = rng.random(size, dtype=dt if dt in (np.float32, np.float64) else np.float64)
     else:
-        a = _rng.integers(kw["low"], kw["high"], size)
-    # drawn on the host from one generator, so a seed gives the same numbers on every device
+        a = rng.integers(kw["low"], kw["high"], size)
     return to_device(np.asarray(a, dtype=dt), dev)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
           generator: Any = None) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(_random("randn", _shape(size), dt, dev), dev, requires_grad)
+    return _finish(_random("randn", _shape(size), dt, dev, generator), dev, requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
          generator: Any = None) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(_random("rand", _shape(size), dt, dev), dev, requires_grad)
+    return _finish(_random("rand", _shape(size), dt, dev, generator), dev, requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), *, dtype: Any = None,
-            device: Any = None) -> Tensor:
-    if high is None:
-        low, high = 0, low
+def randint(*args: Any, size: Sequence[int] | None = None, dtype: Any = None, device: Any = None,
+            generator: Any = None, requires_grad: bool = False, low: int | None = None,
+            high: int | None = None) -> Tensor:
+    """PyTorch's overloads: `randint(high, size)`, `randint(low, high, size)`, and keywords."""
+    a = list(args)
+    if a and isinstance(a[-1], (tuple, list)) and size is None:
+        size = a.pop()
+    if low is not None:
+        a.insert(0, low)
+    if high is not None:
+        a.append(high)
+    if len(a) == 1:
+        lo, hi = 0, a[0]
+    elif len(a) == 2:
+        lo, hi = a
+    else:
+        raise TypeError(f"randint() takes (high, size) or (low, high, size), got {len(args)} positional "
+                        "arguments")
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    if builtins.int(hi) <= builtins.int(lo):
+        raise ValueError(f"randint: low ({lo}) must be less than high ({hi})")
     dt, dev = _creator(dtype or dtypes.int64, device)
-    return _finish(_random("randint", tuple(size), dt, dev, low=low, high=high), dev, False)
+    return _finish(_random("randint", tuple(size), dt, dev, generator, low=builtins.int(lo),
+                           high=builtins.int(hi)), dev, requires_grad)
 
 
-def randn_like(t: Tensor, *, dtype: Any = None) -> Tensor:
-    return randn(t.shape, dtype=dtype or t.dtype, device=t._device)
+def randperm(n: int, *, generator: Any = None, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    dt, dev = _creator(dtype or dtypes.int64, device)
+    return _finish(to_device(rng_of(generator).permutation(builtins.int(n)).astype(dt), dev), dev, requires_grad)
 
 
-def rand_like(t: Tensor, *, dtype: Any = None) -> Tensor:
-    return rand(t.shape, dtype=dtype or t.dtype, device=t._device)
+def randn_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t._device, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t._device, requires_grad=requires_grad)
+
+
+def randint_like(t: Tensor, low: int, high: int | None = None, *, dtype: Any = None) -> Tensor:
+    lo, hi = (0, low) if high is None else (low, high)
+    return randint(lo, hi, t.shape, dtype=dtype or t.dtype, device=t._device)
 
 
 def is_tensor(obj: Any) -> bool:

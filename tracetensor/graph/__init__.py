@@ -13,7 +13,7 @@ import types as _types
 from .. import ops as _registry_ops  # noqa: F401  (registers every op)
 from . import gradients as _gradients_mod  # noqa: F401  (registers the gradient executor)
 from . import ops as _o
-from . import train
+from . import summary, train
 from .control_flow import cond, while_loop
 from .core import (
     FailedPreconditionError,
@@ -33,6 +33,7 @@ from .gradients import gradients
 from .io import export, load
 from .ops import *  # noqa: F403
 from .session import InteractiveSession, Session, get_default_session, graph_def
+from .summary import RunMetadata, RunOptions, Summary
 from .variables import (
     GraphKeys,
     Variable,
@@ -240,4 +241,8 @@ __all__ = [
     "dtypes",
     "saved_model",
     "compat",
+    "summary",
+    "RunMetadata",
+    "RunOptions",
+    "Summary",
 ]

@@ -565,7 +565,12 @@ class Session:
     ) -> Any:
         """Computes `fetches` (a tensor, op, name, or nested lists/tuples/dicts of them),
         feeding `feed_dict` ({placeholder or name: value}); returns numpy values in the
-        same structure (None for ops)."""
+        same structure (None for ops). `run_metadata` (a `tf.RunMetadata()`) gets the run's step stats."""
+        if run_metadata is not None:
+            from .summary import collect_run_metadata
+
+            with collect_run_metadata(run_metadata):
+                return self._run(fetches, feed_dict, "session.run", "")
         return self._run(fetches, feed_dict, "session.run", "")
 
     def _run(self, fetches: Any, feed_dict: dict | None, kind: str, run_name: str, raw: bool = False) -> Any:

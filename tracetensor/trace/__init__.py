@@ -4,6 +4,7 @@ from a trace file (`open` -> `SqliteTrace`), through one `Trace` interface."""
 from __future__ import annotations
 
 from .base import MemoryTrace, RunInfo, Trace
+from .multi import MultiTrace, merge, open_ranks
 from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
 from .store import open_trace as open
@@ -18,6 +19,9 @@ __all__ = [
     "Recorder",
     "record",
     "open",
+    "open_ranks",
+    "MultiTrace",
+    "merge",
     "run_script",
     "record_script",
     "FORMAT",

@@ -31,6 +31,8 @@ class RunInfo:
     error: str | None
     n_events: int
     wall_ns: int = 0
+    loss: float | None = None  # the scalar `.backward()` was called on (eager steps), when known
+    nonfinite: int = 0  # op events with a NaN/inf output
 
     @property
     def duration_ns(self) -> int | None:
@@ -263,7 +265,8 @@ class MemoryTrace(Trace):
                                     first.start_ns if first else 0, 0)
                 out.append(RunInfo(r, s.mode, s.kind, s.name, s.fetches, s.feeds, s.graph, s.t_ns,
                                    end.t_ns if end else None, end.error if end else None, len(evs),
-                                   s.wall_ns))
+                                   s.wall_ns, end.loss if end else None,
+                                   sum(1 for e in evs if e.summaries and e.nonfinite)))
             return out
 
     def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,

@@ -71,7 +71,36 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print what a trace file holds: runs, events, ops, bytes, drops")
     i.add_argument("file")
     i.add_argument("--ops", type=int, default=15, metavar="N", help="show the N most expensive op types")
+    x = sub.add_parser(
+        "export",
+        help="write a trace as TensorBoard event files: loss, gradient flow, non-finite counts, op times, graph",
+        description="Write FILE as TensorBoard event files, one point per training step: the loss, each "
+        "parameter's gradient and weight norms (histograms when values were recorded with --values full), "
+        "non-finite counts, time per op type, and the graph with its step stats. Then run "
+        "`tensorboard --logdir DIR`. Needs: pip install \"tracetensor[tensorboard]\".",
+    )
+    x.add_argument("--tensorboard", metavar="DIR", required=True, help="folder for the event files")
+    x.add_argument("--no-histograms", action="store_true", help="norms only, no histograms")
+    x.add_argument("file")
+    m = sub.add_parser("merge", help="merge the per-rank traces of an MPI job into one trace file",
+                       description="Merge per-rank traces (run.rank0.ttrace, run.rank1.ttrace, ...) into one "
+                       "file: events of all ranks in time order on rank 0's clock, names prefixed rankN/.")
+    m.add_argument("files", nargs="+", help="the per-rank trace files (or a quoted glob: 'run.rank*.ttrace')")
+    m.add_argument("-o", "--output", required=True, help="the merged trace file to write")
     return p
+
+
+def export_tensorboard(path: str, log_dir: str, histograms: bool = True, prog: str = "tracetensor trace export") -> int:
+    """Writes trace file `path` to `log_dir` for TensorBoard and says what it wrote (exit status)."""
+    try:
+        from ..utils.tensorboard import TensorBoardNotInstalled
+        from ..utils.tensorboard.export import export_file
+
+        print(f"TensorBoard: {export_file(path, log_dir, histograms=histograms)}")
+    except (TraceFileError, TensorBoardNotInstalled, OSError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TraceFileError as e:
             print(f"tracetensor trace record: {e}", file=sys.stderr)
             return 2
+    if args.cmd == "export":
+        return export_tensorboard(args.file, args.tensorboard, histograms=not args.no_histograms)
+    if args.cmd == "merge":
+        from .multi import merge
+
+        try:
+            merge(args.files, args.output)
+        except TraceFileError as e:
+            print(f"tracetensor trace merge: {e}", file=sys.stderr)
+            return 2
+        print(f"tracetensor: merged traces into {args.output} (`tracetensor debug {args.output}`)", file=sys.stderr)
+        return 0
     try:
         with SqliteTrace(args.file) as t:
             print(format_info(t, n_ops=args.ops))

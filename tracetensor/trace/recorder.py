@@ -66,6 +66,9 @@ class Recorder:
         if int(max_bytes) < 0:
             raise ValueError(f"tt.record: max_bytes must be >= 0, got {max_bytes}")
         self.path = os.fspath(path)
+        self.rank = _rank_info()  # under mpiexec: one file per rank, run.rank3.ttrace
+        if self.rank is not None:
+            self.path = _rank_path(self.path, self.rank["rank"])
         self.values = values
         self.ops = ops
         self._ops_rx = re.compile(ops) if ops is not None else None
@@ -107,6 +110,7 @@ class Recorder:
                 "tracetensor": __version__,
                 "argv": " ".join(sys.argv),
                 "python": sys.version.split()[0],
+                **(self.rank or {}),
             },
         )
         self._writer.keep_summaries = self.values != "none"
@@ -288,6 +292,18 @@ class Recorder:
             if not any(r._old_sigterm is not None for r in _active if r is not self):
                 signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None
+
+
+def _rank_info() -> dict[str, int] | None:
+    from ..distributed import launched_by_mpi, rank_info
+
+    return rank_info() if launched_by_mpi() else None
+
+
+def _rank_path(path: str, rank: int) -> str:
+    from ..distributed import rank_path
+
+    return rank_path(path, rank)
 
 
 def _sigterm_to_exit(signum: int, frame: Any) -> None:

@@ -40,14 +40,16 @@ from ..errors import SerializationError
 from .base import RunInfo, Trace, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 1  # bump on any schema change; readers refuse files newer than they know
+VERSION = 2  # bump on any schema change; readers refuse files newer than they know
+# version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 BLOCK = 2048  # most events in one block
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE runs(run INTEGER PRIMARY KEY, mode TEXT, kind TEXT, name TEXT, fetches TEXT, feeds TEXT,
                   graph INTEGER, start_ns INTEGER, wall_ns INTEGER, thread INTEGER, end_ns INTEGER,
-                  error TEXT, n_events INTEGER NOT NULL DEFAULT 0);
+                  error TEXT, n_events INTEGER NOT NULL DEFAULT 0, loss TEXT,
+                  nonfinite INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL UNIQUE);
 CREATE TABLE stacks(id INTEGER PRIMARY KEY, frames TEXT NOT NULL);
 CREATE TABLE sigs(id INTEGER PRIMARY KEY, op INTEGER NOT NULL, name TEXT NOT NULL, mode TEXT, phase TEXT,
@@ -483,7 +485,8 @@ class TraceWriter:
                         )
                     )
                 elif cls is ev.RunEnd:
-                    ends.append((e.run, e.t_ns, e.error))
+                    # text, since SQLite stores a NaN REAL as NULL (and a NaN loss is news)
+                    ends.append((e.run, e.t_ns, e.error, None if e.loss is None else repr(e.loss)))
                 elif cls is ev.DeviceTime:
                     db.execute("INSERT OR REPLACE INTO device_times VALUES (?, ?)", (e.seq, e.device_ns))
                 elif cls is ev.GraphDef:
@@ -508,8 +511,8 @@ class TraceWriter:
                 starts,
             )
             db.executemany(
-                "INSERT INTO runs(run, end_ns, error) VALUES (?,?,?) ON CONFLICT(run)"
-                " DO UPDATE SET end_ns=excluded.end_ns, error=excluded.error",
+                "INSERT INTO runs(run, end_ns, error, loss) VALUES (?,?,?,?) ON CONFLICT(run)"
+                " DO UPDATE SET end_ns=excluded.end_ns, error=excluded.error, loss=excluded.loss",
                 ends,
             )
             if values:
@@ -574,12 +577,12 @@ class TraceWriter:
             self._run_pos[run] = run_pos + c
             rows.append((run, bid, c, run_pos, int(blk.seq[nb][0]) if nb.any() else 0))
             first = evs[int(np.argmax(sel))]
-            counts.append((run, first.mode, first.start_ns, c))
+            counts.append((run, first.mode, first.start_ns, c, int(np.count_nonzero(nb))))
         db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
         db.executemany(
-            "INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events)"
-            " VALUES (?,?,'eager','','[]','[]',?,?) ON CONFLICT(run) DO UPDATE"
-            " SET n_events = n_events + excluded.n_events",
+            "INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events, nonfinite)"
+            " VALUES (?,?,'eager','','[]','[]',?,?,?) ON CONFLICT(run) DO UPDATE"
+            " SET n_events = n_events + excluded.n_events, nonfinite = nonfinite + excluded.nonfinite",
             counts,
         )
         # per op type: count and total host time (what `trace info` and the profiler summarize)
@@ -656,6 +659,13 @@ class TraceWriter:
 
 def _json_tuple(t: tuple[str, ...]) -> str:
     return json.dumps(t) if t else "[]"
+
+
+def _float(s: Any) -> float | None:
+    try:
+        return None if s is None else float(s)
+    except (TypeError, ValueError):
+        return None  # a damaged cell: the loss is simply not known
 
 
 def _tuple(js: str | None) -> tuple:
@@ -991,8 +1001,10 @@ class SqliteTrace(Trace):
         if self._runs is not None:
             return list(self._runs)
         out = []
-        for run, mode, kind, name, fetches, feeds, graph, start, wall, _thread, end, error, n in self._q(
-            "SELECT * FROM runs ORDER BY run"
+        extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
+        for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
+            "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
+            f" {extra} FROM runs ORDER BY run"
         ):
             out.append(
                 RunInfo(
@@ -1008,6 +1020,8 @@ class SqliteTrace(Trace):
                     error,
                     n,
                     wall or 0,
+                    _float(loss),
+                    bad or 0,
                 )
             )
         if self._closed_file:
@@ -1265,7 +1279,7 @@ class SqliteTrace(Trace):
                     yield ev.DeviceTime(e.seq, dev[e.seq])
             yield from self.ranges(r.run)
             if r.end_ns is not None:
-                yield ev.RunEnd(r.run, r.end_ns, starts[r.run].thread if r.run in starts else 0, r.error)
+                yield ev.RunEnd(r.run, r.end_ns, starts[r.run].thread if r.run in starts else 0, r.error, r.loss)
 
     def info(self) -> dict[str, Any]:
         """What `tracetensor trace info` prints: counts, ops, bytes, drops."""

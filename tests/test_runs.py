@@ -1,0 +1,143 @@
+"""Eager steps are runs: a run ends at `optimizer.step()`, `profiler.step()`, `tt.step()`
+or a debugger-wrapped call; a step's backward and update events belong to it; runs are
+per thread; names are unique within a run; graph mode keeps one run per `Session.run`."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import numpy as np
+
+import tracetensor as tt
+from tracetensor import events as ev
+from tracetensor.trace import MemoryTrace
+
+
+def _model() -> tuple[tt.nn.Module, tt.optim.Optimizer]:
+    tt.manual_seed(0)
+    m = tt.nn.Sequential(tt.nn.Linear(4, 8), tt.nn.ReLU(), tt.nn.Linear(8, 1))
+    opt = tt.optim.SGD(m.parameters(), lr=0.01)
+    tt.step()  # the set-up's ops (seen by pytest's NaN plugin) are a step of their own
+    return m, opt
+
+
+def _train(m: tt.nn.Module, opt: tt.optim.Optimizer, steps: int, rng: np.random.Generator) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+        loss = (m(x) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _phases(tr: MemoryTrace, run: int) -> set[str]:
+    return {e.phase for e in tr.events(run)}
+
+
+def test_each_optimizer_step_is_one_run_holding_forward_backward_and_update(rng) -> None:
+    m, opt = _model()
+    with MemoryTrace() as tr:
+        losses = _train(m, opt, 5, rng)
+    runs = tr.runs()
+    assert len(runs) == 5
+    assert all(r.kind == "step" and r.end_ns is not None for r in runs), runs
+    for r in runs:
+        assert _phases(tr, r.run) == {"forward", "backward", "update"}
+        names = [e.name for e in tr.events(r.run)]
+        assert len(names) == len(set(names)), "names repeat within a run"
+    # every step names its ops the same way, so `pt 0/matmul` means the same op in any run
+    first = [e.name for e in tr.events(runs[0].run)]
+    assert [e.name for e in tr.events(runs[-1].run)] == first
+    assert [r.loss for r in runs] == np.float32(losses).tolist()
+
+
+def test_tt_step_ends_a_run_in_a_loop_without_an_optimizer(rng) -> None:
+    w = tt.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    tt.step()
+    with MemoryTrace() as tr:
+        for _ in range(4):
+            (w @ w).sum().backward()
+            with tt.no_grad():
+                w -= 0.1 * w.grad
+            w.grad = None
+            tt.step()
+    assert [r.n_events for r in tr.runs()] == [tr.runs()[0].n_events] * 4
+    assert len(tr.runs()) == 4
+
+
+def test_profiler_step_ends_the_run_too(rng) -> None:
+    from tracetensor.profiler import step as profiler_step
+
+    w = tt.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    tt.step()
+    with MemoryTrace() as tr:
+        for _ in range(3):
+            (w @ w).sum().backward()
+            profiler_step()  # no profiler running: still a step boundary for the recording
+    assert len(tr.runs()) == 3
+
+
+def test_an_explicit_run_is_not_ended_by_optimizer_step(rng) -> None:
+    m, opt = _model()
+    with MemoryTrace() as tr:
+        r = ev.begin_run("debug", name="mine")
+        _train(m, opt, 3, rng)
+        ev.end_run(r)
+    assert [x.run for x in tr.runs()] == [r]
+
+
+def test_graph_mode_keeps_one_run_per_session_run() -> None:
+    tf = tt.graph
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        y = tf.reduce_sum(x * 2.0)
+        with MemoryTrace() as tr, tf.Session() as sess:
+            for i in range(3):
+                sess.run(y, {x: np.ones((2, 2)) * i})
+    assert [r.kind for r in tr.runs()] == ["session.run"] * 3
+
+
+def test_runs_are_per_thread_and_hold_only_their_own_threads_events() -> None:
+    barrier = threading.Barrier(4)
+
+    models = [_model() for _ in range(4)]
+
+    def work(seed: int) -> None:
+        barrier.wait()
+        _train(*models[seed], 10, np.random.default_rng(seed))
+
+    with MemoryTrace() as tr:
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    runs = tr.runs()
+    assert len(runs) == 40
+    for r in runs:
+        evs = tr.events(r.run)
+        assert len({e.thread for e in evs}) == 1, f"run {r.run} mixes threads"
+        assert _phases(tr, r.run) == {"forward", "backward", "update"}
+        assert max(Counter(e.name for e in evs).values()) == 1
+
+
+def test_a_recording_of_n_steps_has_n_runs_with_loss_and_nonfinite_counts(tmp_path, rng) -> None:
+    m, opt = _model()
+    path = tmp_path / "t.ttrace"
+    with tt.record(path):
+        losses = _train(m, opt, 6, rng)
+        with np.errstate(all="ignore"):
+            x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+            (m(x) - 1e9).log().mean().backward()  # log of negatives: NaN, in a 7th step
+        tt.step()
+    with tt.trace.open(path) as tr:
+        runs = tr.runs()
+        assert len(runs) == 7
+        assert [r.loss for r in runs[:6]] == np.float32(losses).tolist()
+        assert [r.nonfinite for r in runs[:6]] == [0] * 6 and runs[6].nonfinite > 0
+        assert np.isnan(runs[6].loss)
+        assert tr.first_nonfinite().run == runs[6].run

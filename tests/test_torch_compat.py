@@ -1,0 +1,157 @@
+"""PyTorch boilerplate and random sampling: the calls ordinary training scripts make."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tracetensor as tt
+from tracetensor import events
+
+
+def test_randint_reads_all_of_pytorchs_overloads() -> None:
+    tt.manual_seed(0)
+    a = tt.randint(3, (1000,))  # randint(high, size): values in [0, 3)
+    assert a.shape == (1000,) and a.dtype == tt.int64 and set(a.tolist()) == {0, 1, 2}
+    b = tt.randint(5, 8, (200,))
+    assert set(b.tolist()) == {5, 6, 7}
+    assert set(tt.randint(low=2, high=4, size=(100,)).tolist()) == {2, 3}
+    assert tt.randint(10, size=(2, 3)).shape == (2, 3)
+    with pytest.raises(ValueError, match="low"):
+        tt.randint(5, 5, (2,))
+
+
+def test_a_generator_gives_its_own_reproducible_stream() -> None:
+    g1, g2 = tt.Generator().manual_seed(7), tt.Generator().manual_seed(7)
+    tt.manual_seed(1)
+    x = tt.randn(5, generator=g1)
+    tt.randn(3)  # the default generator's draws do not disturb g2
+    assert tt.equal(x, tt.randn(5, generator=g2))
+    assert sorted(tt.randperm(6, generator=g1).tolist()) == list(range(6))
+    tt.manual_seed(3)
+    first = tt.rand(4)
+    tt.manual_seed(3)
+    assert tt.equal(first, tt.rand(4))
+
+
+def test_multinomial_follows_the_weights_with_and_without_replacement() -> None:
+    tt.manual_seed(0)
+    w = tt.tensor([0.1, 0.0, 0.9])
+    s = tt.multinomial(w, 4000, replacement=True)
+    counts = np.bincount(s.numpy(), minlength=3)
+    assert counts[1] == 0 and 0.85 < counts[2] / 4000 < 0.95
+    rows = tt.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 5.0, 1.0, 1.0]])
+    d = rows.multinomial(3)
+    assert d.shape == (2, 3)
+    for r, row in zip(d.tolist(), [[0, 1, 2], [1, 2, 3]]):
+        assert sorted(r) == row  # without replacement: distinct, never a zero-weight category
+    with pytest.raises(tt.OpError, match="without replacement"):
+        rows.multinomial(4)
+
+
+def test_bernoulli_and_normal_overloads() -> None:
+    tt.manual_seed(0)
+    p = tt.full((2000,), 0.25)
+    assert 0.2 < tt.bernoulli(p).mean().item() < 0.3
+    m = tt.zeros(3, requires_grad=True)
+    out = tt.normal(m, 2.0)
+    assert out.shape == (3,) and not out.requires_grad  # no gradient through a draw, as in PyTorch
+    assert tt.normal(0.0, tt.ones(2, 2)).shape == (2, 2)
+    big = tt.normal(3.0, 0.5, (4000,))
+    assert abs(big.mean().item() - 3.0) < 0.05 and abs(big.std().item() - 0.5) < 0.05
+    t = tt.empty(4000).normal_(1.0, 2.0)
+    assert abs(t.mean().item() - 1.0) < 0.15
+    u = tt.empty(1000).uniform_(-2, -1)
+    assert u.min().item() >= -2 and u.max().item() < -1
+    assert set(tt.empty(100).bernoulli_(0.5).tolist()) == {0.0, 1.0}
+
+
+def test_sampling_ops_emit_events() -> None:
+    seen = []
+    with events.subscribe(lambda e: seen.append(getattr(e, "op", None))):  # run markers have no op
+        tt.tensor([0.5, 0.5]).multinomial(1)
+        tt.bernoulli(tt.tensor([0.3]))
+        tt.arange(4).roll(1)
+    assert {"multinomial", "bernoulli", "roll"} <= set(seen)
+
+
+def test_view_refuses_what_pytorch_refuses_and_contiguous_fixes_it() -> None:
+    a = tt.arange(6.0).reshape(2, 3)
+    assert a.view(3, 2).shape == (3, 2) and a.is_contiguous()
+    t = a.t()
+    assert not t.is_contiguous()
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        t.view(6)
+    assert t.contiguous().view(6).tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    assert t.reshape(6).tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    part = a[:, 1:]  # strides (3, 1): splitting a dimension works, merging the two does not
+    assert part.view(2, 2, 1).shape == (2, 2, 1)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        part.view(4)
+
+
+def test_a_0d_tensor_formats_like_its_value() -> None:
+    loss = tt.tensor(0.123456)
+    assert f"{loss:.4f}" == "0.1235"
+    assert f"{tt.tensor(3):>3d}" == "  3"
+    with pytest.raises(TypeError):
+        f"{tt.ones(2):.2f}"
+
+
+def test_grad_mode_switches() -> None:
+    w = tt.ones(2, requires_grad=True)
+    with tt.inference_mode():
+        assert not (w * 2).requires_grad and tt.is_inference_mode_enabled()
+
+    @tt.inference_mode()
+    def f(x):
+        return x * 2
+
+    @tt.enable_grad()
+    def g(x):
+        return x * 2
+
+    assert not f(w).requires_grad
+    with tt.no_grad():
+        assert g(w).requires_grad
+    with tt.set_grad_enabled(False):
+        assert not (w * 2).requires_grad
+    assert (w * 2).requires_grad
+    with tt.inference_mode(False):
+        assert (w * 2).requires_grad
+
+
+def test_cuda_accelerator_and_backends_answer_honestly_without_a_gpu() -> None:
+    has = tt.cuda.is_available()
+    assert tt.accelerator.is_available() == has
+    assert (tt.cuda.device_count() > 0) == has
+    tt.cuda.manual_seed_all(0)
+    tt.cuda.manual_seed(0)
+    tt.backends.cudnn.benchmark = True
+    tt.backends.cudnn.deterministic = True
+    assert tt.backends.cudnn.benchmark and not tt.backends.mps.is_available()
+    device = tt.device("cuda" if tt.cuda.is_available() else "cpu")
+    assert tt.zeros(2, device=device).device == device
+    if not has:
+        assert tt.accelerator.current_accelerator() is None
+
+
+def test_mark_non_differentiable_outputs_get_no_gradient() -> None:
+    class Sorted(tt.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = x * 1.0
+            ctx.mark_non_differentiable(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    class Plain(Sorted):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+    x = tt.ones(3, requires_grad=True)
+    assert not Sorted.apply(x).requires_grad
+    assert Plain.apply(x).requires_grad

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._dispatch import Site, dispatch, site_of
+from .._naming import update_names
 from .._grad_mode import enable_grad
 from .._registry import REGISTRY
 from ..errors import Invalid, TraceTensorError
@@ -82,8 +83,9 @@ class Optimizer:
         op = REGISTRY[opname]
         if listening:
             pname = p._name or f"param_{index}"
-            site = _tuple_new(Site, (op, "update", "eager", op.name, "update/" + pname, (pname, pname + ".grad"),
-                                     p._device, None, None, (), (pname,), None, False))
+            uname, uins, uouts = update_names(pname)
+            site = _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts,
+                                     None, False))
         else:
             site = site_of(op, "update")
         dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)

@@ -347,7 +347,7 @@ class TensorScreen(Screen):
     def show(self, sl: str) -> None:
         d = self.datum
         try:
-            v = self.dbg.trace.value(d.tensor_name, d.event.run)
+            v = self.dbg.trace.value(d.tensor_name, d.event.run, default=None)
         except Exception as e:  # a damaged value in the trace: say so here, keep the app up
             self.query_one("#values", Static).update(Text(printable(f"error: {e}"), style="red"))
             self.query_one("#histogram", Static).update("")

@@ -31,7 +31,8 @@ from .ops import (
     subtract,
 )
 
-__all__ = ["conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b", "unstack", "split",
+__all__ = ["conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b",
+           "unstack", "split",
            "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
            "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
            "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
@@ -99,6 +100,32 @@ def conv2d(
         "nchw": nchw,
     }
     return apply("tf_conv2d", (input, w), attrs, name=name or "Conv2D")
+
+
+def conv2d_transpose(value: Any = None, filter: Any = None, output_shape: Any = None, strides: Any = None,
+                     padding: str = "SAME", data_format: str = "NHWC", name: str | None = None,
+                     input: Any = None, filters: Any = None, dilations: Any = None) -> Tensor:
+    """tf.nn.conv2d_transpose: `filter` (kh, kw, out_channels, in_channels); `output_shape`
+    [batch, height, width, channels] (NCHW order with data_format="NCHW") with a static height
+    and width (the batch may be a tensor)."""
+    v = value if value is not None else input
+    w = filter if filter is not None else filters
+    if v is None or w is None or output_shape is None or strides is None:
+        raise InvalidArgumentError("conv2d_transpose needs value, filter, output_shape and strides")
+    if dilations is not None and _spatial(dilations, data_format, "dilations") != (1, 1):
+        raise InvalidArgumentError("conv2d_transpose supports dilations of 1 only")
+    nchw = _format(data_format)
+    dims = list(output_shape) if not isinstance(output_shape, Tensor) else None
+    if dims is None or len(dims) != 4 or any(isinstance(d, Tensor) for d in dims[1:]):
+        raise InvalidArgumentError("conv2d_transpose needs output_shape as a list of 4 with a static height, "
+                                   "width and channel count (the batch may be a tensor)")
+    hw = (dims[2], dims[3]) if nchw else (dims[1], dims[2])
+    attrs = {"out_hw": tuple(builtins.int(d) for d in hw), "strides": _spatial(strides, data_format, "strides"),
+             "padding": _padding(padding, data_format), "nchw": nchw}
+    (vt, wt) = _tensors(v, w)
+    out = apply("tf_conv2d_transpose", (vt, wt), attrs, name=name or "conv2d_transpose")
+    out.set_shape([None if isinstance(d, Tensor) else builtins.int(d) for d in dims])
+    return out
 
 
 def _pool(kind: str, value: Any, ksize: Any, strides: Any, padding: Any, data_format: str, name: str) -> Tensor:

@@ -37,6 +37,7 @@ rnn = _types.SimpleNamespace(
 layers = _types.SimpleNamespace(
     xavier_initializer=_layers.xavier_initializer, flatten=_layers.flatten,
     variance_scaling_initializer=_layers.variance_scaling_initializer, fully_connected=_fully_connected,
+    l2_regularizer=_layers.l2_regularizer, l1_regularizer=_layers.l1_regularizer,
 )
 
 __all__ = ["rnn", "layers"]

@@ -487,7 +487,7 @@ ELSEWHERE = {
     "shape": "test_graph", "size": "test_graph", "rank": "test_graph", "range": "test_graph",
     "identity": "test_graph", "sparse_softmax_cross_entropy": "test_graph",
     "tf_fill": "test_tf1", "stop_gradient": "test_tf1", "tf_rmsprop_update": "test_tf1",
-    "tf_adagrad_update": "test_tf1",
+    "tf_adagrad_update": "test_tf1", "tf_print": "test_tf1",
 }
 
 

@@ -558,3 +558,25 @@ def test_conv2d_transpose_inverts_conv2d_shapes_and_is_its_adjoint(g) -> None:
     assert u.shape == (2, 8, 8, 5) and uv.shape == (2, 9, 9, 5)
     with pytest.raises(tf.InvalidArgumentError, match="static height"):
         tf.nn.conv2d_transpose(r, w, output_shape=tf.constant([2, 5, 7, 3]), strides=[1, 2, 2, 1])
+
+
+def test_dense_over_a_sequence_keeps_its_leading_dimensions(g) -> None:
+    x = tf.placeholder(tf.float32, [None, None, 3])
+    y = tf.layers.dense(x, 2, kernel_initializer=tf.ones_initializer())
+    assert y.shape == (None, None, 2)
+    np.testing.assert_allclose(run(y, {x: np.ones((2, 5, 3))}), np.full((2, 5, 2), 3.0))
+
+
+def test_boolean_mask_and_print(g, capfd) -> None:
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    x = tf.Variable(a)
+    keep = tf.placeholder(tf.bool, [4])
+    picked = tf.boolean_mask(x, keep)
+    shown = tf.Print(picked, [tf.shape(picked), picked], message="picked: ", summarize=4)
+    (grad,) = tf.gradients(tf.reduce_sum(shown * 2), [x])
+    capfd.readouterr()
+    p, gv = run([shown, grad], {keep: np.array([True, False, True, False])})
+    np.testing.assert_array_equal(p, a[[0, 2]])
+    np.testing.assert_array_equal(gv, [[2, 2, 2], [0, 0, 0], [2, 2, 2], [0, 0, 0]])
+    assert capfd.readouterr().err == "picked: [2 3][0.0 1.0 2.0 6.0...]\n"
+    np.testing.assert_array_equal(run(tf.boolean_mask(tf.constant(a), a > 5)), a[a > 5])

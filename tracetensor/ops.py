@@ -2304,6 +2304,26 @@ def _(ctx, g):
     if ctx.needs[1]:
         gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
     return gv, gw
+
+
+@register("tf_print", tf="Print", cost=_no_cost)
+def tf_print(xp, a, *data, message="", summarize=3):
+    """tf.Print: passes `a` through and writes `message` and the first `summarize` values of
+    each of `data` to standard error when it runs (graph builders give its shape: the shape
+    inference must not print)."""
+    import sys
+
+    parts = []
+    for d in data:
+        flat = [str(v) for v in np.asarray(d.get() if hasattr(d, "get") else d).reshape(-1)[:summarize].tolist()]
+        parts.append("[" + " ".join(flat) + ("..." if d.size > summarize else "") + "]")
+    sys.stderr.write(message + "".join(parts) + "\n")
+    return a
+
+
+@tf_print.defvjp
+def _(ctx, g):
+    return (g, *[None] * (len(ctx.args) - 1))
 # ================================================================= end of the TensorFlow 1 block
 
 

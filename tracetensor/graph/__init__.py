@@ -211,11 +211,13 @@ from .layers import (  # noqa: E402
     zeros_initializer,
 )
 from .nn_ops import (  # noqa: E402
+    Print,
     arg_max,
     arg_min,
     assign,
     assign_add,
     assign_sub,
+    boolean_mask,
     clip_by_global_norm,
     clip_by_norm,
     count_nonzero,
@@ -339,6 +341,8 @@ __all__ = [
     "ConfigProto",
     "AUTO_REUSE",
     "get_variable_scope",
+    "Print",
+    "boolean_mask",
     "arg_max",
     "arg_min",
     "assign",

@@ -199,11 +199,7 @@ def dense(
         kernel = get_variable("kernel", [d_in, units], x.dtype,
                               _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
         _regularize(kernel_regularizer, kernel)
-        if len(x._dims) > 2:
-            y = reshape(matmul(reshape(x, [-1, d_in]), kernel), [-1 if d is None else d for d in x._dims[:-1]]
-                        + [units])
-        else:
-            y = matmul(x, kernel, name="MatMul")
+        y = matmul(x, kernel, name="MatMul" if len(x._dims) == 2 else "Tensordot")  # any leading dimensions
         if use_bias:
             bias = get_variable("bias", [units], x.dtype, _init(bias_initializer, zeros_initializer()),
                                 trainable=trainable)

@@ -36,7 +36,7 @@ __all__ = ["conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_
            "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
            "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
            "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
-           "arg_min"]
+           "arg_min", "boolean_mask", "Print"]
 
 
 def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
@@ -404,3 +404,33 @@ def arg_min(input: Any, dimension: int, name: str | None = None, output_type: An
     from .ops import argmin
 
     return argmin(input, dimension, name=name, output_type=output_type)
+
+
+def boolean_mask(tensor: Any, mask: Any, name: str = "boolean_mask", axis: Any = None) -> Tensor:
+    """The entries of `tensor` where the bool `mask` (its leading dimensions) is True, as one
+    leading dimension whose size is known only at run time."""
+    from .ops import gather, reshape, where
+
+    if axis not in (None, 0):
+        raise InvalidArgumentError("boolean_mask supports axis=0 (the mask covers the leading dimensions)")
+    with name_scope(name):
+        t, m = _tensors(tensor, mask)
+        if m._dims is None or t._dims is None or builtins.any(d is None for d in t._dims[len(m._dims):]):
+            raise InvalidArgumentError(f"boolean_mask needs the mask's rank and the remaining dimensions of "
+                                       f"'{t.name}' (shape {t.shape}) to be known")
+        k = len(m._dims)
+        flat = reshape(t, [-1, *t._dims[k:]]) if k != 1 else t
+        idx = reshape(where(reshape(m, [-1])), [-1])
+        return gather(flat, idx)
+
+
+def Print(input_: Any, data: Sequence[Any], message: str | None = None, first_n: Any = None,
+          summarize: int | None = None, name: str | None = None) -> Tensor:
+    """tf.Print: `input_`, writing `message` and the first `summarize` (3) values of each of
+    `data` to standard error each time it runs (`first_n` is not supported)."""
+    if first_n not in (None, -1):
+        raise InvalidArgumentError("tf.Print's first_n is not supported (it prints every time)")
+    ts = _tensors(input_, *data)
+    x = ts[0]
+    return apply("tf_print", tuple(ts), {"message": message or "", "summarize": builtins.int(summarize or 3)},
+                 name=name or "Print", out=(x._dims, x.dtype))

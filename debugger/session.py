@@ -18,7 +18,7 @@ from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace
 
 from .commands import Debugger, RunAction
-from .filters import TensorDatum, add_tensor_filter
+from .filters import FilterError, TensorDatum, add_tensor_filter
 
 
 def _pick_ui(ui_type: str) -> Any:
@@ -90,31 +90,37 @@ class Controller:
         self.trace = None
         self.graphs = tr.graphs()[-4:]
         dbg = Debugger(tr, watch=act)
+        dbg.label = f"#{self.calls}"
         dbg.grad_history = self.history
         if self.weights is not None:
             dbg.weights = self.weights()
         dbg.record_history()
         self.last = dbg
-        culprit = None
+        culprit = filter_error = None
         if act.mode == "times":
             self.countdown -= 1
             stop = self.countdown <= 0
         elif act.mode == "filter":
             dbg.stopped_by = act.filter
-            culprit = dbg.culprit(act.filter)
-            stop = culprit is not None
+            try:
+                culprit = dbg.culprit(act.filter)
+                stop = culprit is not None
+            except FilterError as e:  # a broken user filter stops here and says why
+                dbg.stopped_by, filter_error, stop = None, e, True
         else:
             stop = True
         if not stop and error is None:
             return
         self.pending = None
         intro = self.run_end_intro(dbg, error, culprit, act.filter)
+        if filter_error is not None:
+            intro = Group(intro, Text(f"error: {filter_error}", style="red"))
         self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro))
 
     def run_end_intro(self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None,
                       filter_name: str | None) -> RenderableType:
-        parts: list[RenderableType] = [Text(f"run #{self.calls} ended: {dbg.trace.count(dbg.run)} op events "
-                                            f"(trace run {dbg.run})", style="bold")]
+        parts: list[RenderableType] = [Text(f"run #{self.calls} ended: {dbg.trace.count(dbg.run)} op events",
+                                            style="bold")]
         if error is not None:
             t = Text(f"run #{self.calls} raised {type(error).__name__}:\n", style="bold red")
             t.append(f"  {error}\n", style="red")

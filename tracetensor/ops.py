@@ -14,7 +14,7 @@ import numpy as np
 
 from ._registry import Ctx, register
 from .dtypes import get_default_dtype, promote
-from .errors import Invalid
+from .errors import Invalid, InvalidDType
 
 
 def _same(a, b):
@@ -105,7 +105,7 @@ def mul(xp, a, b):
 
 @mul.defvjp
 def _(ctx, g):
-    a, b = ctx.args
+    a, b = _same(*ctx.args)  # promoted as the forward was: float32 * int64 gives float32 gradients
     return (g * _conj(b) if ctx.needs[0] else None), (g * _conj(a) if ctx.needs[1] else None)
 
 
@@ -121,7 +121,7 @@ def div(xp, a, b):
 
 @div.defvjp
 def _(ctx, g):
-    a, b = ctx.args
+    a, b = _same(*ctx.args)
     ga = g / _conj(b) if ctx.needs[0] else None
     gb = -g * _conj(ctx.out / b) if ctx.needs[1] else None
     return ga, gb
@@ -146,7 +146,7 @@ def pow(xp, a, b):
 
 @pow.defvjp
 def _(ctx, g):
-    a, b = ctx.args
+    a, b = _same(*ctx.args)
     xp = ctx.xp
     ga = gb = None
     if ctx.needs[0]:
@@ -167,8 +167,8 @@ def maximum(xp, a, b):
 @maximum.defvjp
 def _(ctx, g):
     a, b = ctx.args
-    # ties share the gradient equally, as PyTorch does
-    wa = (a > b) + 0.5 * (a == b)
+    # ties share the gradient equally, as PyTorch does (weights in g's dtype: no float64)
+    wa = ((a > b) + 0.5 * (a == b)).astype(g.dtype, copy=False)
     return (g * wa if ctx.needs[0] else None), (g * (1 - wa) if ctx.needs[1] else None)
 
 
@@ -181,7 +181,7 @@ def minimum(xp, a, b):
 @minimum.defvjp
 def _(ctx, g):
     a, b = ctx.args
-    wa = (a < b) + 0.5 * (a == b)
+    wa = ((a < b) + 0.5 * (a == b)).astype(g.dtype, copy=False)
     return (g * wa if ctx.needs[0] else None), (g * (1 - wa) if ctx.needs[1] else None)
 
 
@@ -385,7 +385,7 @@ def _(ctx, g):
 @register("mean", tf="Mean")
 def mean(xp, a, axis=None, keepdims=False):
     if a.dtype.kind not in "fc":
-        raise Invalid(f"mean needs a floating point or complex input, got {a.dtype}")
+        raise InvalidDType(f"mean needs a floating point or complex input, got {a.dtype}")
     if axis is None and a.dtype.itemsize >= 4 and a.size:
         # sum / n is what ndarray.mean computes for these dtypes, minus its Python-level overhead
         s = a.sum(keepdims=keepdims)
@@ -809,7 +809,7 @@ def _reduced_count(a, out):
 
 def _var_check(a, correction):
     if a.dtype.kind not in "fc":
-        raise Invalid(f"var/std need a floating point input, got {a.dtype}")
+        raise InvalidDType(f"var/std need a floating point input, got {a.dtype}")
 
 
 @register("var", tf="Variance", cost=_in_cost(3))
@@ -1052,7 +1052,7 @@ def _gather_index(xp, index, axis):
 def gather(xp, a, index, axis):
     """PyTorch's gather: `out[i][j] = a[i][index[i][j]]` for axis=1."""
     if index.dtype.kind not in "iu":
-        raise Invalid(f"gather expects an integer index, got {index.dtype}")
+        raise InvalidDType(f"gather expects an integer index, got {index.dtype}")
     if index.ndim != a.ndim:
         raise Invalid(f"index has {index.ndim} dimensions but the input has {a.ndim} (shapes {index.shape} "
                       f"and {a.shape})")
@@ -1071,7 +1071,7 @@ def _(ctx, g):
 
 def _check_rows(index, n, what):
     if index.dtype.kind not in "iu":
-        raise Invalid(f"{what} expects integer indices, got {index.dtype}")
+        raise InvalidDType(f"{what} expects integer indices, got {index.dtype}")
     if index.size and (int(index.min()) < 0 or int(index.max()) >= n):
         bad = int(index.max()) if int(index.max()) >= n else int(index.min())
         raise Invalid(f"index {bad} is out of range for {n} {'rows' if what == 'embedding' else 'entries'}")
@@ -1111,7 +1111,7 @@ def _(ctx, g):
 @register("one_hot", tf="OneHot", cost=_elementwise_cost)
 def one_hot(xp, index, num_classes, dtype=np.int64):
     if index.dtype.kind not in "iu":
-        raise Invalid(f"one_hot expects integer indices, got {index.dtype}")
+        raise InvalidDType(f"one_hot expects integer indices, got {index.dtype}")
     if index.size and (int(index.min()) < 0 or int(index.max()) >= num_classes):
         raise Invalid(f"class values must be in [0, {num_classes}), got min {int(index.min())} "
                       f"max {int(index.max())}")
@@ -1210,7 +1210,7 @@ def _check_labels(labels, logits, axis, ignore_index, what):
     the labels (None when empty) so `_class_pick` need not look for ignored ones again."""
     kind = labels.dtype.kind
     if kind not in "iu":
-        raise Invalid(f"{what} expects integer class labels, got {labels.dtype}")
+        raise InvalidDType(f"{what} expects integer class labels, got {labels.dtype}")
     nd = logits.ndim
     ax = axis % nd if nd else 0
     if labels.ndim != nd - 1 or labels.shape != logits.shape[:ax] + logits.shape[ax + 1:]:
@@ -1401,7 +1401,7 @@ def _(ctx, g):
 @register("rfft", tf="RFFT", cost=_fft_cost)
 def rfft(xp, a, n=None, axis=-1, norm=None):
     if a.dtype.kind == "c":
-        raise Invalid(f"rfft expects a real input, got {a.dtype}")
+        raise InvalidDType(f"rfft expects a real input, got {a.dtype}")
     return xp.fft.rfft(a, n=n, axis=axis, norm=norm).astype(_complex_dtype(a), copy=False)
 
 
@@ -1857,7 +1857,7 @@ def _standardize_vjp(ctx, g):
 def layer_norm(xp, a, axis, eps=1e-5):
     """(x - mean) / sqrt(var + eps) over the trailing `axis` dimensions (no affine part)."""
     if a.dtype.kind != "f":
-        raise Invalid(f"layer_norm needs a floating point input, got {a.dtype}")
+        raise InvalidDType(f"layer_norm needs a floating point input, got {a.dtype}")
     return _standardize(xp, a, axis, eps)
 
 
@@ -1868,7 +1868,7 @@ layer_norm.defvjp(_standardize_vjp)
 def batch_norm(xp, a, axis, eps=1e-5):
     """(x - mean) / sqrt(var + eps) with the batch's statistics over `axis` (training mode)."""
     if a.dtype.kind != "f":
-        raise Invalid(f"batch_norm needs a floating point input, got {a.dtype}")
+        raise InvalidDType(f"batch_norm needs a floating point input, got {a.dtype}")
     n = a.size // max(math.prod(a.shape[i] for i in range(a.ndim) if i not in axis), 1)
     if n <= 1:
         raise Invalid(f"expected more than 1 value per channel when training, got input of shape {a.shape}")
@@ -1882,7 +1882,7 @@ batch_norm.defvjp(_standardize_vjp)
 def norm(xp, a, axis=None, keepdims=False):
     """The 2-norm (Frobenius for matrices) over `axis` (all elements when None)."""
     if a.dtype.kind not in "fc":
-        raise Invalid(f"norm needs a floating point or complex input, got {a.dtype}")
+        raise InvalidDType(f"norm needs a floating point or complex input, got {a.dtype}")
     sq = (a * a.conj()).real if a.dtype.kind == "c" else a * a
     return xp.sqrt(sq.sum(axis=axis, keepdims=keepdims))
 

@@ -154,6 +154,22 @@ def _host(a: Any) -> Any:
     return a if isinstance(a, np.ndarray) else a.get()
 
 
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an npz file. Anything else is refused before numpy sees it: np.load
+    would take another file for a pickle and suggest `allow_pickle=`, which is never the fix
+    for a file that may come from someone else."""
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise ValueError("not an npz (zip) file")
+    with np.load(path, allow_pickle=False) as z:
+        try:
+            return {k: z[k] for k in z.files}
+        except ValueError as e:
+            if "allow_pickle" in str(e):
+                raise ValueError("it holds pickled (object) arrays, which tracetensor never loads") from None
+            raise
+
+
 def load(path: str | os.PathLike, *, device: Any = None) -> Session:
     """Reads a file written by `export` into a new Graph and returns a Session on it with
     the saved variable values restored. `sess.signature` has the saved inputs/outputs
@@ -162,8 +178,7 @@ def load(path: str | os.PathLike, *, device: Any = None) -> Session:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no graph file at {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = _read_npz(path)
         meta = json.loads(bytes(arrays.pop("__graph__")).decode())
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError("it does not contain a tracetensor graph")
@@ -322,8 +337,7 @@ class Saver:
         if path is None:
             raise FileNotFoundError(f"no checkpoint at {prefix!r} (looked for {prefix + DATA_SUFFIX})")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = _read_npz(path)
             if "__tracetensor_checkpoint__" not in arrays:
                 raise ValueError("it is not a tracetensor checkpoint")
         except Exception as e:

@@ -3,6 +3,7 @@ traces read as one (debugger, merge) and the profiler across ranks. The MPI test
 `mpiexec -n 2` jobs, each bounded in time; scenarios share jobs to keep the suite quick."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -19,8 +20,14 @@ from tracetensor.utils.data.distributed import DistributedSampler
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN = os.path.join(HERE, "mpi", "train.py")
 TIMEOUT = 90
-needs_mpi = pytest.mark.skipif(not dist.is_available() or dist.find_mpiexec() is None,
-                               reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"')
+_skip_without_mpi = pytest.mark.skipif(not dist.is_available() or dist.find_mpiexec() is None,
+                                       reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"')
+
+
+def needs_mpi(test):
+    """Runs real `mpiexec -n 2` jobs (marker `mpi`); skipped where MPI is not installed."""
+    return pytest.mark.mpi(_skip_without_mpi(test))
+
 
 
 def _cli(*args: str, cwd: str) -> tuple[int, str]:
@@ -196,6 +203,7 @@ def test_first_nan_across_ranks_is_named_by_rank_step_op_and_line(tmp_path):
     rows = {ln.split()[0]: ln for ln in out.split("tfdbg> ranks")[1].splitlines() if ln[:2] in ("0 ", "1 ")}
     assert f"mul:0 (mul) at train.py:{line}" in rows["1"]  # rank 1 made it
     assert "(all_reduce)" in rows["0"]  # rank 0 got its first NaN from the gradient all-reduce
+    asyncio.run(_tui_shows_the_culprit_of_the_job(str(tmp_path / "run.rank*.ttrace")))
     # merged into one file, every tool reads it as a single trace
     code, out = _cli("trace", "merge", "run.rank0.ttrace", "run.rank1.ttrace", "-o", "all.ttrace", cwd=str(tmp_path))
     assert code == 0, out
@@ -220,6 +228,19 @@ def test_graph_mode_distributed_optimizer_matches_one_process(tmp_path):
         assert {e.op for e in colls} == {"HorovodAllreduce", "HorovodBroadcast"}
         assert {e.mode for e in colls} == {"graph"}
         assert len(multi.collectives(mt)) == 2 + 5 * 2  # 2 variables broadcast, 2 gradients a step
+
+
+async def _tui_shows_the_culprit_of_the_job(pattern: str) -> None:
+    from tracetensor.debugger import Debugger
+    from tracetensor.debugger.cli import start_run
+    from tracetensor.debugger.tui import DebuggerApp, TensorList
+
+    with tt.trace.open_ranks(pattern) as mt:
+        app = DebuggerApp(Debugger(mt, start_run(mt)), "job", "", "end")
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.pause()
+            tl = app.screen.query_one(TensorList)
+            assert tl.rows[0].tensor_name == "rank1/mul:0" and tl.culprit is tl.rows[0]
 
 
 def test_per_rank_traces_refuse_files_of_another_job(tmp_path):

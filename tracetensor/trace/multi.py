@@ -116,7 +116,8 @@ class MultiTrace(Trace):
             out.append(dataclasses.replace(
                 first, start_ns=min(i.start_ns + r.offset_ns for r, i in rows),
                 end_ns=max(ends) if len(ends) == len(rows) else None,
-                error="; ".join(errors) or None, n_events=sum(i.n_events for _, i in rows)))
+                error="; ".join(errors) or None, n_events=sum(i.n_events for _, i in rows),
+                nonfinite=sum(i.nonfinite for _, i in rows)))  # (the loss stays rank 0's: ranks' differ)
         return out
 
     def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,

@@ -266,7 +266,13 @@ def _cupy_collectives():
     with tt.events.listen(evs.append):
         t = tt.tensor(cupy.arange(4.0) + r, device="cuda")
         dist.all_reduce(t)
-    return t._data.get().tolist(), [e.forward for e in evs if getattr(e, "phase", "") == "collective"]
+    via = [e.forward for e in evs if getattr(e, "phase", "") == "collective"]
+    # DDP on the GPU: gradients of rank-dependent inputs come out averaged
+    from tracetensor.nn.parallel import DistributedDataParallel
+    lin = tt.nn.Linear(2, 1, bias=False).double().cuda()
+    ddp = DistributedDataParallel(lin)
+    ddp(tt.tensor(cupy.asarray([[1.0, 2.0]]) * (r + 1), device="cuda")).sum().backward()
+    return t._data.get().tolist(), via, lin.weight.grad._data.get().tolist()
 
 
 @pytest.mark.gpu
@@ -274,8 +280,9 @@ def _cupy_collectives():
 def test_cupy_tensors_all_reduce_through_mpi(tt_distributed):
     pytest.importorskip("cupy")
     res = tt_distributed(_cupy_collectives, n=2, timeout=TIMEOUT)
-    for vals, via in res:
+    for vals, via, grad in res:
         assert vals == [1.0, 3.0, 5.0, 7.0]
+        assert grad == [[1.5, 3.0]]
         assert via == ["cuda-aware" if os.environ.get("TRACETENSOR_MPI_CUDA") == "1" else "host-copy"]
 
 

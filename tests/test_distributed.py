@@ -13,6 +13,7 @@ import pytest
 
 import tracetensor as tt
 import tracetensor.distributed as dist
+from tracetensor import events as ev
 from tracetensor.mpirun import run_command
 from tracetensor.trace import multi
 from tracetensor.utils.data.distributed import DistributedSampler
@@ -241,6 +242,40 @@ async def _tui_shows_the_culprit_of_the_job(pattern: str) -> None:
             await pilot.pause()
             tl = app.screen.query_one(TensorList)
             assert tl.rows[0].tensor_name == "rank1/mul:0" and tl.culprit is tl.rows[0]
+
+
+def _fake_rank(path, rank: int, offset: int, ops: list) -> None:
+    """A per-rank trace written directly: one step with (phase, op, start, end, ordinal) ops,
+    times in this rank's clock (rank 0's clock minus `offset`)."""
+    from tracetensor.trace.store import TraceWriter
+
+    w = TraceWriter(str(path), meta={"rank": rank, "world_size": 2, "clock_offset_ns": offset, "values": "none"})
+    meta = (ev.TensorMeta("x:0", (4,), "float32", "cpu", 16),)
+    evs: list = [ev.RunStart(1, "eager", "step", "step", (), (), None, 0 - offset, 1)]
+    for k, (phase, op, t0, t1, ordinal) in enumerate(ops):
+        evs.append(ev.OpEvent(k + 1, 1, "eager", phase, op, f"{op}_{k}", ("rank:0", "rank:1"), meta,
+                              t0 - offset, t1 - offset, 1, iteration=ordinal))
+    evs.append(ev.RunEnd(1, 1000 - offset, 1))
+    w.write(evs)
+    w.close()
+
+
+def test_straggler_and_waiting_come_from_aligned_clocks(tmp_path):
+    # rank 1 computes until t=600 before joining the all-reduce that rank 0 entered at t=200;
+    # rank 1's clock runs 5000 ns behind rank 0's (its offset puts both on rank 0's clock)
+    _fake_rank(tmp_path / "j.rank0.ttrace", 0, 0, [("forward", "matmul", 100, 200, None),
+                                                  ("collective", "all_reduce", 200, 700, 0)])
+    _fake_rank(tmp_path / "j.rank1.ttrace", 1, 5000, [("forward", "matmul", 100, 600, None),
+                                                     ("collective", "all_reduce", 600, 700, 0)])
+    with tt.trace.open_ranks(str(tmp_path / "j.rank*.ttrace")) as mt:
+        (c,) = multi.collectives(mt)
+        assert c.last == 1 and (c.wait(0), c.transfer(0)) == (400, 100) and (c.wait(1), c.transfer(1)) == (0, 100)
+        (st,) = multi.steps(mt)
+        assert st.slowest == 1 and st.spread == 400
+        assert (st.ranks[0].compute, st.ranks[0].wait, st.ranks[0].transfer) == (100, 400, 100)
+        assert (st.ranks[1].compute, st.ranks[1].wait, st.ranks[1].transfer) == (500, 0, 100)
+        assert [e.name for e in mt.events(1)] == ["rank0/matmul_0", "rank1/matmul_0", "rank0/all_reduce_1",
+                                                  "rank1/all_reduce_1"]
 
 
 def test_per_rank_traces_refuse_files_of_another_job(tmp_path):

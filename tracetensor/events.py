@@ -81,6 +81,8 @@ class OpEvent:
     forward op, `stack` is that forward op's stack (so a NaN found in backward still
     points at the user's forward line), and `grad_of[i]` names the tensor that output
     i is the gradient of. Times are `time.perf_counter_ns()`; see `clock_base()`.
+    phase "collective" (tt.distributed): `inputs` are the peer ranks, `forward` says how the
+    bytes went, `iteration` is the collective's ordinal (see tracetensor.distributed).
     """
     seq: int
     run: int

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._dispatch import Site, dispatch, site_of
-from .._naming import update_names
 from .._grad_mode import enable_grad
+from .._naming import update_names
 from .._registry import REGISTRY
 from ..errors import Invalid, TraceTensorError
 from ..events import STATE

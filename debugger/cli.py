@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from tracetensor.trace import Trace, TraceFileError, open_ranks
+from tracetensor.trace import Trace, TraceFileError, open_ranks, printable
 from tracetensor.trace import open as open_trace
 
 from . import filters as flt
@@ -53,13 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "one `tfdbg>` prompt (default: textual on a terminal, readline otherwise)")
     args = p.parse_args(argv)
     try:
-        # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
-        trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
-            else open_ranks(args.trace)
-        run = args.run if args.run is not None else start_run(trace)
+        return _debug(args)
+    except BrokenPipeError:
+        raise  # `| head` closed stdout: the `tracetensor` command ends quietly
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
-        print(f"tracetensor debug: {e}", file=sys.stderr)
+        print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2
+
+
+def _debug(args: argparse.Namespace) -> int:
+    # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
+    trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
+        else open_ranks(args.trace)
+    run = args.run if args.run is not None else start_run(trace)
     runs = [r.run for r in trace.runs()]
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from tracetensor import events as ev
-from tracetensor.trace import TraceFileError, format_ns, record, run_script
+from tracetensor.trace import TraceFileError, format_ns, printable, record, run_script
 from tracetensor.trace import open as open_trace
 from tracetensor.trace.cli import export_tensorboard
 
@@ -194,7 +194,7 @@ def from_trace(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev.Event]], prof: profile,
             spy: PySpy | None, t0: int, t1: int, trace_path: str | None, code: int) -> None:
-    w = sys.stdout
+    w = _Printable(sys.stdout)
     events = [e for win in windows for e in win]
     rep = prof.report if len(windows) == 1 else Report.from_events(
         events, with_stack=True, with_flops=True, steps_marked=prof._steps_marked)
@@ -258,6 +258,20 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
     for path, what in files:
         print(f"  {path:<40} {what}", file=w)
     w.flush()
+
+
+class _Printable:
+    """Writes to `out` with control characters shown, not sent: the report prints function
+    and file names taken from the profiled program."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, s: str) -> int:
+        return self.out.write(printable(s, lines=True))
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def _write_lines(path: str, lines: list[str]) -> None:

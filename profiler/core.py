@@ -29,7 +29,7 @@ from typing import Any
 
 import tracetensor as tt
 from tracetensor import events as ev
-from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns
+from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns, printable
 
 __all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
            "Report", "EventList", "Row", "SortKeyError"]
@@ -198,16 +198,17 @@ class profile:
             cb = self._mem.wrap(self._buf.append)
         else:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
+        # raw: ops arrive as compact records, made into events when the report is built
         self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory,
-                                      flops=self.with_flops)
+                                      flops=self.with_flops, raw=self._mem is None)
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
 
-    def _analyse(self, events: list[ev.Event]) -> Report:
-        return Report.from_events(events, steps_marked=self._steps_marked, memory=self._mem,
+    def _analyse(self, events: list[Any]) -> Report:
+        return Report.from_events(ev.materialize(events), steps_marked=self._steps_marked, memory=self._mem,
                                   with_flops=self.with_flops, with_stack=self.with_stack,
                                   profile_memory=self.profile_memory)
 
@@ -613,7 +614,7 @@ class EventList(list):
             cols += [("Total FLOPs", lambda r: f"{r.flops:,}"),
                      ("GFLOP/s", lambda r: f"{r.flops / r.self_cpu_time_total:.3f}"
                       if r.flops and not r.is_range and r.self_cpu_time_total else "")]
-        cells = [[f(r) for _, f in cols] for r in rows]
+        cells = [[printable(f(r)) for _, f in cols] for r in rows]  # names come from user code / traces
         widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
                   for i, (h, _) in enumerate(cols)]
         sep = "-" * (sum(widths) + 2 * (len(widths) - 1))

@@ -400,7 +400,9 @@ def test_every_registered_op_is_in_the_table_or_named_here() -> None:
                  "cos", "real", "imag", "sign", "logical_or", "logical_xor", "isnan", "le", "gt", "all",
                  "any", "sparse_softmax_cross_entropy", "mean", "sgd_update", "adam_update", "unsqueeze",
                  "reshape", "relu", "shape", "size", "rank", "range",
-                 "bernoulli", "multinomial"}  # sampling: tests/test_torch_compat.py
+                 "bernoulli", "multinomial",  # sampling: tests/test_torch_compat.py
+                 "scalar_summary", "histogram_summary", "image_summary", "text_summary",
+                 "merge_summary"}  # summary ops: tests/test_tensorboard.py
     missing = {n for n in REGISTRY if n not in tested | elsewhere}
     assert not missing, f"ops without a test row: {sorted(missing)}"
 

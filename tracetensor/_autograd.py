@@ -8,7 +8,7 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from ._dispatch import fail, run_op
+from ._dispatch import Site, dispatch, site_of
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
 from .errors import TraceTensorError
@@ -53,6 +53,7 @@ def _accumulate(xp, old, g):
     return g if old is None else old + g
 
 
+_tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
 _generation = itertools.count(1)
 _node_ids = itertools.count()
 _node_seq = operator.attrgetter("_node.seq")
@@ -182,20 +183,17 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
             op = node.op
             if listening:
                 fname = node.name or op.name
-                in_names = tuple(i._name or "" for i in node.inputs)
-                gin = run_op(op, "backward", op.vjp, (node, g), (g,), {}, mode="eager",
-                             name=f"gradients/{fname}_grad", inputs=(f"gradients/{fname}:0",),
-                             # a node made while nobody listened has no name: its forward
-                             # line is unknown, and () says so (None would take backward()'s line)
-                             device=t._device, stack=node.stack if node.name is not None else (),
-                             forward=fname, grad_of=in_names,
-                             op_label=op.name)
+                site = _tuple_new(Site, (op, "backward", "eager", op.name, f"gradients/{fname}_grad",
+                                         (f"gradients/{fname}:0",), t._device,
+                                         # a node made while nobody listened has no name: its forward
+                                         # line is unknown, and () says so (None: backward()'s line)
+                                         node.stack if node.name is not None else (), fname,
+                                         tuple([i._name or "" for i in node.inputs]), None, None, False))
+            elif node.stack:  # (errors point at the forward op's line when its stack was kept)
+                site = Site(op, "backward", stack=node.stack)
             else:
-                try:
-                    gin = op.vjp(node, g)
-                except Exception as e:
-                    raise fail(op, "backward", (g,), {}, e,
-                               frame=node.stack[0] if node.stack else None) from None
+                site = site_of(op, "backward")
+            gin = dispatch(site, op.vjp, (node, g), (g,))
             for inp, gi, arr, need in zip(node.inputs, gin, node.args, node.needs):
                 if gi is None or not need:
                     continue
@@ -232,9 +230,9 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if listening:
         op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
-        new = run_op(op, "backward", op.forward, (t._device.xp, old, g), (g,), {}, mode="eager",
-                     name=f"gradients/{pname}/AccumulateGrad", inputs=(pname,), device=t._device,
-                     grad_of=(pname,), op_label="accumulate_grad", out_names=(f"{pname}.grad",))
+        site = _tuple_new(Site, (op, "backward", "eager", "accumulate_grad", f"gradients/{pname}/AccumulateGrad",
+                                 (pname,), t._device, None, None, (pname,), (pname + ".grad",), None, False))
+        new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:
         new = g if old is None else old + g
     if t.grad is None:

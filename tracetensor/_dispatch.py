@@ -1,15 +1,16 @@
 """The one dispatch point: every forward op, backward op and optimizer update of
-both modes runs through `run_op`, which times it, names it and emits its event.
-
-Callers keep a fast path (`if not STATE.listeners: fn(...)`) so that with nobody
-listening the cost of observability is that single check; errors from either path
-go through `fail`, which names the op, phase, shapes and the user's line.
+both modes runs through `dispatch(site, fn, args, arrays, attrs)`. With nobody
+listening it costs one check; otherwise it times the op, describes it from its `Site`
+and emits its event. Either way errors go through `fail`, which names the op, phase,
+shapes and the user's line, so an error reads the same whether or not anyone listens.
+(Graph plans run as generated straight-line code when nobody listens; their errors
+go through the same `fail`.)
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _gpu
 from ._registry import Ctx, OpDef
@@ -23,48 +24,126 @@ _tid = threading.get_ident
 _next_seq = _SEQ.__next__
 
 
-def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: dict, *, mode: str, name: str,
-           inputs: tuple[str, ...], device: Any, stack: tuple[Frame, ...] | None = None,
-           forward: str | None = None, grad_of: tuple[str, ...] = (), iteration: int | None = None,
-           op_label: str | None = None, out_names: tuple[str, ...] | None = None, saves: bool = False) -> Any:
-    """Runs `fn(*args, **attrs)` (an op's forward, VJP or update) and emits its OpEvent.
+class Site(NamedTuple):
+    """What one call site tells the dispatch point: the op, its phase and mode and, while
+    someone listens, how the event names it (name, input names, stack, ...). Graph steps
+    and unobserved eager calls reuse one per op; observed eager calls make one per call
+    (a tuple: hot callers make it with `tuple.__new__`, in this field order)."""
+    op: OpDef
+    phase: str = "forward"
+    mode: str = "eager"
+    label: str | None = None  # the event's op type; default: the op's name (TF name in graph mode)
+    name: str | None = None
+    inputs: tuple[str, ...] = ()
+    device: Any = None
+    stack: tuple[Frame, ...] | None = None
+    forward: str | None = None
+    grad_of: tuple[str, ...] = ()
+    out_names: tuple[str, ...] | None = None
+    iteration: int | None = None
+    saves: bool = False
 
-    `arrays` are the op's array inputs (for summaries, cost and errors). `name` is the op
-    instance's name; outputs are named `name:i` unless `out_names` says otherwise.
-    Returns what `fn` returned (an array, or a tuple for several outputs; with `saves`,
-    fn is a `saves=True` op's forward and returns (output, residuals)).
-    """
-    gpu = device.type == "cuda"
+    @property
+    def op_label(self) -> str:
+        return self.label or (self.op.tf_name if self.mode == "graph" else self.op.name)
+
+    def event(self, rec: tuple) -> OpEvent:
+        """The OpEvent of a raw record made at this site (see `_observed`): exactly what a
+        plain listener got for it."""
+        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec
+        dev = self.device.name if self.device is not None else "cpu"
+        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
+            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
+            metas = tuple([_tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
+                           if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                           for n, o in zip(names, dt)])
+        else:
+            out = self.out_names[0] if self.out_names else self.name + ":0"
+            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+        return OpEvent(seq, run, self.mode, self.phase, self.op_label, self.name, self.inputs, metas, t0, t1, tid,
+                       dev, 0, self.forward, self.grad_of, self.iteration, stack)
+
+    def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
+        """The one error an op raising here becomes (the same whether or not anyone listens)."""
+        return fail(self.op, self.phase, arrays, attrs, exc, mode=self.mode, name=self.name,
+                    frame=self.stack[0] if self.stack else None, label=self.op_label)
+
+
+_STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
+_FORWARD = _STATIC["forward"]
+
+
+def site_of(op: OpDef, phase: str = "forward") -> Site:
+    """The shared eager site of `op` in `phase` (what an unobserved call needs: errors only)."""
+    sites = _STATIC[phase]
+    s = sites.get(op)
+    if s is None:
+        s = sites[op] = Site(op, phase)
+    return s
+
+
+_NOATTRS: dict = {}
+
+
+def dispatch(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict = _NOATTRS) -> Any:
+    """Runs `fn(*args, **attrs)` (an op's forward, VJP or update): the one dispatch point.
+
+    With nobody listening that is all it does (plus turning what the op raised into
+    `site.error`); otherwise it times, describes and emits it (`_observed`). `arrays` are
+    the op's array inputs (for errors, summaries and cost). Returns what `fn` returned."""
+    if STATE.listeners:
+        return _observed(site, fn, args, arrays, attrs)
+    try:
+        return fn(*args, **attrs)
+    except Exception as e:
+        raise site.error(arrays, attrs, e) from None
+
+
+def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> Any:
+    """`dispatch` while someone listens: outputs are named `site.name:i` unless
+    `site.out_names` says otherwise; a `saves` op's fn returns (output, residuals)."""
+    device = site.device
+    gpu = device is not None and device.type == "cuda"
     if gpu:
         ev0 = _gpu.start()
     t0 = _perf()
     try:
         out = fn(*args, **attrs)
     except Exception as e:
-        raise fail(op, phase, arrays, attrs, e, mode=mode, name=name,
-                   frame=stack[0] if stack else None) from None
+        raise site.error(arrays, attrs, e) from None
     t1 = _perf()
     seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
-    dev = device.name
     result = out
-    if saves:
+    if site.saves:
         out = out[0]  # fn returned (output, residuals): only the output is observed
+    st = STATE
+    stack = site.stack
+    if stack is None and st.stacks:
+        stack = user_frames()
+    if st.raw:  # every listener reads later: a record now, the OpEvent when it is read
+        if out.__class__ is not tuple:
+            rec = (site, seq, RUN.run or auto_run(t0), t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+        else:
+            rec = (site, seq, RUN.run or auto_run(t0), t0, t1, _tid(), stack, None,
+                   tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]), 0)
+        for lis in st.listeners:
+            lis.callback(rec)
+        return result
+    dev = device.name if device is not None else "cpu"
+    name = site.name
+    phase = site.phase
     if out.__class__ is not tuple:
         outs = (out,)
         dt = out.dtype
+        out_names = site.out_names
         metas = (_tuple_new(TensorMeta, (out_names[0] if out_names else name + ":0", out.shape,
                                          _DTNAMES.get(dt) or _dtname(dt), dev, out.nbytes)),)
     else:
         outs = out
-        if out_names is None:
-            out_names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
-        metas = tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
-                       if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                       for n, o in zip(out_names, outs)])
+        metas = _metas(site, out, device)
     summaries = input_summaries = values = None
-    st = STATE
     if st.summaries:
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
@@ -72,27 +151,37 @@ def run_op(op: OpDef, phase: str, fn: Any, args: tuple, arrays: tuple, attrs: di
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
-    if stack is None and st.stacks:
-        stack = user_frames()
     flops = 0
+    op = site.op
     if st.flops:
         ctx = args[0] if args else None
         if phase == "backward" and isinstance(ctx, Ctx) and ctx.args is not None:
             # a VJP costs about twice its forward (two products for a matmul, and so on)
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
-        elif phase == "backward" and mode == "graph" and forward is not None and len(arrays) >= 2:
+        elif phase == "backward" and site.mode == "graph" and site.forward is not None and len(arrays) >= 2:
             # a graph gradient node's inputs are (forward inputs..., forward output, grad)
             flops = 2 * _flops(op, arrays[:-2], arrays[-2], attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
     # an eager op outside every run begins a step (auto_run); one check per event otherwise
-    e = OpEvent(seq, RUN.run or auto_run(t0), mode, phase,
-                op_label or (op.tf_name if mode == "graph" else op.name),
-                name, inputs, metas, t0, t1, _tid(), dev, flops, forward, grad_of,
-                iteration, stack, summaries, input_summaries, values)
+    e = OpEvent(seq, RUN.run or auto_run(t0), site.mode, phase, site.op_label, name, site.inputs, metas,
+                t0, t1, _tid(), dev, flops, site.forward, site.grad_of, site.iteration, stack, summaries,
+                input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)
     return result
+
+
+def _metas(site: Site, outs: tuple, device: Any) -> tuple[TensorMeta, ...]:
+    """The TensorMetas of an op with several outputs (`name:0`, `name:1` ... by default)."""
+    dev = device.name if device is not None else "cpu"
+    names = site.out_names
+    if names is None:
+        name = site.name
+        names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
+    return tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
+                  if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                  for n, o in zip(names, outs)])
 
 
 _DTNAMES: dict[Any, str] = {}
@@ -122,7 +211,7 @@ def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
 
 
 def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, *, mode: str = "eager",
-         name: str | None = None, frame: Frame | None = None) -> BaseException:
+         name: str | None = None, frame: Frame | None = None, label: str | None = None) -> BaseException:
     """Turns whatever an op raised into one OpError naming the op, phase, what was
     expected and what came, and the user's source line."""
     if isinstance(exc, TraceTensorError):
@@ -141,7 +230,7 @@ def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, 
             detail = None
     if detail is None:
         detail = f"{type(exc).__name__}: {exc} (input shapes {_fmt(shapes)}, dtypes {', '.join(dtypes)})"
-    label = op.tf_name if mode == "graph" else op.name
+    label = label or (op.tf_name if mode == "graph" else op.name)
     msg = str(exc).lower()
     if isinstance(exc, (TypeError, InvalidDType)) or "dtype" in msg or "ufunc" in msg and "type" in msg:
         cls: type[OpError] = DTypeError

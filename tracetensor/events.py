@@ -15,7 +15,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ __all__ = [
     "Frame", "TensorMeta", "Summary", "OpEvent", "RunStart", "RunEnd", "DeviceTime", "GraphDef",
     "NodeDef", "UserRange", "Event", "Listener", "listen", "subscribe", "summarize", "current_run",
     "begin_run", "end_run", "clock_base", "record_range", "is_listening", "step", "auto_run",
+    "materialize", "is_raw",
 ]
 
 
@@ -193,6 +194,7 @@ class Listener:
     stacks: bool = False
     summaries: bool = False
     flops: bool = False
+    raw: bool = False  # the callback takes compact op records too; `materialize` makes them events
 
     def close(self) -> None:
         _remove(self)
@@ -207,11 +209,11 @@ class Listener:
 class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = False
+        self.values = self.stacks = self.summaries = self.flops = self.raw = False
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -220,6 +222,9 @@ class _State:
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
+        # ops become raw records only when every listener takes them and nobody wants
+        # what must be computed from the arrays while they exist
+        self.raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
 
 
 STATE = _State()
@@ -253,12 +258,18 @@ def clock_base() -> tuple[int, int]:
 
 
 def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-              summaries: bool = False, flops: bool = False) -> Listener:
+              summaries: bool = False, flops: bool = False, raw: bool = False) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
     arrays, `stacks` the user's source frames, `summaries` NaN/inf counts and statistics,
-    `flops` the op's cost estimate (`OpEvent.flops` is 0 when no listener asked)."""
-    lis = Listener(callback, values, stacks, summaries, flops)
+    `flops` the op's cost estimate (`OpEvent.flops` is 0 when no listener asked).
+
+    `raw=True` is for consumers that read events later (timings, a profile, a trace):
+    the callback may then get, in place of an OpEvent, a compact record (a tuple) that
+    costs a fraction of an event to make; `materialize` turns what the callback got into
+    exactly the events a plain listener gets. Consumers that act on each event as it
+    happens (a breakpoint, a NaN check) listen without `raw`."""
+    lis = Listener(callback, values, stacks, summaries, flops, raw)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -275,14 +286,25 @@ def _remove(lis: Listener) -> None:
 
 @contextmanager
 def listen(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-           summaries: bool = False, flops: bool = False) -> Iterator[Listener]:
+           summaries: bool = False, flops: bool = False, raw: bool = False) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
     while the block runs."""
-    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops)
+    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops, raw=raw)
     try:
         yield lis
     finally:
         lis.close()
+
+
+def materialize(items: Iterable[Any]) -> list[Event]:
+    """What a `raw=True` listener received, as events: records become the OpEvents a
+    plain listener would have got (the same fields), events pass through unchanged."""
+    return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+
+
+def is_raw(item: Any) -> bool:
+    """True for a compact op record (what a `raw=True` listener may get instead of an OpEvent)."""
+    return item.__class__ is tuple
 
 
 def is_listening() -> bool:

@@ -6,19 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._dispatch import run_op
+from ._dispatch import Site, dispatch, site_of
 from ._registry import REGISTRY
-from .errors import TraceTensorError
+from .errors import Invalid, TraceTensorError
 from .events import STATE
 from .events import step as _end_step
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
+_tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
+
 
 class Optimizer:
     """Base class: `param_groups` (lists of parameters with their hyperparameters),
     per-parameter `state`, `zero_grad`, `step`, `state_dict`/`load_state_dict`."""
+
+    _op = "sgd_update"  # the registry op of one parameter's update
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -56,7 +60,10 @@ class Optimizer:
         for group in self.param_groups:
             for i, p in enumerate(group["params"]):
                 if p.grad is not None:
-                    self._update(p, p.grad._data, group, self.state.setdefault(id(p), {}), listening, i)
+                    g = p.grad._data
+                    if g.shape != p._data.shape:
+                        raise _grad_error(self._op, p, g)
+                    self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
         if listening:
             _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
@@ -65,16 +72,15 @@ class Optimizer:
         raise NotImplementedError
 
     def _run(self, opname: str, p: Tensor, args: tuple, attrs: dict, listening: bool, index: int) -> None:
-        """One parameter's update: through the dispatch point when someone listens."""
+        """One parameter's update, through the dispatch point."""
         op = REGISTRY[opname]
-        xp = p._device.xp
         if listening:
             pname = p._name or f"param_{index}"
-            run_op(op, "update", op.forward, (xp, *args), args[:2], attrs, mode="eager",
-                   name=f"update/{pname}", inputs=(pname, pname + ".grad"), device=p._device,
-                   out_names=(pname,))
+            site = _tuple_new(Site, (op, "update", "eager", op.name, "update/" + pname, (pname, pname + ".grad"),
+                                     p._device, None, None, (), (pname,), None, False))
         else:
-            op.forward(xp, *args, **attrs)
+            site = site_of(op, "update")
+        dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)
 
     # state as plain data (tt.save can write it): per-parameter state indexed by position
     def state_dict(self) -> dict[str, Any]:
@@ -138,13 +144,13 @@ class SGD(Optimizer):
             lr = group["lr"]
             for p in group["params"]:
                 if p.grad is not None:
-                    p._data -= lr * p.grad._data  # exactly what hand-written numpy does
+                    _plain_sgd(p, p.grad._data, lr)
         return loss
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         momentum = group["momentum"]
         if not momentum and not group["weight_decay"] and not listening:
-            p._data -= group["lr"] * g  # the plain step, exactly what hand-written numpy does
+            _plain_sgd(p, g, group["lr"])
             return
         buf = None
         first = False
@@ -159,10 +165,29 @@ class SGD(Optimizer):
                   listening, index)
 
 
+def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:
+    """`p -= lr * g`, exactly what hand-written numpy does, with the checks of the update op."""
+    if g.shape != p._data.shape:
+        raise _grad_error("sgd_update", p, g)
+    try:
+        p._data -= lr * g
+    except Exception as e:
+        raise site_of(REGISTRY["sgd_update"], "update").error((p._data, g), {"lr": lr}, e) from None
+
+
+def _grad_error(opname: str, p: Tensor, g: Any) -> BaseException:
+    """A gradient whose shape is not its parameter's (PyTorch refuses such a `.grad`); the
+    error the dispatch point gives it, whether or not anyone listens."""
+    site = site_of(REGISTRY[opname], "update")
+    msg = f"gradient of shape {tuple(g.shape)} does not match its parameter's shape {tuple(p._data.shape)}"
+    return site.error((p._data, g), {}, Invalid(msg))
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with PyTorch's bias correction, L2 weight decay and amsgrad."""
 
     _decoupled = False
+    _op = "adam_update"
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:

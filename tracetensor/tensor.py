@@ -15,7 +15,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from ._dispatch import fail, run_op
+from ._dispatch import _FORWARD, Site, dispatch, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
 from ._source import user_frames
@@ -28,17 +28,21 @@ _R = REGISTRY
 
 
 def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
-    """Runs `op` on tensors: the eager half of the one dispatch point."""
-    if STATE.listeners:
-        return _apply_observed(op, inputs, attrs)
+    """Runs `op` on tensors: the eager entry of the dispatch point."""
     dev = inputs[0]._device
     xp = dev.xp
     arrays = tuple([t._data for t in inputs])
+    site = _site(op, inputs, dev) if STATE.listeners else site_of(op)
     try:
-        out = op.forward(xp, *arrays, **attrs)
-    except Exception as e:
-        raise _device_error(inputs) or fail(op, "forward", arrays, attrs, e) from None
-    return _output(op, inputs, xp, arrays, attrs, out, dev, None, None)
+        out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
+    except OpError as e:
+        raise _device_error(inputs) or e from None
+    t = _output(op, inputs, xp, arrays, attrs, out, dev, site.name, site.stack)
+    if site.name is not None:
+        hook = _TRACING.hook
+        if hook is not None:
+            hook(op, inputs, attrs, t)
+    return t
 
 
 def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device,
@@ -65,14 +69,14 @@ def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     (kept inline rather than calling `_output`: binary ops save nothing and take no attrs)."""
     b = o if o.__class__ is Tensor else _wrap_other(o, a)
     if STATE.listeners:
-        return _apply_observed(op, (a, b), {})
+        return apply(op, a, b)
     dev = a._device
     xp = dev.xp
     x, y = a._data, b._data
     try:
-        out = op.forward(xp, x, y)
-    except Exception as e:
-        raise _device_error((a, b)) or fail(op, "forward", (x, y), {}, e) from None
+        out = dispatch(_FORWARD.get(op) or site_of(op), op.forward, (xp, x, y), (x, y))
+    except OpError as e:
+        raise _device_error((a, b)) or e from None
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)
     t = _new(out, dev)
@@ -87,25 +91,15 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     return _binary(op, _wrap_other(o, a), a)
 
 
-def _apply_observed(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict) -> Tensor:
-    """`apply` while someone listens: names the op and its inputs, takes the user's
-    stack when asked, and runs through `run_op`, which emits the event."""
-    dev = inputs[0]._device
-    xp = dev.xp
-    arrays = tuple([t._data for t in inputs])
-    name = _naming.op_name(op.name)
-    in_names = tuple([t._name or t._give_name() for t in inputs])
-    stack = user_frames() if STATE.stacks else None
-    try:
-        out = run_op(op, "forward", op.forward, (xp, *arrays), arrays, attrs, mode="eager", name=name,
-                     inputs=in_names, device=dev, stack=stack, saves=op.saves)
-    except OpError as e:
-        raise _device_error(inputs) or e from None
-    t = _output(op, inputs, xp, arrays, attrs, out, dev, name, stack)
-    hook = _TRACING.hook
-    if hook is not None:
-        hook(op, inputs, attrs, t)
-    return t
+def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
+    """The site of one observed eager op: its name (module path + counter), its inputs'
+    names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
+    return _tuple_new(Site, (op, "forward", "eager", op.name, _naming.op_name(op.name),
+                             tuple([t._name or t._give_name() for t in inputs]), dev,
+                             user_frames() if STATE.stacks else None, None, (), None, None, op.saves))
+
+
+_tuple_new = tuple.__new__
 
 
 # id(tensor) -> (weak reference, why): tensors that carry values only although their inputs

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import events as _events
-from .._dispatch import run_op
+from .._dispatch import Site, dispatch
 from .._registry import Ctx, unbroadcast
 from .core import Graph, GraphError, InvalidArgumentError, Operation, Tensor, get_default_graph
 from .gradients import grad_builder
@@ -324,26 +324,10 @@ def _backprop(
         args = tuple(env[t] for t in op.inputs)
         needs = tuple(t.dtype.np.kind in "fc" for t in op.inputs)
         ctx = Ctx(xp, args, env[op.outputs[0]], op.attrs, needs)
-        if listening:
-            gs = run_op(
-                op.opdef,
-                "backward",
-                vjp,
-                (ctx, gout),
-                (gout,),
-                {},
-                mode="graph",
-                name=f"{gname}/{op.name}_grad",
-                inputs=(op.outputs[0].name,),
-                device=dev,
-                stack=op.stack,
-                forward=op.name,
-                grad_of=tuple(t.name for t in op.inputs),
-                iteration=it,
-                op_label=f"{op.type}Grad",
-            )
-        else:
-            gs = vjp(ctx, gout)
+        site = Site(op.opdef, "backward", "graph", label=f"{op.type}Grad", name=f"{gname}/{op.name}_grad",
+                    inputs=(op.outputs[0].name,), device=dev, stack=op.stack, forward=op.name,
+                    grad_of=tuple(t.name for t in op.inputs), iteration=it)
+        gs = dispatch(site, vjp, (ctx, gout), (gout,))
         for t, gi, x, nd in zip(op.inputs, gs, args, needs):
             if gi is None or not nd:
                 continue

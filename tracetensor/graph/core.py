@@ -593,16 +593,35 @@ class Graph:
 # --------------------------------------------------------------------------- shape inference
 
 
+_BIG = 1 << 16  # input elements above which inference runs on shrunk stand-ins first
+_SMALL = 64  # sizes up to this stay as they are in the stand-ins
+# stand-in sizes for the large sizes, two disjoint sets (> _SMALL, so never confused with a kept size)
+_PRIMES = ((67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113),
+           (127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181))
+
+
 def infer(
     opdef: OpDef | None, inputs: Sequence[Tensor], attrs: dict, name: str, stack: tuple[Frame, ...]
 ) -> tuple[tuple | None, _dt.dtype]:
     """Static output (dims, dtype) of a registry op, found by running its forward on
     small arrays of ones of the input shapes (unknown sizes tried as 2 and 3: a size that
     differs between the two is unknown). When every size is known, an op that cannot run
-    is reported now, at build time, with the node's name and line."""
+    is reported now, at build time, with the node's name and line.
+
+    Large inputs never run at full size when avoidable: each large size is replaced by a
+    small prime, twice with different primes (equal sizes stay equal, distinct ones
+    distinct); an output size that is the matching prime both times is that large size.
+    Only for ops with no integer attributes (no slice bounds, reshape targets, axes ...
+    that would mean something else for a shrunk input); anything inconclusive (an output
+    size that is neither kept nor mapped, a stand-in the op refuses) falls back to the
+    full-size run below, so the answer and the error are always the full-size ones."""
     assert opdef is not None
     dts = [t.dtype.np for t in inputs]
     dims = [t._dims for t in inputs]
+    if all(d is not None for d in dims) and _elements(dims) > _BIG and not _has_int(attrs):
+        shrunk = _infer_shrunk(opdef, dims, dts, attrs)
+        if shrunk is not None:
+            return shrunk
     if any(d is None for d in dims):
         trials = [tuple(() if d is None else tuple(1 if s is None else s for s in d) for d in dims)]
     else:
@@ -646,6 +665,62 @@ def infer(
     if a.ndim != b.ndim:
         return None, dtype
     return tuple(x if x == y else None for x, y in zip(a.shape, b.shape)), dtype
+
+
+def _elements(dims: list) -> int:
+    n = 0
+    for d in dims:
+        k = 1
+        for x in d:
+            k *= 2 if x is None else x
+        n += k
+    return n
+
+
+def _has_int(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    if isinstance(v, dict):
+        return any(_has_int(x) for x in v.values())
+    if isinstance(v, (tuple, list)):
+        return any(_has_int(x) for x in v)
+    return False
+
+
+def _infer_shrunk(opdef: OpDef, dims: list, dts: list, attrs: dict) -> tuple[tuple | None, _dt.dtype] | None:
+    """`infer` on stand-ins whose large sizes are small primes; None when inconclusive."""
+    big = sorted({x for d in dims for x in d if x is not None and x > _SMALL})
+    if not big or len(big) > len(_PRIMES[0]):
+        return None
+    outs = []
+    for k, primes in enumerate(_PRIMES):
+        to = dict(zip(big, primes))
+        shapes = [tuple(to.get(x, x) if x is not None else 2 + k for x in d) for d in dims]
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = output_only(opdef)(np, *(np.ones(s, dtype=dt) for s, dt in zip(shapes, dts)), **attrs)
+        except Exception:
+            return None  # the full-size run reports the error with the real shapes
+        outs.append(r if hasattr(r, "shape") else np.asarray(r))
+    a, b = outs
+    if a.ndim != b.ndim or a.dtype != b.dtype:
+        return None
+    back = [dict(zip(primes, big)) for primes in _PRIMES]
+    unknown_inputs = any(x is None for d in dims for x in d)
+    shape = []
+    for x, y in zip(a.shape, b.shape):
+        if x == y:  # the same for both stand-ins: a size kept as it is, or a constant
+            shape.append(x)
+        elif x in back[0] and back[0][x] == back[1].get(y):
+            shape.append(back[0][x])
+        elif unknown_inputs and x == 2 and y == 3:
+            shape.append(None)
+        else:
+            return None
+    return tuple(shape), _dt.from_numpy(a.dtype)
 
 
 def registry(name: str) -> OpDef:

@@ -166,7 +166,7 @@ class Function:
                 return gt
 
             # While someone listens, every eager op (functions, methods, operators) goes
-            # through tensor._apply_observed, which calls this thread's tracing hook.
+            # through tensor.apply, which (while someone listens) calls this thread's tracing hook.
             def on_op(op: Any, tensors: tuple, attrs: dict, out: EagerTensor) -> None:
                 gin = [lookup(t) for t in tensors]
                 prefix = getattr(_naming._tls, "prefix", "")

@@ -2,7 +2,7 @@
 into a plan (pruned to the nodes needed, topologically ordered, each buffer released
 after its last use); later runs reuse it. With nobody listening a plan is one generated
 Python function of straight-line calls; with listeners each node runs through the
-dispatch point (`run_op`) and becomes an OpEvent with its node name and definition line."""
+dispatch point (`dispatch`) and becomes an OpEvent with its node name and definition line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import events as _events
-from .._dispatch import fail, run_op
+from .._dispatch import Site, dispatch, fail
 from .._registry import REGISTRY, Ctx, OpDef, output_only
 from ..device import CPU, Device, get_default_device, to_device
 from ..device import device as _device
@@ -368,28 +368,16 @@ class Plan:
         return _node_error(st, arrays, e)
 
     def run_listening(self, feeds: Sequence[Any], iteration: int | None = None) -> tuple:
-        """The observable path: every node through `run_op`, an OpEvent each."""
+        """The observable path: every node through `dispatch`, an OpEvent each."""
         dev = self.sess.device
         xp = dev.xp
         vals: list[Any] = [None] * len(self.slot)
         for t, a in zip(self.feeds, feeds):
             vals[self.slot[t]] = a
             if t.op.kind == "placeholder":
-                run_op(
-                    PSEUDO["placeholder"],
-                    "forward",
-                    _ident,
-                    (a,),
-                    (),
-                    {},
-                    mode="graph",
-                    name=t.op.name,
-                    inputs=(),
-                    device=dev,
-                    stack=t.op.stack,
-                    op_label=t.op.type,
-                    iteration=iteration,
-                )
+                site = Site(PSEUDO["placeholder"], "forward", "graph", label=t.op.type, name=t.op.name,
+                            device=dev, stack=t.op.stack, iteration=iteration)
+                dispatch(site, _ident, (a,), ())
         for k, st in enumerate(self.steps):
             arrays = tuple(vals[self.slot[t]] for t in st.ins)
             out = run_step(st, arrays, xp, dev, iteration)
@@ -412,24 +400,10 @@ def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | Non
         fn, args, attrs = st.fn, (xp, *arrays), st.attrs
     else:
         fn, args, attrs = st.fn, arrays, st.attrs
+    site = Site(st.evop, st.phase, "graph", label=op.type, name=op.name, inputs=st.in_names, device=dev,
+                stack=op.stack or None, forward=st.forward, grad_of=st.grad_of, iteration=iteration)
     try:
-        return run_op(
-            st.evop,
-            st.phase,
-            fn,
-            args,
-            arrays,
-            attrs,
-            mode="graph",
-            name=op.name,
-            inputs=st.in_names,
-            device=dev,
-            stack=op.stack or None,
-            forward=st.forward,
-            grad_of=st.grad_of,
-            iteration=iteration,
-            op_label=op.type,
-        )
+        return dispatch(site, fn, args, arrays, attrs)
     except TraceTensorError as e:
         if isinstance(e, (GraphError, NumericsError)) or getattr(e, "name", None) == op.name:
             raise

@@ -153,7 +153,12 @@ class Module:
             stack = _tls.stack = []
         if stack:
             parent = stack[-1]
-            scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
+            cached = self.__dict__.get("_tt_scope")  # (parent, key): modules are called far more than moved
+            if cached is not None and cached[0] is parent and parent._modules.get(cached[1]) is self:
+                scope = cached[1]
+            else:
+                scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
+                self.__dict__["_tt_scope"] = (parent, scope)
         else:
             scope = type(self).__name__
             if not self.__dict__.get("_tt_named"):
@@ -162,10 +167,13 @@ class Module:
                         p._name = pname
                 self.__dict__["_tt_named"] = True
         stack.append(self)
+        names = _naming._tls
+        prefix = names.prefix
+        names.prefix = prefix + scope.strip("/") + "/"  # what `with _naming.name_scope(scope)` does
         try:
-            with _naming.name_scope(scope):
-                return self._call_hooked(args, kwargs)
+            return self._call_hooked(args, kwargs)
         finally:
+            names.prefix = prefix
             stack.pop()
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> _Handle:

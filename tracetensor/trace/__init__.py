@@ -8,7 +8,7 @@ from .multi import MultiTrace, merge, open_ranks
 from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
 from .store import open_trace as open
-from .text import format_bytes, format_ns, is_launcher_frame, nonfinite_text
+from .text import format_bytes, format_ns, is_launcher_frame, nonfinite_text, printable
 
 __all__ = [
     "Trace",
@@ -31,4 +31,5 @@ __all__ = [
     "format_ns",
     "nonfinite_text",
     "is_launcher_frame",
+    "printable",
 ]

@@ -4,7 +4,9 @@ memory (`MemoryTrace`, subscribed to the live stream) or in a trace file."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +51,29 @@ class _NotRecorded:
 
 
 NOT_RECORDED: Any = _NotRecorded()  # `value()`'s default: raise rather than return a silent None
+
+
+MAX_SOURCE_BYTES = 2 << 20  # a "source file" larger than this is not shown
+
+
+def read_source(filename: str, limit: int = MAX_SOURCE_BYTES) -> str | None:
+    """The text of `filename` if it is a regular file of at most `limit` bytes, else None:
+    a stack frame's file name may be `/dev/zero`, a FIFO or a directory, which must not be
+    read (or waited on). O_NONBLOCK: opening a FIFO does not wait for a writer."""
+    try:
+        fd = os.open(filename, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if len(data) > limit else data.decode("utf-8", errors="replace")
 
 
 def output_name(tensor: str) -> str:
@@ -144,12 +169,9 @@ class Trace(ABC):
     def ranges(self, run: int | None = None) -> list[ev.UserRange]: ...
 
     def source(self, filename: str) -> str | None:
-        """The text of a user file seen in stacks (as it was when recorded, for files)."""
-        try:
-            with open(filename, encoding="utf-8") as f:
-                return f.read()
-        except OSError:
-            return None
+        """The text of a user file seen in stacks (as it was when recorded, for files).
+        Live, it is read from disk: regular files only, at most MAX_SOURCE_BYTES."""
+        return read_source(filename)
 
     def dropped(self) -> dict[str, int]:
         """What a byte budget made the recorder drop: {'values': n, 'bytes': b}."""
@@ -181,6 +203,11 @@ class Trace(ABC):
 
     def first(self, predicate: Callable[[ev.OpEvent], bool], run: int | None = None) -> ev.OpEvent | None:
         return next((e for e in self.iter_events(run) if predicate(e)), None)
+
+    def iter_nonfinite(self, run: int | None = None) -> Iterator[ev.OpEvent]:
+        """The events with a NaN/inf output, in execution order (a file reads only the blocks
+        its index marks as holding one)."""
+        return (e for e in self.iter_events(run) if e.summaries and e.nonfinite)
 
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The culprit: the first event (execution order) with a NaN or inf output."""

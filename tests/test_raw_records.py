@@ -1,0 +1,157 @@
+"""Raw records: a `raw=True` listener gets compact op records that `materialize` turns
+into exactly the events a plain listener gets (same fields, same order), eager and graph,
+with and without stacks; and the profiler, which listens raw, reports the same ops."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from tracetensor.profiler import profile
+
+import tracetensor as tt
+import tracetensor.graph as tf
+import tracetensor.nn as nn
+import tracetensor.nn.functional as F
+from tracetensor import events
+
+# the project's pytest plugin listens (not raw) during every test: records need it off
+pytestmark = pytest.mark.tracetensor_nan("off")
+
+_TIMES = {"seq", "start_ns", "end_ns", "t_ns", "wall_ns"}
+
+
+def _normal(evs: list) -> list[tuple]:
+    """Events without what differs from one run of the same code to the next (times,
+    sequence numbers, the step's loss, which training changes; run ids as their order of appearance)."""
+    runs: dict[int, int] = {}
+    out = []
+    for e in evs:
+        d = {f.name: getattr(e, f.name) for f in dataclasses.fields(e) if f.name not in _TIMES}
+        if "run" in d:
+            d["run"] = runs.setdefault(d["run"], len(runs))
+        d.pop("loss", None)
+        if d.get("stack"):  # the test calls the two cases from different lines
+            d["stack"] = tuple(f for f in d["stack"] if not f.name.startswith("test_"))
+        out.append((type(e).__name__, tuple(sorted(d.items(), key=lambda kv: kv[0]))))
+    return out
+
+
+def _collect(step: Callable[[], object], raw: bool, **flags: bool) -> list:
+    got: list = []
+    with events.listen(got.append, raw=raw, **flags):
+        step()
+    if raw:
+        assert any(events.is_raw(x) for x in got), "no raw record came: the raw path was not taken"
+        evs = events.materialize(got)
+    else:
+        assert not any(events.is_raw(x) for x in got)
+        evs = got
+    seqs = [e.seq for e in evs if isinstance(e, events.OpEvent)]
+    assert seqs == sorted(seqs) and seqs
+    return evs
+
+
+def _eager_mlp(opt_cls: type) -> Callable[[], object]:
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = opt_cls(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 4))
+
+    def step() -> None:
+        run = events.begin_run("step")
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        events.end_run(run)
+    return step
+
+
+def _eager_conv() -> Callable[[], object]:
+    rng = np.random.default_rng(1)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))
+    opt = tt.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = tt.tensor(rng.standard_normal((2, 1, 6, 6)).astype(np.float32))
+
+    def step() -> None:
+        opt.zero_grad()
+        out = model(x)
+        vals, idx = out.max(1)
+        (vals.sum() + (out * out).mean()).backward()
+        opt.step()
+    return step
+
+
+def _graph_mlp() -> Callable[[], object]:
+    rng = np.random.default_rng(2)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        y = tf.placeholder(tf.int64, [None], name="y")
+        with tf.name_scope("layer"):
+            w = tf.Variable(rng.standard_normal((4, 3)).astype(np.float32), name="W")
+            b = tf.Variable(np.zeros(3, np.float32), name="b")
+            logits = tf.matmul(x, w) + b
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        train = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        init = tf.global_variables_initializer()
+    sess = tf.Session(graph=g)
+    sess.run(init)
+    feed = {x: rng.standard_normal((5, 4)).astype(np.float32), y: rng.integers(0, 3, 5)}
+    return lambda: sess.run([loss, train], feed)
+
+
+MODELS = {
+    "eager MLP, SGD": lambda: _eager_mlp(tt.optim.SGD),
+    "eager MLP, Adam": lambda: _eager_mlp(tt.optim.Adam),
+    "eager conv net, momentum": _eager_conv,
+    "graph MLP, training": _graph_mlp,
+}
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stacks", [False, True])
+def test_materialized_records_are_the_events_a_plain_listener_gets(model, stacks):
+    step = MODELS[model]()
+    _collect(step, False, stacks=stacks)  # names every leaf; later steps name alike
+    plain = _collect(step, False, stacks=stacks)
+    raw = _collect(step, True, stacks=stacks)
+    assert _normal(raw) == _normal(plain)
+    assert {e.phase for e in raw if isinstance(e, events.OpEvent)} >= {"forward", "backward"}
+
+
+def test_a_plain_listener_beside_a_raw_one_makes_both_get_events():
+    step = _eager_mlp(tt.optim.SGD)
+    raw_got: list = []
+    plain_got: list = []
+    with events.listen(raw_got.append, raw=True), events.listen(plain_got.append):
+        step()
+    assert not any(events.is_raw(x) for x in raw_got)
+    assert raw_got == plain_got
+
+
+@pytest.mark.parametrize("flag", ["values", "summaries", "flops"])
+def test_records_are_not_made_when_a_listener_wants_what_only_the_arrays_give(flag):
+    step = _eager_mlp(tt.optim.SGD)
+    got: list = []
+    with events.listen(got.append, raw=True, **{flag: True}):
+        step()
+    assert got and not any(events.is_raw(x) for x in got)
+
+
+def test_the_profiler_reports_the_same_ops_from_records():
+    step = _eager_mlp(tt.optim.SGD)
+    step()
+    with profile() as prof:
+        for _ in range(3):
+            step()
+            prof.step()
+    ops = [e for e in prof.events() if isinstance(e, events.OpEvent)]
+    assert ops and all(e.end_ns >= e.start_ns for e in ops)
+    counts = {r.key: r.count for r in prof.key_averages()}
+    assert counts["matmul"] == 2 * 3 and counts["sgd_update (update)"] == 4 * 3
+    plain = _collect(step, False)
+    assert [e.name for e in ops[: len([p for p in plain if isinstance(p, events.OpEvent)])]] == \
+        [e.name for e in plain if isinstance(e, events.OpEvent)]

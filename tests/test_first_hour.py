@@ -369,3 +369,15 @@ def test_tt_numerics_prints_what_it_offers():
     text = repr(n)
     assert text.startswith("<tt_numerics: 4 non-finite tensor(s) (2 gradient(s)), first log")
     assert ".grads(name)" in text and "gradients of 1 parameter(s)" in text
+
+
+# ---------------------------------------------------------------- README
+
+def test_readme_is_self_contained_and_its_benchmark_line_matches_run_py():
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme and "shared/" not in readme  # nothing outside the repository
+    line = next(ln for ln in readme.splitlines() if ln.startswith("python benchmarks/run.py"))
+    names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert line.split("#")[1].split(";")[0].split() == names
+    assert readme.count("benchmarks/run.py") == 1  # one usage line
+    assert "ctrl+q" in readme and "fn(datum, tensor)" in readme and "pyspy.chrometrace.json" in readme

@@ -381,3 +381,20 @@ def test_readme_is_self_contained_and_its_benchmark_line_matches_run_py():
     assert line.split("#")[1].split(";")[0].split() == names
     assert readme.count("benchmarks/run.py") == 1  # one usage line
     assert "ctrl+q" in readme and "fn(datum, tensor)" in readme and "pyspy.chrometrace.json" in readme
+
+
+# ---------------------------------------------------------------- pytest plugin
+
+def test_plugin_report_lists_the_inputs_of_the_bad_op_in_a_plain_test(pytester: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    pytester.makepyfile("""
+        import tracetensor as tt
+
+        def test_plain():
+            w = tt.tensor([1.0, 0.0], requires_grad=True)
+            (w * 2).log().sum().backward()
+    """)
+    out = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio").stdout.str()
+    for section in out.split("inputs of this op:")[1:3]:  # the first bad tensor's, the first bad gradient's
+        assert re.match(r"\s+\S+: n=2 min=", section.splitlines()[1]), section  # `mul:0: n=2 min=0 ...`
+    assert out.count("inputs of this op:") >= 2

@@ -278,6 +278,13 @@ def test_a_broken_user_filter_is_reported_and_the_program_goes_on():
     assert "error: tensor filter 'three_args' raised TypeError" in out
     assert "fn(datum, tensor)" in out
     assert "run #1 ended" in out  # it stopped at the first run, where the filter failed
+    from tracetensor.debugger import Debugger
+
+    from tracetensor.trace import MemoryTrace
+
+    dbg = Debugger(MemoryTrace(start=False))
+    for cmd in ("lt", "run"):  # the signature is in the commands' help too
+        assert "fn(datum, tensor)" in " ".join(dbg.plain(f"help {cmd}").split())
 
 
 def test_one_number_for_one_run_in_line_mode():

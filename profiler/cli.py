@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import os
 import signal
 import sys
@@ -118,6 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isfile(args.script):
         print(f"tracetensor profile: can't open file {args.script!r}: no such file", file=sys.stderr)
         return 2
+    if args.values is None:  # TensorBoard's gradient flow and loss need at least summaries
+        args.values = "summary" if args.tensorboard else "none"
+    if args.tensorboard and args.no_record:
+        print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
+        return 2
+    if args.tensorboard:  # say so before the script runs, not after
+        from tracetensor.utils.tensorboard.summary import TensorBoardNotInstalled, protos
+        try:
+            protos()
+        except TensorBoardNotInstalled as e:
+            print(f"tracetensor profile: {e}", file=sys.stderr)
+            return 2
     out = args.out or _new_dir(args.script)
     try:
         os.makedirs(out, exist_ok=True)
@@ -129,28 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.nproc < 1:
             print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
             return 2
-        if args.tensorboard:
-            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
-                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
-            return 2
         from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
-        return main_ranks(args, out, stem)
+        code = main_ranks(args, out, stem)
+        if args.tensorboard:  # one TensorBoard run per rank: DIR/rank0, DIR/rank1 ...
+            for f in sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace"))):
+                rank = f[len(os.path.join(out, stem)) + 1: -len(".ttrace")]
+                export_tensorboard(f, os.path.join(args.tensorboard, rank), prog="tracetensor profile")
+        return code
     windows: list[list[ev.Event]] = []
     prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
                    schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
 
     rec = None
     trace_path = os.path.join(out, f"{stem}.ttrace")
-    if args.tensorboard and args.no_record:
-        print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
-        return 2
-    if args.tensorboard:  # say so before the script runs, not after
-        from tracetensor.utils.tensorboard.summary import TensorBoardNotInstalled, protos
-        try:
-            protos()
-        except TensorBoardNotInstalled as e:
-            print(f"tracetensor profile: {e}", file=sys.stderr)
-            return 2
     if not args.no_record:
         try:
             rec = record(trace_path, values=args.values).start()

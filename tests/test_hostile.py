@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import Static
 from tracetensor.debugger import Debugger
 from tracetensor.debugger.commands import to_plain
-from tracetensor.debugger.tui import DebuggerApp, RunEndScreen
+from tracetensor.debugger.tui import DebuggerApp, RunEndScreen, TensorList
 
 import tracetensor as tt
 from tracetensor import events as ev
@@ -107,10 +107,13 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
         for cmd in ("lt", "tm", "gf", "ni '" + CLICK + "'"):
             app.run_command(cmd)
             await pilot.pause()
-            out = app.screen.query_one("#output", Static)
-            text = to_plain(out.content)
-            assert cmd == "gf" or CLICK in text or "CLICKME" in text, (cmd, text)
+            await app.workers.wait_for_complete()  # commands run in workers
+            await pilot.pause()
+            # `lt` answers in the tensor list, the other commands in the output pane
+            out = app.screen.query_one(TensorList) if cmd == "lt" else app.screen.query_one("#output", Static)
             strips = _strips(out)
+            text = "\n".join(st.text for st in strips)
+            assert cmd == "gf" or CLICK in text or "CLICKME" in text, (cmd, text)
             assert not any(s.style is not None and s.style.meta.get("@click")
                            for st in strips for s in st), f"{cmd}: a trace name became a clickable action"
             for y, st in enumerate(strips):
@@ -121,7 +124,7 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
                     break
             assert app.is_running and app.return_value is None, f"{cmd}: clicking a name ran an action"
         head = to_plain(app.screen.query_one("#list-head", Static).content)
-        assert "culprit: " + CLICK in head
+        assert "culprit (has_inf_or_nan): " + CLICK in head
         # the tensor list and the header
         await pilot.press("ctrl+l", "down")
         await pilot.pause()

@@ -55,7 +55,7 @@ def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: 
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
     t = _new(out, dev)
     if name is not None:
-        t._name = name + ":0"
+        t._name = _naming.output_name(name)
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":

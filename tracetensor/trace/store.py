@@ -1089,11 +1089,39 @@ class SqliteTrace(Trace):
     def runs(self) -> list[RunInfo]:
         if self._runs is not None:
             return list(self._runs)
+        out = self._run_rows("ORDER BY run")
+        if self._closed_file:
+            self._runs = out  # a finished file never changes
+        return list(out)
+
+    def run_ids(self, *, nonfinite: bool = False) -> list[int]:
+        if self._runs is not None:
+            return super().run_ids(nonfinite=nonfinite)
+        if nonfinite and self.version < 2:
+            return super().run_ids(nonfinite=nonfinite)
+        where = " WHERE nonfinite > 0" if nonfinite else ""
+        return [r[0] for r in self._q(f"SELECT run FROM runs{where} ORDER BY run")]
+
+    def run_infos(self, ids: list[int]) -> list[RunInfo]:
+        if self._runs is not None or len(ids) > 500:
+            return super().run_infos(ids)
+        ids = [int(i) for i in ids]
+        return self._run_rows(f"WHERE run IN ({','.join('?' * len(ids))}) ORDER BY run", tuple(ids))
+
+    def run_info(self, run: int) -> RunInfo:
+        if self._runs is None:  # one row by its key, not the whole table
+            got = self._run_rows("WHERE run = ?", (run,))
+            if got:
+                return got[0]
+        return super().run_info(run)  # KeyError: not in this trace
+
+    @_reads('the runs table')
+    def _run_rows(self, where: str, params: tuple = ()) -> list[RunInfo]:
         out = []
         extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
         for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
-            f" {extra} FROM runs ORDER BY run"
+            f" {extra} FROM runs {where}", params
         ):
             _check_ints("the runs table", run, graph, start, wall, end, n)
             out.append(
@@ -1114,9 +1142,7 @@ class SqliteTrace(Trace):
                     bad or 0,
                 )
             )
-        if self._closed_file:
-            self._runs = out  # a finished file never changes
-        return list(out)
+        return out
 
     @_reads('the runs table')
     def run_starts(self) -> list[ev.RunStart]:

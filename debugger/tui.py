@@ -554,7 +554,7 @@ class DebuggerApp(App[RunAction | None]):
             if target == "#output":
                 self.show_output(out)
             elif self.screen.query(target):
-                self.screen.query_one(target, Static).update(out)
+                self.screen.query_one(target, Static).update(safe_renderable(out))
             if res.moved and isinstance(self.screen, RunEndScreen):
                 self.sub_title = f"run {self.dbg.run}"
                 self.run_command("lt", echo=False)

@@ -344,6 +344,10 @@ def test_damaged_trace_gives_one_clear_error(case: str, good_trace, tmp_path, ca
     assert rc in (0, 2) and "Traceback" not in err
     if rc == 2:
         assert err.count("\n") == 1 and p in err
+    rc, out, err = _cli(["profile", "--from-trace", p, "--out", str(tmp_path / "prof")], capsys)
+    assert rc in (0, 2) and "Traceback" not in out + err
+    if rc == 2:
+        assert err.count("\n") == 1 and p in err, err
     rc, out, err = _cli(["debug", p, *(x for c in DEBUG_CMDS for x in ("-c", c))], capsys)
     assert "Traceback" not in out + err
     if rc == 2:  # the file cannot be opened: one line naming it

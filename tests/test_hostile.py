@@ -199,6 +199,8 @@ def _eval_debugger() -> Debugger:
     "9 ** 9 ** 9",
     "np.test()",
     "np.char.join",
+    "np.str_('{0.__class__.__mro__}').format(np.sum)",
+    "np.float32.mro()",
 ])
 def test_eval_refuses_escapes(expr: str) -> None:
     out = _eval_debugger().execute("eval " + json.dumps(expr)[1:-1].replace("'", "\\'").join("''")

@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return _debug(args)
+    except BrokenPipeError:
+        raise  # `| head`: the top-level CLI ends quietly, as a pipe expects
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2

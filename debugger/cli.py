@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _debug(args)
     except BrokenPipeError:
-        raise  # `| head`: the top-level CLI ends quietly, as a pipe expects
+        raise  # `| head` closed the pipe: the top-level command ends quietly (exit 141)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2

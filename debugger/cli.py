@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from tracetensor.trace import Trace, TraceFileError, open_ranks
+from tracetensor.trace import Trace, TraceFileError, open_ranks, printable
 from tracetensor.trace import open as open_trace
 
 from . import filters as flt
@@ -40,23 +40,30 @@ def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tracetensor debug", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="tracetensor debug", description=" ".join(__doc__.split()))
     p.add_argument("trace", nargs="+",
-                   help="a trace file written by tt.record(...); several (run.rank*.ttrace) open as one job")
+                   help="a trace file written by tt.record(...), `tracetensor trace record` or `tracetensor "
+                        "profile`; several (run.rank*.ttrace) open as one job")
     p.add_argument("-c", "--command", action="append", default=[],
                    help="run this debugger command and print its output (repeatable); no UI opens")
     p.add_argument("--run", type=int, default=None,
                    help="start at this run (default: the first run with NaN/inf)")
-    p.add_argument("--ui", choices=["textual", "readline"], default=None)
+    p.add_argument("--ui", choices=["textual", "readline"], default=None,
+                   help="textual: the full-screen UI (leave it with ctrl+q or `exit`); readline: line mode, "
+                        "one `tfdbg>` prompt (default: textual on a terminal, readline otherwise)")
     args = p.parse_args(argv)
     try:
-        # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
-        trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
-            else open_ranks(args.trace)
-        run = args.run if args.run is not None else start_run(trace)
+        return _debug(args)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
-        print(f"tracetensor debug: {e}", file=sys.stderr)
+        print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2
+
+
+def _debug(args: argparse.Namespace) -> int:
+    # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
+    trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
+        else open_ranks(args.trace)
+    run = args.run if args.run is not None else start_run(trace)
     runs = [r.run for r in trace.runs()]
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
@@ -98,7 +105,11 @@ def _advance(dbg: Debugger, act: RunAction) -> bool:
     """Moves the debugger to the run `act` asks for; False (and says so) when there is none."""
     nr = next_run(dbg.trace, dbg.run, act)
     if nr is None:
-        print("no further run matches in this trace")
+        meta = getattr(dbg.trace, "meta", None)  # a trace file's; a live MemoryTrace has none
+        values = meta().get("values") if act.mode == "filter" and callable(meta) else None
+        print("no further run matches in this trace" + (
+            f" (but this trace was recorded with values={values!r}: it holds no numeric summaries, so "
+            f"{act.filter or 'has_inf_or_nan'} cannot see NaN/inf in it)" if values == "none" else ""))
         return False
     dbg.run = nr
     dbg.stopped_by = act.filter

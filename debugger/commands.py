@@ -21,9 +21,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tracetensor import events as ev
-from tracetensor.trace import Trace, format_bytes, format_ns, is_launcher_frame, nonfinite_text
+from tracetensor.errors import TraceTensorError
+from tracetensor.trace import Trace, format_bytes, format_ns, is_launcher_frame, nonfinite_text, printable
 
 from . import filters as flt
+from . import listing as L
+from .evaluator import EvalError, evaluate
 
 
 class CommandError(Exception):
@@ -47,6 +50,7 @@ class Result:
     action: RunAction | None = None
     exit: bool = False
     error: bool = False
+    moved: bool = False  # the current run changed (`jump`): a UI refreshes its list
 
 
 @dataclass
@@ -84,6 +88,7 @@ class GradStat:
 
 
 SPARK = "▁▂▃▄▅▆▇█"
+HISTORY = 20  # runs of gradient-norm history that `gf` shows
 
 
 def sparkline(xs: Iterable[float]) -> str:
@@ -105,13 +110,35 @@ def norm_of(s: ev.Summary) -> float:
 
 
 def to_plain(r: RenderableType, width: int = 200) -> str:
-    """A renderable as plain text (line mode, tests, pipes)."""
+    """A renderable as plain text (line mode, tests, pipes), with no control characters."""
     if isinstance(r, str):
-        return r
+        return printable(r, lines=True)
     buf = StringIO()
     Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False,
-            emoji=False, highlight=False, soft_wrap=False).print(r)
-    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+            emoji=False, highlight=False, soft_wrap=False, markup=False).print(r)
+    return printable("\n".join(line.rstrip() for line in buf.getvalue().splitlines()), lines=True)
+
+
+def safe_renderable(r: RenderableType) -> RenderableType:
+    """`r` with every string shown as plain text: strings (which Rich and Textual would
+    parse as markup, running `[@click=...]` actions) become `Text`, and control
+    characters become visible symbols. Trace data passes through here before display."""
+    if isinstance(r, str):
+        return Text(printable(r, lines=True))
+    if isinstance(r, Text):
+        t = r.copy()
+        t.plain = printable(t.plain, lines=True)  # one character for one: the spans still fit
+        return t
+    if isinstance(r, Group):
+        return Group(*(safe_renderable(x) for x in r.renderables))
+    if isinstance(r, Table):
+        for c in r.columns:
+            c.header = safe_renderable(c.header)
+            c._cells = [safe_renderable(x) for x in c._cells]  # Rich keeps a column's cells here
+        r.title = None if r.title is None else safe_renderable(r.title)
+        r.caption = None if r.caption is None else safe_renderable(r.caption)
+        return r
+    return r
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +164,23 @@ class _Cmd:
     aliases: tuple[str, ...]
     parser: _Parser
     fn: Callable[[argparse.Namespace], RenderableType | Result]
+
+
+def arg(*flags: str, **kw: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One argument of a command, as `argparse.add_argument` takes it."""
+    return flags, kw
+
+
+def command(name: str, *aliases: str, help: str, args: Iterable[tuple] = ()) -> Callable:
+    """Declares a `Debugger` method as a command, with its arguments beside its body."""
+    def deco(fn: Callable) -> Callable:
+        fn._command = (name, aliases, help, tuple(args))  # type: ignore[attr-defined]
+        return fn
+    return deco
+
+
+LT_PAGE = 100  # rows per page of `lt -a` (a trace may hold millions)
+LR_PAGE = 50  # runs per page of `lr`
 
 
 _SLICE_RX = re.compile(r"^([^\[]+)(\[.*\])?$")
@@ -182,7 +226,16 @@ class Debugger:
         self._offline_history = False  # see history_from_trace
         self._history_of_run: int | None = None
         self.commands: dict[str, _Cmd] = {}
-        self._build()
+        self.should_stop: Callable[[], bool] = lambda: False  # the TUI's Esc: long loops check it
+        self._starts: dict[int, int] | None = None
+        for klass in reversed(type(self).__mro__):  # every @command method, in the order declared
+            for fn in vars(klass).values():
+                spec = getattr(fn, "_command", None)
+                if spec is not None:
+                    self._add(*spec, fn.__get__(self))
+        # how a live session numbers this run ("#4": its 4th call), so that every command
+        # names the run as the session's screens do; None: the trace's own run number
+        self.label: str | None = None
 
     # ------------------------------------------------------------------ entry point
     def execute(self, line: str) -> Result:
@@ -204,8 +257,13 @@ class Debugger:
         except _Help as h:
             return Result(Text(str(h)))
         except (CommandError, flt.FilterError) as e:
-            return Result(Text(f"error: {e}", style="red"), error=True)
-        return out if isinstance(out, Result) else Result(out)
+            return Result(Text(printable(f"error: {e}", lines=True), style="red"), error=True)
+        except Exception as e:  # a damaged trace, a bug: one line, and the debugger stays up
+            msg = str(e) if isinstance(e, TraceTensorError) else f"{type(e).__name__}: {e}"
+            return Result(Text(printable(f"error: {argv[0]}: {msg}"), style="red"), error=True)
+        res = out if isinstance(out, Result) else Result(out)
+        res.output = safe_renderable(res.output)
+        return res
 
     def plain(self, line: str) -> str:
         return to_plain(self.execute(line).output)
@@ -235,12 +293,9 @@ class Debugger:
         fn = flt.get_filter(filter_name or self.stopped_by or "has_inf_or_nan")
         return flt.first_of(self.data() if rows is None else rows, fn)
 
-    def _run_start_ns(self) -> int:
-        try:
-            return self.trace.run_info(self.run).start_ns
-        except KeyError:
-            evs = self.trace.events(self.run, limit=1)
-            return evs[0].start_ns if evs else 0
+    @property
+    def run_name(self) -> str:
+        return f"run {self.label}" if self.label else f"run {self.run}"
 
     def _resolve(self, name: str) -> tuple[ev.OpEvent, int]:
         hit = self.trace.find(name, self.run)
@@ -253,129 +308,196 @@ class Debugger:
                     return e, 0
             close = [n for n in self.tensor_names() if name in n][:5]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise CommandError(f"no tensor or node named {name!r} in run {self.run}{hint}")
+            raise CommandError(f"no tensor or node named {name!r} in {self.run_name}{hint}")
         return hit
 
     # ------------------------------------------------------------------ commands
-    def _add(self, name: str, aliases: tuple[str, ...], help_: str, fn: Callable,
-             setup: Callable[[_Parser], None] | None = None) -> None:
+    def _add(self, name: str, aliases: tuple[str, ...], help_: str, args: tuple, fn: Callable) -> None:
         p = _Parser(prog=name, description=help_, add_help=True)
-        if setup is not None:
-            setup(p)
+        for flags, kw in args:
+            p.add_argument(*flags, **kw)
         cmd = _Cmd(name, aliases, p, fn)
         for n in (name, *aliases):
             self.commands[n] = cmd
 
-    def _build(self) -> None:
-        def lt(p: _Parser) -> None:
-            p.add_argument("-f", "--tensor_filter",
-                           help="only tensors passing this filter (e.g. has_inf_or_nan)")
-            p.add_argument("-n", "--node_name_filter", help="regex over node names")
-            p.add_argument("-t", "--op_type_filter", help="regex over op types")
-            p.add_argument("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"],
-                           default="timestamp")
-            p.add_argument("-r", "--reverse", action="store_true", help="reverse the sort order")
-        self._add("list_tensors", ("lt",), "List the tensors of the current run.", self.cmd_lt, lt)
-
-        def pt(p: _Parser) -> None:
-            p.add_argument("tensor", nargs="+", help="tensor name, optionally sliced: name:0[0, 1:3]")
-            p.add_argument("-a", "--all", action="store_true", help="print every element")
-            p.add_argument("-s", "--numeric_summary", action="store_true", help="add a numeric summary")
-            p.add_argument("-r", "--ranges", help="highlight elements in [lo, hi] (or [[lo, hi], ...])")
-        self._add("print_tensor", ("pt",), "Print a tensor's value.", self.cmd_pt, pt)
-
-        def ni(p: _Parser) -> None:
-            p.add_argument("node", help="node/op or tensor name")
-            p.add_argument("-a", "--attributes", action="store_true", help="show the node's attributes")
-            p.add_argument("-t", "--traceback", action="store_true", help="show where the node was created")
-        self._add("node_info", ("ni",), "Information about a node (op).", self.cmd_ni, ni)
-
-        def io(p: _Parser) -> None:
-            p.add_argument("node")
-            p.add_argument("-r", "--recursive", action="store_true")
-            p.add_argument("-d", "--depth", type=int, default=20)
-        self._add("list_inputs", ("li",), "The inputs of a node (-r: recursively).",
-                  lambda a: self.cmd_tree(a, inputs=True), io)
-        self._add("list_outputs", ("lo",), "The consumers of a node's outputs (-r: recursively).",
-                  lambda a: self.cmd_tree(a, inputs=False), io)
-
-        def ps(p: _Parser) -> None:
-            p.add_argument("file", nargs="?", help="a source file seen in the run's stacks")
-        self._add("print_source", ("ps",), "Source annotated with the ops each line created.",
-                  self.cmd_ps, ps)
-        self._add("run_info", ("ri",), "Information about the current run.", self.cmd_ri)
-
-        def evl(p: _Parser) -> None:
-            p.add_argument("expr", nargs="+", help="numpy expression; tensors in backticks: `relu:0`")
-        self._add("eval", (), "Evaluate a numpy expression over tensors in backticks.", self.cmd_eval, evl)
-
-        def gf(p: _Parser) -> None:
-            pass
-        self._add("gradient_flow", ("gf",), "Per-parameter gradient norms, ratios and history.",
-                  self.cmd_gf, gf)
-
-        def tm(p: _Parser) -> None:
-            p.add_argument("-n", "--limit", type=int, default=30, help="how many ops")
-        self._add("timing", ("tm",), "Per-op time of the run, slowest first.", self.cmd_tm, tm)
-
-        def run(p: _Parser) -> None:
-            p.add_argument("-n", "--no_debug", action="store_true", help="run the next run without debugging")
-            p.add_argument("-t", "--times", type=int, default=1, help="run this many times without stopping")
-            p.add_argument("-f", "--till_filter_pass", help="run until a tensor passes this filter")
-            p.add_argument("--node_name_filter", help="regex: watch only these nodes")
-            p.add_argument("--op_type_filter", help="regex: watch only these op types")
-            p.add_argument("--tensor_dtype_filter", help="regex: watch only these dtypes")
-        self._add("run", ("r",), "Continue: run the next session.run / step.", self.cmd_run, run)
-        self._add("ranks", (), "Compare the ranks of an MPI job in the current run (per-rank traces).",
-                  self.cmd_ranks)
-        self._add("help", ("h",), "List commands, or show one command's help.", self.cmd_help,
-                  lambda p: p.add_argument("command", nargs="?"))
-        self._add("exit", ("quit", "q"), "Leave the debugger (the program goes on undebugged).",
-                  lambda a: Result(Text("exit"), exit=True))
-
     # --------------------------------------------------------------- lt
-    def cmd_lt(self, a: argparse.Namespace) -> RenderableType:
+    def run_start(self, run: int) -> int:
+        """When `run` began (the zero of the list's time column)."""
+        if self._starts is None or run not in self._starts:
+            self._starts = {r.run: r.start_ns for r in self.trace.runs()}
+        start = self._starts.get(run)
+        if start is None:
+            evs = self.trace.events(run, limit=1)
+            start = evs[0].start_ns if evs else 0
+        return start
+
+    def listing(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
+        """`lt`'s rows and heading, for line mode's table and the TUI's list alike:
+        (heading, rows, view, whether more pages follow)."""
+        if a.all_runs:
+            return self._listing_all(a)
         rows = self.data()
         fname = a.tensor_filter or self.stopped_by or "has_inf_or_nan"
         fn = flt.get_filter(fname)
-        culprit = self.culprit(fname, rows)
+        view = L.ListView(self.culprit(fname, rows), self.run_start)
+        unknown = 0
         if a.tensor_filter:
+            unknown = flt.unanswered(fn, rows)
             rows = [d for d in rows if flt.passes(fn, d)]
         if a.node_name_filter:
-            rx = re.compile(a.node_name_filter)
+            rx = _regex(a.node_name_filter)
             rows = [d for d in rows if rx.search(d.node_name)]
         if a.op_type_filter:
-            rx = re.compile(a.op_type_filter)
+            rx = _regex(a.op_type_filter)
             rows = [d for d in rows if rx.search(d.op_type)]
         key = {"timestamp": lambda d: d.event.seq, "dump_size": lambda d: d.meta.nbytes,
                "op_type": lambda d: d.op_type, "tensor_name": lambda d: d.tensor_name}[a.sort_by]
         rows.sort(key=key, reverse=a.reverse)
-        if culprit is not None and culprit in rows:
-            rows.remove(culprit)
-            rows.insert(0, culprit)
-        t0 = self._run_start_ns()
-        head = Text(f"run {self.run}: {len(rows)} tensors")
+        L.culprit_first(rows, view)
+        head = Text(f"{self.run_name}: {len(rows)} tensors")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
+        if unknown:
+            head.append(f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
+                        "recorded neither numeric summaries nor their values (record with values=\"summary\")",
+                        style="yellow")
+        culprit = view.culprit
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")
             head.append(culprit.tensor_name, style="bold red")
             where = getattr(self.trace, "where", None)  # a set of per-rank traces: which rank and step
             if where is not None:
                 head.append(f"  ({where(culprit.event)})", style="bold")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        for col, j in (("", "left"), ("t (ms)", "right"), ("size", "right"), ("op type", "left"),
-                       ("tensor name", "left"), ("shape", "left"), ("dtype", "left"), ("nan/inf", "left")):
-            table.add_column(col, justify=j, no_wrap=True)
-        for d in rows:
-            mark = "!" if d is culprit else ""
-            nf = nonfinite_text(d.summary)
-            table.add_row(mark, f"{(d.event.end_ns - t0) / 1e6:.3f}", format_bytes(d.meta.nbytes), d.op_type,
-                          d.tensor_name, str(tuple(d.meta.shape)), d.meta.dtype, nf,
-                          style="red" if d is culprit else ("yellow" if nf not in ("", "0") else None))
-        return Group(head, table)
+        return head, rows, view, False
+
+    def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
+        """`lt -a`: every run's tensors in execution order, a page at a time, read through the
+        trace's indexes (non-finite blocks, op types) so a page costs what it shows."""
+        if a.sort_by != "timestamp" or a.reverse:
+            raise CommandError("lt -a lists in execution order; -s/-r sort the tensors of one run")
+        if a.page < 1:
+            raise CommandError(f"lt -p needs a page number from 1, got {a.page}")
+        tr = self.trace
+        fname = a.tensor_filter or "has_inf_or_nan"
+        fn = flt.get_filter(fname)
+        first = tr.first_nonfinite() if fn is flt.has_inf_or_nan else None
+        culprit = None
+        if first is not None:
+            culprit = flt.TensorDatum(first, next(i for i, s in enumerate(first.summaries or ())
+                                                  if s is not None and not s.finite), tr)
+        view = L.ListView(culprit, self.run_start, all_runs=True)
+        rn = _regex(a.node_name_filter) if a.node_name_filter else None
+        ro = _regex(a.op_type_filter) if a.op_type_filter else None
+        if a.tensor_filter and fn is flt.has_inf_or_nan:
+            events = tr.iter_nonfinite()
+        else:
+            events = tr.iter_events(None, op=a.op_type_filter, name=a.node_name_filter)
+        skip, rows, more = (a.page - 1) * LT_PAGE, [], False
+        for k, e in enumerate(events):
+            if k % 256 == 0 and self.should_stop():
+                raise CommandError("cancelled")
+            if rn and not rn.search(e.name) or ro and not ro.search(e.op):
+                continue
+            for i, m in enumerate(e.outputs):
+                if m.dtype == "none":
+                    continue
+                d = flt.TensorDatum(e, i, tr)
+                if a.tensor_filter and not flt.passes(fn, d):
+                    continue
+                if skip:
+                    skip -= 1
+                elif len(rows) < LT_PAGE:
+                    rows.append(d)
+                else:
+                    more = True
+                    break
+            if more:
+                break
+        lo = (a.page - 1) * LT_PAGE
+        head = Text(f"all runs: tensors {lo + 1 if rows else lo}-{lo + len(rows)}")
+        if a.tensor_filter:
+            head.append(f" passing {a.tensor_filter}")
+        if culprit is not None:
+            head.append("   culprit (has_inf_or_nan): ", style="bold")
+            head.append(culprit.tensor_name, style="bold red")
+            head.append(f" in run {culprit.event.run}", style="bold")
+        if more:
+            head.append(f"\nmore: lt -a -p {a.page + 1} {_flags(a)}".rstrip(), style="dim")
+        return head, rows, view, more
+
+    @command("list_tensors", "lt", help="List the tensors of the current run (-a: of every run).", args=(
+        arg("-f", "--tensor_filter", help="only tensors passing this filter (e.g. has_inf_or_nan)"),
+        arg("-n", "--node_name_filter", help="regex over node names"),
+        arg("-t", "--op_type_filter", help="regex over op types"),
+        arg("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"], default="timestamp"),
+        arg("-r", "--reverse", action="store_true", help="reverse the sort order"),
+        arg("-a", "--all_runs", action="store_true", help="every run, in execution order, with a run column"),
+        arg("-p", "--page", type=int, default=1, help=f"with -a: which page of {LT_PAGE} tensors"),
+    ))
+    def cmd_lt(self, a: argparse.Namespace) -> RenderableType:
+        head, rows, view, _ = self.listing(a)
+        return Group(head, L.table(rows, view))
+
+    # --------------------------------------------------------------- runs
+    @command("list_runs", "lr", help="The runs (steps) of the trace: time, loss, NaN/inf count.", args=(
+        arg("-p", "--page", type=int, default=None,
+            help=f"which page of {LR_PAGE} runs (default: the current run's)"),
+        arg("-f", "--nonfinite", action="store_true", help="only runs with NaN/inf tensors"),
+    ))
+    def cmd_lr(self, a: argparse.Namespace) -> RenderableType:
+        runs = self.trace.runs()
+        if a.nonfinite:
+            runs = [r for r in runs if r.nonfinite]
+        if not runs:
+            return Text("no runs" + (" with NaN/inf tensors" if a.nonfinite else "") + " in this trace")
+        pages = (len(runs) + LR_PAGE - 1) // LR_PAGE
+        if a.page is None:
+            here = next((k for k, r in enumerate(runs) if r.run >= (self.run or 0)), 0)
+            page = here // LR_PAGE + 1
+        else:
+            page = a.page
+        if not 1 <= page <= pages:
+            raise CommandError(f"lr -p: page {page} of {pages}")
+        shown = runs[(page - 1) * LR_PAGE: page * LR_PAGE]
+        head = Text(f"{len(runs)} runs{' with NaN/inf' if a.nonfinite else ''}; page {page} of {pages}"
+                    f"   (jump N: go to run N; lr -p P: another page)")
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for col in ("", "run", "kind", "name", "events", "time", "loss", "nan/inf ops"):
+            t.add_column(col, justify="right" if col in ("run", "events", "time", "loss", "nan/inf ops") else "left",
+                         no_wrap=True)
+        for r in shown:
+            loss = "" if r.loss is None else f"{r.loss:.4g}"
+            t.add_row(Text(">" if r.run == self.run else ""), Text(str(r.run)), Text(r.kind), Text(r.name),
+                      Text(str(r.n_events)), Text("" if r.duration_ns is None else format_ns(r.duration_ns)),
+                      Text(loss), Text(str(r.nonfinite) if r.nonfinite else ""),
+                      style="red" if r.nonfinite else None)
+        return Group(head, t)
+
+    @command("jump", "j", help="Go to run N of the trace (lr lists them).", args=(
+        arg("target", help="a run number, or first_nonfinite (the run of the first NaN/inf)"),
+    ))
+    def cmd_jump(self, a: argparse.Namespace) -> Result:
+        if a.target == "first_nonfinite":
+            e = self.trace.first_nonfinite()
+            if e is None:
+                raise CommandError("no tensor in this trace holds NaN/inf")
+            run = e.run
+        else:
+            try:
+                run = int(a.target)
+            except ValueError:
+                raise CommandError(f"jump needs a run number, got {a.target!r}") from None
+            try:
+                self.trace.run_info(run)
+            except KeyError:
+                runs = self.trace.runs()
+                have = f"runs {runs[0].run} to {runs[-1].run}" if runs else "no runs"
+                raise CommandError(f"run {run} is not in this trace (it has {have})") from None
+        self.run = run
+        return Result(Text(f"now at run {run}"), moved=True)
 
     # --------------------------------------------------------------- ranks
+    @command("ranks", help="Compare the ranks of an MPI job in the current run (per-rank traces).")
     def cmd_ranks(self, a: argparse.Namespace) -> RenderableType:
         from tracetensor.trace.multi import MultiTrace, ranks_text
         if not isinstance(self.trace, MultiTrace):
@@ -391,6 +513,12 @@ class Debugger:
         return Group(head, table)
 
     # --------------------------------------------------------------- pt
+    @command("print_tensor", "pt", help="Print a tensor's value.", args=(
+        arg("tensor", nargs="+", help="tensor name, optionally sliced: name:0[0, 1:3]"),
+        arg("-a", "--all", action="store_true", help="print every element"),
+        arg("-s", "--numeric_summary", action="store_true", help="add a numeric summary"),
+        arg("-r", "--ranges", help="highlight elements in [lo, hi] (or [[lo, hi], ...])"),
+    ))
     def cmd_pt(self, a: argparse.Namespace) -> RenderableType:
         expr = "".join(a.tensor)
         m = _SLICE_RX.match(expr)
@@ -399,15 +527,18 @@ class Debugger:
         name, sl = m.group(1), m.group(2)
         e, i = self._resolve(name)
         meta = e.outputs[i]
-        v = self.trace.value(meta.name, e.run)
+        v = self.trace.value(meta.name, e.run, default=None)
         head = Text(f"Tensor \"{meta.name}\" (run {e.run}): op {e.op}, dtype {meta.dtype}, "
                     f"shape {meta.shape}")
         parts: list[RenderableType] = [head]
         summ = e.summaries[i] if e.summaries and i < len(e.summaries) else None
         if v is None:
-            parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
             if summ is not None:
+                parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
                 parts.append(Text(summ.brief()))
+            else:
+                parts.append(Text("(neither the value nor a numeric summary was recorded for this tensor: "
+                                  "record with values=\"summary\" or \"full\")", style="yellow"))
             return Group(*parts)
         if sl:
             try:
@@ -423,6 +554,11 @@ class Debugger:
         return Group(*parts)
 
     # --------------------------------------------------------------- ni
+    @command("node_info", "ni", help="Information about a node (op).", args=(
+        arg("node", help="node/op or tensor name"),
+        arg("-a", "--attributes", action="store_true", help="show the node's attributes"),
+        arg("-t", "--traceback", action="store_true", help="show where the node was created"),
+    ))
     def cmd_ni(self, a: argparse.Namespace) -> RenderableType:
         node = self.trace.node(a.node)
         try:
@@ -485,6 +621,17 @@ class Debugger:
         return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else None
 
     # --------------------------------------------------------------- li / lo
+    _TREE_ARGS = (arg("node"), arg("-r", "--recursive", action="store_true"),
+                  arg("-d", "--depth", type=int, default=20))
+
+    @command("list_inputs", "li", help="The inputs of a node (-r: recursively).", args=_TREE_ARGS)
+    def cmd_li(self, a: argparse.Namespace) -> RenderableType:
+        return self.cmd_tree(a, inputs=True)
+
+    @command("list_outputs", "lo", help="The consumers of a node's outputs (-r: recursively).", args=_TREE_ARGS)
+    def cmd_lo(self, a: argparse.Namespace) -> RenderableType:
+        return self.cmd_tree(a, inputs=False)
+
     def cmd_tree(self, a: argparse.Namespace, *, inputs: bool) -> RenderableType:
         e_name = a.node.split(":")[0]
         if self.trace.node(e_name) is None:
@@ -495,8 +642,7 @@ class Debugger:
         seen: set[str] = set()
 
         def walk(n: str, depth: int) -> None:
-            kids = self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run)
-            for k in kids:
+            for k in self._neighbours(n, inputs):
                 t.append(f"{'  ' * depth}|- {k}")
                 kn = k.split(":")[0]
                 op = self._op_of(kn)
@@ -509,6 +655,21 @@ class Debugger:
         walk(e_name, 1)
         return t
 
+    def _neighbours(self, n: str, inputs: bool) -> list[str]:
+        """Input tensors of op/tensor `n`, or the ops consuming its outputs. An eager op whose
+        outputs are not named `op:i` (`update/0.weight` outputs `0.weight`) is looked up by
+        its outputs' names too."""
+        kids = list(self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run))
+        if self.trace.node(n) is None:
+            for e in self.trace.events(self.run, name=f"^{re.escape(n)}$")[-1:]:
+                if inputs and not kids:
+                    kids = list(e.inputs)
+                elif not inputs:
+                    for m in e.outputs:
+                        if m.name.split(":")[0] != n:
+                            kids += [k for k in self.trace.consumers(m.name, self.run) if k not in kids]
+        return kids
+
     def _op_of(self, name: str) -> str | None:
         n = self.trace.node(name)
         if n is not None:
@@ -517,6 +678,9 @@ class Debugger:
         return hit[0].op if hit else None
 
     # --------------------------------------------------------------- ps
+    @command("print_source", "ps", help="Source annotated with the ops each line created.", args=(
+        arg("file", nargs="?", help="a source file seen in the run's stacks"),
+    ))
     def cmd_ps(self, a: argparse.Namespace) -> RenderableType:
         by_file: dict[str, dict[int, list[str]]] = {}
         stacks: list[tuple[str, tuple]] = [(e.name, e.stack) for e in self.trace.events(self.run)
@@ -539,7 +703,7 @@ class Debugger:
         src = self.trace.source(fname)
         if src is None:
             seen = ", ".join(sorted(by_file)) or "none"
-            raise CommandError(f"no source for {a.file!r}; files seen: {seen}")
+            raise CommandError(f"no source for {a.file!r}: the source is not in the trace; files seen: {seen}")
         ann = by_file.get(fname, {})
         t = Text(f"{fname}\n", style="bold")
         for no, line in enumerate(src.splitlines(), 1):
@@ -552,6 +716,7 @@ class Debugger:
         return t
 
     # --------------------------------------------------------------- ri
+    @command("run_info", "ri", help="Information about the current run.")
     def cmd_ri(self, a: argparse.Namespace) -> RenderableType:
         if self.run is None:
             return Text("no run recorded yet")
@@ -560,10 +725,12 @@ class Debugger:
         except KeyError:
             raise CommandError(f"run {self.run} is not in this trace") from None
         t = Text()
-        t.append(f"Run {r.run}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''})\n", style="bold")
+        t.append(f"{self.run_name.capitalize()}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''}"
+                 + (f"; trace run {r.run}" if self.label else "") + ")\n", style="bold")
         t.append(f"  {r.n_events} op events")
         if r.duration_ns is not None:
-            t.append(f", {format_ns(r.duration_ns)}")
+            t.append(f"; wall time {format_ns(r.duration_ns)} (start to end of the run, Python between ops "
+                     "included; `tm` sums the ops' own host time)")
         t.append("\n")
         t.append(f"  fetches ({len(r.fetches)}):\n")
         for f in r.fetches:
@@ -579,29 +746,32 @@ class Debugger:
         return t
 
     # --------------------------------------------------------------- eval
+    @command("eval", help="Evaluate an expression over tensors in backticks (not Python: only names,"
+             " numbers, arithmetic, comparisons, subscripts, np.FUNCTION(...) calls and array"
+             " methods; no builtins but abs/min/max/sum/len/float/int/round, no _names, no"
+             " modules, no file I/O). Only what you type is evaluated, never trace text.", args=(
+        arg("expr", nargs="+", help="expression; tensors in backticks: `relu:0`"),
+    ))
     def cmd_eval(self, a: argparse.Namespace) -> RenderableType:
         expr = " ".join(a.expr)
-        env: dict[str, Any] = {"np": np, "numpy": np}
+        env: dict[str, Any] = {}
         count = 0
 
         def sub(m: re.Match) -> str:
             nonlocal count
             e, i = self._resolve(m.group(1))
-            v = self.trace.value(e.outputs[i].name, e.run)
+            v = self.trace.value(e.outputs[i].name, e.run, default=None)
             if v is None:
                 raise CommandError(f"the value of {m.group(1)} was not kept")
-            key = f"_t{count}"
+            key = f"T{count}"  # a name of its own; the tensor's name is never evaluated
             count += 1
             env[key] = v
             return key
         code = re.sub(r"`([^`]+)`", sub, expr)
         try:
-            out = eval(code, {"__builtins__": {"abs": abs, "min": min, "max": max, "sum": sum, "len": len,
-                                               "float": float, "int": int, "range": range}}, env)
-        except CommandError:
-            raise
-        except Exception as e:
-            raise CommandError(f"eval {expr!r} failed: {type(e).__name__}: {e}") from None
+            out = evaluate(code, env)
+        except EvalError as e:
+            raise CommandError(f"eval {expr!r} failed: {e}") from None
         head = Text(f"eval: {expr}")
         if isinstance(out, np.ndarray):
             return Group(head, Text(f"shape {out.shape}, dtype {out.dtype}"), array_text(out, False, None))
@@ -658,13 +828,14 @@ class Debugger:
             out[param] = GradStat.of(param, s, w)
         return out
 
+    @command("gradient_flow", "gf", help="Per-parameter gradient norms, ratios and history.")
     def cmd_gf(self, a: argparse.Namespace) -> RenderableType:
         self._refresh_history()
         stats = self.grad_stats()
         if not stats:
             return Text("no parameter gradients in this run (no backward pass, or summaries not recorded)")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"gradient flow, run {self.run}")
+                      title=f"gradient flow, {self.run_name}")
         for col in ("parameter", "grad norm", "weight norm", "ratio", "zeros", "history", "flag"):
             right = col in ("grad norm", "weight norm", "ratio", "zeros")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -673,7 +844,7 @@ class Debugger:
             wn = "" if s.weight_norm is None else f"{s.weight_norm:.3g}"
             table.add_row(s.param, f"{s.grad_norm:.3g}", wn,
                           "" if s.ratio is None else f"{s.ratio:.2e}", f"{s.zero_share:.0%}",
-                          sparkline(hist[-20:]), s.flag,
+                          sparkline(hist[-HISTORY:]), s.flag,
                           style="red" if s.flag in ("nan/inf", "exploding") else
                           ("yellow" if s.flag == "vanishing" else None))
         return table
@@ -694,20 +865,23 @@ class Debugger:
         if not self._offline_history or self._history_of_run == self.run:
             return
         self.grad_history.clear()
-        for r in self.trace.runs():
-            if r.run > (self.run or 0):
-                break
-            for s in self.grad_stats(r.run):
+        # the sparkline shows the last HISTORY runs: only those are decoded, whatever the trace's size
+        upto = [r.run for r in self.trace.runs() if r.run <= (self.run or 0)][-HISTORY:]
+        for run in upto:
+            for s in self.grad_stats(run):
                 self.grad_history.setdefault(s.param, []).append(s.grad_norm)
         self._history_of_run = self.run
 
     # --------------------------------------------------------------- tm
+    @command("timing", "tm", help="Per-op time of the run, slowest first.", args=(
+        arg("-n", "--limit", type=int, default=30, help="how many ops"),
+    ))
     def cmd_tm(self, a: argparse.Namespace) -> RenderableType:
         events = self.trace.events(self.run)
         dev = self.trace.device_times(self.run)
         total = sum(e.duration_ns for e in events) or 1
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"run {self.run}: {len(events)} ops, {total / 1e6:.3f} ms host time")
+                      title=f"{self.run_name}: {len(events)} ops, {total / 1e6:.3f} ms in ops")
         for col in ("host (us)", "device (us)", "share", "phase", "op type", "name"):
             right = col in ("host (us)", "device (us)", "share")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -715,9 +889,21 @@ class Debugger:
             d = dev.get(e.seq)
             table.add_row(f"{e.duration_ns / 1e3:.1f}", "" if d is None else f"{d / 1e3:.1f}",
                           f"{e.duration_ns / total:.1%}", e.phase, e.op, e.name)
-        return table
+        notes = [Text(f"... {len(events) - a.limit} more ops (tm -n {len(events)} shows all)")] \
+            if len(events) > a.limit else []
+        notes.append(Text("time in ops: the ops' own host time, summed (`ri` gives the run's wall time)",
+                          style="dim"))
+        return Group(table, *notes)
 
     # --------------------------------------------------------------- run / help
+    @command("run", "r", help="Continue: run the next session.run / step.", args=(
+        arg("-n", "--no_debug", action="store_true", help="run the next run without debugging"),
+        arg("-t", "--times", type=int, default=1, help="run this many times without stopping"),
+        arg("-f", "--till_filter_pass", help="run until a tensor passes this filter"),
+        arg("--node_name_filter", help="regex: watch only these nodes"),
+        arg("--op_type_filter", help="regex: watch only these op types"),
+        arg("--tensor_dtype_filter", help="regex: watch only these dtypes"),
+    ))
     def cmd_run(self, a: argparse.Namespace) -> Result:
         act = RunAction(node_name_filter=a.node_name_filter, op_type_filter=a.op_type_filter,
                         tensor_dtype_filter=a.tensor_dtype_filter)
@@ -732,6 +918,7 @@ class Debugger:
             raise CommandError(f"run -t needs a positive count, got {a.times}")
         return Result(Text(f"run ({act.mode})"), action=act)
 
+    @command("help", "h", help="List commands, or show one command's help.", args=(arg("command", nargs="?"),))
     def cmd_help(self, a: argparse.Namespace) -> RenderableType:
         if a.command:
             cmd = self.commands.get(a.command)
@@ -750,6 +937,10 @@ class Debugger:
         t.append("`help COMMAND` or `COMMAND -h` shows a command's flags.\n")
         return t
 
+    @command("exit", "quit", "q", help="Leave the debugger (the program goes on undebugged).")
+    def cmd_exit(self, a: argparse.Namespace) -> Result:
+        return Result(Text("exit"), exit=True)
+
     def complete(self, prefix: str) -> list[str]:
         """Completions for the last word of a command line: commands, then tensor names."""
         words = prefix.split(" ")
@@ -761,6 +952,22 @@ class Debugger:
         names = self.tensor_names()
         return sorted({n for n in names if n.startswith(last)} |
                       {n.split(":")[0] for n in names if n.startswith(last)})
+
+
+def _regex(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise CommandError(f"invalid regex {pattern!r}: {e}") from None
+
+
+def _flags(a: argparse.Namespace) -> str:
+    """`lt -a`'s filter flags again, for the "more" hint."""
+    out = []
+    for flag, v in (("-f", a.tensor_filter), ("-n", a.node_name_filter), ("-t", a.op_type_filter)):
+        if v:
+            out.append(f"{flag} {shlex.quote(v)}")
+    return " ".join(out)
 
 
 def histogram(v: np.ndarray, bins: int = 12, width: int = 40) -> Text:

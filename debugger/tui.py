@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -26,10 +27,10 @@ from textual.strip import Strip
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from tracetensor import events as ev
-from tracetensor.trace import format_bytes, nonfinite_text
+from tracetensor.trace import format_bytes, nonfinite_text, printable
 
 from . import filters as flt
-from .commands import CommandError, Debugger, RunAction, array_text, histogram, parse_slice
+from .commands import CommandError, Debugger, RunAction, array_text, histogram, parse_slice, safe_renderable
 
 # --------------------------------------------------------------------------- widgets
 
@@ -93,8 +94,8 @@ class TensorList(ScrollView, can_focus=True):
 
     def row_text(self, d: flt.TensorDatum) -> str:
         return _cells(("!" if d is self.culprit else "", f"{(d.event.end_ns - self.t0) / 1e6:.3f}",
-                       format_bytes(d.meta.nbytes), d.op_type, d.tensor_name, str(tuple(d.meta.shape)),
-                       d.meta.dtype, nonfinite_text(d.summary)),
+                       format_bytes(d.meta.nbytes), printable(d.op_type), printable(d.tensor_name),
+                       str(tuple(d.meta.shape)), printable(d.meta.dtype), nonfinite_text(d.summary)),
                       name_width(self.size.width))
 
     def on_resize(self) -> None:
@@ -204,7 +205,7 @@ class CommandInput(Input):
             self.value = done + self.value[self.cursor_position:]
             self.cursor_position = len(done)
         if len(opts) > 1:
-            self.app.show_output(Text("completions: " + "  ".join(opts[:60])))
+            self.app.show_output(Text(printable("completions: " + "  ".join(opts[:60]))))
 
 
 # --------------------------------------------------------------------------- palette
@@ -229,15 +230,16 @@ class DebuggerCommands(Provider):
             ("Exit debugger", partial(app.run_command, "exit"), "the program goes on undebugged"),
         ]
         for d in app.dbg.data()[:5000]:
-            self.entries.append((f"Tensor {d.tensor_name}", partial(app.open_tensor, d),
-                                 f"{d.op_type} {d.meta.shape}"))
+            self.entries.append((f"Tensor {printable(d.tensor_name)}", partial(app.open_tensor, d),
+                                 f"{printable(d.op_type)} {d.meta.shape}"))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for label, cb, help_ in self.entries:
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), cb, help=help_)
+                # Textual reads a hit's prompt and help as markup: trace names are escaped
+                yield Hit(score, matcher.highlight(escape(label)), cb, text=label, help=escape(help_))
 
 
 # --------------------------------------------------------------------------- screens
@@ -282,7 +284,7 @@ class RunEndScreen(_StopScreen):
         with Vertical(id="body"):
             with Vertical(id="left"):
                 yield Static(id="list-head")
-                yield TensorList(rows, culprit, dbg._run_start_ns(), id="tensors")
+                yield TensorList(rows, culprit, dbg.run_start(dbg.run), id="tensors")
             with TabbedContent(id="panels", initial="output-tab"):
                 with TabPane("Output", id="output-tab"):
                     with VerticalScroll():
@@ -310,7 +312,7 @@ class RunEndScreen(_StopScreen):
         tl = self.query_one(TensorList)
         t = Text(f"run {self.app.dbg.run}: {len(tl.rows)} tensors", style="bold")  # type: ignore[attr-defined]
         if tl.culprit is not None:
-            t.append(f"   culprit: {tl.culprit.tensor_name}", style="bold red")
+            t.append(f"   culprit: {printable(tl.culprit.tensor_name)}", style="bold red")
         t.append("\n" + _cells(tuple(c for c, _, _ in _COLS), name_width(width)), style="underline")
         self.query_one("#list-head", Static).update(t)
 
@@ -329,8 +331,8 @@ class TensorScreen(Screen):
     def compose(self) -> ComposeResult:
         d = self.datum
         yield Header()
-        yield Static(Text(f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   "
-                          f"node {d.node_name}", style="bold"), id="tensor-title")
+        yield Static(Text(printable(f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   "
+                                    f"node {d.node_name}"), style="bold"), id="tensor-title")
         yield Input(placeholder="numpy slice, e.g. [0, :10]  (Enter applies, Esc goes back)", id="slice")
         with Horizontal(id="tensor-top"):
             yield Static(id="summary")
@@ -344,7 +346,12 @@ class TensorScreen(Screen):
 
     def show(self, sl: str) -> None:
         d = self.datum
-        v = self.dbg.trace.value(d.tensor_name, d.event.run)
+        try:
+            v = self.dbg.trace.value(d.tensor_name, d.event.run, default=None)
+        except Exception as e:  # a damaged value in the trace: say so here, keep the app up
+            self.query_one("#values", Static).update(Text(printable(f"error: {e}"), style="red"))
+            self.query_one("#histogram", Static).update("")
+            return
         s = d.summary
         self.query_one("#summary", Static).update(
             Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)")))
@@ -395,7 +402,7 @@ class DebuggerApp(App[RunAction | None]):
         super().__init__()
         self.dbg = dbg
         self.kind = kind
-        self.intro = intro
+        self.intro = safe_renderable(intro)
         self.title = f"tracetensor debugger · {title}" if title else self.TITLE
         self.sub_title = ""
         self.last_output: RenderableType = intro
@@ -424,6 +431,7 @@ class DebuggerApp(App[RunAction | None]):
             self.show_output(Group(Text(f"tfdbg> {line}", style="bold cyan"), res.output))
 
     def show_output(self, r: RenderableType) -> None:
+        r = safe_renderable(r)
         self.last_output = r
         self.screen.query_one("#output", Static).update(r)
         if self.screen.query("#panels"):
@@ -456,7 +464,7 @@ class DebuggerApp(App[RunAction | None]):
     def on_tensor_list_highlighted(self, msg: TensorList.Highlighted) -> None:
         d = msg.datum
         s = d.summary
-        self.sub_title = f"{d.tensor_name}  {d.op_type}  {tuple(d.meta.shape)}  " + (s.brief() if s else "")
+        self.sub_title = printable(f"{d.tensor_name}  {d.op_type}  {tuple(d.meta.shape)}  " + (s.brief() if s else ""))
 
 
 class TextualUI:

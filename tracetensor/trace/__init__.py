@@ -3,12 +3,12 @@ from a trace file (`open` -> `SqliteTrace`), through one `Trace` interface."""
 
 from __future__ import annotations
 
-from .base import MemoryTrace, RunInfo, Trace
+from .base import MemoryTrace, RunInfo, Trace, ValueNotRecorded
 from .multi import MultiTrace, merge, open_ranks
 from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
 from .store import open_trace as open
-from .text import format_bytes, format_ns, is_launcher_frame, nonfinite_text
+from .text import format_bytes, format_ns, is_launcher_frame, nonfinite_text, printable
 
 __all__ = [
     "Trace",
@@ -16,6 +16,7 @@ __all__ = [
     "RunInfo",
     "SqliteTrace",
     "TraceFileError",
+    "ValueNotRecorded",
     "Recorder",
     "record",
     "open",
@@ -30,4 +31,5 @@ __all__ = [
     "format_ns",
     "nonfinite_text",
     "is_launcher_frame",
+    "printable",
 ]

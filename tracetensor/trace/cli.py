@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .recorder import VALUES, record_script
 from .store import SqliteTrace, TraceFileError
-from .text import format_bytes
+from .text import format_bytes, printable
 
 
 def parse_steps(text: str) -> range | set[int]:
@@ -135,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         with SqliteTrace(args.file) as t:
-            print(format_info(t, n_ops=args.ops))
+            print(printable(format_info(t, n_ops=args.ops), lines=True))  # names come from the file
     except TraceFileError as e:
-        print(f"tracetensor trace info: {e}", file=sys.stderr)
+        print(printable(f"tracetensor trace info: {e}"), file=sys.stderr)
         return 2
     return 0
 

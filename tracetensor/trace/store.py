@@ -18,12 +18,14 @@ each deletion logged in `dropped`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import itertools
 import json
 import os
 import re
 import sqlite3
+import stat
 import struct
 import sys
 import threading
@@ -37,7 +39,7 @@ import numpy as np
 
 from .. import events as ev
 from ..errors import SerializationError
-from .base import RunInfo, Trace, output_name
+from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
 VERSION = 2  # bump on any schema change; readers refuse files newer than they know
@@ -185,6 +187,32 @@ def npy_bytes(a: Any) -> bytes:
     return buf.getvalue()
 
 
+def load_npy(b: bytes) -> np.ndarray:
+    """An array from `.npy` bytes, after checking that the header's shape fits the bytes that
+    follow (numpy would allocate a declared 4 PiB shape first); never unpickles."""
+    if not isinstance(b, bytes):
+        raise ValueError(f"expected .npy bytes, found {type(b).__name__}")
+    f = io.BytesIO(b)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(f)
+    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError) as e:
+        raise ValueError(f"not a valid .npy header ({type(e).__name__}: {e})") from None
+    if dtype.hasobject:
+        raise ValueError("holds Python objects (refused: loading them would unpickle)")
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize > len(b) - f.tell():
+        raise ValueError(f"header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes), "
+                         f"but only {len(b) - f.tell()} bytes follow")
+    f.seek(0)
+    return np.load(f, allow_pickle=False)
+
+
 # --------------------------------------------------------------------------- event blocks
 # A block is the events of one run, as columns: seq and start are delta-coded (they grow
 # steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
@@ -293,8 +321,24 @@ def _delta(a: np.ndarray) -> np.ndarray:
     return d
 
 
+_EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)
+_SUMMARY_BYTES = 11 * 8
+
+
 def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
-    raw = zlib.decompress(data)
+    if not isinstance(data, bytes) or not isinstance(n, int) or not isinstance(m, int) or n < 0 or m < 0:
+        raise ValueError(f"bad block row (n={n!r}, m={m!r}, data of type {type(data).__name__})")
+    # the size is known before inflating: a block that would inflate past it (a zlib bomb) is
+    # refused after reading one byte too many, not after filling memory
+    want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
+    if want > 64 * max(len(data), 1024):
+        raise ValueError(f"header says {want} bytes, far more than {len(data)} compressed bytes can hold")
+    z = zlib.decompressobj()
+    raw = z.decompress(data, want + 1)
+    if len(raw) > want or z.unconsumed_tail:
+        raise ValueError(f"block inflates to more than the {want} bytes its header says")
+    if len(raw) < want:
+        raise ValueError(f"block holds {len(raw)} bytes, its header says {want}")
     off = 0
     cols = {}
     for name, dt in _COLS:
@@ -743,6 +787,42 @@ def _compiled(p: str) -> re.Pattern:
     return r
 
 
+# what a damaged row that SQLite reads fine raises while it is decoded
+_DAMAGE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, zlib.error, struct.error)
+
+
+def _reads(what: str) -> Any:
+    """Decorates a reader method: damaged rows become one TraceFileError naming the file."""
+
+    def deco(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(self: SqliteTrace, *a: Any, **k: Any) -> Any:
+            try:
+                return fn(self, *a, **k)
+            except TraceFileError:
+                raise
+            except _DAMAGE as e:
+                raise TraceFileError(self.path, f"is corrupt ({what}: {type(e).__name__}: {e})") from None
+
+        return wrapper
+
+    return deco
+
+
+def _check_schema(path: str, db: sqlite3.Connection) -> None:
+    """The file's tables are tables: a view (which could compute forever) or a trigger in
+    someone else's file is refused before any query runs."""
+    rows = db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchall()
+    if rows:
+        raise TraceFileError(path, f"is not a tracetensor trace (it holds a {rows[0][0]} {rows[0][1]!r})")
+
+
+def _check_ints(what: str, *vals: Any) -> None:
+    for v in vals:
+        if v is not None and not isinstance(v, int):
+            raise TypeError(f"{what} holds {v!r} where an integer belongs")
+
+
 class SqliteTrace(Trace):
     """A trace file, read back: every `Trace` query, answered from indexes, decoding only
     the blocks a query touches (a few are cached).
@@ -759,8 +839,9 @@ class SqliteTrace(Trace):
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.create_function("regexp", 2, _regexp, deterministic=True)
+            _check_schema(self.path, self._db)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             msg = str(e)
             raise TraceFileError(
                 self.path,
@@ -779,6 +860,8 @@ class SqliteTrace(Trace):
             raise TraceFileError(
                 self.path, f"has an unreadable schema version {self._meta.get('version')!r}"
             ) from None
+        if version < 1:
+            raise TraceFileError(self.path, f"has an invalid schema version {version}")
         if version > VERSION:
             raise TraceFileError(
                 self.path,
@@ -786,7 +869,10 @@ class SqliteTrace(Trace):
                 f"version reads up to {VERSION}): upgrade tracetensor to read it",
             )
         self.version = version
-        self.t0 = int(self._meta["t0"])
+        try:
+            self.t0 = int(self._meta["t0"])
+        except (KeyError, ValueError, TypeError):
+            raise TraceFileError(self.path, f"is corrupt (its clock base t0 is {self._meta.get('t0')!r})") from None
         self._lock = threading.RLock()
         self._ops: dict[int, str] = {}
         self._sigs: dict[int, tuple] = {}
@@ -803,7 +889,7 @@ class SqliteTrace(Trace):
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as e:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (text SQLite cannot decode)
                 raise TraceFileError(self.path, f"is corrupt or truncated ({e})") from None
 
     def meta(self) -> dict[str, str]:
@@ -849,6 +935,7 @@ class SqliteTrace(Trace):
                     self._stacks.get(stack),
                 )
 
+    @_reads('the ops table')
     def _op(self, op_id: int) -> str:
         s = self._ops.get(op_id)
         if s is None:
@@ -868,7 +955,7 @@ class SqliteTrace(Trace):
         n, m, data = rows[0]
         try:
             b = unpack_block(data, n, m, self.t0)
-        except (ValueError, zlib.error) as e:
+        except _DAMAGE as e:
             raise TraceFileError(self.path, f"is corrupt (event block {bid}: {e})") from None
         b.id = bid
         with self._lock:
@@ -886,7 +973,9 @@ class SqliteTrace(Trace):
             if idx is not None and len(idx) * 4 < len(b):
                 return self._decode(b, np.asarray(idx, dtype=np.int64))
             b._events = self._decode(b, None)
-        except (ValueError, TypeError, KeyError, IndexError) as e:  # damaged rows that SQLite read fine
+        except TraceFileError:
+            raise
+        except _DAMAGE as e:  # damaged rows that SQLite read fine
             problem = f"is corrupt (event block {b.id}: {type(e).__name__}: {e})"
             raise TraceFileError(self.path, problem) from None
         return b._events if idx is None else [b._events[i] for i in idx]
@@ -997,6 +1086,7 @@ class SqliteTrace(Trace):
             last = rows[-1][0]
 
     # -- Trace
+    @_reads('the runs table')
     def runs(self) -> list[RunInfo]:
         if self._runs is not None:
             return list(self._runs)
@@ -1006,6 +1096,7 @@ class SqliteTrace(Trace):
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
             f" {extra} FROM runs ORDER BY run"
         ):
+            _check_ints("the runs table", run, graph, start, wall, end, n)
             out.append(
                 RunInfo(
                     run,
@@ -1028,6 +1119,7 @@ class SqliteTrace(Trace):
             self._runs = out  # a finished file never changes
         return list(out)
 
+    @_reads('the runs table')
     def run_starts(self) -> list[ev.RunStart]:
         """The RunStart events recorded (runs seen only through their ops have none)."""
         return [
@@ -1062,6 +1154,7 @@ class SqliteTrace(Trace):
         start: int = 0,
     ) -> Iterator[ev.OpEvent]:
         """Like `events()`, decoded a block at a time (constant memory over any file)."""
+        op = op_pattern(op)
         sigs = self._sig_filter(phase, op, name)
         if sigs is not None and len(sigs) == 0:
             return
@@ -1089,12 +1182,14 @@ class SqliteTrace(Trace):
                 idx, skip = hit[skip:].tolist(), 0
             yield from self._events_of(b, idx)
 
+    @_reads('the runs table')
     def count(self, run: int | None = None) -> int:
         if run is None:
             return int(self._q("SELECT coalesce(sum(n_events), 0) FROM runs")[0][0])
         r = self._q("SELECT n_events FROM runs WHERE run = ?", (run,))
         return int(r[0][0]) if r else 0
 
+    @_reads('an event block')
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         if run is None:
             rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
@@ -1111,6 +1206,28 @@ class SqliteTrace(Trace):
             bad &= b.run == run
         return self._events_of(b, [int(np.argmax(bad))])[0]
 
+    def iter_nonfinite(self, run: int | None = None) -> Iterator[ev.OpEvent]:
+        # only blocks whose index entry holds a first non-finite seq can hold one at all
+        if run is None:
+            sql, params = "SELECT id FROM blocks WHERE nonfinite > 0 AND id > ? ORDER BY id LIMIT 64", []
+        else:
+            sql = ("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 AND block > ?"
+                   " ORDER BY block LIMIT 64")
+            params = [run]
+        last = 0
+        while True:
+            ids = [r[0] for r in self._q(sql, [*params, last])]
+            if not ids:
+                return
+            for bid in ids:
+                b = self._block(bid)
+                bad = b.nonfinite > 0
+                if run is not None:
+                    bad &= b.run == run
+                yield from self._events_of(b, np.flatnonzero(bad).tolist())
+            last = ids[-1]
+
+    @_reads('an event block')
     def nonfinite_counts(self, run: int) -> dict[int, int]:
         """seq -> number of NaN/inf output elements, for the events of `run` that have any."""
         out = {}
@@ -1132,8 +1249,13 @@ class SqliteTrace(Trace):
                 return self._events_of(b, [int(hit[-1])])[0]
         return None
 
+    @_reads('the sigs table')
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         want = output_name(tensor)
+        # a name printed without `:i` (a parameter update's `0.weight`) is found as printed
+        return self._find(want, run) or (self._find(tensor, run) if want != tensor else None)
+
+    def _find(self, want: str, run: int | None) -> tuple[ev.OpEvent, int] | None:
         # outputs are `name:i` (or `NAME.grad` for accumulated gradients): candidate ops by name first
         rows = self._q("SELECT id FROM sigs WHERE name = ?", (want.rsplit(":", 1)[0],))
         if not rows:
@@ -1147,6 +1269,7 @@ class SqliteTrace(Trace):
             return None
         return e, next(i for i, m in enumerate(e.outputs) if m.name == want)
 
+    @_reads('the sigs table')
     def consumers(self, name: str, run: int | None = None) -> list[str]:
         base = name.split(":")[0]
         g = self.graph()
@@ -1173,26 +1296,36 @@ class SqliteTrace(Trace):
                 break
         return out
 
-    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+    @_reads('a stored value')
+    def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
-        if run is None:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,)
-            )
-        else:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (want, run)
-            )
+        rows = []
+        for name in dict.fromkeys((want, tensor)):  # `relu` means `relu:0`; `0.weight` (an update) is itself
+            if run is None:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (name,)
+                )
+            else:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (name, run)
+                )
+            if rows:
+                want = name
+                break
         if not rows:
-            return None
+            return self._no_value(tensor, run, default)
         return self._npy(rows[0][0], want)
+
+    def _values_level(self) -> str:
+        return self._meta.get("values", "?")
 
     def _npy(self, b: bytes, what: str) -> np.ndarray:
         try:
-            return np.load(io.BytesIO(b), allow_pickle=False)
+            return load_npy(b)
         except ValueError as e:
             raise TraceFileError(self.path, f"holds a damaged value for {what} ({e})") from None
 
+    @_reads('a stored value')
     def values_of(self, seq: int) -> dict[int, np.ndarray]:
         """The kept output values of event `seq`: {output index: array}."""
         return {
@@ -1200,15 +1333,19 @@ class SqliteTrace(Trace):
             for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))
         }
 
+    @_reads('the device_times table')
     def device_times(self, run: int | None = None) -> dict[int, int]:
         if run is None:
-            return dict(self._q("SELECT seq, device_ns FROM device_times"))
+            rows = self._q("SELECT seq, device_ns FROM device_times")
+            _check_ints("the device_times table", *(t for _, t in rows))
+            return dict(rows)
         out = {}
         for bid, lo, hi in self._q(
             "SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN (SELECT block FROM block_runs WHERE run = ?)",
             (run,),
         ):
             got = self._q("SELECT seq, device_ns FROM device_times WHERE seq BETWEEN ? AND ?", (lo, hi))
+            _check_ints("the device_times table", *(t for _, t in got))
             if got:
                 b = self._block(bid)
                 mine = set(b.seq[b.run == run].tolist())
@@ -1228,6 +1365,7 @@ class SqliteTrace(Trace):
                 self._graph_rowid = rid
             return list(self._graphs)
 
+    @_reads('the ranges table')
     def ranges(self, run: int | None = None) -> list[ev.UserRange]:
         sql = "SELECT name, run, start_ns, end_ns, thread FROM ranges"
         rows = (
@@ -1238,8 +1376,10 @@ class SqliteTrace(Trace):
         return [ev.UserRange(*r) for r in rows]
 
     def source(self, filename: str) -> str | None:
+        """Only the text stored in the trace: a file from elsewhere names paths on the
+        recording machine, which must not be read on this one."""
         rows = self._q("SELECT text FROM sources WHERE filename = ?", (filename,))
-        return rows[0][0] if rows else super().source(filename)
+        return rows[0][0] if rows and isinstance(rows[0][0], str) else None
 
     def sources(self) -> list[str]:
         """Names of the user files whose text the trace holds."""
@@ -1249,6 +1389,7 @@ class SqliteTrace(Trace):
         n, b = self._q("SELECT count(*), coalesce(sum(nbytes), 0) FROM dropped")[0]
         return {"values": int(n), "bytes": int(b)}
 
+    @_reads('the block_ops table')
     def op_stats(self, run: int | None = None) -> list[tuple[str, int, int]]:
         """(op type, count, total host ns), most expensive first, from the per-block tallies."""
         if run is not None:
@@ -1281,6 +1422,7 @@ class SqliteTrace(Trace):
             if r.end_ns is not None:
                 yield ev.RunEnd(r.run, r.end_ns, starts[r.run].thread if r.run in starts else 0, r.error, r.loss)
 
+    @_reads('a table')
     def info(self) -> dict[str, Any]:
         """What `tracetensor trace info` prints: counts, ops, bytes, drops."""
         nt, tb = self._q("SELECT count(*), coalesce(sum(length(npy)), 0) FROM tensors")[0]
@@ -1303,15 +1445,24 @@ class SqliteTrace(Trace):
 
 
 def _check_header(path: str) -> None:
-    """One clear error before SQLite sees the file: missing, empty, foreign or truncated."""
+    """One clear error before SQLite sees the file: missing, not a regular file (a FIFO would
+    block the open), empty, foreign or truncated."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise TraceFileError(path, "is not a regular file (a directory, device or pipe)")
+        size = st.st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the stat
+                raise TraceFileError(path, "is not a regular file")
             head = f.read(100)
+    except TraceFileError:
+        raise
     except FileNotFoundError:
         raise TraceFileError(path, "does not exist") from None
-    except OSError as e:
-        raise TraceFileError(path, f"cannot be read ({e.strerror})") from None
+    except (OSError, ValueError) as e:
+        raise TraceFileError(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if size == 0:
         raise TraceFileError(path, "is empty (the recording never started, or the file was truncated)")
     if not head.startswith(_SQLITE_MAGIC):

@@ -38,3 +38,19 @@ def is_launcher_frame(name: str, filename: str) -> bool:
     """The runpy frame through which `run_script` runs a script: frames outside it belong to
     tracetensor's launcher, not to the user."""
     return name == "_run_code" and "runpy" in filename
+
+
+# Control characters become their visible "control picture" (ESC -> U+241B, BEL -> U+2407,
+# C1 and bidirectional overrides -> U+FFFD): one character for one, so Rich spans and
+# column widths stay right, and a trace's names cannot move the cursor, retitle the
+# terminal, write the clipboard (OSC 52) or reorder what is shown (bidi overrides).
+_C0 = {c: 0x2400 + c for c in range(0x20)}
+_SAFE = {**_C0, 0x7F: 0x2421, **{c: 0xFFFD for c in range(0x80, 0xA0)},
+         **{c: 0xFFFD for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
+_SAFE_LINES = {k: v for k, v in _SAFE.items() if k not in (0x0A, 0x09)}
+
+
+def printable(s: object, *, lines: bool = False) -> str:
+    """`s` as text that is safe to write to a terminal: every control character shown as a
+    visible symbol. `lines=True` keeps newlines and tabs (for multi-line output)."""
+    return str(s).translate(_SAFE_LINES if lines else _SAFE)

@@ -166,8 +166,8 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         else:
             flops = _flops(op, arrays, out, attrs)
     # an eager op outside every run begins a step (auto_run); one check per event otherwise
-    e = OpEvent(seq, RUN.run or auto_run(t0), site.mode, phase, site.op_label, name, site.inputs, metas, t0, t1,
-                _tid(), dev, flops, site.forward, site.grad_of, site.iteration, stack, summaries,
+    e = OpEvent(seq, RUN.run or auto_run(t0), site.mode, phase, site.op_label, name, site.inputs, metas,
+                t0, t1, _tid(), dev, flops, site.forward, site.grad_of, site.iteration, stack, summaries,
                 input_summaries, values)
     for lis in STATE.listeners:
         lis.callback(e)

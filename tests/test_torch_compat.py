@@ -215,3 +215,10 @@ def test_deepcopy_of_a_model_and_its_state_dict_copies_storage() -> None:
     assert sd["0.weight"].tolist()[0] == [1.0, 1.0]
     with pytest.raises(tt.TraceTensorError, match="deepcopy"):
         copy.deepcopy(m[0].weight * 2)
+
+
+def test_narrow_select_unbind() -> None:
+    a = tt.arange(12).reshape(3, 4)
+    assert a.narrow(1, 1, 2).tolist() == [[1, 2], [5, 6], [9, 10]]
+    assert a.select(0, -1).tolist() == [8, 9, 10, 11]
+    assert [t.tolist() for t in a.unbind(1)][0] == [0, 4, 8]

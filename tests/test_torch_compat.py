@@ -159,6 +159,7 @@ def test_mark_non_differentiable_outputs_get_no_gradient() -> None:
 
 def test_legacy_constructors_and_torch_tensor_default_to_pytorchs_dtypes() -> None:
     assert tt.Tensor([0]).dtype == tt.float32  # torch.Tensor(list) is float, unlike tt.tensor
+    assert tt.Tensor(np.array([1, 2])).dtype == tt.float32
     assert tt.Tensor(2, 3).shape == (2, 3)
     assert tt.LongTensor([1, 2]).dtype == tt.int64 and tt.FloatTensor(3).shape == (3,)
     assert tt.BoolTensor([True]).dtype == tt.bool and tt.DoubleTensor([1]).dtype == tt.float64

@@ -153,3 +153,21 @@ def test_clip_grad_norm_and_value() -> None:
     assert nn.utils.clip_grad_norm_(a, 1.0, norm_type=float("inf")).item() == pytest.approx(0.6, rel=1e-5)
     v = nn.utils.parameters_to_vector([a, b])
     assert v.shape == (7,)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_layers_on_the_gpu_match_the_cpu(kind: str) -> None:
+    tt.manual_seed(0)
+    cpu = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    gpu = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out_c, _ = cpu(tt.tensor(x))
+    out_g, _ = gpu(tt.tensor(x, device="cuda"))
+    out_c.sum().backward()
+    out_g.sum().backward()
+    np.testing.assert_allclose(out_g.detach().cpu().numpy(), out_c.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for (n, pc), pg in zip(cpu.named_parameters(), gpu.parameters()):
+        np.testing.assert_allclose(pg.grad.cpu().numpy(), pc.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=n)

@@ -606,3 +606,23 @@ def test_lrn_and_exponential_moving_average(g, tmp_path) -> None:
     with tf.Session() as s:  # evaluation with the averaged weights, as TF1 programs do
         tf.train.Saver(ema.variables_to_restore()).restore(s, path)
         assert s.run(w) == pytest.approx(2.9)
+
+
+def test_bidirectional_rnns_read_the_sequence_both_ways(g) -> None:
+    rng = np.random.default_rng(8)
+    xs = rng.standard_normal((2, 4, 3))
+    x = tf.placeholder(tf.float64, [None, 4, 3])
+    fw, bw = tf.nn.rnn_cell.GRUCell(5), tf.nn.rnn_cell.BasicRNNCell(2)
+    (out_fw, out_bw), (st_fw, st_bw) = tf.nn.bidirectional_dynamic_rnn(fw, bw, x, dtype=tf.float64)
+    assert out_fw.shape == (None, 4, 5) and out_bw.shape == (None, 4, 2)
+    names = [v.op.name for v in tf.trainable_variables()]
+    assert names[0] == "bidirectional_rnn/fw/gru_cell/gates/kernel"
+    assert names[-1] == "bidirectional_rnn/bw/basic_rnn_cell/bias"
+    # the backward cell run alone over the reversed sequence gives the same outputs, reversed
+    alone, _ = tf.nn.dynamic_rnn(bw, tf.reverse(x, [1]), dtype=tf.float64, scope="again")
+    of, ob, sb, a = run([out_fw, out_bw, st_bw, alone], {x: xs})
+    np.testing.assert_allclose(ob, a[:, ::-1], rtol=1e-12)
+    np.testing.assert_allclose(sb, ob[:, 0], rtol=1e-12)  # its final state is its output at step 0
+    outs, _, _ = tf.nn.static_bidirectional_rnn(tf.nn.rnn_cell.GRUCell(3), tf.nn.rnn_cell.GRUCell(3),
+                                                tf.unstack(x, axis=1), dtype=tf.float64, scope="static")
+    assert len(outs) == 4 and outs[0].shape == (None, 6)

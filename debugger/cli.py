@@ -40,14 +40,17 @@ def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tracetensor debug", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="tracetensor debug", description=" ".join(__doc__.split()))
     p.add_argument("trace", nargs="+",
-                   help="a trace file written by tt.record(...); several (run.rank*.ttrace) open as one job")
+                   help="a trace file written by tt.record(...), `tracetensor trace record` or `tracetensor "
+                        "profile`; several (run.rank*.ttrace) open as one job")
     p.add_argument("-c", "--command", action="append", default=[],
                    help="run this debugger command and print its output (repeatable); no UI opens")
     p.add_argument("--run", type=int, default=None,
                    help="start at this run (default: the first run with NaN/inf)")
-    p.add_argument("--ui", choices=["textual", "readline"], default=None)
+    p.add_argument("--ui", choices=["textual", "readline"], default=None,
+                   help="textual: the full-screen UI (leave it with ctrl+q or `exit`); readline: line mode, "
+                        "one `tfdbg>` prompt (default: textual on a terminal, readline otherwise)")
     args = p.parse_args(argv)
     try:
         return _debug(args)
@@ -102,7 +105,11 @@ def _advance(dbg: Debugger, act: RunAction) -> bool:
     """Moves the debugger to the run `act` asks for; False (and says so) when there is none."""
     nr = next_run(dbg.trace, dbg.run, act)
     if nr is None:
-        print("no further run matches in this trace")
+        meta = getattr(dbg.trace, "meta", None)  # a trace file's; a live MemoryTrace has none
+        values = meta().get("values") if act.mode == "filter" and callable(meta) else None
+        print("no further run matches in this trace" + (
+            f" (but this trace was recorded with values={values!r}: it holds no numeric summaries, so "
+            f"{act.filter or 'has_inf_or_nan'} cannot see NaN/inf in it)" if values == "none" else ""))
         return False
     dbg.run = nr
     dbg.stopped_by = act.filter

@@ -233,6 +233,9 @@ class Debugger:
                 spec = getattr(fn, "_command", None)
                 if spec is not None:
                     self._add(*spec, fn.__get__(self))
+        # how a live session numbers this run ("#4": its 4th call), so that every command
+        # names the run as the session's screens do; None: the trace's own run number
+        self.label: str | None = None
 
     # ------------------------------------------------------------------ entry point
     def execute(self, line: str) -> Result:
@@ -290,12 +293,9 @@ class Debugger:
         fn = flt.get_filter(filter_name or self.stopped_by or "has_inf_or_nan")
         return flt.first_of(self.data() if rows is None else rows, fn)
 
-    def _run_start_ns(self) -> int:
-        try:
-            return self.trace.run_info(self.run).start_ns
-        except KeyError:
-            evs = self.trace.events(self.run, limit=1)
-            return evs[0].start_ns if evs else 0
+    @property
+    def run_name(self) -> str:
+        return f"run {self.label}" if self.label else f"run {self.run}"
 
     def _resolve(self, name: str) -> tuple[ev.OpEvent, int]:
         hit = self.trace.find(name, self.run)
@@ -308,7 +308,7 @@ class Debugger:
                     return e, 0
             close = [n for n in self.tensor_names() if name in n][:5]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise CommandError(f"no tensor or node named {name!r} in run {self.run}{hint}")
+            raise CommandError(f"no tensor or node named {name!r} in {self.run_name}{hint}")
         return hit
 
     # ------------------------------------------------------------------ commands
@@ -340,7 +340,9 @@ class Debugger:
         fname = a.tensor_filter or self.stopped_by or "has_inf_or_nan"
         fn = flt.get_filter(fname)
         view = L.ListView(self.culprit(fname, rows), self.run_start)
+        unknown = 0
         if a.tensor_filter:
+            unknown = flt.unanswered(fn, rows)
             rows = [d for d in rows if flt.passes(fn, d)]
         if a.node_name_filter:
             rx = _regex(a.node_name_filter)
@@ -352,9 +354,13 @@ class Debugger:
                "op_type": lambda d: d.op_type, "tensor_name": lambda d: d.tensor_name}[a.sort_by]
         rows.sort(key=key, reverse=a.reverse)
         L.culprit_first(rows, view)
-        head = Text(f"run {self.run}: {len(rows)} tensors")
+        head = Text(f"{self.run_name}: {len(rows)} tensors")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
+        if unknown:
+            head.append(f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
+                        "recorded neither numeric summaries nor their values (record with values=\"summary\")",
+                        style="yellow")
         culprit = view.culprit
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")
@@ -521,15 +527,18 @@ class Debugger:
         name, sl = m.group(1), m.group(2)
         e, i = self._resolve(name)
         meta = e.outputs[i]
-        v = self.trace.value(meta.name, e.run)
+        v = self.trace.value(meta.name, e.run, default=None)
         head = Text(f"Tensor \"{meta.name}\" (run {e.run}): op {e.op}, dtype {meta.dtype}, "
                     f"shape {meta.shape}")
         parts: list[RenderableType] = [head]
         summ = e.summaries[i] if e.summaries and i < len(e.summaries) else None
         if v is None:
-            parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
             if summ is not None:
+                parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
                 parts.append(Text(summ.brief()))
+            else:
+                parts.append(Text("(neither the value nor a numeric summary was recorded for this tensor: "
+                                  "record with values=\"summary\" or \"full\")", style="yellow"))
             return Group(*parts)
         if sl:
             try:
@@ -633,8 +642,7 @@ class Debugger:
         seen: set[str] = set()
 
         def walk(n: str, depth: int) -> None:
-            kids = self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run)
-            for k in kids:
+            for k in self._neighbours(n, inputs):
                 t.append(f"{'  ' * depth}|- {k}")
                 kn = k.split(":")[0]
                 op = self._op_of(kn)
@@ -646,6 +654,21 @@ class Debugger:
                     walk(kn, depth + 1)
         walk(e_name, 1)
         return t
+
+    def _neighbours(self, n: str, inputs: bool) -> list[str]:
+        """Input tensors of op/tensor `n`, or the ops consuming its outputs. An eager op whose
+        outputs are not named `op:i` (`update/0.weight` outputs `0.weight`) is looked up by
+        its outputs' names too."""
+        kids = list(self.trace.inputs(n, self.run) if inputs else self.trace.consumers(n, self.run))
+        if self.trace.node(n) is None:
+            for e in self.trace.events(self.run, name=f"^{re.escape(n)}$")[-1:]:
+                if inputs and not kids:
+                    kids = list(e.inputs)
+                elif not inputs:
+                    for m in e.outputs:
+                        if m.name.split(":")[0] != n:
+                            kids += [k for k in self.trace.consumers(m.name, self.run) if k not in kids]
+        return kids
 
     def _op_of(self, name: str) -> str | None:
         n = self.trace.node(name)
@@ -702,10 +725,12 @@ class Debugger:
         except KeyError:
             raise CommandError(f"run {self.run} is not in this trace") from None
         t = Text()
-        t.append(f"Run {r.run}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''})\n", style="bold")
+        t.append(f"{self.run_name.capitalize()}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''}"
+                 + (f"; trace run {r.run}" if self.label else "") + ")\n", style="bold")
         t.append(f"  {r.n_events} op events")
         if r.duration_ns is not None:
-            t.append(f", {format_ns(r.duration_ns)}")
+            t.append(f"; wall time {format_ns(r.duration_ns)} (start to end of the run, Python between ops "
+                     "included; `tm` sums the ops' own host time)")
         t.append("\n")
         t.append(f"  fetches ({len(r.fetches)}):\n")
         for f in r.fetches:
@@ -735,7 +760,7 @@ class Debugger:
         def sub(m: re.Match) -> str:
             nonlocal count
             e, i = self._resolve(m.group(1))
-            v = self.trace.value(e.outputs[i].name, e.run)
+            v = self.trace.value(e.outputs[i].name, e.run, default=None)
             if v is None:
                 raise CommandError(f"the value of {m.group(1)} was not kept")
             key = f"T{count}"  # a name of its own; the tensor's name is never evaluated
@@ -810,7 +835,7 @@ class Debugger:
         if not stats:
             return Text("no parameter gradients in this run (no backward pass, or summaries not recorded)")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"gradient flow, run {self.run}")
+                      title=f"gradient flow, {self.run_name}")
         for col in ("parameter", "grad norm", "weight norm", "ratio", "zeros", "history", "flag"):
             right = col in ("grad norm", "weight norm", "ratio", "zeros")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -856,7 +881,7 @@ class Debugger:
         dev = self.trace.device_times(self.run)
         total = sum(e.duration_ns for e in events) or 1
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"run {self.run}: {len(events)} ops, {total / 1e6:.3f} ms host time")
+                      title=f"{self.run_name}: {len(events)} ops, {total / 1e6:.3f} ms in ops")
         for col in ("host (us)", "device (us)", "share", "phase", "op type", "name"):
             right = col in ("host (us)", "device (us)", "share")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
@@ -864,7 +889,11 @@ class Debugger:
             d = dev.get(e.seq)
             table.add_row(f"{e.duration_ns / 1e3:.1f}", "" if d is None else f"{d / 1e3:.1f}",
                           f"{e.duration_ns / total:.1%}", e.phase, e.op, e.name)
-        return table
+        notes = [Text(f"... {len(events) - a.limit} more ops (tm -n {len(events)} shows all)")] \
+            if len(events) > a.limit else []
+        notes.append(Text("time in ops: the ops' own host time, summed (`ri` gives the run's wall time)",
+                          style="dim"))
+        return Group(table, *notes)
 
     # --------------------------------------------------------------- run / help
     @command("run", "r", help="Continue: run the next session.run / step.", args=(

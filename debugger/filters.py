@@ -44,14 +44,14 @@ class TensorDatum:
     @cached_property
     def value(self) -> np.ndarray | None:
         """The recorded value (None when only summaries were kept)."""
-        return self.trace.value(self.tensor_name, self.event.run)
+        return self.trace.value(self.tensor_name, self.event.run, default=None)
 
 
 Filter = Callable[[TensorDatum, Any], bool]
 
 
 class FilterError(LookupError):
-    """A filter name that is not registered."""
+    """A filter name that is not registered, or a filter that failed on a tensor."""
 
 
 def has_inf_or_nan(datum: TensorDatum, tensor: Any) -> bool:
@@ -70,8 +70,10 @@ _FILTERS: dict[str, Filter] = {"has_inf_or_nan": has_inf_or_nan}
 
 
 def add_tensor_filter(name: str, fn: Filter) -> None:
-    """Registers `fn(datum, tensor_value) -> bool` under `name` for `lt -f` and `run -f`.
-    `tensor_value` is the tensor as a numpy array, or None when values were not kept."""
+    """Registers `fn(datum, tensor) -> bool` under `name` for `lt -f` and `run -f`.
+    `datum` is a TensorDatum (`.tensor_name`, `.node_name`, `.op_type`, `.meta`, `.summary`);
+    `tensor` is the value as a numpy array, or None when values were not kept. A filter
+    that raises is reported in the debugger; the program goes on."""
     if not callable(fn):
         raise TypeError(f"tensor filter {name!r} must be callable, got {type(fn).__name__}")
     _FILTERS[name] = fn
@@ -93,7 +95,13 @@ def passes(fn: Filter, datum: TensorDatum) -> bool:
     """Runs a filter; only the value-free path is taken when the summary already answers."""
     if fn is has_inf_or_nan and datum.summary is not None:
         return not datum.summary.finite
-    return bool(fn(datum, datum.value))
+    try:
+        return bool(fn(datum, datum.value))
+    except Exception as e:  # the user's filter: its bug must not end the program being debugged
+        name = next((n for n, f in _FILTERS.items() if f is fn), getattr(fn, "__name__", repr(fn)))
+        raise FilterError(f"tensor filter {name!r} raised {type(e).__name__} on {datum.tensor_name}: {e}\n"
+                          "filters are called as fn(datum, tensor) -> bool (datum: TensorDatum, tensor: "
+                          "numpy array or None)") from None
 
 
 def data(trace: Trace, run: int | None) -> list[TensorDatum]:
@@ -104,6 +112,16 @@ def data(trace: Trace, run: int | None) -> list[TensorDatum]:
             if m.dtype != "none":
                 out.append(TensorDatum(e, i, trace))
     return out
+
+
+def unanswered(fn: Filter, rows: Iterable[TensorDatum]) -> int:
+    """How many of `rows` `fn` cannot judge from what was recorded: for has_inf_or_nan,
+    floating tensors with neither a summary nor a value (a trace recorded with
+    values="none"). Counting them keeps "0 tensors passing" from reading as "no NaN"."""
+    if fn is not has_inf_or_nan:
+        return 0
+    return sum(1 for d in rows if d.summary is None and d.meta.dtype.startswith(("float", "complex", "bfloat"))
+               and d.value is None)
 
 
 def first_of(rows: Iterable[TensorDatum], fn: Filter) -> TensorDatum | None:

@@ -284,7 +284,7 @@ class RunEndScreen(_StopScreen):
         with Vertical(id="body"):
             with Vertical(id="left"):
                 yield Static(id="list-head")
-                yield TensorList(rows, culprit, dbg._run_start_ns(), id="tensors")
+                yield TensorList(rows, culprit, dbg.run_start(dbg.run), id="tensors")
             with TabbedContent(id="panels", initial="output-tab"):
                 with TabPane("Output", id="output-tab"):
                     with VerticalScroll():
@@ -347,7 +347,7 @@ class TensorScreen(Screen):
     def show(self, sl: str) -> None:
         d = self.datum
         try:
-            v = self.dbg.trace.value(d.tensor_name, d.event.run)
+            v = self.dbg.trace.value(d.tensor_name, d.event.run, default=None)
         except Exception as e:  # a damaged value in the trace: say so here, keep the app up
             self.query_one("#values", Static).update(Text(printable(f"error: {e}"), style="red"))
             self.query_one("#histogram", Static).update("")

@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record windows of steps as torch.profiler.schedule does")
     p.add_argument("--memory", action="store_true", help="track bytes allocated by ops and live bytes")
     p.add_argument("--shapes", action="store_true", help="group table rows by input/output shapes")
-    p.add_argument("--values", default=None, choices=("none", "summary", "full"),
-                   help="what the trace file keeps of tensors (default none: names, shapes, timings; "
-                        "summary with --tensorboard)")
+    p.add_argument("--values", default="summary", choices=("none", "summary", "full"),
+                   help="what the trace file keeps of tensors: none (names, shapes, timings), summary "
+                        "(+ NaN/inf counts, min/max/mean/std: what `lt -f has_inf_or_nan` needs; the "
+                        "default) or full (+ the values)")
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also write the recorded steps as TensorBoard event files to DIR (loss, gradient flow, "
                         "op times, graph; histograms with --values full)")
@@ -122,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.nproc < 1:
             print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
             return 2
+        if args.tensorboard:
+            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
+                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
+            return 2
         from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
         return main_ranks(args, out, stem)
     windows: list[list[ev.Event]] = []
@@ -133,8 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tensorboard and args.no_record:
         print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
         return 2
+    if args.tensorboard:  # say so before the script runs, not after
+        from tracetensor.utils.tensorboard.summary import TensorBoardNotInstalled, protos
+        try:
+            protos()
+        except TensorBoardNotInstalled as e:
+            print(f"tracetensor profile: {e}", file=sys.stderr)
+            return 2
     if not args.no_record:
-        rec = record(trace_path, values=args.values or ("summary" if args.tensorboard else "none")).start()
+        rec = record(trace_path, values=args.values).start()
     spy = None
     if not args.no_py_spy:
         spy = PySpy(os.path.join(out, "pyspy.chrometrace.json"), args.rate)
@@ -201,10 +213,15 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
     if spy is not None:
         try:
             samples = spy.samples().clip(t0, t1)
+            if (args.steps or args.window) and rep.steps:
+                # percentages are of the recorded steps' time: so must the samples be
+                samples = samples.within([(st.start, st.end) for st in rep.steps])
         except (OSError, ValueError) as e:
             print(f"tracetensor profile: could not read py-spy's output ({e})", file=sys.stderr)
 
     files = []
+    if spy is not None and os.path.exists(spy.path):
+        files.append((spy.path, "py-spy's own output (all its samples, on its own clock)"))
     chrome = os.path.join(out, "trace.json")
     base = min(t0, export.base_ns(rep)) if rep.spans else t0
     extra = samples.chrome_events(base) if samples else []
@@ -235,9 +252,15 @@ def _report(args: argparse.Namespace, out: str, stem: str, windows: list[list[ev
 
     print(f"\n== tracetensor profile: {args.script} (exit code {code}) ==", file=w)
     if not rep.ops:
-        print("no tracetensor ops ran while profiling" + (
-            " (with --steps/--window, call tracetensor.profiler.step() at the end of each step)"
-            if args.steps or args.window else ""), file=w)
+        if not (args.steps or args.window):
+            print("no tracetensor ops ran while profiling", file=w)
+        elif prof._steps_marked:
+            print(f"the script ran {prof.step_num} steps (tracetensor.profiler.step() calls): the "
+                  f"{'--steps ' + args.steps if args.steps else '--window ' + args.window} window was never "
+                  "reached, so no ops were recorded", file=w)
+        else:
+            print("no tracetensor ops were recorded: --steps/--window count steps, and the script never "
+                  "called tracetensor.profiler.step() (call it at the end of each step)", file=w)
     else:
         print(table, file=w)
     _summary(w, rep, samples, t0, t1, windowed=bool(args.steps or args.window),
@@ -307,6 +330,7 @@ def _summary(w: TextIO, rep: Report, samples: Samples | None, t0: int, t1: int, 
                   file=w)
             return
         print(f"\ntop Python functions by py-spy samples ({samples.rate} Hz, {total / 1e9:.2f} s sampled"
+              + (" within the recorded steps" if windowed and rep.steps else "")
               + ("" if samples.aligned else "; timeline alignment approximate") + "):", file=w)
         # frames with no self time (callers, the launcher) are the next list's business
         for fn, fname, self_ns, tot_ns in [r for r in st if r[2] > 0][:8]:

@@ -438,6 +438,9 @@ class Report:
     def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0) -> EventList:
         shapes = _shape_lookup(self.ops) if group_by_input_shape else None
         rows: dict[tuple, Row] = {}
+        # a row's Source Location: the user line where most of its time went (not the first
+        # call's line, which may be a one-off such as the model's initialisation)
+        where: dict[tuple, dict[ev.Frame, int]] = {}
         for s in self.spans:
             e = s.event
             name = "ProfilerStep*" if s.kind == "step" else s.name
@@ -447,8 +450,9 @@ class Report:
             row = rows.get(key)
             if row is None:
                 row = rows[key] = Row(name, s.kind != "op", input_shapes=sh, stack=st)
-                if not st and e is not None and e.stack:
-                    row.stack = e.stack[:1]
+            if not st and e is not None and e.stack:
+                w = where.setdefault(key, {})
+                w[e.stack[0]] = w.get(e.stack[0], 0) + s.dur
             row.count += 1
             row.cpu_time_total += s.dur
             row.self_cpu_time_total += s.dur - s.child_ns
@@ -467,6 +471,8 @@ class Report:
                 row.cpu_memory_usage += s.child_mem
                 row.device_memory_usage += s.child_dev_mem
                 row.flops += s.child_flops
+        for key, w in where.items():
+            rows[key].stack = (max(w, key=w.__getitem__),)
         return EventList(rows.values(), report=self, shapes=group_by_input_shape,
                          stack_n=group_by_stack_n)
 

@@ -77,6 +77,20 @@ class Samples:
                        if e > t0 and s < t1]
         return self
 
+    def within(self, spans: list[tuple[int, int]]) -> Samples:
+        """Keeps the parts of the samples inside `spans` (the recorded steps), so that
+        their times compare with the steps' wall time."""
+        merged: list[list[int]] = []
+        for a, b in sorted(spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self.slices = sorted(((max(s, a), min(e, b), d, fn, f, ln) for a, b in merged
+                              for s, e, d, fn, f, ln in self.slices if e > a and s < b),
+                             key=lambda x: (x[0], x[2]))
+        return self
+
     def self_times(self) -> list[tuple[str, str, int, int]]:
         """(function, file:line of its innermost sampled line, self ns, total ns), by self ns."""
         if not self.slices:

@@ -319,7 +319,66 @@ CASES = [
     Case("argmax", lambda a: a.argmax(1), lambda a: a.argmax(1), [((3, 4),)], grad=False),
     Case("one_hot", lambda a: tt.one_hot((a > 0).long() + 1, 3),
          lambda a: np.eye(3, dtype=np.int64)[(a > 0) + 1], U, grad=False),
+    # TensorFlow 1's layouts (tf.nn.conv2d / max_pool / avg_pool): NHWC, (kh, kw, in, out) filters
+    Case("tf_conv2d", lambda x, w: _tf_op("tf_conv2d", x, w), lambda x, w: _np_tf_conv(x, w),
+         [((2, 5, 5, 3), (3, 3, 3, 4))]),
+    Case("tf_conv2d_same", lambda x, w: _tf_op("tf_conv2d", x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)),
+         lambda x, w: _np_tf_conv(x, w, (2, 1), "SAME", (1, 2)), [((1, 6, 7, 2), (2, 3, 2, 3))]),
+    Case("tf_conv2d_nchw", lambda x, w: _tf_op("tf_conv2d", x, w, padding="SAME", nchw=True),
+         lambda x, w: _np_tf_conv(x.transpose(0, 2, 3, 1), w, padding="SAME").transpose(0, 3, 1, 2),
+         [((2, 3, 4, 5), (3, 2, 3, 2))]),
+    Case("tf_max_pool", lambda x: _tf_op("tf_max_pool", x, ksize=(2, 2), strides=(2, 2), padding="SAME"),
+         lambda x: _np_tf_pool(x, np.max, (2, 2), (2, 2), "SAME"), [((2, 5, 4, 3),)], domain="distinct"),
+    Case("tf_avg_pool", lambda x: _tf_op("tf_avg_pool", x, ksize=(3, 2), strides=(1, 2), padding="SAME"),
+         lambda x: _np_tf_pool(x, np.mean, (3, 2), (1, 2), "SAME"), [((2, 4, 5, 2),)]),
+    Case("transpose_all", lambda a: _tf_op("transpose_all", a), np.transpose, U),
+    Case("tf_pad", lambda a: _tf_op("tf_pad", a, paddings=((1, 0), (2, 1))),
+         lambda a: np.pad(a, ((1, 0), (2, 1))), [((3, 4),)]),
+    Case("tf_pad_reflect", lambda a: _tf_op("tf_pad", a, paddings=((0, 2), (1, 1)), mode="SYMMETRIC"),
+         lambda a: np.pad(a, ((0, 2), (1, 1)), mode="symmetric"), [((3, 4),)]),
 ]
+
+
+def _tf_op(name, *args, **attrs):
+    from tracetensor.tensor import apply
+
+    return apply(REGISTRY[name], *args, **attrs)
+
+
+def _tf_same(size, k, s, d):
+    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _np_tf_conv(x, w, strides=(1, 1), padding="VALID", dil=(1, 1)):
+    """TF's conv2d by definition: NHWC, SAME padding with the odd row at the bottom/right."""
+    kh, kw, c, o = w.shape
+    pads = [(0, 0), (0, 0)] if padding == "VALID" else [_tf_same(x.shape[1 + i], (kh, kw)[i], strides[i], dil[i])
+                                                       for i in range(2)]
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    ho = (xp.shape[1] - dil[0] * (kh - 1) - 1) // strides[0] + 1
+    wo = (xp.shape[2] - dil[1] * (kw - 1) - 1) // strides[1] + 1
+    out = np.zeros((x.shape[0], ho, wo, o), dtype=np.result_type(x, w))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, i * strides[0]:i * strides[0] + dil[0] * (kh - 1) + 1:dil[0],
+                       j * strides[1]:j * strides[1] + dil[1] * (kw - 1) + 1:dil[1], :]
+            out[:, i, j] = np.einsum("nhwc,hwco->no", patch, w)
+    return out
+
+
+def _np_tf_pool(x, fn, k, s, padding):
+    """TF's pools by definition: windows over the real elements only (padding never counts)."""
+    pads = [(0, 0), (0, 0)] if padding == "VALID" else [_tf_same(x.shape[1 + i], k[i], s[i], 1) for i in range(2)]
+    ho = (x.shape[1] + sum(pads[0]) - k[0]) // s[0] + 1
+    wo = (x.shape[2] + sum(pads[1]) - k[1]) // s[1] + 1
+    out = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            r0, c0 = i * s[0] - pads[0][0], j * s[1] - pads[1][0]
+            win = x[:, max(r0, 0):r0 + k[0], max(c0, 0):c0 + k[1], :]
+            out[:, i, j] = fn(win, axis=(1, 2))
+    return out
 
 
 def _inputs(case: Case, shapes, dtype, rng):
@@ -410,6 +469,8 @@ ELSEWHERE = {
     "bernoulli": "test_torch_compat", "multinomial": "test_torch_compat",
     "shape": "test_graph", "size": "test_graph", "rank": "test_graph", "range": "test_graph",
     "identity": "test_graph", "sparse_softmax_cross_entropy": "test_graph",
+    "tf_fill": "test_tf1", "stop_gradient": "test_tf1", "tf_rmsprop_update": "test_tf1",
+    "tf_adagrad_update": "test_tf1",
 }
 
 

@@ -81,7 +81,8 @@ def test_file_gives_back_the_events_the_live_stream_gave(tmp_path):
         assert t.device_times() == live.device_times() == {want[0].seq: 12345}
         for e in want:
             for m in e.outputs:
-                np.testing.assert_array_equal(t.value(m.name, e.run), live.value(m.name, e.run))
+                np.testing.assert_array_equal(t.value(m.name, e.run, default=None),
+                                              live.value(m.name, e.run, default=None))
         # a replay of the file into a MemoryTrace answers like the live one
         replay = MemoryTrace(start=False)
         replay.extend(t.stream())
@@ -100,8 +101,11 @@ def test_values_level_decides_what_is_kept(tmp_path, values):
     assert (e.summaries is not None) == (values != "none")
     if values == "summary":
         assert e.summaries[0].size == int(np.prod(e.outputs[0].shape))
-    kept = t.value(e.outputs[0].name, e.run)
+    kept = t.value(e.outputs[0].name, e.run, default=None)
     assert (kept is not None) == (values == "full")
+    if values != "full":  # asked without a default, a missing value is an error that says why
+        with pytest.raises(tt.trace.ValueNotRecorded, match=f"kept no tensor values \\(values='{values}'\\)"):
+            t.value(e.outputs[0].name, e.run)
     if kept is not None:
         assert kept.shape == e.outputs[0].shape
     assert t.meta()["values"] == values
@@ -188,7 +192,7 @@ def test_full_values_ring_drops_oldest_first_and_logs_it(tmp_path):
     first, last = t.runs()[0].run, t.runs()[-1].run
     e_first = t.events(first, op="matmul")[0]
     e_last = t.events(last, op="matmul")[0]
-    assert t.value(e_first.outputs[0].name, first) is None  # oldest: gone
+    assert t.value(e_first.outputs[0].name, first, default=None) is None  # oldest: gone
     assert t.value(e_last.outputs[0].name, last) is not None  # newest: kept
     assert t.info()["tensor_bytes"] <= budget
     # what was dropped is on record, by tensor, oldest first

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from . import _gpu
 from ._registry import Ctx, OpDef
 from ._source import Frame, user_frame, user_frames
-from .errors import DTypeError, Invalid, OpError, ShapeError, TraceTensorError
+from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
 
 _perf = time.perf_counter_ns
@@ -158,6 +158,9 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         if phase == "backward" and isinstance(ctx, Ctx) and ctx.args is not None:
             # a VJP costs about twice its forward (two products for a matmul, and so on)
             flops = 2 * _flops(op, ctx.args, ctx.out, ctx.attrs)
+        elif phase == "backward" and site.mode == "graph" and site.forward is not None and len(arrays) >= 2:
+            # a graph gradient node's inputs are (forward inputs..., forward output, grad)
+            flops = 2 * _flops(op, arrays[:-2], arrays[-2], attrs)
         else:
             flops = _flops(op, arrays, out, attrs)
     # an eager op outside every run begins a step (auto_run); one check per event otherwise
@@ -229,7 +232,7 @@ def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, 
         detail = f"{type(exc).__name__}: {exc} (input shapes {_fmt(shapes)}, dtypes {', '.join(dtypes)})"
     label = label or (op.tf_name if mode == "graph" else op.name)
     msg = str(exc).lower()
-    if isinstance(exc, TypeError) or "dtype" in msg or "ufunc" in msg and "type" in msg:
+    if isinstance(exc, (TypeError, InvalidDType)) or "dtype" in msg or "ufunc" in msg and "type" in msg:
         cls: type[OpError] = DTypeError
     elif isinstance(exc, (ValueError, IndexError, Invalid)):
         cls = ShapeError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,7 +14,8 @@ from ._version import __version__
 SUBCOMMANDS = {
     "profile": ("tracetensor.profiler.cli", "run a script under the profiler (op table, Chrome trace, py-spy)"),
     "debug": ("tracetensor.debugger.cli", "open a recorded trace in the debugger (TUI, or line mode with -c)"),
-    "trace": ("tracetensor.trace.cli", "record, inspect and export trace files (info, export --tensorboard)"),
+    "trace": ("tracetensor.trace.cli", "record a script into a trace file (`trace record -o FILE script.py`), "
+              "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`)"),
 }
 
 
@@ -34,7 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
     module, _ = SUBCOMMANDS[argv[0]]
-    return int(importlib.import_module(module).main(argv[1:]) or 0)
+    try:
+        return int(importlib.import_module(module).main(argv[1:]) or 0)
+    except BrokenPipeError:
+        # `tracetensor ... | head` closed our stdout: stop quietly, as `cat` does. Python would
+        # report the failed flush of the closed pipe at exit, so stdout goes to devnull first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
 
 
 if __name__ == "__main__":

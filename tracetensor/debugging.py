@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._source import user_frame
 from .errors import NumericsError
 from .events import Event, Listener, OpEvent, subscribe, summarize
 
@@ -40,7 +41,14 @@ def _describe(ev: OpEvent) -> str:
     head = f"{ev.op} ({ev.phase}) '{ev.name}' produced"
     outs = "; ".join(f"{n}: {s.nan} NaN, {s.neginf} -inf, {s.posinf} +inf of {s.size}" for n, s in bad)
     lines = [f"{head} {outs}"]
-    if ev.phase == "backward":
+    if ev.phase == "backward" and ev.stack == () and ev.mode == "eager":
+        here = user_frame()
+        lines.append(f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}' "
+                     f"({ev.op}); its forward ran outside the check, so where it was created is unknown: "
+                     "put the forward pass inside check_numerics_mode() to see its line")
+        if here is not None:
+            lines.append(f"  backward called at {here.filename}:{here.lineno}")
+    elif ev.phase == "backward":
         lines.append(f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}', "
                      f"from the forward op at {_where(ev)}")
     else:

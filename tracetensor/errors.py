@@ -21,6 +21,10 @@ class Invalid(Exception):
     the dispatch point turns it into an OpError that names the op and the user's line."""
 
 
+class InvalidDType(Invalid):
+    """An `Invalid` about the inputs' dtypes (the dispatch point raises a DTypeError for it)."""
+
+
 class OpError(TraceTensorError, RuntimeError):
     """An op that could not run. `.op`, `.name`, `.phase`, `.detail`, `.frame`."""
 

@@ -133,6 +133,14 @@ class Numerics:
             if grad and e.forward is not None:
                 self._backward[e.forward] = e.grad_of
 
+    def __repr__(self) -> str:
+        first = self.ordered()[:1]
+        return (f"<tt_numerics: {self.total} non-finite tensor(s) ({self.total_grad} gradient(s))"
+                + (f", first {first[0].tensor}" if first else "")
+                + f"; gradients of {len(self._grads)} parameter(s): {', '.join(list(self._grads)[:5])}"
+                + ("..." if len(self._grads) > 5 else "")
+                + "; .findings .ordered() .grads(name) .params() .flows_into(f) .report()>")
+
     # ----------------------------------------------------------------- queries
     def clear(self) -> None:
         with self._lock:

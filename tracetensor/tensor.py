@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -99,6 +100,16 @@ def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
 
 
 _tuple_new = tuple.__new__
+
+
+# id(tensor) -> (weak reference, why): tensors that carry values only although their inputs
+# required grad (tt.function results), so that `.backward()` can say why it cannot run
+_VALUES_ONLY: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def mark_values_only(t: Tensor, why: str) -> None:
+    key = id(t)
+    _VALUES_ONLY[key] = (weakref.ref(t, lambda _r: _VALUES_ONLY.pop(key, None)), why)
 
 
 class _Tracing(threading.local):
@@ -376,7 +387,9 @@ class Tensor(TensorOps):
         if create_graph:
             raise TraceTensorError("create_graph=True (higher-order gradients) is not supported")
         if not self._requires_grad:
-            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn")
+            why = _VALUES_ONLY.get(id(self))
+            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn"
+                                   + (f": {why[1]}" if why is not None and why[0]() is self else ""))
         if gradient is None:
             if self._data.size != 1:
                 raise TraceTensorError(

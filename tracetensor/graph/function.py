@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import _naming
 from .. import events as _events
-from .._grad_mode import no_grad
+from .._grad_mode import MODE, no_grad
 from .._source import user_frames
 from ..device import get_default_device
 from ..tensor import Tensor as EagerTensor
+from ..tensor import mark_values_only
 from ..tensor import tensor as _eager_tensor
 from ..tensor import tracing as _tracing
 from .core import Graph, Tensor
@@ -44,6 +45,7 @@ class _Trace:
         fetches: list[Tensor],
     ) -> None:
         self.graph, self.session, self.inputs, self.spec, self.fetches = graph, session, inputs, spec, fetches
+        self.captured: list[EagerTensor] = []  # parameters and constants the function reads
 
 
 class Function:
@@ -82,6 +84,17 @@ class Function:
         dev = tr.session.device
         # numpy reductions give scalars; eager tensors always hold arrays
         outs = [EagerTensor._make(np.asarray(v) if isinstance(v, np.generic) else v, dev) for v in vals]
+        if MODE.enabled:
+            wanted = [t for t in (*args, *kwargs.values(), *tr.captured) if getattr(t, "requires_grad", False)]
+            if wanted:
+                # the plan computes values only (no tape): a later `.backward()` on these
+                # outputs says so, instead of the bare "does not require grad"
+                fn = getattr(self._fn, "__qualname__", "function")
+                for o in outs:
+                    mark_values_only(o, f"it is a result of @tt.function {fn!r}, whose traced plan computes "
+                                        "values only: no gradient flows back to its inputs or parameters. "
+                                        "Call the undecorated function to train through it, and use "
+                                        "@tt.function for inference")
         return _unflatten(tr.spec, outs)
 
     # ------------------------------------------------------------------ tracing
@@ -112,6 +125,7 @@ class Function:
         inputs: list[tuple[int | str, Tensor]] = []
         mapping: dict[int, Tensor] = {}
         keep: list[Any] = []  # keeps traced eager tensors alive so their ids stay unique
+        captured: list[EagerTensor] = []
         devs = [a.device for a in (*args, *kwargs.values()) if isinstance(a, EagerTensor)]
         dev = devs[0] if devs else get_default_device()
         with g.as_default():
@@ -148,6 +162,7 @@ class Function:
                     )
                     gt = mapping[id(t)] = op.outputs[0]
                     keep.append(t)
+                    captured.append(t)
                 return gt
 
             # While someone listens, every eager op (functions, methods, operators) goes
@@ -173,7 +188,9 @@ class Function:
             spec = _flatten(result, leaves)
             fetches = [lookup(x) for x in leaves]
         sess = Session(graph=g, device=dev)
-        return _Trace(g, sess, inputs, spec, fetches)
+        tr = _Trace(g, sess, inputs, spec, fetches)
+        tr.captured = captured
+        return tr
 
 
 def _ignore(event: Any) -> None:

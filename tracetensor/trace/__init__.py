@@ -3,7 +3,7 @@ from a trace file (`open` -> `SqliteTrace`), through one `Trace` interface."""
 
 from __future__ import annotations
 
-from .base import MemoryTrace, RunInfo, Trace
+from .base import MemoryTrace, RunInfo, Trace, ValueNotRecorded
 from .multi import MultiTrace, merge, open_ranks
 from .recorder import Recorder, record, record_script, run_script
 from .store import FORMAT, VERSION, SqliteTrace, TraceFileError
@@ -16,6 +16,7 @@ __all__ = [
     "RunInfo",
     "SqliteTrace",
     "TraceFileError",
+    "ValueNotRecorded",
     "Recorder",
     "record",
     "open",

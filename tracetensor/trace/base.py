@@ -64,10 +64,44 @@ def read_source(filename: str, limit: int = MAX_SOURCE_BYTES) -> str | None:
     return None if len(data) > limit else data.decode("utf-8", errors="replace")
 
 
+class ValueNotRecorded(LookupError):
+    """`Trace.value` of a tensor whose value the trace does not hold; the message says why."""
+
+
+class _NotRecorded:
+    def __repr__(self) -> str:
+        return "<raise ValueNotRecorded>"
+
+
+NOT_RECORDED: Any = _NotRecorded()  # `value()`'s default: raise rather than return a silent None
+
+
 def output_name(tensor: str) -> str:
     """A tensor as outputs are named: `name:i`, or `PARAM.grad` for an accumulated gradient;
     a bare op name means its first output."""
     return tensor if ":" in tensor or tensor.endswith(".grad") else tensor + ":0"
+
+
+def op_pattern(op: str | None) -> str | None:
+    """`events(op=...)`'s regex made to find an op under either mode's name, in any case:
+    `op="MatMul"` finds eager `matmul` events and `op="relu"` graph `Relu` ones (each
+    registered op has one eager and one TF name)."""
+    if op is None:
+        return None
+    from .._registry import REGISTRY
+
+    try:
+        rx = re.compile(op, re.IGNORECASE)
+    except re.error:
+        return op  # the caller's own regex error is reported where it is used
+    alts = sorted({re.escape(n) for d in REGISTRY.values() if rx.search(d.name) or (d.tf_name and rx.search(d.tf_name))
+                   for n in (d.name, d.tf_name) if n})
+    pattern = f"(?i:{op})" + (f"|^(?:{'|'.join(alts)})$" if alts else "")
+    try:
+        re.compile(pattern)
+    except re.error:  # e.g. global flags inside the user's pattern
+        return op
+    return pattern
 
 
 def _rx(pattern: str | None) -> Callable[[str], bool]:
@@ -97,9 +131,32 @@ class Trace(ABC):
     def count(self, run: int | None = None) -> int: ...
 
     @abstractmethod
-    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+    def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         """The recorded value of tensor `tensor` (`name:i`) in `run` (the last run holding
-        it when None); None when values were not kept or were dropped."""
+        it when None). When the trace does not hold it (values were not kept, were dropped,
+        or no such tensor) raises ValueNotRecorded saying which, or returns `default`."""
+
+    def _values_level(self) -> str:
+        """What this trace keeps of tensors: "none", "summary" or "full"."""
+        return "?"
+
+    def _no_value(self, tensor: str, run: int | None, default: Any) -> Any:
+        if default is not NOT_RECORDED:
+            return default
+        want = output_name(tensor)
+        where = f" in run {run}" if run is not None else ""
+        hit = self.find(tensor, run)
+        if hit is None:
+            raise ValueNotRecorded(f"no tensor named {want!r}{where} in this trace")
+        if hit[0].outputs[hit[1]].dtype == "none":
+            raise ValueNotRecorded(f"{want}{where} is an empty output slot (a gradient not computed): no value")
+        level = self._values_level()
+        if level != "full":
+            raise ValueNotRecorded(
+                f"{want}{where}: this trace kept no tensor values (values={level!r}); its numeric summary is in "
+                f"the event's .summaries. Record with values=\"full\" to keep values.")
+        raise ValueNotRecorded(f"{want}{where}: its value was dropped to stay within the recording's byte "
+                               "budget (max_bytes; the oldest values go first)")
 
     @abstractmethod
     def device_times(self, run: int | None = None) -> dict[int, int]:
@@ -157,14 +214,17 @@ class Trace(ABC):
         return self.first(lambda e: e.nonfinite > 0, run)
 
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
-        """The event that produced `tensor` (or op name; `:0` is implied) and the output index."""
+        """The event that produced `tensor` (or op name; `:0` is implied) and the output index.
+        A name printed without `:i` (a parameter update's `0.weight`) is found as printed."""
         want = output_name(tensor)
-        hit = None
+        hit = exact = None
         for e in self.events(run):
             for i, m in enumerate(e.outputs):
                 if m.name == want:
                     hit = (e, i)
-        return hit
+                elif m.name == tensor:
+                    exact = (e, i)
+        return hit or exact
 
     def graph(self, graph_id: int | None = None) -> ev.GraphDef | None:
         gs = self.graphs()
@@ -303,22 +363,28 @@ class MemoryTrace(Trace):
             if phase is None and op is None and name is None:
                 sel = src[start: None if limit is None else start + limit]
                 return list(sel)
-        mo, mn = _rx(op), _rx(name)
+        mo, mn = _rx(op_pattern(op)), _rx(name)
         sel2 = [e for e in src if (phase is None or e.phase == phase) and mo(e.op) and mn(e.name)]
         return sel2[start: None if limit is None else start + limit]
 
     def count(self, run: int | None = None) -> int:
         return len(self._events) if run is None else len(self._by_run.get(run, []))
 
-    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+    def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
         with self._lock:
-            if run is not None:
-                v = self._values.get((run, want))
-            else:
-                cands = [k for k in self._values if k[1] == want]
-                v = self._values[max(cands)] if cands else None
-        return None if v is None else ev.to_numpy(v)
+            for name in (want, tensor):  # `relu` means `relu:0`; `0.weight` (an update) is itself
+                if run is not None:
+                    v = self._values.get((run, name))
+                else:
+                    cands = [k for k in self._values if k[1] == name]
+                    v = self._values[max(cands)] if cands else None
+                if v is not None:
+                    break
+        return self._no_value(tensor, run, default) if v is None else ev.to_numpy(v)
+
+    def _values_level(self) -> str:
+        return "full" if self._opts["values"] else "summary" if self._opts["summaries"] else "none"
 
     def device_times(self, run: int | None = None) -> dict[int, int]:
         if run is None:

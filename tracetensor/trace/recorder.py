@@ -396,13 +396,27 @@ def run_script(path: str | os.PathLike, argv: Sequence[str] = ()) -> int:
     except KeyboardInterrupt:
         print("KeyboardInterrupt", file=sys.stderr)
         return 130
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        _print_user_traceback(e, path)
         return 1
     finally:
         sys.argv = old_argv
         if old_path0 is not None:
             sys.path[0] = old_path0
+
+
+_DISPATCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_dispatch.py")
+
+
+def _print_user_traceback(e: BaseException, path: str) -> None:
+    """The traceback `python path` would print: without the launcher's frames (this module,
+    runpy) above the script's first frame, nor the event dispatch point's frames that only
+    exist because someone listens."""
+    te = traceback.TracebackException.from_exception(e)
+    script = os.path.abspath(path)
+    first = next((i for i, f in enumerate(te.stack) if os.path.abspath(f.filename) == script), 0)
+    te.stack[:] = [f for f in te.stack[first:] if os.path.abspath(f.filename) != _DISPATCH]
+    sys.stderr.write("".join(te.format()))
 
 
 def _script_missing(path: str) -> bool:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import events as ev
 from ..errors import SerializationError
-from .base import RunInfo, Trace, output_name
+from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
 VERSION = 2  # bump on any schema change; readers refuse files newer than they know
@@ -1154,6 +1154,7 @@ class SqliteTrace(Trace):
         start: int = 0,
     ) -> Iterator[ev.OpEvent]:
         """Like `events()`, decoded a block at a time (constant memory over any file)."""
+        op = op_pattern(op)
         sigs = self._sig_filter(phase, op, name)
         if sigs is not None and len(sigs) == 0:
             return
@@ -1251,6 +1252,10 @@ class SqliteTrace(Trace):
     @_reads('the sigs table')
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         want = output_name(tensor)
+        # a name printed without `:i` (a parameter update's `0.weight`) is found as printed
+        return self._find(want, run) or (self._find(tensor, run) if want != tensor else None)
+
+    def _find(self, want: str, run: int | None) -> tuple[ev.OpEvent, int] | None:
         # outputs are `name:i` (or `NAME.grad` for accumulated gradients): candidate ops by name first
         rows = self._q("SELECT id FROM sigs WHERE name = ?", (want.rsplit(":", 1)[0],))
         if not rows:
@@ -1292,19 +1297,27 @@ class SqliteTrace(Trace):
         return out
 
     @_reads('a stored value')
-    def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:
+    def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
-        if run is None:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (want,)
-            )
-        else:
-            rows = self._q(
-                "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (want, run)
-            )
+        rows = []
+        for name in dict.fromkeys((want, tensor)):  # `relu` means `relu:0`; `0.weight` (an update) is itself
+            if run is None:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (name,)
+                )
+            else:
+                rows = self._q(
+                    "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (name, run)
+                )
+            if rows:
+                want = name
+                break
         if not rows:
-            return None
+            return self._no_value(tensor, run, default)
         return self._npy(rows[0][0], want)
+
+    def _values_level(self) -> str:
+        return self._meta.get("values", "?")
 
     def _npy(self, b: bytes, what: str) -> np.ndarray:
         try:

@@ -278,6 +278,13 @@ def test_a_broken_user_filter_is_reported_and_the_program_goes_on():
     assert "error: tensor filter 'three_args' raised TypeError" in out
     assert "fn(datum, tensor)" in out
     assert "run #1 ended" in out  # it stopped at the first run, where the filter failed
+    from tracetensor.debugger import Debugger
+
+    from tracetensor.trace import MemoryTrace
+
+    dbg = Debugger(MemoryTrace(start=False))
+    for cmd in ("lt", "run"):  # the signature is in the commands' help too
+        assert "fn(datum, tensor)" in " ".join(dbg.plain(f"help {cmd}").split())
 
 
 def test_one_number_for_one_run_in_line_mode():
@@ -310,7 +317,7 @@ def test_graph_load_of_a_foreign_file_never_suggests_allow_pickle(tmp_path):
             with pytest.raises(tt.errors.SerializationError) as err:
                 load(str(path))
             assert "allow_pickle" not in str(err.value) and str(path) in str(err.value)
-    with pytest.raises(tt.errors.SerializationError, match="pickled .object. arrays, which tracetensor never loads"):
+    with pytest.raises(tt.errors.SerializationError, match="pickled object; refusing to load it"):
         tf.load(str(objects))
 
 
@@ -369,3 +376,32 @@ def test_tt_numerics_prints_what_it_offers():
     text = repr(n)
     assert text.startswith("<tt_numerics: 4 non-finite tensor(s) (2 gradient(s)), first log")
     assert ".grads(name)" in text and "gradients of 1 parameter(s)" in text
+
+
+# ---------------------------------------------------------------- README
+
+def test_readme_is_self_contained_and_its_benchmark_line_matches_run_py():
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme and "shared/" not in readme  # nothing outside the repository
+    line = next(ln for ln in readme.splitlines() if ln.startswith("python benchmarks/run.py"))
+    names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert line.split("#")[1].split(";")[0].split() == names
+    assert readme.count("benchmarks/run.py") == 1  # one usage line
+    assert "ctrl+q" in readme and "fn(datum, tensor)" in readme and "pyspy.chrometrace.json" in readme
+
+
+# ---------------------------------------------------------------- pytest plugin
+
+def test_plugin_report_lists_the_inputs_of_the_bad_op_in_a_plain_test(pytester: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    pytester.makepyfile("""
+        import tracetensor as tt
+
+        def test_plain():
+            w = tt.tensor([1.0, 0.0], requires_grad=True)
+            (w * 2).log().sum().backward()
+    """)
+    out = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio").stdout.str()
+    for section in out.split("inputs of this op:")[1:3]:  # the first bad tensor's, the first bad gradient's
+        assert re.match(r"\s+\S+: n=2 min=", section.splitlines()[1]), section  # `mul:0: n=2 min=0 ...`
+    assert out.count("inputs of this op:") >= 2

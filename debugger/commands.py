@@ -226,9 +226,6 @@ class Debugger:
         self._offline_history = False  # see history_from_trace
         self._history_of_run: int | None = None
         self.commands: dict[str, _Cmd] = {}
-        # how a live session numbers this run ("#4": its 4th call), so that every command
-        # names the run as the session's screens do; None: the trace's own run number
-        self.label: str | None = None
         self.should_stop: Callable[[], bool] = lambda: False  # the TUI's Esc: long loops check it
         self._starts: dict[int, int] | None = None
         for klass in reversed(type(self).__mro__):  # every @command method, in the order declared
@@ -236,6 +233,9 @@ class Debugger:
                 spec = getattr(fn, "_command", None)
                 if spec is not None:
                     self._add(*spec, fn.__get__(self))
+        # how a live session numbers this run ("#4": its 4th call), so that every command
+        # names the run as the session's screens do; None: the trace's own run number
+        self.label: str | None = None
 
     # ------------------------------------------------------------------ entry point
     def execute(self, line: str) -> Result:
@@ -296,13 +296,6 @@ class Debugger:
     @property
     def run_name(self) -> str:
         return f"run {self.label}" if self.label else f"run {self.run}"
-
-    def _run_start_ns(self) -> int:
-        try:
-            return self.trace.run_info(self.run).start_ns
-        except KeyError:
-            evs = self.trace.events(self.run, limit=1)
-            return evs[0].start_ns if evs else 0
 
     def _resolve(self, name: str) -> tuple[ev.OpEvent, int]:
         hit = self.trace.find(name, self.run)
@@ -366,8 +359,8 @@ class Debugger:
             head.append(f" passing {a.tensor_filter}")
         if unknown:
             head.append(f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
-                        "recorded neither numeric "
-                        "summaries nor their values (record with values=\"summary\")", style="yellow")
+                        "recorded neither numeric summaries nor their values (record with values=\"summary\")",
+                        style="yellow")
         culprit = view.culprit
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")

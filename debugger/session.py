@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace
 
 from .commands import Debugger, RunAction
-from .filters import FilterError, TensorDatum
+from .filters import FilterError, TensorDatum, add_tensor_filter
 
 
 def _pick_ui(ui_type: str) -> Any:
@@ -157,9 +159,14 @@ class LocalCLIDebugWrapperSession:
     """tfdbg's wrapper: behaves as the wrapped Session and opens the debugger around
     each `run()`."""
 
-    def __init__(self, sess: Any, ui_type: str = "textual", dump_root: str | None = None, *,
-                 ui: Any = None) -> None:
+    def __init__(self, sess: Any, ui_type: str = "textual", dump_root: str | None = None,
+                 log_usage: bool = True, thread_name_filter: str | None = None,
+                 config_file_path: str | None = None, *, ui: Any = None) -> None:
+        # tfdbg's log_usage and config_file_path (its UI preferences file) change nothing here;
+        # thread_name_filter (a regex) debugs only the runs of threads whose name matches
         self._sess = sess
+        self.config_file_path = config_file_path
+        self._thread_filter = re.compile(thread_name_filter) if thread_name_filter else None
         self.dump_root = dump_root
         self.controller = Controller(ui_type, ui)
         self._recorder = None
@@ -171,8 +178,15 @@ class LocalCLIDebugWrapperSession:
             self.trace_path = os.path.join(dump_root, "session.ttrace")
             self._recorder = record(self.trace_path, values="full").start()
 
+    def add_tensor_filter(self, filter_name: str, tensor_filter: Callable) -> None:
+        """tfdbg's `sess.add_tensor_filter(name, fn)`: `fn(datum, tensor) -> bool` becomes
+        usable as `run -f NAME` and `lt -f NAME`."""
+        add_tensor_filter(filter_name, tensor_filter)
+
     def run(self, fetches: Any, feed_dict: dict | None = None, **kwargs: Any) -> Any:
         c = self.controller
+        if self._thread_filter is not None and not self._thread_filter.match(threading.current_thread().name):
+            return self._sess.run(fetches, feed_dict=feed_dict, **kwargs)
         if not c.before_run(tuple(_names(fetches)), tuple(_names(list((feed_dict or {}).keys())))):
             return self._sess.run(fetches, feed_dict=feed_dict, **kwargs)
         try:

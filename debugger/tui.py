@@ -284,7 +284,7 @@ class RunEndScreen(_StopScreen):
         with Vertical(id="body"):
             with Vertical(id="left"):
                 yield Static(id="list-head")
-                yield TensorList(rows, culprit, dbg._run_start_ns(), id="tensors")
+                yield TensorList(rows, culprit, dbg.run_start(dbg.run), id="tensors")
             with TabbedContent(id="panels", initial="output-tab"):
                 with TabPane("Output", id="output-tab"):
                     with VerticalScroll():

@@ -123,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.nproc < 1:
             print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
             return 2
+        if args.tensorboard:
+            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
+                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
+            return 2
         from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
         return main_ranks(args, out, stem)
     windows: list[list[ev.Event]] = []
@@ -134,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tensorboard and args.no_record:
         print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
         return 2
+    if args.tensorboard:  # say so before the script runs, not after
+        from tracetensor.utils.tensorboard.summary import TensorBoardNotInstalled, protos
+        try:
+            protos()
+        except TensorBoardNotInstalled as e:
+            print(f"tracetensor profile: {e}", file=sys.stderr)
+            return 2
     if not args.no_record:
         rec = record(trace_path, values=args.values).start()
     spy = None

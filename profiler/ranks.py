@@ -30,7 +30,7 @@ def main_ranks(args: argparse.Namespace, out: str, stem: str) -> int:
         os.remove(old)  # a rank count smaller than last time must not pick up stale ranks
     base = os.path.join(out, f"{stem}.ttrace")
     cmd = [mpiexec, "-n", str(args.nproc), sys.executable, "-m", "tracetensor", "trace", "record",
-           "-o", base, "--values", "summary" if args.values == "none" else args.values,
+           "-o", base, "--values", args.values or "summary",
            args.script, *args.args]
     code = subprocess.call(cmd)
     files = sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace")))
@@ -95,6 +95,8 @@ def export_chrome(mt: MultiTrace, path: str) -> None:
         out.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": r.rank}})
         out.append({"ph": "M", "pid": pid, "tid": 1, "name": "thread_name", "args": {"name": "ops"}})
         out.append({"ph": "M", "pid": pid, "tid": 2, "name": "thread_name", "args": {"name": "collectives"}})
+        out.append({"ph": "M", "pid": pid, "tid": 3, "name": "thread_name",
+                    "args": {"name": "waiting for other ranks"}})
         for info in r.trace.runs():
             if info.kind == "step" and info.end_ns is not None:
                 out.append({"ph": "X", "pid": pid, "tid": 1, "cat": "step", "name": info.name,

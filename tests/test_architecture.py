@@ -16,6 +16,7 @@ CONSUMERS = {
     "profiler": ("tracetensor", "profiler"),
     "tracetensor/pytest_plugin.py": ("tracetensor",),
     "tracetensor/nancheck.py": ("tracetensor",),
+    "tracetensor/utils/tensorboard": ("tracetensor", "utils", "tensorboard"),  # trace -> TensorBoard export
 }
 
 

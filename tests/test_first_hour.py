@@ -105,13 +105,13 @@ def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
 
 
 def test_row_source_location_is_where_the_time_went():
-    a, b = tt.ones(2), tt.randn(512, 512)
+    a, b = tt.ones(2), tt.randn(1024, 1024)
 
     def once() -> None:
         a + a  # one tiny add first
 
     def hot() -> None:
-        for _ in range(50):
+        for _ in range(30):
             b + b  # where the add time goes (milliseconds, against the one add's microseconds)
 
     with profile(with_stack=True) as prof:

@@ -537,7 +537,9 @@ def test_saver_round_trip_and_corrupt_checkpoint(g, tmp_path):
         s.run(tf.global_variables_initializer())
         s.run(m["vars"][0].assign(np.full((4, 8), 0.25, np.float32)))
         path = saver.save(s, tmp_path / "ckpt", global_step=7)
-        assert path.endswith("ckpt-7.npz")
+        assert path == str(tmp_path / "ckpt-7")  # TF's prefix, with its .index beside it
+        assert (tmp_path / "ckpt-7.index").is_file()
+        assert tf.train.latest_checkpoint(tmp_path) == path
     with tf.Session() as s:
         saver.restore(s, tmp_path / "ckpt-7")
         np.testing.assert_array_equal(s.run(m["vars"][0]), np.full((4, 8), 0.25, np.float32))

@@ -84,14 +84,14 @@ def test_scalars_histograms_images_and_text_read_back(tmp_path):
 
 
 def test_histogram_buckets_leave_out_nan_and_inf(tmp_path):
-    vals = np.array([-1.0, 0.5, 0.5, 2.0, np.nan, np.inf])
+    vals = np.array([-1.0, 0.0, 0.5, 0.5, 2.0, np.nan, np.inf])
     with SummaryWriter(tmp_path) as w:
         w.add_histogram("h", vals, 0)
     hv = acc(tmp_path).Histograms("h")[0].histogram_value
-    assert (hv.num, hv.min, hv.max, hv.sum, hv.sum_squares) == (4, -1.0, 2.0, 2.0, 5.5)
-    assert list(hv.bucket) == [1, 2, 1]
-    # TF's exponential buckets: each value sits just under its bucket's upper limit
-    for v, lim in zip([-1.0, 0.5, 2.0], hv.bucket_limit):
+    assert (hv.num, hv.min, hv.max, hv.sum, hv.sum_squares) == (5, -1.0, 2.0, 2.0, 5.5)
+    assert list(hv.bucket) == [1, 1, 2, 1]
+    # TF's exponential buckets: each value sits just under its bucket's upper limit (0 in [0, 1e-12))
+    for v, lim in zip([-1.0, 0.0, 0.5, 2.0], hv.bucket_limit):
         assert v < lim <= v + abs(v) * 0.1 + 1e-12
 
 
@@ -150,6 +150,8 @@ def test_bad_input_gets_one_clear_error(tmp_path):
             w.add_image("img", np.zeros((5, 4, 4)), 0)
         with pytest.raises(TypeError, match="callable model"):
             w.add_graph(42)
+        with pytest.raises(NotImplementedError, match="add_embedding is not supported.*add_histogram"):
+            w.add_embedding(np.zeros((3, 2)))
 
 
 def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch):
@@ -162,6 +164,13 @@ def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch)
     assert not (tmp_path / "x").exists()
     with pytest.raises(ImportError, match=re.escape("tracetensor[tensorboard]")):
         tf.summary.scalar("loss", tf.constant(1.0))
+    from tracetensor.profiler.cli import main as profile_main
+
+    script = tmp_path / "train.py"
+    script.write_text("open(__file__ + '.ran', 'w').close()\n")
+    assert profile_main(["--no-py-spy", "--out", str(tmp_path / "p"), "--tensorboard", str(tmp_path / "tb"),
+                         str(script)]) == 2
+    assert not (tmp_path / "train.py.ran").exists()  # refused before the script ran
 
 
 # --------------------------------------------------------------------------- tf.summary (graph mode)
@@ -253,6 +262,8 @@ def test_summary_op_errors_name_the_node_and_line():
         with pytest.raises(TypeError, match="summary tensors"):
             tf.summary.merge([tf.constant(1.0)])
         assert tf.summary.merge_all(scope="nothing-here") is None
+    with pytest.raises(NotImplementedError, match="tf.summary.audio is not supported.*histogram"):
+        tf.summary.audio("a", tf.constant([0.0]), 16000)
 
 
 # --------------------------------------------------------------------------- traces -> TensorBoard
@@ -334,6 +345,10 @@ def test_cli_trace_export_of_a_graph_run(tmp_path):
     assert a.Histograms("weights/layer1/W")[0].histogram_value.num == 12
     assert {"layer1/MatMul", "metrics/Mean"} <= {n.name for n in a.Graph().node}
     assert "step 3" in a.Tags()["run_metadata"]
+    prof = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--from-trace", path, "--tensorboard",
+                           str(tmp_path / "tb2")], capture_output=True, text=True, timeout=60)
+    assert prof.returncode == 0, prof.stderr
+    assert scalars(acc(tmp_path / "tb2"), "loss") == scalars(a, "loss")
     bad = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "export", "--tensorboard", str(out),
                           str(tmp_path / "missing.ttrace")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "missing.ttrace" in bad.stderr and "Traceback" not in bad.stderr
@@ -350,9 +365,64 @@ def test_profile_tensorboard_option(tmp_path):
     assert len(scalars(a, "loss")) == 5 and len(scalars(a, "grad_norm/0.weight")) == 5
 
 
+def test_the_examples_write_what_the_readme_describes(tmp_path):
+    def run(script: str, logdir: pathlib.Path) -> str:
+        r = subprocess.run([sys.executable, f"examples/{script}", "--logdir", str(logdir), "--steps", "12"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    run("tensorboard_mlp.py", tmp_path / "mlp")
+    a = acc(tmp_path / "mlp" / "train")
+    assert len(scalars(a, "loss")) == 12 and scalars(a, "loss")[-1][1] < scalars(a, "loss")[0][1]
+    assert [h.step for h in a.Histograms("grads/0.weight")] == [0, 10, 11]
+    assert a.Tags()["images"] == ["fc1_weights"] and "Sequential/0/MatMul" in {n.name for n in a.Graph().node}
+    assert "hparam/accuracy" in acc(tmp_path / "mlp" / "train" / "hparams").Tags()["scalars"]
+    t = acc(tmp_path / "mlp" / "trace")
+    assert len(scalars(t, "loss")) >= 12 and "gradients/2.bias" in t.Tags()["histograms"]
+
+    run("tensorboard_tf1.py", tmp_path / "tf1")
+    g = acc(tmp_path / "tf1")
+    assert [s for s, _ in scalars(g, "loss/cross_entropy")] == list(range(12))
+    assert {"hidden/weights", "hidden/activations"} <= set(g.Tags()["histograms"])
+    assert g.Tags()["run_metadata"] == ["step0", "step10"] and "hidden/MatMul" in {n.name for n in g.Graph().node}
+
+
+@pytest.mark.gpu
+def test_summaries_writer_and_export_on_the_gpu(tmp_path):
+    """cuda tensors log as CPU ones do; tf.summary ops run inside a cuda session; a recorded
+    cuda training step exports with its GPU op times."""
+    w_cpu = np.linspace(-1, 1, 50, dtype=np.float32)
+    with SummaryWriter(tmp_path / "eager") as w:
+        w.add_scalar("s", tt.tensor(0.25, device="cuda"), 0)
+        w.add_histogram("h", tt.tensor(w_cpu, device="cuda"), 0)
+    a = acc(tmp_path / "eager")
+    assert scalars(a, "s") == [(0, 0.25)]
+    assert list(a.Histograms("h")[0].histogram_value.bucket) == expected_buckets(
+        w_cpu.astype(np.float64), list(a.Histograms("h")[0].histogram_value.bucket_limit))
+    g = tf.Graph()
+    with g.as_default(), tf.Session(device="cuda") as sess:
+        v = tf.constant(w_cpu)
+        merged = tf.summary.merge([tf.summary.scalar("m", tf.reduce_mean(v)), tf.summary.histogram("v", v)])
+        out = sess.run(merged)
+    vals = {x.tag: x for x in tf.Summary.FromString(out.tobytes()).value}
+    assert vals["m"].simple_value == pytest.approx(0.0, abs=1e-6) and vals["v"].histo.num == 50
+    before = tt.get_default_device()
+    tt.set_default_device("cuda")
+    try:
+        with tt.record(str(tmp_path / "gpu.ttrace"), values="full"):
+            _train_eager(steps=2)
+    finally:
+        tt.set_default_device(before)
+    with tt.trace.open(str(tmp_path / "gpu.ttrace")) as t:
+        export_trace(t, str(tmp_path / "tb"))
+    e = acc(tmp_path / "tb")
+    assert len(scalars(e, "loss")) == 2 and e.Histograms("gradients/0.weight")[0].histogram_value.num == 32
+
+
 # --------------------------------------------------------------------------- a real TensorBoard
 
-def _get(url: str) -> bytes:
+def _get(url: str | urllib.request.Request) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read()
 
@@ -367,6 +437,7 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         for step in range(3):
             w.add_scalar("loss", 1.0 / (step + 1), step)
             w.add_histogram("w", np.arange(10.0) + step, step)
+        w.add_hparams({"lr": 0.1, "optimizer": "sgd"}, {"hparam/accuracy": 0.5}, run_name="trial")
     g = tf.Graph()
     with g.as_default(), tf.name_scope("layer1"):
         tf.matmul(tf.placeholder(tf.float32, [None, 2], name="x"), tf.ones([2, 2]), name="mm")
@@ -387,7 +458,7 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         while time.monotonic() < deadline:
             try:
                 tags = json.loads(_get(f"{base}/data/plugin/scalars/tags"))
-                if "eager" in tags:
+                if "eager" in tags and "eager/trial" in tags:
                     break
             except OSError:
                 pass
@@ -402,6 +473,13 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         assert sum(b[2] for b in hs[2][2]) == pytest.approx(10)  # [left, right, count] buckets
         graph = _get(f"{base}/data/plugin/graphs/graph?{q({'run': 'graph', 'conceptual': 'false'})}").decode()
         assert 'name: "layer1/mm"' in graph and 'input: "layer1/x"' in graph
+        body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+                           "startIndex": 0, "sliceSize": 10}).encode()
+        req = urllib.request.Request(f"{base}/data/plugin/hparams/session_groups", data=body,
+                                     headers={"Content-Type": "application/json"})
+        (group,) = json.loads(_get(req))["sessionGroups"]
+        assert group["hparams"] == {"lr": 0.1, "optimizer": "sgd"}
+        assert [m["value"] for m in group["metricValues"]] == [0.5]
     finally:
         proc.terminate()
         try:

@@ -57,6 +57,14 @@ from .events import step
 from .functional import *  # noqa: F403
 from .functional import __all__ as _functional_all
 from .tensor import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
     Tensor,
     arange,
     empty,
@@ -93,7 +101,8 @@ __all__ = [
     "step",
     *_functional_all,
     "inference_mode", "is_inference_mode_enabled", "Generator", "default_generator", "seed", "initial_seed",
-    "get_rng_state", "set_rng_state", "randperm", "randint_like",
+    "get_rng_state", "set_rng_state", "randperm", "randint_like", "FloatTensor", "DoubleTensor", "HalfTensor",
+    "LongTensor", "IntTensor", "ShortTensor", "ByteTensor", "BoolTensor",
 ]
 
 

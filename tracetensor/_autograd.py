@@ -185,8 +185,8 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
                 fname = node.name or op.name
                 site = _tuple_new(Site, (op, "backward", "eager", op.name, f"gradients/{fname}_grad",
                                          (f"gradients/{fname}:0",), t._device,
-                                         # a node made while nobody listened has no name: its forward
-                                         # line is unknown, and () says so (None: backward()'s line)
+                                         # a node made while nobody listened has no name: its forward line is
+                                         # unknown, and () says so (None would take backward()'s line)
                                          node.stack if node.name is not None else (), fname,
                                          tuple([i._name or "" for i in node.inputs]), None, None, False))
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)

@@ -67,6 +67,9 @@ class Device:
     def __hash__(self) -> int:
         return hash((self.type, self.index or 0))
 
+    def __reduce__(self) -> tuple:  # pickled and deep-copied by name (it holds the numpy/cupy module)
+        return (device, (self.name,))
+
 
 CPU = Device("cpu")
 _default: Device | None = None

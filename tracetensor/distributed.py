@@ -232,32 +232,33 @@ class _Transfer:
                 a.set(h)
 
 
-def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any]], Any],
+def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any], bool], Any],
            after: Callable[[], None] | None, out: Any, async_op: bool, name: str | None,
-           out_arrays: list[Any] | None = None) -> Work | None:
-    """Starts a non-blocking collective over `arrays_in` (`out_arrays` are written, when
-    they differ), finishes it now or through the handed-back Work, and emits its event."""
+           out_arrays: list[Any] | None = None, emit: bool = True) -> Work | None:
+    """Runs a collective over `arrays_in` (`out_arrays` are written, when they differ):
+    `start(group, buffers, blocking)` calls MPI's blocking call, or starts the non-blocking
+    one (`async_op`) that the handed-back Work finishes; then emits its event."""
     g = _g(what)
     ordinal = next(g.ordinal)
-    listening = bool(_ev.STATE.listeners)
+    listening = emit and bool(_ev.STATE.listeners)
     stack = user_frames() if listening and _ev.STATE.stacks else None
-    run = _ev.RUN.run
+    run = (_ev.RUN.run or _ev.auto_run()) if listening else 0  # outside every run: a step begins, as for ops
     label = name or (_naming.op_name(what) if listening else what)
     tr_in = _Transfer(g, arrays_in)
     tr_out = tr_in if out_arrays is None else _Transfer(g, out_arrays)
     t0 = time.perf_counter_ns()
-    req = start(g, tr_in.bufs if out_arrays is None else [*tr_in.bufs, *tr_out.bufs])
+    bufs = tr_in.bufs if out_arrays is None else [*tr_in.bufs, *tr_out.bufs]
 
     def finish() -> None:
         tr_out.back()
         if after is not None:
             after()
-        if _ev.STATE.listeners:
+        if listening and _ev.STATE.listeners:
             _emit(what, label, out, t0, time.perf_counter_ns(), g, tr_in.via, ordinal, run, stack)
 
     if async_op:
-        return Work(req, finish)
-    req.Wait()
+        return Work(start(g, bufs, False), finish)
+    start(g, bufs, True)  # MPI's blocking call: cheaper than a non-blocking one waited for at once
     finish()
     return None
 
@@ -273,6 +274,27 @@ def _emit(what: str, name: str, out: Any, t0: int, t1: int, g: _Group, via: str,
                          _ev.threading.get_ident(), dev, 0, via, (), ordinal, stack, summaries, None, values))
 
 
+# MPI calls: (group, buffers, blocking) -> None, or the request of the non-blocking form
+def _allreduce(mop: Any) -> Callable:
+    return lambda g, b, blk: (g.comm.Allreduce if blk else g.comm.Iallreduce)(g.MPI.IN_PLACE, b[0], mop)
+
+
+def _bcast(src: int) -> Callable:
+    return lambda g, b, blk: (g.comm.Bcast if blk else g.comm.Ibcast)(b[0], root=src)
+
+
+def _allgather(g: _Group, b: list[Any], blk: bool) -> Any:
+    return (g.comm.Allgather if blk else g.comm.Iallgather)(b[0], b[1])
+
+
+def _reduce_scatter(mop: Any) -> Callable:
+    return lambda g, b, blk: (g.comm.Reduce_scatter_block if blk else g.comm.Ireduce_scatter_block)(b[0], b[1], mop)
+
+
+def _barrier(g: _Group, b: list[Any], blk: bool) -> Any:
+    return g.comm.Barrier() if blk else g.comm.Ibarrier()
+
+
 def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None, async_op: bool = False,
                *, name: str | None = None) -> Work | None:
     """Reduces `tensor` across all ranks, in place (AVG divides the sum by the world size)."""
@@ -283,7 +305,7 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None, a
     if op is ReduceOp.AVG and a.dtype.kind not in "fc":
         raise DistributedError(f"{what}: ReduceOp.AVG needs a floating-point tensor, got {a.dtype.name}")
     after = (lambda: a.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue(what, [a], lambda g, b: g.comm.Iallreduce(g.MPI.IN_PLACE, b[0], mop), after, a,
+    return _issue(what, [a], _allreduce(mop), after, a,
                   async_op, name)
 
 
@@ -295,7 +317,7 @@ def broadcast(tensor: Tensor, src: int, group: Any = None, async_op: bool = Fals
     g = _g(what)
     if not 0 <= src < g.size:
         raise DistributedError(f"{what}: src={src} is not a rank of this group (0..{g.size - 1})")
-    return _issue(what, [a], lambda g, b: g.comm.Ibcast(b[0], root=src), None, a, async_op, name)
+    return _issue(what, [a], _bcast(src), None, a, async_op, name)
 
 
 def all_gather(tensor_list: list[Tensor], tensor: Tensor, group: Any = None, async_op: bool = False, *,
@@ -312,7 +334,7 @@ def all_gather(tensor_list: list[Tensor], tensor: Tensor, group: Any = None, asy
         for t, part in zip(tensor_list, flat):
             t._data[...] = part
 
-    return _issue(what, [a], lambda g, b: g.comm.Iallgather(b[0], b[1]), after, a, async_op, name,
+    return _issue(what, [a], _allgather, after, a, async_op, name,
                   out_arrays=[flat])
 
 
@@ -328,7 +350,7 @@ def reduce_scatter(output: Tensor, input_list: list[Tensor], op: ReduceOp = Redu
     xp = np if isinstance(o, np.ndarray) else _cupy()
     flat = xp.ascontiguousarray(xp.stack([t._data for t in input_list]))
     after = (lambda: o.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue(what, [flat], lambda g, b: g.comm.Ireduce_scatter_block(b[0], b[1], mop), after, o,
+    return _issue(what, [flat], _reduce_scatter(mop), after, o,
                   async_op, name, out_arrays=[o])
 
 
@@ -336,7 +358,7 @@ def barrier(group: Any = None, async_op: bool = False) -> Work | None:
     """Waits until every rank has reached it."""
     _g("barrier")
     token = np.zeros(0, np.uint8)
-    return _issue("barrier", [token], lambda g, b: g.comm.Ibarrier(), None, token, async_op, None)
+    return _issue("barrier", [token], _barrier, None, token, async_op, None)
 
 
 def _check_list(what: str, arg: str, ts: list[Tensor], size: int, like: Any) -> None:
@@ -356,18 +378,19 @@ def _cupy() -> Any:
 
 # --------------------------------------------------------------------------- arrays (DDP, graph mode)
 
-def all_reduce_array(a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False) -> Work | None:
+def all_reduce_array(a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False,
+                     emit: bool = True) -> Work | None:
     """`all_reduce` on a raw (contiguous) numpy/cupy array; DDP's buckets and the graph-mode
-    optimizer use it."""
+    optimizer use it (`emit=False`: the graph plan emits the node's event itself)."""
     g = _g("all_reduce")
     mop = _mpi_op(g.MPI, op, "all_reduce")
     after = (lambda: a.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue("all_reduce", [a], lambda g, b: g.comm.Iallreduce(g.MPI.IN_PLACE, b[0], mop), after, a,
-                  async_op, name)
+    return _issue("all_reduce", [a], _allreduce(mop), after, a,
+                  async_op, name, emit=emit)
 
 
-def broadcast_array(a: Any, src: int = 0, *, name: str) -> None:
-    _issue("broadcast", [a], lambda g, b: g.comm.Ibcast(b[0], root=src), None, a, False, name)
+def broadcast_array(a: Any, src: int = 0, *, name: str, emit: bool = True) -> None:
+    _issue("broadcast", [a], _bcast(src), None, a, False, name, emit=emit)
 
 
 # --------------------------------------------------------------------------- ranks and clocks

@@ -2039,6 +2039,235 @@ def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the
     return xp.arange(start.item(), limit.item(), delta.item(), dtype=dtype or _result_dtype((start, limit, delta)))
 
 
+# ================================================================= TensorFlow 1 layouts (tf.nn.conv2d, pools, Fill)
+# TF's own conventions, kept apart from the NCHW ops above: NHWC input by default (NCHW on
+# request), an (kh, kw, in, out) filter, `padding` "SAME", "VALID" or explicit
+# ((top, bottom), (left, right)) (SAME pads asymmetrically, the extra row at the bottom),
+# strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
+
+def _tf_geometry(attrs, x, kh, kw):
+    """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x."""
+    sh, sw = attrs.get("strides", (1, 1))
+    dh, dw = attrs.get("dilations", (1, 1))
+    padding = attrs.get("padding", "VALID")
+    if padding == "VALID":
+        pads = ((0, 0), (0, 0))
+    elif padding == "SAME":
+        pads = []
+        for size, k, s, d in ((x.shape[1], kh, sh, dh), (x.shape[2], kw, sw, dw)):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        pads = tuple(pads)
+    else:
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
+    return (int(sh), int(sw)), pads, (int(dh), int(dw))
+
+
+def _tf_windows(xp, x, kh, kw, strides, pads, dilations, fill=0):
+    """Every kernel position's strided slice of padded x (N, H, W, C): (N, Ho, Wo, kh*kw, C)."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
+    if pt or pb or pl or pr:
+        x = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+    ho = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    wo = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise Invalid(f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
+                      f"input {tuple(x.shape[1:3])}")
+    cols = [x[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+            for i in range(kh) for j in range(kw)]
+    return xp.stack(cols, axis=3), ho, wo
+
+
+def _tf_unwindow(xp, gcols, shape, kh, kw, strides, pads, dilations):
+    """The adjoint of `_tf_windows`: each kernel position's gradient added back into place."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
+    n, h, w, c = shape
+    ho, wo = gcols.shape[1], gcols.shape[2]
+    gx = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=gcols.dtype)
+    k = 0
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += gcols[:, :, :, k]
+            k += 1
+    return gx[:, pt:pt + h, pl:pl + w, :]
+
+
+def _nhwc(x, nchw):
+    return x.transpose(0, 2, 3, 1) if nchw else x
+
+
+def _back(y, nchw, xp):
+    return xp.ascontiguousarray(y.transpose(0, 3, 1, 2)) if nchw else y
+
+
+@register("tf_conv2d", tf="Conv2D", cost=lambda arrays, out, attrs: 2 * out.size * arrays[1][..., 0].size)
+def tf_conv2d(xp, x, w, strides=(1, 1), padding="VALID", dilations=(1, 1), nchw=False):
+    """tf.nn.conv2d: x (N, H, W, C) (or NCHW) cross-correlated with w (kh, kw, C, O)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input and a 4-D filter (height, width, in, out), got {x.shape} and {w.shape}")
+    x, w = _same(_nhwc(x, nchw), w)
+    kh, kw, c, o = w.shape
+    if x.shape[3] != c:
+        raise Invalid(f"input has {x.shape[3]} channels but the filter {w.shape} expects {c}")
+    attrs = {"strides": strides, "padding": padding, "dilations": dilations}
+    cols, _, _ = _tf_windows(xp, x, kh, kw, *_tf_geometry(attrs, x, kh, kw))
+    return _back(xp.tensordot(cols, w.reshape(kh * kw, c, o), axes=([3, 4], [0, 1])), nchw, xp)
+
+
+@tf_conv2d.defvjp
+def _(ctx, g):
+    x, w = ctx.args
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    kh, kw, c, o = w.shape
+    xh, g = _nhwc(x, nchw), _nhwc(g, nchw)
+    geo = _tf_geometry(ctx.attrs, xh, kh, kw)
+    gx = gw = None
+    if ctx.needs[1]:
+        cols, _, _ = _tf_windows(xp, xh.astype(g.dtype, copy=False), kh, kw, *geo)
+        gw = xp.tensordot(cols, g, axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
+    if ctx.needs[0]:
+        gcols = xp.tensordot(g, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3], [2]))
+        gx = _back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp)
+    return gx, gw
+
+
+def _tf_pool_counts(xp, x, kh, kw, geo):
+    """How many real (unpadded) elements each window covers: TF's avg_pool divides by this."""
+    ones = xp.ones((1, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+    cols, _, _ = _tf_windows(xp, ones, kh, kw, *geo)
+    return cols.sum(axis=3)
+
+
+def _tf_pool_args(ctx_or_attrs, x, nchw):
+    attrs = ctx_or_attrs
+    kh, kw = attrs["ksize"]
+    xh = _nhwc(x, nchw)
+    return xh, kh, kw, _tf_geometry(attrs, xh, kh, kw)
+
+
+@register("tf_max_pool", tf="MaxPool", cost=_in_cost(1))
+def tf_max_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.max_pool over NHWC (or NCHW) input; padding never wins the max."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input, got {x.shape}")
+    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
+    return _back(cols.max(axis=3), nchw, xp)
+
+
+@tf_max_pool.defvjp
+def _(ctx, g):
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
+    first = xp.expand_dims(cols.argmax(axis=3), 3)  # the gradient goes to the first maximum
+    hot = first == xp.arange(kh * kw).reshape(1, 1, 1, -1, 1)
+    gcols = hot * xp.expand_dims(_nhwc(g, nchw), 3)
+    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+
+
+@register("tf_avg_pool", tf="AvgPool", cost=_in_cost(1))
+def tf_avg_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.avg_pool: the mean of each window's real elements (padding is not counted, as TF)."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input, got {x.shape}")
+    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo)
+    return _back(cols.sum(axis=3) / _tf_pool_counts(xp, xh, kh, kw, geo), nchw, xp)
+
+
+@tf_avg_pool.defvjp
+def _(ctx, g):
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    gh = _nhwc(g, nchw) / _tf_pool_counts(xp, xh, kh, kw, geo)
+    gcols = xp.broadcast_to(xp.expand_dims(gh, 3), (*gh.shape[:3], kh * kw, gh.shape[3]))
+    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+
+
+@register("tf_fill", tf="Fill", cost=_no_cost)
+def tf_fill(xp, dims, value=0, dtype=np.float32):
+    """tf.fill / tf.zeros with a shape known only at run time (a 1-D integer tensor)."""
+    shape = tuple(int(d) for d in dims.reshape(-1).tolist())
+    if any(d < 0 for d in shape):
+        raise Invalid(f"a shape cannot have negative sizes, got {shape}")
+    return xp.full(shape, value, dtype=dtype)
+
+
+@register("transpose_all", tf="Transpose", cost=_no_cost)
+def transpose_all(xp, a):
+    """All dimensions reversed, whatever the rank (tf.transpose of a tensor of unknown rank)."""
+    return a.transpose()
+
+
+@transpose_all.defvjp
+def _(ctx, g):
+    return (g.transpose(),)
+
+
+@register("stop_gradient", tf="StopGradient", cost=_no_cost)
+def stop_gradient(xp, a):
+    """Passes `a` through; no gradient flows back (no VJP on purpose)."""
+    return a
+
+
+def _pads(paddings):
+    return tuple((int(lo), int(hi)) for lo, hi in paddings)
+
+
+@register("tf_pad", tf="Pad", cost=_no_cost)
+def tf_pad(xp, a, paddings, mode="CONSTANT", constant_values=0):
+    """tf.pad: (before, after) per dimension; CONSTANT, REFLECT or SYMMETRIC."""
+    pads = _pads(paddings)
+    if len(pads) != a.ndim:
+        raise Invalid(f"paddings must have one (before, after) pair per dimension: {a.ndim}, got {len(pads)}")
+    if mode == "CONSTANT":
+        return xp.pad(a, pads, constant_values=constant_values)
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        raise Invalid(f"mode must be CONSTANT, REFLECT or SYMMETRIC, got {mode!r}")
+    return xp.pad(a, pads, mode=mode.lower())
+
+
+@tf_pad.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    pads = _pads(ctx.attrs["paddings"])
+    mode = ctx.attrs.get("mode", "CONSTANT")
+    if mode == "CONSTANT":
+        return (g[tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, a.shape))],)
+    # REFLECT / SYMMETRIC: each padded element's gradient goes to the element it copies
+    src = xp.arange(a.size).reshape(a.shape)
+    idx = xp.pad(src, pads, mode=mode.lower()).reshape(-1)
+    ga = _scatter_add(xp, xp.zeros(a.size, dtype=g.dtype), idx, g.reshape(-1))
+    return (ga.reshape(a.shape),)
+
+
+@register("tf_rmsprop_update", tf="ApplyRMSProp")
+def tf_rmsprop_update(xp, p, g, ms, mom, mg=None, *, lr, decay=0.9, momentum=0.0, eps=1e-10):
+    """TF1's RMSProp, in place: ms = decay ms + (1 - decay) g^2 (centered: minus the squared mean
+    gradient mg); mom = momentum mom + lr g / sqrt(ms + eps); p -= mom."""
+    ms *= decay
+    ms += (1 - decay) * (g * g)
+    denom = ms + eps
+    if mg is not None:
+        mg *= decay
+        mg += (1 - decay) * g
+        denom = denom - mg * mg
+    mom *= momentum
+    mom += lr * g / xp.sqrt(denom)
+    p -= mom
+    return p
+
+
+@register("tf_adagrad_update", tf="ApplyAdagrad")
+def tf_adagrad_update(xp, p, g, accum, *, lr):
+    """TF1's Adagrad, in place: accum += g^2; p -= lr g / sqrt(accum)."""
+    accum += g * g
+    p -= lr * g / xp.sqrt(accum)
+    return p
+# ================================================================= end of the TensorFlow 1 block
+
+
 # ----------------------------------------------------------------- torch-compat: roll and sampling
 # Sampling ops are pure: the caller draws uniform numbers from a Generator and passes them in,
 # so the op is deterministic given its inputs and both modes agree.
@@ -2086,3 +2315,57 @@ def multinomial(xp, probs, u, num_samples, replacement):
     with np.errstate(divide="ignore"):
         keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
     return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)
+
+
+# ----------------------------------------------------------------- torch-compat: more optimizer updates
+# PyTorch's update rules, in place on the parameter and state arrays (see sgd_update above)
+
+@register("adagrad_update", tf="ApplyAdagrad")
+def adagrad_update(xp, p, g, state_sum, *, lr, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step=1):
+    if weight_decay:
+        g = g + weight_decay * p
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += g * g
+    p -= clr * (g / (xp.sqrt(state_sum) + eps))
+    return p
+
+
+@register("rmsprop_update", tf="ApplyRMSProp")
+def rmsprop_update(xp, p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, centered=False):
+    if weight_decay:
+        g = g + weight_decay * p
+    square_avg *= alpha
+    square_avg += (1 - alpha) * (g * g)
+    if centered:
+        grad_avg += (1 - alpha) * (g - grad_avg)  # lerp, as PyTorch
+        avg = xp.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = xp.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf *= momentum
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * (g / avg)
+    return p
+
+
+@register("adadelta_update", tf="ApplyAdadelta")
+def adadelta_update(xp, p, g, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    if weight_decay:
+        g = g + weight_decay * p
+    square_avg *= rho
+    square_avg += (1 - rho) * (g * g)
+    delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * g
+    acc_delta *= rho
+    acc_delta += (1 - rho) * (delta * delta)
+    p -= lr * delta
+    return p
+
+
+@register("lbfgs_update", tf="ApplyLbfgs")
+def lbfgs_update(xp, p, d, *, t):
+    """One L-BFGS move of a parameter: p += t * d (d: its slice of the search direction)."""
+    p += t * d.reshape(p.shape).astype(p.dtype, copy=False)
+    return p

@@ -108,6 +108,23 @@ def tt_numerics(request: pytest.FixtureRequest) -> Numerics:
     return n
 
 
+@pytest.fixture
+def tt_distributed(tmp_path: Any) -> Any:
+    """Runs a function on MPI ranks: `tt_distributed(fn, n=2, timeout=60)` runs `fn` (no
+    arguments; it does its own imports, since only its source travels) under `mpiexec -n 2`
+    and returns [rank 0's return value, rank 1's, ...]; a failing rank fails the test with
+    every rank's output. Skips the test where mpi4py or mpiexec is missing."""
+    from tracetensor.mpirun import MPIUnavailable, run_function
+
+    def run(fn: Any, n: int = 2, timeout: float = 60.0) -> list[Any]:
+        try:
+            return run_function(fn, n, timeout, workdir=str(tmp_path))
+        except MPIUnavailable as e:
+            pytest.skip(f"tt_distributed: {e}")
+
+    return run
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     mode = _mode_for(item)

@@ -185,9 +185,17 @@ class Tensor(TensorOps):
                  "_g", "_mark", "__weakref__")
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators
 
-    def __init__(self, data: Any = None, *, dtype: Any = None, requires_grad: bool = False,
+    def __init__(self, data: Any = None, *sizes: Any, dtype: Any = None, requires_grad: bool = False,
                  device: Any = None) -> None:
-        t = tensor([] if data is None else data, dtype=dtype, requires_grad=requires_grad, device=device)
+        """`Tensor([1, 2])` (default float dtype, as torch.Tensor) or `Tensor(2, 3)` (uninitialized)."""
+        if isinstance(data, builtins.int) and not isinstance(data, builtins.bool):
+            t = zeros(data, *sizes, dtype=dtype, device=device, requires_grad=requires_grad)
+        else:
+            if data is None:
+                data = []
+            if dtype is None and not hasattr(data, "dtype") and not isinstance(data, Tensor):
+                dtype = dtypes.get_default_dtype()
+            t = tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
         self._data, self._device = t._data, t._device
         self._requires_grad, self._node, self.grad = t._requires_grad, None, None
         self._name, self._hooks, self._retain = None, (), False
@@ -215,6 +223,32 @@ class Tensor(TensorOps):
 
     def dim(self) -> int:
         return self._data.ndim
+
+    ndimension = dim
+
+    def nelement(self) -> int:
+        return int(self._data.size)
+
+    def element_size(self) -> int:
+        return int(self._data.itemsize)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.type(other.dtype)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return ones(*size, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Tensor:
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self._device)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        return empty(*size, dtype=dtype or self.dtype, device=device or self._device)
+
+    def new_tensor(self, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+        return tensor(data, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -389,6 +423,40 @@ class Tensor(TensorOps):
     def retain_grad(self) -> None:
         self._retain = True
 
+    # in-place shape changes: rebinds this tensor's array (outside autograd only)
+    def _reshape_inplace(self, name: str, out: Tensor) -> Tensor:
+        if self._requires_grad and MODE.enabled:
+            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use the out-of-place "
+                                   f"{name.rstrip('_')}()")
+        self._data = out._data
+        return self
+
+    def unsqueeze_(self, dim: builtins.int) -> Tensor:
+        return self._reshape_inplace("unsqueeze_", self.unsqueeze(dim))
+
+    def squeeze_(self, dim: Any = None) -> Tensor:
+        return self._reshape_inplace("squeeze_", self.squeeze(dim))
+
+    def t_(self) -> Tensor:
+        return self._reshape_inplace("t_", self.t())
+
+    def transpose_(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
+        return self._reshape_inplace("transpose_", self.transpose(dim0, dim1))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        return self._assign_inplace("clamp_", self.clamp(min, max))
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return self._assign_inplace("masked_fill_", self.masked_fill(mask, value))
+
+    def _assign_inplace(self, name: str, out: Tensor) -> Tensor:
+        """An in-place op outside autograd: the result is written into this tensor's array."""
+        if self._requires_grad and MODE.enabled:
+            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use "
+                                   f"{name.rstrip('_')}() (out of place), or wrap it in `with tt.no_grad():`")
+        self._data[...] = out._data
+        return self
+
     def zero_(self) -> Tensor:
         self._data[...] = 0
         return self
@@ -456,13 +524,20 @@ class Tensor(TensorOps):
     # in place: true in-place on tensors outside autograd (so `p.data -= ...` and
     # updates under no_grad change the parameter); out of place on tape tensors.
     def _inplace(self, opname: str, o: Any) -> Tensor:
-        if self._requires_grad and MODE.enabled:
-            if self._node is None:
+        other = _wrap_other(o, self)
+        if MODE.enabled and (self._requires_grad or other._requires_grad):
+            if self._requires_grad and self._node is None:
                 raise TraceTensorError(
                     f"a leaf tensor that requires grad is being used in an in-place operation ({opname}); "
                     "wrap it in `with tt.no_grad():` or update `.data`")
-            return apply(_R[opname], self, _wrap_other(o, self))
-        res = apply(_R[opname], self, _wrap_other(o, self))
+            # on the tape: this tensor becomes the op's output, as in PyTorch; the op's input is a
+            # snapshot of what it was (same array and history), so the graph has no cycle
+            before = _new(self._data, self._device)
+            before._node, before._requires_grad, before._name = self._node, self._requires_grad, self._name
+            res = apply(_R[opname], before, other)
+            self._data, self._node, self._requires_grad = res._data, res._node, res._requires_grad
+            return self
+        res = apply(_R[opname], self, other)
         try:
             self._data[...] = res._data
         except (TypeError, ValueError) as e:  # e.g. an int tensor += a float
@@ -664,6 +739,22 @@ class Tensor(TensorOps):
     def __hash__(self) -> int:
         return id(self)
 
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A copy with its own storage (copy.deepcopy(model.state_dict()) / of a whole model);
+        only leaf tensors can be deep-copied, as in PyTorch."""
+        if self._node is not None:
+            raise TraceTensorError("only tensors created explicitly by the user (graph leaves) support the "
+                                   "deepcopy protocol; use .detach().clone()")
+        t = _object_new(type(self))
+        for slot in Tensor.__slots__:
+            if slot != "__weakref__":
+                object.__setattr__(t, slot, getattr(self, slot))
+        t._data, t._node, t.grad, t._hooks = self._data.copy(), None, None, ()
+        memo[id(self)] = t
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        return t
+
     def __repr__(self) -> str:
         body = np.array2string(np.asarray(to_device(self._data, CPU)), separator=", ", prefix="tensor(",
                                precision=4)
@@ -688,6 +779,24 @@ class Tensor(TensorOps):
             raise TraceTensorError("in-place assignment into a tensor that requires grad; use tt.where "
                                    "or update `.data` under tt.no_grad()")
         self._data[_index_attr(index)] = _wrap_other(value, self)._data
+
+
+def _np_aliases(fn: Callable) -> Callable:
+    """Accepts numpy's `axis=`/`keepdims=` for `dim=`/`keepdim=`, as PyTorch's reductions do."""
+    def method(self: Tensor, *args: Any, **kw: Any) -> Any:
+        if kw:
+            if "axis" in kw:
+                kw["dim"] = kw.pop("axis")
+            if "keepdims" in kw:
+                kw["keepdim"] = kw.pop("keepdims")
+        return fn(self, *args, **kw)
+    method.__name__, method.__qualname__, method.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    return method
+
+
+for _n in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "std", "var", "prod", "logsumexp",
+           "all", "any", "norm", "softmax", "log_softmax", "cumsum", "count_nonzero"):
+    setattr(Tensor, _n, _np_aliases(getattr(Tensor, _n)))
 
 
 def _dim(dim: Any) -> Any:
@@ -899,6 +1008,26 @@ def rand_like(t: Tensor, *, dtype: Any = None, device: Any = None, requires_grad
 def randint_like(t: Tensor, low: int, high: int | None = None, *, dtype: Any = None) -> Tensor:
     lo, hi = (0, low) if high is None else (low, high)
     return randint(lo, hi, t.shape, dtype=dtype or t.dtype, device=t._device)
+
+
+def _legacy(name: str, dt: Any) -> Any:
+    def make(*args: Any, device: Any = None) -> Tensor:
+        if args and all(isinstance(a, builtins.int) and not isinstance(a, builtins.bool) for a in args):
+            return zeros(*args, dtype=dt, device=device)  # LongTensor(2, 3): a new tensor of that size
+        return tensor(args[0] if args else [], dtype=dt, device=device)
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"`tt.{name}(data)` or `tt.{name}(*sizes)`: PyTorch's legacy constructor ({dt})."
+    return make
+
+
+FloatTensor = _legacy("FloatTensor", dtypes.float32)
+DoubleTensor = _legacy("DoubleTensor", dtypes.float64)
+HalfTensor = _legacy("HalfTensor", dtypes.float16)
+LongTensor = _legacy("LongTensor", dtypes.int64)
+IntTensor = _legacy("IntTensor", dtypes.int32)
+ShortTensor = _legacy("ShortTensor", dtypes.int16)
+ByteTensor = _legacy("ByteTensor", dtypes.uint8)
+BoolTensor = _legacy("BoolTensor", dtypes.bool)
 
 
 def is_tensor(obj: Any) -> bool:

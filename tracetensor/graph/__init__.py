@@ -195,6 +195,89 @@ saved_model = _namespace(
 )
 compat = _namespace("compat", v1=_sys.modules[__name__])  # `tf.compat.v1.placeholder` works too
 
+# ---- TF1 programs as they are written (tf.app, tf.flags, tf.layers, tf.nn.rnn_cell, tf.contrib)
+from . import app, layers, rnn  # noqa: E402
+from .app import flags, logging  # noqa: E402
+from .layers import (  # noqa: E402
+    constant_initializer,
+    glorot_normal_initializer,
+    glorot_uniform_initializer,
+    initializers,
+    ones_initializer,
+    random_normal_initializer,
+    random_uniform_initializer,
+    truncated_normal_initializer,
+    variance_scaling_initializer,
+    zeros_initializer,
+)
+from .nn_ops import (  # noqa: E402
+    arg_max,
+    arg_min,
+    assign,
+    assign_add,
+    assign_sub,
+    clip_by_global_norm,
+    clip_by_norm,
+    count_nonzero,
+    cumsum,
+    global_norm,
+    local_variables_initializer,
+    log_sigmoid,
+    pad,
+    sequence_mask,
+    slice,
+    split,
+    squared_difference,
+    stop_gradient,
+    tables_initializer,
+    to_float,
+    to_int32,
+    to_int64,
+    unstack,
+)
+from .variables import (  # noqa: E402
+    AUTO_REUSE,
+    VariableScope,
+    add_to_collection,
+    get_collection,
+    get_variable_scope,
+)
+
+math.log_sigmoid, math.squared_difference, math.count_nonzero, math.cumsum = (
+    log_sigmoid, squared_difference, count_nonzero, cumsum)
+for _k in ("conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
+    setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
+rnn_cell = _types.SimpleNamespace(
+    RNNCell=rnn.RNNCell, BasicRNNCell=rnn.BasicRNNCell, BasicLSTMCell=rnn.BasicLSTMCell, LSTMCell=rnn.LSTMCell,
+    GRUCell=rnn.GRUCell, MultiRNNCell=rnn.MultiRNNCell, DropoutWrapper=rnn.DropoutWrapper,
+    LSTMStateTuple=rnn.LSTMStateTuple,
+)
+nn.rnn_cell = rnn_cell
+for _k in ("static_rnn", "dynamic_rnn", "static_bidirectional_rnn", "bidirectional_dynamic_rnn"):
+    setattr(nn, _k, getattr(rnn, _k))
+from . import contrib  # noqa: E402  (`from tensorflow.contrib import rnn` maps to it)
+
+GraphKeys.UPDATE_OPS = layers.UPDATE_OPS
+GraphKeys.REGULARIZATION_LOSSES = "regularization_losses"
+
+
+class GPUOptions:
+    """Accepted and ignored (the device is the session's): `config.gpu_options.allow_growth = True`."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.allow_growth = False
+        self.per_process_gpu_memory_fraction = 1.0
+        self.__dict__.update(kwargs)
+
+
+class ConfigProto:
+    """tf.ConfigProto: its options are accepted and have no effect here."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.gpu_options = GPUOptions()
+        self.allow_soft_placement = self.log_device_placement = False
+        self.__dict__.update(kwargs)
+
 __all__ = [
     *_o.__all__,
     "train",
@@ -241,6 +324,52 @@ __all__ = [
     "dtypes",
     "saved_model",
     "compat",
+    "app",
+    "flags",
+    "logging",
+    "layers",
+    "rnn_cell",
+    "contrib",
+    "split",
+    "unstack",
+    "get_collection",
+    "add_to_collection",
+    "initializers",
+    "ConfigProto",
+    "AUTO_REUSE",
+    "get_variable_scope",
+    "arg_max",
+    "arg_min",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "count_nonzero",
+    "cumsum",
+    "global_norm",
+    "local_variables_initializer",
+    "log_sigmoid",
+    "pad",
+    "sequence_mask",
+    "slice",
+    "squared_difference",
+    "stop_gradient",
+    "tables_initializer",
+    "to_float",
+    "to_int32",
+    "to_int64",
+    "VariableScope",
+    "GPUOptions",
+    "constant_initializer",
+    "zeros_initializer",
+    "ones_initializer",
+    "random_normal_initializer",
+    "truncated_normal_initializer",
+    "random_uniform_initializer",
+    "variance_scaling_initializer",
+    "glorot_uniform_initializer",
+    "glorot_normal_initializer",
     "summary",
     "RunMetadata",
     "RunOptions",

@@ -16,7 +16,7 @@ from .. import dtypes as _dt
 from .._dispatch import fail
 from .._registry import REGISTRY, OpDef, output_only
 from .._source import Frame, user_frames
-from ..errors import TraceTensorError
+from ..errors import DTypeError, ShapeError, TraceTensorError
 
 # --------------------------------------------------------------------------- errors
 
@@ -38,6 +38,31 @@ class NotFoundError(GraphError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class RunShapeError(ShapeError, InvalidArgumentError):
+    """A node whose inputs' shapes do not fit, found while a session runs (TF1 code catches
+    these as tf.errors.InvalidArgumentError). Named ShapeError, as what it refines."""
+
+
+class RunDTypeError(DTypeError, InvalidArgumentError):
+    """A node given a dtype it does not accept, found while a session runs."""
+
+
+RunShapeError.__name__ = RunShapeError.__qualname__ = "ShapeError"  # messages and screens say ShapeError
+RunDTypeError.__name__ = RunDTypeError.__qualname__ = "DTypeError"
+
+
+def as_tf_error(e: BaseException) -> BaseException:
+    """An op's ShapeError / DTypeError from a run, re-classed (same object, same message) as
+    the InvalidArgumentError subclass TF1 code expects to catch."""
+    if isinstance(e, InvalidArgumentError):
+        return e
+    if isinstance(e, ShapeError) and type(e).__init__ is ShapeError.__init__:
+        e.__class__ = RunShapeError
+    elif isinstance(e, DTypeError) and type(e).__init__ is DTypeError.__init__:
+        e.__class__ = RunDTypeError
+    return e
 
 
 class errors:
@@ -210,6 +235,20 @@ class Tensor:
 
     def get_shape(self) -> TensorShape:
         return self.shape
+
+    def set_shape(self, shape: Any) -> None:
+        """Refines the static shape with what the caller knows (TF's set_shape); a shape
+        that contradicts the known one is a ValueError."""
+        new = TensorShape(shape.dims if isinstance(shape, TensorShape) else shape).dims
+        if new is None:
+            return
+        if self._dims is None:
+            self._dims = new
+            return
+        if len(new) != len(self._dims) or any(a is not None and b is not None and a != b
+                                               for a, b in zip(self._dims, new)):
+            raise ValueError(f"cannot set the shape of '{self.name}' {self.shape} to {TensorShape(new)}")
+        self._dims = tuple(a if a is not None else b for a, b in zip(self._dims, new))
 
     @property
     def device(self) -> str | None:

@@ -266,10 +266,16 @@ def _mark_used(g: Graph, name: str) -> None:
 
 
 class Saver:
-    """TF1's `tf.train.Saver`: the values of variables to one `.npz` file and back."""
+    """TF1's `tf.train.Saver`. `save(sess, "/tmp/model.ckpt", global_step=100)` returns the
+    checkpoint prefix `/tmp/model.ckpt-100` and writes `<prefix>.data-00000-of-00001` (the
+    values: an `.npz` archive, never pickle), `<prefix>.index` (JSON: names, shapes, dtypes)
+    and the directory's `checkpoint` state file that `tf.train.latest_checkpoint` reads.
+    The newest `max_to_keep` checkpoints are kept. No `.meta` graph file is written."""
 
     def __init__(self, var_list: Any = None, max_to_keep: int = 5, **_ignored: Any) -> None:
         self._var_list = var_list
+        self._max_to_keep = max_to_keep
+        self._kept: list[str] = []
 
     def _vars(self, sess: Session) -> dict[str, Variable]:
         vl = self._var_list
@@ -280,34 +286,56 @@ class Saver:
         return {v.op.name: v for v in vl}
 
     def save(
-        self, sess: Session, save_path: str | os.PathLike, global_step: Any = None, **_ignored: Any
+        self,
+        sess: Session,
+        save_path: str | os.PathLike,
+        global_step: Any = None,
+        latest_filename: str | None = None,
+        write_state: bool = True,
+        **_ignored: Any,
     ) -> str:
         from .core import FailedPreconditionError
 
-        path = os.fspath(save_path)
+        prefix = os.fspath(save_path)
         if global_step is not None:
             step = global_step if isinstance(global_step, int) else int(sess.run(global_step))
-            path = f"{path}-{step}"
-        if not path.endswith(".npz"):
-            path += ".npz"
+            prefix = f"{prefix}-{step}"
         arrays = {}
         for key, v in self._vars(sess).items():
             a = sess._vars.get(v.op.name)
             if a is None:
                 raise FailedPreconditionError(f"cannot save the uninitialized variable {v.op.name}")
             arrays[key] = np.asarray(_host(a))
-        with open(path, "wb") as f:
+        os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
+        with open(prefix + DATA_SUFFIX, "wb") as f:
             np.savez(f, __tracetensor_checkpoint__=np.array(VERSION), **arrays)
-        return path
+        index = {"format": "tracetensor-checkpoint-index", "version": VERSION,
+                 "variables": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}}
+        with open(prefix + ".index", "w") as f:
+            json.dump(index, f)
+        if prefix in self._kept:
+            self._kept.remove(prefix)
+        self._kept.append(prefix)
+        while self._max_to_keep and len(self._kept) > self._max_to_keep:
+            old = self._kept.pop(0)
+            for suffix in (DATA_SUFFIX, ".index"):
+                if os.path.exists(old + suffix):
+                    os.remove(old + suffix)
+        if write_state:
+            _write_state(os.path.dirname(prefix) or ".", prefix, self._kept, latest_filename or "checkpoint")
+        return prefix
 
     def restore(self, sess: Session, save_path: str | os.PathLike) -> None:
         from .core import InvalidArgumentError, NotFoundError
 
-        path = os.fspath(save_path)
-        if not os.path.exists(path) and os.path.exists(path + ".npz"):
-            path += ".npz"
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no checkpoint at {path!r}")
+        if save_path is None:
+            raise ValueError("Saver.restore needs a checkpoint prefix (tf.train.latest_checkpoint gave None?)")
+        prefix = os.fspath(save_path)
+        path = next(
+            (p for p in (prefix + DATA_SUFFIX, prefix, prefix + ".npz") if os.path.isfile(p)), None
+        )
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint at {prefix!r} (looked for {prefix + DATA_SUFFIX})")
         try:
             arrays = _read_npz(path)
             if "__tracetensor_checkpoint__" not in arrays:
@@ -318,7 +346,7 @@ class Saver:
             ) from None
         for key, v in self._vars(sess).items():
             if key not in arrays:
-                raise NotFoundError(f"the checkpoint {path} has no value for variable {key}")
+                raise NotFoundError(f"the checkpoint {prefix} has no value for variable {key}")
             a = arrays[key]
             if v._dims is not None and (
                 len(a.shape) != len(v._dims)
@@ -328,3 +356,79 @@ class Saver:
                     f"the checkpoint's {key} has shape {a.shape}, the variable {v.shape}"
                 )
             sess._load_variable(v, a)
+
+
+DATA_SUFFIX = ".data-00000-of-00001"
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unquote(s: str) -> str:
+    s = s.strip()
+    if len(s) < 2 or s[0] != '"' or s[-1] != '"':
+        raise ValueError(f"not a quoted string: {s!r}")
+    out, chars = [], iter(s[1:-1])
+    for c in chars:
+        out.append(next(chars, "") if c == "\\" else c)
+    return "".join(out)
+
+
+def _write_state(directory: str, latest: str, kept: list[str], filename: str) -> None:
+    """TF's `checkpoint` file (text): the newest prefix and all kept ones, relative to the directory."""
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, directory) if os.path.dirname(p) == directory or not os.path.isabs(p) else p
+
+    lines = [f"model_checkpoint_path: {_quote(rel(latest))}"]
+    lines += [f"all_model_checkpoint_paths: {_quote(rel(p))}" for p in kept]
+    tmp = os.path.join(directory, filename + ".tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, os.path.join(directory, filename))
+
+
+class CheckpointState:
+    """What a `checkpoint` state file says (tf.train.get_checkpoint_state)."""
+
+    def __init__(self, model_checkpoint_path: str, all_model_checkpoint_paths: list[str]) -> None:
+        self.model_checkpoint_path = model_checkpoint_path
+        self.all_model_checkpoint_paths = all_model_checkpoint_paths
+
+    def __repr__(self) -> str:
+        return f"CheckpointState(model_checkpoint_path={self.model_checkpoint_path!r})"
+
+
+def get_checkpoint_state(checkpoint_dir: str | os.PathLike, latest_filename: str | None = None) -> Any:
+    """The directory's checkpoint state, or None when it has no `checkpoint` file. The file is
+    parsed as data (two kinds of `key: "path"` lines), never evaluated."""
+    d = os.fspath(checkpoint_dir)
+    path = os.path.join(d, latest_filename or "checkpoint")
+    if not os.path.isfile(path):
+        return None
+    latest, every = None, []
+    with open(path) as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if not sep:
+                continue
+            try:
+                p = _unquote(value)
+            except ValueError:
+                raise SerializationError(f"{path}: cannot read the line {line.strip()!r}") from None
+            p = p if os.path.isabs(p) else os.path.join(d, p)
+            if key.strip() == "model_checkpoint_path":
+                latest = p
+            elif key.strip() == "all_model_checkpoint_paths":
+                every.append(p)
+    return None if latest is None else CheckpointState(latest, every)
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike, latest_filename: str | None = None) -> str | None:
+    """The newest checkpoint prefix saved in `checkpoint_dir`, or None (TF's behaviour)."""
+    state = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if state is None:
+        return None
+    p = state.model_checkpoint_path
+    return p if os.path.isfile(p + DATA_SUFFIX) or os.path.isfile(p) else None

@@ -171,6 +171,9 @@ complex64, complex128 = _dt.complex64, _dt.complex128
 DType = _dt.dtype
 
 
+_TF_NAMES = {"float": _dt.float32, "double": _dt.float64, "half": _dt.float16}
+
+
 def as_dtype(d: Any) -> _dt.dtype:
     """A tracetensor dtype from a dtype, numpy dtype, Python type or name ('float32')."""
     if isinstance(d, _dt.dtype):
@@ -181,6 +184,8 @@ def as_dtype(d: Any) -> _dt.dtype:
         return int32
     if d is builtins.bool:
         return bool
+    if isinstance(d, str) and d in _TF_NAMES:  # TF's names: "float" is float32 (numpy reads float64)
+        return _TF_NAMES[d]
     try:
         return _dt.from_numpy(np.dtype(d))
     except (TypeError, KeyError):
@@ -433,9 +438,11 @@ def _reduce(opname: str, doc: str):
         keepdims: builtins.bool = False,
         name: str | None = None,
         keep_dims: builtins.bool | None = None,
+        reduction_indices: Any = None,
     ) -> Tensor:
         kd = keepdims if keep_dims is None else keep_dims  # TF1's old spelling
-        return apply(opname, (input_tensor,), {"axis": _axis(axis), "keepdims": builtins.bool(kd)}, name=name)
+        ax = axis if reduction_indices is None else reduction_indices  # and TF1's old name of axis
+        return apply(opname, (input_tensor,), {"axis": _axis(ax), "keepdims": builtins.bool(kd)}, name=name)
 
     fn.__name__ = fn.__qualname__ = doc
     fn.__doc__ = f"`tf.{doc}(x, axis=None, keepdims=False)`: the registry op '{opname}'."
@@ -500,8 +507,8 @@ def reshape(tensor: Any, shape: Sequence[int], name: str | None = None) -> Tenso
 def transpose(a: Any, perm: Sequence[int] | None = None, name: str | None = None) -> Tensor:
     (t,) = _tensors(a)
     if perm is None:
-        if t._dims is None:
-            raise InvalidArgumentError(f"transpose of '{t.name}' (unknown rank) needs an explicit perm")
+        if t._dims is None:  # the rank is known only at run time: reverse whatever comes
+            return apply("transpose_all", (t,), name=name or "transpose")
         perm = tuple(reversed(builtins.range(len(t._dims))))
     return apply("permute", (t,), {"axes": tuple(builtins.int(p) for p in perm)}, name=name)
 
@@ -895,16 +902,25 @@ def device(spec: str | None):
     return get_default_graph().device(spec)
 
 
-def zeros(shape: Sequence[int], dtype: Any = float32, name: str | None = None) -> Tensor:
-    return constant(0, dtype=dtype, shape=shape, name=name or "zeros")
+def _filled(shape: Any, value: Any, dtype: Any, name: str) -> Tensor:
+    """A constant when the shape is static, else a Fill node reading the shape at run time."""
+    shape_t, dims = _shape_arg(shape)
+    if shape_t is None:
+        return constant(value, dtype=dtype, shape=dims, name=name)
+    dt = as_dtype(dtype) if dtype is not None else _dt.from_numpy(_np_value(value, None).dtype)
+    return apply("tf_fill", (shape_t,), {"value": value, "dtype": dt.np}, name=name, out=(dims, dt))
 
 
-def ones(shape: Sequence[int], dtype: Any = float32, name: str | None = None) -> Tensor:
-    return constant(1, dtype=dtype, shape=shape, name=name or "ones")
+def zeros(shape: Any, dtype: Any = float32, name: str | None = None) -> Tensor:
+    return _filled(shape, 0, dtype, name or "zeros")
 
 
-def fill(dims: Sequence[int], value: Any, name: str | None = None) -> Tensor:
-    return constant(value, shape=dims, name=name or "Fill")
+def ones(shape: Any, dtype: Any = float32, name: str | None = None) -> Tensor:
+    return _filled(shape, 1, dtype, name or "ones")
+
+
+def fill(dims: Any, value: Any, name: str | None = None) -> Tensor:
+    return _filled(dims, value, None, name or "Fill")
 
 
 def _like(kind: str, type_: str, tensor: Any, dtype: Any, name: str | None) -> Tensor:
@@ -966,18 +982,37 @@ def _random(
     dist: str, shape: Sequence[int], dtype: Any, seed: int | None, name: str | None, **params: Any
 ) -> Tensor:
     dt = as_dtype(dtype)
-    shape = tuple(builtins.int(s) for s in shape)
-    g = get_default_graph()
+    shape_t, dims = _shape_arg(shape)
+    g = shape_t.graph if shape_t is not None else get_default_graph()
     types = {"normal": "RandomStandardNormal", "truncated": "TruncatedNormal", "uniform": "RandomUniform"}
     op = g.create_op(
         "random",
         types[dist],
-        (),
-        {"dist": dist, "shape": shape, "dtype": dt.np, "seed": seed, "graph_seed": g.seed, **params},
+        () if shape_t is None else (shape_t,),  # a runtime shape is the node's one input
+        {"dist": dist, "shape": dims, "dtype": dt.np, "seed": seed, "graph_seed": g.seed, **params},
         name=name or types[dist],
-        out=[(shape, dt)],
+        out=[(dims, dt)],
     )
     return op.outputs[0]
+
+
+def _shape_arg(shape: Any) -> tuple[Tensor | None, tuple | None]:
+    """A shape argument as (runtime shape tensor or None, static dims). Python ints give
+    static dims; a tensor (`tf.shape(x)`) or a list holding tensors (`[batch, 128]`) is
+    read at run time, its static dims kept where known."""
+    if isinstance(shape, Tensor):
+        if shape.op.type == "Shape" and shape.op.inputs:  # tf.shape(x): x's own static dims
+            return shape, shape.op.inputs[0]._dims
+        n = shape._dims[0] if shape._dims else None
+        return shape, None if n is None else (None,) * n
+    shape = list(shape)
+    if not builtins.any(isinstance(s, Tensor) for s in shape):
+        return None, tuple(builtins.int(s) for s in shape)
+    dims = tuple(None if isinstance(s, Tensor) else builtins.int(s) for s in shape)
+    like = next(s for s in shape if isinstance(s, Tensor))
+    parts = [reshape(cast(s, int32), ()) if isinstance(s, Tensor) else constant(s, int32, graph=like.graph)
+             for s in shape]
+    return stack(parts, name="shape"), dims
 
 
 def random_normal(

@@ -25,6 +25,7 @@ from .core import (
     InvalidArgumentError,
     Operation,
     Tensor,
+    as_tf_error,
     fmt_shape,
     get_default_graph,
 )
@@ -209,8 +210,9 @@ def _random_step(sess: Session, op: Operation, xp: Any) -> Step:
     rng = sess._rng(op)
     dev = sess.device
 
-    def draw() -> Any:
-        shape, dt = a["shape"], a["dtype"]
+    def draw(*runtime_shape: Any) -> Any:
+        dt = a["dtype"]
+        shape = tuple(int(d) for d in runtime_shape[0].tolist()) if runtime_shape else a["shape"]
         if a["dist"] == "normal":
             r = rng.standard_normal(shape) * a["stddev"] + a["mean"]
         elif a["dist"] == "truncated":
@@ -615,6 +617,7 @@ class Session:
         try:
             vals = plan.run_listening(feeds) if listening else plan.fast(feeds, self._vars)
         except BaseException as e:
+            as_tf_error(e)  # a shape/dtype error of a run is also a tf.errors.InvalidArgumentError
             if listening:
                 _events.end_run(run, e)
             raise

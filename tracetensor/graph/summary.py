@@ -39,6 +39,18 @@ RunMetadata = _sm.LazyProto("config", "RunMetadata")
 RunOptions = _sm.LazyProto("config", "RunOptions")
 
 
+_NOT_SUPPORTED = frozenset(("audio", "tensor_summary", "FileWriterCache", "get_summary_description",
+                            "SummaryDescription", "TaggedRunMetadata", "initialize", "all_v2_summary_ops"))
+
+
+def __getattr__(name: str) -> Any:
+    # TF1's other tf.summary members: one clear error instead of an AttributeError
+    if name in _NOT_SUPPORTED:
+        raise NotImplementedError(f"tf.summary.{name} is not supported by tracetensor; supported: "
+                                  + ", ".join(__all__))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --------------------------------------------------------------------------- the ops
 
 def _no_cost(arrays: tuple, out: Any, attrs: dict) -> int:

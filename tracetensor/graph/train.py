@@ -22,6 +22,7 @@ class Optimizer:
     _type = "ApplyGradientDescent"
     _rule = "sgd_update"
     _slot_names: tuple[str, ...] = ()
+    _slot_init: dict[str, float] = {}
 
     def __init__(self, learning_rate: Any, use_locking: bool = False, name: str = "GradientDescent") -> None:
         self._lr = learning_rate
@@ -106,7 +107,9 @@ class Optimizer:
         if s is None:
             g = var.graph
             with g.name_scope(var.op.name + "/"), g.control_dependencies(None):
-                s = Variable(zeros_like(var.initial_value), trainable=False, name=self._name)
+                init = zeros_like(var.initial_value)
+                fill = self._slot_init.get(slot, 0.0)  # TF1's RMSProp starts "rms" at 1, Adagrad at 0.1
+                s = Variable(init + fill if fill else init, trainable=False, name=self._name)
             self._slots[key] = s
         return s
 
@@ -176,6 +179,39 @@ class AdamOptimizer(Optimizer):
             return [extra[0].assign_add(1, name="step_update").op]
 
 
+class RMSPropOptimizer(Optimizer):
+    """TF1's RMSProp (slots "rms", starting at 1, and "momentum"; "mg" when centered)."""
+
+    _type = "ApplyRMSProp"
+    _rule = "tf_rmsprop_update"
+
+    def __init__(self, learning_rate: Any, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10,
+                 use_locking: bool = False, centered: bool = False, name: str = "RMSProp") -> None:
+        super().__init__(learning_rate, use_locking, name)
+        self._slot_names = ("rms", "momentum", "mg") if centered else ("rms", "momentum")
+        self._slot_init = {"rms": 1.0}
+        self._rms_hyper = {"decay": float(decay), "momentum": float(momentum), "eps": float(epsilon)}
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"hyper": self._rms_hyper}
+
+
+class AdagradOptimizer(Optimizer):
+    """TF1's Adagrad (slot "accumulator", starting at `initial_accumulator_value`)."""
+
+    _type = "ApplyAdagrad"
+    _rule = "tf_adagrad_update"
+    _slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate: Any, initial_accumulator_value: float = 0.1, use_locking: bool = False,
+                 name: str = "Adagrad") -> None:
+        super().__init__(learning_rate, use_locking, name)
+        self._slot_init = {"accumulator": float(initial_accumulator_value)}
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"hyper": {}}
+
+
 @executor("update")
 def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
     a = op.attrs
@@ -190,6 +226,12 @@ def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
             if momentum:
                 return fwd(xp, p, g, rest[0], lr=lr, momentum=momentum, nesterov=nesterov)
             return fwd(xp, p, g, lr=lr)
+    elif "hyper" in a:  # the TF1-only rules (RMSProp, Adagrad): slots in order, then hyperparameters
+        hyper = a["hyper"]
+
+        def update(p: Any, g: Any, *rest: Any) -> Any:
+            lr = lr_const if lr_const is not None else float(rest[-1])
+            return fwd(xp, p, g, *rest[:n_slots], lr=lr, **hyper)
     else:
         b1, b2, eps = a["beta1"], a["beta2"], a["eps"]
 
@@ -202,6 +244,49 @@ def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
     return Step(op, update, phase="update", evop=rule, grad_of=(op.inputs[0].name,))
 
 
-from .io import Saver  # noqa: E402  (tf.train.Saver)
+from .io import CheckpointState, Saver, get_checkpoint_state, latest_checkpoint  # noqa: E402  (tf.train.*)
 
-__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "Saver"]
+
+def get_global_step(graph: Any = None) -> Variable | None:
+    """The graph's `global_step` variable, or None."""
+    from .core import get_default_graph
+
+    g = graph or get_default_graph()
+    found = g.get_collection("global_step") or [
+        v for v in g.get_collection("variables") if v.op.name == "global_step"
+    ]
+    return found[0] if found else None
+
+
+def get_or_create_global_step(graph: Any = None) -> Variable:
+    """`global_step`: an int64 non-trainable variable starting at 0, made on first use."""
+    from .core import get_default_graph
+
+    g = graph or get_default_graph()
+    step = get_global_step(g)
+    if step is None:
+        with g.as_default(), g.name_scope(None), g.control_dependencies(None):
+            step = Variable(0, trainable=False, name="global_step", dtype=_dt.int64)
+        g.add_to_collection("global_step", step)
+    return step
+
+
+create_global_step = get_or_create_global_step
+
+
+def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                      staircase: bool = False, name: str | None = None) -> Tensor:
+    """learning_rate * decay_rate ** (global_step / decay_steps) (the exponent floored when
+    `staircase`), a float32 tensor that optimizers take as their learning rate."""
+    from .ops import cast, floor, multiply, name_scope, pow
+
+    with name_scope(name or "ExponentialDecay"):
+        p = cast(global_step, _dt.float32) / float(decay_steps)
+        if staircase:
+            p = floor(p)
+        return multiply(float(learning_rate), pow(float(decay_rate), p), name="learning_rate")
+
+__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "RMSPropOptimizer",
+           "AdagradOptimizer", "Saver",
+           "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "get_global_step",
+           "get_or_create_global_step", "create_global_step", "exponential_decay"]

@@ -131,6 +131,18 @@ def _assign(var: Variable, value: Any, mode: str, type_: str) -> Operation:
         )
 
 
+def get_collection(key: str, scope: str | None = None) -> list[Any]:
+    """The default graph's collection `key` (items whose name starts with `scope`, if given)."""
+    items = get_default_graph().get_collection(key)
+    if scope is None:
+        return items
+    return [v for v in items if getattr(v, "name", "").startswith(scope)]
+
+
+def add_to_collection(name: str, value: Any) -> None:
+    get_default_graph().add_to_collection(name, value)
+
+
 def global_variables(graph: Graph | None = None) -> list[Variable]:
     return (graph or get_default_graph()).get_collection(GLOBAL_VARIABLES)
 
@@ -155,8 +167,34 @@ def global_variables_initializer() -> Operation:
 initialize_all_variables = global_variables_initializer
 
 
+class _Reuse:
+    """`tf.AUTO_REUSE`: get_variable creates a variable the first time, returns it after."""
+
+    def __repr__(self) -> str:
+        return "tf.AUTO_REUSE"
+
+
+AUTO_REUSE: Any = _Reuse()
+
+
+class VariableScope(str):
+    """What `with tf.variable_scope(...) as scope` gives: the scope's name (a str, as before)
+    with TF's `.name` and `.reuse_variables()`."""
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def reuse_variables(self) -> None:
+        """From here to the end of the `with` block, get_variable returns existing variables."""
+        if _scopes.reuse:
+            _scopes.reuse[-1] = True
+        else:  # the root scope: from now on in this thread, as TF's root scope
+            _scopes.reuse.append(True)
+
+
 class _VariableScope(threading.local):
-    reuse: list[bool]
+    reuse: list[Any]
 
     def __init__(self) -> None:
         self.reuse = []
@@ -165,9 +203,14 @@ class _VariableScope(threading.local):
 _scopes = _VariableScope()
 
 
+def get_variable_scope() -> VariableScope:
+    """The current variable scope (`tf.get_variable_scope().reuse_variables()` works)."""
+    return VariableScope(get_default_graph().get_name_scope())
+
+
 @contextmanager
 def variable_scope(
-    name_or_scope: str | None,
+    name_or_scope: Any,
     default_name: str | None = None,
     values: Any = None,
     reuse: bool | None = None,
@@ -178,13 +221,16 @@ def variable_scope(
     g = get_default_graph()
     name = name_or_scope or default_name or "scope"
     outer = g.get_name_scope()
-    full = f"{outer}/{name}" if outer else name
+    # a scope object (from `as scope`) names its scope absolutely
+    full = str(name) if isinstance(name, VariableScope) or not outer else f"{outer}/{name}"
     inherited = _scopes.reuse[-1] if _scopes.reuse else False
-    _scopes.reuse.append(bool(reuse) or inherited)
+    _scopes.reuse.append(
+        True if reuse is True or inherited is True else AUTO_REUSE if AUTO_REUSE in (reuse, inherited) else False
+    )
     try:
         with g.name_scope(full + "/") as scope:
             g._names.setdefault(full, 1)
-            yield scope[:-1]
+            yield VariableScope(scope[:-1])
     finally:
         _scopes.reuse.pop()
 
@@ -214,7 +260,7 @@ def get_variable(
                 "variable_scope?"
             )
         return existing
-    if reuse:
+    if reuse is True:
         raise ValueError(
             f"Variable {full} does not exist: variable_scope(reuse=True) only returns existing ones"
         )

@@ -160,30 +160,6 @@ class Embedding(Module):
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
-class RNNCell(Module):
-    """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu)."""
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh") -> None:
-        super().__init__()
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}: expected 'tanh' or 'relu'")
-        self.input_size, self.hidden_size, self.nonlinearity = input_size, hidden_size, nonlinearity
-        bound = 1 / math.sqrt(hidden_size)
-        self.weight_ih = _uniform_param((hidden_size, input_size), bound)
-        self.weight_hh = _uniform_param((hidden_size, hidden_size), bound)
-        self.bias_ih = _uniform_param((hidden_size,), bound) if bias else None
-        self.bias_hh = _uniform_param((hidden_size,), bound) if bias else None
-
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        if h is None:
-            from ..tensor import zeros
-
-            h = zeros(*x.shape[:-1], self.hidden_size, dtype=x.dtype, device=x.device)
-        pre = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        return pre.tanh() if self.nonlinearity == "tanh" else pre.relu()
-
-
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
@@ -425,7 +401,7 @@ class BCELoss(_Loss):
         return F.binary_cross_entropy(input, target, self.weight, self.reduction)
 
 
-__all__ = ["Sequential", "ModuleList", "Identity", "Linear", "Conv2d", "MaxPool2d", "Embedding", "RNNCell",
+__all__ = ["Sequential", "ModuleList", "Identity", "Linear", "Conv2d", "MaxPool2d", "Embedding",
            "ReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "Flatten", "MSELoss", "L1Loss",
            "CrossEntropyLoss", "NLLLoss", "BCELoss", "GELU", "LeakyReLU", "ELU", "SiLU", "Softplus", "LayerNorm",
            "BatchNorm1d", "BatchNorm2d", "SmoothL1Loss", "BCEWithLogitsLoss"]

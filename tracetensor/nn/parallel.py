@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import distributed as dist
-from .. import events as _ev
 from .module import Module, Parameter
 
 __all__ = ["DistributedDataParallel"]
@@ -34,8 +33,7 @@ class DistributedDataParallel(Module):
     """Wraps `module` (PyTorch's signature; `device_ids`/`output_device` are accepted for
     compatibility: the module's own device is used). Call it as the module; its gradients
     come out of `backward()` averaged over all ranks. `no_sync()` skips the averaging
-    (gradients accumulate locally until the next synchronized backward). Each call also
-    marks a training step: a run of kind "step" that traces and the debugger show as the step.
+    (gradients accumulate locally until the next synchronized backward).
     """
 
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None, dim: int = 0,
@@ -48,8 +46,6 @@ class DistributedDataParallel(Module):
         self.module = module
         self.broadcast_buffers = broadcast_buffers
         self._sync = True
-        self._step = 0
-        self._run: int | None = None
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in named}
         _broadcast_flat([p for _, p in named] + [b for b in module.buffers()], "ddp/broadcast_params")
@@ -73,7 +69,6 @@ class DistributedDataParallel(Module):
         for _, p in named:
             p.register_post_accumulate_grad_hook(self._grad_ready)
 
-    # -- forward: one step per call
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._ready:
             missing = [self._names[id(p)] for b in self._buckets for p in b.params if id(p) not in self._ready]
@@ -81,10 +76,6 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel: the last backward gave no gradient to parameters "
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; every parameter must take "
                 "part in the loss (or leave it out of the module)")
-        if self._run is not None:
-            _ev.end_run(self._run)
-        self._run = _ev.begin_run("step", name=f"DDP step {self._step}")
-        self._step += 1
         if self.broadcast_buffers and self.training:
             bufs = list(self.module.buffers())
             if bufs:
@@ -107,6 +98,9 @@ class DistributedDataParallel(Module):
         b = self._bucket_of[id(p)]
         if id(p) in self._ready:
             return
+        for done in self._buckets[:self._next]:  # MPI moves bytes only inside MPI calls: poke the
+            if done.work is not None:            # reductions in flight so they progress during backward
+                done.work.is_completed()
         self._ready.add(id(p))
         b.pending -= 1
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:

@@ -41,18 +41,6 @@ class RunInfo:
         return None if self.end_ns is None else self.end_ns - self.start_ns
 
 
-class ValueNotRecorded(LookupError):
-    """`Trace.value` of a tensor whose value the trace does not hold; the message says why."""
-
-
-class _NotRecorded:
-    def __repr__(self) -> str:
-        return "<raise ValueNotRecorded>"
-
-
-NOT_RECORDED: Any = _NotRecorded()  # `value()`'s default: raise rather than return a silent None
-
-
 MAX_SOURCE_BYTES = 2 << 20  # a "source file" larger than this is not shown
 
 
@@ -74,6 +62,18 @@ def read_source(filename: str, limit: int = MAX_SOURCE_BYTES) -> str | None:
     finally:
         os.close(fd)
     return None if len(data) > limit else data.decode("utf-8", errors="replace")
+
+
+class ValueNotRecorded(LookupError):
+    """`Trace.value` of a tensor whose value the trace does not hold; the message says why."""
+
+
+class _NotRecorded:
+    def __repr__(self) -> str:
+        return "<raise ValueNotRecorded>"
+
+
+NOT_RECORDED: Any = _NotRecorded()  # `value()`'s default: raise rather than return a silent None
 
 
 def output_name(tensor: str) -> str:

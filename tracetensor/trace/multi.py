@@ -1,5 +1,6 @@
 """A set of per-rank traces (`run.rank0.ttrace`, `run.rank1.ttrace`, ...) read as one:
-events of all ranks in one time order (each rank's clock shifted by the offset to rank 0
+events of all ranks in one time order (by when each op's output came to be: its end
+time, each rank's clock shifted by the offset to rank 0
 it measured at start), names prefixed `rank1/...`; plus the cross-rank analyses the
 debugger and the profiler show: collectives split into waiting and transfer, per-step
 straggler table, communication/computation overlap.
@@ -89,7 +90,9 @@ class MultiTrace(Trace):
             tagged = []
             for r in self.ranks:
                 for e in r.trace.iter_events(run):
-                    tagged.append((e.start_ns + r.offset_ns, r.rank, e.seq, e))
+                    # ordered by when the output came to be: an async collective started long
+                    # before its result (which holds the other ranks' data) existed
+                    tagged.append((e.end_ns + r.offset_ns, r.rank, e.seq, e))
             tagged.sort(key=lambda x: x[:3])
             got = []
             for i, (_, rank, seq, e) in enumerate(tagged):
@@ -131,7 +134,7 @@ class MultiTrace(Trace):
 
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The first event with a NaN/inf output in time order across ranks (each rank's
-        own index finds its candidate; the earliest aligned one wins)."""
+        own index finds its candidate; the one whose output came first, on rank 0's clock, wins)."""
         best = None
         runs = [run] if run is not None else [r.run for r in self.runs()]
         for rn in runs:
@@ -139,7 +142,7 @@ class MultiTrace(Trace):
             for r in self.ranks:
                 e = r.trace.first_nonfinite(rn)
                 if e is not None:
-                    cands.append((e.start_ns + r.offset_ns, r.rank, e.seq))
+                    cands.append((e.end_ns + r.offset_ns, r.rank, e.seq))
             if cands:
                 best = min(cands)
                 break
@@ -309,18 +312,21 @@ class CollectiveStat:
 
 def collectives(mt: MultiTrace, run: int | None = None) -> list[CollectiveStat]:
     """Every collective of `run` (all runs when None), matched across ranks by ordinal."""
-    by: dict[int, CollectiveStat] = {}
+    by: dict[object, CollectiveStat] = {}
     for r in mt.ranks:
+        n = 0
         for e in r.trace.iter_events(run, phase="collective"):
-            k = e.iteration if e.iteration is not None else -1
+            # eager collectives carry their ordinal; graph nodes (whose `iteration` is the loop's)
+            # are matched by their position among the rank's graph collectives
+            k: object = e.iteration if e.mode == "eager" else ("graph", n)
+            n += e.mode != "eager"
             c = by.get(k)
             if c is None:
                 m = e.outputs[0] if e.outputs else None
-                c = by[k] = CollectiveStat(k, e.op, e.name, e.run, m.nbytes if m else 0, e.forward or "", {}, {})
+                c = by[k] = CollectiveStat(len(by), e.op, e.name, e.run, m.nbytes if m else 0, e.forward or "", {}, {})
             c.start[r.rank] = e.start_ns + r.offset_ns
             c.end[r.rank] = e.end_ns + r.offset_ns
-    n = len(mt.ranks)
-    return [by[k] for k in sorted(by) if len(by[k].start) == n]
+    return sorted((c for c in by.values() if len(c.start) == len(mt.ranks)), key=lambda c: min(c.start.values()))
 
 
 def _union(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:

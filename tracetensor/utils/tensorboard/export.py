@@ -84,6 +84,8 @@ def export_trace(trace: Trace, log_dir: str, *, histograms: bool = True, max_run
                 return trace.value(e.outputs[i].name, _run)
 
             loss = _loss(events)
+            if loss is None and len(events) == info.n_events:  # the run is this step: what it says of its loss
+                loss = getattr(info, "loss", None)
             if loss is not None:
                 scalar("loss", loss)
             for param, (ge, gi), wt in _grad_flow(events):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -109,6 +110,7 @@ class SummaryWriter:
         self.max_queue, self.flush_secs, self.filename_suffix = max_queue, flush_secs, filename_suffix
         self.file_writer = EventWriter(self.log_dir, max_queue, flush_secs, filename_suffix)
         self.all_writers: dict[str, EventWriter] = {self.log_dir: self.file_writer}
+        self._lock = threading.Lock()  # add_scalars from several threads must not open a run twice
         if purge_step is not None:
             p = sm.protos().event
             self.file_writer.add_event(sm.event(step=purge_step, file_version="brain.Event:2"))
@@ -137,10 +139,12 @@ class SummaryWriter:
         under the tag `main_tag`, as in PyTorch."""
         walltime = time.time() if walltime is None else walltime
         for key, value in tag_scalar_dict.items():
-            path = os.path.join(self.log_dir, f"{main_tag}_{key}".replace("/", "_"))
-            w = self.all_writers.get(path)
-            if w is None:
-                w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs, self.filename_suffix)
+            path = os.path.join(self.log_dir, main_tag.replace("/", "_") + "_" + key)
+            with self._lock:
+                w = self.all_writers.get(path)
+                if w is None:
+                    w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs,
+                                                             self.filename_suffix)
             w.add_summary(sm.scalar(main_tag, value), _int_step(global_step), walltime)
 
     def add_histogram(self, tag: str, values: Any, global_step: Any = None, bins: Any = "tensorflow",
@@ -200,6 +204,13 @@ class SummaryWriter:
             for k, v in metric_dict.items():
                 w.add_summary(sm.scalar(k, v), step)
 
+    def __getattr__(self, name: str) -> Any:
+        # PyTorch's other add_* methods: one clear error instead of an AttributeError
+        if name in _NOT_SUPPORTED:
+            raise NotImplementedError(f"SummaryWriter.{name} is not supported by tracetensor; supported: "
+                                      + ", ".join(_SUPPORTED))
+        raise AttributeError(f"'SummaryWriter' object has no attribute '{name}'")
+
     def flush(self) -> None:
         for w in self.all_writers.values():
             w.flush()
@@ -215,9 +226,17 @@ class SummaryWriter:
         self.close()
 
 
+_SUPPORTED = ("add_scalar", "add_scalars", "add_histogram", "add_image", "add_images", "add_text", "add_graph",
+              "add_hparams")
+_NOT_SUPPORTED = frozenset(("add_embedding", "add_pr_curve", "add_pr_curve_raw", "add_figure", "add_audio",
+                            "add_video", "add_mesh", "add_custom_scalars", "add_custom_scalars_multilinechart",
+                            "add_custom_scalars_marginchart", "add_histogram_raw", "add_image_with_boxes",
+                            "add_onnx_graph", "add_tensor"))
+
+
 def _int_step(step: Any) -> int | None:
-    if step is None:
-        return None
+    if step is None or isinstance(step, int):
+        return step
     v = sm.to_numpy(step)
     if v.size != 1:
         raise ValueError(f"global_step must be one integer, got shape {tuple(v.shape)}")

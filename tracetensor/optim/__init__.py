@@ -1,0 +1,428 @@
+"""`tt.optim`: SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta and LBFGS with PyTorch's update
+rules (`tt.optim.lr_scheduler` holds the schedulers). Updates are in place on the
+parameter arrays; each parameter's update passes the dispatch point as an "update"
+event when someone listens, and costs what hand-written numpy costs when nobody does."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .._dispatch import Site, dispatch, site_of
+from .._grad_mode import enable_grad
+from .._registry import REGISTRY
+from ..errors import Invalid, TraceTensorError
+from ..events import STATE
+from ..events import step as _end_step
+from ..tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "LBFGS", "lr_scheduler"]
+
+_tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
+
+
+class Optimizer:
+    """Base class: `param_groups` (lists of parameters with their hyperparameters),
+    per-parameter `state`, `zero_grad`, `step`, `state_dict`/`load_state_dict`."""
+
+    _op = "sgd_update"  # the registry op of one parameter's update
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: dict[int, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        groups = list(params)
+        if not groups:
+            raise TraceTensorError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(q) for g in self.param_groups for q in g["params"]}
+        for p in params:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TraceTensorError(f"{type(self).__name__} can only optimize tensors that require grad, "
+                                       f"got {type(p).__name__}")
+            if id(p) in seen:
+                raise ValueError("some parameters appear in more than one parameter group")
+            seen.add(id(p))
+        g = {**self.defaults, **group, "params": params}
+        self.param_groups.append(g)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad._data[...] = 0
+
+    def step(self, closure: Any = None) -> Any:
+        loss = _call(closure)
+        listening = bool(STATE.listeners)
+        for group in self.param_groups:
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None:
+                    g = p.grad._data
+                    if g.shape != p._data.shape:
+                        raise _grad_error(self._op, p, g)
+                    self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
+        if listening:
+            _end_step()  # an eager step (run) ends with its update; the next op begins the next
+        return loss
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        raise NotImplementedError
+
+    def _run(self, opname: str, p: Tensor, args: tuple, attrs: dict, listening: bool, index: int) -> None:
+        """One parameter's update, through the dispatch point."""
+        op = REGISTRY[opname]
+        if listening:
+            pname = p._name or f"param_{index}"
+            site = _tuple_new(Site, (op, "update", "eager", op.name, "update/" + pname, (pname, pname + ".grad"),
+                                     p._device, None, None, (), (pname,), None, False))
+        else:
+            site = site_of(op, "update")
+        dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)
+
+    # state as plain data (tt.save can write it): per-parameter state indexed by position
+    def state_dict(self) -> dict[str, Any]:
+        order = [id(p) for g in self.param_groups for p in g["params"]]
+        state = {}
+        for k, pid in enumerate(order):
+            if pid in self.state and self.state[pid]:
+                state[k] = {n: (Tensor._make(v, _dev_of(self, pid)) if hasattr(v, "shape") else v)
+                            for n, v in self.state[pid].items()}
+        groups = []
+        k = 0
+        for g in self.param_groups:
+            groups.append({**{n: v for n, v in g.items() if n != "params"},
+                           "params": list(range(k, k + len(g["params"])))})
+            k += len(g["params"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
+            raise TraceTensorError("loaded optimizer state has a different number of parameter groups or "
+                                   "parameters than this optimizer")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for g, saved in zip(self.param_groups, groups):
+            g.update({n: v for n, v in saved.items() if n != "params"})
+        self.state = {}
+        for k, st in state_dict["state"].items():
+            p = params[int(k)]
+            self.state[id(p)] = {n: (p._device.xp.array(v._data if isinstance(v, Tensor) else v)
+                                     if isinstance(v, Tensor) or hasattr(v, "shape") else v)
+                                 for n, v in st.items()}
+
+
+def _call(closure: Any) -> Any:
+    """The closure's loss, computed with gradients on (as PyTorch's optimizers do)."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
+
+
+def _dev_of(opt: Optimizer, pid: int) -> Any:
+    for g in opt.param_groups:
+        for p in g["params"]:
+            if id(p) == pid:
+                return p._device
+    raise KeyError(pid)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with PyTorch's momentum, dampening, Nesterov and L2 weight decay."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"invalid SGD hyperparameters: lr={lr}, momentum={momentum}, "
+                             f"weight_decay={weight_decay} (all must be >= 0)")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov})
+
+    def step(self, closure: Any = None) -> Any:
+        if STATE.listeners or any(g["momentum"] or g["weight_decay"] for g in self.param_groups):
+            return super().step(closure)
+        loss = _call(closure)
+        for group in self.param_groups:  # the plain step, with no per-parameter bookkeeping
+            lr = group["lr"]
+            for p in group["params"]:
+                if p.grad is not None:
+                    _plain_sgd(p, p.grad._data, lr)
+        return loss
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        momentum = group["momentum"]
+        if not momentum and not group["weight_decay"] and not listening:
+            _plain_sgd(p, g, group["lr"])
+            return
+        buf = None
+        first = False
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = p._device.xp.empty_like(p._data)
+                first = True
+        self._run("sgd_update", p, (p._data, g, buf),
+                  {"lr": group["lr"], "momentum": momentum, "dampening": group["dampening"],
+                   "weight_decay": group["weight_decay"], "nesterov": group["nesterov"], "first": first},
+                  listening, index)
+
+
+def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:
+    """`p -= lr * g`, exactly what hand-written numpy does, with the checks of the update op."""
+    if g.shape != p._data.shape:
+        raise _grad_error("sgd_update", p, g)
+    try:
+        p._data -= lr * g
+    except Exception as e:
+        raise site_of(REGISTRY["sgd_update"], "update").error((p._data, g), {"lr": lr}, e) from None
+
+
+def _grad_error(opname: str, p: Tensor, g: Any) -> BaseException:
+    """A gradient whose shape is not its parameter's (PyTorch refuses such a `.grad`); the
+    error the dispatch point gives it, whether or not anyone listens."""
+    site = site_of(REGISTRY[opname], "update")
+    msg = f"gradient of shape {tuple(g.shape)} does not match its parameter's shape {tuple(p._data.shape)}"
+    return site.error((p._data, g), {}, Invalid(msg))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with PyTorch's bias correction, L2 weight decay and amsgrad."""
+
+    _decoupled = False
+    _op = "adam_update"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid Adam hyperparameters: lr={lr}, betas={betas}, eps={eps}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                                  "amsgrad": amsgrad})
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        xp = p._device.xp
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p._data)
+            state["exp_avg_sq"] = xp.zeros_like(p._data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p._data)
+        state["step"] += 1
+        b1, b2 = group["betas"]
+        self._run("adam_update", p, (p._data, g, state["exp_avg"], state["exp_avg_sq"],
+                                     state.get("max_exp_avg_sq")),
+                  {"lr": group["lr"], "beta1": b1, "beta2": b2, "eps": group["eps"],
+                   "weight_decay": group["weight_decay"], "step": state["step"],
+                   "decoupled": self._decoupled},
+                  listening, index)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.01), as torch.optim.AdamW."""
+
+    _decoupled = True
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class Adagrad(Optimizer):
+    """Adagrad with PyTorch's lr_decay, weight_decay, initial_accumulator_value and eps."""
+
+    _op = "adagrad_update"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+        if lr < 0 or lr_decay < 0 or weight_decay < 0 or eps < 0 or initial_accumulator_value < 0:
+            raise ValueError(f"invalid Adagrad hyperparameters: lr={lr}, lr_decay={lr_decay}, "
+                             f"weight_decay={weight_decay}, eps={eps}")
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value, "eps": eps})
+        for g in self.param_groups:  # PyTorch creates Adagrad's state up front
+            for p in g["params"]:
+                self.state[id(p)] = {"step": 0, "sum": p._device.xp.full_like(
+                    p._data, g["initial_accumulator_value"])}
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        state["step"] += 1
+        self._run("adagrad_update", p, (p._data, g, state["sum"]),
+                  {"lr": group["lr"], "lr_decay": group["lr_decay"], "weight_decay": group["weight_decay"],
+                   "eps": group["eps"], "step": state["step"]}, listening, index)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's alpha, eps, weight_decay, momentum and centered options."""
+
+    _op = "rmsprop_update"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
+        if lr < 0 or eps < 0 or momentum < 0 or weight_decay < 0 or alpha < 0:
+            raise ValueError(f"invalid RMSprop hyperparameters: lr={lr}, alpha={alpha}, eps={eps}, "
+                             f"momentum={momentum}, weight_decay={weight_decay}")
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
+                                  "momentum": momentum, "centered": centered})
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        xp = p._device.xp
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p._data)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = xp.zeros_like(p._data)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p._data)
+        state["step"] += 1
+        self._run("rmsprop_update", p, (p._data, g, state["square_avg"], state.get("grad_avg"),
+                                        state.get("momentum_buffer")),
+                  {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
+                   "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                   "centered": group["centered"]}, listening, index)
+
+
+class Adadelta(Optimizer):
+    """Adadelta with PyTorch's defaults (lr=1.0, rho=0.9, eps=1e-6)."""
+
+    _op = "adadelta_update"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0.0) -> None:
+        if lr < 0 or not 0 <= rho <= 1 or eps < 0 or weight_decay < 0:
+            raise ValueError(f"invalid Adadelta hyperparameters: lr={lr}, rho={rho}, eps={eps}, "
+                             f"weight_decay={weight_decay}")
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay})
+
+    def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
+        xp = p._device.xp
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p._data)
+            state["acc_delta"] = xp.zeros_like(p._data)
+        state["step"] += 1
+        self._run("adadelta_update", p, (p._data, g, state["square_avg"], state["acc_delta"]),
+                  {"lr": group["lr"], "rho": group["rho"], "eps": group["eps"],
+                   "weight_decay": group["weight_decay"]}, listening, index)
+
+
+class LBFGS(Optimizer):
+    """L-BFGS as torch.optim.LBFGS (one parameter group; `step(closure)` re-evaluates the loss).
+    Each parameter move passes the dispatch point as an `lbfgs_update` event. Only the fixed-step
+    rule is implemented: `line_search_fn="strong_wolfe"` raises."""
+
+    _op = "lbfgs_update"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
+                 line_search_fn: str | None = None) -> None:
+        if line_search_fn is not None:
+            raise NotImplementedError(f"LBFGS line_search_fn={line_search_fn!r} is not supported by tracetensor; "
+                                      "use line_search_fn=None")
+        super().__init__(params, {"lr": lr, "max_iter": max_iter,
+                                  "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
+                                  "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
+                                  "history_size": history_size, "line_search_fn": line_search_fn})
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+
+    def _flat_grad(self) -> Any:
+        ps = self.param_groups[0]["params"]
+        xp = ps[0]._device.xp
+        return xp.concatenate([(p.grad._data if p.grad is not None else xp.zeros_like(p._data)).reshape(-1)
+                               for p in ps])
+
+    def _add(self, t: float, d: Any) -> None:
+        listening = bool(STATE.listeners)
+        k = 0
+        for i, p in enumerate(self.param_groups[0]["params"]):
+            n = p._data.size
+            self._run("lbfgs_update", p, (p._data, d[k:k + n]), {"t": float(t)}, listening, i)
+            k += n
+
+    def step(self, closure: Any = None) -> Any:
+        if closure is None:
+            raise TraceTensorError("LBFGS.step needs a closure that clears the gradients, computes the loss, "
+                                   "calls backward() and returns the loss")
+        group = self.param_groups[0]
+        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
+        tol_grad, tol_change, history = group["tolerance_grad"], group["tolerance_change"], group["history_size"]
+        state = self.state.setdefault(id(group["params"][0]), {})
+        state.setdefault("func_evals", 0)
+        state.setdefault("n_iter", 0)
+        orig_loss = _call(closure)
+        loss = float(orig_loss)
+        evals = 1
+        state["func_evals"] += 1
+        flat_grad = self._flat_grad()
+        if abs(flat_grad).max() <= tol_grad:
+            return orig_loss
+        d, t = state.get("d"), state.get("t")
+        old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+        h_diag, prev_flat_grad, prev_loss = state.get("H_diag"), state.get("prev_flat_grad"), state.get("prev_loss")
+        n_iter = 0
+        while n_iter < max_iter:
+            n_iter += 1
+            state["n_iter"] += 1
+            if state["n_iter"] == 1:
+                d, old_dirs, old_stps, ro, h_diag = -flat_grad, [], [], [], 1
+            else:
+                y = flat_grad - prev_flat_grad
+                s = d * t
+                ys = float(y @ s)
+                if ys > 1e-10:
+                    if len(old_dirs) == history:
+                        old_dirs.pop(0)
+                        old_stps.pop(0)
+                        ro.pop(0)
+                    old_dirs.append(y)
+                    old_stps.append(s)
+                    ro.append(1.0 / ys)
+                    h_diag = ys / float(y @ y)
+                al = [0.0] * len(old_dirs)
+                q = -flat_grad
+                for i in range(len(old_dirs) - 1, -1, -1):
+                    al[i] = float(old_stps[i] @ q) * ro[i]
+                    q = q - al[i] * old_dirs[i]
+                d = r = q * h_diag
+                for i in range(len(old_dirs)):
+                    be_i = float(old_dirs[i] @ r) * ro[i]
+                    r += (al[i] - be_i) * old_stps[i]
+            prev_flat_grad = flat_grad.copy()
+            prev_loss = loss
+            t = min(1.0, 1.0 / float(abs(flat_grad).sum())) * lr if state["n_iter"] == 1 else lr
+            gtd = float(flat_grad @ d)
+            if gtd > -tol_change:
+                break
+            ls_evals = 0
+            self._add(t, d)
+            opt_cond = False
+            if n_iter != max_iter:
+                loss = float(_call(closure))
+                flat_grad = self._flat_grad()
+                opt_cond = abs(flat_grad).max() <= tol_grad
+                ls_evals = 1
+            evals += ls_evals
+            state["func_evals"] += ls_evals
+            if n_iter == max_iter or evals >= max_eval or opt_cond:
+                break
+            if abs(d * t).max() <= tol_change or abs(loss - prev_loss) < tol_change:
+                break
+        state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
+                     prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        if STATE.listeners:
+            _end_step()
+        return orig_loss
+
+
+from . import lr_scheduler  # noqa: E402  (tt.optim.lr_scheduler, as torch.optim.lr_scheduler)

@@ -105,13 +105,13 @@ def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
 
 
 def test_row_source_location_is_where_the_time_went():
-    a, b = tt.ones(2), tt.randn(512, 512)
+    a, b = tt.ones(2), tt.randn(1024, 1024)
 
     def once() -> None:
         a + a  # one tiny add first
 
     def hot() -> None:
-        for _ in range(50):
+        for _ in range(30):
             b + b  # where the add time goes (milliseconds, against the one add's microseconds)
 
     with profile(with_stack=True) as prof:
@@ -405,3 +405,19 @@ def test_plugin_report_lists_the_inputs_of_the_bad_op_in_a_plain_test(pytester: 
     for section in out.split("inputs of this op:")[1:3]:  # the first bad tensor's, the first bad gradient's
         assert re.match(r"\s+\S+: n=2 min=", section.splitlines()[1]), section  # `mul:0: n=2 min=0 ...`
     assert out.count("inputs of this op:") >= 2
+
+
+def test_report_says_an_update_input_is_seen_after_the_update():
+    import math
+
+    import tracetensor.nn as nn
+    from tracetensor.nancheck import Numerics
+
+    m = nn.Linear(2, 1)
+    opt = tt.optim.SGD(m.parameters(), lr=math.inf)
+    with np.errstate(all="ignore"), Numerics() as n:
+        m(tt.ones(1, 2)).sum().backward()
+        opt.step()
+    report = n.report("all")
+    assert "weight (after the in-place update): " in report
+    assert "weight.grad: n=2 min=1 max=1" in report  # the gradient is as it came in

@@ -264,7 +264,10 @@ class Numerics:
                 out.append(f"      called from {_where(fr)} in {fr.name}")
         if e.input_summaries:
             out.append("  inputs of this op:")
-            out += [f"      {n}: {s.brief() if s is not None else '-'}"
+            # an update changes its parameter in place: that input is summarized as it is after
+            inplace = {m.name for m in e.outputs} if e.phase == "update" else set()
+            out += [f"      {n}{' (after the in-place update)' if n in inplace else ''}: "
+                    f"{s.brief() if s is not None else '-'}"
                     for n, s in zip(e.inputs or ("?",) * len(e.input_summaries), e.input_summaries)]
         fwd = f.forward_event
         if fwd is not None:

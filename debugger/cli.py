@@ -28,7 +28,7 @@ def start_run(trace: Trace) -> int | None:
 def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
     """Offline `run`: moves to the next run (`-t N`: N runs on; `-f F`: the next run
     where a tensor passes F). None when the trace has no such run."""
-    ids = [r.run for r in trace.runs() if current is None or r.run > current]
+    ids = [r for r in trace.run_ids() if current is None or r > current]
     if act.mode == "filter":
         fn = flt.get_filter(act.filter or "has_inf_or_nan")
         for r in ids:
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _debug(args)
     except BrokenPipeError:
-        raise  # `| head` closed stdout: the `tracetensor` command ends quietly
+        raise  # `| head` closed the pipe: the top-level command ends quietly (exit 141)
     except (TraceFileError, OSError) as e:  # the reader's error names the file and the problem
         print(printable(f"tracetensor debug: {e}"), file=sys.stderr)
         return 2
@@ -66,7 +66,7 @@ def _debug(args: argparse.Namespace) -> int:
     trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
         else open_ranks(args.trace)
     run = args.run if args.run is not None else start_run(trace)
-    runs = [r.run for r in trace.runs()]
+    runs = trace.run_ids()  # numbers only: a long recording has tens of thousands of runs
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
         print(f"tracetensor debug: --run {args.run} is not in {' '.join(args.trace)} (it has {have})",
@@ -96,9 +96,9 @@ def _debug(args: argparse.Namespace) -> int:
         from .readline_ui import ReadlineUI
         ui = ReadlineUI()
     while True:
-        intro = Text(f"trace {' '.join(args.trace)}: {len(trace.runs())} runs; at run {dbg.run}\n"
+        intro = Text(f"trace {' '.join(args.trace)}: {len(trace.run_ids())} runs; at run {dbg.run}\n"
                      "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
-        act = ui.session(dbg, f"trace: run {dbg.run}", intro)
+        act = ui.session(dbg, f"trace: run {dbg.run}", intro, kind="end")
         if act is None or not _advance(dbg, act):
             return 0
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
@@ -265,6 +266,15 @@ class Debugger:
         res.output = safe_renderable(res.output)
         return res
 
+    def parse(self, line: str) -> tuple[_Cmd, argparse.Namespace]:
+        """A command line's command and parsed arguments, without running it (the TUI sends
+        `lt` to its list); raises for anything `execute` would answer with an error."""
+        argv = shlex.split(line.strip())
+        cmd = self.commands.get(argv[0]) if argv else None
+        if cmd is None:
+            raise CommandError(f"unknown command in {line!r}")
+        return cmd, cmd.parser.parse_args(argv[1:])
+
     def plain(self, line: str) -> str:
         return to_plain(self.execute(line).output)
 
@@ -323,12 +333,16 @@ class Debugger:
     # --------------------------------------------------------------- lt
     def run_start(self, run: int) -> int:
         """When `run` began (the zero of the list's time column)."""
-        if self._starts is None or run not in self._starts:
-            self._starts = {r.run: r.start_ns for r in self.trace.runs()}
+        if self._starts is None or len(self._starts) > 4096:
+            self._starts = {}  # the runs a listing shows, not every run of a long trace
         start = self._starts.get(run)
         if start is None:
-            evs = self.trace.events(run, limit=1)
-            start = evs[0].start_ns if evs else 0
+            try:
+                start = self.trace.run_info(run).start_ns
+            except KeyError:
+                evs = self.trace.events(run, limit=1)
+                start = evs[0].start_ns if evs else 0
+            self._starts[run] = start
         return start
 
     def listing(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
@@ -370,13 +384,11 @@ class Debugger:
                 head.append(f"  ({where(culprit.event)})", style="bold")
         return head, rows, view, False
 
-    def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
-        """`lt -a`: every run's tensors in execution order, a page at a time, read through the
-        trace's indexes (non-finite blocks, op types) so a page costs what it shows."""
+    def all_rows(self, a: argparse.Namespace) -> tuple[L.ListView, Iterator[flt.TensorDatum]]:
+        """`lt -a`: every run's tensors that pass the filters, in execution order, lazily, read
+        through the trace's indexes (blocks holding NaN/inf, op types) so a page costs what it shows."""
         if a.sort_by != "timestamp" or a.reverse:
             raise CommandError("lt -a lists in execution order; -s/-r sort the tensors of one run")
-        if a.page < 1:
-            raise CommandError(f"lt -p needs a page number from 1, got {a.page}")
         tr = self.trace
         fname = a.tensor_filter or "has_inf_or_nan"
         fn = flt.get_filter(fname)
@@ -392,31 +404,33 @@ class Debugger:
             events = tr.iter_nonfinite()
         else:
             events = tr.iter_events(None, op=a.op_type_filter, name=a.node_name_filter)
-        skip, rows, more = (a.page - 1) * LT_PAGE, [], False
-        for k, e in enumerate(events):
-            if k % 256 == 0 and self.should_stop():
-                raise CommandError("cancelled")
-            if rn and not rn.search(e.name) or ro and not ro.search(e.op):
-                continue
-            for i, m in enumerate(e.outputs):
-                if m.dtype == "none":
+
+        def rows() -> Iterator[flt.TensorDatum]:
+            for k, e in enumerate(events):
+                if k % 256 == 0 and self.should_stop():
+                    raise CommandError("cancelled")
+                if rn and not rn.search(e.name) or ro and not ro.search(e.op):
                     continue
-                d = flt.TensorDatum(e, i, tr)
-                if a.tensor_filter and not flt.passes(fn, d):
-                    continue
-                if skip:
-                    skip -= 1
-                elif len(rows) < LT_PAGE:
-                    rows.append(d)
-                else:
-                    more = True
-                    break
-            if more:
-                break
+                for i, m in enumerate(e.outputs):
+                    if m.dtype != "none":
+                        d = flt.TensorDatum(e, i, tr)
+                        if not a.tensor_filter or flt.passes(fn, d):
+                            yield d
+        return view, rows()
+
+    def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
+        """`lt -a` in line mode: one page of LT_PAGE tensors."""
+        if a.page < 1:
+            raise CommandError(f"lt -p needs a page number from 1, got {a.page}")
+        view, it = self.all_rows(a)
         lo = (a.page - 1) * LT_PAGE
+        rows = list(itertools.islice(it, lo, lo + LT_PAGE + 1))
+        more = len(rows) > LT_PAGE
+        rows = rows[:LT_PAGE]
         head = Text(f"all runs: tensors {lo + 1 if rows else lo}-{lo + len(rows)}")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
+        culprit = view.culprit
         if culprit is not None:
             head.append("   culprit (has_inf_or_nan): ", style="bold")
             head.append(culprit.tensor_name, style="bold red")
@@ -426,8 +440,7 @@ class Debugger:
         return head, rows, view, more
 
     @command("list_tensors", "lt", help="List the tensors of the current run (-a: of every run).", args=(
-        arg("-f", "--tensor_filter", help="only tensors passing this filter: has_inf_or_nan, or one registered "
-                                          "with add_tensor_filter(name, fn) where fn(datum, tensor) -> bool"),
+        arg("-f", "--tensor_filter", help="tensors passing fn(datum, tensor), e.g. has_inf_or_nan"),
         arg("-n", "--node_name_filter", help="regex over node names"),
         arg("-t", "--op_type_filter", help="regex over op types"),
         arg("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"], default="timestamp"),
@@ -446,20 +459,18 @@ class Debugger:
         arg("-f", "--nonfinite", action="store_true", help="only runs with NaN/inf tensors"),
     ))
     def cmd_lr(self, a: argparse.Namespace) -> RenderableType:
-        runs = self.trace.runs()
-        if a.nonfinite:
-            runs = [r for r in runs if r.nonfinite]
+        runs = self.trace.run_ids(nonfinite=a.nonfinite)  # numbers only: a page's rows are read below
         if not runs:
             return Text("no runs" + (" with NaN/inf tensors" if a.nonfinite else "") + " in this trace")
         pages = (len(runs) + LR_PAGE - 1) // LR_PAGE
         if a.page is None:
-            here = next((k for k, r in enumerate(runs) if r.run >= (self.run or 0)), 0)
+            here = next((k for k, r in enumerate(runs) if r >= (self.run or 0)), 0)
             page = here // LR_PAGE + 1
         else:
             page = a.page
         if not 1 <= page <= pages:
             raise CommandError(f"lr -p: page {page} of {pages}")
-        shown = runs[(page - 1) * LR_PAGE: page * LR_PAGE]
+        shown = self.trace.run_infos(runs[(page - 1) * LR_PAGE: page * LR_PAGE])
         head = Text(f"{len(runs)} runs{' with NaN/inf' if a.nonfinite else ''}; page {page} of {pages}"
                     f"   (jump N: go to run N; lr -p P: another page)")
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -491,8 +502,8 @@ class Debugger:
             try:
                 self.trace.run_info(run)
             except KeyError:
-                runs = self.trace.runs()
-                have = f"runs {runs[0].run} to {runs[-1].run}" if runs else "no runs"
+                runs = self.trace.run_ids()
+                have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
                 raise CommandError(f"run {run} is not in this trace (it has {have})") from None
         self.run = run
         return Result(Text(f"now at run {run}"), moved=True)
@@ -867,7 +878,7 @@ class Debugger:
             return
         self.grad_history.clear()
         # the sparkline shows the last HISTORY runs: only those are decoded, whatever the trace's size
-        upto = [r.run for r in self.trace.runs() if r.run <= (self.run or 0)][-HISTORY:]
+        upto = [r for r in self.trace.run_ids() if r <= (self.run or 0)][-HISTORY:]
         for run in upto:
             for s in self.grad_stats(run):
                 self.grad_history.setdefault(s.param, []).append(s.grad_norm)
@@ -900,8 +911,7 @@ class Debugger:
     @command("run", "r", help="Continue: run the next session.run / step.", args=(
         arg("-n", "--no_debug", action="store_true", help="run the next run without debugging"),
         arg("-t", "--times", type=int, default=1, help="run this many times without stopping"),
-        arg("-f", "--till_filter_pass", help="run until a tensor passes this filter (has_inf_or_nan, or one "
-                                             "registered with add_tensor_filter(name, fn(datum, tensor) -> bool))"),
+        arg("-f", "--till_filter_pass", help="until a tensor passes fn(datum, tensor), e.g. has_inf_or_nan"),
         arg("--node_name_filter", help="regex: watch only these nodes"),
         arg("--op_type_filter", help="regex: watch only these op types"),
         arg("--tensor_dtype_filter", help="regex: watch only these dtypes"),

@@ -44,7 +44,7 @@ class ReadlineUI:
         self.stdout.write(PROMPT + line.rstrip("\n") + "\n")
         return line
 
-    def session(self, dbg: Debugger, title: str, intro: RenderableType) -> RunAction | None:
+    def session(self, dbg: Debugger, title: str, intro: RenderableType, kind: str = "end") -> RunAction | None:
         """Shows `intro`, then runs commands until `run ...` (returns its action) or
         `exit` / end of input (returns None: the program goes on undebugged)."""
         self.write(f"======== {title} ========")

@@ -60,7 +60,7 @@ class Controller:
             intro.append(f"  feeds: {', '.join(feeds) or '(none)'}\n")
             intro.append("Choose: run | run -n | run -t N | run -f FILTER | exit   (help for more)")
             dbg = self.last or Debugger(MemoryTrace(start=False))
-            act = self.ui.session(dbg, f"run-start: run #{self.calls}", intro)
+            act = self.ui.session(dbg, f"run-start: run #{self.calls}", intro, kind="start")
             if not self._take(act):
                 return False
         assert self.pending is not None
@@ -115,7 +115,7 @@ class Controller:
         intro = self.run_end_intro(dbg, error, culprit, act.filter)
         if filter_error is not None:
             intro = Group(intro, Text(f"error: {filter_error}", style="red"))
-        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro))
+        self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro, kind="end"))
 
     def run_end_intro(self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None,
                       filter_name: str | None) -> RenderableType:

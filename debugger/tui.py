@@ -3,7 +3,9 @@ visible rows (Line API, fit for 100,000 events), a tensor view, gradient-flow an
 panels, a command line with history and completion, and a command palette."""
 from __future__ import annotations
 
+import argparse
 import os
+import time
 from functools import partial
 from typing import Any
 
@@ -25,39 +27,33 @@ from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.worker import NoActiveWorker, get_current_worker
 
 from tracetensor import events as ev
-from tracetensor.trace import format_bytes, nonfinite_text, printable
+from tracetensor.trace import printable
 
 from . import filters as flt
-from .commands import CommandError, Debugger, RunAction, array_text, histogram, parse_slice, safe_renderable
+from . import listing as L
+from .commands import (
+    CommandError,
+    Debugger,
+    Result,
+    RunAction,
+    array_text,
+    histogram,
+    parse_slice,
+    safe_renderable,
+)
 
 # --------------------------------------------------------------------------- widgets
 
-# (title, width, right-justified)
-_COLS = (("", 1, False), ("t (ms)", 9, True), ("size", 10, True), ("op type", 16, False),
-         ("tensor name", 40, False), ("shape", 14, False), ("dtype", 8, False), ("nan/inf", 14, False))
-
-
-def _cells(values: tuple[str, ...], name_w: int = 40) -> str:
-    out = []
-    for (title, w, right), v in zip(_COLS, values):
-        w = name_w if title == "tensor name" else w
-        v = v if len(v) <= w else v[: w - 1] + "…"
-        out.append(v.rjust(w) if right else v.ljust(w))
-    return " ".join(out)
-
-
-_FIXED = sum(w + 1 for t, w, _ in _COLS if t != "tensor name")
-
-
-def name_width(total: int) -> int:
-    """The tensor-name column takes what the other columns leave (at least 20 cells)."""
-    return max(20, total - _FIXED - 1)
+TUI_ALL_RUNS_CAP = 20_000  # `lt -a` in the list: rows kept (narrow with -t/-n/-f, or page in line mode)
 
 
 class TensorList(ScrollView, can_focus=True):
-    """The run's tensors, culprit first. Renders only the visible rows from the store."""
+    """The tensors of a listing, culprit first. Renders only the visible rows (Line API): a
+    list of 100,000 tensors costs what its 40 visible rows cost. Cells are plain text
+    (`Segment`s, never markup), laid out by the one column spec in `listing`."""
 
     BINDINGS = [
         Binding("up", "move(-1)", "Up", show=False),
@@ -82,39 +78,53 @@ class TensorList(ScrollView, can_focus=True):
             self.datum = datum
             super().__init__()
 
-    def __init__(self, rows: list[flt.TensorDatum], culprit: flt.TensorDatum | None, t0: int,
+    def __init__(self, rows: list[flt.TensorDatum] | None = None, view: L.ListView | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
-        self.rows = rows
-        self.culprit = culprit
-        self.t0 = t0
-        self.virtual_size = Size(_FIXED + 20, len(rows))
-        self._styles = {"norm": Style(), "cursor": Style(reverse=True),
-                        "culprit": Style(color="red", bold=True), "bad": Style(color="yellow")}
+        self.rows: list[flt.TensorDatum] = rows or []
+        self.view = view or L.ListView()
+        self.virtual_size = Size(80, len(self.rows))
+        self._styles = {None: Style(), "cursor": Style(reverse=True),
+                        "red": Style(color="red", bold=True), "yellow": Style(color="yellow")}
+
+    @property
+    def culprit(self) -> flt.TensorDatum | None:
+        return self.view.culprit
+
+    def set_rows(self, rows: list[flt.TensorDatum], view: L.ListView) -> None:
+        """Shows another listing (the cursor goes back to its first row)."""
+        self.rows, self.view = rows, view
+        self.set_reactive(TensorList.cursor, 0)
+        self.virtual_size = Size(self.virtual_size.width, len(rows))
+        self.scroll_to(y=0, animate=False)
+        self.refresh()
+
+    def append_rows(self, more: list[flt.TensorDatum]) -> None:
+        """More rows of the same listing (streamed by a worker): the list grows, nothing jumps."""
+        self.rows = self.rows + more
+        self.virtual_size = Size(self.virtual_size.width, len(self.rows))
+        self.refresh()
+
+    def widths(self) -> list[int]:
+        return L.widths(self.view, self.size.width)
 
     def row_text(self, d: flt.TensorDatum) -> str:
-        return _cells(("!" if d is self.culprit else "", f"{(d.event.end_ns - self.t0) / 1e6:.3f}",
-                       format_bytes(d.meta.nbytes), printable(d.op_type), printable(d.tensor_name),
-                       str(tuple(d.meta.shape)), printable(d.meta.dtype), nonfinite_text(d.summary)),
-                      name_width(self.size.width))
+        return L.row_line(d, self.view, self.widths())
 
     def on_resize(self) -> None:
         head = getattr(self.screen, "refresh_head", None)
         if head is not None:
-            head(self.size.width)
+            head()
 
     def render_line(self, y: int) -> Strip:
         sx, sy = self.scroll_offset
         i = sy + y
         width = self.size.width
-        if i >= len(self.rows):
+        rows = self.rows  # one read: a worker may swap the list while this runs
+        if i >= len(rows):
             return Strip.blank(width)
-        d = self.rows[i]
-        st = self._styles["norm"]
-        if d is self.culprit:
-            st = self._styles["culprit"]
-        elif d.summary is not None and not d.summary.finite:
-            st = self._styles["bad"]
+        d = rows[i]
+        st = self._styles[L.row_style(d, self.view)]
         if i == self.cursor:
             st = st + self._styles["cursor"]
         text = self.row_text(d)
@@ -224,12 +234,16 @@ class DebuggerCommands(Provider):
             ("Gradient flow", partial(app.show_tab, "gradients"), "per-parameter gradient norms"),
             ("Timing", partial(app.show_tab, "timing"), "ops slowest first"),
             ("Run info (ri)", partial(app.run_command, "ri"), "fetches, feeds, errors"),
+            ("List runs (lr)", partial(app.run_command, "lr"), "every run: time, loss, NaN/inf"),
+            ("Runs with NaN/inf (lr -f)", partial(app.run_command, "lr -f"), "only the runs that went bad"),
+            ("Jump to the first NaN/inf run", partial(app.run_command, "jump first_nonfinite"),
+             "the run of the culprit, in a recorded trace"),
             ("Help", partial(app.run_command, "help"), "every command"),
             ("Run", partial(app.run_command, "run"), "continue to the next run"),
             ("Run until NaN/inf", partial(app.run_command, "run -f has_inf_or_nan"), "tfdbg's run -f"),
             ("Exit debugger", partial(app.run_command, "exit"), "the program goes on undebugged"),
         ]
-        for d in app.dbg.data()[:5000]:
+        for d in app.listed_rows()[:5000]:
             self.entries.append((f"Tensor {printable(d.tensor_name)}", partial(app.open_tensor, d),
                                  f"{printable(d.op_type)} {d.meta.shape}"))
 
@@ -269,22 +283,21 @@ class RunStartScreen(_StopScreen):
 
 
 class RunEndScreen(_StopScreen):
-    """After a run: the tensor list and the panels."""
+    """After a run: the tensor list and the panels. The list is filled by a worker once the
+    screen is up (`lt`), so a large run never holds the screen back."""
+
+    def __init__(self, intro: RenderableType) -> None:
+        super().__init__(intro)
+        self.head: Text = Text("loading the tensor list…", style="dim")
 
     def compose(self) -> ComposeResult:
         app = self.app
         assert isinstance(app, DebuggerApp)
-        dbg = app.dbg
-        rows = dbg.data()
-        culprit = dbg.culprit(rows=rows)
-        if culprit is not None:
-            rows.remove(culprit)
-            rows.insert(0, culprit)
         yield Header()
         with Vertical(id="body"):
             with Vertical(id="left"):
                 yield Static(id="list-head")
-                yield TensorList(rows, culprit, dbg.run_start(dbg.run), id="tensors")
+                yield TensorList(id="tensors")
             with TabbedContent(id="panels", initial="output-tab"):
                 with TabPane("Output", id="output-tab"):
                     with VerticalScroll():
@@ -296,24 +309,32 @@ class RunEndScreen(_StopScreen):
                 with TabPane("Timing", id="timing"):
                     with VerticalScroll():
                         yield Static("", id="timing-view")
-        yield CommandInput(dbg, id="cmd")
+        yield Static(id="busy")
+        yield CommandInput(app.dbg, id="cmd")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.run_command("lt", echo=False)  # type: ignore[attr-defined]
 
     @on(TabbedContent.TabActivated)
     def _fill_panel(self, event: TabbedContent.TabActivated) -> None:
-        dbg = self.app.dbg  # type: ignore[attr-defined]
         pane = event.pane.id
         cmd = {"gradients": "gf", "timing": "tm -n 200"}.get(pane or "")
         view = self.query_one(f"#{pane}-view", Static) if cmd else None
         if view is not None and not view.content:
-            view.update(dbg.execute(cmd).output)
+            self.app.run_command(cmd, target=f"#{pane}-view")  # type: ignore[attr-defined]
 
-    def refresh_head(self, width: int) -> None:
+    def show_list(self, head: Text, rows: list[flt.TensorDatum], view: L.ListView) -> None:
+        self.head = head
+        self.query_one(TensorList).set_rows(rows, view)
+        self.refresh_head()
+
+    def refresh_head(self) -> None:
         tl = self.query_one(TensorList)
-        t = Text(f"run {self.app.dbg.run}: {len(tl.rows)} tensors", style="bold")  # type: ignore[attr-defined]
-        if tl.culprit is not None:
-            t.append(f"   culprit: {printable(tl.culprit.tensor_name)}", style="bold red")
-        t.append("\n" + _cells(tuple(c for c, _, _ in _COLS), name_width(width)), style="underline")
+        t = safe_renderable(self.head)  # names from a trace: plain text, control characters shown
+        assert isinstance(t, Text)
+        t.stylize("bold")
+        t.append("\n" + L.header_line(tl.view, tl.widths()), style="underline")
         self.query_one("#list-head", Static).update(t)
 
 
@@ -382,7 +403,10 @@ def _summary_lines(s: ev.Summary) -> str:
 # --------------------------------------------------------------------------- app
 
 class DebuggerApp(App[RunAction | None]):
-    """One stop of the debugger. Exits with the next RunAction (or None for `exit`)."""
+    """One stop of the debugger. Exits with the next RunAction (or None for `exit`).
+
+    Commands run in a worker thread, one at a time (a new one cancels the last), so keys
+    are never queued behind a command: a busy line says what runs, Esc cancels it."""
 
     CSS_PATH = "debugger.tcss"
     TITLE = "tracetensor debugger"
@@ -394,21 +418,27 @@ class DebuggerApp(App[RunAction | None]):
         Binding("f3", "show_tab('gradients')", "Gradients"),
         Binding("f4", "show_tab('timing')", "Timing"),
         Binding("ctrl+l", "focus_list", "Tensor list"),
-        Binding("escape", "focus_cmd", "Command line", show=False),
+        Binding("escape", "escape", "Cancel / command line", show=False),
         Binding("ctrl+q", "command('exit')", "Exit", priority=True),
     ]
 
     def __init__(self, dbg: Debugger, title: str = "", intro: RenderableType = "", kind: str = "end") -> None:
         super().__init__()
+        if kind not in ("start", "end"):
+            raise ValueError(f"DebuggerApp: kind must be 'start' or 'end', got {kind!r}")
         self.dbg = dbg
+        dbg.should_stop = _cancelled  # long loops in a command stop when its worker is cancelled
         self.kind = kind
         self.intro = safe_renderable(intro)
         self.title = f"tracetensor debugger · {title}" if title else self.TITLE
         self.sub_title = ""
         self.last_output: RenderableType = intro
+        self.busy: str | None = None  # the command line being run, while a worker runs it
+        self._busy_t0 = 0.0
 
     def on_mount(self) -> None:
         self.push_screen(RunStartScreen(self.intro) if self.kind == "start" else RunEndScreen(self.intro))
+        self.set_interval(0.1, self._tick)
 
     # -- the command line
     @on(Input.Submitted, "#cmd")
@@ -419,16 +449,146 @@ class DebuggerApp(App[RunAction | None]):
         inp.value = ""
         self.run_command(event.value)
 
-    def run_command(self, line: str) -> None:
+    def run_command(self, line: str, *, echo: bool = True, target: str = "#output") -> None:
+        """Runs `line` in a worker; its answer goes to the tensor list (`lt` on the run-end
+        screen), to `target`, or ends this stop (`run ...`, `exit`)."""
         if not line.strip():
             return
-        res = self.dbg.execute(line)
+        self.busy, self._busy_t0 = line, time.perf_counter()
+        self._tick()
+        self.run_worker(partial(self._work, line, echo, target), thread=True, exclusive=True, group="cmd",
+                        name=line, exit_on_error=False)
+
+    def _work(self, line: str, echo: bool, target: str) -> None:
+        """In the worker thread: the command itself, then its answer handed to the UI thread."""
+        worker = get_current_worker()
+        dbg = self.dbg
+        try:
+            listing = self._as_listing(line) if isinstance(self.screen, RunEndScreen) else None
+            if listing is not None:
+                self._stream_listing(worker, line, listing, echo)
+                return
+            res = dbg.execute(line)
+        except Exception as e:  # a damaged trace or a bug: said in the UI, never a dead app
+            res = Result(Text(f"error: {type(e).__name__}: {e}", style="red"), error=True)
+        if not worker.is_cancelled:
+            self.call_from_thread(self._finish, line, res, echo, target)
+
+    def _as_listing(self, line: str) -> argparse.Namespace | None:
+        """The parsed arguments when `line` is a valid `lt` (shown in the list), else None."""
+        try:
+            cmd, args = self.dbg.parse(line)
+        except Exception:
+            return None  # execute() words the error
+        return args if cmd.name == "list_tensors" else None
+
+    def _stream_listing(self, worker: Any, line: str, a: argparse.Namespace, echo: bool) -> None:
+        """`lt` into the list: one run's rows at once; `lt -a` a chunk at a time, the first
+        chunk shown as soon as it is read, up to TUI_ALL_RUNS_CAP rows."""
+        dbg = self.dbg
+        try:
+            if not a.all_runs:
+                head, rows, view, _ = dbg.listing(a)
+                if not worker.is_cancelled:
+                    self.call_from_thread(self._show_listing, line, head, rows, view, echo, True)
+                return
+            view, it = dbg.all_rows(a)
+            head = Text("all runs")
+            chunk: list[flt.TensorDatum] = []
+            n, first, t_last = 0, True, time.perf_counter()
+            for d in it:
+                if worker.is_cancelled:
+                    return
+                chunk.append(d)
+                n += 1
+                if n >= TUI_ALL_RUNS_CAP or len(chunk) >= 2000 or time.perf_counter() - t_last > 0.2 and chunk:
+                    self.call_from_thread(self._show_listing, line, Text(f"all runs: {n} tensors so far…"),
+                                          chunk, view, echo and first, first)
+                    chunk, first, t_last = [], False, time.perf_counter()
+                    if n >= TUI_ALL_RUNS_CAP:
+                        break
+            more = n >= TUI_ALL_RUNS_CAP
+            head = Text(f"all runs: {'the first ' if more else ''}{n} tensors" +
+                        (f" passing {a.tensor_filter}" if a.tensor_filter else ""))
+            if more:
+                head.append(f"  (the list keeps {TUI_ALL_RUNS_CAP:,}: narrow with -t/-n/-f, or page with"
+                            " -p in line mode)", style="dim")
+            if view.culprit is not None:
+                head.append("   culprit (has_inf_or_nan): ", style="bold")
+                head.append(view.culprit.tensor_name, style="bold red")
+                head.append(f" in run {view.culprit.event.run}", style="bold")
+            if not worker.is_cancelled:
+                self.call_from_thread(self._show_listing, line, head, chunk, view, echo and first, first)
+        except Exception as e:
+            res = Result(Text(f"error: {type(e).__name__}: {e}", style="red"), error=True)
+            if not worker.is_cancelled:
+                self.call_from_thread(self._finish, line, res, echo, "#output")
+        finally:
+            if not worker.is_cancelled:
+                self.call_from_thread(self._done)
+
+    def _show_listing(self, line: str, head: Text, rows: list[flt.TensorDatum], view: L.ListView,
+                      echo: bool, replace: bool) -> None:
+        scr = self.screen
+        if not isinstance(scr, RunEndScreen):
+            return
+        if replace:
+            scr.show_list(head, rows, view)
+        else:
+            scr.head = head
+            scr.query_one(TensorList).append_rows(rows)
+            scr.refresh_head()
+        if echo:
+            self.show_output(Group(Text(f"tfdbg> {line}", style="bold cyan"),
+                                   Text(f"{len(rows)} tensors in the list (ctrl+l to move in it)")))
+        self._done()
+
+    def _finish(self, line: str, res: Result, echo: bool, target: str) -> None:
+        self._done()
         if res.exit:
             self.exit(None)
         elif res.action is not None:
             self.exit(res.action)
         else:
-            self.show_output(Group(Text(f"tfdbg> {line}", style="bold cyan"), res.output))
+            out = Group(Text(f"tfdbg> {line}", style="bold cyan"), res.output) if echo else res.output
+            if target == "#output":
+                self.show_output(out)
+            elif self.screen.query(target):
+                self.screen.query_one(target, Static).update(out)
+            if res.moved and isinstance(self.screen, RunEndScreen):
+                self.sub_title = f"run {self.dbg.run}"
+                self.run_command("lt", echo=False)
+
+    def _done(self) -> None:
+        self.busy = None
+        self._tick()
+
+    def _tick(self) -> None:
+        """The busy line: what runs, for how long, and that Esc cancels it."""
+        if not self.is_running or not self._screen_stack:
+            return
+        bars = self.screen.query("#busy")
+        if not bars:
+            return
+        bar = bars.first(Static)
+        if self.busy is None:
+            bar.display = False
+            return
+        dt = time.perf_counter() - self._busy_t0
+        if dt < 0.15:
+            return  # a blink: no flicker for fast commands
+        bar.display = True
+        spin = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"[int(dt * 10) % 10]
+        bar.update(Text(f"{spin} running: {self.busy}   {dt:.1f} s   (Esc cancels)", style="bold yellow"))
+
+    def action_escape(self) -> None:
+        if self.busy is not None:
+            self.workers.cancel_group(self, "cmd")
+            line, self.busy = self.busy, None
+            self._tick()
+            self.show_output(Text(f"tfdbg> {line}: cancelled", style="yellow"))
+        else:
+            self.action_focus_cmd()
 
     def show_output(self, r: RenderableType) -> None:
         r = safe_renderable(r)
@@ -440,6 +600,13 @@ class DebuggerApp(App[RunAction | None]):
     def show_tab(self, tab: str) -> None:
         if self.screen.query("#panels"):
             self.screen.query_one("#panels", TabbedContent).active = tab
+
+    def listed_rows(self) -> list[flt.TensorDatum]:
+        """The rows the tensor list shows now (the palette offers them)."""
+        for scr in reversed(self.screen_stack):  # the palette is a screen of its own, on top
+            if isinstance(scr, RunEndScreen):
+                return scr.query_one(TensorList).rows
+        return []
 
     def open_tensor(self, datum: flt.TensorDatum) -> None:
         self.push_screen(TensorScreen(self.dbg, datum))
@@ -467,9 +634,17 @@ class DebuggerApp(App[RunAction | None]):
         self.sub_title = printable(f"{d.tensor_name}  {d.op_type}  {tuple(d.meta.shape)}  " + (s.brief() if s else ""))
 
 
+def _cancelled() -> bool:
+    """In a command's worker thread: whether Esc (or a newer command) cancelled it."""
+    try:
+        return get_current_worker().is_cancelled
+    except NoActiveWorker:
+        return False
+
+
 class TextualUI:
     """The front end a Controller calls at each stop."""
 
-    def session(self, dbg: Debugger, title: str, intro: RenderableType) -> RunAction | None:
-        kind = "start" if title.startswith("run-start") else "end"
+    def session(self, dbg: Debugger, title: str, intro: RenderableType, kind: str = "end") -> RunAction | None:
+        """`kind`: "start" (a run-start screen) or "end" (the run-end screen with the list)."""
         return DebuggerApp(dbg, title, intro, kind).run()

@@ -5,10 +5,13 @@ trace file for `tracetensor debug` to a folder."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 from tracetensor import events as ev
@@ -116,25 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isfile(args.script):
         print(f"tracetensor profile: can't open file {args.script!r}: no such file", file=sys.stderr)
         return 2
-    out = args.out or _new_dir(args.script)
-    os.makedirs(out, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(args.script))[0]
-    if args.nproc is not None:
-        if args.nproc < 1:
-            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
-            return 2
-        if args.tensorboard:
-            print("tracetensor profile: --tensorboard takes one process's trace; with -n, export a rank's trace "
-                  "file with `tracetensor trace export --tensorboard DIR FILE`", file=sys.stderr)
-            return 2
-        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
-        return main_ranks(args, out, stem)
-    windows: list[list[ev.Event]] = []
-    prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
-                   schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
-
-    rec = None
-    trace_path = os.path.join(out, f"{stem}.ttrace")
+    if args.values is None:  # TensorBoard's gradient flow and loss need at least summaries
+        args.values = "summary" if args.tensorboard else "none"
     if args.tensorboard and args.no_record:
         print("tracetensor profile: --tensorboard writes from the trace file: drop --no-record", file=sys.stderr)
         return 2
@@ -145,8 +131,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TensorBoardNotInstalled as e:
             print(f"tracetensor profile: {e}", file=sys.stderr)
             return 2
+    out = args.out or _new_dir(args.script)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        print(f"tracetensor profile: cannot write to {out!r} ({e.strerror})", file=sys.stderr)
+        return 2
+    stem = os.path.splitext(os.path.basename(args.script))[0]
+    if args.nproc is not None:
+        if args.nproc < 1:
+            print(f"tracetensor profile: -n expects a number of ranks >= 1, got {args.nproc}", file=sys.stderr)
+            return 2
+        from .ranks import main_ranks  # across MPI ranks: its own module (tracetensor.trace.multi)
+        code = main_ranks(args, out, stem)
+        if args.tensorboard:  # one TensorBoard run per rank: DIR/rank0, DIR/rank1 ...
+            for f in sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace"))):
+                rank = f[len(os.path.join(out, stem)) + 1: -len(".ttrace")]
+                export_tensorboard(f, os.path.join(args.tensorboard, rank), prog="tracetensor profile")
+        return code
+    windows: list[list[ev.Event]] = []
+    prof = profile(record_shapes=args.shapes, profile_memory=args.memory, with_stack=True, with_flops=True,
+                   schedule=sched, on_trace_ready=lambda p: windows.append(p.events()))
+
+    rec = None
+    trace_path = os.path.join(out, f"{stem}.ttrace")
     if not args.no_record:
-        rec = record(trace_path, values=args.values).start()
+        try:
+            rec = record(trace_path, values=args.values).start()
+        except TraceFileError as e:  # e.g. another `tracetensor profile` is writing to this folder
+            print(f"tracetensor profile: {e}; give another --out folder", file=sys.stderr)
+            return 2
     spy = None
     if not args.no_py_spy:
         spy = PySpy(os.path.join(out, "pyspy.chrometrace.json"), args.rate)
@@ -159,19 +173,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter_ns()
     prof.start()
     code = 1
+    owner = os.getpid()
     try:
         code = run_script(args.script, args.args)
     finally:
-        t1 = time.perf_counter_ns()
-        if spy is not None:
-            spy.stop()  # before the profiler analyses its events: that is not the script's time
-        prof.stop()
-        if rec is not None:
-            rec.stop()
-        _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None, code)
-        if args.tensorboard and rec is not None:
-            export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
+        # a child the script forked that returns from it exits quietly: the parent reports
+        if os.getpid() == owner:
+            t1 = time.perf_counter_ns()
+            with _finishing_on_ctrl_c():
+                if spy is not None:
+                    spy.stop()  # before the profiler analyses its events: that is not the script's time
+                prof.stop()
+                if rec is not None:
+                    rec.stop()
+                _report(args, out, stem, windows, prof, spy, t0, t1, trace_path if rec is not None else None,
+                        code)
+                if args.tensorboard and rec is not None:
+                    export_tensorboard(trace_path, args.tensorboard, prog="tracetensor profile")
     return code
+
+
+@contextlib.contextmanager
+def _finishing_on_ctrl_c() -> Iterator[None]:
+    """The report is written to the end: a Ctrl-C (the script's run is over) says so and
+    is otherwise ignored, so the tables and files of the profiled run are not lost."""
+    def note(signum: int, frame: object) -> None:
+        print("\ntracetensor profile: finishing the report of the profiled run (a moment) ...",
+              file=sys.stderr, flush=True)
+    try:
+        old = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def from_trace(args: argparse.Namespace) -> int:

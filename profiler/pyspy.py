@@ -175,10 +175,15 @@ class PySpy:
         _set_ptracer(_PR_SET_PTRACER_ANY)
         self.launch_ns = time.perf_counter_ns()
         # its own session: a Ctrl-C meant for the script must not stop py-spy before it writes
-        self.proc = subprocess.Popen(
-            [exe, "record", "--pid", str(os.getpid()), "--format", "chrometrace", "--rate", str(self.rate),
-             "--full-filenames", "--output", self.path],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(
+                [exe, "record", "--pid", str(os.getpid()), "--format", "chrometrace", "--rate", str(self.rate),
+                 "--full-filenames", "--output", self.path],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        except OSError as e:  # a bad $TRACETENSOR_PYSPY: not there, not executable, a directory
+            _set_ptracer(0)
+            where = "$TRACETENSOR_PYSPY" if os.environ.get("TRACETENSOR_PYSPY") else "py-spy"
+            raise PySpyUnavailable(f"{where} ({exe!r}) cannot be run: {e.strerror or e}") from None
         ready = threading.Event()
         sampling = threading.Event()
 

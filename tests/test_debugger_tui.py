@@ -45,15 +45,27 @@ def _text(app: DebuggerApp, selector: str) -> str:
     return to_plain(app.screen.query_one(selector, Static).content)
 
 
+async def _settle(pilot) -> None:
+    """Commands run in workers: wait for them, then for the screen to take their answer."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _visible(app: DebuggerApp) -> str:
+    """The screen as the user sees it: the composed terminal lines, as text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
 async def test_run_end_screen_lists_culprit_first_and_opens_tensor_view() -> None:
     app = DebuggerApp(_debugger(), "run-end: run #1", "hello", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         assert isinstance(app.screen, RunEndScreen)
         assert isinstance(app.focused, CommandInput)
         tl = app.screen.query_one(TensorList)
         assert tl.rows[0].tensor_name == "log:0" and tl.culprit is tl.rows[0]
-        assert "culprit: log:0" in _text(app, "#list-head")
+        assert "culprit (has_inf_or_nan): log:0" in _text(app, "#list-head")
         assert tl.render_line(0).text.startswith("!") and "log:0" in tl.render_line(0).text
         await pilot.press("ctrl+l", "down")
         assert tl.cursor == 1 and "matmul:0" in app.sub_title
@@ -74,7 +86,7 @@ async def test_run_end_screen_lists_culprit_first_and_opens_tensor_view() -> Non
 async def test_mouse_click_selects_a_row() -> None:
     app = DebuggerApp(_debugger(), "run-end", "", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         await pilot.click(TensorList, offset=(5, 2))
         tl = app.screen.query_one(TensorList)
         assert tl.cursor == 2 and app.focused is tl
@@ -83,7 +95,7 @@ async def test_mouse_click_selects_a_row() -> None:
 async def test_command_line_output_history_and_completion() -> None:
     app = DebuggerApp(_debugger(), "run-end", "", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         await pilot.press(*"ni -t log", "enter")
         await pilot.pause()
         out = _text(app, "#output")
@@ -103,24 +115,41 @@ async def test_command_line_output_history_and_completion() -> None:
         assert "unknown command" in _text(app, "#output")
 
 
-COMMANDS = ["lt", "lt -f has_inf_or_nan -s op_type", "pt matmul:0[0]", "pt -s -r [0,1] relu:0",
-            "ni -a -t log", "li -r sum", "lo matmul", "ps test_debugger_tui.py", "ri",
-            "eval np.sum(`matmul:0`)", "gf", "tm", "help", "help lt", "pt nothere:0"]
+# each command, and what the user must then see on the screen (x @ w = [[5, 0], [1, 1.5]])
+COMMANDS = [
+    ("lt", ["run {run}: 9 tensors", "culprit (has_inf_or_nan): log:0", "! ", "matmul:0", "relu:0"]),
+    ("lt -f has_inf_or_nan -s op_type", ["tensors passing has_inf_or_nan", "log:0", "-inf=1"]),
+    ("pt matmul:0[0]", ['Tensor "matmul:0"', "[5., 0.]"]),
+    ("pt -s -r [0,1] relu:0", ["elements in range [0, 1]", "histogram of finite values"]),
+    ("ni -a -t log", ["op type: log", "attributes", "test_debugger_tui.py:", ".relu().log().sum()"]),
+    ("li -r sum", ['Inputs to node "sum"', "|- log:0", "|- relu:0"]),
+    ("lo matmul", ['Recipients of node "matmul"', "relu"]),
+    ("ps test_debugger_tui.py", ["tests/test_debugger_tui.py", '1 """The Textual debugger']),
+    ("ri", ["Run {run}", "first NaN/inf: log:0"]),
+    ("eval np.sum(`matmul:0`)", ["7.5"]),
+    ("gf", ["gradient flow", "nan/inf"]),
+    ("tm", ["host (us)", "log"]),
+    ("help", ["list_tensors", "print_tensor", "list_runs"]),
+    ("help lt", ["--tensor_filter", "--all_runs"]),
+    ("pt nothere:0", ["error: no tensor or node named 'nothere:0'"]),
+]
 
 
-async def test_every_command_in_the_output_pane_matches_line_mode() -> None:
+async def test_every_command_shows_its_answer_on_the_screen() -> None:
     dbg = _debugger()
     app = DebuggerApp(dbg, "run-end", "", "end")
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+    async with app.run_test(size=(160, 60)) as pilot:
+        await _settle(pilot)
         cmd = app.screen.query_one(CommandInput)
-        for c in COMMANDS:
+        for c, expected in COMMANDS:
             cmd.value = c  # typed key by key in the other tests; here only Enter is pressed
             await pilot.press("enter")
-            await pilot.pause()
-            shown = _text(app, "#output")
-            assert shown.splitlines()[0] == f"tfdbg> {c}"
-            assert shown.split("\n", 1)[1] == dbg.plain(c), c
+            await _settle(pilot)
+            screen = _visible(app)
+            assert f"tfdbg> {c}" in screen, c
+            for text in expected:
+                text = text.replace("{run}", str(dbg.run))
+                assert text in screen, (c, text, screen)
             assert app.screen.query_one(TabbedContent).active == "output-tab"
 
 
@@ -128,7 +157,7 @@ async def test_panels_gradients_and_timing() -> None:
     dbg = _debugger()
     app = DebuggerApp(dbg, "run-end", "", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         tabs = app.screen.query_one(TabbedContent)
         await pilot.press("f3")
         assert tabs.active == "gradients"
@@ -144,7 +173,7 @@ async def test_panels_gradients_and_timing() -> None:
 async def test_command_palette_finds_views_and_tensors() -> None:
     app = DebuggerApp(_debugger(), "run-end", "", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Timi")
@@ -164,7 +193,7 @@ async def test_command_palette_finds_views_and_tensors() -> None:
 async def test_run_start_screen_returns_run_actions() -> None:
     app = DebuggerApp(_debugger(), "run-start: run #2", "about to run", "start")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         assert isinstance(app.screen, RunStartScreen)
         assert "about to run" in _text(app, "#intro")
         cmd = app.screen.query_one(CommandInput)
@@ -207,7 +236,7 @@ async def test_hundred_thousand_events_stay_responsive() -> None:
     t0 = time.perf_counter()
     app = DebuggerApp(Debugger(tr), "run-end", "", "end")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await _settle(pilot)
         mounted = time.perf_counter() - t0
         tl = app.screen.query_one(TensorList)
         assert len(tl.rows) == n and tl.rows[0].tensor_name == f"block/add_{n // 2}:0"
@@ -222,9 +251,8 @@ async def test_hundred_thousand_events_stay_responsive() -> None:
         assert tl.cursor == n - 1 - (tl.size.height - 1) - 2
         line = tl.render_line(tl.cursor - tl.scroll_offset.y).text
         assert f"block/add_{tl.cursor - 1 if tl.cursor <= n // 2 else tl.cursor}:0" in line
-    # building the screen over 100k events and jumping around it: well under a second each
+    # how fast: benchmarks/bench_debugger.py measures it (a timed assert here would be noise)
     print(f"100k events: screen up in {mounted:.2f} s, End/PageUp/Up in {keys * 1e3:.0f} ms")
-    assert mounted < 5.0 and keys < 1.0, (mounted, keys)
 
 
 TMUX_SCRIPT = """
@@ -283,7 +311,7 @@ def test_real_terminal_in_tmux(tmp_path) -> None:
         assert "about to run" in screen
         _tmux("send-keys", "-t", session, "run -f has_inf_or_nan", "Enter")
         screen = _wait_for(session, "-inf=")
-        assert "run-end: run #3" in screen and "culprit: log:0" in screen
+        assert "run-end: run #3" in screen and "culprit (has_inf_or_nan): log:0" in screen
         row = next(ln for ln in screen.splitlines() if "log:0" in ln and "!" in ln)
         assert "-inf=" in row and row.index("log:0") < row.index("-inf=")
         _tmux("send-keys", "-t", session, "ni -t log", "Enter")

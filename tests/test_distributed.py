@@ -3,6 +3,7 @@ traces read as one (debugger, merge) and the profiler across ranks. The MPI test
 `mpiexec -n 2` jobs, each bounded in time; scenarios share jobs to keep the suite quick."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 import tracetensor as tt
 import tracetensor.distributed as dist
+from tracetensor import events as ev
 from tracetensor.mpirun import run_command
 from tracetensor.trace import multi
 from tracetensor.utils.data.distributed import DistributedSampler
@@ -19,8 +21,14 @@ from tracetensor.utils.data.distributed import DistributedSampler
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN = os.path.join(HERE, "mpi", "train.py")
 TIMEOUT = 90
-needs_mpi = pytest.mark.skipif(not dist.is_available() or dist.find_mpiexec() is None,
-                               reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"')
+_skip_without_mpi = pytest.mark.skipif(not dist.is_available() or dist.find_mpiexec() is None,
+                                       reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"')
+
+
+def needs_mpi(test):
+    """Runs real `mpiexec -n 2` jobs (marker `mpi`); skipped where MPI is not installed."""
+    return pytest.mark.mpi(_skip_without_mpi(test))
+
 
 
 def _cli(*args: str, cwd: str) -> tuple[int, str]:
@@ -196,6 +204,7 @@ def test_first_nan_across_ranks_is_named_by_rank_step_op_and_line(tmp_path):
     rows = {ln.split()[0]: ln for ln in out.split("tfdbg> ranks")[1].splitlines() if ln[:2] in ("0 ", "1 ")}
     assert f"mul:0 (mul) at train.py:{line}" in rows["1"]  # rank 1 made it
     assert "(all_reduce)" in rows["0"]  # rank 0 got its first NaN from the gradient all-reduce
+    asyncio.run(_tui_shows_the_culprit_of_the_job(str(tmp_path / "run.rank*.ttrace")))
     # merged into one file, every tool reads it as a single trace
     code, out = _cli("trace", "merge", "run.rank0.ttrace", "run.rank1.ttrace", "-o", "all.ttrace", cwd=str(tmp_path))
     assert code == 0, out
@@ -222,6 +231,53 @@ def test_graph_mode_distributed_optimizer_matches_one_process(tmp_path):
         assert len(multi.collectives(mt)) == 2 + 5 * 2  # 2 variables broadcast, 2 gradients a step
 
 
+async def _tui_shows_the_culprit_of_the_job(pattern: str) -> None:
+    from tracetensor.debugger import Debugger
+    from tracetensor.debugger.cli import start_run
+    from tracetensor.debugger.tui import DebuggerApp, TensorList
+
+    with tt.trace.open_ranks(pattern) as mt:
+        app = DebuggerApp(Debugger(mt, start_run(mt)), "job", "", "end")
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.pause()
+            tl = app.screen.query_one(TensorList)
+            assert tl.rows[0].tensor_name == "rank1/mul:0" and tl.culprit is tl.rows[0]
+
+
+def _fake_rank(path, rank: int, offset: int, ops: list) -> None:
+    """A per-rank trace written directly: one step with (phase, op, start, end, ordinal) ops,
+    times in this rank's clock (rank 0's clock minus `offset`)."""
+    from tracetensor.trace.store import TraceWriter
+
+    w = TraceWriter(str(path), meta={"rank": rank, "world_size": 2, "clock_offset_ns": offset, "values": "none"})
+    meta = (ev.TensorMeta("x:0", (4,), "float32", "cpu", 16),)
+    evs: list = [ev.RunStart(1, "eager", "step", "step", (), (), None, 0 - offset, 1)]
+    for k, (phase, op, t0, t1, ordinal) in enumerate(ops):
+        evs.append(ev.OpEvent(k + 1, 1, "eager", phase, op, f"{op}_{k}", ("rank:0", "rank:1"), meta,
+                              t0 - offset, t1 - offset, 1, iteration=ordinal))
+    evs.append(ev.RunEnd(1, 1000 - offset, 1))
+    w.write(evs)
+    w.close()
+
+
+def test_straggler_and_waiting_come_from_aligned_clocks(tmp_path):
+    # rank 1 computes until t=600 before joining the all-reduce that rank 0 entered at t=200;
+    # rank 1's clock runs 5000 ns behind rank 0's (its offset puts both on rank 0's clock)
+    _fake_rank(tmp_path / "j.rank0.ttrace", 0, 0, [("forward", "matmul", 100, 200, None),
+                                                  ("collective", "all_reduce", 200, 700, 0)])
+    _fake_rank(tmp_path / "j.rank1.ttrace", 1, 5000, [("forward", "matmul", 100, 600, None),
+                                                     ("collective", "all_reduce", 600, 700, 0)])
+    with tt.trace.open_ranks(str(tmp_path / "j.rank*.ttrace")) as mt:
+        (c,) = multi.collectives(mt)
+        assert c.last == 1 and (c.wait(0), c.transfer(0)) == (400, 100) and (c.wait(1), c.transfer(1)) == (0, 100)
+        (st,) = multi.steps(mt)
+        assert st.slowest == 1 and st.spread == 400
+        assert (st.ranks[0].compute, st.ranks[0].wait, st.ranks[0].transfer) == (100, 400, 100)
+        assert (st.ranks[1].compute, st.ranks[1].wait, st.ranks[1].transfer) == (500, 0, 100)
+        assert [e.name for e in mt.events(1)] == ["rank0/matmul_0", "rank1/matmul_0", "rank0/all_reduce_1",
+                                                  "rank1/all_reduce_1"]
+
+
 def test_per_rank_traces_refuse_files_of_another_job(tmp_path):
     with tt.record(str(tmp_path / "plain.ttrace")):
         tt.ones(2) + 1
@@ -245,7 +301,13 @@ def _cupy_collectives():
     with tt.events.listen(evs.append):
         t = tt.tensor(cupy.arange(4.0) + r, device="cuda")
         dist.all_reduce(t)
-    return t._data.get().tolist(), [e.forward for e in evs if getattr(e, "phase", "") == "collective"]
+    via = [e.forward for e in evs if getattr(e, "phase", "") == "collective"]
+    # DDP on the GPU: gradients of rank-dependent inputs come out averaged
+    from tracetensor.nn.parallel import DistributedDataParallel
+    lin = tt.nn.Linear(2, 1, bias=False).double().cuda()
+    ddp = DistributedDataParallel(lin)
+    ddp(tt.tensor(cupy.asarray([[1.0, 2.0]]) * (r + 1), device="cuda")).sum().backward()
+    return t._data.get().tolist(), via, lin.weight.grad._data.get().tolist()
 
 
 @pytest.mark.gpu
@@ -253,8 +315,9 @@ def _cupy_collectives():
 def test_cupy_tensors_all_reduce_through_mpi(tt_distributed):
     pytest.importorskip("cupy")
     res = tt_distributed(_cupy_collectives, n=2, timeout=TIMEOUT)
-    for vals, via in res:
+    for vals, via, grad in res:
         assert vals == [1.0, 3.0, 5.0, 7.0]
+        assert grad == [[1.5, 3.0]]
         assert via == ["cuda-aware" if os.environ.get("TRACETENSOR_MPI_CUDA") == "1" else "host-copy"]
 
 

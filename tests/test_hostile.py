@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import Static
 from tracetensor.debugger import Debugger
 from tracetensor.debugger.commands import to_plain
-from tracetensor.debugger.tui import DebuggerApp, RunEndScreen
+from tracetensor.debugger.tui import DebuggerApp, RunEndScreen, TensorList
 
 import tracetensor as tt
 from tracetensor import events as ev
@@ -107,10 +107,13 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
         for cmd in ("lt", "tm", "gf", "ni '" + CLICK + "'"):
             app.run_command(cmd)
             await pilot.pause()
-            out = app.screen.query_one("#output", Static)
-            text = to_plain(out.content)
-            assert cmd == "gf" or CLICK in text or "CLICKME" in text, (cmd, text)
+            await app.workers.wait_for_complete()  # commands run in workers
+            await pilot.pause()
+            # `lt` answers in the tensor list, the other commands in the output pane
+            out = app.screen.query_one(TensorList) if cmd == "lt" else app.screen.query_one("#output", Static)
             strips = _strips(out)
+            text = "\n".join(st.text for st in strips)
+            assert cmd == "gf" or CLICK in text or "CLICKME" in text, (cmd, text)
             assert not any(s.style is not None and s.style.meta.get("@click")
                            for st in strips for s in st), f"{cmd}: a trace name became a clickable action"
             for y, st in enumerate(strips):
@@ -121,7 +124,7 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
                     break
             assert app.is_running and app.return_value is None, f"{cmd}: clicking a name ran an action"
         head = to_plain(app.screen.query_one("#list-head", Static).content)
-        assert "culprit: " + CLICK in head
+        assert "culprit (has_inf_or_nan): " + CLICK in head
         # the tensor list and the header
         await pilot.press("ctrl+l", "down")
         await pilot.pause()
@@ -411,3 +414,305 @@ def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_p
         with pytest.raises(tt.trace.TraceFileError, match=says):
             tt.trace.open(p)
     assert sorted(os.listdir(tmp_path)) == ["bomb.ttrace", "foreign.ttrace", "x.ttrace"]
+
+
+# --------------------------------------------------------------------------- faults while recording
+
+@pytest.mark.parametrize("target", ["/dev/null", "dir", "fifo"])
+def test_recording_to_a_device_directory_or_pipe_is_a_trace_file_error(target: str, tmp_path) -> None:
+    path = {"/dev/null": "/dev/null", "dir": str(tmp_path), "fifo": str(tmp_path / "p.ttrace")}[target]
+    if target == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(tt.trace.TraceFileError, match="not a regular file") as ei:
+        with tt.record(path):
+            tt.ones(2) + 1
+    assert path in str(ei.value)
+
+
+RECORD_UNTIL_FULL = """
+import resource, signal, sys, time
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+import tracetensor as tt
+from tracetensor import events as ev
+x = tt.randn(64, 64)
+with tt.record(sys.argv[1], values="full"):
+    for i in range(200):
+        r = ev.begin_run("step", name=f"step {i}")
+        (x @ x).tanh().sum()
+        ev.end_run(r)
+        if i % 5 == 0:
+            time.sleep(0.11)  # let the writer commit a few transactions before the disk fills
+print("script went on", flush=True)
+"""
+
+
+def test_disk_full_while_recording_keeps_every_committed_run(tmp_path) -> None:
+    script = tmp_path / "full.py"
+    script.write_text(RECORD_UNTIL_FULL)
+    path = str(tmp_path / "full.ttrace")
+    r = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "script went on" in r.stdout
+    assert "recording to" in r.stderr and "stopped" in r.stderr
+    with tt.trace.open(path) as t:
+        assert not t.complete
+        runs = t.runs()
+        assert len(runs) >= 2 and t.count() >= 3 * (len(runs) - 1)
+        assert t.value("tanh:0", runs[0].run) is not None
+    p = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "info", path], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "INCOMPLETE" in p.stdout and "truncated" not in p.stdout + p.stderr
+
+
+def test_checkpoint_cut_short_by_a_full_disk_still_opens(good_trace, tmp_path) -> None:
+    """A full disk during the last checkpoint leaves page 1 counting pages that are still only
+    in the WAL (seen on a 1 MB tmpfs): the file must open from the WAL, not be called truncated."""
+    code = ("import os, sys, time, tracetensor as tt\n"
+            "r = tt.record(sys.argv[1]); r.__enter__()\n"
+            "for i in range(5):\n"
+            "    run = tt.events.begin_run('step'); (tt.ones(4, 4) * 2).sum(); tt.events.end_run(run)\n"
+            "time.sleep(0.3); os._exit(0)\n")
+    path = str(tmp_path / "cut.ttrace")
+    subprocess.run([sys.executable, "-c", code, path], timeout=60, check=True)
+    assert os.path.getsize(path + "-wal") > 0
+    with open(path, "r+b") as f:
+        head = bytearray(f.read(100))
+        head[28:32] = (1000).to_bytes(4, "big")  # what the cut-short checkpoint wrote
+        head[92:96] = head[24:28]
+        f.seek(0)
+        f.write(head)
+    with tt.trace.open(path) as t:
+        assert not t.complete and len(t.runs()) == 5
+
+
+# --------------------------------------------------------------------------- the profiler's own faults
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _profile(args: list[str], tmp_path, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tracetensor", "profile", "--no-py-spy", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_a_forked_child_that_returns_writes_no_second_report(tmp_path) -> None:
+    script = tmp_path / "forks.py"
+    script.write_text("import os, tracetensor as tt\n"
+                      "x = tt.ones(4, 4)\n"
+                      "pid = os.fork()\n"
+                      "if pid == 0:\n"
+                      "    (x * 3).sum()  # the child falls off the end of the script: a normal exit\n"
+                      "else:\n"
+                      "    os.waitpid(pid, 0)\n"
+                      "    (x @ x).relu().sum()\n")
+    p = _profile(["--out", "o", str(script)], tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert out.count("== tracetensor profile:") == 1, out
+    assert "matmul" in (tmp_path / "o" / "table.txt").read_text()
+
+
+def test_ctrl_c_during_the_report_still_writes_it(tmp_path) -> None:
+    import signal
+    import time
+    script = tmp_path / "loop.py"
+    script.write_text("import tracetensor as tt\nfrom tracetensor.profiler import step\nx = tt.ones(8, 8)\n"
+                      "for i in range(10**9):\n    (x @ x).relu()\n    step()\n"
+                      "    if i == 300:\n        print('ready', flush=True)\n")
+    p = _profile(["--out", "o", str(script)], tmp_path)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)  # stops the script ...
+        t0 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+            p.send_signal(signal.SIGINT)  # ... and an impatient user keeps pressing Ctrl-C
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert "ProfilerStep*" in out and "written:" in out, (out, err)
+    assert (tmp_path / "o" / "trace.json").stat().st_size > 0 and (tmp_path / "o" / "table.txt").exists()
+
+
+def test_output_folder_in_use_and_bad_pyspy_path_give_one_message(tmp_path) -> None:
+    script = tmp_path / "wait.py"
+    script.write_text("import sys, time, tracetensor as tt\n(tt.ones(2) + 1).sum()\nprint('ready', flush=True)\n"
+                      "sys.stdin.readline()\n")
+    first = _profile(["--out", "o", str(script)], tmp_path, stdin=subprocess.PIPE)
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        second = _profile(["--out", "o", str(script)], tmp_path)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and "Traceback" not in err
+        assert "being recorded by another process" in err and "--out" in err
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first.returncode == 0
+    for bad in ("/nonexistent/py-spy", str(tmp_path)):
+        env = dict(os.environ, TRACETENSOR_PYSPY=bad, PYTHONPATH=ROOT)
+        r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--out", "p", "--no-record",
+                            str(tmp_path / "wait.py")], cwd=tmp_path, input="\n", capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.count("cannot be run") == 1 and bad in r.stderr and "op profile only" in r.stderr
+        assert "ready" in r.stdout and "== tracetensor profile:" in r.stdout
+
+
+# --------------------------------------------------------------------------- pytest plugin
+
+def test_nan_from_a_thread_an_earlier_test_started_does_not_fail_the_next(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import threading
+        import tracetensor as tt
+
+        go, done = threading.Event(), threading.Event()
+
+        def later():
+            go.wait(30)
+            x = tt.tensor([0.0], requires_grad=True)
+            x.sqrt().sum().backward()  # a NaN gradient, long after test_starts_worker returned
+            done.set()
+
+        def test_starts_worker():
+            threading.Thread(target=later, daemon=True).start()
+
+        def test_innocent():
+            go.set()
+            assert done.wait(30)
+            (tt.ones(2) * 2).sum()
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*background thread started in test *::test_starts_worker*"])
+
+
+# --------------------------------------------------------------------------- save and graph files
+
+def _npz(path, members: dict[str, bytes], compress: bool = False) -> str:
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name + ".npy", data)
+    return str(path)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _manifest(root) -> bytes:
+    return _npy(np.frombuffer(json.dumps({"format": "tracetensor-checkpoint", "version": 1,
+                                          "root": root}).encode(), np.uint8))
+
+
+def _bomb_npz(path) -> str:
+    """A 300 MiB array of zeros in about 300 KB: a zip bomb in an npz."""
+    import zipfile
+    n = 300 << 20
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        z.writestr("__manifest__.npy", _manifest({"$tensor": "t0", "device": "cpu"}))
+        with z.open("t0.npy", "w", force_zip64=True) as f:
+            f.write(_npy(np.zeros(0, np.float32))[:-0 or None].replace(b"(0,)", f"({n // 4},)".encode())
+                    .ljust(128, b" ")[:127] + b"\n")
+            chunk = b"\x00" * (4 << 20)
+            for _ in range(n // len(chunk)):
+                f.write(chunk)
+    return str(path)
+
+
+SAVE_CASES = {
+    "4 TiB declared shape": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0"}),
+                                               "t0": _npy_header((1 << 40,))}),
+    "tpu:9 device": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0", "device": "tpu:9"}),
+                                       "t0": _npy(np.ones(3, np.float32))}),
+    "50k-deep manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
+        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 50_000 + "null"
+         + "]}" * 50_000 + "}").encode(), np.uint8))}),
+    "deep but parseable manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
+        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 900 + "null"
+         + "]}" * 900 + "}").encode(), np.uint8))}),
+    "garbage npy header": lambda p: _npz(p, {"__manifest__": b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'sha" +
+                                             b"\x00" * 40}),
+    "string dtype": lambda p: _npz(p, {"__manifest__": _manifest({"$ndarray": "t0"}), "t0": _npy(np.array(["a"]))}),
+    "zip bomb": _bomb_npz,
+    "not a zip": lambda p: (p.write_bytes(b"\x80\x04garbage"), str(p))[1],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAVE_CASES))
+def test_damaged_save_file_gives_one_serialization_error(case: str, tmp_path) -> None:
+    import resource
+    import time
+    p = SAVE_CASES[case](tmp_path / "ckpt.tt")
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.monotonic()
+    with pytest.raises(tt.SerializationError) as ei:
+        tt.load(p)
+    assert time.monotonic() - t0 < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < (200 << 10)  # KiB: far below the bomb
+    msg = str(ei.value)
+    assert p in msg and "\n" not in msg
+    says = {"tpu:9 device": "map_location='cpu'", "zip bomb": "refused as a zip bomb",
+            "4 TiB declared shape": "declares shape (1099511627776,)", "50k-deep manifest": "nested too deeply",
+            "string dtype": "only numeric arrays", "garbage npy header": "not a valid .npy header"}
+    assert says.get(case, "") in msg, msg
+    # every reader of .npz files refuses the same file the same way
+    with pytest.raises(tt.SerializationError, match=str(p).replace(".", r"\.")):
+        tt.graph.load(p)
+
+
+def test_load_refuses_directories_and_pipes_by_name(tmp_path) -> None:
+    fifo = tmp_path / "pipe.tt"
+    os.mkfifo(fifo)
+    for p in (tmp_path, fifo):
+        for load in (tt.load, tt.graph.load):
+            with pytest.raises(tt.SerializationError, match="not a regular file"):
+                load(str(p))
+
+
+def test_saver_and_graph_load_name_the_file_for_missing_keys_and_strings(tmp_path) -> None:
+    import tracetensor.graph as tf
+    g = tf.Graph()
+    with g.as_default():
+        tf.Variable(np.ones((2, 2), np.float32), name="w")
+        saver = tf.train.Saver()
+        with tf.Session() as s:
+            s.run(tf.global_variables_initializer())
+            good = saver.save(s, tmp_path / "ckpt")
+            strings = _npz(tmp_path / "strings.npz", {"__tracetensor_checkpoint__": _npy(np.array(1)),
+                                                      "w": _npy(np.array([["a", "b"], ["c", "d"]]))})
+            with pytest.raises(tt.SerializationError, match="strings.npz.*dtype <U1"):
+                saver.restore(s, strings)
+            saver.restore(s, good)
+            graph = tf.export(tmp_path / "g.npz", s)
+    import zipfile
+    with zipfile.ZipFile(graph) as z:
+        meta = json.loads(np.load(z.open("__graph__.npy")).tobytes())
+    for broken in ({k: v for k, v in meta.items() if k != "variables"},
+                   {**meta, "variables": [{"name": "w"}]},
+                   {**meta, "nodes": [{"name": "x"}]}):
+        p = _npz(tmp_path / "broken.npz", {"__graph__": _npy(np.frombuffer(json.dumps(broken).encode(), np.uint8))})
+        with pytest.raises(tt.SerializationError, match="broken.npz is not a valid tracetensor graph file"):
+            tf.load(p)
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: tt.tensor([2**70]), "tensor: cannot make a tensor of list"),
+    (lambda: tt.tensor([object()]), "numbers or bools"),
+    (lambda: tt.tensor([[1, 2], [3]]), "inhomogeneous"),
+    (lambda: tt.tensor(["a"]), "dtype <U1"),
+    (lambda: tt.zeros(-1, 3), "zeros: negative dimension -1"),
+    (lambda: tt.ones((2, -3)), "ones: negative dimension -3"),
+    (lambda: tt.zeros(1e12), "zeros: size must be integers"),
+    (lambda: tt.zeros(10**12), "zeros: cannot allocate 3725.3 GiB"),
+    (lambda: tt.randn(10**7, 10**7), "randn: cannot allocate"),
+    (lambda: tt.full((10**13,), 1.0), "full: cannot allocate"),
+    (lambda: tt.arange(0, 5, 0), "arange:"),
+])
+def test_bad_creation_arguments_are_library_errors_naming_the_call(call, says: str) -> None:
+    with pytest.raises(tt.TraceTensorError, match=None) as ei:
+        call()
+    assert says in str(ei.value) and "test_hostile.py" in str(ei.value)  # and the user's line

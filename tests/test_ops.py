@@ -332,6 +332,9 @@ CASES = [
     Case("tf_avg_pool", lambda x: _tf_op("tf_avg_pool", x, ksize=(3, 2), strides=(1, 2), padding="SAME"),
          lambda x: _np_tf_pool(x, np.mean, (3, 2), (1, 2), "SAME"), [((2, 4, 5, 2),)]),
     Case("transpose_all", lambda a: _tf_op("transpose_all", a), np.transpose, U),
+    Case("tf_conv2d_transpose", lambda v, w: _tf_op("tf_conv2d_transpose", v, w, out_hw=(5, 7), strides=(2, 2),
+                                                    padding="SAME"),
+         lambda v, w: _np_tf_conv_transpose(v, w, (5, 7), (2, 2), "SAME"), [((2, 3, 4, 4), (3, 2, 3, 4))]),
     Case("tf_pad", lambda a: _tf_op("tf_pad", a, paddings=((1, 0), (2, 1))),
          lambda a: np.pad(a, ((1, 0), (2, 1))), [((3, 4),)]),
     Case("tf_pad_reflect", lambda a: _tf_op("tf_pad", a, paddings=((0, 2), (1, 1)), mode="SYMMETRIC"),
@@ -365,6 +368,20 @@ def _np_tf_conv(x, w, strides=(1, 1), padding="VALID", dil=(1, 1)):
                        j * strides[1]:j * strides[1] + dil[1] * (kw - 1) + 1:dil[1], :]
             out[:, i, j] = np.einsum("nhwc,hwco->no", patch, w)
     return out
+
+
+def _np_tf_conv_transpose(v, w, out_hw, strides, padding):
+    """The transpose of TF's conv2d by definition: each input position scatters v @ w[a, b].T."""
+    kh, kw, c, o = w.shape
+    pads = [(0, 0), (0, 0)] if padding == "VALID" else [_tf_same(out_hw[i], (kh, kw)[i], strides[i], 1)
+                                                       for i in range(2)]
+    out = np.zeros((v.shape[0], out_hw[0] + sum(pads[0]), out_hw[1] + sum(pads[1]), c), np.result_type(v, w))
+    for i in range(v.shape[1]):
+        for j in range(v.shape[2]):
+            for a in range(kh):
+                for b in range(kw):
+                    out[:, i * strides[0] + a, j * strides[1] + b] += v[:, i, j] @ w[a, b].T
+    return out[:, pads[0][0]:pads[0][0] + out_hw[0], pads[1][0]:pads[1][0] + out_hw[1]]
 
 
 def _np_tf_pool(x, fn, k, s, padding):
@@ -470,7 +487,7 @@ ELSEWHERE = {
     "shape": "test_graph", "size": "test_graph", "rank": "test_graph", "range": "test_graph",
     "identity": "test_graph", "sparse_softmax_cross_entropy": "test_graph",
     "tf_fill": "test_tf1", "stop_gradient": "test_tf1", "tf_rmsprop_update": "test_tf1",
-    "tf_adagrad_update": "test_tf1",
+    "tf_adagrad_update": "test_tf1", "tf_print": "test_tf1",
 }
 
 

@@ -173,3 +173,12 @@ def test_tfdbg_debug_fibonacci_with_a_filter_added_on_the_session(tmp_path) -> N
     assert "run #1: tensor filter 'has_negative' passed at node_46:0 (AddV2)" in out
     assert "Fibonacci number at position 50:\n[[-298632863]]" in out
     assert "Fibonacci number at position 20:\n[[6765]]" in ok(run("debug_fibonacci.py", tmp_path))
+
+
+def test_char_rnn_language_model_feeds_its_state_back(tmp_path) -> None:
+    out = ok(run("char_rnn.py", tmp_path))
+    first = number(out, r"Epoch: 1 Train Perplexity: ([\d.]+)")
+    last = number(out, r"Epoch: 6 Train Perplexity: ([\d.]+)")
+    assert last < 1.5 < first
+    assert "learning rate: 0.0100 after 96 steps" in out  # exponential_decay, staircase, global step
+    assert "sample: 'hello world. hello world." in out  # the test model reused the trained variables

@@ -19,7 +19,7 @@ from tracetensor import events
 # the project's pytest plugin listens (not raw) during every test: records need it off
 pytestmark = pytest.mark.tracetensor_nan("off")
 
-_TIMES = {"seq", "start_ns", "end_ns", "t_ns", "wall_ns"}
+_TIMES = {"seq", "start_ns", "end_ns", "t_ns", "wall_ns", "loss"}  # loss: the model trained in between
 
 
 def _normal(evs: list) -> list[tuple]:

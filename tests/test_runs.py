@@ -141,3 +141,63 @@ def test_a_recording_of_n_steps_has_n_runs_with_loss_and_nonfinite_counts(tmp_pa
         assert [r.nonfinite for r in runs[:6]] == [0] * 6 and runs[6].nonfinite > 0
         assert np.isnan(runs[6].loss)
         assert tr.first_nonfinite().run == runs[6].run
+
+
+def test_threads_mixing_eager_steps_and_sessions_under_a_recorder(tmp_path) -> None:
+    tf = tt.graph
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        y = tf.reduce_sum(x * 2.0, name="y")
+    models = [_model() for _ in range(4)]
+    barrier = threading.Barrier(8)
+    stale: list[int] = []
+
+    def eager(k: int) -> None:
+        barrier.wait()
+        _train(*models[k], 5, np.random.default_rng(k))
+        stale.append(ev.current_run())
+
+    def graph(k: int) -> None:
+        with tf.Session(graph=g) as sess:
+            barrier.wait()
+            for i in range(5):
+                sess.run(y, {x: np.full((2, 2), i + k, np.float32)})
+        stale.append(ev.current_run())
+
+    path = tmp_path / "threads.ttrace"
+    with tt.record(path):
+        ts = [threading.Thread(target=eager if k < 4 else graph, args=(k % 4,)) for k in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert stale == [0] * 8, "a thread stayed in a run that had ended"
+    with tt.trace.open(path) as tr:
+        runs = tr.runs()
+        starts = {s.run: s.thread for s in tr.run_starts()}
+        assert sorted(r.kind for r in runs) == ["session.run"] * 20 + ["step"] * 20
+        for r in runs:
+            evs = tr.events(r.run)
+            assert {e.thread for e in evs} == {starts[r.run]}, f"run {r.run} holds another thread's ops"
+            assert {e.mode for e in evs} == {"graph" if r.kind == "session.run" else "eager"}
+            seqs = [e.seq for e in evs]
+            assert seqs == sorted(seqs)
+
+
+def test_a_session_run_inside_an_eager_step_keeps_the_steps_names_unique(rng) -> None:
+    tf = tt.graph
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [2], name="x")
+        y = x * 2.0
+    w = tt.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    tt.step()
+    with MemoryTrace() as tr, tf.Session(graph=g) as sess:
+        a = w @ w
+        sess.run(y, {x: np.ones(2, np.float32)})  # a nested run
+        (a @ w).sum().backward()
+        tt.step()
+    step = next(r for r in tr.runs() if r.kind == "step")
+    names = [e.name for e in tr.events(step.run)]
+    assert names.count("matmul") == 1 and "matmul_1" in names

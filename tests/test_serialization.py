@@ -78,7 +78,7 @@ def test_a_truncated_file_is_a_clear_error(tmp_path) -> None:
     data = path.read_bytes()
     cut = tmp_path / "cut.tt"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(tt.SerializationError, match=r"cut\.tt is truncated, corrupt or not a tracetensor"):
+    with pytest.raises(tt.SerializationError, match=r"cut\.tt is truncated, corrupt or not a valid tracetensor"):
         tt.load(cut)
 
 

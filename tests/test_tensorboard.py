@@ -365,6 +365,22 @@ def test_profile_tensorboard_option(tmp_path):
     assert len(scalars(a, "loss")) == 5 and len(scalars(a, "grad_norm/0.weight")) == 5
 
 
+def test_profile_tensorboard_across_mpi_ranks_gives_one_run_per_rank(tmp_path):
+    from tracetensor.profiler.ranks import find_mpiexec
+
+    if find_mpiexec() is None:
+        pytest.skip("needs MPI's mpiexec (pip install mpich)")
+    out = tmp_path / "prof"
+    r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "-n", "2", "--out", str(out),
+                        "--tensorboard", str(out / "tb"), "tests/mpi/train.py", "--steps", "3"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out / "tb")) == ["rank0", "rank1"]
+    for rank in ("rank0", "rank1"):
+        a = acc(out / "tb" / rank)
+        assert len(scalars(a, "loss")) == 3 and any(t.startswith("grad_norm/") for t in a.Tags()["scalars"])
+
+
 def test_the_examples_write_what_the_readme_describes(tmp_path):
     def run(script: str, logdir: pathlib.Path) -> str:
         r = subprocess.run([sys.executable, f"examples/{script}", "--logdir", str(logdir), "--steps", "12"],

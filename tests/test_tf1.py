@@ -525,3 +525,58 @@ def test_tf_conv_pool_pad_on_the_gpu_match_the_cpu() -> None:
                 results.append(s.run([loss, *grads], {x: a}))
     for c, d in zip(*results):
         np.testing.assert_allclose(d, c, rtol=1e-10, atol=1e-12)
+
+
+def test_kernel_regularizers_feed_the_regularization_loss(g) -> None:
+    x = tf.ones([2, 3])
+    tf.layers.dense(x, 2, kernel_initializer=tf.constant_initializer(0.5),
+                    kernel_regularizer=tf.contrib.layers.l2_regularizer(0.1))
+    tf.layers.dense(x, 2, kernel_initializer=tf.constant_initializer(-1.0),
+                    kernel_regularizer=tf.contrib.layers.l1_regularizer(0.01))
+    assert len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)) == 2
+    want = 0.1 * (6 * 0.25) / 2 + 0.01 * 6
+    assert run(tf.losses.get_regularization_loss()) == pytest.approx(want)
+
+
+def test_conv2d_transpose_inverts_conv2d_shapes_and_is_its_adjoint(g) -> None:
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((2, 5, 7, 3)).astype(np.float64)
+    w = rng.standard_normal((3, 3, 3, 4))
+    x = tf.placeholder(tf.float64, [None, 5, 7, 3])
+    y = tf.nn.conv2d(x, w, strides=[1, 2, 2, 1], padding="SAME")  # (?, 3, 4, 4)
+    r = tf.placeholder(tf.float64, [None, 3, 4, 4])
+    back = tf.nn.conv2d_transpose(r, w, output_shape=[tf.shape(r)[0], 5, 7, 3], strides=[1, 2, 2, 1])
+    assert back.shape == (None, 5, 7, 3)
+    rv = rng.standard_normal((2, 3, 4, 4))
+    yv, bv = run([y, back], {x: a, r: rv})
+    assert np.vdot(yv, rv) == pytest.approx(np.vdot(a, bv))  # <conv(x), r> = <x, conv_transpose(r)>
+    up = tf.layers.conv2d_transpose(tf.ones([2, 4, 4, 3]), 5, 3, strides=2, padding="same")
+    up_valid = tf.layers.conv2d_transpose(tf.ones([2, 4, 4, 3]), 5, 3, strides=2)
+    assert up.shape == (2, 8, 8, 5) and up_valid.shape == (2, 9, 9, 5)
+    assert [v.op.name for v in tf.trainable_variables()][:2] == ["conv2d_transpose/kernel", "conv2d_transpose/bias"]
+    u, uv = run([up, up_valid])
+    assert u.shape == (2, 8, 8, 5) and uv.shape == (2, 9, 9, 5)
+    with pytest.raises(tf.InvalidArgumentError, match="static height"):
+        tf.nn.conv2d_transpose(r, w, output_shape=tf.constant([2, 5, 7, 3]), strides=[1, 2, 2, 1])
+
+
+def test_dense_over_a_sequence_keeps_its_leading_dimensions(g) -> None:
+    x = tf.placeholder(tf.float32, [None, None, 3])
+    y = tf.layers.dense(x, 2, kernel_initializer=tf.ones_initializer())
+    assert y.shape == (None, None, 2)
+    np.testing.assert_allclose(run(y, {x: np.ones((2, 5, 3))}), np.full((2, 5, 2), 3.0))
+
+
+def test_boolean_mask_and_print(g, capfd) -> None:
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    x = tf.Variable(a)
+    keep = tf.placeholder(tf.bool, [4])
+    picked = tf.boolean_mask(x, keep)
+    shown = tf.Print(picked, [tf.shape(picked), picked], message="picked: ", summarize=4)
+    (grad,) = tf.gradients(tf.reduce_sum(shown * 2), [x])
+    capfd.readouterr()
+    p, gv = run([shown, grad], {keep: np.array([True, False, True, False])})
+    np.testing.assert_array_equal(p, a[[0, 2]])
+    np.testing.assert_array_equal(gv, [[2, 2, 2], [0, 0, 0], [2, 2, 2], [0, 0, 0]])
+    assert capfd.readouterr().err == "picked: [2 3][0.0 1.0 2.0 6.0...]\n"
+    np.testing.assert_array_equal(run(tf.boolean_mask(tf.constant(a), a > 5)), a[a > 5])

@@ -9,6 +9,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from ._dispatch import Site, dispatch, site_of
+from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
 from .errors import TraceTensorError
@@ -183,10 +184,10 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
             op = node.op
             if listening:
                 fname = node.name or op.name
-                site = _tuple_new(Site, (op, "backward", "eager", op.name, f"gradients/{fname}_grad",
-                                         (f"gradients/{fname}:0",), t._device,
-                                         # a node made while nobody listened has no name: its forward line is
-                                         # unknown, and () says so (None would take backward()'s line)
+                gname, gins = grad_names(fname)
+                # a node made while nobody listened has no name: its forward line is unknown,
+                # and () says so (None would take backward()'s line)
+                site = _tuple_new(Site, (op, "backward", "eager", op.name, gname, gins, t._device,
                                          node.stack if node.name is not None else (), fname,
                                          tuple([i._name or "" for i in node.inputs]), None, None, False))
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
@@ -230,8 +231,9 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if listening:
         op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
-        site = _tuple_new(Site, (op, "backward", "eager", "accumulate_grad", f"gradients/{pname}/AccumulateGrad",
-                                 (pname,), t._device, None, None, (pname,), (pname + ".grad",), None, False))
+        aname, ains, aouts = accumulate_names(pname)
+        site = _tuple_new(Site, (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None,
+                                 ains, aouts, None, False))
         new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:
         new = g if old is None else old + g

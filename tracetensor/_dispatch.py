@@ -122,13 +122,15 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     stack = site.stack
     if stack is None and st.stacks:
         stack = user_frames()
-    if st.raw:  # every listener reads later: a record now, the OpEvent when it is read
+    listeners = st.listeners
+    if st.raw is listeners:  # every listener reads later: a record now, the OpEvent when it is read
+        run = RUN.run or auto_run(t0)
         if out.__class__ is not tuple:
-            rec = (site, seq, RUN.run or auto_run(t0), t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+            rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
         else:
-            rec = (site, seq, RUN.run or auto_run(t0), t0, t1, _tid(), stack, None,
+            rec = (site, seq, run, t0, t1, _tid(), stack, None,
                    tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]), 0)
-        for lis in st.listeners:
+        for lis in listeners:
             lis.callback(rec)
         return result
     dev = device.name if device is not None else "cpu"

@@ -38,14 +38,81 @@ class name_scope:
         _tls.prefix = self._prev
 
 
+# prefix -> op -> [base, base_1, base_2 ...]: a step's names repeat every step, so they are
+# made once and shared (cheaper per op, and a profile holding many steps holds one copy)
+_made: dict[str, dict[str, list[str]]] = {}
+_MAX_MADE = 50_000  # prefixes x ops kept; past it the cache starts over (programs that make names)
+
+
 def op_name(op: str) -> str:
     t = _tls
     p = t.prefix
-    base = p + op if p else op
+    by_op = _made.get(p)
+    if by_op is None:
+        if len(_made) > _MAX_MADE:
+            _made.clear()
+        by_op = _made[p] = {}
+    names = by_op.get(op)
+    if names is None:
+        names = by_op[op] = [p + op if p else op]
+    base = names[0]
     c = t.counters
     n = c.get(base, 0)
     c[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"
+    if n < len(names):
+        return names[n]
+    name = f"{base}_{n}"
+    if n == len(names) and n < 1024:
+        names.append(name)
+    return name
+
+
+_out0: dict[str, str] = {}
+
+
+def output_name(name: str) -> str:
+    """`name:0`, the first output of op `name` (made once per name)."""
+    r = _out0.get(name)
+    if r is None:
+        if len(_out0) > _MAX_MADE:
+            _out0.clear()
+        r = _out0[name] = name + ":0"
+    return r
+
+
+_grad: dict[str, tuple[str, tuple[str]]] = {}
+_acc: dict[str, tuple[str, tuple[str], tuple[str]]] = {}
+_upd: dict[str, tuple[str, tuple[str, str], tuple[str]]] = {}
+
+
+def grad_names(fname: str) -> tuple[str, tuple[str]]:
+    """(name, inputs) of the backward event of forward op `fname` (made once per name)."""
+    r = _grad.get(fname)
+    if r is None:
+        if len(_grad) > _MAX_MADE:
+            _grad.clear()
+        r = _grad[fname] = (f"gradients/{fname}_grad", (f"gradients/{fname}:0",))
+    return r
+
+
+def accumulate_names(pname: str) -> tuple[str, tuple[str], tuple[str]]:
+    """(name, inputs and grad_of, out_names) of the AccumulateGrad event into leaf `pname`."""
+    r = _acc.get(pname)
+    if r is None:
+        if len(_acc) > _MAX_MADE:
+            _acc.clear()
+        r = _acc[pname] = (f"gradients/{pname}/AccumulateGrad", (pname,), (pname + ".grad",))
+    return r
+
+
+def update_names(pname: str) -> tuple[str, tuple[str, str], tuple[str]]:
+    """(name, inputs, out_names) of the optimizer update event of parameter `pname`."""
+    r = _upd.get(pname)
+    if r is None:
+        if len(_upd) > _MAX_MADE:
+            _upd.clear()
+        r = _upd[pname] = ("update/" + pname, (pname, pname + ".grad"), (pname,))
+    return r
 
 
 def leaf_name() -> str:

@@ -81,6 +81,8 @@ class OpEvent:
     forward op, `stack` is that forward op's stack (so a NaN found in backward still
     points at the user's forward line), and `grad_of[i]` names the tensor that output
     i is the gradient of. Times are `time.perf_counter_ns()`; see `clock_base()`.
+    phase "collective" (tt.distributed): `inputs` are the peer ranks, `forward` says how the
+    bytes went, `iteration` is the collective's ordinal (see tracetensor.distributed).
     """
     seq: int
     run: int
@@ -213,7 +215,8 @@ class _State:
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = self.raw = False
+        self.values = self.stacks = self.summaries = self.flops = False
+        self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -223,8 +226,11 @@ class _State:
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
         # ops become raw records only when every listener takes them and nobody wants
-        # what must be computed from the arrays while they exist
-        self.raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
+        # what must be computed from the arrays while they exist. `raw` is the very tuple
+        # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a
+        # record to a listener added (or removed) meanwhile by another thread
+        raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
+        self.raw = ls if raw else None
 
 
 STATE = _State()
@@ -329,8 +335,9 @@ def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[
               feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
-    from . import _naming  # resets per-run op counters so names are stable across runs
-    _naming.reset()
+    if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
+        from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
+        _naming.reset()  # step's counters, so names stay unique within the step
     return _start(kind, mode, name, fetches, feeds, graph)
 
 

@@ -2046,7 +2046,7 @@ def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the
 # strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
 
 def _tf_geometry(attrs, x, kh, kw):
-    """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x."""
+    """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x (or its shape)."""
     sh, sw = attrs.get("strides", (1, 1))
     dh, dw = attrs.get("dilations", (1, 1))
     padding = attrs.get("padding", "VALID")
@@ -2054,7 +2054,8 @@ def _tf_geometry(attrs, x, kh, kw):
         pads = ((0, 0), (0, 0))
     elif padding == "SAME":
         pads = []
-        for size, k, s, d in ((x.shape[1], kh, sh, dh), (x.shape[2], kw, sw, dw)):
+        shape = x if isinstance(x, tuple) else x.shape
+        for size, k, s, d in ((shape[1], kh, sh, dh), (shape[2], kw, sw, dw)):
             total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         pads = tuple(pads)
@@ -2265,6 +2266,64 @@ def tf_adagrad_update(xp, p, g, accum, *, lr):
     accum += g * g
     p -= lr * g / xp.sqrt(accum)
     return p
+
+
+@register("tf_conv2d_transpose", tf="Conv2DBackpropInput",
+          cost=lambda arrays, out, attrs: 2 * arrays[0].size * arrays[1][..., 0, 0].size * arrays[1].shape[2])
+def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.conv2d_transpose: the gradient of tf_conv2d with respect to its input, for an
+    output of spatial size `out_hw`; w is (kh, kw, out_channels, in_channels)."""
+    if value.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input and a 4-D filter, got {value.shape} and {w.shape}")
+    v, w = _same(_nhwc(value, nchw), w)
+    kh, kw, c, o = w.shape
+    if v.shape[3] != o:
+        raise Invalid(f"input has {v.shape[3]} channels but the filter {w.shape} expects {o} (its last dimension)")
+    shape = (v.shape[0], int(out_hw[0]), int(out_hw[1]), c)
+    geo = _tf_geometry({"strides": strides, "padding": padding}, shape, kh, kw)
+    (sh, sw), ((pt, pb), (pl, pr)), _ = geo
+    ho, wo = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
+    if (ho, wo) != tuple(v.shape[1:3]):
+        raise Invalid(f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
+                      f"{(ho, wo)} input, not {tuple(v.shape[1:3])}")
+    gcols = xp.tensordot(v, w.reshape(kh * kw, c, o), axes=([3], [2]))
+    return _back(_tf_unwindow(xp, gcols, shape, kh, kw, *geo), nchw, xp)
+
+
+@tf_conv2d_transpose.defvjp
+def _(ctx, g):
+    v, w = ctx.args
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    kh, kw, c, o = w.shape
+    gh, vh = _nhwc(g, nchw), _nhwc(v, nchw)
+    cols, _, _ = _tf_windows(xp, gh, kh, kw, *_tf_geometry(ctx.attrs, gh, kh, kw))
+    gv = gw = None
+    if ctx.needs[0]:
+        gv = _back(xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])),
+                   nchw, xp)
+    if ctx.needs[1]:
+        gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
+    return gv, gw
+
+
+@register("tf_print", tf="Print", cost=_no_cost)
+def tf_print(xp, a, *data, message="", summarize=3):
+    """tf.Print: passes `a` through and writes `message` and the first `summarize` values of
+    each of `data` to standard error when it runs (graph builders give its shape: the shape
+    inference must not print)."""
+    import sys
+
+    parts = []
+    for d in data:
+        flat = [str(v) for v in np.asarray(d.get() if hasattr(d, "get") else d).reshape(-1)[:summarize].tolist()]
+        parts.append("[" + " ".join(flat) + ("..." if d.size > summarize else "") + "]")
+    sys.stderr.write(message + "".join(parts) + "\n")
+    return a
+
+
+@tf_print.defvjp
+def _(ctx, g):
+    return (g, *[None] * (len(ctx.args) - 1))
 # ================================================================= end of the TensorFlow 1 block
 
 

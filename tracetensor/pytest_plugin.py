@@ -14,6 +14,7 @@ updates), `all` (every op output, forward too), `off`.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class Settings:
 SETTINGS = pytest.StashKey[Settings]()
 NUMERICS = pytest.StashKey["Numerics"]()
 REPORT = pytest.StashKey[str]()
+THREADS = pytest.StashKey[dict]()  # ident of a thread a test started and left running -> that test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,17 +138,42 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         from tracetensor.nancheck import Numerics
 
         numerics = Numerics()
+    before = _background_threads(item, numerics)
     numerics.start()  # listens only during the call: fixtures' setup and teardown are not checked
     try:
         result = yield
     except BaseException:
         numerics.stop()
+        _after_call(item, numerics, before)
         _keep_report(item, numerics, mode)
         raise
     numerics.stop()
+    _after_call(item, numerics, before)
     if _keep_report(item, numerics, mode):
         pytest.fail(numerics.reason(mode) + f"\n(details in the section '{SECTION}' below)", pytrace=False)
     return result
+
+
+def _background_threads(item: pytest.Item, numerics: Numerics) -> set[int | None]:
+    """Threads earlier tests started and left running are not this test's: NaN they make is
+    reported as theirs. Returns the threads alive now."""
+    alive = {t.ident for t in threading.enumerate()}
+    owners = item.config.stash.setdefault(THREADS, {})
+    for ident in [k for k in owners if k not in alive]:  # ended: its ident may be reused
+        del owners[ident]
+    numerics.foreign_threads = dict(owners)
+    return alive
+
+
+def _after_call(item: pytest.Item, numerics: Numerics, before: set[int | None]) -> None:
+    owners = item.config.stash.setdefault(THREADS, {})
+    for t in threading.enumerate():
+        if t.ident not in before and t.is_alive() and t.ident is not None:
+            owners[t.ident] = item.nodeid
+    for test, n in numerics.background.items():
+        item.warn(pytest.PytestWarning(
+            f"tracetensor: {n} non-finite tensor(s) computed during this test came from a background "
+            f"thread started in test {test} (not counted against this test)"))
 
 
 def _keep_report(item: pytest.Item, numerics: Numerics, mode: str) -> bool:

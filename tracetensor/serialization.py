@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ._npyfile import check_regular, read_npz
 from .device import CPU, device, to_device
-from .errors import SerializationError
+from .errors import DeviceError, SerializationError
 from .tensor import Tensor
 
 __all__ = ["save", "load"]
@@ -72,29 +73,30 @@ def load(f: str | os.PathLike, map_location: Any = None, weights_only: bool = Tr
     """Reads a file written by `tt.save`. `map_location` ("cpu", "cuda") overrides the saved
     devices. A truncated, tampered or foreign file raises SerializationError."""
     path = os.fspath(f)
+    check_regular(path, "tracetensor checkpoint")
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":  # np.load would take any other file for a pickle or a bare .npy
         raise SerializationError(f"{path} is not a tracetensor checkpoint: not an npz (zip) file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            names = set(z.files)
-            if _MANIFEST not in names:
-                raise SerializationError(f"{path} is not a tracetensor checkpoint: no manifest inside")
-            manifest = json.loads(bytes(z[_MANIFEST]).decode())
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                what = manifest.get("format") if isinstance(manifest, dict) else manifest
-                raise SerializationError(f"{path} is not a tracetensor checkpoint: unknown format {what!r}")
-            if manifest.get("version") != VERSION:
-                raise SerializationError(f"{path} has checkpoint format version {manifest.get('version')}; "
-                                         f"this tracetensor reads version {VERSION}")
-            used: set[str] = set()
-            out = _decode(manifest.get("root"), z, names, used, path, map_location)
-            extra = names - used - {_MANIFEST}
-            if extra:
-                raise SerializationError(
-                    f"{path} holds arrays the manifest does not list: {sorted(extra)[:5]}")
-            return out
+        z = read_npz(path, "tracetensor checkpoint")  # sizes and dtypes checked before allocating
+        names = set(z)
+        if _MANIFEST not in names:
+            raise SerializationError(f"{path} is not a tracetensor checkpoint: no manifest inside")
+        manifest = json.loads(z[_MANIFEST].tobytes().decode())
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            what = manifest.get("format") if isinstance(manifest, dict) else manifest
+            raise SerializationError(f"{path} is not a tracetensor checkpoint: unknown format {what!r}")
+        if manifest.get("version") != VERSION:
+            raise SerializationError(f"{path} has checkpoint format version {manifest.get('version')}; "
+                                     f"this tracetensor reads version {VERSION}")
+        used: set[str] = set()
+        out = _decode(manifest.get("root"), z, names, used, path, map_location)
+        extra = names - used - {_MANIFEST}
+        if extra:
+            raise SerializationError(
+                f"{path} holds arrays the manifest does not list: {sorted(extra)[:5]}")
+        return out
     except SerializationError:
         raise
     except FileNotFoundError:
@@ -104,6 +106,8 @@ def load(f: str | os.PathLike, map_location: Any = None, weights_only: bool = Tr
             raise SerializationError(f"{path} contains a pickled object; refusing to load it "
                                      "(tracetensor checkpoints never contain pickles)") from None
         raise SerializationError(f"{path} is corrupt or not a tracetensor checkpoint: {e}") from None
+    except RecursionError:
+        raise SerializationError(f"{path} has an invalid manifest: nested too deeply") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SerializationError(f"{path} is truncated, corrupt or not a tracetensor checkpoint "
                                  f"({type(e).__name__}: {e})") from None
@@ -119,7 +123,7 @@ def _decode(node: Any, z: Any, names: set[str], used: set[str], path: str, map_l
         if key in used:
             raise bad(f"array {key!r} is referenced twice")
         used.add(key)
-        a = z[key]  # allow_pickle=False: an object array raises here, nothing is unpickled
+        a = z[key]  # read_npz accepts numeric arrays only: nothing is unpickled
         if a.dtype.kind not in "biufc":
             raise bad(f"array {key!r} has unsupported dtype {a.dtype}")
         return a
@@ -133,7 +137,12 @@ def _decode(node: Any, z: Any, names: set[str], used: set[str], path: str, map_l
             raise bad(f"unexpected entry {x!r:.60}")
         if "$tensor" in x:
             a = array(x["$tensor"])
-            dev = device(map_location) if map_location is not None else device(x.get("device", "cpu"))
+            where = map_location if map_location is not None else x.get("device", "cpu")
+            try:
+                dev = device(where)
+            except (DeviceError, TypeError, ValueError) as e:
+                raise SerializationError(f"{path}: a tensor is stored on device {where!r}, which cannot be "
+                                         f"used here ({e}); pass map_location='cpu'") from None
             t = Tensor._make(a if dev.type == "cpu" else to_device(a, dev), dev)
             if x.get("requires_grad") and a.dtype.kind in "fc":
                 t.requires_grad_(True)

@@ -21,7 +21,7 @@ from ._registry import REGISTRY, OpDef
 from ._source import user_frames
 from ._tensor_ops import TensorOps
 from .device import CPU, Device, device, device_of, get_default_device, to_device
-from .errors import DeviceError, OpError, TraceTensorError
+from .errors import DeviceError, DTypeError, OpError, ShapeError, TraceTensorError
 from .events import STATE
 
 _R = REGISTRY
@@ -55,7 +55,7 @@ def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: 
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
     t = _new(out, dev)
     if name is not None:
-        t._name = name + ":0"
+        t._name = _naming.output_name(name)
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
@@ -838,7 +838,16 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
     dt = dtypes.to_numpy(dtype)
     if dev.type == "cpu" and not isinstance(arr, np.ndarray) and device_of(arr).type == "cuda":
         arr = to_device(arr, CPU)
-    a = np.array(arr, dtype=dt) if dev.type == "cpu" else dev.xp.array(arr, dtype=dt)
+    try:
+        a = np.array(arr, dtype=dt) if dev.type == "cpu" else dev.xp.array(arr, dtype=dt)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged lists, text, numbers beyond the dtype
+        raise _creation_error("tensor", f"cannot make a tensor of {_brief(data)}: {e}") from None
+    except MemoryError:
+        raise _creation_error("tensor", f"not enough memory for {_brief(data)}") from None
+    if a.dtype.kind not in "biufc":  # objects (ints beyond 64 bits, None, ...) and strings
+        raise _creation_error("tensor", f"cannot make a tensor of {_brief(data)}: its elements must be "
+                                        f"numbers or bools of one nested shape (numpy made dtype {a.dtype}; "
+                                        "integers must fit in 64 bits)", DTypeError)
     if dt is None and not hasattr(data, "dtype"):
         # Python numbers and lists take PyTorch's defaults (arrays keep their own dtype)
         if a.dtype == np.float64:
@@ -870,6 +879,42 @@ def _shape(size: tuple) -> tuple[int, ...]:
     return tuple(size)
 
 
+def _size(size: tuple, call: str) -> tuple[int, ...]:
+    """A creation function's size, checked: non-negative integers (`zeros(2, 3)`, `zeros((2, 3))`)."""
+    size = _shape(size)
+    for d in size:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise _creation_error(call, f"size must be integers, got {d!r} ({type(d).__name__}) in "
+                                        f"{tuple(size)}", DTypeError)
+        if d < 0:
+            raise _creation_error(call, f"negative dimension {d} in size {tuple(size)}")
+    return tuple(int(d) for d in size)
+
+
+def _creation_error(call: str, detail: str, cls: type[OpError] = ShapeError) -> OpError:
+    """A creation function's error: names the call and the user's line, like an op's."""
+    return cls(call, detail, frame=(user_frames(1) or (None,))[0])
+
+
+def _brief(data: Any) -> str:
+    r = repr(data)
+    return f"{type(data).__name__} {r if len(r) <= 60 else r[:57] + '...'}"
+
+
+def _alloc(call: str, shape: Any, dt: Any, make: Callable[[], Any]) -> Any:
+    """`make()`, with numpy's MemoryError (and bad sizes it finds) told as this call's error."""
+    try:
+        return make()
+    except MemoryError:
+        n = 1
+        for d in shape:
+            n *= int(d)
+        raise _creation_error(call, f"cannot allocate {n * np.dtype(dt).itemsize / 2**30:.1f} GiB for shape "
+                                    f"{shape} of {np.dtype(dt)}", OpError) from None
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+        raise _creation_error(call, f"{e} (size {shape})") from None
+
+
 def _finish(a: Any, dev: Device, requires_grad: bool) -> Tensor:
     t = Tensor._make(a, dev)
     if requires_grad:
@@ -879,12 +924,14 @@ def _finish(a: Any, dev: Device, requires_grad: bool) -> Tensor:
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.zeros(_shape(size), dtype=dt), dev, requires_grad)
+    shape = _size(size, "zeros")
+    return _finish(_alloc("zeros", shape, dt, lambda: dev.xp.zeros(shape, dtype=dt)), dev, requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.ones(_shape(size), dtype=dt), dev, requires_grad)
+    shape = _size(size, "ones")
+    return _finish(_alloc("ones", shape, dt, lambda: dev.xp.ones(shape, dtype=dt)), dev, requires_grad)
 
 
 def full(size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None,
@@ -892,18 +939,22 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value, np.dtype(np.bool_))
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.full(tuple(size), fill_value, dtype=dt), dev, requires_grad)
+    shape = _size((size,) if isinstance(size, (tuple, list)) else (size,), "full")
+    return _finish(_alloc("full", shape, dt, lambda: dev.xp.full(shape, fill_value, dtype=dt)), dev, requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.empty(_shape(size), dtype=dt), dev, requires_grad)
+    shape = _size(size, "empty")
+    return _finish(_alloc("empty", shape, dt, lambda: dev.xp.empty(shape, dtype=dt)), dev, requires_grad)
 
 
 def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None,
         requires_grad: bool = False) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.eye(n, m, dtype=dt), dev, requires_grad)
+    _size((n,) if m is None else (n, m), "eye")
+    return _finish(_alloc("eye", (n, n if m is None else m), dt, lambda: dev.xp.eye(n, m, dtype=dt)), dev,
+                   requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None,
@@ -914,7 +965,12 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, dev
         is_float = any(isinstance(v, builtins.float) for v in (start, end, step))
         dtype = dtypes.get_default_dtype() if is_float else dtypes.int64
     dt, dev = _creator(dtype, device)
-    return _finish(dev.xp.arange(start, end, step, dtype=dt), dev, requires_grad)
+    try:
+        n = max(0, int(np.ceil((end - start) / step)))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:
+        raise _creation_error("arange", f"start={start!r}, end={end!r}, step={step!r}: {e}") from None
+    return _finish(_alloc("arange", (n,), dt, lambda: dev.xp.arange(start, end, step, dtype=dt)), dev,
+                   requires_grad)
 
 
 def linspace(start: float, end: float, steps: int, *, dtype: Any = None, device: Any = None,
@@ -955,13 +1011,17 @@ def _random(kind: str, size: tuple, dt: np.dtype, dev: Device, generator: Any = 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
           generator: Any = None) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(_random("randn", _shape(size), dt, dev, generator), dev, requires_grad)
+    shape = _size(size, "randn")
+    return _finish(_alloc("randn", shape, dt, lambda: _random("randn", shape, dt, dev, generator)), dev,
+                   requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
          generator: Any = None) -> Tensor:
     dt, dev = _creator(dtype, device)
-    return _finish(_random("rand", _shape(size), dt, dev, generator), dev, requires_grad)
+    shape = _size(size, "rand")
+    return _finish(_alloc("rand", shape, dt, lambda: _random("rand", shape, dt, dev, generator)), dev,
+                   requires_grad)
 
 
 def randint(*args: Any, size: Sequence[int] | None = None, dtype: Any = None, device: Any = None,

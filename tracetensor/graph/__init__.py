@@ -211,11 +211,13 @@ from .layers import (  # noqa: E402
     zeros_initializer,
 )
 from .nn_ops import (  # noqa: E402
+    Print,
     arg_max,
     arg_min,
     assign,
     assign_add,
     assign_sub,
+    boolean_mask,
     clip_by_global_norm,
     clip_by_norm,
     count_nonzero,
@@ -245,7 +247,7 @@ from .variables import (  # noqa: E402
 
 math.log_sigmoid, math.squared_difference, math.count_nonzero, math.cumsum = (
     log_sigmoid, squared_difference, count_nonzero, cumsum)
-for _k in ("conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
+for _k in ("conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
     setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
 rnn_cell = _types.SimpleNamespace(
     RNNCell=rnn.RNNCell, BasicRNNCell=rnn.BasicRNNCell, BasicLSTMCell=rnn.BasicLSTMCell, LSTMCell=rnn.LSTMCell,
@@ -257,6 +259,7 @@ for _k in ("static_rnn", "dynamic_rnn", "static_bidirectional_rnn", "bidirection
     setattr(nn, _k, getattr(rnn, _k))
 from . import contrib  # noqa: E402  (`from tensorflow.contrib import rnn` maps to it)
 
+losses.get_regularization_loss = layers.get_regularization_loss
 GraphKeys.UPDATE_OPS = layers.UPDATE_OPS
 GraphKeys.REGULARIZATION_LOSSES = "regularization_losses"
 
@@ -338,6 +341,8 @@ __all__ = [
     "ConfigProto",
     "AUTO_REUSE",
     "get_variable_scope",
+    "Print",
+    "boolean_mask",
     "arg_max",
     "arg_min",
     "assign",

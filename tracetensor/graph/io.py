@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes as _dt
+from .._npyfile import read_npz
 from .._registry import REGISTRY
 from .._source import Frame
 from ..errors import SerializationError
@@ -154,32 +155,17 @@ def _host(a: Any) -> Any:
     return a if isinstance(a, np.ndarray) else a.get()
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an npz file. Anything else is refused before numpy sees it: np.load
-    would take another file for a pickle and suggest `allow_pickle=`, which is never the fix
-    for a file that may come from someone else."""
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"PK\x03\x04":
-            raise ValueError("not an npz (zip) file")
-    with np.load(path, allow_pickle=False) as z:
-        try:
-            return {k: z[k] for k in z.files}
-        except ValueError as e:
-            if "allow_pickle" in str(e):
-                raise ValueError("it holds pickled (object) arrays, which tracetensor never loads") from None
-            raise
-
 
 def load(path: str | os.PathLike, *, device: Any = None) -> Session:
     """Reads a file written by `export` into a new Graph and returns a Session on it with
     the saved variable values restored. `sess.signature` has the saved inputs/outputs
     (tensor names); `sess.graph.get_tensor_by_name(...)` finds any node."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no graph file at {path!r}")
+    arrays = read_npz(path, "tracetensor graph file")  # sizes and dtypes checked before allocating
     try:
-        arrays = _read_npz(path)
-        meta = json.loads(bytes(arrays.pop("__graph__")).decode())
+        if "__graph__" not in arrays:
+            raise ValueError("it does not contain a tracetensor graph")
+        meta = json.loads(arrays.pop("__graph__").tobytes().decode())
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError("it does not contain a tracetensor graph")
         if meta.get("version") != VERSION:
@@ -187,17 +173,19 @@ def load(path: str | os.PathLike, *, device: Any = None) -> Session:
                 f"format version {meta.get('version')} is not supported (this is version {VERSION})"
             )
         g = _build(meta, arrays)
+        sess = Session(graph=g, device=device)
+        for v in meta["variables"]:
+            if "value" in v:
+                sess._load_variable(g.get_tensor_by_name(v["name"] + ":0"), arrays[v["value"]])
+        sess.signature = meta["signature"]
     except SerializationError:
         raise
-    except Exception as e:  # zipfile, zlib, json, numpy or a graph that does not hold together
+    except RecursionError:
+        raise SerializationError(f"{path} is not a valid tracetensor graph file: nested too deeply") from None
+    except Exception as e:  # json, numpy, missing keys or a graph that does not hold together
         raise SerializationError(
             f"{path} is not a valid tracetensor graph file: {type(e).__name__}: {e}"
         ) from None
-    sess = Session(graph=g, device=device)
-    for v in meta["variables"]:
-        if "value" in v:
-            sess._load_variable(g.get_tensor_by_name(v["name"] + ":0"), arrays[v["value"]])
-    sess.signature = meta["signature"]
     return sess
 
 
@@ -336,14 +324,9 @@ class Saver:
         )
         if path is None:
             raise FileNotFoundError(f"no checkpoint at {prefix!r} (looked for {prefix + DATA_SUFFIX})")
-        try:
-            arrays = _read_npz(path)
-            if "__tracetensor_checkpoint__" not in arrays:
-                raise ValueError("it is not a tracetensor checkpoint")
-        except Exception as e:
-            raise SerializationError(
-                f"{path} is not a valid tracetensor checkpoint: {type(e).__name__}: {e}"
-            ) from None
+        arrays = read_npz(path, "tracetensor checkpoint")  # sizes and dtypes checked before allocating
+        if "__tracetensor_checkpoint__" not in arrays:
+            raise SerializationError(f"{path} is not a valid tracetensor checkpoint: no checkpoint marker")
         for key, v in self._vars(sess).items():
             if key not in arrays:
                 raise NotFoundError(f"the checkpoint {prefix} has no value for variable {key}")

@@ -199,11 +199,7 @@ def dense(
         kernel = get_variable("kernel", [d_in, units], x.dtype,
                               _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
         _regularize(kernel_regularizer, kernel)
-        if len(x._dims) > 2:
-            y = reshape(matmul(reshape(x, [-1, d_in]), kernel), [-1 if d is None else d for d in x._dims[:-1]]
-                        + [units])
-        else:
-            y = matmul(x, kernel, name="MatMul")
+        y = matmul(x, kernel, name="MatMul" if len(x._dims) == 2 else "Tensordot")  # any leading dimensions
         if use_bias:
             bias = get_variable("bias", [units], x.dtype, _init(bias_initializer, zeros_initializer()),
                                 trainable=trainable)
@@ -265,6 +261,60 @@ def conv2d(
         _regularize(kernel_regularizer, kernel)
         y = _conv2d(x, kernel, strides=_pair(strides), padding=padding.upper(), data_format=fmt,
                     dilations=_pair(dilation_rate))
+        if use_bias:
+            bias = get_variable("bias", [filters], x.dtype, _init(bias_initializer, zeros_initializer()),
+                                trainable=trainable)
+            _regularize(bias_regularizer, bias)
+            y = add(y, bias if fmt == "NHWC" else reshape(bias, [filters, 1, 1]), name="BiasAdd")
+        return activation(y) if activation is not None else y
+
+
+def conv2d_transpose(
+    inputs: Any,
+    filters: int,
+    kernel_size: Any,
+    strides: Any = (1, 1),
+    padding: str = "valid",
+    data_format: str = "channels_last",
+    activation: Any = None,
+    use_bias: bool = True,
+    kernel_initializer: Any = None,
+    bias_initializer: Any = None,
+    kernel_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    activity_regularizer: Any = None,
+    kernel_constraint: Any = None,
+    bias_constraint: Any = None,
+    trainable: bool = True,
+    name: str | None = None,
+    reuse: Any = None,
+) -> Tensor:
+    """A transposed 2-D convolution layer (upsampling): variables `NAME/kernel` (kh, kw,
+    filters, in) and `NAME/bias`; the output is in * stride ("same") or (in - 1) * stride + k."""
+    from .nn_ops import conv2d_transpose as _conv_t
+    from .ops import shape, strided_slice
+
+    (x,) = _tensors(inputs)
+    fmt = _df(data_format)
+    h_ax, c_ax = (1, 3) if fmt == "NHWC" else (2, 1)
+    if x._dims is None or len(x._dims) != 4 or x._dims[c_ax] is None or None in x._dims[h_ax:h_ax + 2]:
+        raise InvalidArgumentError(f"conv2d_transpose: '{x.name}' (shape {x.shape}) must be 4-D with known "
+                                   "height, width and channels")
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(strides)
+    h, w = x._dims[h_ax], x._dims[h_ax + 1]
+    if padding.lower() == "same":
+        oh, ow = h * sh, w * sw
+    else:
+        oh, ow = (h - 1) * sh + kh, (w - 1) * sw + kw
+    lname = _layer_name(name, "conv2d_transpose", reuse)
+    with variable_scope(lname, reuse=reuse):
+        kernel = get_variable("kernel", [kh, kw, filters, x._dims[c_ax]], x.dtype,
+                              _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
+        _regularize(kernel_regularizer, kernel)
+        batch = x._dims[0] if x._dims[0] is not None else strided_slice(shape(x), 0)
+        out_shape = [batch, oh, ow, filters] if fmt == "NHWC" else [batch, filters, oh, ow]
+        y = _conv_t(x, kernel, out_shape, (sh, sw), padding.upper(), data_format=fmt)
         if use_bias:
             bias = get_variable("bias", [filters], x.dtype, _init(bias_initializer, zeros_initializer()),
                                 trainable=trainable)
@@ -368,6 +418,36 @@ def batch_normalization(
             g.add_to_collection(UPDATE_OPS, mv.assign_sub(multiply(subtract(mv, bv), decay),
                                                           name="AssignMovingAvg_1"))
         return _batch_norm(x, shaped(mean), shaped(var), shaped(beta), shaped(gamma), epsilon)
+
+
+def l2_regularizer(scale: float, scope: str | None = None) -> Any:
+    """tf.contrib.layers.l2_regularizer: w -> scale * sum(w ** 2) / 2, for `kernel_regularizer=`."""
+    from .ops import l2_loss
+
+    def reg(w: Tensor) -> Tensor:
+        return multiply(l2_loss(w), float(scale), name="l2_regularizer")
+
+    return reg
+
+
+def l1_regularizer(scale: float, scope: str | None = None) -> Any:
+    """tf.contrib.layers.l1_regularizer: w -> scale * sum(|w|)."""
+    from .ops import abs as _abs
+    from .ops import reduce_sum
+
+    def reg(w: Tensor) -> Tensor:
+        return multiply(reduce_sum(_abs(w)), float(scale), name="l1_regularizer")
+
+    return reg
+
+
+def get_regularization_loss(scope: str | None = None, name: str = "total_regularization_loss") -> Tensor:
+    """tf.losses.get_regularization_loss: the sum of the layers' regularization losses (0 if none)."""
+    from .ops import add_n
+    from .variables import get_collection
+
+    losses = get_collection("regularization_losses", scope)
+    return add_n(losses, name=name) if losses else constant(0.0, name=name)
 
 
 class _Namespace:

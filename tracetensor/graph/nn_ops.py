@@ -31,11 +31,12 @@ from .ops import (
     subtract,
 )
 
-__all__ = ["conv2d", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b", "unstack", "split",
+__all__ = ["conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b",
+           "unstack", "split",
            "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
            "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
            "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
-           "arg_min"]
+           "arg_min", "boolean_mask", "Print"]
 
 
 def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
@@ -99,6 +100,32 @@ def conv2d(
         "nchw": nchw,
     }
     return apply("tf_conv2d", (input, w), attrs, name=name or "Conv2D")
+
+
+def conv2d_transpose(value: Any = None, filter: Any = None, output_shape: Any = None, strides: Any = None,
+                     padding: str = "SAME", data_format: str = "NHWC", name: str | None = None,
+                     input: Any = None, filters: Any = None, dilations: Any = None) -> Tensor:
+    """tf.nn.conv2d_transpose: `filter` (kh, kw, out_channels, in_channels); `output_shape`
+    [batch, height, width, channels] (NCHW order with data_format="NCHW") with a static height
+    and width (the batch may be a tensor)."""
+    v = value if value is not None else input
+    w = filter if filter is not None else filters
+    if v is None or w is None or output_shape is None or strides is None:
+        raise InvalidArgumentError("conv2d_transpose needs value, filter, output_shape and strides")
+    if dilations is not None and _spatial(dilations, data_format, "dilations") != (1, 1):
+        raise InvalidArgumentError("conv2d_transpose supports dilations of 1 only")
+    nchw = _format(data_format)
+    dims = list(output_shape) if not isinstance(output_shape, Tensor) else None
+    if dims is None or len(dims) != 4 or any(isinstance(d, Tensor) for d in dims[1:]):
+        raise InvalidArgumentError("conv2d_transpose needs output_shape as a list of 4 with a static height, "
+                                   "width and channel count (the batch may be a tensor)")
+    hw = (dims[2], dims[3]) if nchw else (dims[1], dims[2])
+    attrs = {"out_hw": tuple(builtins.int(d) for d in hw), "strides": _spatial(strides, data_format, "strides"),
+             "padding": _padding(padding, data_format), "nchw": nchw}
+    (vt, wt) = _tensors(v, w)
+    out = apply("tf_conv2d_transpose", (vt, wt), attrs, name=name or "conv2d_transpose")
+    out.set_shape([None if isinstance(d, Tensor) else builtins.int(d) for d in dims])
+    return out
 
 
 def _pool(kind: str, value: Any, ksize: Any, strides: Any, padding: Any, data_format: str, name: str) -> Tensor:
@@ -377,3 +404,33 @@ def arg_min(input: Any, dimension: int, name: str | None = None, output_type: An
     from .ops import argmin
 
     return argmin(input, dimension, name=name, output_type=output_type)
+
+
+def boolean_mask(tensor: Any, mask: Any, name: str = "boolean_mask", axis: Any = None) -> Tensor:
+    """The entries of `tensor` where the bool `mask` (its leading dimensions) is True, as one
+    leading dimension whose size is known only at run time."""
+    from .ops import gather, reshape, where
+
+    if axis not in (None, 0):
+        raise InvalidArgumentError("boolean_mask supports axis=0 (the mask covers the leading dimensions)")
+    with name_scope(name):
+        t, m = _tensors(tensor, mask)
+        if m._dims is None or t._dims is None or builtins.any(d is None for d in t._dims[len(m._dims):]):
+            raise InvalidArgumentError(f"boolean_mask needs the mask's rank and the remaining dimensions of "
+                                       f"'{t.name}' (shape {t.shape}) to be known")
+        k = len(m._dims)
+        flat = reshape(t, [-1, *t._dims[k:]]) if k != 1 else t
+        idx = reshape(where(reshape(m, [-1])), [-1])
+        return gather(flat, idx)
+
+
+def Print(input_: Any, data: Sequence[Any], message: str | None = None, first_n: Any = None,
+          summarize: int | None = None, name: str | None = None) -> Tensor:
+    """tf.Print: `input_`, writing `message` and the first `summarize` (3) values of each of
+    `data` to standard error each time it runs (`first_n` is not supported)."""
+    if first_n not in (None, -1):
+        raise InvalidArgumentError("tf.Print's first_n is not supported (it prints every time)")
+    ts = _tensors(input_, *data)
+    x = ts[0]
+    return apply("tf_print", tuple(ts), {"message": message or "", "summarize": builtins.int(summarize or 3)},
+                 name=name or "Print", out=(x._dims, x.dtype))

@@ -223,6 +223,12 @@ def variable_scope(
     outer = g.get_name_scope()
     # a scope object (from `as scope`) names its scope absolutely
     full = str(name) if isinstance(name, VariableScope) or not outer else f"{outer}/{name}"
+    # entering a scope restarts the layer names under it (TF closes its subscopes), so a model
+    # built again under `variable_scope(name, reuse=True)` names its layers as the first time
+    counts = g.__dict__.get("_tf_layer_names")
+    if counts:
+        for key in [k for k in counts if k.startswith(full + "/")]:
+            del counts[key]
     inherited = _scopes.reuse[-1] if _scopes.reuse else False
     _scopes.reuse.append(
         True if reuse is True or inherited is True else AUTO_REUSE if AUTO_REUSE in (reuse, inherited) else False

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._dispatch import Site, dispatch, site_of
 from .._grad_mode import enable_grad
+from .._naming import update_names
 from .._registry import REGISTRY
 from ..errors import Invalid, TraceTensorError
 from ..events import STATE
@@ -82,8 +83,9 @@ class Optimizer:
         op = REGISTRY[opname]
         if listening:
             pname = p._name or f"param_{index}"
-            site = _tuple_new(Site, (op, "update", "eager", op.name, "update/" + pname, (pname, pname + ".grad"),
-                                     p._device, None, None, (), (pname,), None, False))
+            uname, uins, uouts = update_names(pname)
+            site = _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts,
+                                     None, False))
         else:
             site = site_of(op, "update")
         dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)

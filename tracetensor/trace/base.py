@@ -193,6 +193,16 @@ class Trace(ABC):
                 return r
         raise KeyError(f"run {run} is not in this trace")
 
+    def run_ids(self, *, nonfinite: bool = False) -> list[int]:
+        """The run numbers, in order (`nonfinite`: only runs with a NaN/inf output); a file
+        answers from its runs table without building every RunInfo."""
+        return [r.run for r in self.runs() if not nonfinite or r.nonfinite]
+
+    def run_infos(self, ids: list[int]) -> list[RunInfo]:
+        """RunInfo of the given runs (a page of a run list), in run order."""
+        want = set(ids)
+        return [r for r in self.runs() if r.run in want]
+
     def last_run(self) -> int | None:
         rs = self.runs()
         return rs[-1].run if rs else None

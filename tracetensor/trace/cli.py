@@ -146,7 +146,7 @@ def format_info(t: SqliteTrace, n_ops: int = 15) -> str:
     i = t.info()
     lines = [
         f"trace    {i['path']}  (format v{i['version']}, {format_bytes(i['file_bytes'])}"
-        f"{', complete' if i['complete'] else ', INCOMPLETE: the recording process did not close it'})",
+        f"{', complete' if i['complete'] else ', INCOMPLETE: recording stopped early (killed, or disk full)'})",
         f"values   {i['values']}",
         f"runs     {i['runs']}",
         f"events   {i['events']}",

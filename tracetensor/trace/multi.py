@@ -116,7 +116,8 @@ class MultiTrace(Trace):
             out.append(dataclasses.replace(
                 first, start_ns=min(i.start_ns + r.offset_ns for r, i in rows),
                 end_ns=max(ends) if len(ends) == len(rows) else None,
-                error="; ".join(errors) or None, n_events=sum(i.n_events for _, i in rows)))
+                error="; ".join(errors) or None, n_events=sum(i.n_events for _, i in rows),
+                nonfinite=sum(i.nonfinite for _, i in rows)))  # (the loss stays rank 0's: ranks' differ)
         return out
 
     def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
@@ -135,20 +136,20 @@ class MultiTrace(Trace):
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         """The first event with a NaN/inf output in time order across ranks (each rank's
         own index finds its candidate; the one whose output came first, on rank 0's clock, wins)."""
-        best = None
-        runs = [run] if run is not None else [r.run for r in self.runs()]
-        for rn in runs:
-            cands = []
-            for r in self.ranks:
-                e = r.trace.first_nonfinite(rn)
-                if e is not None:
-                    cands.append((e.end_ns + r.offset_ns, r.rank, e.seq))
-            if cands:
-                best = min(cands)
-                break
-        if best is None:
+        if run is None:  # the earliest run where any rank has one (runs line up across ranks)
+            firsts = [e.run for e in (r.trace.first_nonfinite() for r in self.ranks) if e is not None]
+            if not firsts:
+                return None
+            run = min(firsts)
+        cands = []
+        for r in self.ranks:
+            e = r.trace.first_nonfinite(run)
+            if e is not None:
+                cands.append((e.end_ns + r.offset_ns, r.rank, e.seq))
+        if not cands:
             return None
-        _, rank, seq = best
+        _, rank, seq = min(cands)
+        rn = run
         return next(e for e in self._run_events(rn) if self._origin[e.seq] == (rank, seq))
 
     def value(self, tensor: str, run: int | None = None) -> np.ndarray | None:

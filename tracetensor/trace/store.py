@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import events as ev
+from .._npyfile import npy_header
 from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
@@ -193,22 +194,7 @@ def load_npy(b: bytes) -> np.ndarray:
     if not isinstance(b, bytes):
         raise ValueError(f"expected .npy bytes, found {type(b).__name__}")
     f = io.BytesIO(b)
-    try:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"unsupported .npy version {version}")
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _fortran, dtype = read(f)
-    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError) as e:
-        raise ValueError(f"not a valid .npy header ({type(e).__name__}: {e})") from None
-    if dtype.hasobject:
-        raise ValueError("holds Python objects (refused: loading them would unpickle)")
-    count = 1
-    for d in shape:
-        count *= d
-    if count * dtype.itemsize > len(b) - f.tell():
-        raise ValueError(f"header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes), "
-                         f"but only {len(b) - f.tell()} bytes follow")
+    npy_header(f, len(b))
     f.seek(0)
     return np.load(f, allow_pickle=False)
 
@@ -388,6 +374,9 @@ class TraceWriter:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
             self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
+        except (sqlite3.Error, OSError) as e:
+            os.close(self._lock_fd)
+            raise TraceFileError(self.path, f"cannot be written ({e})") from None
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -722,6 +711,12 @@ def _strip_summaries(e: ev.OpEvent) -> ev.OpEvent:
 
 def _lock_for_writing(path: str) -> int:
     """Opens and flocks `path` (creating it), after checking that it is ours to overwrite."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise TraceFileError(path, "exists and is not a regular file (a directory, device or pipe)")
     if os.path.exists(path) and os.path.getsize(path) > 0:
         problem = _foreign(path)
         if problem:
@@ -742,7 +737,11 @@ def _lock_for_writing(path: str) -> int:
             raise TraceFileError(
                 path, "is being recorded by another process or recorder; record to a different path"
             ) from None
-    os.ftruncate(fd, 0)  # a fresh file, same inode, so the lock stays meaningful
+    try:
+        os.ftruncate(fd, 0)  # a fresh file, same inode, so the lock stays meaningful
+    except OSError as e:
+        os.close(fd)
+        raise TraceFileError(path, f"cannot be written ({e.strerror})") from None
     return fd
 
 
@@ -1090,11 +1089,39 @@ class SqliteTrace(Trace):
     def runs(self) -> list[RunInfo]:
         if self._runs is not None:
             return list(self._runs)
+        out = self._run_rows("ORDER BY run")
+        if self._closed_file:
+            self._runs = out  # a finished file never changes
+        return list(out)
+
+    def run_ids(self, *, nonfinite: bool = False) -> list[int]:
+        if self._runs is not None:
+            return super().run_ids(nonfinite=nonfinite)
+        if nonfinite and self.version < 2:
+            return super().run_ids(nonfinite=nonfinite)
+        where = " WHERE nonfinite > 0" if nonfinite else ""
+        return [r[0] for r in self._q(f"SELECT run FROM runs{where} ORDER BY run")]
+
+    def run_infos(self, ids: list[int]) -> list[RunInfo]:
+        if self._runs is not None or len(ids) > 500:
+            return super().run_infos(ids)
+        ids = [int(i) for i in ids]
+        return self._run_rows(f"WHERE run IN ({','.join('?' * len(ids))}) ORDER BY run", tuple(ids))
+
+    def run_info(self, run: int) -> RunInfo:
+        if self._runs is None:  # one row by its key, not the whole table
+            got = self._run_rows("WHERE run = ?", (run,))
+            if got:
+                return got[0]
+        return super().run_info(run)  # KeyError: not in this trace
+
+    @_reads('the runs table')
+    def _run_rows(self, where: str, params: tuple = ()) -> list[RunInfo]:
         out = []
         extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
         for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
-            f" {extra} FROM runs ORDER BY run"
+            f" {extra} FROM runs {where}", params
         ):
             _check_ints("the runs table", run, graph, start, wall, end, n)
             out.append(
@@ -1115,9 +1142,7 @@ class SqliteTrace(Trace):
                     bad or 0,
                 )
             )
-        if self._closed_file:
-            self._runs = out  # a finished file never changes
-        return list(out)
+        return out
 
     @_reads('the runs table')
     def run_starts(self) -> list[ev.RunStart]:
@@ -1473,5 +1498,8 @@ def _check_header(path: str) -> None:
     page = 65536 if page == 1 else page
     pages = int.from_bytes(head[28:32], "big")
     # the in-header page count is valid when its change counter matches (SQLite >= 3.7.0 writes both)
-    if head[24:28] == head[92:96] and pages and size < page * pages:
+    # a WAL next to the file holds pages not yet copied in: a checkpoint cut short by a full
+    # disk leaves a header that counts them, and SQLite still reads every committed one
+    wal = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
+    if head[24:28] == head[92:96] and pages and size < page * pages and not wal:
         raise TraceFileError(path, f"is truncated ({size} bytes, expected {page * pages})")

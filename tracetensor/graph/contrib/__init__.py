@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import layers as _layers
 from .. import rnn as _rnn
+from ..ops import _tensors, add, matmul
 from ..ops import relu as _relu
 
 
@@ -17,13 +18,13 @@ def _fully_connected(inputs: Any, num_outputs: int, activation_fn: Any = _relu, 
     `fully_connected/weights` and `/biases`, as contrib names them)."""
     from ..variables import get_variable, variable_scope
 
-    (x,) = _layers._tensors(inputs)
+    (x,) = _tensors(inputs)
     name = scope or _layers.unique_layer_name("fully_connected")
     with variable_scope(name, reuse=reuse):
         w = get_variable("weights", [x._dims[-1], num_outputs], x.dtype,
                          weights_initializer or _layers.glorot_uniform_initializer())
         b = get_variable("biases", [num_outputs], x.dtype, biases_initializer or _layers.zeros_initializer())
-        y = _layers.add(_layers.matmul(x, w), b)
+        y = add(matmul(x, w), b)
         return activation_fn(y) if activation_fn is not None else y
 
 
@@ -36,6 +37,7 @@ rnn = _types.SimpleNamespace(
 layers = _types.SimpleNamespace(
     xavier_initializer=_layers.xavier_initializer, flatten=_layers.flatten,
     variance_scaling_initializer=_layers.variance_scaling_initializer, fully_connected=_fully_connected,
+    l2_regularizer=_layers.l2_regularizer, l1_regularizer=_layers.l1_regularizer,
 )
 
 __all__ = ["rnn", "layers"]

@@ -1,0 +1,290 @@
+"""What instrumentation costs, every case in one run: the eager and graph steps against
+hand-written numpy, a timing-only listener, `profile()` (timings only, and with shapes,
+memory and stacks), `tt.record` ("none", "summary") with trace bytes per op event, the
+same on a bigger model, graph construction with large shapes, and the profiler's peak
+RSS over a long run. torch and torch.profiler run alongside when torch is installed.
+Ratios are of CPU time (all threads of the process) against baselines timed in the same
+process, cases interleaved round by round.
+
+    python benchmarks/run.py overhead      (TT_BENCH_QUICK=1: fewer rounds)
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+# one BLAS thread: the comparison is of framework overhead, not of BLAS threading (and a
+# spinning BLAS pool against the recorder's writer thread on 2 cores is pure noise)
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch.profiler's start/stop lines
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_engine as be  # noqa: E402
+import bench_graph as bg  # noqa: E402
+from _common import fmt_time, print_table  # noqa: E402
+from tracetensor.profiler import profile  # noqa: E402
+
+import tracetensor as tt  # noqa: E402
+import tracetensor.nn as nn  # noqa: E402
+import tracetensor.nn.functional as F  # noqa: E402
+from tracetensor import events  # noqa: E402
+
+QUICK = bool(os.environ.get("TT_BENCH_QUICK"))
+
+# a case: () -> (start, step, stop); start/stop bracket one timed round of `number` steps
+Case = Callable[[], tuple[Callable[[], object], Callable[[], object], Callable[[], object]]]
+
+
+def _nothing() -> None:
+    return None
+
+
+# CPU seconds of the whole process (every thread: the recorder's writer counts): on a
+# shared machine, wall time mostly measures the other jobs
+_clock = time.process_time
+
+
+def _rounds(cases: dict[str, Case], number: int, repeat: int) -> dict[str, float]:
+    """Median CPU seconds per step of each case, rounds interleaved across cases."""
+    made = {k: make() for k, make in cases.items()}
+    for start, step, stop in made.values():  # warm up (plans compiled, caches filled)
+        start()
+        for _ in range(max(2, number // 10)):
+            step()
+        stop()
+    acc: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeat):
+        for k, (start, step, stop) in made.items():
+            start()
+            t0 = _clock()
+            for _ in range(number):
+                step()
+            stop()  # a recorder's last flush, a listener's close: part of the cost
+            acc[k].append((_clock() - t0) / number)
+    return {k: float(np.median(v)) for k, v in acc.items()}
+
+
+def _plain(step: Callable[[], object]) -> Case:
+    return lambda: (_nothing, step, _nothing)
+
+
+def _profiled(step: Callable[[], object], **kw: bool) -> Case:
+    def make():
+        box: list[profile] = []
+
+        def start() -> None:
+            box[:] = [profile(**kw)]
+            box[0].start()
+
+        def one() -> None:
+            step()
+            box[0].step()
+
+        return start, one, lambda: box[0].stop()
+    return make
+
+
+def _timing_listener(step: Callable[[], object]) -> Case:
+    """A consumer that wants only timings: it listens raw and reads its events after the round."""
+    def make():
+        got: list = []
+        box: list[events.Listener] = []
+
+        def start() -> None:
+            got.clear()
+            box[:] = [events.subscribe(got.append, raw=True)]
+
+        def stop() -> None:
+            box[0].close()
+            times = [(e.name, e.end_ns - e.start_ns) for e in events.materialize(got)
+                     if e.__class__ is events.OpEvent]
+            assert times
+
+        return start, step, stop
+    return make
+
+
+class _Recording:
+    def __init__(self, step: Callable[[], object], values: str, tmp: str) -> None:
+        self.step, self.values, self.tmp = step, values, tmp
+        self.paths: list[str] = []
+
+    def __call__(self):
+        def start() -> None:
+            self.paths.append(os.path.join(self.tmp, f"{self.values}-{id(self)}-{len(self.paths)}.ttrace"))
+            self.rec = tt.record(self.paths[-1], values=self.values, max_bytes=1 << 30).start()
+
+        return start, self.step, lambda: self.rec.stop()
+
+    def bytes_per_op(self) -> float:
+        """Trace bytes per op event over every file this case wrote (read after timing)."""
+        ops = size = 0
+        for p in self.paths:
+            with tt.trace.open(p) as t:
+                ops += t.count()
+            size += os.path.getsize(p)
+        return size / max(ops, 1)
+
+
+def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[str, Case]:
+    step = steps_for()
+    if step is None:
+        return {}
+    import torch.profiler as tp
+
+    def torch_profiled(**kw: bool) -> Case:
+        def make():
+            box: list = []
+
+            def start() -> None:
+                box[:] = [tp.profile(activities=[tp.ProfilerActivity.CPU], **kw)]
+                box[0].__enter__()
+
+            def stop() -> None:
+                box[0].__exit__(None, None, None)
+
+            return start, step, stop
+        return make
+
+    return {"torch": _plain(step), "torch.profiler": torch_profiled(),
+            "torch.profiler full": torch_profiled(record_shapes=True, profile_memory=True, with_stack=True)}
+
+
+def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
+    x, y, params = be._data(np.random.default_rng(0))
+    model = be.MLP()
+    model.load_state_dict({"fc1.weight": tt.tensor(params[0]), "fc1.bias": tt.tensor(params[1]),
+                           "fc2.weight": tt.tensor(params[2]), "fc2.bias": tt.tensor(params[3])})
+    step = be._tt_step(model, tt.optim.SGD(model.parameters(), lr=be.LR), tt.tensor(x), tt.tensor(y))
+    np_params = [p.copy() for p in params]
+    g_np, g_step = bg.numpy_step(), bg.graph_step()[0]
+    rec = {v: _Recording(step, v, tmp) for v in ("none", "summary")}
+    cases: dict[str, Case] = {
+        "numpy": _plain(lambda: be.numpy_step(x, y, np_params)),
+        "eager": _plain(step),
+        "graph numpy": _plain(g_np),
+        "graph": _plain(g_step),
+        "timing listener": _timing_listener(step),
+        "profile()": _profiled(step),
+        "profile(full)": _profiled(step, record_shapes=True, profile_memory=True, with_stack=True),
+        "record none": rec["none"],
+        "record summary": rec["summary"],
+    }
+    cases.update(_torch_cases(lambda: be._torch_step(x, y, params)))
+    t = _rounds(cases, number, repeat)
+    r = lambda k, base="eager": f"{t[k] / t[base]:.2f}x"
+    torch = "torch" in t
+    rows = [
+        ("eager step vs numpy", fmt_time(t["eager"]), r("eager", "numpy"), "<= 1.4x",
+         f"torch {r('torch', 'numpy')}" if torch else "torch: not installed"),
+        ("graph Session.run vs numpy", fmt_time(t["graph"]), r("graph", "graph numpy"), "<= 1.15x", "TF1 4.1x"),
+        ("timing-only listener (raw)", fmt_time(t["timing listener"]), r("timing listener"), "<= 1.15x", ""),
+        ("profile() timings only", fmt_time(t["profile()"]), r("profile()"), "<= 1.15x",
+         f"torch.profiler {r('torch.profiler', 'torch')}" if torch else "torch: not installed"),
+        ("profile(shapes, memory, stack)", fmt_time(t["profile(full)"]), r("profile(full)"), "<= 1.6x",
+         f"torch.profiler {r('torch.profiler full', 'torch')}" if torch else "torch: not installed"),
+    ]
+    for v, goal in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
+        per = f"{rec[v].bytes_per_op():.0f} B/op event"
+        rows.append((f'tt.record(values="{v}")', fmt_time(t[f"record {v}"]), r(f"record {v}"), goal, per))
+    return rows, t
+
+
+def big_model(number: int, repeat: int, tmp: str) -> list:
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    opt = tt.optim.SGD(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((256, 512)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 10, 256))
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    t = _rounds({"eager": _plain(step), "profile()": _profiled(step),
+                 "record none": _Recording(step, "none", tmp)}, number, repeat)
+    return [(f"512->1024->1024->10 batch 256: {k}", fmt_time(t[k]), f"{t[k] / t['eager']:.2f}x", "<= 1.05x", "")
+            for k in ("profile()", "record none")]
+
+
+def graph_build() -> list:
+    import tracetensor.graph as tf
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [3000, 3000])
+        t0 = time.perf_counter()
+        y = x
+        for _ in range(5):
+            y = tf.matmul(y, x)
+        dt = time.perf_counter() - t0
+    assert y.shape.as_list() == [3000, 3000]
+    return [("graph build: five 3000x3000 tf.matmul nodes", fmt_time(dt), "", "no full-size compute",
+             "2.4 s before (full-size)")]
+
+
+_RSS_CHILD = r"""
+import resource, sys, numpy as np
+
+def peak_kb():  # VmHWM is this process's own; ru_maxrss keeps the parent's peak across exec on Linux
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+import tracetensor as tt, tracetensor.nn as nn, tracetensor.nn.functional as F
+from tracetensor.profiler import profile
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+opt = tt.optim.SGD(model.parameters(), lr=0.01)
+x = tt.tensor(rng.standard_normal((64, 64)).astype(np.float32)); y = tt.tensor(rng.integers(0, 10, 64))
+base = peak_kb()
+with profile() as prof:
+    for _ in range(n):
+        opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step(); prof.step()
+    held = peak_kb()
+rows = prof.key_averages()
+ops = sum(r.count for r in rows if not r.is_range)
+print(base, held, peak_kb(), ops)
+"""
+
+
+def profiler_rss(steps: list[int]) -> list:
+    rows = []
+    for n in steps:
+        out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(n)], capture_output=True, text=True,
+                             timeout=900, check=True).stdout.split()
+        base, held, peak, ops = (int(v) for v in out)
+        rows.append((f"profile() {n:,} steps ({ops:,} op events): peak RSS", f"{peak / 1024:.0f} MB",
+                     f"{(held - base) * 1024 / max(ops, 1):.0f} B/event held", "< 300 MB at any length",
+                     "torch.profiler 15.8 GB at 20,000 steps"))
+    return rows
+
+
+def _table(title: str, rows: list) -> None:
+    print_table(title, [(a, b, c, f"{d}" + (f"  [{e}]" if e else "")) for a, b, c, d, e in rows])
+
+
+def main() -> None:
+    number, repeat = (50, 3) if QUICK else (100, 7)
+    with tempfile.TemporaryDirectory(prefix="tt-bench-") as tmp:
+        rows, _ = small_model(number, repeat, tmp)
+        _table("instrumentation overhead, MLP 64->128->10 batch 64, SGD (ratio vs the plain eager step; "
+               "[anchor])", rows)
+        _table("bigger model", big_model(max(5, number // 10), repeat, tmp))
+    _table("graph construction", graph_build())
+    _table("profiler memory at length (a child process each)",
+           profiler_rss([2000, 8000] if QUICK else [5000, 20000]))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,11 @@ def start_run(trace: Trace) -> int | None:
     bad = trace.first_nonfinite()
     if bad is not None:
         return bad.run
-    with_ops = [r.run for r in trace.runs() if r.n_events]
-    return with_ops[-1] if with_ops else trace.last_run()
+    ids = trace.run_ids()
+    for run in reversed(ids[-64:]):  # from the end: the last run or two, not every run of a long trace
+        if trace.run_info(run).n_events:
+            return run
+    return ids[-1] if ids else None
 
 
 def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:

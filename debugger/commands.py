@@ -750,6 +750,9 @@ class Debugger:
         t.append(f"  feeds ({len(r.feeds)}):\n")
         for f in r.feeds:
             t.append(f"    {f}\n")
+        if r.loss is not None:
+            t.append(f"  loss: {r.loss:.6g} (what .backward() was called on in this step)\n",
+                     style=None if math.isfinite(r.loss) else "red")
         if r.error:
             t.append(f"  error: {r.error}\n", style="red")
         c = self.culprit("has_inf_or_nan")

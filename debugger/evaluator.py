@@ -40,6 +40,7 @@ _DENIED = frozenset({
     "apply_over_axes", "fromfunction", "setflags", "base", "data", "object_", "nditer", "errstate",
     "testing", "lib", "os", "sys", "char", "rec", "ma", "emath", "polynomial", "random", "distutils",
     "f2py", "core", "typing", "version", "exceptions", "dtypes", "matlib", "strings", "test",
+    "format", "format_map",  # a format string reads attributes, dunders included
 })
 _SUBMODULES = (np.linalg, np.fft)  # pure functions of arrays
 _BUILTINS = {"abs": abs, "min": min, "max": max, "sum": sum, "len": len, "float": float, "int": int,

@@ -472,7 +472,7 @@ class DebuggerApp(App[RunAction | None]):
         except Exception as e:  # a damaged trace or a bug: said in the UI, never a dead app
             res = Result(Text(f"error: {type(e).__name__}: {e}", style="red"), error=True)
         if not worker.is_cancelled:
-            self.call_from_thread(self._finish, line, res, echo, target)
+            self.call_from_thread(self._finish, worker, line, res, echo, target)
 
     def _as_listing(self, line: str) -> argparse.Namespace | None:
         """The parsed arguments when `line` is a valid `lt` (shown in the list), else None."""
@@ -490,7 +490,7 @@ class DebuggerApp(App[RunAction | None]):
             if not a.all_runs:
                 head, rows, view, _ = dbg.listing(a)
                 if not worker.is_cancelled:
-                    self.call_from_thread(self._show_listing, line, head, rows, view, echo, True)
+                    self.call_from_thread(self._show_listing, worker, line, head, rows, view, echo, True)
                 return
             view, it = dbg.all_rows(a)
             head = Text("all runs")
@@ -502,8 +502,8 @@ class DebuggerApp(App[RunAction | None]):
                 chunk.append(d)
                 n += 1
                 if n >= TUI_ALL_RUNS_CAP or len(chunk) >= 2000 or time.perf_counter() - t_last > 0.2 and chunk:
-                    self.call_from_thread(self._show_listing, line, Text(f"all runs: {n} tensors so far…"),
-                                          chunk, view, echo and first, first)
+                    self.call_from_thread(self._show_listing, worker, line,
+                                          Text(f"all runs: {n} tensors so far…"), chunk, view, echo and first, first)
                     chunk, first, t_last = [], False, time.perf_counter()
                     if n >= TUI_ALL_RUNS_CAP:
                         break
@@ -518,20 +518,21 @@ class DebuggerApp(App[RunAction | None]):
                 head.append(view.culprit.tensor_name, style="bold red")
                 head.append(f" in run {view.culprit.event.run}", style="bold")
             if not worker.is_cancelled:
-                self.call_from_thread(self._show_listing, line, head, chunk, view, echo and first, first)
+                self.call_from_thread(self._show_listing, worker, line, head, chunk, view, echo and first, first)
         except Exception as e:
             res = Result(Text(f"error: {type(e).__name__}: {e}", style="red"), error=True)
             if not worker.is_cancelled:
-                self.call_from_thread(self._finish, line, res, echo, "#output")
+                self.call_from_thread(self._finish, worker, line, res, echo, "#output")
         finally:
             if not worker.is_cancelled:
-                self.call_from_thread(self._done)
+                self.call_from_thread(self._done, worker)
 
-    def _show_listing(self, line: str, head: Text, rows: list[flt.TensorDatum], view: L.ListView,
-                      echo: bool, replace: bool) -> None:
+    def _show_listing(self, worker: Any, line: str, head: Text, rows: list[flt.TensorDatum],
+                      view: L.ListView, echo: bool, replace: bool) -> None:
+        """(UI thread) rows of a listing; more may follow from the same worker."""
         scr = self.screen
-        if not isinstance(scr, RunEndScreen):
-            return
+        if worker.is_cancelled or not isinstance(scr, RunEndScreen):
+            return  # a newer command (or Esc) took over
         if replace:
             scr.show_list(head, rows, view)
         else:
@@ -541,10 +542,12 @@ class DebuggerApp(App[RunAction | None]):
         if echo:
             self.show_output(Group(Text(f"tfdbg> {line}", style="bold cyan"),
                                    Text(f"{len(rows)} tensors in the list (ctrl+l to move in it)")))
-        self._done()
 
-    def _finish(self, line: str, res: Result, echo: bool, target: str) -> None:
-        self._done()
+    def _finish(self, worker: Any, line: str, res: Result, echo: bool, target: str) -> None:
+        """(UI thread) a command's answer."""
+        if worker.is_cancelled:
+            return
+        self._done(worker)
         if res.exit:
             self.exit(None)
         elif res.action is not None:
@@ -554,14 +557,15 @@ class DebuggerApp(App[RunAction | None]):
             if target == "#output":
                 self.show_output(out)
             elif self.screen.query(target):
-                self.screen.query_one(target, Static).update(out)
+                self.screen.query_one(target, Static).update(safe_renderable(out))
             if res.moved and isinstance(self.screen, RunEndScreen):
                 self.sub_title = f"run {self.dbg.run}"
                 self.run_command("lt", echo=False)
 
-    def _done(self) -> None:
-        self.busy = None
-        self._tick()
+    def _done(self, worker: Any) -> None:
+        if not worker.is_cancelled:  # a cancelled worker's end must not clear a newer command's line
+            self.busy = None
+            self._tick()
 
     def _tick(self) -> None:
         """The busy line: what runs, for how long, and that Esc cancels it."""

@@ -49,8 +49,10 @@ def test_each_step_is_a_run_and_the_culprit_is_found_by_index(big) -> None:
 
 def test_run_list_jump_and_lt_across_runs(big) -> None:
     path, culprit_run = big
-    out = _debug(path, "lr -f", "jump 7", "lt -t matmul", "lr -p 1", "lt -a -t matmul -p 2")
-    lr_f, jump, lt7, lr1, lta = out.split("tfdbg> ")[1:]
+    out = _debug(path, "lr -f", "jump 7", "lt -t matmul", "lr -p 1", "lt -a -t matmul -p 2",
+                 f"jump {culprit_run}", "ri")
+    lr_f, jump, lt7, lr1, lta, _, ri = out.split("tfdbg> ")[1:]
+    assert "loss: nan" in ri
     bad = [ln for ln in lr_f.splitlines() if ln.startswith(">")]
     assert len(bad) == 1 and bad[0].split()[1] == str(culprit_run) and "nan" in bad[0].split()
     assert "now at run 7" in jump

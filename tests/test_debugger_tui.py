@@ -130,7 +130,7 @@ COMMANDS = [
     ("gf", ["gradient flow", "nan/inf"]),
     ("tm", ["host (us)", "log"]),
     ("help", ["list_tensors", "print_tensor", "list_runs"]),
-    ("help lt", ["--tensor_filter", "--all_runs"]),
+    ("help lt", ["usage: list_tensors", "--tensor_filter", "(-a: of every run)"]),
     ("pt nothere:0", ["error: no tensor or node named 'nothere:0'"]),
 ]
 

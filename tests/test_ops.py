@@ -734,3 +734,30 @@ def test_op_in_graph_mode_and_tt_function_matches_eager(case: Case) -> None:
     vals = tr.session.run(grads, feed_dict=dict(zip(phs, arrays)))
     for t, g in zip(ts, vals):
         np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.tracetensor_nan("off")  # the infinities are the point
+def test_declaring_an_op_takes_a_forward_and_a_vjp_and_the_rest_defaults() -> None:
+    import warnings
+
+    from tracetensor._registry import OpDef
+    from tracetensor.tensor import apply
+
+    def half_log(xp, a):
+        return xp.log(a) / 2
+
+    op = OpDef("half_log", half_log, None, None, None, errstate="all")
+    op.defvjp(lambda ctx, g: (g / (2 * ctx.args[0]),))
+    assert op.tf_name == "HalfLog"
+    x = tt.tensor([0.0, 1.0, 4.0], requires_grad=True)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log(0) = -inf and 1/0 = inf are answers, not warnings
+        with events.subscribe(seen.append, flops=True):
+            y = apply(op, x)
+            y.sum().backward()
+    assert y.tolist()[0] == -np.inf and x.grad.tolist() == [np.inf, 0.5, 0.125]
+    fwd = [e for e in seen if getattr(e, "op", None) == "half_log" and e.phase == "forward"]
+    assert fwd and fwd[0].flops == 3  # the default cost: one per output element
+    with pytest.raises(ValueError, match="errstate"):
+        OpDef("bad", half_log, None, None, None, errstate="sometimes")

@@ -37,7 +37,7 @@ def _train(lib, make_opt, make_sched=None, steps=12, closure_style=False):
         if sch is not None:
             sch.step(1.0) if isinstance(sch, lib.optim.lr_scheduler.ReduceLROnPlateau) else sch.step()
             lrs.append(sch.get_last_lr()[0])
-    return np.array(losses), np.array(lrs), w.detach().numpy()
+    return np.array(losses), np.array(lrs), w.detach().cpu().numpy()
 
 
 CASES = {
@@ -168,3 +168,22 @@ def test_optimizer_param_groups_and_zero_grad() -> None:
     assert a.grad is not None and a.grad.tolist() == [0.0, 0.0]
     opt.zero_grad()
     assert a.grad is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop_centered", "adadelta", "lbfgs", "onecycle"])
+def test_optimizers_on_the_gpu_match_the_cpu(name: str) -> None:
+    make_opt, make_sched = CASES[name]
+
+    class OnGpu:  # the same calls, with tensors made on the GPU
+        optim = tt.optim
+
+        @staticmethod
+        def tensor(a, requires_grad=False):
+            return tt.tensor(a, device="cuda", requires_grad=requires_grad)
+
+    closure = name == "lbfgs"
+    cpu = _train(tt, make_opt, make_sched, closure_style=closure)
+    gpu = _train(OnGpu, make_opt, make_sched, closure_style=closure)
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(np.asarray(b), a, rtol=1e-9, atol=1e-12)

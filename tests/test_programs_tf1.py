@@ -66,7 +66,10 @@ def test_mnist_deep_cnn_tutorial(tmp_path) -> None:
 
 def test_linear_regression_with_float_placeholders(tmp_path) -> None:
     out = ok(run("linear_regression.py", tmp_path))
-    assert number(out, r"Training cost=([\d.]+)") < number(out, r"first cost=([\d.]+)") / 20
+    # 60 epochs of per-sample SGD from the (seeded) random start: most of the way to the
+    # least-squares optimum of the 17 points (cost 0.0770)
+    final = number(out, r"Training cost=([\d.]+)")
+    assert final < 0.1 and final < number(out, r"first cost=([\d.]+)") / 5
     assert "placeholder dtype: float32" in out  # "float" is float32, as in TF
 
 

@@ -1,4 +1,4 @@
-"""The PyTorch program corpus (tests/programs/torch_*.py): real-style scripts written with
+"""The PyTorch program corpus (tests/programs/torch/*.py): real-style scripts written with
 `import torch`, run as subprocesses with only their imports swapped to tracetensor; and,
 where PyTorch is installed, parity runs that start both libraries from the same weights and
 compare the printed loss curves."""
@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).parent / "programs"
-HARNESS = HERE / "swap_imports.py"
-PROGRAMS = sorted(HERE.glob("torch_*.py"))
+HARNESS = Path(__file__).parent / "programs" / "swap_imports.py"
+HERE = HARNESS.parent / "torch"
+PROGRAMS = sorted(HERE.glob("*.py"))
 # no dropout, no library-drawn shuffling or sampling: with the same weights, the same numbers
-PARITY = ["torch_polynomial_function", "torch_cifar_blitz", "torch_lstm_time_series", "torch_schedulers_checkpoint",
-          "torch_gru_classifier"]
+PARITY = ["polynomial_function", "cifar_blitz", "lstm_time_series", "schedulers_checkpoint", "gru_classifier"]
 
 
 def _run(args: list[str], tmp: Path, *, parity: bool = False, timeout: float = 240) -> subprocess.CompletedProcess:

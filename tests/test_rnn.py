@@ -153,3 +153,66 @@ def test_clip_grad_norm_and_value() -> None:
     assert nn.utils.clip_grad_norm_(a, 1.0, norm_type=float("inf")).item() == pytest.approx(0.6, rel=1e-5)
     v = nn.utils.parameters_to_vector([a, b])
     assert v.shape == (7,)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_layers_on_the_gpu_match_the_cpu(kind: str) -> None:
+    tt.manual_seed(0)
+    cpu = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    gpu = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out_c, _ = cpu(tt.tensor(x))
+    out_g, _ = gpu(tt.tensor(x, device="cuda"))
+    out_c.sum().backward()
+    out_g.sum().backward()
+    np.testing.assert_allclose(out_g.detach().cpu().numpy(), out_c.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for (n, pc), pg in zip(cpu.named_parameters(), gpu.parameters()):
+        np.testing.assert_allclose(pg.grad.cpu().numpy(), pc.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=n)
+
+
+def _packed_run(lib, m, x, lengths, batch_first):
+    rnn_utils = lib.nn.utils.rnn
+    xt = lib.tensor(x, requires_grad=True)
+    packed = rnn_utils.pack_padded_sequence(xt, lengths, batch_first=batch_first, enforce_sorted=False)
+    out, hidden = m(packed)
+    assert isinstance(out, rnn_utils.PackedSequence)
+    padded, lens = rnn_utils.pad_packed_sequence(out, batch_first=batch_first)
+    h = hidden[0] if isinstance(hidden, tuple) else hidden
+    ((padded * padded).sum() + h.sum()).backward()
+    return padded.detach().numpy(), lens.tolist(), h.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_packed_sequences_match_pytorch(kind: str, batch_first: bool) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True, batch_first=batch_first).double()
+    m = getattr(nn, kind)(3, 4, num_layers=2, bidirectional=True, batch_first=batch_first).double()
+    m.load_state_dict({k: tt.tensor(v.detach().numpy()) for k, v in ref.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((3, 5, 3) if batch_first else (5, 3, 3))
+    lengths = [2, 5, 3]
+    ours, theirs = _packed_run(tt, m, x, lengths, batch_first), _packed_run(torch, ref, x, lengths, batch_first)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+
+
+def test_padding_and_packing_round_trip_and_stop_each_sequence_at_its_end() -> None:
+    from tracetensor.nn.utils.rnn import pack_sequence, pad_packed_sequence, pad_sequence
+
+    seqs = [tt.tensor([[1.0], [2.0], [3.0]]), tt.tensor([[4.0]]), tt.tensor([[5.0], [6.0]])]
+    padded = pad_sequence(seqs, batch_first=True, padding_value=-1.0)
+    assert padded[:, :, 0].tolist() == [[1, 2, 3], [4, -1, -1], [5, 6, -1]]
+    packed = pack_sequence(seqs, enforce_sorted=False)
+    assert packed.batch_sizes.tolist() == [3, 2, 1] and packed.data[:, 0].tolist() == [1, 5, 4, 2, 6, 3]
+    back, lens = pad_packed_sequence(packed, batch_first=True)
+    assert lens.tolist() == [3, 1, 2] and back[:, :, 0].tolist() == [[1, 2, 3], [4, 0, 0], [5, 6, 0]]
+    with pytest.raises(RuntimeError, match="decreasing"):
+        pack_sequence(seqs)
+    rnn = nn.RNN(1, 2)
+    _, h_packed = rnn(packed)
+    _, h_alone = rnn(seqs[1].unsqueeze(1))  # the length-1 sequence run on its own
+    np.testing.assert_allclose(h_packed[0, 1].detach().numpy(), h_alone[0, 0].detach().numpy(), rtol=1e-6)

@@ -201,3 +201,4 @@ def test_a_session_run_inside_an_eager_step_keeps_the_steps_names_unique(rng) ->
     step = next(r for r in tr.runs() if r.kind == "step")
     names = [e.name for e in tr.events(step.run)]
     assert names.count("matmul") == 1 and "matmul_1" in names
+

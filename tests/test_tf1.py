@@ -580,3 +580,49 @@ def test_boolean_mask_and_print(g, capfd) -> None:
     np.testing.assert_array_equal(gv, [[2, 2, 2], [0, 0, 0], [2, 2, 2], [0, 0, 0]])
     assert capfd.readouterr().err == "picked: [2 3][0.0 1.0 2.0 6.0...]\n"
     np.testing.assert_array_equal(run(tf.boolean_mask(tf.constant(a), a > 5)), a[a > 5])
+
+
+def test_lrn_and_exponential_moving_average(g, tmp_path) -> None:
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((1, 2, 2, 6)).astype(np.float64)
+    got = run(tf.nn.lrn(tf.constant(a), depth_radius=2, bias=2.0, alpha=0.1, beta=0.75))
+    sq = np.pad(a ** 2, ((0, 0), (0, 0), (0, 0), (2, 2)))
+    want = a / (2.0 + 0.1 * sum(sq[..., i:i + 6] for i in range(5))) ** 0.75
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+    w = tf.Variable(0.0, name="w")
+    ema = tf.train.ExponentialMovingAverage(decay=0.9)
+    with tf.control_dependencies([tf.assign_add(w, 10.0)]):
+        train = ema.apply([w])
+    shadow = ema.average(w)
+    assert shadow.op.name == "w/ExponentialMovingAverage" and shadow not in tf.trainable_variables()
+    saver = tf.train.Saver()
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        s.run(train)
+        s.run(train)
+        assert s.run(shadow) == pytest.approx(0.9 * (0.1 * 10) + 0.1 * 20)  # 2.9
+        path = saver.save(s, str(tmp_path / "m"))
+    with tf.Session() as s:  # evaluation with the averaged weights, as TF1 programs do
+        tf.train.Saver(ema.variables_to_restore()).restore(s, path)
+        assert s.run(w) == pytest.approx(2.9)
+
+
+def test_bidirectional_rnns_read_the_sequence_both_ways(g) -> None:
+    rng = np.random.default_rng(8)
+    xs = rng.standard_normal((2, 4, 3))
+    x = tf.placeholder(tf.float64, [None, 4, 3])
+    fw, bw = tf.nn.rnn_cell.GRUCell(5), tf.nn.rnn_cell.BasicRNNCell(2)
+    (out_fw, out_bw), (st_fw, st_bw) = tf.nn.bidirectional_dynamic_rnn(fw, bw, x, dtype=tf.float64)
+    assert out_fw.shape == (None, 4, 5) and out_bw.shape == (None, 4, 2)
+    names = [v.op.name for v in tf.trainable_variables()]
+    assert names[0] == "bidirectional_rnn/fw/gru_cell/gates/kernel"
+    assert names[-1] == "bidirectional_rnn/bw/basic_rnn_cell/bias"
+    # the backward cell run alone over the reversed sequence gives the same outputs, reversed
+    alone, _ = tf.nn.dynamic_rnn(bw, tf.reverse(x, [1]), dtype=tf.float64, scope="again")
+    of, ob, sb, a = run([out_fw, out_bw, st_bw, alone], {x: xs})
+    np.testing.assert_allclose(ob, a[:, ::-1], rtol=1e-12)
+    np.testing.assert_allclose(sb, ob[:, 0], rtol=1e-12)  # its final state is its output at step 0
+    outs, _, _ = tf.nn.static_bidirectional_rnn(tf.nn.rnn_cell.GRUCell(3), tf.nn.rnn_cell.GRUCell(3),
+                                                tf.unstack(x, axis=1), dtype=tf.float64, scope="static")
+    assert len(outs) == 4 and outs[0].shape == (None, 6)

@@ -155,3 +155,71 @@ def test_mark_non_differentiable_outputs_get_no_gradient() -> None:
     x = tt.ones(3, requires_grad=True)
     assert not Sorted.apply(x).requires_grad
     assert Plain.apply(x).requires_grad
+
+
+def test_legacy_constructors_and_torch_tensor_default_to_pytorchs_dtypes() -> None:
+    assert tt.Tensor([0]).dtype == tt.float32  # torch.Tensor(list) is float, unlike tt.tensor
+    assert tt.Tensor(np.array([1, 2])).dtype == tt.float32
+    assert tt.Tensor(2, 3).shape == (2, 3)
+    assert tt.LongTensor([1, 2]).dtype == tt.int64 and tt.FloatTensor(3).shape == (3,)
+    assert tt.BoolTensor([True]).dtype == tt.bool and tt.DoubleTensor([1]).dtype == tt.float64
+
+
+def test_in_place_ops_on_the_tape_keep_the_gradient_path() -> None:
+    w = tt.tensor([2.0, 3.0], requires_grad=True)
+    total = tt.Tensor([0])
+    for k in range(3):
+        total += (w * k).sum()  # a plain tensor accumulating tape tensors joins the tape
+    h = w * 1.0
+    h.add_(w)  # in place on a non-leaf: h is now w + w
+    (total + h.sum()).backward()
+    assert w.grad.tolist() == [5.0, 5.0]  # 3 (from 0 + 1 + 2) + 2
+    with pytest.raises(tt.TraceTensorError, match="leaf"):
+        w.add_(1)
+
+
+def test_shape_changing_in_place_ops_and_new_tensors() -> None:
+    t = tt.arange(3)
+    assert t.unsqueeze_(-1).shape == (3, 1) and t.shape == (3, 1)
+    assert t.squeeze_().shape == (3,)
+    m = tt.zeros(2, 3).t_()
+    assert m.shape == (3, 2)
+    x = tt.tensor([-2.0, 0.5, 3.0])
+    assert x.clamp_(-1, 1).tolist() == [-1.0, 0.5, 1.0]
+    assert x.masked_fill_(x > 0.9, 0.0).tolist() == [-1.0, 0.5, 0.0]
+    assert x.new_zeros(2, 2).dtype == tt.float32 and x.new_tensor([1, 2]).dtype == tt.float32
+    assert x.nelement() == 3 and x.element_size() == 4 and x.ndimension() == 1
+    assert tt.arange(3).type_as(x).dtype == tt.float32
+    with pytest.raises(tt.TraceTensorError, match="requires grad"):
+        tt.ones(2, requires_grad=True).unsqueeze_(0)
+
+
+def test_reductions_take_numpy_spellings_as_pytorch_does() -> None:
+    p = tt.tensor([[1.0, 3.0], [2.0, 2.0]])
+    assert (p / p.sum(1, keepdims=True)).tolist() == [[0.25, 0.75], [0.5, 0.5]]
+    assert p.mean(axis=0).tolist() == [1.5, 2.5]
+    assert p.max(axis=1, keepdims=True).values.shape == (2, 1)
+
+
+def test_deepcopy_of_a_model_and_its_state_dict_copies_storage() -> None:
+    import copy
+
+    m = tt.nn.Sequential(tt.nn.Linear(2, 3))
+    m2 = copy.deepcopy(m)
+    assert isinstance(m2[0].weight, tt.nn.Parameter) and m2[0].weight.requires_grad
+    with tt.no_grad():
+        m[0].weight.fill_(1.0)
+    assert not tt.equal(m2[0].weight, m[0].weight)
+    sd = copy.deepcopy(m.state_dict())
+    with tt.no_grad():
+        m[0].weight.fill_(2.0)
+    assert sd["0.weight"].tolist()[0] == [1.0, 1.0]
+    with pytest.raises(tt.TraceTensorError, match="deepcopy"):
+        copy.deepcopy(m[0].weight * 2)
+
+
+def test_narrow_select_unbind() -> None:
+    a = tt.arange(12).reshape(3, 4)
+    assert a.narrow(1, 1, 2).tolist() == [[1, 2], [5, 6], [9, 10]]
+    assert a.select(0, -1).tolist() == [8, 9, 10, 11]
+    assert [t.tolist() for t in a.unbind(1)][0] == [0, 4, 8]

@@ -43,10 +43,6 @@ class Node(Ctx):
         self.freed = False
         self.seq = next(_node_ids)  # creation order is a topological order of the tape
 
-    def free(self) -> None:
-        self.args = self.out = self.saved = None  # type: ignore[assignment]
-        self.freed = True
-
 
 # AccumulateGrad is an op like any other so that its event passes the dispatch point.
 @register("accumulate_grad", tf="AccumulateGrad", cost=lambda arrays, out, attrs: out.size)
@@ -204,7 +200,7 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
                     gi = gi.astype(arr.dtype)
                 prev = inp._g
                 inp._g = gi if prev is None else prev + gi
-            if not retain_graph:  # free the saved arrays now (node.free(), inlined: hot loop)
+            if not retain_graph:  # free the saved arrays now
                 node.args = node.out = node.saved = None
                 node.freed = True
     finally:

@@ -81,8 +81,9 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
                         shape, fortran, dtype = npy_header(f, info.file_size)
                     except ValueError as e:
                         if "pickled" in str(e):
-                            raise SerializationError(f"{path} contains a pickled object; refusing to load it "
-                                                     f"(array {name[:-4]!r}; nothing was unpickled)") from None
+                            raise SerializationError(
+                                f"{path} contains a pickled object; refusing to load it (array {name[:-4]!r}: "
+                                "pickled (object) arrays, which tracetensor never loads)") from None
                         raise SerializationError(f"{path} is not a valid {what}: array {name[:-4]!r} {e}") from None
                     a = np.empty(shape[::-1] if fortran else shape, dtype)
                     mv = memoryview(a.reshape(-1).view(np.uint8)) if a.size else memoryview(bytearray())

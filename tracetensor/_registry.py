@@ -1,9 +1,30 @@
 """The op registry: each op is declared once (forward against `xp`, its VJP, its
-error explanation and its cost) and both eager tensors and graph nodes run it."""
+error explanation and its cost) and both eager tensors and graph nodes run it.
+
+Declaring an op takes its forward and, if it has one, its VJP:
+
+    @register("exp", tf="Exp")
+    def exp(xp, a):
+        return xp.exp(a)
+
+    @exp.defvjp
+    def _(ctx, g):
+        return (g * ctx.out,)
+
+Defaults: the cost is one FLOP per output element; the TF name is the CamelCase of the
+name. Gradients: a VJP returns None for an input that gets no gradient (zero, or not
+needed: see `ctx.needs`); an op with no VJP at all (comparisons, argmax, sampling) gives
+outputs that are off the tape. `errstate="forward" | "vjp" | "all"` runs that part with
+numpy's floating-point warnings off, for ops whose infinities and NaNs are their answer
+(log(0) = -inf, as in PyTorch).
+"""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 Array = Any
 
@@ -25,34 +46,32 @@ class OpDef:
     (or None) per array input, in the input's shape or broadcast to the output's (the
     autograd engine reduces broadcast dimensions, once, for every op)."""
 
-    __slots__ = ("name", "tf_name", "forward", "vjp", "cost", "explain", "doc", "saves")
+    __slots__ = ("name", "tf_name", "forward", "vjp", "cost", "explain", "doc", "saves", "errstate")
 
     def __init__(self, name: str, forward: Callable, tf_name: str | None, cost: Callable | None,
-                 explain: Callable | None, saves: bool = False) -> None:
+                 explain: Callable | None, saves: bool = False, errstate: str | None = None) -> None:
+        if errstate not in (None, "forward", "vjp", "all"):
+            raise ValueError(f"op {name!r}: errstate must be 'forward', 'vjp' or 'all', got {errstate!r}")
         self.name = name
+        self.errstate = errstate
         # saves=True: forward returns (output, residuals) and eager mode hands the residuals
         # to the VJP as ctx.saved (e.g. cross-entropy keeps its log-softmax)
         self.saves = saves
         self.tf_name = tf_name or "".join(p.capitalize() for p in name.split("_"))
-        self.forward = forward
+        self.forward = _quiet(forward) if errstate in ("forward", "all") else forward
         self.vjp: Callable[[Ctx, Array], tuple] | None = None
         self.cost = cost
         self.explain = explain
         self.doc = forward.__doc__
 
     def defvjp(self, fn: Callable[[Ctx, Array], tuple]) -> Callable[[Ctx, Array], tuple]:
-        self.vjp = fn
+        self.vjp = _quiet(fn) if self.errstate in ("vjp", "all") else fn
         return fn
 
     def defexplain(self, fn: Callable) -> Callable:
         """`explain(shapes, dtypes, attrs) -> str | None`: the detail of an error."""
         self.explain = fn
         return fn
-
-    def flops(self, arrays: tuple, out: Array, attrs: dict) -> int:
-        if self.cost is not None:
-            return int(self.cost(arrays, out, attrs))
-        return int(getattr(out, "size", 1))
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -61,13 +80,23 @@ class OpDef:
 REGISTRY: dict[str, OpDef] = {}
 
 
+def _quiet(fn: Callable) -> Callable:
+    """`fn` with numpy's floating-point warnings off (cupy has none to silence)."""
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
 def register(name: str, *, tf: str | None = None, cost: Callable | None = None,
-             explain: Callable | None = None, saves: bool = False) -> Callable[[Callable], OpDef]:
+             explain: Callable | None = None, saves: bool = False,
+             errstate: str | None = None) -> Callable[[Callable], OpDef]:
     """Decorator: `@register("exp")` over `def exp(xp, a): return xp.exp(a)`."""
     def deco(fwd: Callable) -> OpDef:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} is registered twice")
-        d = OpDef(name, fwd, tf, cost, explain, saves)
+        d = OpDef(name, fwd, tf, cost, explain, saves, errstate)
         REGISTRY[name] = d
         return d
     return deco

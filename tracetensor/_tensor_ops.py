@@ -394,6 +394,18 @@ class TensorOps:
         n = self.shape[dim]
         return self.split(-(-n // chunks), dim)
 
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """The slice [start, start + length) of dimension `dim` (a getitem op)."""
+        d = dim % self.ndim
+        return self[(slice(None),) * d + (slice(int(start), int(start) + int(length)),)]
+
+    def select(self, dim: int, index: int) -> Tensor:
+        d = dim % self.ndim
+        return self[(slice(None),) * d + (int(index),)]
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return tuple(self.select(dim, i) for i in range(self.shape[dim]))
+
     # layout, formatting
     def contiguous(self, memory_format: Any = None) -> Tensor:
         return self if self._data.flags.c_contiguous else self.clone()

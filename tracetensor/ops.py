@@ -41,13 +41,9 @@ def _bcast_explain(verb):
     return explain
 
 
-def _elementwise_cost(arrays, out, attrs):
-    return out.size
-
-
 # ----------------------------------------------------------------- binary arithmetic
 
-@register("add", tf="AddV2", explain=_bcast_explain("add"), cost=_elementwise_cost)
+@register("add", tf="AddV2", explain=_bcast_explain("add"))
 def add(xp, a, b):
     a, b = _same(a, b)
     return a + b
@@ -86,7 +82,7 @@ def _(ctx: Ctx, g):
     return g, (g if gb is None else gb)
 
 
-@register("sub", tf="Sub", explain=_bcast_explain("subtract"), cost=_elementwise_cost)
+@register("sub", tf="Sub", explain=_bcast_explain("subtract"))
 def sub(xp, a, b):
     a, b = _same(a, b)
     return a - b
@@ -97,7 +93,7 @@ def _(ctx, g):
     return g, (-g if ctx.needs[1] else None)
 
 
-@register("mul", tf="Mul", explain=_bcast_explain("multiply"), cost=_elementwise_cost)
+@register("mul", tf="Mul", explain=_bcast_explain("multiply"))
 def mul(xp, a, b):
     a, b = _same(a, b)
     return a * b
@@ -109,7 +105,7 @@ def _(ctx, g):
     return (g * _conj(b) if ctx.needs[0] else None), (g * _conj(a) if ctx.needs[1] else None)
 
 
-@register("div", tf="RealDiv", explain=_bcast_explain("divide"), cost=_elementwise_cost)
+@register("div", tf="RealDiv", explain=_bcast_explain("divide"))
 def div(xp, a, b):
     """True division; integer inputs give the default float dtype, as in PyTorch."""
     a, b = _same(a, b)
@@ -127,7 +123,7 @@ def _(ctx, g):
     return ga, gb
 
 
-@register("floordiv", tf="FloorDiv", explain=_bcast_explain("divide"), cost=_elementwise_cost)
+@register("floordiv", tf="FloorDiv", explain=_bcast_explain("divide"))
 def floordiv(xp, a, b):
     a, b = _same(a, b)
     return a // b
@@ -138,7 +134,7 @@ def _(ctx, g):
     return None, None  # piecewise constant: zero almost everywhere, as in PyTorch's floor_divide
 
 
-@register("pow", tf="Pow", explain=_bcast_explain("raise"), cost=_elementwise_cost)
+@register("pow", errstate="vjp", tf="Pow", explain=_bcast_explain("raise"))
 def pow(xp, a, b):
     a, b = _same(a, b)
     return a ** b
@@ -153,12 +149,11 @@ def _(ctx, g):
         ga = g * b * a ** (b - 1)
     if ctx.needs[1]:
         # d/db a**b = a**b * log(a); defined as 0 where a == 0 (as PyTorch does)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gb = g * ctx.out * xp.where(a > 0, xp.log(xp.where(a > 0, a, 1)), 0)
+        gb = g * ctx.out * xp.where(a > 0, xp.log(xp.where(a > 0, a, 1)), 0)
     return ga, gb
 
 
-@register("maximum", tf="Maximum", explain=_bcast_explain("compare"), cost=_elementwise_cost)
+@register("maximum", tf="Maximum", explain=_bcast_explain("compare"))
 def maximum(xp, a, b):
     a, b = _same(a, b)
     return xp.maximum(a, b)
@@ -172,7 +167,7 @@ def _(ctx, g):
     return (g * wa if ctx.needs[0] else None), (g * (1 - wa) if ctx.needs[1] else None)
 
 
-@register("minimum", tf="Minimum", explain=_bcast_explain("compare"), cost=_elementwise_cost)
+@register("minimum", tf="Minimum", explain=_bcast_explain("compare"))
 def minimum(xp, a, b):
     a, b = _same(a, b)
     return xp.minimum(a, b)
@@ -187,7 +182,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- unary math
 
-@register("neg", tf="Neg", cost=_elementwise_cost)
+@register("neg", tf="Neg")
 def neg(xp, a):
     return -a
 
@@ -197,7 +192,7 @@ def _(ctx, g):
     return (-g,)
 
 
-@register("exp", tf="Exp", cost=_elementwise_cost)
+@register("exp", tf="Exp")
 def exp(xp, a):
     return xp.exp(a)
 
@@ -207,31 +202,29 @@ def _(ctx, g):
     return (g * _conj(ctx.out),)
 
 
-@register("log", tf="Log", cost=_elementwise_cost)
+@register("log", errstate="all", tf="Log")
 def log(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, as in PyTorch
-        return xp.log(a)
+    # log(0) = -inf, as in PyTorch
+    return xp.log(a)
 
 
 @log.defvjp
 def _(ctx, g):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (g / _conj(ctx.args[0]),)
+    return (g / _conj(ctx.args[0]),)
 
 
-@register("sqrt", tf="Sqrt", cost=_elementwise_cost)
+@register("sqrt", errstate="all", tf="Sqrt")
 def sqrt(xp, a):
-    with np.errstate(invalid="ignore"):
-        return xp.sqrt(a)
+    return xp.sqrt(a)
 
 
 @sqrt.defvjp
 def _(ctx, g):
-    with np.errstate(divide="ignore", invalid="ignore"):  # sqrt'(0) = inf, as in PyTorch
-        return (g / (2 * ctx.out),)
+    # sqrt'(0) = inf, as in PyTorch
+    return (g / (2 * ctx.out),)
 
 
-@register("abs", tf="Abs", cost=_elementwise_cost)
+@register("abs", tf="Abs")
 def abs(xp, a):
     return xp.abs(a)
 
@@ -241,7 +234,7 @@ def _(ctx, g):
     return (g * ctx.xp.sign(ctx.args[0]),)
 
 
-@register("tanh", tf="Tanh", cost=_elementwise_cost)
+@register("tanh", tf="Tanh")
 def tanh(xp, a):
     return xp.tanh(a)
 
@@ -251,11 +244,10 @@ def _(ctx, g):
     return (g * (1 - ctx.out * ctx.out),)
 
 
-@register("sigmoid", tf="Sigmoid", cost=_elementwise_cost)
+@register("sigmoid", errstate="forward", tf="Sigmoid")
 def sigmoid(xp, a):
     # split by sign so neither branch overflows
-    with np.errstate(over="ignore"):
-        e = xp.exp(-xp.abs(a))
+    e = xp.exp(-xp.abs(a))
     return xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
 
 
@@ -264,7 +256,7 @@ def _(ctx, g):
     return (g * ctx.out * (1 - ctx.out),)
 
 
-@register("relu", tf="Relu", cost=_elementwise_cost)
+@register("relu", tf="Relu")
 def relu(xp, a):
     return xp.maximum(a, 0)
 
@@ -543,7 +535,7 @@ def _(ctx, g):
     return (g.astype(src) if src.kind in "fc" else None,)
 
 
-@register("where", tf="SelectV2", explain=_bcast_explain("select between"), cost=_elementwise_cost)
+@register("where", tf="SelectV2", explain=_bcast_explain("select between"))
 def where(xp, cond, a, b):
     a, b = _same(a, b)
     return xp.where(cond, a, b)
@@ -626,7 +618,7 @@ def _compare(name, tf, fn):
         a, b = _same(a, b)
         return fn(a, b)
     fwd.__doc__ = f"Elementwise `{name}`, a bool tensor."
-    return register(name, tf=tf, explain=_bcast_explain("compare"), cost=_elementwise_cost)(fwd)
+    return register(name, tf=tf, explain=_bcast_explain("compare"))(fwd)
 
 
 eq = _compare("eq", "Equal", lambda a, b: a == b)
@@ -637,37 +629,37 @@ gt = _compare("gt", "Greater", lambda a, b: a > b)
 ge = _compare("ge", "GreaterEqual", lambda a, b: a >= b)
 
 
-@register("logical_and", tf="LogicalAnd", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+@register("logical_and", tf="LogicalAnd", explain=_bcast_explain("combine"))
 def logical_and(xp, a, b):
     return xp.logical_and(a, b)
 
 
-@register("logical_or", tf="LogicalOr", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+@register("logical_or", tf="LogicalOr", explain=_bcast_explain("combine"))
 def logical_or(xp, a, b):
     return xp.logical_or(a, b)
 
 
-@register("logical_xor", tf="LogicalXor", explain=_bcast_explain("combine"), cost=_elementwise_cost)
+@register("logical_xor", tf="LogicalXor", explain=_bcast_explain("combine"))
 def logical_xor(xp, a, b):
     return xp.logical_xor(a, b)
 
 
-@register("logical_not", tf="LogicalNot", cost=_elementwise_cost)
+@register("logical_not", tf="LogicalNot")
 def logical_not(xp, a):
     return xp.logical_not(a)
 
 
-@register("isnan", tf="IsNan", cost=_elementwise_cost)
+@register("isnan", tf="IsNan")
 def isnan(xp, a):
     return xp.isnan(a)
 
 
-@register("isinf", tf="IsInf", cost=_elementwise_cost)
+@register("isinf", tf="IsInf")
 def isinf(xp, a):
     return xp.isinf(a)
 
 
-@register("isfinite", tf="IsFinite", cost=_elementwise_cost)
+@register("isfinite", tf="IsFinite")
 def isfinite(xp, a):
     return xp.isfinite(a)
 
@@ -682,7 +674,7 @@ def any_(xp, a, axis=None, keepdims=False):  # not `any`: ops.py uses the builti
     return a.any(axis=axis, keepdims=keepdims)
 
 
-@register("sign", tf="Sign", cost=_elementwise_cost)
+@register("sign", tf="Sign")
 def sign(xp, a):
     return xp.sign(a)
 
@@ -694,7 +686,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- more elementwise math
 
-@register("clamp", tf="ClipByValue", cost=_elementwise_cost)
+@register("clamp", tf="ClipByValue")
 def clamp(xp, a, min=None, max=None):
     """`clamp(a, min, max)`; either bound may be None (TF's clip_by_value uses both)."""
     if min is None and max is None:
@@ -714,7 +706,7 @@ def _(ctx, g):
     return (g * keep,)
 
 
-@register("sin", tf="Sin", cost=_elementwise_cost)
+@register("sin", tf="Sin")
 def sin(xp, a):
     return xp.sin(a)
 
@@ -724,7 +716,7 @@ def _(ctx, g):
     return (g * ctx.xp.cos(ctx.args[0]),)
 
 
-@register("cos", tf="Cos", cost=_elementwise_cost)
+@register("cos", tf="Cos")
 def cos(xp, a):
     return xp.cos(a)
 
@@ -734,7 +726,7 @@ def _(ctx, g):
     return (-g * ctx.xp.sin(ctx.args[0]),)
 
 
-@register("square", tf="Square", cost=_elementwise_cost)
+@register("square", tf="Square")
 def square(xp, a):
     return a * a
 
@@ -744,7 +736,7 @@ def _(ctx, g):
     return (2 * g * ctx.args[0],)
 
 
-@register("real", tf="Real", cost=_elementwise_cost)
+@register("real", tf="Real")
 def real(xp, a):
     return xp.real(a)
 
@@ -754,7 +746,7 @@ def _(ctx, g):
     return (g,)  # d Re(z): the gradient is real, Im part gets none
 
 
-@register("imag", tf="Imag", cost=_elementwise_cost)
+@register("imag", tf="Imag")
 def imag(xp, a):
     return xp.imag(a)
 
@@ -774,7 +766,7 @@ def _(ctx, g):
     return (g,)
 
 
-@register("clone", tf="Identity", cost=_elementwise_cost)
+@register("clone", tf="Identity")
 def clone(xp, a):
     return a.copy()
 
@@ -784,7 +776,7 @@ def _(ctx, g):
     return (g,)
 
 
-@register("add_n", tf="AddN", explain=_bcast_explain("add"), cost=_elementwise_cost)
+@register("add_n", tf="AddN", explain=_bcast_explain("add"))
 def add_n(xp, *arrays):
     """Sum of any number of tensors (TF's add_n, the engine's gradient sums)."""
     if not arrays:
@@ -812,12 +804,12 @@ def _var_check(a, correction):
         raise InvalidDType(f"var/std need a floating point input, got {a.dtype}")
 
 
-@register("var", tf="Variance", cost=_in_cost(3))
+@register("var", errstate="forward", tf="Variance", cost=_in_cost(3))
 def var(xp, a, axis=None, keepdims=False, correction=1):
     """Variance; `correction=1` (Bessel's, PyTorch's default) divides by n - 1."""
     _var_check(a, correction)
-    with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction gives nan/inf, as in PyTorch
-        return a.var(axis=axis, keepdims=keepdims, ddof=correction)
+    # n <= correction gives nan/inf, as in PyTorch
+    return a.var(axis=axis, keepdims=keepdims, ddof=correction)
 
 
 @var.defvjp
@@ -829,11 +821,10 @@ def _(ctx, g):
     return (_axis_back(ctx.xp, g, a.shape, axis, ctx.attrs.get("keepdims", False)) * (2 / n) * d,)
 
 
-@register("std", tf="Std", cost=_in_cost(4))
+@register("std", errstate="all", tf="Std", cost=_in_cost(4))
 def std(xp, a, axis=None, keepdims=False, correction=1):
     _var_check(a, correction)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return a.std(axis=axis, keepdims=keepdims, ddof=correction)
+    return a.std(axis=axis, keepdims=keepdims, ddof=correction)
 
 
 @std.defvjp
@@ -842,8 +833,8 @@ def _(ctx, g):
     axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
     d = a - a.mean(axis=axis, keepdims=True)
     n = _reduced_count(a, ctx.out) - ctx.attrs.get("correction", 1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # std'(0) is inf, as in PyTorch
-        s = _axis_back(ctx.xp, g / (n * ctx.out), a.shape, axis, keep)
+    # std'(0) is inf, as in PyTorch
+    s = _axis_back(ctx.xp, g / (n * ctx.out), a.shape, axis, keep)
     return (s * d,)
 
 
@@ -872,12 +863,11 @@ def _(ctx, g):
     return (_axis_back(xp, g, a.shape, axis, keep) * others,)
 
 
-@register("logsumexp", tf="ReduceLogSumExp", cost=_in_cost(4))
+@register("logsumexp", errstate="forward", tf="ReduceLogSumExp", cost=_in_cost(4))
 def logsumexp(xp, a, axis=None, keepdims=False):
     m = a.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)  # all -inf rows give -inf, not nan
-    with np.errstate(divide="ignore"):
-        out = xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True)) + m
+    out = xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True)) + m
     if not keepdims:
         out = out.reshape(()) if axis is None else out.squeeze(axis)
     return out
@@ -1108,7 +1098,7 @@ def _(ctx, g):
     return _scatter_add(ctx.xp, z, index, g), None  # a row used twice gets both gradients
 
 
-@register("one_hot", tf="OneHot", cost=_elementwise_cost)
+@register("one_hot", tf="OneHot")
 def one_hot(xp, index, num_classes, dtype=np.int64):
     if index.dtype.kind not in "iu":
         raise InvalidDType(f"one_hot expects integer indices, got {index.dtype}")
@@ -1322,12 +1312,11 @@ def _(ctx, g):
     return out, None
 
 
-@register("binary_cross_entropy", tf="BinaryCrossEntropy", explain=_bcast_explain("compare"))
+@register("binary_cross_entropy", errstate="all", tf="BinaryCrossEntropy", explain=_bcast_explain("compare"))
 def binary_cross_entropy(xp, p, y):
     """Per-element -(y log p + (1-y) log(1-p)); logs clamped at -100 as PyTorch does."""
     p, y = _same(p, y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
+    return -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
 
 
 @binary_cross_entropy.defvjp
@@ -1335,8 +1324,7 @@ def _(ctx, g):
     p, y = ctx.args
     eps = 1e-12  # PyTorch's backward clamps the denominator the same way
     gp = g * (p - y) / ctx.xp.maximum(p * (1 - p), eps) if ctx.needs[0] else None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gy = g * (ctx.xp.log1p(-p) - ctx.xp.log(p)) if ctx.needs[1] else None
+    gy = g * (ctx.xp.log1p(-p) - ctx.xp.log(p)) if ctx.needs[1] else None
     return gp, gy
 
 
@@ -1590,7 +1578,7 @@ def _rounding(name, tf, fn):
     def fwd(xp, a):
         return fn(xp, a) if a.dtype.kind in "fc" else a.copy()  # integers are already whole
     fwd.__doc__ = f"Elementwise `{name}`, in the input's dtype."
-    op = register(name, tf=tf, cost=_elementwise_cost)(fwd)
+    op = register(name, tf=tf)(fwd)
     op.defvjp(_zero_grad)
     return op
 
@@ -1601,12 +1589,11 @@ trunc = _rounding("trunc", "Trunc", lambda xp, a: xp.trunc(a))
 round_ = _rounding("round", "Round", lambda xp, a: xp.round(a))  # half to even, as PyTorch and TF
 
 
-@register("remainder", tf="FloorMod", explain=_bcast_explain("divide"), cost=_elementwise_cost)
+@register("remainder", errstate="all", tf="FloorMod", explain=_bcast_explain("divide"))
 def remainder(xp, a, b):
     """Python's `%`: the result has the sign of the divisor (torch.remainder, tf.math.floormod)."""
     a, b = _same(a, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.remainder(a, b)
+    return xp.remainder(a, b)
 
 
 @remainder.defvjp
@@ -1614,8 +1601,7 @@ def _(ctx, g):
     a, b = ctx.args
     gb = None
     if ctx.needs[1]:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gb = -g * ctx.xp.floor(a / b)  # a % b = a - floor(a / b) * b
+        gb = -g * ctx.xp.floor(a / b)  # a % b = a - floor(a / b) * b
     return g, gb
 
 
@@ -1626,19 +1612,17 @@ def _floating(a):
     return a.astype(get_default_dtype().np) if a.dtype.kind in "biu" else a
 
 
-@register("log1p", tf="Log1p", cost=_elementwise_cost)
+@register("log1p", errstate="all", tf="Log1p")
 def log1p(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.log1p(_floating(a))
+    return xp.log1p(_floating(a))
 
 
 @log1p.defvjp
 def _(ctx, g):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (g / _conj(1 + ctx.args[0]),)
+    return (g / _conj(1 + ctx.args[0]),)
 
 
-@register("expm1", tf="Expm1", cost=_elementwise_cost)
+@register("expm1", tf="Expm1")
 def expm1(xp, a):
     return xp.expm1(_floating(a))
 
@@ -1648,34 +1632,29 @@ def _(ctx, g):
     return (g * _conj(ctx.out + 1),)
 
 
-@register("log2", tf="Log2", cost=_elementwise_cost)
+@register("log2", errstate="all", tf="Log2")
 def log2(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.log2(_floating(a))
+    return xp.log2(_floating(a))
 
 
 @log2.defvjp
 def _(ctx, g):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (g / (_conj(ctx.args[0]) * math.log(2)),)
+    return (g / (_conj(ctx.args[0]) * math.log(2)),)
 
 
-@register("log10", tf="Log10", cost=_elementwise_cost)
+@register("log10", errstate="all", tf="Log10")
 def log10(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.log10(_floating(a))
+    return xp.log10(_floating(a))
 
 
 @log10.defvjp
 def _(ctx, g):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (g / (_conj(ctx.args[0]) * math.log(10)),)
+    return (g / (_conj(ctx.args[0]) * math.log(10)),)
 
 
-@register("rsqrt", tf="Rsqrt", cost=_elementwise_cost)
+@register("rsqrt", errstate="forward", tf="Rsqrt")
 def rsqrt(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 1 / xp.sqrt(_floating(a))
+    return 1 / xp.sqrt(_floating(a))
 
 
 @rsqrt.defvjp
@@ -1684,10 +1663,9 @@ def _(ctx, g):
     return (-0.5 * g * _conj(y * y * y),)
 
 
-@register("reciprocal", tf="Reciprocal", cost=_elementwise_cost)
+@register("reciprocal", errstate="forward", tf="Reciprocal")
 def reciprocal(xp, a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 1 / _floating(a)
+    return 1 / _floating(a)
 
 
 @reciprocal.defvjp
@@ -1752,12 +1730,11 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- activations
 
-@register("softplus", tf="Softplus", cost=_in_cost(4))
+@register("softplus", errstate="forward", tf="Softplus", cost=_in_cost(4))
 def softplus(xp, a, beta=1.0, threshold=20.0):
     """log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch's definition)."""
     bx = a * beta
-    with np.errstate(over="ignore"):
-        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+    soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
     return xp.where(bx > threshold, a, soft).astype(a.dtype, copy=False)
 
 
@@ -1794,7 +1771,7 @@ def _(ctx, g):
     return (g * d,)
 
 
-@register("leaky_relu", tf="LeakyRelu", cost=_elementwise_cost)
+@register("leaky_relu", tf="LeakyRelu")
 def leaky_relu(xp, a, negative_slope=0.01):
     return xp.where(a > 0, a, a * negative_slope).astype(a.dtype, copy=False)
 
@@ -1804,10 +1781,9 @@ def _(ctx, g):
     return (g * ctx.xp.where(ctx.args[0] > 0, 1, ctx.attrs.get("negative_slope", 0.01)).astype(g.dtype),)
 
 
-@register("elu", tf="Elu", cost=_elementwise_cost)
+@register("elu", errstate="forward", tf="Elu")
 def elu(xp, a, alpha=1.0):
-    with np.errstate(over="ignore"):
-        return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype, copy=False)
+    return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype, copy=False)
 
 
 @elu.defvjp
@@ -1878,7 +1854,7 @@ def batch_norm(xp, a, axis, eps=1e-5):
 batch_norm.defvjp(_standardize_vjp)
 
 
-@register("norm", tf="EuclideanNorm", cost=_in_cost(2))
+@register("norm", errstate="vjp", tf="EuclideanNorm", cost=_in_cost(2))
 def norm(xp, a, axis=None, keepdims=False):
     """The 2-norm (Frobenius for matrices) over `axis` (all elements when None)."""
     if a.dtype.kind not in "fc":
@@ -1892,8 +1868,8 @@ def _(ctx, g):
     a, xp = ctx.args[0], ctx.xp
     axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
     out = _axis_back(xp, ctx.out, a.shape, axis, keep)
-    with np.errstate(divide="ignore", invalid="ignore"):  # the norm of zeros has gradient 0, as in PyTorch
-        scale = xp.where(out == 0, 0, _axis_back(xp, g, a.shape, axis, keep) / out)
+    # the norm of zeros has gradient 0, as in PyTorch
+    scale = xp.where(out == 0, 0, _axis_back(xp, g, a.shape, axis, keep) / out)
     return (scale * a,)
 
 
@@ -1988,7 +1964,7 @@ def nonzero(xp, a):
     return xp.argwhere(a).astype(np.int64, copy=False)
 
 
-@register("isclose", tf="IsClose", explain=_bcast_explain("compare"), cost=_elementwise_cost)
+@register("isclose", tf="IsClose", explain=_bcast_explain("compare"))
 def isclose(xp, a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     """|a - b| <= atol + rtol * |b|, elementwise (torch.isclose)."""
     a, b = _same(a, b)
@@ -2351,7 +2327,7 @@ def bernoulli(xp, p, u):
     return (u < p).astype(p.dtype)
 
 
-@register("multinomial", tf="Multinomial")
+@register("multinomial", errstate="forward", tf="Multinomial")
 def multinomial(xp, probs, u, num_samples, replacement):
     """Category indices drawn from the rows of `probs` (unnormalized weights). With
     replacement: inverse CDF at u (..., num_samples); without: the num_samples largest keys
@@ -2371,8 +2347,7 @@ def multinomial(xp, probs, u, num_samples, replacement):
         return xp.minimum(idx, w.shape[-1] - 1).astype(np.int64)
     if num_samples > int((w > 0).sum(-1).min()):
         raise Invalid(f"cannot draw {num_samples} samples without replacement from fewer nonzero categories")
-    with np.errstate(divide="ignore"):
-        keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
+    keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
     return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)
 
 

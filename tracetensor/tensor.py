@@ -193,8 +193,8 @@ class Tensor(TensorOps):
         else:
             if data is None:
                 data = []
-            if dtype is None and not hasattr(data, "dtype") and not isinstance(data, Tensor):
-                dtype = dtypes.get_default_dtype()
+            if dtype is None and not isinstance(data, Tensor):
+                dtype = dtypes.get_default_dtype()  # torch.Tensor(ints or an int array) is float
             t = tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
         self._data, self._device = t._data, t._device
         self._requires_grad, self._node, self.grad = t._requires_grad, None, None

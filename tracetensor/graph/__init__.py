@@ -247,7 +247,8 @@ from .variables import (  # noqa: E402
 
 math.log_sigmoid, math.squared_difference, math.count_nonzero, math.cumsum = (
     log_sigmoid, squared_difference, count_nonzero, cumsum)
-for _k in ("conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b"):
+for _k in ("conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b",
+           "lrn", "local_response_normalization"):
     setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
 rnn_cell = _types.SimpleNamespace(
     RNNCell=rnn.RNNCell, BasicRNNCell=rnn.BasicRNNCell, BasicLSTMCell=rnn.BasicLSTMCell, LSTMCell=rnn.LSTMCell,

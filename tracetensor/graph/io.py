@@ -155,7 +155,6 @@ def _host(a: Any) -> Any:
     return a if isinstance(a, np.ndarray) else a.get()
 
 
-
 def load(path: str | os.PathLike, *, device: Any = None) -> Session:
     """Reads a file written by `export` into a new Graph and returns a Session on it with
     the saved variable values restored. `sess.signature` has the saved inputs/outputs

@@ -36,7 +36,7 @@ __all__ = ["conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_
            "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
            "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
            "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
-           "arg_min", "boolean_mask", "Print"]
+           "arg_min", "boolean_mask", "Print", "lrn", "local_response_normalization"]
 
 
 def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
@@ -434,3 +434,22 @@ def Print(input_: Any, data: Sequence[Any], message: str | None = None, first_n:
     x = ts[0]
     return apply("tf_print", tuple(ts), {"message": message or "", "summarize": builtins.int(summarize or 3)},
                  name=name or "Print", out=(x._dims, x.dtype))
+
+
+def lrn(input: Any, depth_radius: int = 5, bias: float = 1.0, alpha: float = 1.0, beta: float = 0.5,
+        name: str | None = None) -> Tensor:
+    """Local response normalization over the last (channel) dimension of NHWC input:
+    x / (bias + alpha * sum of x**2 over channels d-r..d+r) ** beta."""
+    from .ops import add_n, pow, square
+
+    with name_scope(name or "LRN"):
+        (x,) = _tensors(input)
+        if x._dims is None or len(x._dims) != 4 or x._dims[3] is None:
+            raise InvalidArgumentError(f"lrn needs a 4-D NHWC input with known channels, got '{x.name}' {x.shape}")
+        c, r = x._dims[3], builtins.int(depth_radius)
+        sq = pad(square(x), [[0, 0], [0, 0], [0, 0], [r, r]])
+        window = add_n([strided_slice(sq, (Ellipsis, builtins.slice(i, i + c))) for i in builtins.range(2 * r + 1)])
+        return divide(x, pow(add(multiply(window, builtins.float(alpha)), builtins.float(bias)), builtins.float(beta)))
+
+
+local_response_normalization = lrn

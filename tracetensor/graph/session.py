@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import events as _events
 from .._dispatch import Site, dispatch, fail
-from .._registry import REGISTRY, Ctx, OpDef, output_only
+from .._registry import Ctx, OpDef, output_only
 from ..device import CPU, Device, get_default_device, to_device
 from ..device import device as _device
 from ..errors import NumericsError, TraceTensorError
@@ -917,4 +917,3 @@ def graph_def(graph: Graph) -> _events.GraphDef:
     return _events.GraphDef(graph.id, graph.version, tuple(nodes))
 
 
-REGISTRY_NAMES = REGISTRY  # re-exported for the other graph modules

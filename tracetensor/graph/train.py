@@ -274,6 +274,62 @@ def get_or_create_global_step(graph: Any = None) -> Variable:
 create_global_step = get_or_create_global_step
 
 
+class ExponentialMovingAverage:
+    """TF1's moving averages of variables: `apply(var_list)` makes a shadow variable per
+    variable (`VAR/ExponentialMovingAverage`, starting at the variable's initial value) and
+    returns the op that moves each one: shadow -= (1 - decay) * (shadow - var), with decay
+    min(decay, (1 + n) / (10 + n)) when `num_updates` is given."""
+
+    def __init__(self, decay: float, num_updates: Any = None, zero_debias: bool = False,
+                 name: str = "ExponentialMovingAverage") -> None:
+        self._decay, self._num_updates, self._name = float(decay), num_updates, name
+        self._averages: dict[str, Variable] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def apply(self, var_list: Any = None) -> Operation:
+        from .ops import cast, group, minimum, multiply, name_scope, subtract
+
+        var_list = list(var_list) if var_list is not None else trainable_variables()
+        updates = []
+        with name_scope(self._name):
+            decay: Any = self._decay
+            if self._num_updates is not None:
+                n = cast(self._num_updates, _dt.float32)
+                decay = minimum(decay, (n + 1.0) / (n + 10.0))
+            for v in var_list:
+                avg = self._averages.get(v.op.name)
+                if avg is None:
+                    g = v.graph
+                    with g.name_scope(v.op.name + "/"), g.control_dependencies(None):
+                        avg = Variable(v.initial_value, trainable=False, name=self._name)
+                    g.add_to_collection("moving_average_variables", v)
+                    self._averages[v.op.name] = avg
+                keep = cast(decay, v.dtype) if isinstance(decay, Tensor) else decay
+                updates.append(avg.assign_sub(multiply(subtract(avg, v), subtract(1.0, keep))).op)
+        return group(*updates, name=self._name)
+
+    def average(self, var: Variable) -> Variable | None:
+        return self._averages.get(var.op.name)
+
+    def average_name(self, var: Variable) -> str:
+        return f"{var.op.name}/{self._name}"
+
+    def variables_to_restore(self, moving_avg_variables: Any = None) -> dict[str, Variable]:
+        """{name in a checkpoint: variable}: each averaged variable restored from its average."""
+        from .core import get_default_graph
+
+        out: dict[str, Variable] = {}
+        for v in get_default_graph().get_collection("variables"):
+            if v.op.name in self._averages:
+                out[self.average_name(v)] = v
+            elif all(a is not v for a in self._averages.values()):
+                out[v.op.name] = v
+        return out
+
+
 def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
                       staircase: bool = False, name: str | None = None) -> Tensor:
     """learning_rate * decay_rate ** (global_step / decay_steps) (the exponent floored when
@@ -289,4 +345,4 @@ def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, de
 __all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "RMSPropOptimizer",
            "AdagradOptimizer", "Saver",
            "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "get_global_step",
-           "get_or_create_global_step", "create_global_step", "exponential_decay"]
+           "get_or_create_global_step", "create_global_step", "exponential_decay", "ExponentialMovingAverage"]

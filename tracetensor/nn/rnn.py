@@ -13,6 +13,7 @@ from ..tensor import Tensor, zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter
+from .utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -124,7 +125,8 @@ class GRUCell(_CellBase):
 class RNNBase(Module):
     """Shared by RNN, LSTM and GRU: parameters `weight_ih_l{k}[_reverse]` etc., inputs (L, N, H_in)
     or (N, L, H_in) with batch_first or unbatched (L, H_in); returns (output, h_n) — for LSTM
-    (output, (h_n, c_n)). PackedSequence inputs and LSTM proj_size are not supported."""
+    (output, (h_n, c_n)). A PackedSequence input gives a PackedSequence output and each
+    sequence's own last state in h_n. LSTM proj_size is not supported."""
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -173,11 +175,15 @@ class RNNBase(Module):
         return (getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx),
                 getattr(self, "bias_ih" + sfx, None), getattr(self, "bias_hh" + sfx, None))
 
-    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
         name = type(self).__name__
+        packed = isinstance(input, PackedSequence)
+        lengths = None
+        if packed:  # run on the padded batch (original order), with steps past each end masked
+            seq_in = input
+            input, lengths = pad_packed_sequence(input, batch_first=self.batch_first)
         if not isinstance(input, Tensor):
-            raise TypeError(f"{name} takes a tensor input (PackedSequence is not supported), "
-                            f"got {type(input).__name__}")
+            raise TypeError(f"{name} takes a tensor or a PackedSequence, got {type(input).__name__}")
         if input.ndim not in (2, 3):
             raise ShapeError(name, f"expected input to be 2-D (unbatched) or 3-D, got {input.ndim}-D of shape "
                              f"{tuple(input.shape)}")
@@ -201,6 +207,11 @@ class RNNBase(Module):
             for t in (h0, c0):
                 if t is not None and tuple(t.shape) != want:
                     raise ShapeError(name, f"Expected hidden size {want}, got {tuple(t.shape)}")
+        masks = None
+        if lengths is not None:
+            steps_left = lengths.numpy()
+            masks = [Tensor._make(x.device.xp.asarray((steps_left > t).astype(x._data.dtype)[:, None]), x.device)
+                     for t in range(seq)]
         h_n, c_n = [], []
         layer_in = x
         for layer in range(self.num_layers):
@@ -216,8 +227,15 @@ class RNNBase(Module):
                 steps = range(seq - 1, -1, -1) if direction else range(seq)
                 ys: list[Tensor] = [None] * seq  # type: ignore[list-item]
                 for t in steps:
-                    h, c = _rnn_step(self.mode, xp[t], h, c, w_hh, b_hh)
-                    ys[t] = h
+                    h1, c1 = _rnn_step(self.mode, xp[t], h, c, w_hh, b_hh)
+                    if masks is None:
+                        h, c = h1, c1
+                        ys[t] = h
+                        continue
+                    m = masks[t]  # past a sequence's end its state stays and its output is zero
+                    h = m * h1 + (1 - m) * h
+                    c = m * c1 + (1 - m) * c if lstm else None
+                    ys[t] = m * h1
                 outs.append(stack(ys, 0))
                 h_n.append(h)
                 if lstm:
@@ -233,6 +251,10 @@ class RNNBase(Module):
         if not batched:
             out, hn = out.squeeze(1), hn.squeeze(1)
             cn = cn.squeeze(1) if cn is not None else None
+        if packed:
+            out = pack_padded_sequence(out, lengths, batch_first=self.batch_first, enforce_sorted=False)
+            out = out._replace(sorted_indices=seq_in.sorted_indices, unsorted_indices=seq_in.unsorted_indices) \
+                if seq_in.sorted_indices is not None else out._replace(sorted_indices=None, unsorted_indices=None)
         return out, ((hn, cn) if lstm else hn)
 
     def extra_repr(self) -> str:

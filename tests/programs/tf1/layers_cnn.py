@@ -28,6 +28,7 @@ def cnn(images, training, reuse=None):
     return tf.layers.dense(inputs=dropout, units=3, name="logits", reuse=reuse)
 
 
+tf.set_random_seed(0)  # seeded here so the test that runs it is deterministic
 images = tf.placeholder(tf.float32, [None, 8, 8, 1])
 labels = tf.placeholder(tf.int64, [None])
 is_training = tf.placeholder(tf.bool, [])

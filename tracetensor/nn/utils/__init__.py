@@ -7,8 +7,9 @@ from typing import Any
 from ..._grad_mode import no_grad
 from ...errors import NumericsError
 from ...tensor import Tensor, tensor
+from . import rnn
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters",
+__all__ = ["rnn", "clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters",
            "get_total_norm", "clip_grads_with_norm_"]
 
 

@@ -47,6 +47,7 @@ CASES = {
     "rmsprop": (lambda L, p: L.optim.RMSprop(p), None),
     "adadelta": (lambda L, p: L.optim.Adadelta(p, weight_decay=0.1), None),
     "lbfgs": (lambda L, p: L.optim.LBFGS(p, lr=0.5, max_iter=5, history_size=3), None),
+    "lbfgs_strong_wolfe": (lambda L, p: L.optim.LBFGS(p, lr=1, max_iter=4, line_search_fn="strong_wolfe"), None),
     "steplr": (lambda L, p: L.optim.SGD(p, lr=0.1, momentum=0.9),
                lambda L, o: L.optim.lr_scheduler.StepLR(o, 3, 0.5)),
     "multistep": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.MultiStepLR(o, [2, 5, 5])),
@@ -76,7 +77,7 @@ CASES = {
 def test_optimizer_and_scheduler_match_pytorch(name: str) -> None:
     torch = pytest.importorskip("torch")
     make_opt, make_sched = CASES[name]
-    closure = name == "lbfgs"
+    closure = name.startswith("lbfgs")
     ours = _train(tt, make_opt, make_sched, closure_style=closure)
     theirs = _train(torch, make_opt, make_sched, closure_style=closure)
     for a, b in zip(ours, theirs):
@@ -182,7 +183,7 @@ def test_optimizers_on_the_gpu_match_the_cpu(name: str) -> None:
         def tensor(a, requires_grad=False):
             return tt.tensor(a, device="cuda", requires_grad=requires_grad)
 
-    closure = name == "lbfgs"
+    closure = name.startswith("lbfgs")
     cpu = _train(tt, make_opt, make_sched, closure_style=closure)
     gpu = _train(OnGpu, make_opt, make_sched, closure_style=closure)
     for a, b in zip(cpu, gpu):

@@ -223,3 +223,16 @@ def test_narrow_select_unbind() -> None:
     assert a.narrow(1, 1, 2).tolist() == [[1, 2], [5, 6], [9, 10]]
     assert a.select(0, -1).tolist() == [8, 9, 10, 11]
     assert [t.tolist() for t in a.unbind(1)][0] == [0, 4, 8]
+
+
+def test_init_functions_take_a_generator_and_trunc_normal_stays_in_bounds() -> None:
+    w = tt.empty(3, 4)
+    g = tt.Generator().manual_seed(0)
+    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    first = w.clone()
+    g.manual_seed(0)
+    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    assert tt.equal(first, w)
+    big = tt.empty(2000)
+    tt.nn.init.trunc_normal_(big, std=1.0, a=-0.5, b=0.5)
+    assert big.abs().max().item() <= 0.5 and big.std().item() > 0.2

@@ -247,3 +247,15 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
 def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of `weight` picked by the integer tensor `input`."""
     return apply(_R["embedding"], weight, _wrap_other(input, weight))
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(q k^T * scale + mask) v, as torch.nn.functional.scaled_dot_product_attention."""
+    from .transformer import scaled_dot_product_attention as sdpa
+
+    return sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+__all__ += ["scaled_dot_product_attention"]

@@ -333,18 +333,17 @@ class Adadelta(Optimizer):
 
 
 class LBFGS(Optimizer):
-    """L-BFGS as torch.optim.LBFGS (one parameter group; `step(closure)` re-evaluates the loss).
-    Each parameter move passes the dispatch point as an `lbfgs_update` event. Only the fixed-step
-    rule is implemented: `line_search_fn="strong_wolfe"` raises."""
+    """L-BFGS as torch.optim.LBFGS (one parameter group; `step(closure)` re-evaluates the loss;
+    `line_search_fn=None` or "strong_wolfe"). Each parameter move passes the dispatch point as
+    an `lbfgs_update` event."""
 
     _op = "lbfgs_update"
 
     def __init__(self, params: Iterable[Any], lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
                  line_search_fn: str | None = None) -> None:
-        if line_search_fn is not None:
-            raise NotImplementedError(f"LBFGS line_search_fn={line_search_fn!r} is not supported by tracetensor; "
-                                      "use line_search_fn=None")
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"only 'strong_wolfe' is supported as LBFGS line_search_fn, got {line_search_fn!r}")
         super().__init__(params, {"lr": lr, "max_iter": max_iter,
                                   "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
                                   "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
@@ -421,13 +420,29 @@ class LBFGS(Optimizer):
             if gtd > -tol_change:
                 break
             ls_evals = 0
-            self._add(t, d)
             opt_cond = False
-            if n_iter != max_iter:
-                loss = float(_call(closure))
-                flat_grad = self._flat_grad()
+            if group["line_search_fn"] == "strong_wolfe":
+                params = group["params"]
+                x_init = [p._data.copy() for p in params]
+
+                def obj_func(t_: float, d_: Any, params: list = params, x_init: list = x_init) -> tuple[float, Any]:
+                    self._add(t_, d_)
+                    f_ = float(_call(closure))
+                    g_ = self._flat_grad()
+                    for p, x0 in zip(params, x_init):
+                        p._data[...] = x0
+                    return f_, g_
+
+                loss, flat_grad, t, ls_evals = _strong_wolfe(obj_func, t, d, loss, flat_grad, gtd)
+                self._add(t, d)
                 opt_cond = abs(flat_grad).max() <= tol_grad
-                ls_evals = 1
+            else:
+                self._add(t, d)
+                if n_iter != max_iter:
+                    loss = float(_call(closure))
+                    flat_grad = self._flat_grad()
+                    opt_cond = abs(flat_grad).max() <= tol_grad
+                    ls_evals = 1
             evals += ls_evals
             state["func_evals"] += ls_evals
             if n_iter == max_iter or evals >= max_eval or opt_cond:
@@ -439,6 +454,92 @@ class LBFGS(Optimizer):
         if STATE.listeners:
             _end_step()
         return orig_loss
+
+
+def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
+                       bounds: tuple[float, float] | None = None) -> float:
+    """The minimizer of the cubic through two points with their slopes, within bounds."""
+    lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1 ** 2 - g1 * g2
+    if d2_square >= 0:
+        d2 = d2_square ** 0.5
+        if x1 <= x2:
+            pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        return min(max(pos, lo), hi)
+    return (lo + hi) / 2.0
+
+
+def _strong_wolfe(obj_func: Any, t: float, d: Any, f: float, g: Any, gtd: float, c1: float = 1e-4,
+                  c2: float = 0.9, tolerance_change: float = 1e-9, max_ls: int = 25) -> tuple:
+    """PyTorch's strong-Wolfe line search (bracketing, then zoom by cubic interpolation)."""
+    d_norm = float(abs(d).max())
+    g = g.copy()
+    f_new, g_new = obj_func(t, d)
+    evals = 1
+    gtd_new = float(g_new @ d)
+    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
+    done = False
+    ls_iter = 0
+    bracket: list = []
+    bracket_f: list = []
+    bracket_g: list = []
+    bracket_gtd: list = []
+    while ls_iter < max_ls:
+        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new.copy()], [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
+            done = True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new.copy()], [gtd_prev, gtd_new]
+            break
+        min_step, max_step = t + 0.01 * (t - t_prev), t * 10
+        tmp = t
+        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
+        t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new.copy(), gtd_new
+        f_new, g_new = obj_func(t, d)
+        evals += 1
+        gtd_new = float(g_new @ d)
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
+    insuf_progress = False
+    low, high = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1])
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:
+            if insuf_progress or t >= max(bracket) or t <= min(bracket):
+                t = max(bracket) - eps if abs(t - max(bracket)) < abs(t - min(bracket)) else min(bracket) + eps
+                insuf_progress = False
+            else:
+                insuf_progress = True
+        else:
+            insuf_progress = False
+        f_new, g_new = obj_func(t, d)
+        evals += 1
+        gtd_new = float(g_new @ d)
+        ls_iter += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low]:
+            bracket[high], bracket_f[high], bracket_g[high], bracket_gtd[high] = t, f_new, g_new.copy(), gtd_new
+            low, high = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high] - bracket[low]) >= 0:
+                bracket[high], bracket_f[high] = bracket[low], bracket_f[low]
+                bracket_g[high], bracket_gtd[high] = bracket_g[low], bracket_gtd[low]
+            bracket[low], bracket_f[low], bracket_g[low], bracket_gtd[low] = t, f_new, g_new.copy(), gtd_new
+    return bracket_f[low], bracket_g[low], bracket[low], evals
 
 
 from . import lr_scheduler  # noqa: E402  (tt.optim.lr_scheduler, as torch.optim.lr_scheduler)

@@ -49,7 +49,7 @@ def read_source(filename: str, limit: int = MAX_SOURCE_BYTES) -> str | None:
     a stack frame's file name may be `/dev/zero`, a FIFO or a directory, which must not be
     read (or waited on). O_NONBLOCK: opening a FIFO does not wait for a writer."""
     try:
-        fd = os.open(filename, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(filename, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except (OSError, ValueError):
         return None
     try:

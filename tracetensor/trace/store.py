@@ -1484,7 +1484,7 @@ def _check_header(path: str) -> None:
         if not stat.S_ISREG(st.st_mode):
             raise TraceFileError(path, "is not a regular file (a directory, device or pipe)")
         size = st.st_size
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the stat
                 raise TraceFileError(path, "is not a regular file")

@@ -26,13 +26,21 @@ def _line(fn, text: str) -> int:
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.fc = nn.Linear(4, 3)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+        self.fc = nn.Linear(4, 4)
+        # a library layer running a callable of the user's: that callable's ops have its lines
+        self.block = nn.TransformerEncoderLayer(4, 1, dim_feedforward=8, dropout=0.0, activation=_act,
+                                                batch_first=True)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(4, 2))
 
     def forward(self, x: tt.Tensor) -> tt.Tensor:
         h = self.fc(x)
         h = h * 2.0
+        h = self.block(h.reshape(5, 1, 4)).reshape(5, 4)
         return self.head(h)
+
+
+def _act(x: tt.Tensor) -> tt.Tensor:
+    return x * 0.5
 
 
 def _hook(module: nn.Module, args: tuple, out: tt.Tensor) -> tt.Tensor:
@@ -77,6 +85,9 @@ def test_each_op_points_at_its_own_user_line():
     assert first[("forward", "add")].name == "forward"  # the bias add inside fc: still Net.forward's line
     hook_adds = [e for e in evs if e.op == "add" and e.stack[0].name == "_hook"]
     assert hook_adds and hook_adds[0].stack[0].lineno == _line(_hook, "out + 1.0")
+    acts = [e for e in evs if e.phase == "forward" and e.stack[0].name == "_act"]
+    assert acts and acts[0].op == "mul" and acts[0].stack[0].lineno == _line(_act, "x * 0.5")
+    assert acts[0].stack[1].name == "forward" and acts[0].stack[1].lineno == _line(Net.forward, "self.block(")
     update = first[("update", "sgd_update")]
     assert update.name == "_train_events" and update.lineno == _line(_train_events, "opt.step()")
 

@@ -72,18 +72,48 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
 
 class _Held(threading.local):
     """A user stack held by an enclosing framework call (a library layer's forward, an
-    optimizer's updates): every frame between it and the ops inside is the framework's,
-    so `user_frames()` would find the same frames again; one capture serves them all."""
+    optimizer's updates) and that call's frame: an op whose frames up to that one are all
+    the framework's would find the same user frames again, so one capture serves them all.
+    (An op under user code the call runs, a callable it was given, captures its own.)"""
     stack: tuple[Frame, ...] | None = None
+    frame: object = None
 
 
 HELD = _Held()
 
 
 def stack_here() -> tuple[Frame, ...]:
-    """`user_frames()`, or the stack an enclosing framework call holds (the same frames)."""
-    s = HELD.stack
-    return s if s is not None else user_frames()
+    """`user_frames()`, or the stack an enclosing framework call holds when nothing but
+    framework frames lies between it and here (then the two are the same frames)."""
+    held = HELD.stack
+    if held is not None:
+        target, cache = HELD.frame, _internal_cache
+        f = sys._getframe(1)
+        while f is not None:
+            if f is target:
+                return held
+            fn = f.f_code.co_filename
+            r = cache.get(fn)
+            if r is None:
+                r = _is_internal(fn)
+            if not r:
+                break  # user code in between (a callable the call was given): capture here
+            f = f.f_back
+    return user_frames()
+
+
+def hold() -> tuple:
+    """Called by a framework call that runs ops: holds the user's stack at its caller's
+    frame (see `_Held`); returns what to hand `release` when the call ends."""
+    held = HELD
+    outer = (held.stack, held.frame)
+    held.stack = stack_here()
+    held.frame = sys._getframe(1)
+    return outer
+
+
+def release(outer: tuple) -> None:
+    HELD.stack, HELD.frame = outer
 
 
 def user_frame() -> Frame | None:

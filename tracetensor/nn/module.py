@@ -180,18 +180,15 @@ class Module:
         names = _naming._tls
         prefix = names.prefix
         names.prefix = prefix + scope.strip("/") + "/"  # what `with _naming.name_scope(scope)` does
-        held = _source.HELD
-        outer = held.stack
-        if STATE.stacks:
-            # a library layer without hooks runs no user code but its child modules' (which
-            # set their own): the user's stack at its call is every op's inside it, taken once
-            library = not (self._forward_pre_hooks or self._forward_hooks) and _library_forward(type(self))
-            held.stack = (outer if outer is not None else _source.user_frames()) if library else None
+        # a library layer's ops share the user's stack at its call, taken once (a user's
+        # forward, hook or callable in between makes its ops capture their own: see hold)
+        outer = _source.hold() if STATE.stacks and _library_forward(type(self)) else None
         try:
             return self._call_hooked(args, kwargs)
         finally:
             names.prefix = prefix
-            held.stack = outer
+            if outer is not None:
+                _source.release(outer)
             stack.pop()
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> _Handle:

@@ -65,10 +65,8 @@ class Optimizer:
     def step(self, closure: Any = None) -> Any:
         loss = _call(closure)
         listening = bool(STATE.listeners)
-        held = _source.HELD
-        outer = held.stack
-        if listening and STATE.stacks and outer is None and _library_update(type(self)):
-            held.stack = _source.user_frames()  # the updates' stack: the user's `step()` line, taken once
+        # the updates' stack (the user's `step()` line), taken once (see _source.hold)
+        outer = _source.hold() if listening and STATE.stacks and _library_update(type(self)) else None
         try:
             for group in self.param_groups:
                 for i, p in enumerate(group["params"]):
@@ -78,7 +76,8 @@ class Optimizer:
                             raise _grad_error(self._op, p, g)
                         self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
         finally:
-            held.stack = outer
+            if outer is not None:
+                _source.release(outer)
         if listening:
             _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss

@@ -142,6 +142,26 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return apply(_R["max_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
+def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: Any = None) -> Tensor:
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError("avg_pool2d: only ceil_mode=False, count_include_pad=True and no divisor_override "
+                                  "are supported by tracetensor")
+    return apply(_R["avg_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
+    """Average pooling to a given (H, W); sizes that divide the input's (global pooling: 1)."""
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    h, w = input.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise ShapeError("adaptive_avg_pool2d", f"output size ({oh}, {ow}) must divide the input size ({h}, {w}) "
+                         "in tracetensor", frame=user_frame())
+    k = (h // oh, w // ow)
+    return avg_pool2d(input, k, k)
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zeroes each element with probability p and scales the rest by 1/(1-p) while training:
     a multiplication by a mask drawn here (so the op stream shows one `mul`)."""
@@ -258,4 +278,4 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
-__all__ += ["scaled_dot_product_attention"]
+__all__ += ["scaled_dot_product_attention", "avg_pool2d", "adaptive_avg_pool2d"]

@@ -440,8 +440,7 @@ class Debugger:
         return head, rows, view, more
 
     @command("list_tensors", "lt", help="List the tensors of the current run (-a: of every run).", args=(
-        arg("-f", "--tensor_filter", help="only tensors passing this filter: has_inf_or_nan, or one registered "
-                                          "with add_tensor_filter(name, fn) where fn(datum, tensor) -> bool"),
+        arg("-f", "--tensor_filter", help="tensors passing fn(datum, tensor), e.g. has_inf_or_nan"),
         arg("-n", "--node_name_filter", help="regex over node names"),
         arg("-t", "--op_type_filter", help="regex over op types"),
         arg("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"], default="timestamp"),
@@ -915,8 +914,7 @@ class Debugger:
     @command("run", "r", help="Continue: run the next session.run / step.", args=(
         arg("-n", "--no_debug", action="store_true", help="run the next run without debugging"),
         arg("-t", "--times", type=int, default=1, help="run this many times without stopping"),
-        arg("-f", "--till_filter_pass", help="run until a tensor passes this filter (has_inf_or_nan, or one "
-                                             "registered with add_tensor_filter(name, fn(datum, tensor) -> bool))"),
+        arg("-f", "--till_filter_pass", help="until a tensor passes fn(datum, tensor), e.g. has_inf_or_nan"),
         arg("--node_name_filter", help="regex: watch only these nodes"),
         arg("--op_type_filter", help="regex: watch only these op types"),
         arg("--tensor_dtype_filter", help="regex: watch only these dtypes"),

@@ -2,12 +2,36 @@
 from a clean engine state (no listeners left behind, grad mode on)."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 import pytest
 
 import tracetensor as tt
 
 pytest_plugins = ["pytester"]
+
+
+def _import_every_module() -> None:
+    """pytester's in-process runs unload every module imported during them; a tracetensor
+    module first imported inside one (a lazily imported graph or summary module) would
+    then be imported anew later, and its classes and ops would no longer be the ones the
+    rest of the engine holds. Imported here, before any test, they stay put."""
+    import tracetensor.debugger
+    import tracetensor.profiler
+
+    for pkg in (tt, tracetensor.debugger, tracetensor.profiler):
+        for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            if m.name.endswith("__main__"):
+                continue
+            try:
+                importlib.import_module(m.name)
+            except ImportError:  # an optional extra (tensorboard, mpi4py) that is not installed
+                pass
+
+
+_import_every_module()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

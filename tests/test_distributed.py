@@ -61,6 +61,13 @@ def test_collectives_without_a_process_group_say_how_to_start_one():
     assert not dist.is_initialized()
 
 
+def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if it were not installed
+    assert not dist.is_available()
+    with pytest.raises(ImportError, match=r'pip install "tracetensor\[distributed\]"'):
+        dist.init_process_group("mpi")
+
+
 def test_a_hooked_leaf_is_accumulated_as_soon_as_its_last_use_is_done():
     # what lets DDP start reducing a layer's gradients while backward still runs earlier layers
     w1 = tt.tensor(np.ones((3, 3)), requires_grad=True)
@@ -129,6 +136,20 @@ def _collectives_on_two_ranks():
         ddp2(x)
     except dist.DistributedError as e:
         out["unused"] = str(e)
+    # ... unless find_unused_parameters=True: then they are left alone, the rest is averaged
+    class Half(tt.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = tt.nn.Linear(2, 1, bias=False), tt.nn.Linear(2, 1, bias=False)
+
+        def forward(self, x):
+            return self.a(x)
+
+    half = Half().double()
+    ddp3 = DistributedDataParallel(half, find_unused_parameters=True)
+    for _ in range(2):
+        ddp3(x).sum().backward()
+    out["find_unused"] = (half.a.weight.grad.numpy().tolist(), half.b.weight.grad is None)
     dist.destroy_process_group()
     return out
 
@@ -156,6 +177,7 @@ def test_collectives_on_two_ranks(tt_distributed):
     for res in (r0, r1):  # mean over ranks of (x_r + x_r): (2 * [1, 2] + 2 * [2, 4]) / 2
         np.testing.assert_array_equal(res["synced_grad"], [[3, 6]])
         assert "gave no gradient to parameters" in res["unused"] and "1.weight" in res["unused"]
+        assert res["find_unused"] == ([[3.0, 6.0]], True)  # two synced steps of mean([1, 2], [2, 4])
 
 
 @needs_mpi

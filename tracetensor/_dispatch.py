@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from . import _gpu
 from ._registry import Ctx, OpDef
-from ._source import Frame, user_frame, user_frames
+from ._source import Frame, stack_here, user_frame
 from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
 
@@ -121,7 +121,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     st = STATE
     stack = site.stack
     if stack is None and st.stacks:
-        stack = user_frames()
+        stack = stack_here()
     listeners = st.listeners
     if st.raw is listeners:  # every listener reads later: a record now, the OpEvent when it is read
         run = RUN.run or auto_run(t0)

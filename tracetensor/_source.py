@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import NamedTuple
 
 
@@ -67,6 +68,22 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
             out.append(hit[0])
         f = f.f_back
     return tuple(out)
+
+
+class _Held(threading.local):
+    """A user stack held by an enclosing framework call (a library layer's forward, an
+    optimizer's updates): every frame between it and the ops inside is the framework's,
+    so `user_frames()` would find the same frames again; one capture serves them all."""
+    stack: tuple[Frame, ...] | None = None
+
+
+HELD = _Held()
+
+
+def stack_here() -> tuple[Frame, ...]:
+    """`user_frames()`, or the stack an enclosing framework call holds (the same frames)."""
+    s = HELD.stack
+    return s if s is not None else user_frames()
 
 
 def user_frame() -> Frame | None:

@@ -18,7 +18,7 @@ from ._autograd import Node, run_backward
 from ._dispatch import _FORWARD, Site, dispatch, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
-from ._source import user_frames
+from ._source import stack_here, user_frames
 from ._tensor_ops import TensorOps
 from .device import CPU, Device, device, device_of, get_default_device, to_device
 from .errors import DeviceError, DTypeError, OpError, ShapeError, TraceTensorError
@@ -96,7 +96,7 @@ def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
     return _tuple_new(Site, (op, "forward", "eager", op.name, _naming.op_name(op.name),
                              tuple([t._name or t._give_name() for t in inputs]), dev,
-                             user_frames() if STATE.stacks else None, None, (), None, None, op.saves))
+                             stack_here() if STATE.stacks else None, None, (), None, None, op.saves))
 
 
 _tuple_new = tuple.__new__

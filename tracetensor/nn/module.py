@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from .. import _naming
+from .. import _naming, _source
 from ..device import device as _device
 from ..errors import TraceTensorError
 from ..events import STATE
@@ -54,6 +54,16 @@ class IncompatibleKeys(NamedTuple):
 
 
 _tls = threading.local()
+_library: dict[type, bool] = {}
+
+
+def _library_forward(cls: type) -> bool:
+    """Whether `cls.forward` is tracetensor's own code (a layer of tt.nn), not the user's."""
+    r = _library.get(cls)
+    if r is None:
+        code = getattr(getattr(cls, "forward", None), "__code__", None)
+        r = _library[cls] = code is not None and _source._is_internal(code.co_filename)
+    return r
 _hook_ids = iter(range(1, 1 << 62))
 
 
@@ -170,10 +180,18 @@ class Module:
         names = _naming._tls
         prefix = names.prefix
         names.prefix = prefix + scope.strip("/") + "/"  # what `with _naming.name_scope(scope)` does
+        held = _source.HELD
+        outer = held.stack
+        if STATE.stacks:
+            # a library layer without hooks runs no user code but its child modules' (which
+            # set their own): the user's stack at its call is every op's inside it, taken once
+            library = not (self._forward_pre_hooks or self._forward_hooks) and _library_forward(type(self))
+            held.stack = (outer if outer is not None else _source.user_frames()) if library else None
         try:
             return self._call_hooked(args, kwargs)
         finally:
             names.prefix = prefix
+            held.stack = outer
             stack.pop()
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> _Handle:

@@ -45,6 +45,7 @@ class DistributedDataParallel(Module):
                                         "call tt.distributed.init_process_group('mpi') first (launch with mpiexec)")
         self.module = module
         self.broadcast_buffers = broadcast_buffers
+        self.find_unused_parameters = find_unused_parameters
         self._sync = True
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in named}
@@ -75,12 +76,21 @@ class DistributedDataParallel(Module):
             raise dist.DistributedError(
                 "DistributedDataParallel: the last backward gave no gradient to parameters "
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; every parameter must take "
-                "part in the loss (or leave it out of the module)")
+                "part in the loss, or pass find_unused_parameters=True")
         if self.broadcast_buffers and self.training:
             bufs = list(self.module.buffers())
             if bufs:
                 _broadcast_flat(bufs, "ddp/broadcast_buffers")
-        return self.module(*args, **kwargs)
+        out = self.module(*args, **kwargs)
+        if self.find_unused_parameters and self._sync:
+            # parameters this output does not depend on count as ready now (PyTorch walks the
+            # graph from the outputs the same way), so their buckets do not wait for them
+            used = _leaves_under(out)
+            for b in self._buckets:
+                for p in b.params:
+                    if id(p) not in used:
+                        self._grad_ready(p)
+        return out
 
     @contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -111,7 +121,9 @@ class DistributedDataParallel(Module):
 
     def _launch(self, b: _Bucket) -> None:
         xp = b.params[0]._device.xp
-        b.buf = xp.concatenate([p.grad._data.reshape(-1) for p in b.params])
+        # (an unused parameter that has no gradient contributes zeros)
+        b.buf = xp.concatenate([xp.zeros(p._data.size, p._data.dtype) if p.grad is None else p.grad._data.reshape(-1)
+                                for p in b.params])
         b.work = dist.all_reduce_array(b.buf, dist.ReduceOp.AVG, name=f"ddp/bucket{b.index}", async_op=True)
 
     def _finish(self) -> None:
@@ -120,13 +132,38 @@ class DistributedDataParallel(Module):
             b.work.wait()
             off = 0
             for p in b.params:
-                g = p.grad._data
-                g[...] = b.buf[off:off + g.size].reshape(g.shape)
-                off += g.size
+                n = p._data.size
+                if p.grad is not None:
+                    p.grad._data[...] = b.buf[off:off + n].reshape(p._data.shape)
+                off += n
             b.buf = b.work = None
             b.pending = len(b.params)
         self._next = 0
         self._ready.clear()
+
+
+def _leaves_under(out: Any) -> set[int]:
+    """ids of the leaf tensors the output(s) were computed from, through the autograd graph."""
+    from ..tensor import Tensor
+
+    seen: set[int] = set()
+    leaves: set[int] = set()
+    stack = [out]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Tensor):
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            if x._node is None:
+                leaves.add(id(x))
+            else:
+                stack.extend(x._node.inputs)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+    return leaves
 
 
 def _broadcast_flat(tensors: list[Any], name: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _source
 from .._dispatch import Site, dispatch, site_of
 from .._grad_mode import enable_grad
 from .._naming import update_names
@@ -64,13 +65,20 @@ class Optimizer:
     def step(self, closure: Any = None) -> Any:
         loss = _call(closure)
         listening = bool(STATE.listeners)
-        for group in self.param_groups:
-            for i, p in enumerate(group["params"]):
-                if p.grad is not None:
-                    g = p.grad._data
-                    if g.shape != p._data.shape:
-                        raise _grad_error(self._op, p, g)
-                    self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
+        held = _source.HELD
+        outer = held.stack
+        if listening and STATE.stacks and outer is None and _library_update(type(self)):
+            held.stack = _source.user_frames()  # the updates' stack: the user's `step()` line, taken once
+        try:
+            for group in self.param_groups:
+                for i, p in enumerate(group["params"]):
+                    if p.grad is not None:
+                        g = p.grad._data
+                        if g.shape != p._data.shape:
+                            raise _grad_error(self._op, p, g)
+                        self._update(p, g, group, self.state.setdefault(id(p), {}), listening, i)
+        finally:
+            held.stack = outer
         if listening:
             _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
@@ -121,6 +129,12 @@ class Optimizer:
             self.state[id(p)] = {n: (p._device.xp.array(v._data if isinstance(v, Tensor) else v)
                                      if isinstance(v, Tensor) or hasattr(v, "shape") else v)
                                  for n, v in st.items()}
+
+
+def _library_update(cls: type) -> bool:
+    """Whether `cls._update` is tracetensor's own (a user's optimizer may run ops of its own lines)."""
+    code = getattr(getattr(cls, "_update", None), "__code__", None)
+    return code is not None and _source._is_internal(code.co_filename)
 
 
 def _call(closure: Any) -> Any:

@@ -1,0 +1,85 @@
+"""Cheap stacks: a library layer's forward and an optimizer's updates take the user's
+stack once for all the ops inside; every event still carries exactly the stack a
+capture per op gives (user forwards, hooks and nested layers included)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import tracetensor as tt
+import tracetensor.nn as nn
+import tracetensor.nn.functional as F
+import tracetensor.nn.module as _module
+import tracetensor.optim as _optim
+from tracetensor import events
+
+pytestmark = pytest.mark.tracetensor_nan("off")  # the plugin's own listener would add nothing here
+
+
+def _line(fn, text: str) -> int:
+    src, start = inspect.getsourcelines(fn)
+    return start + next(i for i, s in enumerate(src) if text in s)
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+
+    def forward(self, x: tt.Tensor) -> tt.Tensor:
+        h = self.fc(x)
+        h = h * 2.0
+        return self.head(h)
+
+
+def _hook(module: nn.Module, args: tuple, out: tt.Tensor) -> tt.Tensor:
+    return out + 1.0
+
+
+def _train_events(stacks: bool = True) -> list[events.OpEvent]:
+    rng = np.random.default_rng(0)
+    net = Net()
+    net.head[1].register_forward_hook(_hook)
+    opt = tt.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x = tt.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 2, 5))
+    got: list = []
+    with events.listen(got.append, stacks=stacks):
+        for _ in range(2):
+            opt.zero_grad()
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+    return [e for e in got if isinstance(e, events.OpEvent)]
+
+
+def test_events_carry_the_stacks_a_capture_per_op_gives(monkeypatch):
+    held = _train_events()
+    monkeypatch.setattr(_module, "_library_forward", lambda cls: False)
+    monkeypatch.setattr(_optim, "_library_update", lambda cls: False)
+    per_op = _train_events()
+    def mine(e: events.OpEvent) -> tuple:  # the two runs are called from different lines of this test
+        return e.name, tuple(f for f in e.stack if not f.name.startswith("test_"))
+    assert [mine(e) for e in held] == [mine(e) for e in per_op]
+
+
+def test_each_op_points_at_its_own_user_line():
+    evs = _train_events()
+    first = {}
+    for e in evs:
+        first.setdefault((e.phase, e.op), e.stack[0])
+    assert first[("forward", "matmul")].lineno == _line(Net.forward, "self.fc(x)")
+    assert first[("forward", "mul")].lineno == _line(Net.forward, "h * 2.0")
+    assert first[("forward", "relu")].lineno == _line(Net.forward, "self.head(h)")
+    assert first[("forward", "add")].name == "forward"  # the bias add inside fc: still Net.forward's line
+    hook_adds = [e for e in evs if e.op == "add" and e.stack[0].name == "_hook"]
+    assert hook_adds and hook_adds[0].stack[0].lineno == _line(_hook, "out + 1.0")
+    update = first[("update", "sgd_update")]
+    assert update.name == "_train_events" and update.lineno == _line(_train_events, "opt.step()")
+
+
+def test_no_stacks_are_taken_when_nobody_asks():
+    assert all(e.stack is None for e in _train_events(stacks=False) if e.phase != "backward")

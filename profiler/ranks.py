@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any, TextIO
 
-from tracetensor.distributed import find_mpiexec
+from tracetensor.distributed import find_mpiexec, launcher_env
 from tracetensor.trace import format_bytes, format_ns
 from tracetensor.trace.multi import MultiTrace, collectives, open_ranks, overlap, steps
 
@@ -32,7 +32,7 @@ def main_ranks(args: argparse.Namespace, out: str, stem: str) -> int:
     cmd = [mpiexec, "-n", str(args.nproc), sys.executable, "-m", "tracetensor", "trace", "record",
            "-o", base, "--values", args.values or "summary",
            args.script, *args.args]
-    code = subprocess.call(cmd)
+    code = subprocess.call(cmd, env=launcher_env())
     files = sorted(glob.glob(os.path.join(out, f"{stem}.rank*.ttrace")))
     if not files:
         print(f"tracetensor profile: the ranks wrote no traces (mpiexec exit code {code})", file=sys.stderr)

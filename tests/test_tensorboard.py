@@ -283,7 +283,7 @@ def _train_eager(steps: int = 4, nan_at: int | None = None):
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         losses.append(loss.item())
-        grads.append({n: p.grad.numpy().copy() for n, p in model.named_parameters()})
+        grads.append({n: p.grad.cpu().numpy().copy() for n, p in model.named_parameters()})
         opt.step()
     return losses, grads
 

@@ -446,6 +446,16 @@ def find_mpiexec() -> str | None:
     return shutil.which("mpiexec", path=here) or shutil.which("mpiexec") or shutil.which("mpirun")
 
 
+def launcher_env() -> dict[str, str]:
+    """The environment for mpiexec. As root (containers, CI) Open MPI refuses to start unless
+    told twice that this is wanted; MPICH, the default runtime, ignores these variables."""
+    env = dict(os.environ)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return env
+
+
 def rank_path(path: str, rank: int) -> str:
     """`run.ttrace` -> `run.rank3.ttrace`: one trace file per rank."""
     root, ext = os.path.splitext(path)

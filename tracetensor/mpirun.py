@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from .distributed import INSTALL_HINT, find_mpiexec, is_available
+from .distributed import INSTALL_HINT, find_mpiexec, is_available, launcher_env
 
 
 class MPIUnavailable(RuntimeError):
@@ -61,7 +61,7 @@ def run_command(cmd: list[str], timeout: float, cwd: str | None = None) -> tuple
     """Runs a launcher command in its own process group, so that on timeout every rank is
     killed, not just mpiexec. Returns (exit code, stdout+stderr); 124 on timeout."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                         start_new_session=True)
+                         start_new_session=True, env=launcher_env())
     try:
         text, _ = p.communicate(timeout=timeout)
         return p.returncode, text

@@ -1,4 +1,5 @@
 """PyTorch boilerplate and random sampling: the calls ordinary training scripts make."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -228,10 +229,10 @@ def test_narrow_select_unbind() -> None:
 def test_init_functions_take_a_generator_and_trunc_normal_stays_in_bounds() -> None:
     w = tt.empty(3, 4)
     g = tt.Generator().manual_seed(0)
-    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    tt.nn.init.kaiming_uniform_(w, a=5**0.5, generator=g)
     first = w.clone()
     g.manual_seed(0)
-    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    tt.nn.init.kaiming_uniform_(w, a=5**0.5, generator=g)
     assert tt.equal(first, w)
     big = tt.empty(2000)
     tt.nn.init.trunc_normal_(big, std=1.0, a=-0.5, b=0.5)
@@ -248,8 +249,9 @@ _FUNCTIONAL = {
     "cosine_similarity": lambda F, x, y: F.cosine_similarity(x, y, dim=1),
     "huber_loss": lambda F, x, y: F.huber_loss(x * 3, y, delta=0.5),
     "kl_div": lambda F, x, y: F.kl_div(F.log_softmax(x, 1), F.softmax(y, 1), reduction="batchmean"),
-    "kl_div_log_target": lambda F, x, y: F.kl_div(F.log_softmax(x, 1), F.log_softmax(y, 1), reduction="sum",
-                                                  log_target=True),
+    "kl_div_log_target": lambda F, x, y: F.kl_div(
+        F.log_softmax(x, 1), F.log_softmax(y, 1), reduction="sum", log_target=True
+    ),
 }
 
 

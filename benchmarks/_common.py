@@ -21,14 +21,17 @@ def median_time(fn: Callable[[], object], *, number: int = 100, repeat: int = 7,
 
 
 def interleaved(fns: dict[str, Callable[[], object]], *, number: int = 100,
-                repeat: int = 7) -> dict[str, float]:
-    """Times several functions round-robin (so machine noise hits them alike); medians."""
+                repeat: int = 7, sync: Callable[[], object] | None = None) -> dict[str, float]:
+    """Times several functions round-robin (so machine noise hits them alike); medians.
+    `sync` runs before each timed batch, outside the timing (e.g. an MPI barrier)."""
     for fn in fns.values():
         for _ in range(max(1, number // 10)):
             fn()
     acc: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
+            if sync is not None:
+                sync()
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()

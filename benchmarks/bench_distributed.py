@@ -18,22 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import fmt_time, print_table
-
-
-def _rounds(fns: dict, number: int, repeat: int, comm) -> dict:
-    """Interleaved medians; every rank runs the same rounds (collectives must match)."""
-    acc: dict = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            comm.Barrier()
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            acc[k].append((time.perf_counter() - t0) / number)
-    return {k: statistics.median(v) for k, v in acc.items()}
+from _common import fmt_time, interleaved, print_table
 
 
 def worker(out: str) -> None:
@@ -51,8 +36,9 @@ def worker(out: str) -> None:
         a = np.ones(n, np.float32)
         t = tt.tensor(np.ones(n, np.float32))
         number = 200 if n < 1 << 20 else 10
-        r = _rounds({"mpi4py": lambda a=a: comm.Allreduce(MPI.IN_PLACE, a),
-                     "tt": lambda t=t: dist.all_reduce(t)}, number, 7, comm)
+        # every rank runs the same rounds (the collectives must match)
+        r = interleaved({"mpi4py": lambda a=a: comm.Allreduce(MPI.IN_PLACE, a),
+                         "tt": lambda t=t: dist.all_reduce(t)}, number=number, repeat=7, sync=comm.Barrier)
         res["allreduce"][n * 4] = r
 
     g = np.random.default_rng(0)
@@ -77,7 +63,7 @@ def worker(out: str) -> None:
         return run
 
     local_step, ddp_step = step(local, opts["local"]), step(ddp, opts["ddp"])
-    res["ddp"] = _rounds({"local": local_step, "ddp": ddp_step}, 20, 7, comm)
+    res["ddp"] = interleaved({"local": local_step, "ddp": ddp_step}, number=20, repeat=7, sync=comm.Barrier)
 
     # recording: the same DDP step with and without a per-rank recorder, alternating
     tmp = os.path.dirname(out)

@@ -1,4 +1,5 @@
 """tt.utils.data: datasets, samplers, collation and the DataLoader, as torch.utils.data."""
+
 from __future__ import annotations
 
 import threading
@@ -55,8 +56,17 @@ def test_shuffle_is_a_new_permutation_each_epoch_and_seeded_by_manual_seed() -> 
 
 def test_collate_of_dicts_tuples_namedtuples_numbers_strings_and_arrays() -> None:
     Pt = namedtuple("Pt", "x y")
-    batch = [{"img": np.ones((2, 2), np.float32) * i, "label": i, "w": 0.5, "name": f"s{i}", "pt": Pt(i, 2.0),
-              "pair": (tt.tensor([i]), i)} for i in range(3)]
+    batch = [
+        {
+            "img": np.ones((2, 2), np.float32) * i,
+            "label": i,
+            "w": 0.5,
+            "name": f"s{i}",
+            "pt": Pt(i, 2.0),
+            "pair": (tt.tensor([i]), i),
+        }
+        for i in range(3)
+    ]
     out = default_collate(batch)
     assert out["img"].shape == (3, 2, 2) and out["img"].dtype == tt.float32
     assert out["label"].tolist() == [0, 1, 2] and out["label"].dtype == tt.int64
@@ -109,8 +119,14 @@ def test_iterable_datasets_split_by_worker_info_and_interleave_like_pytorch() ->
             return iter(range(10) if w is None else range(w.id, 10, w.num_workers))
 
     assert [b.tolist() for b in DataLoader(Stream(), batch_size=2)] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
-    assert [b.tolist() for b in DataLoader(Stream(), batch_size=2, num_workers=2)] == \
-        [[0, 2], [1, 3], [4, 6], [5, 7], [8], [9]]
+    assert [b.tolist() for b in DataLoader(Stream(), batch_size=2, num_workers=2)] == [
+        [0, 2],
+        [1, 3],
+        [4, 6],
+        [5, 7],
+        [8],
+        [9],
+    ]
     with pytest.raises(ValueError, match="shuffle"):
         DataLoader(Stream(), shuffle=True)
 

@@ -94,6 +94,13 @@ B = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3))]  # bro
 U = [((3, 4),), ((5,),), ((2, 3, 2),)]  # unary shapes
 
 
+def _np_avg_pool_pad(x, k=3, s=2, p=1):
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    ho, wo = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+    return np.array([[[[xp[n, c, i * s:i * s + k, j * s:j * s + k].mean() for j in range(wo)] for i in range(ho)]
+                      for c in range(x.shape[1])] for n in range(x.shape[0])])
+
+
 def _labels(rng, shapes):
     n, c = shapes[0][0], shapes[0][-1]
     return [rng.integers(0, c, size=(n,))]
@@ -294,6 +301,12 @@ CASES = [
     Case("le", lambda a, b: a <= b, np.less_equal, B, grad=False),
     Case("logical_or_xor", lambda a, b: tt.stack([(a > 0) | (b > 0), (a > 0) ^ (b > 0)]),
          lambda a, b: np.stack(np.broadcast_arrays((a > 0) | (b > 0), (a > 0) ^ (b > 0))), B[:3], grad=False),
+    Case("avg_pool2d", lambda x: tt.nn.functional.avg_pool2d(x, 2), lambda x: x.reshape(2, 2, 2, 2, 2, 2)
+         .mean((3, 5)), [((2, 2, 4, 4),)]),
+    Case("avg_pool2d_pad", lambda x: tt.nn.functional.avg_pool2d(x, 3, stride=2, padding=1),
+         lambda x: _np_avg_pool_pad(x), [((1, 2, 5, 5),)]),
+    Case("adaptive_avg_pool2d", lambda x: tt.nn.AdaptiveAvgPool2d(1)(x), lambda x: x.mean((2, 3), keepdims=True),
+         [((2, 3, 4, 4),)]),
     Case("roll", lambda a: a.roll(1, -1), lambda a: np.roll(a, 1, -1), U),
     Case("roll_dims", lambda a: tt.roll(a, (1, -2), (0, 1)), lambda a: np.roll(a, (1, -2), (0, 1)), [((3, 4),)]),
     # no gradient: outputs are bool or int

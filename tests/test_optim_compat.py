@@ -1,5 +1,6 @@
 """Optimizers and LR schedulers added for PyTorch programs: rules checked against PyTorch
 itself where it is installed, and against known values everywhere."""
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,13 @@ def _train(lib, make_opt, make_sched=None, steps=12, closure_style=False):
     sch = make_sched(lib, opt) if make_sched else None
     losses, lrs = [], []
     for _ in range(steps):
+
         def closure():
             opt.zero_grad()
             loss = ((x @ w.T - y) ** 2).mean()
             loss.backward()
             return loss
+
         if closure_style:
             loss = opt.step(closure)
         else:
@@ -42,34 +45,47 @@ def _train(lib, make_opt, make_sched=None, steps=12, closure_style=False):
 
 CASES = {
     "adagrad": (lambda L, p: L.optim.Adagrad(p, lr=0.1, lr_decay=0.01, weight_decay=0.01), None),
-    "rmsprop_centered": (lambda L, p: L.optim.RMSprop(p, lr=0.01, momentum=0.9, centered=True, weight_decay=0.1),
-                         None),
+    "rmsprop_centered": (lambda L, p: L.optim.RMSprop(p, lr=0.01, momentum=0.9, centered=True, weight_decay=0.1), None),
     "rmsprop": (lambda L, p: L.optim.RMSprop(p), None),
     "adadelta": (lambda L, p: L.optim.Adadelta(p, weight_decay=0.1), None),
     "lbfgs": (lambda L, p: L.optim.LBFGS(p, lr=0.5, max_iter=5, history_size=3), None),
     "lbfgs_strong_wolfe": (lambda L, p: L.optim.LBFGS(p, lr=1, max_iter=4, line_search_fn="strong_wolfe"), None),
-    "steplr": (lambda L, p: L.optim.SGD(p, lr=0.1, momentum=0.9),
-               lambda L, o: L.optim.lr_scheduler.StepLR(o, 3, 0.5)),
+    "steplr": (lambda L, p: L.optim.SGD(p, lr=0.1, momentum=0.9), lambda L, o: L.optim.lr_scheduler.StepLR(o, 3, 0.5)),
     "multistep": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.MultiStepLR(o, [2, 5, 5])),
     "exponential": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.ExponentialLR(o, 0.9)),
-    "cosine": (lambda L, p: L.optim.SGD(p, lr=0.1),
-               lambda L, o: L.optim.lr_scheduler.CosineAnnealingLR(o, 4, 0.01)),
-    "warm_restarts": (lambda L, p: L.optim.SGD(p, lr=0.1),
-                      lambda L, o: L.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 3, 2)),
-    "lambda": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.LambdaLR(o, lambda e: 0.9 ** e)),
-    "multiplicative": (lambda L, p: L.optim.SGD(p, lr=0.1),
-                       lambda L, o: L.optim.lr_scheduler.MultiplicativeLR(o, lambda e: 0.9)),
+    "cosine": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.CosineAnnealingLR(o, 4, 0.01)),
+    "warm_restarts": (
+        lambda L, p: L.optim.SGD(p, lr=0.1),
+        lambda L, o: L.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 3, 2),
+    ),
+    "lambda": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.LambdaLR(o, lambda e: 0.9**e)),
+    "multiplicative": (
+        lambda L, p: L.optim.SGD(p, lr=0.1),
+        lambda L, o: L.optim.lr_scheduler.MultiplicativeLR(o, lambda e: 0.9),
+    ),
     "linear": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.LinearLR(o, 0.2, 1.0, 4)),
     "constant": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.ConstantLR(o, 0.5, 3)),
     "polynomial": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.PolynomialLR(o, 6, 2.0)),
-    "sequential": (lambda L, p: L.optim.SGD(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.SequentialLR(
-        o, [L.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=3), L.optim.lr_scheduler.ExponentialLR(o, 0.8)], [3])),
-    "onecycle": (lambda L, p: L.optim.SGD(p, lr=0.1, momentum=0.9),
-                 lambda L, o: L.optim.lr_scheduler.OneCycleLR(o, 0.5, total_steps=12)),
-    "onecycle_adam_3phase": (lambda L, p: L.optim.Adam(p, lr=0.1), lambda L, o: L.optim.lr_scheduler.OneCycleLR(
-        o, 0.5, epochs=3, steps_per_epoch=4, three_phase=True, anneal_strategy="linear")),
-    "plateau": (lambda L, p: L.optim.SGD(p, lr=0.1),
-                lambda L, o: L.optim.lr_scheduler.ReduceLROnPlateau(o, patience=2, cooldown=1)),
+    "sequential": (
+        lambda L, p: L.optim.SGD(p, lr=0.1),
+        lambda L, o: L.optim.lr_scheduler.SequentialLR(
+            o, [L.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=3), L.optim.lr_scheduler.ExponentialLR(o, 0.8)], [3]
+        ),
+    ),
+    "onecycle": (
+        lambda L, p: L.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda L, o: L.optim.lr_scheduler.OneCycleLR(o, 0.5, total_steps=12),
+    ),
+    "onecycle_adam_3phase": (
+        lambda L, p: L.optim.Adam(p, lr=0.1),
+        lambda L, o: L.optim.lr_scheduler.OneCycleLR(
+            o, 0.5, epochs=3, steps_per_epoch=4, three_phase=True, anneal_strategy="linear"
+        ),
+    ),
+    "plateau": (
+        lambda L, p: L.optim.SGD(p, lr=0.1),
+        lambda L, o: L.optim.lr_scheduler.ReduceLROnPlateau(o, patience=2, cooldown=1),
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 `import torch`, run as subprocesses with only their imports swapped to tracetensor; and,
 where PyTorch is installed, parity runs that start both libraries from the same weights and
 compare the printed loss curves."""
+
 from __future__ import annotations
 
 import os
@@ -25,19 +26,26 @@ def _run(args: list[str], tmp: Path, *, parity: bool = False, timeout: float = 2
     env.pop("PARITY_INIT", None)
     if parity:
         env["PARITY_INIT"] = "1"
-    return subprocess.run([sys.executable, str(HARNESS), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=tmp)
+    return subprocess.run(
+        [sys.executable, str(HARNESS), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp
+    )
 
 
 def test_the_harness_answers_torch_imports_with_tracetensor(tmp_path: Path) -> None:
     prog = tmp_path / "which.py"
-    prog.write_text("import torch\nimport torch.nn.functional as F\nfrom torch.utils.data import DataLoader\n"
-                    "from torch.optim.lr_scheduler import StepLR\n"
-                    "print(torch.__name__, F.__name__, DataLoader.__module__, StepLR.__module__)\n")
+    prog.write_text(
+        "import torch\nimport torch.nn.functional as F\nfrom torch.utils.data import DataLoader\n"
+        "from torch.optim.lr_scheduler import StepLR\n"
+        "print(torch.__name__, F.__name__, DataLoader.__module__, StepLR.__module__)\n"
+    )
     r = _run([str(prog)], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["tracetensor", "tracetensor.nn.functional", "tracetensor.utils.data.dataloader",
-                                "tracetensor.optim.lr_scheduler"]
+    assert r.stdout.split() == [
+        "tracetensor",
+        "tracetensor.nn.functional",
+        "tracetensor.utils.data.dataloader",
+        "tracetensor.optim.lr_scheduler",
+    ]
 
 
 @pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: p.stem)

@@ -1,5 +1,6 @@
 """Recurrent layers and containers: PyTorch's names, shapes and formulas; gradients through
 time against finite differences (and against PyTorch itself where it is installed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,14 @@ import pytest
 import tracetensor as tt
 from tracetensor import events, nn
 
-CONFIGS = [("RNN", {}), ("RNN", {"nonlinearity": "relu", "num_layers": 2}), ("LSTM", {}), ("GRU", {}),
-           ("LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True}),
-           ("GRU", {"num_layers": 2, "bidirectional": True})]
+CONFIGS = [
+    ("RNN", {}),
+    ("RNN", {"nonlinearity": "relu", "num_layers": 2}),
+    ("LSTM", {}),
+    ("GRU", {}),
+    ("LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    ("GRU", {"num_layers": 2, "bidirectional": True}),
+]
 
 
 def _loss(out, hidden, kind):
@@ -125,8 +131,15 @@ def test_module_dict_parameter_list_and_dict_register_their_entries() -> None:
 
     net = Net()
     names = [n for n, _ in net.named_parameters()]
-    assert names == ["heads.a.weight", "heads.a.bias", "heads.b.weight", "heads.b.bias", "scales.0", "scales.1",
-                     "extra.bias"]
+    assert names == [
+        "heads.a.weight",
+        "heads.a.bias",
+        "heads.b.weight",
+        "heads.b.bias",
+        "scales.0",
+        "scales.1",
+        "extra.bias",
+    ]
     assert list(net.heads) == ["a", "b"] and "a" in net.heads and len(net.scales) == 2
     assert isinstance(net.scales[1], nn.Parameter) and net.scales[-1] is net.scales[1]
     net.heads["c"] = nn.Linear(2, 2)

@@ -1,4 +1,5 @@
 """PyTorch boilerplate and random sampling: the calls ordinary training scripts make."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -228,11 +229,61 @@ def test_narrow_select_unbind() -> None:
 def test_init_functions_take_a_generator_and_trunc_normal_stays_in_bounds() -> None:
     w = tt.empty(3, 4)
     g = tt.Generator().manual_seed(0)
-    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    tt.nn.init.kaiming_uniform_(w, a=5**0.5, generator=g)
     first = w.clone()
     g.manual_seed(0)
-    tt.nn.init.kaiming_uniform_(w, a=5 ** 0.5, generator=g)
+    tt.nn.init.kaiming_uniform_(w, a=5**0.5, generator=g)
     assert tt.equal(first, w)
     big = tt.empty(2000)
     tt.nn.init.trunc_normal_(big, std=1.0, a=-0.5, b=0.5)
     assert big.abs().max().item() <= 0.5 and big.std().item() > 0.2
+
+
+_FUNCTIONAL = {
+    "hardtanh": lambda F, x, y: F.hardtanh(x * 2, -0.5, 0.7),
+    "relu6": lambda F, x, y: F.relu6(x * 8),
+    "logsigmoid": lambda F, x, y: F.logsigmoid(x),
+    "softsign": lambda F, x, y: F.softsign(x),
+    "mish": lambda F, x, y: F.mish(x),
+    "glu": lambda F, x, y: F.glu(x, -1),
+    "cosine_similarity": lambda F, x, y: F.cosine_similarity(x, y, dim=1),
+    "huber_loss": lambda F, x, y: F.huber_loss(x * 3, y, delta=0.5),
+    "kl_div": lambda F, x, y: F.kl_div(F.log_softmax(x, 1), F.softmax(y, 1), reduction="batchmean"),
+    "kl_div_log_target": lambda F, x, y: F.kl_div(
+        F.log_softmax(x, 1), F.log_softmax(y, 1), reduction="sum", log_target=True
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FUNCTIONAL))
+def test_composed_functionals_match_pytorch(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    fn = _FUNCTIONAL[name]
+    xo, xr = tt.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    a, b = fn(tt.nn.functional, xo, tt.tensor(y)), fn(torch.nn.functional, xr, torch.tensor(y))
+    np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+    a.sum().backward()
+    b.sum().backward()
+    np.testing.assert_allclose(xo.grad.numpy(), xr.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_more_tensor_functions() -> None:
+    x = tt.tensor([[1.0, -2.0], [3.0, 4.0]])
+    assert tt.as_tensor(x) is x and tt.as_tensor([1, 2]).dtype == tt.int64
+    assert tt.is_floating_point(x) and not tt.arange(2).is_floating_point()
+    assert tt.lerp(x, tt.zeros(2, 2), 0.5).tolist() == [[0.5, -1.0], [1.5, 2.0]]
+    assert tt.addmm(tt.ones(2, 2), x, tt.eye(2), beta=2).tolist() == [[3.0, 0.0], [5.0, 6.0]]
+    assert x.masked_select(x > 0).tolist() == [1.0, 3.0, 4.0]
+    assert x.reshape(4).unflatten(0, (2, 2)).shape == (2, 2) and tt.nn.Unflatten(1, (2, 1))(x).shape == (2, 2, 1)
+    s, m = tt.std_mean(x, 0)
+    assert m.tolist() == [2.0, 1.0]
+    y = x.clone()
+    assert y.abs_().tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.sqrt_().pow_(2).tolist()[1] == pytest.approx([3, 4])
+    assert x.half().dtype == tt.float16
+    assert tt.nn.PReLU()(tt.tensor([-4.0, 2.0])).tolist() == [-1.0, 2.0]
+    tt.manual_seed(0)
+    d = tt.nn.Dropout2d(0.5)(tt.ones(4, 8, 3, 3))
+    per_channel = d.reshape(4, 8, 9)
+    assert bool(((per_channel == 0).all(-1) | (per_channel == 2).all(-1)).all())  # whole channels dropped

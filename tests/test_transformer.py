@@ -1,5 +1,6 @@
 """MultiheadAttention, TransformerEncoder(Layer) and scaled_dot_product_attention: PyTorch's
 names and masks, checked against PyTorch itself where it is installed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,13 +42,20 @@ def test_multihead_attention_matches_pytorch_with_masks(batch_first: bool) -> No
 def test_transformer_encoder_matches_pytorch(norm_first: bool) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, norm_first=norm_first,
-                                             batch_first=True)
+    layer = torch.nn.TransformerEncoderLayer(
+        8, 2, dim_feedforward=16, dropout=0.0, norm_first=norm_first, batch_first=True
+    )
     ref = torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(8), enable_nested_tensor=False)
     ref = ref.double().eval()
-    m = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
-                                                         norm_first=norm_first, batch_first=True), 2,
-                              norm=nn.LayerNorm(8)).double().eval()
+    m = (
+        nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, norm_first=norm_first, batch_first=True),
+            2,
+            norm=nn.LayerNorm(8),
+        )
+        .double()
+        .eval()
+    )
     _copy_weights(m, ref)
     x = np.random.default_rng(1).standard_normal((2, 6, 8))
     mask = torch.nn.Transformer.generate_square_subsequent_mask(6).double()

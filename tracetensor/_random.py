@@ -2,6 +2,7 @@
 
 Numbers are drawn on the host (numpy's PCG64), so a seed gives the same numbers on
 every device; functions that draw take `generator=` as PyTorch's do."""
+
 from __future__ import annotations
 
 from typing import Any

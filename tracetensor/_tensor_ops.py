@@ -406,6 +406,61 @@ class TensorOps:
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         return tuple(self.select(dim, i) for i in range(self.shape[dim]))
 
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+        d = dim % self.ndim
+        return self.reshape(*self.shape[:d], *sizes, *self.shape[d + 1:])
+
+    def masked_select(self, mask: Tensor) -> Tensor:
+        m = mask if tuple(mask.shape) == tuple(self.shape) else mask.expand(*self.shape)
+        return self[m]
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def lerp(self, end: Any, weight: Any) -> Tensor:
+        return self + (_t._wrap_other(end, self) - self) * weight
+
+    def addmm(self, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        prod = mat1 @ mat2
+        return (self if beta == 1 else self * beta) + (prod if alpha == 1 else prod * alpha)
+
+    def half(self) -> Tensor:
+        return self.type(_t.dtypes.float16)
+
+    # in-place elementwise functions (outside autograd, as the fills are)
+    def abs_(self) -> Tensor:
+        return self._assign_inplace("abs_", self.abs())
+
+    def exp_(self) -> Tensor:
+        return self._assign_inplace("exp_", self.exp())
+
+    def log_(self) -> Tensor:
+        return self._assign_inplace("log_", self.log())
+
+    def sqrt_(self) -> Tensor:
+        return self._assign_inplace("sqrt_", self.sqrt())
+
+    def neg_(self) -> Tensor:
+        return self._assign_inplace("neg_", -self)
+
+    def relu_(self) -> Tensor:
+        return self._assign_inplace("relu_", self.relu())
+
+    def sigmoid_(self) -> Tensor:
+        return self._assign_inplace("sigmoid_", self.sigmoid())
+
+    def tanh_(self) -> Tensor:
+        return self._assign_inplace("tanh_", self.tanh())
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._assign_inplace("pow_", self ** exponent)
+
+    def floor_(self) -> Tensor:
+        return self._assign_inplace("floor_", self.floor())
+
+    def round_(self, decimals: int = 0) -> Tensor:
+        return self._assign_inplace("round_", self.round(decimals))
+
     # layout, formatting
     def contiguous(self, memory_format: Any = None) -> Tensor:
         return self if self._data.flags.c_contiguous else self.clone()

@@ -1,5 +1,6 @@
 """`tt.accelerator` (PyTorch 2.6+): which accelerator this machine has, honestly — CUDA
 through cupy when a GPU is usable, otherwise none."""
+
 from __future__ import annotations
 
 from .device import Device, _probe_cupy

@@ -174,6 +174,43 @@ def allclose(input: Tensor, other: Any, rtol: float = 1e-05, atol: float = 1e-08
     return input.allclose(other, rtol, atol, equal_nan)
 
 
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """`data` itself when it is already a tensor of that dtype and device, else a new tensor."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype) if (device is not None or dtype is not None) else data
+    return tensor(data, dtype=dtype, device=device)
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.is_floating_point()
+
+
+def lerp(input: Tensor, end: Any, weight: Any) -> Tensor:
+    return input.lerp(end, weight)
+
+
+def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    return input.addmm(mat1, mat2, beta=beta, alpha=alpha)
+
+
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+    return input.masked_select(mask)
+
+
+def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
+    return input.unflatten(dim, sizes)
+
+
+def std_mean(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+             correction: int | None = None) -> tuple[Tensor, Tensor]:
+    return input.std(dim, unbiased, keepdim, correction=correction), input.mean(dim, keepdim)
+
+
+def var_mean(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+             correction: int | None = None) -> tuple[Tensor, Tensor]:
+    return input.var(dim, unbiased, keepdim, correction=correction), input.mean(dim, keepdim)
+
+
 def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     return input.roll(shifts, dims)
 
@@ -228,5 +265,6 @@ for _n in _METHODS:
 __all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", "cat", "concat", "concatenate", "stack",
            "add_n", "one_hot", "gather", "index_select", "clamp", "clip", "var", "std", "flip", "squeeze",
            "equal", "clamp_min", "clamp_max", "numel", "add", "sub", "subtract", "div", "divide", "mul",
-           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", "roll", "bernoulli",
+           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", "roll", "bernoulli", "as_tensor",
+           "is_floating_point", "lerp", "addmm", "masked_select", "unflatten", "std_mean", "var_mean",
            "multinomial", "normal", *_METHODS]

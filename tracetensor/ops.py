@@ -2403,3 +2403,25 @@ def lbfgs_update(xp, p, d, *, t):
     """One L-BFGS move of a parameter: p += t * d (d: its slice of the search direction)."""
     p += t * d.reshape(p.shape).astype(p.dtype, copy=False)
     return p
+
+
+# ----------------------------------------------------------------- torch-compat: average pooling (NCHW)
+
+@register("avg_pool2d", tf="AvgPool", cost=_in_cost(1))
+def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
+    """The mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
+    kh, kw = _pair(kernel_size)
+    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
+    return cols.mean(axis=2)
+
+
+@avg_pool2d.defvjp
+def _(ctx, g):
+    x = ctx.args[0]
+    kh, kw = _pair(ctx.attrs["kernel_size"])
+    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
+    pd = _pair(ctx.attrs.get("padding", 0))
+    gcols = ctx.xp.broadcast_to(ctx.xp.expand_dims(g / (kh * kw), 2), (*g.shape[:2], kh * kw, *g.shape[2:]))
+    return (_unwindow(ctx.xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3]),)

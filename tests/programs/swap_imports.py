@@ -10,6 +10,7 @@ call (unless loaded with load_state_dict before), to values drawn from a numpy g
 seeded by the parameter's name and shape: both libraries then start from the same weights
 whatever their own random number generators do.
 """
+
 from __future__ import annotations
 
 import importlib

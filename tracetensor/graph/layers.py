@@ -196,16 +196,9 @@ def dense(
     d_in = x._dims[-1]
     lname = _layer_name(name, "dense", reuse)
     with variable_scope(lname, reuse=reuse):
-        kernel = get_variable("kernel", [d_in, units], x.dtype,
-                              _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
-        _regularize(kernel_regularizer, kernel)
+        kernel = _kernel([d_in, units], x.dtype, kernel_initializer, kernel_regularizer, trainable)
         y = matmul(x, kernel, name="MatMul" if len(x._dims) == 2 else "Tensordot")  # any leading dimensions
-        if use_bias:
-            bias = get_variable("bias", [units], x.dtype, _init(bias_initializer, zeros_initializer()),
-                                trainable=trainable)
-            _regularize(bias_regularizer, bias)
-            y = add(y, bias, name="BiasAdd")
-        return activation(y) if activation is not None else y
+        return _bias_activation(y, use_bias, units, bias_initializer, bias_regularizer, trainable, activation)
 
 
 def _regularize(reg: Any, var: Tensor) -> None:
@@ -213,6 +206,25 @@ def _regularize(reg: Any, var: Tensor) -> None:
         loss = reg(var)
         if loss is not None:
             var.graph.add_to_collection("regularization_losses", loss)
+
+
+def _kernel(shape: list[Any], dtype: Any, initializer: Any, regularizer: Any, trainable: bool) -> Tensor:
+    """A layer's `kernel` variable (Glorot uniform unless told), its regularization loss noted."""
+    kernel = get_variable("kernel", shape, dtype, _init(initializer, glorot_uniform_initializer()),
+                          trainable=trainable)
+    _regularize(regularizer, kernel)
+    return kernel
+
+
+def _bias_activation(y: Tensor, use_bias: bool, units: int, initializer: Any, regularizer: Any, trainable: bool,
+                     activation: Any, channels_first: bool = False) -> Tensor:
+    """The end of dense and the convolutions: `+ bias` (a `bias` variable, zeros unless told,
+    over the channel axis) when `use_bias`, then `activation` if any."""
+    if use_bias:
+        bias = get_variable("bias", [units], y.dtype, _init(initializer, zeros_initializer()), trainable=trainable)
+        _regularize(regularizer, bias)
+        y = add(y, reshape(bias, [units, 1, 1]) if channels_first else bias, name="BiasAdd")
+    return activation(y) if activation is not None else y
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -256,17 +268,11 @@ def conv2d(
     kh, kw = _pair(kernel_size)
     lname = _layer_name(name, "conv2d", reuse)
     with variable_scope(lname, reuse=reuse):
-        kernel = get_variable("kernel", [kh, kw, x._dims[c_axis], filters], x.dtype,
-                              _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
-        _regularize(kernel_regularizer, kernel)
+        kernel = _kernel([kh, kw, x._dims[c_axis], filters], x.dtype, kernel_initializer, kernel_regularizer, trainable)
         y = _conv2d(x, kernel, strides=_pair(strides), padding=padding.upper(), data_format=fmt,
                     dilations=_pair(dilation_rate))
-        if use_bias:
-            bias = get_variable("bias", [filters], x.dtype, _init(bias_initializer, zeros_initializer()),
-                                trainable=trainable)
-            _regularize(bias_regularizer, bias)
-            y = add(y, bias if fmt == "NHWC" else reshape(bias, [filters, 1, 1]), name="BiasAdd")
-        return activation(y) if activation is not None else y
+        return _bias_activation(y, use_bias, filters, bias_initializer, bias_regularizer, trainable, activation,
+                                channels_first=fmt == "NCHW")
 
 
 def conv2d_transpose(
@@ -309,18 +315,12 @@ def conv2d_transpose(
         oh, ow = (h - 1) * sh + kh, (w - 1) * sw + kw
     lname = _layer_name(name, "conv2d_transpose", reuse)
     with variable_scope(lname, reuse=reuse):
-        kernel = get_variable("kernel", [kh, kw, filters, x._dims[c_ax]], x.dtype,
-                              _init(kernel_initializer, glorot_uniform_initializer()), trainable=trainable)
-        _regularize(kernel_regularizer, kernel)
+        kernel = _kernel([kh, kw, filters, x._dims[c_ax]], x.dtype, kernel_initializer, kernel_regularizer, trainable)
         batch = x._dims[0] if x._dims[0] is not None else strided_slice(shape(x), 0)
         out_shape = [batch, oh, ow, filters] if fmt == "NHWC" else [batch, filters, oh, ow]
         y = _conv_t(x, kernel, out_shape, (sh, sw), padding.upper(), data_format=fmt)
-        if use_bias:
-            bias = get_variable("bias", [filters], x.dtype, _init(bias_initializer, zeros_initializer()),
-                                trainable=trainable)
-            _regularize(bias_regularizer, bias)
-            y = add(y, bias if fmt == "NHWC" else reshape(bias, [filters, 1, 1]), name="BiasAdd")
-        return activation(y) if activation is not None else y
+        return _bias_activation(y, use_bias, filters, bias_initializer, bias_regularizer, trainable, activation,
+                                channels_first=fmt == "NCHW")
 
 
 def max_pooling2d(inputs: Any, pool_size: Any, strides: Any, padding: str = "valid",

@@ -128,15 +128,10 @@ class RNNCell:
         raise NotImplementedError
 
 
-class BasicRNNCell(RNNCell):
-    """h' = activation(concat([x, h]) @ kernel + bias)."""
+class _UnitsCell(RNNCell):
+    """A cell whose state and output are both one tensor of `num_units` (RNN, GRU)."""
 
-    _base = "basic_rnn_cell"
-
-    def __init__(self, num_units: int, activation: Any = None, reuse: Any = None, name: str | None = None,
-                 dtype: Any = None) -> None:
-        super().__init__(reuse, name, dtype)
-        self._units, self._act = int(num_units), activation or tanh
+    _units: int
 
     @property
     def state_size(self) -> int:
@@ -145,6 +140,17 @@ class BasicRNNCell(RNNCell):
     @property
     def output_size(self) -> int:
         return self._units
+
+
+class BasicRNNCell(_UnitsCell):
+    """h' = activation(concat([x, h]) @ kernel + bias)."""
+
+    _base = "basic_rnn_cell"
+
+    def __init__(self, num_units: int, activation: Any = None, reuse: Any = None, name: str | None = None,
+                 dtype: Any = None) -> None:
+        super().__init__(reuse, name, dtype)
+        self._units, self._act = int(num_units), activation or tanh
 
     def build(self, input_depth: int, dtype: Any) -> None:
         self._kernel = self._get("kernel", [input_depth + self._units, self._units], dtype)
@@ -250,7 +256,7 @@ class LSTMCell(BasicLSTMCell):
         return new_c, h
 
 
-class GRUCell(RNNCell):
+class GRUCell(_UnitsCell):
     """TF's GRU: r, u = sigmoid(concat([x, h]) @ gates/kernel + gates/bias (starting at 1));
     c = act(concat([x, r * h]) @ candidate/kernel + candidate/bias); h' = u * h + (1 - u) * c."""
 
@@ -261,14 +267,6 @@ class GRUCell(RNNCell):
         super().__init__(reuse, name, dtype)
         self._units, self._act = int(num_units), activation or tanh
         self._kinit, self._binit = kernel_initializer, bias_initializer
-
-    @property
-    def state_size(self) -> int:
-        return self._units
-
-    @property
-    def output_size(self) -> int:
-        return self._units
 
     def build(self, input_depth: int, dtype: Any) -> None:
         n = self._units

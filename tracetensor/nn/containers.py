@@ -1,5 +1,6 @@
 """`ModuleDict`, `ParameterList` and `ParameterDict`: containers whose entries the parent
 module registers (so `parameters()`, `state_dict()` and `.to()` see them), as in PyTorch."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping

@@ -142,6 +142,26 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return apply(_R["max_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
+def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: Any = None) -> Tensor:
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError("avg_pool2d: only ceil_mode=False, count_include_pad=True and no divisor_override "
+                                  "are supported by tracetensor")
+    return apply(_R["avg_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
+    """Average pooling to a given (H, W); sizes that divide the input's (global pooling: 1)."""
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    h, w = input.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise ShapeError("adaptive_avg_pool2d", f"output size ({oh}, {ow}) must divide the input size ({h}, {w}) "
+                         "in tracetensor", frame=user_frame())
+    k = (h // oh, w // ow)
+    return avg_pool2d(input, k, k)
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zeroes each element with probability p and scales the rest by 1/(1-p) while training:
     a multiplication by a mask drawn here (so the op stream shows one `mul`)."""
@@ -258,4 +278,74 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
-__all__ += ["scaled_dot_product_attention"]
+__all__ += ["scaled_dot_product_attention", "avg_pool2d", "adaptive_avg_pool2d"]
+
+
+# ----------------------------------------------------------------- more of torch.nn.functional, composed
+# from registered ops (each step an event)
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    return input.clamp(min_val, max_val)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.clamp(0.0, 6.0)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return -softplus(-input)
+
+
+def softsign(input: Tensor) -> Tensor:
+    return input / (input.abs() + 1)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    return input * softplus(input).tanh()
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    a, b = input.chunk(2, dim)
+    return a * b.sigmoid()
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    w = weight.reshape(-1, *([1] * (input.ndim - 2))) if input.ndim > 1 and weight.numel() > 1 else weight
+    return where(input >= 0, input, input * w)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1 . x2 / (max(|x1|, eps) * max(|x2|, eps)) along `dim`."""
+    return (x1 * x2).sum(dim) / (x1.norm(dim=dim).clamp_min(eps) * x2.norm(dim=dim).clamp_min(eps))
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    d = (input - target).abs()
+    return _reduce(where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """target * (log target - input) pointwise (input holds log-probabilities); 0 where target is 0."""
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        safe = where(target > 0, target, target * 0 + 1)
+        loss = where(target > 0, target * (safe.log() - input), target * 0)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    return _reduce(loss, reduction)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zeroes whole channels (N, C, ...) with probability p, scaling the rest by 1/(1-p)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    if not training or p == 0:
+        return input
+    keep = (rand(input.shape[:2] + (1,) * (input.ndim - 2), dtype=input.dtype, device=input.device) >= p)
+    return input * (keep.type(input.dtype) * (1 / (1 - p)))
+
+
+__all__ += ["hardtanh", "relu6", "logsigmoid", "softsign", "mish", "glu", "prelu", "cosine_similarity", "huber_loss",
+            "kl_div", "dropout2d"]

@@ -2,6 +2,7 @@
 shapes, gate order and init (so state_dicts load both ways). They are built from registered
 ops (linear, slices, sigmoid/tanh, stack), so every step of every layer emits its events and
 gradients flow through time by the ordinary autograd engine."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ from .utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-def _rnn_step(mode: str, xp: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
-              b_hh: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def _rnn_step(
+    mode: str, xp: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
     """One time step, given the input projection xp = x W_ih^T + b_ih (PyTorch's formulas and
     gate order: LSTM i, f, g, o; GRU r, z, n)."""
     hp = F.linear(h, w_hh, b_hh)
@@ -38,6 +40,7 @@ def _rnn_step(mode: str, xp: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
 
 
 # ----------------------------------------------------------------- cells
+
 
 class _CellBase(Module):
     _mode = "RNN_TANH"
@@ -62,11 +65,13 @@ class _CellBase(Module):
 
     def _prepare(self, x: Tensor, hx: Any) -> tuple[Tensor, bool]:
         if x.ndim not in (1, 2):
-            raise ShapeError(type(self).__name__, f"expected input to be 1-D or 2-D, got {x.ndim}-D "
-                             f"of shape {tuple(x.shape)}")
+            raise ShapeError(
+                type(self).__name__, f"expected input to be 1-D or 2-D, got {x.ndim}-D of shape {tuple(x.shape)}"
+            )
         if x.shape[-1] != self.input_size:
-            raise ShapeError(type(self).__name__, f"input has {x.shape[-1]} features, expected "
-                             f"input_size={self.input_size}")
+            raise ShapeError(
+                type(self).__name__, f"input has {x.shape[-1]} features, expected input_size={self.input_size}"
+            )
         batched = x.ndim == 2
         return (x if batched else x.unsqueeze(0)), batched
 
@@ -90,13 +95,13 @@ class RNNCell(_CellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, batched = self._prepare(input, hx)
         h = self._zeros(x) if hx is None else (hx if batched else hx.unsqueeze(0))
-        h, _ = _rnn_step(self._mode, F.linear(x, self.weight_ih, self.bias_ih), h, None, self.weight_hh,
-                         self.bias_hh)
+        h, _ = _rnn_step(self._mode, F.linear(x, self.weight_ih, self.bias_ih), h, None, self.weight_hh, self.bias_hh)
         return h if batched else h.squeeze(0)
 
 
 class LSTMCell(_CellBase):
     """(h', c') from (x, (h, c)), PyTorch's gate order i, f, g, o."""
+
     _mode = "LSTM"
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -111,6 +116,7 @@ class LSTMCell(_CellBase):
 
 class GRUCell(_CellBase):
     """h' from (x, h), PyTorch's gate order r, z, n."""
+
     _mode = "GRU"
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
@@ -122,15 +128,27 @@ class GRUCell(_CellBase):
 
 # ----------------------------------------------------------------- multi-layer, over sequences
 
+
 class RNNBase(Module):
     """Shared by RNN, LSTM and GRU: parameters `weight_ih_l{k}[_reverse]` etc., inputs (L, N, H_in)
     or (N, L, H_in) with batch_first or unbatched (L, H_in); returns (output, h_n) — for LSTM
     (output, (h_n, c_n)). A PackedSequence input gives a PackedSequence output and each
     sequence's own last state in h_n. LSTM proj_size is not supported."""
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         if proj_size:
             raise NotImplementedError("LSTM proj_size is not supported by tracetensor")
@@ -165,15 +183,19 @@ class RNNBase(Module):
     def all_weights(self) -> list[list[Parameter]]:
         k = 4 if self.bias else 2
         ws = [getattr(self, n) for n in self._flat_weights_names]
-        return [ws[i:i + k] for i in range(0, len(ws), k)]
+        return [ws[i : i + k] for i in range(0, len(ws), k)]
 
     def flatten_parameters(self) -> None:
         """Accepted for cuDNN-era scripts; there is nothing to flatten."""
 
     def _weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        return (getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx),
-                getattr(self, "bias_ih" + sfx, None), getattr(self, "bias_hh" + sfx, None))
+        return (
+            getattr(self, "weight_ih" + sfx),
+            getattr(self, "weight_hh" + sfx),
+            getattr(self, "bias_ih" + sfx, None),
+            getattr(self, "bias_hh" + sfx, None),
+        )
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
         name = type(self).__name__
@@ -185,11 +207,13 @@ class RNNBase(Module):
         if not isinstance(input, Tensor):
             raise TypeError(f"{name} takes a tensor or a PackedSequence, got {type(input).__name__}")
         if input.ndim not in (2, 3):
-            raise ShapeError(name, f"expected input to be 2-D (unbatched) or 3-D, got {input.ndim}-D of shape "
-                             f"{tuple(input.shape)}")
+            raise ShapeError(
+                name, f"expected input to be 2-D (unbatched) or 3-D, got {input.ndim}-D of shape {tuple(input.shape)}"
+            )
         if input.shape[-1] != self.input_size:
-            raise ShapeError(name, f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                             f"got {input.shape[-1]}")
+            raise ShapeError(
+                name, f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}"
+            )
         batched = input.ndim == 3
         x = input if batched else input.unsqueeze(1)
         if batched and self.batch_first:
@@ -199,7 +223,7 @@ class RNNBase(Module):
         lstm = self.mode == "LSTM"
         h0 = c0 = None
         if hx is not None:
-            h0, c0 = (hx if lstm else (hx, None))
+            h0, c0 = hx if lstm else (hx, None)
             if not batched:
                 h0 = h0.unsqueeze(1)
                 c0 = c0.unsqueeze(1) if c0 is not None else None
@@ -210,8 +234,10 @@ class RNNBase(Module):
         masks = None
         if lengths is not None:
             steps_left = lengths.numpy()
-            masks = [Tensor._make(x.device.xp.asarray((steps_left > t).astype(x._data.dtype)[:, None]), x.device)
-                     for t in range(seq)]
+            masks = [
+                Tensor._make(x.device.xp.asarray((steps_left > t).astype(x._data.dtype)[:, None]), x.device)
+                for t in range(seq)
+            ]
         h_n, c_n = [], []
         layer_in = x
         for layer in range(self.num_layers):
@@ -253,8 +279,11 @@ class RNNBase(Module):
             cn = cn.squeeze(1) if cn is not None else None
         if packed:
             out = pack_padded_sequence(out, lengths, batch_first=self.batch_first, enforce_sorted=False)
-            out = out._replace(sorted_indices=seq_in.sorted_indices, unsorted_indices=seq_in.unsorted_indices) \
-                if seq_in.sorted_indices is not None else out._replace(sorted_indices=None, unsorted_indices=None)
+            out = (
+                out._replace(sorted_indices=seq_in.sorted_indices, unsorted_indices=seq_in.unsorted_indices)
+                if seq_in.sorted_indices is not None
+                else out._replace(sorted_indices=None, unsorted_indices=None)
+            )
         return out, ((hn, cn) if lstm else hn)
 
     def extra_repr(self) -> str:
@@ -275,30 +304,90 @@ class RNNBase(Module):
 class RNN(RNNBase):
     """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu)."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size,
-                         num_layers, bias, batch_first, dropout, bidirectional, device=device, dtype=dtype)
+        super().__init__(
+            "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
         self.nonlinearity = nonlinearity
 
 
 class LSTM(RNNBase):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device: Any = None, dtype: Any = None) -> None:
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, device, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+        )
 
 
 class GRU(RNNBase):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: Any = None, dtype: Any = None) -> None:
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
 
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNNBase", "RNN", "LSTM", "GRU"]

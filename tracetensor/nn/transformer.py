@@ -1,6 +1,7 @@
 """`nn.MultiheadAttention`, `nn.TransformerEncoderLayer`, `nn.TransformerEncoder` and
 `F.scaled_dot_product_attention`, with PyTorch's parameter names (`in_proj_weight`,
 `out_proj`, `linear1`, `norm1` ...), defaults and mask conventions, built from registered ops."""
+
 from __future__ import annotations
 
 import copy
@@ -26,9 +27,16 @@ def _additive(mask: Tensor | None, like: Tensor) -> Tensor | None:
     return mask
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
-                                 enable_gqa: bool = False) -> Tensor:
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
     """softmax(q k^T * scale + mask) v over the last two dimensions. A bool attn_mask marks
     the positions that MAY attend (True), as in PyTorch's SDPA."""
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -49,15 +57,28 @@ class MultiheadAttention(Module):
     """PyTorch's MultiheadAttention (packed in_proj for equal q/k/v sizes; bias, dropout,
     batch_first, key_padding_mask and attn_mask as bool or additive float masks)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
-                 vdim: int | None = None, batch_first: bool = False, device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if add_bias_kv or add_zero_attn or (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)):
-            raise NotImplementedError("MultiheadAttention: add_bias_kv, add_zero_attn and kdim/vdim other than "
-                                      "embed_dim are not supported by tracetensor")
+            raise NotImplementedError(
+                "MultiheadAttention: add_bias_kv, add_zero_attn and kdim/vdim other than "
+                "embed_dim are not supported by tracetensor"
+            )
         self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
         self.head_dim = embed_dim // num_heads
         self.in_proj_weight = Parameter(zeros(3 * embed_dim, embed_dim, dtype=dtype, device=device))
@@ -70,9 +91,17 @@ class MultiheadAttention(Module):
         if bias:
             init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
-                need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
         batched = query.ndim == 3
         if not batched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
@@ -82,12 +111,13 @@ class MultiheadAttention(Module):
         L, N, E = query.shape
         S = key.shape[0]
         if E != self.embed_dim:
-            raise ShapeError("MultiheadAttention", f"was expecting embedding dimension of {self.embed_dim}, "
-                             f"but got {E}")
+            raise ShapeError(
+                "MultiheadAttention", f"was expecting embedding dimension of {self.embed_dim}, but got {E}"
+            )
         H, hd = self.num_heads, self.head_dim
         w, b = self.in_proj_weight, self.in_proj_bias
-        wq, wk, wv = w[:E], w[E:2 * E], w[2 * E:]
-        bq, bk, bv = (b[:E], b[E:2 * E], b[2 * E:]) if b is not None else (None, None, None)
+        wq, wk, wv = w[:E], w[E : 2 * E], w[2 * E :]
+        bq, bk, bv = (b[:E], b[E : 2 * E], b[2 * E :]) if b is not None else (None, None, None)
         q = F.linear(query, wq, bq).reshape(L, N * H, hd).transpose(0, 1)
         k = F.linear(key, wk, bk).reshape(S, N * H, hd).transpose(0, 1)
         v = F.linear(value, wv, bv).reshape(S, N * H, hd).transpose(0, 1)
@@ -119,10 +149,20 @@ class TransformerEncoderLayer(Module):
     """Self-attention then a feed-forward block, each with a residual and LayerNorm (post-norm,
     or pre-norm with norm_first), PyTorch's defaults (dim_feedforward=2048, dropout=0.1, relu)."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable[[Tensor], Tensor] = "relu",
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
@@ -139,8 +179,13 @@ class TransformerEncoderLayer(Module):
             activation = F.relu if activation == "relu" else F.gelu
         self.activation = activation
 
-    def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
-                is_causal: bool = False) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor | None = None,
+        src_key_padding_mask: Tensor | None = None,
+        is_causal: bool = False,
+    ) -> Tensor:
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask)
@@ -161,15 +206,26 @@ class TransformerEncoderLayer(Module):
 class TransformerEncoder(Module):
     """`num_layers` copies of an encoder layer, then an optional norm."""
 
-    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
-                 enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
+    def __init__(
+        self,
+        encoder_layer: TransformerEncoderLayer,
+        num_layers: int,
+        norm: Module | None = None,
+        enable_nested_tensor: bool = True,
+        mask_check: bool = True,
+    ) -> None:
         super().__init__()
         self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
         self.num_layers = num_layers
         self.norm = norm
 
-    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
-                is_causal: bool | None = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        mask: Tensor | None = None,
+        src_key_padding_mask: Tensor | None = None,
+        is_causal: bool | None = None,
+    ) -> Tensor:
         out = src
         for mod in self.layers:
             out = mod(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask)
@@ -183,7 +239,8 @@ class TransformerEncoder(Module):
 def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Tensor:
     """The causal mask: -inf above the diagonal, 0 elsewhere (float)."""
     return zeros(sz, sz, dtype=dtype, device=device).masked_fill(
-        ones(sz, sz, dtype=dtypes.bool, device=device).triu(1), float("-inf"))
+        ones(sz, sz, dtype=dtypes.bool, device=device).triu(1), float("-inf")
+    )
 
 
 class Transformer(Module):
@@ -191,11 +248,18 @@ class Transformer(Module):
     the encoder-decoder model itself is not provided."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("nn.Transformer (encoder-decoder) is not supported by tracetensor; "
-                                  "nn.TransformerEncoder and nn.MultiheadAttention are")
+        raise NotImplementedError(
+            "nn.Transformer (encoder-decoder) is not supported by tracetensor; "
+            "nn.TransformerEncoder and nn.MultiheadAttention are"
+        )
 
     generate_square_subsequent_mask = staticmethod(generate_square_subsequent_mask)
 
 
-__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "Transformer",
-           "scaled_dot_product_attention"]
+__all__ = [
+    "MultiheadAttention",
+    "TransformerEncoderLayer",
+    "TransformerEncoder",
+    "Transformer",
+    "scaled_dot_product_attention",
+]

@@ -1,4 +1,5 @@
 """`tracetensor.utils.data`, laid out as `torch.utils.data`: datasets, samplers and the DataLoader."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,10 +23,26 @@ from .sampler import (
     WeightedRandomSampler,
 )
 
-__all__ = ["DataLoader", "Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "ChainDataset",
-           "Subset", "random_split", "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
-           "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-           "BatchSampler"]
+__all__ = [
+    "DataLoader",
+    "Dataset",
+    "IterableDataset",
+    "TensorDataset",
+    "ConcatDataset",
+    "ChainDataset",
+    "Subset",
+    "random_split",
+    "default_collate",
+    "default_convert",
+    "get_worker_info",
+    "WorkerInfo",
+    "Sampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+    "BatchSampler",
+]
 
 
 def __getattr__(name: str) -> Any:

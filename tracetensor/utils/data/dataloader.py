@@ -4,6 +4,7 @@
 the event stream stay in one process, so a debugger sees worker ops too); batches still
 come out in sampler order, and each worker gets `worker_init_fn(id)` and `get_worker_info()`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,8 +30,11 @@ def default_convert(data: Any) -> Any:
     if isinstance(data, np.ndarray) and data.dtype.kind not in "USO":
         return tensor(data)
     if isinstance(data, cabc.Mapping):
-        return type(data)({k: default_convert(v) for k, v in data.items()}) if not isinstance(
-            data, dict) or type(data) is dict else {k: default_convert(v) for k, v in data.items()}
+        return (
+            type(data)({k: default_convert(v) for k, v in data.items()})
+            if not isinstance(data, dict) or type(data) is dict
+            else {k: default_convert(v) for k, v in data.items()}
+        )
     if isinstance(data, tuple) and hasattr(data, "_fields"):
         return type(data)(*(default_convert(d) for d in data))
     if isinstance(data, (list, tuple)):
@@ -72,11 +76,14 @@ def default_collate(batch: list[Any]) -> Any:
         if any(len(b) != n for b in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
         return [default_collate(list(s)) for s in zip(*batch)]
-    raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
-                    f"found {type(elem).__name__}")
+    raise TypeError(
+        f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
+        f"found {type(elem).__name__}"
+    )
 
 
 # ---------------------------------------------------------------- workers
+
 
 class WorkerInfo(NamedTuple):
     id: int
@@ -102,23 +109,39 @@ class _InfiniteConstantSampler(Sampler):
 
 # ---------------------------------------------------------------- the loader
 
+
 class DataLoader:
     """Iterates over `dataset` in batches (PyTorch's arguments; `pin_memory`, `timeout`,
     `multiprocessing_context` and `persistent_workers` are accepted and have no effect)."""
 
-    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
-                 sampler: Sampler | Iterable | None = None, batch_sampler: Sampler | Iterable | None = None,
-                 num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None,
-                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
-                 worker_init_fn: Callable[[int], None] | None = None, multiprocessing_context: Any = None,
-                 generator: Generator | None = None, *, prefetch_factor: int | None = None,
-                 persistent_workers: bool = False, pin_memory_device: str = "", in_order: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Sampler | Iterable | None = None,
+        batch_sampler: Sampler | Iterable | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[list], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context: Any = None,
+        generator: Generator | None = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+    ) -> None:
         if num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
-                             "multiprocessing.")
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
         if prefetch_factor is not None and num_workers == 0:
-            raise ValueError("prefetch_factor option could only be specified in multiprocessing. Let "
-                             "num_workers > 0 to enable multiprocessing.")
+            raise ValueError(
+                "prefetch_factor option could only be specified in multiprocessing. Let "
+                "num_workers > 0 to enable multiprocessing."
+            )
         self.dataset, self.num_workers, self.generator = dataset, num_workers, generator
         self.prefetch_factor = 2 if prefetch_factor is None and num_workers else prefetch_factor
         self.worker_init_fn, self.timeout, self.pin_memory = worker_init_fn, timeout, pin_memory
@@ -126,20 +149,22 @@ class DataLoader:
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
             if shuffle:
-                raise ValueError(f"DataLoader with IterableDataset: expected unspecified shuffle option, but "
-                                 f"got shuffle={shuffle}")
+                raise ValueError(
+                    f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}"
+                )
             if sampler is not None or batch_sampler is not None:
-                raise ValueError("DataLoader with IterableDataset: expected unspecified sampler and "
-                                 "batch_sampler options")
+                raise ValueError(
+                    "DataLoader with IterableDataset: expected unspecified sampler and batch_sampler options"
+                )
             sampler = _InfiniteConstantSampler()
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, "
-                                 "and drop_last")
+                raise ValueError(
+                    "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last"
+                )
             batch_size, drop_last = None, False
         elif batch_size is None and drop_last:
-            raise ValueError("batch_size=None option disables auto-batching and is mutually exclusive with "
-                             "drop_last")
+            raise ValueError("batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
         if sampler is None:
             sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         elif shuffle:
@@ -184,7 +209,7 @@ class DataLoader:
             yield self._fetch(index)
 
     def _seeds(self) -> int:
-        return int(rng_of(self._base_rng).integers(0, 2 ** 62))
+        return int(rng_of(self._base_rng).integers(0, 2**62))
 
     def _init_worker(self, counter: Iterator[int], base_seed: int, dataset: Any) -> None:
         wid = next(counter)
@@ -194,9 +219,12 @@ class DataLoader:
 
     def _iter_map_workers(self) -> Iterator[Any]:
         base = self._seeds()
-        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="DataLoader-worker",
-                                  initializer=self._init_worker,
-                                  initargs=(iter(range(self.num_workers)), base, self.dataset))
+        pool = ThreadPoolExecutor(
+            self.num_workers,
+            thread_name_prefix="DataLoader-worker",
+            initializer=self._init_worker,
+            initargs=(iter(range(self.num_workers)), base, self.dataset),
+        )
         pending: collections.deque[Future] = collections.deque()
         depth = self.num_workers * (self.prefetch_factor or 2)
         indices = self._indices()
@@ -254,8 +282,10 @@ class DataLoader:
             except BaseException as e:  # handed to the main thread, which raises it
                 q.put((False, e))
 
-        threads = [threading.Thread(target=work, args=(w,), daemon=True, name=f"DataLoader-worker-{w}")
-                   for w in range(self.num_workers)]
+        threads = [
+            threading.Thread(target=work, args=(w,), daemon=True, name=f"DataLoader-worker-{w}")
+            for w in range(self.num_workers)
+        ]
         for t in threads:
             t.start()
         live = list(range(self.num_workers))
@@ -271,7 +301,6 @@ class DataLoader:
                         yield b
         finally:
             stop.set()
-
 
 
 __all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo"]

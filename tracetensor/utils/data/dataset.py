@@ -1,5 +1,6 @@
 """Datasets with PyTorch's names: map-style `Dataset` (`__getitem__`/`__len__`), `IterableDataset`,
 `TensorDataset`, `ConcatDataset`, `Subset`, and `random_split` by lengths or fractions."""
+
 from __future__ import annotations
 
 import bisect
@@ -42,8 +43,7 @@ class TensorDataset(Dataset[tuple[Tensor, ...]]):
         n = tensors[0].shape[0]
         for i, t in enumerate(tensors):
             if t.shape[0] != n:
-                raise ValueError(f"Size mismatch between tensors: tensor 0 has {n} rows, tensor {i} has "
-                                 f"{t.shape[0]}")
+                raise ValueError(f"Size mismatch between tensors: tensor 0 has {n} rows, tensor {i} has {t.shape[0]}")
         self.tensors = tensors
 
     def __getitem__(self, index: int) -> tuple[Tensor, ...]:
@@ -121,15 +121,13 @@ def random_split(dataset: Dataset[T], lengths: Sequence[int | float], generator:
             counts[i % len(counts)] += 1
         lengths = counts
     if sum(lengths) != n:
-        raise ValueError(f"Sum of input lengths ({sum(lengths)}) does not equal the length of the input "
-                         f"dataset ({n})")
+        raise ValueError(f"Sum of input lengths ({sum(lengths)}) does not equal the length of the input dataset ({n})")
     perm = randperm(n, generator=generator).tolist()
     out, start = [], 0
     for k in lengths:
-        out.append(Subset(dataset, perm[start:start + int(k)]))
+        out.append(Subset(dataset, perm[start : start + int(k)]))
         start += int(k)
     return out
 
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "ChainDataset", "Subset",
-           "random_split"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "ChainDataset", "Subset", "random_split"]

@@ -1,4 +1,5 @@
 """Samplers: which dataset indices a DataLoader reads, and in what order (PyTorch's names)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence, Sized
@@ -36,14 +37,19 @@ def _epoch_rng(generator: Generator | None) -> np.random.Generator:
     PyTorch: `tt.manual_seed` makes shuffling reproducible."""
     if generator is not None:
         return rng_of(generator)
-    return np.random.default_rng(int(rng_of(None).integers(0, 2 ** 63 - 1)))
+    return np.random.default_rng(int(rng_of(None).integers(0, 2**63 - 1)))
 
 
 class RandomSampler(Sampler):
     """A random permutation each epoch, or `num_samples` draws with replacement."""
 
-    def __init__(self, data_source: Sized, replacement: bool = False, num_samples: int | None = None,
-                 generator: Generator | None = None) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: Generator | None = None,
+    ) -> None:
         self.data_source, self.replacement, self._num_samples = data_source, replacement, num_samples
         self.generator = generator
         if num_samples is not None and int(num_samples) <= 0:
@@ -83,8 +89,13 @@ class SubsetRandomSampler(Sampler):
 class WeightedRandomSampler(Sampler):
     """`num_samples` indices drawn with probabilities proportional to `weights`."""
 
-    def __init__(self, weights: Sequence[float] | Tensor, num_samples: int, replacement: bool = True,
-                 generator: Generator | None = None) -> None:
+    def __init__(
+        self,
+        weights: Sequence[float] | Tensor,
+        num_samples: int,
+        replacement: bool = True,
+        generator: Generator | None = None,
+    ) -> None:
         w = np.asarray(weights._data if isinstance(weights, Tensor) else weights, dtype=np.float64)
         if w.ndim != 1 or (w < 0).any() or not w.sum() > 0:
             raise ValueError("weights should be a 1-D sequence of non-negative numbers with a positive sum")
@@ -95,8 +106,9 @@ class WeightedRandomSampler(Sampler):
 
     def __iter__(self) -> Iterator[int]:
         rng = _epoch_rng(self.generator)
-        idx = rng.choice(len(self.weights), self.num_samples, replace=self.replacement,
-                         p=self.weights / self.weights.sum())
+        idx = rng.choice(
+            len(self.weights), self.num_samples, replace=self.replacement, p=self.weights / self.weights.sum()
+        )
         return iter(idx.tolist())
 
     def __len__(self) -> int:
@@ -126,5 +138,11 @@ class BatchSampler(Sampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-           "BatchSampler"]
+__all__ = [
+    "Sampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+    "BatchSampler",
+]

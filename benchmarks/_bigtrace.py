@@ -7,6 +7,7 @@ real recording of two steps (a healthy one and the NaN one): their events, with 
 seqs, runs and times, are written once per step through the trace writer, as the recorder
 would have written them. `make(path, events)` returns (path, the culprit's run) and reuses
 a file it made before."""
+
 from __future__ import annotations
 
 import json
@@ -63,10 +64,29 @@ def make(path: str, events: int = 1_000_000, *, nan_share: float = 0.9) -> tuple
             base = src[0].start_ns
             batch.append(ev.RunStart(run, "eager", "step", "step", (), (), None, t, tid))
             for e in src:
-                batch.append(ev.OpEvent(seq, run, e.mode, e.phase, e.op, e.name, e.inputs, e.outputs,
-                                        t + e.start_ns - base, t + e.end_ns - base, tid, e.device, e.flops,
-                                        e.forward, e.grad_of, e.iteration, e.stack, e.summaries,
-                                        e.input_summaries))
+                batch.append(
+                    ev.OpEvent(
+                        seq,
+                        run,
+                        e.mode,
+                        e.phase,
+                        e.op,
+                        e.name,
+                        e.inputs,
+                        e.outputs,
+                        t + e.start_ns - base,
+                        t + e.end_ns - base,
+                        tid,
+                        e.device,
+                        e.flops,
+                        e.forward,
+                        e.grad_of,
+                        e.iteration,
+                        e.stack,
+                        e.summaries,
+                        e.input_summaries,
+                    )
+                )
                 seq += 1
             t += src[-1].end_ns - base + 1000
             loss = float("nan") if i >= bad_step else (loss_good or 0.0) * (1 + 1 / (i + 1))

@@ -1,5 +1,6 @@
 """Shared benchmark helpers: medians of repeated timings, ratios against a baseline
 measured in the same process, and one table format for every benchmark."""
+
 from __future__ import annotations
 
 import statistics
@@ -20,8 +21,13 @@ def median_time(fn: Callable[[], object], *, number: int = 100, repeat: int = 7,
     return statistics.median(rounds)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], *, number: int = 100,
-                repeat: int = 7, sync: Callable[[], object] | None = None) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    *,
+    number: int = 100,
+    repeat: int = 7,
+    sync: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """Times several functions round-robin (so machine noise hits them alike); medians.
     `sync` runs before each timed batch, outside the timing (e.g. an MPI barrier)."""
     for fn in fns.values():

@@ -4,6 +4,7 @@ mode (wall time including process start, peak RSS) and in the TUI (pilot: time u
 tensor list shows, and each command's latency). Ratios are against the same process start
 doing nothing (`tracetensor debug --help`). `python benchmarks/run.py debugger`
 (TT_BENCH_EVENTS=N for a smaller trace; the file is kept in TT_BENCH_DIR, default the temp dir)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,10 +41,12 @@ def _debug(path: str, *args: str) -> tuple[float, float, int, str]:
 
 
 def bench_line_mode(path: str, culprit_run: int, repeat: int = 3) -> list[tuple[str, str, str, str]]:
-    cases = {"process start (debug --help)": ("--help",),
-             'debug -c "lt -f has_inf_or_nan"': ("-c", "lt -f has_inf_or_nan"),
-             'debug -c "lt -t matmul"': ("-c", "lt -t matmul"),
-             'debug -c "lt -a -f has_inf_or_nan"': ("-c", "lt -a -f has_inf_or_nan")}
+    cases = {
+        "process start (debug --help)": ("--help",),
+        'debug -c "lt -f has_inf_or_nan"': ("-c", "lt -f has_inf_or_nan"),
+        'debug -c "lt -t matmul"': ("-c", "lt -t matmul"),
+        'debug -c "lt -a -f has_inf_or_nan"': ("-c", "lt -a -f has_inf_or_nan"),
+    }
     goals = {'debug -c "lt -f has_inf_or_nan"': "<= 2 s", 'debug -c "lt -t matmul"': "<= 1.5 s"}
     walls: dict[str, list[float]] = {k: [] for k in cases}
     cpus: dict[str, list[float]] = {k: [] for k in cases}
@@ -61,8 +64,14 @@ def bench_line_mode(path: str, culprit_run: int, repeat: int = 3) -> list[tuple[
     rows = []
     for k, ws in walls.items():
         m = statistics.median(ws)
-        rows.append((k, f"{fmt_time(m)} (cpu {fmt_time(statistics.median(cpus[k]))})", f"{m / base:.2f}x start",
-                     goals.get(k, "")))
+        rows.append(
+            (
+                k,
+                f"{fmt_time(m)} (cpu {fmt_time(statistics.median(cpus[k]))})",
+                f"{m / base:.2f}x start",
+                goals.get(k, ""),
+            )
+        )
     rows.append(("right culprit (log:0 in the NaN step's run)", "yes" if right else "NO", "", "yes"))
     rows.append(("peak RSS of debug (largest of the commands)", f"{rss / 2**20:.0f} MB", "", "< 500 MB"))
     return rows
@@ -88,8 +97,18 @@ async def _tui(path: str) -> list[tuple[str, float]]:
         assert app.screen.query_one(TensorList).rows, "the list stayed empty"
         out.append(("open: trace read, screen up, list shown", time.perf_counter() - t))
         run = dbg.run
-        for c in ("lt", "lt -t matmul", "lt -f has_inf_or_nan", "pt log:0", "ni -t log", "gf", "tm", "lr",
-                  f"jump {max(1, run - 1)}", f"jump {run}"):
+        for c in (
+            "lt",
+            "lt -t matmul",
+            "lt -f has_inf_or_nan",
+            "pt log:0",
+            "ni -t log",
+            "gf",
+            "tm",
+            "lr",
+            f"jump {max(1, run - 1)}",
+            f"jump {run}",
+        ):
             t = time.perf_counter()
             app.run_command(c)
             await pilot.pause()
@@ -118,10 +137,14 @@ def main() -> None:
     folder = os.environ.get("TT_BENCH_DIR", tempfile.gettempdir())
     t = time.perf_counter()
     path, culprit_run = make(os.path.join(folder, f"tracetensor-bench-{n}.ttrace"), n)
-    print(f"\n{n:,}-event eager trace {path} (culprit in run {culprit_run}; ready in "
-          f"{time.perf_counter() - t:.1f} s, {os.path.getsize(path) / 2**20:.1f} MiB)")
-    print_table(f"tracetensor debug, line mode, {n:,} events (median of 3, wall incl. process start)",
-                bench_line_mode(path, culprit_run))
+    print(
+        f"\n{n:,}-event eager trace {path} (culprit in run {culprit_run}; ready in "
+        f"{time.perf_counter() - t:.1f} s, {os.path.getsize(path) / 2**20:.1f} MiB)"
+    )
+    print_table(
+        f"tracetensor debug, line mode, {n:,} events (median of 3, wall incl. process start)",
+        bench_line_mode(path, culprit_run),
+    )
     print_table(f"tracetensor debug, TUI (pilot), {n:,} events", bench_tui(path))
 
 

@@ -4,6 +4,7 @@
 same step without communication on one rank's half batch (ideal 1.0x: communication
 hidden or free); and the cost of per-rank recording (`tt.record` under mpiexec) on the
 DDP step. Each ratio compares timings taken in the same processes, interleaved."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,12 @@ def worker(out: str) -> None:
         t = tt.tensor(np.ones(n, np.float32))
         number = 200 if n < 1 << 20 else 10
         # every rank runs the same rounds (the collectives must match)
-        r = interleaved({"mpi4py": lambda a=a: comm.Allreduce(MPI.IN_PLACE, a),
-                         "tt": lambda t=t: dist.all_reduce(t)}, number=number, repeat=7, sync=comm.Barrier)
+        r = interleaved(
+            {"mpi4py": lambda a=a: comm.Allreduce(MPI.IN_PLACE, a), "tt": lambda t=t: dist.all_reduce(t)},
+            number=number,
+            repeat=7,
+            sync=comm.Barrier,
+        )
         res["allreduce"][n * 4] = r
 
     g = np.random.default_rng(0)
@@ -48,8 +53,9 @@ def worker(out: str) -> None:
     y = tt.tensor(g.integers(0, 10, half))
 
     def make():
-        return tt.nn.Sequential(tt.nn.Linear(256, 512), tt.nn.ReLU(), tt.nn.Linear(512, 512), tt.nn.ReLU(),
-                                tt.nn.Linear(512, 10))
+        return tt.nn.Sequential(
+            tt.nn.Linear(256, 512), tt.nn.ReLU(), tt.nn.Linear(512, 512), tt.nn.ReLU(), tt.nn.Linear(512, 10)
+        )
 
     local = make()
     ddp = DistributedDataParallel(make(), bucket_cap_mb=1)
@@ -60,6 +66,7 @@ def worker(out: str) -> None:
             opt.zero_grad()
             tt.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
+
         return run
 
     local_step, ddp_step = step(local, opts["local"]), step(ddp, opts["ddp"])
@@ -103,15 +110,32 @@ def main() -> None:
     for nbytes, r in res["allreduce"].items():
         n = int(nbytes)
         size = f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
-        rows.append((f"all_reduce {size}: tt vs bare mpi4py Allreduce",
-                     f"{fmt_time(r['tt'])} ({n / r['tt'] / 1e9:.2f} GB/s)", f"{r['mpi4py'] / r['tt']:.2f}x",
-                     ">= 0.9x bandwidth"))
+        rows.append(
+            (
+                f"all_reduce {size}: tt vs bare mpi4py Allreduce",
+                f"{fmt_time(r['tt'])} ({n / r['tt'] / 1e9:.2f} GB/s)",
+                f"{r['mpi4py'] / r['tt']:.2f}x",
+                ">= 0.9x bandwidth",
+            )
+        )
     d = res["ddp"]
-    rows.append(("DDP step, 2 ranks x half batch vs 1 rank half batch (no comm)", fmt_time(d["ddp"]),
-                 f"{d['ddp'] / d['local']:.2f}x", "~1x (comm overlapped)"))
+    rows.append(
+        (
+            "DDP step, 2 ranks x half batch vs 1 rank half batch (no comm)",
+            fmt_time(d["ddp"]),
+            f"{d['ddp'] / d['local']:.2f}x",
+            "~1x (comm overlapped)",
+        )
+    )
     rec = res["record"]
-    rows.append(("DDP step recorded per rank (values=summary) vs not", fmt_time(rec["recorded"]),
-                 f"{rec['recorded'] / rec['plain']:.2f}x", "small"))
+    rows.append(
+        (
+            "DDP step recorded per rank (values=summary) vs not",
+            fmt_time(rec["recorded"]),
+            f"{rec['recorded'] / rec['plain']:.2f}x",
+            "small",
+        )
+    )
     print_table("distributed (2 MPI ranks on this machine; ratios from the same processes)", rows)
 
 

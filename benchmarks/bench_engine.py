@@ -5,6 +5,7 @@ numpy's, and what a timing-only event listener costs. Ratios are measured in one
     python benchmarks/run.py engine        (or: python benchmarks/bench_engine.py)
     python benchmarks/bench_engine.py --ops   (per-op breakdown of the eager step)
 """
+
 from __future__ import annotations
 
 import os
@@ -88,6 +89,7 @@ def _tt_step(model: MLP, opt: tt.optim.SGD, x: tt.Tensor, y: tt.Tensor):
         loss.backward()
         opt.step()
         return loss
+
     return step
 
 
@@ -110,6 +112,7 @@ def _torch_step(x: np.ndarray, y: np.ndarray, params: list[np.ndarray]):
         loss.backward()
         opt.step()
         return loss
+
     return step
 
 
@@ -120,8 +123,14 @@ def print_breakdown(steps: int = 300) -> None:
     _limit_threads()
     x, y, params = _data(np.random.default_rng(0))
     model = MLP()
-    model.load_state_dict({"fc1.weight": tt.tensor(params[0]), "fc1.bias": tt.tensor(params[1]),
-                           "fc2.weight": tt.tensor(params[2]), "fc2.bias": tt.tensor(params[3])})
+    model.load_state_dict(
+        {
+            "fc1.weight": tt.tensor(params[0]),
+            "fc1.bias": tt.tensor(params[1]),
+            "fc2.weight": tt.tensor(params[2]),
+            "fc2.bias": tt.tensor(params[3]),
+        }
+    )
     opt = tt.optim.SGD(model.parameters(), lr=LR)
     step = _tt_step(model, opt, tt.tensor(x), tt.tensor(y))
     np_params = [p.copy() for p in params]
@@ -140,15 +149,22 @@ def print_breakdown(steps: int = 300) -> None:
             t0 = time.perf_counter()  # a numpy step after each, so both see the same machine load
             numpy_step(x, y, np_params)
             t_np.append(time.perf_counter() - t0)
-    rows = [(f"{phase:8s} {name}", fmt_time(statistics.median(v) * 1e-9 * len(v) / steps), "", "")
-            for (phase, name), v in per.items()]
+    rows = [
+        (f"{phase:8s} {name}", fmt_time(statistics.median(v) * 1e-9 * len(v) / steps), "", "")
+        for (phase, name), v in per.items()
+    ]
     total = sum(statistics.median(v) * 1e-9 * len(v) / steps for v in per.values())
     t_np_ops = statistics.median(t_np)
-    rows += [("sum of ops", fmt_time(total), f"{total / t_np_ops:.2f}x numpy", "numpy step timed alongside: "
-              + fmt_time(t_np_ops)),
-             ("eager step (no listener)", fmt_time(t["tracetensor"]), f"{t['tracetensor'] / t['numpy']:.2f}x numpy",
-              ""),
-             ("numpy step", fmt_time(t["numpy"]), "1.00x", "baseline")]
+    rows += [
+        (
+            "sum of ops",
+            fmt_time(total),
+            f"{total / t_np_ops:.2f}x numpy",
+            "numpy step timed alongside: " + fmt_time(t_np_ops),
+        ),
+        ("eager step (no listener)", fmt_time(t["tracetensor"]), f"{t['tracetensor'] / t['numpy']:.2f}x numpy", ""),
+        ("numpy step", fmt_time(t["numpy"]), "1.00x", "baseline"),
+    ]
     print_table("eager MLP step, per op (median per step, inside the op only)", rows)
 
 
@@ -157,8 +173,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x, y, params = _data(rng)
     model = MLP()
-    model.load_state_dict({"fc1.weight": tt.tensor(params[0]), "fc1.bias": tt.tensor(params[1]),
-                           "fc2.weight": tt.tensor(params[2]), "fc2.bias": tt.tensor(params[3])})
+    model.load_state_dict(
+        {
+            "fc1.weight": tt.tensor(params[0]),
+            "fc1.bias": tt.tensor(params[1]),
+            "fc2.weight": tt.tensor(params[2]),
+            "fc2.bias": tt.tensor(params[3]),
+        }
+    )
     np_params = [p.copy() for p in params]
     tx, ty = tt.tensor(x), tt.tensor(y)
     opt = tt.optim.SGD(model.parameters(), lr=LR)
@@ -192,20 +214,38 @@ def main() -> None:
 
     rows = [
         ("MLP step, numpy by hand", fmt_time(t["numpy"]), "1.00x", "baseline"),
-        ("MLP step, tracetensor eager", fmt_time(t["tracetensor"]), f"{t['tracetensor'] / t['numpy']:.2f}x",
-         "<= 1.4x numpy"),
+        (
+            "MLP step, tracetensor eager",
+            fmt_time(t["tracetensor"]),
+            f"{t['tracetensor'] / t['numpy']:.2f}x",
+            "<= 1.4x numpy",
+        ),
     ]
     if "torch" in t:
-        rows.append(("MLP step, PyTorch CPU", fmt_time(t["torch"]), f"{t['tracetensor'] / t['torch']:.2f}x",
-                     "tracetensor <= 0.5x torch"))
+        rows.append(
+            (
+                "MLP step, PyTorch CPU",
+                fmt_time(t["torch"]),
+                f"{t['tracetensor'] / t['torch']:.2f}x",
+                "tracetensor <= 0.5x torch",
+            )
+        )
     else:
         rows.append(("MLP step, PyTorch CPU", "n/a", "n/a", "torch not importable"))
     rows += [
         ("8x8 add, numpy", fmt_time(small["numpy"]), "", ""),
-        ("8x8 add, tracetensor", fmt_time(small["tracetensor"]),
-         f"+{(small['tracetensor'] - small['numpy']) * 1e6:.2f} us", "<= +2 us"),
-        ("MLP step, timing-only listener", fmt_time(t["tracetensor+listener"]),
-         f"{t['tracetensor+listener'] / t['tracetensor']:.2f}x", "<= 1.15x no listener"),
+        (
+            "8x8 add, tracetensor",
+            fmt_time(small["tracetensor"]),
+            f"+{(small['tracetensor'] - small['numpy']) * 1e6:.2f} us",
+            "<= +2 us",
+        ),
+        (
+            "MLP step, timing-only listener",
+            fmt_time(t["tracetensor+listener"]),
+            f"{t['tracetensor+listener'] / t['tracetensor']:.2f}x",
+            "<= 1.15x no listener",
+        ),
     ]
     print_table(f"engine (batch {BATCH}, {D_IN}->{D_HID}->{D_OUT}, SGD; threads: {threads})", rows)
 

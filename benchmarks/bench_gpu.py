@@ -5,6 +5,7 @@ on it; CUDA-event device times are checked against the host's. Skips without a G
     python benchmarks/run.py gpu        (or: python benchmarks/bench_gpu.py)
     python benchmarks/bench_gpu.py --where   (cProfile of recorded steps: where the time goes)
 """
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,9 @@ def main() -> None:
         for w, g in zip(raw, (g1, gb1, g2, gb2, g3, gb3)):
             w -= LR * g
 
-    model = tt.nn.Sequential(tt.nn.Linear(D_IN, D_HID), tt.nn.ReLU(), tt.nn.Linear(D_HID, D_HID), tt.nn.ReLU(),
-                             tt.nn.Linear(D_HID, D_OUT)).to("cuda")
+    model = tt.nn.Sequential(
+        tt.nn.Linear(D_IN, D_HID), tt.nn.ReLU(), tt.nn.Linear(D_HID, D_HID), tt.nn.ReLU(), tt.nn.Linear(D_HID, D_OUT)
+    ).to("cuda")
     opt = tt.optim.SGD(model.parameters(), lr=LR)
     tx, ty = tt.tensor(x, device="cuda"), tt.tensor(y, device="cuda")
 
@@ -90,8 +92,10 @@ def main() -> None:
         opt.step()
 
     base = _timed({"cupy": cupy_step, "eager": tt_step})
-    rows = [("eager step, cuda", fmt_time(base["eager"]), f"{base['eager'] / base['cupy']:.2f}x cupy", "<= 1.2x"),
-            ("hand-written cupy step", fmt_time(base["cupy"]), "1.00x", "anchor")]
+    rows = [
+        ("eager step, cuda", fmt_time(base["eager"]), f"{base['eager'] / base['cupy']:.2f}x cupy", "<= 1.2x"),
+        ("hand-written cupy step", fmt_time(base["cupy"]), "1.00x", "anchor"),
+    ]
 
     from tracetensor.profiler import profile
 
@@ -101,8 +105,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         with tt.record(os.path.join(d, "gpu.ttrace"), values="summary"):
             rec_t = _timed({"eager": tt_step}, number=10, repeat=5)["eager"]
-    rows.append(("eager step under record(summary)", fmt_time(rec_t), f"{rec_t / base['eager']:.2f}x eager",
-                 "<= 1.05x"))
+    rows.append(
+        ("eager step under record(summary)", fmt_time(rec_t), f"{rec_t / base['eager']:.2f}x eager", "<= 1.05x")
+    )
 
     # CUDA-event device times: resolved without a sync per op, and never longer than host wall
     dev_ns: list[int] = []
@@ -120,8 +125,7 @@ def main() -> None:
     # an op's CUDA-event time includes that launch gap, so compare with the listened step
     host_ms = prof_t * 1e3
     dev_ms = sum(dev_ns) / 5 / 1e6
-    rows.append(("summed device time per step", f"{dev_ms:.2f} ms", f"{dev_ms / host_ms:.2f}x listened step",
-                 "<= 1x"))
+    rows.append(("summed device time per step", f"{dev_ms:.2f} ms", f"{dev_ms / host_ms:.2f}x listened step", "<= 1x"))
     used, total = _gpu.pool_stats()
     print_table("GPU (cupy) path: 512-1024-1024-10 MLP, batch 256", rows)
     print(f"cupy memory pool: {used / 2**20:.1f} MiB used, {total / 2**20:.1f} MiB held")

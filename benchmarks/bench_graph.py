@@ -180,8 +180,10 @@ def print_breakdown() -> None:
     rows, t_np = op_breakdown()
     total = sum(r[2] for r in rows)
     table = [(f"{ty} {name}", fmt_time(s), f"{s / t_np:.2f}x", "") for ty, name, s in rows]
-    table += [("sum of nodes", fmt_time(total), f"{total / t_np:.2f}x", ""),
-              ("numpy step (whole)", fmt_time(t_np), "1.00x", "baseline")]
+    table += [
+        ("sum of nodes", fmt_time(total), f"{total / t_np:.2f}x", ""),
+        ("numpy step (whole)", fmt_time(t_np), "1.00x", "baseline"),
+    ]
     print_table("graph MLP step, per node (median inside Session.run; ratio to the numpy step)", table)
 
 

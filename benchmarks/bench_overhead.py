@@ -8,6 +8,7 @@ process, cases interleaved round by round.
 
     python benchmarks/run.py overhead      (TT_BENCH_QUICK=1: fewer rounds)
 """
+
 from __future__ import annotations
 
 import os
@@ -88,11 +89,13 @@ def _profiled(step: Callable[[], object], **kw: bool) -> Case:
             box[0].step()
 
         return start, one, lambda: box[0].stop()
+
     return make
 
 
 def _timing_listener(step: Callable[[], object]) -> Case:
     """A consumer that wants only timings: it listens raw and reads its events after the round."""
+
     def make():
         got: list = []
         box: list[events.Listener] = []
@@ -103,11 +106,11 @@ def _timing_listener(step: Callable[[], object]) -> Case:
 
         def stop() -> None:
             box[0].close()
-            times = [(e.name, e.end_ns - e.start_ns) for e in events.materialize(got)
-                     if e.__class__ is events.OpEvent]
+            times = [(e.name, e.end_ns - e.start_ns) for e in events.materialize(got) if e.__class__ is events.OpEvent]
             assert times
 
         return start, step, stop
+
     return make
 
 
@@ -151,17 +154,27 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
                 box[0].__exit__(None, None, None)
 
             return start, step, stop
+
         return make
 
-    return {"torch": _plain(step), "torch.profiler": torch_profiled(),
-            "torch.profiler full": torch_profiled(record_shapes=True, profile_memory=True, with_stack=True)}
+    return {
+        "torch": _plain(step),
+        "torch.profiler": torch_profiled(),
+        "torch.profiler full": torch_profiled(record_shapes=True, profile_memory=True, with_stack=True),
+    }
 
 
 def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
     x, y, params = be._data(np.random.default_rng(0))
     model = be.MLP()
-    model.load_state_dict({"fc1.weight": tt.tensor(params[0]), "fc1.bias": tt.tensor(params[1]),
-                           "fc2.weight": tt.tensor(params[2]), "fc2.bias": tt.tensor(params[3])})
+    model.load_state_dict(
+        {
+            "fc1.weight": tt.tensor(params[0]),
+            "fc1.bias": tt.tensor(params[1]),
+            "fc2.weight": tt.tensor(params[2]),
+            "fc2.bias": tt.tensor(params[3]),
+        }
+    )
     step = be._tt_step(model, tt.optim.SGD(model.parameters(), lr=be.LR), tt.tensor(x), tt.tensor(y))
     np_params = [p.copy() for p in params]
     g_np, g_step = bg.numpy_step(), bg.graph_step()[0]
@@ -182,14 +195,29 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
     r = lambda k, base="eager": f"{t[k] / t[base]:.2f}x"
     torch = "torch" in t
     rows = [
-        ("eager step vs numpy", fmt_time(t["eager"]), r("eager", "numpy"), "<= 1.4x",
-         f"torch {r('torch', 'numpy')}" if torch else "torch: not installed"),
+        (
+            "eager step vs numpy",
+            fmt_time(t["eager"]),
+            r("eager", "numpy"),
+            "<= 1.4x",
+            f"torch {r('torch', 'numpy')}" if torch else "torch: not installed",
+        ),
         ("graph Session.run vs numpy", fmt_time(t["graph"]), r("graph", "graph numpy"), "<= 1.15x", "TF1 4.1x"),
         ("timing-only listener (raw)", fmt_time(t["timing listener"]), r("timing listener"), "<= 1.15x", ""),
-        ("profile() timings only", fmt_time(t["profile()"]), r("profile()"), "<= 1.15x",
-         f"torch.profiler {r('torch.profiler', 'torch')}" if torch else "torch: not installed"),
-        ("profile(shapes, memory, stack)", fmt_time(t["profile(full)"]), r("profile(full)"), "<= 1.6x",
-         f"torch.profiler {r('torch.profiler full', 'torch')}" if torch else "torch: not installed"),
+        (
+            "profile() timings only",
+            fmt_time(t["profile()"]),
+            r("profile()"),
+            "<= 1.15x",
+            f"torch.profiler {r('torch.profiler', 'torch')}" if torch else "torch: not installed",
+        ),
+        (
+            "profile(shapes, memory, stack)",
+            fmt_time(t["profile(full)"]),
+            r("profile(full)"),
+            "<= 1.6x",
+            f"torch.profiler {r('torch.profiler full', 'torch')}" if torch else "torch: not installed",
+        ),
     ]
     for v, goal in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
         per = f"{rec[v].bytes_per_op():.0f} B/op event"
@@ -209,14 +237,20 @@ def big_model(number: int, repeat: int, tmp: str) -> list:
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    t = _rounds({"eager": _plain(step), "profile()": _profiled(step),
-                 "record none": _Recording(step, "none", tmp)}, number, repeat)
-    return [(f"512->1024->1024->10 batch 256: {k}", fmt_time(t[k]), f"{t[k] / t['eager']:.2f}x", "<= 1.05x", "")
-            for k in ("profile()", "record none")]
+    t = _rounds(
+        {"eager": _plain(step), "profile()": _profiled(step), "record none": _Recording(step, "none", tmp)},
+        number,
+        repeat,
+    )
+    return [
+        (f"512->1024->1024->10 batch 256: {k}", fmt_time(t[k]), f"{t[k] / t['eager']:.2f}x", "<= 1.05x", "")
+        for k in ("profile()", "record none")
+    ]
 
 
 def graph_build() -> list:
     import tracetensor.graph as tf
+
     g = tf.Graph()
     with g.as_default():
         x = tf.placeholder(tf.float32, [3000, 3000])
@@ -226,8 +260,15 @@ def graph_build() -> list:
             y = tf.matmul(y, x)
         dt = time.perf_counter() - t0
     assert y.shape.as_list() == [3000, 3000]
-    return [("graph build: five 3000x3000 tf.matmul nodes", fmt_time(dt), "", "no full-size compute",
-             "2.4 s before (full-size)")]
+    return [
+        (
+            "graph build: five 3000x3000 tf.matmul nodes",
+            fmt_time(dt),
+            "",
+            "no full-size compute",
+            "2.4 s before (full-size)",
+        )
+    ]
 
 
 _RSS_CHILD = r"""
@@ -261,12 +302,19 @@ print(base, held, peak_kb(), ops)
 def profiler_rss(steps: list[int]) -> list:
     rows = []
     for n in steps:
-        out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(n)], capture_output=True, text=True,
-                             timeout=900, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_CHILD, str(n)], capture_output=True, text=True, timeout=900, check=True
+        ).stdout.split()
         base, held, peak, ops = (int(v) for v in out)
-        rows.append((f"profile() {n:,} steps ({ops:,} op events): peak RSS", f"{peak / 1024:.0f} MB",
-                     f"{(held - base) * 1024 / max(ops, 1):.0f} B/event held", "< 300 MB at any length",
-                     "torch.profiler 15.8 GB at 20,000 steps"))
+        rows.append(
+            (
+                f"profile() {n:,} steps ({ops:,} op events): peak RSS",
+                f"{peak / 1024:.0f} MB",
+                f"{(held - base) * 1024 / max(ops, 1):.0f} B/event held",
+                "< 300 MB at any length",
+                "torch.profiler 15.8 GB at 20,000 steps",
+            )
+        )
     return rows
 
 
@@ -278,12 +326,12 @@ def main() -> None:
     number, repeat = (50, 3) if QUICK else (100, 7)
     with tempfile.TemporaryDirectory(prefix="tt-bench-") as tmp:
         rows, _ = small_model(number, repeat, tmp)
-        _table("instrumentation overhead, MLP 64->128->10 batch 64, SGD (ratio vs the plain eager step; "
-               "[anchor])", rows)
+        _table(
+            "instrumentation overhead, MLP 64->128->10 batch 64, SGD (ratio vs the plain eager step; [anchor])", rows
+        )
         _table("bigger model", big_model(max(5, number // 10), repeat, tmp))
     _table("graph construction", graph_build())
-    _table("profiler memory at length (a child process each)",
-           profiler_rss([2000, 8000] if QUICK else [5000, 20000]))
+    _table("profiler memory at length (a child process each)", profiler_rss([2000, 8000] if QUICK else [5000, 20000]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 `profile()` with timings only, and with shapes+memory+stacks; then `tracetensor profile`
 on an example script against plain `python` on it. Ratios against baselines timed in the
 same run, cases interleaved round by round so machine noise hits them alike."""
+
 from __future__ import annotations
 
 import os
@@ -36,6 +37,7 @@ def make_step() -> Callable[[], None]:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
     return step
 
 
@@ -62,8 +64,7 @@ def step_overhead(number: int = 100, repeat: int = 9) -> dict[str, float]:
         "null listener (engine cost)": _Null,
         "profile() timings only": lambda: profile(),
         "null listener, stacks+values": lambda: _Null(stacks=True, values=True),
-        "profile(shapes, memory, stacks)": lambda: profile(record_shapes=True, profile_memory=True,
-                                                           with_stack=True),
+        "profile(shapes, memory, stacks)": lambda: profile(record_shapes=True, profile_memory=True, with_stack=True),
     }
     for _ in range(number):
         step()  # warm up
@@ -88,13 +89,33 @@ def cli_overhead(repeat: int = 3) -> dict[str, float]:
     script = str(ROOT / "examples" / "mlp_eager.py")
     runs = {
         "python examples/mlp_eager.py": [sys.executable, script, "--steps", "100"],
-        "tracetensor profile --no-py-spy": [sys.executable, "-m", "tracetensor", "profile", "--no-py-spy",
-                                            "--out", "{out}", script, "--steps", "100"],
-        "tracetensor profile (py-spy on)": [sys.executable, "-m", "tracetensor", "profile", "--out", "{out}",
-                                            script, "--steps", "100"],
+        "tracetensor profile --no-py-spy": [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "profile",
+            "--no-py-spy",
+            "--out",
+            "{out}",
+            script,
+            "--steps",
+            "100",
+        ],
+        "tracetensor profile (py-spy on)": [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "profile",
+            "--out",
+            "{out}",
+            script,
+            "--steps",
+            "100",
+        ],
     }
     acc: dict[str, list[float]] = {k: [] for k in runs}
     import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
             for name, cmd in runs.items():
@@ -116,17 +137,23 @@ def main() -> None:
     t = step_overhead()
     base = t["unprofiled"]
     targets = {"profile() timings only": "<= 1.25x", "profile(shapes, memory, stacks)": "<= 1.6x"}
-    print_table("profiler overhead per MLP training step (64->128->10, batch 64, SGD)",
-                [(k, fmt_time(v), f"{v / base:.2f}x", targets.get(k, "")) for k, v in t.items()])
+    print_table(
+        "profiler overhead per MLP training step (64->128->10, batch 64, SGD)",
+        [(k, fmt_time(v), f"{v / base:.2f}x", targets.get(k, "")) for k, v in t.items()],
+    )
     null = t["null listener (engine cost)"]
     full = t["null listener, stacks+values"]
-    print(f"the profiler's own share, against a null listener asking the engine for the same: timings "
-          f"{t['profile() timings only'] / null:.2f}x, shapes+memory+stacks "
-          f"{t['profile(shapes, memory, stacks)'] / full:.2f}x")
+    print(
+        f"the profiler's own share, against a null listener asking the engine for the same: timings "
+        f"{t['profile() timings only'] / null:.2f}x, shapes+memory+stacks "
+        f"{t['profile(shapes, memory, stacks)'] / full:.2f}x"
+    )
     c = cli_overhead()
     base = c["python examples/mlp_eager.py"]
-    print_table("tracetensor profile vs python on examples/mlp_eager.py --steps 100 (whole process, wall)",
-                [(k, fmt_time(v), f"{v / base:.2f}x", "") for k, v in c.items()])
+    print_table(
+        "tracetensor profile vs python on examples/mlp_eager.py --steps 100 (whole process, wall)",
+        [(k, fmt_time(v), f"{v / base:.2f}x", "") for k, v in c.items()],
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ listener on a small eager training step, to show where the time goes.
 
 `python benchmarks/bench_pytest_plugin.py [--repeat N] [pytest args, default: tests/]`
 """
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,17 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def suite_time(mode: str, targets: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the pytest process and the children it waited for)."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tracetensor-nan={mode}",
-           *targets]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tracetensor-nan={mode}", *targets]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     # failures are expected in `all` mode (tests that make NaN on purpose); only time counts
-    subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    subprocess.run(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -48,8 +53,14 @@ def bench_suite(targets: list[str], repeat: int) -> list[tuple[str, str, str, st
         med = {m: statistics.median(v) for m, v in d.items()}
         for m in med:
             samples = ", ".join(f"{x:.1f}" for x in d[m])
-            rows.append((f"{kind}: pytest {label} --tracetensor-nan={m} [{samples}]", fmt_time(med[m]),
-                         f"{med[m] / med['off']:.2f}x", "baseline" if m == "off" else "<= 1.2x"))
+            rows.append(
+                (
+                    f"{kind}: pytest {label} --tracetensor-nan={m} [{samples}]",
+                    fmt_time(med[m]),
+                    f"{med[m] / med['off']:.2f}x",
+                    "baseline" if m == "off" else "<= 1.2x",
+                )
+            )
     return rows
 
 
@@ -69,9 +80,15 @@ def bench_step() -> list[tuple[str, str, str, str]]:
             step()
 
     res = interleaved({"none": step, "plugin": with_plugin}, number=200, repeat=5)
-    return [("eager step, no listener", fmt_time(res["none"]), "1.00x", "baseline"),
-            ("eager step, plugin listening (summaries+stacks)", fmt_time(res["plugin"]),
-             f"{res['plugin'] / res['none']:.2f}x", "info")]
+    return [
+        ("eager step, no listener", fmt_time(res["none"]), "1.00x", "baseline"),
+        (
+            "eager step, plugin listening (summaries+stacks)",
+            fmt_time(res["plugin"]),
+            f"{res['plugin'] / res['none']:.2f}x",
+            "info",
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     if "--repeat" in argv:
         i = argv.index("--repeat")
         repeat = int(argv[i + 1])
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     targets = argv or ["tests/"]
-    print_table("pytest plugin: suite wall time (subprocesses, interleaved, median of "
-                f"{repeat})", bench_suite(targets, repeat))
+    print_table(
+        f"pytest plugin: suite wall time (subprocesses, interleaved, median of {repeat})", bench_suite(targets, repeat)
+    )
     print_table("pytest plugin: per-step cost of listening", bench_step())
 
 

@@ -104,9 +104,7 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
             )
         )
         rows.append((f"MLP step, record(values='{k}')", fmt_time(med[k]), f"{med[k] / base:.2f}x", target))
-        rows.append(
-            ("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", "")
-        )
+        rows.append(("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", ""))
     return rows
 
 
@@ -144,8 +142,10 @@ def synthetic_events(n: int, *, summaries: bool, nan_at: int | None = None):
     )
     # summaries that differ from event to event, as real ones do (so compression is not flattered)
     g = np.random.default_rng(0)
-    fin = [ev.Summary(8192, 0, 0, 0, int(neg), 12, 8180 - int(neg), *map(float, f))
-           for neg, f in zip(g.integers(3000, 5000, 4096), g.standard_normal((4096, 4)))]
+    fin = [
+        ev.Summary(8192, 0, 0, 0, int(neg), 12, 8180 - int(neg), *map(float, f))
+        for neg, f in zip(g.integers(3000, 5000, 4096), g.standard_normal((4096, 4)))
+    ]
     bad = ev.Summary(8192, 3, 0, 1, 4000, 12, 4176, -3.5, 3.25, 0.01, 1.0)
     phases = ["forward"] * 8 + ["backward"] * 7 + ["update"] * 4 + ["forward"]
     tid = 1
@@ -244,9 +244,7 @@ def bench_file(n: int) -> list[tuple[str, str, str, str]]:
     rows.append((f"runs() ({len(runs):,} runs)", fmt_time(time.perf_counter() - t0), "", ""))
     t0 = time.perf_counter()
     page = t.events(runs[len(runs) // 2].run)
-    rows.append(
-        ("events(run) of one run in the middle", fmt_time(time.perf_counter() - t0), "", f"{len(page)} ev")
-    )
+    rows.append(("events(run) of one run in the middle", fmt_time(time.perf_counter() - t0), "", f"{len(page)} ev"))
     t0 = time.perf_counter()
     k = sum(1 for _ in t.iter_events())
     rows.append((f"read all {k:,} events back", f"{k / (time.perf_counter() - t0):,.0f} ev/s", "", ""))

@@ -2,6 +2,7 @@
 parameter's histogram each step, and a TF1 `Session.run` that also computes its merged
 summaries, against the same step without logging; and how fast a recorded trace exports.
 `python benchmarks/run.py tensorboard` (needs `pip install "tracetensor[tensorboard]"`)."""
+
 from __future__ import annotations
 
 import os
@@ -65,13 +66,26 @@ def main() -> None:
     # separate rounds, each flushed, so one case's queued writes do not land in another's time
     t = interleaved(cases, number=50, repeat=7)
     w.flush()
-    th = interleaved({"base": lambda: step().item(), "hist": lambda: (step_histograms(), w.flush())},
-                     number=20, repeat=7)
-    rows = [("eager MLP step", fmt_time(t["base"]), "1.00x", ""),
-            ("  + add_scalar(loss)", fmt_time(t["scalar"]), f"{t['scalar'] / t['base']:.2f}x", "<= torch's"),
-            *([("  + torch.utils.tensorboard add_scalar(loss)", fmt_time(t["torch"]),
-                f"{t['torch'] / t['base']:.2f}x", "(reference)")] if "torch" in t else []),
-            ("  + add_histogram of 4 params, flushed", fmt_time(th["hist"]), f"{th['hist'] / th['base']:.2f}x", "")]
+    th = interleaved(
+        {"base": lambda: step().item(), "hist": lambda: (step_histograms(), w.flush())}, number=20, repeat=7
+    )
+    rows = [
+        ("eager MLP step", fmt_time(t["base"]), "1.00x", ""),
+        ("  + add_scalar(loss)", fmt_time(t["scalar"]), f"{t['scalar'] / t['base']:.2f}x", "<= torch's"),
+        *(
+            [
+                (
+                    "  + torch.utils.tensorboard add_scalar(loss)",
+                    fmt_time(t["torch"]),
+                    f"{t['torch'] / t['base']:.2f}x",
+                    "(reference)",
+                )
+            ]
+            if "torch" in t
+            else []
+        ),
+        ("  + add_histogram of 4 params, flushed", fmt_time(th["hist"]), f"{th['hist'] / th['base']:.2f}x", ""),
+    ]
 
     graph = tf.Graph()
     with graph.as_default():
@@ -79,8 +93,11 @@ def main() -> None:
         yp = tf.placeholder(tf.int64, [None])
         w1 = tf.Variable(tf.random_normal([64, 128], stddev=0.1, seed=0))
         w2 = tf.Variable(tf.random_normal([128, 10], stddev=0.1, seed=1))
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=yp, logits=tf.matmul(tf.nn.relu(tf.matmul(xp, w1)), w2)))
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=yp, logits=tf.matmul(tf.nn.relu(tf.matmul(xp, w1)), w2)
+            )
+        )
         train = tf.train.GradientDescentOptimizer(0.01).minimize(loss)
         tf.summary.scalar("loss", loss)
         merged = tf.summary.merge_all()
@@ -96,8 +113,10 @@ def main() -> None:
             k[0] += 1
 
         tg = interleaved({"base": lambda: sess.run([loss, train], feed), "summ": with_summary}, number=50, repeat=7)
-    rows += [("TF1 Session.run step", fmt_time(tg["base"]), "1.00x", ""),
-             ("  + scalar summary, add_summary", fmt_time(tg["summ"]), f"{tg['summ'] / tg['base']:.2f}x", "")]
+    rows += [
+        ("TF1 Session.run step", fmt_time(tg["base"]), "1.00x", ""),
+        ("  + scalar summary, add_summary", fmt_time(tg["summ"]), f"{tg['summ'] / tg['base']:.2f}x", ""),
+    ]
 
     try:  # the writer PyTorch users have, on the same values: the baseline for one call
         import torch
@@ -109,16 +128,35 @@ def main() -> None:
         ours = SummaryWriter(os.path.join(tmp, "ours"), max_queue=1000)
         arr = g.standard_normal((128, 64)).astype(np.float32)
         t_arr, o_arr = torch.from_numpy(arr), tt.tensor(arr)
-        tc = interleaved({"ours_s": lambda: ours.add_scalar("loss", 0.5, 1),
-                          "torch_s": lambda: wt.add_scalar("loss", 0.5, 1)}, number=200, repeat=7)
+        tc = interleaved(
+            {"ours_s": lambda: ours.add_scalar("loss", 0.5, 1), "torch_s": lambda: wt.add_scalar("loss", 0.5, 1)},
+            number=200,
+            repeat=7,
+        )
         ours.flush()
         wt.flush()
-        th2 = interleaved({"ours_h": lambda: (ours.add_histogram("w", o_arr, 1), ours.flush()),
-                           "torch_h": lambda: (wt.add_histogram("w", t_arr, 1), wt.flush())}, number=20, repeat=7)
-        rows += [("add_scalar, one call (torch's writer = 1)", fmt_time(tc["ours_s"]),
-                  f"{tc['ours_s'] / tc['torch_s']:.2f}x", "<= 1x"),
-                 ("add_histogram 64x128, flushed (torch = 1)", fmt_time(th2["ours_h"]),
-                  f"{th2['ours_h'] / th2['torch_h']:.2f}x", "<= 1x")]
+        th2 = interleaved(
+            {
+                "ours_h": lambda: (ours.add_histogram("w", o_arr, 1), ours.flush()),
+                "torch_h": lambda: (wt.add_histogram("w", t_arr, 1), wt.flush()),
+            },
+            number=20,
+            repeat=7,
+        )
+        rows += [
+            (
+                "add_scalar, one call (torch's writer = 1)",
+                fmt_time(tc["ours_s"]),
+                f"{tc['ours_s'] / tc['torch_s']:.2f}x",
+                "<= 1x",
+            ),
+            (
+                "add_histogram 64x128, flushed (torch = 1)",
+                fmt_time(th2["ours_h"]),
+                f"{th2['ours_h'] / th2['torch_h']:.2f}x",
+                "<= 1x",
+            ),
+        ]
         wt.close()
         ours.close()
 

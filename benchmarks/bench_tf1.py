@@ -80,8 +80,12 @@ def main(number: int = 20, repeat: int = 5) -> dict[str, float]:
     t = interleaved({"eager": e_fn, "graph": g_fn}, number=number, repeat=repeat)
     rows = [
         ("eager NCHW (F.conv2d, F.max_pool2d)", fmt_time(t["eager"]), "1.00x", "baseline"),
-        ("graph NHWC (tf.nn.conv2d, tf.nn.max_pool)", fmt_time(t["graph"]), f"{t['graph'] / t['eager']:.2f}x",
-         "<= 1.5x eager"),
+        (
+            "graph NHWC (tf.nn.conv2d, tf.nn.max_pool)",
+            fmt_time(t["graph"]),
+            f"{t['graph'] / t['eager']:.2f}x",
+            "<= 1.5x eager",
+        ),
     ]
     print_table(f"TF1 CNN training step {SIDE}x{SIDE}x1 -> 8 -> 16 -> 10, batch {BATCH}, SGD", rows)
     sess.close()

@@ -1,6 +1,7 @@
 """Runs the benchmarks in this folder (`python benchmarks/run.py [name ...]`) and prints
 their tables. Each `bench_*.py` has a `main()`; ratios are against baselines timed in the
 same process, so the numbers compare on a noisy machine."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,11 +15,12 @@ NAMES = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/run.py", description=" ".join(__doc__.split()),
+        prog="python benchmarks/run.py",
+        description=" ".join(__doc__.split()),
         epilog="Each benchmark also runs alone: python benchmarks/bench_NAME.py "
-               "(bench_pytest_plugin.py takes test paths and --repeat N).")
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help=f"which benchmarks (default: all): {', '.join(NAMES)}")
+        "(bench_pytest_plugin.py takes test paths and --repeat N).",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"which benchmarks (default: all): {', '.join(NAMES)}")
     return p
 
 

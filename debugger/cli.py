@@ -1,5 +1,6 @@
 """`tracetensor debug TRACE`: a recorded trace in the debugger, post-mortem. With `-c`
 (or without a terminal) commands run in line mode; otherwise the Textual UI opens."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,16 +45,27 @@ def next_run(trace: Trace, current: int | None, act: RunAction) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tracetensor debug", description=" ".join(__doc__.split()))
-    p.add_argument("trace", nargs="+",
-                   help="a trace file written by tt.record(...), `tracetensor trace record` or `tracetensor "
-                        "profile`; several (run.rank*.ttrace) open as one job")
-    p.add_argument("-c", "--command", action="append", default=[],
-                   help="run this debugger command and print its output (repeatable); no UI opens")
-    p.add_argument("--run", type=int, default=None,
-                   help="start at this run (default: the first run with NaN/inf)")
-    p.add_argument("--ui", choices=["textual", "readline"], default=None,
-                   help="textual: the full-screen UI (leave it with ctrl+q or `exit`); readline: line mode, "
-                        "one `tfdbg>` prompt (default: textual on a terminal, readline otherwise)")
+    p.add_argument(
+        "trace",
+        nargs="+",
+        help="a trace file written by tt.record(...), `tracetensor trace record` or `tracetensor "
+        "profile`; several (run.rank*.ttrace) open as one job",
+    )
+    p.add_argument(
+        "-c",
+        "--command",
+        action="append",
+        default=[],
+        help="run this debugger command and print its output (repeatable); no UI opens",
+    )
+    p.add_argument("--run", type=int, default=None, help="start at this run (default: the first run with NaN/inf)")
+    p.add_argument(
+        "--ui",
+        choices=["textual", "readline"],
+        default=None,
+        help="textual: the full-screen UI (leave it with ctrl+q or `exit`); readline: line mode, "
+        "one `tfdbg>` prompt (default: textual on a terminal, readline otherwise)",
+    )
     args = p.parse_args(argv)
     try:
         return _debug(args)
@@ -66,14 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _debug(args: argparse.Namespace) -> int:
     # per-rank files of an MPI job: one trace in time order across ranks (tracetensor.trace.multi)
-    trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] \
-        else open_ranks(args.trace)
+    trace = open_trace(args.trace[0]) if len(args.trace) == 1 and "*" not in args.trace[0] else open_ranks(args.trace)
     run = args.run if args.run is not None else start_run(trace)
     runs = trace.run_ids()  # numbers only: a long recording has tens of thousands of runs
     if args.run is not None and args.run not in runs:
         have = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
-        print(f"tracetensor debug: --run {args.run} is not in {' '.join(args.trace)} (it has {have})",
-              file=sys.stderr)
+        print(f"tracetensor debug: --run {args.run} is not in {' '.join(args.trace)} (it has {have})", file=sys.stderr)
         return 2
     dbg = Debugger(trace, run)
     dbg.history_from_trace()
@@ -94,13 +104,17 @@ def _debug(args: argparse.Namespace) -> int:
     ui_type = args.ui or ("textual" if sys.stdin.isatty() and sys.stdout.isatty() else "readline")
     if ui_type == "textual":
         from .tui import TextualUI
+
         ui = TextualUI()
     else:
         from .readline_ui import ReadlineUI
+
         ui = ReadlineUI()
     while True:
-        intro = Text(f"trace {' '.join(args.trace)}: {len(trace.run_ids())} runs; at run {dbg.run}\n"
-                     "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf")
+        intro = Text(
+            f"trace {' '.join(args.trace)}: {len(trace.run_ids())} runs; at run {dbg.run}\n"
+            "`run` moves to the next run, `run -f has_inf_or_nan` to the next run with NaN/inf"
+        )
         act = ui.session(dbg, f"trace: run {dbg.run}", intro, kind="end")
         if act is None or not _advance(dbg, act):
             return 0
@@ -112,9 +126,15 @@ def _advance(dbg: Debugger, act: RunAction) -> bool:
     if nr is None:
         meta = getattr(dbg.trace, "meta", None)  # a trace file's; a live MemoryTrace has none
         values = meta().get("values") if act.mode == "filter" and callable(meta) else None
-        print("no further run matches in this trace" + (
-            f" (but this trace was recorded with values={values!r}: it holds no numeric summaries, so "
-            f"{act.filter or 'has_inf_or_nan'} cannot see NaN/inf in it)" if values == "none" else ""))
+        print(
+            "no further run matches in this trace"
+            + (
+                f" (but this trace was recorded with values={values!r}: it holds no numeric summaries, so "
+                f"{act.filter or 'has_inf_or_nan'} cannot see NaN/inf in it)"
+                if values == "none"
+                else ""
+            )
+        )
         return False
     dbg.run = nr
     dbg.stopped_by = act.filter

@@ -1,6 +1,7 @@
 """The debugger's commands (tfdbg's vocabulary: lt, pt, ni, li, lo, ps, ri, eval, run, help,
 exit, plus gf and tm), implemented once over a `Trace` and a current run. Each returns a
 rich renderable: the line-mode UI prints it as plain text, the Textual UI shows it."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ class CommandError(Exception):
 @dataclass
 class RunAction:
     """What `run ...` asks the session to do next."""
+
     mode: str = "step"  # step | nodebug | times | filter
     times: int = 1
     filter: str | None = None
@@ -57,6 +59,7 @@ class Result:
 @dataclass
 class GradStat:
     """One parameter's gradient in one run (the gradient-flow panel's row)."""
+
     param: str
     grad_norm: float
     weight_norm: float | None
@@ -67,8 +70,13 @@ class GradStat:
     @classmethod
     def of(cls, param: str, grad: ev.Summary, weight: ev.Summary | None) -> GradStat:
         """From the summaries of a gradient and of its parameter (None: not known)."""
-        return cls(param, norm_of(grad), None if weight is None else norm_of(weight),
-                   grad.zero / grad.size if grad.size else 0.0, grad.nonfinite)
+        return cls(
+            param,
+            norm_of(grad),
+            None if weight is None else norm_of(weight),
+            grad.zero / grad.size if grad.size else 0.0,
+            grad.nonfinite,
+        )
 
     @property
     def ratio(self) -> float | None:
@@ -107,7 +115,7 @@ def norm_of(s: ev.Summary) -> float:
     n = s.size - s.nonfinite
     if n <= 0 or not math.isfinite(s.mean):
         return float("nan")
-    return math.sqrt(n * (s.std ** 2 + s.mean ** 2))
+    return math.sqrt(n * (s.std**2 + s.mean**2))
 
 
 def to_plain(r: RenderableType, width: int = 200) -> str:
@@ -115,8 +123,17 @@ def to_plain(r: RenderableType, width: int = 200) -> str:
     if isinstance(r, str):
         return printable(r, lines=True)
     buf = StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False,
-            emoji=False, highlight=False, soft_wrap=False, markup=False).print(r)
+    Console(
+        file=buf,
+        width=width,
+        color_system=None,
+        force_terminal=False,
+        legacy_windows=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=False,
+        markup=False,
+    ).print(r)
     return printable("\n".join(line.rstrip() for line in buf.getvalue().splitlines()), lines=True)
 
 
@@ -174,9 +191,11 @@ def arg(*flags: str, **kw: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
 
 def command(name: str, *aliases: str, help: str, args: Iterable[tuple] = ()) -> Callable:
     """Declares a `Debugger` method as a command, with its arguments beside its body."""
+
     def deco(fn: Callable) -> Callable:
         fn._command = (name, aliases, help, tuple(args))  # type: ignore[attr-defined]
         return fn
+
     return deco
 
 
@@ -197,8 +216,7 @@ def parse_slice(text: str) -> tuple:
         raise CommandError(f"invalid slice {text!r}")
 
     def val(n: ast.AST) -> Any:
-        if isinstance(n, ast.Constant) and (n.value is Ellipsis or n.value is None
-                                            or isinstance(n.value, int)):
+        if isinstance(n, ast.Constant) and (n.value is Ellipsis or n.value is None or isinstance(n.value, int)):
             return n.value
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
             return -val(n.operand)
@@ -216,8 +234,9 @@ class Debugger:
     """Command interpreter over one trace. `run` is the current run (the last one by
     default); `weights` may give parameter values (eager `wrap`) for gradient flow."""
 
-    def __init__(self, trace: Trace, run: int | None = None, *, stopped_by: str | None = None,
-                 watch: RunAction | None = None) -> None:
+    def __init__(
+        self, trace: Trace, run: int | None = None, *, stopped_by: str | None = None, watch: RunAction | None = None
+    ) -> None:
         self.trace = trace
         self.run = run if run is not None else trace.last_run()
         self.stopped_by = stopped_by  # the filter whose culprit is listed first
@@ -250,8 +269,9 @@ class Debugger:
             return Result(Text(f"error: {e}", style="red"), error=True)
         cmd = self.commands.get(argv[0])
         if cmd is None:
-            return Result(Text(f"error: unknown command {argv[0]!r}; type `help` for the list", style="red"),
-                          error=True)
+            return Result(
+                Text(f"error: unknown command {argv[0]!r}; type `help` for the list", style="red"), error=True
+            )
         try:
             args = cmd.parser.parse_args(argv[1:])
             out = cmd.fn(args)
@@ -287,8 +307,14 @@ class Debugger:
         rd = re.compile(w.tensor_dtype_filter) if w.tensor_dtype_filter else None
         out = []
         for d in flt.data(self.trace, self.run):
-            if rn and not rn.search(d.node_name) or ro and not ro.search(d.op_type) \
-                    or rd and not rd.search(d.meta.dtype):
+            if (
+                rn
+                and not rn.search(d.node_name)
+                or ro
+                and not ro.search(d.op_type)
+                or rd
+                and not rd.search(d.meta.dtype)
+            ):
                 continue
             out.append(d)
         return out
@@ -296,8 +322,9 @@ class Debugger:
     def tensor_names(self) -> list[str]:
         return [d.tensor_name for d in self.data()]
 
-    def culprit(self, filter_name: str | None = None,
-                rows: list[flt.TensorDatum] | None = None) -> flt.TensorDatum | None:
+    def culprit(
+        self, filter_name: str | None = None, rows: list[flt.TensorDatum] | None = None
+    ) -> flt.TensorDatum | None:
         """The first tensor (execution order) passing the filter that stopped the run
         (has_inf_or_nan by default); `rows` saves recomputing `data()`."""
         fn = flt.get_filter(filter_name or self.stopped_by or "has_inf_or_nan")
@@ -364,17 +391,23 @@ class Debugger:
         if a.op_type_filter:
             rx = _regex(a.op_type_filter)
             rows = [d for d in rows if rx.search(d.op_type)]
-        key = {"timestamp": lambda d: d.event.seq, "dump_size": lambda d: d.meta.nbytes,
-               "op_type": lambda d: d.op_type, "tensor_name": lambda d: d.tensor_name}[a.sort_by]
+        key = {
+            "timestamp": lambda d: d.event.seq,
+            "dump_size": lambda d: d.meta.nbytes,
+            "op_type": lambda d: d.op_type,
+            "tensor_name": lambda d: d.tensor_name,
+        }[a.sort_by]
         rows.sort(key=key, reverse=a.reverse)
         L.culprit_first(rows, view)
         head = Text(f"{self.run_name}: {len(rows)} tensors")
         if a.tensor_filter:
             head.append(f" passing {a.tensor_filter}")
         if unknown:
-            head.append(f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
-                        "recorded neither numeric summaries nor their values (record with values=\"summary\")",
-                        style="yellow")
+            head.append(
+                f"\n{unknown} tensor{'s' if unknown > 1 else ''} could not be checked: this trace "
+                'recorded neither numeric summaries nor their values (record with values="summary")',
+                style="yellow",
+            )
         culprit = view.culprit
         if culprit is not None:
             head.append(f"   culprit ({fname}): ", style="bold")
@@ -395,8 +428,9 @@ class Debugger:
         first = tr.first_nonfinite() if fn is flt.has_inf_or_nan else None
         culprit = None
         if first is not None:
-            culprit = flt.TensorDatum(first, next(i for i, s in enumerate(first.summaries or ())
-                                                  if s is not None and not s.finite), tr)
+            culprit = flt.TensorDatum(
+                first, next(i for i, s in enumerate(first.summaries or ()) if s is not None and not s.finite), tr
+            )
         view = L.ListView(culprit, self.run_start, all_runs=True)
         rn = _regex(a.node_name_filter) if a.node_name_filter else None
         ro = _regex(a.op_type_filter) if a.op_type_filter else None
@@ -416,6 +450,7 @@ class Debugger:
                         d = flt.TensorDatum(e, i, tr)
                         if not a.tensor_filter or flt.passes(fn, d):
                             yield d
+
         return view, rows()
 
     def _listing_all(self, a: argparse.Namespace) -> tuple[Text, list[flt.TensorDatum], L.ListView, bool]:
@@ -439,25 +474,40 @@ class Debugger:
             head.append(f"\nmore: lt -a -p {a.page + 1} {_flags(a)}".rstrip(), style="dim")
         return head, rows, view, more
 
-    @command("list_tensors", "lt", help="List the tensors of the current run (-a: of every run).", args=(
-        arg("-f", "--tensor_filter", help="tensors passing fn(datum, tensor), e.g. has_inf_or_nan"),
-        arg("-n", "--node_name_filter", help="regex over node names"),
-        arg("-t", "--op_type_filter", help="regex over op types"),
-        arg("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"], default="timestamp"),
-        arg("-r", "--reverse", action="store_true", help="reverse the sort order"),
-        arg("-a", "--all_runs", action="store_true", help="every run, in execution order, with a run column"),
-        arg("-p", "--page", type=int, default=1, help=f"with -a: which page of {LT_PAGE} tensors"),
-    ))
+    @command(
+        "list_tensors",
+        "lt",
+        help="List the tensors of the current run (-a: of every run).",
+        args=(
+            arg("-f", "--tensor_filter", help="tensors passing fn(datum, tensor), e.g. has_inf_or_nan"),
+            arg("-n", "--node_name_filter", help="regex over node names"),
+            arg("-t", "--op_type_filter", help="regex over op types"),
+            arg("-s", "--sort_by", choices=["timestamp", "dump_size", "op_type", "tensor_name"], default="timestamp"),
+            arg("-r", "--reverse", action="store_true", help="reverse the sort order"),
+            arg("-a", "--all_runs", action="store_true", help="every run, in execution order, with a run column"),
+            arg("-p", "--page", type=int, default=1, help=f"with -a: which page of {LT_PAGE} tensors"),
+        ),
+    )
     def cmd_lt(self, a: argparse.Namespace) -> RenderableType:
         head, rows, view, _ = self.listing(a)
         return Group(head, L.table(rows, view))
 
     # --------------------------------------------------------------- runs
-    @command("list_runs", "lr", help="The runs (steps) of the trace: time, loss, NaN/inf count.", args=(
-        arg("-p", "--page", type=int, default=None,
-            help=f"which page of {LR_PAGE} runs (default: the current run's)"),
-        arg("-f", "--nonfinite", action="store_true", help="only runs with NaN/inf tensors"),
-    ))
+    @command(
+        "list_runs",
+        "lr",
+        help="The runs (steps) of the trace: time, loss, NaN/inf count.",
+        args=(
+            arg(
+                "-p",
+                "--page",
+                type=int,
+                default=None,
+                help=f"which page of {LR_PAGE} runs (default: the current run's)",
+            ),
+            arg("-f", "--nonfinite", action="store_true", help="only runs with NaN/inf tensors"),
+        ),
+    )
     def cmd_lr(self, a: argparse.Namespace) -> RenderableType:
         runs = self.trace.run_ids(nonfinite=a.nonfinite)  # numbers only: a page's rows are read below
         if not runs:
@@ -470,24 +520,39 @@ class Debugger:
             page = a.page
         if not 1 <= page <= pages:
             raise CommandError(f"lr -p: page {page} of {pages}")
-        shown = self.trace.run_infos(runs[(page - 1) * LR_PAGE: page * LR_PAGE])
-        head = Text(f"{len(runs)} runs{' with NaN/inf' if a.nonfinite else ''}; page {page} of {pages}"
-                    f"   (jump N: go to run N; lr -p P: another page)")
+        shown = self.trace.run_infos(runs[(page - 1) * LR_PAGE : page * LR_PAGE])
+        head = Text(
+            f"{len(runs)} runs{' with NaN/inf' if a.nonfinite else ''}; page {page} of {pages}"
+            f"   (jump N: go to run N; lr -p P: another page)"
+        )
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for col in ("", "run", "kind", "name", "events", "time", "loss", "nan/inf ops"):
-            t.add_column(col, justify="right" if col in ("run", "events", "time", "loss", "nan/inf ops") else "left",
-                         no_wrap=True)
+            t.add_column(
+                col,
+                justify="right" if col in ("run", "events", "time", "loss", "nan/inf ops") else "left",
+                no_wrap=True,
+            )
         for r in shown:
             loss = "" if r.loss is None else f"{r.loss:.4g}"
-            t.add_row(Text(">" if r.run == self.run else ""), Text(str(r.run)), Text(r.kind), Text(r.name),
-                      Text(str(r.n_events)), Text("" if r.duration_ns is None else format_ns(r.duration_ns)),
-                      Text(loss), Text(str(r.nonfinite) if r.nonfinite else ""),
-                      style="red" if r.nonfinite else None)
+            t.add_row(
+                Text(">" if r.run == self.run else ""),
+                Text(str(r.run)),
+                Text(r.kind),
+                Text(r.name),
+                Text(str(r.n_events)),
+                Text("" if r.duration_ns is None else format_ns(r.duration_ns)),
+                Text(loss),
+                Text(str(r.nonfinite) if r.nonfinite else ""),
+                style="red" if r.nonfinite else None,
+            )
         return Group(head, t)
 
-    @command("jump", "j", help="Go to run N of the trace (lr lists them).", args=(
-        arg("target", help="a run number, or first_nonfinite (the run of the first NaN/inf)"),
-    ))
+    @command(
+        "jump",
+        "j",
+        help="Go to run N of the trace (lr lists them).",
+        args=(arg("target", help="a run number, or first_nonfinite (the run of the first NaN/inf)"),),
+    )
     def cmd_jump(self, a: argparse.Namespace) -> Result:
         if a.target == "first_nonfinite":
             e = self.trace.first_nonfinite()
@@ -512,6 +577,7 @@ class Debugger:
     @command("ranks", help="Compare the ranks of an MPI job in the current run (per-rank traces).")
     def cmd_ranks(self, a: argparse.Namespace) -> RenderableType:
         from tracetensor.trace.multi import MultiTrace, ranks_text
+
         if not isinstance(self.trace, MultiTrace):
             raise CommandError("`ranks` needs the traces of an MPI job: tracetensor debug run.rank*.ttrace")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -525,12 +591,17 @@ class Debugger:
         return Group(head, table)
 
     # --------------------------------------------------------------- pt
-    @command("print_tensor", "pt", help="Print a tensor's value.", args=(
-        arg("tensor", nargs="+", help="tensor name, optionally sliced: name:0[0, 1:3]"),
-        arg("-a", "--all", action="store_true", help="print every element"),
-        arg("-s", "--numeric_summary", action="store_true", help="add a numeric summary"),
-        arg("-r", "--ranges", help="highlight elements in [lo, hi] (or [[lo, hi], ...])"),
-    ))
+    @command(
+        "print_tensor",
+        "pt",
+        help="Print a tensor's value.",
+        args=(
+            arg("tensor", nargs="+", help="tensor name, optionally sliced: name:0[0, 1:3]"),
+            arg("-a", "--all", action="store_true", help="print every element"),
+            arg("-s", "--numeric_summary", action="store_true", help="add a numeric summary"),
+            arg("-r", "--ranges", help="highlight elements in [lo, hi] (or [[lo, hi], ...])"),
+        ),
+    )
     def cmd_pt(self, a: argparse.Namespace) -> RenderableType:
         expr = "".join(a.tensor)
         m = _SLICE_RX.match(expr)
@@ -540,8 +611,7 @@ class Debugger:
         e, i = self._resolve(name)
         meta = e.outputs[i]
         v = self.trace.value(meta.name, e.run, default=None)
-        head = Text(f"Tensor \"{meta.name}\" (run {e.run}): op {e.op}, dtype {meta.dtype}, "
-                    f"shape {meta.shape}")
+        head = Text(f'Tensor "{meta.name}" (run {e.run}): op {e.op}, dtype {meta.dtype}, shape {meta.shape}')
         parts: list[RenderableType] = [head]
         summ = e.summaries[i] if e.summaries and i < len(e.summaries) else None
         if v is None:
@@ -549,8 +619,13 @@ class Debugger:
                 parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
                 parts.append(Text(summ.brief()))
             else:
-                parts.append(Text("(neither the value nor a numeric summary was recorded for this tensor: "
-                                  "record with values=\"summary\" or \"full\")", style="yellow"))
+                parts.append(
+                    Text(
+                        "(neither the value nor a numeric summary was recorded for this tensor: "
+                        'record with values="summary" or "full")',
+                        style="yellow",
+                    )
+                )
             return Group(*parts)
         if sl:
             try:
@@ -566,11 +641,16 @@ class Debugger:
         return Group(*parts)
 
     # --------------------------------------------------------------- ni
-    @command("node_info", "ni", help="Information about a node (op).", args=(
-        arg("node", help="node/op or tensor name"),
-        arg("-a", "--attributes", action="store_true", help="show the node's attributes"),
-        arg("-t", "--traceback", action="store_true", help="show where the node was created"),
-    ))
+    @command(
+        "node_info",
+        "ni",
+        help="Information about a node (op).",
+        args=(
+            arg("node", help="node/op or tensor name"),
+            arg("-a", "--attributes", action="store_true", help="show the node's attributes"),
+            arg("-t", "--traceback", action="store_true", help="show where the node was created"),
+        ),
+    )
     def cmd_ni(self, a: argparse.Namespace) -> RenderableType:
         node = self.trace.node(a.node)
         try:
@@ -612,8 +692,11 @@ class Debugger:
                 t.append(f"    {k} = {v}\n")
         if a.traceback:
             stack = node.stack if node is not None and node.stack else (e.stack if e is not None else None)
-            t.append("  traceback of node construction (innermost first):\n" if node is not None
-                     else "  traceback of op creation (innermost first):\n")
+            t.append(
+                "  traceback of node construction (innermost first):\n"
+                if node is not None
+                else "  traceback of op creation (innermost first):\n"
+            )
             if not stack:
                 t.append("    (no stack recorded: record with stacks)\n")
             for fr in stack or ():
@@ -633,8 +716,11 @@ class Debugger:
         return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else None
 
     # --------------------------------------------------------------- li / lo
-    _TREE_ARGS = (arg("node"), arg("-r", "--recursive", action="store_true"),
-                  arg("-d", "--depth", type=int, default=20))
+    _TREE_ARGS = (
+        arg("node"),
+        arg("-r", "--recursive", action="store_true"),
+        arg("-d", "--depth", type=int, default=20),
+    )
 
     @command("list_inputs", "li", help="The inputs of a node (-r: recursively).", args=_TREE_ARGS)
     def cmd_li(self, a: argparse.Namespace) -> RenderableType:
@@ -649,8 +735,12 @@ class Debugger:
         if self.trace.node(e_name) is None:
             e_name = self._resolve(a.node)[0].name
         t = Text()
-        t.append(f"{'Inputs to' if inputs else 'Recipients of'} node \"{e_name}\"" +
-                 (f" (depth limit {a.depth})" if a.recursive else "") + ":\n", style="bold")
+        t.append(
+            f'{"Inputs to" if inputs else "Recipients of"} node "{e_name}"'
+            + (f" (depth limit {a.depth})" if a.recursive else "")
+            + ":\n",
+            style="bold",
+        )
         seen: set[str] = set()
 
         def walk(n: str, depth: int) -> None:
@@ -664,6 +754,7 @@ class Debugger:
                 if a.recursive and depth < a.depth and kn not in seen:
                     seen.add(kn)
                     walk(kn, depth + 1)
+
         walk(e_name, 1)
         return t
 
@@ -690,13 +781,17 @@ class Debugger:
         return hit[0].op if hit else None
 
     # --------------------------------------------------------------- ps
-    @command("print_source", "ps", help="Source annotated with the ops each line created.", args=(
-        arg("file", nargs="?", help="a source file seen in the run's stacks"),
-    ))
+    @command(
+        "print_source",
+        "ps",
+        help="Source annotated with the ops each line created.",
+        args=(arg("file", nargs="?", help="a source file seen in the run's stacks"),),
+    )
     def cmd_ps(self, a: argparse.Namespace) -> RenderableType:
         by_file: dict[str, dict[int, list[str]]] = {}
-        stacks: list[tuple[str, tuple]] = [(e.name, e.stack) for e in self.trace.events(self.run)
-                                           if e.stack and e.phase == "forward"]
+        stacks: list[tuple[str, tuple]] = [
+            (e.name, e.stack) for e in self.trace.events(self.run) if e.stack and e.phase == "forward"
+        ]
         g = self.trace.graph()
         if g is not None:
             stacks += [(n.name, n.stack) for n in g.nodes if n.stack]
@@ -737,12 +832,18 @@ class Debugger:
         except KeyError:
             raise CommandError(f"run {self.run} is not in this trace") from None
         t = Text()
-        t.append(f"{self.run_name.capitalize()}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''}"
-                 + (f"; trace run {r.run}" if self.label else "") + ")\n", style="bold")
+        t.append(
+            f"{self.run_name.capitalize()}  ({r.kind}, {r.mode} mode{', ' + r.name if r.name else ''}"
+            + (f"; trace run {r.run}" if self.label else "")
+            + ")\n",
+            style="bold",
+        )
         t.append(f"  {r.n_events} op events")
         if r.duration_ns is not None:
-            t.append(f"; wall time {format_ns(r.duration_ns)} (start to end of the run, Python between ops "
-                     "included; `tm` sums the ops' own host time)")
+            t.append(
+                f"; wall time {format_ns(r.duration_ns)} (start to end of the run, Python between ops "
+                "included; `tm` sums the ops' own host time)"
+            )
         t.append("\n")
         t.append(f"  fetches ({len(r.fetches)}):\n")
         for f in r.fetches:
@@ -751,8 +852,10 @@ class Debugger:
         for f in r.feeds:
             t.append(f"    {f}\n")
         if r.loss is not None:
-            t.append(f"  loss: {r.loss:.6g} (what .backward() was called on in this step)\n",
-                     style=None if math.isfinite(r.loss) else "red")
+            t.append(
+                f"  loss: {r.loss:.6g} (what .backward() was called on in this step)\n",
+                style=None if math.isfinite(r.loss) else "red",
+            )
         if r.error:
             t.append(f"  error: {r.error}\n", style="red")
         c = self.culprit("has_inf_or_nan")
@@ -761,12 +864,14 @@ class Debugger:
         return t
 
     # --------------------------------------------------------------- eval
-    @command("eval", help="Evaluate an expression over tensors in backticks (not Python: only names,"
-             " numbers, arithmetic, comparisons, subscripts, np.FUNCTION(...) calls and array"
-             " methods; no builtins but abs/min/max/sum/len/float/int/round, no _names, no"
-             " modules, no file I/O). Only what you type is evaluated, never trace text.", args=(
-        arg("expr", nargs="+", help="expression; tensors in backticks: `relu:0`"),
-    ))
+    @command(
+        "eval",
+        help="Evaluate an expression over tensors in backticks (not Python: only names,"
+        " numbers, arithmetic, comparisons, subscripts, np.FUNCTION(...) calls and array"
+        " methods; no builtins but abs/min/max/sum/len/float/int/round, no _names, no"
+        " modules, no file I/O). Only what you type is evaluated, never trace text.",
+        args=(arg("expr", nargs="+", help="expression; tensors in backticks: `relu:0`"),),
+    )
     def cmd_eval(self, a: argparse.Namespace) -> RenderableType:
         expr = " ".join(a.expr)
         env: dict[str, Any] = {}
@@ -782,6 +887,7 @@ class Debugger:
             count += 1
             env[key] = v
             return key
+
         code = re.sub(r"`([^`]+)`", sub, expr)
         try:
             out = evaluate(code, env)
@@ -849,19 +955,23 @@ class Debugger:
         stats = self.grad_stats()
         if not stats:
             return Text("no parameter gradients in this run (no backward pass, or summaries not recorded)")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"gradient flow, {self.run_name}")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=f"gradient flow, {self.run_name}")
         for col in ("parameter", "grad norm", "weight norm", "ratio", "zeros", "history", "flag"):
             right = col in ("grad norm", "weight norm", "ratio", "zeros")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
         for s in stats:
             hist = self.grad_history.get(s.param) or [s.grad_norm]
             wn = "" if s.weight_norm is None else f"{s.weight_norm:.3g}"
-            table.add_row(s.param, f"{s.grad_norm:.3g}", wn,
-                          "" if s.ratio is None else f"{s.ratio:.2e}", f"{s.zero_share:.0%}",
-                          sparkline(hist[-HISTORY:]), s.flag,
-                          style="red" if s.flag in ("nan/inf", "exploding") else
-                          ("yellow" if s.flag == "vanishing" else None))
+            table.add_row(
+                s.param,
+                f"{s.grad_norm:.3g}",
+                wn,
+                "" if s.ratio is None else f"{s.ratio:.2e}",
+                f"{s.zero_share:.0%}",
+                sparkline(hist[-HISTORY:]),
+                s.flag,
+                style="red" if s.flag in ("nan/inf", "exploding") else ("yellow" if s.flag == "vanishing" else None),
+            )
         return table
 
     def record_history(self) -> None:
@@ -888,40 +998,63 @@ class Debugger:
         self._history_of_run = self.run
 
     # --------------------------------------------------------------- tm
-    @command("timing", "tm", help="Per-op time of the run, slowest first.", args=(
-        arg("-n", "--limit", type=int, default=30, help="how many ops"),
-    ))
+    @command(
+        "timing",
+        "tm",
+        help="Per-op time of the run, slowest first.",
+        args=(arg("-n", "--limit", type=int, default=30, help="how many ops"),),
+    )
     def cmd_tm(self, a: argparse.Namespace) -> RenderableType:
         events = self.trace.events(self.run)
         dev = self.trace.device_times(self.run)
         total = sum(e.duration_ns for e in events) or 1
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                      title=f"{self.run_name}: {len(events)} ops, {total / 1e6:.3f} ms in ops")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            show_edge=False,
+            title=f"{self.run_name}: {len(events)} ops, {total / 1e6:.3f} ms in ops",
+        )
         for col in ("host (us)", "device (us)", "share", "phase", "op type", "name"):
             right = col in ("host (us)", "device (us)", "share")
             table.add_column(col, no_wrap=True, justify="right" if right else "left")
         for e in sorted(events, key=lambda e: e.duration_ns, reverse=True)[: a.limit]:
             d = dev.get(e.seq)
-            table.add_row(f"{e.duration_ns / 1e3:.1f}", "" if d is None else f"{d / 1e3:.1f}",
-                          f"{e.duration_ns / total:.1%}", e.phase, e.op, e.name)
-        notes = [Text(f"... {len(events) - a.limit} more ops (tm -n {len(events)} shows all)")] \
-            if len(events) > a.limit else []
-        notes.append(Text("time in ops: the ops' own host time, summed (`ri` gives the run's wall time)",
-                          style="dim"))
+            table.add_row(
+                f"{e.duration_ns / 1e3:.1f}",
+                "" if d is None else f"{d / 1e3:.1f}",
+                f"{e.duration_ns / total:.1%}",
+                e.phase,
+                e.op,
+                e.name,
+            )
+        notes = (
+            [Text(f"... {len(events) - a.limit} more ops (tm -n {len(events)} shows all)")]
+            if len(events) > a.limit
+            else []
+        )
+        notes.append(Text("time in ops: the ops' own host time, summed (`ri` gives the run's wall time)", style="dim"))
         return Group(table, *notes)
 
     # --------------------------------------------------------------- run / help
-    @command("run", "r", help="Continue: run the next session.run / step.", args=(
-        arg("-n", "--no_debug", action="store_true", help="run the next run without debugging"),
-        arg("-t", "--times", type=int, default=1, help="run this many times without stopping"),
-        arg("-f", "--till_filter_pass", help="until a tensor passes fn(datum, tensor), e.g. has_inf_or_nan"),
-        arg("--node_name_filter", help="regex: watch only these nodes"),
-        arg("--op_type_filter", help="regex: watch only these op types"),
-        arg("--tensor_dtype_filter", help="regex: watch only these dtypes"),
-    ))
+    @command(
+        "run",
+        "r",
+        help="Continue: run the next session.run / step.",
+        args=(
+            arg("-n", "--no_debug", action="store_true", help="run the next run without debugging"),
+            arg("-t", "--times", type=int, default=1, help="run this many times without stopping"),
+            arg("-f", "--till_filter_pass", help="until a tensor passes fn(datum, tensor), e.g. has_inf_or_nan"),
+            arg("--node_name_filter", help="regex: watch only these nodes"),
+            arg("--op_type_filter", help="regex: watch only these op types"),
+            arg("--tensor_dtype_filter", help="regex: watch only these dtypes"),
+        ),
+    )
     def cmd_run(self, a: argparse.Namespace) -> Result:
-        act = RunAction(node_name_filter=a.node_name_filter, op_type_filter=a.op_type_filter,
-                        tensor_dtype_filter=a.tensor_dtype_filter)
+        act = RunAction(
+            node_name_filter=a.node_name_filter,
+            op_type_filter=a.op_type_filter,
+            tensor_dtype_filter=a.tensor_dtype_filter,
+        )
         if a.till_filter_pass:
             flt.get_filter(a.till_filter_pass)  # unknown names fail now, not after many runs
             act.mode, act.filter = "filter", a.till_filter_pass
@@ -965,8 +1098,7 @@ class Debugger:
         if words[-2] in ("-f", "--till_filter_pass", "--tensor_filter"):
             return [n for n in flt.filter_names() if n.startswith(last)]
         names = self.tensor_names()
-        return sorted({n for n in names if n.startswith(last)} |
-                      {n.split(":")[0] for n in names if n.startswith(last)})
+        return sorted({n for n in names if n.startswith(last)} | {n.split(":")[0] for n in names if n.startswith(last)})
 
 
 def _regex(pattern: str) -> re.Pattern:
@@ -1021,9 +1153,12 @@ def array_text(v: np.ndarray, full: bool, ranges: list[tuple[float, float]] | No
 
     def hit(x: float) -> bool:
         return any(lo <= x <= hi for lo, hi in ranges)
+
     n = int(sum(np.count_nonzero((v >= lo) & (v <= hi)) for lo, hi in ranges)) if v.dtype.kind in "fiu" else 0
-    fmt = {"float_kind": lambda x: f"\x01{x:.6g}\x02" if hit(x) else f"{x:.6g}",
-           "int": lambda x: f"\x01{x}\x02" if hit(x) else str(x)}
+    fmt = {
+        "float_kind": lambda x: f"\x01{x:.6g}\x02" if hit(x) else f"{x:.6g}",
+        "int": lambda x: f"\x01{x}\x02" if hit(x) else str(x),
+    }
     with np.printoptions(linewidth=110, formatter=fmt, **opts):
         s = np.array2string(v, separator=", ") if v.ndim else fmt["float_kind"](float(v))
     t = Text()

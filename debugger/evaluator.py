@@ -5,6 +5,7 @@ only the node kinds below exist, names come from a fixed table, attributes are r
 from numpy, its arrays, scalars and dtypes, and nothing that reads or writes files,
 or reaches a module, an underscore name or a Python object's internals, can be named.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,30 +22,111 @@ class EvalError(Exception):
 
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: op.add, ast.Sub: op.sub, ast.Mult: op.mul, ast.Div: op.truediv, ast.FloorDiv: op.floordiv,
-    ast.Mod: op.mod, ast.Pow: op.pow, ast.MatMult: op.matmul, ast.BitAnd: op.and_, ast.BitOr: op.or_,
-    ast.BitXor: op.xor, ast.LShift: op.lshift, ast.RShift: op.rshift,
+    ast.Add: op.add,
+    ast.Sub: op.sub,
+    ast.Mult: op.mul,
+    ast.Div: op.truediv,
+    ast.FloorDiv: op.floordiv,
+    ast.Mod: op.mod,
+    ast.Pow: op.pow,
+    ast.MatMult: op.matmul,
+    ast.BitAnd: op.and_,
+    ast.BitOr: op.or_,
+    ast.BitXor: op.xor,
+    ast.LShift: op.lshift,
+    ast.RShift: op.rshift,
 }
-_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: op.pos, ast.USub: op.neg, ast.Not: op.not_,
-                                            ast.Invert: op.invert}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: op.pos, ast.USub: op.neg, ast.Not: op.not_, ast.Invert: op.invert}
 _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Eq: op.eq, ast.NotEq: op.ne, ast.Lt: op.lt, ast.LtE: op.le, ast.Gt: op.gt, ast.GtE: op.ge,
+    ast.Eq: op.eq,
+    ast.NotEq: op.ne,
+    ast.Lt: op.lt,
+    ast.LtE: op.le,
+    ast.Gt: op.gt,
+    ast.GtE: op.ge,
 }
 # numpy names that read or write files, load pickles, call back into Python, expose raw
 # memory or change global state: an expression over tensors needs none of them
-_DENIED = frozenset({
-    "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "fromfile",
-    "fromregex", "tofile", "dump", "dumps", "memmap", "ctypes", "ctypeslib", "DataSource", "show_config",
-    "show_runtime", "info", "lookfor", "source", "get_include", "set_printoptions", "printoptions",
-    "seterr", "seterrcall", "setbufsize", "frompyfunc", "vectorize", "piecewise", "apply_along_axis",
-    "apply_over_axes", "fromfunction", "setflags", "base", "data", "object_", "nditer", "errstate",
-    "testing", "lib", "os", "sys", "char", "rec", "ma", "emath", "polynomial", "random", "distutils",
-    "f2py", "core", "typing", "version", "exceptions", "dtypes", "matlib", "strings", "test",
-    "format", "format_map",  # a format string reads attributes, dunders included
-})
+_DENIED = frozenset(
+    {
+        "load",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "loadtxt",
+        "genfromtxt",
+        "fromfile",
+        "fromregex",
+        "tofile",
+        "dump",
+        "dumps",
+        "memmap",
+        "ctypes",
+        "ctypeslib",
+        "DataSource",
+        "show_config",
+        "show_runtime",
+        "info",
+        "lookfor",
+        "source",
+        "get_include",
+        "set_printoptions",
+        "printoptions",
+        "seterr",
+        "seterrcall",
+        "setbufsize",
+        "frompyfunc",
+        "vectorize",
+        "piecewise",
+        "apply_along_axis",
+        "apply_over_axes",
+        "fromfunction",
+        "setflags",
+        "base",
+        "data",
+        "object_",
+        "nditer",
+        "errstate",
+        "testing",
+        "lib",
+        "os",
+        "sys",
+        "char",
+        "rec",
+        "ma",
+        "emath",
+        "polynomial",
+        "random",
+        "distutils",
+        "f2py",
+        "core",
+        "typing",
+        "version",
+        "exceptions",
+        "dtypes",
+        "matlib",
+        "strings",
+        "test",
+        "format",
+        "format_map",  # a format string reads attributes, dunders included
+    }
+)
 _SUBMODULES = (np.linalg, np.fft)  # pure functions of arrays
-_BUILTINS = {"abs": abs, "min": min, "max": max, "sum": sum, "len": len, "float": float, "int": int,
-             "round": round, "bool": bool, "True": True, "False": False, "None": None}
+_BUILTINS = {
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "len": len,
+    "float": float,
+    "int": int,
+    "round": round,
+    "bool": bool,
+    "True": True,
+    "False": False,
+    "None": None,
+}
 _CONSTS = (int, float, complex, bool, str, bytes, type(None), type(Ellipsis))
 _MAX_INT_BITS = 4096  # `9**9**9` would hang the debugger
 
@@ -89,8 +171,10 @@ class Evaluator:
     def ev(self, n: ast.AST) -> Any:
         meth = getattr(self, "_" + type(n).__name__, None)
         if meth is None:
-            raise EvalError(f"{type(n).__name__} expressions are not supported in eval "
-                            "(names, numbers, arithmetic, comparisons, subscripts and numpy calls are)")
+            raise EvalError(
+                f"{type(n).__name__} expressions are not supported in eval "
+                "(names, numbers, arithmetic, comparisons, subscripts and numpy calls are)"
+            )
         return meth(n)
 
     def _Constant(self, n: ast.Constant) -> Any:
@@ -101,29 +185,33 @@ class Evaluator:
     def _Name(self, n: ast.Name) -> Any:
         _check_name(n.id, "name")
         if n.id not in self.names:
-            raise EvalError(f"unknown name {n.id!r}: put tensor names in backticks, e.g. `relu:0`; "
-                            f"numpy is `np`")
+            raise EvalError(f"unknown name {n.id!r}: put tensor names in backticks, e.g. `relu:0`; numpy is `np`")
         return self.names[n.id]
 
     def _Attribute(self, n: ast.Attribute) -> Any:
         base = self.ev(n.value)
         _check_name(n.attr, "attribute")
         if not (_is_module(base) or _is_value(base)):
-            raise EvalError(f"attribute .{n.attr} of a {type(base).__name__} is not allowed in eval "
-                            "(only of np and of arrays)")
+            raise EvalError(
+                f"attribute .{n.attr} of a {type(base).__name__} is not allowed in eval (only of np and of arrays)"
+            )
         try:
             out = getattr(base, n.attr)
         except AttributeError:
-            raise EvalError(f"{'np' if base is np else type(base).__name__} has no attribute {n.attr!r}") \
-                from None
+            raise EvalError(f"{'np' if base is np else type(base).__name__} has no attribute {n.attr!r}") from None
         if isinstance(out, types.ModuleType) and not _is_module(out):
             raise EvalError(f"np.{n.attr} is a module; eval reaches numpy functions, not modules")
         return out
 
     def _BinOp(self, n: ast.BinOp) -> Any:
         a, b = self.ev(n.left), self.ev(n.right)
-        if isinstance(n.op, (ast.Pow, ast.LShift, ast.Mult)) and isinstance(a, int) and isinstance(b, int) \
-                and abs(b) > _MAX_INT_BITS and abs(a) > 1:
+        if (
+            isinstance(n.op, (ast.Pow, ast.LShift, ast.Mult))
+            and isinstance(a, int)
+            and isinstance(b, int)
+            and abs(b) > _MAX_INT_BITS
+            and abs(a) > 1
+        ):
             raise EvalError("integer result too large")
         f = _BINOPS.get(type(n.op))
         if f is None:

@@ -1,5 +1,6 @@
 """Tensor filters (tfdbg's `has_inf_or_nan` and user-registered ones): predicates over
 one tensor of one run, used by `lt -f`, `run -f` and the culprit marker."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from tracetensor.trace import Trace
 @dataclass
 class TensorDatum:
     """One output tensor of one op event, as a filter sees it (tfdbg's DebugTensorDatum)."""
+
     event: ev.OpEvent
     index: int
     trace: Trace
@@ -99,9 +101,11 @@ def passes(fn: Filter, datum: TensorDatum) -> bool:
         return bool(fn(datum, datum.value))
     except Exception as e:  # the user's filter: its bug must not end the program being debugged
         name = next((n for n, f in _FILTERS.items() if f is fn), getattr(fn, "__name__", repr(fn)))
-        raise FilterError(f"tensor filter {name!r} raised {type(e).__name__} on {datum.tensor_name}: {e}\n"
-                          "filters are called as fn(datum, tensor) -> bool (datum: TensorDatum, tensor: "
-                          "numpy array or None)") from None
+        raise FilterError(
+            f"tensor filter {name!r} raised {type(e).__name__} on {datum.tensor_name}: {e}\n"
+            "filters are called as fn(datum, tensor) -> bool (datum: TensorDatum, tensor: "
+            "numpy array or None)"
+        ) from None
 
 
 def data(trace: Trace, run: int | None) -> list[TensorDatum]:
@@ -120,8 +124,11 @@ def unanswered(fn: Filter, rows: Iterable[TensorDatum]) -> int:
     values="none"). Counting them keeps "0 tensors passing" from reading as "no NaN"."""
     if fn is not has_inf_or_nan:
         return 0
-    return sum(1 for d in rows if d.summary is None and d.meta.dtype.startswith(("float", "complex", "bfloat"))
-               and d.value is None)
+    return sum(
+        1
+        for d in rows
+        if d.summary is None and d.meta.dtype.startswith(("float", "complex", "bfloat")) and d.value is None
+    )
 
 
 def first_of(rows: Iterable[TensorDatum], fn: Filter) -> TensorDatum | None:
@@ -136,6 +143,5 @@ def first_passing(trace: Trace, run: int | None, fn: Filter) -> TensorDatum | No
         e = trace.first_nonfinite(run)
         if e is None:
             return None
-        return TensorDatum(e, next(i for i, s in enumerate(e.summaries or ()) if s is not None
-                                   and not s.finite), trace)
+        return TensorDatum(e, next(i for i, s in enumerate(e.summaries or ()) if s is not None and not s.finite), trace)
     return first_of(data(trace, run), fn)

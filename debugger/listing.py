@@ -1,6 +1,7 @@
 """The tensor list, specified once: its columns, the culprit-first order and the row styles,
 used by line mode's `lt` (a Rich table) and by the TUI's virtual list (one Strip per visible
 row). Every cell is plain text: names come from traces and are never read as markup."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from .filters import TensorDatum
 class Column:
     """One column: its title, its width in the TUI (`None`: takes what the others leave),
     whether it is right-justified, and how a row's cell reads."""
+
     title: str
     width: int | None
     right: bool
@@ -29,6 +31,7 @@ class Column:
 class ListView:
     """What the cells of one listing need besides the row: the culprit, and each run's start
     (times are shown from the start of the row's own run)."""
+
     culprit: TensorDatum | None = None
     run_start: Callable[[int], int] = lambda run: 0
     all_runs: bool = False  # `lt -a`: a run column

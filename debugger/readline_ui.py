@@ -1,5 +1,6 @@
 """Line mode: the debugger's commands read from standard input, plain text written to
 standard output. Tests, CI and pipes use it; it is chosen automatically without a terminal."""
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """Debugging live programs: `LocalCLIDebugWrapperSession` around a graph-mode Session and
 `wrap` around eager functions and modules. Both drive one `Controller` that decides,
 run by run, whether to stop, and opens the chosen UI (Textual or line mode) at stops."""
+
 from __future__ import annotations
 
 import atexit
@@ -23,12 +24,16 @@ from .filters import FilterError, TensorDatum, add_tensor_filter
 
 def _pick_ui(ui_type: str) -> Any:
     if ui_type not in ("textual", "readline", "curses"):
-        raise ValueError(f"tracetensor debugger: ui_type must be 'textual' or 'readline' (tfdbg's "
-                         f"'curses' means 'textual'), got {ui_type!r}")
+        raise ValueError(
+            f"tracetensor debugger: ui_type must be 'textual' or 'readline' (tfdbg's "
+            f"'curses' means 'textual'), got {ui_type!r}"
+        )
     if ui_type == "readline" or not (sys.stdin.isatty() and sys.stdout.isatty()):
         from .readline_ui import ReadlineUI
+
         return ReadlineUI()
     from .tui import TextualUI
+
     return TextualUI()
 
 
@@ -117,10 +122,12 @@ class Controller:
             intro = Group(intro, Text(f"error: {filter_error}", style="red"))
         self._take(self.ui.session(dbg, f"run-end: run #{self.calls}", intro, kind="end"))
 
-    def run_end_intro(self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None,
-                      filter_name: str | None) -> RenderableType:
-        parts: list[RenderableType] = [Text(f"run #{self.calls} ended: {dbg.trace.count(dbg.run)} op events",
-                                            style="bold")]
+    def run_end_intro(
+        self, dbg: Debugger, error: BaseException | None, culprit: TensorDatum | None, filter_name: str | None
+    ) -> RenderableType:
+        parts: list[RenderableType] = [
+            Text(f"run #{self.calls} ended: {dbg.trace.count(dbg.run)} op events", style="bold")
+        ]
         if error is not None:
             t = Text(f"run #{self.calls} raised {type(error).__name__}:\n", style="bold red")
             t.append(f"  {error}\n", style="red")
@@ -135,8 +142,13 @@ class Controller:
                     t.append(f"    {line}\n")
             parts.append(t)
         if culprit is not None:
-            parts.append(Text(f"run #{self.calls}: tensor filter {filter_name!r} passed at "
-                              f"{culprit.tensor_name} ({culprit.op_type})", style="bold red"))
+            parts.append(
+                Text(
+                    f"run #{self.calls}: tensor filter {filter_name!r} passed at "
+                    f"{culprit.tensor_name} ({culprit.op_type})",
+                    style="bold red",
+                )
+            )
         if getattr(self.ui, "show_list", False):  # the TUI shows the list in its own widget
             parts.append(dbg.execute("lt").output)
         return Group(*parts)
@@ -159,9 +171,17 @@ class LocalCLIDebugWrapperSession:
     """tfdbg's wrapper: behaves as the wrapped Session and opens the debugger around
     each `run()`."""
 
-    def __init__(self, sess: Any, ui_type: str = "textual", dump_root: str | None = None,
-                 log_usage: bool = True, thread_name_filter: str | None = None,
-                 config_file_path: str | None = None, *, ui: Any = None) -> None:
+    def __init__(
+        self,
+        sess: Any,
+        ui_type: str = "textual",
+        dump_root: str | None = None,
+        log_usage: bool = True,
+        thread_name_filter: str | None = None,
+        config_file_path: str | None = None,
+        *,
+        ui: Any = None,
+    ) -> None:
         # tfdbg's log_usage and config_file_path (its UI preferences file) change nothing here;
         # thread_name_filter (a regex) debugs only the runs of threads whose name matches
         self._sess = sess

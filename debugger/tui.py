@@ -1,6 +1,7 @@
 """The Textual debugger: run-start and run-end screens, a tensor list that draws only
 visible rows (Line API, fit for 100,000 events), a tensor view, gradient-flow and timing
 panels, a command line with history and completion, and a command palette."""
+
 from __future__ import annotations
 
 import argparse
@@ -78,14 +79,17 @@ class TensorList(ScrollView, can_focus=True):
             self.datum = datum
             super().__init__()
 
-    def __init__(self, rows: list[flt.TensorDatum] | None = None, view: L.ListView | None = None,
-                 **kw: Any) -> None:
+    def __init__(self, rows: list[flt.TensorDatum] | None = None, view: L.ListView | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.rows: list[flt.TensorDatum] = rows or []
         self.view = view or L.ListView()
         self.virtual_size = Size(80, len(self.rows))
-        self._styles = {None: Style(), "cursor": Style(reverse=True),
-                        "red": Style(color="red", bold=True), "yellow": Style(color="yellow")}
+        self._styles = {
+            None: Style(),
+            "cursor": Style(reverse=True),
+            "red": Style(color="red", bold=True),
+            "yellow": Style(color="yellow"),
+        }
 
     @property
     def culprit(self) -> flt.TensorDatum | None:
@@ -179,9 +183,9 @@ class CommandInput(Input):
     ]
 
     def __init__(self, dbg: Debugger, **kw: Any) -> None:
-        super().__init__(placeholder="command (help, lt, pt NAME, ni -t NAME, gf, tm, run, "
-                                     "run -f has_inf_or_nan)",
-                         **kw)
+        super().__init__(
+            placeholder="command (help, lt, pt NAME, ni -t NAME, gf, tm, run, run -f has_inf_or_nan)", **kw
+        )
         self.dbg = dbg
         self.history: list[str] = []
         self._pos = 0
@@ -212,13 +216,14 @@ class CommandInput(Input):
         if len(common) > len(stem):
             head = line[: len(line) - len(last)] + ("`" if tick else "")
             done = head + common + (" " if len(opts) == 1 and not tick else "")
-            self.value = done + self.value[self.cursor_position:]
+            self.value = done + self.value[self.cursor_position :]
             self.cursor_position = len(done)
         if len(opts) > 1:
             self.app.show_output(Text(printable("completions: " + "  ".join(opts[:60]))))
 
 
 # --------------------------------------------------------------------------- palette
+
 
 class DebuggerCommands(Provider):
     """Command palette entries: the debugger's views and commands, and every tensor."""
@@ -229,23 +234,34 @@ class DebuggerCommands(Provider):
         assert isinstance(app, DebuggerApp)
         self.entries: list[tuple[str, Any, str]] = [
             ("List tensors (lt)", partial(app.run_command, "lt"), "tensors of this run, culprit first"),
-            ("List NaN/inf tensors (lt -f has_inf_or_nan)", partial(app.run_command, "lt -f has_inf_or_nan"),
-             "only tensors holding NaN or inf"),
+            (
+                "List NaN/inf tensors (lt -f has_inf_or_nan)",
+                partial(app.run_command, "lt -f has_inf_or_nan"),
+                "only tensors holding NaN or inf",
+            ),
             ("Gradient flow", partial(app.show_tab, "gradients"), "per-parameter gradient norms"),
             ("Timing", partial(app.show_tab, "timing"), "ops slowest first"),
             ("Run info (ri)", partial(app.run_command, "ri"), "fetches, feeds, errors"),
             ("List runs (lr)", partial(app.run_command, "lr"), "every run: time, loss, NaN/inf"),
             ("Runs with NaN/inf (lr -f)", partial(app.run_command, "lr -f"), "only the runs that went bad"),
-            ("Jump to the first NaN/inf run", partial(app.run_command, "jump first_nonfinite"),
-             "the run of the culprit, in a recorded trace"),
+            (
+                "Jump to the first NaN/inf run",
+                partial(app.run_command, "jump first_nonfinite"),
+                "the run of the culprit, in a recorded trace",
+            ),
             ("Help", partial(app.run_command, "help"), "every command"),
             ("Run", partial(app.run_command, "run"), "continue to the next run"),
             ("Run until NaN/inf", partial(app.run_command, "run -f has_inf_or_nan"), "tfdbg's run -f"),
             ("Exit debugger", partial(app.run_command, "exit"), "the program goes on undebugged"),
         ]
         for d in app.listed_rows()[:5000]:
-            self.entries.append((f"Tensor {printable(d.tensor_name)}", partial(app.open_tensor, d),
-                                 f"{printable(d.op_type)} {d.meta.shape}"))
+            self.entries.append(
+                (
+                    f"Tensor {printable(d.tensor_name)}",
+                    partial(app.open_tensor, d),
+                    f"{printable(d.op_type)} {d.meta.shape}",
+                )
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -257,6 +273,7 @@ class DebuggerCommands(Provider):
 
 
 # --------------------------------------------------------------------------- screens
+
 
 class _StopScreen(Screen):
     """A stop of the debugger: an intro text and the command line, which has the focus."""
@@ -352,8 +369,15 @@ class TensorScreen(Screen):
     def compose(self) -> ComposeResult:
         d = self.datum
         yield Header()
-        yield Static(Text(printable(f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   "
-                                    f"node {d.node_name}"), style="bold"), id="tensor-title")
+        yield Static(
+            Text(
+                printable(
+                    f"{d.tensor_name}   op {d.op_type}   {d.meta.dtype} {tuple(d.meta.shape)}   node {d.node_name}"
+                ),
+                style="bold",
+            ),
+            id="tensor-title",
+        )
         yield Input(placeholder="numpy slice, e.g. [0, :10]  (Enter applies, Esc goes back)", id="slice")
         with Horizontal(id="tensor-top"):
             yield Static(id="summary")
@@ -375,7 +399,8 @@ class TensorScreen(Screen):
             return
         s = d.summary
         self.query_one("#summary", Static).update(
-            Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)")))
+            Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)"))
+        )
         if v is None:
             self.query_one("#values", Static).update(Text("(the value was not kept)", style="yellow"))
             self.query_one("#histogram", Static).update("")
@@ -396,11 +421,14 @@ class TensorScreen(Screen):
 
 
 def _summary_lines(s: ev.Summary) -> str:
-    return "\n".join(f"{k:>6}: {getattr(s, k):.6g}" if isinstance(getattr(s, k), float) else
-                     f"{k:>6}: {getattr(s, k)}" for k in s._fields)
+    return "\n".join(
+        f"{k:>6}: {getattr(s, k):.6g}" if isinstance(getattr(s, k), float) else f"{k:>6}: {getattr(s, k)}"
+        for k in s._fields
+    )
 
 
 # --------------------------------------------------------------------------- app
+
 
 class DebuggerApp(App[RunAction | None]):
     """One stop of the debugger. Exits with the next RunAction (or None for `exit`).
@@ -456,8 +484,14 @@ class DebuggerApp(App[RunAction | None]):
             return
         self.busy, self._busy_t0 = line, time.perf_counter()
         self._tick()
-        self.run_worker(partial(self._work, line, echo, target), thread=True, exclusive=True, group="cmd",
-                        name=line, exit_on_error=False)
+        self.run_worker(
+            partial(self._work, line, echo, target),
+            thread=True,
+            exclusive=True,
+            group="cmd",
+            name=line,
+            exit_on_error=False,
+        )
 
     def _work(self, line: str, echo: bool, target: str) -> None:
         """In the worker thread: the command itself, then its answer handed to the UI thread."""
@@ -502,17 +536,29 @@ class DebuggerApp(App[RunAction | None]):
                 chunk.append(d)
                 n += 1
                 if n >= TUI_ALL_RUNS_CAP or len(chunk) >= 2000 or time.perf_counter() - t_last > 0.2 and chunk:
-                    self.call_from_thread(self._show_listing, worker, line,
-                                          Text(f"all runs: {n} tensors so far…"), chunk, view, echo and first, first)
+                    self.call_from_thread(
+                        self._show_listing,
+                        worker,
+                        line,
+                        Text(f"all runs: {n} tensors so far…"),
+                        chunk,
+                        view,
+                        echo and first,
+                        first,
+                    )
                     chunk, first, t_last = [], False, time.perf_counter()
                     if n >= TUI_ALL_RUNS_CAP:
                         break
             more = n >= TUI_ALL_RUNS_CAP
-            head = Text(f"all runs: {'the first ' if more else ''}{n} tensors" +
-                        (f" passing {a.tensor_filter}" if a.tensor_filter else ""))
+            head = Text(
+                f"all runs: {'the first ' if more else ''}{n} tensors"
+                + (f" passing {a.tensor_filter}" if a.tensor_filter else "")
+            )
             if more:
-                head.append(f"  (the list keeps {TUI_ALL_RUNS_CAP:,}: narrow with -t/-n/-f, or page with"
-                            " -p in line mode)", style="dim")
+                head.append(
+                    f"  (the list keeps {TUI_ALL_RUNS_CAP:,}: narrow with -t/-n/-f, or page with -p in line mode)",
+                    style="dim",
+                )
             if view.culprit is not None:
                 head.append("   culprit (has_inf_or_nan): ", style="bold")
                 head.append(view.culprit.tensor_name, style="bold red")
@@ -527,8 +573,16 @@ class DebuggerApp(App[RunAction | None]):
             if not worker.is_cancelled:
                 self.call_from_thread(self._done, worker)
 
-    def _show_listing(self, worker: Any, line: str, head: Text, rows: list[flt.TensorDatum],
-                      view: L.ListView, echo: bool, replace: bool) -> None:
+    def _show_listing(
+        self,
+        worker: Any,
+        line: str,
+        head: Text,
+        rows: list[flt.TensorDatum],
+        view: L.ListView,
+        echo: bool,
+        replace: bool,
+    ) -> None:
         """(UI thread) rows of a listing; more may follow from the same worker."""
         scr = self.screen
         if worker.is_cancelled or not isinstance(scr, RunEndScreen):
@@ -540,8 +594,12 @@ class DebuggerApp(App[RunAction | None]):
             scr.query_one(TensorList).append_rows(rows)
             scr.refresh_head()
         if echo:
-            self.show_output(Group(Text(f"tfdbg> {line}", style="bold cyan"),
-                                   Text(f"{len(rows)} tensors in the list (ctrl+l to move in it)")))
+            self.show_output(
+                Group(
+                    Text(f"tfdbg> {line}", style="bold cyan"),
+                    Text(f"{len(rows)} tensors in the list (ctrl+l to move in it)"),
+                )
+            )
 
     def _finish(self, worker: Any, line: str, res: Result, echo: bool, target: str) -> None:
         """(UI thread) a command's answer."""

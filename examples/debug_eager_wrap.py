@@ -4,6 +4,7 @@ shows each parameter's gradient norm, its ratio to the weight norm and its histo
 
     python examples/debug_eager_wrap.py --debug
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ def main() -> None:
     opt = tt.optim.SGD(model.parameters(), lr=0.5)
     if args.debug:
         from tracetensor.debugger import wrap
+
         model = wrap(model, ui_type=args.ui)
     for step in range(args.steps):
         opt.zero_grad()

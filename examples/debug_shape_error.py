@@ -3,6 +3,7 @@ names the failing node (`linear/MatMul`), its input shapes and the line that def
 
     python examples/debug_shape_error.py --debug
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def main() -> int:
     sess.run(tf.global_variables_initializer())
     if args.debug:
         from tracetensor.debugger import LocalCLIDebugWrapperSession
+
         sess = LocalCLIDebugWrapperSession(sess, ui_type=args.ui)
     rng = np.random.default_rng(0)
     for step in range(3):

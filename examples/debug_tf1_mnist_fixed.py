@@ -3,6 +3,7 @@ logits (`tf.nn.softmax_cross_entropy_with_logits`), which never takes log(0). Ru
 
     python examples/debug_tf1_mnist_fixed.py --debug    # `run -f has_inf_or_nan` never stops
 """
+
 from __future__ import annotations
 
 from debug_tf1_mnist_nan import main

@@ -9,6 +9,7 @@ once the softmax of a wrong class underflows to exactly 0, log gives -inf and
 `lt` lists the Log node's output first and `ni -t Log` shows the `tf.log(y)` line.
 The fixed version is examples/debug_tf1_mnist_fixed.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,11 +68,12 @@ def main(stable: bool = False) -> None:
     sess.run(tf.global_variables_initializer())
     if args.debug:
         from tracetensor.debugger import LocalCLIDebugWrapperSession
+
         sess = LocalCLIDebugWrapperSession(sess, ui_type=args.ui)
     with np.errstate(all="ignore"):
         for i in range(args.steps):
             lo = i * args.batch
-            feed = {m["x"]: xs[lo:lo + args.batch], m["y_"]: ys[lo:lo + args.batch]}
+            feed = {m["x"]: xs[lo : lo + args.batch], m["y_"]: ys[lo : lo + args.batch]}
             _, loss, acc = sess.run([m["train"], m["loss"], m["accuracy"]], feed_dict=feed)
             print(f"step {i}: loss {loss:.4f}  accuracy {acc:.2f}")
 

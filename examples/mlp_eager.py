@@ -6,6 +6,7 @@
 `tracetensor.profiler.step()` marks the end of each training step (it does nothing when
 the script is not being profiled) and `record_function` names the phases of a step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ def main() -> None:
     opt = tt.optim.SGD(model.parameters(), lr=args.lr)
     for i in range(args.steps):
         lo = (i % 8) * args.batch
-        loss = train_step(model, opt, x_all[lo:lo + args.batch], y_all[lo:lo + args.batch])
+        loss = train_step(model, opt, x_all[lo : lo + args.batch], y_all[lo : lo + args.batch])
         profiler.step()  # marks the end of a training step; a no-op when not profiled
         if i % 10 == 0 or i == args.steps - 1:
             print(f"step {i:3d}  loss {loss:.4f}")

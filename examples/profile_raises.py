@@ -1,6 +1,7 @@
 """Trains a few steps, then feeds a batch of the wrong width: the profile of the steps
 that ran is still written (`tracetensor profile examples/profile_raises.py`), and the
 exit code is the script's (1, from the ShapeError)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """A tiny softmax classifier for examples/test_softmax_log_nan.py: two cross-entropy
 losses that agree on small logits, and one of them breaks on large ones."""
+
 from __future__ import annotations
 
 import tracetensor as tt

@@ -10,6 +10,7 @@ of the first layer's weights), `trace` (`export_trace` of the recorded steps: lo
 per-parameter gradient/weight norms and histograms, non-finite counts, time per op type)
 and one hparams run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def main() -> None:
         w.add_text("config", f"SGD, lr **{args.lr}**, momentum 0.9, {args.steps} steps")
         for step in range(args.steps):
             lo = (step % 8) * 64
-            xb, yb = x[lo:lo + 64], y[lo:lo + 64]
+            xb, yb = x[lo : lo + 64], y[lo : lo + 64]
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad()
@@ -63,8 +64,9 @@ def main() -> None:
                 w1 = model[0].weight.detach().numpy()
                 w.add_image("fc1_weights", (w1 - w1.min()) / (w1.max() - w1.min() + 1e-12), step, dataformats="HW")
         final_acc = (model(x).argmax(-1) == y).float().mean().item()
-        w.add_hparams({"lr": args.lr, "momentum": 0.9, "hidden": 32}, {"hparam/accuracy": final_acc},
-                      run_name="hparams")
+        w.add_hparams(
+            {"lr": args.lr, "momentum": 0.9, "hidden": 32}, {"hparam/accuracy": final_acc}, run_name="hparams"
+        )
 
     with tt.trace.open(trace_path) as t:
         print(export_trace(t, os.path.join(args.logdir, "trace")))

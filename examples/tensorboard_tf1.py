@@ -6,6 +6,7 @@
 
 Needs `pip install "tracetensor[tensorboard]"`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def main() -> None:
         sess.run(tf.global_variables_initializer())
         for step in range(args.steps):
             lo = (step % 8) * 64
-            feed = {x: data[lo:lo + 64], y: labels[lo:lo + 64]}
+            feed = {x: data[lo : lo + 64], y: labels[lo : lo + 64]}
             if step % 10 == 0:
                 md = tf.RunMetadata()
                 opts = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)

@@ -4,6 +4,7 @@ Both tests pass without the plugin (`--tracetensor-nan=off`): the smoke test che
 shapes and that the weights moved, and NaN weights pass both checks. With the plugin
 (on by default once tracetensor is installed), the naive loss fails, naming the log op,
 the line of the loss and the parameters the NaN gradient flows into."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """tracetensor.profiler: per-op CPU/GPU timings, torch.profiler-style tables, Chrome
 trace / speedscope / folded-stack exports, and `tracetensor profile script.py` with
 py-spy's Python samples merged in (see `profiler/core.py` for what self and total mean)."""
+
 from __future__ import annotations
 
 from .core import (
@@ -16,5 +17,15 @@ from .core import (
     step,
 )
 
-__all__ = ["profile", "schedule", "record_function", "step", "ProfilerActivity", "ProfilerAction", "Report",
-           "EventList", "Row", "SortKeyError"]
+__all__ = [
+    "profile",
+    "schedule",
+    "record_function",
+    "step",
+    "ProfilerActivity",
+    "ProfilerAction",
+    "Report",
+    "EventList",
+    "Row",
+    "SortKeyError",
+]

@@ -13,6 +13,7 @@ outside any range plus the top-level ranges), and the self times of the op rows
 alone add up to the time spent in ops. Percentages are of the sum of self times.
 Device (GPU) time follows the same rule: ranges have no device time of their own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,13 +32,24 @@ import tracetensor as tt
 from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns, printable
 
-__all__ = ["ProfilerAction", "ProfilerActivity", "schedule", "profile", "record_function", "step",
-           "Report", "EventList", "Row", "SortKeyError"]
+__all__ = [
+    "ProfilerAction",
+    "ProfilerActivity",
+    "schedule",
+    "profile",
+    "record_function",
+    "step",
+    "Report",
+    "EventList",
+    "Row",
+    "SortKeyError",
+]
 
 
 class ProfilerActivity(enum.Enum):
     """Accepted for torch.profiler compatibility: CPU is always profiled, CUDA whenever
     an op runs on a GPU."""
+
     CPU = "cpu"
     CUDA = "cuda"
 
@@ -53,15 +65,18 @@ class SortKeyError(ValueError):
     """`table(sort_by=...)` got a key it does not know."""
 
 
-def schedule(*, wait: int, warmup: int, active: int, repeat: int = 0,
-             skip_first: int = 0) -> Callable[[int], ProfilerAction]:
+def schedule(
+    *, wait: int, warmup: int, active: int, repeat: int = 0, skip_first: int = 0
+) -> Callable[[int], ProfilerAction]:
     """torch.profiler.schedule: after `skip_first` steps, cycles of `wait` idle steps,
     `warmup` steps profiled then discarded, `active` steps recorded (the last one saves:
     `on_trace_ready` is called); `repeat` cycles (0: forever)."""
     if wait < 0 or warmup < 0 or active <= 0 or repeat < 0 or skip_first < 0:
-        raise ValueError(f"schedule expects wait, warmup, repeat, skip_first >= 0 and active > 0; got "
-                         f"wait={wait} warmup={warmup} active={active} repeat={repeat} "
-                         f"skip_first={skip_first}")
+        raise ValueError(
+            f"schedule expects wait, warmup, repeat, skip_first >= 0 and active > 0; got "
+            f"wait={wait} warmup={warmup} active={active} repeat={repeat} "
+            f"skip_first={skip_first}"
+        )
     cycle = wait + warmup + active
 
     def action(step: int) -> ProfilerAction:
@@ -76,6 +91,7 @@ def schedule(*, wait: int, warmup: int, active: int, repeat: int = 0,
         if pos < wait + warmup:
             return ProfilerAction.WARMUP
         return ProfilerAction.RECORD_AND_SAVE if pos == cycle - 1 else ProfilerAction.RECORD
+
     return action
 
 
@@ -118,10 +134,17 @@ class profile:
     window (`schedule`), or of the whole block without one.
     """
 
-    def __init__(self, *, activities: Iterable[ProfilerActivity] | None = None, record_shapes: bool = False,
-                 profile_memory: bool = False, with_stack: bool = False, with_flops: bool = False,
-                 schedule: Callable[[int], ProfilerAction] | None = None,
-                 on_trace_ready: Callable[[profile], Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        activities: Iterable[ProfilerActivity] | None = None,
+        record_shapes: bool = False,
+        profile_memory: bool = False,
+        with_stack: bool = False,
+        with_flops: bool = False,
+        schedule: Callable[[int], ProfilerAction] | None = None,
+        on_trace_ready: Callable[[profile], Any] | None = None,
+    ) -> None:
         self.record_shapes = record_shapes
         self.profile_memory = profile_memory
         self.with_stack = with_stack
@@ -199,8 +222,9 @@ class profile:
         else:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
         # raw: ops arrive as compact records, made into events when the report is built
-        self._listener = ev.subscribe(cb, stacks=self.with_stack, values=self.profile_memory,
-                                      flops=self.with_flops, raw=self._mem is None)
+        self._listener = ev.subscribe(
+            cb, stacks=self.with_stack, values=self.profile_memory, flops=self.with_flops, raw=self._mem is None
+        )
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:
@@ -208,9 +232,14 @@ class profile:
             self._listener = None
 
     def _analyse(self, events: list[Any]) -> Report:
-        return Report.from_events(ev.materialize(events), steps_marked=self._steps_marked, memory=self._mem,
-                                  with_flops=self.with_flops, with_stack=self.with_stack,
-                                  profile_memory=self.profile_memory)
+        return Report.from_events(
+            ev.materialize(events),
+            steps_marked=self._steps_marked,
+            memory=self._mem,
+            with_flops=self.with_flops,
+            with_stack=self.with_stack,
+            profile_memory=self.profile_memory,
+        )
 
     def _save(self) -> None:
         self._report = self._analyse(self._buf)
@@ -223,8 +252,10 @@ class profile:
         if self._report is None:
             if self._listener is not None or self._buf:
                 return self._analyse(list(self._buf))  # a window still recording: what it has so far
-            raise RuntimeError("the profiler has recorded nothing yet: run code inside `with profile():` "
-                               "(with a schedule, results exist once an active window ends)")
+            raise RuntimeError(
+                "the profiler has recorded nothing yet: run code inside `with profile():` "
+                "(with a schedule, results exist once an active window ends)"
+            )
         return self._report
 
     def events(self) -> list[ev.Event]:
@@ -236,19 +267,23 @@ class profile:
 
     def export_chrome_trace(self, path: str) -> None:
         from .export import export_chrome_trace
+
         export_chrome_trace(self.report, path)
 
     def export_speedscope(self, path: str) -> None:
         from .export import export_speedscope
+
         export_speedscope(self.report, path)
 
     def export_stacks(self, path: str) -> None:
         """Folded stacks: the user's source frames then the op, valued by op time (us)."""
         from .export import export_stacks
+
         export_stacks(self.report, path)
 
 
 # --------------------------------------------------------------------------- memory
+
 
 class _MemoryTracker:
     """Bytes that ops' outputs allocate and, through weak references to those arrays,
@@ -301,14 +336,17 @@ class _MemoryTracker:
                 if e.device.startswith("cuda"):
                     self.pool.append((e.end_ns, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
             append(e)
+
         return on_event
 
 
 # --------------------------------------------------------------------------- analysis
 
+
 @dataclasses.dataclass
 class Row:
     """One line of `key_averages()`: all occurrences of one key summed."""
+
     key: str
     is_range: bool = False
     count: int = 0
@@ -345,6 +383,7 @@ def op_label(e: ev.OpEvent) -> str:
 @dataclasses.dataclass
 class _Span:
     """An op or a range with its nesting resolved (parent = innermost enclosing range)."""
+
     kind: str  # "op" | "range" | "step"
     name: str
     start: int
@@ -366,18 +405,38 @@ class _Span:
 
 GRAPH_RUNS = ("session.run", "tt.function")  # run kinds shown as ranges (synchronous calls)
 
-SORT_KEYS = ("self_cpu_time_total", "cpu_time_total", "cpu_time", "count", "self_device_time_total",
-             "device_time_total", "device_time", "self_cuda_time_total", "cuda_time_total",
-             "self_cpu_memory_usage", "cpu_memory_usage", "self_device_memory_usage", "device_memory_usage",
-             "flops")
+SORT_KEYS = (
+    "self_cpu_time_total",
+    "cpu_time_total",
+    "cpu_time",
+    "count",
+    "self_device_time_total",
+    "device_time_total",
+    "device_time",
+    "self_cuda_time_total",
+    "cuda_time_total",
+    "self_cpu_memory_usage",
+    "cpu_memory_usage",
+    "self_device_memory_usage",
+    "device_memory_usage",
+    "flops",
+)
 
 
 class Report:
     """Analysis of one profiled window: spans with nesting, device times, memory."""
 
-    def __init__(self, trace: Trace, *, steps_marked: bool = True, memory: _MemoryTracker | None = None,
-                 with_flops: bool = False, with_stack: bool = False, profile_memory: bool = False,
-                 raw: list[ev.Event] | None = None) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        steps_marked: bool = True,
+        memory: _MemoryTracker | None = None,
+        with_flops: bool = False,
+        with_stack: bool = False,
+        profile_memory: bool = False,
+        raw: list[ev.Event] | None = None,
+    ) -> None:
         self.trace = trace
         self.raw = raw if raw is not None else []
         self.with_flops, self.with_stack, self.profile_memory = with_flops, with_stack, profile_memory
@@ -405,8 +464,7 @@ class Report:
         # a step with nothing in it (the one `step()` opens after the last one) is no step
         self.spans = [s for s in _nest(spans, self.device_ns) if not (s.kind == "step" and s.child_ns == 0)]
         self.memory = memory
-        self.mem_series, self.peak = (_memory_series(memory, {e.seq: e for e in self.ops}) if memory
-                                      else ({}, {}))
+        self.mem_series, self.peak = _memory_series(memory, {e.seq: e for e in self.ops}) if memory else ({}, {})
         self.pool = list(memory.pool) if memory else []
 
     @classmethod
@@ -473,8 +531,7 @@ class Report:
                 row.flops += s.child_flops
         for key, w in where.items():
             rows[key].stack = (max(w, key=w.__getitem__),)
-        return EventList(rows.values(), report=self, shapes=group_by_input_shape,
-                         stack_n=group_by_stack_n)
+        return EventList(rows.values(), report=self, shapes=group_by_input_shape, stack_n=group_by_stack_n)
 
     def top_source_lines(self, n: int = 5) -> list[tuple[ev.Frame, int, int]]:
         """(frame, op ns, op count) of the user lines whose ops took the most time."""
@@ -545,8 +602,9 @@ def _shapes_of(e: ev.OpEvent, known: dict[str, tuple[int, ...]]) -> str:
     return f"{ins} -> {outs}"
 
 
-def _memory_series(mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
-                   ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]]]:
+def _memory_series(
+    mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
+) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]]]:
     """Live bytes over time per device, and the peak with the op that reached it."""
     series: dict[str, list[tuple[int, int]]] = defaultdict(list)
     live: dict[str, int] = defaultdict(int)
@@ -562,19 +620,24 @@ def _memory_series(mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
 
 # --------------------------------------------------------------------------- tables
 
+
 class EventList(list):
     """The rows of `key_averages()`, with `table()` like torch.profiler's."""
 
-    def __init__(self, rows: Iterable[Row], *, report: Report, shapes: bool = False,
-                 stack_n: int = 0) -> None:
+    def __init__(self, rows: Iterable[Row], *, report: Report, shapes: bool = False, stack_n: int = 0) -> None:
         super().__init__(rows)
         self.report, self.shapes, self.stack_n = report, shapes, stack_n
 
     def total_self_cpu_ns(self) -> int:
         return sum(r.self_cpu_time_total for r in self)
 
-    def table(self, sort_by: str = "self_cpu_time_total", row_limit: int = 20, max_name_width: int = 40,
-              max_shapes_width: int = 50) -> str:
+    def table(
+        self,
+        sort_by: str = "self_cpu_time_total",
+        row_limit: int = 20,
+        max_name_width: int = 40,
+        max_shapes_width: int = 50,
+    ) -> str:
         if sort_by not in SORT_KEYS:
             raise SortKeyError(f"table(sort_by={sort_by!r}): expected one of {', '.join(SORT_KEYS)}")
         rep = self.report
@@ -599,11 +662,15 @@ class EventList(list):
                 ("GPU time avg", lambda r: format_ns(r.device_time)),
             ]
         if rep.profile_memory:
-            cols += [("CPU Mem", lambda r: format_bytes(r.cpu_memory_usage)),
-                     ("Self CPU Mem", lambda r: format_bytes(r.self_cpu_memory_usage))]
+            cols += [
+                ("CPU Mem", lambda r: format_bytes(r.cpu_memory_usage)),
+                ("Self CPU Mem", lambda r: format_bytes(r.self_cpu_memory_usage)),
+            ]
             if any(r.device_memory_usage for r in self):
-                cols += [("GPU Mem", lambda r: format_bytes(r.device_memory_usage)),
-                         ("Self GPU Mem", lambda r: format_bytes(r.self_device_memory_usage))]
+                cols += [
+                    ("GPU Mem", lambda r: format_bytes(r.device_memory_usage)),
+                    ("Self GPU Mem", lambda r: format_bytes(r.self_device_memory_usage)),
+                ]
         cols.append(("# of Calls", lambda r: str(r.count)))
         if self.shapes:
             cols.append(("Input Shapes -> Outputs", lambda r: _clip(r.input_shapes, max_shapes_width)))
@@ -611,21 +678,36 @@ class EventList(list):
             n = max(1, self.stack_n)
             cols.append(("Source Location", lambda r: " <- ".join(_where(f) for f in r.stack[:n])))
         if rep.with_flops:
-            cols += [("Total FLOPs", lambda r: f"{r.flops:,}"),
-                     ("GFLOP/s", lambda r: f"{r.flops / r.self_cpu_time_total:.3f}"
-                      if r.flops and not r.is_range and r.self_cpu_time_total else "")]
+            cols += [
+                ("Total FLOPs", lambda r: f"{r.flops:,}"),
+                (
+                    "GFLOP/s",
+                    lambda r: (
+                        f"{r.flops / r.self_cpu_time_total:.3f}"
+                        if r.flops and not r.is_range and r.self_cpu_time_total
+                        else ""
+                    ),
+                ),
+            ]
         cells = [[printable(f(r)) for _, f in cols] for r in rows]  # names come from user code / traces
-        widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
-                  for i, (h, _) in enumerate(cols)]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, (h, _) in enumerate(cols)]
         sep = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
         def line(vals: list[str]) -> str:
             left = ("Name", "Input Shapes -> Outputs", "Source Location")
-            return "  ".join(v.ljust(w) if cols[i][0] in left else v.rjust(w)
-                             for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
-        out = [sep, line([h for h, _ in cols]), sep, *(line(c) for c in cells), sep,
-               f"Self CPU time total: {format_ns(self.total_self_cpu_ns())}"
-               f"  (ops: {format_ns(rep.op_time_ns)} in {len(rep.ops)} op events)"]
+            return "  ".join(
+                v.ljust(w) if cols[i][0] in left else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths))
+            ).rstrip()
+
+        out = [
+            sep,
+            line([h for h, _ in cols]),
+            sep,
+            *(line(c) for c in cells),
+            sep,
+            f"Self CPU time total: {format_ns(self.total_self_cpu_ns())}"
+            f"  (ops: {format_ns(rep.op_time_ns)} in {len(rep.ops)} op events)",
+        ]
         if rep.has_device:
             out.append(f"Self GPU time total: {format_ns(sum(r.self_device_time_total for r in self))}")
         return "\n".join(out)

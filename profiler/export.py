@@ -7,6 +7,7 @@ py-spy when given; memory is drawn as counters. Timestamps are microseconds rela
 the first event; `otherData.base_time_ns` is the wall-clock time (ns since the epoch)
 of timestamp 0 and `otherData.base_perf_ns` the matching `perf_counter_ns` value.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,24 @@ def chrome_events(rep: Report, base: int) -> list[dict[str, Any]]:
     for s in rep.spans:
         if s.thread not in tids:
             tids[s.thread] = len(tids) + 1
-            out.append({"ph": "M", "pid": HOST_PID, "tid": tids[s.thread], "name": "thread_name",
-                        "args": {"name": f"thread {s.thread}" if len(tids) > 1 else "main thread"}})
+            out.append(
+                {
+                    "ph": "M",
+                    "pid": HOST_PID,
+                    "tid": tids[s.thread],
+                    "name": "thread_name",
+                    "args": {"name": f"thread {s.thread}" if len(tids) > 1 else "main thread"},
+                }
+            )
     for s in rep.spans:
-        x: dict[str, Any] = {"ph": "X", "pid": HOST_PID, "tid": tids[s.thread], "name": s.name,
-                             "ts": us(s.start), "dur": s.dur / 1e3}
+        x: dict[str, Any] = {
+            "ph": "X",
+            "pid": HOST_PID,
+            "tid": tids[s.thread],
+            "name": s.name,
+            "ts": us(s.start),
+            "dur": s.dur / 1e3,
+        }
         e = s.event
         if e is None:
             x["cat"] = "step" if s.kind == "step" else "user_range"
@@ -55,11 +69,18 @@ def chrome_events(rep: Report, base: int) -> list[dict[str, Any]]:
         else:
             x["cat"] = f"op.{e.phase}"
             args: dict[str, Any] = {
-                "name": e.name, "op": e.op, "phase": e.phase, "mode": e.mode, "run": e.run, "seq": e.seq,
-                "inputs": list(e.inputs), "output_shapes": [list(m.shape) for m in e.outputs],
+                "name": e.name,
+                "op": e.op,
+                "phase": e.phase,
+                "mode": e.mode,
+                "run": e.run,
+                "seq": e.seq,
+                "inputs": list(e.inputs),
+                "output_shapes": [list(m.shape) for m in e.outputs],
                 "output_dtypes": [m.dtype for m in e.outputs],
                 "output_bytes": sum(m.nbytes for m in e.outputs),
-                "device": e.device, "flops": e.flops,
+                "device": e.device,
+                "flops": e.flops,
             }
             if e.forward:
                 args["forward"] = e.forward
@@ -89,13 +110,41 @@ def _device_events(rep: Report, tids: dict[int, int], us: Any) -> list[dict[str,
             continue
         start = max(e.start_ns, gpu_end)
         gpu_end = start + d
-        out.append({"ph": "X", "pid": GPU_PID, "tid": 1, "name": op_label(e), "cat": "device",
-                    "ts": us(start), "dur": d / 1e3,
-                    "args": {"name": e.name, "seq": e.seq, "device_us": d / 1e3}})
-        out.append({"ph": "s", "pid": HOST_PID, "tid": tids[e.thread], "name": "launch", "cat": "flow",
-                    "id": e.seq, "ts": us(e.start_ns)})
-        out.append({"ph": "f", "bp": "e", "pid": GPU_PID, "tid": 1, "name": "launch", "cat": "flow",
-                    "id": e.seq, "ts": us(start)})
+        out.append(
+            {
+                "ph": "X",
+                "pid": GPU_PID,
+                "tid": 1,
+                "name": op_label(e),
+                "cat": "device",
+                "ts": us(start),
+                "dur": d / 1e3,
+                "args": {"name": e.name, "seq": e.seq, "device_us": d / 1e3},
+            }
+        )
+        out.append(
+            {
+                "ph": "s",
+                "pid": HOST_PID,
+                "tid": tids[e.thread],
+                "name": "launch",
+                "cat": "flow",
+                "id": e.seq,
+                "ts": us(e.start_ns),
+            }
+        )
+        out.append(
+            {
+                "ph": "f",
+                "bp": "e",
+                "pid": GPU_PID,
+                "tid": 1,
+                "name": "launch",
+                "cat": "flow",
+                "id": e.seq,
+                "ts": us(start),
+            }
+        )
     return out
 
 
@@ -103,24 +152,41 @@ def _memory_counters(rep: Report, us: Any) -> list[dict[str, Any]]:
     out = []
     for dev, series in rep.mem_series.items():
         for t, live in series:
-            out.append({"ph": "C", "pid": HOST_PID, "name": f"live bytes ({dev})", "ts": us(t),
-                        "args": {"bytes": live}})
+            out.append(
+                {"ph": "C", "pid": HOST_PID, "name": f"live bytes ({dev})", "ts": us(t), "args": {"bytes": live}}
+            )
     for t, used, total in rep.pool:
-        out.append({"ph": "C", "pid": GPU_PID, "name": "cupy memory pool", "ts": us(t),
-                    "args": {"used": used, "reserved": total}})
+        out.append(
+            {
+                "ph": "C",
+                "pid": GPU_PID,
+                "name": "cupy memory pool",
+                "ts": us(t),
+                "args": {"used": used, "reserved": total},
+            }
+        )
     return out
 
 
-def export_chrome_trace(rep: Report, path: str, extra: Iterable[dict[str, Any]] = (),
-                        base: int | None = None, metadata: dict[str, Any] | None = None) -> None:
+def export_chrome_trace(
+    rep: Report,
+    path: str,
+    extra: Iterable[dict[str, Any]] = (),
+    base: int | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
     """`extra`: already-aligned events to put beside the ops (py-spy samples), with `ts`
     in microseconds relative to `base`."""
     base = base_ns(rep) if base is None else base
     doc = {
         "traceEvents": chrome_events(rep, base) + list(extra),
         "displayTimeUnit": "ms",
-        "otherData": {"producer": "tracetensor.profiler", "base_perf_ns": base,
-                      "base_time_ns": _wall_of(base), **(metadata or {})},
+        "otherData": {
+            "producer": "tracetensor.profiler",
+            "base_perf_ns": base,
+            "base_time_ns": _wall_of(base),
+            **(metadata or {}),
+        },
     }
     _write_json(path, doc)
 
@@ -144,17 +210,20 @@ def speedscope_profile(rep: Report, base: int) -> tuple[list[dict[str, Any]], li
     for s in rep.spans:
         by_thread.setdefault(s.thread, []).append(s)
     profiles = [
-        evented_profile(f"tracetensor ops (thread {thread})",
-                        [(s.start - base, s.end - base, s.depth,
-                          frame(s.name, s.event.frame if s.event is not None else None)) for s in spans],
-                        start=0)
+        evented_profile(
+            f"tracetensor ops (thread {thread})",
+            [
+                (s.start - base, s.end - base, s.depth, frame(s.name, s.event.frame if s.event is not None else None))
+                for s in spans
+            ],
+            start=0,
+        )
         for thread, spans in by_thread.items()
     ]
     return frames, profiles
 
 
-def evented_profile(name: str, spans: Iterable[tuple[int, int, int, int]],
-                    start: int | None = None) -> dict[str, Any]:
+def evented_profile(name: str, spans: Iterable[tuple[int, int, int, int]], start: int | None = None) -> dict[str, Any]:
     """A speedscope evented profile (ns) of (start, end, depth, frame index) spans that nest;
     `start` defaults to the earliest span's."""
     evs: list[tuple[int, int, int, str, int]] = []  # (time, close-first, depth order, type, frame)
@@ -163,14 +232,19 @@ def evented_profile(name: str, spans: Iterable[tuple[int, int, int, int]],
         evs.append((t0, 1, depth, "O", fr))
         evs.append((t1, 0, -depth, "C", fr))
     evs.sort(key=lambda x: (x[0], x[1], x[2]))
-    return {"type": "evented", "name": name, "unit": "nanoseconds",
-            "startValue": min((x[0] for x in evs), default=0) if start is None else start,
-            "endValue": max((x[0] for x in evs), default=0),
-            "events": [{"type": t, "frame": fr, "at": at} for at, _, _, t, fr in evs]}
+    return {
+        "type": "evented",
+        "name": name,
+        "unit": "nanoseconds",
+        "startValue": min((x[0] for x in evs), default=0) if start is None else start,
+        "endValue": max((x[0] for x in evs), default=0),
+        "events": [{"type": t, "frame": fr, "at": at} for at, _, _, t, fr in evs],
+    }
 
 
-def export_speedscope(rep: Report, path: str, extra: list[dict[str, Any]] | None = None,
-                      extra_frames: list[dict[str, Any]] | None = None) -> None:
+def export_speedscope(
+    rep: Report, path: str, extra: list[dict[str, Any]] | None = None, extra_frames: list[dict[str, Any]] | None = None
+) -> None:
     """`extra`: more evented profiles (py-spy's, in ns relative to the same base) whose
     frame indices point into `extra_frames`."""
     base = base_ns(rep)
@@ -182,9 +256,14 @@ def export_speedscope(rep: Report, path: str, extra: list[dict[str, Any]] | None
             p = dict(p)
             p["events"] = [dict(x, frame=x["frame"] + shift) for x in p["events"]]
             profiles.append(p)
-    doc = {"$schema": "https://www.speedscope.app/file-format-schema.json", "shared": {"frames": frames},
-           "profiles": profiles, "name": "tracetensor profile", "activeProfileIndex": 0,
-           "exporter": "tracetensor.profiler"}
+    doc = {
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": frames},
+        "profiles": profiles,
+        "name": "tracetensor profile",
+        "activeProfileIndex": 0,
+        "exporter": "tracetensor.profiler",
+    }
     _write_json(path, doc)
 
 
@@ -209,7 +288,7 @@ def trim_launcher(frames: list[tuple[str, str, int]]) -> list[tuple[str, str, in
     first in `frames` as (function, file, line): stacks then start at the script's module."""
     for i in range(len(frames) - 1, -1, -1):
         if is_launcher_frame(frames[i][0], frames[i][1]):
-            return frames[i + 1:]
+            return frames[i + 1 :]
     return frames
 
 

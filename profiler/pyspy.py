@@ -11,6 +11,7 @@ Attaching needs ptrace rights over this process. Under Linux's Yama (ptrace_scop
 process may not trace its parent, so we first allow any process of ours to trace us
 (`prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY)`, undone when sampling stops).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -64,6 +65,7 @@ def _tracetensor_clock_sync(seconds: float) -> tuple[int, int]:
 @dataclass
 class Samples:
     """py-spy's slices, already on our `perf_counter_ns` clock."""
+
     slices: list[tuple[int, int, int, str, str, int]] = field(default_factory=list)
     # (start_ns, end_ns, depth, function, filename, line) for the sampled thread
     rate: int = 100
@@ -73,8 +75,9 @@ class Samples:
 
     def clip(self, t0: int, t1: int) -> Samples:
         """Keeps the part of the samples between t0 and t1 (the script's own run)."""
-        self.slices = [(max(s, t0), min(e, t1), d, fn, f, ln) for s, e, d, fn, f, ln in self.slices
-                       if e > t0 and s < t1]
+        self.slices = [
+            (max(s, t0), min(e, t1), d, fn, f, ln) for s, e, d, fn, f, ln in self.slices if e > t0 and s < t1
+        ]
         return self
 
     def within(self, spans: list[tuple[int, int]]) -> Samples:
@@ -86,9 +89,15 @@ class Samples:
                 merged[-1][1] = max(merged[-1][1], b)
             else:
                 merged.append([a, b])
-        self.slices = sorted(((max(s, a), min(e, b), d, fn, f, ln) for a, b in merged
-                              for s, e, d, fn, f, ln in self.slices if e > a and s < b),
-                             key=lambda x: (x[0], x[2]))
+        self.slices = sorted(
+            (
+                (max(s, a), min(e, b), d, fn, f, ln)
+                for a, b in merged
+                for s, e, d, fn, f, ln in self.slices
+                if e > a and s < b
+            ),
+            key=lambda x: (x[0], x[2]),
+        )
         return self
 
     def self_times(self) -> list[tuple[str, str, int, int]]:
@@ -118,9 +127,18 @@ class Samples:
             {"ph": "M", "pid": pid, "tid": 1, "name": "thread_name", "args": {"name": "main thread"}},
         ]
         for s, e, _d, fn, fname, line in self.slices:
-            out.append({"ph": "X", "pid": pid, "tid": 1, "name": fn, "cat": "py-spy",
-                        "ts": (s - base_ns) / 1e3, "dur": (e - s) / 1e3,
-                        "args": {"file": fname, "line": line}})
+            out.append(
+                {
+                    "ph": "X",
+                    "pid": pid,
+                    "tid": 1,
+                    "name": fn,
+                    "cat": "py-spy",
+                    "ts": (s - base_ns) / 1e3,
+                    "dur": (e - s) / 1e3,
+                    "args": {"file": fname, "line": line},
+                }
+            )
         return out
 
     def speedscope(self, base_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -177,9 +195,24 @@ class PySpy:
         # its own session: a Ctrl-C meant for the script must not stop py-spy before it writes
         try:
             self.proc = subprocess.Popen(
-                [exe, "record", "--pid", str(os.getpid()), "--format", "chrometrace", "--rate", str(self.rate),
-                 "--full-filenames", "--output", self.path],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(os.getpid()),
+                    "--format",
+                    "chrometrace",
+                    "--rate",
+                    str(self.rate),
+                    "--full-filenames",
+                    "--output",
+                    self.path,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         except OSError as e:  # a bad $TRACETENSOR_PYSPY: not there, not executable, a directory
             _set_ptracer(0)
             where = "$TRACETENSOR_PYSPY" if os.environ.get("TRACETENSOR_PYSPY") else "py-spy"
@@ -195,15 +228,18 @@ class PySpy:
                     sampling.set()
                     ready.set()
             ready.set()  # output ended: py-spy exited (it could not attach)
+
         threading.Thread(target=read, daemon=True, name="py-spy output").start()
         # "did it say it is sampling", not "has it exited yet": an exit may not be reaped yet
         if not ready.wait(timeout) or not sampling.is_set() or self.proc.poll() is not None:
             self._kill()
             _set_ptracer(0)
             msg = " ".join(x for x in self._err if x and "py-spy>" not in x)[:300] or "no output"
-            raise PySpyUnavailable(f"py-spy could not attach to this process ({msg}); on Linux it needs "
-                                   f"ptrace rights: run with sudo, or `sysctl kernel.yama.ptrace_scope=0`, "
-                                   f"or in docker add --cap-add SYS_PTRACE")
+            raise PySpyUnavailable(
+                f"py-spy could not attach to this process ({msg}); on Linux it needs "
+                f"ptrace rights: run with sudo, or `sysctl kernel.yama.ptrace_scope=0`, "
+                f"or in docker add --cap-add SYS_PTRACE"
+            )
         self.marker = _tracetensor_clock_sync(max(5 / self.rate, 0.025))
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -230,8 +266,9 @@ class PySpy:
         return parse_chrometrace(raw, thread, self.marker, self.rate, self.launch_ns)
 
 
-def parse_chrometrace(raw: list[dict[str, Any]], thread: int | None, marker: tuple[int, int] | None,
-                      rate: int, launch_ns: int = 0) -> Samples:
+def parse_chrometrace(
+    raw: list[dict[str, Any]], thread: int | None, marker: tuple[int, int] | None, rate: int, launch_ns: int = 0
+) -> Samples:
     """Pairs py-spy's B/E events into slices and shifts them onto our clock: by the
     marker when its slice is found, else by when py-spy was launched (less exact)."""
     tids = {e.get("tid") for e in raw}
@@ -247,8 +284,16 @@ def parse_chrometrace(raw: list[dict[str, Any]], thread: int | None, marker: tup
         elif e["ph"] == "E" and open_:
             ts, b = open_.pop()
             args = b.get("args", {})
-            slices.append((ts * 1000, int(float(e["ts"])) * 1000, len(open_), b["name"],
-                           str(args.get("filename", "")), int(args.get("line", 0) or 0)))
+            slices.append(
+                (
+                    ts * 1000,
+                    int(float(e["ts"])) * 1000,
+                    len(open_),
+                    b["name"],
+                    str(args.get("filename", "")),
+                    int(args.get("line", 0) or 0),
+                )
+            )
     slices.sort(key=lambda s: (s[0], s[2]))
     out = Samples(slices, rate, thread or 0, offset_ns=launch_ns)
     if marker is not None:
@@ -259,6 +304,5 @@ def parse_chrometrace(raw: list[dict[str, Any]], thread: int | None, marker: tup
             b, e = hits[0][0], hits[0][1]
             out.offset_ns = (marker[0] + marker[1]) // 2 - (b + e) // 2
             out.aligned = True
-    out.slices = [(s + out.offset_ns, e + out.offset_ns, d, fn, fname, line)
-                  for s, e, d, fn, fname, line in slices]
+    out.slices = [(s + out.offset_ns, e + out.offset_ns, d, fn, fname, line) for s, e, d, fn, fname, line in slices]
     return out

@@ -1,5 +1,6 @@
 """Shared test setup: `gpu` tests skip without a usable CUDA GPU; each test starts
 from a clean engine state (no listeners left behind, grad mode on)."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,6 +1,7 @@
 """The layering rule of ARCHITECTURE.md, checked: consumers (debugger, profiler, the
 pytest plugin) use only the event contract, the trace reader and the public API, and
 the package installs under one `tracetensor` namespace."""
+
 from __future__ import annotations
 
 import ast
@@ -56,9 +57,11 @@ def test_consumers_import_no_private_engine_module(where: str) -> None:
 
 
 def test_debugger_and_profiler_install_inside_the_tracetensor_namespace(tmp_path: pathlib.Path) -> None:
-    code = ("import importlib.util, tracetensor.debugger as d, tracetensor.profiler as p;"
-            "print(importlib.util.find_spec('debugger'), importlib.util.find_spec('profiler'),"
-            " d.LocalCLIDebugWrapperSession.__name__, p.profile.__name__)")
+    code = (
+        "import importlib.util, tracetensor.debugger as d, tracetensor.profiler as p;"
+        "print(importlib.util.find_spec('debugger'), importlib.util.find_spec('profiler'),"
+        " d.LocalCLIDebugWrapperSession.__name__, p.profile.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["None", "None", "LocalCLIDebugWrapperSession", "profile"]
 
@@ -66,10 +69,12 @@ def test_debugger_and_profiler_install_inside_the_tracetensor_namespace(tmp_path
 def test_the_command_line_reports_its_version_and_subcommands(tmp_path: pathlib.Path) -> None:
     import tracetensor
 
-    out = subprocess.run([sys.executable, "-m", "tracetensor", "--version"], cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "--version"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"tracetensor {tracetensor.__version__}"
-    helptext = subprocess.run([sys.executable, "-m", "tracetensor", "--help"], cwd=tmp_path,
-                              capture_output=True, text=True, check=True).stdout
+    helptext = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     for cmd in ("profile", "debug", "trace"):
         assert cmd in helptext

@@ -1,4 +1,5 @@
 """tt.autograd: custom Functions, gradcheck, grad, and the Variable alias."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_gradcheck_accepts_a_correct_function_and_rejects_a_wrong_one() -> None:
 def test_gradcheck_handles_complex_inputs() -> None:
     z = tt.tensor(np.array([1 + 2j, -0.5 + 1j, 3 - 1j]), requires_grad=True)
     assert tt.autograd.gradcheck(lambda t: tt.fft.ifft(t) * 2, [z])
-    assert tt.autograd.gradcheck(lambda t: (tt.fft.fft(t).real * tt.fft.fft(t).imag), [z])
+    assert tt.autograd.gradcheck(lambda t: tt.fft.fft(t).real * tt.fft.fft(t).imag, [z])
 
 
 def test_grad_returns_gradients_without_touching_dot_grad() -> None:
@@ -98,13 +99,17 @@ def test_define_by_run_control_flow_decides_the_graph() -> None:
     assert y.item() == 18.0 and x.grad.item() == 33.0
 
 
-@pytest.mark.parametrize("fn", [
-    lambda a, b: (a * b).abs(),
-    lambda a, b: (a / b).real,
-    lambda a, b: (a.reshape(2, 2) @ b.reshape(2, 2)).imag,
-    lambda a, b: (a @ b).real,
-    lambda a, b: (a.exp() * b.log()).real,
-], ids=["mul", "div", "matmul", "dot", "exp_log"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a, b: (a * b).abs(),
+        lambda a, b: (a / b).real,
+        lambda a, b: (a.reshape(2, 2) @ b.reshape(2, 2)).imag,
+        lambda a, b: (a @ b).real,
+        lambda a, b: (a.exp() * b.log()).real,
+    ],
+    ids=["mul", "div", "matmul", "dot", "exp_log"],
+)
 def test_complex_gradients_follow_pytorchs_convention(fn) -> None:
     rng = np.random.default_rng(3)
     a = tt.tensor(rng.standard_normal(4) + 1j * rng.standard_normal(4), requires_grad=True)

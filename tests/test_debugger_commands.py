@@ -1,4 +1,5 @@
 """Line-mode output of every debugger command, over a real eager run recorded live."""
+
 from __future__ import annotations
 
 import re
@@ -106,6 +107,7 @@ def test_parse_slice_refuses_code() -> None:
     assert parse_slice("[0, 1:3, ::2, ...]") == (0, slice(1, 3), slice(None, None, 2), Ellipsis)
     assert parse_slice("[-1]") == (-1,)
     from tracetensor.debugger import CommandError
+
     with pytest.raises(CommandError):
         parse_slice("[__import__('os')]")
 
@@ -192,8 +194,19 @@ def test_run_and_exit_actions(dbg: Debugger) -> None:
 
 def test_help_and_errors(dbg: Debugger) -> None:
     out = dbg.plain("help")
-    for c in ("lt, list_tensors", "pt, print_tensor", "ni, node_info", "li, list_inputs", "lo, list_outputs",
-              "ps, print_source", "ri, run_info", "eval", "run", "exit", "has_inf_or_nan"):
+    for c in (
+        "lt, list_tensors",
+        "pt, print_tensor",
+        "ni, node_info",
+        "li, list_inputs",
+        "lo, list_outputs",
+        "ps, print_source",
+        "ri, run_info",
+        "eval",
+        "run",
+        "exit",
+        "has_inf_or_nan",
+    ):
         assert c in out
     assert "--numeric_summary" in dbg.plain("help pt") and "--sort_by" in dbg.plain("lt -h")
     assert "unknown command 'frobnicate'" in dbg.plain("frobnicate")
@@ -202,6 +215,7 @@ def test_help_and_errors(dbg: Debugger) -> None:
 
 def test_watch_filters_restrict_the_list() -> None:
     from tracetensor.debugger import RunAction
+
     with np.errstate(all="ignore"):
         d = Debugger(_record(), watch=RunAction(op_type_filter="^(log|relu)$"))
     names = d.tensor_names()
@@ -217,12 +231,16 @@ def test_completion(dbg: Debugger) -> None:
 def test_graph_nodes_from_graphdef() -> None:
     """Graph-mode structure (a GraphDef in the trace) drives ni -a, li and lo."""
     fr = ev.Frame(__file__, 1, "model")
-    g = ev.GraphDef(7, 1, (
-        ev.NodeDef("x", "Placeholder", (), (("dtype", "float32"),), (fr,)),
-        ev.NodeDef("layer/MatMul", "MatMul", ("x:0", "w:0"), (("transpose_a", "False"),), (fr,)),
-        ev.NodeDef("w", "VariableV2", (), (), (fr,)),
-        ev.NodeDef("loss", "Sum", ("layer/MatMul:0",), (("axis", "None"),), (fr,)),
-    ))
+    g = ev.GraphDef(
+        7,
+        1,
+        (
+            ev.NodeDef("x", "Placeholder", (), (("dtype", "float32"),), (fr,)),
+            ev.NodeDef("layer/MatMul", "MatMul", ("x:0", "w:0"), (("transpose_a", "False"),), (fr,)),
+            ev.NodeDef("w", "VariableV2", (), (), (fr,)),
+            ev.NodeDef("loss", "Sum", ("layer/MatMul:0",), (("axis", "None"),), (fr,)),
+        ),
+    )
     tr = MemoryTrace(start=False)
     tr.add(g)
     d = Debugger(tr)

@@ -1,5 +1,6 @@
 """The debugger examples, each run as a user would (a subprocess, commands on standard
 input, line mode chosen because stdin is not a terminal), and `tracetensor debug TRACE`."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,15 @@ pytestmark = pytest.mark.tracetensor_allow_nan  # the NaN example is about NaN
 
 def run_example(name: str, commands: list[str], *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-W", "ignore", str(EXAMPLES / name), "--debug", *args],
-                          input="".join(c + "\n" for c in commands), capture_output=True, text=True,
-                          timeout=60, env=env, cwd=EXAMPLES)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", str(EXAMPLES / name), "--debug", *args],
+        input="".join(c + "\n" for c in commands),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=EXAMPLES,
+    )
 
 
 def line_of(name: str, text: str) -> int:
@@ -44,8 +51,10 @@ def first_nonfinite_run(steps: int) -> int:
         sess.run(tf.global_variables_initializer())
         with np.errstate(all="ignore"), MemoryTrace(summaries=True, stacks=False) as tr:
             for i in range(steps):
-                sess.run([m["train"], m["loss"], m["accuracy"]],
-                         feed_dict={m["x"]: xs[i * 100:(i + 1) * 100], m["y_"]: ys[i * 100:(i + 1) * 100]})
+                sess.run(
+                    [m["train"], m["loss"], m["accuracy"]],
+                    feed_dict={m["x"]: xs[i * 100 : (i + 1) * 100], m["y_"]: ys[i * 100 : (i + 1) * 100]},
+                )
         runs = [r.run for r in tr.runs()]
         bad = next(k for k, r in enumerate(runs, 1) if tr.first_nonfinite(r) is not None)
         culprit = tr.first_nonfinite(runs[bad - 1])
@@ -56,8 +65,7 @@ def first_nonfinite_run(steps: int) -> int:
 def test_nan_example_stops_at_first_inf_and_points_at_log_line() -> None:
     want = first_nonfinite_run(10)
     assert 1 < want <= 6  # "within a few runs"
-    p = run_example("debug_tf1_mnist_nan.py",
-                    ["run -f has_inf_or_nan", "lt", "ni -t cross_entropy/Log", "exit"])
+    p = run_example("debug_tf1_mnist_nan.py", ["run -f has_inf_or_nan", "lt", "ni -t cross_entropy/Log", "exit"])
     assert p.returncode == 0, p.stderr
     out = p.stdout
     stops = re.findall(r"======== (run-\w+: run #\d+) ========", out)
@@ -69,8 +77,10 @@ def test_nan_example_stops_at_first_inf_and_points_at_log_line() -> None:
     assert "cross_entropy/Log:0" in first_row and " Log " in first_row and "-inf=" in first_row
     ni = out.split("tfdbg> ni -t cross_entropy/Log\n")[1]
     log_line = line_of("debug_tf1_mnist_nan.py", "diff = -(y_ * tf.log(y))")
-    assert f"debug_tf1_mnist_nan.py:{log_line} in build_model" in ni.splitlines()[ni.splitlines().index(
-        next(ln for ln in ni.splitlines() if "traceback" in ln)) + 1]
+    assert (
+        f"debug_tf1_mnist_nan.py:{log_line} in build_model"
+        in ni.splitlines()[ni.splitlines().index(next(ln for ln in ni.splitlines() if "traceback" in ln)) + 1]
+    )
     assert "tf.log(y)" in ni
 
 
@@ -110,17 +120,41 @@ def test_eager_example_gradient_flow() -> None:
 
 def test_debug_cli_on_a_recorded_trace(tmp_path: Path) -> None:
     trace = tmp_path / "nan.ttrace"
-    rec = subprocess.run([sys.executable, "-W", "ignore", "-c",
-                          "import sys; from tracetensor.trace import record_script; "
-                          f"sys.exit(record_script({str(trace)!r}, "
-                          f"{str(EXAMPLES / 'debug_tf1_mnist_nan.py')!r}, "
-                          "['--steps', '6'], values='full'))"],
-                         capture_output=True, text=True, timeout=60, cwd=EXAMPLES)
+    rec = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            "import sys; from tracetensor.trace import record_script; "
+            f"sys.exit(record_script({str(trace)!r}, "
+            f"{str(EXAMPLES / 'debug_tf1_mnist_nan.py')!r}, "
+            "['--steps', '6'], values='full'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXAMPLES,
+    )
     assert rec.returncode == 0, rec.stderr
-    p = subprocess.run([sys.executable, "-m", "tracetensor", "debug", str(trace),
-                        "-c", "lt -f has_inf_or_nan",
-                        "-c", "ni -t cross_entropy/Log", "-c", "pt cross_entropy/Log:0[0]"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "debug",
+            str(trace),
+            "-c",
+            "lt -f has_inf_or_nan",
+            "-c",
+            "ni -t cross_entropy/Log",
+            "-c",
+            "pt cross_entropy/Log:0[0]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     out = p.stdout
     lt = out.split("tfdbg> lt -f has_inf_or_nan\n")[1]
@@ -130,14 +164,22 @@ def test_debug_cli_on_a_recorded_trace(tmp_path: Path) -> None:
     assert "-inf" in out.split("tfdbg> pt cross_entropy/Log:0[0]\n")[1]
     # without -c and without a terminal: line mode on stdin; `run -f` moves to later matching runs
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    p2 = subprocess.run([sys.executable, "-m", "tracetensor", "debug", str(trace)], env=env,
-                        input="ri\nrun -f has_inf_or_nan\nri\nexit\n", capture_output=True, text=True,
-                        timeout=60)
+    p2 = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "debug", str(trace)],
+        env=env,
+        input="ri\nrun -f has_inf_or_nan\nri\nexit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p2.returncode == 0, p2.stderr
     runs = [int(x) for x in re.findall(r"^Run (\d+)", p2.stdout, re.M)]
     assert len(runs) == 2 and runs[1] == runs[0] + 1
     assert "first NaN/inf: cross_entropy/Log:0" in p2.stdout
-    bad = subprocess.run([sys.executable, "-m", "tracetensor", "debug", str(tmp_path / "missing.ttrace"),
-                          "-c", "lt"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "debug", str(tmp_path / "missing.ttrace"), "-c", "lt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "missing.ttrace" in bad.stderr

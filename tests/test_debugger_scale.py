@@ -1,6 +1,7 @@
 """The debugger on a 100,000-event eager recording (4,545 steps, a NaN made late): one run
 per step, every answer read through the trace's indexes, a TUI whose commands run off the
 UI thread (pilot), and the navigation a long recording needs (lr, jump, lt -a)."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,9 @@ def test_each_step_is_a_run_and_the_culprit_is_found_by_index(big) -> None:
 
 def test_run_list_jump_and_lt_across_runs(big) -> None:
     path, culprit_run = big
-    out = _debug(path, "lr -f", "jump 7", "lt -t matmul", "lr -p 1", "lt -a -t matmul -p 2",
-                 f"jump {culprit_run}", "ri")
+    out = _debug(
+        path, "lr -f", "jump 7", "lt -t matmul", "lr -p 1", "lt -a -t matmul -p 2", f"jump {culprit_run}", "ri"
+    )
     lr_f, jump, lt7, lr1, lta, _, ri = out.split("tfdbg> ")[1:]
     assert "loss: nan" in ri
     bad = [ln for ln in lr_f.splitlines() if ln.startswith(">")]
@@ -94,11 +96,16 @@ async def test_tui_on_a_hundred_thousand_events(big) -> None:
         assert dbg.run == culprit_run and tl.rows[0].tensor_name == "log:0"
         assert f"run {culprit_run}: 30 tensors   culprit (has_inf_or_nan): log:0" in _visible(app)
         cmd = app.screen.query_one(CommandInput)
-        for c, seen in [("lt -t matmul", f"run {culprit_run}: 5 tensors"),
-                        ("lt -f has_inf_or_nan", "23 tensors passing has_inf_or_nan"),
-                        ("pt log:0", 'Tensor "log:0"'), ("ni -t log", "op type: log"),
-                        ("gf", "gradient flow"), ("tm", "host (us)"), ("lr", "runs; page"),
-                        ("jump 3", "now at run 3")]:
+        for c, seen in [
+            ("lt -t matmul", f"run {culprit_run}: 5 tensors"),
+            ("lt -f has_inf_or_nan", "23 tensors passing has_inf_or_nan"),
+            ("pt log:0", 'Tensor "log:0"'),
+            ("ni -t log", "op type: log"),
+            ("gf", "gradient flow"),
+            ("tm", "host (us)"),
+            ("lr", "runs; page"),
+            ("jump 3", "now at run 3"),
+        ]:
             cmd.value = c
             await pilot.press("enter")
             await _settle(pilot)

@@ -1,5 +1,6 @@
 """The run protocol (run-start / run-end, run -t / -n / -f, exit) of `debugger.wrap` and
 `LocalCLIDebugWrapperSession`, driven in line mode with commands on a text stream."""
+
 from __future__ import annotations
 
 import io
@@ -32,6 +33,7 @@ def _step_fn():
         y = ((x * k) @ w).relu().log().sum()  # NaN/inf only when k <= 0
         y.backward()
         return y.item()
+
     return step
 
 
@@ -55,8 +57,7 @@ def test_run_t_and_run_n() -> None:
     for k in (1.0, 2.0, 3.0, 4.0, 5.0):
         step(k)
     # run -t 2 stops at the end of run 2; run -n skips run 3 undebugged and stops at run 4's start
-    assert _stops(out.getvalue()) == ["run-start: run #1", "run-end: run #2", "run-start: run #4",
-                                      "run-end: run #4"]
+    assert _stops(out.getvalue()) == ["run-start: run #1", "run-end: run #2", "run-start: run #4", "run-end: run #4"]
 
 
 def test_end_of_input_leaves_the_debugger() -> None:
@@ -121,6 +122,7 @@ def test_wrapped_module_spans_forward_to_forward_with_gradient_flow() -> None:
 
 def test_wrapper_session_behaves_as_the_session(tmp_path) -> None:
     import tracetensor.graph as tf
+
     g = tf.Graph()
     with g.as_default():
         x = tf.placeholder(tf.float32, shape=(None, 2), name="x")

@@ -1,5 +1,6 @@
 """The Textual debugger, headless (`run_test` + pilot) for each screen and command, at
 100,000 events, and once for real inside tmux."""
+
 from __future__ import annotations
 
 import os
@@ -223,9 +224,22 @@ def _big_trace(n: int) -> MemoryTrace:
     fine = ev.Summary(4, 0, 0, 0, 1, 1, 2, -1.0, 1.0, 0.0, 0.5)
     bad = ev.Summary(4, 1, 0, 0, 1, 0, 2, -1.0, 1.0, 0.0, 0.5)
     for i in range(n):
-        tr.add(ev.OpEvent(i + 1, 1, "eager", "forward", "add", f"block/add_{i}", (), (
-            ev.TensorMeta(f"block/add_{i}:0", (2, 2), "float32", "cpu", 16),), i * 1000, i * 1000 + 500, 0,
-            summaries=(bad if i == n // 2 else fine,)))
+        tr.add(
+            ev.OpEvent(
+                i + 1,
+                1,
+                "eager",
+                "forward",
+                "add",
+                f"block/add_{i}",
+                (),
+                (ev.TensorMeta(f"block/add_{i}:0", (2, 2), "float32", "cpu", 16),),
+                i * 1000,
+                i * 1000 + 500,
+                0,
+                summaries=(bad if i == n // 2 else fine,),
+            )
+        )
     tr.add(ev.RunEnd(1, n * 1000, 0))
     return tr
 
@@ -278,8 +292,9 @@ print("PROGRAM DONE")
 
 def _tmux(*args: str) -> str:
     # a private server (-L) with no config (-f /dev/null): other tmux users' settings can't resize us
-    return subprocess.run(["tmux", "-L", f"ttdbg{os.getpid()}", "-f", "/dev/null", *args],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["tmux", "-L", f"ttdbg{os.getpid()}", "-f", "/dev/null", *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _capture(session: str) -> str:

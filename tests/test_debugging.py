@@ -1,5 +1,6 @@
 """tt.debugging: check_numerics on one tensor, and the mode that stops at the first op
 (forward or backward) producing NaN/inf, naming the op, its inputs and the user's line."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The one dispatch point: an op that cannot run raises the same error (class, message,
 source line) whether or not anyone listens to the event stream."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,11 +44,11 @@ def _sgd_with_wrong_grad(opt_cls: type, **kw: object) -> Callable[[], object]:
         opt = opt_cls([p], lr=0.1, **kw)
         p.grad = tt.tensor(np.ones((4,), np.float32))  # a gradient of the wrong shape
         opt.step()
+
     return run
 
 
-@pytest.mark.parametrize("opt_cls, kw", [(tt.optim.SGD, {}), (tt.optim.SGD, {"momentum": 0.9}),
-                                         (tt.optim.Adam, {})])
+@pytest.mark.parametrize("opt_cls, kw", [(tt.optim.SGD, {}), (tt.optim.SGD, {"momentum": 0.9}), (tt.optim.Adam, {})])
 def test_an_update_with_a_wrongly_shaped_gradient_raises_one_shape_error(opt_cls, kw):
     err = _same_either_way(_sgd_with_wrong_grad(opt_cls, **kw))
     assert isinstance(err, ShapeError)

@@ -1,6 +1,7 @@
 """Distributed data-parallel training on MPI: collectives, DDP, the sampler, per-rank
 traces read as one (debugger, merge) and the profiler across ranks. The MPI tests run real
 `mpiexec -n 2` jobs, each bounded in time; scenarios share jobs to keep the suite quick."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,10 @@ from tracetensor.utils.data.distributed import DistributedSampler
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN = os.path.join(HERE, "mpi", "train.py")
 TIMEOUT = 90
-_skip_without_mpi = pytest.mark.skipif(not dist.is_available() or dist.find_mpiexec() is None,
-                                       reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"')
+_skip_without_mpi = pytest.mark.skipif(
+    not dist.is_available() or dist.find_mpiexec() is None,
+    reason='needs mpi4py and mpiexec: pip install "tracetensor[distributed]"',
+)
 
 
 def needs_mpi(test):
@@ -30,12 +33,12 @@ def needs_mpi(test):
     return pytest.mark.mpi(_skip_without_mpi(test))
 
 
-
 def _cli(*args: str, cwd: str) -> tuple[int, str]:
     return run_command([sys.executable, "-m", "tracetensor", *args], TIMEOUT, cwd=cwd)
 
 
 # --------------------------------------------------------------------------- without MPI
+
 
 def test_sampler_splits_the_dataset_between_ranks_and_reshuffles_per_epoch():
     data = list(range(10))
@@ -84,6 +87,7 @@ def test_a_hooked_leaf_is_accumulated_as_soon_as_its_last_use_is_done():
 
 # --------------------------------------------------------------------------- MPI jobs
 
+
 def _collectives_on_two_ranks():
     import numpy as np
 
@@ -115,11 +119,15 @@ def _collectives_on_two_ranks():
         dist.reduce_scatter(o, [tt.tensor(np.full(2, float(10 * i + r), np.float32)) for i in range(n)])
         out["rs"] = o.numpy()
         dist.barrier()
-    out["events"] = [(e.phase, e.op, e.inputs, e.forward, e.iteration, e.outputs[0].nbytes)
-                     for e in evs if isinstance(e, tt.events.OpEvent)]
+    out["events"] = [
+        (e.phase, e.op, e.inputs, e.forward, e.iteration, e.outputs[0].nbytes)
+        for e in evs
+        if isinstance(e, tt.events.OpEvent)
+    ]
     out["rank"] = r
     # DDP's no_sync: a local backward, then a synchronized one averages the accumulated gradients
     from tracetensor.nn.parallel import DistributedDataParallel
+
     lin = tt.nn.Linear(2, 1, bias=False).double()
     ddp = DistributedDataParallel(lin)
     x = tt.tensor(np.array([[1.0, 2.0]]) * (r + 1))
@@ -136,6 +144,7 @@ def _collectives_on_two_ranks():
         ddp2(x)
     except dist.DistributedError as e:
         out["unused"] = str(e)
+
     # ... unless find_unused_parameters=True: then they are left alone, the rest is averaged
     class Half(tt.nn.Module):
         def __init__(self):
@@ -165,7 +174,7 @@ def test_collectives_on_two_ranks(tt_distributed):
         assert res["done"]
         np.testing.assert_array_equal(res["bcast"], [1, 1])
         np.testing.assert_array_equal(res["gather"][1], [1, 1])
-    np.testing.assert_array_equal(r0["rs"], [1, 1])    # 0 + 1
+    np.testing.assert_array_equal(r0["rs"], [1, 1])  # 0 + 1
     np.testing.assert_array_equal(r1["rs"], [21, 21])  # 10 + 11
     # each collective is an event: phase, op, peers, how the bytes went, the same ordinal on both ranks
     ops = [e[1] for e in r0["events"]]
@@ -187,9 +196,23 @@ def test_ddp_matches_one_process_and_the_straggler_shows_in_the_profile(tmp_path
     code, text = run_command([sys.executable, TRAIN, "--single", "--save", str(ref)], TIMEOUT)
     assert code == 0, text
     # rank 1 sleeps 100 ms before each backward: rank 0 waits for it in the gradient all-reduce
-    code, text = _cli("profile", "-n", "2", "-o", "prof", "--row-limit", "5", TRAIN,
-                      "--delay-rank", "1", "--delay", "0.1", "--save", str(tmp_path / "ddp.npy"),
-                      cwd=str(tmp_path))
+    code, text = _cli(
+        "profile",
+        "-n",
+        "2",
+        "-o",
+        "prof",
+        "--row-limit",
+        "5",
+        TRAIN,
+        "--delay-rank",
+        "1",
+        "--delay",
+        "0.1",
+        "--save",
+        str(tmp_path / "ddp.npy"),
+        cwd=str(tmp_path),
+    )
     assert code == 0, text
     np.testing.assert_allclose(np.load(tmp_path / "ddp.npy"), np.load(ref), rtol=0, atol=1e-6)
     assert "-- rank 0 --" in text and "-- rank 1 --" in text and "all_reduce (collective)" in text
@@ -215,8 +238,25 @@ def test_ddp_matches_one_process_and_the_straggler_shows_in_the_profile(tmp_path
 @needs_mpi
 @pytest.mark.tracetensor_allow_nan
 def test_first_nan_across_ranks_is_named_by_rank_step_op_and_line(tmp_path):
-    code, text = run_command([dist.find_mpiexec(), "-n", "2", sys.executable, TRAIN, "--record", "run.ttrace",
-                              "--nan-rank", "1", "--nan-step", "5", "--steps", "7"], TIMEOUT, cwd=str(tmp_path))
+    code, text = run_command(
+        [
+            dist.find_mpiexec(),
+            "-n",
+            "2",
+            sys.executable,
+            TRAIN,
+            "--record",
+            "run.ttrace",
+            "--nan-rank",
+            "1",
+            "--nan-step",
+            "5",
+            "--steps",
+            "7",
+        ],
+        TIMEOUT,
+        cwd=str(tmp_path),
+    )
     assert code == 0, text
     assert sorted(os.listdir(tmp_path)) == ["run.rank0.ttrace", "run.rank1.ttrace"]
     line = next(i for i, s in enumerate(open(TRAIN), 1) if "the injected NaN" in s)
@@ -242,8 +282,23 @@ def test_graph_mode_distributed_optimizer_matches_one_process(tmp_path):
     code, text = run_command([sys.executable, script, str(tmp_path / "one.npy"), "--single"], TIMEOUT)
     assert code == 0, text
     # the ranks start from different weights: broadcast_global_variables(0) must align them
-    code, text = run_command([dist.find_mpiexec(), "-n", "2", sys.executable, "-m", "tracetensor", "trace", "record",
-                              "-o", str(tmp_path / "g.ttrace"), script, str(tmp_path / "two.npy")], TIMEOUT)
+    code, text = run_command(
+        [
+            dist.find_mpiexec(),
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "trace",
+            "record",
+            "-o",
+            str(tmp_path / "g.ttrace"),
+            script,
+            str(tmp_path / "two.npy"),
+        ],
+        TIMEOUT,
+    )
     assert code == 0, text
     np.testing.assert_allclose(np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy"), rtol=0, atol=1e-6)
     with tt.trace.open_ranks(str(tmp_path / "g.rank*.ttrace")) as mt:
@@ -275,8 +330,22 @@ def _fake_rank(path, rank: int, offset: int, ops: list) -> None:
     meta = (ev.TensorMeta("x:0", (4,), "float32", "cpu", 16),)
     evs: list = [ev.RunStart(1, "eager", "step", "step", (), (), None, 0 - offset, 1)]
     for k, (phase, op, t0, t1, ordinal) in enumerate(ops):
-        evs.append(ev.OpEvent(k + 1, 1, "eager", phase, op, f"{op}_{k}", ("rank:0", "rank:1"), meta,
-                              t0 - offset, t1 - offset, 1, iteration=ordinal))
+        evs.append(
+            ev.OpEvent(
+                k + 1,
+                1,
+                "eager",
+                phase,
+                op,
+                f"{op}_{k}",
+                ("rank:0", "rank:1"),
+                meta,
+                t0 - offset,
+                t1 - offset,
+                1,
+                iteration=ordinal,
+            )
+        )
     evs.append(ev.RunEnd(1, 1000 - offset, 1))
     w.write(evs)
     w.close()
@@ -285,10 +354,18 @@ def _fake_rank(path, rank: int, offset: int, ops: list) -> None:
 def test_straggler_and_waiting_come_from_aligned_clocks(tmp_path):
     # rank 1 computes until t=600 before joining the all-reduce that rank 0 entered at t=200;
     # rank 1's clock runs 5000 ns behind rank 0's (its offset puts both on rank 0's clock)
-    _fake_rank(tmp_path / "j.rank0.ttrace", 0, 0, [("forward", "matmul", 100, 200, None),
-                                                  ("collective", "all_reduce", 200, 700, 0)])
-    _fake_rank(tmp_path / "j.rank1.ttrace", 1, 5000, [("forward", "matmul", 100, 600, None),
-                                                     ("collective", "all_reduce", 600, 700, 0)])
+    _fake_rank(
+        tmp_path / "j.rank0.ttrace",
+        0,
+        0,
+        [("forward", "matmul", 100, 200, None), ("collective", "all_reduce", 200, 700, 0)],
+    )
+    _fake_rank(
+        tmp_path / "j.rank1.ttrace",
+        1,
+        5000,
+        [("forward", "matmul", 100, 600, None), ("collective", "all_reduce", 600, 700, 0)],
+    )
     with tt.trace.open_ranks(str(tmp_path / "j.rank*.ttrace")) as mt:
         (c,) = multi.collectives(mt)
         assert c.last == 1 and (c.wait(0), c.transfer(0)) == (400, 100) and (c.wait(1), c.transfer(1)) == (0, 100)
@@ -296,8 +373,12 @@ def test_straggler_and_waiting_come_from_aligned_clocks(tmp_path):
         assert st.slowest == 1 and st.spread == 400
         assert (st.ranks[0].compute, st.ranks[0].wait, st.ranks[0].transfer) == (100, 400, 100)
         assert (st.ranks[1].compute, st.ranks[1].wait, st.ranks[1].transfer) == (500, 0, 100)
-        assert [e.name for e in mt.events(1)] == ["rank0/matmul_0", "rank1/matmul_0", "rank0/all_reduce_1",
-                                                  "rank1/all_reduce_1"]
+        assert [e.name for e in mt.events(1)] == [
+            "rank0/matmul_0",
+            "rank1/matmul_0",
+            "rank0/all_reduce_1",
+            "rank1/all_reduce_1",
+        ]
 
 
 def test_per_rank_traces_refuse_files_of_another_job(tmp_path):
@@ -310,6 +391,7 @@ def test_per_rank_traces_refuse_files_of_another_job(tmp_path):
 
 
 # --------------------------------------------------------------------------- GPU
+
 
 def _cupy_collectives():
     import cupy
@@ -326,6 +408,7 @@ def _cupy_collectives():
     via = [e.forward for e in evs if getattr(e, "phase", "") == "collective"]
     # DDP on the GPU: gradients of rank-dependent inputs come out averaged
     from tracetensor.nn.parallel import DistributedDataParallel
+
     lin = tt.nn.Linear(2, 1, bias=False).double().cuda()
     ddp = DistributedDataParallel(lin)
     ddp(tt.tensor(cupy.asarray([[1.0, 2.0]]) * (r + 1), device="cuda")).sum().backward()

@@ -1,6 +1,7 @@
 """Faults while recording and profiling: a full disk, a device or directory as the trace
 path, a forked child, Ctrl-C during the report, an output folder in use, a bad py-spy
 path, and NaN from a thread an earlier test started (the pytest plugin)."""
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.tracetensor_allow_nan
 
 
 # --------------------------------------------------------------------------- faults while recording
+
 
 @pytest.mark.parametrize("target", ["/dev/null", "dir", "fifo"])
 def test_recording_to_a_device_directory_or_pipe_is_a_trace_file_error(target: str, tmp_path) -> None:
@@ -57,19 +59,22 @@ def test_disk_full_while_recording_keeps_every_committed_run(tmp_path) -> None:
         runs = t.runs()
         assert len(runs) >= 2 and t.count() >= 3 * (len(runs) - 1)
         assert t.value("tanh:0", runs[0].run) is not None
-    p = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "info", path], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "trace", "info", path], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0 and "INCOMPLETE" in p.stdout and "truncated" not in p.stdout + p.stderr
 
 
 def test_checkpoint_cut_short_by_a_full_disk_still_opens(tmp_path) -> None:
     """A full disk during the last checkpoint leaves page 1 counting pages that are still only
     in the WAL (seen on a 1 MB tmpfs): the file must open from the WAL, not be called truncated."""
-    code = ("import os, sys, time, tracetensor as tt\n"
-            "r = tt.record(sys.argv[1]); r.__enter__()\n"
-            "for i in range(5):\n"
-            "    run = tt.events.begin_run('step'); (tt.ones(4, 4) * 2).sum(); tt.events.end_run(run)\n"
-            "time.sleep(0.3); os._exit(0)\n")
+    code = (
+        "import os, sys, time, tracetensor as tt\n"
+        "r = tt.record(sys.argv[1]); r.__enter__()\n"
+        "for i in range(5):\n"
+        "    run = tt.events.begin_run('step'); (tt.ones(4, 4) * 2).sum(); tt.events.end_run(run)\n"
+        "time.sleep(0.3); os._exit(0)\n"
+    )
     path = str(tmp_path / "cut.ttrace")
     subprocess.run([sys.executable, "-c", code, path], timeout=60, check=True)
     assert os.path.getsize(path + "-wal") > 0
@@ -89,20 +94,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _profile(args: list[str], tmp_path, env: dict | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tracetensor", "profile", "--no-py-spy", *args], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tracetensor", "profile", "--no-py-spy", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def test_a_forked_child_that_returns_writes_no_second_report(tmp_path) -> None:
     script = tmp_path / "forks.py"
-    script.write_text("import os, tracetensor as tt\n"
-                      "x = tt.ones(4, 4)\n"
-                      "pid = os.fork()\n"
-                      "if pid == 0:\n"
-                      "    (x * 3).sum()  # the child falls off the end of the script: a normal exit\n"
-                      "else:\n"
-                      "    os.waitpid(pid, 0)\n"
-                      "    (x @ x).relu().sum()\n")
+    script.write_text(
+        "import os, tracetensor as tt\n"
+        "x = tt.ones(4, 4)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    (x * 3).sum()  # the child falls off the end of the script: a normal exit\n"
+        "else:\n"
+        "    os.waitpid(pid, 0)\n"
+        "    (x @ x).relu().sum()\n"
+    )
     p = _profile(["--out", "o", str(script)], tmp_path)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
@@ -113,10 +127,13 @@ def test_a_forked_child_that_returns_writes_no_second_report(tmp_path) -> None:
 def test_ctrl_c_during_the_report_still_writes_it(tmp_path) -> None:
     import signal
     import time
+
     script = tmp_path / "loop.py"
-    script.write_text("import tracetensor as tt\nfrom tracetensor.profiler import step\nx = tt.ones(8, 8)\n"
-                      "for i in range(10**9):\n    (x @ x).relu()\n    step()\n"
-                      "    if i == 300:\n        print('ready', flush=True)\n")
+    script.write_text(
+        "import tracetensor as tt\nfrom tracetensor.profiler import step\nx = tt.ones(8, 8)\n"
+        "for i in range(10**9):\n    (x @ x).relu()\n    step()\n"
+        "    if i == 300:\n        print('ready', flush=True)\n"
+    )
     p = _profile(["--out", "o", str(script)], tmp_path)
     try:
         assert p.stdout.readline().strip() == "ready"
@@ -134,8 +151,10 @@ def test_ctrl_c_during_the_report_still_writes_it(tmp_path) -> None:
 
 def test_output_folder_in_use_and_bad_pyspy_path_give_one_message(tmp_path) -> None:
     script = tmp_path / "wait.py"
-    script.write_text("import sys, time, tracetensor as tt\n(tt.ones(2) + 1).sum()\nprint('ready', flush=True)\n"
-                      "sys.stdin.readline()\n")
+    script.write_text(
+        "import sys, time, tracetensor as tt\n(tt.ones(2) + 1).sum()\nprint('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
     first = _profile(["--out", "o", str(script)], tmp_path, stdin=subprocess.PIPE)
     try:
         assert first.stdout.readline().strip() == "ready"
@@ -148,15 +167,22 @@ def test_output_folder_in_use_and_bad_pyspy_path_give_one_message(tmp_path) -> N
     assert first.returncode == 0
     for bad in ("/nonexistent/py-spy", str(tmp_path)):
         env = dict(os.environ, TRACETENSOR_PYSPY=bad, PYTHONPATH=ROOT)
-        r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--out", "p", "--no-record",
-                            str(tmp_path / "wait.py")], cwd=tmp_path, input="\n", capture_output=True, text=True,
-                           env=env, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "tracetensor", "profile", "--out", "p", "--no-record", str(tmp_path / "wait.py")],
+            cwd=tmp_path,
+            input="\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.count("cannot be run") == 1 and bad in r.stderr and "op profile only" in r.stderr
         assert "ready" in r.stdout and "== tracetensor profile:" in r.stdout
 
 
 # --------------------------------------------------------------------------- pytest plugin
+
 
 def test_nan_from_a_thread_an_earlier_test_started_does_not_fail_the_next(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
@@ -182,5 +208,3 @@ def test_nan_from_a_thread_an_earlier_test_started_does_not_fail_the_next(pytest
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(["*background thread started in test *::test_starts_worker*"])
-
-

@@ -1,6 +1,7 @@
 """What a new user trips on in the first hour, off README's scripted path: each test is
 one of those trips, checked the way the user met it (the CLI in a subprocess, the API
 as README shows it)."""
+
 from __future__ import annotations
 
 import pathlib
@@ -33,11 +34,13 @@ for step in range(3):
 
 
 def cli(*args: str, cwd: pathlib.Path = ROOT, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracetensor", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "tracetensor", *args], cwd=cwd, capture_output=True, text=True, timeout=120, **kw
+    )
 
 
 # ---------------------------------------------------------------- profiler traces and filters
+
 
 def test_profiled_trace_answers_has_inf_or_nan(tmp_path):
     (tmp_path / "nan.py").write_text(NAN_SCRIPT)
@@ -65,10 +68,22 @@ def test_filters_and_pt_say_when_the_trace_cannot_answer(tmp_path):
 
 # ---------------------------------------------------------------- tracetensor profile
 
+
 def test_windowed_pyspy_shares_are_of_the_window_and_its_file_is_listed(tmp_path):
     out = tmp_path / "prof"
-    r = cli("profile", "--out", str(out), "--rate", "200", "--steps", "10:20", "--no-record",
-            "examples/mlp_eager.py", "--steps", "30")
+    r = cli(
+        "profile",
+        "--out",
+        str(out),
+        "--rate",
+        "200",
+        "--steps",
+        "10:20",
+        "--no-record",
+        "examples/mlp_eager.py",
+        "--steps",
+        "30",
+    )
     assert r.returncode == 0, r.stderr
     if "py-spy could not attach" in r.stderr:
         pytest.skip("py-spy cannot attach here")
@@ -89,15 +104,16 @@ def test_profile_folders_window_never_reached_and_gitignore(tmp_path):
     assert "call tracetensor.profiler.step()" not in first.stdout
     # what the tools write is what .gitignore keeps out of commits
     written = ["mlp_eager-profile/trace.json", "mlp_eager-profile-2/table.txt", "run.ttrace", "sub/x.ttrace"]
-    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30).stdout.split()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True, text=True, timeout=30
+    ).stdout.split()
     assert ignored == written
 
 
 def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
     r = cli("profile", "--no-py-spy", "--out", str(tmp_path / "p"), "examples/profile_raises.py")
     assert r.returncode == 1
-    tb = r.stderr[r.stderr.index("Traceback"):]
+    tb = r.stderr[r.stderr.index("Traceback") :]
     assert tb.splitlines()[1].strip().startswith('File "examples/profile_raises.py", line 32, in <module>')
     for launcher in ("recorder.py", "<frozen runpy>", "_dispatch.py"):
         assert launcher not in tb
@@ -138,18 +154,21 @@ def test_graph_backward_ops_have_flops():
 
 # ---------------------------------------------------------------- command lines
 
+
 def test_help_texts():
     debug = cli("debug", "--help").stdout
     assert "otherwise the Textual UI opens." in " ".join(debug.split())
     ui_help = " ".join(debug.split("--ui {textual,readline}")[-1].split())
     assert "ctrl+q" in ui_help and "line mode" in ui_help
     assert "trace record" in cli("--help").stdout
-    bench = subprocess.run([sys.executable, "benchmarks/run.py", "--help"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60)
+    bench = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
     assert bench.returncode == 0 and ", ".join(names) in " ".join(bench.stdout.split())
-    bad = subprocess.run([sys.executable, "benchmarks/run.py", "nope"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "no benchmark named 'nope'" in bad.stderr
 
 
@@ -167,6 +186,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, argv):
 
 # ---------------------------------------------------------------- the trace API
 
+
 def test_trace_events_match_op_types_across_modes_and_case(tmp_path):
     path = tmp_path / "r.ttrace"
     with tt.record(path):
@@ -178,7 +198,7 @@ def test_trace_events_match_op_types_across_modes_and_case(tmp_path):
             sess.run(y, {x: np.eye(2, dtype=np.float32)})
     with tt.trace.open(path) as tr:
         eager_run = tr.events(op="matmul")[0].run
-        for trace in (tr, ):
+        for trace in (tr,):
             assert {e.op for e in trace.events(run=eager_run, op="MatMul")} == {"matmul"}
             assert {e.op for e in trace.events(op="MatMul")} == {"matmul", "MatMul"}
             assert {e.op for e in trace.events(op="RELU", phase="forward")} == {"relu", "Relu"}
@@ -190,6 +210,7 @@ def test_trace_events_match_op_types_across_modes_and_case(tmp_path):
 
 
 # ---------------------------------------------------------------- check_numerics_mode
+
 
 def test_check_numerics_names_the_forward_line_or_says_it_ran_outside():
     w = tt.tensor([1.0, 0.0], requires_grad=True)
@@ -209,6 +230,7 @@ def test_check_numerics_names_the_forward_line_or_says_it_ran_outside():
 
 
 # ---------------------------------------------------------------- names in the debugger
+
 
 def _names_run(path: pathlib.Path):
     import tracetensor.nn as nn
@@ -246,6 +268,7 @@ def test_every_name_the_debugger_prints_is_accepted_by_every_command(tmp_path):
 
 
 # ---------------------------------------------------------------- line-mode sessions
+
 
 def _session(commands: str, filters: dict | None = None):
     import io
@@ -308,6 +331,7 @@ def test_tm_says_what_it_leaves_out_and_what_it_measures():
 
 # ---------------------------------------------------------------- engine answers
 
+
 def test_graph_load_of_a_foreign_file_never_suggests_allow_pickle(tmp_path):
     text, objects = tmp_path / "notes.txt", tmp_path / "objects.npz"
     text.write_text("not a graph")
@@ -331,8 +355,10 @@ def test_backward_through_a_traced_function_says_why_it_cannot():
         return lin(x).relu().sum()
 
     y = loss_fn(tt.randn(4, 3))
-    with pytest.raises(tt.errors.TraceTensorError,
-                       match="result of @tt.function .*loss_fn.*computes values only.*Call the undecorated function"):
+    with pytest.raises(
+        tt.errors.TraceTensorError,
+        match="result of @tt.function .*loss_fn.*computes values only.*Call the undecorated function",
+    ):
         y.backward()
     eager = loss_fn.__wrapped__(tt.randn(4, 3))  # what the message points to: it trains
     eager.backward()
@@ -349,8 +375,9 @@ def test_float32_model_keeps_float32_gradients_with_int64_operands():
     p = tt.tensor([[0.2, 0.3, 0.5]], requires_grad=True)
     y = tt.tensor([1])
     wide = []
-    with ev.listen(lambda e: wide.extend(m.name for m in e.outputs if m.dtype == "float64")
-                   if isinstance(e, ev.OpEvent) else None):
+    with ev.listen(
+        lambda e: wide.extend(m.name for m in e.outputs if m.dtype == "float64") if isinstance(e, ev.OpEvent) else None
+    ):
         (p.log() * F.one_hot(y, 3)).sum().backward()
         (p / F.one_hot(y, 3).clamp(1, 2)).sum().backward()
         (p ** tt.tensor([2])).sum().backward()
@@ -380,13 +407,14 @@ def test_tt_numerics_prints_what_it_offers():
 
 # ---------------------------------------------------------------- README
 
+
 def test_readme_is_self_contained_and_its_benchmark_line_matches_run_py():
     readme = (ROOT / "README.md").read_text()
     assert "../" not in readme and "shared/" not in readme  # nothing outside the repository
     lines = readme.splitlines()
     i = next(k for k, ln in enumerate(lines) if ln.startswith("python benchmarks/run.py"))
     comment = lines[i].split("#")[1]
-    for ln in lines[i + 1:]:  # the comment may go on over the next lines
+    for ln in lines[i + 1 :]:  # the comment may go on over the next lines
         if not ln.strip().startswith("#"):
             break
         comment += ln.split("#")[1]
@@ -397,6 +425,7 @@ def test_readme_is_self_contained_and_its_benchmark_line_matches_run_py():
 
 
 # ---------------------------------------------------------------- pytest plugin
+
 
 def test_plugin_report_lists_the_inputs_of_the_bad_op_in_a_plain_test(pytester: pytest.Pytester, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")

@@ -1,5 +1,6 @@
 """The GPU path's own pieces: summaries computed on the device agree with the host's,
 and a cuda training step matches the CPU's. The `gpu` tests skip without a GPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,7 @@ def test_summary_on_the_gpu_matches_the_cpu(name: str) -> None:
     import cupy
 
     a = CASES[name]
-    np.testing.assert_allclose(tuple(ev.summarize(cupy.asarray(a))), tuple(ev.summarize(a)),
-                               rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(tuple(ev.summarize(cupy.asarray(a))), tuple(ev.summarize(a)), rtol=1e-5, equal_nan=True)
 
 
 @pytest.mark.gpu

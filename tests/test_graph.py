@@ -153,18 +153,14 @@ def _ops_cases():
                 "softmax_xent",
                 lambda A, B: tf.nn.softmax_cross_entropy_with_logits(labels=tf.nn.softmax(B), logits=A),
                 lambda: (
-                    -(
-                        np.exp(b)
-                        / np.exp(b).sum(1, keepdims=True)
-                        * (a - np.log(np.exp(a).sum(1, keepdims=True)))
-                    ).sum(1)
+                    -(np.exp(b) / np.exp(b).sum(1, keepdims=True) * (a - np.log(np.exp(a).sum(1, keepdims=True)))).sum(
+                        1
+                    )
                 ),
             ),
             (
                 "sparse_xent",
-                lambda A, B: tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=tf.constant(lab), logits=A
-                ),
+                lambda A, B: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.constant(lab), logits=A),
                 lambda: -(a - np.log(np.exp(a).sum(1, keepdims=True)))[[0, 1], lab],
             ),
             ("fft", lambda A, B: tf.signal.fft(tf.cast(A, tf.complex64)), lambda: np.fft.fft(a)),
@@ -210,13 +206,19 @@ def _ops_cases():
             ("gather", lambda A, B: tf.gather(A, [2, 0], axis=1), lambda: a[:, [2, 0]]),
             ("squeeze/expand_dims", lambda A, B: tf.squeeze(tf.expand_dims(A, 1), [1]), lambda: a),
             ("reduce_prod", lambda A, B: tf.reduce_prod(A, 1), lambda: a.prod(1)),
-            ("reduce_any/all", lambda A, B: tf.logical_xor(tf.reduce_any(A > 2, 1), tf.reduce_all(A > -1.5, 1)),
-             lambda: (a > 2).any(1) ^ (a > -1.5).all(1)),
+            (
+                "reduce_any/all",
+                lambda A, B: tf.logical_xor(tf.reduce_any(A > 2, 1), tf.reduce_all(A > -1.5, 1)),
+                lambda: (a > 2).any(1) ^ (a > -1.5).all(1),
+            ),
             ("argmin", lambda A, B: tf.argmin(A, axis=1), lambda: a.argmin(1)),
             ("not_equal/negative", lambda A, B: tf.not_equal(tf.negative(A), B), lambda: -a != b),
             ("pow", lambda A, B: tf.pow(tf.abs(A), B), lambda: np.abs(a) ** b),
-            ("ones/zeros_like/fill", lambda A, B: tf.ones_like(A) * 2 + tf.zeros_like(B) + tf.fill([2, 3], 0.5),
-             lambda: np.full((2, 3), 2.5)),
+            (
+                "ones/zeros_like/fill",
+                lambda A, B: tf.ones_like(A) * 2 + tf.zeros_like(B) + tf.fill([2, 3], 0.5),
+                lambda: np.full((2, 3), 2.5),
+            ),
             ("linalg.matmul", lambda A, B: tf.linalg.matmul(A, tf.linalg.transpose(B)), lambda: a @ b.T),
             ("matrix_transpose", lambda A, B: tf.matrix_transpose(A), lambda: a.T),
             ("sort", lambda A, B: tf.sort(A, direction="DESCENDING"), lambda: -np.sort(-a, 1)),
@@ -282,9 +284,7 @@ def test_gradients_match_finite_differences(g):
 @pytest.mark.parametrize("make", ["momentum", "adam"])
 def test_optimizers_match_eager_optim(g, make):
     m = _mlp()
-    opt = (
-        tf.train.MomentumOptimizer(0.1, momentum=0.9) if make == "momentum" else tf.train.AdamOptimizer(0.01)
-    )
+    opt = tf.train.MomentumOptimizer(0.1, momentum=0.9) if make == "momentum" else tf.train.AdamOptimizer(0.01)
     step = tf.Variable(0, trainable=False, name="global_step", dtype=tf.int64)
     train = opt.minimize(m["loss"], global_step=step)
     import tracetensor.nn.functional as F
@@ -468,17 +468,12 @@ def test_runtime_op_error_names_node_type_shapes_and_line(g):
                 with pytest.raises(tt.ShapeError) as e:
                     s.run(out, {a: np.ones((2, 3), np.float32), b: np.ones((1, 3), np.float32)})
             msg = str(e.value)
-            assert (
-                msg
-                == f"MatMul 'layer1/MatMul' defined at {__file__}:{line}: cannot multiply (2, 3) by (1, 3)"
-            )
+            assert msg == f"MatMul 'layer1/MatMul' defined at {__file__}:{line}: cannot multiply (2, 3) by (1, 3)"
 
 
 def test_static_shape_error_at_build_time(g):
     a = tf.placeholder(tf.float32, [2, 3], name="a")
-    with pytest.raises(
-        tt.ShapeError, match=r"MatMul 'MatMul' defined at .*test_graph.py:\d+: cannot multiply"
-    ):
+    with pytest.raises(tt.ShapeError, match=r"MatMul 'MatMul' defined at .*test_graph.py:\d+: cannot multiply"):
         tf.matmul(a, a)
 
 
@@ -503,9 +498,7 @@ def test_check_numerics_names_node_and_message(g):
     y = tf.debugging.check_numerics(tf.math.log(x), "log of x", name="chk")
     with tf.Session() as s:
         np.testing.assert_allclose(s.run(y, {x: [1.0, 2.0]}), np.log([1.0, 2.0]))
-        with pytest.raises(
-            tt.NumericsError, match=r"CheckNumerics 'chk' defined at .*test_graph.py:\d+: log of x"
-        ):
+        with pytest.raises(tt.NumericsError, match=r"CheckNumerics 'chk' defined at .*test_graph.py:\d+: log of x"):
             s.run(y, {x: [1.0, -1.0]})
 
 
@@ -627,8 +620,13 @@ def test_losses_match_tf1_reductions(g):
     sq = (P - Y) ** 2
     q = 1 / (1 + np.exp(-Y))
     lsm = P - np.log(np.exp(P).sum(1, keepdims=True))
-    want = [sq.mean(), sq[0].sum() / 3, 2 * np.abs(P - Y).mean(),
-            (np.maximum(P, 0) - P * q + np.log1p(np.exp(-np.abs(P)))).mean(), -(lsm[0, 2] + lsm[1, 0]) / 2]
+    want = [
+        sq.mean(),
+        sq[0].sum() / 3,
+        2 * np.abs(P - Y).mean(),
+        (np.maximum(P, 0) - P * q + np.log1p(np.exp(-np.abs(P)))).mean(),
+        -(lsm[0, 2] + lsm[1, 0]) / 2,
+    ]
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -659,11 +657,33 @@ def test_new_op_gradients_match_finite_differences(g, build):
 
 def test_new_names_are_single_nodes_of_the_tensorflow_type(g):
     x = tf.placeholder(tf.float32, [None, 3])
-    types = [t.op.type for t in (x % 2.0, tf.tile(x, [1, 2]), tf.nn.leaky_relu(x), tf.nn.elu(x), tf.nn.softplus(x),
-                                 tf.math.log1p(x), tf.math.rsqrt(x), tf.math.reciprocal(x), tf.norm(x),
-                                 tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=x))]
-    assert types == ["FloorMod", "Tile", "LeakyRelu", "Elu", "Softplus", "Log1p", "Rsqrt", "Reciprocal",
-                     "EuclideanNorm", "SigmoidCrossEntropyWithLogits"]
+    types = [
+        t.op.type
+        for t in (
+            x % 2.0,
+            tf.tile(x, [1, 2]),
+            tf.nn.leaky_relu(x),
+            tf.nn.elu(x),
+            tf.nn.softplus(x),
+            tf.math.log1p(x),
+            tf.math.rsqrt(x),
+            tf.math.reciprocal(x),
+            tf.norm(x),
+            tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=x),
+        )
+    ]
+    assert types == [
+        "FloorMod",
+        "Tile",
+        "LeakyRelu",
+        "Elu",
+        "Softplus",
+        "Log1p",
+        "Rsqrt",
+        "Reciprocal",
+        "EuclideanNorm",
+        "SigmoidCrossEntropyWithLogits",
+    ]
     with pytest.raises(tf.InvalidArgumentError, match="labels=, logits="):
         tf.nn.sigmoid_cross_entropy_with_logits(x, x)
 

@@ -109,9 +109,7 @@ def test_cond_inside_while_reports_iterations(g):
     seen = []
     with tf.Session() as s, events.listen(seen.append):
         assert s.run(out) == 6.0  # ((0+1)*2+1)*2
-    adds = [
-        e.iteration for e in seen if isinstance(e, events.OpEvent) and e.name == "while/body/cond/true/AddV2"
-    ]
+    adds = [e.iteration for e in seen if isinstance(e, events.OpEvent) and e.name == "while/body/cond/true/AddV2"]
     assert adds == [0, 2]
 
 
@@ -261,9 +259,7 @@ def test_export_traced_function(tmp_path):
 def test_session_on_gpu_matches_cpu(g):
     x = tf.placeholder(tf.float32, [None, 4], name="x")
     w = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name="w")
-    _, acc = tf.while_loop(
-        lambda i, a: i < 2, lambda i, a: (i + 1, a * 1.5), [0, tf.nn.relu(tf.matmul(x, w))]
-    )
+    _, acc = tf.while_loop(lambda i, a: i < 2, lambda i, a: (i + 1, a * 1.5), [0, tf.nn.relu(tf.matmul(x, w))])
     loss = tf.reduce_mean(tf.nn.log_softmax(acc))
     train = tf.train.AdamOptimizer(0.1).minimize(loss)
     X = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)

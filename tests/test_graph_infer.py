@@ -1,5 +1,6 @@
 """Graph construction infers static shapes without computing at full size: large sizes
 run as small stand-ins, and whatever that cannot settle runs as before."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,13 +41,16 @@ def test_broadcasting_large_sizes(g):
     assert s.shape.as_list() == [3000, 5000]
 
 
-@pytest.mark.parametrize("build, expected", [
-    (lambda x: tf.reduce_sum(x, axis=1), [3000]),
-    (lambda x: tf.reshape(x, [-1]), [3000 * 2000]),
-    (lambda x: tf.concat([x, x], axis=0), [6000, 2000]),
-    (lambda x: x[:100], [100, 2000]),
-    (lambda x: tf.transpose(x), [2000, 3000]),
-])
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda x: tf.reduce_sum(x, axis=1), [3000]),
+        (lambda x: tf.reshape(x, [-1]), [3000 * 2000]),
+        (lambda x: tf.concat([x, x], axis=0), [6000, 2000]),
+        (lambda x: x[:100], [100, 2000]),
+        (lambda x: tf.transpose(x), [2000, 3000]),
+    ],
+)
 def test_ops_whose_attributes_refer_to_sizes_get_the_full_size_answer(g, build, expected):
     x = tf.placeholder(tf.float32, [3000, 2000])
     assert build(x).shape.as_list() == expected

@@ -1,6 +1,7 @@
 """Hostile and damaged inputs: a trace file from someone else is data. Names holding Rich
 markup or terminal escapes are shown literally, `eval` cannot be escaped, sources are
 read only from the trace, and damaged files give one clear error, fast."""
+
 from __future__ import annotations
 
 import json
@@ -48,10 +49,14 @@ def _rename(path: str, names: dict[str, str], ops: dict[str, str] | None = None)
             for o in outs:
                 base, _, idx = o[0].partition(":")
                 o[0] = names.get(base, base) + (":" + idx if idx else "")
-            ins = [names.get(s.split(":")[0], s.split(":")[0]) + ":" + s.split(":")[-1] if ":" in s else s
-                   for s in json.loads(inputs)]
-            db.execute("UPDATE sigs SET name = ?, outputs = ?, inputs = ? WHERE id = ?",
-                       (names.get(name, name), json.dumps(outs), json.dumps(ins), i))
+            ins = [
+                names.get(s.split(":")[0], s.split(":")[0]) + ":" + s.split(":")[-1] if ":" in s else s
+                for s in json.loads(inputs)
+            ]
+            db.execute(
+                "UPDATE sigs SET name = ?, outputs = ?, inputs = ? WHERE id = ?",
+                (names.get(name, name), json.dumps(outs), json.dumps(ins), i),
+            )
         for old, new in (ops or {}).items():
             db.execute("UPDATE ops SET op = ? WHERE op = ?", (new, old))
         for old, new in names.items():
@@ -76,8 +81,15 @@ def test_printable_shows_every_control_character() -> None:
 def test_line_mode_shows_names_literally_and_no_control_characters(hostile) -> None:
     dbg = Debugger(tt.trace.open(hostile))
     for cmd in ("lt", "tm", "ni -t " + CLICK, "li " + CLICK, "pt " + CLICK, "ri", "ps"):
-        out = dbg.plain(cmd if " " not in cmd or cmd.startswith(("lt", "tm")) else cmd.split(" ")[0] +
-                        " '" + cmd.split(" ", 1)[1].replace("-t ", "") + "'" + (" -t" if "-t" in cmd else ""))
+        out = dbg.plain(
+            cmd
+            if " " not in cmd or cmd.startswith(("lt", "tm"))
+            else cmd.split(" ")[0]
+            + " '"
+            + cmd.split(" ", 1)[1].replace("-t ", "")
+            + "'"
+            + (" -t" if "-t" in cmd else "")
+        )
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, cmd
     lt = dbg.plain("lt")
     assert CLICK in lt and BOLD in lt and "[@click=app.exit]x[/]" in lt
@@ -86,8 +98,7 @@ def test_line_mode_shows_names_literally_and_no_control_characters(hostile) -> N
 
 def test_trace_info_and_debug_cli_print_no_control_characters(hostile) -> None:
     for argv in (["trace", "info", hostile], ["debug", hostile, "-c", "lt", "-c", "tm"]):
-        p = subprocess.run([sys.executable, "-m", "tracetensor", *argv], capture_output=True, text=True,
-                           timeout=60)
+        p = subprocess.run([sys.executable, "-m", "tracetensor", *argv], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert not any(c in p.stdout for c in "\x1b\x07\u202e"), argv
     assert "[@click=app.exit]x[/]" in p.stdout and CLICK in p.stdout
@@ -95,6 +106,7 @@ def test_trace_info_and_debug_cli_print_no_control_characters(hostile) -> None:
 
 def _strips(widget) -> list:
     from textual.geometry import Region
+
     return widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
 
 
@@ -114,8 +126,9 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
             strips = _strips(out)
             text = "\n".join(st.text for st in strips)
             assert cmd == "gf" or CLICK in text or "CLICKME" in text, (cmd, text)
-            assert not any(s.style is not None and s.style.meta.get("@click")
-                           for st in strips for s in st), f"{cmd}: a trace name became a clickable action"
+            assert not any(s.style is not None and s.style.meta.get("@click") for st in strips for s in st), (
+                f"{cmd}: a trace name became a clickable action"
+            )
             for y, st in enumerate(strips):
                 x = st.text.find("CLICKME")
                 if x >= 0:
@@ -134,6 +147,7 @@ async def test_tui_shows_markup_in_names_literally_and_clicking_runs_nothing(hos
 
 async def test_tui_palette_shows_names_literally(hostile) -> None:
     from textual.command import CommandPalette
+
     dbg = Debugger(tt.trace.open(hostile))
     app = DebuggerApp(dbg, "trace", "", "end")
     async with app.run_test(size=(160, 40)) as pilot:
@@ -145,6 +159,7 @@ async def test_tui_palette_shows_names_literally(hostile) -> None:
         pal = app.screen
         assert isinstance(pal, CommandPalette)
         from textual.command import CommandList
+
         cl = pal.query_one(CommandList)
         prompts = [str(cl.get_option_at_index(i).prompt) for i in range(cl.option_count)]
         assert any(CLICK in p for p in prompts), prompts
@@ -168,6 +183,7 @@ async def test_tui_damaged_tensor_value_shows_an_error_and_keeps_the_app(hostile
 
 # --------------------------------------------------------------------------- eval
 
+
 def _eval_debugger() -> Debugger:
     x = tt.tensor([[1.0, 2.0], [3.0, 4.0]])
     with MemoryTrace(values=True) as tr:
@@ -177,34 +193,40 @@ def _eval_debugger() -> Debugger:
     return Debugger(tr)
 
 
-@pytest.mark.parametrize("expr", [
-    "().__class__.__bases__[0].__subclasses__()",
-    "np.__class__",
-    "np.sum.__globals__",
-    "`relu:0`.__class__",
-    "np.lib.npyio.os.system",
-    "np.os.system('touch /tmp/owned')",
-    "np.ctypeslib",
-    "np.testing",
-    "__import__('os')",
-    "getattr(np, '__loader__')",
-    "np.load('x.npy', allow_pickle=True)",
-    "`relu:0`.tofile('/tmp/x')",
-    "`relu:0`.ctypes",
-    "(lambda: 1)()",
-    "[x for x in (1, 2)]",
-    "np.vectorize(np.sum)",
-    "_t0",
-    "np.sum(**{'a': 1})",
-    "9 ** 9 ** 9",
-    "np.test()",
-    "np.char.join",
-    "np.str_('{0.__class__.__mro__}').format(np.sum)",
-    "np.float32.mro()",
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "().__class__.__bases__[0].__subclasses__()",
+        "np.__class__",
+        "np.sum.__globals__",
+        "`relu:0`.__class__",
+        "np.lib.npyio.os.system",
+        "np.os.system('touch /tmp/owned')",
+        "np.ctypeslib",
+        "np.testing",
+        "__import__('os')",
+        "getattr(np, '__loader__')",
+        "np.load('x.npy', allow_pickle=True)",
+        "`relu:0`.tofile('/tmp/x')",
+        "`relu:0`.ctypes",
+        "(lambda: 1)()",
+        "[x for x in (1, 2)]",
+        "np.vectorize(np.sum)",
+        "_t0",
+        "np.sum(**{'a': 1})",
+        "9 ** 9 ** 9",
+        "np.test()",
+        "np.char.join",
+        "np.str_('{0.__class__.__mro__}').format(np.sum)",
+        "np.float32.mro()",
+    ],
+)
 def test_eval_refuses_escapes(expr: str) -> None:
-    out = _eval_debugger().execute("eval " + json.dumps(expr)[1:-1].replace("'", "\\'").join("''")
-                                   if False else "eval \"" + expr.replace('"', '\\"') + "\"")
+    out = _eval_debugger().execute(
+        "eval " + json.dumps(expr)[1:-1].replace("'", "\\'").join("''")
+        if False
+        else 'eval "' + expr.replace('"', '\\"') + '"'
+    )
     assert out.error, to_plain(out.output)
     assert "eval" in to_plain(out.output)
     assert not os.path.exists("/tmp/owned")
@@ -221,6 +243,7 @@ def test_eval_computes_numpy_expressions() -> None:
 
 
 # --------------------------------------------------------------------------- sources
+
 
 def test_offline_source_comes_only_from_the_trace(tmp_path) -> None:
     p = _recorded(tmp_path)
@@ -240,6 +263,7 @@ def test_offline_source_comes_only_from_the_trace(tmp_path) -> None:
 
 def test_live_source_reads_only_small_regular_files(tmp_path) -> None:
     from tracetensor.trace.base import read_source
+
     fifo = tmp_path / "fifo.py"
     os.mkfifo(fifo)
     big = tmp_path / "big.py"
@@ -255,8 +279,10 @@ def test_live_source_reads_only_small_regular_files(tmp_path) -> None:
 
 # --------------------------------------------------------------------------- damaged traces
 
+
 def _npy_header(shape: tuple) -> bytes:
     import struct
+
     hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': " + repr(shape) + ", }"
     hdr += " " * (63 - (len(hdr) + 10) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\x00" * 64
@@ -266,6 +292,7 @@ def _zbomb() -> bytes:
     """4 MB of zlib that inflate to 4 GiB of zeros (a full flush makes each 1 MiB chunk
     stand alone, so one compressed chunk repeated is a valid stream)."""
     import zlib
+
     c = zlib.compressobj(9)
     first = c.compress(b"\x00" * (1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
     chunk = c.compress(b"\x00" * (1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
@@ -295,8 +322,11 @@ DAMAGE: dict[str, tuple] = {
     "no ops": ("DELETE FROM ops",),
     "bad graph": ("INSERT INTO graphs(graph, version, nodes) VALUES (1, 1, '[[1]]')",),
     "bad device time": ("INSERT INTO device_times VALUES (1, 'x')",),
-    "endless view": ("DROP TABLE runs", "CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL"
-                     " SELECT x+1 FROM c) SELECT x,'','','','[]','[]',NULL,0,0,0,0,NULL,0 FROM c"),
+    "endless view": (
+        "DROP TABLE runs",
+        "CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL"
+        " SELECT x+1 FROM c) SELECT x,'','','','[]','[]',NULL,0,0,0,0,NULL,0 FROM c",
+    ),
     "no runs table": ("DROP TABLE runs",),
 }
 DEBUG_CMDS = ["lt", "tm", "pt relu:0", "ni -t relu", "ps", "ri", "gf", "eval `relu:0`", "run", "lt"]
@@ -317,6 +347,7 @@ def good_trace(tmp_path_factory) -> str:
 
 def _copy(src: str, dst) -> str:
     import shutil
+
     shutil.copy(src, dst)
     return str(dst)
 
@@ -329,6 +360,7 @@ def _api_reads_all(path: str) -> None:
 
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     from tracetensor.cli import main
+
     rc = main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
@@ -362,6 +394,7 @@ def test_damaged_trace_gives_one_clear_error(case: str, good_trace, tmp_path, ca
 
 def test_byte_flips_and_truncations_anywhere_give_one_clear_error(good_trace, tmp_path, capsys) -> None:
     import random
+
     rng = random.Random(15)
     size = os.path.getsize(good_trace)
     cuts = [0, 50, 100, 1000, 4096, size // 2, size - 1]
@@ -390,12 +423,20 @@ def _run_cli(argv: list[str], tmp_path, timeout: float = 60) -> subprocess.Compl
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-    return subprocess.run([sys.executable, "-m", "tracetensor", *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path, preexec_fn=limit)
+
+    return subprocess.run(
+        [sys.executable, "-m", "tracetensor", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        preexec_fn=limit,
+    )
 
 
 def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_path, capsys) -> None:
     import time
+
     bomb = _copy(good_trace, tmp_path / "bomb.ttrace")
     _damage(bomb, (("UPDATE blocks SET data=?", (_zbomb(),)),))
     fifo = str(tmp_path / "x.ttrace")
@@ -406,17 +447,22 @@ def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_p
     db.commit()
     db.close()
     # the real command line (a child process, bounded in time and address space) for three ...
-    for p, says, argv in ((bomb, "inflates to more than", ["debug", bomb, "-c", "lt", "-c", "pt relu:0"]),
-                          (fifo, "not a regular file", ["trace", "info", fifo]),
-                          (foreign, "not a tracetensor trace", ["debug", foreign])):
+    for p, says, argv in (
+        (bomb, "inflates to more than", ["debug", bomb, "-c", "lt", "-c", "pt relu:0"]),
+        (fifo, "not a regular file", ["trace", "info", fifo]),
+        (foreign, "not a tracetensor trace", ["debug", foreign]),
+    ):
         t0 = time.monotonic()
         r = _run_cli(argv, tmp_path, timeout=30)
         assert time.monotonic() - t0 < 20
         assert "Traceback" not in r.stderr + r.stdout, r.stderr
         assert says in r.stderr + r.stdout and p in r.stderr + r.stdout, (argv, r.stdout, r.stderr)
     # ... and in process for the rest
-    for p, says in ((fifo, "not a regular file"), (str(tmp_path), "not a regular file"),
-                    (foreign, "not a tracetensor trace")):
+    for p, says in (
+        (fifo, "not a regular file"),
+        (str(tmp_path), "not a regular file"),
+        (foreign, "not a tracetensor trace"),
+    ):
         for argv in (["trace", "info", p], ["debug", p, "-c", "lt"]):
             rc, out, err = _cli(argv, capsys)
             assert rc == 2 and says in err and p in err and err.count("\n") == 1, (argv, err)
@@ -427,8 +473,10 @@ def test_zlib_bomb_fifo_directory_and_foreign_sqlite_fail_fast(good_trace, tmp_p
 
 # --------------------------------------------------------------------------- save and graph files
 
+
 def _npz(path, members: dict[str, bytes], compress: bool = False) -> str:
     import zipfile
+
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
         for name, data in members.items():
             z.writestr(name + ".npy", data)
@@ -437,25 +485,32 @@ def _npz(path, members: dict[str, bytes], compress: bool = False) -> str:
 
 def _npy(a: np.ndarray) -> bytes:
     import io
+
     buf = io.BytesIO()
     np.save(buf, a)
     return buf.getvalue()
 
 
 def _manifest(root) -> bytes:
-    return _npy(np.frombuffer(json.dumps({"format": "tracetensor-checkpoint", "version": 1,
-                                          "root": root}).encode(), np.uint8))
+    return _npy(
+        np.frombuffer(json.dumps({"format": "tracetensor-checkpoint", "version": 1, "root": root}).encode(), np.uint8)
+    )
 
 
 def _bomb_npz(path) -> str:
     """A 300 MiB array of zeros in about 300 KB: a zip bomb in an npz."""
     import zipfile
+
     n = 300 << 20
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.writestr("__manifest__.npy", _manifest({"$tensor": "t0", "device": "cpu"}))
         with z.open("t0.npy", "w", force_zip64=True) as f:
-            f.write(_npy(np.zeros(0, np.float32))[:-0 or None].replace(b"(0,)", f"({n // 4},)".encode())
-                    .ljust(128, b" ")[:127] + b"\n")
+            f.write(
+                _npy(np.zeros(0, np.float32))[: -0 or None]
+                .replace(b"(0,)", f"({n // 4},)".encode())
+                .ljust(128, b" ")[:127]
+                + b"\n"
+            )
             chunk = b"\x00" * (4 << 20)
             for _ in range(n // len(chunk)):
                 f.write(chunk)
@@ -463,18 +518,49 @@ def _bomb_npz(path) -> str:
 
 
 SAVE_CASES = {
-    "4 TiB declared shape": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0"}),
-                                               "t0": _npy_header((1 << 40,))}),
-    "tpu:9 device": lambda p: _npz(p, {"__manifest__": _manifest({"$tensor": "t0", "device": "tpu:9"}),
-                                       "t0": _npy(np.ones(3, np.float32))}),
-    "50k-deep manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
-        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 50_000 + "null"
-         + "]}" * 50_000 + "}").encode(), np.uint8))}),
-    "deep but parseable manifest": lambda p: _npz(p, {"__manifest__": _npy(np.frombuffer(
-        ('{"format": "tracetensor-checkpoint", "version": 1, "root": ' + '{"$list": [' * 900 + "null"
-         + "]}" * 900 + "}").encode(), np.uint8))}),
-    "garbage npy header": lambda p: _npz(p, {"__manifest__": b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'sha" +
-                                             b"\x00" * 40}),
+    "4 TiB declared shape": lambda p: _npz(
+        p, {"__manifest__": _manifest({"$tensor": "t0"}), "t0": _npy_header((1 << 40,))}
+    ),
+    "tpu:9 device": lambda p: _npz(
+        p, {"__manifest__": _manifest({"$tensor": "t0", "device": "tpu:9"}), "t0": _npy(np.ones(3, np.float32))}
+    ),
+    "50k-deep manifest": lambda p: _npz(
+        p,
+        {
+            "__manifest__": _npy(
+                np.frombuffer(
+                    (
+                        '{"format": "tracetensor-checkpoint", "version": 1, "root": '
+                        + '{"$list": [' * 50_000
+                        + "null"
+                        + "]}" * 50_000
+                        + "}"
+                    ).encode(),
+                    np.uint8,
+                )
+            )
+        },
+    ),
+    "deep but parseable manifest": lambda p: _npz(
+        p,
+        {
+            "__manifest__": _npy(
+                np.frombuffer(
+                    (
+                        '{"format": "tracetensor-checkpoint", "version": 1, "root": '
+                        + '{"$list": [' * 900
+                        + "null"
+                        + "]}" * 900
+                        + "}"
+                    ).encode(),
+                    np.uint8,
+                )
+            )
+        },
+    ),
+    "garbage npy header": lambda p: _npz(
+        p, {"__manifest__": b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'sha" + b"\x00" * 40}
+    ),
     "string dtype": lambda p: _npz(p, {"__manifest__": _manifest({"$ndarray": "t0"}), "t0": _npy(np.array(["a"]))}),
     "zip bomb": _bomb_npz,
     "not a zip": lambda p: (p.write_bytes(b"\x80\x04garbage"), str(p))[1],
@@ -485,6 +571,7 @@ SAVE_CASES = {
 def test_damaged_save_file_gives_one_serialization_error(case: str, tmp_path) -> None:
     import resource
     import time
+
     p = SAVE_CASES[case](tmp_path / "ckpt.tt")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()
@@ -494,9 +581,14 @@ def test_damaged_save_file_gives_one_serialization_error(case: str, tmp_path) ->
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < (200 << 10)  # KiB: far below the bomb
     msg = str(ei.value)
     assert p in msg and "\n" not in msg
-    says = {"tpu:9 device": "map_location='cpu'", "zip bomb": "refused as a zip bomb",
-            "4 TiB declared shape": "declares shape (1099511627776,)", "50k-deep manifest": "nested too deeply",
-            "string dtype": "only numeric arrays", "garbage npy header": "not a valid .npy header"}
+    says = {
+        "tpu:9 device": "map_location='cpu'",
+        "zip bomb": "refused as a zip bomb",
+        "4 TiB declared shape": "declares shape (1099511627776,)",
+        "50k-deep manifest": "nested too deeply",
+        "string dtype": "only numeric arrays",
+        "garbage npy header": "not a valid .npy header",
+    }
     assert says.get(case, "") in msg, msg
     # every reader of .npz files refuses the same file the same way
     with pytest.raises(tt.SerializationError, match=str(p).replace(".", r"\.")):
@@ -514,6 +606,7 @@ def test_load_refuses_directories_and_pipes_by_name(tmp_path) -> None:
 
 def test_saver_and_graph_load_name_the_file_for_missing_keys_and_strings(tmp_path) -> None:
     import tracetensor.graph as tf
+
     g = tf.Graph()
     with g.as_default():
         tf.Variable(np.ones((2, 2), np.float32), name="w")
@@ -521,36 +614,44 @@ def test_saver_and_graph_load_name_the_file_for_missing_keys_and_strings(tmp_pat
         with tf.Session() as s:
             s.run(tf.global_variables_initializer())
             good = saver.save(s, tmp_path / "ckpt")
-            strings = _npz(tmp_path / "strings.npz", {"__tracetensor_checkpoint__": _npy(np.array(1)),
-                                                      "w": _npy(np.array([["a", "b"], ["c", "d"]]))})
+            strings = _npz(
+                tmp_path / "strings.npz",
+                {"__tracetensor_checkpoint__": _npy(np.array(1)), "w": _npy(np.array([["a", "b"], ["c", "d"]]))},
+            )
             with pytest.raises(tt.SerializationError, match="strings.npz.*dtype <U1"):
                 saver.restore(s, strings)
             saver.restore(s, good)
             graph = tf.export(tmp_path / "g.npz", s)
     import zipfile
+
     with zipfile.ZipFile(graph) as z:
         meta = json.loads(np.load(z.open("__graph__.npy")).tobytes())
-    for broken in ({k: v for k, v in meta.items() if k != "variables"},
-                   {**meta, "variables": [{"name": "w"}]},
-                   {**meta, "nodes": [{"name": "x"}]}):
+    for broken in (
+        {k: v for k, v in meta.items() if k != "variables"},
+        {**meta, "variables": [{"name": "w"}]},
+        {**meta, "nodes": [{"name": "x"}]},
+    ):
         p = _npz(tmp_path / "broken.npz", {"__graph__": _npy(np.frombuffer(json.dumps(broken).encode(), np.uint8))})
         with pytest.raises(tt.SerializationError, match="broken.npz is not a valid tracetensor graph file"):
             tf.load(p)
 
 
-@pytest.mark.parametrize("call, says", [
-    (lambda: tt.tensor([2**70]), "tensor: cannot make a tensor of list"),
-    (lambda: tt.tensor([object()]), "numbers or bools"),
-    (lambda: tt.tensor([[1, 2], [3]]), "inhomogeneous"),
-    (lambda: tt.tensor(["a"]), "dtype <U1"),
-    (lambda: tt.zeros(-1, 3), "zeros: negative dimension -1"),
-    (lambda: tt.ones((2, -3)), "ones: negative dimension -3"),
-    (lambda: tt.zeros(1e12), "zeros: size must be integers"),
-    (lambda: tt.zeros(10**12), "zeros: cannot allocate 3725.3 GiB"),
-    (lambda: tt.randn(10**7, 10**7), "randn: cannot allocate"),
-    (lambda: tt.full((10**13,), 1.0), "full: cannot allocate"),
-    (lambda: tt.arange(0, 5, 0), "arange:"),
-])
+@pytest.mark.parametrize(
+    "call, says",
+    [
+        (lambda: tt.tensor([2**70]), "tensor: cannot make a tensor of list"),
+        (lambda: tt.tensor([object()]), "numbers or bools"),
+        (lambda: tt.tensor([[1, 2], [3]]), "inhomogeneous"),
+        (lambda: tt.tensor(["a"]), "dtype <U1"),
+        (lambda: tt.zeros(-1, 3), "zeros: negative dimension -1"),
+        (lambda: tt.ones((2, -3)), "ones: negative dimension -3"),
+        (lambda: tt.zeros(1e12), "zeros: size must be integers"),
+        (lambda: tt.zeros(10**12), "zeros: cannot allocate 3725.3 GiB"),
+        (lambda: tt.randn(10**7, 10**7), "randn: cannot allocate"),
+        (lambda: tt.full((10**13,), 1.0), "full: cannot allocate"),
+        (lambda: tt.arange(0, 5, 0), "arange:"),
+    ],
+)
 def test_bad_creation_arguments_are_library_errors_naming_the_call(call, says: str) -> None:
     with pytest.raises(tt.TraceTensorError, match=None) as ei:
         call()

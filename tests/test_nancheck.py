@@ -1,5 +1,6 @@
 """The pytest-free half of the NaN plugin: what `Numerics` finds in the event stream
 and what its report says, driven by real tracetensor code."""
+
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,5 @@
 """tt.nn: Module API, layers, losses against numpy, op naming in the event stream, training."""
+
 from __future__ import annotations
 
 import re
@@ -126,8 +127,9 @@ def test_sequential_and_modulelist_register_children() -> None:
 
 
 def test_conv_pool_flatten_network_shapes_and_gradients() -> None:
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(4 * 4 * 4, 2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 2)
+    )
     x = tt.randn(3, 1, 8, 8)
     out = net(x)
     assert out.shape == (3, 2)
@@ -155,7 +157,8 @@ def test_losses_match_numpy() -> None:
     t_logits, t_y = tt.tensor(logits), tt.tensor(y)
     assert nn.CrossEntropyLoss()(t_logits, t_y).item() == pytest.approx(-lsm[np.arange(6), y].mean())
     assert nn.NLLLoss(reduction="sum")(t_logits.log_softmax(1), t_y).item() == pytest.approx(
-        -lsm[np.arange(6), y].sum())
+        -lsm[np.arange(6), y].sum()
+    )
     w = np.array([1.0, 2.0, 0.5, 1.0])
     want = (-lsm[np.arange(6), y] * w[y]).sum() / w[y].sum()
     assert F.cross_entropy(t_logits, t_y, weight=tt.tensor(w)).item() == pytest.approx(want)
@@ -229,11 +232,18 @@ def test_pad_matches_numpy_and_passes_gradients() -> None:
 
 # ----------------------------------------------------------------- activations, normalization, more losses
 
+
 def test_activation_modules_match_their_functions() -> None:
     x = tt.randn(4, 5)
-    pairs = [(nn.GELU(), F.gelu(x)), (nn.GELU("tanh"), F.gelu(x, approximate="tanh")),
-             (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)), (nn.ELU(0.5), F.elu(x, 0.5)), (nn.SiLU(), F.silu(x)),
-             (nn.Softplus(2.0), F.softplus(x, 2.0)), (nn.Identity(), x)]
+    pairs = [
+        (nn.GELU(), F.gelu(x)),
+        (nn.GELU("tanh"), F.gelu(x, approximate="tanh")),
+        (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)),
+        (nn.ELU(0.5), F.elu(x, 0.5)),
+        (nn.SiLU(), F.silu(x)),
+        (nn.Softplus(2.0), F.softplus(x, 2.0)),
+        (nn.Identity(), x),
+    ]
     for module, want in pairs:
         np.testing.assert_array_equal(module(x).numpy(), want.numpy())
     X = x.numpy()
@@ -340,5 +350,6 @@ def test_a_causal_attention_block_learns_and_masks_the_future() -> None:
     assert losses[-1] < 0.7 * losses[0]
     x2 = x.clone()
     x2[:, -1] = 100.0  # changing the last position must not change any earlier output
-    np.testing.assert_allclose(model(x2)[:, :-1].detach().numpy(), model(x)[:, :-1].detach().numpy(), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        model(x2)[:, :-1].detach().numpy(), model(x)[:, :-1].detach().numpy(), rtol=1e-5, atol=1e-5
+    )

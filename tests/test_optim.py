@@ -1,5 +1,6 @@
 """tt.optim: SGD and Adam against reference implementations of PyTorch's update rules,
 in-place updates, update events, and state_dict round trips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,13 +47,20 @@ def _ref_adam(p, target, steps, lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0
         v = b2 * v + (1 - b2) * g * g
         vmax = np.maximum(vmax, v)
         vv = vmax if amsgrad else v
-        p = p - lr / (1 - b1 ** t) * m / (np.sqrt(vv / (1 - b2 ** t)) + eps)
+        p = p - lr / (1 - b1**t) * m / (np.sqrt(vv / (1 - b2**t)) + eps)
     return p
 
 
-@pytest.mark.parametrize("kw", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
-                                {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.1},
-                                {"weight_decay": 0.2}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"momentum": 0.9},
+        {"momentum": 0.9, "nesterov": True},
+        {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.1},
+        {"weight_decay": 0.2},
+    ],
+)
 def test_sgd_matches_pytorchs_rule(kw) -> None:
     start, target, got = _run(lambda ps: tt.optim.SGD(ps, lr=0.1, **kw))
     np.testing.assert_allclose(got, _ref_sgd(start, target, 5, 0.1, **kw), rtol=1e-10)
@@ -96,7 +104,8 @@ def test_each_parameter_update_is_an_update_event_named_after_the_parameter() ->
     ups = [e for e in events if getattr(e, "phase", None) == "update"]
     assert [(e.op, e.name, e.inputs) for e in ups] == [
         ("adam_update", "update/0.weight", ("0.weight", "0.weight.grad")),
-        ("adam_update", "update/0.bias", ("0.bias", "0.bias.grad"))]
+        ("adam_update", "update/0.bias", ("0.bias", "0.bias.grad")),
+    ]
     assert ups[0].outputs[0].name == "0.weight" and ups[0].outputs[0].shape == (2, 3)
 
 

@@ -1,4 +1,5 @@
 """The profiler's Python API: self/total accounting, steps and schedules, tables, exports."""
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ def _mlp(rng: np.random.Generator):
             for w in (w1, w2):
                 w -= 0.01 * w.grad
                 w.grad = None
+
     return train_step
 
 
@@ -45,8 +47,7 @@ def test_self_times_add_up_to_op_time_and_wall_time(rng):
     assert len(steps) == 3
     assert sum(r.self_cpu_time_total for r in rows) == sum(s.dur for s in steps)
     fwd = next(r for r in rows if r.key == "forward")
-    fwd_ops = sum(e.end_ns - e.start_ns for e in ops
-                  if e.phase == "forward" and e.op in ("matmul", "relu", "sum"))
+    fwd_ops = sum(e.end_ns - e.start_ns for e in ops if e.phase == "forward" and e.op in ("matmul", "relu", "sum"))
     assert fwd.count == 3
     assert fwd.cpu_time_total - fwd.self_cpu_time_total == fwd_ops
     names = {r.key for r in rows}
@@ -59,8 +60,18 @@ def test_table_columns_sorting_and_row_limit(rng):
         train_step()
     t = prof.key_averages().table(sort_by="cpu_time_total", row_limit=4)
     header = t.splitlines()[1]
-    for col in ("Name", "Self CPU %", "Self CPU", "CPU total", "CPU time avg", "CPU Mem", "# of Calls",
-                "Source Location", "Total FLOPs", "GFLOP/s"):
+    for col in (
+        "Name",
+        "Self CPU %",
+        "Self CPU",
+        "CPU total",
+        "CPU time avg",
+        "CPU Mem",
+        "# of Calls",
+        "Source Location",
+        "Total FLOPs",
+        "GFLOP/s",
+    ):
         assert col in header
     body = t.splitlines()[3:7]
     assert len(body) == 4 and body[0].startswith("forward")  # the range holds the forward ops
@@ -241,9 +252,15 @@ def test_device_times_fill_gpu_columns_and_the_device_track(tmp_path):
     def op(seq: int, name: str, t0: int, t1: int) -> ev.OpEvent:
         out = (ev.TensorMeta(f"{name}:0", (256, 256), "float32", "cuda:0", 256 * 256 * 4),)
         return ev.OpEvent(seq, 1, "eager", "forward", name, name, (), out, t0, t1, 7, "cuda:0", 1000)
-    evs = [ev.RunStart(1, "eager", "step", "ProfilerStep#0", (), (), None, 0, 7),
-           op(1, "matmul", 10_000, 20_000), op(2, "relu", 30_000, 35_000),
-           ev.DeviceTime(1, 400_000), ev.DeviceTime(2, 50_000), ev.RunEnd(1, 100_000, 7)]
+
+    evs = [
+        ev.RunStart(1, "eager", "step", "ProfilerStep#0", (), (), None, 0, 7),
+        op(1, "matmul", 10_000, 20_000),
+        op(2, "relu", 30_000, 35_000),
+        ev.DeviceTime(1, 400_000),
+        ev.DeviceTime(2, 50_000),
+        ev.RunEnd(1, 100_000, 7),
+    ]
     rep = Report.from_events(evs)
     rows = {r.key: r for r in rep.key_averages()}
     assert rows["matmul"].self_device_time_total == 400_000
@@ -253,6 +270,7 @@ def test_device_times_fill_gpu_columns_and_the_device_track(tmp_path):
     assert "Self GPU" in table and table.splitlines()[3].startswith("matmul")
     path = tmp_path / "t.json"
     from tracetensor.profiler.export import export_chrome_trace
+
     export_chrome_trace(rep, str(path))
     doc = json.loads(path.read_text())["traceEvents"]
     dev = sorted((e for e in doc if e.get("cat") == "device"), key=lambda e: e["ts"])

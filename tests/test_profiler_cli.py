@@ -1,4 +1,5 @@
 """`tracetensor profile` end to end on the example scripts: real subprocesses, real py-spy."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def profile_cli(*args: str, cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracetensor", "profile", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tracetensor", "profile", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -25,10 +27,10 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     lines = stdout.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.startswith("Name "))
     rows = {}
-    for ln in lines[head + 2:]:
+    for ln in lines[head + 2 :]:
         if ln.startswith("---"):
             break
-        name, rest = ln[:ln.index("  ")], ln[ln.index("  "):]
+        name, rest = ln[: ln.index("  ")], ln[ln.index("  ") :]
         rows[name.strip()] = rest.split()
     return rows
 
@@ -43,8 +45,16 @@ def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "step  59  loss" in r.stdout  # the script's own argument reached it
     rows = table_rows(r.stdout)
-    for name in ("matmul", "matmul (backward)", "relu", "relu (backward)", "ProfilerStep*", "forward",
-                 "backward", "optimizer"):
+    for name in (
+        "matmul",
+        "matmul (backward)",
+        "relu",
+        "relu (backward)",
+        "ProfilerStep*",
+        "forward",
+        "backward",
+        "optimizer",
+    ):
         assert name in rows, name
     assert rows["ProfilerStep*"][5] == "60"  # "# of Calls" column: one per step
     assert "top source lines by op time" in r.stdout and "mlp_eager.py:" in r.stdout
@@ -77,7 +87,7 @@ def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     first, last = steps[0]["ts"], steps[-1]["ts"] + steps[-1]["dur"]
     slack = 2 * 1e6 / 200  # two sample intervals, in us
     assert all(first - slack <= e["ts"] <= last + slack for e in mine)
-    own = r.stdout[r.stdout.index("the script's own functions"):]
+    own = r.stdout[r.stdout.index("the script's own functions") :]
     assert "train_step (mlp_eager.py)" in own
 
     ss = json.loads((out / "profile.speedscope.json").read_text())
@@ -120,7 +130,8 @@ def test_argv_main_and_exit_code_pass_through(tmp_path):
         "assert __name__ == '__main__'\n"
         "print('argv', sys.argv)\n"
         "(tt.ones(2, 2) * 3).sum()\n"
-        "sys.exit(int(sys.argv[2]))\n")
+        "sys.exit(int(sys.argv[2]))\n"
+    )
     r = profile_cli("--out", str(tmp_path / "o"), "--no-py-spy", "--no-record", str(script), "--code", "7")
     assert r.returncode == 7, r.stderr
     assert f"argv ['{script}', '--code', '7']" in r.stdout
@@ -133,7 +144,8 @@ def test_steps_window_and_default_out_folder(tmp_path):
     script.write_text(
         "import tracetensor as tt\nfrom tracetensor.profiler import step\n"
         "x = tt.ones(3, 3)\n"
-        "for i in range(10):\n    y = x * float(i)\n    step()\n")
+        "for i in range(10):\n    y = x * float(i)\n    step()\n"
+    )
     r = profile_cli("--no-py-spy", "--steps", "2:5", str(script), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert table_rows(r.stdout)["mul"][5] == "3"
@@ -150,7 +162,8 @@ def test_gpu_device_times_in_table_and_trace(tmp_path):
     script.write_text(
         "import tracetensor as tt\nfrom tracetensor.profiler import step\n"
         "x = tt.ones(512, 512, device='cuda')\n"
-        "for i in range(5):\n    y = (x @ x).relu().sum()\n    step()\n")
+        "for i in range(5):\n    y = (x @ x).relu().sum()\n    step()\n"
+    )
     out = tmp_path / "gpu"
     r = profile_cli("--out", str(out), "--no-py-spy", "--memory", str(script))
     assert r.returncode == 0, r.stderr
@@ -169,10 +182,16 @@ def test_interrupted_script_still_gets_its_profile(tmp_path):
         "x = tt.ones(8, 8)\ni = 0\nt0 = time.perf_counter()\n"
         "while True:\n    y = (x @ x).relu()\n    step()\n    i += 1\n"
         "    if i >= 20 and t0 and time.perf_counter() - t0 > 0.3:  # long enough for py-spy samples\n"
-        "        print('ready', flush=True)\n        t0 = 0\n")
+        "        print('ready', flush=True)\n        t0 = 0\n"
+    )
     out = tmp_path / "o"
-    p = subprocess.Popen([sys.executable, "-m", "tracetensor", "profile", "--out", str(out), str(script)],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tracetensor", "profile", "--out", str(out), str(script)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
         p.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -189,9 +208,23 @@ def test_interrupted_script_still_gets_its_profile(tmp_path):
 def test_pyspy_failure_gives_one_message_and_the_op_profile(tmp_path):
     env = dict(os.environ, TRACETENSOR_PYSPY="/bin/false")  # a py-spy that cannot attach
     out = tmp_path / "o"
-    r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--out", str(out), "--no-record",
-                        "examples/profile_raises.py"], cwd=ROOT, capture_output=True, text=True, env=env,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "profile",
+            "--out",
+            str(out),
+            "--no-record",
+            "examples/profile_raises.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 1
     assert r.stderr.count("py-spy could not attach") == 1 and "ptrace" in r.stderr
     assert "matmul" in table_rows(r.stdout)
@@ -219,7 +252,8 @@ def test_pyspy_samples_line_up_with_the_ops(tmp_path):
         "x = tt.ones(4, 4)\n"
         "for _ in range(50):\n    x = (x * 0.5).relu()\n"
         "spin()\n"
-        "for _ in range(50):\n    x = (x + 1.0).tanh()\n")
+        "for _ in range(50):\n    x = (x + 1.0).tanh()\n"
+    )
     out = tmp_path / "o"
     r = profile_cli("--out", str(out), "--rate", "200", "--no-record", str(script))
     assert r.returncode == 0, r.stderr

@@ -1,6 +1,7 @@
 """TF1 programs written as the public examples are (tests/programs/tf1/), each run as a user
 would run it: a subprocess, with nothing changed but `tensorflow` -> `tracetensor.graph` in
 its imports. The assertions are what the program's user reads on screen."""
+
 from __future__ import annotations
 
 import os
@@ -24,14 +25,21 @@ def swap_imports(source: str) -> str:
 def run(name: str, tmp_path: Path, *args: str, commands: list[str] | None = None) -> subprocess.CompletedProcess:
     src = (PROGRAMS / name).read_text()
     swapped = swap_imports(src)
-    assert "tensorflow" not in "\n".join(ln for ln in swapped.splitlines() if ln.lstrip().startswith(("import",
-                                                                                                     "from")))
+    assert "tensorflow" not in "\n".join(
+        ln for ln in swapped.splitlines() if ln.lstrip().startswith(("import", "from"))
+    )
     path = tmp_path / name
     path.write_text(swapped)
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-W", "ignore", str(path), *args],
-                          input="".join(c + "\n" for c in commands or []), capture_output=True, text=True,
-                          timeout=180, env=env, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", str(path), *args],
+        input="".join(c + "\n" for c in commands or []),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
 
 
 def ok(p: subprocess.CompletedProcess) -> str:
@@ -112,8 +120,18 @@ def test_save_and_restore_with_the_checkpoint_prefix(tmp_path) -> None:
 
 
 def test_app_flags_program(tmp_path) -> None:
-    p = run("flags_mlp.py", tmp_path, "--max_steps=120", "--nofake_data", "--hidden1", "16", "--extra_layers=8,4",
-            "--optimizer", "adam", "positional")
+    p = run(
+        "flags_mlp.py",
+        tmp_path,
+        "--max_steps=120",
+        "--nofake_data",
+        "--hidden1",
+        "16",
+        "--extra_layers=8,4",
+        "--optimizer",
+        "adam",
+        "positional",
+    )
     out = ok(p)
     assert "argv: ['positional']" in out  # tf.app.run hands main what the flags did not take
     assert "flags: lr=0.1 steps=120 hidden1=16 fake=False layers=['8', '4'] opt=adam" in out
@@ -131,16 +149,17 @@ def test_app_flags_refuse_a_bad_value(tmp_path) -> None:
 
 def test_layers_cnn_with_batch_norm_updates_and_reuse(tmp_path) -> None:
     out = ok(run("layers_cnn.py", tmp_path))
-    assert ("trainable: conv1/kernel conv1/bias bn1/gamma bn1/beta conv2/kernel conv2/bias dense/kernel dense/bias "
-            "logits/kernel logits/bias\n") in out  # the reused tower made no new variables
+    assert (
+        "trainable: conv1/kernel conv1/bias bn1/gamma bn1/beta conv2/kernel conv2/bias dense/kernel dense/bias "
+        "logits/kernel logits/bias\n"
+    ) in out  # the reused tower made no new variables
     assert "update ops: 2" in out and "global step: 40" in out
     assert "moving mean moved: True" in out and "shared tower agrees: True" in out
     assert number(out, r"test accuracy ([\d.]+)") > 0.9
 
 
 def test_tfdbg_debug_mnist_finds_the_log_that_went_inf(tmp_path) -> None:
-    p = run("debug_mnist.py", tmp_path, "--debug", "--ui_type", "readline",
-            commands=["run -f has_inf_or_nan", "exit"])
+    p = run("debug_mnist.py", tmp_path, "--debug", "--ui_type", "readline", commands=["run -f has_inf_or_nan", "exit"])
     out = ok(p)
     stop = int(number(out, r"======== run-end: run #(\d+) ========"))
     assert 1 < stop <= 20
@@ -155,8 +174,11 @@ def test_tfdbg_debug_errors_shape_mismatch(tmp_path) -> None:
     p = run("debug_errors.py", tmp_path, "--debug", "--ui_type", "readline", commands=["run", "exit"])
     assert p.returncode == 3, p.stderr  # the program caught tf.errors.InvalidArgumentError
     screen = p.stdout.split("run-end: run #1")[1]
-    line = next(i for i, ln in enumerate((PROGRAMS / "debug_errors.py").read_text().splitlines(), 1)
-                if 'y = tf.matmul(m, x, name="y")' in ln)
+    line = next(
+        i
+        for i, ln in enumerate((PROGRAMS / "debug_errors.py").read_text().splitlines(), 1)
+        if 'y = tf.matmul(m, x, name="y")' in ln
+    )
     assert "raised ShapeError" in screen and "node: y" in screen
     assert f"debug_errors.py:{line}: cannot multiply (2, 3) by (1, 3)" in screen
     assert "Transpose     x:0" in screen  # the transpose of an unknown-rank placeholder ran
@@ -170,8 +192,18 @@ def test_tfdbg_debug_errors_without_the_debugger(tmp_path) -> None:
 
 
 def test_tfdbg_debug_fibonacci_with_a_filter_added_on_the_session(tmp_path) -> None:
-    out = ok(run("debug_fibonacci.py", tmp_path, "--debug", "--length", "50", "--ui_type", "readline",
-                 commands=["run -f has_negative", "exit"]))
+    out = ok(
+        run(
+            "debug_fibonacci.py",
+            tmp_path,
+            "--debug",
+            "--length",
+            "50",
+            "--ui_type",
+            "readline",
+            commands=["run -f has_negative", "exit"],
+        )
+    )
     # F(47) = 2971215073 no longer fits an int32: node_46 is the first negative value
     assert "run #1: tensor filter 'has_negative' passed at node_46:0 (AddV2)" in out
     assert "Fibonacci number at position 50:\n[[-298632863]]" in out

@@ -1,6 +1,7 @@
 """Raw records: a `raw=True` listener gets compact op records that `materialize` turns
 into exactly the events a plain listener gets (same fields, same order), eager and graph,
 with and without stacks; and the profiler, which listens raw, reports the same ops."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,6 +67,7 @@ def _eager_mlp(opt_cls: type) -> Callable[[], object]:
         F.cross_entropy(model(x), y).backward()
         opt.step()
         events.end_run(run)
+
     return step
 
 
@@ -81,6 +83,7 @@ def _eager_conv() -> Callable[[], object]:
         vals, idx = out.max(1)
         (vals.sum() + (out * out).mean()).backward()
         opt.step()
+
     return step
 
 
@@ -153,5 +156,6 @@ def test_the_profiler_reports_the_same_ops_from_records():
     counts = {r.key: r.count for r in prof.key_averages()}
     assert counts["matmul"] == 2 * 3 and counts["sgd_update (update)"] == 4 * 3
     plain = _collect(step, False)
-    assert [e.name for e in ops[: len([p for p in plain if isinstance(p, events.OpEvent)])]] == \
-        [e.name for e in plain if isinstance(e, events.OpEvent)]
+    assert [e.name for e in ops[: len([p for p in plain if isinstance(p, events.OpEvent)])]] == [
+        e.name for e in plain if isinstance(e, events.OpEvent)
+    ]

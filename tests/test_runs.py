@@ -1,6 +1,7 @@
 """Eager steps are runs: a run ends at `optimizer.step()`, `profiler.step()`, `tt.step()`
 or a debugger-wrapped call; a step's backward and update events belong to it; runs are
 per thread; names are unique within a run; graph mode keeps one run per `Session.run`."""
+
 from __future__ import annotations
 
 import threading
@@ -201,4 +202,3 @@ def test_a_session_run_inside_an_eager_step_keeps_the_steps_names_unique(rng) ->
     step = next(r for r in tr.runs() if r.kind == "step")
     names = [e.name for e in tr.events(step.run)]
     assert names.count("matmul") == 1 and "matmul_1" in names
-

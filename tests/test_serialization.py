@@ -1,5 +1,6 @@
 """tt.save / tt.load: round trips of nested state, and clear refusals of truncated,
 tampered, foreign or pickle-carrying files (never running what they contain)."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,18 @@ def test_model_and_optimizer_state_round_trip(tmp_path) -> None:
     model(tt.randn(5, 3)).sum().backward()
     opt.step()
     path = tmp_path / "ckpt.tt"
-    tt.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3, "note": "hi",
-             "best": float("inf"), "shape": (2, 3), "none": None}, path)
+    tt.save(
+        {
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "epoch": 3,
+            "note": "hi",
+            "best": float("inf"),
+            "shape": (2, 3),
+            "none": None,
+        },
+        path,
+    )
     back = tt.load(path)
     assert back["epoch"] == 3 and back["note"] == "hi" and back["best"] == float("inf")
     assert back["shape"] == (2, 3) and back["none"] is None

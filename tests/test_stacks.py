@@ -1,6 +1,7 @@
 """Cheap stacks: a library layer's forward and an optimizer's updates take the user's
 stack once for all the ops inside; every event still carries exactly the stack a
 capture per op gives (user forwards, hooks and nested layers included)."""
+
 from __future__ import annotations
 
 import inspect
@@ -28,8 +29,7 @@ class Net(nn.Module):
         super().__init__()
         self.fc = nn.Linear(4, 4)
         # a library layer running a callable of the user's: that callable's ops have its lines
-        self.block = nn.TransformerEncoderLayer(4, 1, dim_feedforward=8, dropout=0.0, activation=_act,
-                                                batch_first=True)
+        self.block = nn.TransformerEncoderLayer(4, 1, dim_feedforward=8, dropout=0.0, activation=_act, batch_first=True)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(4, 2))
 
     def forward(self, x: tt.Tensor) -> tt.Tensor:
@@ -69,8 +69,10 @@ def test_events_carry_the_stacks_a_capture_per_op_gives(monkeypatch):
     monkeypatch.setattr(_module, "_library_forward", lambda cls: False)
     monkeypatch.setattr(_optim, "_library_update", lambda cls: False)
     per_op = _train_events()
+
     def mine(e: events.OpEvent) -> tuple:  # the two runs are called from different lines of this test
         return e.name, tuple(f for f in e.stack if not f.name.startswith("test_"))
+
     assert [mine(e) for e in held] == [mine(e) for e in per_op]
 
 

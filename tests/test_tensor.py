@@ -1,4 +1,5 @@
 """The Tensor API as PyTorch users know it: operators, methods, dtypes, in-place updates."""
+
 from __future__ import annotations
 
 import numpy as np

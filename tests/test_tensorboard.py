@@ -1,5 +1,6 @@
 """TensorBoard: event files from `SummaryWriter`, from `tf.summary` ops with `FileWriter`,
 and from recorded traces, read back with TensorBoard's own reader (and its server)."""
+
 from __future__ import annotations
 
 import io
@@ -46,6 +47,7 @@ def expected_buckets(values: np.ndarray, limits: list[float]) -> list[int]:
 
 
 # --------------------------------------------------------------------------- SummaryWriter (eager)
+
 
 def test_scalars_histograms_images_and_text_read_back(tmp_path):
     rng = np.random.default_rng(0)
@@ -115,7 +117,8 @@ def test_add_hparams_writes_the_hparams_plugin_run(tmp_path):
     a = acc(tmp_path / "trial1")
     assert scalars(a, "hparam/accuracy") == [(0, 0.75)]
     ssi = metadata.parse_session_start_info_plugin_data(
-        a.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content)
+        a.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
+    )
     assert ssi.hparams["lr"].number_value == 0.1 and ssi.hparams["optimizer"].string_value == "sgd"
     assert ssi.hparams["bn"].bool_value is True
     exp = metadata.parse_experiment_plugin_data(a.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content)
@@ -168,12 +171,15 @@ def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch)
 
     script = tmp_path / "train.py"
     script.write_text("open(__file__ + '.ran', 'w').close()\n")
-    assert profile_main(["--no-py-spy", "--out", str(tmp_path / "p"), "--tensorboard", str(tmp_path / "tb"),
-                         str(script)]) == 2
+    assert (
+        profile_main(["--no-py-spy", "--out", str(tmp_path / "p"), "--tensorboard", str(tmp_path / "tb"), str(script)])
+        == 2
+    )
     assert not (tmp_path / "train.py.ran").exists()  # refused before the script ran
 
 
 # --------------------------------------------------------------------------- tf.summary (graph mode)
+
 
 def _tf1_model():
     x = tf.placeholder(tf.float32, [None, 4], name="x")
@@ -215,13 +221,21 @@ def test_tf1_summaries_file_writer_graph_and_run_metadata(tmp_path):
     assert losses[2] < losses[0]
     for h, v in zip(a.Histograms("layer1/weights"), ws):
         assert h.histogram_value.num == 12 and h.histogram_value.max == pytest.approx(v.max())
-        assert list(h.histogram_value.bucket) == expected_buckets(v.astype(np.float64).reshape(-1),
-                                                                  list(h.histogram_value.bucket_limit))
+        assert list(h.histogram_value.bucket) == expected_buckets(
+            v.astype(np.float64).reshape(-1), list(h.histogram_value.bucket_limit)
+        )
     assert a.Tags()["images"] == ["inputs/image/0", "inputs/image/1"]
     assert a.Tensors("note")[0].tensor_proto.string_val == [b"a **TF1** run"]
     nodes = {n.name: n for n in a.Graph().node}
-    assert {"x", "layer1/W", "layer1/MatMul", "metrics/Mean", "metrics/loss", "layer1/weights",
-            "gradients/layer1/MatMul_grad"} <= set(nodes)
+    assert {
+        "x",
+        "layer1/W",
+        "layer1/MatMul",
+        "metrics/Mean",
+        "metrics/loss",
+        "layer1/weights",
+        "gradients/layer1/MatMul_grad",
+    } <= set(nodes)
     assert list(nodes["layer1/MatMul"].input) == ["x", "layer1/W"] and nodes["layer1/MatMul"].op == "MatMul"
     assert nodes["metrics/loss"].op == "ScalarSummary"
     md = a.RunMetadata("step2")
@@ -253,8 +267,11 @@ def test_summary_op_errors_name_the_node_and_line():
     with g.as_default(), tf.Session() as sess:
         h = tf.summary.histogram("acts", tf.log(tf.constant([-1.0, 1.0])))  # log(-1) = nan
         line = sys._getframe().f_lineno - 1
-        with pytest.raises(tt.TraceTensorError, match=rf"(?s)'acts'.*test_tensorboard.py:{line}.*Nan in summary "
-                                                      r"histogram for: acts"):
+        with pytest.raises(
+            tt.TraceTensorError,
+            match=rf"(?s)'acts'.*test_tensorboard.py:{line}.*Nan in summary "
+            r"histogram for: acts",
+        ):
             sess.run(h)
         sc = tf.summary.scalar("vec", tf.constant([1.0, 2.0]))
         with pytest.raises(tt.TraceTensorError, match=r"(?s)'vec'.*takes one number.*\(2,\)"):
@@ -267,6 +284,7 @@ def test_summary_op_errors_name_the_node_and_line():
 
 
 # --------------------------------------------------------------------------- traces -> TensorBoard
+
 
 def _train_eager(steps: int = 4, nan_at: int | None = None):
     rng = np.random.default_rng(0)
@@ -298,7 +316,8 @@ def test_trace_export_gives_loss_gradient_flow_and_op_times_per_step(tmp_path):
     assert scalars(a, "loss") == [(i, pytest.approx(v, rel=1e-5)) for i, v in enumerate(losses)]
     for name in ("0.weight", "0.bias", "2.weight", "2.bias"):
         assert scalars(a, f"grad_norm/{name}") == [
-            (i, pytest.approx(float(np.linalg.norm(g[name])), rel=1e-4)) for i, g in enumerate(grads)]
+            (i, pytest.approx(float(np.linalg.norm(g[name])), rel=1e-4)) for i, g in enumerate(grads)
+        ]
         hs = a.Histograms(f"gradients/{name}")
         assert [h.step for h in hs] == [0, 1, 2, 3]
         assert hs[1].histogram_value.num == grads[1][name].size
@@ -335,8 +354,12 @@ def test_cli_trace_export_of_a_graph_run(tmp_path):
             for _ in range(3):
                 sess.run(train, {x: rng.random((8, 4)).astype(np.float32), y: rng.integers(0, 3, 8)})
     out = tmp_path / "tb"
-    r = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "export", "--tensorboard", str(out), path],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "trace", "export", "--tensorboard", str(out), path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "4 steps" in r.stdout
     a = acc(out)
@@ -345,20 +368,54 @@ def test_cli_trace_export_of_a_graph_run(tmp_path):
     assert a.Histograms("weights/layer1/W")[0].histogram_value.num == 12
     assert {"layer1/MatMul", "metrics/Mean"} <= {n.name for n in a.Graph().node}
     assert "step 3" in a.Tags()["run_metadata"]
-    prof = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--from-trace", path, "--tensorboard",
-                           str(tmp_path / "tb2")], capture_output=True, text=True, timeout=60)
+    prof = subprocess.run(
+        [sys.executable, "-m", "tracetensor", "profile", "--from-trace", path, "--tensorboard", str(tmp_path / "tb2")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert prof.returncode == 0, prof.stderr
     assert scalars(acc(tmp_path / "tb2"), "loss") == scalars(a, "loss")
-    bad = subprocess.run([sys.executable, "-m", "tracetensor", "trace", "export", "--tensorboard", str(out),
-                          str(tmp_path / "missing.ttrace")], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "trace",
+            "export",
+            "--tensorboard",
+            str(out),
+            str(tmp_path / "missing.ttrace"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "missing.ttrace" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_profile_tensorboard_option(tmp_path):
     out = tmp_path / "prof"
-    r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "--no-py-spy", "--out", str(out),
-                        "--tensorboard", str(out / "tb"), "examples/mlp_eager.py", "--steps", "5"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "profile",
+            "--no-py-spy",
+            "--out",
+            str(out),
+            "--tensorboard",
+            str(out / "tb"),
+            "examples/mlp_eager.py",
+            "--steps",
+            "5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "TensorBoard:" in r.stdout
     a = acc(out / "tb")
@@ -371,9 +428,27 @@ def test_profile_tensorboard_across_mpi_ranks_gives_one_run_per_rank(tmp_path):
     if find_mpiexec() is None:
         pytest.skip("needs MPI's mpiexec (pip install mpich)")
     out = tmp_path / "prof"
-    r = subprocess.run([sys.executable, "-m", "tracetensor", "profile", "-n", "2", "--out", str(out),
-                        "--tensorboard", str(out / "tb"), "tests/mpi/train.py", "--steps", "3"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetensor",
+            "profile",
+            "-n",
+            "2",
+            "--out",
+            str(out),
+            "--tensorboard",
+            str(out / "tb"),
+            "tests/mpi/train.py",
+            "--steps",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(out / "tb")) == ["rank0", "rank1"]
     for rank in ("rank0", "rank1"):
@@ -383,8 +458,13 @@ def test_profile_tensorboard_across_mpi_ranks_gives_one_run_per_rank(tmp_path):
 
 def test_the_examples_write_what_the_readme_describes(tmp_path):
     def run(script: str, logdir: pathlib.Path) -> str:
-        r = subprocess.run([sys.executable, f"examples/{script}", "--logdir", str(logdir), "--steps", "12"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, f"examples/{script}", "--logdir", str(logdir), "--steps", "12"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -415,7 +495,8 @@ def test_summaries_writer_and_export_on_the_gpu(tmp_path):
     a = acc(tmp_path / "eager")
     assert scalars(a, "s") == [(0, 0.25)]
     assert list(a.Histograms("h")[0].histogram_value.bucket) == expected_buckets(
-        w_cpu.astype(np.float64), list(a.Histograms("h")[0].histogram_value.bucket_limit))
+        w_cpu.astype(np.float64), list(a.Histograms("h")[0].histogram_value.bucket_limit)
+    )
     g = tf.Graph()
     with g.as_default(), tf.Session(device="cuda") as sess:
         v = tf.constant(w_cpu)
@@ -437,6 +518,7 @@ def test_summaries_writer_and_export_on_the_gpu(tmp_path):
 
 
 # --------------------------------------------------------------------------- a real TensorBoard
+
 
 def _get(url: str | urllib.request.Request) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -464,9 +546,23 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         port = s.getsockname()[1]
     exe = pathlib.Path(sys.executable).with_name("tensorboard")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tensorboard.main"]
-    proc = subprocess.Popen([*cmd, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
-                             "--load_fast", "false", "--reload_interval", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *cmd,
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+            "--reload_interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -489,10 +585,18 @@ def test_a_real_tensorboard_serves_what_we_wrote(tmp_path):
         assert sum(b[2] for b in hs[2][2]) == pytest.approx(10)  # [left, right, count] buckets
         graph = _get(f"{base}/data/plugin/graphs/graph?{q({'run': 'graph', 'conceptual': 'false'})}").decode()
         assert 'name: "layer1/mm"' in graph and 'input: "layer1/x"' in graph
-        body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
-                           "startIndex": 0, "sliceSize": 10}).encode()
-        req = urllib.request.Request(f"{base}/data/plugin/hparams/session_groups", data=body,
-                                     headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_SUCCESS"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 10,
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{base}/data/plugin/hparams/session_groups", data=body, headers={"Content-Type": "application/json"}
+        )
         (group,) = json.loads(_get(req))["sessionGroups"]
         assert group["hparams"] == {"lr": 0.1, "optimizer": "sgd"}
         assert [m["value"] for m in group["metricValues"]] == [0.5]

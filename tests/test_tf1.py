@@ -2,6 +2,7 @@
 run-time shapes, error classes, tf.nn convolution/pooling/dropout, tf.layers naming and
 reuse, batch-norm updates, RNN cells against their equations and their gradients against
 finite differences, flags parsing, checkpoints and the tfdbg wrapper's API."""
+
 from __future__ import annotations
 
 import io
@@ -73,8 +74,18 @@ def test_array_ops_unstack_split_tile_one_hot_gather_reverse_stack(g) -> None:
     parts = tf.unstack(x, axis=1)
     pieces = tf.split(x, [1, -1], axis=2)
     thirds = tf.split(x, 2, 2)
-    out = run([*parts, *pieces, *thirds, tf.tile(x, [1, 2, 1]), tf.one_hot([2, 0], 3),
-               tf.gather(x, [[1, 0]], axis=1), tf.reverse(x, [2]), tf.stack(parts, axis=1)])
+    out = run(
+        [
+            *parts,
+            *pieces,
+            *thirds,
+            tf.tile(x, [1, 2, 1]),
+            tf.one_hot([2, 0], 3),
+            tf.gather(x, [[1, 0]], axis=1),
+            tf.reverse(x, [2]),
+            tf.stack(parts, axis=1),
+        ]
+    )
     for i in range(3):
         np.testing.assert_array_equal(out[i], a[:, i])
     np.testing.assert_array_equal(out[3], a[..., :1])
@@ -110,10 +121,12 @@ def test_conv2d_same_and_valid_output_sizes_and_layouts_agree(g) -> None:
     s, v, n, d = run([same, valid, nchw, dil])
     np.testing.assert_allclose(n.transpose(0, 2, 3, 1), s, rtol=1e-5, atol=1e-5)
     # SAME pads 1 on each side here (5 rows, 7 columns, stride 2, kernel 3): output (1, 1) reads rows/cols 1..3
-    np.testing.assert_allclose(s[0, 1, 1], sum(a[0, 1 + i, 1 + j] @ w[i, j] for i in range(3) for j in range(3)),
-                               rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(v[0, 1, 2], sum(a[0, 2 + i, 4 + j] @ w[i, j] for i in range(3) for j in range(3)),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        s[0, 1, 1], sum(a[0, 1 + i, 1 + j] @ w[i, j] for i in range(3) for j in range(3)), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        v[0, 1, 2], sum(a[0, 2 + i, 4 + j] @ w[i, j] for i in range(3) for j in range(3)), rtol=1e-4, atol=1e-4
+    )
     want = sum(a[0, 2 * i, 2 * j] @ w[i, j] for i in range(3) for j in range(3))
     np.testing.assert_allclose(d[0, 0, 0], want, rtol=1e-4, atol=1e-4)
     with pytest.raises(tf.InvalidArgumentError, match="padding must be 'SAME', 'VALID'"):
@@ -127,8 +140,12 @@ def test_conv2d_wrong_channels_names_the_node(g) -> None:
         tf.nn.conv2d(tf.zeros([1, 4, 4, 2]), tf.zeros([3, 3, 3, 1]), strides=1, padding="SAME", name="conv")
     x = tf.placeholder(tf.float32, [None, 4, 4, None])  # found when it runs
     y = tf.nn.conv2d(x, tf.zeros([3, 3, 3, 1]), strides=1, padding="SAME", name="conv2")
-    with tf.Session() as s, pytest.raises(tf.errors.InvalidArgumentError, match="Conv2D 'conv2' defined at .*"
-                                          "input has 2 channels but the filter"):
+    with (
+        tf.Session() as s,
+        pytest.raises(
+            tf.errors.InvalidArgumentError, match="Conv2D 'conv2' defined at .*input has 2 channels but the filter"
+        ),
+    ):
         s.run(y, {x: np.ones((1, 4, 4, 2))})
 
 
@@ -180,8 +197,15 @@ def test_layers_are_named_as_tf_names_them_and_reuse_by_name(g) -> None:
         tf.get_variable("v", [2])
         tf.get_variable("v", [2])
     names = [v.op.name for v in tf.global_variables()]
-    assert names == ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "tower/head/kernel",
-                     "tower/head/bias", "auto/v"]
+    assert names == [
+        "dense/kernel",
+        "dense/bias",
+        "dense_1/kernel",
+        "dense_1/bias",
+        "tower/head/kernel",
+        "tower/head/bias",
+        "auto/v",
+    ]
     with pytest.raises(ValueError, match="tower/head/kernel already exists"), tf.variable_scope("tower"):
         tf.layers.dense(x, 2, name="head")
 
@@ -258,8 +282,12 @@ def test_gru_cell_follows_tfs_equations(g) -> None:
     cell = tf.nn.rnn_cell.GRUCell(4)
     out, new = cell(tf.constant(xs), tf.constant(hs))
     names = [v.op.name for v in cell.variables]
-    assert names == ["gru_cell/gates/kernel", "gru_cell/gates/bias", "gru_cell/candidate/kernel",
-                     "gru_cell/candidate/bias"]
+    assert names == [
+        "gru_cell/gates/kernel",
+        "gru_cell/gates/bias",
+        "gru_cell/candidate/kernel",
+        "gru_cell/candidate/bias",
+    ]
     o, gk, gb, ck, cb = run([out, *cell.variables])
     np.testing.assert_array_equal(gb, np.ones(8))  # TF starts the gates' bias at 1
     r, u = np.split(_sig(np.concatenate([xs, hs], 1) @ gk + gb), 2, axis=1)
@@ -290,8 +318,7 @@ def test_gradients_through_time_match_finite_differences(g) -> None:
     xs = rng.standard_normal((2, 5, 3))
     x = tf.placeholder(tf.float64, [None, 5, 3])
     seq = tf.placeholder(tf.int32, [None])
-    cell = tf.nn.rnn_cell.MultiRNNCell([tf.nn.rnn_cell.LSTMCell(4, use_peepholes=True),
-                                        tf.nn.rnn_cell.GRUCell(3)])
+    cell = tf.nn.rnn_cell.MultiRNNCell([tf.nn.rnn_cell.LSTMCell(4, use_peepholes=True), tf.nn.rnn_cell.GRUCell(3)])
     out, state = tf.nn.dynamic_rnn(cell, x, sequence_length=seq, dtype=tf.float64)
     loss = tf.reduce_sum(tf.square(out)) + tf.reduce_sum(state[0].c)
     feed = {x: xs, seq: np.array([5, 3], np.int32)}
@@ -334,8 +361,10 @@ def test_flags_parse_like_absl() -> None:
     tf.flags.DEFINE_boolean("debug", False, "", flag_values=fv)
     tf.flags.DEFINE_bool("fast", True, "", flag_values=fv)
     tf.flags.DEFINE_list("sizes", "1,2", "", flag_values=fv)
-    rest = fv(["prog", "--name=b", "--n", "7", "-lr=0.5", "--debug", "--nofast", "--sizes=3,4", "file.txt",
-               "--other=1"], known_only=True)
+    rest = fv(
+        ["prog", "--name=b", "--n", "7", "-lr=0.5", "--debug", "--nofast", "--sizes=3,4", "file.txt", "--other=1"],
+        known_only=True,
+    )
     assert rest == ["prog", "file.txt", "--other=1"]
     assert (fv.name, fv.n, fv.lr, fv.debug, fv.fast, fv.sizes) == ("b", 7, 0.5, True, False, ["3", "4"])
     with pytest.raises(tf.app.UnrecognizedFlagError, match="--other=1"):
@@ -368,8 +397,12 @@ def test_saver_keeps_the_newest_checkpoints_and_latest_checkpoint_finds_them(g, 
             paths.append(saver.save(s, str(tmp_path / "model.ckpt"), global_step=step))
     assert paths[-1] == str(tmp_path / "model.ckpt-2") == tf.train.latest_checkpoint(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index",
-        "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index"]
+        "checkpoint",
+        "model.ckpt-1.data-00000-of-00001",
+        "model.ckpt-1.index",
+        "model.ckpt-2.data-00000-of-00001",
+        "model.ckpt-2.index",
+    ]
     state = tf.train.get_checkpoint_state(tmp_path)
     assert state.all_model_checkpoint_paths == paths[1:]
     with tf.Session() as s:
@@ -394,8 +427,9 @@ def test_wrapper_accepts_tfdbgs_arguments_and_filters_added_on_it(g, tmp_path) -
     ui = ReadlineUI(stdin=io.StringIO("run -f is_negative\nexit\n"), stdout=out)
     sess = tf.Session()
     sess.run(tf.global_variables_initializer())
-    sess = tf_debug.LocalCLIDebugWrapperSession(sess, ui_type="readline", dump_root=str(tmp_path / "dumps"),
-                                                config_file_path=str(tmp_path / "cfg"), ui=ui)
+    sess = tf_debug.LocalCLIDebugWrapperSession(
+        sess, ui_type="readline", dump_root=str(tmp_path / "dumps"), config_file_path=str(tmp_path / "cfg"), ui=ui
+    )
     sess.add_tensor_filter("is_negative", lambda datum, tensor: bool(np.any(tensor < 0)))
     assert sess.run(c) == -4
     assert "tensor filter 'is_negative' passed at b:0 (Sub)" in out.getvalue()
@@ -429,10 +463,24 @@ def test_stop_gradient_pad_slice_and_friends(g) -> None:
     y = tf.reduce_sum(x * tf.stop_gradient(x))  # d/dx = stop(x) = x, not 2x
     padded = tf.pad(x, [[1, 0], [0, 2]])
     refl = tf.pad(x, [[0, 0], [2, 2]], mode="REFLECT")
-    (gy, gp, gr) = tf.gradients([y], [x]) + tf.gradients(tf.reduce_sum(padded * 2), [x]) + \
-        tf.gradients(tf.reduce_sum(refl), [x])
-    out = run([gy, padded, refl, gp, gr, tf.slice(x, [0, 1], [-1, 2]), tf.sequence_mask([1, 3], 4),
-               tf.count_nonzero(x), tf.squared_difference(x, 1.0), tf.cumsum(x, axis=1), tf.log_sigmoid(x)])
+    (gy, gp, gr) = (
+        tf.gradients([y], [x]) + tf.gradients(tf.reduce_sum(padded * 2), [x]) + tf.gradients(tf.reduce_sum(refl), [x])
+    )
+    out = run(
+        [
+            gy,
+            padded,
+            refl,
+            gp,
+            gr,
+            tf.slice(x, [0, 1], [-1, 2]),
+            tf.sequence_mask([1, 3], 4),
+            tf.count_nonzero(x),
+            tf.squared_difference(x, 1.0),
+            tf.cumsum(x, axis=1),
+            tf.log_sigmoid(x),
+        ]
+    )
     np.testing.assert_array_equal(out[0], a)
     np.testing.assert_array_equal(out[1], np.pad(a, ((1, 0), (0, 2))))
     np.testing.assert_array_equal(out[2], np.pad(a, ((0, 0), (2, 2)), mode="reflect"))
@@ -477,9 +525,11 @@ def test_get_variable_scope_reuse_variables(g) -> None:
 
 @pytest.mark.parametrize("kind", ["rmsprop", "rmsprop_centered", "adagrad"])
 def test_rmsprop_and_adagrad_follow_tf1s_update_rules(g, kind) -> None:
-    opt = {"rmsprop": tf.train.RMSPropOptimizer(0.1, momentum=0.5),
-           "rmsprop_centered": tf.train.RMSPropOptimizer(0.1, centered=True),
-           "adagrad": tf.train.AdagradOptimizer(0.5)}[kind]
+    opt = {
+        "rmsprop": tf.train.RMSPropOptimizer(0.1, momentum=0.5),
+        "rmsprop_centered": tf.train.RMSPropOptimizer(0.1, centered=True),
+        "adagrad": tf.train.AdagradOptimizer(0.5),
+    }[kind]
     w = tf.Variable([1.0, -2.0], dtype=tf.float64)
     step = opt.minimize(tf.reduce_sum(w * w))
     with tf.Session() as s:
@@ -529,10 +579,15 @@ def test_tf_conv_pool_pad_on_the_gpu_match_the_cpu() -> None:
 
 def test_kernel_regularizers_feed_the_regularization_loss(g) -> None:
     x = tf.ones([2, 3])
-    tf.layers.dense(x, 2, kernel_initializer=tf.constant_initializer(0.5),
-                    kernel_regularizer=tf.contrib.layers.l2_regularizer(0.1))
-    tf.layers.dense(x, 2, kernel_initializer=tf.constant_initializer(-1.0),
-                    kernel_regularizer=tf.contrib.layers.l1_regularizer(0.01))
+    tf.layers.dense(
+        x, 2, kernel_initializer=tf.constant_initializer(0.5), kernel_regularizer=tf.contrib.layers.l2_regularizer(0.1)
+    )
+    tf.layers.dense(
+        x,
+        2,
+        kernel_initializer=tf.constant_initializer(-1.0),
+        kernel_regularizer=tf.contrib.layers.l1_regularizer(0.01),
+    )
     assert len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)) == 2
     want = 0.1 * (6 * 0.25) / 2 + 0.01 * 6
     assert run(tf.losses.get_regularization_loss()) == pytest.approx(want)
@@ -586,8 +641,8 @@ def test_lrn_and_exponential_moving_average(g, tmp_path) -> None:
     rng = np.random.default_rng(7)
     a = rng.standard_normal((1, 2, 2, 6)).astype(np.float64)
     got = run(tf.nn.lrn(tf.constant(a), depth_radius=2, bias=2.0, alpha=0.1, beta=0.75))
-    sq = np.pad(a ** 2, ((0, 0), (0, 0), (0, 0), (2, 2)))
-    want = a / (2.0 + 0.1 * sum(sq[..., i:i + 6] for i in range(5))) ** 0.75
+    sq = np.pad(a**2, ((0, 0), (0, 0), (0, 0), (2, 2)))
+    want = a / (2.0 + 0.1 * sum(sq[..., i : i + 6] for i in range(5))) ** 0.75
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
     w = tf.Variable(0.0, name="w")
@@ -623,6 +678,7 @@ def test_bidirectional_rnns_read_the_sequence_both_ways(g) -> None:
     of, ob, sb, a = run([out_fw, out_bw, st_bw, alone], {x: xs})
     np.testing.assert_allclose(ob, a[:, ::-1], rtol=1e-12)
     np.testing.assert_allclose(sb, ob[:, 0], rtol=1e-12)  # its final state is its output at step 0
-    outs, _, _ = tf.nn.static_bidirectional_rnn(tf.nn.rnn_cell.GRUCell(3), tf.nn.rnn_cell.GRUCell(3),
-                                                tf.unstack(x, axis=1), dtype=tf.float64, scope="static")
+    outs, _, _ = tf.nn.static_bidirectional_rnn(
+        tf.nn.rnn_cell.GRUCell(3), tf.nn.rnn_cell.GRUCell(3), tf.unstack(x, axis=1), dtype=tf.float64, scope="static"
+    )
     assert len(outs) == 4 and outs[0].shape == (None, 6)

@@ -81,8 +81,9 @@ def test_file_gives_back_the_events_the_live_stream_gave(tmp_path):
         assert t.device_times() == live.device_times() == {want[0].seq: 12345}
         for e in want:
             for m in e.outputs:
-                np.testing.assert_array_equal(t.value(m.name, e.run, default=None),
-                                              live.value(m.name, e.run, default=None))
+                np.testing.assert_array_equal(
+                    t.value(m.name, e.run, default=None), live.value(m.name, e.run, default=None)
+                )
         # a replay of the file into a MemoryTrace answers like the live one
         replay = MemoryTrace(start=False)
         replay.extend(t.stream())
@@ -401,7 +402,12 @@ def test_shared_text_formats():
     from tracetensor.trace import format_bytes, format_ns, is_launcher_frame, nonfinite_text
 
     assert [format_bytes(n) for n in (0, 1023, 1536, 3 << 20, 5 << 30)] == [
-        "0 B", "1023 B", "1.5 KiB", "3.0 MiB", "5.0 GiB"]
+        "0 B",
+        "1023 B",
+        "1.5 KiB",
+        "3.0 MiB",
+        "5.0 GiB",
+    ]
     assert [format_ns(n) for n in (812_500, 23_758_000, 1_204_000_000)] == ["812.500us", "23.758ms", "1.204s"]
     assert nonfinite_text(None) == "" and nonfinite_text(ev.summarize(np.ones(3))) == "0"
     with np.errstate(all="ignore"):

@@ -75,9 +75,7 @@ def check_complete(path) -> tt.trace.SqliteTrace:
 def test_exit_code_argv_and_main_are_passed_through(tmp_path):
     prog = script(tmp_path, tail="print('args', sys.argv[1:], __name__); sys.exit(3)")
     out = tmp_path / "exit.ttrace"
-    p = subprocess.run(
-        record_cmd(out, prog, "0.05", "--flag", "x"), capture_output=True, text=True, timeout=60
-    )
+    p = subprocess.run(record_cmd(out, prog, "0.05", "--flag", "x"), capture_output=True, text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert "args ['0.05', '--flag', 'x'] __main__" in p.stdout
     check_complete(out)
@@ -201,8 +199,23 @@ def test_trace_info_says_what_the_file_holds(tmp_path, capsys):
 
 def test_record_options_steps_ops_and_budget_from_the_command_line(tmp_path):
     out = tmp_path / "opts.ttrace"
-    code = trace_main(["record", "--steps", "2:5", "--ops", "tanh", "--values", "full", "--max-bytes", "1k",
-                       "-o", str(out), script(tmp_path), "0"])
+    code = trace_main(
+        [
+            "record",
+            "--steps",
+            "2:5",
+            "--ops",
+            "tanh",
+            "--values",
+            "full",
+            "--max-bytes",
+            "1k",
+            "-o",
+            str(out),
+            script(tmp_path),
+            "0",
+        ]
+    )
     assert code == 0
     t = tt.trace.open(out)
     assert [r.name for r in t.runs()] == ["step 2", "step 3", "step 4"]

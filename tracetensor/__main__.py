@@ -1,4 +1,5 @@
 """`python -m tracetensor ...` is the `tracetensor` command."""
+
 import sys
 
 from .cli import main

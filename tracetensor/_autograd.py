@@ -2,6 +2,7 @@
 remembers its op, inputs and saved arrays; `backward` walks the tape in reverse
 topological order, calls each op's VJP through the dispatch point, reduces
 broadcast dimensions once, and accumulates into leaves' `.grad`."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,11 +26,22 @@ _new_tensor: Any = None
 
 class Node(Ctx):
     """The tape entry of one op output."""
+
     __slots__ = ("op", "inputs", "name", "stack", "freed", "seq")
 
-    def __init__(self, op: OpDef, inputs: tuple, xp: Any, args: tuple, out: Any, attrs: dict,
-                 needs: tuple[bool, ...], name: str | None, stack: tuple[Frame, ...] | None,
-                 saved: Any = None) -> None:
+    def __init__(
+        self,
+        op: OpDef,
+        inputs: tuple,
+        xp: Any,
+        args: tuple,
+        out: Any,
+        attrs: dict,
+        needs: tuple[bool, ...],
+        name: str | None,
+        stack: tuple[Frame, ...] | None,
+        saved: Any = None,
+    ) -> None:
         self.xp = xp
         self.args = args
         self.out = out
@@ -134,11 +146,13 @@ def add_post_accumulate_hook(t: Tensor, hook: Any) -> Any:
                 POST_ACCUMULATE[key] = (cur[0], rest)
             else:
                 POST_ACCUMULATE.pop(key, None)
+
     return remove
 
 
-def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = False,
-                 capture: list[Tensor] | None = None) -> list[Any] | None:
+def run_backward(
+    roots: list[Tensor], grads: list[Any], *, retain_graph: bool = False, capture: list[Tensor] | None = None
+) -> list[Any] | None:
     """The backward pass. Gradients flowing into a tensor collect in its `_g` slot
     (cleared as soon as it is consumed). With `capture` (autograd.grad), returns the
     gradients of those tensors instead of accumulating into leaves."""
@@ -176,16 +190,32 @@ def run_backward(roots: list[Tensor], grads: list[Any], *, retain_graph: bool = 
             if node.freed:
                 raise TraceTensorError(
                     f"backward through '{node.name or node.op.name}' a second time: its saved values were "
-                    "freed after the first backward; pass retain_graph=True to the first backward")
+                    "freed after the first backward; pass retain_graph=True to the first backward"
+                )
             op = node.op
             if listening:
                 fname = node.name or op.name
                 gname, gins = grad_names(fname)
                 # a node made while nobody listened has no name: its forward line is unknown,
                 # and () says so (None would take backward()'s line)
-                site = _tuple_new(Site, (op, "backward", "eager", op.name, gname, gins, t._device,
-                                         node.stack if node.name is not None else (), fname,
-                                         tuple([i._name or "" for i in node.inputs]), None, None, False))
+                site = _tuple_new(
+                    Site,
+                    (
+                        op,
+                        "backward",
+                        "eager",
+                        op.name,
+                        gname,
+                        gins,
+                        t._device,
+                        node.stack if node.name is not None else (),
+                        fname,
+                        tuple([i._name or "" for i in node.inputs]),
+                        None,
+                        None,
+                        False,
+                    ),
+                )
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:
@@ -220,16 +250,19 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
     if g.dtype != t._data.dtype:
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
-    if old is None and (id(g) in handed_out or g.base is not None
-                        or not getattr(g.flags, "writeable", True)):  # cupy arrays have no such flag
+    if old is None and (
+        id(g) in handed_out or g.base is not None or not getattr(g.flags, "writeable", True)
+    ):  # cupy arrays have no such flag
         g = g.copy()
     handed_out.add(id(g))
     if listening:
         op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
         aname, ains, aouts = accumulate_names(pname)
-        site = _tuple_new(Site, (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None,
-                                 ains, aouts, None, False))
+        site = _tuple_new(
+            Site,
+            (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None, ains, aouts, None, False),
+        )
         new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:
         new = g if old is None else old + g

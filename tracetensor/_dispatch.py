@@ -6,6 +6,7 @@ shapes and the user's line, so an error reads the same whether or not anyone lis
 (Graph plans run as generated straight-line code when nobody listens; their errors
 go through the same `fail`.)
 """
+
 from __future__ import annotations
 
 import threading
@@ -29,6 +30,7 @@ class Site(NamedTuple):
     someone listens, how the event names it (name, input names, stack, ...). Graph steps
     and unobserved eager calls reuse one per op; observed eager calls make one per call
     (a tuple: hot callers make it with `tuple.__new__`, in this field order)."""
+
     op: OpDef
     phase: str = "forward"
     mode: str = "eager"
@@ -54,19 +56,50 @@ class Site(NamedTuple):
         dev = self.device.name if self.device is not None else "cpu"
         if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
             names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
-            metas = tuple([_tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
-                           if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                           for n, o in zip(names, dt)])
+            metas = tuple(
+                [
+                    _tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
+                    if o is not None
+                    else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                    for n, o in zip(names, dt)
+                ]
+            )
         else:
             out = self.out_names[0] if self.out_names else self.name + ":0"
             metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
-        return OpEvent(seq, run, self.mode, self.phase, self.op_label, self.name, self.inputs, metas, t0, t1, tid,
-                       dev, 0, self.forward, self.grad_of, self.iteration, stack)
+        return OpEvent(
+            seq,
+            run,
+            self.mode,
+            self.phase,
+            self.op_label,
+            self.name,
+            self.inputs,
+            metas,
+            t0,
+            t1,
+            tid,
+            dev,
+            0,
+            self.forward,
+            self.grad_of,
+            self.iteration,
+            stack,
+        )
 
     def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
         """The one error an op raising here becomes (the same whether or not anyone listens)."""
-        return fail(self.op, self.phase, arrays, attrs, exc, mode=self.mode, name=self.name,
-                    frame=self.stack[0] if self.stack else None, label=self.op_label)
+        return fail(
+            self.op,
+            self.phase,
+            arrays,
+            attrs,
+            exc,
+            mode=self.mode,
+            name=self.name,
+            frame=self.stack[0] if self.stack else None,
+            label=self.op_label,
+        )
 
 
 _STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
@@ -128,8 +161,18 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         if out.__class__ is not tuple:
             rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
         else:
-            rec = (site, seq, run, t0, t1, _tid(), stack, None,
-                   tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]), 0)
+            rec = (
+                site,
+                seq,
+                run,
+                t0,
+                t1,
+                _tid(),
+                stack,
+                None,
+                tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]),
+                0,
+            )
         for lis in listeners:
             lis.callback(rec)
         return result
@@ -140,8 +183,18 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         outs = (out,)
         dt = out.dtype
         out_names = site.out_names
-        metas = (_tuple_new(TensorMeta, (out_names[0] if out_names else name + ":0", out.shape,
-                                         _DTNAMES.get(dt) or _dtname(dt), dev, out.nbytes)),)
+        metas = (
+            _tuple_new(
+                TensorMeta,
+                (
+                    out_names[0] if out_names else name + ":0",
+                    out.shape,
+                    _DTNAMES.get(dt) or _dtname(dt),
+                    dev,
+                    out.nbytes,
+                ),
+            ),
+        )
     else:
         outs = out
         metas = _metas(site, out, device)
@@ -166,9 +219,28 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         else:
             flops = _flops(op, arrays, out, attrs)
     # an eager op outside every run begins a step (auto_run); one check per event otherwise
-    e = OpEvent(seq, RUN.run or auto_run(t0), site.mode, phase, site.op_label, name, site.inputs, metas,
-                t0, t1, _tid(), dev, flops, site.forward, site.grad_of, site.iteration, stack, summaries,
-                input_summaries, values)
+    e = OpEvent(
+        seq,
+        RUN.run or auto_run(t0),
+        site.mode,
+        phase,
+        site.op_label,
+        name,
+        site.inputs,
+        metas,
+        t0,
+        t1,
+        _tid(),
+        dev,
+        flops,
+        site.forward,
+        site.grad_of,
+        site.iteration,
+        stack,
+        summaries,
+        input_summaries,
+        values,
+    )
     for lis in STATE.listeners:
         lis.callback(e)
     return result
@@ -181,9 +253,14 @@ def _metas(site: Site, outs: tuple, device: Any) -> tuple[TensorMeta, ...]:
     if names is None:
         name = site.name
         names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
-    return tuple([_tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
-                  if o is not None else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                  for n, o in zip(names, outs)])
+    return tuple(
+        [
+            _tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
+            if o is not None
+            else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+            for n, o in zip(names, outs)
+        ]
+    )
 
 
 _DTNAMES: dict[Any, str] = {}
@@ -212,8 +289,18 @@ def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
         return 0
 
 
-def fail(op: OpDef, phase: str, arrays: tuple, attrs: dict, exc: BaseException, *, mode: str = "eager",
-         name: str | None = None, frame: Frame | None = None, label: str | None = None) -> BaseException:
+def fail(
+    op: OpDef,
+    phase: str,
+    arrays: tuple,
+    attrs: dict,
+    exc: BaseException,
+    *,
+    mode: str = "eager",
+    name: str | None = None,
+    frame: Frame | None = None,
+    label: str | None = None,
+) -> BaseException:
     """Turns whatever an op raised into one OpError naming the op, phase, what was
     expected and what came, and the user's source line."""
     if isinstance(exc, TraceTensorError):

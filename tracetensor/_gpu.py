@@ -1,5 +1,6 @@
 """The thin GPU layer: CUDA-event timing of ops on the current stream, resolved
 without a synchronize per op, and cupy memory-pool statistics."""
+
 from __future__ import annotations
 
 from collections import deque

@@ -1,4 +1,5 @@
 """Whether ops record the autograd tape; per thread, as in PyTorch."""
+
 from __future__ import annotations
 
 import functools
@@ -18,6 +19,7 @@ MODE = _Mode()
 
 class _Switch:
     """Base of no_grad/enable_grad: a context manager and a decorator."""
+
     _to = True
 
     def __enter__(self) -> None:
@@ -32,11 +34,13 @@ class _Switch:
         def wrapper(*a: Any, **k: Any) -> Any:
             with type(self)():
                 return fn(*a, **k)
+
         return wrapper  # type: ignore[return-value]
 
 
 class no_grad(_Switch):
     """`with tt.no_grad():` ops inside record no tape (as torch.no_grad)."""
+
     _to = False
 
 
@@ -69,6 +73,7 @@ class inference_mode(_Switch):
         def wrapper(*a: Any, **k: Any) -> Any:
             with inference_mode(mode):
                 return fn(*a, **k)
+
         return wrapper  # type: ignore[return-value]
 
 

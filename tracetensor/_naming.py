@@ -1,5 +1,6 @@
 """Stable, human-readable names for eager ops: module path + op + per-run counter,
 e.g. `MLP/fc1/matmul`, `MLP/fc1/matmul_1`. Only computed while someone listens."""
+
 from __future__ import annotations
 
 import itertools
@@ -24,6 +25,7 @@ def scopes() -> list[str]:
 class name_scope:
     """`with tt.name_scope("encoder"):` prefixes the names of the ops inside.
     (A class, not a generator: nn.Module enters one per call while listening.)"""
+
     __slots__ = ("name", "_prev")
 
     def __init__(self, name: str) -> None:

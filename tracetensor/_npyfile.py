@@ -2,6 +2,7 @@
 checked against the bytes that are really there before anything is allocated, only plain
 numeric arrays are accepted (never pickles, objects or strings), and a zip member that
 would inflate far beyond its compressed size is refused before it is inflated."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def npy_header(f: IO[bytes], available: int) -> tuple[tuple[int, ...], bool, np.
         count *= d
     body = available - (f.tell() - start)
     if count * dtype.itemsize != body:
-        raise ValueError(f"header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes), "
-                         f"but {body} bytes follow")
+        raise ValueError(
+            f"header declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes), but {body} bytes follow"
+        )
     return tuple(shape), bool(fortran), dtype
 
 
@@ -75,7 +77,8 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
                 if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(info.compress_size, 1):
                     raise SerializationError(
                         f"{path}: array {name[:-4]!r} would inflate from {info.compress_size} to "
-                        f"{info.file_size} bytes; refused as a zip bomb")
+                        f"{info.file_size} bytes; refused as a zip bomb"
+                    )
                 with zf.open(info) as f:
                     try:
                         shape, fortran, dtype = npy_header(f, info.file_size)
@@ -83,7 +86,8 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
                         if "pickled" in str(e):
                             raise SerializationError(
                                 f"{path} contains a pickled object; refusing to load it (array {name[:-4]!r}: "
-                                "pickled (object) arrays, which tracetensor never loads)") from None
+                                "pickled (object) arrays, which tracetensor never loads)"
+                            ) from None
                         raise SerializationError(f"{path} is not a valid {what}: array {name[:-4]!r} {e}") from None
                     a = np.empty(shape[::-1] if fortran else shape, dtype)
                     mv = memoryview(a.reshape(-1).view(np.uint8)) if a.size else memoryview(bytearray())
@@ -96,8 +100,16 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
                 out[name[:-4]] = a.T if fortran else a
     except SerializationError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError) as e:
-        raise SerializationError(f"{path} is truncated, corrupt or not a valid {what} "
-                                 f"({type(e).__name__}: {e})") from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as e:
+        raise SerializationError(
+            f"{path} is truncated, corrupt or not a valid {what} ({type(e).__name__}: {e})"
+        ) from None
     return out

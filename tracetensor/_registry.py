@@ -18,6 +18,7 @@ outputs that are off the tape. `errstate="forward" | "vjp" | "all"` runs that pa
 numpy's floating-point warnings off, for ops whose infinities and NaNs are their answer
 (log(0) = -inf, as in PyTorch).
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,10 +35,12 @@ class Ctx:
     attributes, which inputs need a gradient (so unneeded work is skipped), and
     `saved`: the residuals of an op registered with `saves=True` (None where the caller
     kept none, e.g. graph mode: the VJP then recomputes them)."""
+
     __slots__ = ("xp", "args", "out", "attrs", "needs", "saved")
 
-    def __init__(self, xp: Any, args: tuple, out: Array, attrs: dict, needs: tuple[bool, ...],
-                 saved: Any = None) -> None:
+    def __init__(
+        self, xp: Any, args: tuple, out: Array, attrs: dict, needs: tuple[bool, ...], saved: Any = None
+    ) -> None:
         self.xp, self.args, self.out, self.attrs, self.needs, self.saved = xp, args, out, attrs, needs, saved
 
 
@@ -48,8 +51,16 @@ class OpDef:
 
     __slots__ = ("name", "tf_name", "forward", "vjp", "cost", "explain", "doc", "saves", "errstate")
 
-    def __init__(self, name: str, forward: Callable, tf_name: str | None, cost: Callable | None,
-                 explain: Callable | None, saves: bool = False, errstate: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        forward: Callable,
+        tf_name: str | None,
+        cost: Callable | None,
+        explain: Callable | None,
+        saves: bool = False,
+        errstate: str | None = None,
+    ) -> None:
         if errstate not in (None, "forward", "vjp", "all"):
             raise ValueError(f"op {name!r}: errstate must be 'forward', 'vjp' or 'all', got {errstate!r}")
         self.name = name
@@ -82,27 +93,36 @@ REGISTRY: dict[str, OpDef] = {}
 
 def _quiet(fn: Callable) -> Callable:
     """`fn` with numpy's floating-point warnings off (cupy has none to silence)."""
+
     @functools.wraps(fn)
     def quiet(*args: Any, **kwargs: Any) -> Any:
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
+
     return quiet
 
 
-def register(name: str, *, tf: str | None = None, cost: Callable | None = None,
-             explain: Callable | None = None, saves: bool = False,
-             errstate: str | None = None) -> Callable[[Callable], OpDef]:
+def register(
+    name: str,
+    *,
+    tf: str | None = None,
+    cost: Callable | None = None,
+    explain: Callable | None = None,
+    saves: bool = False,
+    errstate: str | None = None,
+) -> Callable[[Callable], OpDef]:
     """Decorator: `@register("exp")` over `def exp(xp, a): return xp.exp(a)`."""
+
     def deco(fwd: Callable) -> OpDef:
         old = REGISTRY.get(name)
         # the same function registering again is its module being imported anew (importlib.reload,
         # pytest's in-process runs that unload modules): the newer definition replaces it
-        if old is not None and (old.forward.__module__, old.forward.__qualname__) != (
-                fwd.__module__, fwd.__qualname__):
+        if old is not None and (old.forward.__module__, old.forward.__qualname__) != (fwd.__module__, fwd.__qualname__):
             raise ValueError(f"op {name!r} is registered twice")
         d = OpDef(name, fwd, tf, cost, explain, saves, errstate)
         REGISTRY[name] = d
         return d
+
     return deco
 
 
@@ -114,6 +134,7 @@ def output_only(op: OpDef) -> Callable:
 
     def forward(*args: Any, **attrs: Any) -> Array:
         return fwd(*args, **attrs)[0]
+
     return forward
 
 

@@ -1,4 +1,5 @@
 """Finds the user's own source frames: the first frames outside the framework."""
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,11 @@ class Frame(NamedTuple):
 _PKG = os.path.dirname(os.path.abspath(__file__))
 # Frames from these folders are the framework's own; debugger/ and profiler/ live
 # beside tracetensor/ in a source checkout, so both layouts are covered.
-_INTERNAL = (_PKG + os.sep,
-             os.path.join(os.path.dirname(_PKG), "debugger") + os.sep,
-             os.path.join(os.path.dirname(_PKG), "profiler") + os.sep)
+_INTERNAL = (
+    _PKG + os.sep,
+    os.path.join(os.path.dirname(_PKG), "debugger") + os.sep,
+    os.path.join(os.path.dirname(_PKG), "profiler") + os.sep,
+)
 _internal_cache: dict[str, bool] = {}
 
 
@@ -75,6 +78,7 @@ class _Held(threading.local):
     optimizer's updates) and that call's frame: an op whose frames up to that one are all
     the framework's would find the same user frames again, so one capture serves them all.
     (An op under user code the call runs, a callable it was given, captures its own.)"""
+
     stack: tuple[Frame, ...] | None = None
     frame: object = None
 

@@ -1,5 +1,6 @@
 """Tensor methods for the rest of the op set: one-line delegators into the registry.
 (`Tensor` inherits these; its core methods and operators live in tensor.py.)"""
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ def _sizes(sizes: tuple) -> tuple[int, ...]:
 
 class SortResult(NamedTuple):
     """`t.sort()` and `t.topk(k)` return (values, indices), as in PyTorch."""
+
     values: Tensor
     indices: Tensor
 
@@ -158,7 +160,7 @@ class TensorOps:
     def round(self, decimals: int = 0) -> Tensor:
         """Half to even, as PyTorch; `decimals` scales by 10**decimals around the rounding."""
         if decimals:
-            scale = 10.0 ** decimals
+            scale = 10.0**decimals
             return _t.apply(_R["round"], self * scale) / scale
         return _t.apply(_R["round"], self)
 
@@ -198,8 +200,7 @@ class TensorOps:
         if rounding_mode == "floor":
             return _t._binary(_R["floordiv"], self, o)
         if rounding_mode != "trunc":
-            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc' or 'floor', got "
-                             f"{rounding_mode!r}")
+            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc' or 'floor', got {rounding_mode!r}")
         b = _t._wrap_other(o, self)
         q = _t._binary(_R["div"], self, b).trunc()
         if self._data.dtype.kind in "biu" and b._data.dtype.kind in "biu":
@@ -230,8 +231,9 @@ class TensorOps:
     def dot(self, o: Tensor) -> Tensor:
         """The inner product of two 1-D tensors of the same size."""
         if self.ndim != 1 or o.ndim != 1 or self.shape != o.shape:
-            raise _shape_error("dot", f"expected two 1-D tensors of the same size, got shapes "
-                                      f"{tuple(self.shape)} and {tuple(o.shape)}")
+            raise _shape_error(
+                "dot", f"expected two 1-D tensors of the same size, got shapes {tuple(self.shape)} and {tuple(o.shape)}"
+            )
         return _t.apply(_R["matmul"], self, o)
 
     inner = dot
@@ -245,8 +247,11 @@ class TensorOps:
     def bmm(self, o: Tensor) -> Tensor:
         """Batched matrix product of (b, n, m) and (b, m, p) tensors."""
         if self.ndim != 3 or o.ndim != 3 or self.shape[0] != o.shape[0]:
-            raise _shape_error("bmm", f"expected two 3-D tensors with the same batch size, got shapes "
-                                      f"{tuple(self.shape)} and {tuple(o.shape)}")
+            raise _shape_error(
+                "bmm",
+                f"expected two 3-D tensors with the same batch size, got shapes "
+                f"{tuple(self.shape)} and {tuple(o.shape)}",
+            )
         return _t.apply(_R["matmul"], self, o)
 
     def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
@@ -263,7 +268,7 @@ class TensorOps:
             return (a != 0).to(self.dtype).sum(axis, keepdim)
         if isinstance(p, str):
             raise ValueError(f"norm supports p='fro', inf, -inf or a number, got {p!r}")
-        return (a.sum(axis, keepdim) if p == 1 else (a ** p).sum(axis, keepdim) ** (1 / p))
+        return a.sum(axis, keepdim) if p == 1 else (a**p).sum(axis, keepdim) ** (1 / p)
 
     def tril(self, diagonal: int = 0) -> Tensor:
         return _t.apply(_R["tril"], self, diagonal=int(diagonal))
@@ -280,8 +285,9 @@ class TensorOps:
         return _t.apply(_R["where"], _t._wrap_other(mask, self), _t._wrap_other(value, self), self)
 
     def isclose(self, o: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
-        return _t.apply(_R["isclose"], self, _t._wrap_other(o, self), rtol=float(rtol), atol=float(atol),
-                        equal_nan=bool(equal_nan))
+        return _t.apply(
+            _R["isclose"], self, _t._wrap_other(o, self), rtol=float(rtol), atol=float(atol), equal_nan=bool(equal_nan)
+        )
 
     def allclose(self, o: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
         return bool(self.isclose(o, rtol, atol, equal_nan).all())
@@ -299,8 +305,9 @@ class TensorOps:
         """The k largest (or smallest) along `dim`, as (values, indices), in sorted order."""
         n = self.shape[dim] if self.ndim else 1
         if not 0 <= k <= n:
-            raise _shape_error("topk", f"k={k} is out of range for dimension {dim} of size {n} "
-                                       f"(shape {tuple(self.shape)})")
+            raise _shape_error(
+                "topk", f"k={k} is out of range for dimension {dim} of size {n} (shape {tuple(self.shape)})"
+            )
         idx = self.argsort(dim, descending=largest)
         if self.ndim:
             idx = idx[(slice(None),) * (dim % self.ndim) + (slice(0, k),)]
@@ -318,8 +325,11 @@ class TensorOps:
         """Tiles the tensor `sizes[i]` times along dimension i (PyTorch's repeat, numpy's tile)."""
         reps = _sizes(sizes)
         if len(reps) < self.ndim:
-            raise _shape_error("repeat", f"the number of repeats {len(reps)} cannot be smaller than the "
-                                         f"number of dimensions {self.ndim} (shape {tuple(self.shape)})")
+            raise _shape_error(
+                "repeat",
+                f"the number of repeats {len(reps)} cannot be smaller than the "
+                f"number of dimensions {self.ndim} (shape {tuple(self.shape)})",
+            )
         return _t.apply(_R["tile"], self, reps=reps)
 
     def tile(self, *dims: Any) -> Tensor:
@@ -334,15 +344,19 @@ class TensorOps:
         return _t.apply(_R["imag"], self)
 
     # reductions
-    def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction: int | None = None) -> Tensor:
-        return _t.apply(_R["var"], self, axis=_dims(dim), keepdims=keepdim,
-                        correction=_correction(unbiased, correction))
+    def var(
+        self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None
+    ) -> Tensor:
+        return _t.apply(
+            _R["var"], self, axis=_dims(dim), keepdims=keepdim, correction=_correction(unbiased, correction)
+        )
 
-    def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction: int | None = None) -> Tensor:
-        return _t.apply(_R["std"], self, axis=_dims(dim), keepdims=keepdim,
-                        correction=_correction(unbiased, correction))
+    def std(
+        self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None
+    ) -> Tensor:
+        return _t.apply(
+            _R["std"], self, axis=_dims(dim), keepdims=keepdim, correction=_correction(unbiased, correction)
+        )
 
     def prod(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return _t.apply(_R["prod"], self, axis=_dims(dim), keepdims=keepdim)
@@ -381,8 +395,11 @@ class TensorOps:
 
     def split(self, split_size: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
         n = self.shape[dim]
-        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
-            if isinstance(split_size, int) else list(split_size)
+        sizes = (
+            [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+            if isinstance(split_size, int)
+            else list(split_size)
+        )
         out, start = [], 0
         for s in sizes:
             idx = (slice(None),) * (dim % self.ndim) + (slice(start, start + s),)
@@ -408,7 +425,7 @@ class TensorOps:
 
     def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
         d = dim % self.ndim
-        return self.reshape(*self.shape[:d], *sizes, *self.shape[d + 1:])
+        return self.reshape(*self.shape[:d], *sizes, *self.shape[d + 1 :])
 
     def masked_select(self, mask: Tensor) -> Tensor:
         m = mask if tuple(mask.shape) == tuple(self.shape) else mask.expand(*self.shape)
@@ -453,7 +470,7 @@ class TensorOps:
         return self._assign_inplace("tanh_", self.tanh())
 
     def pow_(self, exponent: Any) -> Tensor:
-        return self._assign_inplace("pow_", self ** exponent)
+        return self._assign_inplace("pow_", self**exponent)
 
     def floor_(self) -> Tensor:
         return self._assign_inplace("floor_", self.floor())
@@ -486,14 +503,16 @@ class TensorOps:
     def multinomial(self, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
         shape = (*self.shape[:-1], int(num_samples)) if replacement else tuple(self.shape)
         u = _t.rand(shape, dtype=_t.dtypes.float64, device=self.device, generator=generator)
-        return _t.apply(_R["multinomial"], self.detach(), u, num_samples=int(num_samples),
-                        replacement=bool(replacement))
+        return _t.apply(
+            _R["multinomial"], self.detach(), u, num_samples=int(num_samples), replacement=bool(replacement)
+        )
 
     # in-place fills from a Generator (initializers use these; outside autograd, as in PyTorch)
     def _fill_random(self, values: Any) -> Tensor:
         if self._requires_grad and _t.MODE.enabled and self._node is None:
-            raise _t.TraceTensorError("a leaf tensor that requires grad is being filled in place; "
-                                      "wrap it in `with tt.no_grad():`")
+            raise _t.TraceTensorError(
+                "a leaf tensor that requires grad is being filled in place; wrap it in `with tt.no_grad():`"
+            )
         self._data[...] = values._data.astype(self._data.dtype, copy=False)
         return self
 
@@ -516,7 +535,7 @@ class TensorOps:
 
     def random_(self, from_: int = 0, to: int | None = None, *, generator: Any = None) -> Tensor:
         if to is None:
-            from_, to = 0, from_ if from_ else 2 ** 24
+            from_, to = 0, from_ if from_ else 2**24
         return self._fill_random(_t.randint(from_, to, self.shape, device=self.device, generator=generator))
 
 

@@ -1,2 +1,3 @@
 """The package version, read by pyproject.toml and `tracetensor --version`."""
+
 __version__ = "0.1.0"

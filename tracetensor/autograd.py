@@ -1,4 +1,5 @@
 """`tt.autograd`: `grad`, `Function`, `Variable` (an alias kept for old code), `gradcheck`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -15,9 +16,14 @@ from .tensor import Tensor, _wrap_other
 Variable = Tensor  # old PyTorch code wraps tensors in Variable(...); a tensor is one already
 
 
-def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
-         grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
-         allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
     """Gradients of `outputs` with respect to `inputs`, without touching `.grad`."""
     if create_graph:
         raise TraceTensorError("create_graph=True (higher-order gradients) is not supported")
@@ -33,8 +39,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
             raise TraceTensorError("an output passed to autograd.grad does not require grad")
         if go is None:
             if o.numel() != 1:
-                raise TraceTensorError(
-                    f"grad can be implicitly created only for scalar outputs, got {o.shape}")
+                raise TraceTensorError(f"grad can be implicitly created only for scalar outputs, got {o.shape}")
             grads.append(o._device.xp.ones_like(o._data))
         else:
             grads.append(_wrap_other(go, o)._data)
@@ -43,8 +48,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     for t, g in zip(ins, res or []):
         if g is None:
             if not allow_unused:
-                raise TraceTensorError("one of the inputs was not used to compute the outputs; "
-                                       "pass allow_unused=True to get None for it")
+                raise TraceTensorError(
+                    "one of the inputs was not used to compute the outputs; pass allow_unused=True to get None for it"
+                )
             out.append(None)
         else:
             out.append(Tensor._make(g, t._device))
@@ -52,6 +58,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
 
 
 # ---------------------------------------------------------------- custom functions
+
 
 class FunctionCtx:
     """What `forward` and `backward` of a `Function` share: saved tensors, which inputs
@@ -118,8 +125,15 @@ class Function:
         return out
 
 
-def _fn_forward(xp: Any, *arrays: Any, fn: type[Function], fctx: FunctionCtx, template: tuple,
-                positions: tuple[int, ...], kwargs: dict) -> Any:
+def _fn_forward(
+    xp: Any,
+    *arrays: Any,
+    fn: type[Function],
+    fctx: FunctionCtx,
+    template: tuple,
+    positions: tuple[int, ...],
+    kwargs: dict,
+) -> Any:
     """The op forward of a Function: the user's forward on plain tensors, off the tape."""
     args = list(template)
     for i, a in zip(positions, arrays):
@@ -141,20 +155,29 @@ def _fn_backward(ctx: Any, g: Any) -> tuple:
     if not isinstance(res, tuple):
         res = (res,)
     if len(res) != len(attrs["template"]):
-        raise TraceTensorError(f"{fn.__name__}.backward returned {len(res)} gradients, but forward took "
-                               f"{len(attrs['template'])} arguments")
-    return tuple(None if res[i] is None else _wrap_other(res[i], Tensor._make(g, dev))._data
-                 for i in positions)
+        raise TraceTensorError(
+            f"{fn.__name__}.backward returned {len(res)} gradients, but forward took {len(attrs['template'])} arguments"
+        )
+    return tuple(None if res[i] is None else _wrap_other(res[i], Tensor._make(g, dev))._data for i in positions)
 
 
 # ---------------------------------------------------------------- gradient checking
+
 
 class GradcheckError(TraceTensorError, AssertionError):
     """Analytical and numerical gradients disagree."""
 
 
-def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol: float = 1e-5,
-              rtol: float = 1e-3, raise_exception: bool = True, seed: int = 0) -> bool:
+def gradcheck(
+    func: Callable[..., Any],
+    inputs: Any,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    seed: int = 0,
+) -> bool:
     """Checks the gradients of `func(*inputs)` against central finite differences.
 
     The analytical gradient is computed in the inputs' own dtype; the numerical one on
@@ -177,8 +200,11 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol:
     diff = [o for o, _ in zip(outs, ws) if o.requires_grad]
     if not diff:
         raise GradcheckError("gradcheck: no output depends differentiably on the inputs")
-    gw = [Tensor._make(o._device.xp.asarray(w.astype(o._data.dtype)), o._device)
-          for o, w in zip(outs, ws) if o.requires_grad]
+    gw = [
+        Tensor._make(o._device.xp.asarray(w.astype(o._data.dtype)), o._device)
+        for o, w in zip(outs, ws)
+        if o.requires_grad
+    ]
     analytic = grad(diff, [ins[i] for i in checked], gw, allow_unused=True)
 
     def objective(arrays: list[Any]) -> float:
@@ -218,10 +244,12 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = 1e-6, atol:
         num = np.asarray(num.get() if hasattr(num, "get") else num)
         if not np.allclose(an, num, atol=atol, rtol=rtol):
             j = int(np.argmax(np.abs(an - num)))
-            msg = (f"gradcheck: the gradient of input {i} (shape {tuple(ins[i].shape)}, {ins[i].dtype}) does "
-                   f"not match finite differences; worst element {np.unravel_index(j, a.shape)}: analytical "
-                   f"{an.reshape(-1)[j]:.6g}, numerical {num.reshape(-1)[j]:.6g} (max abs diff "
-                   f"{np.abs(an - num).max():.3g}, atol={atol}, rtol={rtol})")
+            msg = (
+                f"gradcheck: the gradient of input {i} (shape {tuple(ins[i].shape)}, {ins[i].dtype}) does "
+                f"not match finite differences; worst element {np.unravel_index(j, a.shape)}: analytical "
+                f"{an.reshape(-1)[j]:.6g}, numerical {num.reshape(-1)[j]:.6g} (max abs diff "
+                f"{np.abs(an - num).max():.3g}, atol={atol}, rtol={rtol})"
+            )
             if raise_exception:
                 raise GradcheckError(msg)
             return False

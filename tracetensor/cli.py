@@ -1,5 +1,6 @@
 """The `tracetensor` command: `profile`, `debug` and `trace` subcommands, each owned
 by its own package and imported only when used."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,11 @@ from ._version import __version__
 SUBCOMMANDS = {
     "profile": ("tracetensor.profiler.cli", "run a script under the profiler (op table, Chrome trace, py-spy)"),
     "debug": ("tracetensor.debugger.cli", "open a recorded trace in the debugger (TUI, or line mode with -c)"),
-    "trace": ("tracetensor.trace.cli", "record a script into a trace file (`trace record -o FILE script.py`), "
-              "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`)"),
+    "trace": (
+        "tracetensor.trace.cli",
+        "record a script into a trace file (`trace record -o FILE script.py`), "
+        "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`)",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 (TF's semantics); `enable_check_numerics()` / `check_numerics_mode()` check every op,
 forward and backward, and raise at the first one that produces a NaN or infinity (like
 tf.debugging.enable_check_numerics and torch.autograd.detect_anomaly)."""
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,7 @@ from ._source import user_frame
 from .errors import NumericsError
 from .events import Event, Listener, OpEvent, subscribe, summarize
 
-__all__ = ["check_numerics", "enable_check_numerics", "disable_check_numerics", "check_numerics_mode",
-           "NumericsError"]
+__all__ = ["check_numerics", "enable_check_numerics", "disable_check_numerics", "check_numerics_mode", "NumericsError"]
 
 
 def check_numerics(x: Any, message: str = "") -> Any:
@@ -24,8 +24,10 @@ def check_numerics(x: Any, message: str = "") -> Any:
     s = summarize(data)
     if s.finite:
         return x
-    raise NumericsError(f"check_numerics: {message + ': ' if message else ''}tensor has {s.nan} NaN, "
-                        f"{s.neginf} -inf, {s.posinf} +inf of {s.size} values ({s.brief()})")
+    raise NumericsError(
+        f"check_numerics: {message + ': ' if message else ''}tensor has {s.nan} NaN, "
+        f"{s.neginf} -inf, {s.posinf} +inf of {s.size} values ({s.brief()})"
+    )
 
 
 def _where(ev: OpEvent) -> str:
@@ -43,14 +45,18 @@ def _describe(ev: OpEvent) -> str:
     lines = [f"{head} {outs}"]
     if ev.phase == "backward" and ev.stack == () and ev.mode == "eager":
         here = user_frame()
-        lines.append(f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}' "
-                     f"({ev.op}); its forward ran outside the check, so where it was created is unknown: "
-                     "put the forward pass inside check_numerics_mode() to see its line")
+        lines.append(
+            f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}' "
+            f"({ev.op}); its forward ran outside the check, so where it was created is unknown: "
+            "put the forward pass inside check_numerics_mode() to see its line"
+        )
         if here is not None:
             lines.append(f"  backward called at {here.filename}:{here.lineno}")
     elif ev.phase == "backward":
-        lines.append(f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}', "
-                     f"from the forward op at {_where(ev)}")
+        lines.append(
+            f"  gradient of {', '.join(n for n in ev.grad_of if n) or '?'} through '{ev.forward}', "
+            f"from the forward op at {_where(ev)}"
+        )
     else:
         lines.append(f"  at {_where(ev)}")
     for name, s in zip(ev.inputs, ev.input_summaries or ()):
@@ -63,8 +69,7 @@ class _Checker:
     exception propagates out of the dispatch point into the user's code)."""
 
     def __call__(self, ev: Event) -> None:
-        if ev.__class__ is OpEvent and ev.summaries and any(
-                s is not None and not s.finite for s in ev.summaries):
+        if ev.__class__ is OpEvent and ev.summaries and any(s is not None and not s.finite for s in ev.summaries):
             raise NumericsError(_describe(ev))
 
 

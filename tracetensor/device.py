@@ -1,4 +1,5 @@
 """Devices: "cpu" runs ops with numpy, "cuda" runs the same op code with cupy."""
+
 from __future__ import annotations
 
 import os

@@ -16,6 +16,7 @@ and `iteration` the collective's ordinal in the process group, the same on every
 (MPI runs a group's collectives in one order), which is how the trace reader lines
 ranks up and splits each collective's time into waiting for the last rank and transfer.
 """
+
 from __future__ import annotations
 
 import enum
@@ -36,9 +37,22 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 __all__ = [
-    "ReduceOp", "Work", "DistributedError", "is_available", "init_process_group", "is_initialized",
-    "get_rank", "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather",
-    "reduce_scatter", "destroy_process_group", "clock_offset_ns",
+    "ReduceOp",
+    "Work",
+    "DistributedError",
+    "is_available",
+    "init_process_group",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "get_backend",
+    "barrier",
+    "all_reduce",
+    "broadcast",
+    "all_gather",
+    "reduce_scatter",
+    "destroy_process_group",
+    "clock_offset_ns",
 ]
 
 INSTALL_HINT = 'pip install "tracetensor[distributed]"'
@@ -99,8 +113,9 @@ def launched_by_mpi() -> bool:
     return any(k in os.environ for k in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_SIZE"))
 
 
-def init_process_group(backend: str = "mpi", init_method: str | None = None, world_size: int = -1,
-                       rank: int = -1, **kwargs: Any) -> None:
+def init_process_group(
+    backend: str = "mpi", init_method: str | None = None, world_size: int = -1, rank: int = -1, **kwargs: Any
+) -> None:
     """Joins the process group. Only `backend="mpi"`: rank and world size come from the MPI
     launcher (`world_size`/`rank`, when given, must agree with it). Measures this rank's
     clock offset to rank 0, which per-rank traces carry so their timelines line up."""
@@ -109,14 +124,18 @@ def init_process_group(backend: str = "mpi", init_method: str | None = None, wor
         _implicit = False
         return
     if backend != "mpi":
-        raise DistributedError(f"init_process_group: backend {backend!r} is not supported; "
-                               "tracetensor runs on MPI: backend='mpi', launched with mpiexec")
+        raise DistributedError(
+            f"init_process_group: backend {backend!r} is not supported; "
+            "tracetensor runs on MPI: backend='mpi', launched with mpiexec"
+        )
     if _group is not None:
         raise DistributedError("init_process_group: the default process group is already initialized")
     g = _Group(_mpi())
     if world_size not in (-1, g.size) or rank not in (-1, g.rank):
-        raise DistributedError(f"init_process_group: world_size={world_size}, rank={rank} given, but the MPI "
-                               f"launcher started this process as rank {g.rank} of {g.size}")
+        raise DistributedError(
+            f"init_process_group: world_size={world_size}, rank={rank} given, but the MPI "
+            f"launcher started this process as rank {g.rank} of {g.size}"
+        )
     _group = g
 
 
@@ -126,8 +145,10 @@ def is_initialized() -> bool:
 
 def _g(what: str) -> _Group:
     if _group is None:
-        raise DistributedError(f"{what}: the default process group is not initialized; call "
-                               "tt.distributed.init_process_group('mpi') first (and launch with mpiexec)")
+        raise DistributedError(
+            f"{what}: the default process group is not initialized; call "
+            "tt.distributed.init_process_group('mpi') first (and launch with mpiexec)"
+        )
     return _group
 
 
@@ -159,6 +180,7 @@ def destroy_process_group() -> None:
 
 
 # --------------------------------------------------------------------------- work handles
+
 
 class Work:
     """A collective in flight (`async_op=True`). `wait()` blocks until it is done (the
@@ -192,22 +214,30 @@ class _Done(Work):
 
 # --------------------------------------------------------------------------- collectives
 
+
 def _array_of(t: Any, what: str) -> Any:
     from .tensor import Tensor
+
     if not isinstance(t, Tensor):
         raise TypeError(f"{what}: expected a tracetensor Tensor, got {type(t).__name__}")
     a = t._data
     if not a.flags.c_contiguous:  # MPI needs one contiguous buffer; results are copied back
-        raise DistributedError(f"{what}: tensor '{t._name or 'tensor'}' of shape {tuple(a.shape)} is not "
-                               "contiguous; pass t.contiguous()")
+        raise DistributedError(
+            f"{what}: tensor '{t._name or 'tensor'}' of shape {tuple(a.shape)} is not contiguous; pass t.contiguous()"
+        )
     return a
 
 
 def _mpi_op(MPI: Any, op: ReduceOp, what: str) -> Any:
     if not isinstance(op, ReduceOp):
         raise TypeError(f"{what}: op must be a tt.distributed.ReduceOp (SUM, AVG, MAX, MIN, PRODUCT), got {op!r}")
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX, ReduceOp.MIN: MPI.MIN,
-            ReduceOp.PRODUCT: MPI.PROD}[op]
+    return {
+        ReduceOp.SUM: MPI.SUM,
+        ReduceOp.AVG: MPI.SUM,
+        ReduceOp.MAX: MPI.MAX,
+        ReduceOp.MIN: MPI.MIN,
+        ReduceOp.PRODUCT: MPI.PROD,
+    }[op]
 
 
 class _Transfer:
@@ -221,6 +251,7 @@ class _Transfer:
             self.via, self.bufs = "host", arrays
         elif g.cuda_aware:
             import cupy
+
             cupy.cuda.get_current_stream().synchronize()  # MPI reads device memory directly
             self.via, self.bufs = "cuda-aware", arrays
         else:
@@ -232,9 +263,17 @@ class _Transfer:
                 a.set(h)
 
 
-def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any], bool], Any],
-           after: Callable[[], None] | None, out: Any, async_op: bool, name: str | None,
-           out_arrays: list[Any] | None = None, emit: bool = True) -> Work | None:
+def _issue(
+    what: str,
+    arrays_in: list[Any],
+    start: Callable[[_Group, list[Any], bool], Any],
+    after: Callable[[], None] | None,
+    out: Any,
+    async_op: bool,
+    name: str | None,
+    out_arrays: list[Any] | None = None,
+    emit: bool = True,
+) -> Work | None:
     """Runs a collective over `arrays_in` (`out_arrays` are written, when they differ):
     `start(group, buffers, blocking)` calls MPI's blocking call, or starts the non-blocking
     one (`async_op`) that the handed-back Work finishes; then emits its event."""
@@ -263,15 +302,38 @@ def _issue(what: str, arrays_in: list[Any], start: Callable[[_Group, list[Any], 
     return None
 
 
-def _emit(what: str, name: str, out: Any, t0: int, t1: int, g: _Group, via: str, ordinal: int,
-          run: int, stack: Any) -> None:
+def _emit(
+    what: str, name: str, out: Any, t0: int, t1: int, g: _Group, via: str, ordinal: int, run: int, stack: Any
+) -> None:
     st = _ev.STATE
     dev = "cpu" if isinstance(out, np.ndarray) else f"cuda:{out.device.id}"
     meta = _ev.TensorMeta(f"{name}:0", tuple(out.shape), out.dtype.name, dev, int(out.nbytes))
     summaries = (_ev.summarize(out),) if st.summaries and out.dtype.kind in "fiucb" else None
     values = (out.copy(),) if st.values else None
-    _ev.emit(_ev.OpEvent(_ev.next_seq(), run, "eager", "collective", what, name, g.peers, (meta,), t0, t1,
-                         _ev.threading.get_ident(), dev, 0, via, (), ordinal, stack, summaries, None, values))
+    _ev.emit(
+        _ev.OpEvent(
+            _ev.next_seq(),
+            run,
+            "eager",
+            "collective",
+            what,
+            name,
+            g.peers,
+            (meta,),
+            t0,
+            t1,
+            _ev.threading.get_ident(),
+            dev,
+            0,
+            via,
+            (),
+            ordinal,
+            stack,
+            summaries,
+            None,
+            values,
+        )
+    )
 
 
 # MPI calls: (group, buffers, blocking) -> None, or the request of the non-blocking form
@@ -295,8 +357,9 @@ def _barrier(g: _Group, b: list[Any], blk: bool) -> Any:
     return g.comm.Barrier() if blk else g.comm.Ibarrier()
 
 
-def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None, async_op: bool = False,
-               *, name: str | None = None) -> Work | None:
+def all_reduce(
+    tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None, async_op: bool = False, *, name: str | None = None
+) -> Work | None:
     """Reduces `tensor` across all ranks, in place (AVG divides the sum by the world size)."""
     what = "all_reduce"
     a = _array_of(tensor, what)
@@ -305,12 +368,12 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None, a
     if op is ReduceOp.AVG and a.dtype.kind not in "fc":
         raise DistributedError(f"{what}: ReduceOp.AVG needs a floating-point tensor, got {a.dtype.name}")
     after = (lambda: a.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue(what, [a], _allreduce(mop), after, a,
-                  async_op, name)
+    return _issue(what, [a], _allreduce(mop), after, a, async_op, name)
 
 
-def broadcast(tensor: Tensor, src: int, group: Any = None, async_op: bool = False, *,
-              name: str | None = None) -> Work | None:
+def broadcast(
+    tensor: Tensor, src: int, group: Any = None, async_op: bool = False, *, name: str | None = None
+) -> Work | None:
     """Copies rank `src`'s `tensor` into every other rank's, in place."""
     what = "broadcast"
     a = _array_of(tensor, what)
@@ -320,8 +383,9 @@ def broadcast(tensor: Tensor, src: int, group: Any = None, async_op: bool = Fals
     return _issue(what, [a], _bcast(src), None, a, async_op, name)
 
 
-def all_gather(tensor_list: list[Tensor], tensor: Tensor, group: Any = None, async_op: bool = False, *,
-               name: str | None = None) -> Work | None:
+def all_gather(
+    tensor_list: list[Tensor], tensor: Tensor, group: Any = None, async_op: bool = False, *, name: str | None = None
+) -> Work | None:
     """Fills `tensor_list[r]` with rank r's `tensor`, on every rank."""
     what = "all_gather"
     a = _array_of(tensor, what)
@@ -334,12 +398,18 @@ def all_gather(tensor_list: list[Tensor], tensor: Tensor, group: Any = None, asy
         for t, part in zip(tensor_list, flat):
             t._data[...] = part
 
-    return _issue(what, [a], _allgather, after, a, async_op, name,
-                  out_arrays=[flat])
+    return _issue(what, [a], _allgather, after, a, async_op, name, out_arrays=[flat])
 
 
-def reduce_scatter(output: Tensor, input_list: list[Tensor], op: ReduceOp = ReduceOp.SUM, group: Any = None,
-                   async_op: bool = False, *, name: str | None = None) -> Work | None:
+def reduce_scatter(
+    output: Tensor,
+    input_list: list[Tensor],
+    op: ReduceOp = ReduceOp.SUM,
+    group: Any = None,
+    async_op: bool = False,
+    *,
+    name: str | None = None,
+) -> Work | None:
     """Reduces `input_list` across ranks; rank r's `output` gets the reduction of everyone's
     `input_list[r]`."""
     what = "reduce_scatter"
@@ -350,8 +420,7 @@ def reduce_scatter(output: Tensor, input_list: list[Tensor], op: ReduceOp = Redu
     xp = np if isinstance(o, np.ndarray) else _cupy()
     flat = xp.ascontiguousarray(xp.stack([t._data for t in input_list]))
     after = (lambda: o.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue(what, [flat], _reduce_scatter(mop), after, o,
-                  async_op, name, out_arrays=[o])
+    return _issue(what, [flat], _reduce_scatter(mop), after, o, async_op, name, out_arrays=[o])
 
 
 def barrier(group: Any = None, async_op: bool = False) -> Work | None:
@@ -367,26 +436,30 @@ def _check_list(what: str, arg: str, ts: list[Tensor], size: int, like: Any) -> 
     for i, t in enumerate(ts):
         a = _array_of(t, what)
         if a.shape != like.shape or a.dtype != like.dtype:
-            raise DistributedError(f"{what}: {arg}[{i}] is {tuple(a.shape)} {a.dtype.name}; expected "
-                                   f"{tuple(like.shape)} {like.dtype.name} like the tensor")
+            raise DistributedError(
+                f"{what}: {arg}[{i}] is {tuple(a.shape)} {a.dtype.name}; expected "
+                f"{tuple(like.shape)} {like.dtype.name} like the tensor"
+            )
 
 
 def _cupy() -> Any:
     import cupy
+
     return cupy
 
 
 # --------------------------------------------------------------------------- arrays (DDP, graph mode)
 
-def all_reduce_array(a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False,
-                     emit: bool = True) -> Work | None:
+
+def all_reduce_array(
+    a: Any, op: ReduceOp = ReduceOp.SUM, *, name: str, async_op: bool = False, emit: bool = True
+) -> Work | None:
     """`all_reduce` on a raw (contiguous) numpy/cupy array; DDP's buckets and the graph-mode
     optimizer use it (`emit=False`: the graph plan emits the node's event itself)."""
     g = _g("all_reduce")
     mop = _mpi_op(g.MPI, op, "all_reduce")
     after = (lambda: a.__itruediv__(g.size)) if op is ReduceOp.AVG else None
-    return _issue("all_reduce", [a], _allreduce(mop), after, a,
-                  async_op, name, emit=emit)
+    return _issue("all_reduce", [a], _allreduce(mop), after, a, async_op, name, emit=emit)
 
 
 def broadcast_array(a: Any, src: int = 0, *, name: str, emit: bool = True) -> None:
@@ -394,6 +467,7 @@ def broadcast_array(a: Any, src: int = 0, *, name: str, emit: bool = True) -> No
 
 
 # --------------------------------------------------------------------------- ranks and clocks
+
 
 def _measure_offset(comm: Any, rounds: int = 8) -> int:
     """This rank's clock offset to rank 0's `perf_counter_ns`, NTP style: the round trip
@@ -442,6 +516,7 @@ def find_mpiexec() -> str | None:
     """MPI's launcher: the one next to this Python first (mpich's wheel installs it into the
     environment's bin), then PATH."""
     import shutil
+
     here = os.path.dirname(os.path.abspath(sys.executable))
     return shutil.which("mpiexec", path=here) or shutil.which("mpiexec") or shutil.which("mpirun")
 

@@ -1,4 +1,5 @@
 """Dtypes with PyTorch's names and promotion rules, mapped onto numpy dtypes."""
+
 from __future__ import annotations
 
 import builtins
@@ -48,8 +49,7 @@ bool = dtype("bool", np.bool_)
 complex64 = cfloat = dtype("complex64", np.complex64)
 complex128 = cdouble = dtype("complex128", np.complex128)
 
-_BY_NP = {d.np: d for d in (float16, float32, float64, int8, uint8, int16, int32, int64, bool,
-                            complex64, complex128)}
+_BY_NP = {d.np: d for d in (float16, float32, float64, int8, uint8, int16, int32, int64, bool, complex64, complex128)}
 _default_float = float32
 
 

@@ -1,5 +1,6 @@
 """Exceptions: each names the op or node, the phase, what was expected, what came,
 and the user's source line (chainer's "Invalid operation in" habit)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -28,8 +29,16 @@ class InvalidDType(Invalid):
 class OpError(TraceTensorError, RuntimeError):
     """An op that could not run. `.op`, `.name`, `.phase`, `.detail`, `.frame`."""
 
-    def __init__(self, op: str, detail: str, *, phase: str = "forward", name: str | None = None,
-                 frame: Frame | None = None, mode: str = "eager") -> None:
+    def __init__(
+        self,
+        op: str,
+        detail: str,
+        *,
+        phase: str = "forward",
+        name: str | None = None,
+        frame: Frame | None = None,
+        mode: str = "eager",
+    ) -> None:
         self.op, self.detail, self.phase, self.name, self.frame, self.mode = op, detail, phase, name, frame, mode
         where = f"{frame.filename}:{frame.lineno}" if frame is not None else "an unknown line"
         ph = "" if phase == "forward" else f" ({phase})"

@@ -9,6 +9,7 @@ Cost model: with no listener the engine pays one truthiness check per op. A list
 says what it needs (`values`, `stacks`, `summaries`); the engine computes the union
 of what current listeners asked for and nothing more.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,15 +26,37 @@ import numpy as np
 from ._source import Frame
 
 __all__ = [
-    "Frame", "TensorMeta", "Summary", "OpEvent", "RunStart", "RunEnd", "DeviceTime", "GraphDef",
-    "NodeDef", "UserRange", "Event", "Listener", "listen", "subscribe", "summarize", "current_run",
-    "begin_run", "end_run", "clock_base", "record_range", "is_listening", "step", "auto_run",
-    "materialize", "is_raw",
+    "Frame",
+    "TensorMeta",
+    "Summary",
+    "OpEvent",
+    "RunStart",
+    "RunEnd",
+    "DeviceTime",
+    "GraphDef",
+    "NodeDef",
+    "UserRange",
+    "Event",
+    "Listener",
+    "listen",
+    "subscribe",
+    "summarize",
+    "current_run",
+    "begin_run",
+    "end_run",
+    "clock_base",
+    "record_range",
+    "is_listening",
+    "step",
+    "auto_run",
+    "materialize",
+    "is_raw",
 ]
 
 
 class TensorMeta(NamedTuple):
     """What an event says of one output tensor."""
+
     name: str
     shape: tuple[int, ...]
     dtype: str
@@ -44,6 +67,7 @@ class TensorMeta(NamedTuple):
 class Summary(NamedTuple):
     """Numeric summary of a tensor, computed where it lives. min/max/mean/std are over
     the finite values only (NaN when there are none)."""
+
     size: int
     nan: int
     neginf: int
@@ -68,8 +92,10 @@ class Summary(NamedTuple):
         head = f"n={self.size}"
         if not self.finite:
             head += f" nan={self.nan} -inf={self.neginf} +inf={self.posinf}"
-        return (f"{head} min={self.min:.4g} max={self.max:.4g} mean={self.mean:.4g} std={self.std:.4g}"
-                f" neg={self.neg} zero={self.zero} pos={self.pos}")
+        return (
+            f"{head} min={self.min:.4g} max={self.max:.4g} mean={self.mean:.4g} std={self.std:.4g}"
+            f" neg={self.neg} zero={self.zero} pos={self.pos}"
+        )
 
 
 @dataclass(slots=True)
@@ -84,6 +110,7 @@ class OpEvent:
     phase "collective" (tt.distributed): `inputs` are the peer ranks, `forward` says how the
     bytes went, `iteration` is the collective's ordinal (see tracetensor.distributed).
     """
+
     seq: int
     run: int
     mode: str
@@ -123,6 +150,7 @@ class OpEvent:
 class RunStart:
     """A run begins: a `Session.run`, a debugged call, a profiler step, a `tt.function` call.
     `kind` says which; `fetches`/`feeds` are tensor names (empty in eager mode)."""
+
     run: int
     mode: str
     kind: str
@@ -139,6 +167,7 @@ class RunStart:
 class RunEnd:
     """A run ends. `loss` is the value of the scalar that `.backward()` was called on in
     this run (eager steps), when there was one."""
+
     run: int
     t_ns: int
     thread: int
@@ -149,6 +178,7 @@ class RunEnd:
 @dataclass(frozen=True, slots=True)
 class DeviceTime:
     """GPU time of event `seq`, resolved later from CUDA events (no sync per op)."""
+
     seq: int
     device_ns: int
 
@@ -156,6 +186,7 @@ class DeviceTime:
 @dataclass(frozen=True, slots=True)
 class NodeDef:
     """A graph node as the debugger shows it (`ni`, `li`, `lo`)."""
+
     name: str
     op: str
     inputs: tuple[str, ...]
@@ -169,6 +200,7 @@ class NodeDef:
 class GraphDef:
     """The structure of a session graph (or a `tt.function` trace), emitted once per
     graph version before the first run that uses it."""
+
     graph: int
     version: int
     nodes: tuple[NodeDef, ...]
@@ -177,6 +209,7 @@ class GraphDef:
 @dataclass(frozen=True, slots=True)
 class UserRange:
     """A user range (`profiler.record_function`, a profiler step)."""
+
     name: str
     run: int
     start_ns: int
@@ -188,6 +221,7 @@ Event = OpEvent | RunStart | RunEnd | DeviceTime | GraphDef | UserRange
 
 
 # --------------------------------------------------------------------------- listeners
+
 
 @dataclass(eq=False)
 class Listener:
@@ -211,6 +245,7 @@ class Listener:
 class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
+
     __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "lock")
 
     def __init__(self) -> None:
@@ -242,6 +277,7 @@ class _RunLocal(threading.local):
     reads `RUN.run`; the class attributes are each new thread's defaults (0: outside every run).
     `auto` is the eager step this thread began implicitly (see `auto_run`), `loss` the
     scalar `.backward()` was last called on in the current run (an array: no device sync)."""
+
     run = 0
     auto = 0
     loss: Any = None
@@ -263,8 +299,15 @@ def clock_base() -> tuple[int, int]:
     return _CLOCK_BASE
 
 
-def subscribe(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-              summaries: bool = False, flops: bool = False, raw: bool = False) -> Listener:
+def subscribe(
+    callback: Callable[[Event], None],
+    *,
+    values: bool = False,
+    stacks: bool = False,
+    summaries: bool = False,
+    flops: bool = False,
+    raw: bool = False,
+) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
     arrays, `stacks` the user's source frames, `summaries` NaN/inf counts and statistics,
@@ -291,8 +334,15 @@ def _remove(lis: Listener) -> None:
 
 
 @contextmanager
-def listen(callback: Callable[[Event], None], *, values: bool = False, stacks: bool = False,
-           summaries: bool = False, flops: bool = False, raw: bool = False) -> Iterator[Listener]:
+def listen(
+    callback: Callable[[Event], None],
+    *,
+    values: bool = False,
+    stacks: bool = False,
+    summaries: bool = False,
+    flops: bool = False,
+    raw: bool = False,
+) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
     while the block runs."""
     lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops, raw=raw)
@@ -326,34 +376,57 @@ def emit(ev: Event) -> None:
 
 # --------------------------------------------------------------------------- runs
 
+
 def current_run() -> int:
     """The run the calling thread is in (0 outside every run)."""
     return RUN.run
 
 
-def begin_run(kind: str, *, mode: str = "eager", name: str = "", fetches: tuple[str, ...] = (),
-              feeds: tuple[str, ...] = (), graph: int | None = None) -> int:
+def begin_run(
+    kind: str,
+    *,
+    mode: str = "eager",
+    name: str = "",
+    fetches: tuple[str, ...] = (),
+    feeds: tuple[str, ...] = (),
+    graph: int | None = None,
+) -> int:
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
         from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
+
         _naming.reset()  # step's counters, so names stay unique within the step
     return _start(kind, mode, name, fetches, feeds, graph)
 
 
-def _start(kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...],
-           graph: int | None, t_ns: int = 0) -> int:
+def _start(
+    kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...], graph: int | None, t_ns: int = 0
+) -> int:
     run = next(_run_ids)
     _outer[run] = RUN.run
     RUN.run = run
     if STATE.listeners:
-        emit(RunStart(run, mode, kind, name, tuple(fetches), tuple(feeds), graph,
-                      t_ns or time.perf_counter_ns(), threading.get_ident(), time.time_ns()))
+        emit(
+            RunStart(
+                run,
+                mode,
+                kind,
+                name,
+                tuple(fetches),
+                tuple(feeds),
+                graph,
+                t_ns or time.perf_counter_ns(),
+                threading.get_ident(),
+                time.time_ns(),
+            )
+        )
     return run
 
 
 def end_run(run: int, error: BaseException | str | None = None) -> None:
     from . import _gpu
+
     _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
     if RUN.run == run:
@@ -362,8 +435,7 @@ def end_run(run: int, error: BaseException | str | None = None) -> None:
     if RUN.auto == run:
         RUN.auto = 0
     if STATE.listeners:
-        err = None if error is None else (error if isinstance(error, str) else
-                                           f"{type(error).__name__}: {error}")
+        err = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         emit(RunEnd(run, time.perf_counter_ns(), threading.get_ident(), err, _scalar(loss)))
 
 
@@ -385,6 +457,7 @@ def step() -> None:
     if run and RUN.run == run:
         end_run(run)
     from . import _naming
+
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
 
 
@@ -478,8 +551,9 @@ def summarize(a: Any) -> Summary:
     big = np.finfo(np.float64).max
     fmn = xp.where(finite, a, big).min().astype(np.float64)
     fmx = xp.where(finite, a, -big).max().astype(np.float64)
-    vals = _host(xp.stack([x.astype(np.float64) for x in (nan, neginf, posinf, neg, zero, nf, fmn, fmx, mean,
-                                                           xp.sqrt(var))]))
+    vals = _host(
+        xp.stack([x.astype(np.float64) for x in (nan, neginf, posinf, neg, zero, nf, fmn, fmx, mean, xp.sqrt(var))])
+    )
     nan_, neginf_, posinf_, neg_, zero_, nf_ = (int(v) for v in vals[:6])
     if nf_ == 0:
         mn_ = mx_ = mean_ = std_ = float("nan")
@@ -504,8 +578,14 @@ def _device_fast_summary(a: Any, n: int, xp: Any) -> Summary | None:
     copy is a synchronize, the dominant cost per op); None sends NaN/inf to the full path."""
     r = a.reshape(-1)
     f64 = np.float64
-    parts = [r.min().astype(f64), r.max().astype(f64), r.sum(dtype=f64), (r.astype(f64) ** 2).sum(),
-             (r > 0).sum().astype(f64), (r < 0).sum().astype(f64)]
+    parts = [
+        r.min().astype(f64),
+        r.max().astype(f64),
+        r.sum(dtype=f64),
+        (r.astype(f64) ** 2).sum(),
+        (r > 0).sum().astype(f64),
+        (r < 0).sum().astype(f64),
+    ]
     mn, mx, total, sq, pos, neg = (float(v) for v in _host(xp.stack(parts)))
     if not (math.isfinite(mn) and math.isfinite(mx)):  # min/max propagate NaN, and inf shows as an extreme
         return None
@@ -517,6 +597,7 @@ def _device_fast_summary(a: Any, n: int, xp: Any) -> Summary | None:
 
 def _xp_of(a: Any) -> Any:
     import cupy  # only reached for cupy arrays
+
     return cupy
 
 

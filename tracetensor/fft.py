@@ -1,4 +1,5 @@
 """`tt.fft`: discrete Fourier transforms with gradients (PyTorch's torch.fft names)."""
+
 from __future__ import annotations
 
 from ._registry import REGISTRY as _R

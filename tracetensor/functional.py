@@ -1,5 +1,6 @@
 """`tt.<op>(tensor, ...)` functions: one-line delegators to Tensor methods, under
 PyTorch's names, for the ops PyTorch offers both ways."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -95,13 +96,25 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:
 clip = clamp
 
 
-def var(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-        correction: int | None = None) -> Tensor:
+def var(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: int | None = None,
+) -> Tensor:
     return input.var(dim, unbiased, keepdim, correction=correction)
 
 
-def std(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-        correction: int | None = None) -> Tensor:
+def std(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: int | None = None,
+) -> Tensor:
     return input.std(dim, unbiased, keepdim, correction=correction)
 
 
@@ -152,6 +165,7 @@ divide = div
 def _binary_fn(name: str):
     def fn(input: Any, other: Any) -> Tensor:
         return getattr(_as_tensor(input, other if isinstance(other, Tensor) else None), name)(other)
+
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"`tt.{name}(a, b)` is `a.{name}(b)` (either may be a number)."
     return fn
@@ -201,13 +215,25 @@ def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     return input.unflatten(dim, sizes)
 
 
-def std_mean(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-             correction: int | None = None) -> tuple[Tensor, Tensor]:
+def std_mean(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: int | None = None,
+) -> tuple[Tensor, Tensor]:
     return input.std(dim, unbiased, keepdim, correction=correction), input.mean(dim, keepdim)
 
 
-def var_mean(input: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
-             correction: int | None = None) -> tuple[Tensor, Tensor]:
+def var_mean(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: bool | None = None,
+    keepdim: bool = False,
+    *,
+    correction: int | None = None,
+) -> tuple[Tensor, Tensor]:
     return input.var(dim, unbiased, keepdim, correction=correction), input.mean(dim, keepdim)
 
 
@@ -224,8 +250,16 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, g
     return input.multinomial(num_samples, replacement, generator=generator)
 
 
-def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Any = None, dtype: Any = None,
-           device: Any = None, requires_grad: bool = False) -> Tensor:
+def normal(
+    mean: Any = 0.0,
+    std: Any = 1.0,
+    size: Any = None,
+    *,
+    generator: Any = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """PyTorch's overloads: normal(mean_t, std_t), normal(mean_t, 1.0), normal(0.0, std_t),
     normal(0.0, 1.0, size). No gradient flows to mean and std (use mean + std * randn for that)."""
     from .tensor import no_grad, randn
@@ -246,25 +280,143 @@ def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Any 
 def _delegate(name: str):
     def fn(input: Tensor, *args: Any, **kwargs: Any) -> Any:
         return getattr(input, name)(*args, **kwargs)
+
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"`tt.{name}(t, ...)` is `t.{name}(...)`."
     return fn
 
 
-_METHODS = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "max", "min", "amax",
-            "amin", "argmax", "argmin", "softmax", "log_softmax", "reshape", "transpose", "permute", "t",
-            "flatten", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-            "logical_not", "isnan", "isinf", "isfinite", "all", "any", "prod", "logsumexp", "cumsum",
-            "unsqueeze", "sign", "sin", "cos", "square", "rsqrt", "clone", "chunk", "split", "real", "imag",
-            "neg", "negative", "floor", "ceil", "trunc", "round", "log1p", "expm1", "log2", "log10",
-            "reciprocal", "erf", "dot", "inner", "outer", "ger", "bmm", "tril", "triu", "diag", "masked_fill",
-            "sort", "argsort", "topk", "nonzero", "count_nonzero", "tile")
+_METHODS = (
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "softmax",
+    "log_softmax",
+    "reshape",
+    "transpose",
+    "permute",
+    "t",
+    "flatten",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "logical_not",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "all",
+    "any",
+    "prod",
+    "logsumexp",
+    "cumsum",
+    "unsqueeze",
+    "sign",
+    "sin",
+    "cos",
+    "square",
+    "rsqrt",
+    "clone",
+    "chunk",
+    "split",
+    "real",
+    "imag",
+    "neg",
+    "negative",
+    "floor",
+    "ceil",
+    "trunc",
+    "round",
+    "log1p",
+    "expm1",
+    "log2",
+    "log10",
+    "reciprocal",
+    "erf",
+    "dot",
+    "inner",
+    "outer",
+    "ger",
+    "bmm",
+    "tril",
+    "triu",
+    "diag",
+    "masked_fill",
+    "sort",
+    "argsort",
+    "topk",
+    "nonzero",
+    "count_nonzero",
+    "tile",
+)
 for _n in _METHODS:
     globals()[_n] = _delegate(_n)
 
-__all__ = ["matmul", "mm", "where", "maximum", "minimum", "pow", "cat", "concat", "concatenate", "stack",
-           "add_n", "one_hot", "gather", "index_select", "clamp", "clip", "var", "std", "flip", "squeeze",
-           "equal", "clamp_min", "clamp_max", "numel", "add", "sub", "subtract", "div", "divide", "mul",
-           "multiply", "true_divide", "remainder", "norm", "isclose", "allclose", "roll", "bernoulli", "as_tensor",
-           "is_floating_point", "lerp", "addmm", "masked_select", "unflatten", "std_mean", "var_mean",
-           "multinomial", "normal", *_METHODS]
+__all__ = [
+    "matmul",
+    "mm",
+    "where",
+    "maximum",
+    "minimum",
+    "pow",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "add_n",
+    "one_hot",
+    "gather",
+    "index_select",
+    "clamp",
+    "clip",
+    "var",
+    "std",
+    "flip",
+    "squeeze",
+    "equal",
+    "clamp_min",
+    "clamp_max",
+    "numel",
+    "add",
+    "sub",
+    "subtract",
+    "div",
+    "divide",
+    "mul",
+    "multiply",
+    "true_divide",
+    "remainder",
+    "norm",
+    "isclose",
+    "allclose",
+    "roll",
+    "bernoulli",
+    "as_tensor",
+    "is_floating_point",
+    "lerp",
+    "addmm",
+    "masked_select",
+    "unflatten",
+    "std_mean",
+    "var_mean",
+    "multinomial",
+    "normal",
+    *_METHODS,
+]

@@ -1,5 +1,6 @@
 """Runs a Python function on N MPI ranks (`mpiexec -n N`) and brings back each rank's
 return value; the pytest plugin's `tt_distributed` fixture is glue over this."""
+
 from __future__ import annotations
 
 import inspect
@@ -60,8 +61,15 @@ def run_function(fn: Callable[[], Any], n: int = 2, timeout: float = 60.0, workd
 def run_command(cmd: list[str], timeout: float, cwd: str | None = None) -> tuple[int, str]:
     """Runs a launcher command in its own process group, so that on timeout every rank is
     killed, not just mpiexec. Returns (exit code, stdout+stderr); 124 on timeout."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                         start_new_session=True, env=launcher_env())
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        start_new_session=True,
+        env=launcher_env(),
+    )
     try:
         text, _ = p.communicate(timeout=timeout)
         return p.returncode, text

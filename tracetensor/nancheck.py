@@ -5,6 +5,7 @@ knows nothing of pytest, so it is usable (and tested) on its own.
 the gradient summaries each parameter received (one per backward pass), and just
 enough of the op graph to say which parameters a bad gradient flows into.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,6 +33,7 @@ def is_gradient(phase: str, name: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Finding:
     """One output tensor that held a NaN or an infinity."""
+
     seq: int
     tensor: str
     summary: Summary
@@ -69,8 +71,8 @@ class Numerics:
     def __init__(self, max_findings: int = 50) -> None:
         self.max_findings = max_findings
         self.findings: list[Finding] = []
-        self.total = 0            # non-finite output tensors, every phase, beyond the cap too
-        self.total_grad = 0       # of those, gradients (see is_gradient)
+        self.total = 0  # non-finite output tensors, every phase, beyond the cap too
+        self.total_grad = 0  # of those, gradients (see is_gradient)
         self._grads: dict[str, list[Summary]] = {}
         self._forward: dict[str, OpEvent] = {}
         self._backward: dict[str, tuple[str, ...]] = {}  # forward op name -> grad_of, after a finding
@@ -144,11 +146,13 @@ class Numerics:
 
     def __repr__(self) -> str:
         first = self.ordered()[:1]
-        return (f"<tt_numerics: {self.total} non-finite tensor(s) ({self.total_grad} gradient(s))"
-                + (f", first {first[0].tensor}" if first else "")
-                + f"; gradients of {len(self._grads)} parameter(s): {', '.join(list(self._grads)[:5])}"
-                + ("..." if len(self._grads) > 5 else "")
-                + "; .findings .ordered() .grads(name) .params() .flows_into(f) .report()>")
+        return (
+            f"<tt_numerics: {self.total} non-finite tensor(s) ({self.total_grad} gradient(s))"
+            + (f", first {first[0].tensor}" if first else "")
+            + f"; gradients of {len(self._grads)} parameter(s): {', '.join(list(self._grads)[:5])}"
+            + ("..." if len(self._grads) > 5 else "")
+            + "; .findings .ordered() .grads(name) .params() .flows_into(f) .report()>"
+        )
 
     # ----------------------------------------------------------------- queries
     def clear(self) -> None:
@@ -219,8 +223,10 @@ class Numerics:
         dest = f" -> {', '.join(into)}" if into else ""
         n = self.count(mode)
         noun = "gradient" if mode == "grad" else "tensor"
-        return (f"tracetensor: non-finite {what} from {f.op} ({f.phase}){where}{dest}: "
-                f"{f.tensor} has {nonfinite_text(f.summary)}; {n} non-finite {noun}{'s' if n != 1 else ''}")
+        return (
+            f"tracetensor: non-finite {what} from {f.op} ({f.phase}){where}{dest}: "
+            f"{f.tensor} has {nonfinite_text(f.summary)}; {n} non-finite {noun}{'s' if n != 1 else ''}"
+        )
 
     def report(self, mode: str = "grad") -> str:
         """The failure section: the first non-finite tensor in execution order, what
@@ -229,8 +235,10 @@ class Numerics:
         fs = self.ordered("all")
         if not fs or self.count(mode) == 0:
             return ""
-        lines = [f"{self.count('all')} non-finite tensor(s) in this test "
-                 f"({self.total_grad} gradient(s)); checked: {_MODE_TEXT[mode]}"]
+        lines = [
+            f"{self.count('all')} non-finite tensor(s) in this test "
+            f"({self.total_grad} gradient(s)); checked: {_MODE_TEXT[mode]}"
+        ]
         first = fs[0]
         lines += ["", "first non-finite tensor, in execution order:", *self._describe(first)]
         grads = [f for f in fs if f.gradient]
@@ -246,9 +254,12 @@ class Numerics:
 
     def _describe(self, f: Finding) -> list[str]:
         e = f.event
-        out = [f"  tensor  {f.tensor}: {f.summary.brief()}",
-               f"  op      {e.op} '{e.name}' ({e.phase}, {e.mode} mode"
-               + (f", run {e.run}" if e.mode == "graph" else "") + ")"]
+        out = [
+            f"  tensor  {f.tensor}: {f.summary.brief()}",
+            f"  op      {e.op} '{e.name}' ({e.phase}, {e.mode} mode"
+            + (f", run {e.run}" if e.mode == "graph" else "")
+            + ")",
+        ]
         if e.forward is not None:
             out.append(f"  of      forward op '{e.forward}'")
         if f.gradient:
@@ -266,16 +277,20 @@ class Numerics:
             out.append("  inputs of this op:")
             # an update changes its parameter in place: that input is summarized as it is after
             inplace = {m.name for m in e.outputs} if e.phase == "update" else set()
-            out += [f"      {n}{' (after the in-place update)' if n in inplace else ''}: "
-                    f"{s.brief() if s is not None else '-'}"
-                    for n, s in zip(e.inputs or ("?",) * len(e.input_summaries), e.input_summaries)]
+            out += [
+                f"      {n}{' (after the in-place update)' if n in inplace else ''}: "
+                f"{s.brief() if s is not None else '-'}"
+                for n, s in zip(e.inputs or ("?",) * len(e.input_summaries), e.input_summaries)
+            ]
         fwd = f.forward_event
         if fwd is not None:
             out.append(f"  inputs of forward op '{fwd.name}':")
             out += [f"      {n}: {text}" for n, text in f.forward_inputs]
             if fwd.summaries:
-                out += [f"      -> {m.name}: {s.brief() if s is not None else '-'}"
-                        for m, s in zip(fwd.outputs, fwd.summaries)]
+                out += [
+                    f"      -> {m.name}: {s.brief() if s is not None else '-'}"
+                    for m, s in zip(fwd.outputs, fwd.summaries)
+                ]
         return out
 
     def _summary_of(self, tensor: str) -> str:
@@ -287,14 +302,17 @@ class Numerics:
         return s.brief() if s is not None else "-"
 
 
-_MODE_TEXT = {"grad": "gradients and updates (tracetensor_nan=grad)",
-              "all": "every op output (tracetensor_nan=all)", "off": "nothing (tracetensor_nan=off)"}
+_MODE_TEXT = {
+    "grad": "gradients and updates (tracetensor_nan=grad)",
+    "all": "every op output (tracetensor_nan=all)",
+    "off": "nothing (tracetensor_nan=off)",
+}
 
 
 def _callers(stack: tuple[Frame, ...] | None, limit: int = 3) -> list[Frame]:
     """The user's outer frames, up to the test runner's own."""
     out = []
-    for fr in (stack or ())[1:limit + 1]:
+    for fr in (stack or ())[1 : limit + 1]:
         if any(p in fr.filename for p in _RUNNER_DIRS):
             break
         out.append(fr)

@@ -11,6 +11,7 @@ tracetensor_nan(mode)` on a test, `--tracetensor-nan=MODE`, ini `tracetensor_nan
 default `grad`. Modes: `grad` (backward ops, accumulated gradients, optimizer
 updates), `all` (every op output, forward too), `off`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,11 +28,15 @@ if TYPE_CHECKING:
 
 MODES = ("grad", "all", "off")  # also tracetensor.nancheck.MODES; kept here to import nothing
 DEFAULT = "grad"
-NAN_HELP = ("tracetensor: fail a test when a tensor it computes holds NaN or inf: "
-            "'grad' checks backward ops, gradients and optimizer updates (default), "
-            "'all' also checks forward outputs, 'off' disables the check.")
-ALLOW_MARKER = ("tracetensor_allow_nan: tracetensor does not fail this test for NaN/inf values "
-                "(the tt_numerics fixture still records them).")
+NAN_HELP = (
+    "tracetensor: fail a test when a tensor it computes holds NaN or inf: "
+    "'grad' checks backward ops, gradients and optimizer updates (default), "
+    "'all' also checks forward outputs, 'off' disables the check."
+)
+ALLOW_MARKER = (
+    "tracetensor_allow_nan: tracetensor does not fail this test for NaN/inf values "
+    "(the tt_numerics fixture still records them)."
+)
 MODE_MARKER = "tracetensor_nan(mode): the tracetensor NaN/inf check mode for this test: grad, all or off."
 SECTION = "tracetensor: non-finite values"
 
@@ -50,8 +55,9 @@ THREADS = pytest.StashKey[dict]()  # ident of a thread a test started and left r
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tracetensor")
-    group.addoption("--tracetensor-nan", action="store", dest="tracetensor_nan", default=None,
-                    metavar="MODE", help=NAN_HELP)
+    group.addoption(
+        "--tracetensor-nan", action="store", dest="tracetensor_nan", default=None, metavar="MODE", help=NAN_HELP
+    )
     parser.addini("tracetensor_nan", NAN_HELP)
 
 
@@ -59,8 +65,8 @@ def _check(value: str, source: str) -> str:
     mode = value.strip().lower()
     if mode not in MODES:
         raise pytest.UsageError(
-            f"tracetensor: invalid NaN check mode {value!r} from {source}; "
-            f"expected one of {', '.join(MODES)}")
+            f"tracetensor: invalid NaN check mode {value!r} from {source}; expected one of {', '.join(MODES)}"
+        )
     return mode
 
 
@@ -171,9 +177,12 @@ def _after_call(item: pytest.Item, numerics: Numerics, before: set[int | None]) 
         if t.ident not in before and t.is_alive() and t.ident is not None:
             owners[t.ident] = item.nodeid
     for test, n in numerics.background.items():
-        item.warn(pytest.PytestWarning(
-            f"tracetensor: {n} non-finite tensor(s) computed during this test came from a background "
-            f"thread started in test {test} (not counted against this test)"))
+        item.warn(
+            pytest.PytestWarning(
+                f"tracetensor: {n} non-finite tensor(s) computed during this test came from a background "
+                f"thread started in test {test} (not counted against this test)"
+            )
+        )
 
 
 def _keep_report(item: pytest.Item, numerics: Numerics, mode: str) -> bool:

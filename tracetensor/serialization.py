@@ -7,6 +7,7 @@ strings and None. Loading uses `np.load(allow_pickle=False)`, so an object array
 only way a pickle gets into an npz) is refused, never run; anything that does not match
 the manifest raises `SerializationError` naming the file and the problem.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,14 +54,15 @@ def save(obj: Any, f: str | os.PathLike) -> None:
             items = []
             for k, v in x.items():
                 if not isinstance(k, (str, int)) or isinstance(k, bool):
-                    raise SerializationError(
-                        f"cannot save {f}: dict keys must be str or int, got {type(k).__name__}")
+                    raise SerializationError(f"cannot save {f}: dict keys must be str or int, got {type(k).__name__}")
                 items.append([k, enc(v)])
             return {"$dict": items, "ordered": isinstance(x, OrderedDict)}
         if isinstance(x, (list, tuple)):
             return {"$list" if isinstance(x, list) else "$tuple": [enc(v) for v in x]}
-        raise SerializationError(f"cannot save {f}: objects of type {type(x).__name__} are not supported "
-                                 "(tensors, numbers, strings, None and dicts/lists of them are)")
+        raise SerializationError(
+            f"cannot save {f}: objects of type {type(x).__name__} are not supported "
+            "(tensors, numbers, strings, None and dicts/lists of them are)"
+        )
 
     manifest = {"format": FORMAT, "version": VERSION, "root": enc(obj)}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
@@ -88,14 +90,15 @@ def load(f: str | os.PathLike, map_location: Any = None, weights_only: bool = Tr
             what = manifest.get("format") if isinstance(manifest, dict) else manifest
             raise SerializationError(f"{path} is not a tracetensor checkpoint: unknown format {what!r}")
         if manifest.get("version") != VERSION:
-            raise SerializationError(f"{path} has checkpoint format version {manifest.get('version')}; "
-                                     f"this tracetensor reads version {VERSION}")
+            raise SerializationError(
+                f"{path} has checkpoint format version {manifest.get('version')}; "
+                f"this tracetensor reads version {VERSION}"
+            )
         used: set[str] = set()
         out = _decode(manifest.get("root"), z, names, used, path, map_location)
         extra = names - used - {_MANIFEST}
         if extra:
-            raise SerializationError(
-                f"{path} holds arrays the manifest does not list: {sorted(extra)[:5]}")
+            raise SerializationError(f"{path} holds arrays the manifest does not list: {sorted(extra)[:5]}")
         return out
     except SerializationError:
         raise
@@ -103,14 +106,16 @@ def load(f: str | os.PathLike, map_location: Any = None, weights_only: bool = Tr
         raise
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise SerializationError(f"{path} contains a pickled object; refusing to load it "
-                                     "(tracetensor checkpoints never contain pickles)") from None
+            raise SerializationError(
+                f"{path} contains a pickled object; refusing to load it (tracetensor checkpoints never contain pickles)"
+            ) from None
         raise SerializationError(f"{path} is corrupt or not a tracetensor checkpoint: {e}") from None
     except RecursionError:
         raise SerializationError(f"{path} has an invalid manifest: nested too deeply") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SerializationError(f"{path} is truncated, corrupt or not a tracetensor checkpoint "
-                                 f"({type(e).__name__}: {e})") from None
+        raise SerializationError(
+            f"{path} is truncated, corrupt or not a tracetensor checkpoint ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _decode(node: Any, z: Any, names: set[str], used: set[str], path: str, map_location: Any) -> Any:
@@ -141,8 +146,10 @@ def _decode(node: Any, z: Any, names: set[str], used: set[str], path: str, map_l
             try:
                 dev = device(where)
             except (DeviceError, TypeError, ValueError) as e:
-                raise SerializationError(f"{path}: a tensor is stored on device {where!r}, which cannot be "
-                                         f"used here ({e}); pass map_location='cpu'") from None
+                raise SerializationError(
+                    f"{path}: a tensor is stored on device {where!r}, which cannot be "
+                    f"used here ({e}); pass map_location='cpu'"
+                ) from None
             t = Tensor._make(a if dev.type == "cpu" else to_device(a, dev), dev)
             if x.get("requires_grad") and a.dtype.kind in "fc":
                 t.requires_grad_(True)

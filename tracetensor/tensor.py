@@ -1,6 +1,7 @@
 """The eager Tensor: PyTorch's names and semantics over a numpy (or cupy) array.
 Every method that computes something is a one-line call into the op registry via
 `apply`, the eager entry of the dispatch point."""
+
 from __future__ import annotations
 
 import builtins
@@ -45,8 +46,9 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     return t
 
 
-def _output(op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device,
-            name: str | None, stack: Any) -> Tensor:
+def _output(
+    op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device, name: str | None, stack: Any
+) -> Tensor:
     """Wraps what an op's forward returned as a Tensor and records it on the tape."""
     saved = None
     if op.saves:
@@ -94,9 +96,24 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
     names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
-    return _tuple_new(Site, (op, "forward", "eager", op.name, _naming.op_name(op.name),
-                             tuple([t._name or t._give_name() for t in inputs]), dev,
-                             stack_here() if STATE.stacks else None, None, (), None, None, op.saves))
+    return _tuple_new(
+        Site,
+        (
+            op,
+            "forward",
+            "eager",
+            op.name,
+            _naming.op_name(op.name),
+            tuple([t._name or t._give_name() for t in inputs]),
+            dev,
+            stack_here() if STATE.stacks else None,
+            None,
+            (),
+            None,
+            None,
+            op.saves,
+        ),
+    )
 
 
 _tuple_new = tuple.__new__
@@ -173,6 +190,7 @@ def _wrap_other(other: Any, like: Tensor) -> Tensor:
 
 class MinMax(NamedTuple):
     """`t.max(dim)` returns (values, indices), as in PyTorch."""
+
     values: Tensor
     indices: Tensor
 
@@ -181,12 +199,24 @@ class Tensor(TensorOps):
     """A multi-dimensional array that records how it was computed."""
 
     # _g and _mark are the backward engine's scratch space (see _autograd.run_backward)
-    __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "_name", "_hooks", "_retain",
-                 "_g", "_mark", "__weakref__")
+    __slots__ = (
+        "_data",
+        "_device",
+        "_requires_grad",
+        "_node",
+        "grad",
+        "_name",
+        "_hooks",
+        "_retain",
+        "_g",
+        "_mark",
+        "__weakref__",
+    )
     __array_priority__ = 1000  # numpy scalars defer to Tensor's operators
 
-    def __init__(self, data: Any = None, *sizes: Any, dtype: Any = None, requires_grad: bool = False,
-                 device: Any = None) -> None:
+    def __init__(
+        self, data: Any = None, *sizes: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None
+    ) -> None:
         """`Tensor([1, 2])` (default float dtype, as torch.Tensor) or `Tensor(2, 3)` (uninitialized)."""
         if isinstance(data, builtins.int) and not isinstance(data, builtins.bool):
             t = zeros(data, *sizes, dtype=dtype, device=device, requires_grad=requires_grad)
@@ -277,8 +307,7 @@ class Tensor(TensorOps):
         if self._node is not None and not requires_grad:
             raise TraceTensorError("requires_grad can only be switched off on a leaf tensor; use .detach()")
         if requires_grad and self._data.dtype.kind not in "fc":
-            raise TraceTensorError(
-                f"only floating point and complex tensors can require gradients, got {self.dtype}")
+            raise TraceTensorError(f"only floating point and complex tensors can require gradients, got {self.dtype}")
         self._requires_grad = bool(requires_grad)
         return self
 
@@ -382,18 +411,26 @@ class Tensor(TensorOps):
         return self.type(dtypes.bool)
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool = False,
-                 create_graph: bool = False, inputs: Sequence[Tensor] | None = None) -> None:
+    def backward(
+        self,
+        gradient: Tensor | None = None,
+        retain_graph: bool = False,
+        create_graph: bool = False,
+        inputs: Sequence[Tensor] | None = None,
+    ) -> None:
         if create_graph:
             raise TraceTensorError("create_graph=True (higher-order gradients) is not supported")
         if not self._requires_grad:
             why = _VALUES_ONLY.get(id(self))
-            raise TraceTensorError("element 0 of tensors does not require grad and does not have a grad_fn"
-                                   + (f": {why[1]}" if why is not None and why[0]() is self else ""))
+            raise TraceTensorError(
+                "element 0 of tensors does not require grad and does not have a grad_fn"
+                + (f": {why[1]}" if why is not None and why[0]() is self else "")
+            )
         if gradient is None:
             if self._data.size != 1:
                 raise TraceTensorError(
-                    f"grad can be implicitly created only for scalar outputs, got shape {self.shape}")
+                    f"grad can be implicitly created only for scalar outputs, got shape {self.shape}"
+                )
             g = self._device.xp.ones_like(self._data)
             if STATE.listeners:
                 _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
@@ -411,6 +448,7 @@ class Tensor(TensorOps):
 
         def remove() -> None:
             self._hooks = tuple(h for h in self._hooks if h is not hook)
+
         return remove
 
     def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Callable[[], None]:
@@ -418,6 +456,7 @@ class Tensor(TensorOps):
         if not self._requires_grad or self._node is not None:
             raise TraceTensorError("post-accumulate-grad hooks go on leaf tensors that require gradient")
         from ._autograd import add_post_accumulate_hook
+
         return add_post_accumulate_hook(self, hook)
 
     def retain_grad(self) -> None:
@@ -426,8 +465,9 @@ class Tensor(TensorOps):
     # in-place shape changes: rebinds this tensor's array (outside autograd only)
     def _reshape_inplace(self, name: str, out: Tensor) -> Tensor:
         if self._requires_grad and MODE.enabled:
-            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use the out-of-place "
-                                   f"{name.rstrip('_')}()")
+            raise TraceTensorError(
+                f"{name} on a tensor that requires grad is not supported; use the out-of-place {name.rstrip('_')}()"
+            )
         self._data = out._data
         return self
 
@@ -452,8 +492,10 @@ class Tensor(TensorOps):
     def _assign_inplace(self, name: str, out: Tensor) -> Tensor:
         """An in-place op outside autograd: the result is written into this tensor's array."""
         if self._requires_grad and MODE.enabled:
-            raise TraceTensorError(f"{name} on a tensor that requires grad is not supported; use "
-                                   f"{name.rstrip('_')}() (out of place), or wrap it in `with tt.no_grad():`")
+            raise TraceTensorError(
+                f"{name} on a tensor that requires grad is not supported; use "
+                f"{name.rstrip('_')}() (out of place), or wrap it in `with tt.no_grad():`"
+            )
         self._data[...] = out._data
         return self
 
@@ -529,7 +571,8 @@ class Tensor(TensorOps):
             if self._requires_grad and self._node is None:
                 raise TraceTensorError(
                     f"a leaf tensor that requires grad is being used in an in-place operation ({opname}); "
-                    "wrap it in `with tt.no_grad():` or update `.data`")
+                    "wrap it in `with tt.no_grad():` or update `.data`"
+                )
             # on the tape: this tensor becomes the op's output, as in PyTorch; the op's input is a
             # snapshot of what it was (same array and history), so the graph has no cycle
             before = _new(self._data, self._device)
@@ -541,9 +584,12 @@ class Tensor(TensorOps):
         try:
             self._data[...] = res._data
         except (TypeError, ValueError) as e:  # e.g. an int tensor += a float
-            raise OpError(opname, f"result of dtype {res._data.dtype} and shape {res._data.shape} cannot be "
-                          f"stored in place into a tensor of dtype {self._data.dtype} and shape {self.shape}",
-                          frame=user_frames(1)[0] if user_frames(1) else None) from e
+            raise OpError(
+                opname,
+                f"result of dtype {res._data.dtype} and shape {res._data.shape} cannot be "
+                f"stored in place into a tensor of dtype {self._data.dtype} and shape {self.shape}",
+                frame=user_frames(1)[0] if user_frames(1) else None,
+            ) from e
         return self
 
     def __iadd__(self, o: Any) -> Tensor:
@@ -620,16 +666,14 @@ class Tensor(TensorOps):
             return self.maximum(dim)
         if dim is None:
             return apply(_R["amax"], self, axis=None, keepdims=False)
-        return MinMax(apply(_R["amax"], self, axis=int(dim), keepdims=keepdim),
-                      self.argmax(dim, keepdim))
+        return MinMax(apply(_R["amax"], self, axis=int(dim), keepdims=keepdim), self.argmax(dim, keepdim))
 
     def min(self, dim: Any = None, keepdim: bool = False) -> Tensor | MinMax:
         if isinstance(dim, Tensor):
             return self.minimum(dim)
         if dim is None:
             return apply(_R["amin"], self, axis=None, keepdims=False)
-        return MinMax(apply(_R["amin"], self, axis=int(dim), keepdims=keepdim),
-                      self.argmin(dim, keepdim))
+        return MinMax(apply(_R["amin"], self, axis=int(dim), keepdims=keepdim), self.argmin(dim, keepdim))
 
     def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return apply(_R["amax"], self, axis=_dim(dim), keepdims=keepdim)
@@ -663,11 +707,14 @@ class Tensor(TensorOps):
             try:
                 a.view().shape = shape
             except AttributeError:
-                raise OpError("view", "view size is not compatible with input tensor's size and stride (at "
-                              "least one dimension spans across two contiguous subspaces). Use .reshape(...) "
-                              f"instead. (Asked for shape {tuple(shape)} from a tensor of shape "
-                              f"{tuple(a.shape)} that is not contiguous.)",
-                              frame=(user_frames(1) or (None,))[0]) from None
+                raise OpError(
+                    "view",
+                    "view size is not compatible with input tensor's size and stride (at "
+                    "least one dimension spans across two contiguous subspaces). Use .reshape(...) "
+                    f"instead. (Asked for shape {tuple(shape)} from a tensor of shape "
+                    f"{tuple(a.shape)} that is not contiguous.)",
+                    frame=(user_frames(1) or (None,))[0],
+                ) from None
             except ValueError:
                 pass  # a wrong element count: the reshape op explains it
         return apply(_R["reshape"], self, shape=shape)
@@ -684,7 +731,7 @@ class Tensor(TensorOps):
             return self.reshape(1)
         e = end_dim % len(s)
         st = start_dim % len(s)
-        return self.reshape(*s[:st], -1, *s[e + 1:])
+        return self.reshape(*s[:st], -1, *s[e + 1 :])
 
     def permute(self, *dims: Any) -> Tensor:
         return apply(_R["permute"], self, axes=_shape(dims))
@@ -718,7 +765,8 @@ class Tensor(TensorOps):
     def __bool__(self) -> bool:
         if self._data.size != 1:
             raise TraceTensorError(
-                f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()")
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()"
+            )
         return builtins.bool(self._data.reshape(()).item())
 
     def __float__(self) -> float:
@@ -743,8 +791,10 @@ class Tensor(TensorOps):
         """A copy with its own storage (copy.deepcopy(model.state_dict()) / of a whole model);
         only leaf tensors can be deep-copied, as in PyTorch."""
         if self._node is not None:
-            raise TraceTensorError("only tensors created explicitly by the user (graph leaves) support the "
-                                   "deepcopy protocol; use .detach().clone()")
+            raise TraceTensorError(
+                "only tensors created explicitly by the user (graph leaves) support the "
+                "deepcopy protocol; use .detach().clone()"
+            )
         t = _object_new(type(self))
         for slot in Tensor.__slots__:
             if slot != "__weakref__":
@@ -756,8 +806,7 @@ class Tensor(TensorOps):
         return t
 
     def __repr__(self) -> str:
-        body = np.array2string(np.asarray(to_device(self._data, CPU)), separator=", ", prefix="tensor(",
-                               precision=4)
+        body = np.array2string(np.asarray(to_device(self._data, CPU)), separator=", ", prefix="tensor(", precision=4)
         extra = ""
         if self._data.dtype not in (np.float32, np.int64, np.bool_):
             extra += f", dtype={self.dtype}"
@@ -776,13 +825,16 @@ class Tensor(TensorOps):
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if self._requires_grad and MODE.enabled:
-            raise TraceTensorError("in-place assignment into a tensor that requires grad; use tt.where "
-                                   "or update `.data` under tt.no_grad()")
+            raise TraceTensorError(
+                "in-place assignment into a tensor that requires grad; use tt.where "
+                "or update `.data` under tt.no_grad()"
+            )
         self._data[_index_attr(index)] = _wrap_other(value, self)._data
 
 
 def _np_aliases(fn: Callable) -> Callable:
     """Accepts numpy's `axis=`/`keepdims=` for `dim=`/`keepdim=`, as PyTorch's reductions do."""
+
     def method(self: Tensor, *args: Any, **kw: Any) -> Any:
         if kw:
             if "axis" in kw:
@@ -790,12 +842,32 @@ def _np_aliases(fn: Callable) -> Callable:
             if "keepdims" in kw:
                 kw["keepdim"] = kw.pop("keepdims")
         return fn(self, *args, **kw)
+
     method.__name__, method.__qualname__, method.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     return method
 
 
-for _n in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "std", "var", "prod", "logsumexp",
-           "all", "any", "norm", "softmax", "log_softmax", "cumsum", "count_nonzero"):
+for _n in (
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "std",
+    "var",
+    "prod",
+    "logsumexp",
+    "all",
+    "any",
+    "norm",
+    "softmax",
+    "log_softmax",
+    "cumsum",
+    "count_nonzero",
+):
     setattr(Tensor, _n, _np_aliases(getattr(Tensor, _n)))
 
 
@@ -810,8 +882,7 @@ def _index_attr(index: Any) -> Any:
     """Index with tensors replaced by their arrays; a tuple, so ops see one form."""
     if not isinstance(index, tuple):
         index = (index,)
-    return tuple(i._data if isinstance(i, Tensor) else (np.asarray(i) if isinstance(i, list) else i)
-                 for i in index)
+    return tuple(i._data if isinstance(i, Tensor) else (np.asarray(i) if isinstance(i, list) else i) for i in index)
 
 
 def _move(t: Tensor, dev: Device) -> Tensor:
@@ -825,6 +896,7 @@ def _move(t: Tensor, dev: Device) -> Tensor:
 
 
 # ---------------------------------------------------------------- creation
+
 
 def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """`tt.tensor([[1., 2.]])`: copies data; Python floats become float32, ints int64."""
@@ -845,9 +917,13 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
     except MemoryError:
         raise _creation_error("tensor", f"not enough memory for {_brief(data)}") from None
     if a.dtype.kind not in "biufc":  # objects (ints beyond 64 bits, None, ...) and strings
-        raise _creation_error("tensor", f"cannot make a tensor of {_brief(data)}: its elements must be "
-                                        f"numbers or bools of one nested shape (numpy made dtype {a.dtype}; "
-                                        "integers must fit in 64 bits)", DTypeError)
+        raise _creation_error(
+            "tensor",
+            f"cannot make a tensor of {_brief(data)}: its elements must be "
+            f"numbers or bools of one nested shape (numpy made dtype {a.dtype}; "
+            "integers must fit in 64 bits)",
+            DTypeError,
+        )
     if dt is None and not hasattr(data, "dtype"):
         # Python numbers and lists take PyTorch's defaults (arrays keep their own dtype)
         if a.dtype == np.float64:
@@ -884,8 +960,9 @@ def _size(size: tuple, call: str) -> tuple[int, ...]:
     size = _shape(size)
     for d in size:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-            raise _creation_error(call, f"size must be integers, got {d!r} ({type(d).__name__}) in "
-                                        f"{tuple(size)}", DTypeError)
+            raise _creation_error(
+                call, f"size must be integers, got {d!r} ({type(d).__name__}) in {tuple(size)}", DTypeError
+            )
         if d < 0:
             raise _creation_error(call, f"negative dimension {d} in size {tuple(size)}")
     return tuple(int(d) for d in size)
@@ -909,8 +986,11 @@ def _alloc(call: str, shape: Any, dt: Any, make: Callable[[], Any]) -> Any:
         n = 1
         for d in shape:
             n *= int(d)
-        raise _creation_error(call, f"cannot allocate {n * np.dtype(dt).itemsize / 2**30:.1f} GiB for shape "
-                                    f"{shape} of {np.dtype(dt)}", OpError) from None
+        raise _creation_error(
+            call,
+            f"cannot allocate {n * np.dtype(dt).itemsize / 2**30:.1f} GiB for shape {shape} of {np.dtype(dt)}",
+            OpError,
+        ) from None
     except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
         raise _creation_error(call, f"{e} (size {shape})") from None
 
@@ -934,8 +1014,9 @@ def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
     return _finish(_alloc("ones", shape, dt, lambda: dev.xp.ones(shape, dtype=dt)), dev, requires_grad)
 
 
-def full(size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None,
-         requires_grad: bool = False) -> Tensor:
+def full(
+    size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value, np.dtype(np.bool_))
     dt, dev = _creator(dtype, device)
@@ -949,16 +1030,17 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     return _finish(_alloc("empty", shape, dt, lambda: dev.xp.empty(shape, dtype=dt)), dev, requires_grad)
 
 
-def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None,
-        requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dt, dev = _creator(dtype, device)
     _size((n,) if m is None else (n, m), "eye")
-    return _finish(_alloc("eye", (n, n if m is None else m), dt, lambda: dev.xp.eye(n, m, dtype=dt)), dev,
-                   requires_grad)
+    return _finish(
+        _alloc("eye", (n, n if m is None else m), dt, lambda: dev.xp.eye(n, m, dtype=dt)), dev, requires_grad
+    )
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None,
-           requires_grad: bool = False) -> Tensor:
+def arange(
+    start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -969,12 +1051,12 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, dev
         n = max(0, int(np.ceil((end - start) / step)))
     except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:
         raise _creation_error("arange", f"start={start!r}, end={end!r}, step={step!r}: {e}") from None
-    return _finish(_alloc("arange", (n,), dt, lambda: dev.xp.arange(start, end, step, dtype=dt)), dev,
-                   requires_grad)
+    return _finish(_alloc("arange", (n,), dt, lambda: dev.xp.arange(start, end, step, dtype=dt)), dev, requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, *, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Tensor:
+def linspace(
+    start: float, end: float, steps: int, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     dt, dev = _creator(dtype, device)
     return _finish(dev.xp.linspace(start, end, steps, dtype=dt), dev, requires_grad)
 
@@ -1008,25 +1090,32 @@ def _random(kind: str, size: tuple, dt: np.dtype, dev: Device, generator: Any = 
     return to_device(np.asarray(a, dtype=dt), dev)
 
 
-def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-          generator: Any = None) -> Tensor:
+def randn(
+    *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None
+) -> Tensor:
     dt, dev = _creator(dtype, device)
     shape = _size(size, "randn")
-    return _finish(_alloc("randn", shape, dt, lambda: _random("randn", shape, dt, dev, generator)), dev,
-                   requires_grad)
+    return _finish(_alloc("randn", shape, dt, lambda: _random("randn", shape, dt, dev, generator)), dev, requires_grad)
 
 
-def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-         generator: Any = None) -> Tensor:
+def rand(
+    *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None
+) -> Tensor:
     dt, dev = _creator(dtype, device)
     shape = _size(size, "rand")
-    return _finish(_alloc("rand", shape, dt, lambda: _random("rand", shape, dt, dev, generator)), dev,
-                   requires_grad)
+    return _finish(_alloc("rand", shape, dt, lambda: _random("rand", shape, dt, dev, generator)), dev, requires_grad)
 
 
-def randint(*args: Any, size: Sequence[int] | None = None, dtype: Any = None, device: Any = None,
-            generator: Any = None, requires_grad: bool = False, low: int | None = None,
-            high: int | None = None) -> Tensor:
+def randint(
+    *args: Any,
+    size: Sequence[int] | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    generator: Any = None,
+    requires_grad: bool = False,
+    low: int | None = None,
+    high: int | None = None,
+) -> Tensor:
     """PyTorch's overloads: `randint(high, size)`, `randint(low, high, size)`, and keywords."""
     a = list(args)
     if a and isinstance(a[-1], (tuple, list)) and size is None:
@@ -1040,19 +1129,22 @@ def randint(*args: Any, size: Sequence[int] | None = None, dtype: Any = None, de
     elif len(a) == 2:
         lo, hi = a
     else:
-        raise TypeError(f"randint() takes (high, size) or (low, high, size), got {len(args)} positional "
-                        "arguments")
+        raise TypeError(f"randint() takes (high, size) or (low, high, size), got {len(args)} positional arguments")
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     if builtins.int(hi) <= builtins.int(lo):
         raise ValueError(f"randint: low ({lo}) must be less than high ({hi})")
     dt, dev = _creator(dtype or dtypes.int64, device)
-    return _finish(_random("randint", tuple(size), dt, dev, generator, low=builtins.int(lo),
-                           high=builtins.int(hi)), dev, requires_grad)
+    return _finish(
+        _random("randint", tuple(size), dt, dev, generator, low=builtins.int(lo), high=builtins.int(hi)),
+        dev,
+        requires_grad,
+    )
 
 
-def randperm(n: int, *, generator: Any = None, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Tensor:
+def randperm(
+    n: int, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     dt, dev = _creator(dtype or dtypes.int64, device)
     return _finish(to_device(rng_of(generator).permutation(builtins.int(n)).astype(dt), dev), dev, requires_grad)
 
@@ -1075,6 +1167,7 @@ def _legacy(name: str, dt: Any) -> Any:
         if args and all(isinstance(a, builtins.int) and not isinstance(a, builtins.bool) for a in args):
             return zeros(*args, dtype=dt, device=device)  # LongTensor(2, 3): a new tensor of that size
         return tensor(args[0] if args else [], dtype=dt, device=device)
+
     make.__name__ = make.__qualname__ = name
     make.__doc__ = f"`tt.{name}(data)` or `tt.{name}(*sizes)`: PyTorch's legacy constructor ({dt})."
     return make

@@ -1,5 +1,6 @@
 """Graph mode on MPI (Horovod's TF1 names): `mpiexec -n 2 python graph_train.py OUT.npy`,
 or `python graph_train.py OUT.npy --single` for the one-process reference on the whole batch."""
+
 import sys
 
 import numpy as np
@@ -27,6 +28,6 @@ with tf.Session() as sess:
     if sync is not None:
         sess.run(sync)
     for s in range(5):
-        sess.run(train, {x: X[s][rank * per:(rank + 1) * per], y: Y[s][rank * per:(rank + 1) * per]})
+        sess.run(train, {x: X[s][rank * per : (rank + 1) * per], y: Y[s][rank * per : (rank + 1) * per]})
     if rank == 0:
         np.save(sys.argv[1], np.concatenate([sess.run(w).ravel(), sess.run(b).ravel()]))

@@ -1,6 +1,7 @@
 """A small DDP training job for the MPI tests: `mpiexec -n 2 python train.py [options]`.
 Optionally records per-rank traces, injects a NaN on one rank at one step, or delays one
 rank (a straggler); saves the final parameters of rank 0 for comparison."""
+
 import argparse
 import time
 
@@ -38,7 +39,7 @@ def loss_fn(out, y, poison):
     d = out - y
     if poison:
         d = d * tt.tensor(np.array([np.nan, 1.0, 1.0]))  # the injected NaN
-    return (d ** 2).mean()
+    return (d**2).mean()
 
 
 rec = tt.record(args.record).start() if args.record else None
@@ -57,7 +58,7 @@ opt = tt.optim.SGD(net.parameters(), lr=0.05)
 per = 8 // world
 for step in range(args.steps):
     opt.zero_grad()
-    xb, yb = X[step][rank * per:(rank + 1) * per], Y[step][rank * per:(rank + 1) * per]
+    xb, yb = X[step][rank * per : (rank + 1) * per], Y[step][rank * per : (rank + 1) * per]
     out = net(tt.tensor(xb))
     loss = loss_fn(out, tt.tensor(yb), rank == args.nan_rank and step == args.nan_step)
     if rank == args.delay_rank:

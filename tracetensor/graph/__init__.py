@@ -246,13 +246,32 @@ from .variables import (  # noqa: E402
 )
 
 math.log_sigmoid, math.squared_difference, math.count_nonzero, math.cumsum = (
-    log_sigmoid, squared_difference, count_nonzero, cumsum)
-for _k in ("conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b",
-           "lrn", "local_response_normalization"):
+    log_sigmoid,
+    squared_difference,
+    count_nonzero,
+    cumsum,
+)
+for _k in (
+    "conv2d",
+    "conv2d_transpose",
+    "max_pool",
+    "avg_pool",
+    "dropout",
+    "in_top_k",
+    "relu6",
+    "xw_plus_b",
+    "lrn",
+    "local_response_normalization",
+):
     setattr(nn, _k, getattr(_sys.modules[__name__ + ".nn_ops"], _k))
 rnn_cell = _types.SimpleNamespace(
-    RNNCell=rnn.RNNCell, BasicRNNCell=rnn.BasicRNNCell, BasicLSTMCell=rnn.BasicLSTMCell, LSTMCell=rnn.LSTMCell,
-    GRUCell=rnn.GRUCell, MultiRNNCell=rnn.MultiRNNCell, DropoutWrapper=rnn.DropoutWrapper,
+    RNNCell=rnn.RNNCell,
+    BasicRNNCell=rnn.BasicRNNCell,
+    BasicLSTMCell=rnn.BasicLSTMCell,
+    LSTMCell=rnn.LSTMCell,
+    GRUCell=rnn.GRUCell,
+    MultiRNNCell=rnn.MultiRNNCell,
+    DropoutWrapper=rnn.DropoutWrapper,
     LSTMStateTuple=rnn.LSTMStateTuple,
 )
 nn.rnn_cell = rnn_cell
@@ -281,6 +300,7 @@ class ConfigProto:
         self.gpu_options = GPUOptions()
         self.allow_soft_placement = self.log_device_placement = False
         self.__dict__.update(kwargs)
+
 
 __all__ = [
     *_o.__all__,

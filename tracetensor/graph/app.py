@@ -33,8 +33,15 @@ def _bool(text: str) -> bool:
 
 
 class _Flag:
-    def __init__(self, name: str, default: Any, help: str | None, parse: Callable[[str], Any], kind: str,
-                 enum_values: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        default: Any,
+        help: str | None,
+        parse: Callable[[str], Any],
+        kind: str,
+        enum_values: Sequence[str] | None = None,
+    ) -> None:
         self.name, self.help, self.parse, self.kind, self.enum_values = name, help or "", parse, kind, enum_values
         self.default = parse(default) if isinstance(default, str) and kind != "string" else default
         self.value = self.default
@@ -142,13 +149,21 @@ def _list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def DEFINE_string(name: str, default: str | None, help: str | None = None, flag_values: FlagValues = FLAGS,
-                  **_ignored: Any) -> None:
+def DEFINE_string(
+    name: str, default: str | None, help: str | None = None, flag_values: FlagValues = FLAGS, **_ignored: Any
+) -> None:
     flag_values._define(_Flag(name, default, help, str, "string"))
 
 
-def DEFINE_integer(name: str, default: int | None, help: str | None = None, lower_bound: int | None = None,
-                   upper_bound: int | None = None, flag_values: FlagValues = FLAGS, **_ignored: Any) -> None:
+def DEFINE_integer(
+    name: str,
+    default: int | None,
+    help: str | None = None,
+    lower_bound: int | None = None,
+    upper_bound: int | None = None,
+    flag_values: FlagValues = FLAGS,
+    **_ignored: Any,
+) -> None:
     def parse(text: str) -> int:
         v = int(text, 0)
         if (lower_bound is not None and v < lower_bound) or (upper_bound is not None and v > upper_bound):
@@ -158,28 +173,37 @@ def DEFINE_integer(name: str, default: int | None, help: str | None = None, lowe
     flag_values._define(_Flag(name, default, help, parse, "int"))
 
 
-def DEFINE_float(name: str, default: float | None, help: str | None = None, flag_values: FlagValues = FLAGS,
-                 **_ignored: Any) -> None:
+def DEFINE_float(
+    name: str, default: float | None, help: str | None = None, flag_values: FlagValues = FLAGS, **_ignored: Any
+) -> None:
     flag_values._define(_Flag(name, default, help, float, "float"))
 
 
-def DEFINE_boolean(name: str, default: bool | None, help: str | None = None, flag_values: FlagValues = FLAGS,
-                   **_ignored: Any) -> None:
+def DEFINE_boolean(
+    name: str, default: bool | None, help: str | None = None, flag_values: FlagValues = FLAGS, **_ignored: Any
+) -> None:
     flag_values._define(_Flag(name, default, help, _bool, "bool"))
 
 
 DEFINE_bool = DEFINE_boolean
 
 
-def DEFINE_list(name: str, default: Any, help: str | None = None, flag_values: FlagValues = FLAGS,
-                **_ignored: Any) -> None:
+def DEFINE_list(
+    name: str, default: Any, help: str | None = None, flag_values: FlagValues = FLAGS, **_ignored: Any
+) -> None:
     if isinstance(default, str):
         default = _list(default)
     flag_values._define(_Flag(name, default, help, _list, "list"))
 
 
-def DEFINE_enum(name: str, default: str | None, enum_values: Sequence[str], help: str | None = None,
-                flag_values: FlagValues = FLAGS, **_ignored: Any) -> None:
+def DEFINE_enum(
+    name: str,
+    default: str | None,
+    enum_values: Sequence[str],
+    help: str | None = None,
+    flag_values: FlagValues = FLAGS,
+    **_ignored: Any,
+) -> None:
     def parse(text: str) -> str:
         if text not in enum_values:
             raise ValueError(f"must be one of {list(enum_values)}")

@@ -151,8 +151,7 @@ def cond(
         for a, b in zip(touts, fouts):
             if a.dtype != b.dtype:
                 raise InvalidArgumentError(
-                    f"cond branches return dtypes {a.dtype.name} and {b.dtype.name} "
-                    f"('{a.name}' and '{b.name}')"
+                    f"cond branches return dtypes {a.dtype.name} and {b.dtype.name} ('{a.name}' and '{b.name}')"
                 )
         cap = _captured([*tctx.ops, *fctx.ops], set(), [*touts, *fouts])
         op = g.create_op(
@@ -262,9 +261,7 @@ def _cond_step(sess: Any, op: Operation, xp: Any) -> Step:
 
 @executor("loop_var")
 def _loop_var_step(sess: Any, op: Operation, xp: Any) -> Step:
-    raise GraphError(
-        f"'{op.name}' is a loop variable of a while_loop body; it has a value only inside the loop"
-    )
+    raise GraphError(f"'{op.name}' is a loop variable of a while_loop body; it has a value only inside the loop")
 
 
 # --------------------------------------------------------------------------- gradients
@@ -311,8 +308,7 @@ def _backprop(
         if op.kind in ("while", "cond"):
             if any(t in gmap for t in op.outputs):
                 raise GraphError(
-                    f"the gradient through '{op.name}', control flow nested inside '{gname}', "
-                    "is not supported"
+                    f"the gradient through '{op.name}', control flow nested inside '{gname}', is not supported"
                 )
             continue
         if op.kind != "op":
@@ -324,9 +320,19 @@ def _backprop(
         args = tuple(env[t] for t in op.inputs)
         needs = tuple(t.dtype.np.kind in "fc" for t in op.inputs)
         ctx = Ctx(xp, args, env[op.outputs[0]], op.attrs, needs)
-        site = Site(op.opdef, "backward", "graph", label=f"{op.type}Grad", name=f"{gname}/{op.name}_grad",
-                    inputs=(op.outputs[0].name,), device=dev, stack=op.stack, forward=op.name,
-                    grad_of=tuple(t.name for t in op.inputs), iteration=it)
+        site = Site(
+            op.opdef,
+            "backward",
+            "graph",
+            label=f"{op.type}Grad",
+            name=f"{gname}/{op.name}_grad",
+            inputs=(op.outputs[0].name,),
+            device=dev,
+            stack=op.stack,
+            forward=op.name,
+            grad_of=tuple(t.name for t in op.inputs),
+            iteration=it,
+        )
         gs = dispatch(site, vjp, (ctx, gout), (gout,))
         for t, gi, x, nd in zip(op.inputs, gs, args, needs):
             if gi is None or not nd:

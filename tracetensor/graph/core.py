@@ -245,8 +245,9 @@ class Tensor:
         if self._dims is None:
             self._dims = new
             return
-        if len(new) != len(self._dims) or any(a is not None and b is not None and a != b
-                                               for a, b in zip(self._dims, new)):
+        if len(new) != len(self._dims) or any(
+            a is not None and b is not None and a != b for a, b in zip(self._dims, new)
+        ):
             raise ValueError(f"cannot set the shape of '{self.name}' {self.shape} to {TensorShape(new)}")
         self._dims = tuple(a if a is not None else b for a, b in zip(self._dims, new))
 
@@ -527,9 +528,7 @@ class Graph:
         op = self.get_operation_by_name(op_name)
         i = int(idx)
         if i >= len(op.outputs):
-            raise NotFoundError(
-                f"operation '{op_name}' has {len(op.outputs)} output(s); there is no '{name}'"
-            )
+            raise NotFoundError(f"operation '{op_name}' has {len(op.outputs)} output(s); there is no '{name}'")
         return op.outputs[i]
 
     def _suggest(self, name: str) -> str:
@@ -635,8 +634,10 @@ class Graph:
 _BIG = 1 << 16  # input elements above which inference runs on shrunk stand-ins first
 _SMALL = 64  # sizes up to this stay as they are in the stand-ins
 # stand-in sizes for the large sizes, two disjoint sets (> _SMALL, so never confused with a kept size)
-_PRIMES = ((67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113),
-           (127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181))
+_PRIMES = (
+    (67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113),
+    (127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181),
+)
 
 
 def infer(
@@ -665,10 +666,7 @@ def infer(
         trials = [tuple(() if d is None else tuple(1 if s is None else s for s in d) for d in dims)]
     else:
         known = all(None not in d for d in dims)
-        trials = [
-            tuple(tuple(k if s is None else s for s in d) for d in dims)
-            for k in ((2, 3) if not known else (0,))
-        ]
+        trials = [tuple(tuple(k if s is None else s for s in d) for d in dims) for k in ((2, 3) if not known else (0,))]
     results = []
     for shapes in trials:
         arrays = tuple(np.ones(s, dtype=dt) for s, dt in zip(shapes, dts))

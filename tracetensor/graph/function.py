@@ -78,9 +78,7 @@ class Function:
         for key, ph in tr.inputs:
             a = args[key] if isinstance(key, int) else kwargs[key]
             feed[ph] = a._data if isinstance(a, EagerTensor) else np.asarray(a)
-        vals = tr.session._run(
-            tr.fetches, feed, "tt.function", getattr(self._fn, "__qualname__", "function"), raw=True
-        )
+        vals = tr.session._run(tr.fetches, feed, "tt.function", getattr(self._fn, "__qualname__", "function"), raw=True)
         dev = tr.session.device
         # numpy reductions give scalars; eager tensors always hold arrays
         outs = [EagerTensor._make(np.asarray(v) if isinstance(v, np.generic) else v, dev) for v in vals]
@@ -91,10 +89,13 @@ class Function:
                 # outputs says so, instead of the bare "does not require grad"
                 fn = getattr(self._fn, "__qualname__", "function")
                 for o in outs:
-                    mark_values_only(o, f"it is a result of @tt.function {fn!r}, whose traced plan computes "
-                                        "values only: no gradient flows back to its inputs or parameters. "
-                                        "Call the undecorated function to train through it, and use "
-                                        "@tt.function for inference")
+                    mark_values_only(
+                        o,
+                        f"it is a result of @tt.function {fn!r}, whose traced plan computes "
+                        "values only: no gradient flows back to its inputs or parameters. "
+                        "Call the undecorated function to train through it, and use "
+                        "@tt.function for inference",
+                    )
         return _unflatten(tr.spec, outs)
 
     # ------------------------------------------------------------------ tracing

@@ -6,6 +6,7 @@
 `hvd.broadcast_global_variables(0)` is an op that copies rank 0's variables to every rank.
 Each such node runs as a "collective" event through the plan's dispatch point.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,17 @@ from .session import Step, executor
 from .train import Optimizer
 from .variables import Variable, global_variables
 
-__all__ = ["init", "shutdown", "rank", "size", "local_rank", "allreduce", "broadcast", "DistributedOptimizer",
-           "broadcast_global_variables"]
+__all__ = [
+    "init",
+    "shutdown",
+    "rank",
+    "size",
+    "local_rank",
+    "allreduce",
+    "broadcast",
+    "DistributedOptimizer",
+    "broadcast_global_variables",
+]
 
 _ALLREDUCE = OpDef("all_reduce", lambda *a: a[0], "HorovodAllreduce", lambda arrays, out, attrs: 0, None)
 _BROADCAST = OpDef("broadcast", lambda *a: a[0], "HorovodBroadcast", lambda arrays, out, attrs: 0, None)
@@ -49,6 +59,7 @@ def size() -> int:
 def local_rank() -> int:
     """This process's rank among those on its machine (MPI launchers export it)."""
     import os
+
     for k in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_LOCAL_RANK"):
         if k in os.environ:
             return int(os.environ[k])
@@ -58,24 +69,38 @@ def local_rank() -> int:
 def allreduce(tensor: Tensor, average: bool = True, name: str | None = None) -> Tensor:
     """A node whose value is `tensor` summed (or averaged) over all ranks."""
     g = tensor.graph
-    op = g.create_op("mpi_allreduce", "HorovodAllreduce", (tensor,), {"average": bool(average)},
-                     name=name or f"HorovodAllreduce_{tensor.op.name}", out=[(tensor._dims, tensor.dtype)])
+    op = g.create_op(
+        "mpi_allreduce",
+        "HorovodAllreduce",
+        (tensor,),
+        {"average": bool(average)},
+        name=name or f"HorovodAllreduce_{tensor.op.name}",
+        out=[(tensor._dims, tensor.dtype)],
+    )
     return op.outputs[0]
 
 
 def broadcast(tensor: Tensor, root_rank: int, name: str | None = None) -> Tensor:
     """A node whose value is rank `root_rank`'s `tensor`, on every rank."""
     g = tensor.graph
-    op = g.create_op("mpi_broadcast", "HorovodBroadcast", (tensor,), {"root_rank": int(root_rank)},
-                     name=name or f"HorovodBroadcast_{tensor.op.name}", out=[(tensor._dims, tensor.dtype)])
+    op = g.create_op(
+        "mpi_broadcast",
+        "HorovodBroadcast",
+        (tensor,),
+        {"root_rank": int(root_rank)},
+        name=name or f"HorovodBroadcast_{tensor.op.name}",
+        out=[(tensor._dims, tensor.dtype)],
+    )
     return op.outputs[0]
 
 
 def broadcast_global_variables(root_rank: int) -> Operation:
     """An op that sets every global variable to rank `root_rank`'s value; run it once after
     the initializer so all ranks start from the same weights."""
-    return group(*[v.assign(broadcast(v.value() if hasattr(v, "value") else v, root_rank)) for v in
-                   global_variables()], name="broadcast_global_variables")
+    return group(
+        *[v.assign(broadcast(v.value() if hasattr(v, "value") else v, root_rank)) for v in global_variables()],
+        name="broadcast_global_variables",
+    )
 
 
 class DistributedOptimizer(Optimizer):
@@ -83,25 +108,40 @@ class DistributedOptimizer(Optimizer):
     ranks (Horovod's signature; `compression`, `sparse_as_dense` and device arguments are
     accepted and ignored), `apply_gradients` is the wrapped optimizer's."""
 
-    def __init__(self, optimizer: Optimizer, name: str | None = None, use_locking: bool = False,
-                 device_dense: str = "", device_sparse: str = "", compression: Any = None,
-                 sparse_as_dense: bool = False, op: str = "Average") -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        name: str | None = None,
+        use_locking: bool = False,
+        device_dense: str = "",
+        device_sparse: str = "",
+        compression: Any = None,
+        sparse_as_dense: bool = False,
+        op: str = "Average",
+    ) -> None:
         if op not in ("Average", "Sum"):
             raise ValueError(f"DistributedOptimizer: op must be 'Average' or 'Sum', got {op!r}")
         self._optimizer = optimizer
         self._average = op == "Average"
         self._name = name or f"Distributed{type(optimizer).__name__}"
 
-    def compute_gradients(self, loss: Tensor, var_list: Sequence[Variable] | None = None,
-                          **kwargs: Any) -> list[tuple[Tensor | None, Variable]]:
+    def compute_gradients(
+        self, loss: Tensor, var_list: Sequence[Variable] | None = None, **kwargs: Any
+    ) -> list[tuple[Tensor | None, Variable]]:
         gv = self._optimizer.compute_gradients(loss, var_list, **kwargs)
         if size() == 1:
             return gv
-        return [(None if g is None else allreduce(g, self._average, name=f"DistributedGradients/{v.op.name}"), v)
-                for g, v in gv]
+        return [
+            (None if g is None else allreduce(g, self._average, name=f"DistributedGradients/{v.op.name}"), v)
+            for g, v in gv
+        ]
 
-    def apply_gradients(self, grads_and_vars: Sequence[tuple[Tensor | None, Variable]],
-                        global_step: Variable | None = None, name: str | None = None) -> Operation:
+    def apply_gradients(
+        self,
+        grads_and_vars: Sequence[tuple[Tensor | None, Variable]],
+        global_step: Variable | None = None,
+        name: str | None = None,
+    ) -> Operation:
         return self._optimizer.apply_gradients(grads_and_vars, global_step=global_step, name=name)
 
     def get_slot(self, var: Variable, name: str) -> Variable | None:

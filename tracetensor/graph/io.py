@@ -46,9 +46,7 @@ def _enc(v: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
         arrays[key] = v
         return {"$a": key}
     if isinstance(v, slice):
-        return {
-            "$slice": [_enc(v.start, arrays, where), _enc(v.stop, arrays, where), _enc(v.step, arrays, where)]
-        }
+        return {"$slice": [_enc(v.start, arrays, where), _enc(v.stop, arrays, where), _enc(v.step, arrays, where)]}
     if v is Ellipsis:
         return {"$ellipsis": True}
     if isinstance(v, complex):
@@ -168,9 +166,7 @@ def load(path: str | os.PathLike, *, device: Any = None) -> Session:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError("it does not contain a tracetensor graph")
         if meta.get("version") != VERSION:
-            raise ValueError(
-                f"format version {meta.get('version')} is not supported (this is version {VERSION})"
-            )
+            raise ValueError(f"format version {meta.get('version')} is not supported (this is version {VERSION})")
         g = _build(meta, arrays)
         sess = Session(graph=g, device=device)
         for v in meta["variables"]:
@@ -182,9 +178,7 @@ def load(path: str | os.PathLike, *, device: Any = None) -> Session:
     except RecursionError:
         raise SerializationError(f"{path} is not a valid tracetensor graph file: nested too deeply") from None
     except Exception as e:  # json, numpy, missing keys or a graph that does not hold together
-        raise SerializationError(
-            f"{path} is not a valid tracetensor graph file: {type(e).__name__}: {e}"
-        ) from None
+        raise SerializationError(f"{path} is not a valid tracetensor graph file: {type(e).__name__}: {e}") from None
     return sess
 
 
@@ -197,18 +191,14 @@ def _build(meta: dict, arrays: dict[str, np.ndarray]) -> Graph:
         if n["op"] is not None:
             opdef = REGISTRY.get(n["op"])
             if opdef is None:
-                raise ValueError(
-                    f"node '{n['name']}' uses the op {n['op']!r}, which this tracetensor does not have"
-                )
+                raise ValueError(f"node '{n['name']}' uses the op {n['op']!r}, which this tracetensor does not have")
         inputs = [g.get_tensor_by_name(t) for t in n["inputs"]]
         control = [g.get_operation_by_name(c) for c in n["control"]]
         attrs = {k: _dec(v, arrays) for k, v in n["attrs"].items()}
         outs = [(None if d is None else tuple(d), _dt.from_numpy(np.dtype(dt))) for d, dt in n["outputs"]]
         stack = tuple(Frame(str(f), int(ln), str(fn)) for f, ln, fn in n["stack"])
         if n["kind"] == "variable":
-            op = g.create_op(
-                "variable", n["type"], (), attrs, name=n["name"], exact_name=True, out=[], stack=stack
-            )
+            op = g.create_op("variable", n["type"], (), attrs, name=n["name"], exact_name=True, out=[], stack=stack)
             v = Variable.__new__(Variable)
             Tensor.__init__(v, op, 0, outs[0][0], outs[0][1])
             op.outputs = (v,)
@@ -296,8 +286,11 @@ class Saver:
         os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
         with open(prefix + DATA_SUFFIX, "wb") as f:
             np.savez(f, __tracetensor_checkpoint__=np.array(VERSION), **arrays)
-        index = {"format": "tracetensor-checkpoint-index", "version": VERSION,
-                 "variables": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}}
+        index = {
+            "format": "tracetensor-checkpoint-index",
+            "version": VERSION,
+            "variables": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()},
+        }
         with open(prefix + ".index", "w") as f:
             json.dump(index, f)
         if prefix in self._kept:
@@ -318,9 +311,7 @@ class Saver:
         if save_path is None:
             raise ValueError("Saver.restore needs a checkpoint prefix (tf.train.latest_checkpoint gave None?)")
         prefix = os.fspath(save_path)
-        path = next(
-            (p for p in (prefix + DATA_SUFFIX, prefix, prefix + ".npz") if os.path.isfile(p)), None
-        )
+        path = next((p for p in (prefix + DATA_SUFFIX, prefix, prefix + ".npz") if os.path.isfile(p)), None)
         if path is None:
             raise FileNotFoundError(f"no checkpoint at {prefix!r} (looked for {prefix + DATA_SUFFIX})")
         arrays = read_npz(path, "tracetensor checkpoint")  # sizes and dtypes checked before allocating
@@ -331,12 +322,9 @@ class Saver:
                 raise NotFoundError(f"the checkpoint {prefix} has no value for variable {key}")
             a = arrays[key]
             if v._dims is not None and (
-                len(a.shape) != len(v._dims)
-                or any(d is not None and d != s for d, s in zip(v._dims, a.shape))
+                len(a.shape) != len(v._dims) or any(d is not None and d != s for d, s in zip(v._dims, a.shape))
             ):
-                raise InvalidArgumentError(
-                    f"the checkpoint's {key} has shape {a.shape}, the variable {v.shape}"
-                )
+                raise InvalidArgumentError(f"the checkpoint's {key} has shape {a.shape}, the variable {v.shape}")
             sess._load_variable(v, a)
 
 

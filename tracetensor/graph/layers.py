@@ -98,8 +98,9 @@ class truncated_normal_initializer(random_normal_initializer):
 
 
 class random_uniform_initializer(Initializer):
-    def __init__(self, minval: float = 0.0, maxval: float = 1.0, seed: int | None = None,
-                 dtype: Any = _float32) -> None:
+    def __init__(
+        self, minval: float = 0.0, maxval: float = 1.0, seed: int | None = None, dtype: Any = _float32
+    ) -> None:
         self.minval, self.maxval, self.seed, self.dtype = minval, maxval, seed, dtype
 
     def __call__(self, shape: Sequence[int], dtype: Any = None, partition_info: Any = None) -> Tensor:
@@ -109,8 +110,14 @@ class random_uniform_initializer(Initializer):
 class variance_scaling_initializer(Initializer):
     """scale / fan (fan_in, fan_out or their mean), as a truncated normal or a uniform."""
 
-    def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal",
-                 seed: int | None = None, dtype: Any = _float32) -> None:
+    def __init__(
+        self,
+        scale: float = 1.0,
+        mode: str = "fan_in",
+        distribution: str = "truncated_normal",
+        seed: int | None = None,
+        dtype: Any = _float32,
+    ) -> None:
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise InvalidArgumentError(f"mode must be fan_in, fan_out or fan_avg, got {mode!r}")
         self.scale, self.mode, self.distribution, self.seed, self.dtype = scale, mode, distribution, seed, dtype
@@ -210,14 +217,21 @@ def _regularize(reg: Any, var: Tensor) -> None:
 
 def _kernel(shape: list[Any], dtype: Any, initializer: Any, regularizer: Any, trainable: bool) -> Tensor:
     """A layer's `kernel` variable (Glorot uniform unless told), its regularization loss noted."""
-    kernel = get_variable("kernel", shape, dtype, _init(initializer, glorot_uniform_initializer()),
-                          trainable=trainable)
+    kernel = get_variable("kernel", shape, dtype, _init(initializer, glorot_uniform_initializer()), trainable=trainable)
     _regularize(regularizer, kernel)
     return kernel
 
 
-def _bias_activation(y: Tensor, use_bias: bool, units: int, initializer: Any, regularizer: Any, trainable: bool,
-                     activation: Any, channels_first: bool = False) -> Tensor:
+def _bias_activation(
+    y: Tensor,
+    use_bias: bool,
+    units: int,
+    initializer: Any,
+    regularizer: Any,
+    trainable: bool,
+    activation: Any,
+    channels_first: bool = False,
+) -> Tensor:
     """The end of dense and the convolutions: `+ bias` (a `bias` variable, zeros unless told,
     over the channel axis) when `use_bias`, then `activation` if any."""
     if use_bias:
@@ -228,8 +242,11 @@ def _bias_activation(y: Tensor, use_bias: bool, units: int, initializer: Any, re
 
 
 def _pair(v: Any) -> tuple[int, int]:
-    return (builtins.int(v), builtins.int(v)) if isinstance(v, (int, np.integer)) else (builtins.int(v[0]),
-                                                                                          builtins.int(v[1]))
+    return (
+        (builtins.int(v), builtins.int(v))
+        if isinstance(v, (int, np.integer))
+        else (builtins.int(v[0]), builtins.int(v[1]))
+    )
 
 
 def _df(data_format: str) -> str:
@@ -269,10 +286,19 @@ def conv2d(
     lname = _layer_name(name, "conv2d", reuse)
     with variable_scope(lname, reuse=reuse):
         kernel = _kernel([kh, kw, x._dims[c_axis], filters], x.dtype, kernel_initializer, kernel_regularizer, trainable)
-        y = _conv2d(x, kernel, strides=_pair(strides), padding=padding.upper(), data_format=fmt,
-                    dilations=_pair(dilation_rate))
-        return _bias_activation(y, use_bias, filters, bias_initializer, bias_regularizer, trainable, activation,
-                                channels_first=fmt == "NCHW")
+        y = _conv2d(
+            x, kernel, strides=_pair(strides), padding=padding.upper(), data_format=fmt, dilations=_pair(dilation_rate)
+        )
+        return _bias_activation(
+            y,
+            use_bias,
+            filters,
+            bias_initializer,
+            bias_regularizer,
+            trainable,
+            activation,
+            channels_first=fmt == "NCHW",
+        )
 
 
 def conv2d_transpose(
@@ -303,9 +329,10 @@ def conv2d_transpose(
     (x,) = _tensors(inputs)
     fmt = _df(data_format)
     h_ax, c_ax = (1, 3) if fmt == "NHWC" else (2, 1)
-    if x._dims is None or len(x._dims) != 4 or x._dims[c_ax] is None or None in x._dims[h_ax:h_ax + 2]:
-        raise InvalidArgumentError(f"conv2d_transpose: '{x.name}' (shape {x.shape}) must be 4-D with known "
-                                   "height, width and channels")
+    if x._dims is None or len(x._dims) != 4 or x._dims[c_ax] is None or None in x._dims[h_ax : h_ax + 2]:
+        raise InvalidArgumentError(
+            f"conv2d_transpose: '{x.name}' (shape {x.shape}) must be 4-D with known height, width and channels"
+        )
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(strides)
     h, w = x._dims[h_ax], x._dims[h_ax + 1]
@@ -319,24 +346,62 @@ def conv2d_transpose(
         batch = x._dims[0] if x._dims[0] is not None else strided_slice(shape(x), 0)
         out_shape = [batch, oh, ow, filters] if fmt == "NHWC" else [batch, filters, oh, ow]
         y = _conv_t(x, kernel, out_shape, (sh, sw), padding.upper(), data_format=fmt)
-        return _bias_activation(y, use_bias, filters, bias_initializer, bias_regularizer, trainable, activation,
-                                channels_first=fmt == "NCHW")
+        return _bias_activation(
+            y,
+            use_bias,
+            filters,
+            bias_initializer,
+            bias_regularizer,
+            trainable,
+            activation,
+            channels_first=fmt == "NCHW",
+        )
 
 
-def max_pooling2d(inputs: Any, pool_size: Any, strides: Any, padding: str = "valid",
-                  data_format: str = "channels_last", name: str | None = None) -> Tensor:
-    return max_pool(inputs, _pair(pool_size), _pair(strides), padding.upper(), _df(data_format),
-                    name=name or unique_layer_name("max_pooling2d"))
+def max_pooling2d(
+    inputs: Any,
+    pool_size: Any,
+    strides: Any,
+    padding: str = "valid",
+    data_format: str = "channels_last",
+    name: str | None = None,
+) -> Tensor:
+    return max_pool(
+        inputs,
+        _pair(pool_size),
+        _pair(strides),
+        padding.upper(),
+        _df(data_format),
+        name=name or unique_layer_name("max_pooling2d"),
+    )
 
 
-def average_pooling2d(inputs: Any, pool_size: Any, strides: Any, padding: str = "valid",
-                      data_format: str = "channels_last", name: str | None = None) -> Tensor:
-    return avg_pool(inputs, _pair(pool_size), _pair(strides), padding.upper(), _df(data_format),
-                    name=name or unique_layer_name("average_pooling2d"))
+def average_pooling2d(
+    inputs: Any,
+    pool_size: Any,
+    strides: Any,
+    padding: str = "valid",
+    data_format: str = "channels_last",
+    name: str | None = None,
+) -> Tensor:
+    return avg_pool(
+        inputs,
+        _pair(pool_size),
+        _pair(strides),
+        padding.upper(),
+        _df(data_format),
+        name=name or unique_layer_name("average_pooling2d"),
+    )
 
 
-def dropout(inputs: Any, rate: Any = 0.5, noise_shape: Any = None, seed: int | None = None,
-            training: Any = False, name: str | None = None) -> Tensor:
+def dropout(
+    inputs: Any,
+    rate: Any = 0.5,
+    noise_shape: Any = None,
+    seed: int | None = None,
+    training: Any = False,
+    name: str | None = None,
+) -> Tensor:
     """Drops with probability `rate` only while `training` (a Python bool or a bool tensor)."""
     name = name or unique_layer_name("dropout")
     if isinstance(training, Tensor):
@@ -392,14 +457,22 @@ def batch_normalization(
     bshape = [c if i == ax else 1 for i in range(nd)]
     lname = _layer_name(name, "batch_normalization", reuse)
     with variable_scope(lname, reuse=reuse):
-        gamma = get_variable("gamma", [c], x.dtype, _init(gamma_initializer, ones_initializer()),
-                             trainable=trainable) if scale else None
-        beta = get_variable("beta", [c], x.dtype, _init(beta_initializer, zeros_initializer()),
-                            trainable=trainable) if center else None
-        mm = get_variable("moving_mean", [c], x.dtype, _init(moving_mean_initializer, zeros_initializer()),
-                          trainable=False)
-        mv = get_variable("moving_variance", [c], x.dtype, _init(moving_variance_initializer, ones_initializer()),
-                          trainable=False)
+        gamma = (
+            get_variable("gamma", [c], x.dtype, _init(gamma_initializer, ones_initializer()), trainable=trainable)
+            if scale
+            else None
+        )
+        beta = (
+            get_variable("beta", [c], x.dtype, _init(beta_initializer, zeros_initializer()), trainable=trainable)
+            if center
+            else None
+        )
+        mm = get_variable(
+            "moving_mean", [c], x.dtype, _init(moving_mean_initializer, zeros_initializer()), trainable=False
+        )
+        mv = get_variable(
+            "moving_variance", [c], x.dtype, _init(moving_variance_initializer, ones_initializer()), trainable=False
+        )
 
         def shaped(t: Any) -> Any:
             return t if t is None or ax == nd - 1 else reshape(t, bshape)
@@ -415,8 +488,7 @@ def batch_normalization(
                 decay, mean, var = 1.0 - momentum, bm, bv
             g = x.graph
             g.add_to_collection(UPDATE_OPS, mm.assign_sub(multiply(subtract(mm, bm), decay), name="AssignMovingAvg"))
-            g.add_to_collection(UPDATE_OPS, mv.assign_sub(multiply(subtract(mv, bv), decay),
-                                                          name="AssignMovingAvg_1"))
+            g.add_to_collection(UPDATE_OPS, mv.assign_sub(multiply(subtract(mv, bv), decay), name="AssignMovingAvg_1"))
         return _batch_norm(x, shaped(mean), shaped(var), shaped(beta), shaped(gamma), epsilon)
 
 
@@ -458,10 +530,15 @@ def _init_namespace() -> Any:
     """`tf.initializers` / `tf.keras.initializers`-style names for the classes above."""
     ns = _Namespace()
     for k, v in {
-        "zeros": zeros_initializer, "ones": ones_initializer, "constant": constant_initializer,
-        "random_normal": random_normal_initializer, "truncated_normal": truncated_normal_initializer,
-        "random_uniform": random_uniform_initializer, "variance_scaling": variance_scaling_initializer,
-        "glorot_uniform": glorot_uniform_initializer, "glorot_normal": glorot_normal_initializer,
+        "zeros": zeros_initializer,
+        "ones": ones_initializer,
+        "constant": constant_initializer,
+        "random_normal": random_normal_initializer,
+        "truncated_normal": truncated_normal_initializer,
+        "random_uniform": random_uniform_initializer,
+        "variance_scaling": variance_scaling_initializer,
+        "glorot_uniform": glorot_uniform_initializer,
+        "glorot_normal": glorot_normal_initializer,
     }.items():
         setattr(ns, k, v)
     return ns

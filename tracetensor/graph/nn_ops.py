@@ -31,12 +31,43 @@ from .ops import (
     subtract,
 )
 
-__all__ = ["conv2d", "conv2d_transpose", "max_pool", "avg_pool", "dropout", "in_top_k", "relu6", "xw_plus_b",
-           "unstack", "split",
-           "stop_gradient", "pad", "slice", "sequence_mask", "count_nonzero", "cumsum", "squared_difference",
-           "to_float", "to_int32", "to_int64", "log_sigmoid", "assign", "assign_add", "assign_sub", "clip_by_norm",
-           "global_norm", "clip_by_global_norm", "local_variables_initializer", "tables_initializer", "arg_max",
-           "arg_min", "boolean_mask", "Print", "lrn", "local_response_normalization"]
+__all__ = [
+    "conv2d",
+    "conv2d_transpose",
+    "max_pool",
+    "avg_pool",
+    "dropout",
+    "in_top_k",
+    "relu6",
+    "xw_plus_b",
+    "unstack",
+    "split",
+    "stop_gradient",
+    "pad",
+    "slice",
+    "sequence_mask",
+    "count_nonzero",
+    "cumsum",
+    "squared_difference",
+    "to_float",
+    "to_int32",
+    "to_int64",
+    "log_sigmoid",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "clip_by_norm",
+    "global_norm",
+    "clip_by_global_norm",
+    "local_variables_initializer",
+    "tables_initializer",
+    "arg_max",
+    "arg_min",
+    "boolean_mask",
+    "Print",
+    "lrn",
+    "local_response_normalization",
+]
 
 
 def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
@@ -49,9 +80,7 @@ def _spatial(v: Any, data_format: str, what: str) -> tuple[int, int]:
     if len(v) == 4:
         n, c = (0, 3) if data_format == "NHWC" else (0, 1)
         if v[n] != 1 or v[c] != 1:
-            raise InvalidArgumentError(
-                f"{what} {v} must be 1 in the batch and channel dimensions ({data_format})"
-            )
+            raise InvalidArgumentError(f"{what} {v} must be 1 in the batch and channel dimensions ({data_format})")
         return (v[1], v[2]) if data_format == "NHWC" else (v[2], v[3])
     raise InvalidArgumentError(f"{what} must be an int, [h, w] or a 4-long list, got {v}")
 
@@ -102,9 +131,18 @@ def conv2d(
     return apply("tf_conv2d", (input, w), attrs, name=name or "Conv2D")
 
 
-def conv2d_transpose(value: Any = None, filter: Any = None, output_shape: Any = None, strides: Any = None,
-                     padding: str = "SAME", data_format: str = "NHWC", name: str | None = None,
-                     input: Any = None, filters: Any = None, dilations: Any = None) -> Tensor:
+def conv2d_transpose(
+    value: Any = None,
+    filter: Any = None,
+    output_shape: Any = None,
+    strides: Any = None,
+    padding: str = "SAME",
+    data_format: str = "NHWC",
+    name: str | None = None,
+    input: Any = None,
+    filters: Any = None,
+    dilations: Any = None,
+) -> Tensor:
     """tf.nn.conv2d_transpose: `filter` (kh, kw, out_channels, in_channels); `output_shape`
     [batch, height, width, channels] (NCHW order with data_format="NCHW") with a static height
     and width (the batch may be a tensor)."""
@@ -117,11 +155,17 @@ def conv2d_transpose(value: Any = None, filter: Any = None, output_shape: Any = 
     nchw = _format(data_format)
     dims = list(output_shape) if not isinstance(output_shape, Tensor) else None
     if dims is None or len(dims) != 4 or any(isinstance(d, Tensor) for d in dims[1:]):
-        raise InvalidArgumentError("conv2d_transpose needs output_shape as a list of 4 with a static height, "
-                                   "width and channel count (the batch may be a tensor)")
+        raise InvalidArgumentError(
+            "conv2d_transpose needs output_shape as a list of 4 with a static height, "
+            "width and channel count (the batch may be a tensor)"
+        )
     hw = (dims[2], dims[3]) if nchw else (dims[1], dims[2])
-    attrs = {"out_hw": tuple(builtins.int(d) for d in hw), "strides": _spatial(strides, data_format, "strides"),
-             "padding": _padding(padding, data_format), "nchw": nchw}
+    attrs = {
+        "out_hw": tuple(builtins.int(d) for d in hw),
+        "strides": _spatial(strides, data_format, "strides"),
+        "padding": _padding(padding, data_format),
+        "nchw": nchw,
+    }
     (vt, wt) = _tensors(v, w)
     out = apply("tf_conv2d_transpose", (vt, wt), attrs, name=name or "conv2d_transpose")
     out.set_shape([None if isinstance(d, Tensor) else builtins.int(d) for d in dims])
@@ -138,22 +182,44 @@ def _pool(kind: str, value: Any, ksize: Any, strides: Any, padding: Any, data_fo
     return apply(kind, (value,), attrs, name=name)
 
 
-def max_pool(value: Any = None, ksize: Any = None, strides: Any = None, padding: Any = None,
-             data_format: str = "NHWC", name: str | None = None, input: Any = None) -> Tensor:
+def max_pool(
+    value: Any = None,
+    ksize: Any = None,
+    strides: Any = None,
+    padding: Any = None,
+    data_format: str = "NHWC",
+    name: str | None = None,
+    input: Any = None,
+) -> Tensor:
     """tf.nn.max_pool over NHWC (or NCHW) input."""
-    return _pool("tf_max_pool", value if value is not None else input, ksize, strides, padding, data_format,
-                 name or "MaxPool")
+    return _pool(
+        "tf_max_pool", value if value is not None else input, ksize, strides, padding, data_format, name or "MaxPool"
+    )
 
 
-def avg_pool(value: Any = None, ksize: Any = None, strides: Any = None, padding: Any = None,
-             data_format: str = "NHWC", name: str | None = None, input: Any = None) -> Tensor:
+def avg_pool(
+    value: Any = None,
+    ksize: Any = None,
+    strides: Any = None,
+    padding: Any = None,
+    data_format: str = "NHWC",
+    name: str | None = None,
+    input: Any = None,
+) -> Tensor:
     """tf.nn.avg_pool: the mean of each window's real elements (SAME padding is not counted)."""
-    return _pool("tf_avg_pool", value if value is not None else input, ksize, strides, padding, data_format,
-                 name or "AvgPool")
+    return _pool(
+        "tf_avg_pool", value if value is not None else input, ksize, strides, padding, data_format, name or "AvgPool"
+    )
 
 
-def dropout(x: Any, keep_prob: Any = None, noise_shape: Any = None, seed: int | None = None,
-            name: str | None = None, rate: Any = None) -> Tensor:
+def dropout(
+    x: Any,
+    keep_prob: Any = None,
+    noise_shape: Any = None,
+    seed: int | None = None,
+    name: str | None = None,
+    rate: Any = None,
+) -> Tensor:
     """TF1's dropout: keeps each element with probability `keep_prob` (or 1 - `rate`), scaled
     by 1/keep_prob: x / keep_prob * floor(keep_prob + uniform). `keep_prob` may be a
     placeholder (1.0 at test time)."""
@@ -222,8 +288,9 @@ def unstack(value: Any, num: int | None = None, axis: int = 0, name: str = "unst
         return [strided_slice(t, (*lead, i)) for i in builtins.range(n)]
 
 
-def split(value: Any, num_or_size_splits: Any, axis: int = 0, num: int | None = None,
-          name: str = "split") -> list[Tensor]:
+def split(
+    value: Any, num_or_size_splits: Any, axis: int = 0, num: int | None = None, name: str = "split"
+) -> list[Tensor]:
     """Pieces of `value` along `axis`: `num_or_size_splits` equal ones, or ones of the listed sizes."""
     (t,) = _tensors(value)
     if t._dims is None:
@@ -253,7 +320,6 @@ def split(value: Any, num_or_size_splits: Any, axis: int = 0, num: int | None = 
     return out
 
 
-
 # --------------------------------------------------------------------------- smaller TF1 names
 
 
@@ -262,20 +328,27 @@ def stop_gradient(input: Any, name: str | None = None) -> Tensor:
     return apply("stop_gradient", (input,), name=name or "StopGradient")
 
 
-def pad(tensor: Any, paddings: Any, mode: str = "CONSTANT", name: str | None = None,
-        constant_values: Any = 0) -> Tensor:
+def pad(
+    tensor: Any, paddings: Any, mode: str = "CONSTANT", name: str | None = None, constant_values: Any = 0
+) -> Tensor:
     """`paddings[i] = [before, after]` for dimension i; CONSTANT, REFLECT or SYMMETRIC."""
     if isinstance(paddings, Tensor):
         raise InvalidArgumentError("pad needs static paddings (a list of [before, after] pairs)")
     pairs = tuple((builtins.int(a), builtins.int(b)) for a, b in paddings)
-    return apply("tf_pad", (tensor,), {"paddings": pairs, "mode": mode.upper(), "constant_values": constant_values},
-                 name=name or "Pad")
+    return apply(
+        "tf_pad",
+        (tensor,),
+        {"paddings": pairs, "mode": mode.upper(), "constant_values": constant_values},
+        name=name or "Pad",
+    )
 
 
 def slice(input_: Any, begin: Sequence[int], size: Sequence[int], name: str | None = None) -> Tensor:
     """`input_[begin[i] : begin[i] + size[i]]` per dimension (size -1: to the end)."""
-    index = tuple(builtins.slice(builtins.int(b), None if builtins.int(n) == -1 else builtins.int(b) + builtins.int(n))
-                  for b, n in zip(begin, size))
+    index = tuple(
+        builtins.slice(builtins.int(b), None if builtins.int(n) == -1 else builtins.int(b) + builtins.int(n))
+        for b, n in zip(begin, size)
+    )
     return strided_slice(_tensors(input_)[0], index, name=name or "Slice")
 
 
@@ -291,18 +364,26 @@ def sequence_mask(lengths: Any, maxlen: Any = None, dtype: Any = "bool", name: s
         return mask if as_dtype(dtype) == mask.dtype else cast(mask, dtype)
 
 
-def count_nonzero(input_tensor: Any, axis: Any = None, keepdims: builtins.bool = False, dtype: Any = "int64",
-                  name: str | None = None, reduction_indices: Any = None) -> Tensor:
+def count_nonzero(
+    input_tensor: Any,
+    axis: Any = None,
+    keepdims: builtins.bool = False,
+    dtype: Any = "int64",
+    name: str | None = None,
+    reduction_indices: Any = None,
+) -> Tensor:
     from .ops import not_equal
 
     (t,) = _tensors(input_tensor)
     nz = cast(not_equal(t, False if t.dtype.np.kind == "b" else 0), dtype)
-    return reduce_sum(nz, axis if reduction_indices is None else reduction_indices, keepdims=keepdims,
-                      name=name or "count_nonzero")
+    return reduce_sum(
+        nz, axis if reduction_indices is None else reduction_indices, keepdims=keepdims, name=name or "count_nonzero"
+    )
 
 
-def cumsum(x: Any, axis: int = 0, exclusive: builtins.bool = False, reverse: builtins.bool = False,
-           name: str | None = None) -> Tensor:
+def cumsum(
+    x: Any, axis: int = 0, exclusive: builtins.bool = False, reverse: builtins.bool = False, name: str | None = None
+) -> Tensor:
     if exclusive or reverse:
         raise InvalidArgumentError("cumsum supports exclusive=False, reverse=False only")
     return apply("cumsum", (x,), {"axis": builtins.int(axis)}, name=name or "Cumsum")
@@ -333,8 +414,9 @@ def log_sigmoid(x: Any, name: str | None = None) -> Tensor:
     return negative(softplus(negative(x)), name=name or "LogSigmoid")
 
 
-def assign(ref: Any, value: Any, validate_shape: Any = None, use_locking: Any = None,
-           name: str | None = None) -> Tensor:
+def assign(
+    ref: Any, value: Any, validate_shape: Any = None, use_locking: Any = None, name: str | None = None
+) -> Tensor:
     return ref.assign(value, name=name)
 
 
@@ -371,8 +453,9 @@ def global_norm(t_list: Sequence[Any], name: str | None = None) -> Tensor:
         return sqrt(add_n([_sq_sum(t) for t in ts]))
 
 
-def clip_by_global_norm(t_list: Sequence[Any], clip_norm: Any, use_norm: Any = None,
-                        name: str | None = None) -> tuple[list[Any], Tensor]:
+def clip_by_global_norm(
+    t_list: Sequence[Any], clip_norm: Any, use_norm: Any = None, name: str | None = None
+) -> tuple[list[Any], Tensor]:
     """Every tensor scaled by clip_norm / max(global_norm, clip_norm); returns (list, global norm)."""
     with name_scope(name or "clip_by_global_norm"):
         norm = use_norm if use_norm is not None else global_norm(t_list)
@@ -415,29 +498,43 @@ def boolean_mask(tensor: Any, mask: Any, name: str = "boolean_mask", axis: Any =
         raise InvalidArgumentError("boolean_mask supports axis=0 (the mask covers the leading dimensions)")
     with name_scope(name):
         t, m = _tensors(tensor, mask)
-        if m._dims is None or t._dims is None or builtins.any(d is None for d in t._dims[len(m._dims):]):
-            raise InvalidArgumentError(f"boolean_mask needs the mask's rank and the remaining dimensions of "
-                                       f"'{t.name}' (shape {t.shape}) to be known")
+        if m._dims is None or t._dims is None or builtins.any(d is None for d in t._dims[len(m._dims) :]):
+            raise InvalidArgumentError(
+                f"boolean_mask needs the mask's rank and the remaining dimensions of "
+                f"'{t.name}' (shape {t.shape}) to be known"
+            )
         k = len(m._dims)
         flat = reshape(t, [-1, *t._dims[k:]]) if k != 1 else t
         idx = reshape(where(reshape(m, [-1])), [-1])
         return gather(flat, idx)
 
 
-def Print(input_: Any, data: Sequence[Any], message: str | None = None, first_n: Any = None,
-          summarize: int | None = None, name: str | None = None) -> Tensor:
+def Print(
+    input_: Any,
+    data: Sequence[Any],
+    message: str | None = None,
+    first_n: Any = None,
+    summarize: int | None = None,
+    name: str | None = None,
+) -> Tensor:
     """tf.Print: `input_`, writing `message` and the first `summarize` (3) values of each of
     `data` to standard error each time it runs (`first_n` is not supported)."""
     if first_n not in (None, -1):
         raise InvalidArgumentError("tf.Print's first_n is not supported (it prints every time)")
     ts = _tensors(input_, *data)
     x = ts[0]
-    return apply("tf_print", tuple(ts), {"message": message or "", "summarize": builtins.int(summarize or 3)},
-                 name=name or "Print", out=(x._dims, x.dtype))
+    return apply(
+        "tf_print",
+        tuple(ts),
+        {"message": message or "", "summarize": builtins.int(summarize or 3)},
+        name=name or "Print",
+        out=(x._dims, x.dtype),
+    )
 
 
-def lrn(input: Any, depth_radius: int = 5, bias: float = 1.0, alpha: float = 1.0, beta: float = 0.5,
-        name: str | None = None) -> Tensor:
+def lrn(
+    input: Any, depth_radius: int = 5, bias: float = 1.0, alpha: float = 1.0, beta: float = 0.5, name: str | None = None
+) -> Tensor:
     """Local response normalization over the last (channel) dimension of NHWC input:
     x / (bias + alpha * sum of x**2 over channels d-r..d+r) ** beta."""
     from .ops import add_n, pow, square

@@ -292,9 +292,7 @@ def _axis(axis: Any) -> Any:
     if axis is None or isinstance(axis, builtins.int):
         return axis
     if isinstance(axis, Tensor):
-        raise InvalidArgumentError(
-            f"axis must be a Python int or list of ints, got the graph tensor '{axis.name}'"
-        )
+        raise InvalidArgumentError(f"axis must be a Python int or list of ints, got the graph tensor '{axis.name}'")
     return tuple(builtins.int(a) for a in axis)
 
 
@@ -478,16 +476,12 @@ reduce_euclidean_norm = norm
 
 
 def argmax(input: Any, axis: int | None = None, name: str | None = None, output_type: Any = int64) -> Tensor:
-    out = apply(
-        "argmax", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name
-    )
+    out = apply("argmax", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name)
     return out if as_dtype(output_type) == out.dtype else cast(out, output_type)
 
 
 def argmin(input: Any, axis: int | None = None, name: str | None = None, output_type: Any = int64) -> Tensor:
-    out = apply(
-        "argmin", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name
-    )
+    out = apply("argmin", (input,), {"axis": 0 if axis is None else builtins.int(axis), "keepdims": False}, name=name)
     return out if as_dtype(output_type) == out.dtype else cast(out, output_type)
 
 
@@ -715,9 +709,7 @@ def softmax_cross_entropy_with_logits(
     dim: int | None = None,
 ) -> Tensor:
     if _sentinel is not None or labels is None or logits is None:
-        raise InvalidArgumentError(
-            "call softmax_cross_entropy_with_logits with named arguments: labels=, logits="
-        )
+        raise InvalidArgumentError("call softmax_cross_entropy_with_logits with named arguments: labels=, logits=")
     return apply(
         "softmax_cross_entropy",
         (logits, labels),
@@ -736,9 +728,7 @@ def sparse_softmax_cross_entropy_with_logits(
         raise InvalidArgumentError(
             "call sparse_softmax_cross_entropy_with_logits with named arguments: labels=, logits="
         )
-    return apply(
-        "sparse_softmax_cross_entropy", (logits, labels), {"axis": -1, "ignore_index": None}, name=name
-    )
+    return apply("sparse_softmax_cross_entropy", (logits, labels), {"axis": -1, "ignore_index": None}, name=name)
 
 
 def sigmoid_cross_entropy_with_logits(
@@ -758,8 +748,14 @@ def l2_normalize(x: Any, axis: Any = None, epsilon: float = 1e-12, name: str | N
     return multiply(t, rsqrt(maximum(sq, epsilon)), name=name or "l2_normalize")
 
 
-def moments(x: Any, axes: Any, shift: Any = None, keepdims: builtins.bool = False, name: str | None = None,
-            keep_dims: builtins.bool | None = None) -> tuple[Tensor, Tensor]:
+def moments(
+    x: Any,
+    axes: Any,
+    shift: Any = None,
+    keepdims: builtins.bool = False,
+    name: str | None = None,
+    keep_dims: builtins.bool | None = None,
+) -> tuple[Tensor, Tensor]:
     """(mean, variance) over `axes` (the biased variance, as TensorFlow)."""
     kd = keepdims if keep_dims is None else keep_dims
     (t,) = _tensors(x)
@@ -769,8 +765,9 @@ def moments(x: Any, axes: Any, shift: Any = None, keepdims: builtins.bool = Fals
         return (mean if kd else squeeze(mean, axes)), var
 
 
-def batch_normalization(x: Any, mean: Any, variance: Any, offset: Any, scale: Any, variance_epsilon: float,
-                        name: str | None = None) -> Tensor:
+def batch_normalization(
+    x: Any, mean: Any, variance: Any, offset: Any, scale: Any, variance_epsilon: float, name: str | None = None
+) -> Tensor:
     """(x - mean) / sqrt(variance + epsilon) * scale + offset; offset and scale may be None."""
     with name_scope(name or "batchnorm"):
         inv = rsqrt(add(variance, builtins.float(variance_epsilon)))
@@ -831,8 +828,7 @@ def absolute_difference(labels: Any, predictions: Any, weights: Any = 1.0, scope
     return _weighted_mean(abs(subtract(predictions, labels)), weights, scope or "absolute_difference")
 
 
-def sigmoid_cross_entropy(multi_class_labels: Any, logits: Any, weights: Any = 1.0,
-                          scope: str | None = None) -> Tensor:
+def sigmoid_cross_entropy(multi_class_labels: Any, logits: Any, weights: Any = 1.0, scope: str | None = None) -> Tensor:
     loss = sigmoid_cross_entropy_with_logits(labels=multi_class_labels, logits=logits)
     return _weighted_mean(loss, weights, scope or "sigmoid_cross_entropy_loss")
 
@@ -978,9 +974,7 @@ def placeholder_with_default(input: Any, shape: Sequence[int | None], name: str 
 # --------------------------------------------------------------------------- randomness
 
 
-def _random(
-    dist: str, shape: Sequence[int], dtype: Any, seed: int | None, name: str | None, **params: Any
-) -> Tensor:
+def _random(dist: str, shape: Sequence[int], dtype: Any, seed: int | None, name: str | None, **params: Any) -> Tensor:
     dt = as_dtype(dtype)
     shape_t, dims = _shape_arg(shape)
     g = shape_t.graph if shape_t is not None else get_default_graph()
@@ -1010,8 +1004,9 @@ def _shape_arg(shape: Any) -> tuple[Tensor | None, tuple | None]:
         return None, tuple(builtins.int(s) for s in shape)
     dims = tuple(None if isinstance(s, Tensor) else builtins.int(s) for s in shape)
     like = next(s for s in shape if isinstance(s, Tensor))
-    parts = [reshape(cast(s, int32), ()) if isinstance(s, Tensor) else constant(s, int32, graph=like.graph)
-             for s in shape]
+    parts = [
+        reshape(cast(s, int32), ()) if isinstance(s, Tensor) else constant(s, int32, graph=like.graph) for s in shape
+    ]
     return stack(parts, name="shape"), dims
 
 

@@ -147,8 +147,9 @@ class BasicRNNCell(_UnitsCell):
 
     _base = "basic_rnn_cell"
 
-    def __init__(self, num_units: int, activation: Any = None, reuse: Any = None, name: str | None = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self, num_units: int, activation: Any = None, reuse: Any = None, name: str | None = None, dtype: Any = None
+    ) -> None:
         super().__init__(reuse, name, dtype)
         self._units, self._act = int(num_units), activation or tanh
 
@@ -167,8 +168,16 @@ class BasicLSTMCell(RNNCell):
 
     _base = "basic_lstm_cell"
 
-    def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
-                 activation: Any = None, reuse: Any = None, name: str | None = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        num_units: int,
+        forget_bias: float = 1.0,
+        state_is_tuple: bool = True,
+        activation: Any = None,
+        reuse: Any = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(reuse, name, dtype)
         self._units, self._forget_bias = int(num_units), float(forget_bias)
         self._tuple, self._act = bool(state_is_tuple), activation or tanh
@@ -217,11 +226,23 @@ class LSTMCell(BasicLSTMCell):
 
     _base = "lstm_cell"
 
-    def __init__(self, num_units: int, use_peepholes: bool = False, cell_clip: float | None = None,
-                 initializer: Any = None, num_proj: int | None = None, proj_clip: float | None = None,
-                 num_unit_shards: Any = None, num_proj_shards: Any = None, forget_bias: float = 1.0,
-                 state_is_tuple: bool = True, activation: Any = None, reuse: Any = None, name: str | None = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        num_units: int,
+        use_peepholes: bool = False,
+        cell_clip: float | None = None,
+        initializer: Any = None,
+        num_proj: int | None = None,
+        proj_clip: float | None = None,
+        num_unit_shards: Any = None,
+        num_proj_shards: Any = None,
+        forget_bias: float = 1.0,
+        state_is_tuple: bool = True,
+        activation: Any = None,
+        reuse: Any = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(num_units, forget_bias, state_is_tuple, activation, reuse, name, dtype)
         self._peep, self._cell_clip, self._init = bool(use_peepholes), cell_clip, initializer
         self._num_proj, self._proj_clip = (int(num_proj) if num_proj else None), proj_clip
@@ -262,8 +283,16 @@ class GRUCell(_UnitsCell):
 
     _base = "gru_cell"
 
-    def __init__(self, num_units: int, activation: Any = None, reuse: Any = None, kernel_initializer: Any = None,
-                 bias_initializer: Any = None, name: str | None = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        num_units: int,
+        activation: Any = None,
+        reuse: Any = None,
+        kernel_initializer: Any = None,
+        bias_initializer: Any = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(reuse, name, dtype)
         self._units, self._act = int(num_units), activation or tanh
         self._kinit, self._binit = kernel_initializer, bias_initializer
@@ -324,9 +353,18 @@ class DropoutWrapper(RNNCell):
     """Dropout on a cell's inputs, outputs and (new) state, with TF1's keep probabilities
     (Python numbers or placeholders)."""
 
-    def __init__(self, cell: RNNCell, input_keep_prob: Any = 1.0, output_keep_prob: Any = 1.0,
-                 state_keep_prob: Any = 1.0, variational_recurrent: bool = False, input_size: Any = None,
-                 dtype: Any = None, seed: int | None = None, dropout_state_filter_visitor: Any = None) -> None:
+    def __init__(
+        self,
+        cell: RNNCell,
+        input_keep_prob: Any = 1.0,
+        output_keep_prob: Any = 1.0,
+        state_keep_prob: Any = 1.0,
+        variational_recurrent: bool = False,
+        input_size: Any = None,
+        dtype: Any = None,
+        seed: int | None = None,
+        dropout_state_filter_visitor: Any = None,
+    ) -> None:
         super().__init__()
         if variational_recurrent:
             raise InvalidArgumentError("DropoutWrapper(variational_recurrent=True) is not supported")
@@ -378,8 +416,9 @@ def _masked(mask: Tensor, new: Any, old: Any) -> Any:
     return _pack_like(new, [where(mask, n, o) for n, o in zip(_flatten(new), _flatten(old))])
 
 
-def _loop(cell: RNNCell, steps: list[Tensor], initial_state: Any, dtype: Any, sequence_length: Any,
-          scope: str) -> tuple[list[Tensor], Any]:
+def _loop(
+    cell: RNNCell, steps: list[Tensor], initial_state: Any, dtype: Any, sequence_length: Any, scope: str
+) -> tuple[list[Tensor], Any]:
     if not steps:
         raise InvalidArgumentError("the RNN needs at least one time step")
     outputs = []
@@ -399,8 +438,14 @@ def _loop(cell: RNNCell, steps: list[Tensor], initial_state: Any, dtype: Any, se
     return outputs, state
 
 
-def static_rnn(cell: RNNCell, inputs: Sequence[Any], initial_state: Any = None, dtype: Any = None,
-               sequence_length: Any = None, scope: str | None = None) -> tuple[list[Tensor], Any]:
+def static_rnn(
+    cell: RNNCell,
+    inputs: Sequence[Any],
+    initial_state: Any = None,
+    dtype: Any = None,
+    sequence_length: Any = None,
+    scope: str | None = None,
+) -> tuple[list[Tensor], Any]:
     """The cell over a Python list of (batch, depth) inputs: (list of outputs, final state).
     With `sequence_length`, outputs past each row's length are zeros and its state stops there."""
     if isinstance(inputs, Tensor):
@@ -408,9 +453,17 @@ def static_rnn(cell: RNNCell, inputs: Sequence[Any], initial_state: Any = None, 
     return _loop(cell, [_tensors(x)[0] for x in inputs], initial_state, dtype, sequence_length, scope or "rnn")
 
 
-def dynamic_rnn(cell: RNNCell, inputs: Any, sequence_length: Any = None, initial_state: Any = None,
-                dtype: Any = None, parallel_iterations: Any = None, swap_memory: bool = False,
-                time_major: bool = False, scope: str | None = None) -> tuple[Tensor, Any]:
+def dynamic_rnn(
+    cell: RNNCell,
+    inputs: Any,
+    sequence_length: Any = None,
+    initial_state: Any = None,
+    dtype: Any = None,
+    parallel_iterations: Any = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
+    scope: str | None = None,
+) -> tuple[Tensor, Any]:
     """The cell over a (batch, time, depth) tensor ((time, batch, depth) when `time_major`):
     (outputs of the same layout, final state). The steps are unrolled in the graph, so the
     number of time steps must be known when the graph is built."""
@@ -428,9 +481,16 @@ def dynamic_rnn(cell: RNNCell, inputs: Any, sequence_length: Any = None, initial
     return stack(outputs, axis=t_axis), state
 
 
-def static_bidirectional_rnn(cell_fw: RNNCell, cell_bw: RNNCell, inputs: Sequence[Any], initial_state_fw: Any = None,
-                             initial_state_bw: Any = None, dtype: Any = None, sequence_length: Any = None,
-                             scope: str | None = None) -> tuple[list[Tensor], Any, Any]:
+def static_bidirectional_rnn(
+    cell_fw: RNNCell,
+    cell_bw: RNNCell,
+    inputs: Sequence[Any],
+    initial_state_fw: Any = None,
+    initial_state_bw: Any = None,
+    dtype: Any = None,
+    sequence_length: Any = None,
+    scope: str | None = None,
+) -> tuple[list[Tensor], Any, Any]:
     """Forward and backward cells over the steps; outputs concatenated per step (no
     sequence_length: the backward pass starts at the last step of every row)."""
     if sequence_length is not None:
@@ -442,10 +502,19 @@ def static_bidirectional_rnn(cell_fw: RNNCell, cell_bw: RNNCell, inputs: Sequenc
     return [concat([f, b], 1) for f, b in zip(out_fw, out_bw[::-1])], st_fw, st_bw
 
 
-def bidirectional_dynamic_rnn(cell_fw: RNNCell, cell_bw: RNNCell, inputs: Any, sequence_length: Any = None,
-                              initial_state_fw: Any = None, initial_state_bw: Any = None, dtype: Any = None,
-                              parallel_iterations: Any = None, swap_memory: bool = False, time_major: bool = False,
-                              scope: str | None = None) -> tuple[tuple[Tensor, Tensor], tuple[Any, Any]]:
+def bidirectional_dynamic_rnn(
+    cell_fw: RNNCell,
+    cell_bw: RNNCell,
+    inputs: Any,
+    sequence_length: Any = None,
+    initial_state_fw: Any = None,
+    initial_state_bw: Any = None,
+    dtype: Any = None,
+    parallel_iterations: Any = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
+    scope: str | None = None,
+) -> tuple[tuple[Tensor, Tensor], tuple[Any, Any]]:
     """((outputs_fw, outputs_bw), (state_fw, state_bw)), unrolled as dynamic_rnn."""
     if sequence_length is not None:
         raise InvalidArgumentError("bidirectional_dynamic_rnn with sequence_length is not supported")
@@ -458,4 +527,3 @@ def bidirectional_dynamic_rnn(cell_fw: RNNCell, cell_bw: RNNCell, inputs: Any, s
         out_fw, st_fw = _loop(cell_fw, steps, initial_state_fw, dtype, None, "fw")
         out_bw, st_bw = _loop(cell_bw, steps[::-1], initial_state_bw, dtype, None, "bw")
     return (stack(out_fw, axis=t_axis), stack(out_bw[::-1], axis=t_axis)), (st_fw, st_bw)
-

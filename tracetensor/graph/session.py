@@ -269,9 +269,7 @@ class Plan:
     """A compiled (fetches, feeds) pair: the steps in order, the slot of every tensor,
     and the generated straight-line function used when nobody listens."""
 
-    def __init__(
-        self, sess: Session, steps: list[Step], feeds: list[Tensor], fetch_tensors: list[Tensor | None]
-    ):
+    def __init__(self, sess: Session, steps: list[Step], feeds: list[Tensor], fetch_tensors: list[Tensor | None]):
         self.sess, self.steps, self.feeds, self.fetches = sess, steps, feeds, fetch_tensors
         slot: dict[Tensor, int] = {}
         for t in feeds:
@@ -311,9 +309,7 @@ class Plan:
             lines.append(f"    t{self.slot[t]} = F[{j}]")
         for k, st in enumerate(self.steps):
             outs = [f"t{self.slot[t]}" for t in st.outs]
-            lhs = (
-                (", ".join(outs) + ("," if len(outs) == 1 else "")) if st.multi else (outs[0] if outs else "")
-            )
+            lhs = (", ".join(outs) + ("," if len(outs) == 1 else "")) if st.multi else (outs[0] if outs else "")
             lines.append(f"    _i = {k}")
             if st.var is not None:
                 ns[f"k{k}"] = st.var
@@ -377,8 +373,16 @@ class Plan:
         for t, a in zip(self.feeds, feeds):
             vals[self.slot[t]] = a
             if t.op.kind == "placeholder":
-                site = Site(PSEUDO["placeholder"], "forward", "graph", label=t.op.type, name=t.op.name,
-                            device=dev, stack=t.op.stack, iteration=iteration)
+                site = Site(
+                    PSEUDO["placeholder"],
+                    "forward",
+                    "graph",
+                    label=t.op.type,
+                    name=t.op.name,
+                    device=dev,
+                    stack=t.op.stack,
+                    iteration=iteration,
+                )
                 dispatch(site, _ident, (a,), ())
         for k, st in enumerate(self.steps):
             arrays = tuple(vals[self.slot[t]] for t in st.ins)
@@ -402,8 +406,19 @@ def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | Non
         fn, args, attrs = st.fn, (xp, *arrays), st.attrs
     else:
         fn, args, attrs = st.fn, arrays, st.attrs
-    site = Site(st.evop, st.phase, "graph", label=op.type, name=op.name, inputs=st.in_names, device=dev,
-                stack=op.stack or None, forward=st.forward, grad_of=st.grad_of, iteration=iteration)
+    site = Site(
+        st.evop,
+        st.phase,
+        "graph",
+        label=op.type,
+        name=op.name,
+        inputs=st.in_names,
+        device=dev,
+        stack=op.stack or None,
+        forward=st.forward,
+        grad_of=st.grad_of,
+        iteration=iteration,
+    )
     try:
         return dispatch(site, fn, args, arrays, attrs)
     except TraceTensorError as e:
@@ -562,9 +577,7 @@ class Session:
         return cm()
 
     # ------------------------------------------------------------------ running
-    def run(
-        self, fetches: Any, feed_dict: dict | None = None, options: Any = None, run_metadata: Any = None
-    ) -> Any:
+    def run(self, fetches: Any, feed_dict: dict | None = None, options: Any = None, run_metadata: Any = None) -> Any:
         """Computes `fetches` (a tensor, op, name, or nested lists/tuples/dicts of them),
         feeding `feed_dict` ({placeholder or name: value}); returns numpy values in the
         same structure (None for ops). `run_metadata` (a `tf.RunMetadata()`) gets the run's step stats."""
@@ -670,9 +683,7 @@ class Session:
         for k in feed_keys:
             t = self._resolve(k)
             if not isinstance(t, Tensor):
-                raise InvalidArgumentError(
-                    f"cannot feed the operation '{t.name}': feed a tensor (e.g. '{t.name}:0')"
-                )
+                raise InvalidArgumentError(f"cannot feed the operation '{t.name}': feed a tensor (e.g. '{t.name}:0')")
             fed.append(t)
         fed_set = set(fed)
         order = _prune(elems, fed_set)
@@ -754,9 +765,7 @@ class Session:
                 import zlib
 
                 # TF: an op seed alone or the graph seed alone both make the op reproducible
-                r = np.random.default_rng(
-                    [gseed or 0, seed if seed is not None else zlib.crc32(op.name.encode())]
-                )
+                r = np.random.default_rng([gseed or 0, seed if seed is not None else zlib.crc32(op.name.encode())])
             self._rngs[op.name] = r
         return r
 
@@ -764,8 +773,7 @@ class Session:
         a = np.asarray(value, dtype=var.dtype.np)
         if var._dims is not None and not _compatible(var._dims, a.shape):
             raise InvalidArgumentError(
-                f"cannot load a value of shape {a.shape} into variable '{var.op.name}' of shape "
-                f"{fmt_shape(var._dims)}"
+                f"cannot load a value of shape {a.shape} into variable '{var.op.name}' of shape {fmt_shape(var._dims)}"
             )
         self._vars[var.op.name] = to_device(a.copy(), self.device)
 
@@ -777,11 +785,7 @@ def _feed_shape_error(t: Tensor, shape: tuple) -> InvalidArgumentError:
 
 
 def _what(t: Tensor) -> str:
-    return (
-        f"placeholder '{t.op.name}' (tensor '{t.name}')"
-        if t.op.kind == "placeholder"
-        else f"tensor '{t.name}'"
-    )
+    return f"placeholder '{t.op.name}' (tensor '{t.name}')" if t.op.kind == "placeholder" else f"tensor '{t.name}'"
 
 
 def _convert_feed(t: Tensor, v: Any, dt: np.dtype, device_dtype: np.dtype | None = None) -> Any:
@@ -792,12 +796,9 @@ def _convert_feed(t: Tensor, v: Any, dt: np.dtype, device_dtype: np.dtype | None
         )
     src = getattr(v, "dtype", None)
     if device_dtype is not None:  # a GPU array: cast where it lives, same rule as on the host
-        if not (
-            np.can_cast(device_dtype, dt, "same_kind") or (device_dtype.kind in "iub" and dt.kind in "fc")
-        ):
+        if not (np.can_cast(device_dtype, dt, "same_kind") or (device_dtype.kind in "iub" and dt.kind in "fc")):
             raise InvalidArgumentError(
-                f"cannot feed a value of dtype {device_dtype.name} for {_what(t)}, which has dtype "
-                f"{t.dtype.name}"
+                f"cannot feed a value of dtype {device_dtype.name} for {_what(t)}, which has dtype {t.dtype.name}"
             )
         return v.astype(dt)
     try:
@@ -880,9 +881,7 @@ class InteractiveSession(Session):
 
 def _attr_repr(v: Any) -> str:
     if isinstance(v, np.ndarray):
-        return (
-            np.array2string(v, threshold=20, precision=4, separator=", ") if v.size else f"array({v.shape})"
-        )
+        return np.array2string(v, threshold=20, precision=4, separator=", ") if v.size else f"array({v.shape})"
     if isinstance(v, np.dtype):
         return v.name
     if isinstance(v, dict):
@@ -915,5 +914,3 @@ def graph_def(graph: Graph) -> _events.GraphDef:
             nd = cache[op] = node_def(op)
         nodes.append(nd)
     return _events.GraphDef(graph.id, graph.version, tuple(nodes))
-
-

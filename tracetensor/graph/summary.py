@@ -3,6 +3,7 @@ like any other: a session runs them through the dispatch point (they are events,
 debugger lists them), and each computes a serialized `Summary` protobuf. `sess.run` of
 one gives it as a uint8 array (`bytes(x)` is TensorFlow's string); `FileWriter.add_summary`
 takes either."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,18 @@ from .ops import _tensors
 from .variables import GraphKeys
 
 __all__ = [
-    "scalar", "histogram", "image", "text", "merge", "merge_all", "FileWriter", "Summary", "Event",
-    "SessionLog", "RunMetadata", "RunOptions",
+    "scalar",
+    "histogram",
+    "image",
+    "text",
+    "merge",
+    "merge_all",
+    "FileWriter",
+    "Summary",
+    "Event",
+    "SessionLog",
+    "RunMetadata",
+    "RunOptions",
 ]
 
 SUMMARIES = "summaries"  # TensorFlow's GraphKeys.SUMMARIES
@@ -39,19 +50,31 @@ RunMetadata = _sm.LazyProto("config", "RunMetadata")
 RunOptions = _sm.LazyProto("config", "RunOptions")
 
 
-_NOT_SUPPORTED = frozenset(("audio", "tensor_summary", "FileWriterCache", "get_summary_description",
-                            "SummaryDescription", "TaggedRunMetadata", "initialize", "all_v2_summary_ops"))
+_NOT_SUPPORTED = frozenset(
+    (
+        "audio",
+        "tensor_summary",
+        "FileWriterCache",
+        "get_summary_description",
+        "SummaryDescription",
+        "TaggedRunMetadata",
+        "initialize",
+        "all_v2_summary_ops",
+    )
+)
 
 
 def __getattr__(name: str) -> Any:
     # TF1's other tf.summary members: one clear error instead of an AttributeError
     if name in _NOT_SUPPORTED:
-        raise NotImplementedError(f"tf.summary.{name} is not supported by tracetensor; supported: "
-                                  + ", ".join(__all__))
+        raise NotImplementedError(
+            f"tf.summary.{name} is not supported by tracetensor; supported: " + ", ".join(__all__)
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- the ops
+
 
 def _no_cost(arrays: tuple, out: Any, attrs: dict) -> int:
     return 0
@@ -73,8 +96,10 @@ def _scalar_summary(xp, value, *, tag):
 def _histogram_summary(xp, values, *, tag):
     v = _events.to_numpy(values)
     if v.dtype.kind in "fc" and not np.isfinite(v).all():  # TensorFlow's rule, and its message
-        raise Invalid(f"Nan in summary histogram for: {tag} ({int(np.isnan(v).sum())} NaN, "
-                      f"{int(np.isinf(v).sum())} inf of {v.size} values)")
+        raise Invalid(
+            f"Nan in summary histogram for: {tag} ({int(np.isnan(v).sum())} NaN, "
+            f"{int(np.isinf(v).sum())} inf of {v.size} values)"
+        )
     return _out(xp, _sm.histogram(tag, v))
 
 
@@ -82,8 +107,10 @@ def _histogram_summary(xp, values, *, tag):
 def _image_summary(xp, images, *, tag, max_outputs):
     a = _events.to_numpy(images)
     if a.ndim != 4 or a.shape[3] not in (1, 3, 4):
-        raise Invalid(f"tf.summary.image '{tag}' takes [batch, height, width, channels] with 1, 3 or 4 "
-                      f"channels; got shape {tuple(a.shape)}")
+        raise Invalid(
+            f"tf.summary.image '{tag}' takes [batch, height, width, channels] with 1, 3 or 4 "
+            f"channels; got shape {tuple(a.shape)}"
+        )
     vals = []
     for i in range(min(max_outputs, a.shape[0])):
         img = a[i]
@@ -121,8 +148,10 @@ def _merge_summary(xp, *summaries):
 
 # --------------------------------------------------------------------------- builders
 
-def _summary_node(op: str, name: str, inputs: Sequence[Any], attrs: dict, collections: Sequence[str] | None,
-                  family: str | None = None) -> Tensor:
+
+def _summary_node(
+    op: str, name: str, inputs: Sequence[Any], attrs: dict, collections: Sequence[str] | None, family: str | None = None
+) -> Tensor:
     _sm.protos()  # the "pip install" error at the line that builds the summary, not at the first run
     from .._registry import REGISTRY
 
@@ -131,8 +160,16 @@ def _summary_node(op: str, name: str, inputs: Sequence[Any], attrs: dict, collec
     full = g.unique_name(_clean(name))
     if op != "merge_summary":
         attrs = {"tag": f"{family}/{full}" if family else full, **attrs}
-    node = g.create_op("op", REGISTRY[op].tf_name, ts, attrs, name=full, opdef=REGISTRY[op],
-                       out=[((None,), _dt.uint8)], exact_name=True)
+    node = g.create_op(
+        "op",
+        REGISTRY[op].tf_name,
+        ts,
+        attrs,
+        name=full,
+        opdef=REGISTRY[op],
+        out=[((None,), _dt.uint8)],
+        exact_name=True,
+    )
     out = node.outputs[0]
     for key in [SUMMARIES] if collections is None else collections:
         g.add_to_collection(key, out)
@@ -156,8 +193,9 @@ def histogram(name: str, values: Any, collections: Sequence[str] | None = None, 
     return _summary_node("histogram_summary", name, [values], {}, collections, family)
 
 
-def image(name: str, tensor: Any, max_outputs: int = 3, collections: Sequence[str] | None = None,
-          family: str | None = None) -> Tensor:
+def image(
+    name: str, tensor: Any, max_outputs: int = 3, collections: Sequence[str] | None = None, family: str | None = None
+) -> Tensor:
     """Up to `max_outputs` images of a [batch, height, width, channels] tensor, tagged
     `name/image/i` (`name/image` when max_outputs is 1)."""
     return _summary_node("image_summary", name, [tensor], {"max_outputs": int(max_outputs)}, collections, family)
@@ -176,8 +214,10 @@ def merge(inputs: Sequence[Tensor], collections: Sequence[str] | None = None, na
     inputs = list(inputs)
     for t in inputs:
         if not isinstance(t, Tensor) or t.op.opdef is None or not t.op.opdef.name.endswith("_summary"):
-            raise TypeError(f"tf.summary.merge takes summary tensors (from tf.summary.scalar, ...), got "
-                            f"{getattr(t, 'name', repr(t))}")
+            raise TypeError(
+                f"tf.summary.merge takes summary tensors (from tf.summary.scalar, ...), got "
+                f"{getattr(t, 'name', repr(t))}"
+            )
     return _summary_node("merge_summary", name or "Merge/MergeSummary", inputs, {}, collections or [])
 
 
@@ -192,12 +232,21 @@ def merge_all(key: str = SUMMARIES, scope: str | None = None, name: str | None =
 
 # --------------------------------------------------------------------------- FileWriter
 
+
 class FileWriter(EventWriter):
     """TF1's `tf.summary.FileWriter(logdir, graph)`: `add_summary(sess.run(merged), step)`,
     `add_graph(sess.graph)`, `add_run_metadata(run_metadata, "step 10", 10)`, `flush`, `close`."""
 
-    def __init__(self, logdir: str, graph: Any = None, max_queue: int = 10, flush_secs: float = 120,
-                 graph_def: Any = None, filename_suffix: str | None = None, session: Any = None) -> None:
+    def __init__(
+        self,
+        logdir: str,
+        graph: Any = None,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        graph_def: Any = None,
+        filename_suffix: str | None = None,
+        session: Any = None,
+    ) -> None:
         super().__init__(logdir, max_queue, flush_secs, filename_suffix or "")
         if graph is not None or graph_def is not None:
             self.add_graph(graph if graph is not None else graph_def)
@@ -215,6 +264,7 @@ class FileWriter(EventWriter):
 
 
 # --------------------------------------------------------------------------- step stats
+
 
 @contextmanager
 def collect_run_metadata(run_metadata: Any) -> Iterator[None]:

@@ -54,11 +54,7 @@ class Optimizer:
         gops = [g.op for g, _ in gv]
         with graph.name_scope(name or self._name) as scope:
             lr = self._lr
-            lr_t = (
-                convert_to_tensor(lr, dtype=_dt.float32, name="learning_rate")
-                if isinstance(lr, Tensor)
-                else None
-            )
+            lr_t = convert_to_tensor(lr, dtype=_dt.float32, name="learning_rate") if isinstance(lr, Tensor) else None
             extra = self._create_extra(graph)
             updates = []
             for g, v in gv:
@@ -97,9 +93,7 @@ class Optimizer:
         name: str | None = None,
         **_ignored: Any,
     ) -> Operation:
-        return self.apply_gradients(
-            self.compute_gradients(loss, var_list), global_step=global_step, name=name
-        )
+        return self.apply_gradients(self.compute_gradients(loss, var_list), global_step=global_step, name=name)
 
     def _slot(self, var: Variable, slot: str) -> Variable:
         key = (var.op.name, slot)
@@ -185,8 +179,16 @@ class RMSPropOptimizer(Optimizer):
     _type = "ApplyRMSProp"
     _rule = "tf_rmsprop_update"
 
-    def __init__(self, learning_rate: Any, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10,
-                 use_locking: bool = False, centered: bool = False, name: str = "RMSProp") -> None:
+    def __init__(
+        self,
+        learning_rate: Any,
+        decay: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-10,
+        use_locking: bool = False,
+        centered: bool = False,
+        name: str = "RMSProp",
+    ) -> None:
         super().__init__(learning_rate, use_locking, name)
         self._slot_names = ("rms", "momentum", "mg") if centered else ("rms", "momentum")
         self._slot_init = {"rms": 1.0}
@@ -203,8 +205,13 @@ class AdagradOptimizer(Optimizer):
     _rule = "tf_adagrad_update"
     _slot_names = ("accumulator",)
 
-    def __init__(self, learning_rate: Any, initial_accumulator_value: float = 0.1, use_locking: bool = False,
-                 name: str = "Adagrad") -> None:
+    def __init__(
+        self,
+        learning_rate: Any,
+        initial_accumulator_value: float = 0.1,
+        use_locking: bool = False,
+        name: str = "Adagrad",
+    ) -> None:
         super().__init__(learning_rate, use_locking, name)
         self._slot_init = {"accumulator": float(initial_accumulator_value)}
 
@@ -252,9 +259,7 @@ def get_global_step(graph: Any = None) -> Variable | None:
     from .core import get_default_graph
 
     g = graph or get_default_graph()
-    found = g.get_collection("global_step") or [
-        v for v in g.get_collection("variables") if v.op.name == "global_step"
-    ]
+    found = g.get_collection("global_step") or [v for v in g.get_collection("variables") if v.op.name == "global_step"]
     return found[0] if found else None
 
 
@@ -280,8 +285,9 @@ class ExponentialMovingAverage:
     returns the op that moves each one: shadow -= (1 - decay) * (shadow - var), with decay
     min(decay, (1 + n) / (10 + n)) when `num_updates` is given."""
 
-    def __init__(self, decay: float, num_updates: Any = None, zero_debias: bool = False,
-                 name: str = "ExponentialMovingAverage") -> None:
+    def __init__(
+        self, decay: float, num_updates: Any = None, zero_debias: bool = False, name: str = "ExponentialMovingAverage"
+    ) -> None:
         self._decay, self._num_updates, self._name = float(decay), num_updates, name
         self._averages: dict[str, Variable] = {}
 
@@ -330,8 +336,14 @@ class ExponentialMovingAverage:
         return out
 
 
-def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
-                      staircase: bool = False, name: str | None = None) -> Tensor:
+def exponential_decay(
+    learning_rate: Any,
+    global_step: Any,
+    decay_steps: Any,
+    decay_rate: Any,
+    staircase: bool = False,
+    name: str | None = None,
+) -> Tensor:
     """learning_rate * decay_rate ** (global_step / decay_steps) (the exponent floored when
     `staircase`), a float32 tensor that optimizers take as their learning rate."""
     from .ops import cast, floor, multiply, name_scope, pow
@@ -342,7 +354,21 @@ def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, de
             p = floor(p)
         return multiply(float(learning_rate), pow(float(decay_rate), p), name="learning_rate")
 
-__all__ = ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "RMSPropOptimizer",
-           "AdagradOptimizer", "Saver",
-           "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "get_global_step",
-           "get_or_create_global_step", "create_global_step", "exponential_decay", "ExponentialMovingAverage"]
+
+__all__ = [
+    "Optimizer",
+    "GradientDescentOptimizer",
+    "MomentumOptimizer",
+    "AdamOptimizer",
+    "RMSPropOptimizer",
+    "AdagradOptimizer",
+    "Saver",
+    "latest_checkpoint",
+    "get_checkpoint_state",
+    "CheckpointState",
+    "get_global_step",
+    "get_or_create_global_step",
+    "create_global_step",
+    "exponential_decay",
+    "ExponentialMovingAverage",
+]

@@ -84,9 +84,7 @@ class Variable(Tensor):
     def __repr__(self) -> str:
         return f"<tf.Variable '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
 
-    def assign(
-        self, value: Any, use_locking: bool = False, name: str | None = None, read_value: bool = True
-    ) -> Tensor:
+    def assign(self, value: Any, use_locking: bool = False, name: str | None = None, read_value: bool = True) -> Tensor:
         return _assign(self, value, "set", name or "Assign").outputs[0]
 
     def assign_add(
@@ -122,13 +120,9 @@ def _assign(var: Variable, value: Any, mode: str, type_: str) -> Operation:
     v = convert_to_tensor(value, like=var, graph=g) if not isinstance(value, Tensor) else value
     if mode != "init":
         with g.name_scope(var.op.name + "/"):
-            return g.create_op(
-                "assign", type_, (v,), {"var": var.op.name, "mode": mode}, out=[(var._dims, var.dtype)]
-            )
+            return g.create_op("assign", type_, (v,), {"var": var.op.name, "mode": mode}, out=[(var._dims, var.dtype)])
     with g.name_scope(var.op.name + "/"), g.control_dependencies(None):
-        return g.create_op(
-            "assign", type_, (v,), {"var": var.op.name, "mode": mode}, out=[(var._dims, var.dtype)]
-        )
+        return g.create_op("assign", type_, (v,), {"var": var.op.name, "mode": mode}, out=[(var._dims, var.dtype)])
 
 
 def get_collection(key: str, scope: str | None = None) -> list[Any]:
@@ -262,14 +256,11 @@ def get_variable(
     if existing is not None:
         if not reuse:
             raise ValueError(
-                f"Variable {full} already exists, disallowed: did you mean to set reuse=True in "
-                "variable_scope?"
+                f"Variable {full} already exists, disallowed: did you mean to set reuse=True in variable_scope?"
             )
         return existing
     if reuse is True:
-        raise ValueError(
-            f"Variable {full} does not exist: variable_scope(reuse=True) only returns existing ones"
-        )
+        raise ValueError(f"Variable {full} does not exist: variable_scope(reuse=True) only returns existing ones")
     dt = as_dtype(dtype)
     if initializer is None:
         if shape is None:

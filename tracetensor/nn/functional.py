@@ -1,5 +1,6 @@
 """`tt.nn.functional`: the stateless side of tt.nn (PyTorch's torch.nn.functional names).
 Each function is a short composition of registered ops; losses use the fused, stable ones."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,10 +11,36 @@ from ..errors import ShapeError
 from ..functional import one_hot, where
 from ..tensor import Tensor, _wrap_other, apply, rand
 
-__all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "conv2d", "max_pool2d", "dropout",
-           "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy", "embedding", "one_hot",
-           "softmax_cross_entropy_with_logits", "l1_loss", "pad", "softplus", "gelu", "leaky_relu", "elu", "silu",
-           "layer_norm", "batch_norm", "binary_cross_entropy_with_logits", "smooth_l1_loss", "normalize"]
+__all__ = [
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "conv2d",
+    "max_pool2d",
+    "dropout",
+    "mse_loss",
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "embedding",
+    "one_hot",
+    "softmax_cross_entropy_with_logits",
+    "l1_loss",
+    "pad",
+    "softplus",
+    "gelu",
+    "leaky_relu",
+    "elu",
+    "silu",
+    "layer_norm",
+    "batch_norm",
+    "binary_cross_entropy_with_logits",
+    "smooth_l1_loss",
+    "normalize",
+]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -81,26 +108,38 @@ def _affine(out: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tupl
     return out
 
 
-def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None, bias: Tensor | None = None,
-               eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    input: Tensor, normalized_shape: Any, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
     """Normalizes over the trailing `normalized_shape` dimensions, then scales and shifts."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if tuple(input.shape[input.ndim - k:]) != shape or k > input.ndim:
-        raise ShapeError("layer_norm", f"normalized_shape {shape} does not match the last dimensions of input "
-                                       f"of shape {tuple(input.shape)}", frame=user_frame())
+    if tuple(input.shape[input.ndim - k :]) != shape or k > input.ndim:
+        raise ShapeError(
+            "layer_norm",
+            f"normalized_shape {shape} does not match the last dimensions of input of shape {tuple(input.shape)}",
+            frame=user_frame(),
+        )
     out = apply(_R["layer_norm"], input, axis=tuple(range(input.ndim - k, input.ndim)), eps=float(eps))
     return _affine(out, weight, bias, shape)
 
 
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalizes each channel (dimension 1) of (N, C, ...) input: with the batch's statistics
     while training (updating the running ones in place), with the running ones otherwise."""
     if input.ndim < 2:
-        raise ShapeError("batch_norm", f"expected input of shape (N, C) or (N, C, L), got {tuple(input.shape)}",
-                         frame=user_frame())
+        raise ShapeError(
+            "batch_norm", f"expected input of shape (N, C) or (N, C, L), got {tuple(input.shape)}", frame=user_frame()
+        )
     axes = (0, *range(2, input.ndim))
     shape = (input.shape[1],) + (1,) * (input.ndim - 2)
     if training or running_mean is None or running_var is None:
@@ -131,8 +170,7 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     return input.log_softmax(dim)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
-           padding: Any = 0) -> Tensor:
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0) -> Tensor:
     """2-D cross-correlation over NCHW input with an (out, in, kh, kw) weight."""
     out = apply(_R["conv2d"], input, weight, stride=stride, padding=padding)
     return out if bias is None else out + bias.reshape(1, -1, 1, 1)
@@ -142,11 +180,20 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return apply(_R["max_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
-def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override: Any = None) -> Tensor:
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+) -> Tensor:
     if ceil_mode or not count_include_pad or divisor_override is not None:
-        raise NotImplementedError("avg_pool2d: only ceil_mode=False, count_include_pad=True and no divisor_override "
-                                  "are supported by tracetensor")
+        raise NotImplementedError(
+            "avg_pool2d: only ceil_mode=False, count_include_pad=True and no divisor_override "
+            "are supported by tracetensor"
+        )
     return apply(_R["avg_pool2d"], input, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
@@ -156,8 +203,11 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
     if h % oh or w % ow:
-        raise ShapeError("adaptive_avg_pool2d", f"output size ({oh}, {ow}) must divide the input size ({h}, {w}) "
-                         "in tracetensor", frame=user_frame())
+        raise ShapeError(
+            "adaptive_avg_pool2d",
+            f"output size ({oh}, {ow}) must divide the input size ({h}, {w}) in tracetensor",
+            frame=user_frame(),
+        )
     k = (h // oh, w // ow)
     return avg_pool2d(input, k, k)
 
@@ -197,8 +247,9 @@ def _class_dim(input: Tensor) -> int:
     return 0 if input.ndim == 1 else 1  # (C,) unbatched, else (N, C, ...) as in PyTorch
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-                  reduction: str = "mean") -> Tensor:
+def cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """Softmax cross-entropy from logits (fused and stable). `target` holds class indices,
     or class probabilities of the input's shape."""
     r = _check_reduction(reduction)
@@ -207,17 +258,20 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
         loss = apply(_R["softmax_cross_entropy"], input, target, axis=ax)
         return _reduce(loss if weight is None else loss, r)
     w = None if weight is None else weight._data
-    return apply(_R["sparse_softmax_cross_entropy"], input, target, axis=ax, ignore_index=ignore_index,
-                 weight=w, reduction=r)
+    return apply(
+        _R["sparse_softmax_cross_entropy"], input, target, axis=ax, ignore_index=ignore_index, weight=w, reduction=r
+    )
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """Negative log-likelihood from log-probabilities (use after log_softmax)."""
     r = _check_reduction(reduction)
     w = None if weight is None else weight._data
-    return apply(_R["nll_loss"], input, target, axis=_class_dim(input), ignore_index=ignore_index, weight=w,
-                 reduction=r)
+    return apply(
+        _R["nll_loss"], input, target, axis=_class_dim(input), ignore_index=ignore_index, weight=w, reduction=r
+    )
 
 
 def softmax_cross_entropy_with_logits(logits: Tensor, labels: Tensor, dim: int = -1) -> Tensor:
@@ -233,8 +287,9 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                         reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
     """-(t log p + (1 - t) log(1 - p)) for probabilities p (after a sigmoid)."""
     loss = apply(_R["binary_cross_entropy"], input, _wrap_other(target, input))
     if weight is not None:
@@ -242,8 +297,13 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, reduction)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
     """Binary cross-entropy from logits, fused and stable (no sigmoid, no log of 0)."""
     target = _wrap_other(target, input)
     if pos_weight is None:
@@ -269,9 +329,16 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     return apply(_R["embedding"], weight, _wrap_other(input, weight))
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
-                                 enable_gqa: bool = False) -> Tensor:
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
     """softmax(q k^T * scale + mask) v, as torch.nn.functional.scaled_dot_product_attention."""
     from .transformer import scaled_dot_product_attention as sdpa
 
@@ -283,6 +350,7 @@ __all__ += ["scaled_dot_product_attention", "avg_pool2d", "adaptive_avg_pool2d"]
 
 # ----------------------------------------------------------------- more of torch.nn.functional, composed
 # from registered ops (each step an event)
+
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     return input.clamp(min_val, max_val)
@@ -324,8 +392,14 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     return _reduce(where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
 
 
-def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
-           log_target: bool = False) -> Tensor:
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
     """target * (log target - input) pointwise (input holds log-probabilities); 0 where target is 0."""
     if log_target:
         loss = target.exp() * (target - input)
@@ -343,9 +417,20 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
         raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
     if not training or p == 0:
         return input
-    keep = (rand(input.shape[:2] + (1,) * (input.ndim - 2), dtype=input.dtype, device=input.device) >= p)
+    keep = rand(input.shape[:2] + (1,) * (input.ndim - 2), dtype=input.dtype, device=input.device) >= p
     return input * (keep.type(input.dtype) * (1 / (1 - p)))
 
 
-__all__ += ["hardtanh", "relu6", "logsigmoid", "softsign", "mish", "glu", "prelu", "cosine_similarity", "huber_loss",
-            "kl_div", "dropout2d"]
+__all__ += [
+    "hardtanh",
+    "relu6",
+    "logsigmoid",
+    "softsign",
+    "mish",
+    "glu",
+    "prelu",
+    "cosine_similarity",
+    "huber_loss",
+    "kl_div",
+    "dropout2d",
+]

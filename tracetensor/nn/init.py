@@ -1,4 +1,5 @@
 """`tt.nn.init`: in-place parameter initializers (PyTorch's names and formulas)."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,9 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any = Non
     return _fill(t, randn(t.shape, dtype=t.dtype, device=t.device, generator=generator) * std + mean)
 
 
-def trunc_normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
-                  generator: Any = None) -> Tensor:
+def trunc_normal_(
+    t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator: Any = None
+) -> Tensor:
     """Normal values redrawn until they fall in [a, b] (rejection; PyTorch uses the inverse CDF)."""
     vals = randn(t.shape, dtype="float64", generator=generator)._data * std + mean
     bad = (vals < a) | (vals > b)
@@ -61,20 +63,22 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return 5.0 / 3
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     return 1.0
 
 
-def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
-                     nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
+def kaiming_uniform_(
+    t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Any = None
+) -> Tensor:
     fan_in, fan_out = _fans(t)
     fan = fan_in if mode == "fan_in" else fan_out
     bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
     return uniform_(t, -bound, bound, generator)
 
 
-def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
-                    nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
+def kaiming_normal_(
+    t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Any = None
+) -> Tensor:
     fan_in, fan_out = _fans(t)
     fan = fan_in if mode == "fan_in" else fan_out
     return normal_(t, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)

@@ -1,4 +1,5 @@
 """Layers and losses of `tt.nn`, with PyTorch's constructor arguments and default inits."""
+
 from __future__ import annotations
 
 import math
@@ -19,6 +20,7 @@ def _uniform_param(shape: tuple[int, ...], bound: float) -> Parameter:
 
 
 # ----------------------------------------------------------------- containers
+
 
 class Sequential(Module):
     """Runs its modules in order; `Sequential(a, b)` or `Sequential(OrderedDict(name=module))`."""
@@ -81,6 +83,7 @@ class ModuleList(Module):
 
 # ----------------------------------------------------------------- layers
 
+
 class Identity(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -102,15 +105,21 @@ class Linear(Module):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class Conv2d(Module):
     """2-D convolution over NCHW input; weight (out, in, kh, kw)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
@@ -125,8 +134,10 @@ class Conv2d(Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
 
 
 class MaxPool2d(Module):
@@ -138,20 +149,33 @@ class MaxPool2d(Module):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
-                f"padding={self.padding}")
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
 
 
 class AvgPool2d(Module):
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: Any = None) -> None:
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Any = None,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-                            self.divisor_override)
+        return F.avg_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -272,8 +296,9 @@ class Softplus(Module):
 class LayerNorm(Module):
     """Normalizes over the trailing `normalized_shape` dimensions; weight 1 and bias 0 to start."""
 
-    def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True
+    ) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
@@ -296,8 +321,14 @@ class _BatchNorm(Module):
 
     _dims: tuple[int, ...] = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -316,32 +347,48 @@ class _BatchNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim not in self._dims:
-            raise ValueError(f"{type(self).__name__} expected {' or '.join(f'{d}-D' for d in self._dims)} input, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expected {' or '.join(f'{d}-D' for d in self._dims)} input, "
+                f"got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}) got input with {x.shape[1]} channels "
-                             f"(shape {tuple(x.shape)})")
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) got input with {x.shape[1]} channels "
+                f"(shape {tuple(x.shape)})"
+            )
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked._data += 1
             if momentum is None:  # a cumulative moving average
                 momentum = 1.0 / int(self.num_batches_tracked.item())
         use_batch = self.training or not self.track_running_stats
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=use_batch, momentum=momentum or 0.0, eps=self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=use_batch,
+            momentum=momentum or 0.0,
+            eps=self.eps,
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
     """Over (N, C) or (N, C, L) input."""
+
     _dims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """Over (N, C, H, W) input."""
+
     _dims = (4,)
 
 
@@ -367,6 +414,7 @@ class Flatten(Module):
 
 
 # ----------------------------------------------------------------- losses
+
 
 class Hardtanh(Module):
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
@@ -431,8 +479,7 @@ class L1Loss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = -100,
-                 reduction: str = "mean") -> None:
+    def __init__(self, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.weight, self.ignore_index = weight, ignore_index
 
@@ -455,8 +502,7 @@ class SmoothL1Loss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    def __init__(self, weight: Tensor | None = None, reduction: str = "mean",
-                 pos_weight: Tensor | None = None) -> None:
+    def __init__(self, weight: Tensor | None = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> None:
         super().__init__(reduction)
         self.weight, self.pos_weight = weight, pos_weight
 
@@ -474,8 +520,9 @@ class HuberLoss(_Loss):
 
 
 class KLDivLoss(Module):
-    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
-                 log_target: bool = False) -> None:
+    def __init__(
+        self, size_average: Any = None, reduce: Any = None, reduction: str = "mean", log_target: bool = False
+    ) -> None:
         super().__init__()
         self.reduction, self.log_target = reduction, log_target
 
@@ -492,9 +539,44 @@ class BCELoss(_Loss):
         return F.binary_cross_entropy(input, target, self.weight, self.reduction)
 
 
-__all__ = ["Sequential", "ModuleList", "Identity", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "Embedding", "Hardtanh", "ReLU6", "PReLU", "Mish", "Dropout2d", "Unflatten", "HuberLoss", "KLDivLoss",
-           "ReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "Flatten", "MSELoss", "L1Loss",
-           "CrossEntropyLoss", "NLLLoss", "BCELoss", "GELU", "LeakyReLU", "ELU", "SiLU", "Softplus", "LayerNorm",
-           "BatchNorm1d", "BatchNorm2d", "SmoothL1Loss", "BCEWithLogitsLoss"]
-
+__all__ = [
+    "Sequential",
+    "ModuleList",
+    "Identity",
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "Embedding",
+    "Hardtanh",
+    "ReLU6",
+    "PReLU",
+    "Mish",
+    "Dropout2d",
+    "Unflatten",
+    "HuberLoss",
+    "KLDivLoss",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "Softmax",
+    "LogSoftmax",
+    "Dropout",
+    "Flatten",
+    "MSELoss",
+    "L1Loss",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "BCELoss",
+    "GELU",
+    "LeakyReLU",
+    "ELU",
+    "SiLU",
+    "Softplus",
+    "LayerNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "SmoothL1Loss",
+    "BCEWithLogitsLoss",
+]

@@ -1,5 +1,6 @@
 """`tt.nn.Module` and `Parameter`: the container model code builds on, with PyTorch's API
 (parameters, children, train/eval, state_dict, hooks) and op naming for the event stream."""
+
 from __future__ import annotations
 
 import threading
@@ -16,6 +17,7 @@ from ..tensor import Tensor
 
 class Parameter(Tensor):
     """A tensor that a Module registers as one of its parameters (requires grad by default)."""
+
     __slots__ = ()
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True) -> Parameter:
@@ -64,6 +66,8 @@ def _library_forward(cls: type) -> bool:
         code = getattr(getattr(cls, "forward", None), "__code__", None)
         r = _library[cls] = code is not None and _source._is_internal(code.co_filename)
     return r
+
+
 _hook_ids = iter(range(1, 1 << 62))
 
 
@@ -90,7 +94,8 @@ class Module:
             if isinstance(value, (Parameter, Module)):
                 raise TraceTensorError(
                     f"cannot assign {type(value).__name__} '{name}' before Module.__init__() was called "
-                    f"(call super().__init__() first in {type(self).__name__}.__init__)")
+                    f"(call super().__init__() first in {type(self).__name__}.__init__)"
+                )
             object.__setattr__(self, name, value)
             return
         for reg in (d["_parameters"], d["_modules"], d["_buffers"]):
@@ -281,8 +286,9 @@ class Module:
             elif p.grad is not None:
                 p.grad._data[...] = 0
 
-    def state_dict(self, destination: dict | None = None, prefix: str = "",
-                   keep_vars: bool = False) -> OrderedDict[str, Tensor]:
+    def state_dict(
+        self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> OrderedDict[str, Tensor]:
         """Parameters and persistent buffers by qualified name; the tensors share storage."""
         out: OrderedDict[str, Tensor] = OrderedDict() if destination is None else destination
         for mp, m in self.named_modules(prefix=prefix.rstrip(".")):
@@ -301,17 +307,20 @@ class Module:
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise TraceTensorError(f"load_state_dict for {type(self).__name__}: missing keys {missing}, "
-                                   f"unexpected keys {unexpected}")
+            raise TraceTensorError(
+                f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}"
+            )
         for k, t in own.items():
             if k not in state_dict:
                 continue
             v = state_dict[k]
             arr = v._data if isinstance(v, Tensor) else v
             if tuple(getattr(arr, "shape", ())) != tuple(t.shape):
-                raise TraceTensorError(f"load_state_dict for {type(self).__name__}: '{k}' has shape "
-                                       f"{tuple(getattr(arr, 'shape', ()))} in the checkpoint but "
-                                       f"{tuple(t.shape)} in the model")
+                raise TraceTensorError(
+                    f"load_state_dict for {type(self).__name__}: '{k}' has shape "
+                    f"{tuple(getattr(arr, 'shape', ()))} in the checkpoint but "
+                    f"{tuple(t.shape)} in the model"
+                )
             src = v if isinstance(v, Tensor) else Tensor._make(arr, t._device)
             if src._device != t._device:
                 src = src.to(t._device)

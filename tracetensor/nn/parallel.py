@@ -6,6 +6,7 @@ averaged across ranks in buckets, each bucket's non-blocking all-reduce starting
 soon as its last gradient is accumulated (the autograd engine accumulates a hooked
 leaf right after its last use), so communication overlaps the rest of backward.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -36,13 +37,24 @@ class DistributedDataParallel(Module):
     (gradients accumulate locally until the next synchronized backward).
     """
 
-    def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None, dim: int = 0,
-                 broadcast_buffers: bool = True, process_group: Any = None, bucket_cap_mb: float = 25,
-                 find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False) -> None:
+    def __init__(
+        self,
+        module: Module,
+        device_ids: Any = None,
+        output_device: Any = None,
+        dim: int = 0,
+        broadcast_buffers: bool = True,
+        process_group: Any = None,
+        bucket_cap_mb: float = 25,
+        find_unused_parameters: bool = False,
+        gradient_as_bucket_view: bool = False,
+    ) -> None:
         super().__init__()
         if not dist.is_initialized():
-            raise dist.DistributedError("DistributedDataParallel: the default process group is not initialized; "
-                                        "call tt.distributed.init_process_group('mpi') first (launch with mpiexec)")
+            raise dist.DistributedError(
+                "DistributedDataParallel: the default process group is not initialized; "
+                "call tt.distributed.init_process_group('mpi') first (launch with mpiexec)"
+            )
         self.module = module
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
@@ -56,8 +68,9 @@ class DistributedDataParallel(Module):
         cur: list[Parameter] = []
         size = 0
         for _, p in reversed(named):
-            if cur and (size + p._data.nbytes > cap or p._data.dtype != cur[0]._data.dtype
-                        or p._device != cur[0]._device):
+            if cur and (
+                size + p._data.nbytes > cap or p._data.dtype != cur[0]._data.dtype or p._device != cur[0]._device
+            ):
                 self._buckets.append(_Bucket(len(self._buckets), cur))
                 cur, size = [], 0
             cur.append(p)
@@ -76,7 +89,8 @@ class DistributedDataParallel(Module):
             raise dist.DistributedError(
                 "DistributedDataParallel: the last backward gave no gradient to parameters "
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; every parameter must take "
-                "part in the loss, or pass find_unused_parameters=True")
+                "part in the loss, or pass find_unused_parameters=True"
+            )
         if self.broadcast_buffers and self.training:
             bufs = list(self.module.buffers())
             if bufs:
@@ -108,8 +122,8 @@ class DistributedDataParallel(Module):
         b = self._bucket_of[id(p)]
         if id(p) in self._ready:
             return
-        for done in self._buckets[:self._next]:  # MPI moves bytes only inside MPI calls: poke the
-            if done.work is not None:            # reductions in flight so they progress during backward
+        for done in self._buckets[: self._next]:  # MPI moves bytes only inside MPI calls: poke the
+            if done.work is not None:  # reductions in flight so they progress during backward
                 done.work.is_completed()
         self._ready.add(id(p))
         b.pending -= 1
@@ -122,8 +136,9 @@ class DistributedDataParallel(Module):
     def _launch(self, b: _Bucket) -> None:
         xp = b.params[0]._device.xp
         # (an unused parameter that has no gradient contributes zeros)
-        b.buf = xp.concatenate([xp.zeros(p._data.size, p._data.dtype) if p.grad is None else p.grad._data.reshape(-1)
-                                for p in b.params])
+        b.buf = xp.concatenate(
+            [xp.zeros(p._data.size, p._data.dtype) if p.grad is None else p.grad._data.reshape(-1) for p in b.params]
+        )
         b.work = dist.all_reduce_array(b.buf, dist.ReduceOp.AVG, name=f"ddp/bucket{b.index}", async_op=True)
 
     def _finish(self) -> None:
@@ -134,7 +149,7 @@ class DistributedDataParallel(Module):
             for p in b.params:
                 n = p._data.size
                 if p.grad is not None:
-                    p.grad._data[...] = b.buf[off:off + n].reshape(p._data.shape)
+                    p.grad._data[...] = b.buf[off : off + n].reshape(p._data.shape)
                 off += n
             b.buf = b.work = None
             b.pending = len(b.params)
@@ -177,5 +192,5 @@ def _broadcast_flat(tensors: list[Any], name: str) -> None:
         dist.broadcast_array(buf, 0, name=name)
         off = 0
         for t in ts:
-            t._data[...] = buf[off:off + t._data.size].reshape(t._data.shape)
+            t._data[...] = buf[off : off + t._data.size].reshape(t._data.shape)
             off += t._data.size

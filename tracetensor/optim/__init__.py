@@ -2,6 +2,7 @@
 rules (`tt.optim.lr_scheduler` holds the schedulers). Updates are in place on the
 parameter arrays; each parameter's update passes the dispatch point as an "update"
 event when someone listens, and costs what hand-written numpy costs when nobody does."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -46,8 +47,9 @@ class Optimizer:
         seen = {id(q) for g in self.param_groups for q in g["params"]}
         for p in params:
             if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TraceTensorError(f"{type(self).__name__} can only optimize tensors that require grad, "
-                                       f"got {type(p).__name__}")
+                raise TraceTensorError(
+                    f"{type(self).__name__} can only optimize tensors that require grad, got {type(p).__name__}"
+                )
             if id(p) in seen:
                 raise ValueError("some parameters appear in more than one parameter group")
             seen.add(id(p))
@@ -91,8 +93,9 @@ class Optimizer:
         if listening:
             pname = p._name or f"param_{index}"
             uname, uins, uouts = update_names(pname)
-            site = _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts,
-                                     None, False))
+            site = _tuple_new(
+                Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False)
+            )
         else:
             site = site_of(op, "update")
         dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)
@@ -103,31 +106,41 @@ class Optimizer:
         state = {}
         for k, pid in enumerate(order):
             if pid in self.state and self.state[pid]:
-                state[k] = {n: (Tensor._make(v, _dev_of(self, pid)) if hasattr(v, "shape") else v)
-                            for n, v in self.state[pid].items()}
+                state[k] = {
+                    n: (Tensor._make(v, _dev_of(self, pid)) if hasattr(v, "shape") else v)
+                    for n, v in self.state[pid].items()
+                }
         groups = []
         k = 0
         for g in self.param_groups:
-            groups.append({**{n: v for n, v in g.items() if n != "params"},
-                           "params": list(range(k, k + len(g["params"])))})
+            groups.append(
+                {**{n: v for n, v in g.items() if n != "params"}, "params": list(range(k, k + len(g["params"])))}
+            )
             k += len(g["params"])
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups) or any(
-                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
-            raise TraceTensorError("loaded optimizer state has a different number of parameter groups or "
-                                   "parameters than this optimizer")
+            len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)
+        ):
+            raise TraceTensorError(
+                "loaded optimizer state has a different number of parameter groups or parameters than this optimizer"
+            )
         params = [p for g in self.param_groups for p in g["params"]]
         for g, saved in zip(self.param_groups, groups):
             g.update({n: v for n, v in saved.items() if n != "params"})
         self.state = {}
         for k, st in state_dict["state"].items():
             p = params[int(k)]
-            self.state[id(p)] = {n: (p._device.xp.array(v._data if isinstance(v, Tensor) else v)
-                                     if isinstance(v, Tensor) or hasattr(v, "shape") else v)
-                                 for n, v in st.items()}
+            self.state[id(p)] = {
+                n: (
+                    p._device.xp.array(v._data if isinstance(v, Tensor) else v)
+                    if isinstance(v, Tensor) or hasattr(v, "shape")
+                    else v
+                )
+                for n, v in st.items()
+            }
 
 
 def _library_update(cls: type) -> bool:
@@ -155,15 +168,32 @@ def _dev_of(opt: Optimizer, pid: int) -> Any:
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's momentum, dampening, Nesterov and L2 weight decay."""
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"invalid SGD hyperparameters: lr={lr}, momentum={momentum}, "
-                             f"weight_decay={weight_decay} (all must be >= 0)")
+            raise ValueError(
+                f"invalid SGD hyperparameters: lr={lr}, momentum={momentum}, "
+                f"weight_decay={weight_decay} (all must be >= 0)"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+            },
+        )
 
     def step(self, closure: Any = None) -> Any:
         if STATE.listeners or any(g["momentum"] or g["weight_decay"] for g in self.param_groups):
@@ -188,10 +218,21 @@ class SGD(Optimizer):
             if buf is None:
                 buf = state["momentum_buffer"] = p._device.xp.empty_like(p._data)
                 first = True
-        self._run("sgd_update", p, (p._data, g, buf),
-                  {"lr": group["lr"], "momentum": momentum, "dampening": group["dampening"],
-                   "weight_decay": group["weight_decay"], "nesterov": group["nesterov"], "first": first},
-                  listening, index)
+        self._run(
+            "sgd_update",
+            p,
+            (p._data, g, buf),
+            {
+                "lr": group["lr"],
+                "momentum": momentum,
+                "dampening": group["dampening"],
+                "weight_decay": group["weight_decay"],
+                "nesterov": group["nesterov"],
+                "first": first,
+            },
+            listening,
+            index,
+        )
 
 
 def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:
@@ -218,12 +259,20 @@ class Adam(Optimizer):
     _decoupled = False
     _op = "adam_update"
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid Adam hyperparameters: lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "amsgrad": amsgrad})
+        super().__init__(
+            params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad}
+        )
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         xp = p._device.xp
@@ -235,12 +284,22 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p._data)
         state["step"] += 1
         b1, b2 = group["betas"]
-        self._run("adam_update", p, (p._data, g, state["exp_avg"], state["exp_avg_sq"],
-                                     state.get("max_exp_avg_sq")),
-                  {"lr": group["lr"], "beta1": b1, "beta2": b2, "eps": group["eps"],
-                   "weight_decay": group["weight_decay"], "step": state["step"],
-                   "decoupled": self._decoupled},
-                  listening, index)
+        self._run(
+            "adam_update",
+            p,
+            (p._data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")),
+            {
+                "lr": group["lr"],
+                "beta1": b1,
+                "beta2": b2,
+                "eps": group["eps"],
+                "weight_decay": group["weight_decay"],
+                "step": state["step"],
+                "decoupled": self._decoupled,
+            },
+            listening,
+            index,
+        )
 
 
 class AdamW(Adam):
@@ -248,8 +307,15 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
@@ -258,23 +324,49 @@ class Adagrad(Optimizer):
 
     _op = "adagrad_update"
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
         if lr < 0 or lr_decay < 0 or weight_decay < 0 or eps < 0 or initial_accumulator_value < 0:
-            raise ValueError(f"invalid Adagrad hyperparameters: lr={lr}, lr_decay={lr_decay}, "
-                             f"weight_decay={weight_decay}, eps={eps}")
-        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
-                                  "initial_accumulator_value": initial_accumulator_value, "eps": eps})
+            raise ValueError(
+                f"invalid Adagrad hyperparameters: lr={lr}, lr_decay={lr_decay}, weight_decay={weight_decay}, eps={eps}"
+            )
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "weight_decay": weight_decay,
+                "initial_accumulator_value": initial_accumulator_value,
+                "eps": eps,
+            },
+        )
         for g in self.param_groups:  # PyTorch creates Adagrad's state up front
             for p in g["params"]:
-                self.state[id(p)] = {"step": 0, "sum": p._device.xp.full_like(
-                    p._data, g["initial_accumulator_value"])}
+                self.state[id(p)] = {"step": 0, "sum": p._device.xp.full_like(p._data, g["initial_accumulator_value"])}
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         state["step"] += 1
-        self._run("adagrad_update", p, (p._data, g, state["sum"]),
-                  {"lr": group["lr"], "lr_decay": group["lr_decay"], "weight_decay": group["weight_decay"],
-                   "eps": group["eps"], "step": state["step"]}, listening, index)
+        self._run(
+            "adagrad_update",
+            p,
+            (p._data, g, state["sum"]),
+            {
+                "lr": group["lr"],
+                "lr_decay": group["lr_decay"],
+                "weight_decay": group["weight_decay"],
+                "eps": group["eps"],
+                "step": state["step"],
+            },
+            listening,
+            index,
+        )
 
 
 class RMSprop(Optimizer):
@@ -282,13 +374,32 @@ class RMSprop(Optimizer):
 
     _op = "rmsprop_update"
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
         if lr < 0 or eps < 0 or momentum < 0 or weight_decay < 0 or alpha < 0:
-            raise ValueError(f"invalid RMSprop hyperparameters: lr={lr}, alpha={alpha}, eps={eps}, "
-                             f"momentum={momentum}, weight_decay={weight_decay}")
-        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
-                                  "momentum": momentum, "centered": centered})
+            raise ValueError(
+                f"invalid RMSprop hyperparameters: lr={lr}, alpha={alpha}, eps={eps}, "
+                f"momentum={momentum}, weight_decay={weight_decay}"
+            )
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "alpha": alpha,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "momentum": momentum,
+                "centered": centered,
+            },
+        )
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         xp = p._device.xp
@@ -300,11 +411,21 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(p._data)
         state["step"] += 1
-        self._run("rmsprop_update", p, (p._data, g, state["square_avg"], state.get("grad_avg"),
-                                        state.get("momentum_buffer")),
-                  {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
-                   "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-                   "centered": group["centered"]}, listening, index)
+        self._run(
+            "rmsprop_update",
+            p,
+            (p._data, g, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer")),
+            {
+                "lr": group["lr"],
+                "alpha": group["alpha"],
+                "eps": group["eps"],
+                "weight_decay": group["weight_decay"],
+                "momentum": group["momentum"],
+                "centered": group["centered"],
+            },
+            listening,
+            index,
+        )
 
 
 class Adadelta(Optimizer):
@@ -312,11 +433,13 @@ class Adadelta(Optimizer):
 
     _op = "adadelta_update"
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0
+    ) -> None:
         if lr < 0 or not 0 <= rho <= 1 or eps < 0 or weight_decay < 0:
-            raise ValueError(f"invalid Adadelta hyperparameters: lr={lr}, rho={rho}, eps={eps}, "
-                             f"weight_decay={weight_decay}")
+            raise ValueError(
+                f"invalid Adadelta hyperparameters: lr={lr}, rho={rho}, eps={eps}, weight_decay={weight_decay}"
+            )
         super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay})
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
@@ -326,9 +449,14 @@ class Adadelta(Optimizer):
             state["square_avg"] = xp.zeros_like(p._data)
             state["acc_delta"] = xp.zeros_like(p._data)
         state["step"] += 1
-        self._run("adadelta_update", p, (p._data, g, state["square_avg"], state["acc_delta"]),
-                  {"lr": group["lr"], "rho": group["rho"], "eps": group["eps"],
-                   "weight_decay": group["weight_decay"]}, listening, index)
+        self._run(
+            "adadelta_update",
+            p,
+            (p._data, g, state["square_avg"], state["acc_delta"]),
+            {"lr": group["lr"], "rho": group["rho"], "eps": group["eps"], "weight_decay": group["weight_decay"]},
+            listening,
+            index,
+        )
 
 
 class LBFGS(Optimizer):
@@ -338,36 +466,55 @@ class LBFGS(Optimizer):
 
     _op = "lbfgs_update"
 
-    def __init__(self, params: Iterable[Any], lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
-                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ) -> None:
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"only 'strong_wolfe' is supported as LBFGS line_search_fn, got {line_search_fn!r}")
-        super().__init__(params, {"lr": lr, "max_iter": max_iter,
-                                  "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
-                                  "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
-                                  "history_size": history_size, "line_search_fn": line_search_fn})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "max_iter": max_iter,
+                "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
+                "tolerance_grad": tolerance_grad,
+                "tolerance_change": tolerance_change,
+                "history_size": history_size,
+                "line_search_fn": line_search_fn,
+            },
+        )
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
 
     def _flat_grad(self) -> Any:
         ps = self.param_groups[0]["params"]
         xp = ps[0]._device.xp
-        return xp.concatenate([(p.grad._data if p.grad is not None else xp.zeros_like(p._data)).reshape(-1)
-                               for p in ps])
+        return xp.concatenate(
+            [(p.grad._data if p.grad is not None else xp.zeros_like(p._data)).reshape(-1) for p in ps]
+        )
 
     def _add(self, t: float, d: Any) -> None:
         listening = bool(STATE.listeners)
         k = 0
         for i, p in enumerate(self.param_groups[0]["params"]):
             n = p._data.size
-            self._run("lbfgs_update", p, (p._data, d[k:k + n]), {"t": float(t)}, listening, i)
+            self._run("lbfgs_update", p, (p._data, d[k : k + n]), {"t": float(t)}, listening, i)
             k += n
 
     def step(self, closure: Any = None) -> Any:
         if closure is None:
-            raise TraceTensorError("LBFGS.step needs a closure that clears the gradients, computes the loss, "
-                                   "calls backward() and returns the loss")
+            raise TraceTensorError(
+                "LBFGS.step needs a closure that clears the gradients, computes the loss, "
+                "calls backward() and returns the loss"
+            )
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tol_grad, tol_change, history = group["tolerance_grad"], group["tolerance_change"], group["history_size"]
@@ -448,21 +595,30 @@ class LBFGS(Optimizer):
                 break
             if abs(d * t).max() <= tol_change or abs(loss - prev_loss) < tol_change:
                 break
-        state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
-                     prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        state.update(
+            d=d,
+            t=t,
+            old_dirs=old_dirs,
+            old_stps=old_stps,
+            ro=ro,
+            H_diag=h_diag,
+            prev_flat_grad=prev_flat_grad,
+            prev_loss=prev_loss,
+        )
         if STATE.listeners:
             _end_step()
         return orig_loss
 
 
-def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
-                       bounds: tuple[float, float] | None = None) -> float:
+def _cubic_interpolate(
+    x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds: tuple[float, float] | None = None
+) -> float:
     """The minimizer of the cubic through two points with their slopes, within bounds."""
     lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    d2_square = d1 ** 2 - g1 * g2
+    d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
-        d2 = d2_square ** 0.5
+        d2 = d2_square**0.5
         if x1 <= x2:
             pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
         else:
@@ -471,8 +627,18 @@ def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2
     return (lo + hi) / 2.0
 
 
-def _strong_wolfe(obj_func: Any, t: float, d: Any, f: float, g: Any, gtd: float, c1: float = 1e-4,
-                  c2: float = 0.9, tolerance_change: float = 1e-9, max_ls: int = 25) -> tuple:
+def _strong_wolfe(
+    obj_func: Any,
+    t: float,
+    d: Any,
+    f: float,
+    g: Any,
+    gtd: float,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    tolerance_change: float = 1e-9,
+    max_ls: int = 25,
+) -> tuple:
     """PyTorch's strong-Wolfe line search (bracketing, then zoom by cubic interpolation)."""
     d_norm = float(abs(d).max())
     g = g.copy()

@@ -1,6 +1,7 @@
 """The read side shared by live and recorded runs: one `Trace` interface that the
 debugger, the profiler and the pytest plugin query, whether the events are still in
 memory (`MemoryTrace`, subscribed to the live stream) or in a trace file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,7 @@ from .. import events as ev
 @dataclass(frozen=True)
 class RunInfo:
     """One run as a trace knows it (a RunStart joined with its RunEnd and counts)."""
+
     run: int
     mode: str
     kind: str
@@ -94,8 +96,15 @@ def op_pattern(op: str | None) -> str | None:
         rx = re.compile(op, re.IGNORECASE)
     except re.error:
         return op  # the caller's own regex error is reported where it is used
-    alts = sorted({re.escape(n) for d in REGISTRY.values() if rx.search(d.name) or (d.tf_name and rx.search(d.tf_name))
-                   for n in (d.name, d.tf_name) if n})
+    alts = sorted(
+        {
+            re.escape(n)
+            for d in REGISTRY.values()
+            if rx.search(d.name) or (d.tf_name and rx.search(d.tf_name))
+            for n in (d.name, d.tf_name)
+            if n
+        }
+    )
     pattern = f"(?i:{op})" + (f"|^(?:{'|'.join(alts)})$" if alts else "")
     try:
         re.compile(pattern)
@@ -122,8 +131,16 @@ class Trace(ABC):
     def runs(self) -> list[RunInfo]: ...
 
     @abstractmethod
-    def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
-               name: str | None = None, start: int = 0, limit: int | None = None) -> list[ev.OpEvent]:
+    def events(
+        self,
+        run: int | None = None,
+        *,
+        phase: str | None = None,
+        op: str | None = None,
+        name: str | None = None,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> list[ev.OpEvent]:
         """Op events, filtered: `op`/`name` are regexes searched in the op type / op name;
         `start`/`limit` page through the result (by position)."""
 
@@ -154,9 +171,12 @@ class Trace(ABC):
         if level != "full":
             raise ValueNotRecorded(
                 f"{want}{where}: this trace kept no tensor values (values={level!r}); its numeric summary is in "
-                f"the event's .summaries. Record with values=\"full\" to keep values.")
-        raise ValueNotRecorded(f"{want}{where}: its value was dropped to stay within the recording's byte "
-                               "budget (max_bytes; the oldest values go first)")
+                f'the event\'s .summaries. Record with values="full" to keep values.'
+            )
+        raise ValueNotRecorded(
+            f"{want}{where}: its value was dropped to stay within the recording's byte "
+            "budget (max_bytes; the oldest values go first)"
+        )
 
     @abstractmethod
     def device_times(self, run: int | None = None) -> dict[int, int]:
@@ -277,8 +297,15 @@ class MemoryTrace(Trace):
     """Keeps the live stream in memory: `with MemoryTrace(values=True) as tr: ...`.
     `max_value_bytes` bounds kept values (oldest dropped first)."""
 
-    def __init__(self, *, values: bool = False, summaries: bool = True, stacks: bool = True,
-                 max_value_bytes: int = 256 << 20, start: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        values: bool = False,
+        summaries: bool = True,
+        stacks: bool = True,
+        max_value_bytes: int = 256 << 20,
+        start: bool = True,
+    ) -> None:
         self._lock = threading.Lock()
         self._events: list[ev.OpEvent] = []
         self._by_run: dict[int, list[ev.OpEvent]] = {}
@@ -358,24 +385,55 @@ class MemoryTrace(Trace):
                 evs = self._by_run.get(r, [])
                 if s is None:  # a run seen only through its ops: an eager run that began earlier
                     first = evs[0] if evs else None
-                    s = ev.RunStart(r, first.mode if first else "eager", "eager", "", (), (), None,
-                                    first.start_ns if first else 0, 0)
-                out.append(RunInfo(r, s.mode, s.kind, s.name, s.fetches, s.feeds, s.graph, s.t_ns,
-                                   end.t_ns if end else None, end.error if end else None, len(evs),
-                                   s.wall_ns, end.loss if end else None,
-                                   sum(1 for e in evs if e.summaries and e.nonfinite)))
+                    s = ev.RunStart(
+                        r,
+                        first.mode if first else "eager",
+                        "eager",
+                        "",
+                        (),
+                        (),
+                        None,
+                        first.start_ns if first else 0,
+                        0,
+                    )
+                out.append(
+                    RunInfo(
+                        r,
+                        s.mode,
+                        s.kind,
+                        s.name,
+                        s.fetches,
+                        s.feeds,
+                        s.graph,
+                        s.t_ns,
+                        end.t_ns if end else None,
+                        end.error if end else None,
+                        len(evs),
+                        s.wall_ns,
+                        end.loss if end else None,
+                        sum(1 for e in evs if e.summaries and e.nonfinite),
+                    )
+                )
             return out
 
-    def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
-               name: str | None = None, start: int = 0, limit: int | None = None) -> list[ev.OpEvent]:
+    def events(
+        self,
+        run: int | None = None,
+        *,
+        phase: str | None = None,
+        op: str | None = None,
+        name: str | None = None,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> list[ev.OpEvent]:
         with self._lock:
             src = self._events if run is None else self._by_run.get(run, [])
             if phase is None and op is None and name is None:
-                sel = src[start: None if limit is None else start + limit]
+                sel = src[start : None if limit is None else start + limit]
                 return list(sel)
         mo, mn = _rx(op_pattern(op)), _rx(name)
         sel2 = [e for e in src if (phase is None or e.phase == phase) and mo(e.op) and mn(e.name)]
-        return sel2[start: None if limit is None else start + limit]
+        return sel2[start : None if limit is None else start + limit]
 
     def count(self, run: int | None = None) -> int:
         return len(self._events) if run is None else len(self._by_run.get(run, []))

@@ -24,8 +24,7 @@ def parse_steps(text: str) -> range | set[int]:
     except ValueError:
         steps = range(0)
     if not steps or min(steps) < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected A:B with 0 <= A < B, or N[,N...] with N >= 0; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected A:B with 0 <= A < B, or N[,N...] with N >= 0; got {text!r}")
     return steps
 
 
@@ -38,9 +37,7 @@ def parse_bytes(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tracetensor trace", description="Record and inspect tracetensor trace files."
-    )
+    p = argparse.ArgumentParser(prog="tracetensor trace", description="Record and inspect tracetensor trace files.")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     r = sub.add_parser(
         "record",
@@ -77,14 +74,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Write FILE as TensorBoard event files, one point per training step: the loss, each "
         "parameter's gradient and weight norms (histograms when values were recorded with --values full), "
         "non-finite counts, time per op type, and the graph with its step stats. Then run "
-        "`tensorboard --logdir DIR`. Needs: pip install \"tracetensor[tensorboard]\".",
+        '`tensorboard --logdir DIR`. Needs: pip install "tracetensor[tensorboard]".',
     )
     x.add_argument("--tensorboard", metavar="DIR", required=True, help="folder for the event files")
     x.add_argument("--no-histograms", action="store_true", help="norms only, no histograms")
     x.add_argument("file")
-    m = sub.add_parser("merge", help="merge the per-rank traces of an MPI job into one trace file",
-                       description="Merge per-rank traces (run.rank0.ttrace, run.rank1.ttrace, ...) into one "
-                       "file: events of all ranks in time order on rank 0's clock, names prefixed rankN/.")
+    m = sub.add_parser(
+        "merge",
+        help="merge the per-rank traces of an MPI job into one trace file",
+        description="Merge per-rank traces (run.rank0.ttrace, run.rank1.ttrace, ...) into one "
+        "file: events of all ranks in time order on rank 0's clock, names prefixed rankN/.",
+    )
     m.add_argument("files", nargs="+", help="the per-rank trace files (or a quoted glob: 'run.rank*.ttrace')")
     m.add_argument("-o", "--output", required=True, help="the merged trace file to write")
     return p

@@ -9,6 +9,7 @@ Ranks' runs are matched by run number (every rank runs the same program, so its 
 is the same step everywhere); collectives by their ordinal (`OpEvent.iteration` of a
 "collective" event), which MPI guarantees to be the same on every rank.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,17 @@ from .. import events as ev
 from .base import RunInfo, Trace
 from .store import SqliteTrace, TraceFileError, TraceWriter
 
-__all__ = ["MultiTrace", "open_ranks", "merge", "CollectiveStat", "StepStat", "collectives", "steps",
-           "overlap", "expand"]
+__all__ = [
+    "MultiTrace",
+    "open_ranks",
+    "merge",
+    "CollectiveStat",
+    "StepStat",
+    "collectives",
+    "steps",
+    "overlap",
+    "expand",
+]
 
 SEQ_STRIDE = 1_000_000_000  # merged seq = run * SEQ_STRIDE + position in the run's time order
 _PREFIX = re.compile(r"^rank(\d+)/(.*)$", re.S)
@@ -72,8 +82,9 @@ class MultiTrace(Trace):
             seen[r.rank] = r.trace.path
         worlds = {r.world_size for r in ranks}
         if len(worlds) > 1:
-            raise TraceFileError(ranks[0].trace.path, f"comes from a different run than the others "
-                                 f"(world sizes {sorted(worlds)})")
+            raise TraceFileError(
+                ranks[0].trace.path, f"comes from a different run than the others (world sizes {sorted(worlds)})"
+            )
         self.ranks: list[Rank] = sorted(ranks, key=lambda r: r.rank)
         self.world_size = worlds.pop()
         self.missing = sorted(set(range(self.world_size)) - set(seen))
@@ -113,22 +124,40 @@ class MultiTrace(Trace):
             first = rows[0][1]
             ends = [i.end_ns + r.offset_ns for r, i in rows if i.end_ns is not None]
             errors = [f"rank {r.rank}: {i.error}" for r, i in rows if i.error]
-            out.append(dataclasses.replace(
-                first, start_ns=min(i.start_ns + r.offset_ns for r, i in rows),
-                end_ns=max(ends) if len(ends) == len(rows) else None,
-                error="; ".join(errors) or None, n_events=sum(i.n_events for _, i in rows),
-                nonfinite=sum(i.nonfinite for _, i in rows)))  # (the loss stays rank 0's: ranks' differ)
+            out.append(
+                dataclasses.replace(
+                    first,
+                    start_ns=min(i.start_ns + r.offset_ns for r, i in rows),
+                    end_ns=max(ends) if len(ends) == len(rows) else None,
+                    error="; ".join(errors) or None,
+                    n_events=sum(i.n_events for _, i in rows),
+                    nonfinite=sum(i.nonfinite for _, i in rows),
+                )
+            )  # (the loss stays rank 0's: ranks' differ)
         return out
 
-    def events(self, run: int | None = None, *, phase: str | None = None, op: str | None = None,
-               name: str | None = None, start: int = 0, limit: int | None = None) -> list[ev.OpEvent]:
+    def events(
+        self,
+        run: int | None = None,
+        *,
+        phase: str | None = None,
+        op: str | None = None,
+        name: str | None = None,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> list[ev.OpEvent]:
         runs = [run] if run is not None else [r.run for r in self.runs()]
         mo = re.compile(op) if op else None
         mn = re.compile(name) if name else None
-        sel = [e for rn in runs for e in self._run_events(rn)
-               if (phase is None or e.phase == phase) and (mo is None or mo.search(e.op))
-               and (mn is None or mn.search(e.name))]
-        return sel[start: None if limit is None else start + limit]
+        sel = [
+            e
+            for rn in runs
+            for e in self._run_events(rn)
+            if (phase is None or e.phase == phase)
+            and (mo is None or mo.search(e.op))
+            and (mn is None or mn.search(e.name))
+        ]
+        return sel[start : None if limit is None else start + limit]
 
     def count(self, run: int | None = None) -> int:
         return sum(r.trace.count(run) for r in self.ranks)
@@ -166,15 +195,24 @@ class MultiTrace(Trace):
         back = {v: k for k, v in self._origin.items()}
         if run is not None:
             self._run_events(run)
-        return {back[(r.rank, s)]: t for r in self.ranks for s, t in r.trace.device_times(run).items()
-                if (r.rank, s) in back}
+        return {
+            back[(r.rank, s)]: t
+            for r in self.ranks
+            for s, t in r.trace.device_times(run).items()
+            if (r.rank, s) in back
+        }
 
     def graphs(self) -> list[ev.GraphDef]:
         return []  # node names differ per rank (prefixed); `ni`/`li` fall back to the events
 
     def ranges(self, run: int | None = None) -> list[ev.UserRange]:
-        out = [dataclasses.replace(u, name=f"rank{r.rank}/{u.name}", start_ns=u.start_ns + r.offset_ns,
-                                   end_ns=u.end_ns + r.offset_ns) for r in self.ranks for u in r.trace.ranges(run)]
+        out = [
+            dataclasses.replace(
+                u, name=f"rank{r.rank}/{u.name}", start_ns=u.start_ns + r.offset_ns, end_ns=u.end_ns + r.offset_ns
+            )
+            for r in self.ranks
+            for u in r.trace.ranges(run)
+        ]
         return sorted(out, key=lambda u: u.start_ns)
 
     def source(self, filename: str) -> str | None:
@@ -209,7 +247,7 @@ class MultiTrace(Trace):
         return steps.get(run, run)
 
     def where(self, e: ev.OpEvent) -> str:
-        """"rank 1, step 5, op log at train.py:23 in main": an event's place in the job."""
+        """ "rank 1, step 5, op log at train.py:23 in main": an event's place in the job."""
         rank = self.rank_of(e)
         text = f"rank {rank}, step {self.step_of(rank, e.run)}, op {e.op}"
         f = e.frame
@@ -232,11 +270,16 @@ def _tag(e: ev.OpEvent, rank: int, off: int, seq: int) -> ev.OpEvent:
     p = f"rank{rank}/"
     coll = e.phase == "collective"
     return dataclasses.replace(
-        e, seq=seq, name=p + e.name, start_ns=e.start_ns + off, end_ns=e.end_ns + off,
+        e,
+        seq=seq,
+        name=p + e.name,
+        start_ns=e.start_ns + off,
+        end_ns=e.end_ns + off,
         inputs=e.inputs if coll else tuple(p + i for i in e.inputs),
         outputs=tuple(m._replace(name=p + m.name) for m in e.outputs),
         forward=e.forward if coll or e.forward is None else p + e.forward,
-        grad_of=tuple(p + g for g in e.grad_of))
+        grad_of=tuple(p + g for g in e.grad_of),
+    )
 
 
 def open_ranks(paths: Sequence[str | os.PathLike] | str) -> MultiTrace:
@@ -251,14 +294,29 @@ def merge(paths: Sequence[str], output: str) -> str:
     times on rank 0's clock), readable by every tool as a single trace."""
     with open_ranks(paths) as mt:
         assert isinstance(mt, MultiTrace)
-        meta = {"values": mt.ranks[0].trace.meta().get("values", "summary"),
-                "ranks": json.dumps([r.rank for r in mt.ranks]), "world_size_merged": mt.world_size,
-                "merged_from": json.dumps([r.trace.path for r in mt.ranks])}
+        meta = {
+            "values": mt.ranks[0].trace.meta().get("values", "summary"),
+            "ranks": json.dumps([r.rank for r in mt.ranks]),
+            "world_size_merged": mt.world_size,
+            "merged_from": json.dumps([r.trace.path for r in mt.ranks]),
+        }
         w = TraceWriter(output, meta=meta)
         try:
             for info in mt.runs():
-                batch: list[ev.Event] = [ev.RunStart(info.run, info.mode, info.kind, info.name, info.fetches,
-                                                     info.feeds, info.graph, info.start_ns, 0, info.wall_ns)]
+                batch: list[ev.Event] = [
+                    ev.RunStart(
+                        info.run,
+                        info.mode,
+                        info.kind,
+                        info.name,
+                        info.fetches,
+                        info.feeds,
+                        info.graph,
+                        info.start_ns,
+                        0,
+                        info.wall_ns,
+                    )
+                ]
                 evs = mt.events(info.run)
                 batch += evs
                 batch += mt.ranges(info.run)
@@ -286,10 +344,12 @@ def merge(paths: Sequence[str], output: str) -> str:
 
 # --------------------------------------------------------------------------- analyses
 
+
 @dataclass
 class CollectiveStat:
     """One collective across ranks: when each rank entered and left it (rank 0's clock),
     how long each waited for the last one to arrive, and how long the transfer took after."""
+
     ordinal: int
     op: str
     name: str
@@ -388,7 +448,9 @@ def steps(mt: MultiTrace) -> list[StepStat]:
     out = []
     spans: dict[tuple[int, int], tuple[int, int | None]] = {
         (r.rank, i.run): (i.start_ns + r.offset_ns, None if i.end_ns is None else i.end_ns + r.offset_ns)
-        for r in mt.ranks for i in r.trace.runs()}
+        for r in mt.ranks
+        for i in r.trace.runs()
+    }
     for info in mt.runs():
         if not info.n_events or info.run == 0:
             continue
@@ -406,8 +468,9 @@ def steps(mt: MultiTrace) -> list[StepStat]:
             hidden = _intersect(comp, comm)
             exposed = _length(comm) - hidden
             wait = min(exposed, sum(c.wait(r.rank) for c in by_run.get(info.run, [])))
-            per[r.rank] = RankStep(hi - lo, _length(comp), wait, exposed - wait,
-                                   max(0, hi - lo - _length(comp) - exposed), hidden)
+            per[r.rank] = RankStep(
+                hi - lo, _length(comp), wait, exposed - wait, max(0, hi - lo - _length(comp) - exposed), hidden
+            )
         if not per:
             continue
         if by_run.get(info.run):
@@ -435,6 +498,7 @@ def ranks_text(mt: MultiTrace, run: int | None) -> list[list[str]]:
     """Rows of the debugger's `ranks` view for one run: per rank, its events, time in ops and
     in collectives, and its first non-finite tensor."""
     from .text import format_ns
+
     rows = []
     for r in mt.ranks:
         evs = list(r.trace.iter_events(run))

@@ -55,9 +55,7 @@ class Recorder:
         sources: bool = True,
     ) -> None:
         if values not in VALUES:
-            raise ValueError(
-                f"tt.record: values must be one of {', '.join(map(repr, VALUES))}, got {values!r}"
-            )
+            raise ValueError(f"tt.record: values must be one of {', '.join(map(repr, VALUES))}, got {values!r}")
         if steps is not None and not callable(steps) and not isinstance(steps, Iterable):
             raise TypeError(
                 f"tt.record: steps must be a range, an iterable of run indices or a callable, "
@@ -115,9 +113,7 @@ class Recorder:
         )
         self._writer.keep_summaries = self.values != "none"
         self._writer.keep_stacks = self.stacks
-        self._thread = threading.Thread(
-            target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True)
         self._thread.start()
         full = self.values == "full"
         self._listener = ev.subscribe(

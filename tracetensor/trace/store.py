@@ -576,8 +576,20 @@ class TraceWriter:
         # looked up inline, since this is the per-event cost of recording and a miss is rare
         keep = self.keep_stacks
         keys = [
-            (e.op, e.name, e.mode, e.phase, e.device, e.thread, e.flops, e.forward, e.inputs, e.outputs,
-             e.grad_of, e.stack if keep else None)
+            (
+                e.op,
+                e.name,
+                e.mode,
+                e.phase,
+                e.device,
+                e.thread,
+                e.flops,
+                e.forward,
+                e.inputs,
+                e.outputs,
+                e.grad_of,
+                e.stack if keep else None,
+            )
             for e in evs
         ]
         get = self._sigs.get
@@ -608,9 +620,7 @@ class TraceWriter:
             if run_pos is None:
                 if len(self._run_pos) > 100_000:
                     self._run_pos.clear()
-                run_pos = db.execute(
-                    "SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)
-                ).fetchone()[0]
+                run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[0]
             self._run_pos[run] = run_pos + c
             rows.append((run, bid, c, run_pos, int(blk.seq[nb][0]) if nb.any() else 0))
             first = evs[int(np.argmax(sel))]
@@ -661,9 +671,7 @@ class TraceWriter:
             last = rid
             if freed >= excess:
                 break
-        n, nb = db.execute(
-            "SELECT count(*), coalesce(sum(nbytes), 0) FROM tensors WHERE id <= ?", (last,)
-        ).fetchone()
+        n, nb = db.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM tensors WHERE id <= ?", (last,)).fetchone()
         db.execute(
             "INSERT INTO dropped SELECT seq, idx, run, name, nbytes, 'max_bytes' FROM tensors WHERE id <= ?",
             (last,),
@@ -857,15 +865,11 @@ class SqliteTrace(Trace):
             ) from None
         fmt = self._meta.get("format")
         if fmt != FORMAT:
-            raise TraceFileError(
-                self.path, f"is not a tracetensor trace (format {fmt!r}, expected {FORMAT!r})"
-            )
+            raise TraceFileError(self.path, f"is not a tracetensor trace (format {fmt!r}, expected {FORMAT!r})")
         try:
             version = int(self._meta.get("version", ""))
         except ValueError:
-            raise TraceFileError(
-                self.path, f"has an unreadable schema version {self._meta.get('version')!r}"
-            ) from None
+            raise TraceFileError(self.path, f"has an unreadable schema version {self._meta.get('version')!r}") from None
         if version < 1:
             raise TraceFileError(self.path, f"has an invalid schema version {version}")
         if version > VERSION:
@@ -920,9 +924,7 @@ class SqliteTrace(Trace):
             stack_ids = [r[12] for r in rows if r[12] not in self._stacks]
             for j in range(0, len(stack_ids), 500):
                 sl = stack_ids[j : j + 500]
-                for sid, js in self._q(
-                    f"SELECT id, frames FROM stacks WHERE id IN ({','.join('?' * len(sl))})", sl
-                ):
+                for sid, js in self._q(f"SELECT id, frames FROM stacks WHERE id IN ({','.join('?' * len(sl))})", sl):
                     self._stacks[sid] = _frames(js)
             for i, op, name, mode, phase, device, thread, flops, fwd, inputs, outputs, grad_of, stack in rows:
                 outs = tuple(ev.TensorMeta(m[0], tuple(m[1]), m[2], m[3], m[4]) for m in json.loads(outputs))
@@ -941,7 +943,7 @@ class SqliteTrace(Trace):
                     self._stacks.get(stack),
                 )
 
-    @_reads('the ops table')
+    @_reads("the ops table")
     def _op(self, op_id: int) -> str:
         s = self._ops.get(op_id)
         if s is None:
@@ -993,8 +995,7 @@ class SqliteTrace(Trace):
         else:
             cols = [c[idx] for c in cols]
             rows = np.concatenate(
-                [np.arange(o, o + max(n, 0)) for o, n in zip(b.offsets[idx], b.nsumm[idx])]
-                or [np.zeros(0, np.int64)]
+                [np.arange(o, o + max(n, 0)) for o, n in zip(b.offsets[idx], b.nsumm[idx])] or [np.zeros(0, np.int64)]
             )
             sints, sfloats = b.sints[rows], b.sfloats[rows]
         seqs, runs, sig_ids, starts, durs, its, nss, flags = (c.tolist() for c in cols)
@@ -1073,9 +1074,7 @@ class SqliteTrace(Trace):
             conds.append(f"{posc} >= coalesce((SELECT max({posc}) FROM {table} WHERE {key}{posc} <= ?), 0)")
             params += ([run] if run is not None else []) + [from_pos]
         if op is not None:
-            conds.append(
-                f"{col} IN (SELECT block FROM block_ops WHERE op IN (SELECT id FROM ops WHERE op REGEXP ?))"
-            )
+            conds.append(f"{col} IN (SELECT block FROM block_ops WHERE op IN (SELECT id FROM ops WHERE op REGEXP ?))")
             params.append(op)
         where = " AND ".join(conds)
         last = None
@@ -1092,7 +1091,7 @@ class SqliteTrace(Trace):
             last = rows[-1][0]
 
     # -- Trace
-    @_reads('the runs table')
+    @_reads("the runs table")
     def runs(self) -> list[RunInfo]:
         if self._runs is not None:
             return list(self._runs)
@@ -1122,13 +1121,14 @@ class SqliteTrace(Trace):
                 return got[0]
         return super().run_info(run)  # KeyError: not in this trace
 
-    @_reads('the runs table')
+    @_reads("the runs table")
     def _run_rows(self, where: str, params: tuple = ()) -> list[RunInfo]:
         out = []
         extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
         for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
-            f" {extra} FROM runs {where}", params
+            f" {extra} FROM runs {where}",
+            params,
         ):
             _check_ints("the runs table", run, graph, start, wall, end, n)
             out.append(
@@ -1151,7 +1151,7 @@ class SqliteTrace(Trace):
             )
         return out
 
-    @_reads('the runs table')
+    @_reads("the runs table")
     def run_starts(self) -> list[ev.RunStart]:
         """The RunStart events recorded (runs seen only through their ops have none)."""
         return [
@@ -1214,14 +1214,14 @@ class SqliteTrace(Trace):
                 idx, skip = hit[skip:].tolist(), 0
             yield from self._events_of(b, idx)
 
-    @_reads('the runs table')
+    @_reads("the runs table")
     def count(self, run: int | None = None) -> int:
         if run is None:
             return int(self._q("SELECT coalesce(sum(n_events), 0) FROM runs")[0][0])
         r = self._q("SELECT n_events FROM runs WHERE run = ?", (run,))
         return int(r[0][0]) if r else 0
 
-    @_reads('an event block')
+    @_reads("an event block")
     def first_nonfinite(self, run: int | None = None) -> ev.OpEvent | None:
         if run is None:
             rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
@@ -1243,8 +1243,7 @@ class SqliteTrace(Trace):
         if run is None:
             sql, params = "SELECT id FROM blocks WHERE nonfinite > 0 AND id > ? ORDER BY id LIMIT 64", []
         else:
-            sql = ("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 AND block > ?"
-                   " ORDER BY block LIMIT 64")
+            sql = "SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 AND block > ? ORDER BY block LIMIT 64"
             params = [run]
         last = 0
         while True:
@@ -1259,7 +1258,7 @@ class SqliteTrace(Trace):
                 yield from self._events_of(b, np.flatnonzero(bad).tolist())
             last = ids[-1]
 
-    @_reads('an event block')
+    @_reads("an event block")
     def nonfinite_counts(self, run: int) -> dict[int, int]:
         """seq -> number of NaN/inf output elements, for the events of `run` that have any."""
         out = {}
@@ -1281,7 +1280,7 @@ class SqliteTrace(Trace):
                 return self._events_of(b, [int(hit[-1])])[0]
         return None
 
-    @_reads('the sigs table')
+    @_reads("the sigs table")
     def find(self, tensor: str, run: int | None = None) -> tuple[ev.OpEvent, int] | None:
         want = output_name(tensor)
         # a name printed without `:i` (a parameter update's `0.weight`) is found as printed
@@ -1301,7 +1300,7 @@ class SqliteTrace(Trace):
             return None
         return e, next(i for i, m in enumerate(e.outputs) if m.name == want)
 
-    @_reads('the sigs table')
+    @_reads("the sigs table")
     def consumers(self, name: str, run: int | None = None) -> list[str]:
         base = name.split(":")[0]
         g = self.graph()
@@ -1328,15 +1327,13 @@ class SqliteTrace(Trace):
                 break
         return out
 
-    @_reads('a stored value')
+    @_reads("a stored value")
     def value(self, tensor: str, run: int | None = None, default: Any = NOT_RECORDED) -> np.ndarray | None:
         want = output_name(tensor)
         rows = []
         for name in dict.fromkeys((want, tensor)):  # `relu` means `relu:0`; `0.weight` (an update) is itself
             if run is None:
-                rows = self._q(
-                    "SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (name,)
-                )
+                rows = self._q("SELECT npy FROM tensors WHERE name = ? ORDER BY run DESC, id DESC LIMIT 1", (name,))
             else:
                 rows = self._q(
                     "SELECT npy FROM tensors WHERE name = ? AND run = ? ORDER BY id DESC LIMIT 1", (name, run)
@@ -1357,15 +1354,14 @@ class SqliteTrace(Trace):
         except ValueError as e:
             raise TraceFileError(self.path, f"holds a damaged value for {what} ({e})") from None
 
-    @_reads('a stored value')
+    @_reads("a stored value")
     def values_of(self, seq: int) -> dict[int, np.ndarray]:
         """The kept output values of event `seq`: {output index: array}."""
         return {
-            i: self._npy(b, f"event {seq}")
-            for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))
+            i: self._npy(b, f"event {seq}") for i, b in self._q("SELECT idx, npy FROM tensors WHERE seq = ?", (seq,))
         }
 
-    @_reads('the device_times table')
+    @_reads("the device_times table")
     def device_times(self, run: int | None = None) -> dict[int, int]:
         if run is None:
             rows = self._q("SELECT seq, device_ns FROM device_times")
@@ -1397,14 +1393,10 @@ class SqliteTrace(Trace):
                 self._graph_rowid = rid
             return list(self._graphs)
 
-    @_reads('the ranges table')
+    @_reads("the ranges table")
     def ranges(self, run: int | None = None) -> list[ev.UserRange]:
         sql = "SELECT name, run, start_ns, end_ns, thread FROM ranges"
-        rows = (
-            self._q(sql + " WHERE run = ? ORDER BY id", (run,))
-            if run is not None
-            else self._q(sql + " ORDER BY id")
-        )
+        rows = self._q(sql + " WHERE run = ? ORDER BY id", (run,)) if run is not None else self._q(sql + " ORDER BY id")
         return [ev.UserRange(*r) for r in rows]
 
     def source(self, filename: str) -> str | None:
@@ -1421,7 +1413,7 @@ class SqliteTrace(Trace):
         n, b = self._q("SELECT count(*), coalesce(sum(nbytes), 0) FROM dropped")[0]
         return {"values": int(n), "bytes": int(b)}
 
-    @_reads('the block_ops table')
+    @_reads("the block_ops table")
     def op_stats(self, run: int | None = None) -> list[tuple[str, int, int]]:
         """(op type, count, total host ns), most expensive first, from the per-block tallies."""
         if run is not None:
@@ -1454,7 +1446,7 @@ class SqliteTrace(Trace):
             if r.end_ns is not None:
                 yield ev.RunEnd(r.run, r.end_ns, starts[r.run].thread if r.run in starts else 0, r.error, r.loss)
 
-    @_reads('a table')
+    @_reads("a table")
     def info(self) -> dict[str, Any]:
         """What `tracetensor trace info` prints: counts, ops, bytes, drops."""
         nt, tb = self._q("SELECT count(*), coalesce(sum(length(npy)), 0) FROM tensors")[0]

@@ -1,6 +1,7 @@
 """Plain-text pieces every trace tool prints the same way (`trace info`, the debugger, the
 profiler, the NaN report): byte sizes, durations, non-finite counts, and where a script's
 own frames end and the launcher's (`tracetensor profile`, `trace record`) begin."""
+
 from __future__ import annotations
 
 from .. import events as ev
@@ -26,7 +27,7 @@ def format_ns(ns: float) -> str:
 
 
 def nonfinite_text(s: ev.Summary | None) -> str:
-    """"nan=3 -inf=1" (only the kinds present); "0" for a finite tensor, "" with no summary."""
+    """ "nan=3 -inf=1" (only the kinds present); "0" for a finite tensor, "" with no summary."""
     if s is None:
         return ""
     if s.finite:
@@ -45,8 +46,12 @@ def is_launcher_frame(name: str, filename: str) -> bool:
 # column widths stay right, and a trace's names cannot move the cursor, retitle the
 # terminal, write the clipboard (OSC 52) or reorder what is shown (bidi overrides).
 _C0 = {c: 0x2400 + c for c in range(0x20)}
-_SAFE = {**_C0, 0x7F: 0x2421, **{c: 0xFFFD for c in range(0x80, 0xA0)},
-         **{c: 0xFFFD for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
+_SAFE = {
+    **_C0,
+    0x7F: 0x2421,
+    **{c: 0xFFFD for c in range(0x80, 0xA0)},
+    **{c: 0xFFFD for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
 _SAFE_LINES = {k: v for k, v in _SAFE.items() if k not in (0x0A, 0x09)}
 
 

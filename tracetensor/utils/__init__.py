@@ -1,4 +1,5 @@
 """PyTorch's `torch.utils` namespace: `tracetensor.utils.data`, `tracetensor.utils.tensorboard`."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """`tf_debug` (TF1's `tensorflow.python.debug`): tracetensor's debugger under tfdbg's names."""
+
 from __future__ import annotations
 
 from tracetensor.debugger.tf_debug import (

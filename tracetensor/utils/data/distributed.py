@@ -1,5 +1,6 @@
 """`DistributedSampler`: each rank reads its own share of a dataset's indices (PyTorch's
 `torch.utils.data.distributed.DistributedSampler`), the same permutation on every rank."""
+
 from __future__ import annotations
 
 import math
@@ -18,13 +19,23 @@ class DistributedSampler:
     (all ranks must pass the same epoch and seed). `num_replicas`/`rank` default to the
     process group's."""
 
-    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if num_replicas is None or rank is None:
             from ... import distributed as dist
+
             if not dist.is_initialized():
-                raise RuntimeError("DistributedSampler: pass num_replicas and rank, or call "
-                                   "tt.distributed.init_process_group('mpi') first")
+                raise RuntimeError(
+                    "DistributedSampler: pass num_replicas and rank, or call "
+                    "tt.distributed.init_process_group('mpi') first"
+                )
             num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
             rank = dist.get_rank() if rank is None else rank
         if num_replicas < 1 or not 0 <= rank < num_replicas:
@@ -55,8 +66,8 @@ class DistributedSampler:
                 indices += indices[:pad]
                 pad = self.total_size - len(indices)
         else:
-            indices = indices[:self.total_size]
-        return iter(indices[self.rank:self.total_size:self.num_replicas])
+            indices = indices[: self.total_size]
+        return iter(indices[self.rank : self.total_size : self.num_replicas])
 
     def __len__(self) -> int:
         return self.num_samples

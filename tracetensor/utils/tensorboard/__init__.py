@@ -1,6 +1,7 @@
 """`tracetensor.utils.tensorboard`: PyTorch's `torch.utils.tensorboard` (`SummaryWriter`),
 and `export_trace`, which turns a recorded trace into TensorBoard event files.
 Needs the optional `tensorboard` package: `pip install "tracetensor[tensorboard]"`."""
+
 from __future__ import annotations
 
 from typing import Any

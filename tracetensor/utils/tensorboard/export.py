@@ -3,6 +3,7 @@
 gradient and weight norms and histograms (the debugger's gradient flow), non-finite
 counts and time per op type; the graph with step stats. Reads the trace only through
 the public `Trace` API, as every consumer does."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -21,6 +22,7 @@ from .writer import EventWriter
 @dataclass
 class ExportReport:
     """What was written: steps, and how many points per kind."""
+
     log_dir: str
     steps: int = 0
     scalars: int = 0
@@ -30,8 +32,10 @@ class ExportReport:
     tags: set[str] = field(default_factory=set)
 
     def __str__(self) -> str:
-        return (f"{self.log_dir}: {self.steps} steps, {self.scalars} scalar points, {self.histograms} histograms, "
-                f"{self.graphs} graph(s), {self.run_metadata} step stats; `tensorboard --logdir {self.log_dir}`")
+        return (
+            f"{self.log_dir}: {self.steps} steps, {self.scalars} scalar points, {self.histograms} histograms, "
+            f"{self.graphs} graph(s), {self.run_metadata} step stats; `tensorboard --logdir {self.log_dir}`"
+        )
 
 
 def steps_of(trace: Trace) -> Iterator[tuple[int, list[ev.OpEvent]]]:

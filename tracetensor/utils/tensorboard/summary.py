@@ -1,6 +1,7 @@
 """TensorBoard protos from numpy values and tracetensor's plain-data events: the one place
 that knows TensorBoard's formats (scalars, TF-style histograms, PNG images, text, hparams,
 graphs, step stats). Protos come from the `tensorboard` package; nothing is hand-encoded."""
+
 from __future__ import annotations
 
 import io
@@ -40,12 +41,23 @@ def protos() -> Any:
             )
         except ImportError as e:
             raise TensorBoardNotInstalled(
-                f"TensorBoard support needs the tensorboard package ({e}): {INSTALL_HINT}") from None
+                f"TensorBoard support needs the tensorboard package ({e}): {INSTALL_HINT}"
+            ) from None
         import types
+
         _PROTOS = types.SimpleNamespace(
-            attr=attr_value_pb2, config=config_pb2, event=event_pb2, graph=graph_pb2, node=node_def_pb2,
-            step=step_stats_pb2, summary=summary_pb2, tensor=tensor_pb2, shape=tensor_shape_pb2,
-            types=types_pb2, versions=versions_pb2)
+            attr=attr_value_pb2,
+            config=config_pb2,
+            event=event_pb2,
+            graph=graph_pb2,
+            node=node_def_pb2,
+            step=step_stats_pb2,
+            summary=summary_pb2,
+            tensor=tensor_pb2,
+            shape=tensor_shape_pb2,
+            types=types_pb2,
+            versions=versions_pb2,
+        )
     return _PROTOS
 
 
@@ -79,6 +91,7 @@ class LazyProto:
 
 
 # --------------------------------------------------------------------------- values
+
 
 def to_numpy(x: Any) -> np.ndarray:
     """A tracetensor tensor, numpy array, number or list (or anything with
@@ -135,8 +148,15 @@ def histogram_proto(values: Any, bins: Any = "tensorflow") -> Any:
     else:
         counts, edges = np.histogram(a, bins=bins)
         limits = edges[1:]
-    return p.HistogramProto(min=float(a.min()), max=float(a.max()), num=int(a.size), sum=float(a.sum()),
-                            sum_squares=float(a @ a), bucket_limit=limits.tolist(), bucket=counts.tolist())
+    return p.HistogramProto(
+        min=float(a.min()),
+        max=float(a.max()),
+        num=int(a.size),
+        sum=float(a.sum()),
+        sum_squares=float(a @ a),
+        bucket_limit=limits.tolist(),
+        bucket=counts.tolist(),
+    )
 
 
 def histogram(tag: str, values: Any, bins: Any = "tensorflow") -> Any:
@@ -150,17 +170,21 @@ def to_uint8_image(img: Any, dataformats: str = "CHW") -> np.ndarray:
     a = to_numpy(img)
     fmt = dataformats.upper()
     if sorted(fmt) != sorted(set(fmt)) or set(fmt) - set("CHW") or "H" not in fmt or "W" not in fmt:
-        raise ValueError(f"dataformats must be an arrangement of H and W with an optional C (CHW, HWC, HW), "
-                         f"got {dataformats!r}")
+        raise ValueError(
+            f"dataformats must be an arrangement of H and W with an optional C (CHW, HWC, HW), got {dataformats!r}"
+        )
     if a.ndim != len(fmt):
-        raise ValueError(f"an image with dataformats={dataformats!r} has {len(fmt)} dimensions, "
-                         f"got shape {tuple(a.shape)}")
+        raise ValueError(
+            f"an image with dataformats={dataformats!r} has {len(fmt)} dimensions, got shape {tuple(a.shape)}"
+        )
     if "C" not in fmt:
         a, fmt = a[..., None], fmt + "C"
     a = np.transpose(a, [fmt.index(c) for c in "HWC"])
     if a.shape[2] not in (1, 3, 4):
-        raise ValueError(f"an image has 1, 3 or 4 channels, got {a.shape[2]} (shape {tuple(a.shape)} "
-                         f"after arranging {dataformats!r} as HWC)")
+        raise ValueError(
+            f"an image has 1, 3 or 4 channels, got {a.shape[2]} (shape {tuple(a.shape)} "
+            f"after arranging {dataformats!r} as HWC)"
+        )
     if a.dtype == np.uint8:
         return a
     return (np.nan_to_num(a.astype(np.float64)) * 255).clip(0, 255).round().astype(np.uint8)
@@ -180,8 +204,9 @@ def _png(hwc: np.ndarray) -> bytes:
 def image_value(tag: str, hwc: np.ndarray) -> Any:
     p = protos().summary
     h, w, c = hwc.shape
-    return p.Summary.Value(tag=tag, image=p.Summary.Image(height=h, width=w, colorspace=c,
-                                                          encoded_image_string=_png(hwc)))
+    return p.Summary.Value(
+        tag=tag, image=p.Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=_png(hwc))
+    )
 
 
 def image(tag: str, img: Any, dataformats: str = "CHW") -> Any:
@@ -202,16 +227,19 @@ def text(tag: str, text: Any) -> Any:
     return p.summary.Summary(value=[p.summary.Summary.Value(tag=tag, metadata=meta, tensor=tensor)])
 
 
-def hparams(hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any],
-            domain_discrete: Mapping[str, list] | None = None) -> tuple[Any, Any, Any]:
+def hparams(
+    hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any], domain_discrete: Mapping[str, list] | None = None
+) -> tuple[Any, Any, Any]:
     """The hparams plugin's three summaries: experiment, session start and session end
     (PyTorch's `add_hparams` writes the same three)."""
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.plugins.hparams.metadata import NULL_TENSOR
 
     if not isinstance(hparam_dict, Mapping) or not isinstance(metric_dict, Mapping):
-        raise TypeError("add_hparams(hparam_dict, metric_dict) takes two dicts, got "
-                        f"{type(hparam_dict).__name__} and {type(metric_dict).__name__}")
+        raise TypeError(
+            "add_hparams(hparam_dict, metric_dict) takes two dicts, got "
+            f"{type(hparam_dict).__name__} and {type(metric_dict).__name__}"
+        )
     domain_discrete = dict(domain_discrete or {})
     ssi = plugin_data_pb2.SessionStartInfo()
     infos = []
@@ -236,17 +264,19 @@ def hparams(hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any],
 
     def wrap(tag: str, data: Any) -> Any:
         s = protos().summary
-        return s.Summary(value=[s.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data),
-                                                tensor=NULL_TENSOR)])
+        return s.Summary(
+            value=[s.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=NULL_TENSOR)]
+        )
 
-    exp = api_pb2.Experiment(hparam_infos=infos,
-                             metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=k)) for k in metric_dict])
+    exp = api_pb2.Experiment(
+        hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=k)) for k in metric_dict]
+    )
     sei = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
-    return (wrap(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=exp, version=0)),
-            wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=ssi,
-                                                                                    version=0)),
-            wrap(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=sei,
-                                                                                  version=0)))
+    return (
+        wrap(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=exp, version=0)),
+        wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=ssi, version=0)),
+        wrap(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=sei, version=0)),
+    )
 
 
 def _pb_value(x: Any) -> Any:
@@ -262,8 +292,16 @@ def _pb_value(x: Any) -> Any:
 # --------------------------------------------------------------------------- graphs
 
 _DTYPES = {
-    "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int8": "DT_INT8", "uint8": "DT_UINT8",
-    "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64", "bool": "DT_BOOL", "complex64": "DT_COMPLEX64",
+    "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int8": "DT_INT8",
+    "uint8": "DT_UINT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "bool": "DT_BOOL",
+    "complex64": "DT_COMPLEX64",
     "complex128": "DT_COMPLEX128",
 }
 
@@ -308,6 +346,7 @@ def graph_proto(g: ev.GraphDef, rename: Mapping[str, str] | None = None) -> Any:
 
 # --------------------------------------------------------------------------- step stats
 
+
 def _device_name(dev: str) -> str:
     kind, _, idx = dev.partition(":")
     return f"/job:localhost/replica:0/task:0/device:{'GPU' if kind == 'cuda' else 'CPU'}:{idx or 0}"
@@ -328,9 +367,15 @@ def run_metadata(events: Iterable[ev.OpEvent], device_times: Mapping[int, int] |
             ds = devs[e.device] = md.step_stats.dev_stats.add(device=_device_name(e.device))
         start_us = (base_wall + e.start_ns - base_perf) // 1000
         dur_us = max(1, (device_times.get(e.seq) or e.duration_ns) // 1000)
-        ns = ds.node_stats.add(node_name=e.name, all_start_micros=start_us, op_start_rel_micros=0,
-                               op_end_rel_micros=dur_us, all_end_rel_micros=dur_us, thread_id=e.thread & 0xFFFFFFFF,
-                               timeline_label=f"{e.name} = {e.op}()")
+        ns = ds.node_stats.add(
+            node_name=e.name,
+            all_start_micros=start_us,
+            op_start_rel_micros=0,
+            op_end_rel_micros=dur_us,
+            all_end_rel_micros=dur_us,
+            thread_id=e.thread & 0xFFFFFFFF,
+            timeline_label=f"{e.name} = {e.op}()",
+        )
         total = 0
         for i, m in enumerate(e.outputs):
             td = ns.output.add(slot=i).tensor_description
@@ -355,4 +400,4 @@ def norm(s: ev.Summary) -> float:
     n = s.size - s.nonfinite
     if n <= 0 or not math.isfinite(s.mean):
         return float("nan")
-    return math.sqrt(n * (s.std ** 2 + s.mean ** 2))
+    return math.sqrt(n * (s.std**2 + s.mean**2))

@@ -1,5 +1,6 @@
 """`SummaryWriter`, PyTorch's TensorBoard logger: event files written by TensorBoard's own
 `EventFileWriter` (TFRecord framing, CRCs, a background flushing thread)."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,10 @@ class EventWriter:
         if isinstance(summary, (bytes, bytearray, memoryview)):
             summary = p.Summary.FromString(bytes(summary))
         if not isinstance(summary, p.Summary):
-            raise TypeError(f"add_summary takes a Summary proto or its serialized bytes (what sess.run of a "
-                            f"tf.summary op returns), got {type(summary).__name__}")
+            raise TypeError(
+                f"add_summary takes a Summary proto or its serialized bytes (what sess.run of a "
+                f"tf.summary op returns), got {type(summary).__name__}"
+            )
         self.add_event(sm.event(summary=summary, **_step(global_step), **_wall(walltime)))
 
     def add_graph_def(self, graph_def: Any, walltime: float | None = None) -> None:
@@ -103,8 +106,15 @@ class SummaryWriter:
     T+X and restarts at T: events with step >= T from before are hidden in TensorBoard.
     max_queue / flush_secs: events are written after that many, or every so many seconds."""
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, comment: str = "", purge_step: int | None = None,
-                 max_queue: int = 10, flush_secs: float = 120, filename_suffix: str = "") -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike | None = None,
+        comment: str = "",
+        purge_step: int | None = None,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str = "",
+    ) -> None:
         self.log_dir = str(log_dir) if log_dir else default_log_dir(comment)
         self.purge_step = purge_step
         self.max_queue, self.flush_secs, self.filename_suffix = max_queue, flush_secs, filename_suffix
@@ -114,8 +124,7 @@ class SummaryWriter:
         if purge_step is not None:
             p = sm.protos().event
             self.file_writer.add_event(sm.event(step=purge_step, file_version="brain.Event:2"))
-            self.file_writer.add_event(sm.event(step=purge_step,
-                                                session_log=p.SessionLog(status=p.SessionLog.START)))
+            self.file_writer.add_event(sm.event(step=purge_step, session_log=p.SessionLog(status=p.SessionLog.START)))
 
     def get_logdir(self) -> str:
         return self.log_dir
@@ -128,13 +137,21 @@ class SummaryWriter:
     def _add(self, summary: Any, global_step: Any, walltime: float | None) -> None:
         self._get_file_writer().add_summary(summary, _int_step(global_step), walltime)
 
-    def add_scalar(self, tag: str, scalar_value: Any, global_step: Any = None, walltime: float | None = None,
-                   new_style: bool = False, double_precision: bool = False) -> None:
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: Any = None,
+        walltime: float | None = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
         """One point of the curve `tag` (a number, or a one-element tensor)."""
         self._add(sm.scalar(tag, scalar_value), global_step, walltime)
 
-    def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: Any = None,
-                    walltime: float | None = None) -> None:
+    def add_scalars(
+        self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: Any = None, walltime: float | None = None
+    ) -> None:
         """Several curves on one chart: each key goes to its own run `<log_dir>/<main_tag>_<key>`
         under the tag `main_tag`, as in PyTorch."""
         walltime = time.time() if walltime is None else walltime
@@ -143,46 +160,77 @@ class SummaryWriter:
             with self._lock:
                 w = self.all_writers.get(path)
                 if w is None:
-                    w = self.all_writers[path] = EventWriter(path, self.max_queue, self.flush_secs,
-                                                             self.filename_suffix)
+                    w = self.all_writers[path] = EventWriter(
+                        path, self.max_queue, self.flush_secs, self.filename_suffix
+                    )
             w.add_summary(sm.scalar(main_tag, value), _int_step(global_step), walltime)
 
-    def add_histogram(self, tag: str, values: Any, global_step: Any = None, bins: Any = "tensorflow",
-                      walltime: float | None = None, max_bins: int | None = None) -> None:
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: Any = None,
+        bins: Any = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
         """The distribution of `values` (NaN and inf left out of the buckets)."""
         self._add(sm.histogram(tag, values, bins), global_step, walltime)
 
-    def add_image(self, tag: str, img_tensor: Any, global_step: Any = None, walltime: float | None = None,
-                  dataformats: str = "CHW") -> None:
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: Any = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
         """An image: floats in [0, 1] or uint8; CHW by default (HWC, HW too)."""
         self._add(sm.image(tag, img_tensor, dataformats), global_step, walltime)
 
-    def add_images(self, tag: str, img_tensor: Any, global_step: Any = None, walltime: float | None = None,
-                   dataformats: str = "NCHW") -> None:
+    def add_images(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: Any = None,
+        walltime: float | None = None,
+        dataformats: str = "NCHW",
+    ) -> None:
         """A batch of images shown as one grid, as PyTorch does."""
         a = sm.to_numpy(img_tensor)
         fmt = dataformats.upper()
         if not fmt.startswith("N") or a.ndim != len(fmt):
-            raise ValueError(f"add_images takes a batch with dataformats like NCHW or NHWC; got {dataformats!r} "
-                             f"and shape {tuple(a.shape)}")
+            raise ValueError(
+                f"add_images takes a batch with dataformats like NCHW or NHWC; got {dataformats!r} "
+                f"and shape {tuple(a.shape)}"
+            )
         imgs = [sm.to_uint8_image(a[i], fmt[1:]) for i in range(a.shape[0])]
         self._add(sm.protos().summary.Summary(value=[sm.image_value(tag, _grid(imgs))]), global_step, walltime)
 
-    def add_text(self, tag: str, text_string: str | Sequence[str], global_step: Any = None,
-                 walltime: float | None = None) -> None:
+    def add_text(
+        self, tag: str, text_string: str | Sequence[str], global_step: Any = None, walltime: float | None = None
+    ) -> None:
         """Markdown text under the Text dashboard."""
         self._add(sm.text(tag, text_string), global_step, walltime)
 
-    def add_graph(self, model: Callable[..., Any], input_to_model: Any = None, verbose: bool = False,
-                  use_strict_trace: bool = True) -> None:
+    def add_graph(
+        self,
+        model: Callable[..., Any],
+        input_to_model: Any = None,
+        verbose: bool = False,
+        use_strict_trace: bool = True,
+    ) -> None:
         """The graph of `model(*input_to_model)`, traced with `tt.function`: modules become
         name scopes (`Sequential/0/MatMul`), parameters sit inside their module."""
         from ... import graph as _graph
 
         if not callable(model):
             raise TypeError(f"add_graph(model, input_to_model) needs a callable model, got {type(model).__name__}")
-        args = input_to_model if isinstance(input_to_model, (tuple, list)) else (
-            () if input_to_model is None else (input_to_model,))
+        args = (
+            input_to_model
+            if isinstance(input_to_model, (tuple, list))
+            else (() if input_to_model is None else (input_to_model,))
+        )
         g = _graph.function(model).get_concrete_function(*args)
         gd = _graph.graph_def(g)
         self._get_file_writer().add_graph_def(sm.graph_proto(gd, _param_scopes(gd, model)))
@@ -190,9 +238,14 @@ class SummaryWriter:
             for n in gd.nodes:
                 print(f"{n.name} = {n.op}({', '.join(n.inputs)})")
 
-    def add_hparams(self, hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any],
-                    hparam_domain_discrete: Mapping[str, list] | None = None, run_name: str | None = None,
-                    global_step: Any = None) -> None:
+    def add_hparams(
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, Any],
+        hparam_domain_discrete: Mapping[str, list] | None = None,
+        run_name: str | None = None,
+        global_step: Any = None,
+    ) -> None:
         """One row of the HParams dashboard: the hyperparameters and final metrics of a
         trial, written (as PyTorch does) to the run `<log_dir>/<run_name>`."""
         exp, ssi, sei = sm.hparams(hparam_dict, metric_dict, hparam_domain_discrete)
@@ -207,8 +260,9 @@ class SummaryWriter:
     def __getattr__(self, name: str) -> Any:
         # PyTorch's other add_* methods: one clear error instead of an AttributeError
         if name in _NOT_SUPPORTED:
-            raise NotImplementedError(f"SummaryWriter.{name} is not supported by tracetensor; supported: "
-                                      + ", ".join(_SUPPORTED))
+            raise NotImplementedError(
+                f"SummaryWriter.{name} is not supported by tracetensor; supported: " + ", ".join(_SUPPORTED)
+            )
         raise AttributeError(f"'SummaryWriter' object has no attribute '{name}'")
 
     def flush(self) -> None:
@@ -226,12 +280,34 @@ class SummaryWriter:
         self.close()
 
 
-_SUPPORTED = ("add_scalar", "add_scalars", "add_histogram", "add_image", "add_images", "add_text", "add_graph",
-              "add_hparams")
-_NOT_SUPPORTED = frozenset(("add_embedding", "add_pr_curve", "add_pr_curve_raw", "add_figure", "add_audio",
-                            "add_video", "add_mesh", "add_custom_scalars", "add_custom_scalars_multilinechart",
-                            "add_custom_scalars_marginchart", "add_histogram_raw", "add_image_with_boxes",
-                            "add_onnx_graph", "add_tensor"))
+_SUPPORTED = (
+    "add_scalar",
+    "add_scalars",
+    "add_histogram",
+    "add_image",
+    "add_images",
+    "add_text",
+    "add_graph",
+    "add_hparams",
+)
+_NOT_SUPPORTED = frozenset(
+    (
+        "add_embedding",
+        "add_pr_curve",
+        "add_pr_curve_raw",
+        "add_figure",
+        "add_audio",
+        "add_video",
+        "add_mesh",
+        "add_custom_scalars",
+        "add_custom_scalars_multilinechart",
+        "add_custom_scalars_marginchart",
+        "add_histogram_raw",
+        "add_image_with_boxes",
+        "add_onnx_graph",
+        "add_tensor",
+    )
+)
 
 
 def _int_step(step: Any) -> int | None:
@@ -255,7 +331,7 @@ def _grid(imgs: list[np.ndarray], ncols: int = 8) -> np.ndarray:
         if im.shape[2] != c:
             im = np.repeat(im[:, :, :1], c, axis=2)
         r, q = divmod(k, cols)
-        out[r * h: r * h + im.shape[0], q * w: q * w + im.shape[1]] = im
+        out[r * h : r * h + im.shape[0], q * w : q * w + im.shape[1]] = im
     return out
 
 

@@ -114,7 +114,7 @@ def test_a_script_that_raises_shows_its_own_traceback(tmp_path):
     r = cli("profile", "--no-py-spy", "--out", str(tmp_path / "p"), "examples/profile_raises.py")
     assert r.returncode == 1
     tb = r.stderr[r.stderr.index("Traceback") :]
-    assert tb.splitlines()[1].strip().startswith('File "examples/profile_raises.py", line 32, in <module>')
+    assert tb.splitlines()[1].strip().startswith('File "examples/profile_raises.py", line 33, in <module>')
     for launcher in ("recorder.py", "<frozen runpy>", "_dispatch.py"):
         assert launcher not in tb
     assert "ShapeError: matmul: cannot multiply (8, 15) by (16, 4)" in tb

@@ -326,8 +326,8 @@ def test_the_example_catches_log_of_underflowed_softmax(pytester: pytest.Pyteste
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*non-finite gradient from log (backward) at softmax_classifier.py:21 -> fc.bias, fc.weight:*",
-            "  line  softmax_classifier.py:21 in cross_entropy_naive",
+            "*non-finite gradient from log (backward) at softmax_classifier.py:22 -> fc.bias, fc.weight:*",
+            "  line  softmax_classifier.py:22 in cross_entropy_naive",
             "      softmax*:0: *zero=1*",
             "      called from test_softmax_log_nan.py:* in test_training_updates_the_weights",
             "FAILED test_softmax_log_nan.py::test_training_updates_the_weights?cross_entropy_naive? - Failed: *",

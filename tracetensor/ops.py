@@ -5,6 +5,14 @@ arrays, never Tensors; the same code runs on both devices. A VJP gets a `Ctx`
 (`ctx.args`, `ctx.out`, `ctx.attrs`, `ctx.needs`, `ctx.xp`) and the output gradient,
 and returns one gradient per array input (None where not needed or not defined);
 broadcast dimensions are reduced by the autograd engine, not here.
+
+One section per topic, in this order (a new op goes in its topic's section; the helpers
+every section uses, promotion, broadcast errors and costs, come first): binary arithmetic;
+elementwise math (rounding, logs, powers, special functions); identity, copies and
+casts; comparisons and logic; reductions; shape, joining and reordering; indexing; linear
+algebra and matrices; sorting and searching; activations; normalization and norms; losses;
+convolution and pooling (NCHW, and TF's NHWC layouts); FFT; random sampling; optimizer
+updates; shapes as values.
 """
 from __future__ import annotations
 
@@ -39,6 +47,19 @@ def _bcast_explain(verb):
                 return f"cannot {verb} shapes {shapes[0]} and {shapes[1]}: they do not broadcast"
         return None
     return explain
+
+
+def _no_cost(arrays, out, attrs):
+    return 0
+
+
+def _in_cost(k):
+    """FLOPs of a reduction-like op: about k per input element (the output is smaller)."""
+    return lambda arrays, out, attrs: k * arrays[0].size
+
+
+def _index_cost(arrays, out, attrs):
+    return arrays[0].size
 
 
 # ----------------------------------------------------------------- binary arithmetic
@@ -134,6 +155,22 @@ def _(ctx, g):
     return None, None  # piecewise constant: zero almost everywhere, as in PyTorch's floor_divide
 
 
+@register("remainder", errstate="all", tf="FloorMod", explain=_bcast_explain("divide"))
+def remainder(xp, a, b):
+    """Python's `%`: the result has the sign of the divisor (torch.remainder, tf.math.floormod)."""
+    a, b = _same(a, b)
+    return xp.remainder(a, b)
+
+
+@remainder.defvjp
+def _(ctx, g):
+    a, b = ctx.args
+    gb = None
+    if ctx.needs[1]:
+        gb = -g * ctx.xp.floor(a / b)  # a % b = a - floor(a / b) * b
+    return g, gb
+
+
 @register("pow", errstate="vjp", tf="Pow", explain=_bcast_explain("raise"))
 def pow(xp, a, b):
     a, b = _same(a, b)
@@ -180,7 +217,24 @@ def _(ctx, g):
     return (g * wa if ctx.needs[0] else None), (g * (1 - wa) if ctx.needs[1] else None)
 
 
-# ----------------------------------------------------------------- unary math
+@register("add_n", tf="AddN", explain=_bcast_explain("add"))
+def add_n(xp, *arrays):
+    """Sum of any number of tensors (TF's add_n, the engine's gradient sums)."""
+    if not arrays:
+        raise Invalid("add_n needs at least one input")
+    out = arrays[0]
+    for a in arrays[1:]:
+        out, a = _same(out, a)
+        out = out + a
+    return out if len(arrays) > 1 else out.copy()
+
+
+@add_n.defvjp
+def _(ctx, g):
+    return tuple(g if n else None for n in ctx.needs)
+
+
+# ----------------------------------------------------------------- elementwise math (rounding, logs, powers, special)
 
 @register("neg", tf="Neg")
 def neg(xp, a):
@@ -256,84 +310,402 @@ def _(ctx, g):
     return (g * ctx.out * (1 - ctx.out),)
 
 
-@register("relu", tf="Relu")
-def relu(xp, a):
-    return xp.maximum(a, 0)
+@register("sin", tf="Sin")
+def sin(xp, a):
+    return xp.sin(a)
 
 
-@relu.defvjp
+@sin.defvjp
 def _(ctx, g):
-    # a float mask times g in place: ~20% faster than g * bool_mask (numpy's mixed-type loop)
-    m = (ctx.out > 0).astype(g.dtype)
-    m *= g
-    return (m,)
+    return (g * ctx.xp.cos(ctx.args[0]),)
 
 
-# ----------------------------------------------------------------- linear algebra
-
-def _matmul_cost(arrays, out, attrs):
-    a = arrays[0]
-    k = a.shape[-1] if a.ndim else 1
-    return 2 * out.size * k
+@register("cos", tf="Cos")
+def cos(xp, a):
+    return xp.cos(a)
 
 
-def _matmul_explain(shapes, dtypes, attrs):
-    return f"cannot multiply {tuple(shapes[0])} by {tuple(shapes[1])}"
+@cos.defvjp
+def _(ctx, g):
+    return (-g * ctx.xp.sin(ctx.args[0]),)
 
 
-def _matmul_explain_t(shapes, dtypes, attrs):
-    if attrs.get("transpose_b"):
-        return f"cannot multiply {tuple(shapes[0])} by the transpose of {tuple(shapes[1])}"
-    return _matmul_explain(shapes, dtypes, attrs)
+@register("square", tf="Square")
+def square(xp, a):
+    return a * a
 
 
-@register("matmul", tf="MatMul", cost=_matmul_cost, explain=_matmul_explain_t)
-def matmul(xp, a, b, transpose_b=False):
-    """a @ b, or a @ b.T with `transpose_b` (as TF's MatMul): F.linear multiplies by the
-    weight's transpose this way, one op instead of a permute and a matmul."""
-    if a.ndim == 0 or b.ndim == 0:
-        raise Invalid(f"both arguments must be at least 1-D, got shapes {a.shape} and {b.shape}")
+@square.defvjp
+def _(ctx, g):
+    return (2 * g * ctx.args[0],)
+
+
+@register("sign", tf="Sign")
+def sign(xp, a):
+    return xp.sign(a)
+
+
+@sign.defvjp
+def _(ctx, g):
+    return (g * 0,)  # piecewise constant, as in PyTorch
+
+
+@register("clamp", tf="ClipByValue")
+def clamp(xp, a, min=None, max=None):
+    """`clamp(a, min, max)`; either bound may be None (TF's clip_by_value uses both)."""
+    if min is None and max is None:
+        raise Invalid("at least one of min and max must be given")
+    return xp.clip(a, min, max).astype(a.dtype, copy=False)
+
+
+@clamp.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    lo, hi = ctx.attrs.get("min"), ctx.attrs.get("max")
+    keep = True
+    if lo is not None:
+        keep = a >= lo
+    if hi is not None:
+        keep = keep & (a <= hi)  # the gradient passes where the input was inside the bounds
+    return (g * keep,)
+
+
+@register("real", tf="Real")
+def real(xp, a):
+    return xp.real(a)
+
+
+@real.defvjp
+def _(ctx, g):
+    return (g,)  # d Re(z): the gradient is real, Im part gets none
+
+
+@register("imag", tf="Imag")
+def imag(xp, a):
+    return xp.imag(a)
+
+
+@imag.defvjp
+def _(ctx, g):
+    return (1j * g,)  # PyTorch's convention: grad = dL/dRe + i dL/dIm
+
+
+# Piecewise constant: zero gradient almost everywhere, as PyTorch defines them.
+
+def _zero_grad(ctx, g):
+    return (ctx.xp.zeros_like(g),)
+
+
+def _rounding(name, tf, fn):
+    def fwd(xp, a):
+        return fn(xp, a) if a.dtype.kind in "fc" else a.copy()  # integers are already whole
+    fwd.__doc__ = f"Elementwise `{name}`, in the input's dtype."
+    op = register(name, tf=tf)(fwd)
+    op.defvjp(_zero_grad)
+    return op
+
+
+floor = _rounding("floor", "Floor", lambda xp, a: xp.floor(a))
+
+
+ceil = _rounding("ceil", "Ceil", lambda xp, a: xp.ceil(a))
+
+
+trunc = _rounding("trunc", "Trunc", lambda xp, a: xp.trunc(a))
+
+
+round_ = _rounding("round", "Round", lambda xp, a: xp.round(a))  # half to even, as PyTorch and TF
+
+
+def _floating(a):
+    """Integer inputs of float-valued math give the default float dtype, as in PyTorch."""
+    return a.astype(get_default_dtype().np) if a.dtype.kind in "biu" else a
+
+
+@register("log1p", errstate="all", tf="Log1p")
+def log1p(xp, a):
+    return xp.log1p(_floating(a))
+
+
+@log1p.defvjp
+def _(ctx, g):
+    return (g / _conj(1 + ctx.args[0]),)
+
+
+@register("expm1", tf="Expm1")
+def expm1(xp, a):
+    return xp.expm1(_floating(a))
+
+
+@expm1.defvjp
+def _(ctx, g):
+    return (g * _conj(ctx.out + 1),)
+
+
+@register("log2", errstate="all", tf="Log2")
+def log2(xp, a):
+    return xp.log2(_floating(a))
+
+
+@log2.defvjp
+def _(ctx, g):
+    return (g / (_conj(ctx.args[0]) * math.log(2)),)
+
+
+@register("log10", errstate="all", tf="Log10")
+def log10(xp, a):
+    return xp.log10(_floating(a))
+
+
+@log10.defvjp
+def _(ctx, g):
+    return (g / (_conj(ctx.args[0]) * math.log(10)),)
+
+
+@register("rsqrt", errstate="forward", tf="Rsqrt")
+def rsqrt(xp, a):
+    return 1 / xp.sqrt(_floating(a))
+
+
+@rsqrt.defvjp
+def _(ctx, g):
+    y = ctx.out
+    return (-0.5 * g * _conj(y * y * y),)
+
+
+@register("reciprocal", errstate="forward", tf="Reciprocal")
+def reciprocal(xp, a):
+    return 1 / _floating(a)
+
+
+@reciprocal.defvjp
+def _(ctx, g):
+    y = ctx.out
+    return (-g * _conj(y * y),)
+
+
+# erfc(z) for z >= 0 by Chebyshev fit (Numerical Recipes 3rd ed., `Erf::erfccheb`): absolute
+# error ~3e-16 in float64 with nothing but exp, so numpy and cupy run the same code
+# (numpy has no erf; scipy is not a dependency). Near 0, 1 - erfc loses relative
+# precision, so there a short Taylor series is used instead.
+_ERFC_COF = (-1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
+             -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
+             -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8, 6.529054439e-9,
+             5.059343495e-9, -9.91364156e-10, -2.27365122e-10, 9.6467911e-11, 2.394038e-12, -6.886027e-12,
+             8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
+             -2.8e-17)
+
+
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+
+
+def _erf(xp, x, near0=True):
+    """erf in x's dtype; `near0=False` skips the series that keeps the relative precision
+    near 0 (not needed where erf is added to 1, as in gelu)."""
+    wide = x.dtype.itemsize >= 8  # float32 needs only the larger half of each series
+    z = xp.abs(x)
+    t = 2 / (2 + z)
+    ty = 4 * t - 2
+    d, dd = xp.zeros_like(z), xp.zeros_like(z)
+    for c in _ERFC_COF[(27 if wide else 13):0:-1]:  # Clenshaw's recurrence, in place
+        nxt = ty * d
+        nxt -= dd
+        nxt += c
+        d, dd = nxt, d
+    e = ty * d
+    e += _ERFC_COF[0]
+    e *= 0.5
+    e -= dd
+    e -= z * z
+    with np.errstate(under="ignore"):
+        out = xp.copysign(1 - t * xp.exp(e), x).astype(x.dtype, copy=False)
+    if not near0:
+        return out
+    x2 = x * x  # |x| < 0.5: sum of (-1)^n x^(2n+1) / (n! (2n+1)), 11 terms reach 1e-17
+    term, small = x, x.copy()
+    for n in range(1, 12 if wide else 7):
+        term = term * (-x2 / n)
+        small += term / (2 * n + 1)
+    return xp.where(z < 0.5, small * _TWO_OVER_SQRT_PI, out)
+
+
+@register("erf", tf="Erf", cost=_in_cost(60))
+def erf(xp, a):
+    return _erf(xp, _floating(a))
+
+
+@erf.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    return (g * (_TWO_OVER_SQRT_PI * ctx.xp.exp(-a * a)),)
+
+
+# ----------------------------------------------------------------- identity, copies and casts
+
+@register("identity", tf="Identity", cost=_no_cost)
+def identity(xp, a):
+    return a.view()  # a new view of the same storage, as TF's Identity
+
+
+@identity.defvjp
+def _(ctx, g):
+    return (g,)
+
+
+@register("clone", tf="Identity")
+def clone(xp, a):
+    return a.copy()
+
+
+@clone.defvjp
+def _(ctx, g):
+    return (g,)
+
+
+@register("stop_gradient", tf="StopGradient", cost=_no_cost)
+def stop_gradient(xp, a):
+    """Passes `a` through; no gradient flows back (no VJP on purpose)."""
+    return a
+
+
+@register("cast", tf="Cast", cost=lambda arrays, out, attrs: 0)
+def cast(xp, a, dtype):
+    return a.astype(dtype)
+
+
+@cast.defvjp
+def _(ctx, g):
+    src = ctx.args[0].dtype
+    return (g.astype(src) if src.kind in "fc" else None,)
+
+
+@register("to_device", tf="Copy", cost=lambda arrays, out, attrs: 0)
+def to_device_op(xp, a, device):
+    from .device import to_device
+
+    return to_device(a, device)
+
+
+@to_device_op.defvjp
+def _(ctx, g):
+    from .device import to_device
+
+    return (to_device(g, ctx.attrs["device"]),)
+
+
+@register("tf_print", tf="Print", cost=_no_cost)
+def tf_print(xp, a, *data, message="", summarize=3):
+    """tf.Print: passes `a` through and writes `message` and the first `summarize` values of
+    each of `data` to standard error when it runs (graph builders give its shape: the shape
+    inference must not print)."""
+    import sys
+
+    parts = []
+    for d in data:
+        flat = [str(v) for v in np.asarray(d.get() if hasattr(d, "get") else d).reshape(-1)[:summarize].tolist()]
+        parts.append("[" + " ".join(flat) + ("..." if d.size > summarize else "") + "]")
+    sys.stderr.write(message + "".join(parts) + "\n")
+    return a
+
+
+@tf_print.defvjp
+def _(ctx, g):
+    return (g, *[None] * (len(ctx.args) - 1))
+
+
+# ----------------------------------------------------------------- comparisons and logic
+# Boolean results have no gradient: these ops register no VJP, so the engine records no tape.
+
+def _compare(name, tf, fn):
+    def fwd(xp, a, b):
+        a, b = _same(a, b)
+        return fn(a, b)
+    fwd.__doc__ = f"Elementwise `{name}`, a bool tensor."
+    return register(name, tf=tf, explain=_bcast_explain("compare"))(fwd)
+
+
+eq = _compare("eq", "Equal", lambda a, b: a == b)
+
+
+ne = _compare("ne", "NotEqual", lambda a, b: a != b)
+
+
+lt = _compare("lt", "Less", lambda a, b: a < b)
+
+
+le = _compare("le", "LessEqual", lambda a, b: a <= b)
+
+
+gt = _compare("gt", "Greater", lambda a, b: a > b)
+
+
+ge = _compare("ge", "GreaterEqual", lambda a, b: a >= b)
+
+
+@register("logical_and", tf="LogicalAnd", explain=_bcast_explain("combine"))
+def logical_and(xp, a, b):
+    return xp.logical_and(a, b)
+
+
+@register("logical_or", tf="LogicalOr", explain=_bcast_explain("combine"))
+def logical_or(xp, a, b):
+    return xp.logical_or(a, b)
+
+
+@register("logical_xor", tf="LogicalXor", explain=_bcast_explain("combine"))
+def logical_xor(xp, a, b):
+    return xp.logical_xor(a, b)
+
+
+@register("logical_not", tf="LogicalNot")
+def logical_not(xp, a):
+    return xp.logical_not(a)
+
+
+@register("isnan", tf="IsNan")
+def isnan(xp, a):
+    return xp.isnan(a)
+
+
+@register("isinf", tf="IsInf")
+def isinf(xp, a):
+    return xp.isinf(a)
+
+
+@register("isfinite", tf="IsFinite")
+def isfinite(xp, a):
+    return xp.isfinite(a)
+
+
+@register("isclose", tf="IsClose", explain=_bcast_explain("compare"))
+def isclose(xp, a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """|a - b| <= atol + rtol * |b|, elementwise (torch.isclose)."""
     a, b = _same(a, b)
-    return a @ (_swap(b) if transpose_b else b)
+    return xp.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
-def _swap(x):
-    return x.swapaxes(-1, -2) if x.ndim >= 2 else x
+@register("all", tf="All", cost=_index_cost)
+def all_(xp, a, axis=None, keepdims=False):  # not `all`: ops.py uses the builtin
+    return a.all(axis=axis, keepdims=keepdims)
 
 
-@matmul.defvjp
+@register("any", tf="Any", cost=_index_cost)
+def any_(xp, a, axis=None, keepdims=False):  # not `any`: ops.py uses the builtin
+    return a.any(axis=axis, keepdims=keepdims)
+
+
+@register("where", tf="SelectV2", explain=_bcast_explain("select between"))
+def where(xp, cond, a, b):
+    a, b = _same(a, b)
+    return xp.where(cond, a, b)
+
+
+@where.defvjp
 def _(ctx, g):
-    if ctx.attrs.get("transpose_b"):  # out = a @ b.T
-        a, b = _conj(ctx.args[0]), _conj(ctx.args[1])
-        if a.ndim >= 2 and b.ndim >= 2:  # F.linear's case: both gradients come out contiguous
-            return (g @ b if ctx.needs[0] else None), (_swap(g) @ a if ctx.needs[1] else None)
-        ga, gbt = _matmul_grads(ctx.xp, a, _swap(b), g, ctx.needs)  # the gradient of b.T, transposed back
-        return ga, (None if gbt is None else _swap(gbt))
-    return _matmul_grads(ctx.xp, _conj(ctx.args[0]), _conj(ctx.args[1]), g, ctx.needs)
-
-
-def _matmul_grads(xp, a, b, g, needs):
-    """Gradients of a @ b (a and b already conjugated) for every rank combination."""
-    ga = gb = None
-    if a.ndim == 1 and b.ndim == 1:
-        return (g * b if needs[0] else None), (g * a if needs[1] else None)
-    if a.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
-        if needs[0]:
-            ga = (xp.expand_dims(g, -2) @ _swap(b))[..., 0, :]
-        if needs[1]:
-            gb = xp.expand_dims(a, -1) * xp.expand_dims(g, -2)
-        return ga, gb
-    if b.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
-        if needs[0]:
-            ga = xp.expand_dims(g, -1) * b
-        if needs[1]:
-            gb = (_swap(a) @ xp.expand_dims(g, -1))[..., 0]
-        return ga, gb
-    if needs[0]:
-        ga = g @ _swap(b)
-    if needs[1]:
-        gb = _swap(a) @ g
-    return ga, gb
+    c = ctx.args[0]
+    z = ctx.xp.zeros((), dtype=g.dtype)
+    return (None, ctx.xp.where(c, g, z) if ctx.needs[1] else None,
+            ctx.xp.where(c, z, g) if ctx.needs[2] else None)
 
 
 # ----------------------------------------------------------------- reductions
@@ -435,138 +807,6 @@ def amin(xp, a, axis=None, keepdims=False):
 amin.defvjp(_extreme_vjp)
 
 
-@register("log_softmax", tf="LogSoftmax")
-def log_softmax(xp, a, axis=-1):
-    m = a.max(axis=axis, keepdims=True)
-    s = a - m
-    return s - xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
-
-
-@log_softmax.defvjp
-def _(ctx, g):
-    axis = ctx.attrs["axis"]
-    return (g - ctx.xp.exp(ctx.out) * g.sum(axis=axis, keepdims=True),)
-
-
-@register("softmax", tf="Softmax")
-def softmax(xp, a, axis=-1):
-    e = xp.exp(a - a.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-@softmax.defvjp
-def _(ctx, g):
-    y = ctx.out
-    return (y * (g - (g * y).sum(axis=ctx.attrs["axis"], keepdims=True)),)
-
-
-# ----------------------------------------------------------------- shape
-
-def _reshape_explain(shapes, dtypes, attrs):
-    shape = attrs.get("shape")
-    n = math.prod(shapes[0])
-    return f"cannot reshape a tensor of shape {tuple(shapes[0])} ({n} elements) into {shape}"
-
-
-@register("reshape", tf="Reshape", explain=_reshape_explain, cost=lambda arrays, out, attrs: 0)
-def reshape(xp, a, shape):
-    return a.reshape(shape)
-
-
-@reshape.defvjp
-def _(ctx, g):
-    return (g.reshape(ctx.args[0].shape),)
-
-
-def _permute_explain(shapes, dtypes, attrs):
-    axes, nd = tuple(attrs.get("axes", ())), len(shapes[0])
-    return f"axes {axes} are not a permutation of the {nd} dimensions of {tuple(shapes[0])}"
-
-
-@register("permute", tf="Transpose", cost=lambda arrays, out, attrs: 0, explain=_permute_explain)
-def permute(xp, a, axes):
-    return a.transpose(axes)  # numpy rejects a non-permutation; the explain above words it
-
-
-@permute.defvjp
-def _(ctx, g):
-    n = g.ndim
-    inv = [0] * n
-    for i, ax in enumerate(ctx.attrs["axes"]):
-        inv[ax % n] = i
-    return (g.transpose(inv),)
-
-
-def _has_advanced(index):
-    return any(not isinstance(i, (slice, int, type(None), type(Ellipsis))) for i in index)
-
-
-@register("getitem", tf="StridedSlice", cost=lambda arrays, out, attrs: 0)
-def getitem(xp, a, index):
-    return a[index]
-
-
-@getitem.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    xp = ctx.xp
-    index = ctx.attrs["index"]
-    z = xp.zeros(a.shape, dtype=g.dtype)
-    if _has_advanced(index):
-        if xp is np:
-            np.add.at(z, index, g)  # repeated indices accumulate
-        else:
-            import cupyx
-
-            cupyx.scatter_add(z, index, g)
-    else:
-        z[index] += g
-    return (z,)
-
-
-@register("cast", tf="Cast", cost=lambda arrays, out, attrs: 0)
-def cast(xp, a, dtype):
-    return a.astype(dtype)
-
-
-@cast.defvjp
-def _(ctx, g):
-    src = ctx.args[0].dtype
-    return (g.astype(src) if src.kind in "fc" else None,)
-
-
-@register("where", tf="SelectV2", explain=_bcast_explain("select between"))
-def where(xp, cond, a, b):
-    a, b = _same(a, b)
-    return xp.where(cond, a, b)
-
-
-@where.defvjp
-def _(ctx, g):
-    c = ctx.args[0]
-    z = ctx.xp.zeros((), dtype=g.dtype)
-    return (None, ctx.xp.where(c, g, z) if ctx.needs[1] else None,
-            ctx.xp.where(c, z, g) if ctx.needs[2] else None)
-
-
-@register("to_device", tf="Copy", cost=lambda arrays, out, attrs: 0)
-def to_device_op(xp, a, device):
-    from .device import to_device
-
-    return to_device(a, device)
-
-
-@to_device_op.defvjp
-def _(ctx, g):
-    from .device import to_device
-
-    return (to_device(g, ctx.attrs["device"]),)
-
-
-def _index_cost(arrays, out, attrs):
-    return arrays[0].size
-
-
 @register("argmax", tf="ArgMax", cost=_index_cost)
 def argmax(xp, a, axis=None, keepdims=False):
     if axis is None:
@@ -583,217 +823,10 @@ def argmin(xp, a, axis=None, keepdims=False):
     return xp.expand_dims(a.argmin(axis=axis), axis) if keepdims else a.argmin(axis=axis)
 
 
-def _scatter_add(xp, z, index, g):
-    """z[index] += g with repeated indices accumulating. The one per-device fork:
-    numpy spells it `np.add.at`, cupy `cupyx.scatter_add` (cupy has no `add.at`)."""
-    if xp is np:
-        np.add.at(z, index, g)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(z, index, g)
-    return z
-
-
-def _no_cost(arrays, out, attrs):
-    return 0
-
-
-def _in_cost(k):
-    """FLOPs of a reduction-like op: about k per input element (the output is smaller)."""
-    return lambda arrays, out, attrs: k * arrays[0].size
-
-
 # the core reductions cost about one FLOP per input element, not per output element
 for _op in (sum, mean, amax, amin):
     _op.cost = _in_cost(1)
-softmax.cost = log_softmax.cost = _in_cost(4)
 
-
-# ----------------------------------------------------------------- comparisons and logic
-# Boolean results have no gradient: these ops register no VJP, so the engine records no tape.
-
-def _compare(name, tf, fn):
-    def fwd(xp, a, b):
-        a, b = _same(a, b)
-        return fn(a, b)
-    fwd.__doc__ = f"Elementwise `{name}`, a bool tensor."
-    return register(name, tf=tf, explain=_bcast_explain("compare"))(fwd)
-
-
-eq = _compare("eq", "Equal", lambda a, b: a == b)
-ne = _compare("ne", "NotEqual", lambda a, b: a != b)
-lt = _compare("lt", "Less", lambda a, b: a < b)
-le = _compare("le", "LessEqual", lambda a, b: a <= b)
-gt = _compare("gt", "Greater", lambda a, b: a > b)
-ge = _compare("ge", "GreaterEqual", lambda a, b: a >= b)
-
-
-@register("logical_and", tf="LogicalAnd", explain=_bcast_explain("combine"))
-def logical_and(xp, a, b):
-    return xp.logical_and(a, b)
-
-
-@register("logical_or", tf="LogicalOr", explain=_bcast_explain("combine"))
-def logical_or(xp, a, b):
-    return xp.logical_or(a, b)
-
-
-@register("logical_xor", tf="LogicalXor", explain=_bcast_explain("combine"))
-def logical_xor(xp, a, b):
-    return xp.logical_xor(a, b)
-
-
-@register("logical_not", tf="LogicalNot")
-def logical_not(xp, a):
-    return xp.logical_not(a)
-
-
-@register("isnan", tf="IsNan")
-def isnan(xp, a):
-    return xp.isnan(a)
-
-
-@register("isinf", tf="IsInf")
-def isinf(xp, a):
-    return xp.isinf(a)
-
-
-@register("isfinite", tf="IsFinite")
-def isfinite(xp, a):
-    return xp.isfinite(a)
-
-
-@register("all", tf="All", cost=_index_cost)
-def all_(xp, a, axis=None, keepdims=False):  # not `all`: ops.py uses the builtin
-    return a.all(axis=axis, keepdims=keepdims)
-
-
-@register("any", tf="Any", cost=_index_cost)
-def any_(xp, a, axis=None, keepdims=False):  # not `any`: ops.py uses the builtin
-    return a.any(axis=axis, keepdims=keepdims)
-
-
-@register("sign", tf="Sign")
-def sign(xp, a):
-    return xp.sign(a)
-
-
-@sign.defvjp
-def _(ctx, g):
-    return (g * 0,)  # piecewise constant, as in PyTorch
-
-
-# ----------------------------------------------------------------- more elementwise math
-
-@register("clamp", tf="ClipByValue")
-def clamp(xp, a, min=None, max=None):
-    """`clamp(a, min, max)`; either bound may be None (TF's clip_by_value uses both)."""
-    if min is None and max is None:
-        raise Invalid("at least one of min and max must be given")
-    return xp.clip(a, min, max).astype(a.dtype, copy=False)
-
-
-@clamp.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    lo, hi = ctx.attrs.get("min"), ctx.attrs.get("max")
-    keep = True
-    if lo is not None:
-        keep = a >= lo
-    if hi is not None:
-        keep = keep & (a <= hi)  # the gradient passes where the input was inside the bounds
-    return (g * keep,)
-
-
-@register("sin", tf="Sin")
-def sin(xp, a):
-    return xp.sin(a)
-
-
-@sin.defvjp
-def _(ctx, g):
-    return (g * ctx.xp.cos(ctx.args[0]),)
-
-
-@register("cos", tf="Cos")
-def cos(xp, a):
-    return xp.cos(a)
-
-
-@cos.defvjp
-def _(ctx, g):
-    return (-g * ctx.xp.sin(ctx.args[0]),)
-
-
-@register("square", tf="Square")
-def square(xp, a):
-    return a * a
-
-
-@square.defvjp
-def _(ctx, g):
-    return (2 * g * ctx.args[0],)
-
-
-@register("real", tf="Real")
-def real(xp, a):
-    return xp.real(a)
-
-
-@real.defvjp
-def _(ctx, g):
-    return (g,)  # d Re(z): the gradient is real, Im part gets none
-
-
-@register("imag", tf="Imag")
-def imag(xp, a):
-    return xp.imag(a)
-
-
-@imag.defvjp
-def _(ctx, g):
-    return (1j * g,)  # PyTorch's convention: grad = dL/dRe + i dL/dIm
-
-
-@register("identity", tf="Identity", cost=_no_cost)
-def identity(xp, a):
-    return a.view()  # a new view of the same storage, as TF's Identity
-
-
-@identity.defvjp
-def _(ctx, g):
-    return (g,)
-
-
-@register("clone", tf="Identity")
-def clone(xp, a):
-    return a.copy()
-
-
-@clone.defvjp
-def _(ctx, g):
-    return (g,)
-
-
-@register("add_n", tf="AddN", explain=_bcast_explain("add"))
-def add_n(xp, *arrays):
-    """Sum of any number of tensors (TF's add_n, the engine's gradient sums)."""
-    if not arrays:
-        raise Invalid("add_n needs at least one input")
-    out = arrays[0]
-    for a in arrays[1:]:
-        out, a = _same(out, a)
-        out = out + a
-    return out if len(arrays) > 1 else out.copy()
-
-
-@add_n.defvjp
-def _(ctx, g):
-    return tuple(g if n else None for n in ctx.needs)
-
-
-# ----------------------------------------------------------------- more reductions
 
 def _reduced_count(a, out):
     return a.size // max(out.size, 1)
@@ -896,7 +929,53 @@ def _(ctx, g):
     return (xp.flip(xp.cumsum(xp.flip(g, ax), axis=ax), ax),)  # each input feeds every later output
 
 
-# ----------------------------------------------------------------- joining, reordering, shape
+# ----------------------------------------------------------------- shape, joining and reordering
+
+def _reshape_explain(shapes, dtypes, attrs):
+    shape = attrs.get("shape")
+    n = math.prod(shapes[0])
+    return f"cannot reshape a tensor of shape {tuple(shapes[0])} ({n} elements) into {shape}"
+
+
+@register("reshape", tf="Reshape", explain=_reshape_explain, cost=lambda arrays, out, attrs: 0)
+def reshape(xp, a, shape):
+    return a.reshape(shape)
+
+
+@reshape.defvjp
+def _(ctx, g):
+    return (g.reshape(ctx.args[0].shape),)
+
+
+def _permute_explain(shapes, dtypes, attrs):
+    axes, nd = tuple(attrs.get("axes", ())), len(shapes[0])
+    return f"axes {axes} are not a permutation of the {nd} dimensions of {tuple(shapes[0])}"
+
+
+@register("permute", tf="Transpose", cost=lambda arrays, out, attrs: 0, explain=_permute_explain)
+def permute(xp, a, axes):
+    return a.transpose(axes)  # numpy rejects a non-permutation; the explain above words it
+
+
+@permute.defvjp
+def _(ctx, g):
+    n = g.ndim
+    inv = [0] * n
+    for i, ax in enumerate(ctx.attrs["axes"]):
+        inv[ax % n] = i
+    return (g.transpose(inv),)
+
+
+@register("transpose_all", tf="Transpose", cost=_no_cost)
+def transpose_all(xp, a):
+    """All dimensions reversed, whatever the rank (tf.transpose of a tensor of unknown rank)."""
+    return a.transpose()
+
+
+@transpose_all.defvjp
+def _(ctx, g):
+    return (g.transpose(),)
+
 
 def _cat_explain(shapes, dtypes, attrs):
     ax = attrs.get("axis", 0)
@@ -1022,7 +1101,106 @@ def _(ctx, g):
     return (g,)  # the engine sums the broadcast dimensions back
 
 
+@register("tile", tf="Tile", cost=_no_cost)
+def tile(xp, a, reps):
+    """Repeats the whole tensor `reps[i]` times along dimension i (torch's repeat, tf.tile)."""
+    return xp.tile(a, tuple(reps))
+
+
+@tile.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    reps = tuple(ctx.attrs["reps"])
+    d = max(a.ndim, len(reps))
+    shape = (1,) * (d - a.ndim) + a.shape
+    reps = (1,) * (d - len(reps)) + reps
+    split = [n for pair in zip(reps, shape) for n in pair]  # (r0, s0, r1, s1, ...): copy index, position
+    return (g.reshape(split).sum(axis=tuple(range(0, 2 * d, 2))).reshape(a.shape),)
+
+
+@register("roll", tf="Roll", cost=_no_cost)
+def roll(xp, a, shifts, dims):
+    return xp.roll(a, shifts, dims)
+
+
+@roll.defvjp
+def _(ctx, g):
+    s, d = ctx.attrs["shifts"], ctx.attrs["dims"]
+    neg = tuple(-x for x in s) if isinstance(s, tuple) else -s
+    return (ctx.xp.roll(g, neg, d),)
+
+
+def _pads(paddings):
+    return tuple((int(lo), int(hi)) for lo, hi in paddings)
+
+
+@register("tf_pad", tf="Pad", cost=_no_cost)
+def tf_pad(xp, a, paddings, mode="CONSTANT", constant_values=0):
+    """tf.pad: (before, after) per dimension; CONSTANT, REFLECT or SYMMETRIC."""
+    pads = _pads(paddings)
+    if len(pads) != a.ndim:
+        raise Invalid(f"paddings must have one (before, after) pair per dimension: {a.ndim}, got {len(pads)}")
+    if mode == "CONSTANT":
+        return xp.pad(a, pads, constant_values=constant_values)
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        raise Invalid(f"mode must be CONSTANT, REFLECT or SYMMETRIC, got {mode!r}")
+    return xp.pad(a, pads, mode=mode.lower())
+
+
+@tf_pad.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    pads = _pads(ctx.attrs["paddings"])
+    mode = ctx.attrs.get("mode", "CONSTANT")
+    if mode == "CONSTANT":
+        return (g[tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, a.shape))],)
+    # REFLECT / SYMMETRIC: each padded element's gradient goes to the element it copies
+    src = xp.arange(a.size).reshape(a.shape)
+    idx = xp.pad(src, pads, mode=mode.lower()).reshape(-1)
+    ga = _scatter_add(xp, xp.zeros(a.size, dtype=g.dtype), idx, g.reshape(-1))
+    return (ga.reshape(a.shape),)
+
+
 # ----------------------------------------------------------------- indexing
+
+def _has_advanced(index):
+    return any(not isinstance(i, (slice, int, type(None), type(Ellipsis))) for i in index)
+
+
+@register("getitem", tf="StridedSlice", cost=lambda arrays, out, attrs: 0)
+def getitem(xp, a, index):
+    return a[index]
+
+
+@getitem.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    xp = ctx.xp
+    index = ctx.attrs["index"]
+    z = xp.zeros(a.shape, dtype=g.dtype)
+    if _has_advanced(index):
+        if xp is np:
+            np.add.at(z, index, g)  # repeated indices accumulate
+        else:
+            import cupyx
+
+            cupyx.scatter_add(z, index, g)
+    else:
+        z[index] += g
+    return (z,)
+
+
+def _scatter_add(xp, z, index, g):
+    """z[index] += g with repeated indices accumulating. The one per-device fork:
+    numpy spells it `np.add.at`, cupy `cupyx.scatter_add` (cupy has no `add.at`)."""
+    if xp is np:
+        np.add.at(z, index, g)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(z, index, g)
+    return z
+
 
 def _gather_index(xp, index, axis):
     """An index tuple that picks out[i][j][k] = a[i][index[i][j][k]][k] (for axis=1)."""
@@ -1108,7 +1286,332 @@ def one_hot(xp, index, num_classes, dtype=np.int64):
     return (index[..., None] == xp.arange(num_classes)).astype(dtype)
 
 
-# ----------------------------------------------------------------- losses (fused, stable)
+# ----------------------------------------------------------------- linear algebra and matrices
+
+def _matmul_cost(arrays, out, attrs):
+    a = arrays[0]
+    k = a.shape[-1] if a.ndim else 1
+    return 2 * out.size * k
+
+
+def _matmul_explain(shapes, dtypes, attrs):
+    return f"cannot multiply {tuple(shapes[0])} by {tuple(shapes[1])}"
+
+
+def _matmul_explain_t(shapes, dtypes, attrs):
+    if attrs.get("transpose_b"):
+        return f"cannot multiply {tuple(shapes[0])} by the transpose of {tuple(shapes[1])}"
+    return _matmul_explain(shapes, dtypes, attrs)
+
+
+@register("matmul", tf="MatMul", cost=_matmul_cost, explain=_matmul_explain_t)
+def matmul(xp, a, b, transpose_b=False):
+    """a @ b, or a @ b.T with `transpose_b` (as TF's MatMul): F.linear multiplies by the
+    weight's transpose this way, one op instead of a permute and a matmul."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise Invalid(f"both arguments must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    a, b = _same(a, b)
+    return a @ (_swap(b) if transpose_b else b)
+
+
+def _swap(x):
+    return x.swapaxes(-1, -2) if x.ndim >= 2 else x
+
+
+@matmul.defvjp
+def _(ctx, g):
+    if ctx.attrs.get("transpose_b"):  # out = a @ b.T
+        a, b = _conj(ctx.args[0]), _conj(ctx.args[1])
+        if a.ndim >= 2 and b.ndim >= 2:  # F.linear's case: both gradients come out contiguous
+            return (g @ b if ctx.needs[0] else None), (_swap(g) @ a if ctx.needs[1] else None)
+        ga, gbt = _matmul_grads(ctx.xp, a, _swap(b), g, ctx.needs)  # the gradient of b.T, transposed back
+        return ga, (None if gbt is None else _swap(gbt))
+    return _matmul_grads(ctx.xp, _conj(ctx.args[0]), _conj(ctx.args[1]), g, ctx.needs)
+
+
+def _matmul_grads(xp, a, b, g, needs):
+    """Gradients of a @ b (a and b already conjugated) for every rank combination."""
+    ga = gb = None
+    if a.ndim == 1 and b.ndim == 1:
+        return (g * b if needs[0] else None), (g * a if needs[1] else None)
+    if a.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
+        if needs[0]:
+            ga = (xp.expand_dims(g, -2) @ _swap(b))[..., 0, :]
+        if needs[1]:
+            gb = xp.expand_dims(a, -1) * xp.expand_dims(g, -2)
+        return ga, gb
+    if b.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
+        if needs[0]:
+            ga = xp.expand_dims(g, -1) * b
+        if needs[1]:
+            gb = (_swap(a) @ xp.expand_dims(g, -1))[..., 0]
+        return ga, gb
+    if needs[0]:
+        ga = g @ _swap(b)
+    if needs[1]:
+        gb = _swap(a) @ g
+    return ga, gb
+
+
+def _check_matrix(a):
+    if a.ndim < 2:
+        raise Invalid(f"expected a tensor of at least 2 dimensions (a matrix or a stack of them), got shape {a.shape}")
+
+
+@register("tril", tf="MatrixBandPart", cost=_no_cost)
+def tril(xp, a, diagonal=0):
+    """The lower triangle (of the last two dimensions), the rest zero."""
+    _check_matrix(a)
+    return xp.tril(a, diagonal)
+
+
+@tril.defvjp
+def _(ctx, g):
+    return (ctx.xp.tril(g, ctx.attrs.get("diagonal", 0)),)
+
+
+@register("triu", tf="MatrixBandPart", cost=_no_cost)
+def triu(xp, a, diagonal=0):
+    """The upper triangle (of the last two dimensions), the rest zero."""
+    _check_matrix(a)
+    return xp.triu(a, diagonal)
+
+
+@triu.defvjp
+def _(ctx, g):
+    return (ctx.xp.triu(g, ctx.attrs.get("diagonal", 0)),)
+
+
+@register("diag", tf="Diag", cost=_no_cost)
+def diag(xp, a, diagonal=0):
+    """torch.diag: a vector becomes a diagonal matrix, a matrix gives its diagonal."""
+    if a.ndim == 1:
+        return xp.diag(a, diagonal)
+    if a.ndim == 2:
+        return xp.diagonal(a, diagonal).copy()  # numpy's diagonal is a read-only view
+    raise Invalid(f"expected a 1-D or 2-D tensor, got shape {a.shape}")
+
+
+@diag.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    k = ctx.attrs.get("diagonal", 0)
+    if a.ndim == 1:
+        return (xp.diagonal(g, k).copy(),)
+    z = xp.zeros(a.shape, dtype=g.dtype)
+    i = xp.arange(g.shape[0])
+    z[i + max(-k, 0), i + max(k, 0)] = g
+    return (z,)
+
+
+# ----------------------------------------------------------------- sorting and searching
+
+@register("argsort", tf="ArgSort", cost=_in_cost(8))
+def argsort(xp, a, axis=-1, descending=False):
+    """int64 indices that sort `a` along `axis`; stable (ties keep their order)."""
+    if a.ndim == 0:
+        return xp.zeros((), dtype=np.int64)
+    if not descending:
+        return xp.argsort(a, axis=axis, kind="stable").astype(np.int64, copy=False)
+    # descending and still stable, for every dtype (no negation): sort the reversed array and
+    # map back; NaN, the largest in an ascending sort, comes first, as in PyTorch
+    rev = xp.argsort(xp.flip(a, axis), axis=axis, kind="stable")
+    return (a.shape[axis] - 1 - xp.flip(rev, axis)).astype(np.int64, copy=False)
+
+
+@register("nonzero", tf="Where", cost=_index_cost)
+def nonzero(xp, a):
+    """The (n, ndim) int64 indices of the nonzero elements, in row-major order."""
+    return xp.argwhere(a).astype(np.int64, copy=False)
+
+
+# ----------------------------------------------------------------- activations
+
+@register("relu", tf="Relu")
+def relu(xp, a):
+    return xp.maximum(a, 0)
+
+
+@relu.defvjp
+def _(ctx, g):
+    # a float mask times g in place: ~20% faster than g * bool_mask (numpy's mixed-type loop)
+    m = (ctx.out > 0).astype(g.dtype)
+    m *= g
+    return (m,)
+
+
+@register("softplus", errstate="forward", tf="Softplus", cost=_in_cost(4))
+def softplus(xp, a, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch's definition)."""
+    bx = a * beta
+    soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+    return xp.where(bx > threshold, a, soft).astype(a.dtype, copy=False)
+
+
+@softplus.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    bx = a * ctx.attrs.get("beta", 1.0)
+    s = sigmoid.forward(ctx.xp, bx)
+    return (g * ctx.xp.where(bx > ctx.attrs.get("threshold", 20.0), 1, s).astype(g.dtype, copy=False),)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+@register("gelu", tf="Gelu", cost=_in_cost(8))
+def gelu(xp, a, approximate="none"):
+    """x * Phi(x) with Phi the normal CDF (via erf), or PyTorch's tanh approximation."""
+    if approximate == "tanh":
+        return 0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)))
+    if approximate != "none":
+        raise Invalid(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * a * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False))
+
+
+@gelu.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    if ctx.attrs.get("approximate", "none") == "tanh":
+        t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+        d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+    else:
+        pdf = xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
+        d = 0.5 * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False)) + a * pdf
+    return (g * d,)
+
+
+@register("leaky_relu", tf="LeakyRelu")
+def leaky_relu(xp, a, negative_slope=0.01):
+    return xp.where(a > 0, a, a * negative_slope).astype(a.dtype, copy=False)
+
+
+@leaky_relu.defvjp
+def _(ctx, g):
+    return (g * ctx.xp.where(ctx.args[0] > 0, 1, ctx.attrs.get("negative_slope", 0.01)).astype(g.dtype),)
+
+
+@register("elu", errstate="forward", tf="Elu")
+def elu(xp, a, alpha=1.0):
+    return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype, copy=False)
+
+
+@elu.defvjp
+def _(ctx, g):
+    a, y = ctx.args[0], ctx.out
+    return (g * ctx.xp.where(a > 0, 1, y + ctx.attrs.get("alpha", 1.0)).astype(g.dtype, copy=False),)
+
+
+@register("silu", tf="Silu", cost=_in_cost(4))
+def silu(xp, a):
+    """x * sigmoid(x) (swish)."""
+    return a * sigmoid.forward(xp, a)
+
+
+@silu.defvjp
+def _(ctx, g):
+    a = ctx.args[0]
+    s = sigmoid.forward(ctx.xp, a)
+    return (g * s * (1 + a * (1 - s)),)
+
+
+@register("log_softmax", tf="LogSoftmax")
+def log_softmax(xp, a, axis=-1):
+    m = a.max(axis=axis, keepdims=True)
+    s = a - m
+    return s - xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
+
+
+@log_softmax.defvjp
+def _(ctx, g):
+    axis = ctx.attrs["axis"]
+    return (g - ctx.xp.exp(ctx.out) * g.sum(axis=axis, keepdims=True),)
+
+
+@register("softmax", tf="Softmax")
+def softmax(xp, a, axis=-1):
+    e = xp.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@softmax.defvjp
+def _(ctx, g):
+    y = ctx.out
+    return (y * (g - (g * y).sum(axis=ctx.attrs["axis"], keepdims=True)),)
+
+
+softmax.cost = log_softmax.cost = _in_cost(4)
+
+
+# ----------------------------------------------------------------- normalization and norms
+
+def _standardize(xp, a, axis, eps):
+    """(x - mean) / sqrt(var + eps), and 1 / sqrt(var + eps) for the VJP (ctx.saved)."""
+    mean = a.mean(axis=axis, keepdims=True)
+    d = a - mean
+    var = (d * d).mean(axis=axis, keepdims=True)  # biased, as layer and batch norm use
+    rstd = 1 / xp.sqrt(var + eps)
+    d *= rstd
+    return d, rstd
+
+
+def _standardize_vjp(ctx, g):
+    """For y = (x - mean) * rstd: (g - mean(g) - y mean(g y)) * rstd."""
+    a, y = ctx.args[0], ctx.out
+    axis = ctx.attrs["axis"]
+    rstd = ctx.saved
+    if rstd is None:  # graph mode keeps no residuals
+        rstd = 1 / ctx.xp.sqrt(a.var(axis=axis, keepdims=True) + ctx.attrs.get("eps", 1e-5))
+    gm = g.mean(axis=axis, keepdims=True)
+    gy = (g * y).mean(axis=axis, keepdims=True)
+    return ((g - gm - y * gy) * rstd,)
+
+
+@register("layer_norm", tf="LayerNorm", cost=_in_cost(8), saves=True)
+def layer_norm(xp, a, axis, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) over the trailing `axis` dimensions (no affine part)."""
+    if a.dtype.kind != "f":
+        raise InvalidDType(f"layer_norm needs a floating point input, got {a.dtype}")
+    return _standardize(xp, a, axis, eps)
+
+
+layer_norm.defvjp(_standardize_vjp)
+
+
+@register("batch_norm", tf="FusedBatchNormV3", cost=_in_cost(8), saves=True)
+def batch_norm(xp, a, axis, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) with the batch's statistics over `axis` (training mode)."""
+    if a.dtype.kind != "f":
+        raise InvalidDType(f"batch_norm needs a floating point input, got {a.dtype}")
+    n = a.size // max(math.prod(a.shape[i] for i in range(a.ndim) if i not in axis), 1)
+    if n <= 1:
+        raise Invalid(f"expected more than 1 value per channel when training, got input of shape {a.shape}")
+    return _standardize(xp, a, axis, eps)
+
+
+batch_norm.defvjp(_standardize_vjp)
+
+
+@register("norm", errstate="vjp", tf="EuclideanNorm", cost=_in_cost(2))
+def norm(xp, a, axis=None, keepdims=False):
+    """The 2-norm (Frobenius for matrices) over `axis` (all elements when None)."""
+    if a.dtype.kind not in "fc":
+        raise InvalidDType(f"norm needs a floating point or complex input, got {a.dtype}")
+    sq = (a * a.conj()).real if a.dtype.kind == "c" else a * a
+    return xp.sqrt(sq.sum(axis=axis, keepdims=keepdims))
+
+
+@norm.defvjp
+def _(ctx, g):
+    a, xp = ctx.args[0], ctx.xp
+    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
+    out = _axis_back(xp, ctx.out, a.shape, axis, keep)
+    # the norm of zeros has gradient 0, as in PyTorch
+    scale = xp.where(out == 0, 0, _axis_back(xp, g, a.shape, axis, keep) / out)
+    return (scale * a,)
+
+
+# ----------------------------------------------------------------- losses
 
 def _log_softmax(xp, a, axis):
     if xp is np and a.ndim == 2 and axis % 2 == 1 and a.shape[1] <= 64 and a.dtype.char in "fd":
@@ -1328,6 +1831,322 @@ def _(ctx, g):
     return gp, gy
 
 
+@register("sigmoid_cross_entropy", tf="SigmoidCrossEntropyWithLogits", explain=_bcast_explain("compare"),
+          cost=_in_cost(5))
+def sigmoid_cross_entropy(xp, logits, labels):
+    """Per-element -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) from logits, without
+    overflow: max(x, 0) - x y + log(1 + exp(-|x|))."""
+    logits, labels = _same(logits, labels)
+    return xp.maximum(logits, 0) - logits * labels + xp.log1p(xp.exp(-xp.abs(logits)))
+
+
+@sigmoid_cross_entropy.defvjp
+def _(ctx, g):
+    x, y = ctx.args
+    gx = g * (sigmoid.forward(ctx.xp, x) - y) if ctx.needs[0] else None
+    return gx, (-g * x if ctx.needs[1] else None)
+
+
+# ----------------------------------------------------------------- convolution and pooling (NCHW and TF's NHWC)
+
+def _pair(v):
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def _windows(xp, x, kh, kw, stride, padding, fill=0):
+    """All kernel-position slices of padded x, stacked as (N, C, kh*kw, Ho, Wo): a loop over
+    the kh*kw kernel positions, so the same code runs on numpy and cupy."""
+    (sh, sw), (ph, pw) = stride, padding
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    ho = (x.shape[2] - kh) // sh + 1
+    wo = (x.shape[3] - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
+    cols = [x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return xp.stack(cols, axis=2), ho, wo
+
+
+def _unwindow(xp, gcols, shape, kh, kw, stride, padding, ho, wo):
+    """The adjoint of `_windows`: adds each kernel position's gradient back into place."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = shape
+    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gcols.dtype)
+    k = 0
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += gcols[:, :, k]
+            k += 1
+    return gx[:, :, ph:ph + h, pw:pw + w]
+
+
+def _conv_cost(arrays, out, attrs):
+    w = arrays[1]
+    return 2 * out.size * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+@register("conv2d", tf="Conv2D", cost=_conv_cost)
+def conv2d(xp, x, w, stride=1, padding=0):
+    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} "
+                      f"and {w.shape}")
+    if x.shape[1] != w.shape[1]:
+        raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
+    x, w = _same(x, w)
+    o, c, kh, kw = w.shape
+    cols, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
+    out = xp.tensordot(cols, w.reshape(o, c, kh * kw), axes=([1, 2], [1, 2]))  # (N, Ho, Wo, O)
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+@conv2d.defvjp
+def _(ctx, g):
+    x, w = ctx.args
+    xp = ctx.xp
+    o, c, kh, kw = w.shape
+    st, pd = _pair(ctx.attrs.get("stride", 1)), _pair(ctx.attrs.get("padding", 0))
+    gx = gw = None
+    if ctx.needs[1]:
+        cols, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
+        gw = xp.tensordot(g, cols, axes=([0, 2, 3], [0, 3, 4])).reshape(w.shape)
+    if ctx.needs[0]:
+        gcols = xp.tensordot(w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g,
+                             axes=([0], [1]))  # (C, K, N, Ho, Wo)
+        gcols = gcols.transpose(2, 0, 1, 3, 4)
+        gx = _unwindow(xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3])
+    return gx, gw
+
+
+@register("max_pool2d", tf="MaxPool", cost=_in_cost(1))
+def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
+    kh, kw = _pair(kernel_size)
+    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
+    return cols.max(axis=2)
+
+
+@max_pool2d.defvjp
+def _(ctx, g):
+    x = ctx.args[0]
+    xp = ctx.xp
+    kh, kw = _pair(ctx.attrs["kernel_size"])
+    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
+    pd = _pair(ctx.attrs.get("padding", 0))
+    cols, ho, wo = _windows(xp, x, kh, kw, st, pd, fill=-np.inf)
+    first = xp.expand_dims(cols.argmax(axis=2), 2)  # the gradient goes to the first maximum
+    hot = first == xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)  # a mask, not put_along_axis: cupy lacks it
+    gcols = hot * xp.expand_dims(g, 2)
+    return (_unwindow(xp, gcols, x.shape, kh, kw, st, pd, ho, wo),)
+
+
+@register("avg_pool2d", tf="AvgPool", cost=_in_cost(1))
+def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
+    """The mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
+    kh, kw = _pair(kernel_size)
+    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
+    return cols.mean(axis=2)
+
+
+@avg_pool2d.defvjp
+def _(ctx, g):
+    x = ctx.args[0]
+    kh, kw = _pair(ctx.attrs["kernel_size"])
+    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
+    pd = _pair(ctx.attrs.get("padding", 0))
+    gcols = ctx.xp.broadcast_to(ctx.xp.expand_dims(g / (kh * kw), 2), (*g.shape[:2], kh * kw, *g.shape[2:]))
+    return (_unwindow(ctx.xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3]),)
+
+
+# TensorFlow 1 layouts (tf.nn.conv2d, conv2d_transpose, max_pool, avg_pool).
+# TF's own conventions, kept apart from the NCHW ops above: NHWC input by default (NCHW on
+# request), an (kh, kw, in, out) filter, `padding` "SAME", "VALID" or explicit
+# ((top, bottom), (left, right)) (SAME pads asymmetrically, the extra row at the bottom),
+# strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
+
+def _tf_geometry(attrs, x, kh, kw):
+    """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x (or its shape)."""
+    sh, sw = attrs.get("strides", (1, 1))
+    dh, dw = attrs.get("dilations", (1, 1))
+    padding = attrs.get("padding", "VALID")
+    if padding == "VALID":
+        pads = ((0, 0), (0, 0))
+    elif padding == "SAME":
+        pads = []
+        shape = x if isinstance(x, tuple) else x.shape
+        for size, k, s, d in ((shape[1], kh, sh, dh), (shape[2], kw, sw, dw)):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        pads = tuple(pads)
+    else:
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
+    return (int(sh), int(sw)), pads, (int(dh), int(dw))
+
+
+def _tf_windows(xp, x, kh, kw, strides, pads, dilations, fill=0):
+    """Every kernel position's strided slice of padded x (N, H, W, C): (N, Ho, Wo, kh*kw, C)."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
+    if pt or pb or pl or pr:
+        x = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+    ho = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    wo = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise Invalid(f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
+                      f"input {tuple(x.shape[1:3])}")
+    cols = [x[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+            for i in range(kh) for j in range(kw)]
+    return xp.stack(cols, axis=3), ho, wo
+
+
+def _tf_unwindow(xp, gcols, shape, kh, kw, strides, pads, dilations):
+    """The adjoint of `_tf_windows`: each kernel position's gradient added back into place."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
+    n, h, w, c = shape
+    ho, wo = gcols.shape[1], gcols.shape[2]
+    gx = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=gcols.dtype)
+    k = 0
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += gcols[:, :, :, k]
+            k += 1
+    return gx[:, pt:pt + h, pl:pl + w, :]
+
+
+def _nhwc(x, nchw):
+    return x.transpose(0, 2, 3, 1) if nchw else x
+
+
+def _back(y, nchw, xp):
+    return xp.ascontiguousarray(y.transpose(0, 3, 1, 2)) if nchw else y
+
+
+@register("tf_conv2d", tf="Conv2D", cost=lambda arrays, out, attrs: 2 * out.size * arrays[1][..., 0].size)
+def tf_conv2d(xp, x, w, strides=(1, 1), padding="VALID", dilations=(1, 1), nchw=False):
+    """tf.nn.conv2d: x (N, H, W, C) (or NCHW) cross-correlated with w (kh, kw, C, O)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input and a 4-D filter (height, width, in, out), got {x.shape} and {w.shape}")
+    x, w = _same(_nhwc(x, nchw), w)
+    kh, kw, c, o = w.shape
+    if x.shape[3] != c:
+        raise Invalid(f"input has {x.shape[3]} channels but the filter {w.shape} expects {c}")
+    attrs = {"strides": strides, "padding": padding, "dilations": dilations}
+    cols, _, _ = _tf_windows(xp, x, kh, kw, *_tf_geometry(attrs, x, kh, kw))
+    return _back(xp.tensordot(cols, w.reshape(kh * kw, c, o), axes=([3, 4], [0, 1])), nchw, xp)
+
+
+@tf_conv2d.defvjp
+def _(ctx, g):
+    x, w = ctx.args
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    kh, kw, c, o = w.shape
+    xh, g = _nhwc(x, nchw), _nhwc(g, nchw)
+    geo = _tf_geometry(ctx.attrs, xh, kh, kw)
+    gx = gw = None
+    if ctx.needs[1]:
+        cols, _, _ = _tf_windows(xp, xh.astype(g.dtype, copy=False), kh, kw, *geo)
+        gw = xp.tensordot(cols, g, axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
+    if ctx.needs[0]:
+        gcols = xp.tensordot(g, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3], [2]))
+        gx = _back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp)
+    return gx, gw
+
+
+@register("tf_conv2d_transpose", tf="Conv2DBackpropInput",
+          cost=lambda arrays, out, attrs: 2 * arrays[0].size * arrays[1][..., 0, 0].size * arrays[1].shape[2])
+def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.conv2d_transpose: the gradient of tf_conv2d with respect to its input, for an
+    output of spatial size `out_hw`; w is (kh, kw, out_channels, in_channels)."""
+    if value.ndim != 4 or w.ndim != 4:
+        raise Invalid(f"expected a 4-D input and a 4-D filter, got {value.shape} and {w.shape}")
+    v, w = _same(_nhwc(value, nchw), w)
+    kh, kw, c, o = w.shape
+    if v.shape[3] != o:
+        raise Invalid(f"input has {v.shape[3]} channels but the filter {w.shape} expects {o} (its last dimension)")
+    shape = (v.shape[0], int(out_hw[0]), int(out_hw[1]), c)
+    geo = _tf_geometry({"strides": strides, "padding": padding}, shape, kh, kw)
+    (sh, sw), ((pt, pb), (pl, pr)), _ = geo
+    ho, wo = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
+    if (ho, wo) != tuple(v.shape[1:3]):
+        raise Invalid(f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
+                      f"{(ho, wo)} input, not {tuple(v.shape[1:3])}")
+    gcols = xp.tensordot(v, w.reshape(kh * kw, c, o), axes=([3], [2]))
+    return _back(_tf_unwindow(xp, gcols, shape, kh, kw, *geo), nchw, xp)
+
+
+@tf_conv2d_transpose.defvjp
+def _(ctx, g):
+    v, w = ctx.args
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    kh, kw, c, o = w.shape
+    gh, vh = _nhwc(g, nchw), _nhwc(v, nchw)
+    cols, _, _ = _tf_windows(xp, gh, kh, kw, *_tf_geometry(ctx.attrs, gh, kh, kw))
+    gv = gw = None
+    if ctx.needs[0]:
+        gv = _back(xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])),
+                   nchw, xp)
+    if ctx.needs[1]:
+        gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
+    return gv, gw
+
+
+def _tf_pool_counts(xp, x, kh, kw, geo):
+    """How many real (unpadded) elements each window covers: TF's avg_pool divides by this."""
+    ones = xp.ones((1, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+    cols, _, _ = _tf_windows(xp, ones, kh, kw, *geo)
+    return cols.sum(axis=3)
+
+
+def _tf_pool_args(ctx_or_attrs, x, nchw):
+    attrs = ctx_or_attrs
+    kh, kw = attrs["ksize"]
+    xh = _nhwc(x, nchw)
+    return xh, kh, kw, _tf_geometry(attrs, xh, kh, kw)
+
+
+@register("tf_max_pool", tf="MaxPool", cost=_in_cost(1))
+def tf_max_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.max_pool over NHWC (or NCHW) input; padding never wins the max."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input, got {x.shape}")
+    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
+    return _back(cols.max(axis=3), nchw, xp)
+
+
+@tf_max_pool.defvjp
+def _(ctx, g):
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
+    first = xp.expand_dims(cols.argmax(axis=3), 3)  # the gradient goes to the first maximum
+    hot = first == xp.arange(kh * kw).reshape(1, 1, 1, -1, 1)
+    gcols = hot * xp.expand_dims(_nhwc(g, nchw), 3)
+    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+
+
+@register("tf_avg_pool", tf="AvgPool", cost=_in_cost(1))
+def tf_avg_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
+    """tf.nn.avg_pool: the mean of each window's real elements (padding is not counted, as TF)."""
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input, got {x.shape}")
+    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo)
+    return _back(cols.sum(axis=3) / _tf_pool_counts(xp, xh, kh, kw, geo), nchw, xp)
+
+
+@tf_avg_pool.defvjp
+def _(ctx, g):
+    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
+    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    gh = _nhwc(g, nchw) / _tf_pool_counts(xp, xh, kh, kw, geo)
+    gcols = xp.broadcast_to(xp.expand_dims(gh, 3), (*gh.shape[:3], kh * kw, gh.shape[3]))
+    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+
+
 # ----------------------------------------------------------------- FFT
 # VJPs use PyTorch's complex convention (grad = dL/dRe + i dL/dIm): the VJP of a linear
 # map is its adjoint, and the adjoint of an unnormalized DFT is the inverse DFT with the
@@ -1427,99 +2246,40 @@ def _(ctx, g):
     return (_fit(xp, gi, a.shape[ax], ax).astype(_complex_dtype(a), copy=False),)
 
 
-# ----------------------------------------------------------------- convolution and pooling (NCHW)
+# ----------------------------------------------------------------- random sampling
+# Sampling ops are pure: the caller draws uniform numbers from a Generator and passes them in,
+# so the op is deterministic given its inputs and both modes agree.
 
-def _pair(v):
-    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
-
-
-def _windows(xp, x, kh, kw, stride, padding, fill=0):
-    """All kernel-position slices of padded x, stacked as (N, C, kh*kw, Ho, Wo): a loop over
-    the kh*kw kernel positions, so the same code runs on numpy and cupy."""
-    (sh, sw), (ph, pw) = stride, padding
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    ho = (x.shape[2] - kh) // sh + 1
-    wo = (x.shape[3] - kw) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
-    cols = [x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-            for i in range(kh) for j in range(kw)]
-    return xp.stack(cols, axis=2), ho, wo
+@register("bernoulli", tf="Bernoulli")
+def bernoulli(xp, p, u):
+    """1 where the uniform draw u falls below the probability p, else 0 (in p's dtype)."""
+    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise Invalid("bernoulli needs probabilities in [0, 1]")
+    return (u < p).astype(p.dtype)
 
 
-def _unwindow(xp, gcols, shape, kh, kw, stride, padding, ho, wo):
-    """The adjoint of `_windows`: adds each kernel position's gradient back into place."""
-    (sh, sw), (ph, pw) = stride, padding
-    n, c, h, w = shape
-    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gcols.dtype)
-    k = 0
-    for i in range(kh):
-        for j in range(kw):
-            gx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += gcols[:, :, k]
-            k += 1
-    return gx[:, :, ph:ph + h, pw:pw + w]
-
-
-def _conv_cost(arrays, out, attrs):
-    w = arrays[1]
-    return 2 * out.size * w.shape[1] * w.shape[2] * w.shape[3]
-
-
-@register("conv2d", tf="Conv2D", cost=_conv_cost)
-def conv2d(xp, x, w, stride=1, padding=0):
-    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} "
-                      f"and {w.shape}")
-    if x.shape[1] != w.shape[1]:
-        raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
-    x, w = _same(x, w)
-    o, c, kh, kw = w.shape
-    cols, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
-    out = xp.tensordot(cols, w.reshape(o, c, kh * kw), axes=([1, 2], [1, 2]))  # (N, Ho, Wo, O)
-    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
-
-
-@conv2d.defvjp
-def _(ctx, g):
-    x, w = ctx.args
-    xp = ctx.xp
-    o, c, kh, kw = w.shape
-    st, pd = _pair(ctx.attrs.get("stride", 1)), _pair(ctx.attrs.get("padding", 0))
-    gx = gw = None
-    if ctx.needs[1]:
-        cols, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
-        gw = xp.tensordot(g, cols, axes=([0, 2, 3], [0, 3, 4])).reshape(w.shape)
-    if ctx.needs[0]:
-        gcols = xp.tensordot(w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g,
-                             axes=([0], [1]))  # (C, K, N, Ho, Wo)
-        gcols = gcols.transpose(2, 0, 1, 3, 4)
-        gx = _unwindow(xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3])
-    return gx, gw
-
-
-@register("max_pool2d", tf="MaxPool", cost=_in_cost(1))
-def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
-    if x.ndim != 4:
-        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    kh, kw = _pair(kernel_size)
-    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
-    return cols.max(axis=2)
-
-
-@max_pool2d.defvjp
-def _(ctx, g):
-    x = ctx.args[0]
-    xp = ctx.xp
-    kh, kw = _pair(ctx.attrs["kernel_size"])
-    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
-    pd = _pair(ctx.attrs.get("padding", 0))
-    cols, ho, wo = _windows(xp, x, kh, kw, st, pd, fill=-np.inf)
-    first = xp.expand_dims(cols.argmax(axis=2), 2)  # the gradient goes to the first maximum
-    hot = first == xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)  # a mask, not put_along_axis: cupy lacks it
-    gcols = hot * xp.expand_dims(g, 2)
-    return (_unwindow(xp, gcols, x.shape, kh, kw, st, pd, ho, wo),)
+@register("multinomial", errstate="forward", tf="Multinomial")
+def multinomial(xp, probs, u, num_samples, replacement):
+    """Category indices drawn from the rows of `probs` (unnormalized weights). With
+    replacement: inverse CDF at u (..., num_samples); without: the num_samples largest keys
+    u ** (1 / w) (Efraimidis-Spirakis), u (..., categories)."""
+    if probs.ndim not in (1, 2):
+        raise Invalid(f"multinomial needs a 1-D or 2-D probability tensor, got {probs.ndim}-D")
+    if probs.size and (float(probs.min()) < 0 or not bool(xp.all(probs.sum(-1) > 0))):
+        raise Invalid("multinomial needs non-negative weights with a positive sum in every row")
+    w = probs.astype(np.float64)
+    if replacement:
+        cdf = xp.cumsum(w, -1)
+        cdf = cdf / cdf[..., -1:]
+        if w.ndim == 1:
+            idx = xp.searchsorted(cdf, u, side="right")
+        else:
+            idx = xp.stack([xp.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
+        return xp.minimum(idx, w.shape[-1] - 1).astype(np.int64)
+    if num_samples > int((w > 0).sum(-1).min()):
+        raise Invalid(f"cannot draw {num_samples} samples without replacement from fewer nonzero categories")
+    keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
+    return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)
 
 
 # ----------------------------------------------------------------- optimizer updates
@@ -1567,791 +2327,6 @@ def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e
     return p
 
 
-# ----------------------------------------------------------------- rounding and remainders
-# Piecewise constant: zero gradient almost everywhere, as PyTorch defines them.
-
-def _zero_grad(ctx, g):
-    return (ctx.xp.zeros_like(g),)
-
-
-def _rounding(name, tf, fn):
-    def fwd(xp, a):
-        return fn(xp, a) if a.dtype.kind in "fc" else a.copy()  # integers are already whole
-    fwd.__doc__ = f"Elementwise `{name}`, in the input's dtype."
-    op = register(name, tf=tf)(fwd)
-    op.defvjp(_zero_grad)
-    return op
-
-
-floor = _rounding("floor", "Floor", lambda xp, a: xp.floor(a))
-ceil = _rounding("ceil", "Ceil", lambda xp, a: xp.ceil(a))
-trunc = _rounding("trunc", "Trunc", lambda xp, a: xp.trunc(a))
-round_ = _rounding("round", "Round", lambda xp, a: xp.round(a))  # half to even, as PyTorch and TF
-
-
-@register("remainder", errstate="all", tf="FloorMod", explain=_bcast_explain("divide"))
-def remainder(xp, a, b):
-    """Python's `%`: the result has the sign of the divisor (torch.remainder, tf.math.floormod)."""
-    a, b = _same(a, b)
-    return xp.remainder(a, b)
-
-
-@remainder.defvjp
-def _(ctx, g):
-    a, b = ctx.args
-    gb = None
-    if ctx.needs[1]:
-        gb = -g * ctx.xp.floor(a / b)  # a % b = a - floor(a / b) * b
-    return g, gb
-
-
-# ----------------------------------------------------------------- logs, powers, special functions
-
-def _floating(a):
-    """Integer inputs of float-valued math give the default float dtype, as in PyTorch."""
-    return a.astype(get_default_dtype().np) if a.dtype.kind in "biu" else a
-
-
-@register("log1p", errstate="all", tf="Log1p")
-def log1p(xp, a):
-    return xp.log1p(_floating(a))
-
-
-@log1p.defvjp
-def _(ctx, g):
-    return (g / _conj(1 + ctx.args[0]),)
-
-
-@register("expm1", tf="Expm1")
-def expm1(xp, a):
-    return xp.expm1(_floating(a))
-
-
-@expm1.defvjp
-def _(ctx, g):
-    return (g * _conj(ctx.out + 1),)
-
-
-@register("log2", errstate="all", tf="Log2")
-def log2(xp, a):
-    return xp.log2(_floating(a))
-
-
-@log2.defvjp
-def _(ctx, g):
-    return (g / (_conj(ctx.args[0]) * math.log(2)),)
-
-
-@register("log10", errstate="all", tf="Log10")
-def log10(xp, a):
-    return xp.log10(_floating(a))
-
-
-@log10.defvjp
-def _(ctx, g):
-    return (g / (_conj(ctx.args[0]) * math.log(10)),)
-
-
-@register("rsqrt", errstate="forward", tf="Rsqrt")
-def rsqrt(xp, a):
-    return 1 / xp.sqrt(_floating(a))
-
-
-@rsqrt.defvjp
-def _(ctx, g):
-    y = ctx.out
-    return (-0.5 * g * _conj(y * y * y),)
-
-
-@register("reciprocal", errstate="forward", tf="Reciprocal")
-def reciprocal(xp, a):
-    return 1 / _floating(a)
-
-
-@reciprocal.defvjp
-def _(ctx, g):
-    y = ctx.out
-    return (-g * _conj(y * y),)
-
-
-# erfc(z) for z >= 0 by Chebyshev fit (Numerical Recipes 3rd ed., `Erf::erfccheb`): absolute
-# error ~3e-16 in float64 with nothing but exp, so numpy and cupy run the same code
-# (numpy has no erf; scipy is not a dependency). Near 0, 1 - erfc loses relative
-# precision, so there a short Taylor series is used instead.
-_ERFC_COF = (-1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
-             -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
-             -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8, 6.529054439e-9,
-             5.059343495e-9, -9.91364156e-10, -2.27365122e-10, 9.6467911e-11, 2.394038e-12, -6.886027e-12,
-             8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
-             -2.8e-17)
-_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
-
-
-def _erf(xp, x, near0=True):
-    """erf in x's dtype; `near0=False` skips the series that keeps the relative precision
-    near 0 (not needed where erf is added to 1, as in gelu)."""
-    wide = x.dtype.itemsize >= 8  # float32 needs only the larger half of each series
-    z = xp.abs(x)
-    t = 2 / (2 + z)
-    ty = 4 * t - 2
-    d, dd = xp.zeros_like(z), xp.zeros_like(z)
-    for c in _ERFC_COF[(27 if wide else 13):0:-1]:  # Clenshaw's recurrence, in place
-        nxt = ty * d
-        nxt -= dd
-        nxt += c
-        d, dd = nxt, d
-    e = ty * d
-    e += _ERFC_COF[0]
-    e *= 0.5
-    e -= dd
-    e -= z * z
-    with np.errstate(under="ignore"):
-        out = xp.copysign(1 - t * xp.exp(e), x).astype(x.dtype, copy=False)
-    if not near0:
-        return out
-    x2 = x * x  # |x| < 0.5: sum of (-1)^n x^(2n+1) / (n! (2n+1)), 11 terms reach 1e-17
-    term, small = x, x.copy()
-    for n in range(1, 12 if wide else 7):
-        term = term * (-x2 / n)
-        small += term / (2 * n + 1)
-    return xp.where(z < 0.5, small * _TWO_OVER_SQRT_PI, out)
-
-
-@register("erf", tf="Erf", cost=_in_cost(60))
-def erf(xp, a):
-    return _erf(xp, _floating(a))
-
-
-@erf.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    return (g * (_TWO_OVER_SQRT_PI * ctx.xp.exp(-a * a)),)
-
-
-# ----------------------------------------------------------------- activations
-
-@register("softplus", errstate="forward", tf="Softplus", cost=_in_cost(4))
-def softplus(xp, a, beta=1.0, threshold=20.0):
-    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch's definition)."""
-    bx = a * beta
-    soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
-    return xp.where(bx > threshold, a, soft).astype(a.dtype, copy=False)
-
-
-@softplus.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    bx = a * ctx.attrs.get("beta", 1.0)
-    s = sigmoid.forward(ctx.xp, bx)
-    return (g * ctx.xp.where(bx > ctx.attrs.get("threshold", 20.0), 1, s).astype(g.dtype, copy=False),)
-
-
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-
-@register("gelu", tf="Gelu", cost=_in_cost(8))
-def gelu(xp, a, approximate="none"):
-    """x * Phi(x) with Phi the normal CDF (via erf), or PyTorch's tanh approximation."""
-    if approximate == "tanh":
-        return 0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)))
-    if approximate != "none":
-        raise Invalid(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * a * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False))
-
-
-@gelu.defvjp
-def _(ctx, g):
-    a, xp = ctx.args[0], ctx.xp
-    if ctx.attrs.get("approximate", "none") == "tanh":
-        t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
-        d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
-    else:
-        pdf = xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
-        d = 0.5 * (1 + _erf(xp, a * (1 / math.sqrt(2)), near0=False)) + a * pdf
-    return (g * d,)
-
-
-@register("leaky_relu", tf="LeakyRelu")
-def leaky_relu(xp, a, negative_slope=0.01):
-    return xp.where(a > 0, a, a * negative_slope).astype(a.dtype, copy=False)
-
-
-@leaky_relu.defvjp
-def _(ctx, g):
-    return (g * ctx.xp.where(ctx.args[0] > 0, 1, ctx.attrs.get("negative_slope", 0.01)).astype(g.dtype),)
-
-
-@register("elu", errstate="forward", tf="Elu")
-def elu(xp, a, alpha=1.0):
-    return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype, copy=False)
-
-
-@elu.defvjp
-def _(ctx, g):
-    a, y = ctx.args[0], ctx.out
-    return (g * ctx.xp.where(a > 0, 1, y + ctx.attrs.get("alpha", 1.0)).astype(g.dtype, copy=False),)
-
-
-@register("silu", tf="Silu", cost=_in_cost(4))
-def silu(xp, a):
-    """x * sigmoid(x) (swish)."""
-    return a * sigmoid.forward(xp, a)
-
-
-@silu.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    s = sigmoid.forward(ctx.xp, a)
-    return (g * s * (1 + a * (1 - s)),)
-
-
-# ----------------------------------------------------------------- normalization and norms
-
-def _standardize(xp, a, axis, eps):
-    """(x - mean) / sqrt(var + eps), and 1 / sqrt(var + eps) for the VJP (ctx.saved)."""
-    mean = a.mean(axis=axis, keepdims=True)
-    d = a - mean
-    var = (d * d).mean(axis=axis, keepdims=True)  # biased, as layer and batch norm use
-    rstd = 1 / xp.sqrt(var + eps)
-    d *= rstd
-    return d, rstd
-
-
-def _standardize_vjp(ctx, g):
-    """For y = (x - mean) * rstd: (g - mean(g) - y mean(g y)) * rstd."""
-    a, y = ctx.args[0], ctx.out
-    axis = ctx.attrs["axis"]
-    rstd = ctx.saved
-    if rstd is None:  # graph mode keeps no residuals
-        rstd = 1 / ctx.xp.sqrt(a.var(axis=axis, keepdims=True) + ctx.attrs.get("eps", 1e-5))
-    gm = g.mean(axis=axis, keepdims=True)
-    gy = (g * y).mean(axis=axis, keepdims=True)
-    return ((g - gm - y * gy) * rstd,)
-
-
-@register("layer_norm", tf="LayerNorm", cost=_in_cost(8), saves=True)
-def layer_norm(xp, a, axis, eps=1e-5):
-    """(x - mean) / sqrt(var + eps) over the trailing `axis` dimensions (no affine part)."""
-    if a.dtype.kind != "f":
-        raise InvalidDType(f"layer_norm needs a floating point input, got {a.dtype}")
-    return _standardize(xp, a, axis, eps)
-
-
-layer_norm.defvjp(_standardize_vjp)
-
-
-@register("batch_norm", tf="FusedBatchNormV3", cost=_in_cost(8), saves=True)
-def batch_norm(xp, a, axis, eps=1e-5):
-    """(x - mean) / sqrt(var + eps) with the batch's statistics over `axis` (training mode)."""
-    if a.dtype.kind != "f":
-        raise InvalidDType(f"batch_norm needs a floating point input, got {a.dtype}")
-    n = a.size // max(math.prod(a.shape[i] for i in range(a.ndim) if i not in axis), 1)
-    if n <= 1:
-        raise Invalid(f"expected more than 1 value per channel when training, got input of shape {a.shape}")
-    return _standardize(xp, a, axis, eps)
-
-
-batch_norm.defvjp(_standardize_vjp)
-
-
-@register("norm", errstate="vjp", tf="EuclideanNorm", cost=_in_cost(2))
-def norm(xp, a, axis=None, keepdims=False):
-    """The 2-norm (Frobenius for matrices) over `axis` (all elements when None)."""
-    if a.dtype.kind not in "fc":
-        raise InvalidDType(f"norm needs a floating point or complex input, got {a.dtype}")
-    sq = (a * a.conj()).real if a.dtype.kind == "c" else a * a
-    return xp.sqrt(sq.sum(axis=axis, keepdims=keepdims))
-
-
-@norm.defvjp
-def _(ctx, g):
-    a, xp = ctx.args[0], ctx.xp
-    axis, keep = ctx.attrs.get("axis", None), ctx.attrs.get("keepdims", False)
-    out = _axis_back(xp, ctx.out, a.shape, axis, keep)
-    # the norm of zeros has gradient 0, as in PyTorch
-    scale = xp.where(out == 0, 0, _axis_back(xp, g, a.shape, axis, keep) / out)
-    return (scale * a,)
-
-
-# ----------------------------------------------------------------- matrices
-
-def _check_matrix(a):
-    if a.ndim < 2:
-        raise Invalid(f"expected a tensor of at least 2 dimensions (a matrix or a stack of them), got shape {a.shape}")
-
-
-@register("tril", tf="MatrixBandPart", cost=_no_cost)
-def tril(xp, a, diagonal=0):
-    """The lower triangle (of the last two dimensions), the rest zero."""
-    _check_matrix(a)
-    return xp.tril(a, diagonal)
-
-
-@tril.defvjp
-def _(ctx, g):
-    return (ctx.xp.tril(g, ctx.attrs.get("diagonal", 0)),)
-
-
-@register("triu", tf="MatrixBandPart", cost=_no_cost)
-def triu(xp, a, diagonal=0):
-    """The upper triangle (of the last two dimensions), the rest zero."""
-    _check_matrix(a)
-    return xp.triu(a, diagonal)
-
-
-@triu.defvjp
-def _(ctx, g):
-    return (ctx.xp.triu(g, ctx.attrs.get("diagonal", 0)),)
-
-
-@register("diag", tf="Diag", cost=_no_cost)
-def diag(xp, a, diagonal=0):
-    """torch.diag: a vector becomes a diagonal matrix, a matrix gives its diagonal."""
-    if a.ndim == 1:
-        return xp.diag(a, diagonal)
-    if a.ndim == 2:
-        return xp.diagonal(a, diagonal).copy()  # numpy's diagonal is a read-only view
-    raise Invalid(f"expected a 1-D or 2-D tensor, got shape {a.shape}")
-
-
-@diag.defvjp
-def _(ctx, g):
-    a, xp = ctx.args[0], ctx.xp
-    k = ctx.attrs.get("diagonal", 0)
-    if a.ndim == 1:
-        return (xp.diagonal(g, k).copy(),)
-    z = xp.zeros(a.shape, dtype=g.dtype)
-    i = xp.arange(g.shape[0])
-    z[i + max(-k, 0), i + max(k, 0)] = g
-    return (z,)
-
-
-@register("tile", tf="Tile", cost=_no_cost)
-def tile(xp, a, reps):
-    """Repeats the whole tensor `reps[i]` times along dimension i (torch's repeat, tf.tile)."""
-    return xp.tile(a, tuple(reps))
-
-
-@tile.defvjp
-def _(ctx, g):
-    a = ctx.args[0]
-    reps = tuple(ctx.attrs["reps"])
-    d = max(a.ndim, len(reps))
-    shape = (1,) * (d - a.ndim) + a.shape
-    reps = (1,) * (d - len(reps)) + reps
-    split = [n for pair in zip(reps, shape) for n in pair]  # (r0, s0, r1, s1, ...): copy index, position
-    return (g.reshape(split).sum(axis=tuple(range(0, 2 * d, 2))).reshape(a.shape),)
-
-
-# ----------------------------------------------------------------- sorting, searching, tests
-
-@register("argsort", tf="ArgSort", cost=_in_cost(8))
-def argsort(xp, a, axis=-1, descending=False):
-    """int64 indices that sort `a` along `axis`; stable (ties keep their order)."""
-    if a.ndim == 0:
-        return xp.zeros((), dtype=np.int64)
-    if not descending:
-        return xp.argsort(a, axis=axis, kind="stable").astype(np.int64, copy=False)
-    # descending and still stable, for every dtype (no negation): sort the reversed array and
-    # map back; NaN, the largest in an ascending sort, comes first, as in PyTorch
-    rev = xp.argsort(xp.flip(a, axis), axis=axis, kind="stable")
-    return (a.shape[axis] - 1 - xp.flip(rev, axis)).astype(np.int64, copy=False)
-
-
-@register("nonzero", tf="Where", cost=_index_cost)
-def nonzero(xp, a):
-    """The (n, ndim) int64 indices of the nonzero elements, in row-major order."""
-    return xp.argwhere(a).astype(np.int64, copy=False)
-
-
-@register("isclose", tf="IsClose", explain=_bcast_explain("compare"))
-def isclose(xp, a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
-    """|a - b| <= atol + rtol * |b|, elementwise (torch.isclose)."""
-    a, b = _same(a, b)
-    return xp.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
-
-
-# ----------------------------------------------------------------- losses
-
-@register("sigmoid_cross_entropy", tf="SigmoidCrossEntropyWithLogits", explain=_bcast_explain("compare"),
-          cost=_in_cost(5))
-def sigmoid_cross_entropy(xp, logits, labels):
-    """Per-element -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) from logits, without
-    overflow: max(x, 0) - x y + log(1 + exp(-|x|))."""
-    logits, labels = _same(logits, labels)
-    return xp.maximum(logits, 0) - logits * labels + xp.log1p(xp.exp(-xp.abs(logits)))
-
-
-@sigmoid_cross_entropy.defvjp
-def _(ctx, g):
-    x, y = ctx.args
-    gx = g * (sigmoid.forward(ctx.xp, x) - y) if ctx.needs[0] else None
-    return gx, (-g * x if ctx.needs[1] else None)
-
-
-# ----------------------------------------------------------------- shapes as values (TF's Shape, Size, Rank, Range)
-
-@register("shape", tf="Shape", cost=_no_cost)
-def shape(xp, a, dtype=np.int32):
-    """The runtime shape as a 1-D integer tensor (tf.shape)."""
-    return xp.asarray(a.shape, dtype=dtype)
-
-
-@register("size", tf="Size", cost=_no_cost)
-def size(xp, a, dtype=np.int32):
-    return xp.asarray(a.size, dtype=dtype)
-
-
-@register("rank", tf="Rank", cost=_no_cost)
-def rank(xp, a):
-    return xp.asarray(a.ndim, dtype=np.int32)
-
-
-@register("range", tf="Range", cost=_no_cost)
-def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the builtin
-    """[start, limit) in steps of delta, from scalar tensors (tf.range of graph tensors)."""
-    if float(delta.item()) == 0:
-        raise Invalid("range needs a nonzero delta")
-    return xp.arange(start.item(), limit.item(), delta.item(), dtype=dtype or _result_dtype((start, limit, delta)))
-
-
-# ================================================================= TensorFlow 1 layouts (tf.nn.conv2d, pools, Fill)
-# TF's own conventions, kept apart from the NCHW ops above: NHWC input by default (NCHW on
-# request), an (kh, kw, in, out) filter, `padding` "SAME", "VALID" or explicit
-# ((top, bottom), (left, right)) (SAME pads asymmetrically, the extra row at the bottom),
-# strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
-
-def _tf_geometry(attrs, x, kh, kw):
-    """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x (or its shape)."""
-    sh, sw = attrs.get("strides", (1, 1))
-    dh, dw = attrs.get("dilations", (1, 1))
-    padding = attrs.get("padding", "VALID")
-    if padding == "VALID":
-        pads = ((0, 0), (0, 0))
-    elif padding == "SAME":
-        pads = []
-        shape = x if isinstance(x, tuple) else x.shape
-        for size, k, s, d in ((shape[1], kh, sh, dh), (shape[2], kw, sw, dw)):
-            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-        pads = tuple(pads)
-    else:
-        pads = tuple(tuple(int(v) for v in p) for p in padding)
-    return (int(sh), int(sw)), pads, (int(dh), int(dw))
-
-
-def _tf_windows(xp, x, kh, kw, strides, pads, dilations, fill=0):
-    """Every kernel position's strided slice of padded x (N, H, W, C): (N, Ho, Wo, kh*kw, C)."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
-    if pt or pb or pl or pr:
-        x = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-    ho = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    wo = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise Invalid(f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
-                      f"input {tuple(x.shape[1:3])}")
-    cols = [x[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-            for i in range(kh) for j in range(kw)]
-    return xp.stack(cols, axis=3), ho, wo
-
-
-def _tf_unwindow(xp, gcols, shape, kh, kw, strides, pads, dilations):
-    """The adjoint of `_tf_windows`: each kernel position's gradient added back into place."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
-    n, h, w, c = shape
-    ho, wo = gcols.shape[1], gcols.shape[2]
-    gx = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=gcols.dtype)
-    k = 0
-    for i in range(kh):
-        for j in range(kw):
-            gx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += gcols[:, :, :, k]
-            k += 1
-    return gx[:, pt:pt + h, pl:pl + w, :]
-
-
-def _nhwc(x, nchw):
-    return x.transpose(0, 2, 3, 1) if nchw else x
-
-
-def _back(y, nchw, xp):
-    return xp.ascontiguousarray(y.transpose(0, 3, 1, 2)) if nchw else y
-
-
-@register("tf_conv2d", tf="Conv2D", cost=lambda arrays, out, attrs: 2 * out.size * arrays[1][..., 0].size)
-def tf_conv2d(xp, x, w, strides=(1, 1), padding="VALID", dilations=(1, 1), nchw=False):
-    """tf.nn.conv2d: x (N, H, W, C) (or NCHW) cross-correlated with w (kh, kw, C, O)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise Invalid(f"expected a 4-D input and a 4-D filter (height, width, in, out), got {x.shape} and {w.shape}")
-    x, w = _same(_nhwc(x, nchw), w)
-    kh, kw, c, o = w.shape
-    if x.shape[3] != c:
-        raise Invalid(f"input has {x.shape[3]} channels but the filter {w.shape} expects {c}")
-    attrs = {"strides": strides, "padding": padding, "dilations": dilations}
-    cols, _, _ = _tf_windows(xp, x, kh, kw, *_tf_geometry(attrs, x, kh, kw))
-    return _back(xp.tensordot(cols, w.reshape(kh * kw, c, o), axes=([3, 4], [0, 1])), nchw, xp)
-
-
-@tf_conv2d.defvjp
-def _(ctx, g):
-    x, w = ctx.args
-    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    kh, kw, c, o = w.shape
-    xh, g = _nhwc(x, nchw), _nhwc(g, nchw)
-    geo = _tf_geometry(ctx.attrs, xh, kh, kw)
-    gx = gw = None
-    if ctx.needs[1]:
-        cols, _, _ = _tf_windows(xp, xh.astype(g.dtype, copy=False), kh, kw, *geo)
-        gw = xp.tensordot(cols, g, axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
-    if ctx.needs[0]:
-        gcols = xp.tensordot(g, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3], [2]))
-        gx = _back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp)
-    return gx, gw
-
-
-def _tf_pool_counts(xp, x, kh, kw, geo):
-    """How many real (unpadded) elements each window covers: TF's avg_pool divides by this."""
-    ones = xp.ones((1, x.shape[1], x.shape[2], 1), dtype=x.dtype)
-    cols, _, _ = _tf_windows(xp, ones, kh, kw, *geo)
-    return cols.sum(axis=3)
-
-
-def _tf_pool_args(ctx_or_attrs, x, nchw):
-    attrs = ctx_or_attrs
-    kh, kw = attrs["ksize"]
-    xh = _nhwc(x, nchw)
-    return xh, kh, kw, _tf_geometry(attrs, xh, kh, kw)
-
-
-@register("tf_max_pool", tf="MaxPool", cost=_in_cost(1))
-def tf_max_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
-    """tf.nn.max_pool over NHWC (or NCHW) input; padding never wins the max."""
-    if x.ndim != 4:
-        raise Invalid(f"expected a 4-D input, got {x.shape}")
-    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
-    return _back(cols.max(axis=3), nchw, xp)
-
-
-@tf_max_pool.defvjp
-def _(ctx, g):
-    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
-    first = xp.expand_dims(cols.argmax(axis=3), 3)  # the gradient goes to the first maximum
-    hot = first == xp.arange(kh * kw).reshape(1, 1, 1, -1, 1)
-    gcols = hot * xp.expand_dims(_nhwc(g, nchw), 3)
-    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
-
-
-@register("tf_avg_pool", tf="AvgPool", cost=_in_cost(1))
-def tf_avg_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
-    """tf.nn.avg_pool: the mean of each window's real elements (padding is not counted, as TF)."""
-    if x.ndim != 4:
-        raise Invalid(f"expected a 4-D input, got {x.shape}")
-    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo)
-    return _back(cols.sum(axis=3) / _tf_pool_counts(xp, xh, kh, kw, geo), nchw, xp)
-
-
-@tf_avg_pool.defvjp
-def _(ctx, g):
-    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
-    gh = _nhwc(g, nchw) / _tf_pool_counts(xp, xh, kh, kw, geo)
-    gcols = xp.broadcast_to(xp.expand_dims(gh, 3), (*gh.shape[:3], kh * kw, gh.shape[3]))
-    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
-
-
-@register("tf_fill", tf="Fill", cost=_no_cost)
-def tf_fill(xp, dims, value=0, dtype=np.float32):
-    """tf.fill / tf.zeros with a shape known only at run time (a 1-D integer tensor)."""
-    shape = tuple(int(d) for d in dims.reshape(-1).tolist())
-    if any(d < 0 for d in shape):
-        raise Invalid(f"a shape cannot have negative sizes, got {shape}")
-    return xp.full(shape, value, dtype=dtype)
-
-
-@register("transpose_all", tf="Transpose", cost=_no_cost)
-def transpose_all(xp, a):
-    """All dimensions reversed, whatever the rank (tf.transpose of a tensor of unknown rank)."""
-    return a.transpose()
-
-
-@transpose_all.defvjp
-def _(ctx, g):
-    return (g.transpose(),)
-
-
-@register("stop_gradient", tf="StopGradient", cost=_no_cost)
-def stop_gradient(xp, a):
-    """Passes `a` through; no gradient flows back (no VJP on purpose)."""
-    return a
-
-
-def _pads(paddings):
-    return tuple((int(lo), int(hi)) for lo, hi in paddings)
-
-
-@register("tf_pad", tf="Pad", cost=_no_cost)
-def tf_pad(xp, a, paddings, mode="CONSTANT", constant_values=0):
-    """tf.pad: (before, after) per dimension; CONSTANT, REFLECT or SYMMETRIC."""
-    pads = _pads(paddings)
-    if len(pads) != a.ndim:
-        raise Invalid(f"paddings must have one (before, after) pair per dimension: {a.ndim}, got {len(pads)}")
-    if mode == "CONSTANT":
-        return xp.pad(a, pads, constant_values=constant_values)
-    if mode not in ("REFLECT", "SYMMETRIC"):
-        raise Invalid(f"mode must be CONSTANT, REFLECT or SYMMETRIC, got {mode!r}")
-    return xp.pad(a, pads, mode=mode.lower())
-
-
-@tf_pad.defvjp
-def _(ctx, g):
-    a, xp = ctx.args[0], ctx.xp
-    pads = _pads(ctx.attrs["paddings"])
-    mode = ctx.attrs.get("mode", "CONSTANT")
-    if mode == "CONSTANT":
-        return (g[tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, a.shape))],)
-    # REFLECT / SYMMETRIC: each padded element's gradient goes to the element it copies
-    src = xp.arange(a.size).reshape(a.shape)
-    idx = xp.pad(src, pads, mode=mode.lower()).reshape(-1)
-    ga = _scatter_add(xp, xp.zeros(a.size, dtype=g.dtype), idx, g.reshape(-1))
-    return (ga.reshape(a.shape),)
-
-
-@register("tf_rmsprop_update", tf="ApplyRMSProp")
-def tf_rmsprop_update(xp, p, g, ms, mom, mg=None, *, lr, decay=0.9, momentum=0.0, eps=1e-10):
-    """TF1's RMSProp, in place: ms = decay ms + (1 - decay) g^2 (centered: minus the squared mean
-    gradient mg); mom = momentum mom + lr g / sqrt(ms + eps); p -= mom."""
-    ms *= decay
-    ms += (1 - decay) * (g * g)
-    denom = ms + eps
-    if mg is not None:
-        mg *= decay
-        mg += (1 - decay) * g
-        denom = denom - mg * mg
-    mom *= momentum
-    mom += lr * g / xp.sqrt(denom)
-    p -= mom
-    return p
-
-
-@register("tf_adagrad_update", tf="ApplyAdagrad")
-def tf_adagrad_update(xp, p, g, accum, *, lr):
-    """TF1's Adagrad, in place: accum += g^2; p -= lr g / sqrt(accum)."""
-    accum += g * g
-    p -= lr * g / xp.sqrt(accum)
-    return p
-
-
-@register("tf_conv2d_transpose", tf="Conv2DBackpropInput",
-          cost=lambda arrays, out, attrs: 2 * arrays[0].size * arrays[1][..., 0, 0].size * arrays[1].shape[2])
-def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", nchw=False):
-    """tf.nn.conv2d_transpose: the gradient of tf_conv2d with respect to its input, for an
-    output of spatial size `out_hw`; w is (kh, kw, out_channels, in_channels)."""
-    if value.ndim != 4 or w.ndim != 4:
-        raise Invalid(f"expected a 4-D input and a 4-D filter, got {value.shape} and {w.shape}")
-    v, w = _same(_nhwc(value, nchw), w)
-    kh, kw, c, o = w.shape
-    if v.shape[3] != o:
-        raise Invalid(f"input has {v.shape[3]} channels but the filter {w.shape} expects {o} (its last dimension)")
-    shape = (v.shape[0], int(out_hw[0]), int(out_hw[1]), c)
-    geo = _tf_geometry({"strides": strides, "padding": padding}, shape, kh, kw)
-    (sh, sw), ((pt, pb), (pl, pr)), _ = geo
-    ho, wo = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
-    if (ho, wo) != tuple(v.shape[1:3]):
-        raise Invalid(f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
-                      f"{(ho, wo)} input, not {tuple(v.shape[1:3])}")
-    gcols = xp.tensordot(v, w.reshape(kh * kw, c, o), axes=([3], [2]))
-    return _back(_tf_unwindow(xp, gcols, shape, kh, kw, *geo), nchw, xp)
-
-
-@tf_conv2d_transpose.defvjp
-def _(ctx, g):
-    v, w = ctx.args
-    xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    kh, kw, c, o = w.shape
-    gh, vh = _nhwc(g, nchw), _nhwc(v, nchw)
-    cols, _, _ = _tf_windows(xp, gh, kh, kw, *_tf_geometry(ctx.attrs, gh, kh, kw))
-    gv = gw = None
-    if ctx.needs[0]:
-        gv = _back(xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])),
-                   nchw, xp)
-    if ctx.needs[1]:
-        gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
-    return gv, gw
-
-
-@register("tf_print", tf="Print", cost=_no_cost)
-def tf_print(xp, a, *data, message="", summarize=3):
-    """tf.Print: passes `a` through and writes `message` and the first `summarize` values of
-    each of `data` to standard error when it runs (graph builders give its shape: the shape
-    inference must not print)."""
-    import sys
-
-    parts = []
-    for d in data:
-        flat = [str(v) for v in np.asarray(d.get() if hasattr(d, "get") else d).reshape(-1)[:summarize].tolist()]
-        parts.append("[" + " ".join(flat) + ("..." if d.size > summarize else "") + "]")
-    sys.stderr.write(message + "".join(parts) + "\n")
-    return a
-
-
-@tf_print.defvjp
-def _(ctx, g):
-    return (g, *[None] * (len(ctx.args) - 1))
-# ================================================================= end of the TensorFlow 1 block
-
-
-# ----------------------------------------------------------------- torch-compat: roll and sampling
-# Sampling ops are pure: the caller draws uniform numbers from a Generator and passes them in,
-# so the op is deterministic given its inputs and both modes agree.
-
-@register("roll", tf="Roll", cost=_no_cost)
-def roll(xp, a, shifts, dims):
-    return xp.roll(a, shifts, dims)
-
-
-@roll.defvjp
-def _(ctx, g):
-    s, d = ctx.attrs["shifts"], ctx.attrs["dims"]
-    neg = tuple(-x for x in s) if isinstance(s, tuple) else -s
-    return (ctx.xp.roll(g, neg, d),)
-
-
-@register("bernoulli", tf="Bernoulli")
-def bernoulli(xp, p, u):
-    """1 where the uniform draw u falls below the probability p, else 0 (in p's dtype)."""
-    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
-        raise Invalid("bernoulli needs probabilities in [0, 1]")
-    return (u < p).astype(p.dtype)
-
-
-@register("multinomial", errstate="forward", tf="Multinomial")
-def multinomial(xp, probs, u, num_samples, replacement):
-    """Category indices drawn from the rows of `probs` (unnormalized weights). With
-    replacement: inverse CDF at u (..., num_samples); without: the num_samples largest keys
-    u ** (1 / w) (Efraimidis-Spirakis), u (..., categories)."""
-    if probs.ndim not in (1, 2):
-        raise Invalid(f"multinomial needs a 1-D or 2-D probability tensor, got {probs.ndim}-D")
-    if probs.size and (float(probs.min()) < 0 or not bool(xp.all(probs.sum(-1) > 0))):
-        raise Invalid("multinomial needs non-negative weights with a positive sum in every row")
-    w = probs.astype(np.float64)
-    if replacement:
-        cdf = xp.cumsum(w, -1)
-        cdf = cdf / cdf[..., -1:]
-        if w.ndim == 1:
-            idx = xp.searchsorted(cdf, u, side="right")
-        else:
-            idx = xp.stack([xp.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
-        return xp.minimum(idx, w.shape[-1] - 1).astype(np.int64)
-    if num_samples > int((w > 0).sum(-1).min()):
-        raise Invalid(f"cannot draw {num_samples} samples without replacement from fewer nonzero categories")
-    keys = xp.where(w > 0, xp.log(u) / xp.where(w > 0, w, 1), -xp.inf)
-    return xp.argsort(-keys, axis=-1, kind="stable")[..., :num_samples].astype(np.int64)
-
-
-# ----------------------------------------------------------------- torch-compat: more optimizer updates
 # PyTorch's update rules, in place on the parameter and state arrays (see sgd_update above)
 
 @register("adagrad_update", tf="ApplyAdagrad")
@@ -2405,23 +2380,61 @@ def lbfgs_update(xp, p, d, *, t):
     return p
 
 
-# ----------------------------------------------------------------- torch-compat: average pooling (NCHW)
+@register("tf_rmsprop_update", tf="ApplyRMSProp")
+def tf_rmsprop_update(xp, p, g, ms, mom, mg=None, *, lr, decay=0.9, momentum=0.0, eps=1e-10):
+    """TF1's RMSProp, in place: ms = decay ms + (1 - decay) g^2 (centered: minus the squared mean
+    gradient mg); mom = momentum mom + lr g / sqrt(ms + eps); p -= mom."""
+    ms *= decay
+    ms += (1 - decay) * (g * g)
+    denom = ms + eps
+    if mg is not None:
+        mg *= decay
+        mg += (1 - decay) * g
+        denom = denom - mg * mg
+    mom *= momentum
+    mom += lr * g / xp.sqrt(denom)
+    p -= mom
+    return p
 
-@register("avg_pool2d", tf="AvgPool", cost=_in_cost(1))
-def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
-    """The mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
-    if x.ndim != 4:
-        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    kh, kw = _pair(kernel_size)
-    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
-    return cols.mean(axis=2)
+
+@register("tf_adagrad_update", tf="ApplyAdagrad")
+def tf_adagrad_update(xp, p, g, accum, *, lr):
+    """TF1's Adagrad, in place: accum += g^2; p -= lr g / sqrt(accum)."""
+    accum += g * g
+    p -= lr * g / xp.sqrt(accum)
+    return p
 
 
-@avg_pool2d.defvjp
-def _(ctx, g):
-    x = ctx.args[0]
-    kh, kw = _pair(ctx.attrs["kernel_size"])
-    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
-    pd = _pair(ctx.attrs.get("padding", 0))
-    gcols = ctx.xp.broadcast_to(ctx.xp.expand_dims(g / (kh * kw), 2), (*g.shape[:2], kh * kw, *g.shape[2:]))
-    return (_unwindow(ctx.xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3]),)
+# ----------------------------------------------------------------- shapes as values (Shape, Size, Rank, Range, Fill)
+
+@register("shape", tf="Shape", cost=_no_cost)
+def shape(xp, a, dtype=np.int32):
+    """The runtime shape as a 1-D integer tensor (tf.shape)."""
+    return xp.asarray(a.shape, dtype=dtype)
+
+
+@register("size", tf="Size", cost=_no_cost)
+def size(xp, a, dtype=np.int32):
+    return xp.asarray(a.size, dtype=dtype)
+
+
+@register("rank", tf="Rank", cost=_no_cost)
+def rank(xp, a):
+    return xp.asarray(a.ndim, dtype=np.int32)
+
+
+@register("range", tf="Range", cost=_no_cost)
+def range_(xp, start, limit, delta, dtype=None):  # not `range`: ops.py uses the builtin
+    """[start, limit) in steps of delta, from scalar tensors (tf.range of graph tensors)."""
+    if float(delta.item()) == 0:
+        raise Invalid("range needs a nonzero delta")
+    return xp.arange(start.item(), limit.item(), delta.item(), dtype=dtype or _result_dtype((start, limit, delta)))
+
+
+@register("tf_fill", tf="Fill", cost=_no_cost)
+def tf_fill(xp, dims, value=0, dtype=np.float32):
+    """tf.fill / tf.zeros with a shape known only at run time (a 1-D integer tensor)."""
+    shape = tuple(int(d) for d in dims.reshape(-1).tolist())
+    if any(d < 0 for d in shape):
+        raise Invalid(f"a shape cannot have negative sizes, got {shape}")
+    return xp.full(shape, value, dtype=dtype)

@@ -14,6 +14,7 @@ algebra and matrices; sorting and searching; activations; normalization and norm
 convolution and pooling (NCHW, and TF's NHWC layouts); FFT; random sampling; optimizer
 updates; shapes as values.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,6 +47,7 @@ def _bcast_explain(verb):
             except ValueError:
                 return f"cannot {verb} shapes {shapes[0]} and {shapes[1]}: they do not broadcast"
         return None
+
     return explain
 
 
@@ -63,6 +65,7 @@ def _index_cost(arrays, out, attrs):
 
 
 # ----------------------------------------------------------------- binary arithmetic
+
 
 @register("add", tf="AddV2", explain=_bcast_explain("add"))
 def add(xp, a, b):
@@ -174,7 +177,7 @@ def _(ctx, g):
 @register("pow", errstate="vjp", tf="Pow", explain=_bcast_explain("raise"))
 def pow(xp, a, b):
     a, b = _same(a, b)
-    return a ** b
+    return a**b
 
 
 @pow.defvjp
@@ -235,6 +238,7 @@ def _(ctx, g):
 
 
 # ----------------------------------------------------------------- elementwise math (rounding, logs, powers, special)
+
 
 @register("neg", tf="Neg")
 def neg(xp, a):
@@ -392,6 +396,7 @@ def _(ctx, g):
 
 # Piecewise constant: zero gradient almost everywhere, as PyTorch defines them.
 
+
 def _zero_grad(ctx, g):
     return (ctx.xp.zeros_like(g),)
 
@@ -399,6 +404,7 @@ def _zero_grad(ctx, g):
 def _rounding(name, tf, fn):
     def fwd(xp, a):
         return fn(xp, a) if a.dtype.kind in "fc" else a.copy()  # integers are already whole
+
     fwd.__doc__ = f"Elementwise `{name}`, in the input's dtype."
     op = register(name, tf=tf)(fwd)
     op.defvjp(_zero_grad)
@@ -488,12 +494,36 @@ def _(ctx, g):
 # error ~3e-16 in float64 with nothing but exp, so numpy and cupy run the same code
 # (numpy has no erf; scipy is not a dependency). Near 0, 1 - erfc loses relative
 # precision, so there a short Taylor series is used instead.
-_ERFC_COF = (-1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
-             -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
-             -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8, 6.529054439e-9,
-             5.059343495e-9, -9.91364156e-10, -2.27365122e-10, 9.6467911e-11, 2.394038e-12, -6.886027e-12,
-             8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
-             -2.8e-17)
+_ERFC_COF = (
+    -1.3026537197817094,
+    6.4196979235649026e-1,
+    1.9476473204185836e-2,
+    -9.561514786808631e-3,
+    -9.46595344482036e-4,
+    3.66839497852761e-4,
+    4.2523324806907e-5,
+    -2.0278578112534e-5,
+    -1.624290004647e-6,
+    1.303655835580e-6,
+    1.5626441722e-8,
+    -8.5238095915e-8,
+    6.529054439e-9,
+    5.059343495e-9,
+    -9.91364156e-10,
+    -2.27365122e-10,
+    9.6467911e-11,
+    2.394038e-12,
+    -6.886027e-12,
+    8.94487e-13,
+    3.13092e-13,
+    -1.12708e-13,
+    3.81e-16,
+    7.106e-15,
+    -1.523e-15,
+    -9.4e-17,
+    1.21e-16,
+    -2.8e-17,
+)
 
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -507,7 +537,7 @@ def _erf(xp, x, near0=True):
     t = 2 / (2 + z)
     ty = 4 * t - 2
     d, dd = xp.zeros_like(z), xp.zeros_like(z)
-    for c in _ERFC_COF[(27 if wide else 13):0:-1]:  # Clenshaw's recurrence, in place
+    for c in _ERFC_COF[(27 if wide else 13) : 0 : -1]:  # Clenshaw's recurrence, in place
         nxt = ty * d
         nxt -= dd
         nxt += c
@@ -541,6 +571,7 @@ def _(ctx, g):
 
 
 # ----------------------------------------------------------------- identity, copies and casts
+
 
 @register("identity", tf="Identity", cost=_no_cost)
 def identity(xp, a):
@@ -616,10 +647,12 @@ def _(ctx, g):
 # ----------------------------------------------------------------- comparisons and logic
 # Boolean results have no gradient: these ops register no VJP, so the engine records no tape.
 
+
 def _compare(name, tf, fn):
     def fwd(xp, a, b):
         a, b = _same(a, b)
         return fn(a, b)
+
     fwd.__doc__ = f"Elementwise `{name}`, a bool tensor."
     return register(name, tf=tf, explain=_bcast_explain("compare"))(fwd)
 
@@ -704,11 +737,11 @@ def where(xp, cond, a, b):
 def _(ctx, g):
     c = ctx.args[0]
     z = ctx.xp.zeros((), dtype=g.dtype)
-    return (None, ctx.xp.where(c, g, z) if ctx.needs[1] else None,
-            ctx.xp.where(c, z, g) if ctx.needs[2] else None)
+    return (None, ctx.xp.where(c, g, z) if ctx.needs[1] else None, ctx.xp.where(c, z, g) if ctx.needs[2] else None)
 
 
 # ----------------------------------------------------------------- reductions
+
 
 def _axis_back(xp, g, shape, axis, keepdims):
     """Reshapes a reduced gradient so it broadcasts against the input."""
@@ -888,7 +921,7 @@ def _(ctx, g):
     axes = tuple(ax % max(a.ndim, 1) for ax in axes)
     rest = tuple(i for i in range(a.ndim) if i not in axes)
     t = a.transpose(rest + axes)
-    flat = t.reshape(t.shape[:len(rest)] + (-1,))
+    flat = t.reshape(t.shape[: len(rest)] + (-1,))
     ones = xp.ones(flat.shape[:-1] + (1,), dtype=a.dtype)
     left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
     right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
@@ -930,6 +963,7 @@ def _(ctx, g):
 
 
 # ----------------------------------------------------------------- shape, joining and reordering
+
 
 def _reshape_explain(shapes, dtypes, attrs):
     shape = attrs.get("shape")
@@ -984,8 +1018,7 @@ def _cat_explain(shapes, dtypes, attrs):
         return f"tensors must have the same number of dimensions, got shapes {', '.join(map(str, shapes))}"
     rest = {tuple(d for i, d in enumerate(s) if i != ax % max(len(s), 1)) for s in shapes}
     if len(rest) > 1:
-        return (f"tensors must have the same shape except in dimension {ax}, got shapes "
-                f"{', '.join(map(str, shapes))}")
+        return f"tensors must have the same shape except in dimension {ax}, got shapes {', '.join(map(str, shapes))}"
     return None
 
 
@@ -1084,8 +1117,10 @@ def _expand_shape(shape, sizes):
                 raise Invalid(f"-1 is not allowed for a new leading dimension (expanding {shape} to {sizes})")
             s = shape[i - lead]
         elif i >= lead and shape[i - lead] not in (1, s):
-            raise Invalid(f"cannot expand shape {shape} to {tuple(sizes)}: dimension {i} has size "
-                          f"{shape[i - lead]}, which is not 1")
+            raise Invalid(
+                f"cannot expand shape {shape} to {tuple(sizes)}: dimension {i} has size "
+                f"{shape[i - lead]}, which is not 1"
+            )
         out.append(int(s))
     return tuple(out)
 
@@ -1163,6 +1198,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- indexing
 
+
 def _has_advanced(index):
     return any(not isinstance(i, (slice, int, type(None), type(Ellipsis))) for i in index)
 
@@ -1222,8 +1258,9 @@ def gather(xp, a, index, axis):
     if index.dtype.kind not in "iu":
         raise InvalidDType(f"gather expects an integer index, got {index.dtype}")
     if index.ndim != a.ndim:
-        raise Invalid(f"index has {index.ndim} dimensions but the input has {a.ndim} (shapes {index.shape} "
-                      f"and {a.shape})")
+        raise Invalid(
+            f"index has {index.ndim} dimensions but the input has {a.ndim} (shapes {index.shape} and {a.shape})"
+        )
     for d, (i, n) in enumerate(zip(index.shape, a.shape)):
         if d != axis % a.ndim and i > n:
             raise Invalid(f"index shape {index.shape} is larger than input shape {a.shape} in dimension {d}")
@@ -1281,12 +1318,12 @@ def one_hot(xp, index, num_classes, dtype=np.int64):
     if index.dtype.kind not in "iu":
         raise InvalidDType(f"one_hot expects integer indices, got {index.dtype}")
     if index.size and (int(index.min()) < 0 or int(index.max()) >= num_classes):
-        raise Invalid(f"class values must be in [0, {num_classes}), got min {int(index.min())} "
-                      f"max {int(index.max())}")
+        raise Invalid(f"class values must be in [0, {num_classes}), got min {int(index.min())} max {int(index.max())}")
     return (index[..., None] == xp.arange(num_classes)).astype(dtype)
 
 
 # ----------------------------------------------------------------- linear algebra and matrices
+
 
 def _matmul_cost(arrays, out, attrs):
     a = arrays[0]
@@ -1406,6 +1443,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- sorting and searching
 
+
 @register("argsort", tf="ArgSort", cost=_in_cost(8))
 def argsort(xp, a, axis=-1, descending=False):
     """int64 indices that sort `a` along `axis`; stable (ties keep their order)."""
@@ -1426,6 +1464,7 @@ def nonzero(xp, a):
 
 
 # ----------------------------------------------------------------- activations
+
 
 @register("relu", tf="Relu")
 def relu(xp, a):
@@ -1545,6 +1584,7 @@ softmax.cost = log_softmax.cost = _in_cost(4)
 
 # ----------------------------------------------------------------- normalization and norms
 
+
 def _standardize(xp, a, axis, eps):
     """(x - mean) / sqrt(var + eps), and 1 / sqrt(var + eps) for the VJP (ctx.saved)."""
     mean = a.mean(axis=axis, keepdims=True)
@@ -1613,6 +1653,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- losses
 
+
 def _log_softmax(xp, a, axis):
     if xp is np and a.ndim == 2 and axis % 2 == 1 and a.shape[1] <= 64 and a.dtype.char in "fd":
         # (batch, classes) with few classes: numpy's reductions along a short last axis run a
@@ -1630,8 +1671,7 @@ def _xent_explain(shapes, dtypes, attrs):
     return None
 
 
-@register("softmax_cross_entropy", tf="SoftmaxCrossEntropyWithLogits", explain=_xent_explain,
-          cost=_in_cost(6))
+@register("softmax_cross_entropy", tf="SoftmaxCrossEntropyWithLogits", explain=_xent_explain, cost=_in_cost(6))
 def softmax_cross_entropy(xp, logits, labels, axis=-1):
     """Per-example -sum(labels * log_softmax(logits)) from logits, without overflow."""
     if logits.shape != labels.shape:
@@ -1706,10 +1746,12 @@ def _check_labels(labels, logits, axis, ignore_index, what):
         raise InvalidDType(f"{what} expects integer class labels, got {labels.dtype}")
     nd = logits.ndim
     ax = axis % nd if nd else 0
-    if labels.ndim != nd - 1 or labels.shape != logits.shape[:ax] + logits.shape[ax + 1:]:
-        exp_shape = logits.shape[:ax] + logits.shape[ax + 1:]
-        raise Invalid(f"labels of shape {labels.shape} do not match input of shape {logits.shape} "
-                      f"(expected labels of shape {exp_shape})")
+    if labels.ndim != nd - 1 or labels.shape != logits.shape[:ax] + logits.shape[ax + 1 :]:
+        exp_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
+        raise Invalid(
+            f"labels of shape {labels.shape} do not match input of shape {logits.shape} "
+            f"(expected labels of shape {exp_shape})"
+        )
     if not labels.size:
         return None
     n = logits.shape[ax]
@@ -1758,10 +1800,8 @@ def _along(xp, ge, axis):
     return ge.reshape(shape)
 
 
-@register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4),
-          saves=True)
-def sparse_softmax_cross_entropy(xp, logits, labels, axis=-1, ignore_index=None, weight=None,
-                                 reduction="none"):
+@register("sparse_softmax_cross_entropy", tf="SparseSoftmaxCrossEntropyWithLogits", cost=_in_cost(4), saves=True)
+def sparse_softmax_cross_entropy(xp, logits, labels, axis=-1, ignore_index=None, weight=None, reduction="none"):
     """-log_softmax(logits)[label] per example (TF's default, reduction="none"), or its
     weighted "sum"/"mean" (PyTorch's cross_entropy); ignored labels count for nothing.
     Keeps its log-softmax for the VJP: recomputing it there was half the op's cost."""
@@ -1831,8 +1871,9 @@ def _(ctx, g):
     return gp, gy
 
 
-@register("sigmoid_cross_entropy", tf="SigmoidCrossEntropyWithLogits", explain=_bcast_explain("compare"),
-          cost=_in_cost(5))
+@register(
+    "sigmoid_cross_entropy", tf="SigmoidCrossEntropyWithLogits", explain=_bcast_explain("compare"), cost=_in_cost(5)
+)
 def sigmoid_cross_entropy(xp, logits, labels):
     """Per-element -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) from logits, without
     overflow: max(x, 0) - x y + log(1 + exp(-|x|))."""
@@ -1849,6 +1890,7 @@ def _(ctx, g):
 
 # ----------------------------------------------------------------- convolution and pooling (NCHW and TF's NHWC)
 
+
 def _pair(v):
     return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
 
@@ -1863,8 +1905,9 @@ def _windows(xp, x, kh, kw, stride, padding, fill=0):
     wo = (x.shape[3] - kw) // sw + 1
     if ho <= 0 or wo <= 0:
         raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
-    cols = [x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-            for i in range(kh) for j in range(kw)]
+    cols = [
+        x[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] for i in range(kh) for j in range(kw)
+    ]
     return xp.stack(cols, axis=2), ho, wo
 
 
@@ -1876,9 +1919,9 @@ def _unwindow(xp, gcols, shape, kh, kw, stride, padding, ho, wo):
     k = 0
     for i in range(kh):
         for j in range(kw):
-            gx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += gcols[:, :, k]
+            gx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += gcols[:, :, k]
             k += 1
-    return gx[:, :, ph:ph + h, pw:pw + w]
+    return gx[:, :, ph : ph + h, pw : pw + w]
 
 
 def _conv_cost(arrays, out, attrs):
@@ -1890,8 +1933,7 @@ def _conv_cost(arrays, out, attrs):
 def conv2d(xp, x, w, stride=1, padding=0):
     """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
     if x.ndim != 4 or w.ndim != 4:
-        raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} "
-                      f"and {w.shape}")
+        raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} and {w.shape}")
     if x.shape[1] != w.shape[1]:
         raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
     x, w = _same(x, w)
@@ -1912,8 +1954,9 @@ def _(ctx, g):
         cols, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
         gw = xp.tensordot(g, cols, axes=([0, 2, 3], [0, 3, 4])).reshape(w.shape)
     if ctx.needs[0]:
-        gcols = xp.tensordot(w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g,
-                             axes=([0], [1]))  # (C, K, N, Ho, Wo)
+        gcols = xp.tensordot(
+            w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g, axes=([0], [1])
+        )  # (C, K, N, Ho, Wo)
         gcols = gcols.transpose(2, 0, 1, 3, 4)
         gx = _unwindow(xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3])
     return gx, gw
@@ -1968,6 +2011,7 @@ def _(ctx, g):
 # ((top, bottom), (left, right)) (SAME pads asymmetrically, the extra row at the bottom),
 # strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
 
+
 def _tf_geometry(attrs, x, kh, kw):
     """(strides, ((top, bottom), (left, right)), dilations) for an NHWC input x (or its shape)."""
     sh, sw = attrs.get("strides", (1, 1))
@@ -1995,10 +2039,15 @@ def _tf_windows(xp, x, kh, kw, strides, pads, dilations, fill=0):
     ho = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
     wo = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
     if ho <= 0 or wo <= 0:
-        raise Invalid(f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
-                      f"input {tuple(x.shape[1:3])}")
-    cols = [x[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-            for i in range(kh) for j in range(kw)]
+        raise Invalid(
+            f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
+            f"input {tuple(x.shape[1:3])}"
+        )
+    cols = [
+        x[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
     return xp.stack(cols, axis=3), ho, wo
 
 
@@ -2011,9 +2060,11 @@ def _tf_unwindow(xp, gcols, shape, kh, kw, strides, pads, dilations):
     k = 0
     for i in range(kh):
         for j in range(kw):
-            gx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += gcols[:, :, :, k]
+            gx[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :] += gcols[
+                :, :, :, k
+            ]
             k += 1
-    return gx[:, pt:pt + h, pl:pl + w, :]
+    return gx[:, pt : pt + h, pl : pl + w, :]
 
 
 def _nhwc(x, nchw):
@@ -2055,8 +2106,11 @@ def _(ctx, g):
     return gx, gw
 
 
-@register("tf_conv2d_transpose", tf="Conv2DBackpropInput",
-          cost=lambda arrays, out, attrs: 2 * arrays[0].size * arrays[1][..., 0, 0].size * arrays[1].shape[2])
+@register(
+    "tf_conv2d_transpose",
+    tf="Conv2DBackpropInput",
+    cost=lambda arrays, out, attrs: 2 * arrays[0].size * arrays[1][..., 0, 0].size * arrays[1].shape[2],
+)
 def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", nchw=False):
     """tf.nn.conv2d_transpose: the gradient of tf_conv2d with respect to its input, for an
     output of spatial size `out_hw`; w is (kh, kw, out_channels, in_channels)."""
@@ -2071,8 +2125,10 @@ def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", n
     (sh, sw), ((pt, pb), (pl, pr)), _ = geo
     ho, wo = (shape[1] + pt + pb - kh) // sh + 1, (shape[2] + pl + pr - kw) // sw + 1
     if (ho, wo) != tuple(v.shape[1:3]):
-        raise Invalid(f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
-                      f"{(ho, wo)} input, not {tuple(v.shape[1:3])}")
+        raise Invalid(
+            f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
+            f"{(ho, wo)} input, not {tuple(v.shape[1:3])}"
+        )
     gcols = xp.tensordot(v, w.reshape(kh * kw, c, o), axes=([3], [2]))
     return _back(_tf_unwindow(xp, gcols, shape, kh, kw, *geo), nchw, xp)
 
@@ -2086,8 +2142,9 @@ def _(ctx, g):
     cols, _, _ = _tf_windows(xp, gh, kh, kw, *_tf_geometry(ctx.attrs, gh, kh, kw))
     gv = gw = None
     if ctx.needs[0]:
-        gv = _back(xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])),
-                   nchw, xp)
+        gv = _back(
+            xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])), nchw, xp
+        )
     if ctx.needs[1]:
         gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
     return gv, gw
@@ -2151,6 +2208,7 @@ def _(ctx, g):
 # VJPs use PyTorch's complex convention (grad = dL/dRe + i dL/dIm): the VJP of a linear
 # map is its adjoint, and the adjoint of an unnormalized DFT is the inverse DFT with the
 # opposite normalization.
+
 
 def _fft_cost(arrays, out, attrs):
     return 5 * out.size * max(1, int(math.log2(max(out.size, 2))))  # the usual 5 n log2 n estimate
@@ -2250,6 +2308,7 @@ def _(ctx, g):
 # Sampling ops are pure: the caller draws uniform numbers from a Generator and passes them in,
 # so the op is deterministic given its inputs and both modes agree.
 
+
 @register("bernoulli", tf="Bernoulli")
 def bernoulli(xp, p, u):
     """1 where the uniform draw u falls below the probability p, else 0 (in p's dtype)."""
@@ -2286,9 +2345,9 @@ def multinomial(xp, probs, u, num_samples, replacement):
 # Forward only, in place on the parameter array (and the optimizer's state arrays); they
 # pass the dispatch point as "update"-phase events when someone listens.
 
+
 @register("sgd_update", tf="ApplyGradientDescent")
-def sgd_update(xp, p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-               first=False):
+def sgd_update(xp, p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, first=False):
     """PyTorch's SGD step; `buf` is the momentum buffer (updated in place)."""
     if weight_decay:
         g = g + weight_decay * p
@@ -2304,8 +2363,9 @@ def sgd_update(xp, p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_de
 
 
 @register("adam_update", tf="ApplyAdam")
-def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                step=1, decoupled=False):
+def adam_update(
+    xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1, decoupled=False
+):
     """PyTorch's Adam (AdamW with `decoupled`); m, v (and vmax for amsgrad) updated in place."""
     if weight_decay:
         if decoupled:
@@ -2316,8 +2376,8 @@ def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e
     m += (1 - beta1) * g
     v *= beta2
     v += (1 - beta2) * (g * g)
-    bc1 = 1 - beta1 ** step
-    bc2 = 1 - beta2 ** step
+    bc1 = 1 - beta1**step
+    bc2 = 1 - beta2**step
     if vmax is not None:
         xp.maximum(vmax, v, out=vmax)
         v = vmax
@@ -2328,6 +2388,7 @@ def adam_update(xp, p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e
 
 
 # PyTorch's update rules, in place on the parameter and state arrays (see sgd_update above)
+
 
 @register("adagrad_update", tf="ApplyAdagrad")
 def adagrad_update(xp, p, g, state_sum, *, lr, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step=1):
@@ -2340,8 +2401,21 @@ def adagrad_update(xp, p, g, state_sum, *, lr, lr_decay=0.0, weight_decay=0.0, e
 
 
 @register("rmsprop_update", tf="ApplyRMSProp")
-def rmsprop_update(xp, p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                   momentum=0.0, centered=False):
+def rmsprop_update(
+    xp,
+    p,
+    g,
+    square_avg,
+    grad_avg=None,
+    buf=None,
+    *,
+    lr,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+):
     if weight_decay:
         g = g + weight_decay * p
     square_avg *= alpha
@@ -2406,6 +2480,7 @@ def tf_adagrad_update(xp, p, g, accum, *, lr):
 
 
 # ----------------------------------------------------------------- shapes as values (Shape, Size, Rank, Range, Fill)
+
 
 @register("shape", tf="Shape", cost=_no_cost)
 def shape(xp, a, dtype=np.int32):

@@ -417,7 +417,7 @@ def _summary(
     pct = (lambda x: f"{100 * x / wall:5.1f}%") if wall else (lambda x: "")
     print(f"\n{what:<28} {format_ns(wall):>12}", file=w)
     print(
-        f"{'in ops':<28} {format_ns(op_ns):>12} {pct(op_ns)}  ({len(rep.ops)} op events"
+        f"{'in ops':<28} {format_ns(op_ns):>12} {pct(op_ns)}  ({rep.op_count} op events"
         + (f", {len(rep.steps)} steps" if rep.steps else "")
         + ")",
         file=w,
@@ -431,8 +431,8 @@ def _summary(
             f" the first, {format_ns(rep.steps[0].dur)}, also holds what ran before the loop)",
             file=w,
         )
-    if rep.device_ns:
-        print(f"{'GPU time of ops':<28} {format_ns(sum(rep.device_ns.values())):>12}", file=w)
+    if rep.has_device:
+        print(f"{'GPU time of ops':<28} {format_ns(rep.device_time_ns):>12}", file=w)
     if rep.peak:
         for dev, (b, who) in rep.peak.items():
             print(f"{'peak live bytes (' + dev + ')':<28} {b:>12,}  reached by {who}", file=w)

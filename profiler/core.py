@@ -16,6 +16,7 @@ Device (GPU) time follows the same rule: ranges have no device time of their own
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import operator
@@ -116,8 +117,16 @@ def step() -> None:
 def record_function(name: str) -> Iterator[None]:
     """A named user range: shows as a row (self = its Python time outside ops) and as a
     slice that the ops inside nest under in the Chrome trace."""
-    with ev.record_range(name):
-        yield
+    _OPEN_RANGES[0] += 1  # a profile folds its events only where no range is open
+    try:
+        with ev.record_range(name):
+            yield
+    finally:
+        _OPEN_RANGES[0] -= 1
+
+
+_OPEN_RANGES = [0]
+_FOLD_EVERY = 4096  # buffered records that make a step end fold them into the aggregates
 
 
 class profile:
@@ -132,6 +141,11 @@ class profile:
     and live bytes over time (frees seen through weak references to the arrays);
     `with_flops` adds FLOPs and GFLOP/s columns. Results are those of the last recorded
     window (`schedule`), or of the whole block without one.
+
+    Memory stays bounded at any length: at step ends the profiler folds its events into
+    per-row aggregates (the tables) and keeps only the last `max_trace_events` op events
+    (whole steps; None: all) for `events()` and the exports, which say what they left
+    out. With `profile_memory` every event is kept (the live-bytes series needs them).
     """
 
     def __init__(
@@ -144,6 +158,7 @@ class profile:
         with_flops: bool = False,
         schedule: Callable[[int], ProfilerAction] | None = None,
         on_trace_ready: Callable[[profile], Any] | None = None,
+        max_trace_events: int | None = 20_000,
     ) -> None:
         self.record_shapes = record_shapes
         self.profile_memory = profile_memory
@@ -159,6 +174,13 @@ class profile:
         self._run: int | None = None  # the run id of the current step while recording
         self._steps_marked = False
         self._report: Report | None = None
+        self.max_trace_events = max_trace_events
+        self._reset_folded()
+
+    def _reset_folded(self) -> None:
+        self._agg: _Aggregate | None = None
+        self._kept: list[tuple[list[Any], int, int]] = []  # (records, op events, steps) per fold
+        self._kept_ops = self._dropped_ops = self._dropped_steps = 0
 
     # -- lifecycle
     def __enter__(self) -> profile:
@@ -188,6 +210,13 @@ class profile:
         ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
         self._end_step()
+        if (
+            len(self._buf) >= _FOLD_EVERY
+            and self._mem is None
+            and not _OPEN_RANGES[0]
+            and prev is not ProfilerAction.RECORD_AND_SAVE
+        ):
+            self._fold()
         self.step_num += 1
         if prev is ProfilerAction.RECORD_AND_SAVE:
             self._unsubscribe()
@@ -203,6 +232,7 @@ class profile:
                 self._subscribe()
             if action is not ProfilerAction.WARMUP and self._action is ProfilerAction.WARMUP:
                 self._buf.clear()  # warm-up steps run profiled, then are thrown away
+                self._reset_folded()
                 if self._mem is not None:
                     self._mem.reset()
             ev.step()  # a profiler step is an explicit run: an open implicit one ends first
@@ -216,6 +246,7 @@ class profile:
 
     def _subscribe(self) -> None:
         self._buf = []
+        self._reset_folded()
         if self._mem is not None:
             self._mem.reset()
             cb = self._mem.wrap(self._buf.append)
@@ -241,8 +272,60 @@ class profile:
             profile_memory=self.profile_memory,
         )
 
+    def _fold(self) -> None:
+        """Adds the buffered records (whole steps, no range open) into the aggregates and
+        keeps them for export within the budget, dropping the oldest whole folds."""
+        recs = self._buf[:]
+        self._buf.clear()  # in place: the listener appends to this list
+        rep = self._analyse(recs)
+        if self._agg is None:
+            self._agg = _Aggregate()
+        self._agg.add(rep)
+        del rep
+        self._keep(recs, self._agg.op_count - self._kept_ops - self._dropped_ops, len(self._agg.steps))
+
+    def _keep(self, recs: list[Any], n_ops: int, steps_so_far: int) -> None:
+        steps = steps_so_far - sum(k[2] for k in self._kept) - self._dropped_steps
+        self._kept.append((recs, n_ops, steps))
+        self._kept_ops += n_ops
+        budget = self.max_trace_events
+        while budget is not None and len(self._kept) > 1 and self._kept_ops > budget:
+            _, n, k = self._kept.pop(0)
+            self._kept_ops -= n
+            self._dropped_ops += n
+            self._dropped_steps += k
+
+    def _final(self, pending: list[Any], done: bool = False) -> Report:
+        """The window's report: aggregates of what was folded plus `pending` (not yet folded)."""
+        if self._agg is None:
+            return self._analyse(pending)
+        agg = self._agg if done else self._agg.copy()  # a window still recording keeps folding into its own
+        n_before = agg.op_count
+        rep = self._analyse(pending)
+        agg.add(rep)
+        del rep
+        n_ops = agg.op_count - n_before
+        dropped_ops, dropped_steps = self._dropped_ops, self._dropped_steps
+        budget = self.max_trace_events
+        # the pending records stay whole; older folds go while the budget is exceeded
+        kept_parts = list(self._kept)
+        kept_ops = self._kept_ops + n_ops
+        while budget is not None and kept_parts and kept_ops > budget:
+            _, n, k = kept_parts.pop(0)
+            kept_ops -= n
+            dropped_ops += n
+            dropped_steps += k
+        kept = [r for recs, _, _ in kept_parts for r in recs]
+        out = self._analyse(kept + list(pending))
+        out.agg = agg
+        out.omitted_ops, out.omitted_steps = dropped_ops, dropped_steps
+        out.max_trace_events = budget or 0
+        return out
+
     def _save(self) -> None:
-        self._report = self._analyse(self._buf)
+        self._report = self._final(self._buf, done=True)
+        self._buf.clear()
+        self._reset_folded()
         if self.on_trace_ready is not None:
             self.on_trace_ready(self)
 
@@ -251,7 +334,7 @@ class profile:
     def report(self) -> Report:
         if self._report is None:
             if self._listener is not None or self._buf:
-                return self._analyse(list(self._buf))  # a window still recording: what it has so far
+                return self._final(list(self._buf))  # a window still recording: what it has so far
             raise RuntimeError(
                 "the profiler has recorded nothing yet: run code inside `with profile():` "
                 "(with a schedule, results exist once an active window ends)"
@@ -380,7 +463,7 @@ def op_label(e: ev.OpEvent) -> str:
     return e.op if e.phase == "forward" else f"{e.op} ({e.phase})"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)  # a long profile keeps one per step
 class _Span:
     """An op or a range with its nesting resolved (parent = innermost enclosing range)."""
 
@@ -439,6 +522,8 @@ class Report:
     ) -> None:
         self.trace = trace
         self.raw = raw if raw is not None else []
+        self.agg: _Aggregate | None = None  # set by a profile that let events go as it ran
+        self.omitted_ops = self.omitted_steps = self.max_trace_events = 0
         self.with_flops, self.with_stack, self.profile_memory = with_flops, with_stack, profile_memory
         self.ops = trace.events()
         self.device_ns = trace.device_times()
@@ -480,69 +565,165 @@ class Report:
         ops = trace.events()
         return cls(trace, with_stack=any(e.stack for e in ops[:50]))
 
-    # -- totals
+    # -- totals (of the whole window: a long profile's `spans`/`ops` hold only the events
+    # kept for export, its totals come from what it aggregated as it went)
     @property
     def op_time_ns(self) -> int:
-        return sum(e.end_ns - e.start_ns for e in self.ops)
+        return self.agg.op_ns if self.agg is not None else sum(e.end_ns - e.start_ns for e in self.ops)
+
+    @property
+    def op_count(self) -> int:
+        return self.agg.op_count if self.agg is not None else len(self.ops)
+
+    @property
+    def device_time_ns(self) -> int:
+        return self.agg.device_ns if self.agg is not None else sum(self.device_ns.values())
 
     @property
     def steps(self) -> list[_Span]:
-        return [s for s in self.spans if s.kind == "step"]
+        return self.agg.steps if self.agg is not None else [s for s in self.spans if s.kind == "step"]
 
     @property
     def has_device(self) -> bool:
-        return bool(self.device_ns)
+        return bool(self.device_ns) or (self.agg is not None and self.agg.device_ns > 0)
+
+    @property
+    def left_out(self) -> str:
+        """What the event stream (`spans`, `ops`, the Chrome trace) does not hold; "" if nothing."""
+        if not self.omitted_ops:
+            return ""
+        return (
+            f"the first {self.omitted_steps:,} steps ({self.omitted_ops:,} op events) are left out of the "
+            f"event stream (max_trace_events={self.max_trace_events:,}); the tables cover all "
+            f"{self.op_count:,} op events"
+        )
 
     def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0) -> EventList:
-        shapes = _shape_lookup(self.ops) if group_by_input_shape else None
-        rows: dict[tuple, Row] = {}
-        # a row's Source Location: the user line where most of its time went (not the first
-        # call's line, which may be a one-off such as the model's initialisation)
-        where: dict[tuple, dict[ev.Frame, int]] = {}
-        for s in self.spans:
-            e = s.event
-            name = "ProfilerStep*" if s.kind == "step" else s.name
-            sh = _shapes_of(e, shapes) if shapes is not None and e is not None else ""
-            st = tuple(e.stack[:group_by_stack_n]) if group_by_stack_n and e is not None and e.stack else ()
-            key = (name, s.kind != "op", sh, st)
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = Row(name, s.kind != "op", input_shapes=sh, stack=st)
-            if not st and e is not None and e.stack:
-                w = where.setdefault(key, {})
-                w[e.stack[0]] = w.get(e.stack[0], 0) + s.dur
-            row.count += 1
-            row.cpu_time_total += s.dur
-            row.self_cpu_time_total += s.dur - s.child_ns
-            if e is not None:
-                dev = self.device_ns.get(e.seq, 0)
-                host_mem, dev_mem = _allocated(e) if self.profile_memory else (0, 0)
-                row.self_device_time_total += dev
-                row.device_time_total += dev
-                row.self_cpu_memory_usage += host_mem
-                row.cpu_memory_usage += host_mem
-                row.self_device_memory_usage += dev_mem
-                row.device_memory_usage += dev_mem
-                row.flops += e.flops
-            else:
-                row.device_time_total += s.child_dev_ns
-                row.cpu_memory_usage += s.child_mem
-                row.device_memory_usage += s.child_dev_mem
-                row.flops += s.child_flops
-        for key, w in where.items():
-            rows[key].stack = (max(w, key=w.__getitem__),)
-        return EventList(rows.values(), report=self, shapes=group_by_input_shape, stack_n=group_by_stack_n)
+        if self.agg is not None:
+            fine, known = self.agg.fine, self.agg.known
+        else:
+            fine = _fine_rows(self.spans, self.device_ns, self.profile_memory, {})
+            known = _shape_lookup(self.ops) if group_by_input_shape else {}
+        rows = _coarse_rows(fine, known, group_by_input_shape, group_by_stack_n)
+        return EventList(rows, report=self, shapes=group_by_input_shape, stack_n=group_by_stack_n)
 
     def top_source_lines(self, n: int = 5) -> list[tuple[ev.Frame, int, int]]:
         """(frame, op ns, op count) of the user lines whose ops took the most time."""
-        acc: dict[tuple[str, int], list] = {}
-        for e in self.ops:
-            if e.stack:
-                f = e.stack[0]
-                a = acc.setdefault((f.filename, f.lineno), [f, 0, 0])
-                a[1] += e.end_ns - e.start_ns
-                a[2] += 1
+        acc = self.agg.lines if self.agg is not None else _source_lines(self.ops, {})
         return [tuple(a) for a in sorted(acc.values(), key=lambda a: -a[1])[:n]]
+
+
+_SUMS = (
+    "count",
+    "self_cpu_time_total",
+    "cpu_time_total",
+    "self_device_time_total",
+    "device_time_total",
+    "self_cpu_memory_usage",
+    "cpu_memory_usage",
+    "self_device_memory_usage",
+    "device_memory_usage",
+    "flops",
+)
+
+
+def _fine_rows(spans: list[_Span], device_ns: dict[int, int], profile_memory: bool, fine: dict) -> dict:
+    """Adds spans into rows keyed as finely as any `key_averages()` grouping needs: (name,
+    is range, input names, output shapes, whole stack). Their number is bounded by the
+    program's distinct call sites, not its length, so a profile can keep these instead of
+    its events; input names become shapes only when asked (`_coarse_rows`)."""
+    for s in spans:
+        e = s.event
+        if e is None:
+            key = ("ProfilerStep*" if s.kind == "step" else s.name, True, None, None, ())
+        else:
+            outs = tuple(None if m.dtype == "none" else m.shape for m in e.outputs)
+            key = (s.name, False, e.inputs, outs, tuple(e.stack) if e.stack else ())
+        row = fine.get(key)
+        if row is None:
+            row = fine[key] = Row(key[0], key[1])
+        row.count += 1
+        row.cpu_time_total += s.dur
+        row.self_cpu_time_total += s.dur - s.child_ns
+        if e is not None:
+            dev = device_ns.get(e.seq, 0)
+            host_mem, dev_mem = _allocated(e) if profile_memory else (0, 0)
+            row.self_device_time_total += dev
+            row.device_time_total += dev
+            row.self_cpu_memory_usage += host_mem
+            row.cpu_memory_usage += host_mem
+            row.self_device_memory_usage += dev_mem
+            row.device_memory_usage += dev_mem
+            row.flops += e.flops
+        else:
+            row.device_time_total += s.child_dev_ns
+            row.cpu_memory_usage += s.child_mem
+            row.device_memory_usage += s.child_dev_mem
+            row.flops += s.child_flops
+    return fine
+
+
+def _coarse_rows(fine: dict, known: dict[str, tuple[int, ...]], by_shape: bool, stack_n: int) -> list[Row]:
+    """The rows of one `key_averages()` grouping, summed from the fine rows (in the order
+    their keys first occurred, as the spans were)."""
+    rows: dict[tuple, Row] = {}
+    # a row's Source Location: the user line where most of its time went (not the first
+    # call's line, which may be a one-off such as the model's initialisation)
+    where: dict[tuple, dict[ev.Frame, int]] = {}
+    for (name, is_range, ins, outs, stack), f in fine.items():
+        sh = _shapes_str(ins, outs, known) if by_shape and ins is not None else ""
+        st = stack[:stack_n] if stack_n and stack else ()
+        key = (name, is_range, sh, st)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = Row(name, is_range, input_shapes=sh, stack=st)
+        if not st and stack:
+            w = where.setdefault(key, {})
+            w[stack[0]] = w.get(stack[0], 0) + f.cpu_time_total
+        for k in _SUMS:
+            setattr(row, k, getattr(row, k) + getattr(f, k))
+    for key, w in where.items():
+        rows[key].stack = (max(w, key=w.__getitem__),)
+    return list(rows.values())
+
+
+def _source_lines(ops: Iterable[ev.OpEvent], acc: dict) -> dict:
+    for e in ops:
+        if e.stack:
+            f = e.stack[0]
+            a = acc.setdefault((f.filename, f.lineno), [f, 0, 0])
+            a[1] += e.end_ns - e.start_ns
+            a[2] += 1
+    return acc
+
+
+class _Aggregate:
+    """What a profile keeps of the events it has let go: the fine rows, the shapes of
+    named tensors, op totals, the steps and the source lines (all bounded by the
+    program's size, except the steps: one small span per step)."""
+
+    def __init__(self) -> None:
+        self.fine: dict = {}
+        self.known: dict[str, tuple[int, ...]] = {}
+        self.lines: dict = {}
+        self.steps: list[_Span] = []
+        self.op_count = self.op_ns = self.device_ns = 0
+
+    def copy(self) -> _Aggregate:
+        new = copy.copy(self)
+        new.fine = {k: dataclasses.replace(r) for k, r in self.fine.items()}
+        new.known, new.steps = dict(self.known), list(self.steps)
+        new.lines = {k: list(a) for k, a in self.lines.items()}
+        return new
+
+    def add(self, rep: Report) -> None:
+        _fine_rows(rep.spans, rep.device_ns, rep.profile_memory, self.fine)
+        self.known.update(_shape_lookup(rep.ops))
+        _source_lines(rep.ops, self.lines)
+        self.steps += rep.steps
+        self.op_count += len(rep.ops)
+        self.op_ns += rep.op_time_ns
+        self.device_ns += sum(rep.device_ns.values())
 
 
 def _nest(spans: list[_Span], device_ns: dict[int, int]) -> list[_Span]:
@@ -594,12 +775,12 @@ def _shape_lookup(ops: list[ev.OpEvent]) -> dict[str, tuple[int, ...]]:
     return {m.name: m.shape for e in ops for m in e.outputs}
 
 
-def _shapes_of(e: ev.OpEvent, known: dict[str, tuple[int, ...]]) -> str:
-    """`[64, 64], [64, 128] -> [64, 128]`: input shapes where an earlier event produced
-    the input (the user's own leaf tensors show as `?`), then output shapes."""
-    ins = ", ".join(str(list(known[i])) if i in known else "?" for i in e.inputs)
-    outs = ", ".join("None" if m.dtype == "none" else str(list(m.shape)) for m in e.outputs)
-    return f"{ins} -> {outs}"
+def _shapes_str(ins: tuple[str, ...], outs: tuple, known: dict[str, tuple[int, ...]]) -> str:
+    """`[64, 64], [64, 128] -> [64, 128]`: input shapes where an event produced the input
+    (the user's own leaf tensors show as `?`), then output shapes (None: no tensor)."""
+    left = ", ".join(str(list(known[i])) if i in known else "?" for i in ins)
+    right = ", ".join("None" if o is None else str(list(o)) for o in outs)
+    return f"{left} -> {right}"
 
 
 def _memory_series(
@@ -706,8 +887,10 @@ class EventList(list):
             *(line(c) for c in cells),
             sep,
             f"Self CPU time total: {format_ns(self.total_self_cpu_ns())}"
-            f"  (ops: {format_ns(rep.op_time_ns)} in {len(rep.ops)} op events)",
+            f"  (ops: {format_ns(rep.op_time_ns)} in {rep.op_count} op events)",
         ]
+        if rep.left_out:
+            out.append(f"Chrome trace: {rep.left_out}")
         if rep.has_device:
             out.append(f"Self GPU time total: {format_ns(sum(r.self_device_time_total for r in self))}")
         return "\n".join(out)

@@ -188,6 +188,16 @@ def export_chrome_trace(
             **(metadata or {}),
         },
     }
+    if rep.left_out:  # a long profile keeps its last steps only: say so in the file and on the timeline
+        doc["otherData"]["left_out"] = {
+            "op_events": rep.omitted_ops,
+            "steps": rep.omitted_steps,
+            "max_trace_events": rep.max_trace_events,
+            "note": rep.left_out,
+        }
+        doc["traceEvents"].append(
+            {"ph": "i", "s": "g", "pid": HOST_PID, "tid": 1, "ts": 0, "name": rep.left_out, "cat": "left_out"}
+        )
     _write_json(path, doc)
 
 

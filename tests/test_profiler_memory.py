@@ -1,0 +1,147 @@
+"""The profiler at length: it aggregates as it goes (tables equal to the whole-window
+computation), keeps a bounded event stream for export and says what it left out, and
+its memory does not grow with the run's length."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tracetensor.profiler import Report, profile, record_function
+from tracetensor.profiler import core as profiler_core
+
+import tracetensor as tt
+import tracetensor.nn as nn
+import tracetensor.nn.functional as F
+
+
+def _train(rng: np.random.Generator):
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tt.optim.SGD(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 4))
+
+    def step(i: int) -> None:
+        opt.zero_grad()
+        with record_function("forward"):
+            # a smaller last batch: the same tensor names take other shapes
+            out = model(x if i % 5 else x[:2])
+        F.cross_entropy(out, y if i % 5 else y[:2]).backward()
+        opt.step()
+
+    return step
+
+
+def _rows(rows) -> list[dict]:
+    return [dataclasses.asdict(r) for r in rows]
+
+
+@pytest.fixture
+def fold_every_step(monkeypatch):
+    monkeypatch.setattr(profiler_core, "_FOLD_EVERY", 1)
+
+
+def test_folded_aggregates_equal_the_whole_window_computation(rng, fold_every_step):
+    step = _train(rng)
+    with profile(with_stack=True, with_flops=True, max_trace_events=None) as prof:
+        for i in range(12):
+            step(i)
+            prof.step()
+    rep = prof.report
+    assert rep.agg is not None and not rep.left_out  # it folded, and kept every event
+    whole = Report.from_events(prof.events(), with_stack=True, with_flops=True)
+    assert whole.agg is None
+    for shapes, stack_n in ((False, 0), (True, 0), (False, 2), (True, 1)):
+        got, want = rep.key_averages(shapes, stack_n), whole.key_averages(shapes, stack_n)
+        assert _rows(got) == _rows(want)
+        for sort in ("self_cpu_time_total", "count", "flops"):
+            assert got.table(sort_by=sort, row_limit=0) == want.table(sort_by=sort, row_limit=0)
+    assert rep.top_source_lines(10) == whole.top_source_lines(10)
+    assert [(s.start, s.end) for s in rep.steps] == [(s.start, s.end) for s in whole.steps]
+    assert len(rep.steps) == 12
+    assert (rep.op_count, rep.op_time_ns) == (len(whole.ops), whole.op_time_ns)
+    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "matmul"}
+    assert any(s.startswith("[2, 8]") for s in shaped)  # the short batches have rows of their own
+
+
+def test_a_report_read_while_recording_does_not_disturb_the_window(rng, fold_every_step):
+    step = _train(rng)
+    with profile(max_trace_events=None) as prof:
+        for i in range(6):
+            step(i)
+            prof.step()
+        mid = {r.key: r.count for r in prof.key_averages()}
+        for i in range(6):
+            step(i)
+            prof.step()
+    end = {r.key: r.count for r in prof.key_averages()}
+    assert mid["ProfilerStep*"] == 6 and end["ProfilerStep*"] == 12
+    assert end["matmul"] == 2 * mid["matmul"]
+
+
+def test_a_long_runs_chrome_trace_keeps_the_last_steps_and_says_what_it_left_out(rng, tmp_path, fold_every_step):
+    step = _train(rng)
+    with profile(max_trace_events=100) as prof:
+        for i in range(30):
+            step(i)
+            prof.step()
+    rows = prof.key_averages()
+    total_ops = sum(r.count for r in rows if not r.is_range)
+    assert next(r for r in rows if r.key == "ProfilerStep*").count == 30  # the tables cover every step
+    path = tmp_path / "trace.json"
+    prof.export_chrome_trace(str(path))
+    doc = json.loads(path.read_text())
+    left = doc["otherData"]["left_out"]
+    ops = [e for e in doc["traceEvents"] if e.get("cat", "").startswith("op.")]
+    steps = [e for e in doc["traceEvents"] if e.get("cat") == "step"]
+    assert 0 < len(ops) <= 100 + total_ops // 30  # the budget, give or take one step
+    assert left["op_events"] + len(ops) == total_ops
+    assert left["steps"] + len(steps) == 30
+    assert f"first {left['steps']} steps" in left["note"]
+    assert steps[-1]["name"] == "ProfilerStep#29"  # the last steps are the ones kept
+    marker = [e for e in doc["traceEvents"] if e.get("cat") == "left_out"]
+    assert marker and marker[0]["name"] == left["note"]
+    assert "left out" in rows.table()  # the table says so too
+
+
+_CHILD = r"""
+import sys, numpy as np
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+import tracetensor as tt, tracetensor.nn as nn, tracetensor.nn.functional as F
+from tracetensor.profiler import profile
+rng = np.random.default_rng(0)
+model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+opt = tt.optim.SGD(model.parameters(), lr=0.01)
+x = tt.tensor(rng.standard_normal((64, 64)).astype(np.float32)); y = tt.tensor(rng.integers(0, 10, 64))
+for _ in range(20):  # warm: the engine's own caches are not the profiler's
+    opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
+base = peak_mb()
+with profile(max_trace_events=5000) as prof:
+    for _ in range(int(sys.argv[1])):
+        opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step(); prof.step()
+n = sum(r.count for r in prof.key_averages() if not r.is_range)
+print(peak_mb() - base, n)
+"""
+
+
+def _growth(steps: int) -> tuple[float, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(steps)], capture_output=True, text=True, timeout=300, check=True
+    )
+    mb, ops = out.stdout.split()
+    return float(mb), int(ops)
+
+
+def test_peak_memory_does_not_grow_with_the_runs_length():
+    short, n_short = _growth(1000)
+    long, n_long = _growth(4000)
+    assert n_long == 4 * n_short  # every op of the long run is in its table
+    # holding every event, the growth would scale with the run (about 4x); aggregated,
+    # it is the bounded export budget either way (plus a few bytes per step)
+    assert long / max(short, 4.0) < 1.6, (short, long)

@@ -145,7 +145,7 @@ class profile:
     Memory stays bounded at any length: at step ends the profiler folds its events into
     per-row aggregates (the tables) and keeps only the last `max_trace_events` op events
     (whole steps; None: all) for `events()` and the exports, which say what they left
-    out. With `profile_memory` every event is kept (the live-bytes series needs them).
+    out.
     """
 
     def __init__(
@@ -179,7 +179,8 @@ class profile:
 
     def _reset_folded(self) -> None:
         self._agg: _Aggregate | None = None
-        self._kept: list[tuple[list[Any], int, int]] = []  # (records, op events, steps) per fold
+        # per fold kept for export: (records, op events, steps, memory series, pool samples)
+        self._kept: list[tuple[list[Any], int, int, dict, list]] = []
         self._kept_ops = self._dropped_ops = self._dropped_steps = 0
 
     # -- lifecycle
@@ -210,12 +211,7 @@ class profile:
         ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
         self._end_step()
-        if (
-            len(self._buf) >= _FOLD_EVERY
-            and self._mem is None
-            and not _OPEN_RANGES[0]
-            and prev is not ProfilerAction.RECORD_AND_SAVE
-        ):
+        if len(self._buf) >= _FOLD_EVERY and not _OPEN_RANGES[0] and prev is not ProfilerAction.RECORD_AND_SAVE:
             self._fold()
         self.step_num += 1
         if prev is ProfilerAction.RECORD_AND_SAVE:
@@ -262,9 +258,10 @@ class profile:
             self._listener.close()
             self._listener = None
 
-    def _analyse(self, events: list[Any]) -> Report:
+    def _analyse(self, events: list[Any], mem_taken: tuple[list, list] | None = None) -> Report:
         return Report.from_events(
             ev.materialize(events),
+            mem_taken=mem_taken,
             steps_marked=self._steps_marked,
             memory=self._mem,
             with_flops=self.with_flops,
@@ -277,20 +274,20 @@ class profile:
         keeps them for export within the budget, dropping the oldest whole folds."""
         recs = self._buf[:]
         self._buf.clear()  # in place: the listener appends to this list
-        rep = self._analyse(recs)
+        mem = self._mem
+        rep = self._analyse(recs, mem.take() if mem is not None else None)
         if self._agg is None:
             self._agg = _Aggregate()
         self._agg.add(rep)
+        if mem is not None:
+            mem.live, mem.peak = rep.live, rep.peak
+        steps = len(rep.steps)
+        self._kept.append((recs, len(rep.ops), steps, rep.mem_series, rep.pool))
+        self._kept_ops += len(rep.ops)
         del rep
-        self._keep(recs, self._agg.op_count - self._kept_ops - self._dropped_ops, len(self._agg.steps))
-
-    def _keep(self, recs: list[Any], n_ops: int, steps_so_far: int) -> None:
-        steps = steps_so_far - sum(k[2] for k in self._kept) - self._dropped_steps
-        self._kept.append((recs, n_ops, steps))
-        self._kept_ops += n_ops
         budget = self.max_trace_events
         while budget is not None and len(self._kept) > 1 and self._kept_ops > budget:
-            _, n, k = self._kept.pop(0)
+            _, n, k, _, _ = self._kept.pop(0)
             self._kept_ops -= n
             self._dropped_ops += n
             self._dropped_steps += k
@@ -311,12 +308,19 @@ class profile:
         kept_parts = list(self._kept)
         kept_ops = self._kept_ops + n_ops
         while budget is not None and kept_parts and kept_ops > budget:
-            _, n, k = kept_parts.pop(0)
+            _, n, k, _, _ = kept_parts.pop(0)
             kept_ops -= n
             dropped_ops += n
             dropped_steps += k
-        kept = [r for recs, _, _ in kept_parts for r in recs]
+        kept = [r for part in kept_parts for r in part[0]]
         out = self._analyse(kept + list(pending))
+        if self._mem is not None:  # the memory series of the kept folds, then of `pending`
+            series: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for part in [*kept_parts, (None, 0, 0, out.mem_series, out.pool)]:
+                for dev, pts in part[3].items():
+                    series[dev] += pts
+            out.mem_series = dict(series)
+            out.pool = [p for part in kept_parts for p in part[4]] + out.pool
         out.agg = agg
         out.omitted_ops, out.omitted_steps = dropped_ops, dropped_steps
         out.max_trace_events = budget or 0
@@ -378,12 +382,22 @@ class _MemoryTracker:
         self.deltas: list[tuple[int, str, int, int]] = []  # (t_ns, device, +/-bytes, seq or 0)
         self.pool: list[tuple[int, int, int]] = []  # (t_ns, used, total) for cupy
         self._refs: dict[int, Any] = {}
+        # where the deltas already folded into a profile's aggregates left off
+        self.live: dict[str, int] = {}
+        self.peak: dict[str, tuple[int, str]] = {}
 
     def reset(self) -> None:
         """Forgets what was seen (in place: the listener made by `wrap` holds these)."""
         self.deltas.clear()
         self.pool.clear()
         self._refs.clear()
+        self.live, self.peak = {}, {}
+
+    def take(self) -> tuple[list[tuple[int, str, int, int]], list[tuple[int, int, int]]]:
+        """The deltas and pool samples so far, removed (in place: frees keep arriving)."""
+        deltas, pool = self.deltas[:], self.pool[:]
+        del self.deltas[: len(deltas)], self.pool[: len(pool)]
+        return deltas, pool
 
     def wrap(self, append: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
         # OpEvent(*fields but values) is 4x faster than dataclasses.replace on the hot path;
@@ -519,6 +533,7 @@ class Report:
         with_stack: bool = False,
         profile_memory: bool = False,
         raw: list[ev.Event] | None = None,
+        mem_taken: tuple[list, list] | None = None,
     ) -> None:
         self.trace = trace
         self.raw = raw if raw is not None else []
@@ -549,8 +564,14 @@ class Report:
         # a step with nothing in it (the one `step()` opens after the last one) is no step
         self.spans = [s for s in _nest(spans, self.device_ns) if not (s.kind == "step" and s.child_ns == 0)]
         self.memory = memory
-        self.mem_series, self.peak = _memory_series(memory, {e.seq: e for e in self.ops}) if memory else ({}, {})
-        self.pool = list(memory.pool) if memory else []
+        self.mem_series: dict[str, list[tuple[int, int]]] = {}
+        self.peak: dict[str, tuple[int, str]] = {}
+        self.live: dict[str, int] = {}
+        self.pool: list[tuple[int, int, int]] = []
+        if memory is not None:
+            deltas, self.pool = mem_taken if mem_taken is not None else (memory.deltas, list(memory.pool))
+            by_seq = {e.seq: e for e in self.ops}
+            self.mem_series, self.peak, self.live = _memory_series(deltas, by_seq, memory.live, memory.peak)
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], **kw: Any) -> Report:
@@ -784,19 +805,23 @@ def _shapes_str(ins: tuple[str, ...], outs: tuple, known: dict[str, tuple[int, .
 
 
 def _memory_series(
-    mem: _MemoryTracker, by_seq: dict[int, ev.OpEvent]
-) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]]]:
-    """Live bytes over time per device, and the peak with the op that reached it."""
+    deltas: list[tuple[int, str, int, int]],
+    by_seq: dict[int, ev.OpEvent],
+    live0: dict[str, int],
+    peak0: dict[str, tuple[int, str]],
+) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]], dict[str, int]]:
+    """Live bytes over time per device, the peak with the op that reached it, and the live
+    bytes at the end; starting from `live0`/`peak0` (what earlier folded deltas left)."""
     series: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    live: dict[str, int] = defaultdict(int)
-    peak: dict[str, tuple[int, str]] = {}
-    for t, dev, delta, seq in sorted(mem.deltas, key=lambda d: d[0]):
+    live: dict[str, int] = defaultdict(int, live0)
+    peak = dict(peak0)
+    for t, dev, delta, seq in sorted(deltas, key=lambda d: d[0]):
         live[dev] += delta
         series[dev].append((t, live[dev]))
         if delta > 0 and live[dev] > peak.get(dev, (0, ""))[0]:
             e = by_seq.get(seq)
             peak[dev] = (live[dev], f"{e.name} ({op_label(e)})" if e else "?")
-    return dict(series), peak
+    return dict(series), peak, dict(live)
 
 
 # --------------------------------------------------------------------------- tables

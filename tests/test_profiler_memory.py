@@ -145,3 +145,25 @@ def test_peak_memory_does_not_grow_with_the_runs_length():
     # holding every event, the growth would scale with the run (about 4x); aggregated,
     # it is the bounded export budget either way (plus a few bytes per step)
     assert long / max(short, 4.0) < 1.6, (short, long)
+
+
+def _memory_window(rng: np.random.Generator) -> Report:
+    step = _train(rng)
+    with profile(profile_memory=True, record_shapes=True, max_trace_events=None) as prof:
+        for i in range(10):
+            step(i)
+            prof.step()
+    return prof.report
+
+
+def test_memory_columns_peak_and_series_are_the_same_folded_or_not(monkeypatch):
+    whole = _memory_window(np.random.default_rng(0))  # ten small steps: nothing folds
+    monkeypatch.setattr(profiler_core, "_FOLD_EVERY", 1)
+    folded = _memory_window(np.random.default_rng(0))
+    assert whole.agg is None and folded.agg is not None
+    assert folded.peak == whole.peak and folded.peak["cpu"][0] > 0
+    assert {d: [v for _, v in s] for d, s in folded.mem_series.items()} == {
+        d: [v for _, v in s] for d, s in whole.mem_series.items()
+    }
+    mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
+    assert mem(folded) == mem(whole)

@@ -283,13 +283,13 @@ def peak_kb():  # VmHWM is this process's own; ru_maxrss keeps the parent's peak
 
 import tracetensor as tt, tracetensor.nn as nn, tracetensor.nn.functional as F
 from tracetensor.profiler import profile
-n = int(sys.argv[1])
+n = int(sys.argv[1]); FULL = sys.argv[2:] == ["full"]
 rng = np.random.default_rng(0)
 model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 opt = tt.optim.SGD(model.parameters(), lr=0.01)
 x = tt.tensor(rng.standard_normal((64, 64)).astype(np.float32)); y = tt.tensor(rng.integers(0, 10, 64))
 base = peak_kb()
-with profile() as prof:
+with profile(profile_memory=FULL, with_stack=FULL, record_shapes=FULL) as prof:
     for _ in range(n):
         opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step(); prof.step()
     held = peak_kb()
@@ -299,18 +299,23 @@ print(base, held, peak_kb(), ops)
 """
 
 
-def profiler_rss(steps: list[int]) -> list:
+def profiler_rss(steps: list[int], full: bool = False) -> list:
     rows = []
+    what = "profile(shapes, memory, stack)" if full else "profile()"
     for n in steps:
         out = subprocess.run(
-            [sys.executable, "-c", _RSS_CHILD, str(n)], capture_output=True, text=True, timeout=900, check=True
+            [sys.executable, "-c", _RSS_CHILD, str(n), *(["full"] if full else [])],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
         ).stdout.split()
         base, held, peak, ops = (int(v) for v in out)
         rows.append(
             (
-                f"profile() {n:,} steps ({ops:,} op events): peak RSS",
+                f"{what} {n:,} steps ({ops:,} op events): peak RSS",
                 f"{peak / 1024:.0f} MB",
-                f"{(held - base) * 1024 / max(ops, 1):.0f} B/event held",
+                f"{(held - base) / 1024:.0f} MB held above the start",
                 "< 300 MB at any length",
                 "torch.profiler 15.8 GB at 20,000 steps",
             )
@@ -331,7 +336,8 @@ def main() -> None:
         )
         _table("bigger model", big_model(max(5, number // 10), repeat, tmp))
     _table("graph construction", graph_build())
-    _table("profiler memory at length (a child process each)", profiler_rss([2000, 8000] if QUICK else [5000, 20000]))
+    lengths = [2000, 8000] if QUICK else [5000, 20000]
+    _table("profiler memory at length (a child process each)", profiler_rss(lengths) + profiler_rss(lengths, full=True))
 
 
 if __name__ == "__main__":

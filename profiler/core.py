@@ -346,7 +346,8 @@ class profile:
         return self._report
 
     def events(self) -> list[ev.Event]:
-        """The raw events of the last recorded window."""
+        """The events of the last recorded window: its last `max_trace_events` op events
+        (whole steps) with their steps and ranges, or all of them for a shorter window."""
         return self.report.raw
 
     def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0) -> EventList:

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from tracetensor.profiler import Report, profile, record_function
+from tracetensor.profiler import Report, profile, record_function, schedule
 from tracetensor.profiler import core as profiler_core
 
 import tracetensor as tt
@@ -167,3 +167,19 @@ def test_memory_columns_peak_and_series_are_the_same_folded_or_not(monkeypatch):
     }
     mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
     assert mem(folded) == mem(whole)
+
+
+def test_a_schedule_folds_each_active_window_and_drops_the_warmup(rng, fold_every_step):
+    step = _train(rng)
+    counts: list[tuple[int, int]] = []
+
+    def ready(p: profile) -> None:
+        rows = p.key_averages()
+        counts.append((next(r.count for r in rows if r.key == "ProfilerStep*"), len(p.report.steps)))
+
+    with profile(schedule=schedule(wait=1, warmup=2, active=4, repeat=2), on_trace_ready=ready) as prof:
+        for i in range(16):
+            step(i)
+            prof.step()
+    assert counts == [(4, 4), (4, 4)]
+    assert next(r for r in prof.key_averages() if r.key == "forward").count == 4

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
-from tracetensor import events as ev
 from tracetensor.trace import TraceFileError, format_ns, printable, record, run_script
 from tracetensor.trace import open as open_trace
 from tracetensor.trace.cli import export_tensorboard
@@ -172,14 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rank = f[len(os.path.join(out, stem)) + 1 : -len(".ttrace")]
                 export_tensorboard(f, os.path.join(args.tensorboard, rank), prog="tracetensor profile")
         return code
-    windows: list[list[ev.Event]] = []
+    windows: list[Report] = []
     prof = profile(
         record_shapes=args.shapes,
         profile_memory=args.memory,
         with_stack=True,
         with_flops=True,
         schedule=sched,
-        on_trace_ready=lambda p: windows.append(p.events()),
+        on_trace_ready=lambda p: windows.append(p.report),
     )
 
     rec = None
@@ -278,7 +277,7 @@ def _report(
     args: argparse.Namespace,
     out: str,
     stem: str,
-    windows: list[list[ev.Event]],
+    windows: list[Report],
     prof: profile,
     spy: PySpy | None,
     t0: int,
@@ -287,11 +286,10 @@ def _report(
     code: int,
 ) -> None:
     w = _Printable(sys.stdout)
-    events = [e for win in windows for e in win]
     rep = (
         prof.report
         if len(windows) == 1
-        else Report.from_events(events, with_stack=True, with_flops=True, steps_marked=prof._steps_marked)
+        else Report.combined(windows, with_stack=True, with_flops=True, steps_marked=prof._steps_marked)
     )
     samples: Samples | None = None
     if spy is not None:

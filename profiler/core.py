@@ -582,6 +582,23 @@ class Report:
         return cls(tr, raw=events, **kw)
 
     @classmethod
+    def combined(cls, reports: list[Report], **kw: Any) -> Report:
+        """One report of several windows (a `schedule` that repeats): the tables of all
+        their steps, the events each kept."""
+        out = cls.from_events([e for r in reports for e in r.raw], **kw)
+        agg = _Aggregate()
+        for r in reports:
+            if r.agg is not None:
+                agg.merge(r.agg)
+            else:
+                agg.add(r)
+        out.agg = agg
+        out.omitted_ops = sum(r.omitted_ops for r in reports)
+        out.omitted_steps = sum(r.omitted_steps for r in reports)
+        out.max_trace_events = max((r.max_trace_events for r in reports), default=0)
+        return out
+
+    @classmethod
     def from_trace(cls, trace: Trace) -> Report:
         """A report of a recorded trace (the same analysis as live)."""
         ops = trace.events()
@@ -730,6 +747,25 @@ class _Aggregate:
         self.lines: dict = {}
         self.steps: list[_Span] = []
         self.op_count = self.op_ns = self.device_ns = 0
+
+    def merge(self, other: _Aggregate) -> None:
+        """Adds a later window's aggregates (windows do not overlap in time)."""
+        for k, r in other.fine.items():
+            row = self.fine.get(k)
+            if row is None:
+                self.fine[k] = dataclasses.replace(r)
+            else:
+                for f in _SUMS:
+                    setattr(row, f, getattr(row, f) + getattr(r, f))
+        self.known.update(other.known)
+        for k, (f, ns, n) in other.lines.items():
+            a = self.lines.setdefault(k, [f, 0, 0])
+            a[1] += ns
+            a[2] += n
+        self.steps += other.steps
+        self.op_count += other.op_count
+        self.op_ns += other.op_ns
+        self.device_ns += other.device_ns
 
     def copy(self) -> _Aggregate:
         new = copy.copy(self)

@@ -183,3 +183,22 @@ def test_a_schedule_folds_each_active_window_and_drops_the_warmup(rng, fold_ever
             prof.step()
     assert counts == [(4, 4), (4, 4)]
     assert next(r for r in prof.key_averages() if r.key == "forward").count == 4
+
+
+def test_repeated_windows_combine_into_one_report(rng, fold_every_step):
+    step = _train(rng)
+    windows: list[Report] = []
+    with profile(
+        schedule=schedule(wait=1, warmup=0, active=5, repeat=2),
+        max_trace_events=30,
+        on_trace_ready=lambda p: windows.append(p.report),
+    ) as prof:
+        for i in range(12):
+            step(i)
+            prof.step()
+    both = Report.combined(windows)
+    rows = {r.key: r.count for r in both.key_averages()}
+    per = [{r.key: r.count for r in w.key_averages()} for w in windows]
+    assert rows["ProfilerStep*"] == 10 and rows["matmul"] == per[0]["matmul"] + per[1]["matmul"]
+    assert both.op_count == sum(w.op_count for w in windows) > len(both.ops)  # the budget held per window
+    assert both.omitted_steps == sum(w.omitted_steps for w in windows) > 0 and "left out" in both.left_out

@@ -270,7 +270,7 @@ def export_speedscope(
         "$schema": "https://www.speedscope.app/file-format-schema.json",
         "shared": {"frames": frames},
         "profiles": profiles,
-        "name": "tracetensor profile",
+        "name": f"tracetensor profile ({rep.left_out})" if rep.left_out else "tracetensor profile",
         "activeProfileIndex": 0,
         "exporter": "tracetensor.profiler",
     }
@@ -282,14 +282,23 @@ def folded_stacks(rep: Report) -> list[str]:
     value = the op's self time in microseconds (Brendan Gregg's folded format, for
     flamegraph.pl, speedscope or inferno). Ops without a recorded stack get `[no stack]`."""
     acc: dict[str, int] = {}
-    for e in rep.ops:
-        if e.stack:
-            frames = trim_launcher([(f.name, f.filename, f.lineno) for f in reversed(e.stack)])
+
+    def add(stack: tuple[ev.Frame, ...] | None, label: str, ns: int) -> None:
+        if stack:
+            frames = trim_launcher([(f.name, f.filename, f.lineno) for f in reversed(stack)])
             path = ";".join(f"{fn} ({os.path.basename(fname)}:{line})" for fn, fname, line in frames)
         else:
             path = "[no stack]"
-        key = f"{path};{op_label(e)}"
-        acc[key] = acc.get(key, 0) + (e.end_ns - e.start_ns)
+        key = f"{path};{label}"
+        acc[key] = acc.get(key, 0) + ns
+
+    if rep.agg is not None:  # a long profile: its aggregates hold every op, the kept events only the last steps
+        for (label, is_range, _, _, stack), row in rep.agg.fine.items():
+            if not is_range:
+                add(stack, label, row.cpu_time_total)
+    else:
+        for e in rep.ops:
+            add(e.stack, op_label(e), e.end_ns - e.start_ns)
     return [f"{k} {max(1, round(v / 1e3))}" for k, v in sorted(acc.items(), key=lambda kv: -kv[1])]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from tracetensor.profiler import Report, profile, record_function, schedule
 from tracetensor.profiler import core as profiler_core
+from tracetensor.profiler.export import folded_stacks
 
 import tracetensor as tt
 import tracetensor.nn as nn
@@ -202,3 +203,25 @@ def test_repeated_windows_combine_into_one_report(rng, fold_every_step):
     assert rows["ProfilerStep*"] == 10 and rows["matmul"] == per[0]["matmul"] + per[1]["matmul"]
     assert both.op_count == sum(w.op_count for w in windows) > len(both.ops)  # the budget held per window
     assert both.omitted_steps == sum(w.omitted_steps for w in windows) > 0 and "left out" in both.left_out
+
+
+def test_folded_stacks_cover_every_step_and_speedscope_says_what_it_left_out(rng, tmp_path, fold_every_step):
+    step = _train(rng)
+    with profile(with_stack=True, max_trace_events=None) as prof:
+        for i in range(8):
+            step(i)
+            prof.step()
+    whole = Report.from_events(prof.events(), with_stack=True)
+    assert folded_stacks(prof.report) == folded_stacks(whole)  # from the aggregates, the same lines
+    with profile(with_stack=True, max_trace_events=50) as prof:
+        for i in range(20):
+            step(i)
+            prof.step()
+    total_ns = sum(int(line.rsplit(" ", 1)[1]) for line in folded_stacks(prof.report))
+    kept_ns = sum(
+        int(line.rsplit(" ", 1)[1]) for line in folded_stacks(Report.from_events(prof.events(), with_stack=True))
+    )
+    assert total_ns > kept_ns  # the folded stacks weigh all 20 steps, not the kept ones
+    path = tmp_path / "p.speedscope.json"
+    prof.export_speedscope(str(path))
+    assert "left out" in json.loads(path.read_text())["name"]

@@ -4,6 +4,7 @@ with and without stacks; and the profiler, which listens raw, reports the same o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -159,3 +160,27 @@ def test_the_profiler_reports_the_same_ops_from_records():
     assert [e.name for e in ops[: len([p for p in plain if isinstance(p, events.OpEvent)])]] == [
         e.name for e in plain if isinstance(e, events.OpEvent)
     ]
+
+
+def _recorded(step: Callable[[], object], path: str, beside_plain: bool) -> tuple[list, list]:
+    """A values="none" recording of two steps, read back: (op and run events, run infos)."""
+    # a plain listener beside it: the recorder gets OpEvents, not records
+    beside = events.listen(lambda e: None, stacks=True) if beside_plain else contextlib.nullcontext()
+    with tt.record(path, values="none"), beside:
+        assert (events.STATE.raw is None) == beside_plain, "records were (not) made"
+        step()
+        step()
+    with tt.trace.open(path) as t:
+        evs = t.events()
+        runs = [(r.mode, r.kind, r.name, r.n_events, r.nonfinite) for r in t.runs()]
+    return evs, runs
+
+
+@pytest.mark.parametrize("model", ["eager MLP, SGD", "graph MLP, training"])
+def test_a_recording_from_records_reads_back_as_one_from_events(model, tmp_path):
+    step = MODELS[model]()
+    step()  # names every leaf; later steps name alike
+    raw_evs, raw_runs = _recorded(step, str(tmp_path / "raw.ttrace"), False)
+    plain_evs, plain_runs = _recorded(step, str(tmp_path / "plain.ttrace"), True)
+    assert raw_evs and _normal(raw_evs) == _normal(plain_evs)
+    assert raw_runs == plain_runs and len(raw_runs) == 2

@@ -121,6 +121,7 @@ class Recorder:
             values=full,
             summaries=self.values != "none",
             stacks=self.stacks,
+            raw=self.values == "none",  # records, packed by the writer: no event is made per op
         )
         _active.add(self)
         _ensure_atexit()
@@ -239,7 +240,7 @@ class Recorder:
                     if v is not None:
                         vals[e.seq] = v
             if filtered:
-                batch = [e for e in batch if self._keep(e)]
+                batch = [e for e in ev.materialize(batch) if self._keep(e)]
             if batch:
                 w.write(batch, vals)
             if vals:

@@ -270,11 +270,28 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
     arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
     sints = arr[:, :7].astype(np.int64)
     sfloats = np.ascontiguousarray(arr[:, 7:])
+    return _pack(seq, run, np.asarray(sigs, np.int32), start, dur, it, nsumm, flags, sints, sfloats, t0)
+
+
+def _pack(
+    seq: np.ndarray,
+    run: np.ndarray,
+    sig: np.ndarray,
+    start: np.ndarray,
+    dur: np.ndarray,
+    it: np.ndarray,
+    nsumm: np.ndarray,
+    flags: np.ndarray,
+    sints: np.ndarray,
+    sfloats: np.ndarray,
+    t0: int,
+) -> tuple[bytes, int, Block]:
+    """A block's columns -> (compressed bytes, number of summary rows, the Block)."""
     blk = Block(
         {
             "seq": seq,
             "run": run,
-            "sig": np.asarray(sigs, np.int32),
+            "sig": sig,
             "start": start,
             "dur": dur,
             "iteration": it,
@@ -299,7 +316,7 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
             sfloats,
         )
     )
-    return zlib.compress(payload, 1), len(rows), blk
+    return zlib.compress(payload, 1), len(sints), blk
 
 
 def _delta(a: np.ndarray) -> np.ndarray:
@@ -400,12 +417,14 @@ class TraceWriter:
         self.db.execute("COMMIT")
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
+        self._raw_sigs: dict[tuple, int] = {}  # raw record's (site, thread, output...) -> sig id
         self._sig_op: dict[int, int] = {}
         self._stacks: dict[tuple, int] = {}
         self._files: set[str] = set()
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
+        self._run_pos_all = True  # `_run_pos` holds every run written so far (never cleared)
         self.value_bytes = 0
         self.dropped_values = self.dropped_bytes = 0
         self.n_events = 0
@@ -456,8 +475,7 @@ class TraceWriter:
         i = self._sigs.get(key)
         if i is None:
             if len(self._sigs) > 200_000:
-                self._sigs.clear()
-                self._sig_op.clear()
+                self._sigs.clear()  # (`_sig_op` stays: ids handed out before still name their op)
             op_id = self._op_id(e.op)
             self._n_sigs += 1
             i = self._sigs[key] = self._n_sigs
@@ -499,11 +517,27 @@ class TraceWriter:
             ops = [e for e in batch if e.__class__ is OpEvent]
             # threads emit in the order they finish emitting, not the order their ops took a
             # seq: the file keeps seq order (nearly sorted already, so this costs one pass)
-            ops.sort(key=_seq_of)
-            for k in range(0, len(ops), BLOCK):
-                self._write_block(ops[k : k + BLOCK])
+            # a raw listener gets compact records (`events.subscribe(raw=True)`): packed straight
+            # into blocks; a batch that also holds events (the listener set changed) makes them events
+            recs = [] if len(ops) == len(batch) else [e for e in batch if e.__class__ is tuple]
+            if recs and ops:
+                ops.extend(ev.materialize(recs))
+                recs = []
+            if recs:
+                recs.sort(key=_seq_of_record)
+                for k in range(0, len(recs), BLOCK):
+                    self._write_raw_block(recs[k : k + BLOCK])
+            else:
+                ops.sort(key=_seq_of)
+                for k in range(0, len(ops), BLOCK):
+                    self._write_block(ops[k : k + BLOCK])
             starts, ends = [], []
-            rest = [] if len(ops) == len(batch) else [e for e in batch if e.__class__ is not OpEvent]
+            n_ops = len(ops) + len(recs)
+            rest = (
+                []
+                if n_ops == len(batch)
+                else [e for e in batch if e.__class__ is not OpEvent and e.__class__ is not tuple]
+            )
             for e in rest:
                 cls = e.__class__
                 if cls is ev.RunStart:
@@ -597,7 +631,74 @@ class TraceWriter:
         if None in sigs:
             sigs = [self._sig_id(e, k) if s is None else s for e, k, s in zip(evs, keys, sigs)]
         data, m, blk = pack_block(evs, sigs, self.t0)
-        n = len(evs)
+        self._index_block(data, m, blk, sigs, evs[0].mode if len({e.mode for e in evs}) == 1 else [e.mode for e in evs])
+        if blk.flags.any():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
+                [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
+            )
+
+    def _write_raw_block(self, recs: list[tuple]) -> None:
+        """`_write_block` for raw records: the signature is looked up by the record's `Site`,
+        thread, output shape/dtype/nbytes (and stack), so no OpEvent is made but for a new one."""
+        n = len(recs)
+        sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes = zip(*recs)
+        if self.keep_stacks:
+            keys = list(zip(sites, tid, shape, dt, nbytes, stack))
+        else:
+            keys = list(zip(sites, tid, shape, dt, nbytes))
+        get = self._raw_sigs.get
+        sigs = [get(k) for k in keys]
+        if None in sigs:
+            sigs = [self._raw_sig_id(r, k) if s is None else s for r, k, s in zip(recs, keys, sigs)]
+        its = [s.iteration for s in sites]
+        if its.count(None) == n:
+            it = np.full(n, _NO_ITER, np.int64)
+        else:
+            it = np.fromiter([_NO_ITER if i is None else i for i in its], np.int64, n)
+        start = np.array(t0, np.int64)
+        data, m, blk = _pack(
+            np.array(seq, np.int64),
+            np.array(run, np.int64),
+            np.array(sigs, np.int32),
+            start,
+            np.array(t1, np.int64) - start,
+            it,
+            np.full(n, -1, np.int32),
+            np.zeros(n, np.uint8),
+            np.zeros((0, 7), np.int64),
+            np.zeros((0, 4), np.float64),
+            self.t0,
+        )
+        modes = {s.mode for s in set(sites)} if len(sites) < 64 else {s.mode for s in sites}
+        self._index_block(data, m, blk, sigs, modes.pop() if len(modes) == 1 else [s.mode for s in sites])
+
+    def _raw_sig_id(self, rec: tuple, key: tuple) -> int:
+        e = rec[0].event(rec)
+        full = (
+            e.op,
+            e.name,
+            e.mode,
+            e.phase,
+            e.device,
+            e.thread,
+            e.flops,
+            e.forward,
+            e.inputs,
+            e.outputs,
+            e.grad_of,
+            e.stack if self.keep_stacks else None,
+        )
+        i = self._sigs.get(full) or self._sig_id(e, full)
+        if len(self._raw_sigs) > 200_000:
+            self._raw_sigs.clear()  # bounded memory; a repeat then is looked up again
+        self._raw_sigs[key] = i
+        return i
+
+    def _index_block(self, data: bytes, m: int, blk: Block, sigs: list[int], modes: str | list[str]) -> None:
+        """Writes a packed block and its per-run and per-op index rows; `modes` is the events'
+        mode (one for all, or one each)."""
+        n = len(blk)
         self._n_blocks += 1
         bid = self._n_blocks
         bad = blk.nonfinite > 0
@@ -610,21 +711,33 @@ class TraceWriter:
         self._pos += n
         self.n_events += n
         # per run: how many events, where they start within the run, the first non-finite one
-        runs, inv = np.unique(blk.run, return_inverse=True)
-        cnt = np.bincount(inv)
+        # (vectorized: a block of small steps holds hundreds of runs)
+        runs, first, inv, cnt = np.unique(blk.run, return_index=True, return_inverse=True, return_counts=True)
+        nbad = np.bincount(inv, weights=bad, minlength=len(runs)).astype(np.int64)
+        firsts = np.zeros(len(runs), np.int64)
+        if bad.any():
+            for k in np.flatnonzero(nbad).tolist():
+                firsts[k] = blk.seq[(inv == k) & bad][0]
+        starts = blk.start[first].tolist()
+        mode_of = [modes] * len(runs) if isinstance(modes, str) else [modes[i] for i in first.tolist()]
         rows, counts = [], []
-        for k, (run, c) in enumerate(zip(runs.tolist(), cnt.tolist())):
-            sel = inv == k
-            nb = sel & bad
-            run_pos = self._run_pos.get(run)
+        run_pos_of = self._run_pos
+        for run, c, fb, nb, st, mode in zip(
+            runs.tolist(), cnt.tolist(), firsts.tolist(), nbad.tolist(), starts, mode_of
+        ):
+            run_pos = run_pos_of.get(run)
             if run_pos is None:
-                if len(self._run_pos) > 100_000:
-                    self._run_pos.clear()
-                run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[0]
-            self._run_pos[run] = run_pos + c
-            rows.append((run, bid, c, run_pos, int(blk.seq[nb][0]) if nb.any() else 0))
-            first = evs[int(np.argmax(sel))]
-            counts.append((run, first.mode, first.start_ns, c, int(np.count_nonzero(nb))))
+                if len(run_pos_of) > 100_000:
+                    run_pos_of.clear()
+                    self._run_pos_all = False
+                run_pos = 0
+                if not self._run_pos_all:  # forgotten: count what the file holds
+                    run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[
+                        0
+                    ]
+            run_pos_of[run] = run_pos + c
+            rows.append((run, bid, c, run_pos, fb))
+            counts.append((run, mode, st, c, nb))
         db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
         db.executemany(
             "INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events, nonfinite)"
@@ -643,11 +756,6 @@ class TraceWriter:
                 for o, c, t in zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))
             ],
         )
-        if blk.flags.any():
-            db.executemany(
-                "INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
-                [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
-            )
 
     def _keep_tensors(self, tensors: list[tuple]) -> None:
         db = self.db
@@ -703,6 +811,7 @@ class TraceWriter:
 
 
 _seq_of = operator.attrgetter("seq")
+_seq_of_record = operator.itemgetter(1)
 
 
 def _json_tuple(t: tuple[str, ...]) -> str:

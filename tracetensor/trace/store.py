@@ -424,6 +424,7 @@ class TraceWriter:
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
+        self._counts: dict[int, list] = {}  # run -> [mode, start_ns, events, non-finite] of this batch
         self._run_pos_all = True  # `_run_pos` holds every run written so far (never cleared)
         self.value_bytes = 0
         self.dropped_values = self.dropped_bytes = 0
@@ -510,6 +511,7 @@ class TraceWriter:
         its outputs the recorder took (values="full")."""
         db = self.db
         db.execute("BEGIN")
+        self._counts = {}
         try:
             OpEvent = ev.OpEvent
             # op events go to blocks, the rest to their own tables: the two never depend on
@@ -572,20 +574,7 @@ class TraceWriter:
                         "INSERT INTO ranges(name, run, start_ns, end_ns, thread) VALUES (?,?,?,?,?)",
                         (e.name, e.run, e.start_ns, e.end_ns, e.thread),
                     )
-            # each upsert sets only its own columns, so their order does not matter either
-            db.executemany(
-                "INSERT INTO runs(run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns,"
-                " thread) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run) DO UPDATE SET"
-                " mode=excluded.mode, kind=excluded.kind, name=excluded.name,"
-                " fetches=excluded.fetches, feeds=excluded.feeds, graph=excluded.graph,"
-                " start_ns=excluded.start_ns, wall_ns=excluded.wall_ns, thread=excluded.thread",
-                starts,
-            )
-            db.executemany(
-                "INSERT INTO runs(run, end_ns, error, loss) VALUES (?,?,?,?) ON CONFLICT(run)"
-                " DO UPDATE SET end_ns=excluded.end_ns, error=excluded.error, loss=excluded.loss",
-                ends,
-            )
+            self._write_runs(starts, ends)
             if values:
                 tensors = [
                     (e.seq, i, e.run, m.name, m.nbytes, npy_bytes(v))
@@ -601,6 +590,32 @@ class TraceWriter:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _write_runs(self, starts: list[tuple], ends: list[tuple]) -> None:
+        """The `runs` rows of one batch: what its RunStarts, RunEnds and op events say of each
+        run, one upsert per run (each part sets only its own columns, so they merge)."""
+        counts, self._counts = self._counts, {}
+        parts: dict[int, list] = {}
+        for row in starts:
+            parts.setdefault(row[0], [None, None, None])[0] = row[1:]
+        for row in ends:
+            parts.setdefault(row[0], [None, None, None])[1] = row[1:]
+        for run, c in counts.items():
+            parts.setdefault(run, [None, None, None])[2] = c
+        groups: dict[tuple[bool, bool, bool], list[tuple]] = {}
+        for run, (st, en, c) in parts.items():
+            row = (run,)
+            if st is not None:
+                row += st
+            elif c is not None:  # no RunStart (yet): what the events say
+                row += (c[0], "eager", "", "[]", "[]", c[1])
+            if en is not None:
+                row += en
+            if c is not None:
+                row += (c[2], c[3])
+            groups.setdefault((st is not None, en is not None, c is not None), []).append(row)
+        for key, rows in groups.items():
+            self.db.executemany(_runs_upsert(*key), rows)
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
@@ -720,7 +735,7 @@ class TraceWriter:
                 firsts[k] = blk.seq[(inv == k) & bad][0]
         starts = blk.start[first].tolist()
         mode_of = [modes] * len(runs) if isinstance(modes, str) else [modes[i] for i in first.tolist()]
-        rows, counts = [], []
+        rows = []
         run_pos_of = self._run_pos
         for run, c, fb, nb, st, mode in zip(
             runs.tolist(), cnt.tolist(), firsts.tolist(), nbad.tolist(), starts, mode_of
@@ -737,14 +752,13 @@ class TraceWriter:
                     ]
             run_pos_of[run] = run_pos + c
             rows.append((run, bid, c, run_pos, fb))
-            counts.append((run, mode, st, c, nb))
+            had = self._counts.get(run)
+            if had is None:
+                self._counts[run] = [mode, st, c, nb]
+            else:  # the run's events span blocks of this batch: one row for them all
+                had[2] += c
+                had[3] += nb
         db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
-        db.executemany(
-            "INSERT INTO runs(run, mode, kind, name, fetches, feeds, start_ns, n_events, nonfinite)"
-            " VALUES (?,?,'eager','','[]','[]',?,?,?) ON CONFLICT(run) DO UPDATE"
-            " SET n_events = n_events + excluded.n_events, nonfinite = nonfinite + excluded.nonfinite",
-            counts,
-        )
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         sig_op = self._sig_op
         ops = np.fromiter([sig_op[s] for s in sigs], np.int64, n)
@@ -811,6 +825,32 @@ class TraceWriter:
 
 
 _seq_of = operator.attrgetter("seq")
+_START_COLS = ("mode", "kind", "name", "fetches", "feeds", "graph", "start_ns", "wall_ns", "thread")
+_END_COLS = ("end_ns", "error", "loss")
+
+
+@functools.cache
+def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
+    """The upsert of a `runs` row from a RunStart, a RunEnd and/or op events' counts."""
+    cols = ["run"]
+    sets = []
+    if start:
+        cols += _START_COLS
+        sets += [f"{c}=excluded.{c}" for c in _START_COLS]
+    elif counts:
+        cols += ("mode", "kind", "name", "fetches", "feeds", "start_ns")
+    if end:
+        cols += _END_COLS
+        sets += [f"{c}=excluded.{c}" for c in _END_COLS]
+    if counts:
+        cols += ("n_events", "nonfinite")
+        sets += ["n_events=n_events+excluded.n_events", "nonfinite=nonfinite+excluded.nonfinite"]
+    return (
+        f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+        f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
+    )
+
+
 _seq_of_record = operator.itemgetter(1)
 
 

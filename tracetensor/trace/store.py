@@ -663,9 +663,13 @@ class TraceWriter:
         else:
             keys = list(zip(sites, tid, shape, dt, nbytes))
         get = self._raw_sigs.get
-        sigs = [get(k) for k in keys]
+        # a new recording's first block: (nearly) every signature is new there, looked up once below
+        sigs = [get(k) for k in keys] if self._raw_sigs else [None] * n
         if None in sigs:
-            sigs = [self._raw_sig_id(r, k) if s is None else s for r, k, s in zip(recs, keys, sigs)]
+            for j in range(sigs.index(None), n):
+                if sigs[j] is None:
+                    k = keys[j]
+                    sigs[j] = get(k) or self._raw_sig_id(recs[j], k)
         its = [s.iteration for s in sites]
         if its.count(None) == n:
             it = np.full(n, _NO_ITER, np.int64)
@@ -689,6 +693,10 @@ class TraceWriter:
         self._index_block(data, m, blk, sigs, modes.pop() if len(modes) == 1 else [s.mode for s in sites])
 
     def _raw_sig_id(self, rec: tuple, key: tuple) -> int:
+        """The `sigs` row of a record whose `key` missed (or was new earlier in its block)."""
+        i = self._raw_sigs.get(key)
+        if i is not None:
+            return i
         e = rec[0].event(rec)
         full = (
             e.op,

@@ -18,7 +18,8 @@ SUBCOMMANDS = {
     "trace": (
         "tracetensor.trace.cli",
         "record a script into a trace file (`trace record -o FILE script.py`), "
-        "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`)",
+        "say what one holds (`trace info FILE`), export it (`trace export --tensorboard`), "
+        "merge per-rank traces (`trace merge`)",
     ),
 }
 

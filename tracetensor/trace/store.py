@@ -658,14 +658,13 @@ class TraceWriter:
         thread, output shape/dtype/nbytes (and stack), so no OpEvent is made but for a new one."""
         n = len(recs)
         sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes = zip(*recs)
-        if self.keep_stacks:
-            keys = list(zip(sites, tid, shape, dt, nbytes, stack))
-        else:
-            keys = list(zip(sites, tid, shape, dt, nbytes))
+        cols = (sites, tid, shape, dt, nbytes, stack) if self.keep_stacks else (sites, tid, shape, dt, nbytes)
         get = self._raw_sigs.get
-        # a new recording's first block: (nearly) every signature is new there, looked up once below
-        sigs = [get(k) for k in keys] if self._raw_sigs else [None] * n
+        # (map over zip: no key tuple outlives its lookup.) A new recording's first block:
+        # (nearly) every signature is new there, looked up once each below
+        sigs = list(map(get, zip(*cols))) if self._raw_sigs else [None] * n
         if None in sigs:
+            keys = list(zip(*cols))
             for j in range(sigs.index(None), n):
                 if sigs[j] is None:
                     k = keys[j]

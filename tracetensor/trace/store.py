@@ -621,26 +621,9 @@ class TraceWriter:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
         if not self.keep_summaries:
             evs = [_strip_summaries(e) if e.summaries is not None else e for e in evs]
-        # an event's signature: what repeats from step to step (the stack only when kept);
-        # looked up inline, since this is the per-event cost of recording and a miss is rare
+        # each event's signature, looked up in one dict per event: a miss (a new signature) is rare
         keep = self.keep_stacks
-        keys = [
-            (
-                e.op,
-                e.name,
-                e.mode,
-                e.phase,
-                e.device,
-                e.thread,
-                e.flops,
-                e.forward,
-                e.inputs,
-                e.outputs,
-                e.grad_of,
-                e.stack if keep else None,
-            )
-            for e in evs
-        ]
+        keys = [_sig_key(e, keep) for e in evs]
         get = self._sigs.get
         sigs = [get(k) for k in keys]
         if None in sigs:
@@ -697,20 +680,7 @@ class TraceWriter:
         if i is not None:
             return i
         e = rec[0].event(rec)
-        full = (
-            e.op,
-            e.name,
-            e.mode,
-            e.phase,
-            e.device,
-            e.thread,
-            e.flops,
-            e.forward,
-            e.inputs,
-            e.outputs,
-            e.grad_of,
-            e.stack if self.keep_stacks else None,
-        )
+        full = _sig_key(e, self.keep_stacks)
         i = self._sigs.get(full) or self._sig_id(e, full)
         if len(self._raw_sigs) > 200_000:
             self._raw_sigs.clear()  # bounded memory; a repeat then is looked up again
@@ -874,6 +844,24 @@ def _float(s: Any) -> float | None:
 
 def _tuple(js: str | None) -> tuple:
     return () if not js or js == "[]" else tuple(json.loads(js))
+
+
+def _sig_key(e: ev.OpEvent, keep_stack: bool) -> tuple:
+    """An event's signature: what repeats from step to step (its stack only when kept)."""
+    return (
+        e.op,
+        e.name,
+        e.mode,
+        e.phase,
+        e.device,
+        e.thread,
+        e.flops,
+        e.forward,
+        e.inputs,
+        e.outputs,
+        e.grad_of,
+        e.stack if keep_stack else None,
+    )
 
 
 def _strip_summaries(e: ev.OpEvent) -> ev.OpEvent:

@@ -154,7 +154,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         out = out[0]  # fn returned (output, residuals): only the output is observed
     st = STATE
     # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
-    bad = st.checks and not _outputs_finite(out)
+    bad = st.cheap_check and not _outputs_finite(out)
     stack = site.stack
     if stack is None and (st.stacks or bad):
         stack = stack_here()
@@ -206,9 +206,11 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
-            if bad and phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
-                # the forward op was finite, so unsummarized: its inputs as the gradient went bad
-                fwd_summaries = tuple(_summary(a) for a in args[0].args)
+            if st.checks:  # a checking listener gets the user's line of what failed, and for a backward
+                if stack is None:  # op the inputs of its forward op (checked finite, so not summarized)
+                    stack = stack_here()
+                if phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
+                    fwd_summaries = tuple(_summary(a) for a in args[0].args)
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs

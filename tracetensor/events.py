@@ -252,11 +252,11 @@ class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
 
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "checks", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "checks", "cheap_check", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = self.checks = False
+        self.values = self.stacks = self.summaries = self.flops = self.checks = self.cheap_check = False
         self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
@@ -266,8 +266,10 @@ class _State:
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
-        # full summaries of every output answer a check too: `checks` is the cheaper, lesser need
-        self.checks = not self.summaries and any(x.checks for x in ls)
+        # `checks`: an op that fails the NaN/inf check needs a full event and the user's stack;
+        # `cheap_check`: the one-reduction check runs (full summaries of every output answer it too)
+        self.checks = any(x.checks for x in ls)
+        self.cheap_check = self.checks and not self.summaries
         # ops become raw records only when every listener takes them and nobody wants
         # what must be computed from the arrays while they exist. `raw` is the very tuple
         # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a

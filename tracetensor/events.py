@@ -43,6 +43,7 @@ __all__ = [
     "subscribe",
     "summarize",
     "check",
+    "finite",
     "current_run",
     "begin_run",
     "end_run",
@@ -512,6 +513,7 @@ def record_range(name: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- summaries
 
 _min_reduce, _max_reduce, _add_reduce = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+_count_nonzero = np.count_nonzero
 _NAN_SUMMARY_EMPTY = Summary(0, 0, 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
 
 
@@ -543,12 +545,12 @@ def summarize(a: Any) -> Summary:
         r = a.reshape(-1)
         mn, mx = float(_min_reduce(r)), float(_max_reduce(r))
         if math.isfinite(mn) and math.isfinite(mx):
-            pos = int(np.count_nonzero(r > 0))
-            neg = int(np.count_nonzero(r < 0))
+            nonzero = int(_count_nonzero(r))  # counting the float array itself: no comparison pass
+            neg = int(_count_nonzero(r < 0))
             r64 = r if r.dtype == np.float64 else r.astype(np.float64)
             mean = float(_add_reduce(r64)) / n
             var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
-            return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
+            return Summary(n, 0, 0, 0, neg, n - nonzero, nonzero - neg, mn, mx, mean, math.sqrt(var))
     else:
         from . import _gpu
 

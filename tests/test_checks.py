@@ -169,3 +169,35 @@ def test_record_values_check_trace_opens_in_info_and_debugger(tmp_path) -> None:
     assert "could not be checked" not in d.plain("lt -f has_inf_or_nan")  # unsummarized = checked finite
     finite = next(e for e in tr.events(d.run) if e.op == "matmul" and not e.summaries)
     assert "finite (checked for NaN/inf" in d.plain(f"pt {finite.outputs[0].name}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.0, np.nan], np.float32),
+        np.array([np.inf, -np.inf, 2.0]),
+        np.full(8, 3e38, np.float32),
+        np.random.default_rng(0).standard_normal(3_000_001).astype(np.float32),
+        np.arange(5),
+    ],
+)
+def test_the_check_on_the_gpu_agrees_with_the_cpu(values: np.ndarray) -> None:
+    import cupy
+
+    d = cupy.asarray(values)
+    assert ev.finite(d) == ev.finite(values)
+    s_gpu, s_cpu = ev.check(d), ev.check(values)
+    assert (s_gpu is None) == (s_cpu is None)
+    if s_cpu is not None:
+        assert (s_gpu.nan, s_gpu.neginf, s_gpu.posinf) == (s_cpu.nan, s_cpu.neginf, s_cpu.posinf)
+
+
+@pytest.mark.gpu
+def test_numerics_check_finds_a_gpu_nan_gradient_with_its_forward_line() -> None:
+    with np.errstate(all="ignore"), Numerics(summaries=False) as n:
+        w = tt.tensor([0.0, 1.0], device="cuda", requires_grad=True)
+        w.sqrt().sum().backward()  # GPU SQRT LINE
+    grad = n.ordered("grad")[0]
+    assert (grad.op, grad.phase, grad.frame.lineno) == ("sqrt", "backward", _line("# GPU SQRT LINE"))
+    assert grad.summary.posinf == 1 and grad.event.device.startswith("cuda")

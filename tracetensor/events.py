@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _gpu, _naming  # (neither imports anything of the engine)
 from ._source import Frame
 
 __all__ = [
@@ -394,9 +395,7 @@ def begin_run(
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
-        from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
-
-        _naming.reset()  # step's counters, so names stay unique within the step
+        _naming.reset()  # a nested one (a Session.run inside an eager step) keeps the step's counters
     return _start(kind, mode, name, fetches, feeds, graph)
 
 
@@ -425,8 +424,6 @@ def _start(
 
 
 def end_run(run: int, error: BaseException | str | None = None) -> None:
-    from . import _gpu
-
     _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
     if RUN.run == run:
@@ -456,8 +453,6 @@ def step() -> None:
     run = RUN.auto
     if run and RUN.run == run:
         end_run(run)
-    from . import _naming
-
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
 
 

@@ -232,6 +232,9 @@ class Listener:
     summaries: bool = False
     flops: bool = False
     raw: bool = False  # the callback takes compact op records too; `materialize` makes them events
+    # the callback gets each op's output (an array, or a tuple of them) as a second argument,
+    # at the op: for weak references (a memory tracker), never to keep
+    outputs: bool = False
 
     def close(self) -> None:
         _remove(self)
@@ -247,11 +250,11 @@ class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
 
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "outputs", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = False
+        self.values = self.stacks = self.summaries = self.flops = self.outputs = False
         self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
@@ -261,6 +264,7 @@ class _State:
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
+        self.outputs = any(x.outputs for x in ls)
         # ops become raw records only when every listener takes them and nobody wants
         # what must be computed from the arrays while they exist. `raw` is the very tuple
         # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a
@@ -308,6 +312,7 @@ def subscribe(
     summaries: bool = False,
     flops: bool = False,
     raw: bool = False,
+    outputs: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
@@ -318,8 +323,13 @@ def subscribe(
     the callback may then get, in place of an OpEvent, a compact record (a tuple) that
     costs a fraction of an event to make; `materialize` turns what the callback got into
     exactly the events a plain listener gets. Consumers that act on each event as it
-    happens (a breakpoint, a NaN check) listen without `raw`."""
-    lis = Listener(callback, values, stacks, summaries, flops, raw)
+    happens (a breakpoint, a NaN check) listen without `raw`.
+
+    `outputs=True`: op events and records reach `callback(item, output)` with the op's
+    output array(s), at the op (a memory tracker takes weak references to them); run
+    markers and other events still come alone. Cheaper than `values`, which keeps a
+    reference in every event and so makes every op a full event."""
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()

@@ -251,7 +251,7 @@ class profile:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
         # raw: ops arrive as compact records, made into events when the report is built
         self._listener = ev.subscribe(
-            cb, stacks=self.with_stack, values=self.profile_memory, flops=self.with_flops, raw=self._mem is None
+            cb, stacks=self.with_stack, outputs=self.profile_memory, flops=self.with_flops, raw=True
         )
 
     def _unsubscribe(self) -> None:
@@ -346,17 +346,16 @@ class profile:
         return out
 
     def _save(self) -> None:
-        if self._mem is None:
-            # the analysis waits for the first read (a table, an export, `events()`): ending a
-            # window costs nothing, and a window nobody reads is never analysed. The window's
-            # state moves to a detached copy (rebinding, not clearing: the copy keeps it)
-            pending = copy.copy(self)
-            pending._pending = pending._report = None  # (no chain of earlier unread windows)
-            self._report, self._pending = None, pending
-            self._buf = []
-        else:  # memory trackers carry on into the next window: analyse while their state is this one's
-            self._report, self._pending = self._final(self._buf, done=True), None
-            self._buf.clear()
+        # the analysis waits for the first read (a table, an export, `events()`): ending a
+        # window costs nothing, and a window nobody reads is never analysed. The window's
+        # state moves to a detached copy (rebinding, not clearing: the copy keeps it; the
+        # memory tracker carries on into the next window, so the copy takes a snapshot)
+        pending = copy.copy(self)
+        pending._pending = pending._report = None  # (no chain of earlier unread windows)
+        if self._mem is not None:
+            pending._mem = self._mem.snapshot()
+        self._report, self._pending = None, pending
+        self._buf = []
         self._reset_folded()
         if self.on_trace_ready is not None:
             self.on_trace_ready(self)
@@ -431,16 +430,16 @@ class _MemoryTracker:
         del self.deltas[: len(deltas)], self.pool[: len(pool)]
         return deltas, pool
 
-    def wrap(self, append: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
-        # OpEvent(*fields but values) is 4x faster than dataclasses.replace on the hot path;
-        # it needs `values` to be the last field, else the plain replace is used
-        names = [f.name for f in dataclasses.fields(ev.OpEvent)]
-        if names[-1] == "values":
-            fields, op_event = operator.attrgetter(*names[:-1]), ev.OpEvent
-            strip = lambda e: op_event(*fields(e))
-        else:
-            strip = lambda e: dataclasses.replace(e, values=None)
-        deltas, refs = self.deltas, self._refs
+    def snapshot(self) -> _MemoryTracker:
+        """A detached copy of what was seen so far (a finished window analysed later)."""
+        snap = _MemoryTracker()
+        snap.deltas, snap.pool = list(self.deltas), list(self.pool)
+        snap.live, snap.peak = dict(self.live), dict(self.peak)
+        return snap
+
+    def wrap(self, append: Callable[[Any], None]) -> Callable[..., None]:
+        """The listener (`outputs=True`): each op's outputs arrive beside its record or event."""
+        deltas, refs, pool = self.deltas, self._refs, self.pool
         perf = time.perf_counter_ns
 
         def freed(r: Any) -> None:
@@ -448,22 +447,27 @@ class _MemoryTracker:
             if dev_nb is not None:
                 deltas.append((perf(), dev_nb[0], -dev_nb[1], 0))
 
-        def on_event(e: ev.Event) -> None:
-            if e.__class__ is ev.OpEvent and e.values is not None:
-                vals = e.values
-                e = strip(e)  # without values: keeping them would keep the arrays alive
-                if e.phase != "update":  # updates work in place
-                    for m, v in zip(e.outputs, vals):
-                        if v is None or getattr(v, "base", None) is not None or not m.nbytes:
+        def on_event(e: Any, out: Any = None) -> None:
+            if out is not None:
+                if e.__class__ is tuple:  # a raw record: (site, seq, run, t0, t1, ...)
+                    site = e[0]
+                    phase, t, seq = site.phase, e[4], e[1]
+                    dev = site.device.name if site.device is not None else "cpu"
+                else:
+                    phase, dev, t, seq = e.phase, e.device, e.end_ns, e.seq
+                if phase != "update":  # updates work in place
+                    for v in out if out.__class__ is tuple else (out,):
+                        nb = getattr(v, "nbytes", 0) if v is not None else 0
+                        if not nb or getattr(v, "base", None) is not None:
                             continue
                         try:
                             r = weakref.ref(v, freed)
                         except TypeError:
                             continue
-                        refs[id(r)] = (m.device, m.nbytes, r)
-                        deltas.append((e.end_ns, m.device, m.nbytes, e.seq))
-                if e.device.startswith("cuda"):
-                    self.pool.append((e.end_ns, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
+                        refs[id(r)] = (dev, nb, r)
+                        deltas.append((t, dev, nb, seq))
+                if dev.startswith("cuda"):
+                    pool.append((t, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
             append(e)
 
         return on_event

@@ -190,6 +190,20 @@ def _memory_window(rng: np.random.Generator) -> Report:
     return prof.report
 
 
+@pytest.mark.tracetensor_nan("off")  # alone, the profiler gets compact records; beside a plain listener, events
+def test_memory_tracking_from_records_equals_tracking_from_events():
+    alone = _memory_window(np.random.default_rng(0))
+    with tt.events.listen(lambda e: None):  # a listener that wants whole events: every op becomes one
+        beside = _memory_window(np.random.default_rng(0))
+    assert alone.peak == beside.peak and alone.peak["cpu"][0] > 0
+    assert {d: [v for _, v in s] for d, s in alone.mem_series.items()} == {
+        d: [v for _, v in s] for d, s in beside.mem_series.items()
+    }
+    mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
+    assert mem(alone) == mem(beside)
+    assert any(r[2] > 0 for r in mem(alone))
+
+
 def test_memory_columns_peak_and_series_are_the_same_folded_or_not(monkeypatch):
     whole = _memory_window(np.random.default_rng(0))  # ten small steps: nothing folds
     monkeypatch.setattr(profiler_core, "_FOLD_EVERY", 1)

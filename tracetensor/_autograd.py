@@ -9,6 +9,7 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
+from . import _source
 from ._dispatch import Site, dispatch, interned, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
@@ -165,6 +166,8 @@ def run_backward(
     captured: dict[int, Any] = {}
     listening = bool(STATE.listeners)
     handed_out: set[int] = set()
+    # the AccumulateGrad events' stack (the user's `backward()` line), taken once (see _source.hold)
+    outer = _source.hold() if listening and STATE.stacks else None
     try:
         for t in order:
             g = t._g
@@ -238,6 +241,8 @@ def run_backward(
     finally:
         for t in order:  # an error mid-way must not leave gradients parked on tensors
             t._g = None
+        if outer is not None:
+            _source.release(outer)
     if capture is not None:
         return [captured.get(id(t)) for t in capture]
     return None

@@ -193,8 +193,15 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
                 tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]),
                 0,
             )
-        for lis in listeners:
-            lis.callback(rec)
+        if st.outputs:
+            for lis in listeners:
+                if lis.outputs:
+                    lis.callback(rec, out)
+                else:
+                    lis.callback(rec)
+        else:
+            for lis in listeners:
+                lis.callback(rec)
         return result
     dev = device.name if device is not None else "cpu"
     name = site.name
@@ -268,7 +275,10 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         fwd_summaries,
     )
     for lis in STATE.listeners:
-        lis.callback(e)
+        if lis.outputs:
+            lis.callback(e, out)
+        else:
+            lis.callback(e)
     return result
 
 

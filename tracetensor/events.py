@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _gpu, _naming  # (neither imports anything of the engine)
 from ._source import Frame
 
 __all__ = [
@@ -237,6 +238,9 @@ class Listener:
     summaries: bool = False
     flops: bool = False
     raw: bool = False  # the callback takes compact op records too; `materialize` makes them events
+    # the callback gets each op's output (an array, or a tuple of them) as a second argument,
+    # at the op: for weak references (a memory tracker), never to keep
+    outputs: bool = False
     checks: bool = False  # exact NaN/inf check of every output; summaries only where one fails
 
     def close(self) -> None:
@@ -253,11 +257,23 @@ class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
 
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "checks", "cheap_check", "lock")
+    __slots__ = (
+        "listeners",
+        "values",
+        "stacks",
+        "summaries",
+        "flops",
+        "raw",
+        "outputs",
+        "checks",
+        "cheap_check",
+        "lock",
+    )
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = self.checks = self.cheap_check = False
+        self.values = self.stacks = self.summaries = self.flops = self.outputs = False
+        self.checks = self.cheap_check = False
         self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
@@ -267,6 +283,7 @@ class _State:
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
+        self.outputs = any(x.outputs for x in ls)
         # `checks`: an op that fails the NaN/inf check needs a full event and the user's stack;
         # `cheap_check`: the one-reduction check runs (full summaries of every output answer it too)
         self.checks = any(x.checks for x in ls)
@@ -318,6 +335,7 @@ def subscribe(
     summaries: bool = False,
     flops: bool = False,
     raw: bool = False,
+    outputs: bool = False,
     checks: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
@@ -331,6 +349,11 @@ def subscribe(
     exactly the events a plain listener gets. Consumers that act on each event as it
     happens (a breakpoint) listen without `raw`.
 
+    `outputs=True`: op events and records reach `callback(item, output)` with the op's
+    output array(s), at the op (a memory tracker takes weak references to them); run
+    markers and other events still come alone. Cheaper than `values`, which keeps a
+    reference in every event and so makes every op a full event.
+
     `checks=True` is the cheap, exact NaN/inf check (the pytest plugin, `tt.debugging`):
     every floating or complex output is checked with one reduction (see `check`). An op
     whose outputs are all finite costs no more than without it (a raw record where `raw`
@@ -339,7 +362,7 @@ def subscribe(
     outputs, the `input_summaries` of its inputs and, with `stacks` or not, the user's
     `stack` (for a backward op: its forward op's). `summaries=True` means full summaries
     of every output, so it answers the check too."""
-    lis = Listener(callback, values, stacks, summaries, flops, raw, checks)
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -416,9 +439,7 @@ def begin_run(
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
-        from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
-
-        _naming.reset()  # step's counters, so names stay unique within the step
+        _naming.reset()  # a nested one (a Session.run inside an eager step) keeps the step's counters
     return _start(kind, mode, name, fetches, feeds, graph)
 
 
@@ -447,8 +468,6 @@ def _start(
 
 
 def end_run(run: int, error: BaseException | str | None = None) -> None:
-    from . import _gpu
-
     _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
     if RUN.run == run:
@@ -478,8 +497,6 @@ def step() -> None:
     run = RUN.auto
     if run and RUN.run == run:
         end_run(run)
-    from . import _naming
-
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
 
 

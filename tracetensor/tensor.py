@@ -34,7 +34,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     dev = inputs[0]._device
     xp = dev.xp
     arrays = tuple([t._data for t in inputs])
-    site = _site(op, inputs, dev) if STATE.listeners else site_of(op)
+    site = _site(op, inputs, dev) if STATE.listeners else (_FORWARD.get(op) or site_of(op))
     try:
         out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
     except OpError as e:
@@ -434,7 +434,9 @@ class Tensor(TensorOps):
                 raise TraceTensorError(
                     f"grad can be implicitly created only for scalar outputs, got shape {self.shape}"
                 )
-            g = self._device.xp.ones_like(self._data)
+            # a cached read-only ones array (np.ones_like costs a few us): a VJP never writes
+            # into its incoming gradient, and a leaf handed it as its .grad gets a copy
+            g = _ops._ones(self._device.xp, self._data.shape, self._data.dtype)
             if STATE.listeners:
                 _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
         else:

@@ -329,6 +329,7 @@ class Plan:
         # ops registered with saves=True keep their residuals in a local `r{k}` that the
         # matching gradient node hands to its VJP (e.g. cross-entropy's log-softmax)
         residual: dict[Any, int] = {}
+        have_ctx = False
         lines += self._feed_lines(ns, cpu)
         for k, st in enumerate(self.steps):
             outs = [f"t{self.slot[t]}" for t in st.outs]
@@ -346,9 +347,16 @@ class Plan:
                 ins = [f"t{self.slot[t]}" for t in st.ins]
                 n = len(needs)
                 r = residual.get(st.ins[n])
-                saved = f", r{r}" if r is not None else ""
-                ctx = f"Ctx(xp, ({', '.join(ins[:n])},), {ins[n]}, a{k}, n{k}{saved})"
-                lines.append(f"    _g = v{k}({ctx}, {ins[n + 1]})")
+                # one Ctx per run, refilled for each gradient node (5 stores cost less than a
+                # constructor call; a VJP never keeps its ctx past its return)
+                if not have_ctx:
+                    lines.append("    _c = Ctx(xp, None, None, None, None)")
+                    have_ctx = True
+                lines.append(
+                    f"    _c.args = ({', '.join(ins[:n])},); _c.out = {ins[n]}; _c.attrs = a{k}; _c.needs = n{k}; "
+                    f"_c.saved = {f'r{r}' if r is not None else 'None'}"
+                )
+                lines.append(f"    _g = v{k}(_c, {ins[n + 1]})")
                 for o, i in zip(outs, idx):
                     x = ins[i]
                     lines.append(f"    {o} = _g[{i}]")
@@ -358,6 +366,8 @@ class Plan:
                 lines.append("    del _g")
                 if self.frees[k]:
                     lines.append("    del " + ", ".join(f"t{s}" for s in self.frees[k]))
+                    if {self.slot[t] for t in st.ins[: n + 1]} & set(self.frees[k]):  # really free them
+                        lines.append("    _c.args = _c.out = None")
                 continue
             else:
                 ns[f"f{k}"] = st.fn

@@ -88,6 +88,7 @@ class Step:
         "grad_of",
         "extra",
         "in_names",
+        "site",
     )
 
     def __init__(
@@ -112,6 +113,7 @@ class Step:
         self.const, self.var, self.forward, self.grad_of = const, var, forward, grad_of
         self.extra: dict[str, Any] = {}  # control flow: what a loop shares with its gradient step
         self.in_names = tuple(t.name for t in op.inputs)  # for events, computed once
+        self.site: Site | None = None  # its dispatch site, made on the first listened-to run
 
 
 # kind -> builder(session, op, xp) -> Step; control flow, gradients and training add theirs
@@ -308,6 +310,8 @@ class Plan:
         self.tapes: dict[str, Any] = {}  # control flow: per-run records its gradient reads
         self.fast = self._generate()
         self._raw: Callable | None = None
+        self._wiring: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] | None = None
+        self._feed_sites: list[Site | None] = []
 
     @property
     def raw(self) -> Callable:
@@ -445,15 +449,18 @@ class Plan:
         arrays = tuple(local.get(f"t{self.slot[t]}") for t in st.ins)
         return _node_error(st, arrays, e)
 
-    def run_listening(self, feeds: Sequence[Any], iteration: int | None = None) -> tuple:
+    def run_listening(self, feeds: Sequence[Any]) -> tuple:
         """The observable path: every node through `dispatch`, an OpEvent each."""
         dev = self.sess.device
         xp = dev.xp
-        vals: list[Any] = [None] * len(self.slot)
-        for t, a in zip(self.feeds, feeds):
-            vals[self.slot[t]] = a
-            if t.op.kind == "placeholder":
-                site = Site(
+        if self._wiring is None:  # slots by position, worked out once: (ins, outs, frees) per step
+            slot = self.slot
+            self._wiring = [
+                (tuple(slot[t] for t in st.ins), tuple(slot[t] for t in st.outs), tuple(self.frees[k]))
+                for k, st in enumerate(self.steps)
+            ]
+            self._feed_sites = [
+                Site(
                     PSEUDO["placeholder"],
                     "forward",
                     "graph",
@@ -461,18 +468,24 @@ class Plan:
                     name=t.op.name,
                     device=dev,
                     stack=t.op.stack,
-                    iteration=iteration,
                 )
+                if t.op.kind == "placeholder"
+                else None
+                for t in self.feeds
+            ]
+        vals: list[Any] = [None] * len(self.slot)
+        for t, a, site in zip(self.feeds, feeds, self._feed_sites):
+            vals[self.slot[t]] = a
+            if site is not None:
                 dispatch(site, _ident, (a,), ())
-        for k, st in enumerate(self.steps):
-            arrays = tuple(vals[self.slot[t]] for t in st.ins)
-            out = run_step(st, arrays, xp, dev, iteration)
+        for st, (ins, outs, frees) in zip(self.steps, self._wiring):
+            out = run_step(st, tuple([vals[s] for s in ins]), xp, dev, None)
             if st.multi:
-                for t, o in zip(st.outs, out):
-                    vals[self.slot[t]] = o
-            elif st.outs:
-                vals[self.slot[st.outs[0]]] = out
-            for s in self.frees[k]:
+                for s, o in zip(outs, out):
+                    vals[s] = o
+            elif outs:
+                vals[outs[0]] = out
+            for s in frees:
                 vals[s] = None
         return tuple(vals[self.slot[t]] if t is not None else None for t in self.fetches)
 
@@ -486,19 +499,23 @@ def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | Non
         fn, args, attrs = st.fn, (xp, *arrays), st.attrs
     else:
         fn, args, attrs = st.fn, arrays, st.attrs
-    site = Site(
-        st.evop,
-        st.phase,
-        "graph",
-        label=op.type,
-        name=op.name,
-        inputs=st.in_names,
-        device=dev,
-        stack=op.stack or None,
-        forward=st.forward,
-        grad_of=st.grad_of,
-        iteration=iteration,
-    )
+    site = st.site
+    if site is None or site.device is not dev or iteration is not None:
+        site = Site(
+            st.evop,
+            st.phase,
+            "graph",
+            label=op.type,
+            name=op.name,
+            inputs=st.in_names,
+            device=dev,
+            stack=op.stack or None,
+            forward=st.forward,
+            grad_of=st.grad_of,
+            iteration=iteration,
+        )
+        if iteration is None:  # a site is plain immutable data: one per step serves every run
+            st.site = site
     try:
         return dispatch(site, fn, args, arrays, attrs)
     except TraceTensorError as e:
@@ -874,7 +891,11 @@ def _feed_shape_error(t: Tensor, shape: tuple) -> InvalidArgumentError:
 
 
 def _what(t: Tensor) -> str:
-    return f"placeholder '{t.op.name}' (tensor '{t.name}')" if t.op.kind == "placeholder" else f"tensor '{t.name}'"
+    """`placeholder 'x' (tensor 'x:0', defined at model.py:12)`: the fed node and the user's line."""
+    where = f", defined at {t.op.stack[0]}" if t.op.stack else ""
+    if t.op.kind == "placeholder":
+        return f"placeholder '{t.op.name}' (tensor '{t.name}'{where})"
+    return f"tensor '{t.name}' ({t.op.type} '{t.op.name}'{where})"
 
 
 def _convert_feed(t: Tensor, v: Any, dt: np.dtype, device_dtype: np.dtype | None = None) -> Any:
@@ -944,7 +965,7 @@ def _missing_feed(op: Operation, why: str) -> InvalidArgumentError:
     t = op.outputs[0]
     return InvalidArgumentError(
         f"You must feed a value for placeholder '{op.name}' (tensor '{t.name}', dtype {t.dtype.name}, "
-        f"shape {t.shape}): {why}"
+        f"shape {t.shape}{f', defined at {op.stack[0]}' if op.stack else ''}): {why}"
     )
 
 

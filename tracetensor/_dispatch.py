@@ -115,6 +115,23 @@ def site_of(op: OpDef, phase: str = "forward") -> Site:
     return s
 
 
+# name -> the Site last made under that name: an observed eager step makes the same sites
+# step after step (names repeat from run to run), so records share one Site per call site
+# instead of one per call. Consumers key on it (a profile's aggregates, the trace writer).
+_SITES: dict[str | None, Site] = {}
+
+
+def interned(site: Site) -> Site:
+    """The Site equal to `site` made earlier under its name, else `site` (kept for next time)."""
+    s = _SITES.get(site[4])
+    if s is not None and (s is site or s == site):  # field by field, identity first: ~0.1 us
+        return s
+    if len(_SITES) > 50_000:  # bounded: programs that make names keep making new sites
+        _SITES.clear()
+    _SITES[site[4]] = site
+    return site
+
+
 _NOATTRS: dict = {}
 
 
@@ -173,8 +190,15 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
                 tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]),
                 0,
             )
-        for lis in listeners:
-            lis.callback(rec)
+        if st.outputs:
+            for lis in listeners:
+                if lis.outputs:
+                    lis.callback(rec, out)
+                else:
+                    lis.callback(rec)
+        else:
+            for lis in listeners:
+                lis.callback(rec)
         return result
     dev = device.name if device is not None else "cpu"
     name = site.name
@@ -242,7 +266,10 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         values,
     )
     for lis in STATE.listeners:
-        lis.callback(e)
+        if lis.outputs:
+            lis.callback(e, out)
+        else:
+            lis.callback(e)
     return result
 
 

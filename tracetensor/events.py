@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _gpu, _naming  # (neither imports anything of the engine)
 from ._source import Frame
 
 __all__ = [
@@ -231,6 +232,9 @@ class Listener:
     summaries: bool = False
     flops: bool = False
     raw: bool = False  # the callback takes compact op records too; `materialize` makes them events
+    # the callback gets each op's output (an array, or a tuple of them) as a second argument,
+    # at the op: for weak references (a memory tracker), never to keep
+    outputs: bool = False
 
     def close(self) -> None:
         _remove(self)
@@ -246,11 +250,11 @@ class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
 
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "lock")
+    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "outputs", "lock")
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
-        self.values = self.stacks = self.summaries = self.flops = False
+        self.values = self.stacks = self.summaries = self.flops = self.outputs = False
         self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
@@ -260,6 +264,7 @@ class _State:
         self.stacks = any(x.stacks for x in ls)
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
+        self.outputs = any(x.outputs for x in ls)
         # ops become raw records only when every listener takes them and nobody wants
         # what must be computed from the arrays while they exist. `raw` is the very tuple
         # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a
@@ -307,6 +312,7 @@ def subscribe(
     summaries: bool = False,
     flops: bool = False,
     raw: bool = False,
+    outputs: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
@@ -317,8 +323,13 @@ def subscribe(
     the callback may then get, in place of an OpEvent, a compact record (a tuple) that
     costs a fraction of an event to make; `materialize` turns what the callback got into
     exactly the events a plain listener gets. Consumers that act on each event as it
-    happens (a breakpoint, a NaN check) listen without `raw`."""
-    lis = Listener(callback, values, stacks, summaries, flops, raw)
+    happens (a breakpoint, a NaN check) listen without `raw`.
+
+    `outputs=True`: op events and records reach `callback(item, output)` with the op's
+    output array(s), at the op (a memory tracker takes weak references to them); run
+    markers and other events still come alone. Cheaper than `values`, which keeps a
+    reference in every event and so makes every op a full event."""
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -394,9 +405,7 @@ def begin_run(
     """Starts run N (a session run, a debugged step ...); ops until its `end_run` carry N
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
-        from . import _naming  # a nested one (a Session.run inside an eager step) keeps the
-
-        _naming.reset()  # step's counters, so names stay unique within the step
+        _naming.reset()  # a nested one (a Session.run inside an eager step) keeps the step's counters
     return _start(kind, mode, name, fetches, feeds, graph)
 
 
@@ -425,8 +434,6 @@ def _start(
 
 
 def end_run(run: int, error: BaseException | str | None = None) -> None:
-    from . import _gpu
-
     _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
     if RUN.run == run:
@@ -456,8 +463,6 @@ def step() -> None:
     run = RUN.auto
     if run and RUN.run == run:
         end_run(run)
-    from . import _naming
-
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
 
 

@@ -472,6 +472,38 @@ def test_feed_errors_give_the_placeholders_line_and_are_the_same_when_listened_t
         assert s.run(out, {x: np.ones((2, 4)), y: [1, 1]}) == 18.0
 
 
+def test_one_session_run_from_several_threads_at_once_gives_each_its_own_gradients(g):
+    import threading
+
+    m = _mlp()
+    grads = tf.gradients(m["loss"], m["vars"])
+    rng = np.random.default_rng(1)
+    feeds = [(rng.standard_normal((8 + i, 4)).astype(np.float32), rng.integers(0, 3, 8 + i)) for i in range(4)]
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        want = [s.run(grads, {m["x"]: x, m["y"]: y}) for x, y in feeds]
+        bad: list[int] = []
+
+        def work(i: int) -> None:
+            x, y = feeds[i]
+            for _ in range(200):
+                got = s.run(grads, {m["x"]: x, m["y"]: y})
+                if not all(np.array_equal(a, b) for a, b in zip(got, want[i])):
+                    bad.append(i)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        old = __import__("sys").getswitchinterval()
+        __import__("sys").setswitchinterval(1e-6)  # switch threads as often as possible
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            __import__("sys").setswitchinterval(old)
+        assert not bad
+
+
 def test_uninitialized_variable_is_failed_precondition(g):
     m = _mlp()
     with tf.Session() as s:

@@ -310,8 +310,7 @@ class Plan:
         self.tapes: dict[str, Any] = {}  # control flow: per-run records its gradient reads
         self.fast = self._generate()
         self._raw: Callable | None = None
-        self._wiring: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] | None = None
-        self._feed_sites: list[Site | None] = []
+        self._wiring: tuple[list, list] | None = None  # run_listening's sites and slots, made on first use
 
     @property
     def raw(self) -> Callable:
@@ -453,13 +452,9 @@ class Plan:
         """The observable path: every node through `dispatch`, an OpEvent each."""
         dev = self.sess.device
         xp = dev.xp
-        if self._wiring is None:  # slots by position, worked out once: (ins, outs, frees) per step
+        if self._wiring is None:  # worked out once (one assignment: other threads may run this plan)
             slot = self.slot
-            self._wiring = [
-                (tuple(slot[t] for t in st.ins), tuple(slot[t] for t in st.outs), tuple(self.frees[k]))
-                for k, st in enumerate(self.steps)
-            ]
-            self._feed_sites = [
+            feed_sites = [
                 Site(
                     PSEUDO["placeholder"],
                     "forward",
@@ -473,12 +468,19 @@ class Plan:
                 else None
                 for t in self.feeds
             ]
+            # each step's input, output and freed slots, by position
+            wiring = [
+                (tuple(slot[t] for t in st.ins), tuple(slot[t] for t in st.outs), tuple(self.frees[k]))
+                for k, st in enumerate(self.steps)
+            ]
+            self._wiring = (feed_sites, wiring)
+        feed_sites, wiring = self._wiring
         vals: list[Any] = [None] * len(self.slot)
-        for t, a, site in zip(self.feeds, feeds, self._feed_sites):
+        for t, a, site in zip(self.feeds, feeds, feed_sites):
             vals[self.slot[t]] = a
             if site is not None:
                 dispatch(site, _ident, (a,), ())
-        for st, (ins, outs, frees) in zip(self.steps, self._wiring):
+        for st, (ins, outs, frees) in zip(self.steps, wiring):
             out = run_step(st, tuple([vals[s] for s in ins]), xp, dev, None)
             if st.multi:
                 for s, o in zip(outs, out):

@@ -47,6 +47,7 @@ FORMAT = "tracetensor-trace"
 VERSION = 2  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 BLOCK = 2048  # most events in one block
+APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -388,10 +389,15 @@ class TraceWriter:
             for ext in ("-wal", "-shm", "-journal"):
                 if os.path.exists(self.path + ext):
                     os.remove(self.path + ext)  # a killed earlier recording's leftovers
+            image = _empty_trace()
+            if image is not None:  # the schema, already in WAL mode: one write, nothing to parse
+                _write_all(self._lock_fd, image)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if image is None:
+                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
-            self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
+            if image is None:
+                self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
         except (sqlite3.Error, OSError) as e:
             os.close(self._lock_fd)
             raise TraceFileError(self.path, f"cannot be written ({e})") from None
@@ -414,6 +420,9 @@ class TraceWriter:
         info.update(meta or {})
         self.db.execute("BEGIN")
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+        # page 1 (the header) goes into the WAL with the first commit, as a schema written here
+        # would: the file's own page 1 is then never the only copy a cut-short checkpoint leaves
+        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self.db.execute("COMMIT")
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
@@ -799,6 +808,32 @@ class TraceWriter:
             self.db.close()
         finally:
             os.close(self._lock_fd)
+
+
+@functools.cache
+def _empty_trace() -> bytes | None:
+    """The bytes of a trace file holding only the schema, in WAL mode (header bytes 18-19 say
+    so, as `PRAGMA journal_mode=WAL` would write them), made once per process: a recording
+    starts by writing them instead of creating 20 tables. None where SQLite cannot serialize."""
+    try:
+        db = sqlite3.connect(":memory:")
+        try:
+            db.executescript(SCHEMA)
+            image = bytearray(db.serialize())
+        finally:
+            db.close()
+    except (AttributeError, sqlite3.Error):  # Python 3.10, or an SQLite built without it
+        return None
+    if image[:16] != _SQLITE_MAGIC:
+        return None
+    image[18] = image[19] = 2
+    return bytes(image)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 _seq_of = operator.attrgetter("seq")

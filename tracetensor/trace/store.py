@@ -44,8 +44,9 @@ from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 2  # bump on any schema change; readers refuse files newer than they know
+VERSION = 3  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
+# version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 BLOCK = 2048  # most events in one block
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 
@@ -202,8 +203,8 @@ def load_npy(b: bytes) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- event blocks
-# A block is the events of one run, as columns: seq and start are delta-coded (they grow
-# steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
+# A block is up to BLOCK consecutive events, as columns: seq, run and start are delta-coded
+# (they grow steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
 # matrix and an (m, 4) float64 min/max/mean/std matrix, one row per output (size -1 marks
 # an output without a summary); `nsumm[i]` is how many rows event i has (-1: none at all).
 
@@ -287,7 +288,13 @@ def _pack(
     sfloats: np.ndarray,
     t0: int,
 ) -> tuple[bytes, int, Block]:
-    """A block's columns -> (compressed bytes, number of summary rows, the Block)."""
+    """A block's columns -> (its bytes, number of summary rows, the Block).
+
+    The bytes: a tag, one width per column, then (deflated) each column's first value and
+    base (int64 pairs), each column as unsigned offsets from its base in that many bytes
+    (0: every value is the base), and the summary matrices. seq, run and start are stored
+    as deltas (first value apart), so a step's 40-odd bytes of columns per event shrink to
+    a dozen before deflate sees them."""
     blk = Block(
         {
             "seq": seq,
@@ -302,40 +309,45 @@ def _pack(
         sints,
         sfloats,
     )
-    payload = b"".join(
-        a.tobytes()
-        for a in (
-            _delta(seq),
-            _delta(run),
-            blk.sig,
-            _delta(start - t0),
-            dur,
-            it,
-            nsumm,
-            flags,
-            sints,
-            sfloats,
-        )
-    )
-    return zlib.compress(payload, 1), len(sints), blk
+    heads, parts, widths = [], [], bytearray()
+    for a, delta in zip((seq, run, sig, start - t0, dur, it, nsumm, flags), _DELTA):
+        first = int(a[0])
+        if delta:
+            a = np.diff(a, prepend=a[:1])  # (first delta 0: the first value is kept apart)
+        lo, hi = int(a.min()), int(a.max())
+        w = next(w for w, lim in _WIDTHS if hi - lo < lim)
+        heads += (first, lo)
+        widths.append(w)
+        if w:
+            # offsets from the base, modulo 2**64 (a column may span all of int64: iteration)
+            parts.append((a.astype(np.int64).view(np.uint64) - np.uint64(lo & _U64)).astype(_UINT[w]).tobytes())
+    payload = b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts, sints.tobytes(), sfloats.tobytes()])
+    return bytes((_TAG,)) + bytes(widths) + zlib.compress(payload, 1), len(sints), blk
 
 
-def _delta(a: np.ndarray) -> np.ndarray:
-    d = a.copy()
-    d[1:] -= a[:-1]
-    return d
-
-
-_EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)
+_TAG = 3  # first byte of a block written by this version (a version-2 block is bare deflate: 0x78)
+_DELTA = (True, True, False, True, False, False, False, False)
+_WIDTHS = ((0, 1), (1, 1 << 8), (2, 1 << 16), (4, 1 << 32), (8, 1 << 64))
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_U64 = (1 << 64) - 1
+_EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)  # a version-2 block's bytes per event
 _SUMMARY_BYTES = 11 * 8
 
 
 def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     if not isinstance(data, bytes) or not isinstance(n, int) or not isinstance(m, int) or n < 0 or m < 0:
         raise ValueError(f"bad block row (n={n!r}, m={m!r}, data of type {type(data).__name__})")
+    tagged = data[:1] == bytes((_TAG,))
+    if tagged:
+        widths = data[1 : 1 + len(_COLS)]
+        if len(widths) < len(_COLS) or any(w not in _UINT and w != 0 for w in widths):
+            raise ValueError(f"bad column widths {list(widths)}")
+        want = 16 * len(_COLS) + n * sum(widths) + m * _SUMMARY_BYTES
+        data = data[1 + len(_COLS) :]
+    else:  # version 2: fixed-width columns
+        want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
     # the size is known before inflating: a block that would inflate past it (a zlib bomb) is
     # refused after reading one byte too many, not after filling memory
-    want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
     if want > 64 * max(len(data), 1024):
         raise ValueError(f"header says {want} bytes, far more than {len(data)} compressed bytes can hold")
     z = zlib.decompressobj()
@@ -344,15 +356,31 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
         raise ValueError(f"block inflates to more than the {want} bytes its header says")
     if len(raw) < want:
         raise ValueError(f"block holds {len(raw)} bytes, its header says {want}")
-    off = 0
     cols = {}
-    for name, dt in _COLS:
-        a = np.frombuffer(raw, dt, n, off)
-        off += a.nbytes
-        cols[name] = a
-    cols["seq"] = np.cumsum(cols["seq"])
-    cols["run"] = np.cumsum(cols["run"])
-    cols["start"] = np.cumsum(cols["start"]) + t0
+    if tagged:
+        heads = np.frombuffer(raw, np.int64, 2 * len(_COLS)).tolist()
+        off = 16 * len(_COLS)
+        for k, ((name, dt), w, delta) in enumerate(zip(_COLS, widths, _DELTA)):
+            first, lo = heads[2 * k], heads[2 * k + 1]
+            if w:
+                u = np.frombuffer(raw, _UINT[w], n, off).astype(np.uint64) + np.uint64(lo & _U64)
+                a = u.view(np.int64)
+                off += n * w
+            else:
+                a = np.full(n, lo, np.int64)
+            if delta:
+                a = np.cumsum(a) + first  # (the first delta is 0)
+            cols[name] = a.astype(dt, copy=False)
+    else:
+        off = 0
+        for name, dt in _COLS:
+            a = np.frombuffer(raw, dt, n, off)
+            off += a.nbytes
+            cols[name] = a
+        cols["seq"] = np.cumsum(cols["seq"])
+        cols["run"] = np.cumsum(cols["run"])
+        cols["start"] = np.cumsum(cols["start"])
+    cols["start"] = cols["start"] + t0
     sints = np.frombuffer(raw, np.int64, m * 7, off).reshape(m, 7)
     off += m * 56
     sfloats = np.frombuffer(raw, np.float64, m * 4, off).reshape(m, 4)
@@ -426,7 +454,14 @@ class TraceWriter:
         self.db.execute("COMMIT")
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
-        self._raw_sigs: dict[tuple, int] = {}  # raw record's (site, thread, output...) -> sig id
+        # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
+        # iteration and mode, as columns; found by the ids of the record's Site and stack
+        # (`_slot_of`, holding both so the ids stay theirs) or, a first time, by value
+        self._slot_of: dict[tuple, int] = {}
+        self._slot_held: list[tuple] = []
+        self._slot_val: dict[tuple, int] = {}
+        self._slot_rows: list[tuple[int, int, int, str]] = []
+        self._slot_cols: tuple[np.ndarray, ...] | None = None
         self._sig_op: dict[int, int] = {}
         self._stacks: dict[tuple, int] = {}
         self._files: set[str] = set()
@@ -535,9 +570,7 @@ class TraceWriter:
                 ops.extend(ev.materialize(recs))
                 recs = []
             if recs:
-                recs.sort(key=_seq_of_record)
-                for k in range(0, len(recs), BLOCK):
-                    self._write_raw_block(recs[k : k + BLOCK])
+                self._write_records(recs)
             else:
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
@@ -638,67 +671,98 @@ class TraceWriter:
         if None in sigs:
             sigs = [self._sig_id(e, k) if s is None else s for e, k, s in zip(evs, keys, sigs)]
         data, m, blk = pack_block(evs, sigs, self.t0)
-        self._index_block(data, m, blk, sigs, evs[0].mode if len({e.mode for e in evs}) == 1 else [e.mode for e in evs])
+        sig_op = self._sig_op
+        ops = np.fromiter([sig_op[s] for s in sigs], np.int64, len(sigs))
+        self._index_block(data, m, blk, ops, [e.mode for e in evs])
         if blk.flags.any():
             self.db.executemany(
                 "INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
                 [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
             )
 
-    def _write_raw_block(self, recs: list[tuple]) -> None:
-        """`_write_block` for raw records: the signature is looked up by the record's `Site`,
-        thread, output shape/dtype/nbytes (and stack), so no OpEvent is made but for a new one."""
+    def _write_records(self, recs: list[tuple]) -> None:
+        """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
+        is made but for a signature not seen before."""
         n = len(recs)
         sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes = zip(*recs)
-        cols = (sites, tid, shape, dt, nbytes, stack) if self.keep_stacks else (sites, tid, shape, dt, nbytes)
-        get = self._raw_sigs.get
-        # (map over zip: no key tuple outlives its lookup.) A new recording's first block:
-        # (nearly) every signature is new there, looked up once each below
-        sigs = list(map(get, zip(*cols))) if self._raw_sigs else [None] * n
-        if None in sigs:
-            keys = list(zip(*cols))
-            for j in range(sigs.index(None), n):
-                if sigs[j] is None:
-                    k = keys[j]
-                    sigs[j] = get(k) or self._raw_sig_id(recs[j], k)
-        its = [s.iteration for s in sites]
-        if its.count(None) == n:
-            it = np.full(n, _NO_ITER, np.int64)
-        else:
-            it = np.fromiter([_NO_ITER if i is None else i for i in its], np.int64, n)
+        slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
+        seq = np.array(seq, np.int64)
+        run = np.array(run, np.int64)
         start = np.array(t0, np.int64)
-        data, m, blk = _pack(
-            np.array(seq, np.int64),
-            np.array(run, np.int64),
-            np.array(sigs, np.int32),
-            start,
-            np.array(t1, np.int64) - start,
-            it,
-            np.full(n, -1, np.int32),
-            np.zeros(n, np.uint8),
-            np.zeros((0, 7), np.int64),
-            np.zeros((0, 4), np.float64),
-            self.t0,
-        )
-        modes = {s.mode for s in set(sites)} if len(sites) < 64 else {s.mode for s in sites}
-        self._index_block(data, m, blk, sigs, modes.pop() if len(modes) == 1 else [s.mode for s in sites])
+        dur = np.array(t1, np.int64) - start
+        # threads emit in the order they finish emitting, not the order their ops took a seq:
+        # the file keeps seq order
+        if n > 1 and (seq[1:] < seq[:-1]).any():
+            order = np.argsort(seq, kind="stable")
+            seq, run, start, dur, slot = seq[order], run[order], start[order], dur[order], slot[order]
+        if self._slot_cols is None:
+            sig, op, it, mode = zip(*self._slot_rows)
+            self._slot_cols = (
+                np.array(sig, np.int32),
+                np.array(op, np.int64),
+                np.array(it, np.int64),
+                np.array(mode, object),
+            )
+        sig_of, op_of, it_of, mode_of = self._slot_cols
+        no_sints, no_sfloats = np.zeros((0, 7), np.int64), np.zeros((0, 4), np.float64)
+        for k in range(0, n, BLOCK):
+            part = slice(k, k + BLOCK)
+            sl = slot[part]
+            b = len(sl)
+            data, m, blk = _pack(
+                seq[part],
+                run[part],
+                sig_of[sl],
+                start[part],
+                dur[part],
+                it_of[sl],
+                np.full(b, -1, np.int32),
+                np.zeros(b, np.uint8),
+                no_sints,
+                no_sfloats,
+                self.t0,
+            )
+            self._index_block(data, m, blk, op_of[sl], mode_of[sl])
 
-    def _raw_sig_id(self, rec: tuple, key: tuple) -> int:
-        """The `sigs` row of a record whose `key` missed (or was new earlier in its block)."""
-        i = self._raw_sigs.get(key)
-        if i is not None:
-            return i
+    def _slots(self, recs: list[tuple], sites: tuple, tid: tuple, stack: tuple, *out: tuple) -> np.ndarray:
+        """Each record's slot. A step makes the same Site objects step after step, so the
+        lookup hashes a few ints (the ids of Site and stack), not every field of both."""
+        keep = self.keep_stacks
+        if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
+            self._slot_of, self._slot_held, self._slot_val, self._slot_rows = {}, [], {}, []
+            self._slot_cols = None
+        elif len(self._slot_of) > 8_192:  # Sites made anew for each op: found by value instead
+            self._slot_of, self._slot_held = {}, []
+        ids = (map(id, sites), tid, *out, map(id, stack)) if keep else (map(id, sites), tid, *out)
+        slots = list(map(self._slot_of.get, zip(*ids)))
+        if None in slots:
+            for j in [j for j, s in enumerate(slots) if s is None]:
+                site, st = sites[j], stack[j]
+                rest = (tid[j], *(c[j] for c in out))
+                ikey = (id(site), *rest, id(st)) if keep else (id(site), *rest)
+                s = self._slot_of.get(ikey)
+                if s is None:
+                    vkey = (site, *rest, st if keep else None)
+                    s = self._slot_val.get(vkey)
+                    if s is None:
+                        s = self._slot_val[vkey] = self._new_slot(recs[j])
+                    self._slot_of[ikey] = s
+                    self._slot_held.append((site, st))
+                slots[j] = s
+        return np.array(slots, np.intp)
+
+    def _new_slot(self, rec: tuple) -> int:
+        """A slot for a record whose site, thread, outputs or stack were not seen before."""
         e = rec[0].event(rec)
         full = _sig_key(e, self.keep_stacks)
-        i = self._sigs.get(full) or self._sig_id(e, full)
-        if len(self._raw_sigs) > 200_000:
-            self._raw_sigs.clear()  # bounded memory; a repeat then is looked up again
-        self._raw_sigs[key] = i
-        return i
+        sig = self._sigs.get(full) or self._sig_id(e, full)
+        self._slot_rows.append((sig, self._sig_op[sig], _NO_ITER if e.iteration is None else e.iteration, e.mode))
+        self._slot_cols = None
+        return len(self._slot_rows) - 1
 
-    def _index_block(self, data: bytes, m: int, blk: Block, sigs: list[int], modes: str | list[str]) -> None:
-        """Writes a packed block and its per-run and per-op index rows; `modes` is the events'
-        mode (one for all, or one each)."""
+    def _index_block(self, data: bytes, m: int, blk: Block, ops: np.ndarray, modes: Any) -> None:
+        """Writes a packed block and its per-run and per-op index rows; `ops` and `modes` are
+        the events' op ids and modes (`modes[i]`: event i's)."""
         n = len(blk)
         self._n_blocks += 1
         bid = self._n_blocks
@@ -720,7 +784,7 @@ class TraceWriter:
             for k in np.flatnonzero(nbad).tolist():
                 firsts[k] = blk.seq[(inv == k) & bad][0]
         starts = blk.start[first].tolist()
-        mode_of = [modes] * len(runs) if isinstance(modes, str) else [modes[i] for i in first.tolist()]
+        mode_of = [modes[i] for i in first.tolist()]
         rows = []
         run_pos_of = self._run_pos
         for run, c, fb, nb, st, mode in zip(
@@ -746,8 +810,6 @@ class TraceWriter:
                 had[3] += nb
         db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
         # per op type: count and total host time (what `trace info` and the profiler summarize)
-        sig_op = self._sig_op
-        ops = np.fromiter([sig_op[s] for s in sigs], np.int64, n)
         uniq, inv = np.unique(ops, return_inverse=True)
         db.executemany(
             "INSERT INTO block_ops VALUES (?,?,?,?)",
@@ -861,9 +923,6 @@ def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
         f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
     )
-
-
-_seq_of_record = operator.itemgetter(1)
 
 
 def _json_tuple(t: tuple[str, ...]) -> str:

@@ -76,7 +76,10 @@ def _plain(step: Callable[[], object]) -> Case:
     return lambda: (_nothing, step, _nothing)
 
 
-def _profiled(step: Callable[[], object], **kw: bool) -> Case:
+def _profiled(step: Callable[[], object], read: bool = False, **kw: bool) -> Case:
+    """`profile(**kw)` around each round; `read`: the round ends with `key_averages()` too
+    (the window's analysis waits for its first read)."""
+
     def make():
         box: list[profile] = []
 
@@ -88,7 +91,12 @@ def _profiled(step: Callable[[], object], **kw: bool) -> Case:
             step()
             box[0].step()
 
-        return start, one, lambda: box[0].stop()
+        def stop() -> None:
+            box[0].stop()
+            if read:
+                assert box[0].key_averages()
+
+        return start, one, stop
 
     return make
 
@@ -142,7 +150,7 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
         return {}
     import torch.profiler as tp
 
-    def torch_profiled(**kw: bool) -> Case:
+    def torch_profiled(read: bool = False, **kw: bool) -> Case:
         def make():
             box: list = []
 
@@ -152,6 +160,8 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
 
             def stop() -> None:
                 box[0].__exit__(None, None, None)
+                if read:
+                    assert box[0].key_averages()
 
             return start, step, stop
 
@@ -160,6 +170,7 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
     return {
         "torch": _plain(step),
         "torch.profiler": torch_profiled(),
+        "torch.profiler read": torch_profiled(read=True),
         "torch.profiler full": torch_profiled(record_shapes=True, profile_memory=True, with_stack=True),
     }
 
@@ -186,6 +197,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
         "graph": _plain(g_step),
         "timing listener": _timing_listener(step),
         "profile()": _profiled(step),
+        "profile() read": _profiled(step, read=True),
         "profile(full)": _profiled(step, record_shapes=True, profile_memory=True, with_stack=True),
         "record none": rec["none"],
         "record summary": rec["summary"],
@@ -210,6 +222,13 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
             r("profile()"),
             "<= 1.15x",
             f"torch.profiler {r('torch.profiler', 'torch')}" if torch else "torch: not installed",
+        ),
+        (
+            "profile(), then key_averages()",
+            fmt_time(t["profile() read"]),
+            r("profile() read"),
+            "",
+            f"torch.profiler {r('torch.profiler read', 'torch')}" if torch else "torch: not installed",
         ),
         (
             "profile(shapes, memory, stack)",

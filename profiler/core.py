@@ -174,6 +174,7 @@ class profile:
         self._run: int | None = None  # the run id of the current step while recording
         self._steps_marked = False
         self._report: Report | None = None
+        self._pending: profile | None = None  # a finished window not analysed yet (see _save)
         self.max_trace_events = max_trace_events
         self._reset_folded()
 
@@ -327,8 +328,17 @@ class profile:
         return out
 
     def _save(self) -> None:
-        self._report = self._final(self._buf, done=True)
-        self._buf.clear()
+        if self._mem is None:
+            # the analysis waits for the first read (a table, an export, `events()`): ending a
+            # window costs nothing, and a window nobody reads is never analysed. The window's
+            # state moves to a detached copy (rebinding, not clearing: the copy keeps it)
+            pending = copy.copy(self)
+            pending._pending = pending._report = None  # (no chain of earlier unread windows)
+            self._report, self._pending = None, pending
+            self._buf = []
+        else:  # memory trackers carry on into the next window: analyse while their state is this one's
+            self._report, self._pending = self._final(self._buf, done=True), None
+            self._buf.clear()
         self._reset_folded()
         if self.on_trace_ready is not None:
             self.on_trace_ready(self)
@@ -336,6 +346,9 @@ class profile:
     # -- results (of the last recorded window)
     @property
     def report(self) -> Report:
+        if self._report is None and self._pending is not None:
+            p, self._pending = self._pending, None
+            self._report = p._final(p._buf, done=True)
         if self._report is None:
             if self._listener is not None or self._buf:
                 return self._final(list(self._buf))  # a window still recording: what it has so far

@@ -9,7 +9,7 @@ import itertools
 import operator
 from typing import TYPE_CHECKING, Any
 
-from ._dispatch import Site, dispatch, site_of
+from ._dispatch import Site, dispatch, interned, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -198,23 +198,25 @@ def run_backward(
                 gname, gins = grad_names(fname)
                 # a node made while nobody listened has no name: its forward line is unknown,
                 # and () says so (None would take backward()'s line)
-                site = _tuple_new(
-                    Site,
-                    (
-                        op,
-                        "backward",
-                        "eager",
-                        op.name,
-                        gname,
-                        gins,
-                        t._device,
-                        node.stack if node.name is not None else (),
-                        fname,
-                        tuple([i._name or "" for i in node.inputs]),
-                        None,
-                        None,
-                        False,
-                    ),
+                site = interned(
+                    _tuple_new(
+                        Site,
+                        (
+                            op,
+                            "backward",
+                            "eager",
+                            op.name,
+                            gname,
+                            gins,
+                            t._device,
+                            node.stack if node.name is not None else (),
+                            fname,
+                            tuple([i._name or "" for i in node.inputs]),
+                            None,
+                            None,
+                            False,
+                        ),
+                    )
                 )
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
@@ -259,9 +261,25 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         op = REGISTRY["accumulate_grad"]
         pname = t._name or "tensor"
         aname, ains, aouts = accumulate_names(pname)
-        site = _tuple_new(
-            Site,
-            (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None, ains, aouts, None, False),
+        site = interned(
+            _tuple_new(
+                Site,
+                (
+                    op,
+                    "backward",
+                    "eager",
+                    "accumulate_grad",
+                    aname,
+                    ains,
+                    t._device,
+                    None,
+                    None,
+                    ains,
+                    aouts,
+                    None,
+                    False,
+                ),
+            )
         )
         new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:

@@ -115,6 +115,23 @@ def site_of(op: OpDef, phase: str = "forward") -> Site:
     return s
 
 
+# name -> the Site last made under that name: an observed eager step makes the same sites
+# step after step (names repeat from run to run), so records share one Site per call site
+# instead of one per call. Consumers key on it (a profile's aggregates, the trace writer).
+_SITES: dict[str | None, Site] = {}
+
+
+def interned(site: Site) -> Site:
+    """The Site equal to `site` made earlier under its name, else `site` (kept for next time)."""
+    s = _SITES.get(site[4])
+    if s is not None and (s is site or s == site):  # field by field, identity first: ~0.1 us
+        return s
+    if len(_SITES) > 50_000:  # bounded: programs that make names keep making new sites
+        _SITES.clear()
+    _SITES[site[4]] = site
+    return site
+
+
 _NOATTRS: dict = {}
 
 

@@ -17,6 +17,7 @@ from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
 from ._dispatch import _FORWARD, Site, dispatch, site_of
+from ._dispatch import interned as _interned
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
 from ._source import stack_here, user_frames
@@ -96,23 +97,25 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
     names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
-    return _tuple_new(
-        Site,
-        (
-            op,
-            "forward",
-            "eager",
-            op.name,
-            _naming.op_name(op.name),
-            tuple([t._name or t._give_name() for t in inputs]),
-            dev,
-            stack_here() if STATE.stacks else None,
-            None,
-            (),
-            None,
-            None,
-            op.saves,
-        ),
+    return _interned(
+        _tuple_new(
+            Site,
+            (
+                op,
+                "forward",
+                "eager",
+                op.name,
+                _naming.op_name(op.name),
+                tuple([t._name or t._give_name() for t in inputs]),
+                dev,
+                stack_here() if STATE.stacks else None,
+                None,
+                (),
+                None,
+                None,
+                op.saves,
+            ),
+        )
     )
 
 

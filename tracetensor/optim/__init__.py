@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _source
-from .._dispatch import Site, dispatch, site_of
+from .._dispatch import Site, dispatch, interned, site_of
 from .._grad_mode import enable_grad
 from .._naming import update_names
 from .._registry import REGISTRY
@@ -93,8 +93,10 @@ class Optimizer:
         if listening:
             pname = p._name or f"param_{index}"
             uname, uins, uouts = update_names(pname)
-            site = _tuple_new(
-                Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False)
+            site = interned(
+                _tuple_new(
+                    Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False)
+                )
             )
         else:
             site = site_of(op, "update")

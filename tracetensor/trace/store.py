@@ -455,10 +455,10 @@ class TraceWriter:
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
         # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
-        # iteration and mode, as columns; found by the ids of the record's Site and stack
-        # (`_slot_of`, holding both so the ids stay theirs) or, a first time, by value
+        # iteration and mode, as columns; found by the id of the record's Site (`_slot_of`,
+        # holding the Site so that the id stays its own) or, a first time, by value
         self._slot_of: dict[tuple, int] = {}
-        self._slot_held: list[tuple] = []
+        self._slot_held: list = []
         self._slot_val: dict[tuple, int] = {}
         self._slot_rows: list[tuple[int, int, int, str]] = []
         self._slot_cols: tuple[np.ndarray, ...] | None = None
@@ -726,29 +726,32 @@ class TraceWriter:
 
     def _slots(self, recs: list[tuple], sites: tuple, tid: tuple, stack: tuple, *out: tuple) -> np.ndarray:
         """Each record's slot. A step makes the same Site objects step after step, so the
-        lookup hashes a few ints (the ids of Site and stack), not every field of both."""
+        lookup hashes the Site's id, not each of its fields."""
         keep = self.keep_stacks
         if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
             self._slot_of, self._slot_held, self._slot_val, self._slot_rows = {}, [], {}, []
             self._slot_cols = None
         elif len(self._slot_of) > 8_192:  # Sites made anew for each op: found by value instead
             self._slot_of, self._slot_held = {}, []
-        ids = (map(id, sites), tid, *out, map(id, stack)) if keep else (map(id, sites), tid, *out)
-        slots = list(map(self._slot_of.get, zip(*ids)))
-        if None in slots:
-            for j in [j for j, s in enumerate(slots) if s is None]:
-                site, st = sites[j], stack[j]
-                rest = (tid[j], *(c[j] for c in out))
-                ikey = (id(site), *rest, id(st)) if keep else (id(site), *rest)
-                s = self._slot_of.get(ikey)
-                if s is None:
-                    vkey = (site, *rest, st if keep else None)
+
+        def keys() -> Iterator[tuple]:
+            # (a stack by value: an op without a Site of its own gets a new tuple each time)
+            return zip(map(id, sites), tid, *out, stack) if keep else zip(map(id, sites), tid, *out)
+
+        slots = list(map(self._slot_of.get, keys()))
+        if None in slots:  # new call sites (all of them, in a recording's first batch)
+            slot_of = self._slot_of
+            # each key once (and no list of them all: zip reuses the tuple of a key seen before)
+            for key, j in dict(zip(keys(), range(len(sites)))).items():
+                if key not in slot_of:
+                    site = sites[j]
+                    vkey = (site, *key[1:])
                     s = self._slot_val.get(vkey)
                     if s is None:
                         s = self._slot_val[vkey] = self._new_slot(recs[j])
-                    self._slot_of[ikey] = s
-                    self._slot_held.append((site, st))
-                slots[j] = s
+                    slot_of[key] = s
+                    self._slot_held.append(site)  # its id stays its own while the key lives
+            slots = list(map(slot_of.get, keys()))
         return np.array(slots, np.intp)
 
     def _new_slot(self, rec: tuple) -> int:

@@ -657,7 +657,8 @@ class TraceWriter:
                 row += (c[2], c[3])
             groups.setdefault((st is not None, en is not None, c is not None), []).append(row)
         for key, rows in groups.items():
-            self.db.executemany(_runs_upsert(*key), rows)
+            head, tail = _runs_upsert(*key)
+            _insert_rows(self.db, head, rows, tail)
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
@@ -811,11 +812,12 @@ class TraceWriter:
             else:  # the run's events span blocks of this batch: one row for them all
                 had[2] += c
                 had[3] += nb
-        db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
+        _insert_rows(db, "INSERT INTO block_runs", rows)
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         uniq, inv = np.unique(ops, return_inverse=True)
-        db.executemany(
-            "INSERT INTO block_ops VALUES (?,?,?,?)",
+        _insert_rows(
+            db,
+            "INSERT INTO block_ops",
             [
                 (int(o), bid, int(c), int(t))
                 for o, c, t in zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))
@@ -907,8 +909,9 @@ _END_COLS = ("end_ns", "error", "loss")
 
 
 @functools.cache
-def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
-    """The upsert of a `runs` row from a RunStart, a RunEnd and/or op events' counts."""
+def _runs_upsert(start: bool, end: bool, counts: bool) -> tuple[str, str]:
+    """The upsert of `runs` rows from RunStarts, RunEnds and/or op events' counts: the SQL
+    before and after its VALUES."""
     cols = ["run"]
     sets = []
     if start:
@@ -922,10 +925,21 @@ def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
     if counts:
         cols += ("n_events", "nonfinite")
         sets += ["n_events=n_events+excluded.n_events", "nonfinite=nonfinite+excluded.nonfinite"]
-    return (
-        f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
-        f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
-    )
+    return f"INSERT INTO runs({','.join(cols)})", f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """`executemany(head + " VALUES (?, ...)" + tail, rows)` as a few statements of many rows
+    each: the sqlite3 module lets go of the GIL at every step, and the writer wins it back
+    from a busy program thread only by a thread switch (with `executemany`, one per row)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, 900 // width)  # within the 999 parameters of an older SQLite
+    one = "(" + ",".join("?" * width) + ")"
+    for k in range(0, len(rows), per):
+        chunk = rows[k : k + per]
+        db.execute(f"{head} VALUES {','.join([one] * len(chunk))}{tail}", [v for r in chunk for v in r])
 
 
 def _json_tuple(t: tuple[str, ...]) -> str:

@@ -465,6 +465,13 @@ class TraceWriter:
         self._sig_op: dict[int, int] = {}
         self._stacks: dict[tuple, int] = {}
         self._files: set[str] = set()
+        # rows for the tables above, written with the batch that made them (see `_write_new_rows`)
+        self._new_rows: dict[str, list[tuple]] = {
+            "INSERT INTO ops": [],
+            "INSERT INTO stacks": [],
+            "INSERT INTO sigs": [],
+            "INSERT OR REPLACE INTO sources": [],
+        }
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
@@ -479,7 +486,7 @@ class TraceWriter:
         i = self._ops.get(op)
         if i is None:
             i = self._ops[op] = len(self._ops) + 1
-            self.db.execute("INSERT INTO ops VALUES (?, ?)", (i, op))
+            self._new_rows["INSERT INTO ops"].append((i, op))
         return i
 
     def _stack_id(self, stack: tuple[ev.Frame, ...] | None) -> int | None:
@@ -491,7 +498,7 @@ class TraceWriter:
                 self._stacks.clear()  # bounded memory; a repeat then just gets a new row
             self._n_stacks += 1
             i = self._stacks[stack] = self._n_stacks
-            self.db.execute("INSERT INTO stacks VALUES (?, ?)", (i, _frames_json(stack)))
+            self._new_rows["INSERT INTO stacks"].append((i, _frames_json(stack)))
             self._keep_sources(stack)
         return i
 
@@ -512,7 +519,7 @@ class TraceWriter:
                     text = fh.read()
             except OSError:
                 continue  # "<stdin>", "<string>", a file since removed
-            self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (fn, text))
+            self._new_rows["INSERT OR REPLACE INTO sources"].append((fn, text))
 
     def _sig_id(self, e: ev.OpEvent, key: tuple) -> int:
         """The `sigs` row of an event whose signature `key` (see `_write_block`) missed the cache."""
@@ -529,8 +536,7 @@ class TraceWriter:
                 [[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
                 separators=(",", ":"),
             )
-            self.db.execute(
-                "INSERT INTO sigs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            self._new_rows["INSERT INTO sigs"].append(
                 (
                     i,
                     op_id,
@@ -548,6 +554,12 @@ class TraceWriter:
                 ),
             )
         return i
+
+    def _write_new_rows(self) -> None:
+        """The ops, stacks, sigs and sources rows this batch made: a few statements, not one each."""
+        for head, rows in self._new_rows.items():
+            _insert_rows(self.db, head, rows)
+            rows.clear()
 
     # -- one batch, one transaction
     def write(self, batch: list[ev.Event], values: dict[int, tuple] | None = None) -> None:
@@ -627,8 +639,11 @@ class TraceWriter:
                 ]
                 if tensors:
                     self._keep_tensors(tensors)
+            self._write_new_rows()
             db.execute("COMMIT")
         except BaseException:
+            for rows in self._new_rows.values():
+                rows.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise

@@ -895,9 +895,9 @@ class TraceWriter:
                 self.set_meta(complete=1, closed_wall_ns=time.time_ns())
             try:
                 # what was committed already survives a crash of this process; power loss during
-                # these last two steps is not worth the fsyncs a recorded step would pay for
+                # this last step (journal_mode=DELETE checkpoints first) is not worth the fsyncs a
+                # recorded step would pay for
                 self.db.execute("PRAGMA synchronous=OFF")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self.db.execute("PRAGMA journal_mode=DELETE")
             except sqlite3.OperationalError:
                 pass  # a reader has it open: the file stays in WAL mode, complete and readable

@@ -18,6 +18,7 @@ from ._registry import Ctx, OpDef
 from ._source import Frame, stack_here, user_frame
 from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
+from .events import finite as _finite
 
 _perf = time.perf_counter_ns
 _tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
@@ -185,11 +186,13 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if site.saves:
         out = out[0]  # fn returned (output, residuals): only the output is observed
     st = STATE
+    # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
+    bad = st.cheap_check and not _outputs_finite(out)
     stack = site.stack
-    if stack is None and st.stacks:
+    if stack is None and (st.stacks or bad):
         stack = stack_here()
     listeners = st.listeners
-    if st.raw is listeners:  # every listener reads later: a record now, the OpEvent when it is read
+    if st.raw is listeners and not bad:  # every listener reads later: a record now, the OpEvent when it is read
         run = RUN.run or auto_run(t0)
         if out.__class__ is not tuple:
             rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
@@ -238,11 +241,16 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     else:
         outs = out
         metas = _metas(site, out, device)
-    summaries = input_summaries = values = None
-    if st.summaries:
+    summaries = input_summaries = values = fwd_summaries = None
+    if st.summaries or bad:
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
+            if st.checks:  # a checking listener gets the user's line of what failed, and for a backward
+                if stack is None:  # op the inputs of its forward op (checked finite, so not summarized)
+                    stack = stack_here()
+                if phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
+                    fwd_summaries = tuple(_summary(a) for a in args[0].args)
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
@@ -280,6 +288,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         summaries,
         input_summaries,
         values,
+        fwd_summaries,
     )
     for lis in STATE.listeners:
         if lis.outputs:
@@ -316,6 +325,13 @@ def _dtname(dt: Any) -> str:
     if n is None:
         n = _DTNAMES[dt] = dt.name
     return n
+
+
+def _outputs_finite(out: Any) -> bool:
+    """The check of what an op returned: one array, or a tuple of arrays and Nones."""
+    if out.__class__ is not tuple:
+        return _finite(out)
+    return all(o is None or not hasattr(o, "dtype") or _finite(o) for o in out)
 
 
 def _summary(a: Any) -> Summary | None:

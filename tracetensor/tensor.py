@@ -63,6 +63,8 @@ def _output(
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
+            if stack is None and STATE.checks:  # a NaN check names a bad gradient's forward line (and callers)
+                stack = user_frames()
             t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
     return t
 

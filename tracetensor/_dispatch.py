@@ -53,21 +53,18 @@ class Site(NamedTuple):
     def event(self, rec: tuple) -> OpEvent:
         """The OpEvent of a raw record made at this site (see `_observed`): exactly what a
         plain listener got for it."""
-        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec
+        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec[:10]
         dev = self.device.name if self.device is not None else "cpu"
-        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
-            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
-            metas = tuple(
-                [
-                    _tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
-                    if o is not None
-                    else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                    for n, o in zip(names, dt)
-                ]
-            )
+        # a site's outputs have the same metas step after step: made once per (site, signature)
+        key = (id(self), shape, dt, nbytes)
+        hit = _METAS.get(key)
+        if hit is not None and hit[0] is self:
+            metas = hit[1]
         else:
-            out = self.out_names[0] if self.out_names else self.name + ":0"
-            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+            metas = self._metas(shape, dt, nbytes, dev)
+            if len(_METAS) > 50_000:
+                _METAS.clear()
+            _METAS[key] = (self, metas)
         return OpEvent(
             seq,
             run,
@@ -88,6 +85,22 @@ class Site(NamedTuple):
             stack,
         )
 
+    def _metas(self, shape: Any, dt: Any, nbytes: int, dev: str) -> tuple[TensorMeta, ...]:
+        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
+            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
+            metas = tuple(
+                [
+                    _tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
+                    if o is not None
+                    else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                    for n, o in zip(names, dt)
+                ]
+            )
+        else:
+            out = self.out_names[0] if self.out_names else self.name + ":0"
+            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+        return metas
+
     def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
         """The one error an op raising here becomes (the same whether or not anyone listens)."""
         return fail(
@@ -102,6 +115,9 @@ class Site(NamedTuple):
             label=self.op_label,
         )
 
+
+# (id(site), shape, dtype, nbytes) -> (site, its outputs' TensorMetas): see Site.event
+_METAS: dict[tuple, tuple[Site, tuple[TensorMeta, ...]]] = {}
 
 _STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
 _FORWARD = _STATIC["forward"]

@@ -13,6 +13,7 @@ union of what current listeners asked for and nothing more.
 from __future__ import annotations
 
 import cmath
+import gc
 import itertools
 import math
 import threading
@@ -400,7 +401,15 @@ def listen(
 def materialize(items: Iterable[Any]) -> list[Event]:
     """What a `raw=True` listener received, as events: records become the OpEvents a
     plain listener would have got (the same fields), events pass through unchanged."""
-    return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+    # many new objects, no cycles among them: a collection part-way would only traverse
+    # everything alive (a long profile's records) again and again
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def is_raw(item: Any) -> bool:

@@ -328,8 +328,12 @@ def _dtname(dt: Any) -> str:
 
 
 def _all_finite(outs: tuple) -> bool:
-    """The check of an op's several outputs (arrays, and None for an output not computed)."""
-    return all(o is None or not hasattr(o, "dtype") or _finite(o) for o in outs)
+    """The check of an op's several outputs (arrays, and None for an output not computed;
+    a VJP's gradients, one per input). A plain loop: a generator costs more than the check."""
+    for o in outs:
+        if o is not None and hasattr(o, "dtype") and not _finite(o):
+            return False
+    return True
 
 
 def _summary(a: Any) -> Summary | None:

@@ -49,6 +49,9 @@ VERSION = 3  # bump on any schema change; readers refuse files newer than they k
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 BLOCK = 2048  # most events in one block
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
+# small pages: a short recording's file is mostly its tables' first pages (30 of them, one
+# each), and event blocks are blobs of a few KB that span pages as well at any size
+PAGE_SIZE = 1024
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -448,6 +451,7 @@ class TraceWriter:
                 _write_all(self._lock_fd, image)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             if image is None:
+                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
             if image is None:
@@ -890,6 +894,7 @@ def _empty_trace() -> bytes | None:
     try:
         db = sqlite3.connect(":memory:")
         try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.executescript(SCHEMA)
             image = bytearray(db.serialize())
         finally:

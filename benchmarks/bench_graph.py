@@ -131,7 +131,7 @@ def engine_overhead(sess: tf.Session, fetches: list, feed: dict) -> Callable[[],
         stub = Step(st.op, lambda *a, _out=out, **k: _out, multi=st.multi)
         stub.var, stub.const = st.var, st.const
         stubs.append(stub)
-    plan.fast = Plan(sess, stubs, plan.feeds, plan.fetches).fast
+    plan.fast = Plan(sess, stubs, plan.feeds, plan.fetches, plan.specs).fast
     return lambda: sess.run(fetches, feed)
 
 
@@ -163,7 +163,8 @@ def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float
         if st.var is None and st.const is None:
             st.fn = timed(st.fn, k)
             st.extra.pop("vjp", None)  # gradient nodes through their (timed) function, not inlined
-    plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches).fast
+            st.extra.pop("direct", None)  # updates too
+    plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches, plan.specs).fast
     np_fn = numpy_step()
     t_np = []
     for _ in range(number):

@@ -251,7 +251,7 @@ class profile:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
         # raw: ops arrive as compact records, made into events when the report is built
         self._listener = ev.subscribe(
-            cb, stacks=self.with_stack, values=self.profile_memory, flops=self.with_flops, raw=self._mem is None
+            cb, stacks=self.with_stack, outputs=self.profile_memory, flops=self.with_flops, raw=True
         )
 
     def _unsubscribe(self) -> None:
@@ -276,16 +276,21 @@ class profile:
         recs = self._buf[:]
         self._buf.clear()  # in place: the listener appends to this list
         mem = self._mem
-        rep = self._analyse(recs, mem.take() if mem is not None else None)
         if self._agg is None:
             self._agg = _Aggregate()
-        self._agg.add(rep)
-        if mem is not None:
-            mem.live, mem.peak = rep.live, rep.peak
-        steps = len(rep.steps)
-        self._kept.append((recs, len(rep.ops), steps, rep.mem_series, rep.pool))
-        self._kept_ops += len(rep.ops)
-        del rep
+        fast = _fold_raw(recs, self._steps_marked, self._agg) if mem is None else None
+        if fast is not None:
+            n_ops, steps = fast
+            self._kept.append((recs, n_ops, steps, {}, []))
+        else:
+            rep = self._analyse(recs, mem.take() if mem is not None else None)
+            self._agg.add(rep)
+            if mem is not None:
+                mem.live, mem.peak = rep.live, rep.peak
+            n_ops = len(rep.ops)
+            self._kept.append((recs, n_ops, len(rep.steps), rep.mem_series, rep.pool))
+            del rep
+        self._kept_ops += n_ops
         budget = self.max_trace_events
         while budget is not None and len(self._kept) > 1 and self._kept_ops > budget:
             _, n, k, _, _ = self._kept.pop(0)
@@ -296,13 +301,17 @@ class profile:
     def _final(self, pending: list[Any], done: bool = False) -> Report:
         """The window's report: aggregates of what was folded plus `pending` (not yet folded)."""
         if self._agg is None:
-            return self._analyse(pending)
-        agg = self._agg if done else self._agg.copy()  # a window still recording keeps folding into its own
-        n_before = agg.op_count
-        rep = self._analyse(pending)
-        agg.add(rep)
-        del rep
-        n_ops = agg.op_count - n_before
+            agg = _Aggregate()
+            if self._mem is not None or _fold_raw(pending, self._steps_marked, agg) is None:
+                return self._analyse(pending)
+        else:
+            agg = self._agg if done else self._agg.copy()  # a window still recording keeps folding into its own
+            n_before = agg.op_count
+            if self._mem is not None or _fold_raw(pending, self._steps_marked, agg) is None:
+                rep = self._analyse(pending)
+                agg.add(rep)
+                del rep
+        n_ops = agg.op_count - n_before if self._agg is not None else agg.op_count
         dropped_ops, dropped_steps = self._dropped_ops, self._dropped_steps
         budget = self.max_trace_events
         # the pending records stay whole; older folds go while the budget is exceeded
@@ -314,7 +323,16 @@ class profile:
             dropped_ops += n
             dropped_steps += k
         kept = [r for part in kept_parts for r in part[0]]
-        out = self._analyse(kept + list(pending))
+        if self._mem is None:  # the tables come from `agg`: spans and events wait for an export or `events()`
+            out = Report.deferred(
+                kept + list(pending),
+                steps_marked=self._steps_marked,
+                with_flops=self.with_flops,
+                with_stack=self.with_stack,
+                profile_memory=self.profile_memory,
+            )
+        else:
+            out = self._analyse(kept + list(pending))
         if self._mem is not None:  # the memory series of the kept folds, then of `pending`
             series: dict[str, list[tuple[int, int]]] = defaultdict(list)
             for part in [*kept_parts, (None, 0, 0, out.mem_series, out.pool)]:
@@ -328,17 +346,16 @@ class profile:
         return out
 
     def _save(self) -> None:
-        if self._mem is None:
-            # the analysis waits for the first read (a table, an export, `events()`): ending a
-            # window costs nothing, and a window nobody reads is never analysed. The window's
-            # state moves to a detached copy (rebinding, not clearing: the copy keeps it)
-            pending = copy.copy(self)
-            pending._pending = pending._report = None  # (no chain of earlier unread windows)
-            self._report, self._pending = None, pending
-            self._buf = []
-        else:  # memory trackers carry on into the next window: analyse while their state is this one's
-            self._report, self._pending = self._final(self._buf, done=True), None
-            self._buf.clear()
+        # the analysis waits for the first read (a table, an export, `events()`): ending a
+        # window costs nothing, and a window nobody reads is never analysed. The window's
+        # state moves to a detached copy (rebinding, not clearing: the copy keeps it; the
+        # memory tracker carries on into the next window, so the copy takes a snapshot)
+        pending = copy.copy(self)
+        pending._pending = pending._report = None  # (no chain of earlier unread windows)
+        if self._mem is not None:
+            pending._mem = self._mem.snapshot()
+        self._report, self._pending = None, pending
+        self._buf = []
         self._reset_folded()
         if self.on_trace_ready is not None:
             self.on_trace_ready(self)
@@ -413,16 +430,16 @@ class _MemoryTracker:
         del self.deltas[: len(deltas)], self.pool[: len(pool)]
         return deltas, pool
 
-    def wrap(self, append: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
-        # OpEvent(*fields but values) is 4x faster than dataclasses.replace on the hot path;
-        # it needs `values` to be the last field, else the plain replace is used
-        names = [f.name for f in dataclasses.fields(ev.OpEvent)]
-        if names[-1] == "values":
-            fields, op_event = operator.attrgetter(*names[:-1]), ev.OpEvent
-            strip = lambda e: op_event(*fields(e))
-        else:
-            strip = lambda e: dataclasses.replace(e, values=None)
-        deltas, refs = self.deltas, self._refs
+    def snapshot(self) -> _MemoryTracker:
+        """A detached copy of what was seen so far (a finished window analysed later)."""
+        snap = _MemoryTracker()
+        snap.deltas, snap.pool = list(self.deltas), list(self.pool)
+        snap.live, snap.peak = dict(self.live), dict(self.peak)
+        return snap
+
+    def wrap(self, append: Callable[[Any], None]) -> Callable[..., None]:
+        """The listener (`outputs=True`): each op's outputs arrive beside its record or event."""
+        deltas, refs, pool = self.deltas, self._refs, self.pool
         perf = time.perf_counter_ns
 
         def freed(r: Any) -> None:
@@ -430,22 +447,27 @@ class _MemoryTracker:
             if dev_nb is not None:
                 deltas.append((perf(), dev_nb[0], -dev_nb[1], 0))
 
-        def on_event(e: ev.Event) -> None:
-            if e.__class__ is ev.OpEvent and e.values is not None:
-                vals = e.values
-                e = strip(e)  # without values: keeping them would keep the arrays alive
-                if e.phase != "update":  # updates work in place
-                    for m, v in zip(e.outputs, vals):
-                        if v is None or getattr(v, "base", None) is not None or not m.nbytes:
+        def on_event(e: Any, out: Any = None) -> None:
+            if out is not None:
+                if e.__class__ is tuple:  # a raw record: (site, seq, run, t0, t1, ...)
+                    site = e[0]
+                    phase, t, seq = site.phase, e[4], e[1]
+                    dev = site.device.name if site.device is not None else "cpu"
+                else:
+                    phase, dev, t, seq = e.phase, e.device, e.end_ns, e.seq
+                if phase != "update":  # updates work in place
+                    for v in out if out.__class__ is tuple else (out,):
+                        nb = getattr(v, "nbytes", 0) if v is not None else 0
+                        if not nb or getattr(v, "base", None) is not None:
                             continue
                         try:
                             r = weakref.ref(v, freed)
                         except TypeError:
                             continue
-                        refs[id(r)] = (m.device, m.nbytes, r)
-                        deltas.append((e.end_ns, m.device, m.nbytes, e.seq))
-                if e.device.startswith("cuda"):
-                    self.pool.append((e.end_ns, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
+                        refs[id(r)] = (dev, nb, r)
+                        deltas.append((t, dev, nb, seq))
+                if dev.startswith("cuda"):
+                    pool.append((t, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
             append(e)
 
         return on_event
@@ -586,6 +608,28 @@ class Report:
             deltas, self.pool = mem_taken if mem_taken is not None else (memory.deltas, list(memory.pool))
             by_seq = {e.seq: e for e in self.ops}
             self.mem_series, self.peak, self.live = _memory_series(deltas, by_seq, memory.live, memory.peak)
+
+    @classmethod
+    def deferred(cls, items: list[Any], **kw: Any) -> Report:
+        """A report of `items` (raw records and events) whose events, spans and memory are
+        made on first use (`__getattr__`); a profile sets `agg`, so its tables need none of them."""
+        self = cls.__new__(cls)
+        self._items, self._kw = items, kw
+        self.agg = None
+        self.omitted_ops = self.omitted_steps = self.max_trace_events = 0
+        self.with_flops, self.with_stack = kw.get("with_flops", False), kw.get("with_stack", False)
+        self.profile_memory = kw.get("profile_memory", False)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        if name in _DEFERRED and "_items" in d:
+            items, kw = d.pop("_items"), d.pop("_kw")
+            kept = {k: d[k] for k in ("agg", "omitted_ops", "omitted_steps", "max_trace_events")}
+            d.update(Report.from_events(ev.materialize(items), **kw).__dict__)
+            d.update(kept)
+            return d[name]
+        raise AttributeError(f"'Report' object has no attribute '{name}'")
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], **kw: Any) -> Report:
@@ -795,6 +839,109 @@ class _Aggregate:
         self.op_count += len(rep.ops)
         self.op_ns += rep.op_time_ns
         self.device_ns += sum(rep.device_ns.values())
+
+
+# what a deferred Report makes on first use
+_DEFERRED = frozenset(
+    ("trace", "raw", "ops", "device_ns", "graphs", "runs", "spans", "memory", "mem_series", "peak", "live", "pool")
+)
+
+
+def _fold_raw(items: list[Any], steps_marked: bool, agg: _Aggregate) -> tuple[int, int] | None:
+    """`agg.add(Report(items))` without making an event or a span per op, for what a
+    timings-only profile of CPU ops on one thread receives (raw records and run markers):
+    records are grouped by (site, stack, output signature) first, so each group's row,
+    shapes and source line are made once from one event. Returns (op events, steps), or
+    None, touching nothing, when `items` need the full analysis (user ranges, graph runs,
+    device times, several threads, full events)."""
+    groups: dict[tuple, list] = {}
+    starts: list[ev.RunStart] = []
+    ends: dict[int, int] = {}
+    run_ns: dict[int, int] = {}
+    run_mem: dict[int, int] = {}
+    thread = None
+    for x in items:
+        cls = x.__class__
+        if cls is tuple:
+            site = x[0]
+            dev = site.device
+            if (dev is not None and dev.type != "cpu") or (thread is not None and x[5] != thread):
+                return None
+            thread = x[5]
+            d = x[4] - x[3]
+            key = (id(site), id(x[6]), x[7], x[8])  # (the records keep site and stack alive)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = [x, 0, 0, x[9] if x[7] is not None else sum(o[2] for o in x[8] if o is not None), 0]
+            g[1] += 1
+            g[2] += d
+            g[4] = x[3]
+            r = x[2]
+            run_ns[r] = run_ns.get(r, 0) + d
+            run_mem[r] = run_mem.get(r, 0) + g[3]
+        elif cls is ev.RunStart:
+            if x.kind in GRAPH_RUNS or (thread is not None and x.thread != thread):
+                return None
+            thread = x.thread
+            starts.append(x)
+        elif cls is ev.RunEnd:
+            ends[x.run] = x.t_ns
+        else:
+            return None
+    # first occurrences in the order the full analysis meets them: by start, a step before its ops
+    first: list[tuple[int, int, Any]] = []
+    steps: list[_Span] = []
+    if steps_marked:
+        main = thread if thread is not None else threading.get_ident()
+        for r in starts:
+            end = ends.get(r.run)
+            child = run_ns.get(r.run, 0)
+            if r.kind != "step" or end is None or child == 0:  # (a step with nothing in it is no step)
+                continue
+            s = _Span("step", r.name, r.t_ns, end, main, child_ns=child, child_mem=run_mem.get(r.run, 0))
+            steps.append(s)
+            first.append((r.t_ns, 0, s))
+    for g in groups.values():
+        first.append((g[0][3], 1, g))
+    first.sort(key=operator.itemgetter(0, 1))
+    fine, lines = agg.fine, agg.lines
+    n = total = 0
+    for _, is_op, x in first:
+        if not is_op:
+            key = ("ProfilerStep*", True, None, None, ())
+            row = fine.get(key)
+            if row is None:
+                row = fine[key] = Row(key[0], key[1])
+            row.count += 1
+            row.cpu_time_total += x.dur
+            row.self_cpu_time_total += x.dur - x.child_ns
+            row.cpu_memory_usage += x.child_mem
+            continue
+        rec, count, ns, _, last = x
+        e = rec[0].event(rec)  # one event per group: keys made by the full analysis' own rules
+        x.append(e)
+        outs = tuple(None if m.dtype == "none" else m.shape for m in e.outputs)
+        key = (op_label(e), False, e.inputs, outs, tuple(e.stack) if e.stack else ())
+        row = fine.get(key)
+        if row is None:
+            row = fine[key] = Row(key[0], key[1])
+        row.count += count
+        row.cpu_time_total += ns
+        row.self_cpu_time_total += ns
+        if e.stack:
+            f = e.stack[0]
+            a = lines.setdefault((f.filename, f.lineno), [f, 0, 0])
+            a[1] += ns
+            a[2] += count
+        n += count
+        total += ns
+    for g in sorted(groups.values(), key=operator.itemgetter(4)):  # the latest shape of a name wins
+        for m in g[5].outputs:
+            agg.known[m.name] = m.shape
+    agg.steps += steps
+    agg.op_count += n
+    agg.op_ns += total
+    return n, len(steps)
 
 
 def _nest(spans: list[_Span], device_ns: dict[int, int]) -> list[_Span]:

@@ -445,6 +445,65 @@ def test_feed_errors_name_the_placeholder(g):
         assert isinstance(e.value, tt.TraceTensorError)
 
 
+def test_feed_errors_give_the_placeholders_line_and_are_the_same_when_listened_to(g):
+    x = tf.placeholder(tf.float32, [None, 4], name="x")
+    line = __import__("inspect").currentframe().f_lineno - 1
+    y = tf.placeholder(tf.int64, [None], name="y")
+    out = tf.reduce_sum(x * 2.0) + tf.cast(tf.reduce_sum(y), tf.float32)
+    bad = [
+        ({x: np.ones((2, 3), np.float32), y: np.ones(2, np.int64)}, "shape (2, 3)"),
+        ({x: np.ones((2, 3, 4), np.float32), y: np.ones(2, np.int64)}, "shape (2, 3, 4)"),
+        ({x: [["a"] * 4], y: np.ones(2, np.int64)}, "dtype str"),
+        ({x: np.ones((2, 4), np.float32), y: np.ones(2) + 0.5}, "dtype float64 for placeholder 'y'"),
+    ]
+    with tf.Session() as s:
+        assert s.run(out, {x: np.ones((2, 4), np.float32), y: np.ones(2, np.int64)}) == 18.0
+        for feed, what in bad:
+            msgs = []
+            for listening in (False, True):
+                with events.listen(lambda e: None) if listening else _nothing():
+                    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+                        s.run(out, feed)
+                msgs.append(str(e.value))
+            assert msgs[0] == msgs[1] and what in msgs[0]
+            if "'y'" not in what:
+                assert f"placeholder 'x' (tensor 'x:0', defined at {__file__}:{line})" in msgs[0]
+        # a float64 array of the right shape is converted (same kind), fast path or not
+        assert s.run(out, {x: np.ones((2, 4)), y: [1, 1]}) == 18.0
+
+
+def test_one_session_run_from_several_threads_at_once_gives_each_its_own_gradients(g):
+    import threading
+
+    m = _mlp()
+    grads = tf.gradients(m["loss"], m["vars"])
+    rng = np.random.default_rng(1)
+    feeds = [(rng.standard_normal((8 + i, 4)).astype(np.float32), rng.integers(0, 3, 8 + i)) for i in range(4)]
+    with tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        want = [s.run(grads, {m["x"]: x, m["y"]: y}) for x, y in feeds]
+        bad: list[int] = []
+
+        def work(i: int) -> None:
+            x, y = feeds[i]
+            for _ in range(200):
+                got = s.run(grads, {m["x"]: x, m["y"]: y})
+                if not all(np.array_equal(a, b) for a, b in zip(got, want[i])):
+                    bad.append(i)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        old = __import__("sys").getswitchinterval()
+        __import__("sys").setswitchinterval(1e-6)  # switch threads as often as possible
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            __import__("sys").setswitchinterval(old)
+        assert not bad
+
+
 def test_uninitialized_variable_is_failed_precondition(g):
     m = _mlp()
     with tf.Session() as s:

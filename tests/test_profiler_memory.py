@@ -69,6 +69,39 @@ def test_folded_aggregates_equal_the_whole_window_computation(rng, fold_every_st
     assert any(s.startswith("[2, 8]") for s in shaped)  # the short batches have rows of their own
 
 
+@pytest.mark.tracetensor_nan("off")  # the plugin's listener would make every op a full event
+@pytest.mark.parametrize("with_stack", [False, True])
+@pytest.mark.parametrize("fold", [1, 10**9])  # every step folded; nothing folded before the read
+def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng, monkeypatch, with_stack, fold):
+    """A timings-only profile (no ranges) aggregates straight from the engine's records:
+    its tables, steps and source lines are those of the full analysis of the same events."""
+    monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tt.optim.SGD(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 4))
+    with profile(with_stack=with_stack, max_trace_events=None) as prof:
+        for i in range(12):
+            opt.zero_grad()
+            F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
+            opt.step()
+            prof.step()
+    rep = prof.report
+    assert rep.agg is not None and not rep.left_out
+    whole = Report.from_events(prof.events(), with_stack=with_stack)
+    assert whole.agg is None
+    for shapes, stack_n in ((False, 0), (True, 0), (False, 2), (True, 1)):
+        got, want = rep.key_averages(shapes, stack_n), whole.key_averages(shapes, stack_n)
+        assert _rows(got) == _rows(want)
+        assert got.table(row_limit=0) == want.table(row_limit=0)
+    assert rep.top_source_lines(10) == whole.top_source_lines(10)
+    assert [(s.start, s.end, s.child_ns) for s in rep.steps] == [(s.start, s.end, s.child_ns) for s in whole.steps]
+    assert len(rep.steps) == 12
+    assert (rep.op_count, rep.op_time_ns) == (len(whole.ops), whole.op_time_ns)
+    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "matmul"}
+    assert any(s.startswith("[2, 8]") for s in shaped)  # the short batches have rows of their own
+
+
 def test_a_report_read_while_recording_does_not_disturb_the_window(rng, fold_every_step):
     step = _train(rng)
     with profile(max_trace_events=None) as prof:
@@ -155,6 +188,20 @@ def _memory_window(rng: np.random.Generator) -> Report:
             step(i)
             prof.step()
     return prof.report
+
+
+@pytest.mark.tracetensor_nan("off")  # alone, the profiler gets compact records; beside a plain listener, events
+def test_memory_tracking_from_records_equals_tracking_from_events():
+    alone = _memory_window(np.random.default_rng(0))
+    with tt.events.listen(lambda e: None):  # a listener that wants whole events: every op becomes one
+        beside = _memory_window(np.random.default_rng(0))
+    assert alone.peak == beside.peak and alone.peak["cpu"][0] > 0
+    assert {d: [v for _, v in s] for d, s in alone.mem_series.items()} == {
+        d: [v for _, v in s] for d, s in beside.mem_series.items()
+    }
+    mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
+    assert mem(alone) == mem(beside)
+    assert any(r[2] > 0 for r in mem(alone))
 
 
 def test_memory_columns_peak_and_series_are_the_same_folded_or_not(monkeypatch):

@@ -96,3 +96,47 @@ def test_each_op_points_at_its_own_user_line():
 
 def test_no_stacks_are_taken_when_nobody_asks():
     assert all(e.stack is None for e in _train_events(stacks=False) if e.phase != "backward")
+
+
+def _op_in(a: tt.Tensor) -> tt.Tensor:
+    return a + 1.0
+
+
+def _loop_a(a: tt.Tensor, n: int) -> None:
+    for _ in range(n):
+        _op_in(a)
+
+
+def _loop_b(a: tt.Tensor, n: int) -> None:
+    for _ in range(n):
+        _op_in(a)
+        _op_in(a)  # the same caller, stopped at another line
+
+
+def _loop_stacks() -> list[tuple]:
+    got: list = []
+    a = tt.tensor(np.ones(3, np.float32))
+    with events.listen(got.append, stacks=True):
+        for _ in range(2):
+            _loop_a(a, 2)
+            _loop_b(a, 2)
+    return [tuple(f for f in e.stack if not f.name.startswith("test_")) for e in got if isinstance(e, events.OpEvent)]
+
+
+def test_frames_shared_above_the_innermost_user_frame_are_those_a_full_walk_finds(monkeypatch):
+    from tracetensor import _source
+
+    shared = _loop_stacks()
+
+    class Nothing(dict):  # a cache that keeps nothing: every capture walks every frame
+        def __setitem__(self, key, value) -> None:
+            pass
+
+    monkeypatch.setattr(_source, "_outer", Nothing())
+    assert shared == _loop_stacks()
+    callers = [(s[0].name, s[1].name, s[1].lineno) for s in shared]
+    assert callers[:2] == [("_op_in", "_loop_a", _line(_loop_a, "_op_in(a)"))] * 2
+    assert callers[2:4] == [
+        ("_op_in", "_loop_b", _line(_loop_b, "_op_in(a)")),
+        ("_op_in", "_loop_b", _line(_loop_b, "_op_in(a)  # the same caller")),
+    ]

@@ -53,7 +53,44 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
         if not r:
             break
         f = f.f_back
-    out = []
+    if f is None:
+        return ()
+    if limit != 8:
+        return tuple(_walk(f, limit, cache, frames))
+    # The user frames above the innermost one, from the next user frame `g` up, are the same
+    # for every op that frame runs (a training step's ops, a loop's iterations): made once per
+    # (g, its instruction, its caller, that one's instruction) and shared. Both frames are
+    # checked by code as well: a frame freed and another made at its address, stopped at the
+    # same instruction of the same code under the same live caller, has the same frames above.
+    g = f.f_back
+    while g is not None:
+        r = cache.get(g.f_code.co_filename)
+        if r is None:
+            r = _is_internal(g.f_code.co_filename)
+        if not r:
+            break
+        g = g.f_back
+    if g is None:
+        return tuple(_walk(f, limit, cache, frames))
+    gb = g.f_back
+    gbc = gb.f_code if gb is not None else None
+    key = (id(g), g.f_lasti, id(gb), gb.f_lasti if gb is not None else -1)
+    hit = _outer.get(key)
+    if hit is None or hit[0] is not g.f_code or hit[1] is not gbc:
+        if len(_outer) > 10_000:  # bounded: each step's frames make new keys
+            _outer.clear()
+        hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)))
+    head = _walk(f, 1, cache, frames)  # (nothing for our launcher's frame: see _walk)
+    return (head[0], *hit[2]) if head else ()
+
+
+# (id(g), its instruction, id(its caller), that one's instruction) -> (g's code, its caller's
+# code, the user frames from g up): see user_frames
+_outer: dict[tuple[int, int, int, int], tuple[object, object, tuple[Frame, ...]]] = {}
+
+
+def _walk(f, limit: int, cache: dict, frames: dict) -> list[Frame]:
+    out: list[Frame] = []
     while f is not None and len(out) < limit:
         co = f.f_code
         r = cache.get(co.co_filename)
@@ -70,7 +107,7 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
                 hit = frames[(id(co), line)] = (Frame(co.co_filename, line, co.co_name), co)
             out.append(hit[0])
         f = f.f_back
-    return tuple(out)
+    return out
 
 
 class _Held(threading.local):

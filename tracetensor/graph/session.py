@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
+from keyword import iskeyword
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,7 @@ class Step:
         "grad_of",
         "extra",
         "in_names",
+        "site",
     )
 
     def __init__(
@@ -110,6 +113,7 @@ class Step:
         self.const, self.var, self.forward, self.grad_of = const, var, forward, grad_of
         self.extra: dict[str, Any] = {}  # control flow: what a loop shares with its gradient step
         self.in_names = tuple(t.name for t in op.inputs)  # for events, computed once
+        self.site: Site | None = None  # its dispatch site, made on the first listened-to run
 
 
 # kind -> builder(session, op, xp) -> Step; control flow, gradients and training add theirs
@@ -269,8 +273,16 @@ class Plan:
     """A compiled (fetches, feeds) pair: the steps in order, the slot of every tensor,
     and the generated straight-line function used when nobody listens."""
 
-    def __init__(self, sess: Session, steps: list[Step], feeds: list[Tensor], fetch_tensors: list[Tensor | None]):
+    def __init__(
+        self,
+        sess: Session,
+        steps: list[Step],
+        feeds: list[Tensor],
+        fetch_tensors: list[Tensor | None],
+        specs: Sequence[tuple] = (),
+    ):
         self.sess, self.steps, self.feeds, self.fetches = sess, steps, feeds, fetch_tensors
+        self.specs = specs  # one per key of the feed_dict, in its order: (tensor, dtype, ndim, fixed dims, used)
         slot: dict[Tensor, int] = {}
         for t in feeds:
             slot[t] = len(slot)
@@ -297,16 +309,31 @@ class Plan:
         self.copy_out = tuple(t is not None and t.op.kind in _ALIASING for t in fetch_tensors)
         self.tapes: dict[str, Any] = {}  # control flow: per-run records its gradient reads
         self.fast = self._generate()
+        self._raw: Callable | None = None
+        self._wiring: tuple[list, list] | None = None  # run_listening's sites and slots, made on first use
 
-    def _generate(self) -> Callable:
-        """Straight-line Python for the whole plan: locals for tensors, `del` at last use."""
-        ns: dict[str, Any] = {"xp": self.sess.device.xp, "_err": self._error, "Ctx": Ctx}
-        lines = ["def plan(F, V):", "  _i = -1", "  try:"]
+    @property
+    def raw(self) -> Callable:
+        """`fast`, but returning the fetched arrays as they are (on the device, 0-d arrays
+        kept, variables not copied): what `tt.function` reads. Generated on first use."""
+        if self._raw is None:
+            self._raw = self._generate(raw=True)
+        return self._raw
+
+    def _generate(self, raw: bool = False) -> Callable:
+        """Straight-line Python for the whole run: `plan(D, V)` takes the feed_dict's values
+        (in the order of `specs`) and the variable store; it checks the feeds, runs every
+        step (locals for tensors, `del` at last use) and returns the fetched values, ready
+        for the user. Everything a run does when nobody listens is in this one function."""
+        dev = self.sess.device
+        cpu = dev.type == "cpu"
+        ns: dict[str, Any] = {"xp": dev.xp, "_err": self._error, "Ctx": Ctx, "_nd": np.ndarray}
+        lines = ["def plan(D, V):", "  _i = -1", "  try:"]
         # ops registered with saves=True keep their residuals in a local `r{k}` that the
         # matching gradient node hands to its VJP (e.g. cross-entropy's log-softmax)
         residual: dict[Any, int] = {}
-        for j, t in enumerate(self.feeds):
-            lines.append(f"    t{self.slot[t]} = F[{j}]")
+        have_ctx = False
+        lines += self._feed_lines(ns, cpu)
         for k, st in enumerate(self.steps):
             outs = [f"t{self.slot[t]}" for t in st.outs]
             lhs = (", ".join(outs) + ("," if len(outs) == 1 else "")) if st.multi else (outs[0] if outs else "")
@@ -323,17 +350,27 @@ class Plan:
                 ins = [f"t{self.slot[t]}" for t in st.ins]
                 n = len(needs)
                 r = residual.get(st.ins[n])
-                saved = f", r{r}" if r is not None else ""
-                ctx = f"Ctx(xp, ({', '.join(ins[:n])},), {ins[n]}, a{k}, n{k}{saved})"
-                lines.append(f"    _g = v{k}({ctx}, {ins[n + 1]})")
+                # one Ctx per run, refilled for each gradient node (5 stores cost less than a
+                # constructor call; a VJP never keeps its ctx past its return)
+                if not have_ctx:
+                    lines.append("    _c = Ctx(xp, None, None, None, None)")
+                    have_ctx = True
+                lines.append(
+                    f"    _c.args = ({', '.join(ins[:n])},); _c.out = {ins[n]}; _c.attrs = a{k}; _c.needs = n{k}; "
+                    f"_c.saved = {f'r{r}' if r is not None else 'None'}"
+                )
+                lines.append(f"    _g = v{k}(_c, {ins[n + 1]})")
                 for o, i in zip(outs, idx):
                     x = ins[i]
                     lines.append(f"    {o} = _g[{i}]")
-                    lines.append(f"    if {o} is None or {o}.shape != {x}.shape or {o}.dtype != {x}.dtype:")
+                    # `is not`: an equal dtype that is another object only takes _fix's exact path
+                    lines.append(f"    if {o} is None or {o}.shape != {x}.shape or {o}.dtype is not {x}.dtype:")
                     lines.append(f"      {o} = _fix(xp, {o}, {x})")
                 lines.append("    del _g")
                 if self.frees[k]:
                     lines.append("    del " + ", ".join(f"t{s}" for s in self.frees[k]))
+                    if {self.slot[t] for t in st.ins[: n + 1]} & set(self.frees[k]):  # really free them
+                        lines.append("    _c.args = _c.out = None")
                 continue
             else:
                 ns[f"f{k}"] = st.fn
@@ -341,20 +378,66 @@ class Plan:
                     ns[f"f{k}"] = st.evop.forward  # returns (output, residuals)
                     residual[st.outs[0]] = k
                     lhs = f"{outs[0]}, r{k}"
-                args = (["xp"] if st.xp_arg else []) + [f"t{self.slot[t]}" for t in st.ins]
-                if st.attrs:
-                    ns[f"a{k}"] = st.attrs
+                fn, xp_arg, attrs = st.extra.get("direct") or (ns[f"f{k}"], st.xp_arg, st.attrs)
+                ns[f"f{k}"] = fn
+                args = (["xp"] if xp_arg else []) + [f"t{self.slot[t]}" for t in st.ins]
+                for i, (name, value) in enumerate(attrs.items()):  # keywords by name: cheaper than **attrs
+                    if name.isidentifier() and not iskeyword(name):
+                        ns[f"a{k}_{i}"] = value
+                        args.append(f"{name}=a{k}_{i}")
+                    else:
+                        ns.setdefault(f"a{k}", {})[name] = value
+                if f"a{k}" in ns:
                     args.append(f"**a{k}")
                 call = f"f{k}({', '.join(args)})"
             lines.append(f"    {lhs} = {call}" if lhs else f"    {call}")
             if self.frees[k]:
                 lines.append("    del " + ", ".join(f"t{s}" for s in self.frees[k]))
-        rets = [f"t{self.slot[t]}" if t is not None else "None" for t in self.fetches]
-        lines.append(f"    return ({', '.join(rets)}{',' if rets else ''})")
+        if raw:
+            rets = [f"t{self.slot[t]}" if t is not None else "None" for t in self.fetches]
+            lines.append(f"    return ({', '.join(rets)}{',' if rets else ''})")
+        else:
+            rets = []
+            for j, (t, copy) in enumerate(zip(self.fetches, self.copy_out)):
+                v = f"t{self.slot[t]}" if t is not None else "None"
+                if t is None:
+                    rets.append("None")
+                elif cpu and not copy:  # _host_value's common case, inline
+                    rets.append(f"({v}[()] if {v}.__class__ is _nd and {v}.ndim == 0 else {v})")
+                else:
+                    ns[f"_o{j}"] = partial(_host_value, copy=copy, cpu=cpu)
+                    rets.append(f"_o{j}({v})")
+            lines.append(f"    return [{', '.join(rets)}]")
         lines.append("  except Exception as e:")
         lines.append("    raise _err(_i, e, locals()) from None")
         exec(compile("\n".join(lines), f"<plan of graph #{self.sess.graph.id}>", "exec"), ns)
         return ns["plan"]
+
+    def _feed_lines(self, ns: dict[str, Any], cpu: bool) -> list[str]:
+        """The feed checks of `_feed_one`, with its common case (a host array of the
+        placeholder's dtype, on a CPU session) written inline; anything else calls it."""
+        if not self.specs:
+            return []
+        names = [f"t{self.slot[t]}" if used else "_" for t, _, _, _, used in self.specs]
+        lines = [f"    {', '.join(names)}, = D"]
+        dev = self.sess.device
+        for j, (t, dt, ndim, fixed, used) in enumerate(self.specs):
+            if not used:
+                continue
+            v = names[j]
+            ns[f"_f{j}"] = partial(_feed_one, t, dt, ndim, fixed, dev)
+            if not cpu:
+                lines.append(f"    {v} = _f{j}({v})")
+                continue
+            ns[f"_dt{j}"], ns[f"_se{j}"] = dt, partial(_feed_shape_error, t)
+            lines.append(f"    if {v}.__class__ is _nd and {v}.dtype is _dt{j}:")
+            if ndim is not None:
+                cond = " or ".join([f"len(_s) != {ndim}", *(f"_s[{i}] != {d}" for i, d in fixed)])
+                lines += ["      _s = " + v + ".shape", f"      if {cond}:", f"        raise _se{j}(_s)"]
+            else:
+                lines.append("      pass")
+            lines += ["    else:", f"      {v} = _f{j}({v})"]
+        return lines
 
     def _error(self, k: int, e: Exception, local: dict) -> BaseException:
         if k < 0 or isinstance(e, TraceTensorError):
@@ -365,15 +448,14 @@ class Plan:
         arrays = tuple(local.get(f"t{self.slot[t]}") for t in st.ins)
         return _node_error(st, arrays, e)
 
-    def run_listening(self, feeds: Sequence[Any], iteration: int | None = None) -> tuple:
+    def run_listening(self, feeds: Sequence[Any]) -> tuple:
         """The observable path: every node through `dispatch`, an OpEvent each."""
         dev = self.sess.device
         xp = dev.xp
-        vals: list[Any] = [None] * len(self.slot)
-        for t, a in zip(self.feeds, feeds):
-            vals[self.slot[t]] = a
-            if t.op.kind == "placeholder":
-                site = Site(
+        if self._wiring is None:  # worked out once (one assignment: other threads may run this plan)
+            slot = self.slot
+            feed_sites = [
+                Site(
                     PSEUDO["placeholder"],
                     "forward",
                     "graph",
@@ -381,18 +463,31 @@ class Plan:
                     name=t.op.name,
                     device=dev,
                     stack=t.op.stack,
-                    iteration=iteration,
                 )
+                if t.op.kind == "placeholder"
+                else None
+                for t in self.feeds
+            ]
+            # each step's input, output and freed slots, by position
+            wiring = [
+                (tuple(slot[t] for t in st.ins), tuple(slot[t] for t in st.outs), tuple(self.frees[k]))
+                for k, st in enumerate(self.steps)
+            ]
+            self._wiring = (feed_sites, wiring)
+        feed_sites, wiring = self._wiring
+        vals: list[Any] = [None] * len(self.slot)
+        for t, a, site in zip(self.feeds, feeds, feed_sites):
+            vals[self.slot[t]] = a
+            if site is not None:
                 dispatch(site, _ident, (a,), ())
-        for k, st in enumerate(self.steps):
-            arrays = tuple(vals[self.slot[t]] for t in st.ins)
-            out = run_step(st, arrays, xp, dev, iteration)
+        for st, (ins, outs, frees) in zip(self.steps, wiring):
+            out = run_step(st, tuple([vals[s] for s in ins]), xp, dev, None)
             if st.multi:
-                for t, o in zip(st.outs, out):
-                    vals[self.slot[t]] = o
-            elif st.outs:
-                vals[self.slot[st.outs[0]]] = out
-            for s in self.frees[k]:
+                for s, o in zip(outs, out):
+                    vals[s] = o
+            elif outs:
+                vals[outs[0]] = out
+            for s in frees:
                 vals[s] = None
         return tuple(vals[self.slot[t]] if t is not None else None for t in self.fetches)
 
@@ -406,19 +501,23 @@ def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | Non
         fn, args, attrs = st.fn, (xp, *arrays), st.attrs
     else:
         fn, args, attrs = st.fn, arrays, st.attrs
-    site = Site(
-        st.evop,
-        st.phase,
-        "graph",
-        label=op.type,
-        name=op.name,
-        inputs=st.in_names,
-        device=dev,
-        stack=op.stack or None,
-        forward=st.forward,
-        grad_of=st.grad_of,
-        iteration=iteration,
-    )
+    site = st.site
+    if site is None or site.device is not dev or iteration is not None:
+        site = Site(
+            st.evop,
+            st.phase,
+            "graph",
+            label=op.type,
+            name=op.name,
+            inputs=st.in_names,
+            device=dev,
+            stack=op.stack or None,
+            forward=st.forward,
+            grad_of=st.grad_of,
+            iteration=iteration,
+        )
+        if iteration is None:  # a site is plain immutable data: one per step serves every run
+            st.site = site
     try:
         return dispatch(site, fn, args, arrays, attrs)
     except TraceTensorError as e:
@@ -537,7 +636,7 @@ class Session:
         self._vars: dict[str, Any] = {}
         self._rngs: dict[str, np.random.Generator] = {}
         self._consts: dict[Operation, Any] = {}
-        self._plans: dict[Any, tuple[Plan, Any, list[tuple[Tensor, Any]]]] = {}
+        self._plans: dict[Any, tuple[Plan, Any]] = {}  # run key -> (plan, fetch structure)
         self._announced: tuple[int, Any] | None = None
         self._closed = False
         self._ctx_count = 0
@@ -600,23 +699,20 @@ class Session:
         except TypeError:  # unhashable (a dict, a nested list ...)
             key = entry = None
         if entry is None:
-            leaves: list[Any] = []
-            spec = _flatten(fetches, leaves)
-            if key is None:
-                key = (tuple(leaves), feed_keys, "flattened")
-                entry = self._plans.get(key)
-            if entry is None:
-                plan, specs = self._compile(leaves, feed_keys)
-                entry = self._plans[key] = (plan, specs, spec)
-            else:
-                entry = (entry[0], entry[1], spec)
-        plan, specs, spec = entry
-        feeds = self._feed_values(specs, feed_dict) if specs else ()
-        listening = bool(_events.STATE.listeners)
-        if listening:
+            entry = self._entry(key, fetches, feed_keys)
+        plan, spec = entry
+        if not _events.STATE.listeners:  # the generated plan does it all: feeds, steps, outputs
+            try:
+                out = (plan.raw if raw else plan.fast)(feed_dict.values() if feed_dict else (), self._vars)
+            except BaseException as e:
+                as_tf_error(e)  # a shape/dtype error of a run is also a tf.errors.InvalidArgumentError
+                raise
+            if raw:  # tt.function: arrays stay on the device, in plan order
+                return out
+        else:
+            feeds = self._feed_values(plan.specs, feed_dict) if plan.specs else ()
             self._announce()
-        run = (
-            _events.begin_run(
+            run = _events.begin_run(
                 kind,
                 mode="graph",
                 name=run_name,
@@ -624,42 +720,37 @@ class Session:
                 feeds=plan.feed_names,
                 graph=self.graph.id,
             )
-            if listening
-            else 0
-        )
-        try:
-            vals = plan.run_listening(feeds) if listening else plan.fast(feeds, self._vars)
-        except BaseException as e:
-            as_tf_error(e)  # a shape/dtype error of a run is also a tf.errors.InvalidArgumentError
-            if listening:
+            try:
+                vals = plan.run_listening(feeds)
+            except BaseException as e:
+                as_tf_error(e)
                 _events.end_run(run, e)
-            raise
-        if listening:
+                raise
             _events.end_run(run, None)
-        if raw:  # tt.function: arrays stay on the device, in plan order
-            return vals
-        out = self._outputs(plan, vals)
+            if raw:
+                return vals
+            cpu = self.device.type == "cpu"
+            out = [_host_value(v, c, cpu) for v, c in zip(vals, plan.copy_out)]
+        if spec is None:  # a flat list of fetches: already in order
+            return out
         if spec.__class__ is int:
             return out[spec]
-        if spec[0] is list and len(spec[1]) == len(out) and all(i.__class__ is int for i in spec[1]):
-            return out  # a flat list of fetches: already in order
         return _rebuild(spec, out)
 
-    def _outputs(self, plan: Plan, vals: tuple) -> list[Any]:
-        out = []
-        cpu = self.device.type == "cpu"
-        for v, copy in zip(vals, plan.copy_out):
-            if v is None:
-                out.append(None)
-                continue
-            if not cpu:
-                v = to_device(v, CPU)
-            elif copy:
-                v = v.copy()
-            if v.__class__ is np.ndarray and v.ndim == 0:
-                v = v[()]  # TF returns numpy scalars for 0-d results
-            out.append(v)
-        return out
+    def _entry(self, key: Any, fetches: Any, feed_keys: tuple) -> tuple[Plan, Any]:
+        """The (plan, fetch structure) of a run's key, compiled on first use; a structure
+        of None means a flat list returned as it is."""
+        leaves: list[Any] = []
+        spec = _flatten(fetches, leaves)
+        if spec.__class__ is not int and spec[0] is list and all(i.__class__ is int for i in spec[1]):
+            spec = None
+        if key is None:
+            key = (tuple(leaves), feed_keys, "flattened")
+            entry = self._plans.get(key)
+            if entry is not None:
+                return entry[0], spec
+        entry = self._plans[key] = (self._compile(leaves, feed_keys), spec)
+        return entry
 
     def make_callable(self, fetches: Any, feed_list: Sequence[Any] = ()) -> Callable[..., Any]:
         """TF1's `make_callable`: a function of the feed values that runs `fetches`."""
@@ -677,7 +768,7 @@ class Session:
         except TypeError as e:
             raise TypeError(f"fetch argument {leaf!r} is not a tensor, an operation or a name: {e}") from None
 
-    def _compile(self, leaves: list[Any], feed_keys: tuple) -> tuple[Plan, list[tuple[Tensor, Any]]]:
+    def _compile(self, leaves: list[Any], feed_keys: tuple) -> Plan:
         elems = [self._resolve(x) for x in leaves]
         fed: list[Tensor] = []
         for k in feed_keys:
@@ -699,9 +790,6 @@ class Session:
         link_tapes(steps)
         used_feeds = [t for t in fed if t in {i for st in steps for i in st.ins} or t in elems]
         fetch_tensors = [e if isinstance(e, Tensor) else None for e in elems]
-        plan = Plan(self, steps, used_feeds, fetch_tensors)
-        plan.fetch_names = tuple(e.name for e in elems)
-        plan.feed_names = tuple(t.name for t in used_feeds)
         specs = [
             (
                 t,
@@ -712,29 +800,14 @@ class Session:
             )
             for t in fed
         ]
-        return plan, specs
+        plan = Plan(self, steps, used_feeds, fetch_tensors, specs)
+        plan.fetch_names = tuple(e.name for e in elems)
+        plan.feed_names = tuple(t.name for t in used_feeds)
+        return plan
 
     def _feed_values(self, specs: list, feed_dict: dict) -> tuple:
-        out = []
-        gpu = self.device.type != "cpu"
-        for (t, dt, ndim, fixed, used), v in zip(specs, feed_dict.values()):
-            if not used:
-                continue
-            if v.__class__ is np.ndarray and v.dtype == dt:
-                a = v
-            elif gpu and hasattr(v, "__cuda_array_interface__"):  # already on the GPU (tt.function)
-                a = v if v.dtype == dt else _convert_feed(t, v, dt, v.dtype)
-            else:
-                a = _convert_feed(t, v, dt)
-            if ndim is not None:
-                shape = a.shape
-                if len(shape) != ndim:
-                    raise _feed_shape_error(t, shape)
-                for i, d in fixed:
-                    if shape[i] != d:
-                        raise _feed_shape_error(t, shape)
-            out.append(to_device(a, self.device) if gpu else a)
-        return tuple(out)
+        dev = self.device
+        return tuple(_feed_one(*sp[:4], dev, v) for sp, v in zip(specs, feed_dict.values()) if sp[4])
 
     def _announce(self) -> None:
         """Emits the GraphDef before the first run of each graph version (again when
@@ -778,6 +851,41 @@ class Session:
         self._vars[var.op.name] = to_device(a.copy(), self.device)
 
 
+def _feed_one(t: Tensor, dt: np.dtype, ndim: int | None, fixed: tuple, dev: Device, v: Any) -> Any:
+    """One fed value, checked against its placeholder (dtype converted where TF would,
+    shape matched) and put on the session's device. The generated plans inline its
+    common case (see `Plan._feed_lines`): keep the two alike."""
+    gpu = dev.type != "cpu"
+    if v.__class__ is np.ndarray and v.dtype == dt:
+        a = v
+    elif gpu and hasattr(v, "__cuda_array_interface__"):  # already on the GPU (tt.function)
+        a = v if v.dtype == dt else _convert_feed(t, v, dt, v.dtype)
+    else:
+        a = _convert_feed(t, v, dt)
+    if ndim is not None:
+        shape = a.shape
+        if len(shape) != ndim:
+            raise _feed_shape_error(t, shape)
+        for i, d in fixed:
+            if shape[i] != d:
+                raise _feed_shape_error(t, shape)
+    return to_device(a, dev) if gpu else a
+
+
+def _host_value(v: Any, copy: bool, cpu: bool) -> Any:
+    """A fetched value as `Session.run` returns it: on the host, a copy where it aliases a
+    variable's storage, a numpy scalar for a 0-d result (as TF)."""
+    if v is None:
+        return None
+    if not cpu:
+        v = to_device(v, CPU)
+    elif copy:
+        v = v.copy()
+    if v.__class__ is np.ndarray and v.ndim == 0:
+        v = v[()]
+    return v
+
+
 def _feed_shape_error(t: Tensor, shape: tuple) -> InvalidArgumentError:
     return InvalidArgumentError(
         f"cannot feed a value of shape {tuple(shape)} for {_what(t)}, which has shape {fmt_shape(t._dims)}"
@@ -785,7 +893,11 @@ def _feed_shape_error(t: Tensor, shape: tuple) -> InvalidArgumentError:
 
 
 def _what(t: Tensor) -> str:
-    return f"placeholder '{t.op.name}' (tensor '{t.name}')" if t.op.kind == "placeholder" else f"tensor '{t.name}'"
+    """`placeholder 'x' (tensor 'x:0', defined at model.py:12)`: the fed node and the user's line."""
+    where = f", defined at {t.op.stack[0]}" if t.op.stack else ""
+    if t.op.kind == "placeholder":
+        return f"placeholder '{t.op.name}' (tensor '{t.name}'{where})"
+    return f"tensor '{t.name}' ({t.op.type} '{t.op.name}'{where})"
 
 
 def _convert_feed(t: Tensor, v: Any, dt: np.dtype, device_dtype: np.dtype | None = None) -> Any:
@@ -855,7 +967,7 @@ def _missing_feed(op: Operation, why: str) -> InvalidArgumentError:
     t = op.outputs[0]
     return InvalidArgumentError(
         f"You must feed a value for placeholder '{op.name}' (tensor '{t.name}', dtype {t.dtype.name}, "
-        f"shape {t.shape}): {why}"
+        f"shape {t.shape}{f', defined at {op.stack[0]}' if op.stack else ''}): {why}"
     )
 
 

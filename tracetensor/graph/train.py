@@ -248,7 +248,11 @@ def _update_step(sess: Any, op: Operation, xp: Any) -> Step:
             step = int(rest[n_slots]) + 1  # the optimizer's step variable, advanced after all updates
             return fwd(xp, p, g, m, v, lr=lr, beta1=b1, beta2=b2, eps=eps, step=step)
 
-    return Step(op, update, phase="update", evop=rule, grad_of=(op.inputs[0].name,))
+    step = Step(op, update, phase="update", evop=rule, grad_of=(op.inputs[0].name,))
+    if a["rule"] == "sgd_update" and not momentum and lr_const is not None and len(op.inputs) == 2:
+        # plain SGD: the generated plan calls the registry op itself, `p -= lr * g`, no wrapper
+        step.extra["direct"] = (fwd, True, {"lr": lr_const})
+    return step
 
 
 from .io import CheckpointState, Saver, get_checkpoint_state, latest_checkpoint  # noqa: E402  (tf.train.*)

@@ -184,12 +184,18 @@ class Module:
         stack.append(self)
         names = _naming._tls
         prefix = names.prefix
-        names.prefix = prefix + scope.strip("/") + "/"  # what `with _naming.name_scope(scope)` does
+        # what `with _naming.name_scope(scope)` does, the string made once per (prefix, scope)
+        made = self.__dict__.get("_tt_prefix")
+        if made is None or made[0] is not prefix or made[1] is not scope:
+            made = self.__dict__["_tt_prefix"] = (prefix, scope, prefix + scope.strip("/") + "/")
+        names.prefix = made[2]
         # a library layer's ops share the user's stack at its call, taken once (a user's
         # forward, hook or callable in between makes its ops capture their own: see hold)
         outer = _source.hold() if STATE.stacks and _library_forward(type(self)) else None
         try:
-            return self._call_hooked(args, kwargs)
+            if self._forward_pre_hooks or self._forward_hooks:
+                return self._call_hooked(args, kwargs)
+            return self.forward(*args, **kwargs)
         finally:
             names.prefix = prefix
             if outer is not None:

@@ -213,6 +213,9 @@ class SGD(Optimizer):
         if not momentum and not group["weight_decay"] and not listening:
             _plain_sgd(p, g, group["lr"])
             return
+        if not momentum and not group["weight_decay"]:  # observed plain SGD: only lr matters
+            self._run("sgd_update", p, (p._data, g), {"lr": group["lr"]}, listening, index)
+            return
         buf = None
         first = False
         if momentum:

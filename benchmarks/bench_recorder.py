@@ -83,7 +83,9 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
             if k == "unrecorded":
                 rec = None
             elif k.startswith("listen:"):
-                rec = ev.subscribe(lambda e: None, summaries=k == "listen:summary", stacks=True)
+                # what the recorder asks for: raw records for "none", summaries for "summary"
+                summ = k == "listen:summary"
+                rec = ev.subscribe(lambda e: None, summaries=summ, stacks=True, raw=not summ)
             else:
                 rec = tt.record(os.path.join(tmp, f"{k}{rep}.ttrace"), values=k).start()
             t0 = time.perf_counter()

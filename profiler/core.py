@@ -638,10 +638,11 @@ class Report:
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], **kw: Any) -> Report:
-        events = list(events)
-        tr = MemoryTrace(start=False, summaries=False, stacks=False)
-        tr.extend(events)
-        return cls(tr, raw=events, **kw)
+        with ev.gc_paused():  # an object or two per event, no cycles: see gc_paused
+            events = list(events)
+            tr = MemoryTrace(start=False, summaries=False, stacks=False)
+            tr.extend(events)
+            return cls(tr, raw=events, **kw)
 
     @classmethod
     def combined(cls, reports: list[Report], **kw: Any) -> Report:

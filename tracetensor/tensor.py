@@ -66,7 +66,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
 
 def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     """`apply` specialised for the arithmetic operators, the hottest path of eager code
-    (kept inline rather than calling `_output`: binary ops save nothing and take no attrs)."""
+    when nobody listens (binary ops save nothing and take no attrs)."""
     b = o if o.__class__ is Tensor else _wrap_other(o, a)
     if STATE.listeners:
         return apply(op, a, b)

@@ -1,6 +1,6 @@
 """What instrumentation costs, every case in one run: the eager and graph steps against
 hand-written numpy, a timing-only listener, `profile()` (timings only, and with shapes,
-memory and stacks), `tt.record` ("none", "summary") with trace bytes per op event, the
+memory and stacks), `tt.record` ("none", "check", "summary") with trace bytes per op event, the
 same on a bigger model, graph construction with large shapes, and the profiler's peak
 RSS over a long run. torch and torch.profiler run alongside when torch is installed.
 Ratios are of CPU time (all threads of the process) against baselines timed in the same
@@ -189,7 +189,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
     step = be._tt_step(model, tt.optim.SGD(model.parameters(), lr=be.LR), tt.tensor(x), tt.tensor(y))
     np_params = [p.copy() for p in params]
     g_np, g_step = bg.numpy_step(), bg.graph_step()[0]
-    rec = {v: _Recording(step, v, tmp) for v in ("none", "summary")}
+    rec = {v: _Recording(step, v, tmp) for v in ("none", "check", "summary")}
     cases: dict[str, Case] = {
         "numpy": _plain(lambda: be.numpy_step(x, y, np_params)),
         "eager": _plain(step),
@@ -200,6 +200,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
         "profile() read": _profiled(step, read=True),
         "profile(full)": _profiled(step, record_shapes=True, profile_memory=True, with_stack=True),
         "record none": rec["none"],
+        "record check": rec["check"],
         "record summary": rec["summary"],
     }
     cases.update(_torch_cases(lambda: be._torch_step(x, y, params)))
@@ -238,7 +239,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
             f"torch.profiler {r('torch.profiler full', 'torch')}" if torch else "torch: not installed",
         ),
     ]
-    for v, goal in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
+    for v, goal in (("none", "<= 1.3x"), ("check", "<= 1.6x"), ("summary", "<= 1.6x")):
         per = f"{rec[v].bytes_per_op():.0f} B/op event"
         rows.append((f'tt.record(values="{v}")', fmt_time(t[f"record {v}"]), r(f"record {v}"), goal, per))
     return rows, t

@@ -1,9 +1,16 @@
-"""Cost of the pytest NaN plugin: the project's own test suite run with
-`--tracetensor-nan=all` against `--tracetensor-nan=off` (target: at most 1.2x), each in
-a fresh subprocess, interleaved, median of a few; then the per-step cost of the
-listener on a small eager training step, to show where the time goes.
+"""Cost of the pytest NaN plugin on a suite of 60 small training tests (target: at most 1.2x).
 
-`python benchmarks/bench_pytest_plugin.py [--repeat N] [pytest args, default: tests/]`
+The suite is generated into a temporary folder: ordinary user tests, each training a small
+model (MLPs, a convnet, an autoencoder, LayerNorm/GELU, logistic regression; SGD or Adam) for
+a few dozen steps and asserting that the loss went down. It runs with the plugin off, in
+`grad` and in `all` mode, a fresh pytest subprocess each, interleaved, medians of CPU time.
+Anchor: the same tests written for torch, run with `torch.autograd.detect_anomaly()` around
+each test against without (skipped, saying so, when torch is not installed).
+
+Two ratios per mode: the whole pytest process, and the tests alone (the CPU time of a run
+that collects the suite but runs no test, i.e. interpreter, pytest and imports, subtracted).
+
+`python benchmarks/bench_pytest_plugin.py [--repeat N]`     (TT_BENCH_QUICK=1: --repeat 3)
 """
 
 from __future__ import annotations
@@ -14,95 +21,200 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
+import tempfile
 
-from _common import fmt_time, interleaved, print_table
+from _common import fmt_time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+QUICK = bool(os.environ.get("TT_BENCH_QUICK"))
+
+# (model, optimizer, data, loss): written once, for `T` = tracetensor or torch
+_KINDS = {
+    "mlp_regression": (
+        "nn.Sequential(nn.Linear({d}, {h}), nn.ReLU(), nn.Linear({h}, 1))",
+        "T.optim.SGD(model.parameters(), lr=0.05)",
+        "x = T.randn({n}, {d}); y = x.sum(-1, keepdim=True) * 0.5",
+        "F.mse_loss(model(x), y)",
+    ),
+    "mlp_classifier": (
+        "nn.Sequential(nn.Linear({d}, {h}), nn.Tanh(), nn.Linear({h}, 4))",
+        "T.optim.SGD(model.parameters(), lr=0.1)",
+        "x = T.randn({n}, {d}); y = T.randint(0, 4, ({n},))",
+        "F.cross_entropy(model(x), y)",
+    ),
+    "convnet": (
+        "nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 3))",
+        "T.optim.Adam(model.parameters(), lr=0.01)",
+        "x = T.randn({n}, 1, 8, 8); y = T.randint(0, 3, ({n},))",
+        "F.cross_entropy(model(x), y)",
+    ),
+    "autoencoder": (
+        "nn.Sequential(nn.Linear({d}, {h}), nn.Sigmoid(), nn.Linear({h}, {d}))",
+        "T.optim.Adam(model.parameters(), lr=0.01)",
+        "x = T.randn({n}, {d}); y = x",
+        "F.mse_loss(model(x), y)",
+    ),
+    "layernorm_gelu": (
+        "nn.Sequential(nn.Linear({d}, {h}), nn.LayerNorm({h}), nn.GELU(), nn.Linear({h}, 3))",
+        "T.optim.Adam(model.parameters(), lr=0.01)",
+        "x = T.randn({n}, {d}); y = T.randint(0, 3, ({n},))",
+        "F.cross_entropy(model(x), y)",
+    ),
+    "logistic": (
+        "nn.Linear({d}, 1)",
+        "T.optim.SGD(model.parameters(), lr=0.5)",
+        "x = T.randn({n}, {d}); y = (x[:, :1] > 0).float()",
+        "F.binary_cross_entropy_with_logits(model(x), y)",
+    ),
+}
+_SIZES = [(8, 16, 16), (16, 32, 32), (32, 64, 64), (16, 16, 64), (8, 64, 32)]  # (d, h, n)
+_STEPS = (20, 40)  # 6 kinds x 5 sizes x 2 lengths = 60 tests
+
+_TEST = """
+def test_{name}():
+    T.manual_seed({seed})
+    model = {model}
+    opt = {opt}
+    {data}
+    first = None
+    for _ in range({steps}):
+        opt.zero_grad()
+        loss = {loss}
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < first
+"""
+
+_HEAD = {
+    "tracetensor": "import tracetensor as T\nfrom tracetensor import nn\nimport tracetensor.nn.functional as F\n",
+    "torch": "import torch as T\nfrom torch import nn\nimport torch.nn.functional as F\n",
+}
+
+# the anchor: torch's detect_anomaly around every test when TT_ANOMALY=1
+_TORCH_CONFTEST = """
+import os
+import pytest
+import torch
 
 
-def suite_time(mode: str, targets: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the pytest process and the children it waited for)."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tracetensor-nan={mode}", *targets]
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    # failures are expected in `all` mode (tests that make NaN on purpose); only time counts
-    subprocess.run(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+@pytest.fixture(autouse=True)
+def _anomaly():
+    if os.environ.get("TT_ANOMALY") == "1":
+        with torch.autograd.detect_anomaly(check_nan=True):
+            yield
+    else:
+        yield
+"""
 
 
-def bench_suite(targets: list[str], repeat: int) -> list[tuple[str, str, str, str]]:
-    wall: dict[str, list[float]] = {"off": [], "all": []}
-    cpu: dict[str, list[float]] = {"off": [], "all": []}
-    for _ in range(repeat):
-        for mode in wall:  # interleaved, so machine noise hits every mode alike
-            w, c = suite_time(mode, targets)
-            wall[mode].append(w)
-            cpu[mode].append(c)
-    label = " ".join(targets)
-    rows = []
-    for kind, d in (("wall", wall), ("cpu", cpu)):
-        med = {m: statistics.median(v) for m, v in d.items()}
-        for m in med:
-            samples = ", ".join(f"{x:.1f}" for x in d[m])
-            rows.append(
-                (
-                    f"{kind}: pytest {label} --tracetensor-nan={m} [{samples}]",
-                    fmt_time(med[m]),
-                    f"{med[m] / med['off']:.2f}x",
-                    "baseline" if m == "off" else "<= 1.2x",
+def write_suite(folder: pathlib.Path, framework: str) -> None:
+    """The 60 tests, one module per kind, written for `framework` ("tracetensor" or "torch")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = 0
+    for kind, (model, opt, data, loss) in _KINDS.items():
+        parts = [_HEAD[framework]]
+        for d, h, n in _SIZES:
+            for steps in _STEPS:
+                seed += 1
+                fmt = {"d": d, "h": h, "n": n}
+                parts.append(
+                    _TEST.format(
+                        name=f"{kind}_{d}_{h}_{n}_{steps}",
+                        seed=seed,
+                        model=model.format(**fmt),
+                        opt=opt,
+                        data=data.format(**fmt),
+                        loss=loss,
+                        steps=steps,
+                    )
                 )
-            )
+        (folder / f"test_{kind}.py").write_text("\n".join(parts))
+    if framework == "torch":
+        (folder / "conftest.py").write_text(_TORCH_CONFTEST)
+
+
+def cpu_time(folder: pathlib.Path, args: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) of one fresh pytest process over `folder`."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args, str(folder)]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(
+        cmd,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode not in (0, 5):  # 5: no test ran (the startup run)
+        raise RuntimeError(f"benchmark suite failed ({' '.join(args)}):\n{p.stdout[-3000:]}\n{p.stderr[-2000:]}")
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def bench(repeat: int) -> list[tuple[str, str, str, str, str]]:
+    with tempfile.TemporaryDirectory(prefix="tt-plugin-bench-") as tmp:
+        tt_dir, torch_dir = pathlib.Path(tmp, "tt"), pathlib.Path(tmp, "torch")
+        write_suite(tt_dir, "tracetensor")
+        try:
+            import torch  # noqa: F401
+
+            write_suite(torch_dir, "torch")
+            torch_ok = True
+        except ImportError:
+            torch_ok = False
+        cases: dict[str, tuple[pathlib.Path, list[str], dict[str, str] | None]] = {
+            "startup": (tt_dir, ["--tracetensor-nan=off", "-k", "no_test_has_this_name"], None),
+            "off": (tt_dir, ["--tracetensor-nan=off"], None),
+            "grad": (tt_dir, ["--tracetensor-nan=grad"], None),
+            "all": (tt_dir, ["--tracetensor-nan=all"], None),
+        }
+        if torch_ok:
+            noplugin = ["-p", "no:tracetensor"]
+            cases |= {
+                "torch startup": (torch_dir, [*noplugin, "-k", "no_test_has_this_name"], None),
+                "torch": (torch_dir, noplugin, {"TT_ANOMALY": "0"}),
+                "torch anomaly": (torch_dir, noplugin, {"TT_ANOMALY": "1"}),
+            }
+        times: dict[str, list[float]] = {k: [] for k in cases}
+        for _ in range(repeat):
+            for k, (folder, args, env) in cases.items():  # interleaved: noise hits every case alike
+                times[k].append(cpu_time(folder, args, env))
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    def ratios(k: str, base: str, start: str) -> tuple[str, str]:
+        tests = (med[k] - med[start]) / max(med[base] - med[start], 1e-9)
+        return f"{med[k] / med[base]:.2f}x", f"{tests:.2f}x"
+
+    anchor = "torch: not installed"
+    if torch_ok:
+        whole, tests = ratios("torch anomaly", "torch", "torch startup")
+        anchor = f"torch detect_anomaly {whole} (tests alone {tests})"
+    rows = [("60 tests, plugin off", fmt_time(med["off"]), "1.00x", "1.00x", f"startup {fmt_time(med['startup'])}")]
+    for m in ("grad", "all"):
+        whole, tests = ratios(m, "off", "startup")
+        rows.append((f"60 tests, --tracetensor-nan={m}", fmt_time(med[m]), whole, tests, anchor))
+    if torch_ok:
+        start = f"startup {fmt_time(med['torch startup'])}"
+        rows.append(("60 tests in torch, detect_anomaly off", fmt_time(med["torch"]), "", "", start))
     return rows
-
-
-def bench_step() -> list[tuple[str, str, str, str]]:
-    import tracetensor as tt
-    from tracetensor.nancheck import Numerics
-
-    w = tt.randn(32, 16, requires_grad=True)
-    x = tt.randn(64, 32)
-
-    def step():
-        w.grad = None
-        (x @ w).tanh().softmax(-1).log().mean().backward()
-
-    def with_plugin():
-        with Numerics():
-            step()
-
-    res = interleaved({"none": step, "plugin": with_plugin}, number=200, repeat=5)
-    return [
-        ("eager step, no listener", fmt_time(res["none"]), "1.00x", "baseline"),
-        (
-            "eager step, plugin listening (summaries+stacks)",
-            fmt_time(res["plugin"]),
-            f"{res['plugin'] / res['none']:.2f}x",
-            "info",
-        ),
-    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    repeat = 3
+    repeat = 3 if QUICK else 5
     if "--repeat" in argv:
-        i = argv.index("--repeat")
-        repeat = int(argv[i + 1])
-        del argv[i : i + 2]
-    targets = argv or ["tests/"]
-    print_table(
-        f"pytest plugin: suite wall time (subprocesses, interleaved, median of {repeat})", bench_suite(targets, repeat)
+        repeat = int(argv[argv.index("--repeat") + 1])
+    rows = [("case", "CPU time", "process", "tests alone", "anchor"), *bench(repeat)]
+    print(
+        f"\npytest plugin on 60 small training tests (CPU time, fresh subprocesses, interleaved, "
+        f"median of {repeat}; goal <= 1.2x)"
     )
-    print_table("pytest plugin: per-step cost of listening", bench_step())
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for j, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("-" * (sum(widths) + 8))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python benchmarks/run.py",
         description=" ".join(__doc__.split()),
         epilog="Each benchmark also runs alone: python benchmarks/bench_NAME.py "
-        "(bench_pytest_plugin.py takes test paths and --repeat N).",
+        "(bench_pytest_plugin.py takes --repeat N).",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help=f"which benchmarks (default: all): {', '.join(NAMES)}")
     return p

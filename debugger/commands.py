@@ -618,6 +618,14 @@ class Debugger:
             if summ is not None:
                 parts.append(Text("(the value was not kept: only the summary was recorded)", style="yellow"))
                 parts.append(Text(summ.brief()))
+            elif flt.checked(self.trace) and meta.dtype.startswith(("float", "complex", "bfloat")):
+                parts.append(
+                    Text(
+                        'finite (checked for NaN/inf: this trace was recorded with values="check", which '
+                        'keeps summaries of non-finite tensors only; record with values="summary" for all)',
+                        style="yellow",
+                    )
+                )
             else:
                 parts.append(
                     Text(

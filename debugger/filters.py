@@ -127,8 +127,18 @@ def unanswered(fn: Filter, rows: Iterable[TensorDatum]) -> int:
     return sum(
         1
         for d in rows
-        if d.summary is None and d.meta.dtype.startswith(("float", "complex", "bfloat")) and d.value is None
+        if d.summary is None
+        and d.meta.dtype.startswith(("float", "complex", "bfloat"))
+        and not checked(d.trace)
+        and d.value is None
     )
+
+
+def checked(trace: Trace) -> bool:
+    """True for a trace recorded with values="check": every floating tensor was checked for
+    NaN/inf exactly, and only those that failed have a summary (no summary: finite)."""
+    meta = getattr(trace, "meta", None)  # a trace file's; a live MemoryTrace has none
+    return callable(meta) and meta().get("values") == "check"
 
 
 def first_of(rows: Iterable[TensorDatum], fn: Filter) -> TensorDatum | None:

@@ -10,7 +10,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from . import _source
-from ._dispatch import Site, dispatch, interned, site_of
+from ._dispatch import _SITES, Site, dispatch, interned, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -201,26 +201,25 @@ def run_backward(
                 gname, gins = grad_names(fname)
                 # a node made while nobody listened has no name: its forward line is unknown,
                 # and () says so (None would take backward()'s line)
-                site = interned(
-                    _tuple_new(
-                        Site,
-                        (
-                            op,
-                            "backward",
-                            "eager",
-                            op.name,
-                            gname,
-                            gins,
-                            t._device,
-                            node.stack if node.name is not None else (),
-                            fname,
-                            tuple([i._name or "" for i in node.inputs]),
-                            None,
-                            None,
-                            False,
-                        ),
+                stack = node.stack if node.name is not None else ()
+                grad_of = tuple([i._name or "" for i in node.inputs])
+                site = _SITES.get(gname)  # last step's, when it is the same (see _dispatch.interned)
+                if (
+                    site is None
+                    or site[0] is not op
+                    or site[6] is not t._device
+                    or site[1] != "backward"
+                    or site[8] != fname
+                    or site[9] != grad_of
+                    or site[7] != stack
+                ):
+                    site = interned(
+                        _tuple_new(
+                            Site,
+                            (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
+                            + (None, None, False),
+                        )
                     )
-                )
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:

@@ -18,6 +18,7 @@ from ._registry import Ctx, OpDef
 from ._source import Frame, stack_here, user_frame
 from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
 from .events import _SEQ, RUN, STATE, OpEvent, Summary, TensorMeta, auto_run, summarize
+from .events import finite as _finite
 
 _perf = time.perf_counter_ns
 _tuple_new = tuple.__new__  # NamedTuple's own __new__ is Python code; this is the C one
@@ -52,21 +53,18 @@ class Site(NamedTuple):
     def event(self, rec: tuple) -> OpEvent:
         """The OpEvent of a raw record made at this site (see `_observed`): exactly what a
         plain listener got for it."""
-        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec
+        _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec[:10]
         dev = self.device.name if self.device is not None else "cpu"
-        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
-            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
-            metas = tuple(
-                [
-                    _tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
-                    if o is not None
-                    else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-                    for n, o in zip(names, dt)
-                ]
-            )
+        # a site's outputs have the same metas step after step: made once per (site, signature)
+        key = (id(self), shape, dt, nbytes)
+        hit = _METAS.get(key)
+        if hit is not None and hit[0] is self:
+            metas = hit[1]
         else:
-            out = self.out_names[0] if self.out_names else self.name + ":0"
-            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+            metas = self._metas(shape, dt, nbytes, dev)
+            if len(_METAS) > 50_000:
+                _METAS.clear()
+            _METAS[key] = (self, metas)
         return OpEvent(
             seq,
             run,
@@ -87,6 +85,22 @@ class Site(NamedTuple):
             stack,
         )
 
+    def _metas(self, shape: Any, dt: Any, nbytes: int, dev: str) -> tuple[TensorMeta, ...]:
+        if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
+            names = self.out_names or [self.name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(dt))]
+            metas = tuple(
+                [
+                    _tuple_new(TensorMeta, (n, o[0], _DTNAMES.get(o[1]) or _dtname(o[1]), dev, o[2]))
+                    if o is not None
+                    else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
+                    for n, o in zip(names, dt)
+                ]
+            )
+        else:
+            out = self.out_names[0] if self.out_names else self.name + ":0"
+            metas = (_tuple_new(TensorMeta, (out, shape, _DTNAMES.get(dt) or _dtname(dt), dev, nbytes)),)
+        return metas
+
     def error(self, arrays: tuple, attrs: dict, exc: BaseException) -> BaseException:
         """The one error an op raising here becomes (the same whether or not anyone listens)."""
         return fail(
@@ -101,6 +115,9 @@ class Site(NamedTuple):
             label=self.op_label,
         )
 
+
+# (id(site), shape, dtype, nbytes) -> (site, its outputs' TensorMetas): see Site.event
+_METAS: dict[tuple, tuple[Site, tuple[TensorMeta, ...]]] = {}
 
 _STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
 _FORWARD = _STATIC["forward"]
@@ -169,11 +186,13 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if site.saves:
         out = out[0]  # fn returned (output, residuals): only the output is observed
     st = STATE
+    # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
+    bad = st.cheap_check and not _outputs_finite(out)
     stack = site.stack
-    if stack is None and st.stacks:
+    if stack is None and (st.stacks or bad):
         stack = stack_here()
     listeners = st.listeners
-    if st.raw is listeners:  # every listener reads later: a record now, the OpEvent when it is read
+    if st.raw is listeners and not bad:  # every listener reads later: a record now, the OpEvent when it is read
         run = RUN.run or auto_run(t0)
         if out.__class__ is not tuple:
             rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
@@ -222,11 +241,16 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     else:
         outs = out
         metas = _metas(site, out, device)
-    summaries = input_summaries = values = None
-    if st.summaries:
+    summaries = input_summaries = values = fwd_summaries = None
+    if st.summaries or bad:
         summaries = tuple(_summary(o) for o in outs)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
+            if st.checks:  # a checking listener gets the user's line of what failed, and for a backward
+                if stack is None:  # op the inputs of its forward op (checked finite, so not summarized)
+                    stack = stack_here()
+                if phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
+                    fwd_summaries = tuple(_summary(a) for a in args[0].args)
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
@@ -264,6 +288,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         summaries,
         input_summaries,
         values,
+        fwd_summaries,
     )
     for lis in STATE.listeners:
         if lis.outputs:
@@ -300,6 +325,13 @@ def _dtname(dt: Any) -> str:
     if n is None:
         n = _DTNAMES[dt] = dt.name
     return n
+
+
+def _outputs_finite(out: Any) -> bool:
+    """The check of what an op returned: one array, or a tuple of arrays and Nones."""
+    if out.__class__ is not tuple:
+        return _finite(out)
+    return all(o is None or not hasattr(o, "dtype") or _finite(o) for o in out)
 
 
 def _summary(a: Any) -> Summary | None:

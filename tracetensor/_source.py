@@ -55,33 +55,38 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
         f = f.f_back
     if f is None:
         return ()
-    # the frames above the innermost user frame are the same objects, stopped at the same
-    # instructions, for every op it runs (a training loop that calls `step()` and up): made
-    # once per (caller frame, instruction) and shared. Only a user frame's caller that is
-    # user code too (long-lived: a loop), keyed by it and its own caller, both stopped where
-    # they are, so a frame freed and another made at its address cannot pass for it
-    b = f.f_back
-    key = None
-    if b is not None and cache.get(b.f_code.co_filename) is False:
-        bb = b.f_back
-        key = (id(b), b.f_lasti, id(bb), bb.f_lasti if bb is not None else -1)
-    hit = _outer.get(key) if key is not None else None
-    if hit is not None and hit[0] is b.f_code:
-        line = f.f_lineno
-        co = f.f_code
-        inner = frames.get((id(co), line))
-        if inner is not None and inner[1] is co:
-            return (inner[0], *hit[1]) if limit > 1 else (inner[0],)
-    out = _walk(f, limit, cache, frames)
-    if key is not None and limit == 8:  # (the default depth is the one cached)
-        if len(_outer) > 10_000:
+    if limit != 8:
+        return tuple(_walk(f, limit, cache, frames))
+    # The user frames above the innermost one, from the next user frame `g` up, are the same
+    # for every op that frame runs (a training step's ops, a loop's iterations): made once per
+    # (g, its instruction, its caller, that one's instruction) and shared. Both frames are
+    # checked by code as well: a frame freed and another made at its address, stopped at the
+    # same instruction of the same code under the same live caller, has the same frames above.
+    g = f.f_back
+    while g is not None:
+        r = cache.get(g.f_code.co_filename)
+        if r is None:
+            r = _is_internal(g.f_code.co_filename)
+        if not r:
+            break
+        g = g.f_back
+    if g is None:
+        return tuple(_walk(f, limit, cache, frames))
+    gb = g.f_back
+    gbc = gb.f_code if gb is not None else None
+    key = (id(g), g.f_lasti, id(gb), gb.f_lasti if gb is not None else -1)
+    hit = _outer.get(key)
+    if hit is None or hit[0] is not g.f_code or hit[1] is not gbc:
+        if len(_outer) > 10_000:  # bounded: each step's frames make new keys
             _outer.clear()
-        _outer[key] = (b.f_code, tuple(out[1:]))
-    return tuple(out)
+        hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)))
+    head = _walk(f, 1, cache, frames)  # (nothing for our launcher's frame: see _walk)
+    return (head[0], *hit[2]) if head else ()
 
 
-# (id(caller), its instruction, id(its caller), that one's instruction) -> (caller's code, user frames from there up)
-_outer: dict[tuple[int, int, int, int], tuple[object, tuple[Frame, ...]]] = {}
+# (id(g), its instruction, id(its caller), that one's instruction) -> (g's code, its caller's
+# code, the user frames from g up): see user_frames
+_outer: dict[tuple[int, int, int, int], tuple[object, object, tuple[Frame, ...]]] = {}
 
 
 def _walk(f, limit: int, cache: dict, frames: dict) -> list[Frame]:

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 from ._source import user_frame
 from .errors import NumericsError
-from .events import Event, Listener, OpEvent, subscribe, summarize
+from .events import Event, Listener, OpEvent, check, subscribe
 
 __all__ = ["check_numerics", "enable_check_numerics", "disable_check_numerics", "check_numerics_mode", "NumericsError"]
 
@@ -21,8 +23,8 @@ def check_numerics(x: Any, message: str = "") -> Any:
     """Returns `x` unchanged when all its values are finite; otherwise raises NumericsError
     naming `message` and a summary (counts of NaN, -inf, +inf, range of the finite values)."""
     data = getattr(x, "_data", x)
-    s = summarize(data)
-    if s.finite:
+    s = check(data if hasattr(data, "dtype") else np.asarray(data))
+    if s is None:
         return x
     raise NumericsError(
         f"check_numerics: {message + ': ' if message else ''}tensor has {s.nan} NaN, "
@@ -66,7 +68,9 @@ def _describe(ev: OpEvent) -> str:
 
 class _Checker:
     """The listener: raises inside the op that made the first non-finite value (the
-    exception propagates out of the dispatch point into the user's code)."""
+    exception propagates out of the dispatch point into the user's code). It listens with
+    the exact check (`checks=True`): finite ops reach it as raw records, which it ignores;
+    a failing op arrives as an OpEvent with summaries and the user's stack."""
 
     def __call__(self, ev: Event) -> None:
         if ev.__class__ is OpEvent and ev.summaries and any(s is not None and not s.finite for s in ev.summaries):
@@ -78,10 +82,11 @@ _active: list[Listener] = []
 
 
 def enable_check_numerics() -> None:
-    """Checks every op's outputs from now on (until disable_check_numerics); slow, for debugging."""
+    """Checks every op's outputs from now on (until disable_check_numerics), exactly and cheaply:
+    one reduction per output; summaries and the user's line only for the op that fails."""
     with _lock:
         if not _active:
-            _active.append(subscribe(_Checker(), summaries=True, stacks=True))
+            _active.append(subscribe(_Checker(), checks=True, raw=True))
 
 
 def disable_check_numerics() -> None:
@@ -93,7 +98,7 @@ def disable_check_numerics() -> None:
 @contextmanager
 def check_numerics_mode() -> Iterator[None]:
     """`with tt.debugging.check_numerics_mode(): loss.backward()` — like torch's detect_anomaly."""
-    lis = subscribe(_Checker(), summaries=True, stacks=True)
+    lis = subscribe(_Checker(), checks=True, raw=True)
     try:
         yield
     finally:

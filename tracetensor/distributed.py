@@ -308,7 +308,11 @@ def _emit(
     st = _ev.STATE
     dev = "cpu" if isinstance(out, np.ndarray) else f"cuda:{out.device.id}"
     meta = _ev.TensorMeta(f"{name}:0", tuple(out.shape), out.dtype.name, dev, int(out.nbytes))
-    summaries = (_ev.summarize(out),) if st.summaries and out.dtype.kind in "fiucb" else None
+    summaries = None
+    if st.summaries and out.dtype.kind in "fiucb" or st.cheap_check and not _ev.finite(out):
+        summaries = (_ev.summarize(out),)  # (with `checks`: only a non-finite result is summarized)
+        if stack is None and st.checks and not summaries[0].finite:
+            stack = user_frames()
     values = (out.copy(),) if st.values else None
     _ev.emit(
         _ev.OpEvent(

@@ -6,12 +6,14 @@ dataclasses of ints, strings and tuples (plus array references when a listener a
 for values); they never hold engine objects.
 
 Cost model: with no listener the engine pays one truthiness check per op. A listener
-says what it needs (`values`, `stacks`, `summaries`); the engine computes the union
-of what current listeners asked for and nothing more.
+says what it needs (`values`, `stacks`, `summaries`, `checks`); the engine computes the
+union of what current listeners asked for and nothing more.
 """
 
 from __future__ import annotations
 
+import cmath
+import gc
 import itertools
 import math
 import threading
@@ -42,6 +44,8 @@ __all__ = [
     "listen",
     "subscribe",
     "summarize",
+    "check",
+    "finite",
     "current_run",
     "begin_run",
     "end_run",
@@ -132,6 +136,9 @@ class OpEvent:
     summaries: tuple[Summary, ...] | None = None
     input_summaries: tuple[Summary | None, ...] | None = None
     values: tuple[Any, ...] | None = field(default=None, compare=False)
+    # a backward op whose NaN/inf check failed (`checks`): its forward op's inputs, summarized
+    # as they are when the gradient went bad (the forward op itself was finite: not summarized)
+    forward_summaries: tuple[Summary | None, ...] | None = None
 
     @property
     def duration_ns(self) -> int:
@@ -235,6 +242,7 @@ class Listener:
     # the callback gets each op's output (an array, or a tuple of them) as a second argument,
     # at the op: for weak references (a memory tracker), never to keep
     outputs: bool = False
+    checks: bool = False  # exact NaN/inf check of every output; summaries only where one fails
 
     def close(self) -> None:
         _remove(self)
@@ -250,11 +258,23 @@ class _State:
     """What the dispatch point reads. `listeners` is replaced, never mutated, so the
     hot path can iterate it without a lock."""
 
-    __slots__ = ("listeners", "values", "stacks", "summaries", "flops", "raw", "outputs", "lock")
+    __slots__ = (
+        "listeners",
+        "values",
+        "stacks",
+        "summaries",
+        "flops",
+        "raw",
+        "outputs",
+        "checks",
+        "cheap_check",
+        "lock",
+    )
 
     def __init__(self) -> None:
         self.listeners: tuple[Listener, ...] = ()
         self.values = self.stacks = self.summaries = self.flops = self.outputs = False
+        self.checks = self.cheap_check = False
         self.raw: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
@@ -265,6 +285,10 @@ class _State:
         self.summaries = any(x.summaries for x in ls)
         self.flops = any(x.flops for x in ls)
         self.outputs = any(x.outputs for x in ls)
+        # `checks`: an op that fails the NaN/inf check needs a full event and the user's stack;
+        # `cheap_check`: the one-reduction check runs (full summaries of every output answer it too)
+        self.checks = any(x.checks for x in ls)
+        self.cheap_check = self.checks and not self.summaries
         # ops become raw records only when every listener takes them and nobody wants
         # what must be computed from the arrays while they exist. `raw` is the very tuple
         # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a
@@ -313,6 +337,7 @@ def subscribe(
     flops: bool = False,
     raw: bool = False,
     outputs: bool = False,
+    checks: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
@@ -323,13 +348,22 @@ def subscribe(
     the callback may then get, in place of an OpEvent, a compact record (a tuple) that
     costs a fraction of an event to make; `materialize` turns what the callback got into
     exactly the events a plain listener gets. Consumers that act on each event as it
-    happens (a breakpoint, a NaN check) listen without `raw`.
+    happens (a breakpoint) listen without `raw`.
 
     `outputs=True`: op events and records reach `callback(item, output)` with the op's
     output array(s), at the op (a memory tracker takes weak references to them); run
     markers and other events still come alone. Cheaper than `values`, which keeps a
-    reference in every event and so makes every op a full event."""
-    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs)
+    reference in every event and so makes every op a full event.
+
+    `checks=True` is the cheap, exact NaN/inf check (the pytest plugin, `tt.debugging`):
+    every floating or complex output is checked with one reduction (see `check`). An op
+    whose outputs are all finite costs no more than without it (a raw record where `raw`
+    allows one, `summaries` None); an op with a NaN or an infinity in an output always
+    reaches the callback as an OpEvent, even when `raw`, with the full `summaries` of its
+    outputs, the `input_summaries` of its inputs and, with `stacks` or not, the user's
+    `stack` (for a backward op: its forward op's). `summaries=True` means full summaries
+    of every output, so it answers the check too."""
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -353,10 +387,11 @@ def listen(
     summaries: bool = False,
     flops: bool = False,
     raw: bool = False,
+    checks: bool = False,
 ) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
     while the block runs."""
-    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops, raw=raw)
+    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops, raw=raw, checks=checks)
     try:
         yield lis
     finally:
@@ -366,7 +401,15 @@ def listen(
 def materialize(items: Iterable[Any]) -> list[Event]:
     """What a `raw=True` listener received, as events: records become the OpEvents a
     plain listener would have got (the same fields), events pass through unchanged."""
-    return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+    # many new objects, no cycles among them: a collection part-way would only traverse
+    # everything alive (a long profile's records) again and again
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def is_raw(item: Any) -> bool:
@@ -496,6 +539,7 @@ def record_range(name: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- summaries
 
 _min_reduce, _max_reduce, _add_reduce = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+_count_nonzero = np.count_nonzero
 _NAN_SUMMARY_EMPTY = Summary(0, 0, 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
 
 
@@ -527,12 +571,12 @@ def summarize(a: Any) -> Summary:
         r = a.reshape(-1)
         mn, mx = float(_min_reduce(r)), float(_max_reduce(r))
         if math.isfinite(mn) and math.isfinite(mx):
-            pos = int(np.count_nonzero(r > 0))
-            neg = int(np.count_nonzero(r < 0))
+            nonzero = int(_count_nonzero(r))  # counting the float array itself: no comparison pass
+            neg = int(_count_nonzero(r < 0))
             r64 = r if r.dtype == np.float64 else r.astype(np.float64)
             mean = float(_add_reduce(r64)) / n
             var = max(float(np.dot(r64, r64)) / n - mean * mean, 0.0)
-            return Summary(n, 0, 0, 0, neg, n - pos - neg, pos, mn, mx, mean, math.sqrt(var))
+            return Summary(n, 0, 0, 0, neg, n - nonzero, nonzero - neg, mn, mx, mean, math.sqrt(var))
     else:
         from . import _gpu
 
@@ -565,6 +609,39 @@ def summarize(a: Any) -> Summary:
     else:
         mn_, mx_, mean_, std_ = (float(v) for v in vals[6:])
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
+
+
+_CHECK_ACC = {np.dtype(np.float16): np.float32}  # a float32 sum of float16 values cannot overflow
+_NO_CHECK = frozenset("biuSUVOMm")  # dtype kinds that cannot hold NaN or inf
+
+
+def finite(a: Any) -> bool:
+    """The exact NaN/inf check: True when every value of `a` is finite (always for integer,
+    bool and empty arrays). One reduction on the common path: a sum is finite exactly when
+    every value is, unless the sum overflows; so a finite sum settles it, and a non-finite
+    one is settled by an exact `isfinite` pass (a sum of huge finite values costs a second
+    pass, and numpy's overflow warning; a NaN or an inf is never missed). The sum runs in the
+    array's own dtype: accumulating float32 in float64 costs ~1.7x more per call."""
+    dt = a.dtype
+    if dt.kind in _NO_CHECK:
+        return True
+    if a.__class__ is np.ndarray or isinstance(a, np.generic):
+        try:
+            s = _add_reduce(a, None, _CHECK_ACC.get(dt))
+            if math.isfinite(s) if dt.kind == "f" else cmath.isfinite(s):
+                return True
+        except (FloatingPointError, RuntimeWarning):  # np.seterr(all="raise") or -W error: not settled
+            pass
+        with np.errstate(all="ignore"):
+            return bool(np.isfinite(a).all())
+    xp = _xp_of(a)  # cupy: one reduction on the device, one bool to the host
+    return bool(xp.isfinite(a).all())
+
+
+def check(a: Any) -> Summary | None:
+    """None when every value of `a` is finite (see `finite`), else its full `summarize`:
+    what a `checks=True` listener's event carries for each output."""
+    return None if finite(a) else summarize(a)
 
 
 def _summary_from_stats(n: int, st: tuple[float, ...]) -> Summary:

@@ -4,6 +4,11 @@ knows nothing of pytest, so it is usable (and tested) on its own.
 `Numerics` is an event listener: it keeps the non-finite outputs it sees (capped),
 the gradient summaries each parameter received (one per backward pass), and just
 enough of the op graph to say which parameters a bad gradient flows into.
+
+With `summaries=False` it asks the engine for the cheap exact check only
+(`subscribe(checks=True, raw=True)`): ops whose outputs are finite reach it as raw
+records, kept in a bounded queue and turned into events only when a finding or a query
+needs them; a non-finite output arrives as a full event (summaries, inputs, stack).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import dataclasses
 import linecache
 import os
 import threading
+from collections import deque
 
-from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, subscribe
+from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, materialize, subscribe
 from tracetensor.trace import nonfinite_text
 
 __all__ = ["MODES", "Finding", "Numerics", "is_gradient"]
@@ -65,11 +71,15 @@ class Numerics:
     """Collects what a test (or any block of code) computed that was not finite.
 
     `with Numerics() as n: ...` listens while the block runs; `n.findings`, `n.total`,
-    `n.grads("fc1.weight")`, `n.report()`.
+    `n.grads("fc1.weight")`, `n.report()`. `summaries=False` checks every output exactly
+    for NaN/inf at a fraction of the cost, but keeps statistics only of non-finite tensors
+    (`grads()` then holds None for a gradient that was finite).
     """
 
-    def __init__(self, max_findings: int = 50) -> None:
+    def __init__(self, max_findings: int = 50, *, summaries: bool = True) -> None:
         self.max_findings = max_findings
+        self.summaries = summaries
+        self._records: deque = deque(maxlen=_FORWARD_CAP)  # raw records not yet looked at
         self.findings: list[Finding] = []
         self.total = 0  # non-finite output tensors, every phase, beyond the cap too
         self.total_grad = 0  # of those, gradients (see is_gradient)
@@ -86,7 +96,10 @@ class Numerics:
     # ----------------------------------------------------------------- listening
     def start(self) -> Numerics:
         if self._listener is None:
-            self._listener = subscribe(self, summaries=True, stacks=True)
+            if self.summaries:
+                self._listener = subscribe(self, summaries=True, stacks=True)
+            else:
+                self._listener = subscribe(self, checks=True, raw=True)
         return self
 
     def stop(self) -> None:
@@ -103,7 +116,22 @@ class Numerics:
     def __call__(self, e: Event) -> None:
         """The listener callback: a few attribute reads per event unless something is wrong."""
         if e.__class__ is not OpEvent:
+            if e.__class__ is tuple:  # a raw record: its outputs are finite; read when needed
+                self._records.append(e)
             return
+        if self._records:
+            self._catch_up()
+        self._see(e)
+
+    def _catch_up(self) -> None:
+        """Takes in the raw records received so far (oldest first), as events."""
+        recs = self._records
+        with self._lock:
+            batch = [recs.popleft() for _ in range(len(recs))]
+        for e in materialize(batch):
+            self._see(e)
+
+    def _see(self, e: OpEvent) -> None:
         phase = e.phase
         if phase == "forward":
             fw = self._forward
@@ -114,8 +142,8 @@ class Numerics:
         elif e.forward is not None and self.findings:
             self._backward[e.forward] = e.grad_of
         sums = e.summaries
-        if e.op == "accumulate_grad" and sums and e.grad_of:
-            self._grads.setdefault(e.grad_of[0], []).append(sums[0])
+        if e.op == "accumulate_grad" and e.grad_of and (sums or not self.summaries):
+            self._grads.setdefault(e.grad_of[0], []).append(sums[0] if sums else None)
         if sums:
             for s in sums:
                 if s is not None and not s.finite:
@@ -133,7 +161,12 @@ class Numerics:
             fwd = self._forward.get(e.forward) if e.forward is not None else None
             fwd_inputs = ()
             if fwd is not None and len(self.findings) < self.max_findings:
-                fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
+                if e.forward_summaries is not None:  # the check summarized them as the gradient went bad
+                    fwd_inputs = tuple(
+                        (n, s.brief() if s is not None else "-") for n, s in zip(fwd.inputs, e.forward_summaries)
+                    )
+                else:
+                    fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
             for meta, s in zip(e.outputs, sums):
                 if s is None or s.finite:
                     continue
@@ -157,6 +190,7 @@ class Numerics:
     # ----------------------------------------------------------------- queries
     def clear(self) -> None:
         with self._lock:
+            self._records.clear()
             self.findings.clear()
             self.total = self.total_grad = 0
             self._grads.clear()
@@ -171,18 +205,25 @@ class Numerics:
         """How many non-finite tensors `mode` counts ("off" counts none)."""
         return 0 if mode == "off" else self.total_grad if mode == "grad" else self.total
 
-    def grads(self, param: str) -> list[Summary]:
-        """Summaries of the gradients accumulated into leaf `param`, one per backward pass."""
+    def grads(self, param: str) -> list[Summary | None]:
+        """Summaries of the gradients accumulated into leaf `param`, one per backward pass
+        (None for a finite gradient when only checked: `summaries=False`)."""
+        if self._records:
+            self._catch_up()
         return list(self._grads.get(param, ()))
 
     def params(self) -> list[str]:
         """Leaf tensors (parameters) that received a gradient, in first-seen order."""
+        if self._records:
+            self._catch_up()
         return list(self._grads)
 
     def flows_into(self, f: Finding) -> list[str]:
         """The parameters a non-finite gradient reaches: follows grad_of through the
         backward ops to the leaves that accumulated a gradient (eager) or to the
         variables (graph mode)."""
+        if self._records:
+            self._catch_up()
         e = f.event
         params = self._grads
         if e.op == "accumulate_grad":
@@ -207,7 +248,7 @@ class Numerics:
             if fw is not None and "Variable" in fw.op:  # a graph-mode variable: the parameter itself
                 out.append(producer)
         if not out:  # graph-mode gradients and the like: the leaves whose gradient went bad
-            out = [p for p, ss in params.items() if any(not s.finite for s in ss)]
+            out = [p for p, ss in params.items() if any(s is not None and not s.finite for s in ss)]
         return sorted(out)
 
     # ----------------------------------------------------------------- report

@@ -3,8 +3,11 @@ infinite, naming the first bad tensor, its op, the parameter it flows into and t
 user's forward line.
 
 Glue only; the logic is in `tracetensor.nancheck`, imported on the first checked
-test. Only the call phase is watched (a listener with summaries and stacks, closed
-before fixture teardown); a test that never ran a tracetensor op adds nothing to report.
+test. Only the call phase is watched (a listener closed before fixture teardown); a
+test that never ran a tracetensor op adds nothing to report. Every op output is checked
+for NaN/inf exactly but cheaply (`tt.events.subscribe(checks=True)`: one reduction per
+output; full summaries and the user's line only where a check fails); a test that asks
+for the `tt_numerics` fixture gets full summaries of every tensor, at more cost.
 
 Settings, strongest first: `@pytest.mark.tracetensor_allow_nan` / `@pytest.mark.
 tracetensor_nan(mode)` on a test, `--tracetensor-nan=MODE`, ini `tracetensor_nan`,
@@ -108,7 +111,8 @@ def _mode_for(item: pytest.Item) -> str:
 def tt_numerics(request: pytest.FixtureRequest) -> Numerics:
     """What tracetensor observed during this test's call: `.findings` (non-finite
     tensors, in execution order with `.ordered()`), `.grads("fc1.weight")` (a Summary per
-    backward pass), `.params()`, `.report()`. Recorded whatever the check mode."""
+    backward pass), `.params()`, `.report()`. Recorded whatever the check mode; asking for
+    it makes the test keep full summaries of every tensor (slower than the plain check)."""
     from tracetensor.nancheck import Numerics
 
     n = Numerics()
@@ -143,7 +147,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             return (yield)
         from tracetensor.nancheck import Numerics
 
-        numerics = Numerics()
+        numerics = Numerics(summaries=False)  # the exact check alone: cheap enough to leave on
     before = _background_threads(item, numerics)
     numerics.start()  # listens only during the call: fixtures' setup and teardown are not checked
     try:

@@ -16,7 +16,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from ._dispatch import _FORWARD, Site, dispatch, site_of
+from ._dispatch import _FORWARD, _SITES, Site, dispatch, site_of
 from ._dispatch import interned as _interned
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
@@ -34,7 +34,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     dev = inputs[0]._device
     xp = dev.xp
     arrays = tuple([t._data for t in inputs])
-    site = _site(op, inputs, dev) if STATE.listeners else site_of(op)
+    site = _site(op, inputs, dev) if STATE.listeners else (_FORWARD.get(op) or site_of(op))
     try:
         out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
     except OpError as e:
@@ -63,6 +63,8 @@ def _output(
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
+            if stack is None and STATE.checks:  # a NaN check names a bad gradient's forward line (and callers)
+                stack = user_frames()
             t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
     return t
 
@@ -96,26 +98,16 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
-    names and, when a listener asked, the user's stack. (Site's fields, in order.)"""
+    names and, when a listener asked, the user's stack: the one made last step under
+    that name when it is the same (see `_dispatch.interned`). (Site's fields, in order.)"""
+    name = _naming.op_name(op.name)
+    ins = tuple([t._name or t._give_name() for t in inputs])
+    stack = stack_here() if STATE.stacks else None
+    s = _SITES.get(name)
+    if s is not None and s[0] is op and s[6] is dev and s[1] == "forward" and s[5] == ins and s[7] == stack:
+        return s
     return _interned(
-        _tuple_new(
-            Site,
-            (
-                op,
-                "forward",
-                "eager",
-                op.name,
-                _naming.op_name(op.name),
-                tuple([t._name or t._give_name() for t in inputs]),
-                dev,
-                stack_here() if STATE.stacks else None,
-                None,
-                (),
-                None,
-                None,
-                op.saves,
-            ),
-        )
+        _tuple_new(Site, (op, "forward", "eager", op.name, name, ins, dev, stack, None, (), None, None, op.saves))
     )
 
 
@@ -434,7 +426,9 @@ class Tensor(TensorOps):
                 raise TraceTensorError(
                     f"grad can be implicitly created only for scalar outputs, got shape {self.shape}"
                 )
-            g = self._device.xp.ones_like(self._data)
+            # a cached read-only ones array (np.ones_like costs a few us): a VJP never writes
+            # into its incoming gradient, and a leaf handed it as its .grad gets a copy
+            g = _ops._ones(self._device.xp, self._data.shape, self._data.dtype)
             if STATE.listeners:
                 _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
         else:

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         "--values",
         choices=VALUES,
         default="summary",
-        help="none: names/shapes/timings; summary: + NaN/inf counts and min/max/mean/std (default); "
+        help="none: names/shapes/timings; check: + an exact NaN/inf check of every output, summaries "
+        "of the tensors that fail it; summary: + NaN/inf counts and min/max/mean/std (default); "
         "full: + the tensors, within --max-bytes",
     )
     r.add_argument("--ops", metavar="REGEX", help="keep only ops whose type or name matches REGEX")

@@ -27,7 +27,7 @@ from .. import events as ev
 from .._version import __version__
 from .store import SqliteTrace, TraceWriter
 
-VALUES = ("none", "summary", "full")
+VALUES = ("none", "check", "summary", "full")
 FLUSH_S = 0.1  # the writer commits at least this often (a SIGKILL loses about this much)
 MAX_QUEUE = 8_192  # events waiting for the writer before producers wait: bounds what a SIGKILL loses to ~0.3 s
 MAX_QUEUE_VALUE_BYTES = 64 << 20  # value bytes waiting for the writer (values="full")
@@ -119,9 +119,12 @@ class Recorder:
         self._listener = ev.subscribe(
             self._on_event_full if full else self._on_event,
             values=full,
-            summaries=self.values != "none",
+            summaries=self.values in ("summary", "full"),
             stacks=self.stacks,
-            raw=self.values == "none",  # records, packed by the writer: no event is made per op
+            # records, packed by the writer: no event is made per op (with "check", an op whose
+            # NaN/inf check fails comes as an event, with summaries of its outputs and inputs)
+            raw=self.values in ("none", "check"),
+            checks=self.values == "check",
         )
         _active.add(self)
         _ensure_atexit()
@@ -358,8 +361,10 @@ def record(
 ) -> Recorder:
     """Records every event of the code inside `with tt.record("run.ttrace"):` into a trace file.
 
-    values: "none" (names, shapes, dtypes, timings), "summary" (plus NaN/inf/sign counts and
-    min/max/mean/std) or "full" (plus the tensors, within `max_bytes`, oldest dropped first).
+    values: "none" (names, shapes, dtypes, timings), "check" (plus an exact NaN/inf check of
+    every output: a tensor that fails it, and its op's inputs, get full summaries; a tensor
+    without a summary was checked finite), "summary" (NaN/inf/sign counts and min/max/mean/std
+    of every tensor) or "full" (plus the tensors, within `max_bytes`, oldest dropped first).
     ops: a regex searched in each op's type and name; only matching ops are kept.
     steps: which runs to keep, by their index in this recording (0 = the first run that starts
     inside it): a range, an iterable, or a callable `index -> bool`. With `steps`, ops outside

@@ -44,9 +44,11 @@ from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 2  # bump on any schema change; readers refuse files newer than they know
+VERSION = 3  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
+# version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 BLOCK = 2048  # most events in one block
+APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -201,8 +203,8 @@ def load_npy(b: bytes) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- event blocks
-# A block is the events of one run, as columns: seq and start are delta-coded (they grow
-# steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
+# A block is up to BLOCK consecutive events, as columns: seq, run and start are delta-coded
+# (they grow steadily, so the deltas compress to almost nothing), summaries are an (m, 7) int64 count
 # matrix and an (m, 4) float64 min/max/mean/std matrix, one row per output (size -1 marks
 # an output without a summary); `nsumm[i]` is how many rows event i has (-1: none at all).
 
@@ -286,7 +288,14 @@ def _pack(
     sfloats: np.ndarray,
     t0: int,
 ) -> tuple[bytes, int, Block]:
-    """A block's columns -> (compressed bytes, number of summary rows, the Block)."""
+    """A block's columns -> (its bytes, number of summary rows, the Block).
+
+    The bytes: a tag, one width per column, then (deflated) each column's first value and
+    base (int64 pairs), each column as unsigned offsets from its base in that many bytes
+    (0: every value is the base), and the summary matrices; columns and matrices with their
+    bytes grouped by place (`_shuffled`). seq, run and start are stored
+    as deltas (first value apart), so a step's 40-odd bytes of columns per event shrink to
+    a dozen before deflate sees them."""
     blk = Block(
         {
             "seq": seq,
@@ -301,40 +310,68 @@ def _pack(
         sints,
         sfloats,
     )
+    heads, parts, widths = [], [], bytearray()
+    for a, delta in zip((seq, run, sig, start - t0, dur, it, nsumm, flags), _DELTA):
+        first = int(a[0])
+        if delta:
+            a = np.diff(a, prepend=a[:1])  # (first delta 0: the first value is kept apart)
+        lo, hi = int(a.min()), int(a.max())
+        w = next(w for w, lim in _WIDTHS if hi - lo < lim)
+        heads += (first, lo)
+        widths.append(w)
+        if w:
+            # offsets from the base, modulo 2**64 (a column may span all of int64: iteration)
+            parts.append(
+                _shuffled((a.astype(np.int64, copy=False).view(np.uint64) - np.uint64(lo & _U64)).astype(_UINT[w]))
+            )
     payload = b"".join(
-        a.tobytes()
-        for a in (
-            _delta(seq),
-            _delta(run),
-            blk.sig,
-            _delta(start - t0),
-            dur,
-            it,
-            nsumm,
-            flags,
-            sints,
-            sfloats,
-        )
+        [
+            struct.pack(f"<{len(heads)}q", *heads),
+            *parts,
+            _shuffled(sints.astype("<i8")),
+            _shuffled(sfloats.astype("<f8")),
+        ]
     )
-    return zlib.compress(payload, 1), len(sints), blk
+    return bytes((_TAG,)) + bytes(widths) + zlib.compress(payload, 1), len(sints), blk
 
 
-def _delta(a: np.ndarray) -> np.ndarray:
-    d = a.copy()
-    d[1:] -= a[:-1]
-    return d
-
-
-_EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)
+_TAG = 3  # first byte of a block written by this version (a version-2 block is bare deflate: 0x78)
+_DELTA = (True, True, False, True, False, False, False, False)
+_WIDTHS = ((0, 1), (1, 1 << 8), (2, 1 << 16), (4, 1 << 32), (8, 1 << 64))
+_UINT = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+_U64 = (1 << 64) - 1
+_EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)  # a version-2 block's bytes per event
 _SUMMARY_BYTES = 11 * 8
+
+
+def _shuffled(a: np.ndarray) -> bytes:
+    """The bytes of `a` grouped by their place in each item: every item's first byte, then every
+    second byte ... (the high bytes of small numbers are alike: deflate makes almost nothing of
+    them, several times faster than of the items side by side)."""
+    w = a.dtype.itemsize
+    return a.view(np.uint8).reshape(-1, w).T.tobytes() if w > 1 else a.tobytes()
+
+
+def _unshuffled(raw: bytes, dtype: Any, count: int, offset: int) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    b = np.frombuffer(raw, np.uint8, count * dtype.itemsize, offset)
+    return b.reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
 
 
 def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     if not isinstance(data, bytes) or not isinstance(n, int) or not isinstance(m, int) or n < 0 or m < 0:
         raise ValueError(f"bad block row (n={n!r}, m={m!r}, data of type {type(data).__name__})")
+    tagged = data[:1] == bytes((_TAG,))
+    if tagged:
+        widths = data[1 : 1 + len(_COLS)]
+        if len(widths) < len(_COLS) or any(w not in _UINT and w != 0 for w in widths):
+            raise ValueError(f"bad column widths {list(widths)}")
+        want = 16 * len(_COLS) + n * sum(widths) + m * _SUMMARY_BYTES
+        data = data[1 + len(_COLS) :]
+    else:  # version 2: fixed-width columns
+        want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
     # the size is known before inflating: a block that would inflate past it (a zlib bomb) is
     # refused after reading one byte too many, not after filling memory
-    want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
     if want > 64 * max(len(data), 1024):
         raise ValueError(f"header says {want} bytes, far more than {len(data)} compressed bytes can hold")
     z = zlib.decompressobj()
@@ -343,18 +380,35 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
         raise ValueError(f"block inflates to more than the {want} bytes its header says")
     if len(raw) < want:
         raise ValueError(f"block holds {len(raw)} bytes, its header says {want}")
-    off = 0
     cols = {}
-    for name, dt in _COLS:
-        a = np.frombuffer(raw, dt, n, off)
-        off += a.nbytes
-        cols[name] = a
-    cols["seq"] = np.cumsum(cols["seq"])
-    cols["run"] = np.cumsum(cols["run"])
-    cols["start"] = np.cumsum(cols["start"]) + t0
-    sints = np.frombuffer(raw, np.int64, m * 7, off).reshape(m, 7)
+    if tagged:
+        heads = np.frombuffer(raw, np.int64, 2 * len(_COLS)).tolist()
+        off = 16 * len(_COLS)
+        for k, ((name, dt), w, delta) in enumerate(zip(_COLS, widths, _DELTA)):
+            first, lo = heads[2 * k], heads[2 * k + 1]
+            if w:
+                u = _unshuffled(raw, _UINT[w], n, off).astype(np.uint64) + np.uint64(lo & _U64)
+                a = u.view(np.int64)
+                off += n * w
+            else:
+                a = np.full(n, lo, np.int64)
+            if delta:
+                a = np.cumsum(a) + first  # (the first delta is 0)
+            cols[name] = a.astype(dt, copy=False)
+    else:
+        off = 0
+        for name, dt in _COLS:
+            a = np.frombuffer(raw, dt, n, off)
+            off += a.nbytes
+            cols[name] = a
+        cols["seq"] = np.cumsum(cols["seq"])
+        cols["run"] = np.cumsum(cols["run"])
+        cols["start"] = np.cumsum(cols["start"])
+    cols["start"] = cols["start"] + t0
+    matrix = _unshuffled if tagged else np.frombuffer
+    sints = matrix(raw, np.dtype("<i8"), m * 7, off).reshape(m, 7)
     off += m * 56
-    sfloats = np.frombuffer(raw, np.float64, m * 4, off).reshape(m, 4)
+    sfloats = matrix(raw, np.dtype("<f8"), m * 4, off).reshape(m, 4)
     if off + m * 32 != len(raw):
         raise ValueError(f"block holds {len(raw)} bytes, its header says {off + m * 32}")
     return Block(cols, sints, sfloats)
@@ -388,10 +442,15 @@ class TraceWriter:
             for ext in ("-wal", "-shm", "-journal"):
                 if os.path.exists(self.path + ext):
                     os.remove(self.path + ext)  # a killed earlier recording's leftovers
+            image = _empty_trace()
+            if image is not None:  # the schema, already in WAL mode: one write, nothing to parse
+                _write_all(self._lock_fd, image)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if image is None:
+                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
-            self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
+            if image is None:
+                self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
         except (sqlite3.Error, OSError) as e:
             os.close(self._lock_fd)
             raise TraceFileError(self.path, f"cannot be written ({e})") from None
@@ -414,13 +473,27 @@ class TraceWriter:
         info.update(meta or {})
         self.db.execute("BEGIN")
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+        # page 1 (the header) goes into the WAL with the first commit, as a schema written here
+        # would: the file's own page 1 is then never the only copy a cut-short checkpoint leaves
+        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self.db.execute("COMMIT")
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
-        self._raw_sigs: dict[tuple, int] = {}  # raw record's (site, thread, output...) -> sig id
+        # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
+        # iteration and mode, as columns (see `_slots`)
+        self._slot_val: dict[tuple, int] = {}
+        self._slot_rows: list[tuple[int, int, int, str]] = []
+        self._slot_cols: tuple[np.ndarray, ...] | None = None
         self._sig_op: dict[int, int] = {}
         self._stacks: dict[tuple, int] = {}
         self._files: set[str] = set()
+        # rows for the tables above, written with the batch that made them (see `_write_new_rows`)
+        self._new_rows: dict[str, list[tuple]] = {
+            "INSERT INTO ops": [],
+            "INSERT INTO stacks": [],
+            "INSERT INTO sigs": [],
+            "INSERT OR REPLACE INTO sources": [],
+        }
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
@@ -435,7 +508,7 @@ class TraceWriter:
         i = self._ops.get(op)
         if i is None:
             i = self._ops[op] = len(self._ops) + 1
-            self.db.execute("INSERT INTO ops VALUES (?, ?)", (i, op))
+            self._new_rows["INSERT INTO ops"].append((i, op))
         return i
 
     def _stack_id(self, stack: tuple[ev.Frame, ...] | None) -> int | None:
@@ -447,7 +520,7 @@ class TraceWriter:
                 self._stacks.clear()  # bounded memory; a repeat then just gets a new row
             self._n_stacks += 1
             i = self._stacks[stack] = self._n_stacks
-            self.db.execute("INSERT INTO stacks VALUES (?, ?)", (i, _frames_json(stack)))
+            self._new_rows["INSERT INTO stacks"].append((i, _frames_json(stack)))
             self._keep_sources(stack)
         return i
 
@@ -468,7 +541,7 @@ class TraceWriter:
                     text = fh.read()
             except OSError:
                 continue  # "<stdin>", "<string>", a file since removed
-            self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (fn, text))
+            self._new_rows["INSERT OR REPLACE INTO sources"].append((fn, text))
 
     def _sig_id(self, e: ev.OpEvent, key: tuple) -> int:
         """The `sigs` row of an event whose signature `key` (see `_write_block`) missed the cache."""
@@ -485,8 +558,7 @@ class TraceWriter:
                 [[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
                 separators=(",", ":"),
             )
-            self.db.execute(
-                "INSERT INTO sigs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            self._new_rows["INSERT INTO sigs"].append(
                 (
                     i,
                     op_id,
@@ -504,6 +576,12 @@ class TraceWriter:
                 ),
             )
         return i
+
+    def _write_new_rows(self) -> None:
+        """The ops, stacks, sigs and sources rows this batch made: a few statements, not one each."""
+        for head, rows in self._new_rows.items():
+            _insert_rows(self.db, head, rows)
+            rows.clear()
 
     # -- one batch, one transaction
     def write(self, batch: list[ev.Event], values: dict[int, tuple] | None = None) -> None:
@@ -526,9 +604,7 @@ class TraceWriter:
                 ops.extend(ev.materialize(recs))
                 recs = []
             if recs:
-                recs.sort(key=_seq_of_record)
-                for k in range(0, len(recs), BLOCK):
-                    self._write_raw_block(recs[k : k + BLOCK])
+                self._write_records(recs)
             else:
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
@@ -585,8 +661,11 @@ class TraceWriter:
                 ]
                 if tensors:
                     self._keep_tensors(tensors)
+            self._write_new_rows()
             db.execute("COMMIT")
         except BaseException:
+            for rows in self._new_rows.values():
+                rows.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
@@ -615,7 +694,8 @@ class TraceWriter:
                 row += (c[2], c[3])
             groups.setdefault((st is not None, en is not None, c is not None), []).append(row)
         for key, rows in groups.items():
-            self.db.executemany(_runs_upsert(*key), rows)
+            head, tail = _runs_upsert(*key)
+            _insert_rows(self.db, head, rows, tail)
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
@@ -629,67 +709,93 @@ class TraceWriter:
         if None in sigs:
             sigs = [self._sig_id(e, k) if s is None else s for e, k, s in zip(evs, keys, sigs)]
         data, m, blk = pack_block(evs, sigs, self.t0)
-        self._index_block(data, m, blk, sigs, evs[0].mode if len({e.mode for e in evs}) == 1 else [e.mode for e in evs])
+        sig_op = self._sig_op
+        ops = np.fromiter([sig_op[s] for s in sigs], np.int64, len(sigs))
+        self._index_block(data, m, blk, ops, [e.mode for e in evs])
         if blk.flags.any():
             self.db.executemany(
                 "INSERT OR REPLACE INTO input_summaries VALUES (?, ?)",
                 [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
             )
 
-    def _write_raw_block(self, recs: list[tuple]) -> None:
-        """`_write_block` for raw records: the signature is looked up by the record's `Site`,
-        thread, output shape/dtype/nbytes (and stack), so no OpEvent is made but for a new one."""
+    def _write_records(self, recs: list[tuple]) -> None:
+        """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
+        is made but for a signature not seen before."""
         n = len(recs)
         sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes = zip(*recs)
-        cols = (sites, tid, shape, dt, nbytes, stack) if self.keep_stacks else (sites, tid, shape, dt, nbytes)
-        get = self._raw_sigs.get
-        # (map over zip: no key tuple outlives its lookup.) A new recording's first block:
-        # (nearly) every signature is new there, looked up once each below
-        sigs = list(map(get, zip(*cols))) if self._raw_sigs else [None] * n
-        if None in sigs:
-            keys = list(zip(*cols))
-            for j in range(sigs.index(None), n):
-                if sigs[j] is None:
-                    k = keys[j]
-                    sigs[j] = get(k) or self._raw_sig_id(recs[j], k)
-        its = [s.iteration for s in sites]
-        if its.count(None) == n:
-            it = np.full(n, _NO_ITER, np.int64)
-        else:
-            it = np.fromiter([_NO_ITER if i is None else i for i in its], np.int64, n)
+        slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
+        seq = np.array(seq, np.int64)
+        run = np.array(run, np.int64)
         start = np.array(t0, np.int64)
-        data, m, blk = _pack(
-            np.array(seq, np.int64),
-            np.array(run, np.int64),
-            np.array(sigs, np.int32),
-            start,
-            np.array(t1, np.int64) - start,
-            it,
-            np.full(n, -1, np.int32),
-            np.zeros(n, np.uint8),
-            np.zeros((0, 7), np.int64),
-            np.zeros((0, 4), np.float64),
-            self.t0,
-        )
-        modes = {s.mode for s in set(sites)} if len(sites) < 64 else {s.mode for s in sites}
-        self._index_block(data, m, blk, sigs, modes.pop() if len(modes) == 1 else [s.mode for s in sites])
+        dur = np.array(t1, np.int64) - start
+        # threads emit in the order they finish emitting, not the order their ops took a seq:
+        # the file keeps seq order
+        if n > 1 and (seq[1:] < seq[:-1]).any():
+            order = np.argsort(seq, kind="stable")
+            seq, run, start, dur, slot = seq[order], run[order], start[order], dur[order], slot[order]
+        if self._slot_cols is None:
+            sig, op, it, mode = zip(*self._slot_rows)
+            self._slot_cols = (
+                np.array(sig, np.int32),
+                np.array(op, np.int64),
+                np.array(it, np.int64),
+                np.array(mode, object),
+            )
+        sig_of, op_of, it_of, mode_of = self._slot_cols
+        no_sints, no_sfloats = np.zeros((0, 7), np.int64), np.zeros((0, 4), np.float64)
+        for k in range(0, n, BLOCK):
+            part = slice(k, k + BLOCK)
+            sl = slot[part]
+            b = len(sl)
+            data, m, blk = _pack(
+                seq[part],
+                run[part],
+                sig_of[sl],
+                start[part],
+                dur[part],
+                it_of[sl],
+                np.full(b, -1, np.int32),
+                np.zeros(b, np.uint8),
+                no_sints,
+                no_sfloats,
+                self.t0,
+            )
+            self._index_block(data, m, blk, op_of[sl], mode_of[sl])
 
-    def _raw_sig_id(self, rec: tuple, key: tuple) -> int:
-        """The `sigs` row of a record whose `key` missed (or was new earlier in its block)."""
-        i = self._raw_sigs.get(key)
-        if i is not None:
-            return i
+    def _slots(self, recs: list[tuple], sites: tuple, tid: tuple, stack: tuple, *out: tuple) -> np.ndarray:
+        """Each record's slot. A step makes the same Site objects step after step: the records
+        of a batch are told apart by their Site's id (and thread, outputs, stack), one hash
+        each; only each distinct one is then looked up by value."""
+        if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
+            self._slot_val, self._slot_rows, self._slot_cols = {}, [], None
+        # (a stack by value: an op without a Site of its own gets a new tuple each time)
+        keys = zip(map(id, sites), tid, *out, stack) if self.keep_stacks else zip(map(id, sites), tid, *out)
+        n = len(sites)
+        first_of: dict[tuple, int] = {}  # key -> its first record (the batch's records keep their Sites alive)
+        first = np.fromiter(map(first_of.setdefault, keys, range(n)), np.intp, n)
+        slots = []
+        for key, j in first_of.items():
+            vkey = (sites[j], *key[1:])
+            s = self._slot_val.get(vkey)
+            if s is None:
+                s = self._slot_val[vkey] = self._new_slot(recs[j])
+            slots.append(s)
+        at_first = np.empty(n, np.intp)
+        at_first[np.fromiter(first_of.values(), np.intp, len(first_of))] = slots
+        return at_first[first]
+
+    def _new_slot(self, rec: tuple) -> int:
+        """A slot for a record whose site, thread, outputs or stack were not seen before."""
         e = rec[0].event(rec)
         full = _sig_key(e, self.keep_stacks)
-        i = self._sigs.get(full) or self._sig_id(e, full)
-        if len(self._raw_sigs) > 200_000:
-            self._raw_sigs.clear()  # bounded memory; a repeat then is looked up again
-        self._raw_sigs[key] = i
-        return i
+        sig = self._sigs.get(full) or self._sig_id(e, full)
+        self._slot_rows.append((sig, self._sig_op[sig], _NO_ITER if e.iteration is None else e.iteration, e.mode))
+        self._slot_cols = None
+        return len(self._slot_rows) - 1
 
-    def _index_block(self, data: bytes, m: int, blk: Block, sigs: list[int], modes: str | list[str]) -> None:
-        """Writes a packed block and its per-run and per-op index rows; `modes` is the events'
-        mode (one for all, or one each)."""
+    def _index_block(self, data: bytes, m: int, blk: Block, ops: np.ndarray, modes: Any) -> None:
+        """Writes a packed block and its per-run and per-op index rows; `ops` and `modes` are
+        the events' op ids and modes (`modes[i]`: event i's)."""
         n = len(blk)
         self._n_blocks += 1
         bid = self._n_blocks
@@ -711,7 +817,7 @@ class TraceWriter:
             for k in np.flatnonzero(nbad).tolist():
                 firsts[k] = blk.seq[(inv == k) & bad][0]
         starts = blk.start[first].tolist()
-        mode_of = [modes] * len(runs) if isinstance(modes, str) else [modes[i] for i in first.tolist()]
+        mode_of = [modes[i] for i in first.tolist()]
         rows = []
         run_pos_of = self._run_pos
         for run, c, fb, nb, st, mode in zip(
@@ -735,13 +841,12 @@ class TraceWriter:
             else:  # the run's events span blocks of this batch: one row for them all
                 had[2] += c
                 had[3] += nb
-        db.executemany("INSERT INTO block_runs VALUES (?,?,?,?,?)", rows)
+        _insert_rows(db, "INSERT INTO block_runs", rows)
         # per op type: count and total host time (what `trace info` and the profiler summarize)
-        sig_op = self._sig_op
-        ops = np.fromiter([sig_op[s] for s in sigs], np.int64, n)
         uniq, inv = np.unique(ops, return_inverse=True)
-        db.executemany(
-            "INSERT INTO block_ops VALUES (?,?,?,?)",
+        _insert_rows(
+            db,
+            "INSERT INTO block_ops",
             [
                 (int(o), bid, int(c), int(t))
                 for o, c, t in zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))
@@ -790,9 +895,9 @@ class TraceWriter:
                 self.set_meta(complete=1, closed_wall_ns=time.time_ns())
             try:
                 # what was committed already survives a crash of this process; power loss during
-                # these last two steps is not worth the fsyncs a recorded step would pay for
+                # this last step (journal_mode=DELETE checkpoints first) is not worth the fsyncs a
+                # recorded step would pay for
                 self.db.execute("PRAGMA synchronous=OFF")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self.db.execute("PRAGMA journal_mode=DELETE")
             except sqlite3.OperationalError:
                 pass  # a reader has it open: the file stays in WAL mode, complete and readable
@@ -801,14 +906,41 @@ class TraceWriter:
             os.close(self._lock_fd)
 
 
+@functools.cache
+def _empty_trace() -> bytes | None:
+    """The bytes of a trace file holding only the schema, in WAL mode (header bytes 18-19 say
+    so, as `PRAGMA journal_mode=WAL` would write them), made once per process: a recording
+    starts by writing them instead of creating 20 tables. None where SQLite cannot serialize."""
+    try:
+        db = sqlite3.connect(":memory:")
+        try:
+            db.executescript(SCHEMA)
+            image = bytearray(db.serialize())
+        finally:
+            db.close()
+    except (AttributeError, sqlite3.Error):  # Python 3.10, or an SQLite built without it
+        return None
+    if image[:16] != _SQLITE_MAGIC:
+        return None
+    image[18] = image[19] = 2
+    return bytes(image)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 _seq_of = operator.attrgetter("seq")
 _START_COLS = ("mode", "kind", "name", "fetches", "feeds", "graph", "start_ns", "wall_ns", "thread")
 _END_COLS = ("end_ns", "error", "loss")
 
 
 @functools.cache
-def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
-    """The upsert of a `runs` row from a RunStart, a RunEnd and/or op events' counts."""
+def _runs_upsert(start: bool, end: bool, counts: bool) -> tuple[str, str]:
+    """The upsert of `runs` rows from RunStarts, RunEnds and/or op events' counts: the SQL
+    before and after its VALUES."""
     cols = ["run"]
     sets = []
     if start:
@@ -822,13 +954,21 @@ def _runs_upsert(start: bool, end: bool, counts: bool) -> str:
     if counts:
         cols += ("n_events", "nonfinite")
         sets += ["n_events=n_events+excluded.n_events", "nonfinite=nonfinite+excluded.nonfinite"]
-    return (
-        f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
-        f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
-    )
+    return f"INSERT INTO runs({','.join(cols)})", f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
 
 
-_seq_of_record = operator.itemgetter(1)
+def _insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """`executemany(head + " VALUES (?, ...)" + tail, rows)` as a few statements of many rows
+    each: the sqlite3 module lets go of the GIL at every step, and the writer wins it back
+    from a busy program thread only by a thread switch (with `executemany`, one per row)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, 900 // width)  # within the 999 parameters of an older SQLite
+    one = "(" + ",".join("?" * width) + ")"
+    for k in range(0, len(rows), per):
+        chunk = rows[k : k + per]
+        db.execute(f"{head} VALUES {','.join([one] * len(chunk))}{tail}", [v for r in chunk for v in r])
 
 
 def _json_tuple(t: tuple[str, ...]) -> str:

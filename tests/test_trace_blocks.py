@@ -1,0 +1,151 @@
+"""The trace file's event blocks: what a recording from raw records holds is, event for
+event, what those records stand for (over many blocks and threads), block columns survive
+their extremes, and files written by the previous format version still read the same."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+import tracetensor as tt
+import tracetensor.nn as nn
+import tracetensor.nn.functional as F
+from tracetensor import events
+from tracetensor.trace.recorder import FLUSH_S
+from tracetensor.trace.store import _NO_ITER, _pack, unpack_block
+
+# the project's pytest plugin listens (not raw) during every test: records need it off
+pytestmark = pytest.mark.tracetensor_nan("off")
+
+
+def _trainer(seed: int):
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tt.optim.SGD(model.parameters(), lr=0.1)
+    x = tt.tensor(rng.standard_normal((5, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 5))
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _ops(evs: list) -> list:
+    return sorted((e for e in evs if isinstance(e, events.OpEvent)), key=lambda e: e.seq)
+
+
+@pytest.mark.parametrize("stacks", [True, False])
+def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_path, stacks):
+    """Several blocks and batches, two threads at once: the file's events are the records'
+    events (a raw listener beside the recorder gets the very same records)."""
+    path = str(tmp_path / "long.ttrace")
+    steps = [_trainer(0), _trainer(1)]
+    for s in steps:
+        s()  # names every leaf
+    got: list = []
+
+    def keep(rec: object) -> None:  # (as events: records kept here would keep their Sites alive)
+        got.extend(events.materialize([rec]))
+
+    def loop(step, n: int) -> None:
+        for i in range(n):
+            step()  # (optimizer.step() ends each step's run)
+            if i % 50 == 49:
+                time.sleep(2 * FLUSH_S)  # the writer takes a batch: the next one comes from new Sites
+
+    with events.listen(keep, raw=True, stacks=stacks), tt.record(path, values="none", stacks=stacks):
+        assert events.STATE.raw is not None, "the recorder was not given raw records"
+        t = threading.Thread(target=loop, args=(steps[1], 60))
+        t.start()
+        loop(steps[0], 150)
+        t.join()
+    want = _ops(got)
+    assert len(want) > 2 * 2048 and len({e.thread for e in want}) == 2
+    with tt.trace.open(path) as tr:
+        assert tr.count() == len(want)
+        assert _ops(tr.events()) == want
+
+
+def _v2_block(data: bytes, n: int, m: int, t0: int) -> bytes:
+    """A block as the previous version wrote it: fixed-width columns, seq/run/start delta-coded
+    with the first value absolute."""
+    b = unpack_block(data, n, m, t0)
+
+    def delta(a: np.ndarray) -> np.ndarray:
+        d = a.astype(np.int64).copy()
+        d[1:] -= a[:-1]
+        return d
+
+    cols = (
+        delta(b.seq),
+        delta(b.run),
+        b.sig.astype(np.int32),
+        delta(b.start - t0),
+        b.dur.astype(np.int64),
+        b.iteration.astype(np.int64),
+        b.nsumm.astype(np.int32),
+        b.flags.astype(np.uint8),
+        np.ascontiguousarray(b.sints, np.int64),
+        np.ascontiguousarray(b.sfloats, np.float64),
+    )
+    return zlib.compress(b"".join(c.tobytes() for c in cols), 1)
+
+
+@pytest.mark.parametrize("values", ["none", "summary"])
+def test_a_file_of_the_previous_format_version_reads_back_the_same(tmp_path, values):
+    path = str(tmp_path / "v.ttrace")
+    step = _trainer(0)
+    step()
+    with tt.record(path, values=values):
+        for _ in range(120):
+            step()
+    with tt.trace.open(path) as t:
+        before, t0, runs = t.events(), t.t0, t.runs()
+    con = sqlite3.connect(path)
+    with con:
+        rows = con.execute("SELECT id, data, n, m FROM blocks").fetchall()
+        assert len(rows) > 1
+        for bid, data, n, m in rows:
+            con.execute("UPDATE blocks SET data = ? WHERE id = ?", (_v2_block(data, n, m, t0), bid))
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+    con.close()
+    with tt.trace.open(path) as t:
+        assert t.version == 2
+        assert t.events() == before and t.runs() == runs
+
+
+def test_block_columns_survive_their_extremes():
+    """Gaps of hours between ops, seqs and runs far apart, iterations beside none at all, a
+    single event: each column is stored in its own width and reads back exactly."""
+    rng = np.random.default_rng(0)
+    n = 300
+    t0 = 10**15
+    seq = np.cumsum(rng.integers(1, 3, n)) + 2**40
+    run = np.sort(rng.integers(1, 2**33, n))
+    sig = rng.integers(1, 70_000, n).astype(np.int32)
+    start = t0 + np.cumsum(rng.integers(0, 4 * 3600 * 10**9, n))
+    dur = rng.integers(0, 2**40, n)
+    it = np.where(rng.random(n) < 0.5, _NO_ITER, rng.integers(-(2**62), 2**62, n))
+    nsumm = rng.integers(-1, 3, n).astype(np.int32)
+    flags = rng.integers(0, 2, n).astype(np.uint8)
+    m = int(np.maximum(nsumm, 0).sum())
+    sints = rng.integers(-1, 2**40, (m, 7))
+    sfloats = rng.standard_normal((m, 4))
+    for k in (n, 1):
+        cols = (seq[:k], run[:k], sig[:k], start[:k], dur[:k], it[:k], nsumm[:k], flags[:k])
+        mk = int(np.maximum(nsumm[:k], 0).sum())
+        data, m_out, _ = _pack(*cols, sints[:mk], sfloats[:mk], t0)
+        assert m_out == mk
+        b = unpack_block(data, k, mk, t0)
+        for name, want in zip(("seq", "run", "sig", "start", "dur", "iteration", "nsumm", "flags"), cols):
+            got = getattr(b, name)
+            assert np.array_equal(got, want), name
+        assert np.array_equal(b.sints, sints[:mk]) and np.array_equal(b.sfloats, sfloats[:mk])

@@ -136,14 +136,13 @@ def engine_overhead(sess: tf.Session, fetches: list, feed: dict) -> Callable[[],
 
 
 def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float]:
-    """Median seconds of each plan node inside real `Session.run` calls (each node's function
-    wrapped in a timer, the plan regenerated around the wrappers), so forward->VJP reuse
-    behaves as in the benchmark; each run alternates with a numpy step, timed alike.
+    """Median seconds of each plan node inside real `Session.run` calls: the function each
+    node of the generated plan calls (an op's forward, an inlined VJP, an update) wrapped in
+    a timer where the plan looks it up, so the plan runs as in the benchmark (residuals
+    kept, VJPs inlined); each run alternates with a numpy step, timed alike.
     Returns ((node type, node name, seconds) in plan order, numpy step seconds)."""
     import statistics
     import time
-
-    from tracetensor.graph.session import Plan
 
     _, sess, fetches, feed = graph_step()
     sess.run(fetches, feed)
@@ -159,12 +158,11 @@ def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float
 
         return call
 
+    ns = plan.fast.__globals__
     for k, st in enumerate(plan.steps):
-        if st.var is None and st.const is None:
-            st.fn = timed(st.fn, k)
-            st.extra.pop("vjp", None)  # gradient nodes through their (timed) function, not inlined
-            st.extra.pop("direct", None)  # updates too
-    plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches, plan.specs).fast
+        for name in (f"f{k}", f"v{k}"):
+            if name in ns and st.var is None and st.const is None:
+                ns[name] = timed(ns[name], k)
     np_fn = numpy_step()
     t_np = []
     for _ in range(number):

@@ -1,8 +1,9 @@
 """`Session`: runs a graph. Each distinct (fetches, fed tensors) pair is compiled once
 into a plan (pruned to the nodes needed, topologically ordered, each buffer released
-after its last use); later runs reuse it. With nobody listening a plan is one generated
-Python function of straight-line calls; with listeners each node runs through the
-dispatch point (`dispatch`) and becomes an OpEvent with its node name and definition line."""
+after its last use); later runs reuse it. With nobody listening a run is one generated
+Python function of straight-line calls (feed checks and fetch conversion included); with
+listeners a second generated function calls each node through the dispatch point
+(`dispatch`), so it becomes an OpEvent with its node name and definition line."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Recorder cost: an MLP training step recorded (values "none" / "summary") against the same
 step unrecorded, and the trace file at scale: write and read throughput for a run of
 1,000,000 small events, bytes per event on disk, and the time to open that file and find
-the first non-finite tensor. `python benchmarks/run.py recorder` (TT_BENCH_EVENTS=N for a
-smaller file)."""
+the first non-finite tensor; and resident memory over a long recording of the MLP (1/20 as
+many steps as events: about as many op events). `python benchmarks/run.py recorder`
+(TT_BENCH_EVENTS=N for a smaller file)."""
 
 from __future__ import annotations
 
@@ -82,7 +83,9 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
             if k == "unrecorded":
                 rec = None
             elif k.startswith("listen:"):
-                rec = ev.subscribe(lambda e: None, summaries=k == "listen:summary", stacks=True)
+                # what the recorder asks for: raw records for "none", summaries for "summary"
+                summ = k == "listen:summary"
+                rec = ev.subscribe(lambda e: None, summaries=summ, stacks=True, raw=not summ)
             else:
                 rec = tt.record(os.path.join(tmp, f"{k}{rep}.ttrace"), values=k).start()
             t0 = time.perf_counter()
@@ -252,10 +255,56 @@ def bench_file(n: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+_RSS_CHILD = r"""
+import os, sys, numpy as np
+sys.path.insert(0, sys.argv[3])
+from bench_recorder import mlp_step_fn
+import tracetensor as tt
+
+def rss_mb():  # (resident now, peak), this process's own
+    with open("/proc/self/status") as f:
+        d = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmRSS", "VmHWM"))}
+    return d["VmRSS"] // 1024, d["VmHWM"] // 1024
+
+step, _ = mlp_step_fn()
+steps, path = int(sys.argv[1]), sys.argv[2]
+with tt.record(path, values="none"):
+    for i in range(steps):
+        step()
+        if i == steps // 5:
+            early = rss_mb()[0]
+late, peak = rss_mb()
+with tt.trace.open(path) as t:
+    n = t.count()
+print(early, late, peak, n, os.path.getsize(path))
+"""
+
+
+def bench_rss(steps: int) -> list[tuple[str, str, str, str]]:
+    """A long values="none" recording of the MLP in a child process: resident memory a fifth of
+    the way in and at the end (flat: the queue is bounded, the writer keeps nothing per event)."""
+    import subprocess
+
+    path = os.path.join(tempfile.mkdtemp(prefix="tt-bench-"), "long.ttrace")
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(steps), path, os.path.dirname(os.path.abspath(__file__))],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    ).stdout.split()
+    early, late, peak, n, size = (int(v) for v in out)
+    return [
+        (f"record(values='none'), {n:,} op events: RSS at 1/5, at the end", f"{early} MB, {late} MB", "", "flat"),
+        ("  peak RSS; trace bytes per event", f"{peak} MB", f"{size / n:.1f} B/ev", ""),
+    ]
+
+
 def main() -> None:
     print_table("recorder: MLP training step (64->128->10, batch 64), ratios vs unrecorded", bench_mlp())
     n = int(os.environ.get("TT_BENCH_EVENTS", 1_000_000))
     print_table(f"trace file at scale ({n:,} small events)", bench_file(n))
+    print_table("recorder memory at length (a child process)", bench_rss(max(n // 20, 100)))
 
 
 if __name__ == "__main__":

@@ -278,10 +278,15 @@ class profile:
         mem = self._mem
         if self._agg is None:
             self._agg = _Aggregate()
-        fast = _fold_raw(recs, self._steps_marked, self._agg) if mem is None else None
+        fast = _fold_raw(recs, self._steps_marked, self._agg, self.profile_memory)
         if fast is not None:
             n_ops, steps = fast
-            self._kept.append((recs, n_ops, steps, {}, []))
+            series: dict = {}
+            if mem is not None:  # the live-bytes series and peak, from the deltas the tracker took
+                deltas, _ = mem.take()
+                by_seq = _RecordsBySeq({x[1]: x for x in recs if x.__class__ is tuple})
+                series, mem.peak, mem.live = _memory_series(deltas, by_seq, mem.live, mem.peak)
+            self._kept.append((recs, n_ops, steps, series, []))
         else:
             rep = self._analyse(recs, mem.take() if mem is not None else None)
             self._agg.add(rep)
@@ -633,10 +638,11 @@ class Report:
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], **kw: Any) -> Report:
-        events = list(events)
-        tr = MemoryTrace(start=False, summaries=False, stacks=False)
-        tr.extend(events)
-        return cls(tr, raw=events, **kw)
+        with ev.gc_paused():  # an object or two per event, no cycles: see gc_paused
+            events = list(events)
+            tr = MemoryTrace(start=False, summaries=False, stacks=False)
+            tr.extend(events)
+            return cls(tr, raw=events, **kw)
 
     @classmethod
     def combined(cls, reports: list[Report], **kw: Any) -> Report:
@@ -847,7 +853,17 @@ _DEFERRED = frozenset(
 )
 
 
-def _fold_raw(items: list[Any], steps_marked: bool, agg: _Aggregate) -> tuple[int, int] | None:
+class _RecordsBySeq(dict):
+    """seq -> raw record, read as seq -> OpEvent (what `_memory_series` names a peak with)."""
+
+    def get(self, seq: int, default: Any = None) -> Any:
+        r = dict.get(self, seq)
+        return r[0].event(r) if r is not None else default
+
+
+def _fold_raw(
+    items: list[Any], steps_marked: bool, agg: _Aggregate, profile_memory: bool = False
+) -> tuple[int, int] | None:
     """`agg.add(Report(items))` without making an event or a span per op, for what a
     timings-only profile of CPU ops on one thread receives (raw records and run markers):
     records are grouped by (site, stack, output signature) first, so each group's row,
@@ -928,6 +944,9 @@ def _fold_raw(items: list[Any], steps_marked: bool, agg: _Aggregate) -> tuple[in
         row.count += count
         row.cpu_time_total += ns
         row.self_cpu_time_total += ns
+        if profile_memory:  # (CPU ops only here: what their outputs allocate)
+            row.self_cpu_memory_usage += x[3] * count
+            row.cpu_memory_usage += x[3] * count
         if e.stack:
             f = e.stack[0]
             a = lines.setdefault((f.filename, f.lineno), [f, 0, 0])

@@ -178,8 +178,10 @@ def export_chrome_trace(
     """`extra`: already-aligned events to put beside the ops (py-spy samples), with `ts`
     in microseconds relative to `base`."""
     base = base_ns(rep) if base is None else base
+    with ev.gc_paused():  # a dict per event, no cycles: see gc_paused
+        events = chrome_events(rep, base) + list(extra)
     doc = {
-        "traceEvents": chrome_events(rep, base) + list(extra),
+        "traceEvents": events,
         "displayTimeUnit": "ms",
         "otherData": {
             "producer": "tracetensor.profiler",

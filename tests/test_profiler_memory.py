@@ -272,3 +272,31 @@ def test_folded_stacks_cover_every_step_and_speedscope_says_what_it_left_out(rng
     path = tmp_path / "p.speedscope.json"
     prof.export_speedscope(str(path))
     assert "left out" in json.loads(path.read_text())["name"]
+
+
+@pytest.mark.tracetensor_nan("off")  # records, not events: the folds that aggregate from them
+def test_memory_folded_from_records_equals_the_unfolded_window(monkeypatch):
+    def window(fold: int):
+        monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
+        rng = np.random.default_rng(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        opt = tt.optim.SGD(model.parameters(), lr=0.01)
+        x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+        y = tt.tensor(rng.integers(0, 3, 4))
+        with profile(profile_memory=True, max_trace_events=None) as prof:
+            for i in range(10):
+                opt.zero_grad()
+                F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
+                opt.step()
+                prof.step()
+        return prof.report
+
+    folded, whole = window(1), window(10**9)
+    assert folded.agg is not None and whole.agg is None
+    assert folded.peak == whole.peak and folded.peak["cpu"][0] > 0
+    assert {d: [v for _, v in s] for d, s in folded.mem_series.items()} == {
+        d: [v for _, v in s] for d, s in whole.mem_series.items()
+    }
+    mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
+    assert mem(folded) == mem(whole)
+    assert any(r[3] > 0 for r in mem(folded))

@@ -149,3 +149,15 @@ def test_block_columns_survive_their_extremes():
             got = getattr(b, name)
             assert np.array_equal(got, want), name
         assert np.array_equal(b.sints, sints[:mk]) and np.array_equal(b.sfloats, sfloats[:mk])
+
+
+def test_a_script_edited_between_two_recordings_is_kept_as_it_was_each_time(tmp_path):
+    """The user's source goes into each trace as it was when recorded (a file read once per
+    process would show the second trace the first one's text)."""
+    script = tmp_path / "train.py"
+    for version in ("one", "two, longer"):
+        script.write_text(f"# version {version}\nimport tracetensor as tt\n(tt.ones(2, 2) * 3).sum()\n")
+        path = str(tmp_path / f"{version[:3]}.ttrace")
+        assert tt.trace.record_script(path, str(script)) == 0
+        with tt.trace.open(path) as t:
+            assert t.source(str(script)).startswith(f"# version {version}\n")

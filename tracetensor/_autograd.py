@@ -10,7 +10,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from . import _source
-from ._dispatch import _SITES, Site, dispatch, interned, site_of
+from ._dispatch import _BACKWARD, _SITES, Site, dispatch, interned, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -223,7 +223,7 @@ def run_backward(
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:
-                site = site_of(op, "backward")
+                site = _BACKWARD.get(op) or site_of(op, "backward")
             gin = dispatch(site, op.vjp, (node, g), (g,))
             for inp, gi, arr, need in zip(node.inputs, gin, node.args, node.needs):
                 if gi is None or not need:

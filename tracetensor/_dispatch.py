@@ -121,6 +121,7 @@ _METAS: dict[tuple, tuple[Site, tuple[TensorMeta, ...]]] = {}
 
 _STATIC: dict[str, dict[OpDef, Site]] = {"forward": {}, "backward": {}, "update": {}}
 _FORWARD = _STATIC["forward"]
+_BACKWARD = _STATIC["backward"]
 
 
 def site_of(op: OpDef, phase: str = "forward") -> Site:

@@ -398,18 +398,25 @@ def listen(
         lis.close()
 
 
-def materialize(items: Iterable[Any]) -> list[Event]:
-    """What a `raw=True` listener received, as events: records become the OpEvents a
-    plain listener would have got (the same fields), events pass through unchanged."""
-    # many new objects, no cycles among them: a collection part-way would only traverse
-    # everything alive (a long profile's records) again and again
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection inside: for code that makes many objects and no cycles
+    (events from records, a report, an export), where each collection part-way would
+    only traverse everything alive (a long profile's records) again and again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return [x[0].event(x) if x.__class__ is tuple else x for x in items]
+        yield
     finally:
         if enabled:
             gc.enable()
+
+
+def materialize(items: Iterable[Any]) -> list[Event]:
+    """What a `raw=True` listener received, as events: records become the OpEvents a
+    plain listener would have got (the same fields), events pass through unchanged."""
+    with gc_paused():
+        return [x[0].event(x) if x.__class__ is tuple else x for x in items]
 
 
 def is_raw(item: Any) -> bool:

@@ -39,33 +39,28 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
         out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
     except OpError as e:
         raise _device_error(inputs) or e from None
-    t = _output(op, inputs, xp, arrays, attrs, out, dev, site.name, site.stack)
-    if site.name is not None:
-        hook = _TRACING.hook
-        if hook is not None:
-            hook(op, inputs, attrs, t)
-    return t
-
-
-def _output(
-    op: OpDef, inputs: tuple, xp: Any, arrays: tuple, attrs: dict, out: Any, dev: Device, name: str | None, stack: Any
-) -> Tensor:
-    """Wraps what an op's forward returned as a Tensor and records it on the tape."""
+    # the output as a Tensor, recorded on the tape
     saved = None
     if op.saves:
         out, saved = out
     if out.__class__ is not np.ndarray and xp is np:
         out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
     t = _new(out, dev)
+    name = site.name
     if name is not None:
         t._name = _naming.output_name(name)
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
+            stack = site.stack
             if stack is None and STATE.checks:  # a NaN check names a bad gradient's forward line (and callers)
                 stack = user_frames()
             t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
+    if name is not None:
+        hook = _TRACING.hook
+        if hook is not None:
+            hook(op, inputs, attrs, t)
     return t
 
 

@@ -10,6 +10,7 @@ is bounded (events and value bytes): a producer that outruns the disk waits for 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import re
 import signal
@@ -226,6 +227,18 @@ class Recorder:
     def _drain(self, w: TraceWriter) -> None:
         """Writes what was queued when it was called (not what arrives meanwhile: batches stay
         big, so each transaction's fixed cost is spread over many events)."""
+        # no collection while a batch is written: its records (and the writer's many new
+        # objects, no cycles among them) are freed before any collection would traverse them
+        # all; otherwise the writer's allocations set one off over every record still queued
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._write_queued(w)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _write_queued(self, w: TraceWriter) -> None:
         q = self._q
         left = len(q)
         filtered = self._steps is not None or self._ops_rx is not None

@@ -49,6 +49,9 @@ VERSION = 3  # bump on any schema change; readers refuse files newer than they k
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 BLOCK = 2048  # most events in one block
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
+# small pages: a short recording's file is mostly its tables' first pages (30 of them, one
+# each), and event blocks are blobs of a few KB that span pages as well at any size
+PAGE_SIZE = 1024
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -153,6 +156,7 @@ def unpack_summaries(b: bytes | None) -> tuple[ev.Summary | None, ...] | None:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)  # the same call sites, recording after recording
 def _frames_json(stack: tuple[ev.Frame, ...]) -> str:
     return json.dumps([list(f) for f in stack], separators=(",", ":"))
 
@@ -447,6 +451,7 @@ class TraceWriter:
                 _write_all(self._lock_fd, image)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             if image is None:
+                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
             if image is None:
@@ -534,47 +539,23 @@ class TraceWriter:
             self._files.add(fn)
             if fn.startswith(_NOT_USER):
                 continue
-            try:
-                if os.path.getsize(fn) > MAX_SOURCE_BYTES:
-                    continue
-                with open(fn, encoding="utf-8", errors="replace") as fh:
-                    text = fh.read()
-            except OSError:
-                continue  # "<stdin>", "<string>", a file since removed
-            self._new_rows["INSERT OR REPLACE INTO sources"].append((fn, text))
+            text = _source_text(fn)
+            if text is not None:
+                self._new_rows["INSERT OR REPLACE INTO sources"].append((fn, text))
 
     def _sig_id(self, e: ev.OpEvent, key: tuple) -> int:
         """The `sigs` row of an event whose signature `key` (see `_write_block`) missed the cache."""
-        stack = key[-1]
         i = self._sigs.get(key)
-        if i is None:
-            if len(self._sigs) > 200_000:
-                self._sigs.clear()  # (`_sig_op` stays: ids handed out before still name their op)
-            op_id = self._op_id(e.op)
-            self._n_sigs += 1
-            i = self._sigs[key] = self._n_sigs
-            self._sig_op[i] = op_id
-            outs = json.dumps(
-                [[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs],
-                separators=(",", ":"),
-            )
-            self._new_rows["INSERT INTO sigs"].append(
-                (
-                    i,
-                    op_id,
-                    e.name,
-                    e.mode,
-                    e.phase,
-                    e.device,
-                    e.thread,
-                    e.flops,
-                    e.forward,
-                    json.dumps(e.inputs),
-                    outs,
-                    json.dumps(e.grad_of) if e.grad_of else None,
-                    self._stack_id(stack),
-                ),
-            )
+        return self._new_sig(key, e.op, _sig_fields(e), key[-1]) if i is None else i
+
+    def _new_sig(self, key: tuple, op: str, fields: tuple, stack: tuple[ev.Frame, ...] | None) -> int:
+        if len(self._sigs) > 200_000:
+            self._sigs.clear()  # (`_sig_op` stays: ids handed out before still name their op)
+        op_id = self._op_id(op)
+        self._n_sigs += 1
+        i = self._sigs[key] = self._n_sigs
+        self._sig_op[i] = op_id
+        self._new_rows["INSERT INTO sigs"].append((i, op_id, *fields, self._stack_id(stack)))
         return i
 
     def _write_new_rows(self) -> None:
@@ -778,18 +759,17 @@ class TraceWriter:
             vkey = (sites[j], *key[1:])
             s = self._slot_val.get(vkey)
             if s is None:
-                s = self._slot_val[vkey] = self._new_slot(recs[j])
+                s = self._slot_val[vkey] = self._new_slot(recs[j], vkey)
             slots.append(s)
         at_first = np.empty(n, np.intp)
         at_first[np.fromiter(first_of.values(), np.intp, len(first_of))] = slots
         return at_first[first]
 
-    def _new_slot(self, rec: tuple) -> int:
+    def _new_slot(self, rec: tuple, vkey: tuple) -> int:
         """A slot for a record whose site, thread, outputs or stack were not seen before."""
-        e = rec[0].event(rec)
-        full = _sig_key(e, self.keep_stacks)
-        sig = self._sigs.get(full) or self._sig_id(e, full)
-        self._slot_rows.append((sig, self._sig_op[sig], _NO_ITER if e.iteration is None else e.iteration, e.mode))
+        key, op, fields, stack, it = _sig_info(rec, vkey, self.keep_stacks)
+        sig = self._sigs.get(key) or self._new_sig(key, op, fields, stack)
+        self._slot_rows.append((sig, self._sig_op[sig], it, fields[1]))
         self._slot_cols = None
         return len(self._slot_rows) - 1
 
@@ -914,6 +894,7 @@ def _empty_trace() -> bytes | None:
     try:
         db = sqlite3.connect(":memory:")
         try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.executescript(SCHEMA)
             image = bytearray(db.serialize())
         finally:
@@ -1002,6 +983,64 @@ def _sig_key(e: ev.OpEvent, keep_stack: bool) -> tuple:
         e.grad_of,
         e.stack if keep_stack else None,
     )
+
+
+_SOURCES: OrderedDict[str, tuple[tuple[int, int], str]] = OrderedDict()  # file -> ((mtime, size), text)
+
+
+def _source_text(fn: str) -> str | None:
+    """A user file's text (None: too big, or not a file), read again only when it changed."""
+    try:
+        st = os.stat(fn)
+        if st.st_size > MAX_SOURCE_BYTES:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = _SOURCES.get(fn)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        with open(fn, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None  # "<stdin>", "<string>", a file since removed
+    if len(text) <= 256 << 10:  # kept: at most 32 small files (8 MB)
+        _SOURCES[fn] = (stamp, text)
+        if len(_SOURCES) > 32:
+            _SOURCES.popitem(last=False)
+    return text
+
+
+def _sig_fields(e: ev.OpEvent) -> tuple:
+    """The `sigs` columns of an event's signature, from `name` to `grad_of`."""
+    return (
+        e.name,
+        e.mode,
+        e.phase,
+        e.device,
+        e.thread,
+        e.flops,
+        e.forward,
+        json.dumps(e.inputs),
+        json.dumps([[m.name, list(m.shape), m.dtype, m.device, m.nbytes] for m in e.outputs], separators=(",", ":")),
+        json.dumps(e.grad_of) if e.grad_of else None,
+    )
+
+
+# a raw record's slot key (Site, thread, outputs, stack) -> what its sig row says: made once
+# per process, not once per recording (a program that records many short traces)
+_SIG_INFO: dict[tuple, tuple] = {}
+
+
+def _sig_info(rec: tuple, vkey: tuple, keep_stack: bool) -> tuple:
+    """(signature key, op, `_sig_fields`, stack, iteration) of a raw record with slot key `vkey`."""
+    info = _SIG_INFO.get(vkey)
+    if info is None:
+        e = rec[0].event(rec)
+        it = _NO_ITER if e.iteration is None else e.iteration
+        info = (_sig_key(e, keep_stack), e.op, _sig_fields(e), e.stack if keep_stack else None, it)
+        if len(_SIG_INFO) > 20_000:
+            _SIG_INFO.clear()  # bounded: a program that keeps making new names
+        _SIG_INFO[vkey] = info
+    return info
 
 
 def _strip_summaries(e: ev.OpEvent) -> ev.OpEvent:

@@ -398,9 +398,10 @@ class TensorScreen(Screen):
             self.query_one("#histogram", Static).update("")
             return
         s = d.summary
-        self.query_one("#summary", Static).update(
-            Text("summary\n" + (_summary_lines(s) if s is not None else "(none recorded)"))
-        )
+        none = "(none recorded)"
+        if s is None and flt.checked(self.dbg.trace) and d.meta.dtype.startswith(("float", "complex", "bfloat")):
+            none = '(finite: checked for NaN/inf; values="check" keeps summaries of non-finite tensors only)'
+        self.query_one("#summary", Static).update(Text("summary\n" + (_summary_lines(s) if s is not None else none)))
         if v is None:
             self.query_one("#values", Static).update(Text("(the value was not kept)", style="yellow"))
             self.query_one("#histogram", Static).update("")

@@ -201,3 +201,26 @@ def test_numerics_check_finds_a_gpu_nan_gradient_with_its_forward_line() -> None
     grad = n.ordered("grad")[0]
     assert (grad.op, grad.phase, grad.frame.lineno) == ("sqrt", "backward", _line("# GPU SQRT LINE"))
     assert grad.summary.posinf == 1 and grad.event.device.startswith("cuda")
+
+
+async def test_tui_opens_a_values_check_trace_and_says_an_unsummarized_tensor_was_checked(tmp_path) -> None:
+    from textual.widgets import Static
+    from tracetensor.debugger.commands import to_plain
+    from tracetensor.debugger.tui import DebuggerApp, TensorList, TensorScreen
+
+    path = tmp_path / "c.ttrace"
+    tt.manual_seed(3)
+    with np.errstate(all="ignore"), tt.record(path, values="check"):
+        _train_until_nan()
+    app = DebuggerApp(Debugger(tt.trace.open(path)), "run-end", "", "end")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        tl = app.screen.query_one(TensorList)
+        assert tl.culprit is not None and tl.culprit.tensor_name == "log:0"
+        row = next(i for i, d in enumerate(tl.rows) if d.summary is None and d.meta.dtype == "float32")
+        await pilot.press("ctrl+l", *["down"] * row, "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TensorScreen) and app.screen.datum.summary is None
+        assert "finite: checked for NaN/inf" in to_plain(app.screen.query_one("#summary", Static).content)

@@ -188,7 +188,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         out = out[0]  # fn returned (output, residuals): only the output is observed
     st = STATE
     # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
-    bad = st.cheap_check and not _outputs_finite(out)
+    bad = st.cheap_check and not (_finite(out) if out.__class__ is not tuple else _all_finite(out))
     stack = site.stack
     if stack is None and (st.stacks or bad):
         stack = stack_here()
@@ -328,11 +328,13 @@ def _dtname(dt: Any) -> str:
     return n
 
 
-def _outputs_finite(out: Any) -> bool:
-    """The check of what an op returned: one array, or a tuple of arrays and Nones."""
-    if out.__class__ is not tuple:
-        return _finite(out)
-    return all(o is None or not hasattr(o, "dtype") or _finite(o) for o in out)
+def _all_finite(outs: tuple) -> bool:
+    """The check of an op's several outputs (arrays, and None for an output not computed;
+    a VJP's gradients, one per input). A plain loop: a generator costs more than the check."""
+    for o in outs:
+        if o is not None and hasattr(o, "dtype") and not _finite(o):
+            return False
+    return True
 
 
 def _summary(a: Any) -> Summary | None:

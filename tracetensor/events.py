@@ -618,8 +618,17 @@ def summarize(a: Any) -> Summary:
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
 
 
-_CHECK_ACC = {np.dtype(np.float16): np.float32}  # a float32 sum of float16 values cannot overflow
 _NO_CHECK = frozenset("biuSUVOMm")  # dtype kinds that cannot hold NaN or inf
+_CHECKS: dict[Any, tuple[Any, Callable[[Any], bool]] | None] = {}  # dtype -> (accumulator, isfinite) or None
+_UNSEEN = object()
+
+
+def _check_of(dt: Any) -> tuple[Any, Callable[[Any], bool]] | None:
+    how = None
+    if dt.kind not in _NO_CHECK:  # a float32 sum of float16 values cannot overflow; others sum in their own dtype
+        how = (np.float32 if dt == np.float16 else None, math.isfinite if dt.kind == "f" else cmath.isfinite)
+    _CHECKS[dt] = how
+    return how
 
 
 def finite(a: Any) -> bool:
@@ -630,12 +639,14 @@ def finite(a: Any) -> bool:
     pass, and numpy's overflow warning; a NaN or an inf is never missed). The sum runs in the
     array's own dtype: accumulating float32 in float64 costs ~1.7x more per call."""
     dt = a.dtype
-    if dt.kind in _NO_CHECK:
+    how = _CHECKS.get(dt, _UNSEEN)
+    if how is _UNSEEN:
+        how = _check_of(dt)
+    if how is None:
         return True
     if a.__class__ is np.ndarray or isinstance(a, np.generic):
         try:
-            s = _add_reduce(a, None, _CHECK_ACC.get(dt))
-            if math.isfinite(s) if dt.kind == "f" else cmath.isfinite(s):
+            if how[1](_add_reduce(a, None, how[0])):
                 return True
         except (FloatingPointError, RuntimeWarning):  # np.seterr(all="raise") or -W error: not settled
             pass

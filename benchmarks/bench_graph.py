@@ -4,6 +4,7 @@ process; plus the peak memory of the step (tracemalloc) for the plan against eag
 
     python benchmarks/run.py graph        (or: python benchmarks/bench_graph.py)
     python benchmarks/bench_graph.py --ops   (per-node breakdown of the graph step)
+    python benchmarks/bench_graph.py --observed   (the step under a raw listener and profile())
 """
 
 from __future__ import annotations
@@ -136,14 +137,13 @@ def engine_overhead(sess: tf.Session, fetches: list, feed: dict) -> Callable[[],
 
 
 def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float]:
-    """Median seconds of each plan node inside real `Session.run` calls (each node's function
-    wrapped in a timer, the plan regenerated around the wrappers), so forward->VJP reuse
-    behaves as in the benchmark; each run alternates with a numpy step, timed alike.
+    """Median seconds of each plan node inside real `Session.run` calls: the function each
+    node of the generated plan calls (an op's forward, an inlined VJP, an update) wrapped in
+    a timer where the plan looks it up, so the plan runs as in the benchmark (residuals
+    kept, VJPs inlined); each run alternates with a numpy step, timed alike.
     Returns ((node type, node name, seconds) in plan order, numpy step seconds)."""
     import statistics
     import time
-
-    from tracetensor.graph.session import Plan
 
     _, sess, fetches, feed = graph_step()
     sess.run(fetches, feed)
@@ -159,12 +159,11 @@ def op_breakdown(number: int = 300) -> tuple[list[tuple[str, str, float]], float
 
         return call
 
+    ns = plan.fast.__globals__
     for k, st in enumerate(plan.steps):
-        if st.var is None and st.const is None:
-            st.fn = timed(st.fn, k)
-            st.extra.pop("vjp", None)  # gradient nodes through their (timed) function, not inlined
-            st.extra.pop("direct", None)  # updates too
-    plan.fast = Plan(sess, plan.steps, plan.feeds, plan.fetches, plan.specs).fast
+        for name in (f"f{k}", f"v{k}"):
+            if name in ns and st.var is None and st.const is None:
+                ns[name] = timed(ns[name], k)
     np_fn = numpy_step()
     t_np = []
     for _ in range(number):
@@ -186,6 +185,72 @@ def print_breakdown() -> None:
         ("numpy step (whole)", fmt_time(t_np), "1.00x", "baseline"),
     ]
     print_table("graph MLP step, per node (median inside Session.run; ratio to the numpy step)", table)
+
+
+def observed(number: int = 100, repeat: int = 9) -> dict[str, float]:
+    """The graph step watched: by a timing-only listener (raw records, events read after
+    the round) and by `profile()`, against numpy and the unwatched step; CPU seconds,
+    rounds interleaved, each watcher started and stopped around its own rounds."""
+    import statistics
+    import time
+
+    from tracetensor.profiler import profile
+
+    from tracetensor import events
+
+    nothing = lambda: None
+    got: list = []
+    box: list = []
+
+    def listen() -> None:
+        got.clear()
+        box[:] = [events.subscribe(got.append, raw=True)]
+
+    def unlisten() -> None:
+        box[0].close()
+        events.materialize(got)
+
+    def prof() -> None:
+        box[:] = [profile()]
+        box[0].start()
+
+    p_step = graph_step()[0]
+
+    def profiled() -> None:
+        p_step()
+        box[0].step()
+
+    cases = {
+        "numpy": (nothing, numpy_step(), nothing),
+        "graph": (nothing, graph_step()[0], nothing),
+        "listened": (listen, graph_step()[0], unlisten),
+        "profiled": (prof, profiled, lambda: box[0].stop()),
+    }
+    acc: dict[str, list[float]] = {k: [] for k in cases}
+    for r in range(repeat + 1):  # the first round warms up
+        for k, (start, step, stop) in cases.items():
+            start()
+            t0 = time.process_time()
+            for _ in range(number):
+                step()
+            stop()
+            if r:
+                acc[k].append((time.process_time() - t0) / number)
+    return {k: statistics.median(v) for k, v in acc.items()}
+
+
+def print_observed() -> None:
+    t = observed()
+    r = lambda k: f"{t[k] / t['numpy']:.2f}x"
+    print_table(
+        "graph MLP step watched (CPU time; ratio to the numpy step)",
+        [
+            ("numpy (hand-written)", fmt_time(t["numpy"]), "1.00x", "baseline"),
+            ("graph Session.run", fmt_time(t["graph"]), r("graph"), "<= 1.15x"),
+            ("  with a timing-only listener (raw)", fmt_time(t["listened"]), r("listened"), "-"),
+            ("  under profile()", fmt_time(t["profiled"]), r("profiled"), "-"),
+        ],
+    )
 
 
 def peak_bytes(fn: Callable[[], object]) -> int:
@@ -241,4 +306,9 @@ def main(number: int = 200, repeat: int = 7) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print_breakdown() if "--ops" in sys.argv[1:] else main()
+    if "--ops" in sys.argv[1:]:
+        print_breakdown()
+    elif "--observed" in sys.argv[1:]:
+        print_observed()
+    else:
+        main()

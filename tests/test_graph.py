@@ -507,12 +507,19 @@ def test_one_session_run_from_several_threads_at_once_gives_each_its_own_gradien
 def test_uninitialized_variable_is_failed_precondition(g):
     m = _mlp()
     with tf.Session() as s:
-        with pytest.raises(tf.errors.FailedPreconditionError, match="uninitialized value layer1/W") as e:
-            s.run(m["h"], {m["x"]: m["X"]})
-        assert isinstance(e.value, tt.TraceTensorError)
+        for listening in (False, True):
+            with events.listen(lambda e: None) if listening else _nothing():
+                with pytest.raises(tf.errors.FailedPreconditionError, match="uninitialized value layer1/W") as e:
+                    s.run(m["h"], {m["x"]: m["X"]})
+            assert isinstance(e.value, tt.TraceTensorError)
         s.run(m["vars"][0].initializer)
-        with pytest.raises(tf.errors.FailedPreconditionError, match="layer1/b"):
-            s.run(m["h"], {m["x"]: m["X"]})
+        msgs = []
+        for listening in (False, True):
+            with events.listen(lambda e: None) if listening else _nothing():
+                with pytest.raises(tf.errors.FailedPreconditionError, match="layer1/b") as e:
+                    s.run(m["h"], {m["x"]: m["X"]})
+            msgs.append(str(e.value))
+        assert msgs[0] == msgs[1]
 
 
 def test_runtime_op_error_names_node_type_shapes_and_line(g):
@@ -767,8 +774,9 @@ def test_moments_and_batch_normalization_standardize_and_train(g):
 
 
 def test_cross_entropy_gradient_is_the_same_with_and_without_kept_residuals(g):
-    # the compiled plan hands the forward's log-softmax to the gradient node; the observed
-    # path (a listener subscribed) recomputes it: both must give the same gradients
+    # both generated plans (plain and listened to) hand the forward's log-softmax to the
+    # gradient node; a gradient without its forward in the plan (logits fed) recomputes it:
+    # all must give the same gradients
     m = _mlp()
     grads = tf.gradients(m["loss"], m["vars"])
     feed = {m["x"]: m["X"], m["y"]: m["Y"]}
@@ -778,6 +786,14 @@ def test_cross_entropy_gradient_is_the_same_with_and_without_kept_residuals(g):
         seen = []
         with tt.events.listen(seen.append):
             observed = s.run(grads, feed)
+        logits = s.run(m["logits"], feed)
+        g_logits = tf.gradients(m["loss"], [m["logits"]])[0]
+        kept = s.run(g_logits, feed)
+        recomputed = s.run(g_logits, {**feed, m["logits"]: logits})
+        with tt.events.listen(seen.append):
+            recomputed_observed = s.run(g_logits, {**feed, m["logits"]: logits})
     assert any(getattr(e, "op", "") == "SparseSoftmaxCrossEntropyWithLogits" for e in seen)
     for a, b in zip(fast, observed):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(recomputed, kept, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(recomputed_observed, kept, rtol=1e-6, atol=1e-7)

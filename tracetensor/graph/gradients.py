@@ -149,9 +149,10 @@ def _grad_step(sess: Any, op: Operation, xp: Any) -> Step:
     n = len(needs)
     idx = [i for i, nd in enumerate(needs) if nd]
 
-    def grad(*arrays: Any) -> tuple:
+    def grad_saved(saved: Any, *arrays: Any) -> tuple:
+        """The gradients, given the forward's residuals (`saves` ops; None: recomputed)."""
         args = arrays[:n]
-        gs = vjp(Ctx(xp, args, arrays[n], fattrs, needs), arrays[n + 1])
+        gs = vjp(Ctx(xp, args, arrays[n], fattrs, needs, saved), arrays[n + 1])
         out = []
         for i in idx:
             gi, x = gs[i], args[i]
@@ -159,6 +160,9 @@ def _grad_step(sess: Any, op: Operation, xp: Any) -> Step:
                 gi = fix_grad(xp, gi, x)
             out.append(gi)
         return tuple(out)
+
+    def grad(*arrays: Any) -> tuple:
+        return grad_saved(None, *arrays)
 
     step = Step(
         op,
@@ -170,6 +174,7 @@ def _grad_step(sess: Any, op: Operation, xp: Any) -> Step:
         grad_of=tuple(op.inputs[i].name for i in idx),
     )
     step.extra["vjp"] = (vjp, fattrs, needs, idx, fix_grad)  # lets the plan inline this node's call
+    step.extra["grad_saved"] = grad_saved  # a listened-to plan hands it the forward's residuals
     return step
 
 

@@ -1,8 +1,9 @@
 """`Session`: runs a graph. Each distinct (fetches, fed tensors) pair is compiled once
 into a plan (pruned to the nodes needed, topologically ordered, each buffer released
-after its last use); later runs reuse it. With nobody listening a plan is one generated
-Python function of straight-line calls; with listeners each node runs through the
-dispatch point (`dispatch`) and becomes an OpEvent with its node name and definition line."""
+after its last use); later runs reuse it. With nobody listening a run is one generated
+Python function of straight-line calls (feed checks and fetch conversion included); with
+listeners a second generated function calls each node through the dispatch point
+(`dispatch`), so it becomes an OpEvent with its node name and definition line."""
 
 from __future__ import annotations
 
@@ -310,7 +311,7 @@ class Plan:
         self.tapes: dict[str, Any] = {}  # control flow: per-run records its gradient reads
         self.fast = self._generate()
         self._raw: Callable | None = None
-        self._wiring: tuple[list, list] | None = None  # run_listening's sites and slots, made on first use
+        self._listening: Callable | None = None
 
     @property
     def raw(self) -> Callable:
@@ -450,12 +451,23 @@ class Plan:
 
     def run_listening(self, feeds: Sequence[Any]) -> tuple:
         """The observable path: every node through `dispatch`, an OpEvent each."""
+        if self._listening is None:  # generated on the first listened-to run
+            self._listening = self._generate_listening()
+        return self._listening(feeds)
+
+    def _generate_listening(self) -> Callable:
+        """`run_listening` as straight-line Python, like `fast`: each step one `dispatch` call
+        through its site (what `run_step` does), feeds already checked, raw values returned.
+        A `saves` op hands its residuals to its gradient node, as in `fast`."""
         dev = self.sess.device
-        xp = dev.xp
-        if self._wiring is None:  # worked out once (one assignment: other threads may run this plan)
-            slot = self.slot
-            feed_sites = [
-                Site(
+        ns: dict[str, Any] = {"xp": dev.xp, "_d": dispatch, "_ident": _ident, "_err": self._listening_error}
+        ns["TraceTensorError"] = TraceTensorError
+        lines = ["def plan(F):", "  _i = -1", "  try:"]
+        if self.feeds:
+            lines.append(f"    {', '.join(f't{self.slot[t]}' for t in self.feeds)}, = F")
+        for j, t in enumerate(self.feeds):
+            if t.op.kind == "placeholder":
+                site = Site(
                     PSEUDO["placeholder"],
                     "forward",
                     "graph",
@@ -464,32 +476,71 @@ class Plan:
                     device=dev,
                     stack=t.op.stack,
                 )
-                if t.op.kind == "placeholder"
-                else None
-                for t in self.feeds
-            ]
-            # each step's input, output and freed slots, by position
-            wiring = [
-                (tuple(slot[t] for t in st.ins), tuple(slot[t] for t in st.outs), tuple(self.frees[k]))
-                for k, st in enumerate(self.steps)
-            ]
-            self._wiring = (feed_sites, wiring)
-        feed_sites, wiring = self._wiring
-        vals: list[Any] = [None] * len(self.slot)
-        for t, a, site in zip(self.feeds, feeds, feed_sites):
-            vals[self.slot[t]] = a
-            if site is not None:
-                dispatch(site, _ident, (a,), ())
-        for st, (ins, outs, frees) in zip(self.steps, wiring):
-            out = run_step(st, tuple([vals[s] for s in ins]), xp, dev, None)
+                ns[f"p{j}"] = site
+                lines.append(f"    _d(p{j}, _ident, (t{self.slot[t]},), ())")
+        residual: dict[Any, int] = {}
+        for k, st in enumerate(self.steps):
+            ins = [f"t{self.slot[t]}" for t in st.ins]
+            outs = [f"t{self.slot[t]}" for t in st.outs]
+            arrays = f"({', '.join(ins)}{',' if len(ins) == 1 else ''})"
+            site, fn, attrs = step_site(st, dev), st.fn, st.attrs
+            if st.var is not None:
+                args, attrs = "()", {}
+            else:
+                args = f"(xp, {', '.join(ins)})" if st.xp_arg else arrays
+            lhs = outs[0] if outs and not st.multi else ("_o" if st.multi else "")
+            if st.op.kind == "op" and st.evop.saves and not st.multi and outs:
+                site, fn = site._replace(saves=True), st.evop.forward  # returns (output, residuals)
+                residual[st.outs[0]] = k
+                lhs = f"{outs[0]}, r{k}"
+            elif "grad_saved" in st.extra:
+                r = residual.get(st.ins[len(st.extra["vjp"][2])])
+                if r is not None:
+                    fn, args = st.extra["grad_saved"], f"(r{r}, {', '.join(ins)})"
+            ns[f"s{k}"], ns[f"f{k}"], ns[f"a{k}"] = site, fn, attrs
+            lines.append(f"    _i = {k}")
+            call = f"_d(s{k}, f{k}, {args}, {arrays}, a{k})"
+            lines.append(f"    {lhs} = {call}" if lhs else f"    {call}")
             if st.multi:
-                for s, o in zip(outs, out):
-                    vals[s] = o
-            elif outs:
-                vals[outs[0]] = out
-            for s in frees:
-                vals[s] = None
-        return tuple(vals[self.slot[t]] if t is not None else None for t in self.fetches)
+                lines += [f"    {o} = _o[{i}]" for i, o in enumerate(outs)] + ["    del _o"]
+            if self.frees[k]:
+                lines.append("    del " + ", ".join(f"t{s}" for s in self.frees[k]))
+        rets = [f"t{self.slot[t]}" if t is not None else "None" for t in self.fetches]
+        lines.append(f"    return ({', '.join(rets)}{',' if rets else ''})")
+        lines.append("  except TraceTensorError as e:")
+        lines.append("    raise _err(_i, e, locals()) from None")
+        exec(compile("\n".join(lines), f"<listened-to plan of graph #{self.sess.graph.id}>", "exec"), ns)
+        return ns["plan"]
+
+    def _listening_error(self, k: int, e: TraceTensorError, local: dict) -> BaseException:
+        """What `run_step` makes of an error raised at step k."""
+        if k < 0:
+            return e
+        st = self.steps[k]
+        if isinstance(e, (GraphError, NumericsError)) or getattr(e, "name", None) == st.op.name:
+            return e
+        arrays = tuple(local.get(f"t{self.slot[t]}") for t in st.ins)
+        return _node_error(st, arrays, getattr(e, "original", e))
+
+
+def step_site(st: Step, dev: Device) -> Site:
+    """The dispatch site of a step's events (outside loops: one per step serves every run)."""
+    site = st.site
+    if site is None or site.device is not dev:
+        op = st.op
+        site = st.site = Site(
+            st.evop,
+            st.phase,
+            "graph",
+            label=op.type,
+            name=op.name,
+            inputs=st.in_names,
+            device=dev,
+            stack=op.stack or None,
+            forward=st.forward,
+            grad_of=st.grad_of,
+        )
+    return site
 
 
 def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | None) -> Any:
@@ -501,23 +552,9 @@ def run_step(st: Step, arrays: tuple, xp: Any, dev: Device, iteration: int | Non
         fn, args, attrs = st.fn, (xp, *arrays), st.attrs
     else:
         fn, args, attrs = st.fn, arrays, st.attrs
-    site = st.site
-    if site is None or site.device is not dev or iteration is not None:
-        site = Site(
-            st.evop,
-            st.phase,
-            "graph",
-            label=op.type,
-            name=op.name,
-            inputs=st.in_names,
-            device=dev,
-            stack=op.stack or None,
-            forward=st.forward,
-            grad_of=st.grad_of,
-            iteration=iteration,
-        )
-        if iteration is None:  # a site is plain immutable data: one per step serves every run
-            st.site = site
+    site = step_site(st, dev)
+    if iteration is not None:
+        site = site._replace(iteration=iteration)
     try:
         return dispatch(site, fn, args, arrays, attrs)
     except TraceTensorError as e:

@@ -81,3 +81,31 @@ def test_a_graph_node_error_reads_the_same_with_and_without_a_listener():
     with tf.Session(graph=g) as sess:
         err = _same_either_way(lambda: sess.run(y, {x: np.ones((2, 4), np.float32)}))
     assert isinstance(err, OpError) and "proj" in str(err)
+
+
+def _linear_step(x_shape: tuple[int, ...], dtype: type, bias_grad: bool = True) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = tt.tensor(rng.standard_normal(x_shape).astype(dtype), requires_grad=True)
+    w = tt.tensor(rng.standard_normal((5, x_shape[-1])).astype(dtype), requires_grad=True)
+    b = tt.tensor(rng.standard_normal(5).astype(dtype), requires_grad=bias_grad)
+    out = tt.nn.functional.linear(x, w, b)
+    (out * out).sum().backward()
+    return [out.detach().numpy(), x.grad.numpy(), w.grad.numpy()] + ([b.grad.numpy()] if bias_grad else [])
+
+
+@pytest.mark.parametrize(
+    "x_shape, dtype, bias_grad", [((8, 3), np.float32, True), ((2, 4, 3), np.float64, True), ((8, 3), np.float32, False)]
+)
+def test_linear_gives_the_same_values_and_gradients_with_and_without_a_listener(x_shape, dtype, bias_grad):
+    # nobody listening, F.linear runs one fused op; a listener sees (and gets) matmul then add
+    quiet = _linear_step(x_shape, dtype, bias_grad)
+    with events.listen(lambda e: None):
+        loud = _linear_step(x_shape, dtype, bias_grad)
+    assert all(q.dtype == lo.dtype and np.array_equal(q, lo) for q, lo in zip(quiet, loud, strict=True))
+
+
+def test_a_linear_layer_error_reads_the_same_with_and_without_a_listener():
+    layer = tt.nn.Linear(4, 5)
+    err = _same_either_way(lambda: layer(tt.ones(2, 3)))
+    assert isinstance(err, ShapeError) and "matmul" in str(err) and "(2, 3)" in str(err)
+    assert err.frame is not None and err.frame.filename == __file__

@@ -804,6 +804,7 @@ ELSEWHERE = {
     "cast": "test_tensor",
     "to_device": "test_gpu_path",
     "accumulate_grad": "test_autograd",
+    "linear": "test_dispatch",  # F.linear's fused op runs only while nobody listens
     "sgd_update": "test_optim",
     "adam_update": "test_optim",
     "adagrad_update": "test_optim_compat",

@@ -1390,6 +1390,28 @@ def _matmul_grads(xp, a, b, g, needs):
     return ga, gb
 
 
+@register("linear", tf="Linear", cost=_matmul_cost)
+def linear(xp, x, w, b):
+    """x @ w.T + b in one op: what F.linear runs while nobody listens (one tape node and
+    one dispatch instead of two). The same arithmetic as matmul(transpose_b) then add, for
+    x of >= 2 and w of 2 dimensions, all of one dtype (F.linear checks; else it runs those
+    two ops, as it always does while someone listens, so events show matmul and add)."""
+    return x @ w.T + b
+
+
+@linear.defvjp
+def _(ctx, g):
+    # the matmul(transpose_b) and add VJPs above, chained
+    x, w, b = ctx.args
+    nx, nw, nb = ctx.needs
+    gb = None
+    if nb:
+        gb = _bias_grad(ctx.xp, g, b)
+        if gb is None:
+            gb = g  # the engine reduces the broadcast dimensions
+    return (g @ _conj(w) if nx else None), (_swap(g) @ _conj(x) if nw else None), gb
+
+
 def _check_matrix(a):
     if a.ndim < 2:
         raise Invalid(f"expected a tensor of at least 2 dimensions (a matrix or a stack of them), got shape {a.shape}")

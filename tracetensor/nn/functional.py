@@ -8,6 +8,7 @@ from typing import Any
 from .._registry import REGISTRY as _R
 from .._source import user_frame
 from ..errors import ShapeError
+from ..events import STATE
 from ..functional import one_hot, where
 from ..tensor import Tensor, _wrap_other, apply, rand
 
@@ -58,6 +59,15 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
+    if bias is not None and not STATE.listeners:
+        x, w, b = input._data, weight._data, bias._data
+        if w.ndim == 2 and x.ndim >= 2 and x.dtype is w.dtype is b.dtype:
+            # nobody sees the ops: the fused op (one tape node). If it fails, the two ops
+            # below run and raise their own error, the one a listener would see too
+            try:
+                return apply(_R["linear"], input, weight, bias)
+            except Exception:
+                pass
     if weight.ndim == 2:  # matmul multiplies by the transpose itself: no separate permute op
         out = apply(_R["matmul"], input, weight, transpose_b=True)
     else:

@@ -94,7 +94,8 @@ def _linear_step(x_shape: tuple[int, ...], dtype: type, bias_grad: bool = True) 
 
 
 @pytest.mark.parametrize(
-    "x_shape, dtype, bias_grad", [((8, 3), np.float32, True), ((2, 4, 3), np.float64, True), ((8, 3), np.float32, False)]
+    "x_shape, dtype, bias_grad",
+    [((8, 3), np.float32, True), ((2, 4, 3), np.float64, True), ((8, 3), np.float32, False)],
 )
 def test_linear_gives_the_same_values_and_gradients_with_and_without_a_listener(x_shape, dtype, bias_grad):
     # nobody listening, F.linear runs one fused op; a listener sees (and gets) matmul then add

@@ -237,9 +237,11 @@ def run_backward(
             if not retain_graph:  # free the saved arrays now
                 node.args = node.out = node.saved = None
                 node.freed = True
+    except BaseException:
+        for t in order:  # an error mid-way must not leave gradients parked on tensors (a pass
+            t._g = None  # that ends normally consumed every one)
+        raise
     finally:
-        for t in order:  # an error mid-way must not leave gradients parked on tensors
-            t._g = None
         if outer is not None:
             _source.release(outer)
     if capture is not None:
@@ -257,8 +259,8 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         g = g.astype(t._data.dtype)
     old = t.grad._data if t.grad is not None else None
     if old is None and (
-        id(g) in handed_out or g.base is not None or not getattr(g.flags, "writeable", True)
-    ):  # cupy arrays have no such flag
+        g.base is not None or id(g) in handed_out or not getattr(g.flags, "writeable", True)
+    ):  # (the cheapest test first; cupy arrays have no such flag)
         g = g.copy()
     handed_out.add(id(g))
     if listening:

@@ -201,8 +201,11 @@ class SGD(Optimizer):
         )
 
     def step(self, closure: Any = None) -> Any:
-        if STATE.listeners or any(g["momentum"] or g["weight_decay"] for g in self.param_groups):
+        if STATE.listeners:
             return super().step(closure)
+        for group in self.param_groups:  # (a loop: any() over a generator costs more than the updates' checks)
+            if group["momentum"] or group["weight_decay"]:
+                return super().step(closure)
         loss = _call(closure)
         for group in self.param_groups:  # the plain step, with no per-parameter bookkeeping
             lr = group["lr"]

@@ -1740,8 +1740,24 @@ def _flat_index(xp, a, labels, axis):
     (one 1-D index is cheaper than a (rows, labels) pair, and the VJP reuses it); else None."""
     if a.ndim == 2 and axis % 2 == 1 and a.flags.c_contiguous:
         n, c = a.shape
-        return labels + xp.arange(0, n * c, c)
+        return labels + _row_starts(xp, n, c)
     return None
+
+
+_ROWS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _row_starts(xp, n, c):
+    """arange(0, n * c, c): numpy's are cached read-only, as `_ones` (the same every step)."""
+    if xp is not np:
+        return xp.arange(0, n * c, c)
+    r = _ROWS.get((n, c))
+    if r is None:
+        if len(_ROWS) > 64:  # a bound for programs that see many shapes
+            _ROWS.clear()
+        r = _ROWS[(n, c)] = np.arange(0, n * c, c)
+        r.flags.writeable = False
+    return r
 
 
 def _add_at_labels(xp, a, labels, axis, v):
@@ -1778,9 +1794,9 @@ def _check_labels(labels, logits, axis, ignore_index, what):
         return None
     n = logits.shape[ax]
     # one reduction checks both ends: seen as unsigned, a negative label is a huge number
-    hi = (labels.view(f"u{labels.dtype.itemsize}") if kind == "i" else labels).max()
+    hi = int((labels.view(f"u{labels.dtype.itemsize}") if kind == "i" else labels).max())
     if hi < n:
-        return 0, int(hi)
+        return 0, hi
     lo, hi = int(labels.min()), int(labels.max())  # the rare path: ignored or bad labels
     a, b = lo, hi
     if ignore_index is not None:
@@ -1810,7 +1826,8 @@ def _reduce_grad(g, shape, w, reduction, dtype):
         g = g / g.dtype.type(w.sum() if w is not None else max(math.prod(shape), 1))
     if w is not None:
         g = g * w
-    return g.astype(dtype, copy=False)
+    # (a numpy scalar's astype copies even when its dtype is already right: 0.5 us)
+    return g if g.dtype == dtype else g.astype(dtype, copy=False)
 
 
 def _along(xp, ge, axis):

@@ -729,6 +729,14 @@ _SUMS = (
 )
 
 
+def _row(fine: dict, key: tuple) -> Row:
+    """The fine row of `key` (name, is range, input names, output shapes, stack), made on first use."""
+    row = fine.get(key)
+    if row is None:
+        row = fine[key] = Row(key[0], key[1])
+    return row
+
+
 def _fine_rows(spans: list[_Span], device_ns: dict[int, int], profile_memory: bool, fine: dict) -> dict:
     """Adds spans into rows keyed as finely as any `key_averages()` grouping needs: (name,
     is range, input names, output shapes, whole stack). Their number is bounded by the
@@ -741,9 +749,7 @@ def _fine_rows(spans: list[_Span], device_ns: dict[int, int], profile_memory: bo
         else:
             outs = tuple(None if m.dtype == "none" else m.shape for m in e.outputs)
             key = (s.name, False, e.inputs, outs, tuple(e.stack) if e.stack else ())
-        row = fine.get(key)
-        if row is None:
-            row = fine[key] = Row(key[0], key[1])
+        row = _row(fine, key)
         row.count += 1
         row.cpu_time_total += s.dur
         row.self_cpu_time_total += s.dur - s.child_ns
@@ -924,10 +930,7 @@ def _fold_raw(
     n = total = 0
     for _, is_op, x in first:
         if not is_op:
-            key = ("ProfilerStep*", True, None, None, ())
-            row = fine.get(key)
-            if row is None:
-                row = fine[key] = Row(key[0], key[1])
+            row = _row(fine, ("ProfilerStep*", True, None, None, ()))
             row.count += 1
             row.cpu_time_total += x.dur
             row.self_cpu_time_total += x.dur - x.child_ns
@@ -937,10 +940,7 @@ def _fold_raw(
         e = rec[0].event(rec)  # one event per group: keys made by the full analysis' own rules
         x.append(e)
         outs = tuple(None if m.dtype == "none" else m.shape for m in e.outputs)
-        key = (op_label(e), False, e.inputs, outs, tuple(e.stack) if e.stack else ())
-        row = fine.get(key)
-        if row is None:
-            row = fine[key] = Row(key[0], key[1])
+        row = _row(fine, (op_label(e), False, e.inputs, outs, tuple(e.stack) if e.stack else ()))
         row.count += count
         row.cpu_time_total += ns
         row.self_cpu_time_total += ns

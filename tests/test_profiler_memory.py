@@ -37,6 +37,21 @@ def _train(rng: np.random.Generator):
     return step
 
 
+def _train_without_ranges(rng: np.random.Generator):
+    """`_train`'s step with no `record_function`: what a profile folds straight from records."""
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tt.optim.SGD(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 4))
+
+    def step(i: int) -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
+        opt.step()
+
+    return step
+
+
 def _rows(rows) -> list[dict]:
     return [dataclasses.asdict(r) for r in rows]
 
@@ -76,15 +91,10 @@ def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng,
     """A timings-only profile (no ranges) aggregates straight from the engine's records:
     its tables, steps and source lines are those of the full analysis of the same events."""
     monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = tt.optim.SGD(model.parameters(), lr=0.01)
-    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
-    y = tt.tensor(rng.integers(0, 3, 4))
+    step = _train_without_ranges(rng)
     with profile(with_stack=with_stack, max_trace_events=None) as prof:
         for i in range(12):
-            opt.zero_grad()
-            F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
-            opt.step()
+            step(i)
             prof.step()
     rep = prof.report
     assert rep.agg is not None and not rep.left_out
@@ -278,16 +288,10 @@ def test_folded_stacks_cover_every_step_and_speedscope_says_what_it_left_out(rng
 def test_memory_folded_from_records_equals_the_unfolded_window(monkeypatch):
     def window(fold: int):
         monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
-        rng = np.random.default_rng(0)
-        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-        opt = tt.optim.SGD(model.parameters(), lr=0.01)
-        x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
-        y = tt.tensor(rng.integers(0, 3, 4))
+        step = _train_without_ranges(np.random.default_rng(0))
         with profile(profile_memory=True, max_trace_events=None) as prof:
             for i in range(10):
-                opt.zero_grad()
-                F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
-                opt.step()
+                step(i)
                 prof.step()
         return prof.report
 

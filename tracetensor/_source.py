@@ -37,12 +37,12 @@ def _is_internal(filename: str) -> bool:
     return r
 
 
-_frames: dict[tuple[int, int], tuple[Frame, object]] = {}
+_frames: dict[tuple[int, int], tuple[Frame, object]] = {}  # (id(code), instruction) -> Frame
 
 
 def user_frames(limit: int = 8) -> tuple[Frame, ...]:
     """The user's frames, innermost first, up to `limit` of them. Hot while someone
-    asks for stacks: Frame objects are interned per (code, line) so a loop's ops share them."""
+    asks for stacks: Frame objects are interned per (code, instruction) so a loop's ops share them."""
     cache, frames = _internal_cache, _frames
     f = sys._getframe(1)
     while f is not None:
@@ -80,8 +80,12 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
         if len(_outer) > 10_000:  # bounded: each step's frames make new keys
             _outer.clear()
         hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)))
-    head = _walk(f, 1, cache, frames)  # (nothing for our launcher's frame: see _walk)
-    return (head[0], *hit[2]) if head else ()
+    co = f.f_code
+    h = frames.get((id(co), f.f_lasti))
+    if h is None or h[1] is not co:  # (first time here, or our launcher's frame: see _walk)
+        head = _walk(f, 1, cache, frames)
+        return (head[0], *hit[2]) if head else ()
+    return (h[0], *hit[2])
 
 
 # (id(g), its instruction, id(its caller), that one's instruction) -> (g's code, its caller's
@@ -99,12 +103,13 @@ def _walk(f, limit: int, cache: dict, frames: dict) -> list[Frame]:
         if not r:
             if co.co_name == "_run_code" and "runpy" in co.co_filename:
                 break  # a script run by `tracetensor profile`/`trace record`: outside is our launcher
-            line = f.f_lineno
-            hit = frames.get((id(co), line))
+            # keyed by instruction, not line: f_lineno searches the code's line table each time
+            key = (id(co), f.f_lasti)
+            hit = frames.get(key)
             if hit is None or hit[1] is not co:  # (a freed code object's id can be reused)
                 if len(frames) > 50_000:  # bounded: programs that generate code keep making new ones
                     frames.clear()
-                hit = frames[(id(co), line)] = (Frame(co.co_filename, line, co.co_name), co)
+                hit = frames[key] = (Frame(co.co_filename, f.f_lineno, co.co_name), co)
             out.append(hit[0])
         f = f.f_back
     return out

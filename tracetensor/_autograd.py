@@ -81,6 +81,7 @@ def _toposort(roots: list[Tensor]) -> list[Tensor]:
     for r in roots:
         if r._mark != gen:
             r._mark = gen
+            r._g = None  # (no gradient parked yet: the pass parks them in `_g`)
             stack.append(r)
     while stack:
         t = stack.pop()
@@ -92,6 +93,7 @@ def _toposort(roots: list[Tensor]) -> list[Tensor]:
         for inp in node.inputs:
             if inp._requires_grad and inp._mark != gen:
                 inp._mark = gen
+                inp._g = None
                 stack.append(inp)
     nodes.sort(key=_node_seq, reverse=True)
     if POST_ACCUMULATE:
@@ -157,9 +159,7 @@ def run_backward(
     """The backward pass. Gradients flowing into a tensor collect in its `_g` slot
     (cleared as soon as it is consumed). With `capture` (autograd.grad), returns the
     gradients of those tensors instead of accumulating into leaves."""
-    order = _toposort(roots)
-    for t in order:
-        t._g = None
+    order = _toposort(roots)  # (which also clears their `_g`)
     for r, g in zip(roots, grads):
         r._g = g if r._g is None else r._g + g
     want = {id(t) for t in capture} if capture is not None else None
@@ -251,13 +251,15 @@ def run_backward(
 
 def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -> None:
     """Adds `g` to `t.grad`, never sharing one array between two leaves' grads."""
-    if g.__class__ is not t._data.__class__:
+    data = t._data
+    if g.__class__ is not data.__class__:
         g = t._device.xp.asarray(g)  # a numpy scalar from a full reduction
-    if g.shape != t._data.shape:
-        g = unbroadcast(t._device.xp, g, t._data.shape)
-    if g.dtype != t._data.dtype:
-        g = g.astype(t._data.dtype)
-    old = t.grad._data if t.grad is not None else None
+    if g.shape != data.shape:
+        g = unbroadcast(t._device.xp, g, data.shape)
+    if g.dtype != data.dtype:
+        g = g.astype(data.dtype)
+    grad = t.grad
+    old = grad._data if grad is not None else None
     if old is None and (
         g.base is not None or id(g) in handed_out or not getattr(g.flags, "writeable", True)
     ):  # (the cheapest test first; cupy arrays have no such flag)
@@ -290,7 +292,7 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     else:
         new = g if old is None else old + g
-    if t.grad is None:
+    if grad is None:
         t.grad = _new_tensor(new, t._device)
     else:
-        t.grad._data = new
+        grad._data = new

@@ -60,14 +60,14 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
     if bias is not None and not STATE.listeners:
-        x, w, b = input._data, weight._data, bias._data
-        if w.ndim == 2 and x.ndim >= 2 and x.dtype is w.dtype is b.dtype:
-            # nobody sees the ops: the fused op (one tape node). If it fails, the two ops
-            # below run and raise their own error, the one a listener would see too
-            try:
+        # nobody sees the ops: the fused op (one tape node). If anything fails, the two ops
+        # below run and raise their own error, the one a listener would see too
+        try:
+            x, w, b = input._data, weight._data, bias._data
+            if w.ndim == 2 and x.ndim >= 2 and x.dtype is w.dtype is b.dtype:
                 return apply(_R["linear"], input, weight, bias)
-            except Exception:
-                pass
+        except Exception:
+            pass
     if weight.ndim == 2:  # matmul multiplies by the transpose itself: no separate permute op
         out = apply(_R["matmul"], input, weight, transpose_b=True)
     else:

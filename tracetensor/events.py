@@ -387,11 +387,21 @@ def listen(
     summaries: bool = False,
     flops: bool = False,
     raw: bool = False,
+    outputs: bool = False,
     checks: bool = False,
 ) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
-    while the block runs."""
-    lis = subscribe(callback, values=values, stacks=stacks, summaries=summaries, flops=flops, raw=raw, checks=checks)
+    while the block runs (the flags are `subscribe`'s)."""
+    lis = subscribe(
+        callback,
+        values=values,
+        stacks=stacks,
+        summaries=summaries,
+        flops=flops,
+        raw=raw,
+        outputs=outputs,
+        checks=checks,
+    )
     try:
         yield lis
     finally:

@@ -184,3 +184,27 @@ def test_a_recording_from_records_reads_back_as_one_from_events(model, tmp_path)
     plain_evs, plain_runs = _recorded(step, str(tmp_path / "plain.ttrace"), True)
     assert raw_evs and _normal(raw_evs) == _normal(plain_evs)
     assert raw_runs == plain_runs and len(raw_runs) == 2
+
+
+def test_an_outputs_listener_gets_each_ops_arrays_beside_its_record_and_keeps_records():
+    """`outputs=True` hands the op's output array(s) at the op, next to a raw record (the
+    memory tracker's weak references), without making ops full events; run markers come alone."""
+    got: list = []
+    x = tt.tensor(np.ones((3, 4), np.float32), requires_grad=True)
+
+    def cb(item, out=None):
+        got.append((item, out))
+
+    with events.listen(cb, raw=True, outputs=True):
+        y = (x * 2.0).relu()
+        y.sum().backward()
+        events.step()
+    ops = [(i, o) for i, o in got if events.is_raw(i)]
+    assert ops and all(o is not None for _, o in ops)  # records, each with its outputs
+    assert all(o is None for i, o in got if not events.is_raw(i))  # run markers alone
+    mats = events.materialize([i for i, _ in ops])
+    relu = next(k for k, e in enumerate(mats) if e.op == "relu" and e.phase == "forward")
+    assert ops[relu][1] is y._data  # the very array the tensor holds
+    for (_, out), e in zip(ops, mats):
+        arrays = out if isinstance(out, tuple) else (out,)
+        assert [a.shape if a is not None else () for a in arrays] == [m.shape for m in e.outputs]

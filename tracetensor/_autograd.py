@@ -10,7 +10,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from . import _source
-from ._dispatch import _BACKWARD, _SITES, Site, dispatch, interned, site_of
+from ._dispatch import _BACKWARD, Site, dispatch, interned, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -203,23 +203,13 @@ def run_backward(
                 # and () says so (None would take backward()'s line)
                 stack = node.stack if node.name is not None else ()
                 grad_of = tuple([i._name or "" for i in node.inputs])
-                site = _SITES.get(gname)  # last step's, when it is the same (see _dispatch.interned)
-                if (
-                    site is None
-                    or site[0] is not op
-                    or site[6] is not t._device
-                    or site[1] != "backward"
-                    or site[8] != fname
-                    or site[9] != grad_of
-                    or site[7] != stack
-                ):
-                    site = interned(
-                        _tuple_new(
-                            Site,
-                            (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
-                            + (None, None, False),
-                        )
+                site = interned(  # last step's Site when it is the same
+                    _tuple_new(
+                        Site,
+                        (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
+                        + (None, None, False),
                     )
+                )
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:

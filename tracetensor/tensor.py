@@ -16,7 +16,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from ._dispatch import _FORWARD, _SITES, Site, dispatch, site_of
+from ._dispatch import _FORWARD, Site, dispatch, site_of
 from ._dispatch import interned as _interned
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
@@ -98,9 +98,6 @@ def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     name = _naming.op_name(op.name)
     ins = tuple([t._name or t._give_name() for t in inputs])
     stack = stack_here() if STATE.stacks else None
-    s = _SITES.get(name)
-    if s is not None and s[0] is op and s[6] is dev and s[1] == "forward" and s[5] == ins and s[7] == stack:
-        return s
     return _interned(
         _tuple_new(Site, (op, "forward", "eager", op.name, name, ins, dev, stack, None, (), None, None, op.saves))
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _source
-from .._dispatch import _SITES, Site, dispatch, interned, site_of
+from .._dispatch import Site, dispatch, interned, site_of
 from .._grad_mode import enable_grad
 from .._naming import update_names
 from .._registry import REGISTRY
@@ -91,16 +91,12 @@ class Optimizer:
         """One parameter's update, through the dispatch point."""
         op = REGISTRY[opname]
         if listening:
-            pname = p._name or f"param_{index}"
-            site = _SITES.get("update/" + pname)  # last step's (see _dispatch.interned)
-            if site is None or site[0] is not op or site[6] is not p._device or site[1] != "update":
-                uname, uins, uouts = update_names(pname)
-                site = interned(
-                    _tuple_new(
-                        Site,
-                        (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False),
-                    )
+            uname, uins, uouts = update_names(p._name or f"param_{index}")
+            site = interned(  # last step's Site when it is the same
+                _tuple_new(
+                    Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False)
                 )
+            )
         else:
             site = site_of(op, "update")
         dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)

@@ -10,7 +10,6 @@ is bounded (events and value bytes): a producer that outruns the disk waits for 
 from __future__ import annotations
 
 import atexit
-import gc
 import os
 import re
 import signal
@@ -230,13 +229,8 @@ class Recorder:
         # no collection while a batch is written: its records (and the writer's many new
         # objects, no cycles among them) are freed before any collection would traverse them
         # all; otherwise the writer's allocations set one off over every record still queued
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with ev.gc_paused():
             self._write_queued(w)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _write_queued(self, w: TraceWriter) -> None:
         q = self._q

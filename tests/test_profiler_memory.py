@@ -4,6 +4,7 @@ its memory does not grow with the run's length."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -20,7 +21,9 @@ import tracetensor.nn as nn
 import tracetensor.nn.functional as F
 
 
-def _train(rng: np.random.Generator):
+def _train(rng: np.random.Generator, ranges: bool = True):
+    """A small training step; without `ranges` (no `record_function`) it is what a profile
+    folds straight from records."""
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = tt.optim.SGD(model.parameters(), lr=0.01)
     x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
@@ -28,25 +31,10 @@ def _train(rng: np.random.Generator):
 
     def step(i: int) -> None:
         opt.zero_grad()
-        with record_function("forward"):
+        with record_function("forward") if ranges else contextlib.nullcontext():
             # a smaller last batch: the same tensor names take other shapes
             out = model(x if i % 5 else x[:2])
         F.cross_entropy(out, y if i % 5 else y[:2]).backward()
-        opt.step()
-
-    return step
-
-
-def _train_without_ranges(rng: np.random.Generator):
-    """`_train`'s step with no `record_function`: what a profile folds straight from records."""
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = tt.optim.SGD(model.parameters(), lr=0.01)
-    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
-    y = tt.tensor(rng.integers(0, 3, 4))
-
-    def step(i: int) -> None:
-        opt.zero_grad()
-        F.cross_entropy(model(x if i % 5 else x[:2]), y if i % 5 else y[:2]).backward()
         opt.step()
 
     return step
@@ -91,7 +79,7 @@ def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng,
     """A timings-only profile (no ranges) aggregates straight from the engine's records:
     its tables, steps and source lines are those of the full analysis of the same events."""
     monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
-    step = _train_without_ranges(rng)
+    step = _train(rng, ranges=False)
     with profile(with_stack=with_stack, max_trace_events=None) as prof:
         for i in range(12):
             step(i)
@@ -288,7 +276,7 @@ def test_folded_stacks_cover_every_step_and_speedscope_says_what_it_left_out(rng
 def test_memory_folded_from_records_equals_the_unfolded_window(monkeypatch):
     def window(fold: int):
         monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
-        step = _train_without_ranges(np.random.default_rng(0))
+        step = _train(np.random.default_rng(0), ranges=False)
         with profile(profile_memory=True, max_trace_events=None) as prof:
             for i in range(10):
                 step(i)

@@ -132,10 +132,15 @@ _FOLD_EVERY = 4096  # buffered records that make a step end fold them into the a
 class profile:
     """`with profile() as prof: ... prof.step()`, then `prof.key_averages().table()`.
 
-    By default only timings are collected (no stacks, values or summaries are asked of
-    the engine). Shapes are in every event, so `record_shapes` costs nothing and is kept
-    for torch compatibility (`key_averages(group_by_input_shape=True)` works regardless).
-    `activities` is accepted likewise: the CPU is always profiled, and the GPU whenever an
+    By default only timings are collected, of the program as it runs unprofiled: ops that
+    run fused unobserved stay fused (`nn.Linear` is one `linear` op, as torch's
+    `aten::linear`), modules open no name scopes, and an event is named after its op (see
+    `tracetensor.events.subscribe`'s `names`). Output shapes are in every event.
+    `record_shapes` adds the input shapes (`key_averages(group_by_input_shape=True)`) and
+    `with_modules` the module path of each op (`MLP/fc1/matmul`); either one profiles the
+    op-by-op view every other listener sees (`matmul` then `add` for `nn.Linear`), as do
+    `with_stack` and `with_flops`.
+    `activities` is accepted for torch compatibility: the CPU is always profiled, and the GPU whenever an
     op runs there. `with_stack` records the user's source frames (a Source Location
     column, folded stacks); `profile_memory` tracks the bytes each op's outputs allocate
     and live bytes over time (frees seen through weak references to the arrays);
@@ -156,6 +161,7 @@ class profile:
         profile_memory: bool = False,
         with_stack: bool = False,
         with_flops: bool = False,
+        with_modules: bool = False,
         schedule: Callable[[int], ProfilerAction] | None = None,
         on_trace_ready: Callable[[profile], Any] | None = None,
         max_trace_events: int | None = 20_000,
@@ -164,6 +170,7 @@ class profile:
         self.profile_memory = profile_memory
         self.with_stack = with_stack
         self.with_flops = with_flops
+        self.with_modules = with_modules
         self.schedule = schedule or _always_record
         self.on_trace_ready = on_trace_ready
         self.step_num = 0
@@ -251,7 +258,12 @@ class profile:
             cb = self._buf.append  # the cheapest listener there is: no Python frame per event
         # raw: ops arrive as compact records, made into events when the report is built
         self._listener = ev.subscribe(
-            cb, stacks=self.with_stack, outputs=self.profile_memory, flops=self.with_flops, raw=True
+            cb,
+            stacks=self.with_stack,
+            outputs=self.profile_memory,
+            flops=self.with_flops,
+            raw=True,
+            names=self.record_shapes or self.with_modules,  # input shapes are found by input names
         )
 
     def _unsubscribe(self) -> None:

@@ -3,6 +3,11 @@ source line) whether or not anyone listens to the event stream."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pathlib
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +36,7 @@ def _error(fn: Callable[[], object], listen: bool, **flags: bool) -> BaseExcepti
 
 def _same_either_way(fn: Callable[[], object]) -> BaseException:
     quiet = _error(fn, False)
-    for flags in ({}, {"stacks": True, "summaries": True, "values": True}):
+    for flags in ({}, {"stacks": True, "summaries": True, "values": True}, {"raw": True, "names": False}):
         loud = _error(fn, True, **flags)
         assert type(loud) is type(quiet)
         assert str(loud) == str(quiet)
@@ -110,3 +115,90 @@ def test_a_linear_layer_error_reads_the_same_with_and_without_a_listener():
     err = _same_either_way(lambda: layer(tt.ones(2, 3)))
     assert isinstance(err, ShapeError) and "matmul" in str(err) and "(2, 3)" in str(err)
     assert err.frame is not None and err.frame.filename == __file__
+
+
+# ------------------------------------------------------------------ the C accelerator
+
+
+def test_the_c_accelerator_is_built_and_in_use():
+    """`pip install -e .` compiles tracetensor/_speedups.c; a silent fallback to the Python
+    path (a missing compiler) would show here, not as a slower benchmark."""
+    from tracetensor import _dispatch
+
+    if os.environ.get("TRACETENSOR_PURE"):
+        assert not _dispatch.ACCELERATED and _dispatch.dispatch is _dispatch.dispatch_py
+    else:
+        assert _dispatch.ACCELERATED and _dispatch.dispatch is not _dispatch.dispatch_py
+
+
+def _both_paths():
+    from tracetensor import _dispatch
+
+    if not _dispatch.ACCELERATED:
+        pytest.skip("the C accelerator is not built (TRACETENSOR_PURE=1 or no compiler)")
+    return _dispatch, (_dispatch.dispatch, _dispatch.dispatch_py)
+
+
+@pytest.mark.parametrize("names", [False, True])
+def test_the_c_and_python_dispatch_make_the_same_records(names):
+    _dispatch, paths = _both_paths()
+    op = tt._registry.REGISTRY["matmul"]
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    site = _dispatch.site_of(op) if not names else _dispatch.Site(op, name="mm", device=tt.device("cpu"))
+    vjp = _dispatch.site_of(tt._registry.REGISTRY["sparse_softmax_cross_entropy"])
+    logits, labels = np.zeros((2, 3), np.float32), np.array([0, 2])
+    got: dict = {}
+    for d in paths:
+        recs: list = []
+        with events.listen(recs.append, raw=True, names=names):
+            out = d(site, op.forward, (np, a, b), (a, b))
+            out2 = d(vjp, vjp.op.forward, (np, logits, labels), (logits, labels), {"axis": -1})
+        assert np.array_equal(out, a @ b) and isinstance(out2, tuple)  # (a saving op: output, residuals)
+        ops = [r for r in recs if events.is_raw(r)]
+        assert len(ops) == 2
+        got[d] = [(r[0], r[2] > 0, r[3] <= r[4], r[5], r[6], *r[7:]) for r in ops]
+        assert ops[0][1] < ops[1][1]  # sequence numbers in order
+        evs = [e for e in events.materialize(recs) if isinstance(e, events.OpEvent)]
+        assert [(e.op, e.outputs[0].shape) for e in evs] == [("matmul", (2, 4)), ("sparse_softmax_cross_entropy", (2,))]
+    assert got[paths[0]] == got[paths[1]]
+
+
+@pytest.mark.parametrize("listen", [None, {"raw": True, "names": False}, {}])
+def test_the_c_and_python_dispatch_raise_the_same_error(listen):
+    _dispatch, paths = _both_paths()
+    op = tt._registry.REGISTRY["matmul"]
+    a, b = np.ones((2, 3)), np.ones((2, 3))
+    errs = []
+    for d in paths:
+        with events.listen(lambda e: None, **listen) if listen is not None else contextlib.nullcontext():
+            with pytest.raises(ShapeError) as info:
+                d(_dispatch.site_of(op), op.forward, (np, a, b), (a, b))
+        e = info.value
+        assert e.__cause__ is None and e.__suppress_context__ and isinstance(e.__context__, ValueError)
+        errs.append((type(e), str(e)))
+    assert errs[0] == errs[1]
+
+    def interrupted(xp, x):
+        raise KeyboardInterrupt
+
+    for d in paths:  # only Exceptions become op errors: an interrupt passes unchanged
+        with pytest.raises(KeyboardInterrupt):
+            d(_dispatch.site_of(op), interrupted, (np, a), (a,))
+
+
+@pytest.mark.skipif(bool(os.environ.get("TRACETENSOR_PURE")), reason="already the Python path")
+def test_the_python_path_passes_the_dispatch_and_record_tests_too():
+    """TRACETENSOR_PURE=1 runs the Python dispatch point (what an install without a C
+    compiler gets): the dispatch, raw-record and NaN-check tests pass on it as well."""
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "TRACETENSOR_PURE": "1"}
+    files = [str(here / f) for f in ("test_dispatch.py", "test_raw_records.py", "test_checks.py")]
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *files],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and " failed" not in r.stdout

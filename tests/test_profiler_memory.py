@@ -73,14 +73,15 @@ def test_folded_aggregates_equal_the_whole_window_computation(rng, fold_every_st
 
 
 @pytest.mark.tracetensor_nan("off")  # the plugin's listener would make every op a full event
-@pytest.mark.parametrize("with_stack", [False, True])
+@pytest.mark.parametrize("kw", [{}, {"record_shapes": True}, {"with_stack": True}], ids=["plain", "shapes", "stack"])
 @pytest.mark.parametrize("fold", [1, 10**9])  # every step folded; nothing folded before the read
-def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng, monkeypatch, with_stack, fold):
+def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng, monkeypatch, kw, fold):
     """A timings-only profile (no ranges) aggregates straight from the engine's records:
     its tables, steps and source lines are those of the full analysis of the same events."""
     monkeypatch.setattr(profiler_core, "_FOLD_EVERY", fold)
     step = _train(rng, ranges=False)
-    with profile(with_stack=with_stack, max_trace_events=None) as prof:
+    with_stack = kw.get("with_stack", False)
+    with profile(**kw, max_trace_events=None) as prof:
         for i in range(12):
             step(i)
             prof.step()
@@ -96,8 +97,11 @@ def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng,
     assert [(s.start, s.end, s.child_ns) for s in rep.steps] == [(s.start, s.end, s.child_ns) for s in whole.steps]
     assert len(rep.steps) == 12
     assert (rep.op_count, rep.op_time_ns) == (len(whole.ops), whole.op_time_ns)
-    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "matmul"}
-    assert any(s.startswith("[2, 8]") for s in shaped)  # the short batches have rows of their own
+    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key in ("matmul", "linear")}
+    if kw:  # input shapes are recorded (found by the inputs' names): the short batches have rows of their own
+        assert any(s.startswith("[2, 8]") for s in shaped)
+    else:  # no input shapes (as torch without record_shapes); rows by output shape
+        assert all(s.startswith(" -> ") for s in shaped) and " -> [2, 16]" in shaped
 
 
 def test_a_report_read_while_recording_does_not_disturb_the_window(rng, fold_every_step):

@@ -145,21 +145,83 @@ def test_records_are_not_made_when_a_listener_wants_what_only_the_arrays_give(fl
     assert got and not any(events.is_raw(x) for x in got)
 
 
-def test_the_profiler_reports_the_same_ops_from_records():
+@pytest.mark.parametrize("modules", [False, True])
+def test_the_profiler_reports_the_same_ops_from_records(modules):
+    """`with_modules` profiles the op-by-op view a plain listener gets; the default, the
+    program as it runs unobserved (what a `names=False` listener gets)."""
     step = _eager_mlp(tt.optim.SGD)
     step()
-    with profile() as prof:
+    with profile(with_modules=modules) as prof:
         for _ in range(3):
             step()
             prof.step()
     ops = [e for e in prof.events() if isinstance(e, events.OpEvent)]
     assert ops and all(e.end_ns >= e.start_ns for e in ops)
     counts = {r.key: r.count for r in prof.key_averages()}
-    assert counts["matmul"] == 2 * 3 and counts["sgd_update (update)"] == 4 * 3
-    plain = _collect(step, False)
+    if modules:
+        assert counts["matmul"] == 2 * 3 and "linear" not in counts
+    else:
+        assert counts["linear"] == 2 * 3 and "matmul" not in counts
+    assert counts["sgd_update (update)"] == 4 * 3 and counts["accumulate_grad (backward)"] == 4 * 3
+    plain = _collect(step, False, names=modules)
     assert [e.name for e in ops[: len([p for p in plain if isinstance(p, events.OpEvent)])]] == [
         e.name for e in plain if isinstance(e, events.OpEvent)
     ]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_names_false_listener_gets_the_program_as_it_runs_unobserved(model):
+    """`names=False`: records materialize to the events a plain `names=False` listener gets;
+    eager ops run their unobserved path (fused `linear`), named after their op type, and
+    train bit-identically to an unobserved run. Graph events keep their node names."""
+    step = MODELS[model]()
+    _collect(step, False)  # names every leaf
+    plain = _collect(step, False, names=False)
+    raw = _collect(step, True, names=False)
+    assert _normal(raw) == _normal(plain)
+    ops = [e for e in raw if isinstance(e, events.OpEvent)]
+    assert {e.phase for e in ops} >= {"forward", "backward", "update"}
+    if model.startswith("graph"):
+        assert all("/" in e.name or e.name in ("x", "y") or e.name for e in ops)
+        named = _collect(step, True)
+        assert [e.name for e in ops] == [e.name for e in named if isinstance(e, events.OpEvent)]
+        return
+    assert all(e.name == e.op and e.inputs == () for e in ops)
+    fwd = [e.op for e in ops if e.phase == "forward"]
+    assert "linear" in fwd and "matmul" not in fwd
+    assert [e.op for e in ops if e.phase == "backward"].count("accumulate_grad") == len(
+        [e for e in ops if e.phase == "update"]
+    )
+    assert all(m.name == f"{e.op}:{i}" for e in ops for i, m in enumerate(e.outputs) if e.phase != "update")
+
+
+def test_a_names_false_listener_changes_no_number():
+    """The unobserved path under a `names=False` listener: the same losses and parameters,
+    bit for bit, as with nobody listening (and the named view agrees to rounding)."""
+
+    def train(listen: dict | None) -> tuple[list, list]:
+        rng = np.random.default_rng(3)
+        tt.manual_seed(3)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        opt = tt.optim.SGD(model.parameters(), lr=0.1)
+        x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+        y = tt.tensor(rng.integers(0, 3, 4))
+        losses = []
+        with events.listen(lambda e: None, **listen) if listen is not None else contextlib.nullcontext():
+            for _ in range(5):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        return losses, [p.detach().numpy().copy() for p in model.parameters()]
+
+    base_l, base_p = train(None)
+    for flags in ({"raw": True, "names": False}, {"names": False}):
+        got_l, got_p = train(flags)
+        assert got_l == base_l and all(np.array_equal(a, b) for a, b in zip(got_p, base_p))
+    named_l, named_p = train({"raw": True})
+    np.testing.assert_allclose(named_l, base_l, rtol=1e-6)
 
 
 def _recorded(step: Callable[[], object], path: str, beside_plain: bool) -> tuple[list, list]:

@@ -34,7 +34,9 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     dev = inputs[0]._device
     xp = dev.xp
     arrays = tuple([t._data for t in inputs])
-    site = _site(op, inputs, dev) if STATE.listeners else (_FORWARD.get(op) or site_of(op))
+    # (`named`: someone listens and wants names; a `names=False` listener alone gets the
+    # unobserved path, timed by the dispatch point)
+    site = _site(op, inputs, dev) if STATE.named else (_FORWARD.get(op) or site_of(op))
     try:
         out = dispatch(site, op.forward, (xp, *arrays), arrays, attrs)
     except OpError as e:
@@ -68,7 +70,7 @@ def _binary(op: OpDef, a: Tensor, o: Any) -> Tensor:
     """`apply` specialised for the arithmetic operators, the hottest path of eager code
     when nobody listens (binary ops save nothing and take no attrs)."""
     b = o if o.__class__ is Tensor else _wrap_other(o, a)
-    if STATE.listeners:
+    if STATE.named:
         return apply(op, a, b)
     dev = a._device
     xp = dev.xp

@@ -59,7 +59,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
-    if bias is not None and not STATE.listeners:
+    if bias is not None and not STATE.named:
         # nobody sees the ops: the fused op (one tape node). If anything fails, the two ops
         # below run and raise their own error, the one a listener would see too
         try:

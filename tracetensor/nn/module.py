@@ -142,7 +142,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if STATE.listeners:
+        if STATE.named:
             return self._call_named(args, kwargs)
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_hooked(args, kwargs)

@@ -66,7 +66,7 @@ class Optimizer:
 
     def step(self, closure: Any = None) -> Any:
         loss = _call(closure)
-        listening = bool(STATE.listeners)
+        listening = STATE.named  # (a `names=False` listener alone: unnamed sites, see _run)
         # the updates' stack (the user's `step()` line), taken once (see _source.hold)
         outer = _source.hold() if listening and STATE.stacks and _library_update(type(self)) else None
         try:
@@ -80,7 +80,7 @@ class Optimizer:
         finally:
             if outer is not None:
                 _source.release(outer)
-        if listening:
+        if STATE.listeners:
             _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
 
@@ -197,7 +197,7 @@ class SGD(Optimizer):
         )
 
     def step(self, closure: Any = None) -> Any:
-        if STATE.listeners:
+        if STATE.named:
             return super().step(closure)
         for group in self.param_groups:  # (a loop: any() over a generator costs more than the updates' checks)
             if group["momentum"] or group["weight_decay"]:
@@ -208,6 +208,8 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     _plain_sgd(p, p.grad._data, lr)
+        if STATE.listeners:  # (timings only: see events.subscribe's `names`)
+            _end_step()
         return loss
 
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
@@ -246,10 +248,22 @@ def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:
     """`p -= lr * g`, exactly what hand-written numpy does, with the checks of the update op."""
     if g.shape != p._data.shape:
         raise _grad_error("sgd_update", p, g)
+    if STATE.listeners:  # timings only (see events.subscribe's `names`): this update, timed
+        dispatch(_SGD_SITE, _sub_scaled, (p._data, g, lr), (p._data, g))
+        return
     try:
-        p._data -= lr * g
+        _sub_scaled(p._data, g, lr)
     except Exception as e:
         raise site_of(REGISTRY["sgd_update"], "update").error((p._data, g), {"lr": lr}, e) from None
+
+
+_SGD_SITE = site_of(REGISTRY["sgd_update"], "update")  # (the unnamed site, made once)
+
+
+def _sub_scaled(p: Any, g: Any, lr: float) -> Any:
+    """`sgd_update` without momentum or weight decay: `p -= lr * g`, in place."""
+    p -= lr * g
+    return p
 
 
 def _grad_error(opname: str, p: Tensor, g: Any) -> BaseException:
@@ -509,7 +523,7 @@ class LBFGS(Optimizer):
         )
 
     def _add(self, t: float, d: Any) -> None:
-        listening = bool(STATE.listeners)
+        listening = STATE.named
         k = 0
         for i, p in enumerate(self.param_groups[0]["params"]):
             n = p._data.size

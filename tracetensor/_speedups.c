@@ -1,0 +1,275 @@
+/* The dispatch point's two hot paths in C: an op with nobody listening, and an op whose
+ * listeners all take a compact record and nothing more (`STATE.lean`: a timings-only
+ * profile). Everything else (checks, stacks, summaries, GPU timing, error messages) stays
+ * in Python: this calls back into `_dispatch._observed` and `Site.error`.
+ *
+ * It does exactly what `_dispatch.dispatch_py` and the lean branch of `_observed` do, in
+ * the same order, and makes the same record tuple; tests run both (TRACETENSOR_PURE=1
+ * selects the Python ones). Built as an optional extension: without a C compiler the
+ * package installs and runs on the Python path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pythread.h>
+#include <time.h>
+
+static PyObject *g_state;     /* events.STATE */
+static PyObject *g_run;       /* events.RUN (a threading.local) */
+static PyObject *g_seq;       /* events._SEQ (itertools.count) */
+static PyObject *g_auto_run;  /* events.auto_run */
+static PyObject *g_observed;  /* _dispatch._observed */
+static PyObject *g_ndarray;   /* numpy.ndarray */
+static PyObject *g_cpu;       /* device.CPU */
+static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
+
+static PyObject *s_listeners, *s_lean, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
+
+enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
+
+/* time.perf_counter_ns(): CLOCK_MONOTONIC on Linux, so records and run markers share a clock */
+static inline long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* What the op raised, as `site.error(arrays, attrs, exc)`, raised "from None". Only
+ * Exception subclasses are turned (KeyboardInterrupt and the like pass unchanged). */
+static PyObject *fail(PyObject *site, PyObject *arrays, PyObject *attrs) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return NULL;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *err = PyObject_CallMethodObjArgs(site, s_error, arrays, attrs ? attrs : g_noattrs, exc, NULL);
+    if (err == NULL) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (err != exc) {
+        PyException_SetContext(err, exc); /* steals exc; as `raise err from None` in an except block */
+        PyException_SetCause(err, NULL);  /* (sets __suppress_context__) */
+    } else {
+        Py_DECREF(exc);
+    }
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, PyException_GetTraceback(err)); /* steals */
+    return NULL;
+}
+
+static PyObject *call(PyObject *fn, PyObject *args, PyObject *attrs) {
+    if (attrs != NULL && PyDict_GET_SIZE(attrs) == 0)
+        attrs = NULL;
+    return PyObject_Call(fn, args, attrs);
+}
+
+/* (shape, dtype, nbytes) of one output, or None */
+static PyObject *signature(PyObject *o) {
+    if (o == Py_None)
+        return Py_NewRef(Py_None);
+    PyObject *shape = PyObject_GetAttr(o, s_shape);
+    PyObject *dtype = shape ? PyObject_GetAttr(o, s_dtype) : NULL;
+    PyObject *nbytes = dtype ? PyObject_GetAttr(o, s_nbytes) : NULL;
+    PyObject *r = nbytes ? PyTuple_Pack(3, shape, dtype, nbytes) : NULL;
+    Py_XDECREF(shape);
+    Py_XDECREF(dtype);
+    Py_XDECREF(nbytes);
+    return r;
+}
+
+static PyObject *lean(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
+                      PyObject *listeners) {
+    long long t0 = now_ns();
+    PyObject *out = call(fn, args, attrs);
+    if (out == NULL)
+        return fail(site, arrays, attrs);
+    long long t1 = now_ns();
+    PyObject *rec = NULL, *seq = NULL, *run = NULL, *tid = NULL, *shape = NULL, *dtype = NULL, *nbytes = NULL;
+    PyObject *o = out; /* borrowed */
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES))) {
+        o = PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0 ? PyTuple_GET_ITEM(out, 0) : NULL;
+        if (o == NULL) {
+            PyErr_SetString(PyExc_TypeError, "an op that saves must return (output, residuals)");
+            goto error;
+        }
+    }
+    seq = PyIter_Next(g_seq);
+    if (seq == NULL)
+        goto error;
+    run = PyObject_GetAttr(g_run, s_run);
+    if (run == NULL)
+        goto error;
+    if (!PyObject_IsTrue(run)) {
+        Py_DECREF(run);
+        PyObject *t = PyLong_FromLongLong(t0);
+        if (t == NULL)
+            goto error;
+        run = PyObject_CallOneArg(g_auto_run, t);
+        Py_DECREF(t);
+        if (run == NULL)
+            goto error;
+    }
+    tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (tid == NULL)
+        goto error;
+    if (!PyTuple_CheckExact(o)) {
+        shape = PyObject_GetAttr(o, s_shape);
+        if (shape == NULL || (dtype = PyObject_GetAttr(o, s_dtype)) == NULL ||
+            (nbytes = PyObject_GetAttr(o, s_nbytes)) == NULL)
+            goto error;
+    } else {
+        Py_ssize_t n = PyTuple_GET_SIZE(o);
+        shape = Py_NewRef(Py_None);
+        nbytes = PyLong_FromLong(0);
+        dtype = PyTuple_New(n);
+        if (nbytes == NULL || dtype == NULL)
+            goto error;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *sig = signature(PyTuple_GET_ITEM(o, i));
+            if (sig == NULL)
+                goto error;
+            PyTuple_SET_ITEM(dtype, i, sig);
+        }
+    }
+    rec = PyTuple_New(10);
+    if (rec == NULL)
+        goto error;
+    PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
+    if (t0o == NULL || t1o == NULL) {
+        Py_XDECREF(t0o);
+        Py_XDECREF(t1o);
+        goto error;
+    }
+    /* (site, seq, run, t0, t1, thread, stack, shape, dtype, nbytes): see `_observed` */
+    PyTuple_SET_ITEM(rec, 0, Py_NewRef(site));
+    PyTuple_SET_ITEM(rec, 1, seq);
+    PyTuple_SET_ITEM(rec, 2, run);
+    PyTuple_SET_ITEM(rec, 3, t0o);
+    PyTuple_SET_ITEM(rec, 4, t1o);
+    PyTuple_SET_ITEM(rec, 5, tid);
+    PyTuple_SET_ITEM(rec, 6, Py_NewRef(PyTuple_GET_ITEM(site, F_STACK)));
+    PyTuple_SET_ITEM(rec, 7, shape);
+    PyTuple_SET_ITEM(rec, 8, dtype);
+    PyTuple_SET_ITEM(rec, 9, nbytes);
+    seq = run = tid = shape = dtype = nbytes = NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(listeners);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *cb = PyObject_GetAttr(PyTuple_GET_ITEM(listeners, i), s_callback);
+        if (cb == NULL)
+            goto error;
+        PyObject *r = PyObject_CallOneArg(cb, rec);
+        Py_DECREF(cb);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+    }
+    Py_DECREF(rec);
+    return out;
+error:
+    Py_XDECREF(rec);
+    Py_XDECREF(seq);
+    Py_XDECREF(run);
+    Py_XDECREF(tid);
+    Py_XDECREF(shape);
+    Py_XDECREF(dtype);
+    Py_XDECREF(nbytes);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* dispatch(site, fn, args, arrays, attrs={}): see `_dispatch.dispatch_py` */
+static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs < 4 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "dispatch(site, fn, args, arrays, attrs={})");
+        return NULL;
+    }
+    PyObject *site = a[0], *fn = a[1], *args = a[2], *arrays = a[3];
+    PyObject *attrs = nargs == 5 ? a[4] : NULL;
+    if (!PyTuple_Check(args) || !PyTuple_Check(arrays) || (attrs != NULL && !PyDict_Check(attrs)) ||
+        !PyTuple_Check(site) || PyTuple_GET_SIZE(site) < N_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "dispatch: site must be a Site, args and arrays tuples, attrs a dict");
+        return NULL;
+    }
+    if (g_state == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "tracetensor._speedups.setup() was not called");
+        return NULL;
+    }
+    PyObject *listeners = PyObject_GetAttr(g_state, s_listeners);
+    if (listeners == NULL)
+        return NULL;
+    PyObject *r;
+    if (!PyTuple_Check(listeners) || PyTuple_GET_SIZE(listeners) == 0) {
+        Py_DECREF(listeners);
+        r = call(fn, args, attrs);
+        return r != NULL ? r : fail(site, arrays, attrs);
+    }
+    PyObject *lean_ls = PyObject_GetAttr(g_state, s_lean);
+    if (lean_ls == NULL) {
+        Py_DECREF(listeners);
+        return NULL;
+    }
+    /* the lean path only on the CPU: a site placed there, or an unnamed site on numpy arrays */
+    PyObject *dev = PyTuple_GET_ITEM(site, F_DEVICE);
+    int is_lean = lean_ls == listeners &&
+                  (dev == g_cpu || (dev == Py_None && (PyTuple_GET_SIZE(arrays) == 0 ||
+                                                       Py_IS_TYPE(PyTuple_GET_ITEM(arrays, 0), (PyTypeObject *)g_ndarray))));
+    Py_DECREF(lean_ls);
+    if (is_lean)
+        r = lean(site, fn, args, arrays, attrs, listeners);
+    else
+        r = PyObject_CallFunctionObjArgs(g_observed, site, fn, args, arrays, attrs ? attrs : g_noattrs, NULL);
+    Py_DECREF(listeners);
+    return r;
+}
+
+static void keep(PyObject **slot, PyObject *v) {
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
+}
+
+/* setup(STATE, RUN, _SEQ, auto_run, _observed, numpy.ndarray, CPU, _NOATTRS): what the paths read */
+static PyObject *setup(PyObject *self, PyObject *args) {
+    PyObject *st, *run, *seq, *ar, *obs, *nd, *cpu, *noattrs;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO!", &st, &run, &seq, &ar, &obs, &nd, &cpu, &PyDict_Type, &noattrs))
+        return NULL;
+    if (!PyType_Check(nd)) {
+        PyErr_SetString(PyExc_TypeError, "setup: ndarray must be a type");
+        return NULL;
+    }
+    keep(&g_state, st);
+    keep(&g_run, run);
+    keep(&g_seq, seq);
+    keep(&g_auto_run, ar);
+    keep(&g_observed, obs);
+    keep(&g_ndarray, nd);
+    keep(&g_cpu, cpu);
+    keep(&g_noattrs, noattrs);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
+     "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
+    {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, ndarray, CPU, _NOATTRS)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    s_listeners = PyUnicode_InternFromString("listeners");
+    s_lean = PyUnicode_InternFromString("lean");
+    s_run = PyUnicode_InternFromString("run");
+    s_callback = PyUnicode_InternFromString("callback");
+    s_error = PyUnicode_InternFromString("error");
+    s_shape = PyUnicode_InternFromString("shape");
+    s_dtype = PyUnicode_InternFromString("dtype");
+    s_nbytes = PyUnicode_InternFromString("nbytes");
+    if (!s_listeners || !s_lean || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -202,3 +202,28 @@ def test_the_python_path_passes_the_dispatch_and_record_tests_too():
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and " failed" not in r.stdout
+
+
+@pytest.mark.gpu
+def test_an_unnamed_site_on_a_gpu_array_is_placed_on_its_device():
+    """A `names=False` listener's shared sites carry no device: an op on a cupy array gets
+    its device's copy of the site (made once), so its event says cuda and is CUDA-timed."""
+    import cupy
+
+    from tracetensor import _dispatch
+
+    site = _dispatch.site_of(tt._registry.REGISTRY["relu"])
+    placed, dev = _dispatch._placed(site, cupy.ones(3))
+    assert str(dev) == "cuda:0" and placed.device == dev and placed.op is site.op and placed is not site
+    assert _dispatch._placed(site, cupy.ones(2))[0] is placed
+    assert _dispatch._placed(site, np.float32(1.0)) == (site, None)  # a numpy scalar: the CPU
+    got: list = []
+    with events.listen(got.append, raw=True, names=False):
+        run = events.begin_run("step")
+        (tt.ones(64, 64, device="cuda") @ tt.ones(64, 64, device="cuda")).relu()
+        events.end_run(run)
+    evs = events.materialize(got)
+    ops = [e for e in evs if isinstance(e, events.OpEvent)]
+    assert [(e.op, e.device) for e in ops][-2:] == [("matmul", "cuda:0"), ("relu", "cuda:0")]
+    timed = {e.seq for e in evs if isinstance(e, events.DeviceTime)}
+    assert {e.seq for e in ops[-2:]} <= timed

@@ -177,26 +177,30 @@ def dispatch(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict = _NOA
 
 def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> Any:
     """`dispatch` while someone listens: outputs are named `site.name:i` unless
-    `site.out_names` says otherwise; a `saves` op's fn returns (output, residuals)."""
+    `site.out_names` says otherwise; a `saves` op's fn returns (output, residuals).
+    (The C accelerator runs the CPU cases itself: the lean branch, or the op then `_after`.)"""
     device = site.device
     if device is None and arrays and arrays[0].__class__ is not _ndarray:
         site, device = _placed(site, arrays[0])  # an unnamed site (see `named`) on a GPU array
     gpu = device is not None and device.type == "cuda"
     listeners = STATE.listeners
     if STATE.lean is listeners and not gpu:
-        # timings alone, every listener raw (a timings-only profile): the record and nothing else
+        # every listener takes a record and nothing else (a profile, a trace): the record alone
         t0 = _perf()
         try:
             out = fn(*args, **attrs)
         except Exception as e:
             raise site.error(arrays, attrs, e) from None
         t1 = _perf()
+        stack = site.stack
+        if stack is None and STATE.stacks:
+            stack = stack_here()
         o = out[0] if site.saves else out
         if o.__class__ is not tuple:
-            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), site.stack, o.shape, o.dtype, o.nbytes)
+            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), stack, o.shape, o.dtype, o.nbytes)
         else:
             sig = tuple([(x.shape, x.dtype, x.nbytes) if x is not None else None for x in o])
-            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), site.stack, None, sig, 0)
+            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), stack, None, sig, 0)
         for lis in listeners:
             lis.callback(rec)
         return out
@@ -211,10 +215,16 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)
-    result = out
-    if site.saves:
-        out = out[0]  # fn returned (output, residuals): only the output is observed
+    return _after(site, args, arrays, attrs, out, t0, t1, seq)
+
+
+def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int) -> Any:
+    """`_observed` once the op ran (`result`, timed t0..t1, numbered `seq`): the NaN/inf
+    check, the stack, then a record or an OpEvent to every listener. Returns `result`."""
+    device = site.device
+    out = result[0] if site.saves else result  # (a saving op returned (output, residuals))
     st = STATE
+    listeners = st.listeners
     # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
     bad = st.cheap_check and not (_finite(out) if out.__class__ is not tuple else _all_finite(out))
     stack = site.stack
@@ -457,6 +467,6 @@ if not os.environ.get("TRACETENSOR_PURE"):
     else:
         from .device import CPU
 
-        _speedups.setup(STATE, RUN, _SEQ, auto_run, _observed, np.ndarray, CPU, _NOATTRS)
+        _speedups.setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, np.ndarray, CPU, _NOATTRS)
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         ACCELERATED = True

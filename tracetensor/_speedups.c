@@ -1,12 +1,13 @@
-/* The dispatch point's two hot paths in C: an op with nobody listening, and an op whose
- * listeners all take a compact record and nothing more (`STATE.lean`: a timings-only
- * profile). Everything else (checks, stacks, summaries, GPU timing, error messages) stays
- * in Python: this calls back into `_dispatch._observed` and `Site.error`.
+/* The dispatch point's hot paths in C: an op with nobody listening; an observed op on the
+ * CPU (run and timed here), with its record made here when every listener takes one and
+ * nothing else (`STATE.lean`: a profile, a trace). Everything else (NaN/inf checks, full
+ * events, GPU timing, error messages, stacks) stays in Python: this calls back into
+ * `_dispatch._after`, `_dispatch._observed`, `_source.stack_here` and `Site.error`.
  *
- * It does exactly what `_dispatch.dispatch_py` and the lean branch of `_observed` do, in
- * the same order, and makes the same record tuple; tests run both (TRACETENSOR_PURE=1
- * selects the Python ones). Built as an optional extension: without a C compiler the
- * package installs and runs on the Python path.
+ * It does exactly what `_dispatch.dispatch_py` and `_observed` do, in the same order, and
+ * makes the same record tuple; tests run both (TRACETENSOR_PURE=1 selects the Python
+ * ones). Built as an optional extension: without a C compiler the package installs and
+ * runs on the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,11 +19,13 @@ static PyObject *g_run;       /* events.RUN (a threading.local) */
 static PyObject *g_seq;       /* events._SEQ (itertools.count) */
 static PyObject *g_auto_run;  /* events.auto_run */
 static PyObject *g_observed;  /* _dispatch._observed */
+static PyObject *g_after;     /* _dispatch._after */
+static PyObject *g_stack_here; /* _source.stack_here */
 static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
-static PyObject *s_listeners, *s_lean, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
+static PyObject *s_listeners, *s_lean, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
 
@@ -80,14 +83,46 @@ static PyObject *signature(PyObject *o) {
     return r;
 }
 
-static PyObject *lean(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
-                      PyObject *listeners) {
+/* an observed op on the CPU: run and timed here; then the record (`lean`: every listener takes
+ * one and nothing else) or, for everything else, `_dispatch._after` in Python */
+static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
+                              PyObject *listeners, int is_lean) {
     long long t0 = now_ns();
     PyObject *out = call(fn, args, attrs);
     if (out == NULL)
         return fail(site, arrays, attrs);
     long long t1 = now_ns();
     PyObject *rec = NULL, *seq = NULL, *run = NULL, *tid = NULL, *shape = NULL, *dtype = NULL, *nbytes = NULL;
+    PyObject *stack = NULL;
+    if (!is_lean) {
+        seq = PyIter_Next(g_seq);
+        PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
+        PyObject *r = NULL;
+        if (seq != NULL && t0o != NULL && t1o != NULL)
+            r = PyObject_CallFunctionObjArgs(g_after, site, args, arrays, attrs ? attrs : g_noattrs, out, t0o, t1o,
+                                             seq, NULL);
+        Py_XDECREF(t0o);
+        Py_XDECREF(t1o);
+        Py_XDECREF(seq);
+        Py_DECREF(out);
+        return r;
+    }
+    stack = Py_NewRef(PyTuple_GET_ITEM(site, F_STACK));
+    if (stack == Py_None) {
+        PyObject *want = PyObject_GetAttr(g_state, s_stacks);
+        if (want == NULL)
+            goto error;
+        int w = PyObject_IsTrue(want);
+        Py_DECREF(want);
+        if (w < 0)
+            goto error;
+        if (w) {
+            Py_DECREF(stack);
+            stack = PyObject_CallNoArgs(g_stack_here);
+            if (stack == NULL)
+                goto error;
+        }
+    }
     PyObject *o = out; /* borrowed */
     if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES))) {
         o = PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0 ? PyTuple_GET_ITEM(out, 0) : NULL;
@@ -150,11 +185,11 @@ static PyObject *lean(PyObject *site, PyObject *fn, PyObject *args, PyObject *ar
     PyTuple_SET_ITEM(rec, 3, t0o);
     PyTuple_SET_ITEM(rec, 4, t1o);
     PyTuple_SET_ITEM(rec, 5, tid);
-    PyTuple_SET_ITEM(rec, 6, Py_NewRef(PyTuple_GET_ITEM(site, F_STACK)));
+    PyTuple_SET_ITEM(rec, 6, stack);
     PyTuple_SET_ITEM(rec, 7, shape);
     PyTuple_SET_ITEM(rec, 8, dtype);
     PyTuple_SET_ITEM(rec, 9, nbytes);
-    seq = run = tid = shape = dtype = nbytes = NULL;
+    seq = run = tid = shape = dtype = nbytes = stack = NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(listeners);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *cb = PyObject_GetAttr(PyTuple_GET_ITEM(listeners, i), s_callback);
@@ -169,6 +204,7 @@ static PyObject *lean(PyObject *site, PyObject *fn, PyObject *args, PyObject *ar
     Py_DECREF(rec);
     return out;
 error:
+    Py_XDECREF(stack);
     Py_XDECREF(rec);
     Py_XDECREF(seq);
     Py_XDECREF(run);
@@ -211,14 +247,15 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
         Py_DECREF(listeners);
         return NULL;
     }
-    /* the lean path only on the CPU: a site placed there, or an unnamed site on numpy arrays */
+    /* here only on the CPU: a site placed there, or an unnamed site on numpy arrays (an
+     * unnamed site on anything else may be on a GPU: `_observed` places it) */
     PyObject *dev = PyTuple_GET_ITEM(site, F_DEVICE);
-    int is_lean = lean_ls == listeners &&
-                  (dev == g_cpu || (dev == Py_None && (PyTuple_GET_SIZE(arrays) == 0 ||
-                                                       Py_IS_TYPE(PyTuple_GET_ITEM(arrays, 0), (PyTypeObject *)g_ndarray))));
+    int cpu = dev == g_cpu || (dev == Py_None && (PyTuple_GET_SIZE(arrays) == 0 ||
+                                                   Py_IS_TYPE(PyTuple_GET_ITEM(arrays, 0), (PyTypeObject *)g_ndarray)));
+    int is_lean = lean_ls == listeners;
     Py_DECREF(lean_ls);
-    if (is_lean)
-        r = lean(site, fn, args, arrays, attrs, listeners);
+    if (cpu)
+        r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
     else
         r = PyObject_CallFunctionObjArgs(g_observed, site, fn, args, arrays, attrs ? attrs : g_noattrs, NULL);
     Py_DECREF(listeners);
@@ -231,10 +268,12 @@ static void keep(PyObject **slot, PyObject *v) {
     Py_XDECREF(old);
 }
 
-/* setup(STATE, RUN, _SEQ, auto_run, _observed, numpy.ndarray, CPU, _NOATTRS): what the paths read */
+/* setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, numpy.ndarray, CPU, _NOATTRS):
+ * what the paths read */
 static PyObject *setup(PyObject *self, PyObject *args) {
-    PyObject *st, *run, *seq, *ar, *obs, *nd, *cpu, *noattrs;
-    if (!PyArg_ParseTuple(args, "OOOOOOOO!", &st, &run, &seq, &ar, &obs, &nd, &cpu, &PyDict_Type, &noattrs))
+    PyObject *st, *run, *seq, *ar, *obs, *after, *sh, *nd, *cpu, *noattrs;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO!", &st, &run, &seq, &ar, &obs, &after, &sh, &nd, &cpu, &PyDict_Type,
+                          &noattrs))
         return NULL;
     if (!PyType_Check(nd)) {
         PyErr_SetString(PyExc_TypeError, "setup: ndarray must be a type");
@@ -245,6 +284,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     keep(&g_seq, seq);
     keep(&g_auto_run, ar);
     keep(&g_observed, obs);
+    keep(&g_after, after);
+    keep(&g_stack_here, sh);
     keep(&g_ndarray, nd);
     keep(&g_cpu, cpu);
     keep(&g_noattrs, noattrs);
@@ -254,7 +295,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
-    {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, ndarray, CPU, _NOATTRS)"},
+    {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -263,13 +304,14 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 PyMODINIT_FUNC PyInit__speedups(void) {
     s_listeners = PyUnicode_InternFromString("listeners");
     s_lean = PyUnicode_InternFromString("lean");
+    s_stacks = PyUnicode_InternFromString("stacks");
     s_run = PyUnicode_InternFromString("run");
     s_callback = PyUnicode_InternFromString("callback");
     s_error = PyUnicode_InternFromString("error");
     s_shape = PyUnicode_InternFromString("shape");
     s_dtype = PyUnicode_InternFromString("dtype");
     s_nbytes = PyUnicode_InternFromString("nbytes");
-    if (!s_listeners || !s_lean || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+    if (!s_listeners || !s_lean || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
     return PyModule_Create(&module);
 }

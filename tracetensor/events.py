@@ -309,8 +309,8 @@ class _State:
         # record to a listener added (or removed) meanwhile by another thread
         raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
         self.raw = ls if raw else None
-        # `lean`: a record per op and nothing more (no check, stack or outputs to hand over)
-        self.lean = ls if raw and not (self.cheap_check or self.stacks or self.outputs) else None
+        # `lean`: a record per op and nothing more (no check to run, no outputs to hand over)
+        self.lean = ls if raw and not (self.cheap_check or self.outputs) else None
 
 
 STATE = _State()

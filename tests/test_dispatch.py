@@ -189,10 +189,10 @@ def test_the_c_and_python_dispatch_raise_the_same_error(listen):
 @pytest.mark.skipif(bool(os.environ.get("TRACETENSOR_PURE")), reason="already the Python path")
 def test_the_python_path_passes_the_dispatch_and_record_tests_too():
     """TRACETENSOR_PURE=1 runs the Python dispatch point (what an install without a C
-    compiler gets): the dispatch, raw-record and NaN-check tests pass on it as well."""
+    compiler gets): the dispatch, raw-record, NaN-check and stack tests pass on it as well."""
     here = pathlib.Path(__file__).parent
     env = {**os.environ, "TRACETENSOR_PURE": "1"}
-    files = [str(here / f) for f in ("test_dispatch.py", "test_raw_records.py", "test_checks.py")]
+    files = [str(here / f) for f in ("test_dispatch.py", "test_raw_records.py", "test_checks.py", "test_stacks.py")]
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *files],
         env=env,

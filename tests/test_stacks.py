@@ -5,6 +5,7 @@ capture per op gives (user forwards, hooks and nested layers included)."""
 from __future__ import annotations
 
 import inspect
+import sys
 
 import numpy as np
 import pytest
@@ -126,13 +127,17 @@ def _loop_stacks() -> list[tuple]:
 def test_frames_shared_above_the_innermost_user_frame_are_those_a_full_walk_finds(monkeypatch):
     from tracetensor import _source
 
-    shared = _loop_stacks()
+    shared = _loop_stacks()  # (with the C accelerator's capture when it is built)
 
     class Nothing(dict):  # a cache that keeps nothing: every capture walks every frame
         def __setitem__(self, key, value) -> None:
             pass
 
+    # the Python capture, uncached
     monkeypatch.setattr(_source, "_outer", Nothing())
+    monkeypatch.setattr(_source, "user_frames", _source.user_frames_py)
+    monkeypatch.setattr(_source, "stack_here", _source.stack_here_py)
+    monkeypatch.setattr(sys.modules["tracetensor.tensor"], "stack_here", _source.stack_here_py)
     assert shared == _loop_stacks()
     callers = [(s[0].name, s[1].name, s[1].lineno) for s in shared]
     assert callers[:2] == [("_op_in", "_loop_a", _line(_loop_a, "_op_in(a)"))] * 2
@@ -140,3 +145,39 @@ def test_frames_shared_above_the_innermost_user_frame_are_those_a_full_walk_find
         ("_op_in", "_loop_b", _line(_loop_b, "_op_in(a)")),
         ("_op_in", "_loop_b", _line(_loop_b, "_op_in(a)  # the same caller")),
     ]
+
+
+def test_the_c_and_python_captures_agree_with_and_without_a_held_stack():
+    from tracetensor import _source
+
+    if _source.user_frames is _source.user_frames_py:
+        pytest.skip("the C accelerator's capture is not in use (TRACETENSOR_PURE=1, no compiler, Python 3.10)")
+
+    calls = [
+        (_source.user_frames, ()),
+        (_source.user_frames_py, ()),
+        (_source.user_frames, (3,)),
+        (_source.user_frames_py, (3,)),
+        (_source.stack_here, ()),
+        (_source.stack_here_py, ()),
+    ]
+
+    def captures() -> list:
+        out = []
+        for fn, args in calls:
+            out.append(fn(*args))  # (one line: every capture sees the same frames)
+        return out
+
+    free = captures()
+    assert free[0] == free[1] and free[2] == free[3] == free[0][:3] and free[4] == free[5] == free[0]
+    assert free[0][0].name == "captures" and free[0][1].name == sys._getframe().f_code.co_name
+    outer = _source.hold()  # a framework call holding the user's stack at this frame
+    try:
+        held = _source.HELD.stack
+        got = [_source.stack_here(), _source.stack_here_py()]
+        assert got[0] is held and got[1] is held  # only this frame between: the held stack
+        nested = captures()  # user code in between (the `captures` frame): captured there
+        assert nested[4] == nested[5] == nested[0] == nested[1] and nested[0][0] == free[0][0]
+        assert nested[0][1] != held[0] and nested[0][2:] == held[1:7]  # this frame, at the `captures()` line
+    finally:
+        _source.release(outer)

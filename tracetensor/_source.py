@@ -168,3 +168,18 @@ def user_frame() -> Frame | None:
     while f is not None and _is_internal(f.f_code.co_filename):
         f = f.f_back
     return None if f is None else Frame(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+
+
+# The C accelerator's versions (tracetensor/_speedups.c: the same walk over the same caches,
+# about 4x faster), unless TRACETENSOR_PURE=1 or the extension was not built (or Python 3.10)
+user_frames_py, stack_here_py = user_frames, stack_here
+if not os.environ.get("TRACETENSOR_PURE"):
+    try:
+        from ._speedups import setup_stacks
+        from ._speedups import stack_here as _stack_here_c
+        from ._speedups import user_frames as _user_frames_c
+    except ImportError:
+        pass
+    else:
+        setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)
+        user_frames, stack_here = _user_frames_c, _stack_here_c

@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pythread.h>
+#include <frameobject.h>
 #include <time.h>
 
 static PyObject *g_state;     /* events.STATE */
@@ -292,9 +293,243 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ the user's stack
+ * `_source.user_frames()` and `_source.stack_here()` (read them first): the same walk and the
+ * same caches (the dicts are `_source`'s own), with the frames looked at from C. A miss
+ * (a new instruction, a new caller) calls `_source._walk` as the Python path does. Python
+ * 3.11 and later (PyFrame_GetLasti); on 3.10 the Python functions stay. */
+#if PY_VERSION_HEX >= 0x030B0000
+static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_outer, *g_walk, *g_held, *g_empty;
+static PyObject *s_stack, *s_frame;
+
+/* 1: a framework frame (skipped), 0: the user's, -1: error */
+static int is_internal(PyFrameObject *f) {
+    PyCodeObject *co = PyFrame_GetCode(f);
+    PyObject *fn = co->co_filename;
+    PyObject *r = PyDict_GetItemWithError(g_internal_cache, fn);
+    int v;
+    if (r != NULL) {
+        v = PyObject_IsTrue(r);
+    } else if (PyErr_Occurred()) {
+        v = -1;
+    } else {
+        r = PyObject_CallOneArg(g_is_internal, fn);
+        v = r ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(co);
+    return v;
+}
+
+/* the first user frame from f up (f itself included), a new reference; NULL and no error: none */
+static PyFrameObject *first_user(PyFrameObject *f) {
+    Py_XINCREF(f);
+    while (f != NULL) {
+        int r = is_internal(f);
+        if (r < 0) {
+            Py_DECREF(f);
+            return NULL;
+        }
+        if (!r)
+            return f;
+        PyFrameObject *b = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = b;
+    }
+    return NULL;
+}
+
+static PyObject *walk(PyFrameObject *f, int limit) {
+    PyObject *lim = PyLong_FromLong(limit);
+    if (lim == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(g_walk, (PyObject *)f, lim, g_internal_cache, g_frames, NULL);
+    Py_DECREF(lim);
+    return r;
+}
+
+static PyObject *user_frames_from(PyFrameObject *start) {
+    PyFrameObject *f = first_user(start), *g = NULL, *gb = NULL;
+    PyObject *result = NULL, *key = NULL, *hit = NULL, *list = NULL, *gcode = NULL, *gbcode = NULL, *co = NULL;
+    if (f == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(g_empty);
+    PyFrameObject *up = PyFrame_GetBack(f);
+    g = first_user(up);
+    Py_XDECREF(up);
+    if (g == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        list = walk(f, 8);
+        result = list ? PySequence_Tuple(list) : NULL;
+        goto done;
+    }
+    gb = PyFrame_GetBack(g);
+    gcode = (PyObject *)PyFrame_GetCode(g);
+    gbcode = gb ? (PyObject *)PyFrame_GetCode(gb) : Py_NewRef(Py_None);
+    key = Py_BuildValue("(NiNi)", PyLong_FromVoidPtr(g), PyFrame_GetLasti(g), PyLong_FromVoidPtr(gb ? (void *)gb : (void *)Py_None),
+                        gb ? PyFrame_GetLasti(gb) : -1);
+    if (key == NULL)
+        goto done;
+    hit = PyDict_GetItemWithError(g_outer, key); /* borrowed */
+    if (hit == NULL && PyErr_Occurred())
+        goto done;
+    if (hit == NULL || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 3 || PyTuple_GET_ITEM(hit, 0) != gcode ||
+        PyTuple_GET_ITEM(hit, 1) != gbcode) {
+        if (PyDict_GET_SIZE(g_outer) > 10000)
+            PyDict_Clear(g_outer);
+        list = walk(g, 7);
+        PyObject *above = list ? PySequence_Tuple(list) : NULL;
+        if (above == NULL)
+            goto done;
+        PyObject *entry = PyTuple_Pack(3, gcode, gbcode, above);
+        Py_DECREF(above);
+        if (entry == NULL || PyDict_SetItem(g_outer, key, entry) < 0) {
+            Py_XDECREF(entry);
+            goto done;
+        }
+        Py_DECREF(entry);
+        hit = PyDict_GetItemWithError(g_outer, key);
+        if (hit == NULL)
+            goto done;
+    }
+    Py_INCREF(hit);
+    co = (PyObject *)PyFrame_GetCode(f);
+    PyObject *fkey = Py_BuildValue("(Ni)", PyLong_FromVoidPtr(co), PyFrame_GetLasti(f));
+    if (fkey == NULL) {
+        Py_DECREF(hit);
+        goto done;
+    }
+    PyObject *h = PyDict_GetItemWithError(g_frames, fkey); /* borrowed: (Frame, code) */
+    Py_DECREF(fkey);
+    PyObject *head = NULL;
+    if (h != NULL && PyTuple_Check(h) && PyTuple_GET_SIZE(h) == 2 && PyTuple_GET_ITEM(h, 1) == co) {
+        head = Py_NewRef(PyTuple_GET_ITEM(h, 0));
+    } else if (!PyErr_Occurred()) {
+        /* first time here (or our launcher's frame: `_walk` knows) */
+        PyObject *hl = walk(f, 1);
+        if (hl != NULL && PyList_GET_SIZE(hl) > 0)
+            head = Py_NewRef(PyList_GET_ITEM(hl, 0));
+        else if (hl != NULL) {
+            Py_DECREF(hl);
+            Py_DECREF(hit);
+            result = Py_NewRef(g_empty);
+            goto done;
+        }
+        Py_XDECREF(hl);
+    }
+    if (head == NULL) {
+        Py_DECREF(hit);
+        goto done;
+    }
+    PyObject *above = PyTuple_GET_ITEM(hit, 2);
+    Py_ssize_t n = PyTuple_GET_SIZE(above);
+    result = PyTuple_New(n + 1);
+    if (result != NULL) {
+        PyTuple_SET_ITEM(result, 0, head);
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyTuple_SET_ITEM(result, i + 1, Py_NewRef(PyTuple_GET_ITEM(above, i)));
+    } else {
+        Py_DECREF(head);
+    }
+    Py_DECREF(hit);
+done:
+    Py_XDECREF(f);
+    Py_XDECREF(g);
+    Py_XDECREF(gb);
+    Py_XDECREF(key);
+    Py_XDECREF(list);
+    Py_XDECREF(gcode);
+    Py_XDECREF(gbcode);
+    Py_XDECREF(co);
+    return result;
+}
+
+/* user_frames(limit=8): other limits go to the Python walk (`_source._walk`) */
+static PyObject *user_frames(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed: our caller's frame */
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "user_frames(limit=8)");
+        return NULL;
+    }
+    long limit = nargs == 1 ? PyLong_AsLong(a[0]) : 8;
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if (limit != 8) {
+        PyFrameObject *u = first_user(f);
+        if (u == NULL)
+            return PyErr_Occurred() ? NULL : Py_NewRef(g_empty);
+        PyObject *list = walk(u, (int)limit);
+        Py_DECREF(u);
+        PyObject *r = list ? PySequence_Tuple(list) : NULL;
+        Py_XDECREF(list);
+        return r;
+    }
+    return user_frames_from(f);
+}
+
+/* stack_here(): the held stack when only framework frames lie between here and its frame */
+static PyObject *stack_here(PyObject *self, PyObject *unused) {
+    PyFrameObject *f = PyEval_GetFrame();
+    PyObject *held = PyObject_GetAttr(g_held, s_stack);
+    if (held == NULL)
+        return NULL;
+    if (held != Py_None) {
+        PyObject *target = PyObject_GetAttr(g_held, s_frame);
+        if (target == NULL) {
+            Py_DECREF(held);
+            return NULL;
+        }
+        Py_XINCREF(f);
+        while (f != NULL) {
+            if ((PyObject *)f == target) {
+                Py_DECREF(f);
+                Py_DECREF(target);
+                return held;
+            }
+            int r = is_internal(f);
+            if (r < 0) {
+                Py_DECREF(f);
+                Py_DECREF(target);
+                Py_DECREF(held);
+                return NULL;
+            }
+            if (!r)
+                break; /* user code in between (a callable the call was given): capture here */
+            PyFrameObject *b = PyFrame_GetBack(f);
+            Py_DECREF(f);
+            f = b;
+        }
+        Py_XDECREF(f);
+        Py_DECREF(target);
+    }
+    Py_DECREF(held);
+    return user_frames_from(PyEval_GetFrame());
+}
+
+/* setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD) */
+static PyObject *setup_stacks(PyObject *self, PyObject *args) {
+    PyObject *ic, *ii, *fr, *ou, *wa, *he;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OO", &PyDict_Type, &ic, &ii, &PyDict_Type, &fr, &PyDict_Type, &ou, &wa, &he))
+        return NULL;
+    keep(&g_internal_cache, ic);
+    keep(&g_is_internal, ii);
+    keep(&g_frames, fr);
+    keep(&g_outer, ou);
+    keep(&g_walk, wa);
+    keep(&g_held, he);
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
+#if PY_VERSION_HEX >= 0x030B0000
+    {"user_frames", (PyCFunction)(void (*)(void))user_frames, METH_FASTCALL, "user_frames(limit=8): see _source"},
+    {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
+    {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
+#endif
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };
@@ -311,6 +546,13 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     s_shape = PyUnicode_InternFromString("shape");
     s_dtype = PyUnicode_InternFromString("dtype");
     s_nbytes = PyUnicode_InternFromString("nbytes");
+#if PY_VERSION_HEX >= 0x030B0000
+    s_stack = PyUnicode_InternFromString("stack");
+    s_frame = PyUnicode_InternFromString("frame");
+    g_empty = PyTuple_New(0);
+    if (!s_stack || !s_frame || !g_empty)
+        return NULL;
+#endif
     if (!s_listeners || !s_lean || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
     return PyModule_Create(&module);

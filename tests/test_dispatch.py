@@ -139,8 +139,8 @@ def _both_paths():
     return _dispatch, (_dispatch.dispatch, _dispatch.dispatch_py)
 
 
-@pytest.mark.parametrize("names", [False, True])
-def test_the_c_and_python_dispatch_make_the_same_records(names):
+@pytest.mark.parametrize("names,checks", [(False, False), (True, False), (True, True)])
+def test_the_c_and_python_dispatch_make_the_same_records(names, checks):
     _dispatch, paths = _both_paths()
     op = tt._registry.REGISTRY["matmul"]
     a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
@@ -150,9 +150,14 @@ def test_the_c_and_python_dispatch_make_the_same_records(names):
     got: dict = {}
     for d in paths:
         recs: list = []
-        with events.listen(recs.append, raw=True, names=names):
+        with events.listen(recs.append, raw=True, names=names, checks=checks):
             out = d(site, op.forward, (np, a, b), (a, b))
             out2 = d(vjp, vjp.op.forward, (np, logits, labels), (logits, labels), {"axis": -1})
+            if checks:  # an output that fails the check: a full event, whichever path
+                bad = d(site, op.forward, (np, a * np.nan, b), (a * np.nan, b))
+                full = recs.pop()
+                assert np.isnan(bad).all() and isinstance(full, events.OpEvent)
+                assert full.summaries[0].nan == bad.size and full.stack and full.name == "mm"
         assert np.array_equal(out, a @ b) and isinstance(out2, tuple)  # (a saving op: output, residuals)
         ops = [r for r in recs if events.is_raw(r)]
         assert len(ops) == 2

@@ -467,6 +467,8 @@ if not os.environ.get("TRACETENSOR_PURE"):
     else:
         from .device import CPU
 
-        _speedups.setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, np.ndarray, CPU, _NOATTRS)
+        _speedups.setup(
+            STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
+        )
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         ACCELERATED = True

@@ -1,6 +1,7 @@
 /* The dispatch point's hot paths in C: an op with nobody listening; an observed op on the
  * CPU (run and timed here), with its record made here when every listener takes one and
- * nothing else (`STATE.lean`: a profile, a trace). Everything else (NaN/inf checks, full
+ * nothing else (`STATE.lean`: a profile, a trace), or one once the output passed the exact
+ * NaN/inf check (`STATE.lean_checked`: the pytest plugin, a checked trace). Everything else (failed checks, full
  * events, GPU timing, error messages, stacks) stays in Python: this calls back into
  * `_dispatch._after`, `_dispatch._observed`, `_source.stack_here` and `Site.error`.
  *
@@ -21,12 +22,14 @@ static PyObject *g_seq;       /* events._SEQ (itertools.count) */
 static PyObject *g_auto_run;  /* events.auto_run */
 static PyObject *g_observed;  /* _dispatch._observed */
 static PyObject *g_after;     /* _dispatch._after */
+static PyObject *g_finite;    /* events.finite */
+static PyObject *g_all_finite; /* _dispatch._all_finite */
 static PyObject *g_stack_here; /* _source.stack_here */
 static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
-static PyObject *s_listeners, *s_lean, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
+static PyObject *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
 
@@ -95,6 +98,23 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     long long t1 = now_ns();
     PyObject *rec = NULL, *seq = NULL, *run = NULL, *tid = NULL, *shape = NULL, *dtype = NULL, *nbytes = NULL;
     PyObject *stack = NULL;
+    if (is_lean == 2) { /* records, once the output passes the exact NaN/inf check */
+        PyObject *o = out;
+        if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
+            o = PyTuple_GET_ITEM(out, 0);
+        PyObject *ok = PyObject_CallOneArg(PyTuple_CheckExact(o) ? g_all_finite : g_finite, o);
+        if (ok == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        int fine = PyObject_IsTrue(ok);
+        Py_DECREF(ok);
+        if (fine < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        is_lean = fine; /* a failure: `_after` makes the full event (and checks again) */
+    }
     if (!is_lean) {
         seq = PyIter_Next(g_seq);
         PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
@@ -255,6 +275,15 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
                                                    Py_IS_TYPE(PyTuple_GET_ITEM(arrays, 0), (PyTypeObject *)g_ndarray)));
     int is_lean = lean_ls == listeners;
     Py_DECREF(lean_ls);
+    if (!is_lean) {
+        PyObject *checked = PyObject_GetAttr(g_state, s_checked);
+        if (checked == NULL) {
+            Py_DECREF(listeners);
+            return NULL;
+        }
+        is_lean = checked == listeners ? 2 : 0;
+        Py_DECREF(checked);
+    }
     if (cpu)
         r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
     else
@@ -269,12 +298,12 @@ static void keep(PyObject **slot, PyObject *v) {
     Py_XDECREF(old);
 }
 
-/* setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, numpy.ndarray, CPU, _NOATTRS):
- * what the paths read */
+/* setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, numpy.ndarray,
+ * CPU, _NOATTRS): what the paths read */
 static PyObject *setup(PyObject *self, PyObject *args) {
-    PyObject *st, *run, *seq, *ar, *obs, *after, *sh, *nd, *cpu, *noattrs;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOO!", &st, &run, &seq, &ar, &obs, &after, &sh, &nd, &cpu, &PyDict_Type,
-                          &noattrs))
+    PyObject *st, *run, *seq, *ar, *obs, *after, *sh, *fin, *afin, *nd, *cpu, *noattrs;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO!", &st, &run, &seq, &ar, &obs, &after, &sh, &fin, &afin, &nd, &cpu,
+                          &PyDict_Type, &noattrs))
         return NULL;
     if (!PyType_Check(nd)) {
         PyErr_SetString(PyExc_TypeError, "setup: ndarray must be a type");
@@ -286,6 +315,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     keep(&g_auto_run, ar);
     keep(&g_observed, obs);
     keep(&g_after, after);
+    keep(&g_finite, fin);
+    keep(&g_all_finite, afin);
     keep(&g_stack_here, sh);
     keep(&g_ndarray, nd);
     keep(&g_cpu, cpu);
@@ -530,7 +561,7 @@ static PyMethodDef methods[] = {
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
-    {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, ndarray, CPU, _NOATTRS)"},
+    {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -539,6 +570,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 PyMODINIT_FUNC PyInit__speedups(void) {
     s_listeners = PyUnicode_InternFromString("listeners");
     s_lean = PyUnicode_InternFromString("lean");
+    s_checked = PyUnicode_InternFromString("lean_checked");
     s_stacks = PyUnicode_InternFromString("stacks");
     s_run = PyUnicode_InternFromString("run");
     s_callback = PyUnicode_InternFromString("callback");
@@ -553,7 +585,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!s_stack || !s_frame || !g_empty)
         return NULL;
 #endif
-    if (!s_listeners || !s_lean || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+    if (!s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -275,6 +275,7 @@ class _State:
         "cheap_check",
         "named",
         "lean",
+        "lean_checked",
         "lock",
     )
 
@@ -284,6 +285,7 @@ class _State:
         self.checks = self.cheap_check = self.named = False
         self.raw: tuple[Listener, ...] | None = None
         self.lean: tuple[Listener, ...] | None = None
+        self.lean_checked: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -311,6 +313,9 @@ class _State:
         self.raw = ls if raw else None
         # `lean`: a record per op and nothing more (no check to run, no outputs to hand over)
         self.lean = ls if raw and not (self.cheap_check or self.outputs) else None
+        # `lean_checked`: the same once the output passed the exact check (the C accelerator's
+        # fast case of the plugin and checked traces; a failing op becomes a full event)
+        self.lean_checked = ls if raw and self.cheap_check and not self.outputs else None
 
 
 STATE = _State()

@@ -132,14 +132,12 @@ _FOLD_EVERY = 4096  # buffered records that make a step end fold them into the a
 class profile:
     """`with profile() as prof: ... prof.step()`, then `prof.key_averages().table()`.
 
-    By default only timings are collected, of the program as it runs unprofiled: ops that
-    run fused unobserved stay fused (`nn.Linear` is one `linear` op, as torch's
-    `aten::linear`), modules open no name scopes, and an event is named after its op (see
-    `tracetensor.events.subscribe`'s `names`). Output shapes are in every event.
-    `record_shapes` adds the input shapes (`key_averages(group_by_input_shape=True)`) and
-    `with_modules` the module path of each op (`MLP/fc1/matmul`); either one profiles the
-    op-by-op view every other listener sees (`matmul` then `add` for `nn.Linear`), as do
-    `with_stack` and `with_flops`.
+    By default only timings are collected, of the program on its unprofiled path: no op
+    names, no module scopes, an event named after its op (see `tracetensor.events.subscribe`'s
+    `names`). Output shapes are in every event. `record_shapes` adds the input shapes
+    (`key_averages(group_by_input_shape=True)`) and `with_modules` the module path of each
+    op (`MLP/fc1/linear`), the names every other listener sees (`with_stack` and
+    `with_flops` bring them too).
     `activities` is accepted for torch compatibility: the CPU is always profiled, and the GPU whenever an
     op runs there. `with_stack` records the user's source frames (a Source Location
     column, folded stacks); `profile_memory` tracks the bytes each op's outputs allocate

@@ -167,7 +167,7 @@ def test_record_values_check_trace_opens_in_info_and_debugger(tmp_path) -> None:
     out = d.plain("lt -a -f has_inf_or_nan")
     assert f"culprit (has_inf_or_nan): log:0 in run {first.run}" in out
     assert "could not be checked" not in d.plain("lt -f has_inf_or_nan")  # unsummarized = checked finite
-    finite = next(e for e in tr.events(d.run) if e.op == "matmul" and not e.summaries)
+    finite = next(e for e in tr.events(d.run) if e.op == "linear" and not e.summaries)
     assert "finite (checked for NaN/inf" in d.plain(f"pt {finite.outputs[0].name}")
 
 

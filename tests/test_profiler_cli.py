@@ -46,8 +46,8 @@ def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     assert "step  59  loss" in r.stdout  # the script's own argument reached it
     rows = table_rows(r.stdout)
     for name in (
-        "matmul",
-        "matmul (backward)",
+        "linear",
+        "linear (backward)",
         "relu",
         "relu (backward)",
         "ProfilerStep*",
@@ -93,7 +93,7 @@ def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     ss = json.loads((out / "profile.speedscope.json").read_text())
     assert {p["name"].split(" (")[0] for p in ss["profiles"]} == {"tracetensor ops", "Python"}
     folded = (out / "stacks.folded").read_text().splitlines()
-    assert any("train_step (mlp_eager.py:" in ln and ln.split(" ")[-2].endswith(";matmul") for ln in folded)
+    assert any("train_step (mlp_eager.py:" in ln and ln.split(" ")[-2].endswith(";linear") for ln in folded)
     with tt.trace.open(str(out / "mlp_eager.ttrace")) as tr:
         assert tr.count() == sum(1 for e in ops)
 

@@ -68,7 +68,7 @@ def test_folded_aggregates_equal_the_whole_window_computation(rng, fold_every_st
     assert [(s.start, s.end) for s in rep.steps] == [(s.start, s.end) for s in whole.steps]
     assert len(rep.steps) == 12
     assert (rep.op_count, rep.op_time_ns) == (len(whole.ops), whole.op_time_ns)
-    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "matmul"}
+    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "linear"}
     assert any(s.startswith("[2, 8]") for s in shaped)  # the short batches have rows of their own
 
 
@@ -97,7 +97,7 @@ def test_timings_only_folds_from_records_equal_the_whole_window_computation(rng,
     assert [(s.start, s.end, s.child_ns) for s in rep.steps] == [(s.start, s.end, s.child_ns) for s in whole.steps]
     assert len(rep.steps) == 12
     assert (rep.op_count, rep.op_time_ns) == (len(whole.ops), whole.op_time_ns)
-    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key in ("matmul", "linear")}
+    shaped = {r.input_shapes for r in rep.key_averages(group_by_input_shape=True) if r.key == "linear"}
     if kw:  # input shapes are recorded (found by the inputs' names): the short batches have rows of their own
         assert any(s.startswith("[2, 8]") for s in shaped)
     else:  # no input shapes (as torch without record_shapes); rows by output shape
@@ -116,7 +116,7 @@ def test_a_report_read_while_recording_does_not_disturb_the_window(rng, fold_eve
             prof.step()
     end = {r.key: r.count for r in prof.key_averages()}
     assert mid["ProfilerStep*"] == 6 and end["ProfilerStep*"] == 12
-    assert end["matmul"] == 2 * mid["matmul"]
+    assert end["linear"] == 2 * mid["linear"]
 
 
 def test_a_long_runs_chrome_trace_keeps_the_last_steps_and_says_what_it_left_out(rng, tmp_path, fold_every_step):
@@ -249,7 +249,7 @@ def test_repeated_windows_combine_into_one_report(rng, fold_every_step):
     both = Report.combined(windows)
     rows = {r.key: r.count for r in both.key_averages()}
     per = [{r.key: r.count for r in w.key_averages()} for w in windows]
-    assert rows["ProfilerStep*"] == 10 and rows["matmul"] == per[0]["matmul"] + per[1]["matmul"]
+    assert rows["ProfilerStep*"] == 10 and rows["linear"] == per[0]["linear"] + per[1]["linear"]
     assert both.op_count == sum(w.op_count for w in windows) > len(both.ops)  # the budget held per window
     assert both.omitted_steps == sum(w.omitted_steps for w in windows) > 0 and "left out" in both.left_out
 

@@ -102,10 +102,10 @@ def test_add_graph_traces_an_eager_model_into_module_scopes(tmp_path):
     with SummaryWriter(tmp_path) as w:
         w.add_graph(model, tt.randn(3, 4))
     nodes = {n.name: n for n in acc(tmp_path).Graph().node}
-    assert {"Sequential/0/MatMul", "Sequential/0/weight", "Sequential/1/Relu", "Sequential/2/AddV2"} <= set(nodes)
-    assert list(nodes["Sequential/0/MatMul"].input) == ["arg0", "Sequential/0/weight"]
-    assert list(nodes["Sequential/1/Relu"].input) == ["Sequential/0/AddV2"]
-    shape = nodes["Sequential/0/MatMul"].attr["_output_shapes"].list.shape[0]
+    assert {"Sequential/0/Linear", "Sequential/0/weight", "Sequential/1/Relu", "Sequential/2/Linear"} <= set(nodes)
+    assert list(nodes["Sequential/0/Linear"].input) == ["arg0", "Sequential/0/weight", "Sequential/0/bias"]
+    assert list(nodes["Sequential/1/Relu"].input) == ["Sequential/0/Linear"]
+    shape = nodes["Sequential/0/Linear"].attr["_output_shapes"].list.shape[0]
     assert [d.size for d in shape.dim] == [3, 8]
 
 
@@ -323,8 +323,8 @@ def test_trace_export_gives_loss_gradient_flow_and_op_times_per_step(tmp_path):
         assert hs[1].histogram_value.num == grads[1][name].size
         assert hs[1].histogram_value.sum == pytest.approx(float(grads[1][name].sum()), abs=1e-6)
         assert [s for s, _ in scalars(a, f"weight_norm/{name}")] == [0, 1, 2, 3]
-    assert {"op_time_ms/matmul", "op_time_ms/sgd_update", "nonfinite/values"} <= set(a.Tags()["scalars"])
-    assert all(v > 0 for _, v in scalars(a, "op_time_ms/matmul"))
+    assert {"op_time_ms/linear", "op_time_ms/sgd_update", "nonfinite/values"} <= set(a.Tags()["scalars"])
+    assert all(v > 0 for _, v in scalars(a, "op_time_ms/linear"))
     assert scalars(a, "nonfinite/values") == [(i, 0.0) for i in range(4)]
 
 
@@ -472,7 +472,7 @@ def test_the_examples_write_what_the_readme_describes(tmp_path):
     a = acc(tmp_path / "mlp" / "train")
     assert len(scalars(a, "loss")) == 12 and scalars(a, "loss")[-1][1] < scalars(a, "loss")[0][1]
     assert [h.step for h in a.Histograms("grads/0.weight")] == [0, 10, 11]
-    assert a.Tags()["images"] == ["fc1_weights"] and "Sequential/0/MatMul" in {n.name for n in a.Graph().node}
+    assert a.Tags()["images"] == ["fc1_weights"] and "Sequential/0/Linear" in {n.name for n in a.Graph().node}
     assert "hparam/accuracy" in acc(tmp_path / "mlp" / "train" / "hparams").Tags()["scalars"]
     t = acc(tmp_path / "mlp" / "trace")
     assert len(scalars(t, "loss")) >= 12 and "gradients/2.bias" in t.Tags()["histograms"]

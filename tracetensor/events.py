@@ -389,11 +389,11 @@ def subscribe(
 
     `names=False` is for consumers that want what each op costs and nothing about how the
     ops connect (a timings-only profile). While every listener says so (and none asks for
-    stacks, checks, values, summaries or flops), the program runs exactly as it does
-    unobserved: fused ops stay fused (one `linear` event for `nn.Linear`, not `matmul` and
-    `add`), modules open no name scopes, and only the dispatch point's timing is added.
-    Such an eager event is named after its op type (`name == op`) with no `inputs`;
-    graph-mode events keep their node names either way."""
+    stacks, checks, values, summaries or flops), the program runs exactly its unobserved
+    path: no op or tensor names are made, modules open no name scopes, autograd and the
+    optimizer keep their plain loops, and only the dispatch point's timing is added. Such
+    an eager event is named after its op type (`name == op`) with no `inputs`; graph-mode
+    events keep their node names either way."""
     lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks, names)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)

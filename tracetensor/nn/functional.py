@@ -59,9 +59,10 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
-    if bias is not None and not STATE.named:
-        # nobody sees the ops: the fused op (one tape node). If anything fails, the two ops
-        # below run and raise their own error, the one a listener would see too
+    if bias is not None:
+        # one fused op (one tape node, one event: torch's aten::linear), observed or not, so a
+        # listener sees the program that runs unobserved, to the last bit. If anything fails,
+        # the two ops below run and raise their own error
         try:
             x, w, b = input._data, weight._data, bias._data
             if w.ndim == 2 and x.ndim >= 2 and x.dtype is w.dtype is b.dtype:

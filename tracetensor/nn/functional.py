@@ -8,7 +8,6 @@ from typing import Any
 from .._registry import REGISTRY as _R
 from .._source import user_frame
 from ..errors import ShapeError
-from ..events import STATE
 from ..functional import one_hot, where
 from ..tensor import Tensor, _wrap_other, apply, rand
 

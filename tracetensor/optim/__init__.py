@@ -87,19 +87,33 @@ class Optimizer:
     def _update(self, p: Tensor, g: Any, group: dict, state: dict, listening: bool, index: int) -> None:
         raise NotImplementedError
 
-    def _run(self, opname: str, p: Tensor, args: tuple, attrs: dict, listening: bool, index: int) -> None:
-        """One parameter's update, through the dispatch point."""
+    def _run(
+        self, opname: str, p: Tensor, args: tuple, attrs: dict, listening: bool, index: int, fn: Any = None
+    ) -> None:
+        """One parameter's update, through the dispatch point: the op's forward on (xp, *args),
+        or `fn(*args)` when given (the same update, leaner: plain SGD's `_sub_scaled`)."""
         op = REGISTRY[opname]
         if listening:
-            uname, uins, uouts = update_names(p._name or f"param_{index}")
-            site = interned(  # last step's Site when it is the same
-                _tuple_new(
-                    Site, (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False)
+            # the update's named Site, kept per parameter while its name and device stay
+            sites = self.__dict__.setdefault("_sites", {})
+            hit = sites.get((id(p), op, index))
+            if hit is not None and hit[0] is p._name and hit[1] is p._device:
+                site = hit[2]
+            else:
+                uname, uins, uouts = update_names(p._name or f"param_{index}")
+                site = interned(  # last step's Site when it is the same
+                    _tuple_new(
+                        Site,
+                        (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False),
+                    )
                 )
-            )
+                sites[(id(p), op, index)] = (p._name, p._device, site)
         else:
             site = site_of(op, "update")
-        dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)
+        if fn is None:
+            dispatch(site, op.forward, (p._device.xp, *args), args[:2], attrs)
+        else:
+            dispatch(site, fn, args, args[:2])
 
     # state as plain data (tt.save can write it): per-parameter state indexed by position
     def state_dict(self) -> dict[str, Any]:
@@ -217,8 +231,8 @@ class SGD(Optimizer):
         if not momentum and not group["weight_decay"] and not listening:
             _plain_sgd(p, g, group["lr"])
             return
-        if not momentum and not group["weight_decay"]:  # observed plain SGD: only lr matters
-            self._run("sgd_update", p, (p._data, g), {"lr": group["lr"]}, listening, index)
+        if not momentum and not group["weight_decay"]:  # observed plain SGD: p -= lr * g
+            self._run("sgd_update", p, (p._data, g, group["lr"]), {}, listening, index, _sub_scaled)
             return
         buf = None
         first = False

@@ -52,8 +52,11 @@ def _nothing() -> None:
 _clock = time.process_time
 
 
-def _rounds(cases: dict[str, Case], number: int, repeat: int) -> dict[str, float]:
-    """Median CPU seconds per step of each case, rounds interleaved across cases."""
+def _rounds(cases: dict[str, Case], number: int, repeat: int, longer: dict[str, int] | None = None) -> dict[str, float]:
+    """Median CPU seconds per step of each case, rounds interleaved across cases. `longer`:
+    cases whose round is that many times `number` steps (a recording: one file per round,
+    as long as a real one, not 100 steps' worth of file creation and closing)."""
+    longer = longer or {}
     made = {k: make() for k, make in cases.items()}
     for start, step, stop in made.values():  # warm up (plans compiled, caches filled)
         start()
@@ -63,12 +66,13 @@ def _rounds(cases: dict[str, Case], number: int, repeat: int) -> dict[str, float
     acc: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeat):
         for k, (start, step, stop) in made.items():
+            n = number * longer.get(k, 1)
             start()
             t0 = _clock()
-            for _ in range(number):
+            for _ in range(n):
                 step()
             stop()  # a recorder's last flush, a listener's close: part of the cost
-            acc[k].append((_clock() - t0) / number)
+            acc[k].append((_clock() - t0) / n)
     return {k: float(np.median(v)) for k, v in acc.items()}
 
 
@@ -213,7 +217,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
         "record summary": rec["summary"],
     }
     cases.update(_torch_cases(lambda: be._torch_step(x, y, params)))
-    t = _rounds(cases, number, repeat)
+    t = _rounds(cases, number, repeat, longer={f"record {v}": RECORD_ROUNDS for v in rec})
     r = lambda k, base="eager": f"{t[k] / t[base]:.2f}x"
     torch = "torch" in t
     rows = [
@@ -268,10 +272,30 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
             f"torch.profiler {r('torch.profiler full', 'torch')}" if torch else "torch: not installed",
         ),
     ]
+    steps = number * RECORD_ROUNDS
     for v, goal in (("none", "<= 1.3x"), ("check", "<= 1.6x"), ("summary", "<= 1.6x")):
         per = f"{rec[v].bytes_per_op():.0f} B/op event"
-        rows.append((f'tt.record(values="{v}")', fmt_time(t[f"record {v}"]), r(f"record {v}"), goal, per))
+        rows.append(
+            (f'tt.record(values="{v}"), {steps}-step files', fmt_time(t[f"record {v}"]), r(f"record {v}"), goal, per)
+        )
+    rows.append(("  a recording's start and stop (an empty file)", fmt_time(_open_close(tmp)), "", "", ""))
     return rows, t
+
+
+RECORD_ROUNDS = 10  # a recording's round is 10x the others' (see _rounds)
+
+
+def _open_close(tmp: str) -> float:
+    """Median CPU seconds of `tt.record(...).start()` then `.stop()` with one op between."""
+    x = tt.ones(4, 4)
+    times = []
+    for i in range(9):
+        t0 = _clock()
+        r = tt.record(os.path.join(tmp, f"empty-{i}.ttrace"), values="none").start()
+        x.relu()
+        r.stop()
+        times.append(_clock() - t0)
+    return float(np.median(times))
 
 
 def big_model(number: int, repeat: int, tmp: str) -> list:

@@ -232,3 +232,40 @@ def test_an_unnamed_site_on_a_gpu_array_is_placed_on_its_device():
     assert [(e.op, e.device) for e in ops][-2:] == [("matmul", "cuda:0"), ("relu", "cuda:0")]
     timed = {e.seq for e in evs if isinstance(e, events.DeviceTime)}
     assert {e.seq for e in ops[-2:]} <= timed
+
+
+def test_summaries_in_events_are_not_gc_tracked():
+    """A summary recording queues thousands of events; tracked Summary tuples would each count
+    toward the next full collection (seen: 7.9x instead of 4.6x in a big process). Untracked:
+    the summaries of an event, and `untrack` refuses anything that could be in a cycle."""
+    import gc
+    import typing
+
+    _dispatch, _ = _both_paths()
+    from tracetensor import _speedups
+
+    got: list = []
+    with events.listen(got.append, summaries=True):
+        (tt.ones(3, 3) * 2).sum()
+    ops = [e for e in got if isinstance(e, events.OpEvent)]
+    assert ops and all(not gc.is_tracked(e.summaries) for e in ops)
+    assert all(not gc.is_tracked(s) for e in ops for s in e.summaries)
+    assert ops[0].summaries[0].size == 9 and ops[0].summaries[0].max == 2.0  # (still Summaries)
+
+    holder: list = []
+    mixed = (1, holder)  # an item that is tracked: could be in a cycle, stays tracked
+    assert _speedups.untrack(mixed) is mixed and gc.is_tracked(mixed)
+
+    class WithDict(tuple):  # a __dict__ could hold anything: refused
+        pass
+
+    s = WithDict((1, 2))
+    s.note = holder
+    assert _speedups.untrack(s) is s and gc.is_tracked(s)
+
+    class Pair(typing.NamedTuple):
+        a: int
+        b: float
+
+    p = Pair(1, 2.0)
+    assert gc.is_tracked(p) and _speedups.untrack(p) is p and not gc.is_tracked(p)

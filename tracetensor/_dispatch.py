@@ -59,16 +59,7 @@ class Site(NamedTuple):
         plain listener got for it."""
         _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec[:10]
         dev = self.device.name if self.device is not None else "cpu"
-        # a site's outputs have the same metas step after step: made once per (site, signature)
-        key = (id(self), shape, dt, nbytes)
-        hit = _METAS.get(key)
-        if hit is not None and hit[0] is self:
-            metas = hit[1]
-        else:
-            metas = self._metas(shape, dt, nbytes, dev)
-            if len(_METAS) > 50_000:
-                _METAS.clear()
-            _METAS[key] = (self, metas)
+        metas = self.metas_of(shape, dt, nbytes, dev)
         return OpEvent(
             seq,
             run,
@@ -88,6 +79,21 @@ class Site(NamedTuple):
             self.iteration,
             stack,
         )
+
+    def metas_of(self, shape: Any, dt: Any, nbytes: int, dev: str) -> tuple[TensorMeta, ...]:
+        """The TensorMetas of this site's outputs of that signature (a record's fields 7-9).
+        A site's outputs have the same metas step after step: made once per (site,
+        signature) and shared, so events hold no TensorMeta of their own (namedtuples stay
+        GC-tracked, and a recording's queue of them would set off full collections)."""
+        key = (id(self), shape, dt, nbytes)
+        hit = _METAS.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        metas = self._metas(shape, dt, nbytes, dev)
+        if len(_METAS) > 50_000:
+            _METAS.clear()
+        _METAS[key] = (self, metas)
+        return metas
 
     def _metas(self, shape: Any, dt: Any, nbytes: int, dev: str) -> tuple[TensorMeta, ...]:
         if shape is None:  # several outputs: dt holds (shape, dtype, nbytes) or None for each
@@ -262,26 +268,14 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     phase = site.phase
     if out.__class__ is not tuple:
         outs = (out,)
-        dt = out.dtype
-        out_names = site.out_names
-        metas = (
-            _tuple_new(
-                TensorMeta,
-                (
-                    out_names[0] if out_names else name + ":0",
-                    out.shape,
-                    _DTNAMES.get(dt) or _dtname(dt),
-                    dev,
-                    out.nbytes,
-                ),
-            ),
-        )
+        metas = site.metas_of(out.shape, out.dtype, out.nbytes, dev)
     else:
         outs = out
-        metas = _metas(site, out, device)
+        sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
+        metas = site.metas_of(None, sig, 0, dev)
     summaries = input_summaries = values = fwd_summaries = None
     if st.summaries or bad:
-        summaries = tuple(_summary(o) for o in outs)
+        summaries = _untrack(tuple([_summary(o) for o in outs]))  # (see _untrack)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
             if st.checks:  # a checking listener gets the user's line of what failed, and for a backward
@@ -354,23 +348,6 @@ def _placed(site: Site, a: Any) -> tuple[Site, Any]:
     return s, dev
 
 
-def _metas(site: Site, outs: tuple, device: Any) -> tuple[TensorMeta, ...]:
-    """The TensorMetas of an op with several outputs (`name:0`, `name:1` ... by default)."""
-    dev = device.name if device is not None else "cpu"
-    names = site.out_names
-    if names is None:
-        name = site.name or site.op_label
-        names = [name + (_SUFFIX[i] if i < 64 else f":{i}") for i in range(len(outs))]
-    return tuple(
-        [
-            _tuple_new(TensorMeta, (n, o.shape, _DTNAMES.get(o.dtype) or _dtname(o.dtype), dev, o.nbytes))
-            if o is not None
-            else _tuple_new(TensorMeta, (n, (), "none", dev, 0))
-            for n, o in zip(names, outs)
-        ]
-    )
-
-
 _DTNAMES: dict[Any, str] = {}
 _SUFFIX = [f":{i}" for i in range(64)]  # output-name suffixes, made once
 
@@ -393,7 +370,11 @@ def _all_finite(outs: tuple) -> bool:
 
 
 def _summary(a: Any) -> Summary | None:
-    return summarize(a) if hasattr(a, "dtype") else None
+    return _untrack(summarize(a)) if hasattr(a, "dtype") else None
+
+
+def _untrack(s: Any) -> Any:  # (the C accelerator's `untrack` replaces this: see the end of this module)
+    return s
 
 
 def _flops(op: OpDef, arrays: tuple, out: Any, attrs: dict) -> int:
@@ -471,4 +452,5 @@ if not os.environ.get("TRACETENSOR_PURE"):
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
+        _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

@@ -553,6 +553,22 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
 }
 #endif
 
+/* untrack(obj) -> obj: a tuple, or a tuple subclass with no fields of its own (a NamedTuple),
+ * whose items are all untracked (numbers, strings) can be in no reference cycle: the cyclic GC
+ * stops tracking it, as CPython already does for exact tuples. A summary recording queues such
+ * `Summary` tuples by the thousand; tracked, each counts toward the next full collection. */
+static PyObject *untrack(PyObject *self, PyObject *o) {
+    if (PyTuple_Check(o) && Py_TYPE(o)->tp_basicsize == PyTuple_Type.tp_basicsize &&
+        Py_TYPE(o)->tp_dictoffset == 0 && PyObject_GC_IsTracked(o)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(o);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (PyObject_GC_IsTracked(PyTuple_GET_ITEM(o, i)))
+                return Py_NewRef(o);
+        PyObject_GC_UnTrack(o);
+    }
+    return Py_NewRef(o);
+}
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -561,6 +577,7 @@ static PyMethodDef methods[] = {
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
+    {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };

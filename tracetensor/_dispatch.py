@@ -322,6 +322,8 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
         values,
         fwd_summaries,
     )
+    if values is None:
+        _untrack(e)  # (see _speedups.untrack: an event without arrays refers to nothing that refers back)
     for lis in STATE.listeners:
         if lis.outputs:
             lis.callback(e, out)
@@ -451,6 +453,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _speedups.setup(
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
+        _speedups.setup_untrack(OpEvent)
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

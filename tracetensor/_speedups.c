@@ -211,6 +211,11 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     PyTuple_SET_ITEM(rec, 8, dtype);
     PyTuple_SET_ITEM(rec, 9, nbytes);
     seq = run = tid = shape = dtype = nbytes = stack = NULL;
+    /* A record refers to a shared Site and stack, numbers, a shape and a dtype: nothing that can
+     * refer back to it, so it needs no cyclic GC (a leak would need a garbage cycle reachable
+     * from a Site: from module globals, i.e. not garbage). Tracked, a profile's or recording's
+     * thousands of records would each count toward the next full collection of the process. */
+    PyObject_GC_UnTrack(rec);
     Py_ssize_t n = PyTuple_GET_SIZE(listeners);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *cb = PyObject_GetAttr(PyTuple_GET_ITEM(listeners, i), s_callback);
@@ -553,11 +558,25 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
 }
 #endif
 
+static PyObject *g_opevent; /* events.OpEvent */
+
 /* untrack(obj) -> obj: a tuple, or a tuple subclass with no fields of its own (a NamedTuple),
  * whose items are all untracked (numbers, strings) can be in no reference cycle: the cyclic GC
  * stops tracking it, as CPython already does for exact tuples. A summary recording queues such
- * `Summary` tuples by the thousand; tracked, each counts toward the next full collection. */
+ * `Summary` tuples by the thousand; tracked, each counts toward the next full collection.
+ * An OpEvent made by the dispatch point without `values` holds strings, numbers, untracked
+ * summaries and shared metas and stacks, none of which can refer back to it: untracked too
+ * (a leak would need a garbage cycle reachable from those: from module globals, i.e. none). */
 static PyObject *untrack(PyObject *self, PyObject *o) {
+    if (g_opevent != NULL && Py_IS_TYPE(o, (PyTypeObject *)g_opevent)) {
+        PyObject *v = PyObject_GetAttrString(o, "values");
+        if (v == NULL)
+            return NULL;
+        if (v == Py_None && PyObject_GC_IsTracked(o))
+            PyObject_GC_UnTrack(o);
+        Py_DECREF(v);
+        return Py_NewRef(o);
+    }
     if (PyTuple_Check(o) && Py_TYPE(o)->tp_basicsize == PyTuple_Type.tp_basicsize &&
         Py_TYPE(o)->tp_dictoffset == 0 && PyObject_GC_IsTracked(o)) {
         Py_ssize_t n = PyTuple_GET_SIZE(o);
@@ -569,6 +588,15 @@ static PyObject *untrack(PyObject *self, PyObject *o) {
     return Py_NewRef(o);
 }
 
+static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "setup_untrack: OpEvent must be a type");
+        return NULL;
+    }
+    keep(&g_opevent, cls);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -578,6 +606,7 @@ static PyMethodDef methods[] = {
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
+    {"setup_untrack", setup_untrack, METH_O, "setup_untrack(OpEvent)"},
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };

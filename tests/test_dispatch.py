@@ -279,3 +279,18 @@ def test_records_and_events_are_not_gc_tracked():
 
     p = Pair(1, 2.0)
     assert gc.is_tracked(p) and _speedups.untrack(p) is p and not gc.is_tracked(p)
+
+
+def test_an_outputs_listener_gets_each_output_beside_its_record_on_both_paths():
+    _dispatch, paths = _both_paths()
+    op = tt._registry.REGISTRY["matmul"]
+    xent = _dispatch.site_of(tt._registry.REGISTRY["sparse_softmax_cross_entropy"])
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    logits, labels = np.zeros((2, 3), np.float32), np.array([0, 2])
+    for d in paths:
+        pairs: list = []
+        with events.listen(lambda rec, out=None: pairs.append((rec, out)), raw=True, outputs=True):
+            out = d(_dispatch.site_of(op), op.forward, (np, a, b), (a, b))
+            saved = d(xent, xent.op.forward, (np, logits, labels), (logits, labels), {"axis": -1})
+        ops = [(r, o) for r, o in pairs if events.is_raw(r)]
+        assert [o is out for _, o in ops] == [True, False] and ops[1][1] is saved[0]  # (the output, not residuals)

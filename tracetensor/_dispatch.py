@@ -191,7 +191,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     gpu = device is not None and device.type == "cuda"
     listeners = STATE.listeners
     if STATE.lean is listeners and not gpu:
-        # every listener takes a record and nothing else (a profile, a trace): the record alone
+        # every listener takes a record (an `outputs` listener the output beside it): no more
         t0 = _perf()
         try:
             out = fn(*args, **attrs)
@@ -208,7 +208,10 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
             sig = tuple([(x.shape, x.dtype, x.nbytes) if x is not None else None for x in o])
             rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), stack, None, sig, 0)
         for lis in listeners:
-            lis.callback(rec)
+            if lis.outputs:
+                lis.callback(rec, o)
+            else:
+                lis.callback(rec)
         return out
     if gpu:
         ev0 = _gpu.start()

@@ -29,7 +29,7 @@ static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
-static PyObject *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
+static PyObject *s_outputs, *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
 
@@ -218,10 +218,18 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     PyObject_GC_UnTrack(rec);
     Py_ssize_t n = PyTuple_GET_SIZE(listeners);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *cb = PyObject_GetAttr(PyTuple_GET_ITEM(listeners, i), s_callback);
+        PyObject *lis = PyTuple_GET_ITEM(listeners, i);
+        PyObject *cb = PyObject_GetAttr(lis, s_callback);
         if (cb == NULL)
             goto error;
-        PyObject *r = PyObject_CallOneArg(cb, rec);
+        PyObject *wants = PyObject_GetAttr(lis, s_outputs); /* `outputs=True`: callback(record, output) */
+        int w = wants ? PyObject_IsTrue(wants) : -1;
+        Py_XDECREF(wants);
+        PyObject *r = NULL;
+        if (w == 1)
+            r = PyObject_CallFunctionObjArgs(cb, rec, o, NULL);
+        else if (w == 0)
+            r = PyObject_CallOneArg(cb, rec);
         Py_DECREF(cb);
         if (r == NULL)
             goto error;
@@ -616,6 +624,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 PyMODINIT_FUNC PyInit__speedups(void) {
     s_listeners = PyUnicode_InternFromString("listeners");
     s_lean = PyUnicode_InternFromString("lean");
+    s_outputs = PyUnicode_InternFromString("outputs");
     s_checked = PyUnicode_InternFromString("lean_checked");
     s_stacks = PyUnicode_InternFromString("stacks");
     s_run = PyUnicode_InternFromString("run");
@@ -631,7 +640,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!s_stack || !s_frame || !g_empty)
         return NULL;
 #endif
-    if (!s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+    if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
     return PyModule_Create(&module);
 }

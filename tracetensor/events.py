@@ -311,11 +311,11 @@ class _State:
         # record to a listener added (or removed) meanwhile by another thread
         raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
         self.raw = ls if raw else None
-        # `lean`: a record per op and nothing more (no check to run, no outputs to hand over)
-        self.lean = ls if raw and not (self.cheap_check or self.outputs) else None
+        # `lean`: a record per op (and its output to an `outputs` listener), no check to run
+        self.lean = ls if raw and not self.cheap_check else None
         # `lean_checked`: the same once the output passed the exact check (the C accelerator's
         # fast case of the plugin and checked traces; a failing op becomes a full event)
-        self.lean_checked = ls if raw and self.cheap_check and not self.outputs else None
+        self.lean_checked = ls if raw and self.cheap_check else None
 
 
 STATE = _State()

@@ -289,7 +289,7 @@ def test_an_outputs_listener_gets_each_output_beside_its_record_on_both_paths():
     logits, labels = np.zeros((2, 3), np.float32), np.array([0, 2])
     for d in paths:
         pairs: list = []
-        with events.listen(lambda rec, out=None: pairs.append((rec, out)), raw=True, outputs=True):
+        with events.listen(lambda rec, out=None, pairs=pairs: pairs.append((rec, out)), raw=True, outputs=True):
             out = d(_dispatch.site_of(op), op.forward, (np, a, b), (a, b))
             saved = d(xent, xent.op.forward, (np, logits, labels), (logits, labels), {"axis": -1})
         ops = [(r, o) for r, o in pairs if events.is_raw(r)]

@@ -64,6 +64,10 @@ def _accumulate(xp, old, g):
 
 
 _ACCUMULATE = site_of(REGISTRY["accumulate_grad"], "backward")  # (the unnamed site, made once)
+# the named Sites of observed backward ops (per forward op name) and AccumulateGrads (per leaf
+# name), reused step after step while what they were made from stays the same
+_GRAD_SITES: dict[str, tuple] = {}
+_ACC_SITES: dict[str, tuple] = {}
 _tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
 _generation = itertools.count(1)
 _node_ids = itertools.count()
@@ -199,18 +203,25 @@ def run_backward(
             op = node.op
             if listening:
                 fname = node.name or op.name
-                gname, gins = grad_names(fname)
                 # a node made while nobody listened has no name: its forward line is unknown,
                 # and () says so (None would take backward()'s line)
                 stack = node.stack if node.name is not None else ()
                 grad_of = tuple([i._name or "" for i in node.inputs])
-                site = interned(  # last step's Site when it is the same
-                    _tuple_new(
-                        Site,
-                        (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
-                        + (None, None, False),
+                hit = _GRAD_SITES.get(fname)  # last step's, while op, stack, device and inputs stay
+                if hit is not None and hit[0] is op and hit[1] is stack and hit[2] is t._device and hit[3] == grad_of:
+                    site = hit[4]
+                else:
+                    gname, gins = grad_names(fname)
+                    site = interned(
+                        _tuple_new(
+                            Site,
+                            (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
+                            + (None, None, False),
+                        )
                     )
-                )
+                    if len(_GRAD_SITES) > 50_000:  # bounded: programs that make names keep making new ones
+                        _GRAD_SITES.clear()
+                    _GRAD_SITES[fname] = (op, stack, t._device, grad_of, site)
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:
@@ -257,29 +268,23 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         g = g.copy()
     handed_out.add(id(g))
     if listening:
-        op = REGISTRY["accumulate_grad"]
+        op = _ACCUMULATE.op
         pname = t._name or "tensor"
-        aname, ains, aouts = accumulate_names(pname)
-        site = interned(
-            _tuple_new(
-                Site,
-                (
-                    op,
-                    "backward",
-                    "eager",
-                    "accumulate_grad",
-                    aname,
-                    ains,
-                    t._device,
-                    None,
-                    None,
-                    ains,
-                    aouts,
-                    None,
-                    False,
-                ),
+        hit = _ACC_SITES.get(pname)  # last step's, while the leaf's device stays
+        if hit is not None and hit[0] is t._device:
+            site = hit[1]
+        else:
+            aname, ains, aouts = accumulate_names(pname)
+            site = interned(
+                _tuple_new(
+                    Site,
+                    (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None, ains, aouts)
+                    + (None, False),
+                )
             )
-        )
+            if len(_ACC_SITES) > 50_000:
+                _ACC_SITES.clear()
+            _ACC_SITES[pname] = (t._device, site)
         new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
     elif STATE.listeners:  # timings only (see events.subscribe's `names`): still an event
         new = dispatch(_ACCUMULATE, _ACCUMULATE.op.forward, (t._device.xp, old, g), (g,))

@@ -201,17 +201,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         stack = site.stack
         if stack is None and STATE.stacks:
             stack = stack_here()
-        o = out[0] if site.saves else out
-        if o.__class__ is not tuple:
-            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), stack, o.shape, o.dtype, o.nbytes)
-        else:
-            sig = tuple([(x.shape, x.dtype, x.nbytes) if x is not None else None for x in o])
-            rec = (site, _next_seq(), RUN.run or auto_run(t0), t0, t1, _tid(), stack, None, sig, 0)
-        for lis in listeners:
-            if lis.outputs:
-                lis.callback(rec, o)
-            else:
-                lis.callback(rec)
+        _record(site, _next_seq(), t0, t1, stack, out[0] if site.saves else out, listeners)
         return out
     if gpu:
         ev0 = _gpu.start()
@@ -227,6 +217,24 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     return _after(site, args, arrays, attrs, out, t0, t1, seq)
 
 
+def _record(site: Site, seq: int, t0: int, t1: int, stack: Any, out: Any, listeners: tuple) -> None:
+    """The raw record of an op that ran (`out`: its output, or tuple of outputs) to every
+    listener, beside `out` to an `outputs` one: (site, seq, run, t0, t1, thread, stack, and
+    shape, dtype, nbytes, or None, each output's (shape, dtype, nbytes) or None, 0). The C
+    accelerator makes the same tuple (_speedups.c)."""
+    run = RUN.run or auto_run(t0)
+    if out.__class__ is not tuple:
+        rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+    else:
+        sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
+        rec = (site, seq, run, t0, t1, _tid(), stack, None, sig, 0)
+    for lis in listeners:
+        if lis.outputs:
+            lis.callback(rec, out)
+        else:
+            lis.callback(rec)
+
+
 def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int) -> Any:
     """`_observed` once the op ran (`result`, timed t0..t1, numbered `seq`): the NaN/inf
     check, the stack, then a record or an OpEvent to every listener. Returns `result`."""
@@ -240,31 +248,7 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     if stack is None and (st.stacks or bad):
         stack = stack_here()
     if st.raw is listeners and not bad:  # every listener reads later: a record now, the OpEvent when it is read
-        run = RUN.run or auto_run(t0)
-        if out.__class__ is not tuple:
-            rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
-        else:
-            rec = (
-                site,
-                seq,
-                run,
-                t0,
-                t1,
-                _tid(),
-                stack,
-                None,
-                tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out]),
-                0,
-            )
-        if st.outputs:
-            for lis in listeners:
-                if lis.outputs:
-                    lis.callback(rec, out)
-                else:
-                    lis.callback(rec)
-        else:
-            for lis in listeners:
-                lis.callback(rec)
+        _record(site, seq, t0, t1, stack, out, listeners)
         return result
     dev = device.name if device is not None else "cpu"
     name = site.name or site.op_label  # (unnamed: a `names=False` listener's site)

@@ -224,9 +224,9 @@ class profile:
             self._unsubscribe()
             self._save()
             self._action = ProfilerAction.NONE
-        self._transition(self.schedule(self.step_num))
+        self._transition(self.schedule(self.step_num), stepped=True)
 
-    def _transition(self, action: ProfilerAction) -> None:
+    def _transition(self, action: ProfilerAction, stepped: bool = False) -> None:
         if action is ProfilerAction.NONE:
             self._unsubscribe()
         else:
@@ -237,7 +237,8 @@ class profile:
                 self._reset_folded()
                 if self._mem is not None:
                     self._mem.reset()
-            ev.step()  # a profiler step is an explicit run: an open implicit one ends first
+            if not stepped:  # (step() just did)
+                ev.step()  # a profiler step is an explicit run: an open implicit one ends first
             self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
         self._action = action
 

@@ -45,12 +45,13 @@ def make(path: str, events: int = 1_000_000, *, nan_share: float = 0.9) -> tuple
     """Writes (or reuses) a trace of about `events` op events; the step at `nan_share` of the
     way makes the NaN, and every later step's loss is NaN too (as a diverged run's would be)."""
     tag = path + ".json"
+    (good, bad), (loss_good, _) = _template()
+    kinds = [f"{e.phase}:{e.name}" for e in good + bad]  # a file made by another engine's step is stale
     if os.path.exists(path) and os.path.exists(tag):
         with open(tag) as f:
             info = json.load(f)
-        if info.get("events") == events:
+        if info.get("events") == events and info.get("ops") == kinds:
             return path, int(info["culprit_run"])
-    (good, bad), (loss_good, _) = _template()
     steps = max(2, events // len(good))
     bad_step = int(steps * nan_share)
     w = TraceWriter(path, meta={"values": "summary"})
@@ -98,7 +99,7 @@ def make(path: str, events: int = 1_000_000, *, nan_share: float = 0.9) -> tuple
     finally:
         w.close()
     with open(tag, "w") as f:
-        json.dump({"events": events, "culprit_run": bad_step + 1}, f)
+        json.dump({"events": events, "culprit_run": bad_step + 1, "ops": kinds}, f)
     return path, bad_step + 1
 
 

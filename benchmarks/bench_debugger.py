@@ -44,10 +44,10 @@ def bench_line_mode(path: str, culprit_run: int, repeat: int = 3) -> list[tuple[
     cases = {
         "process start (debug --help)": ("--help",),
         'debug -c "lt -f has_inf_or_nan"': ("-c", "lt -f has_inf_or_nan"),
-        'debug -c "lt -t matmul"': ("-c", "lt -t matmul"),
+        'debug -c "lt -t linear"': ("-c", "lt -t linear"),
         'debug -c "lt -a -f has_inf_or_nan"': ("-c", "lt -a -f has_inf_or_nan"),
     }
-    goals = {'debug -c "lt -f has_inf_or_nan"': "<= 2 s", 'debug -c "lt -t matmul"': "<= 1.5 s"}
+    goals = {'debug -c "lt -f has_inf_or_nan"': "<= 2 s", 'debug -c "lt -t linear"': "<= 1.5 s"}
     walls: dict[str, list[float]] = {k: [] for k in cases}
     cpus: dict[str, list[float]] = {k: [] for k in cases}
     rss, right = 0, True
@@ -99,7 +99,7 @@ async def _tui(path: str) -> list[tuple[str, float]]:
         run = dbg.run
         for c in (
             "lt",
-            "lt -t matmul",
+            "lt -t linear",
             "lt -f has_inf_or_nan",
             "pt log:0",
             "ni -t log",

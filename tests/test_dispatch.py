@@ -301,3 +301,24 @@ def test_an_outputs_listener_gets_each_output_beside_its_record_on_both_paths():
             saved = d(xent, xent.op.forward, (np, logits, labels), (logits, labels), {"axis": -1})
         ops = [(r, o) for r, o in pairs if events.is_raw(r)]
         assert [o is out for _, o in ops] == [True, False] and ops[1][1] is saved[0]  # (the output, not residuals)
+
+
+def test_a_closed_listener_is_not_kept_alive_by_the_accelerator():
+    """The C record path keeps each listeners tuple's callbacks; closing a listener drops
+    them, so a profile's buffer is freed with the profile, ops or no ops after it."""
+    import gc
+    import weakref
+
+    _both_paths()
+
+    class Sink(list):
+        pass
+
+    sink = Sink()
+    with events.listen(sink.append, raw=True, names=False):
+        tt.ones(2, 2).relu()
+    assert any(events.is_raw(r) for r in sink)
+    gone = weakref.ref(sink)
+    del sink
+    gc.collect()
+    assert gone() is None

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _gpu
+from . import events as _events
 from ._registry import Ctx, OpDef
 from ._source import Frame, stack_here, user_frame
 from .errors import DTypeError, Invalid, InvalidDType, OpError, ShapeError, TraceTensorError
@@ -441,6 +442,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
         _speedups.setup_untrack(OpEvent)
+        _events.REFRESH_HOOKS.append(_speedups.forget_calls)
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

@@ -73,6 +73,49 @@ static PyObject *call(PyObject *fn, PyObject *args, PyObject *attrs) {
     return PyObject_Call(fn, args, attrs);
 }
 
+/* ((callback, outputs), ...) of a listeners tuple, made once per tuple (STATE.listeners is
+ * replaced, never mutated: the last one's is kept, with a reference to it, so its address
+ * cannot be taken by another tuple while cached). `forget_calls`, called by every refresh
+ * of STATE, drops it, so a closed listener's callback (a profile's buffer) is not kept
+ * alive here. A new reference. */
+static PyObject *g_calls_for, *g_calls;
+
+static PyObject *forget_calls(PyObject *self, PyObject *unused) {
+    PyObject *old_for = g_calls_for, *old = g_calls;
+    g_calls_for = g_calls = NULL;
+    Py_XDECREF(old_for);
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *calls_of(PyObject *listeners) {
+    if (listeners == g_calls_for && g_calls != NULL)
+        return Py_NewRef(g_calls);
+    Py_ssize_t n = PyTuple_GET_SIZE(listeners);
+    PyObject *calls = PyTuple_New(n);
+    if (calls == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lis = PyTuple_GET_ITEM(listeners, i);
+        PyObject *cb = PyObject_GetAttr(lis, s_callback);
+        PyObject *wants = cb ? PyObject_GetAttr(lis, s_outputs) : NULL;
+        PyObject *pair = wants ? PyTuple_Pack(2, cb, PyObject_IsTrue(wants) ? Py_True : Py_False) : NULL;
+        Py_XDECREF(cb);
+        Py_XDECREF(wants);
+        if (pair == NULL) {
+            Py_DECREF(calls);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(calls, i, pair);
+    }
+    PyObject *old_for = g_calls_for, *old = g_calls;
+    g_calls_for = Py_NewRef(listeners);
+    g_calls = Py_NewRef(calls);
+    Py_XDECREF(old_for);
+    Py_XDECREF(old);
+    return calls;
+}
+
 /* (shape, dtype, nbytes) of one output, or None */
 static PyObject *signature(PyObject *o) {
     if (o == Py_None)
@@ -216,25 +259,23 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
      * from a Site: from module globals, i.e. not garbage). Tracked, a profile's or recording's
      * thousands of records would each count toward the next full collection of the process. */
     PyObject_GC_UnTrack(rec);
-    Py_ssize_t n = PyTuple_GET_SIZE(listeners);
+    PyObject *calls = calls_of(listeners);
+    if (calls == NULL)
+        goto error;
+    Py_ssize_t n = PyTuple_GET_SIZE(calls);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *lis = PyTuple_GET_ITEM(listeners, i);
-        PyObject *cb = PyObject_GetAttr(lis, s_callback);
-        if (cb == NULL)
+        PyObject *pair = PyTuple_GET_ITEM(calls, i);
+        PyObject *cb = PyTuple_GET_ITEM(pair, 0);
+        PyObject *r = PyTuple_GET_ITEM(pair, 1) == Py_True /* `outputs=True`: callback(record, output) */
+                          ? PyObject_CallFunctionObjArgs(cb, rec, o, NULL)
+                          : PyObject_CallOneArg(cb, rec);
+        if (r == NULL) {
+            Py_DECREF(calls);
             goto error;
-        PyObject *wants = PyObject_GetAttr(lis, s_outputs); /* `outputs=True`: callback(record, output) */
-        int w = wants ? PyObject_IsTrue(wants) : -1;
-        Py_XDECREF(wants);
-        PyObject *r = NULL;
-        if (w == 1)
-            r = PyObject_CallFunctionObjArgs(cb, rec, o, NULL);
-        else if (w == 0)
-            r = PyObject_CallOneArg(cb, rec);
-        Py_DECREF(cb);
-        if (r == NULL)
-            goto error;
+        }
         Py_DECREF(r);
     }
+    Py_DECREF(calls);
     Py_DECREF(rec);
     return out;
 error:
@@ -614,6 +655,7 @@ static PyMethodDef methods[] = {
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
+    {"forget_calls", forget_calls, METH_NOARGS, "forget_calls(): STATE's listeners changed"},
     {"setup_untrack", setup_untrack, METH_O, "setup_untrack(OpEvent)"},
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},

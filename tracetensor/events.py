@@ -316,8 +316,11 @@ class _State:
         # `lean_checked`: the same once the output passed the exact check (the C accelerator's
         # fast case of the plugin and checked traces; a failing op becomes a full event)
         self.lean_checked = ls if raw and self.cheap_check else None
+        for hook in REFRESH_HOOKS:  # (the C accelerator drops what it derived from the old listeners)
+            hook()
 
 
+REFRESH_HOOKS: list[Callable[[], None]] = []  # called whenever STATE's listeners change
 STATE = _State()
 
 

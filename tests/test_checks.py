@@ -224,3 +224,40 @@ async def test_tui_opens_a_values_check_trace_and_says_an_unsummarized_tensor_wa
         await pilot.pause()
         assert isinstance(app.screen, TensorScreen) and app.screen.datum.summary is None
         assert "finite: checked for NaN/inf" in to_plain(app.screen.query_one("#summary", Static).content)
+
+
+def test_the_c_check_agrees_with_numpy_on_every_dtype_layout_and_value():
+    """The accelerator's exponent-bit check (contiguous native numpy arrays and scalars)
+    against `np.isfinite`: NaN, ±inf, the largest finite values, float16/32/64, complex,
+    integers, bools, empty, 0-d, strided and byte-swapped arrays (those: not decided there,
+    so `events.finite` checks them in numpy)."""
+    from tracetensor import _dispatch
+
+    if not _dispatch.ACCELERATED:
+        pytest.skip("the C accelerator is not in use")
+    from tracetensor import _speedups
+
+    rng = np.random.default_rng(0)
+    cases: list = []
+    for dt in (np.float16, np.float32, np.float64, np.complex64, np.complex128, np.int32, np.uint8, np.bool_):
+        for n in (0, 1, 7, 64, 1000, 4099):
+            a = (rng.standard_normal(n) * 10).astype(dt)
+            cases.append(a)
+            if np.dtype(dt).kind in "fc" and n:
+                for v in (np.nan, np.inf, -np.inf, complex(0, np.nan) if np.dtype(dt).kind == "c" else np.nan):
+                    b = a.copy()
+                    b[rng.integers(0, n)] = v
+                    cases.append(b)
+                cases.append(np.full(n, np.finfo(dt).max, dt))  # huge but finite (a sum would overflow)
+        m = np.ones((4, 6), dt)
+        cases += [m[:, ::2], m.T]
+    cases += [np.float32(np.nan), np.float64(1.0), np.array(np.inf), np.array([1, 2], ">f4"), np.array([np.nan], ">f8")]
+    decided = 0
+    with np.errstate(all="ignore"):
+        for a in cases:
+            want = bool(np.isfinite(a).all()) if a.dtype.kind in "fc" else True
+            got = _speedups.finite(a)
+            decided += got is not None
+            assert got is None or got == want, (a.dtype, a.shape, got, want)
+            assert ev.finite(a) == want
+    assert decided > 0.8 * len(cases)

@@ -443,6 +443,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         )
         _speedups.setup_untrack(OpEvent)
         _events.REFRESH_HOOKS.append(_speedups.forget_calls)
+        _events._fast_finite = _speedups.finite
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

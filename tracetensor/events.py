@@ -690,6 +690,7 @@ def summarize(a: Any) -> Summary:
     return Summary(n, nan_, neginf_, posinf_, neg_, zero_, nf_ - neg_ - zero_, mn_, mx_, mean_, std_)
 
 
+_fast_finite: Callable[[Any], bool | None] | None = None  # the C accelerator's (set by _dispatch)
 _NO_CHECK = frozenset("biuSUVOMm")  # dtype kinds that cannot hold NaN or inf
 _CHECKS: dict[Any, tuple[Any, Callable[[Any], bool]] | None] = {}  # dtype -> (accumulator, isfinite) or None
 _UNSEEN = object()
@@ -709,7 +710,12 @@ def finite(a: Any) -> bool:
     every value is, unless the sum overflows; so a finite sum settles it, and a non-finite
     one is settled by an exact `isfinite` pass (a sum of huge finite values costs a second
     pass, and numpy's overflow warning; a NaN or an inf is never missed). The sum runs in the
-    array's own dtype: accumulating float32 in float64 costs ~1.7x more per call."""
+    array's own dtype: accumulating float32 in float64 costs ~1.7x more per call. (With the
+    C accelerator, a contiguous numpy array is checked by its exponent bits in one pass.)"""
+    if _fast_finite is not None:
+        r = _fast_finite(a)
+        if r is not None:
+            return r
     dt = a.dtype
     how = _CHECKS.get(dt, _UNSEEN)
     if how is _UNSEEN:

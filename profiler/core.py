@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 import tracetensor as tt
 from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace, Trace, format_bytes, format_ns, printable
@@ -463,6 +465,8 @@ class _MemoryTracker:
             if dev_nb is not None:
                 deltas.append((perf(), dev_nb[0], -dev_nb[1], 0))
 
+        ndarray, ref = np.ndarray, weakref.ref
+
         def on_event(e: Any, out: Any = None) -> None:
             if out is not None:
                 if e.__class__ is tuple:  # a raw record: (site, seq, run, t0, t1, ...)
@@ -472,17 +476,24 @@ class _MemoryTracker:
                 else:
                     phase, dev, t, seq = e.phase, e.device, e.end_ns, e.seq
                 if phase != "update":  # updates work in place
-                    for v in out if out.__class__ is tuple else (out,):
-                        nb = getattr(v, "nbytes", 0) if v is not None else 0
-                        if not nb or getattr(v, "base", None) is not None:
-                            continue
-                        try:
-                            r = weakref.ref(v, freed)
-                        except TypeError:
-                            continue
-                        refs[id(r)] = (dev, nb, r)
-                        deltas.append((t, dev, nb, seq))
-                if dev.startswith("cuda"):
+                    if out.__class__ is ndarray:  # (the common case, without the general loop)
+                        nb = out.nbytes
+                        if nb and out.base is None:
+                            r = ref(out, freed)
+                            refs[id(r)] = (dev, nb, r)
+                            deltas.append((t, dev, nb, seq))
+                    else:
+                        for v in out if out.__class__ is tuple else (out,):
+                            nb = getattr(v, "nbytes", 0) if v is not None else 0
+                            if not nb or getattr(v, "base", None) is not None:
+                                continue
+                            try:
+                                r = ref(v, freed)
+                            except TypeError:
+                                continue
+                            refs[id(r)] = (dev, nb, r)
+                            deltas.append((t, dev, nb, seq))
+                if dev != "cpu" and dev.startswith("cuda"):
                     pool.append((t, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
             append(e)
 

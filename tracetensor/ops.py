@@ -1392,10 +1392,10 @@ def _matmul_grads(xp, a, b, g, needs):
 
 @register("linear", tf="Linear", cost=_matmul_cost)
 def linear(xp, x, w, b):
-    """x @ w.T + b in one op: what F.linear runs while nobody listens (one tape node and
-    one dispatch instead of two). The same arithmetic as matmul(transpose_b) then add, for
-    x of >= 2 and w of 2 dimensions, all of one dtype (F.linear checks; else it runs those
-    two ops, as it always does while someone listens, so events show matmul and add)."""
+    """x @ w.T + b in one op: what F.linear runs, observed or not (one tape node, one
+    dispatch and one event instead of two; torch's aten::linear). The same arithmetic as
+    matmul(transpose_b) then add, for x of >= 2 and w of 2 dimensions, all of one dtype
+    (F.linear checks; else, or when this one fails, it runs those two ops)."""
     return x @ w.T + b
 
 

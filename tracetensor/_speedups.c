@@ -164,6 +164,23 @@ static PyObject *calls_of(PyObject *listeners) {
     return calls;
 }
 
+/* threading.get_ident() as an int, the last one's object reused (ops come from one thread
+ * at a time, mostly the same one; the GIL guards the two statics). A new reference. */
+static unsigned long g_tid;
+static PyObject *g_tid_obj;
+
+static PyObject *thread_id(void) {
+    unsigned long t = PyThread_get_thread_ident();
+    if (g_tid_obj == NULL || t != g_tid) {
+        PyObject *o = PyLong_FromUnsignedLong(t);
+        if (o == NULL)
+            return NULL;
+        Py_XSETREF(g_tid_obj, o);
+        g_tid = t;
+    }
+    return Py_NewRef(g_tid_obj);
+}
+
 /* (shape, dtype, nbytes) of one output, or None */
 static PyObject *signature(PyObject *o) {
     if (o == Py_None)
@@ -265,7 +282,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         if (run == NULL)
             goto error;
     }
-    tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    tid = thread_id();
     if (tid == NULL)
         goto error;
     if (!PyTuple_CheckExact(o)) {

@@ -208,7 +208,13 @@ def run_backward(
                 stack = node.stack if node.name is not None else ()
                 grad_of = tuple([i._name or "" for i in node.inputs])
                 hit = _GRAD_SITES.get(fname)  # last step's, while op, stack, device and inputs stay
-                if hit is not None and hit[0] is op and hit[1] is stack and hit[2] is t._device and hit[3] == grad_of:
+                if (
+                    hit is not None
+                    and hit[0] is op
+                    and (hit[1] is stack or hit[1] == stack)  # (a checked node's stack is a new tuple each step)
+                    and hit[2] is t._device
+                    and hit[3] == grad_of
+                ):
                     site = hit[4]
                 else:
                     gname, gins = grad_names(fname)

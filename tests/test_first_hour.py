@@ -71,18 +71,25 @@ def test_filters_and_pt_say_when_the_trace_cannot_answer(tmp_path):
 
 def test_windowed_pyspy_shares_are_of_the_window_and_its_file_is_listed(tmp_path):
     out = tmp_path / "prof"
+    # a window long enough for py-spy to sample at 500 Hz however fast the engine gets: 30
+    # steps of a wide MLP, about 8 ms each here (0.25 s, ~120 samples; 10 steps of the small
+    # one were 5 ms, often no sample at all)
     r = cli(
         "profile",
         "--out",
         str(out),
         "--rate",
-        "200",
+        "500",
         "--steps",
-        "10:20",
+        "10:40",
         "--no-record",
         "examples/mlp_eager.py",
         "--steps",
-        "30",
+        "50",
+        "--batch",
+        "512",
+        "--hidden",
+        "2048",
     )
     assert r.returncode == 0, r.stderr
     if "py-spy could not attach" in r.stderr:

@@ -41,7 +41,8 @@ def chrome(out: pathlib.Path) -> dict:
 
 def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     out = tmp_path / "prof"
-    r = profile_cli("--out", str(out), "--rate", "200", "examples/mlp_eager.py", "--steps", "60")
+    rate = 500  # samples a second: the 60 steps take some 50 ms, and train_step must get samples
+    r = profile_cli("--out", str(out), "--rate", str(rate), "examples/mlp_eager.py", "--steps", "60")
     assert r.returncode == 0, r.stderr
     assert "step  59  loss" in r.stdout  # the script's own argument reached it
     rows = table_rows(r.stdout)
@@ -85,7 +86,7 @@ def test_eager_mlp_table_trace_and_pyspy(tmp_path):
     mine = [e for e in py if e["name"] == "train_step" and e["args"]["file"].endswith("mlp_eager.py")]
     assert mine
     first, last = steps[0]["ts"], steps[-1]["ts"] + steps[-1]["dur"]
-    slack = 2 * 1e6 / 200  # two sample intervals, in us
+    slack = 2 * 1e6 / rate  # two sample intervals, in us
     assert all(first - slack <= e["ts"] <= last + slack for e in mine)
     own = r.stdout[r.stdout.index("the script's own functions") :]
     assert "train_step (mlp_eager.py)" in own

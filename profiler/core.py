@@ -218,9 +218,7 @@ class profile:
         self._steps_marked = True
         ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
-        if self._run is not None:
-            ev.end_run(self._run)
-            self._run = None
+        self._end_step()
         if len(self._buf) >= _FOLD_EVERY and not _OPEN_RANGES[0] and prev is not ProfilerAction.RECORD_AND_SAVE:
             self._fold()
         self.step_num += 1
@@ -228,12 +226,7 @@ class profile:
             self._unsubscribe()
             self._save()
             self._action = ProfilerAction.NONE
-        action = self.schedule(self.step_num)
-        if action is prev and action is ProfilerAction.RECORD and self._listener is not None:
-            # recording goes on (the common case, once per step): only the next step's run
-            self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
-            return
-        self._transition(action, stepped=True)
+        self._transition(self.schedule(self.step_num), stepped=True)
 
     def _transition(self, action: ProfilerAction, stepped: bool = False) -> None:
         if action is ProfilerAction.NONE:

@@ -10,7 +10,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from . import _source
-from ._dispatch import _BACKWARD, Site, dispatch, interned, site_of
+from ._dispatch import _BACKWARD, Site, dispatch, named_site, site_of
 from ._naming import accumulate_names, grad_names
 from ._registry import REGISTRY, Ctx, OpDef, register, unbroadcast
 from ._source import Frame
@@ -64,10 +64,23 @@ def _accumulate(xp, old, g):
 
 
 _ACCUMULATE = site_of(REGISTRY["accumulate_grad"], "backward")  # (the unnamed site, made once)
-# the named Sites of observed backward ops (per forward op name) and AccumulateGrads (per leaf
-# name), reused step after step while what they were made from stays the same
-_GRAD_SITES: dict[str, tuple] = {}
-_ACC_SITES: dict[str, tuple] = {}
+
+
+def _grad_site(fname: str, op: OpDef, stack: Any, dev: Any, grad_of: tuple[str, ...]) -> Site:
+    """The named Site of the backward op of forward op `fname` (see `named_site`)."""
+    gname, gins = grad_names(fname)
+    return _tuple_new(
+        Site, (op, "backward", "eager", op.name, gname, gins, dev, stack, fname, grad_of, None, None, False)
+    )
+
+
+def _accumulate_site(pname: str, dev: Any) -> Site:
+    """The named Site of the AccumulateGrad into leaf `pname` (see `named_site`)."""
+    aname, ains, aouts = accumulate_names(pname)
+    op = _ACCUMULATE.op
+    return _tuple_new(Site, (op, "backward", "eager", op.name, aname, ains, dev, None, None, ains, aouts, None, False))
+
+
 _tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
 _generation = itertools.count(1)
 _node_ids = itertools.count()
@@ -207,27 +220,7 @@ def run_backward(
                 # and () says so (None would take backward()'s line)
                 stack = node.stack if node.name is not None else ()
                 grad_of = tuple([i._name or "" for i in node.inputs])
-                hit = _GRAD_SITES.get(fname)  # last step's, while op, stack, device and inputs stay
-                if (
-                    hit is not None
-                    and hit[0] is op
-                    and (hit[1] is stack or hit[1] == stack)  # (a checked node's stack is a new tuple each step)
-                    and hit[2] is t._device
-                    and hit[3] == grad_of
-                ):
-                    site = hit[4]
-                else:
-                    gname, gins = grad_names(fname)
-                    site = interned(
-                        _tuple_new(
-                            Site,
-                            (op, "backward", "eager", op.name, gname, gins, t._device, stack, fname, grad_of)
-                            + (None, None, False),
-                        )
-                    )
-                    if len(_GRAD_SITES) > 50_000:  # bounded: programs that make names keep making new ones
-                        _GRAD_SITES.clear()
-                    _GRAD_SITES[fname] = (op, stack, t._device, grad_of, site)
+                site = named_site(_grad_site, fname, op, stack, t._device, grad_of)
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)
             else:
@@ -274,24 +267,8 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         g = g.copy()
     handed_out.add(id(g))
     if listening:
-        op = _ACCUMULATE.op
-        pname = t._name or "tensor"
-        hit = _ACC_SITES.get(pname)  # last step's, while the leaf's device stays
-        if hit is not None and hit[0] is t._device:
-            site = hit[1]
-        else:
-            aname, ains, aouts = accumulate_names(pname)
-            site = interned(
-                _tuple_new(
-                    Site,
-                    (op, "backward", "eager", "accumulate_grad", aname, ains, t._device, None, None, ains, aouts)
-                    + (None, False),
-                )
-            )
-            if len(_ACC_SITES) > 50_000:
-                _ACC_SITES.clear()
-            _ACC_SITES[pname] = (t._device, site)
-        new = dispatch(site, op.forward, (t._device.xp, old, g), (g,))
+        site = named_site(_accumulate_site, t._name or "tensor", t._device)
+        new = dispatch(site, site.op.forward, (t._device.xp, old, g), (g,))
     elif STATE.listeners:  # timings only (see events.subscribe's `names`): still an event
         new = dispatch(_ACCUMULATE, _ACCUMULATE.op.forward, (t._device.xp, old, g), (g,))
     else:

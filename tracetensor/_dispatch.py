@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -145,20 +146,24 @@ def site_of(op: OpDef, phase: str = "forward") -> Site:
     return s
 
 
-# name -> the Site last made under that name: an observed eager step makes the same sites
-# step after step (names repeat from run to run), so records share one Site per call site
-# instead of one per call. Consumers key on it (a profile's aggregates, the trace writer).
-_SITES: dict[str | None, Site] = {}
+# (maker, name) -> (what the Site was made from, the Site): see named_site
+_SITES: dict[tuple, tuple] = {}
 
 
-def interned(site: Site) -> Site:
-    """The Site equal to `site` made earlier under its name, else `site` (kept for next time)."""
-    s = _SITES.get(site[4])
-    if s is not None and (s is site or s == site):  # field by field, identity first: ~0.1 us
-        return s
+def named_site(make: Callable[..., Site], name: str, *parts: Any) -> Site:
+    """`make(name, *parts)`, the Site of an observed eager call site, made once and reused
+    while `parts` compare equal (item by item, identity first). An observed step makes the
+    same sites step after step (names repeat from run to run), so records share one Site
+    per call site instead of one per call, and no Site is built for a call that has one.
+    Consumers key on it (a profile's aggregates, the trace writer)."""
+    key = (make, name)
+    hit = _SITES.get(key)
+    if hit is not None and hit[0] == parts:
+        return hit[1]
     if len(_SITES) > 50_000:  # bounded: programs that make names keep making new sites
         _SITES.clear()
-    _SITES[site[4]] = site
+    site = make(name, *parts)
+    _SITES[key] = (parts, site)
     return site
 
 
@@ -191,19 +196,8 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         site, device = _placed(site, arrays[0])  # an unnamed site (see `named`) on a GPU array
     gpu = device is not None and device.type == "cuda"
     listeners = STATE.listeners
-    if STATE.lean is listeners and not gpu:
-        # every listener takes a record (an `outputs` listener the output beside it): no more
-        t0 = _perf()
-        try:
-            out = fn(*args, **attrs)
-        except Exception as e:
-            raise site.error(arrays, attrs, e) from None
-        t1 = _perf()
-        stack = site.stack
-        if stack is None and STATE.stacks:
-            stack = stack_here()
-        _record(site, _next_seq(), t0, t1, stack, out[0] if site.saves else out, listeners)
-        return out
+    # every listener takes a record (an `outputs` listener the output beside it): no more
+    lean = STATE.lean is listeners and not gpu
     if gpu:
         ev0 = _gpu.start()
     t0 = _perf()
@@ -212,6 +206,12 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     except Exception as e:
         raise site.error(arrays, attrs, e) from None
     t1 = _perf()
+    if lean:
+        stack = site.stack
+        if stack is None and STATE.stacks:
+            stack = stack_here()
+        _record(site, _next_seq(), t0, t1, stack, out[0] if site.saves else out, listeners)
+        return out
     seq = _next_seq()
     if gpu:
         _gpu.stop(seq, ev0)

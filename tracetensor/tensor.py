@@ -16,8 +16,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from ._dispatch import _FORWARD, Site, dispatch, site_of
-from ._dispatch import interned as _interned
+from ._dispatch import _FORWARD, Site, dispatch, named_site, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
 from ._source import stack_here, user_frames
@@ -95,14 +94,14 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
-    names and, when a listener asked, the user's stack: the one made last step under
-    that name when it is the same (see `_dispatch.interned`). (Site's fields, in order.)"""
+    names and, when a listener asked, the user's stack (last step's, see `named_site`)."""
     name = _naming.op_name(op.name)
     ins = tuple([t._name or t._give_name() for t in inputs])
-    stack = stack_here() if STATE.stacks else None
-    return _interned(
-        _tuple_new(Site, (op, "forward", "eager", op.name, name, ins, dev, stack, None, (), None, None, op.saves))
-    )
+    return named_site(_forward_site, name, op, ins, dev, stack_here() if STATE.stacks else None)
+
+
+def _forward_site(name: str, op: OpDef, ins: tuple[str, ...], dev: Device, stack: Any) -> Site:
+    return _tuple_new(Site, (op, "forward", "eager", op.name, name, ins, dev, stack, None, (), None, None, op.saves))
 
 
 _tuple_new = tuple.__new__

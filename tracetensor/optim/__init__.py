@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _source
-from .._dispatch import Site, dispatch, interned, site_of
+from .._dispatch import Site, dispatch, named_site, site_of
 from .._grad_mode import enable_grad
 from .._naming import update_names
-from .._registry import REGISTRY
+from .._registry import REGISTRY, OpDef
 from ..errors import Invalid, TraceTensorError
 from ..events import STATE
 from ..events import step as _end_step
@@ -94,20 +94,7 @@ class Optimizer:
         or `fn(*args)` when given (the same update, leaner: plain SGD's `_sub_scaled`)."""
         op = REGISTRY[opname]
         if listening:
-            # the update's named Site, kept per parameter while its name and device stay
-            sites = self.__dict__.setdefault("_sites", {})
-            hit = sites.get((id(p), op, index))
-            if hit is not None and hit[0] is p._name and hit[1] is p._device:
-                site = hit[2]
-            else:
-                uname, uins, uouts = update_names(p._name or f"param_{index}")
-                site = interned(  # last step's Site when it is the same
-                    _tuple_new(
-                        Site,
-                        (op, "update", "eager", op.name, uname, uins, p._device, None, None, (), uouts, None, False),
-                    )
-                )
-                sites[(id(p), op, index)] = (p._name, p._device, site)
+            site = named_site(_update_site, p._name or f"param_{index}", op, p._device)
         else:
             site = site_of(op, "update")
         if fn is None:
@@ -256,6 +243,12 @@ class SGD(Optimizer):
             listening,
             index,
         )
+
+
+def _update_site(pname: str, op: OpDef, dev: Any) -> Site:
+    """The named Site of op `op` updating parameter `pname` (see `named_site`)."""
+    uname, uins, uouts = update_names(pname)
+    return _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, dev, None, None, (), uouts, None, False))
 
 
 def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:

@@ -296,3 +296,38 @@ def test_memory_folded_from_records_equals_the_unfolded_window(monkeypatch):
     mem = lambda rep: [(r.key, r.count, r.cpu_memory_usage, r.self_cpu_memory_usage) for r in rep.key_averages()]
     assert mem(folded) == mem(whole)
     assert any(r[3] > 0 for r in mem(folded))
+
+
+@pytest.mark.tracetensor_nan("off")
+def test_the_c_memory_hook_counts_what_the_python_tracker_counts(monkeypatch):
+    """`profile_memory`'s listener has its common case in C (a CPU op's arrays, a record):
+    side by side on the same ops, it and the Python tracker count the same allocations,
+    with the same sizes, ops and times, and the same frees; views, the loss (a numpy
+    scalar) and in-place updates count nothing in either."""
+    from tracetensor import _dispatch
+
+    if not _dispatch.ACCELERATED:
+        pytest.skip("the C accelerator is not built (TRACETENSOR_PURE=1 or no compiler)")
+    c_mem, py_mem = profiler_core._MemoryTracker(), profiler_core._MemoryTracker()
+    c_got: list = []
+    hook = c_mem.wrap(c_got.append)
+    assert type(hook).__name__ == "MemoryHook"
+    monkeypatch.setattr(_dispatch, "ACCELERATED", False)
+    py_got: list = []
+    on_event = py_mem.wrap(py_got.append)
+    assert type(on_event).__name__ == "function"
+    step = _train(np.random.default_rng(0), ranges=False)
+    with tt.events.listen(hook, raw=True, outputs=True), tt.events.listen(on_event, raw=True, outputs=True):
+        for i in range(6):
+            step(i)
+            view = tt.ones(6, 4)[1:]  # a view: allocates nothing
+            del view
+    raw = lambda got: [r for r in got if tt.events.is_raw(r)]
+    assert raw(c_got) == raw(py_got) and raw(c_got)  # both passed every record on
+    allocs = lambda m: [d for d in m.deltas if d[2] > 0]
+    frees = lambda m: sorted((d[1], d[2]) for d in m.deltas if d[2] < 0)
+    assert allocs(c_mem) == allocs(py_mem) and len(allocs(c_mem)) > 20
+    assert frees(c_mem) == frees(py_mem) and len(frees(c_mem)) > 20
+    assert len(c_mem._refs) == len(py_mem._refs)  # what is still alive, for both
+    ops = {r[1]: r[0].phase for r in c_got if tt.events.is_raw(r)}
+    assert {ops[d[3]] for d in allocs(c_mem)} == {"forward", "backward"}  # updates work in place

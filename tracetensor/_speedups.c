@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <pythread.h>
 #include <frameobject.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -717,6 +718,211 @@ static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ the memory tracker
+ * `profile(profile_memory=True)`'s listener (`profiler.core._MemoryTracker.wrap`, read it
+ * first), its common case in C: a record of a CPU op (not an update) with one numpy array
+ * as output that owns its memory. Such an output's bytes are counted as allocated at the
+ * op's end and, through a weak reference whose callback is `freed` below, as freed when the
+ * array goes; everything else (events, several outputs, views, GPU arrays) goes to the
+ * Python `on_event`, which does the same for every case. Both share `deltas` and `refs`. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *slow;   /* the Python on_event(e, out=None) */
+    PyObject *append; /* what it passes records on to */
+    PyObject *deltas; /* list of (t_ns, device, +/-bytes, seq or 0) */
+    PyObject *refs;   /* dict: id(weak reference) -> (device, bytes, weak reference) */
+    PyObject *freed;  /* this object's `freed`, bound: the weak references' callback */
+    vectorcallfunc vectorcall;
+} MemoryHook;
+
+static PyObject *s_base, *s_cpu, *s_update;
+
+static PyObject *delta(PyObject *t, PyObject *dev, PyObject *nb, PyObject *seq) {
+    PyObject *d = PyTuple_Pack(4, t, dev, nb, seq);
+    if (d != NULL)
+        PyObject_GC_UnTrack(d); /* numbers and a string: in no cycle (see untrack) */
+    return d;
+}
+
+static PyObject *hook_freed(MemoryHook *self, PyObject *r) {
+    PyObject *key = PyLong_FromVoidPtr(r);
+    if (key == NULL)
+        return NULL;
+    PyObject *v = PyDict_GetItemWithError(self->refs, key);
+    if (v == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    Py_INCREF(v);
+    if (PyDict_DelItem(self->refs, key) < 0) {
+        Py_DECREF(key);
+        Py_DECREF(v);
+        return NULL;
+    }
+    Py_DECREF(key);
+    PyObject *t = PyLong_FromLongLong(now_ns());
+    PyObject *neg = t ? PyNumber_Negative(PyTuple_GET_ITEM(v, 1)) : NULL;
+    PyObject *zero = neg ? PyLong_FromLong(0) : NULL;
+    PyObject *d = zero ? delta(t, PyTuple_GET_ITEM(v, 0), neg, zero) : NULL;
+    Py_XDECREF(t);
+    Py_XDECREF(neg);
+    Py_XDECREF(zero);
+    Py_DECREF(v);
+    if (d == NULL)
+        return NULL;
+    int rc = PyList_Append(self->deltas, d);
+    Py_DECREF(d);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* Tracks one output array `o` of record `e` (an ndarray): 0, or -1 on error */
+static int hook_track(MemoryHook *self, PyObject *e, PyObject *o) {
+    PyObject *nb = PyObject_GetAttr(o, s_nbytes);
+    if (nb == NULL)
+        return -1;
+    PyObject *base = PyObject_GetAttr(o, s_base);
+    if (base == NULL) {
+        Py_DECREF(nb);
+        return -1;
+    }
+    int owns = base == Py_None;
+    Py_DECREF(base);
+    int nonzero = PyObject_IsTrue(nb);
+    if (!owns || nonzero <= 0) {
+        Py_DECREF(nb);
+        return nonzero < 0 ? -1 : 0; /* a view, or nothing allocated */
+    }
+    PyObject *r = PyWeakref_NewRef(o, self->freed);
+    PyObject *key = r ? PyLong_FromVoidPtr(r) : NULL;
+    PyObject *val = key ? PyTuple_Pack(3, s_cpu, nb, r) : NULL;
+    int rc = val ? PyDict_SetItem(self->refs, key, val) : -1;
+    PyObject *d = rc == 0 ? delta(PyTuple_GET_ITEM(e, 4), s_cpu, nb, PyTuple_GET_ITEM(e, 1)) : NULL;
+    rc = d ? PyList_Append(self->deltas, d) : -1;
+    Py_XDECREF(d);
+    Py_XDECREF(val);
+    Py_XDECREF(key);
+    Py_XDECREF(r);
+    Py_DECREF(nb);
+    return rc;
+}
+
+/* An output this path tracks (a numpy array), or skips as the Python path does (None, and
+ * what cannot be weakly referenced: a numpy scalar, a loss): 1; anything else 0 */
+static int hook_takes(PyObject *o) {
+    return o == Py_None || Py_IS_TYPE(o, (PyTypeObject *)g_ndarray) || Py_TYPE(o)->tp_weaklistoffset == 0;
+}
+
+/* 1: tracked here; 0: not this path's case (the Python on_event takes it); -1: error */
+static int hook_fast(MemoryHook *self, PyObject *e, PyObject *out) {
+    if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) < 10)
+        return 0;
+    PyObject *site = PyTuple_GET_ITEM(e, 0);
+    if (!PyTuple_Check(site) || PyTuple_GET_SIZE(site) < N_FIELDS)
+        return 0;
+    PyObject *dev = PyTuple_GET_ITEM(site, F_DEVICE), *phase = PyTuple_GET_ITEM(site, 1);
+    if ((dev != Py_None && dev != g_cpu) || !PyUnicode_Check(phase))
+        return 0;
+    int several = PyTuple_CheckExact(out);
+    Py_ssize_t n = several ? PyTuple_GET_SIZE(out) : 1;
+    PyObject *const *outs = several ? &PyTuple_GET_ITEM(out, 0) : &out;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!hook_takes(outs[i]))
+            return 0;
+    if (PyUnicode_Compare(phase, s_update) == 0)
+        return 1; /* updates work in place: nothing allocated */
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (Py_IS_TYPE(outs[i], (PyTypeObject *)g_ndarray) && hook_track(self, e, outs[i]) < 0)
+            return -1;
+    return 1;
+}
+
+static PyObject *hook_call(MemoryHook *self, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL || n < 1 || n > 2)
+        return PyObject_Vectorcall(self->slow, a, nargsf, kwnames);
+    if (n == 2 && a[1] != Py_None) {
+        int done = hook_fast(self, a[0], a[1]);
+        if (done < 0)
+            return NULL;
+        if (!done)
+            return PyObject_Vectorcall(self->slow, a, nargsf, kwnames);
+    }
+    return PyObject_CallOneArg(self->append, a[0]);
+}
+
+static PyObject *hook_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames);
+
+static PyObject *hook_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *slow, *append, *deltas, *refs;
+    if (!PyArg_ParseTuple(args, "OOO!O!", &slow, &append, &PyList_Type, &deltas, &PyDict_Type, &refs))
+        return NULL;
+    MemoryHook *self = (MemoryHook *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->slow = Py_NewRef(slow);
+    self->append = Py_NewRef(append);
+    self->deltas = Py_NewRef(deltas);
+    self->refs = Py_NewRef(refs);
+    self->vectorcall = hook_vectorcall;
+    self->freed = PyObject_GetAttrString((PyObject *)self, "freed");
+    if (self->freed == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int hook_traverse(MemoryHook *self, visitproc visit, void *arg) {
+    Py_VISIT(self->slow);
+    Py_VISIT(self->append);
+    Py_VISIT(self->deltas);
+    Py_VISIT(self->refs);
+    Py_VISIT(self->freed);
+    return 0;
+}
+
+static int hook_clear(MemoryHook *self) {
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->deltas);
+    Py_CLEAR(self->refs);
+    Py_CLEAR(self->freed);
+    return 0;
+}
+
+static void hook_dealloc(MemoryHook *self) {
+    PyObject_GC_UnTrack(self);
+    hook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *hook_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    return hook_call((MemoryHook *)callable, a, nargsf, kwnames);
+}
+
+static PyObject *hook_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
+    return PyVectorcall_Call(self, args, kw);
+}
+
+static PyMethodDef hook_methods[] = {
+    {"freed", (PyCFunction)hook_freed, METH_O, "freed(weak reference): its array went; see _MemoryTracker"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MemoryHookType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracetensor._speedups.MemoryHook",
+    .tp_basicsize = sizeof(MemoryHook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "MemoryHook(on_event, append, deltas, refs): a memory-tracking listener; see _speedups.c",
+    .tp_new = hook_new,
+    .tp_traverse = (traverseproc)hook_traverse,
+    .tp_clear = (inquiry)hook_clear,
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_call = hook_tp_call,
+    .tp_vectorcall_offset = offsetof(MemoryHook, vectorcall),
+    .tp_methods = hook_methods,
+};
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -756,5 +962,17 @@ PyMODINIT_FUNC PyInit__speedups(void) {
 #endif
     if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
-    return PyModule_Create(&module);
+    s_base = PyUnicode_InternFromString("base");
+    s_cpu = PyUnicode_InternFromString("cpu");
+    s_update = PyUnicode_InternFromString("update");
+    if (!s_base || !s_cpu || !s_update || PyType_Ready(&MemoryHookType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "MemoryHook", (PyObject *)&MemoryHookType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

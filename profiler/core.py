@@ -497,10 +497,8 @@ class _MemoryTracker:
                     pool.append((t, tt.cuda.memory_allocated(), tt.cuda.memory_reserved()))
             append(e)
 
-        from tracetensor import _dispatch
-
-        if _dispatch.ACCELERATED:  # the common case (a CPU op's one array) in C, the rest in on_event
-            return _dispatch._speedups.MemoryHook(on_event, append, deltas, refs)
+        if ev.MemoryHook is not None:  # the common case (a CPU op's arrays, a record) in C, the rest in on_event
+            return ev.MemoryHook(on_event, append, deltas, refs)
         return on_event
 
 

@@ -322,3 +322,39 @@ def test_a_closed_listener_is_not_kept_alive_by_the_accelerator():
     del sink
     gc.collect()
     assert gone() is None
+
+
+def test_the_c_naming_lookups_give_what_the_python_ones_give():
+    """`op_name` and `named_site` answer their cache hits in C: the same names (counters
+    included, past the names cache's cap too) and the same Sites as the Python functions."""
+    _dispatch, _ = _both_paths()
+    from tracetensor import _naming
+
+    assert _naming.op_name is not _naming.op_name_py and _dispatch.named_site is not _dispatch.named_site_py
+
+    def names(op_name):
+        _naming.reset()
+        got = []
+        with _naming.name_scope("Net"):
+            for i in range(1030):
+                got.append(op_name("matmul"))
+                if i % 100 == 0:
+                    with _naming.name_scope(f"block{i}"):
+                        got += [op_name("relu"), op_name("relu")]
+        got.append(op_name("matmul"))
+        return got
+
+    c, py = names(_naming.op_name), names(_naming.op_name_py)
+    assert c == py and c[:4] == ["Net/matmul", "Net/block0/relu", "Net/block0/relu_1", "Net/matmul_1"]
+    assert c[-1] == "matmul" and "Net/matmul_1029" in c
+
+    for named_site in (_dispatch.named_site, _dispatch.named_site_py):
+        made = []  # (a maker of its own: sites are cached per maker and name)
+        make = lambda name, *parts, made=made: (
+            made.append(parts) or _dispatch.Site(tt._registry.REGISTRY["relu"], name=name)
+        )
+        first = named_site(make, "x", ("a",), 1)
+        assert named_site(make, "x", ("a",), 1) is first  # equal parts: the same Site
+        assert named_site(make, "x", ("a",), 2) is not first  # changed: made again
+        assert named_site(make, "y", ("a",), 2).name == "y"
+        assert made == [(("a",), 1), (("a",), 2), (("a",), 2)]

@@ -312,7 +312,7 @@ def test_the_c_memory_hook_counts_what_the_python_tracker_counts(monkeypatch):
     c_got: list = []
     hook = c_mem.wrap(c_got.append)
     assert type(hook).__name__ == "MemoryHook"
-    monkeypatch.setattr(_dispatch, "ACCELERATED", False)
+    monkeypatch.setattr(tt.events, "MemoryHook", None)
     py_got: list = []
     on_event = py_mem.wrap(py_got.append)
     assert type(on_event).__name__ == "function"

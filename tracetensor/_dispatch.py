@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _gpu
+from . import _gpu, _naming
 from . import events as _events
 from ._registry import Ctx, OpDef
 from ._source import Frame, stack_here, user_frame
@@ -150,7 +150,7 @@ def site_of(op: OpDef, phase: str = "forward") -> Site:
 _SITES: dict[tuple, tuple] = {}
 
 
-def named_site(make: Callable[..., Site], name: str, *parts: Any) -> Site:
+def named_site_py(make: Callable[..., Site], name: str, *parts: Any) -> Site:
     """`make(name, *parts)`, the Site of an observed eager call site, made once and reused
     while `parts` compare equal (item by item, identity first). An observed step makes the
     same sites step after step (names repeat from run to run), so records share one Site
@@ -165,6 +165,9 @@ def named_site(make: Callable[..., Site], name: str, *parts: Any) -> Site:
     site = make(name, *parts)
     _SITES[key] = (parts, site)
     return site
+
+
+named_site = named_site_py  # (the C accelerator's replaces it: its hits, the same lookup)
 
 
 _NOATTRS: dict = {}
@@ -442,8 +445,12 @@ if not os.environ.get("TRACETENSOR_PURE"):
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
         _speedups.setup_untrack(OpEvent)
+        _speedups.setup_names(_SITES, named_site_py, _naming._tls, _naming._made, _naming.op_name_py)
+        _naming.op_name = _speedups.op_name  # (the hits of a name already made, in C)
+        named_site = _speedups.named_site
         _events.REFRESH_HOOKS.append(_speedups.forget_calls)
         _events._fast_finite = _speedups.finite
+        _events.MemoryHook = _speedups.MemoryHook
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

@@ -46,7 +46,8 @@ _made: dict[str, dict[str, list[str]]] = {}
 _MAX_MADE = 50_000  # prefixes x ops kept; past it the cache starts over (programs that make names)
 
 
-def op_name(op: str) -> str:
+def op_name_py(op: str) -> str:
+    """`prefix + op`, then `_1`, `_2` ... for its next uses in this run (per thread)."""
     t = _tls
     p = t.prefix
     by_op = _made.get(p)
@@ -67,6 +68,9 @@ def op_name(op: str) -> str:
     if n == len(names) and n < 1024:
         names.append(name)
     return name
+
+
+op_name = op_name_py  # (the C accelerator replaces it when built: the same, hits in C; see _dispatch)
 
 
 _out0: dict[str, str] = {}

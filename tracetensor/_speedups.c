@@ -718,6 +718,117 @@ static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ naming
+ * The two lookups every observed eager op makes for its name (`_naming.op_name`,
+ * `_dispatch.named_site`, read them first), in C when they hit the caches those Python
+ * functions fill; a miss calls the Python function, which makes what is missing. */
+static PyObject *g_sites;      /* _dispatch._SITES */
+static PyObject *g_named_py;   /* _dispatch.named_site_py */
+static PyObject *g_tls;        /* _naming._tls */
+static PyObject *g_made;       /* _naming._made */
+static PyObject *g_op_name_py; /* _naming.op_name_py */
+static PyObject *s_prefix, *s_counters;
+
+/* named_site(make, name, *parts): see `_dispatch.named_site_py` */
+static PyObject *named_site(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (g_sites == NULL || nargs < 2)
+        goto slow;
+    PyObject *key = PyTuple_Pack(2, a[0], a[1]);
+    if (key == NULL)
+        return NULL;
+    PyObject *hit = PyDict_GetItemWithError(g_sites, key); /* borrowed: (parts, site) */
+    Py_DECREF(key);
+    if (hit == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto slow;
+    }
+    if (!PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 2)
+        goto slow;
+    PyObject *parts = PyTuple_GET_ITEM(hit, 0);
+    if (!PyTuple_CheckExact(parts) || PyTuple_GET_SIZE(parts) != nargs - 2)
+        goto slow;
+    for (Py_ssize_t i = 2; i < nargs; i++) {
+        PyObject *had = PyTuple_GET_ITEM(parts, i - 2);
+        if (had == a[i])
+            continue;
+        int eq = PyObject_RichCompareBool(had, a[i], Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (!eq)
+            goto slow;
+    }
+    return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+slow:
+    return PyObject_Vectorcall(g_named_py, a, nargs, NULL);
+}
+
+/* op_name(op): see `_naming.op_name_py` (a name this thread's scope already made) */
+static PyObject *op_name(PyObject *self, PyObject *op) {
+    if (g_tls == NULL)
+        goto slow;
+    PyObject *prefix = PyObject_GetAttr(g_tls, s_prefix);
+    if (prefix == NULL)
+        return NULL;
+    PyObject *by_op = PyDict_GetItemWithError(g_made, prefix); /* borrowed */
+    Py_DECREF(prefix);
+    PyObject *names = by_op != NULL && PyDict_CheckExact(by_op) ? PyDict_GetItemWithError(by_op, op) : NULL;
+    if (names == NULL || !PyList_CheckExact(names) || PyList_GET_SIZE(names) == 0) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto slow;
+    }
+    PyObject *counters = PyObject_GetAttr(g_tls, s_counters);
+    if (counters == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(counters)) {
+        Py_DECREF(counters);
+        goto slow;
+    }
+    PyObject *base = PyList_GET_ITEM(names, 0);
+    PyObject *had = PyDict_GetItemWithError(counters, base); /* borrowed */
+    Py_ssize_t n = 0;
+    if (had != NULL) {
+        n = PyLong_AsSsize_t(had);
+        if (n == -1 && PyErr_Occurred()) {
+            Py_DECREF(counters);
+            return NULL;
+        }
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(counters);
+        return NULL;
+    }
+    if (n >= PyList_GET_SIZE(names)) { /* a name not made yet: the Python function makes it */
+        Py_DECREF(counters);
+        goto slow;
+    }
+    PyObject *name = Py_NewRef(PyList_GET_ITEM(names, n)); /* (before the counter's old value goes) */
+    PyObject *next = PyLong_FromSsize_t(n + 1);
+    int rc = next != NULL ? PyDict_SetItem(counters, base, next) : -1;
+    Py_XDECREF(next);
+    Py_DECREF(counters);
+    if (rc < 0) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    return name;
+slow:
+    return PyObject_CallOneArg(g_op_name_py, op);
+}
+
+/* setup_names(_SITES, named_site_py, _tls, _made, op_name_py) */
+static PyObject *setup_names(PyObject *self, PyObject *args) {
+    PyObject *sites, *named_py, *tls, *made, *op_name_py;
+    if (!PyArg_ParseTuple(args, "O!OOO!O", &PyDict_Type, &sites, &named_py, &tls, &PyDict_Type, &made, &op_name_py))
+        return NULL;
+    keep(&g_sites, sites);
+    keep(&g_named_py, named_py);
+    keep(&g_tls, tls);
+    keep(&g_made, made);
+    keep(&g_op_name_py, op_name_py);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ the memory tracker
  * `profile(profile_memory=True)`'s listener (`profiler.core._MemoryTracker.wrap`, read it
  * first), its common case in C: a record of a CPU op (not an update) with one numpy array
@@ -931,6 +1042,9 @@ static PyMethodDef methods[] = {
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
+    {"named_site", (PyCFunction)(void (*)(void))named_site, METH_FASTCALL, "named_site(make, name, *parts): see _dispatch"},
+    {"op_name", op_name, METH_O, "op_name(op): see _naming"},
+    {"setup_names", setup_names, METH_VARARGS, "setup_names(_SITES, named_site_py, _tls, _made, op_name_py)"},
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
     {"forget_calls", forget_calls, METH_NOARGS, "forget_calls(): STATE's listeners changed"},
@@ -961,6 +1075,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
 #endif
     if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+        return NULL;
+    s_prefix = PyUnicode_InternFromString("prefix");
+    s_counters = PyUnicode_InternFromString("counters");
+    if (!s_prefix || !s_counters)
         return NULL;
     s_base = PyUnicode_InternFromString("base");
     s_cpu = PyUnicode_InternFromString("cpu");

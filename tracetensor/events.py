@@ -692,6 +692,11 @@ def summarize(a: Any) -> Summary:
 
 
 _fast_finite: Callable[[Any], bool | None] | None = None  # the C accelerator's (set by _dispatch)
+
+# The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas, refs)`
+# (set by _dispatch; None without it): the profiler's `profile_memory` listener takes a CPU
+# op's arrays there and hands everything else to its Python `on_event` (see profiler.core)
+MemoryHook: Any = None
 _NO_CHECK = frozenset("biuSUVOMm")  # dtype kinds that cannot hold NaN or inf
 _CHECKS: dict[Any, tuple[Any, Callable[[Any], bool]] | None] = {}  # dtype -> (accumulator, isfinite) or None
 _UNSEEN = object()

@@ -261,3 +261,53 @@ def test_the_c_check_agrees_with_numpy_on_every_dtype_layout_and_value():
             assert got is None or got == want, (a.dtype, a.shape, got, want)
             assert ev.finite(a) == want
     assert decided > 0.8 * len(cases)
+
+
+def test_the_c_summary_agrees_with_numpy_on_every_dtype_layout_and_value(monkeypatch):
+    """The accelerator's one-pass summary (contiguous native float32/float64 arrays, all
+    finite) against the numpy path, which decides everything else: the same counts, extremes
+    and signed zeros, mean and std to float64 rounding, over sizes that leave vector tails,
+    huge and tiny values, NaN and ±inf anywhere (those go to numpy), other dtypes and layouts."""
+    from tracetensor import _dispatch
+
+    if not _dispatch.ACCELERATED:
+        pytest.skip("the C accelerator is not in use")
+    from tracetensor import _speedups
+
+    rng = np.random.default_rng(1)
+    cases: list = []
+    for dt in (np.float16, np.float32, np.float64, np.complex64, np.int32, np.bool_):
+        for n in (1, 3, 4, 5, 7, 64, 1001, 4099):
+            a = (rng.standard_normal(n) * 10).astype(dt)
+            cases.append(a)
+            if np.dtype(dt).kind == "f":
+                z = a.copy()
+                z[::3] = 0  # zeros among negatives and positives
+                z[1::5] = -0.0
+                cases += [z, np.full(n, np.finfo(dt).max, dt), np.full(n, -np.finfo(dt).tiny, dt)]
+                for v in (np.nan, np.inf, -np.inf):
+                    for at in {0, n // 2, n - 1}:  # the vector part and the tail
+                        b = a.copy()
+                        b[at] = v
+                        cases.append(b)
+        m = (rng.standard_normal((4, 6)) * 3).astype(dt)
+        cases += [m[:, ::2], m.T, m.reshape(2, 3, 4)]
+    cases += [np.float32(2.5), np.array(-1.0), np.array([1, 2], ">f4"), np.zeros(9, np.float32)]
+    decided = 0
+    with np.errstate(all="ignore"):
+        for a in cases:
+            fast = ev.summarize(a)
+            ours = a.dtype in (np.float32, np.float64) and a.dtype.isnative and np.isfinite(a).all()
+            assert (_speedups.summary(a) is not None) == bool(ours and np.asarray(a).flags.c_contiguous), (
+                a.dtype,
+                a.shape,
+            )
+            decided += ours
+            monkeypatch.setattr(ev, "_fast_summary", None)
+            want = ev.summarize(a)
+            monkeypatch.undo()
+            head = lambda s: (s.size, s.nan, s.neginf, s.posinf, s.neg, s.zero, s.pos)
+            assert head(fast) == head(want), (a.dtype, a.shape)
+            assert (fast.min, fast.max) == (want.min, want.max) or (np.isnan(fast.min) and np.isnan(want.min))
+            np.testing.assert_allclose([fast.mean, fast.std], [want.mean, want.std], rtol=1e-9, atol=1e-300)
+    assert decided > 50

@@ -450,6 +450,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         named_site = _speedups.named_site
         _events.REFRESH_HOOKS.append(_speedups.forget_calls)
         _events._fast_finite = _speedups.finite
+        _events._fast_summary = _speedups.summary
         _events.MemoryHook = _speedups.MemoryHook
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)

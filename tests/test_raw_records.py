@@ -136,13 +136,51 @@ def test_a_plain_listener_beside_a_raw_one_makes_both_get_events():
     assert raw_got == plain_got
 
 
-@pytest.mark.parametrize("flag", ["values", "summaries", "flops"])
+@pytest.mark.parametrize("flag", ["values", "flops"])
 def test_records_are_not_made_when_a_listener_wants_what_only_the_arrays_give(flag):
     step = _eager_mlp(tt.optim.SGD)
     got: list = []
     with events.listen(got.append, raw=True, **{flag: True}):
         step()
     assert got and not any(events.is_raw(x) for x in got)
+
+
+@pytest.mark.parametrize("stacks", [False, True])
+def test_summarized_records_are_the_events_a_plain_summaries_listener_gets(stacks):
+    """`summaries=True, raw=True` (a summary recording): each op's record carries its
+    outputs' summaries, and materializes to the very event a plain listener gets; an op with
+    a NaN or an inf still comes as a full event, with its inputs' summaries."""
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tt.optim.SGD(model.parameters(), lr=0.0)  # (no training: every step computes the same tensors)
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    y = tt.tensor(rng.integers(0, 3, 4))
+
+    def step() -> None:
+        run = events.begin_run("step")
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        events.end_run(run)
+
+    _collect(step, False, summaries=True, stacks=stacks)
+    plain = _collect(step, False, summaries=True, stacks=stacks)
+    raw = _collect(step, True, summaries=True, stacks=stacks)
+    assert _normal(raw) == _normal(plain)
+    got: list = []
+    with events.listen(got.append, raw=True, summaries=True, stacks=stacks):
+        step()
+    recs = [r for r in got if events.is_raw(r)]
+    assert len(recs) == len([e for e in plain if isinstance(e, events.OpEvent)])
+    assert all(len(r) == 11 and r[10] for r in recs)  # (every op here: outputs to summarize)
+    assert all(any(s is not None and s.size for s in e.summaries) for e in raw if isinstance(e, events.OpEvent))
+
+    got.clear()
+    with events.listen(got.append, raw=True, summaries=True, stacks=stacks):
+        (x * float("nan")).relu()
+    bad = [e for e in got if isinstance(e, events.OpEvent)]
+    assert len(bad) == 2 and not any(events.is_raw(e) for e in got)
+    assert bad[1].op == "relu" and bad[1].summaries[0].nan == 32 and bad[1].input_summaries[0].nan == 32
 
 
 @pytest.mark.parametrize("modules", [False, True])

@@ -60,6 +60,7 @@ class Site(NamedTuple):
         """The OpEvent of a raw record made at this site (see `_observed`): exactly what a
         plain listener got for it."""
         _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec[:10]
+        summaries = rec[10] if len(rec) > 10 else None  # (a summarized record: see `_after`)
         dev = self.device.name if self.device is not None else "cpu"
         metas = self.metas_of(shape, dt, nbytes, dev)
         return OpEvent(
@@ -80,6 +81,7 @@ class Site(NamedTuple):
             self.grad_of,
             self.iteration,
             stack,
+            summaries,
         )
 
     def metas_of(self, shape: Any, dt: Any, nbytes: int, dev: str) -> tuple[TensorMeta, ...]:
@@ -221,17 +223,22 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     return _after(site, args, arrays, attrs, out, t0, t1, seq)
 
 
-def _record(site: Site, seq: int, t0: int, t1: int, stack: Any, out: Any, listeners: tuple) -> None:
+def _record(
+    site: Site, seq: int, t0: int, t1: int, stack: Any, out: Any, listeners: tuple, summaries: tuple | None = None
+) -> None:
     """The raw record of an op that ran (`out`: its output, or tuple of outputs) to every
     listener, beside `out` to an `outputs` one: (site, seq, run, t0, t1, thread, stack, and
-    shape, dtype, nbytes, or None, each output's (shape, dtype, nbytes) or None, 0). The C
-    accelerator makes the same tuple (_speedups.c)."""
+    shape, dtype, nbytes, or None, each output's (shape, dtype, nbytes) or None, 0), then
+    the outputs' (finite) summaries when listeners asked for them. The C accelerator makes
+    the same tuple (_speedups.c)."""
     run = RUN.run or auto_run(t0)
     if out.__class__ is not tuple:
         rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
     else:
         sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
         rec = (site, seq, run, t0, t1, _tid(), stack, None, sig, 0)
+    if summaries is not None:
+        rec = (*rec, summaries)
     for lis in listeners:
         if lis.outputs:
             lis.callback(rec, out)
@@ -251,19 +258,12 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     stack = site.stack
     if stack is None and (st.stacks or bad):
         stack = stack_here()
-    if st.raw is listeners and not bad:  # every listener reads later: a record now, the OpEvent when it is read
+    raw = st.raw is listeners  # every listener reads later: a record now, the OpEvent when it is read
+    if raw and not bad and not st.summaries:
         _record(site, seq, t0, t1, stack, out, listeners)
         return result
-    dev = device.name if device is not None else "cpu"
-    name = site.name or site.op_label  # (unnamed: a `names=False` listener's site)
     phase = site.phase
-    if out.__class__ is not tuple:
-        outs = (out,)
-        metas = site.metas_of(out.shape, out.dtype, out.nbytes, dev)
-    else:
-        outs = out
-        sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
-        metas = site.metas_of(None, sig, 0, dev)
+    outs = out if out.__class__ is tuple else (out,)
     summaries = input_summaries = values = fwd_summaries = None
     if st.summaries or bad:
         summaries = _untrack(tuple([_summary(o) for o in outs]))  # (see _untrack)
@@ -274,6 +274,16 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
                     stack = stack_here()
                 if phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
                     fwd_summaries = tuple(_summary(a) for a in args[0].args)
+        elif raw:  # finite: a record carrying the summaries
+            _record(site, seq, t0, t1, stack, out, listeners, summaries)
+            return result
+    dev = device.name if device is not None else "cpu"
+    name = site.name or site.op_label  # (unnamed: a `names=False` listener's site)
+    if out.__class__ is not tuple:
+        metas = site.metas_of(out.shape, out.dtype, out.nbytes, dev)
+    else:
+        sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
+        metas = site.metas_of(None, sig, 0, dev)
     if st.values:
         # updates change arrays in place afterwards: keep a copy of what they were
         values = tuple(o.copy() for o in outs) if phase == "update" else outs
@@ -445,6 +455,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
         _speedups.setup_untrack(OpEvent)
+        _speedups.setup_summaries(Summary, _summary)
         _speedups.setup_names(_SITES, named_site_py, _naming._tls, _naming._made, _naming.op_name_py)
         _naming.op_name = _speedups.op_name  # (the hits of a name already made, in C)
         named_site = _speedups.named_site

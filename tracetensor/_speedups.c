@@ -33,6 +33,7 @@ static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
+static PyObject *s_summarized;
 static PyObject *s_outputs, *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
@@ -42,6 +43,12 @@ static inline long long now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void keep(PyObject **slot, PyObject *v) {
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
 }
 
 /* What the op raised, as `site.error(arrays, attrs, exc)`, raised "from None". Only
@@ -251,26 +258,117 @@ SUMMARY(summary32, float)
 SUMMARY(summary64, double)
 #endif
 
-static PyObject *summary_stats(PyObject *self, PyObject *a) {
+/* 1 when `a` is decided here (out: min, max, sum, sumsq; its size, negatives and zeros), else 0 */
+static int stats_of(PyObject *a, double *out, Py_ssize_t *n, Py_ssize_t *neg, Py_ssize_t *zero) {
     if (!PyObject_CheckBuffer(a))
-        Py_RETURN_NONE;
+        return 0;
     Py_buffer v;
     if (PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
-        Py_RETURN_NONE;
+        return 0;
     }
     const char *f = v.format != NULL ? v.format : "B";
-    double out[4];
-    Py_ssize_t neg = 0, zero = 0;
     int ok = 0;
     if (!strcmp(f, "f") && v.itemsize == 4 && v.len >= 4)
-        ok = summary32((const float *)v.buf, v.len / 4, out, &neg, &zero);
+        ok = summary32((const float *)v.buf, *n = v.len / 4, out, neg, zero);
     else if (!strcmp(f, "d") && v.itemsize == 8 && v.len >= 8)
-        ok = summary64((const double *)v.buf, v.len / 8, out, &neg, &zero);
+        ok = summary64((const double *)v.buf, *n = v.len / 8, out, neg, zero);
     PyBuffer_Release(&v);
-    if (!ok)
+    return ok;
+}
+
+static PyObject *summary_stats(PyObject *self, PyObject *a) {
+    double out[4];
+    Py_ssize_t n = 0, neg = 0, zero = 0;
+    if (!stats_of(a, out, &n, &neg, &zero))
         Py_RETURN_NONE;
     return Py_BuildValue("(ddnndd)", out[0], out[1], neg, zero, out[2], out[3]);
+}
+
+static PyObject *g_summary_cls; /* events.Summary */
+static PyObject *g_summary_py;  /* _dispatch._summary */
+
+/* `_dispatch._summary(a)` (an untracked Summary, or None for what has no dtype): a numpy array
+ * this pass decides is summarized here, as `events.summarize` does with it; anything else
+ * there. `*finite` is cleared for a summary that counts a NaN or an inf. A new reference. */
+static PyObject *summary_of(PyObject *a, int *finite) {
+    if (a == Py_None)
+        return Py_NewRef(Py_None);
+    double st[4];
+    Py_ssize_t n = 0, neg = 0, zero = 0;
+    if (!Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) || !stats_of(a, st, &n, &neg, &zero)) {
+        PyObject *s = PyObject_CallOneArg(g_summary_py, a);
+        if (s != NULL && PyTuple_Check(s) && PyTuple_GET_SIZE(s) >= 4)
+            for (int k = 1; k <= 3; k++) { /* nan, neginf, posinf */
+                int nz = PyObject_IsTrue(PyTuple_GET_ITEM(s, k));
+                if (nz < 0) {
+                    Py_DECREF(s);
+                    return NULL;
+                }
+                if (nz)
+                    *finite = 0;
+            }
+        return s;
+    }
+    double mean = st[2] / (double)n, var = st[3] / (double)n - mean * mean;
+    PyTypeObject *cls = (PyTypeObject *)g_summary_cls;
+    PyObject *s = cls->tp_alloc(cls, 11);
+    if (s == NULL)
+        return NULL;
+    PyObject *items[11] = {PyLong_FromSsize_t(n), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
+                           PyLong_FromSsize_t(neg), PyLong_FromSsize_t(zero), PyLong_FromSsize_t(n - neg - zero),
+                           PyFloat_FromDouble(st[0]), PyFloat_FromDouble(st[1]), PyFloat_FromDouble(mean),
+                           PyFloat_FromDouble(sqrt(var < 0.0 ? 0.0 : var))}; /* (max(var, 0.0), as in summarize) */
+    int bad = 0;
+    for (int k = 0; k < 11; k++) {
+        bad |= items[k] == NULL;
+        PyTuple_SET_ITEM(s, k, items[k] != NULL ? items[k] : Py_NewRef(Py_None));
+    }
+    if (bad) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    PyObject_GC_UnTrack(s); /* numbers only (see untrack) */
+    return s;
+}
+
+/* The summaries of an op's output (a tuple of one) or outputs, as `_after` makes them; None
+ * when one counts a NaN or an inf (the op becomes a full event). A new reference. */
+static PyObject *summaries_of(PyObject *o) {
+    int several = PyTuple_CheckExact(o), finite = 1;
+    Py_ssize_t n = several ? PyTuple_GET_SIZE(o) : 1;
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = summary_of(several ? PyTuple_GET_ITEM(o, i) : o, &finite);
+        if (s == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    if (!finite) {
+        Py_DECREF(t);
+        return Py_NewRef(Py_None);
+    }
+    PyObject_GC_UnTrack(t); /* untracked summaries and None */
+    return t;
+}
+
+/* setup_summaries(Summary, _summary) */
+static PyObject *setup_summaries(PyObject *self, PyObject *args) {
+    PyObject *cls, *py;
+    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &cls, &py))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
+        ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "setup_summaries: Summary must be a NamedTuple");
+        return NULL;
+    }
+    keep(&g_summary_cls, cls);
+    keep(&g_summary_py, py);
+    Py_RETURN_NONE;
 }
 
 /* ((callback, outputs), ...) of a listeners tuple, made once per tuple (STATE.listeners is
@@ -357,7 +455,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         return fail(site, arrays, attrs);
     long long t1 = now_ns();
     PyObject *rec = NULL, *seq = NULL, *run = NULL, *tid = NULL, *shape = NULL, *dtype = NULL, *nbytes = NULL;
-    PyObject *stack = NULL;
+    PyObject *stack = NULL, *summ = NULL;
     if (is_lean == 2) { /* records, once the output passes the exact NaN/inf check */
         PyObject *o = out;
         if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
@@ -380,6 +478,20 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
             return NULL;
         }
         is_lean = fine; /* a failure: `_after` makes the full event (and checks again) */
+    }
+    if (is_lean == 3) { /* records carrying the outputs' summaries, when all are finite */
+        PyObject *o = out;
+        if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
+            o = PyTuple_GET_ITEM(out, 0);
+        summ = g_summary_cls != NULL ? summaries_of(o) : Py_NewRef(Py_None);
+        if (summ == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (summ == Py_None) { /* not finite: `_after` makes the full event (and summarizes again) */
+            Py_CLEAR(summ);
+            is_lean = 0;
+        }
     }
     if (!is_lean) {
         seq = PyIter_Next(g_seq);
@@ -456,7 +568,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
             PyTuple_SET_ITEM(dtype, i, sig);
         }
     }
-    rec = PyTuple_New(10);
+    rec = PyTuple_New(summ != NULL ? 11 : 10);
     if (rec == NULL)
         goto error;
     PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
@@ -476,7 +588,9 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     PyTuple_SET_ITEM(rec, 7, shape);
     PyTuple_SET_ITEM(rec, 8, dtype);
     PyTuple_SET_ITEM(rec, 9, nbytes);
-    seq = run = tid = shape = dtype = nbytes = stack = NULL;
+    if (summ != NULL)
+        PyTuple_SET_ITEM(rec, 10, summ); /* (summarized: see `_dispatch._record`) */
+    seq = run = tid = shape = dtype = nbytes = stack = summ = NULL;
     /* A record refers to a shared Site and stack, numbers, a shape and a dtype: nothing that can
      * refer back to it, so it needs no cyclic GC (a leak would need a garbage cycle reachable
      * from a Site: from module globals, i.e. not garbage). Tracked, a profile's or recording's
@@ -502,6 +616,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     Py_DECREF(rec);
     return out;
 error:
+    Py_XDECREF(summ);
     Py_XDECREF(stack);
     Py_XDECREF(rec);
     Py_XDECREF(seq);
@@ -561,6 +676,15 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
         is_lean = checked == listeners ? 2 : 0;
         Py_DECREF(checked);
     }
+    if (!is_lean) {
+        PyObject *summarized = PyObject_GetAttr(g_state, s_summarized);
+        if (summarized == NULL) {
+            Py_DECREF(listeners);
+            return NULL;
+        }
+        is_lean = summarized == listeners ? 3 : 0;
+        Py_DECREF(summarized);
+    }
     if (cpu)
         r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
     else
@@ -569,11 +693,6 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
     return r;
 }
 
-static void keep(PyObject **slot, PyObject *v) {
-    PyObject *old = *slot;
-    *slot = Py_NewRef(v);
-    Py_XDECREF(old);
-}
 
 /* setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, numpy.ndarray,
  * CPU, _NOATTRS): what the paths read */
@@ -1196,6 +1315,7 @@ static PyMethodDef methods[] = {
     {"named_site", (PyCFunction)(void (*)(void))named_site, METH_FASTCALL, "named_site(make, name, *parts): see _dispatch"},
     {"op_name", op_name, METH_O, "op_name(op): see _naming"},
     {"setup_names", setup_names, METH_VARARGS, "setup_names(_SITES, named_site_py, _tls, _made, op_name_py)"},
+    {"setup_summaries", setup_summaries, METH_VARARGS, "setup_summaries(Summary, _summary)"},
     {"summary", summary_stats, METH_O, "summary(a) -> (min, max, neg, zero, sum, sumsq) or None: see _speedups.c"},
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
@@ -1227,6 +1347,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
 #endif
     if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
+        return NULL;
+    s_summarized = PyUnicode_InternFromString("lean_summarized");
+    if (!s_summarized)
         return NULL;
     s_prefix = PyUnicode_InternFromString("prefix");
     s_counters = PyUnicode_InternFromString("counters");

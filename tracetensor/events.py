@@ -276,6 +276,7 @@ class _State:
         "named",
         "lean",
         "lean_checked",
+        "lean_summarized",
         "lock",
     )
 
@@ -286,6 +287,7 @@ class _State:
         self.raw: tuple[Listener, ...] | None = None
         self.lean: tuple[Listener, ...] | None = None
         self.lean_checked: tuple[Listener, ...] | None = None
+        self.lean_summarized: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -306,17 +308,20 @@ class _State:
         self.named = bool(ls) and (
             any(x.names for x in ls) or self.stacks or self.checks or self.values or self.summaries or self.flops
         )
-        # ops become raw records only when every listener takes them and nobody wants
-        # what must be computed from the arrays while they exist. `raw` is the very tuple
-        # it was decided for, so the hot path's `STATE.raw is listeners` can never hand a
-        # record to a listener added (or removed) meanwhile by another thread
-        raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.summaries or self.flops)
+        # ops become raw records only when every listener takes them and nobody wants the
+        # arrays themselves or a cost estimate (summaries ride in the record). `raw` is the
+        # very tuple it was decided for, so the hot path's `STATE.raw is listeners` can never
+        # hand a record to a listener added (or removed) meanwhile by another thread
+        raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.flops)
         self.raw = ls if raw else None
         # `lean`: a record per op (and its output to an `outputs` listener), no check to run
-        self.lean = ls if raw and not self.cheap_check else None
+        self.lean = ls if raw and not self.cheap_check and not self.summaries else None
         # `lean_checked`: the same once the output passed the exact check (the C accelerator's
         # fast case of the plugin and checked traces; a failing op becomes a full event)
         self.lean_checked = ls if raw and self.cheap_check else None
+        # `lean_summarized`: a record carrying its outputs' summaries when all are finite
+        # (a summary recording; an op with a NaN or an inf becomes a full event)
+        self.lean_summarized = ls if raw and self.summaries else None
         for hook in REFRESH_HOOKS:  # (the C accelerator drops what it derived from the old listeners)
             hook()
 

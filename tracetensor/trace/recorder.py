@@ -121,9 +121,10 @@ class Recorder:
             values=full,
             summaries=self.values in ("summary", "full"),
             stacks=self.stacks,
-            # records, packed by the writer: no event is made per op (with "check", an op whose
-            # NaN/inf check fails comes as an event, with summaries of its outputs and inputs)
-            raw=self.values in ("none", "check"),
+            # records, packed by the writer: no event is made per op ("summary": records carry
+            # their outputs' summaries; with "check" or "summary", an op with a NaN or an inf
+            # comes as an event, with summaries of its outputs and inputs)
+            raw=not full,
             checks=self.values == "check",
         )
         _active.add(self)

@@ -270,13 +270,18 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
     start = np.fromiter([e.start_ns for e in evs], np.int64, n)
     dur = np.fromiter([e.end_ns for e in evs], np.int64, n) - start
     it = np.fromiter([_NO_ITER if e.iteration is None else e.iteration for e in evs], np.int64, n)
-    nsumm = np.fromiter([-1 if e.summaries is None else len(e.summaries) for e in evs], np.int32, n)
     flags = np.fromiter([e.input_summaries is not None for e in evs], np.uint8, n)
-    rows = [_NONE_ROW if s is None else s for e in evs if e.summaries is not None for s in e.summaries]
-    arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
-    sints = arr[:, :7].astype(np.int64)
-    sfloats = np.ascontiguousarray(arr[:, 7:])
+    nsumm, sints, sfloats = _summary_columns([e.summaries for e in evs])
     return _pack(seq, run, np.asarray(sigs, np.int32), start, dur, it, nsumm, flags, sints, sfloats, t0)
+
+
+def _summary_columns(summ: list[tuple | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events' summaries (each a tuple of Summary or None per output, or None) -> the block's
+    summary count per event (-1: none kept) and its rows' integer and float columns."""
+    nsumm = np.fromiter([-1 if ss is None else len(ss) for ss in summ], np.int32, len(summ))
+    rows = [_NONE_ROW if s is None else s for ss in summ if ss is not None for s in ss]
+    arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
+    return nsumm, arr[:, :7].astype(np.int64), np.ascontiguousarray(arr[:, 7:])
 
 
 def _pack(
@@ -583,7 +588,8 @@ class TraceWriter:
             # a raw listener gets compact records (`events.subscribe(raw=True)`): packed straight
             # into blocks; a batch that also holds events (the listener set changed) makes them events
             recs = [] if len(ops) == len(batch) else [e for e in batch if e.__class__ is tuple]
-            if recs and ops:
+            # (records all with summaries or all without, as listeners stay; else events)
+            if recs and (ops or len({len(recs[0]), len(recs[-1]), *map(len, recs)}) > 1):
                 ops.extend(ev.materialize(recs))
                 recs = []
             if recs:
@@ -705,8 +711,10 @@ class TraceWriter:
         """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
         is made but for a signature not seen before."""
         n = len(recs)
-        sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes = zip(*recs)
+        sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes, *summ = zip(*recs)
         slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
+        # a summary recording's records carry their outputs' summaries (all finite: see _dispatch._after)
+        summ = summ[0] if summ and self.keep_summaries else None
         seq = np.array(seq, np.int64)
         run = np.array(run, np.int64)
         start = np.array(t0, np.int64)
@@ -716,6 +724,8 @@ class TraceWriter:
         if n > 1 and (seq[1:] < seq[:-1]).any():
             order = np.argsort(seq, kind="stable")
             seq, run, start, dur, slot = seq[order], run[order], start[order], dur[order], slot[order]
+            if summ is not None:
+                summ = [summ[i] for i in order.tolist()]
         if self._slot_cols is None:
             sig, op, it, mode = zip(*self._slot_rows)
             self._slot_cols = (
@@ -730,6 +740,10 @@ class TraceWriter:
             part = slice(k, k + BLOCK)
             sl = slot[part]
             b = len(sl)
+            if summ is None:
+                nsumm, sints, sfloats = np.full(b, -1, np.int32), no_sints, no_sfloats
+            else:
+                nsumm, sints, sfloats = _summary_columns(summ[k : k + BLOCK])
             data, m, blk = _pack(
                 seq[part],
                 run[part],
@@ -737,10 +751,10 @@ class TraceWriter:
                 start[part],
                 dur[part],
                 it_of[sl],
-                np.full(b, -1, np.int32),
+                nsumm,
                 np.zeros(b, np.uint8),
-                no_sints,
-                no_sfloats,
+                sints,
+                sfloats,
                 self.t0,
             )
             self._index_block(data, m, blk, op_of[sl], mode_of[sl])

@@ -182,3 +182,21 @@ def test_the_c_and_python_captures_agree_with_and_without_a_held_stack():
         assert nested[0][1] != held[0] and nested[0][2:] == held[1:7]  # this frame, at the `captures()` line
     finally:
         _source.release(outer)
+
+
+def test_the_ops_of_one_line_share_one_stack_object():
+    """A stack is made once per call chain and shared (the C and the Python capture alike):
+    what keys on stacks (a trace's signatures, a profile's groups) compares one object."""
+    from tracetensor import _source
+
+    a = tt.tensor(np.ones(3, np.float32))
+    for capture in {_source.user_frames, _source.user_frames_py}:
+        got: list = []
+        with events.listen(got.append, raw=True, stacks=True):
+            _loop_a(a, 4)  # (one call: its frame is the same for the four ops)
+        stacks = [r[6] for r in got if events.is_raw(r)]
+        assert len(stacks) == 4 and all(s is stacks[0] for s in stacks), capture
+        again = []
+        for _ in range(2):
+            again.append(capture())
+        assert again[0] is again[1] and again[0][0].name == "test_the_ops_of_one_line_share_one_stack_object"

@@ -62,6 +62,8 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
     # (g, its instruction, its caller, that one's instruction) and shared. Both frames are
     # checked by code as well: a frame freed and another made at its address, stopped at the
     # same instruction of the same code under the same live caller, has the same frames above.
+    # The whole stack is shared too, one per innermost Frame under that entry: consumers that
+    # key on stacks (a trace's signatures, a profile's groups) compare one object, not frames.
     g = f.f_back
     while g is not None:
         r = cache.get(g.f_code.co_filename)
@@ -79,18 +81,25 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
     if hit is None or hit[0] is not g.f_code or hit[1] is not gbc:
         if len(_outer) > 10_000:  # bounded: each step's frames make new keys
             _outer.clear()
-        hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)))
+        hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)), {})
     co = f.f_code
     h = frames.get((id(co), f.f_lasti))
     if h is None or h[1] is not co:  # (first time here, or our launcher's frame: see _walk)
-        head = _walk(f, 1, cache, frames)
-        return (head[0], *hit[2]) if head else ()
-    return (h[0], *hit[2])
+        first = _walk(f, 1, cache, frames)
+        if not first:
+            return ()
+        head = first[0]
+    else:
+        head = h[0]
+    stack = hit[3].get(id(head))
+    if stack is None or stack[0] is not head:
+        stack = hit[3][id(head)] = (head, *hit[2])
+    return stack
 
 
 # (id(g), its instruction, id(its caller), that one's instruction) -> (g's code, its caller's
-# code, the user frames from g up): see user_frames
-_outer: dict[tuple[int, int, int, int], tuple[object, object, tuple[Frame, ...]]] = {}
+# code, the user frames from g up, id(innermost Frame) -> the whole stack): see user_frames
+_outer: dict[tuple[int, int, int, int], tuple[object, object, tuple[Frame, ...], dict]] = {}
 
 
 def _walk(f, limit: int, cache: dict, frames: dict) -> list[Frame]:

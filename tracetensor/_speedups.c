@@ -801,15 +801,17 @@ static PyObject *user_frames_from(PyFrameObject *start) {
     hit = PyDict_GetItemWithError(g_outer, key); /* borrowed */
     if (hit == NULL && PyErr_Occurred())
         goto done;
-    if (hit == NULL || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 3 || PyTuple_GET_ITEM(hit, 0) != gcode ||
-        PyTuple_GET_ITEM(hit, 1) != gbcode) {
+    if (hit == NULL || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 4 || PyTuple_GET_ITEM(hit, 0) != gcode ||
+        PyTuple_GET_ITEM(hit, 1) != gbcode || !PyDict_CheckExact(PyTuple_GET_ITEM(hit, 3))) {
         if (PyDict_GET_SIZE(g_outer) > 10000)
             PyDict_Clear(g_outer);
         list = walk(g, 7);
         PyObject *above = list ? PySequence_Tuple(list) : NULL;
         if (above == NULL)
             goto done;
-        PyObject *entry = PyTuple_Pack(3, gcode, gbcode, above);
+        PyObject *stacks = PyDict_New();
+        PyObject *entry = stacks ? PyTuple_Pack(4, gcode, gbcode, above, stacks) : NULL;
+        Py_XDECREF(stacks);
         Py_DECREF(above);
         if (entry == NULL || PyDict_SetItem(g_outer, key, entry) < 0) {
             Py_XDECREF(entry);
@@ -849,16 +851,29 @@ static PyObject *user_frames_from(PyFrameObject *start) {
         Py_DECREF(hit);
         goto done;
     }
-    PyObject *above = PyTuple_GET_ITEM(hit, 2);
-    Py_ssize_t n = PyTuple_GET_SIZE(above);
-    result = PyTuple_New(n + 1);
-    if (result != NULL) {
-        PyTuple_SET_ITEM(result, 0, head);
-        for (Py_ssize_t i = 0; i < n; i++)
-            PyTuple_SET_ITEM(result, i + 1, Py_NewRef(PyTuple_GET_ITEM(above, i)));
+    /* the whole stack, made once per head under this entry and shared (see `_source.user_frames`) */
+    PyObject *stacks = PyTuple_GET_ITEM(hit, 3), *hk = PyLong_FromVoidPtr(head);
+    PyObject *had = hk ? PyDict_GetItemWithError(stacks, hk) : NULL; /* borrowed */
+    if (had != NULL && PyTuple_CheckExact(had) && PyTuple_GET_SIZE(had) > 0 && PyTuple_GET_ITEM(had, 0) == head) {
+        result = Py_NewRef(had);
+        Py_DECREF(head);
+    } else if (hk != NULL && !PyErr_Occurred()) {
+        PyObject *above = PyTuple_GET_ITEM(hit, 2);
+        Py_ssize_t n = PyTuple_GET_SIZE(above);
+        result = PyTuple_New(n + 1);
+        if (result != NULL) {
+            PyTuple_SET_ITEM(result, 0, head);
+            for (Py_ssize_t i = 0; i < n; i++)
+                PyTuple_SET_ITEM(result, i + 1, Py_NewRef(PyTuple_GET_ITEM(above, i)));
+            if (PyDict_SetItem(stacks, hk, result) < 0)
+                Py_CLEAR(result);
+        } else {
+            Py_DECREF(head);
+        }
     } else {
         Py_DECREF(head);
     }
+    Py_XDECREF(hk);
     Py_DECREF(hit);
 done:
     Py_XDECREF(f);

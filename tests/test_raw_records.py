@@ -306,3 +306,20 @@ def test_an_outputs_listener_gets_each_ops_arrays_beside_its_record_and_keeps_re
     for (_, out), e in zip(ops, mats):
         arrays = out if isinstance(out, tuple) else (out,)
         assert [a.shape if a is not None else () for a in arrays] == [m.shape for m in e.outputs]
+
+
+def test_a_queueing_callback_appends_and_calls_on_full_past_its_limit(monkeypatch):
+    """`events.appender` (a recording's callback; C when built, else Python): every item
+    is queued in order, and the producer is held (`on_full`) each time the queue is past its
+    limit, not before."""
+    from collections import deque
+
+    for c_type in {events._Appender, None}:
+        monkeypatch.setattr(events, "_Appender", c_type)
+        q: deque = deque()
+        full: list[int] = []
+        cb = events.appender(q, 3, lambda q=q, full=full: full.append(len(q)))
+        for i in range(6):
+            cb(("item", i))
+        assert list(q) == [("item", i) for i in range(6)] and full == [4, 5, 6]
+        assert (type(cb).__name__ == "Appender") == (c_type is not None)

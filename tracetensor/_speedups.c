@@ -1319,6 +1319,160 @@ static PyTypeObject MemoryHookType = {
     .tp_methods = hook_methods,
 };
 
+/* ------------------------------------------------------------------ a recording's records
+ * record_columns(recs, keep_stacks) -> (columns, index, firsts): the trace writer's first
+ * pass over a batch of raw records (`TraceWriter._write_records`, read it first), in one loop:
+ * `columns`, four int64 columns (seq, run, start, end) one after the other; `index`, each
+ * record's int64 number among the batch's distinct (site, thread, outputs[, stack]) keys,
+ * Site and stack by identity (the records keep them alive); `firsts`, the first record of
+ * each of those keys, which the writer then looks up by value. */
+static PyObject *record_columns(PyObject *self, PyObject *args) {
+    PyObject *recs;
+    int keep_stacks;
+    if (!PyArg_ParseTuple(args, "O!p", &PyList_Type, &recs, &keep_stacks))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(recs);
+    PyObject *cols = PyBytes_FromStringAndSize(NULL, 4 * n * (Py_ssize_t)sizeof(int64_t));
+    PyObject *index = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    PyObject *firsts = PyList_New(0), *seen = PyDict_New();
+    if (cols == NULL || index == NULL || firsts == NULL || seen == NULL)
+        goto error;
+    int64_t *c = (int64_t *)PyBytes_AS_STRING(cols), *ix = (int64_t *)PyBytes_AS_STRING(index);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(recs, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 10) {
+            PyErr_SetString(PyExc_TypeError, "record_columns: a raw record is a tuple of 10 or 11 items");
+            goto error;
+        }
+        for (int k = 0; k < 4; k++) { /* seq, run, t0, t1 */
+            long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(r, k + 1));
+            if (v == -1 && PyErr_Occurred())
+                goto error;
+            c[k * n + i] = v;
+        }
+        PyObject *site = PyLong_FromVoidPtr(PyTuple_GET_ITEM(r, 0));
+        PyObject *stack = keep_stacks && site ? PyLong_FromVoidPtr(PyTuple_GET_ITEM(r, 6)) : NULL;
+        PyObject *key = NULL;
+        if (site != NULL && (!keep_stacks || stack != NULL))
+            key = keep_stacks ? PyTuple_Pack(6, site, PyTuple_GET_ITEM(r, 5), PyTuple_GET_ITEM(r, 7),
+                                             PyTuple_GET_ITEM(r, 8), PyTuple_GET_ITEM(r, 9), stack)
+                              : PyTuple_Pack(5, site, PyTuple_GET_ITEM(r, 5), PyTuple_GET_ITEM(r, 7),
+                                             PyTuple_GET_ITEM(r, 8), PyTuple_GET_ITEM(r, 9));
+        Py_XDECREF(site);
+        Py_XDECREF(stack);
+        if (key == NULL)
+            goto error;
+        PyObject *k = PyDict_GetItemWithError(seen, key); /* borrowed */
+        if (k == NULL) {
+            PyObject *at = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(firsts));
+            PyObject *first = at ? PyLong_FromSsize_t(i) : NULL;
+            int rc = first ? PyDict_SetItem(seen, key, at) : -1;
+            rc = rc == 0 ? PyList_Append(firsts, first) : -1;
+            Py_XDECREF(first);
+            if (rc < 0) {
+                Py_XDECREF(at);
+                Py_DECREF(key);
+                goto error;
+            }
+            k = at;
+            Py_DECREF(at); /* (the dict holds it) */
+        }
+        Py_DECREF(key);
+        ix[i] = PyLong_AsLongLong(k);
+    }
+    Py_DECREF(seen);
+    return Py_BuildValue("(NNN)", cols, index, firsts);
+error:
+    Py_XDECREF(cols);
+    Py_XDECREF(index);
+    Py_XDECREF(firsts);
+    Py_XDECREF(seen);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ a queueing listener
+ * `events.appender(queue, limit, on_full)` (read it first): the callback of a listener that
+ * only queues what it gets (a recording): `queue.append(item)`, then `on_full()` while the
+ * queue holds more than `limit` items. In C it costs a tenth of a Python method's call. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue, *append, *on_full;
+    Py_ssize_t limit;
+    vectorcallfunc vectorcall;
+} Appender;
+
+static PyObject *appender_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    Appender *self = (Appender *)callable;
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1) {
+        PyErr_SetString(PyExc_TypeError, "appender(item): one item");
+        return NULL;
+    }
+    PyObject *r = PyObject_CallOneArg(self->append, a[0]);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_ssize_t n = PyObject_Size(self->queue);
+    if (n < 0)
+        return NULL;
+    if (n > self->limit)
+        return PyObject_CallNoArgs(self->on_full);
+    Py_RETURN_NONE;
+}
+
+static PyObject *appender_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *queue, *on_full;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OnO", &queue, &limit, &on_full))
+        return NULL;
+    PyObject *append = PyObject_GetAttrString(queue, "append");
+    if (append == NULL)
+        return NULL;
+    Appender *self = (Appender *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(append);
+        return NULL;
+    }
+    self->queue = Py_NewRef(queue);
+    self->append = append;
+    self->on_full = Py_NewRef(on_full);
+    self->limit = limit;
+    self->vectorcall = appender_vectorcall;
+    return (PyObject *)self;
+}
+
+static int appender_traverse(Appender *self, visitproc visit, void *arg) {
+    Py_VISIT(self->queue);
+    Py_VISIT(self->append);
+    Py_VISIT(self->on_full);
+    return 0;
+}
+
+static int appender_clear(Appender *self) {
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->on_full);
+    return 0;
+}
+
+static void appender_dealloc(Appender *self) {
+    PyObject_GC_UnTrack(self);
+    appender_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject AppenderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracetensor._speedups.Appender",
+    .tp_basicsize = sizeof(Appender),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Appender(queue, limit, on_full): see events.appender",
+    .tp_new = appender_new,
+    .tp_traverse = (traverseproc)appender_traverse,
+    .tp_clear = (inquiry)appender_clear,
+    .tp_dealloc = (destructor)appender_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Appender, vectorcall),
+};
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -1331,6 +1485,7 @@ static PyMethodDef methods[] = {
     {"op_name", op_name, METH_O, "op_name(op): see _naming"},
     {"setup_names", setup_names, METH_VARARGS, "setup_names(_SITES, named_site_py, _tls, _made, op_name_py)"},
     {"setup_summaries", setup_summaries, METH_VARARGS, "setup_summaries(Summary, _summary)"},
+    {"record_columns", record_columns, METH_VARARGS, "record_columns(recs, keep_stacks): see _speedups.c"},
     {"summary", summary_stats, METH_O, "summary(a) -> (min, max, neg, zero, sum, sumsq) or None: see _speedups.c"},
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
@@ -1378,6 +1533,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    if (PyType_Ready(&AppenderType) < 0 || PyModule_AddObjectRef(m, "Appender", (PyObject *)&AppenderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObjectRef(m, "MemoryHook", (PyObject *)&MemoryHookType) < 0) {
         Py_DECREF(m);
         return NULL;

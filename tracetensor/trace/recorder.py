@@ -117,7 +117,7 @@ class Recorder:
         self._thread.start()
         full = self.values == "full"
         self._listener = ev.subscribe(
-            self._on_event_full if full else self._on_event,
+            self._on_event_full if full else ev.appender(self._q, MAX_QUEUE, self._wait_for_writer),
             values=full,
             summaries=self.values in ("summary", "full"),
             stacks=self.stacks,
@@ -164,13 +164,7 @@ class Recorder:
         """Reads the trace back (after `stop()`, or live: what was committed so far)."""
         return SqliteTrace(self.path)
 
-    # -- hot path: append only
-    def _on_event(self, e: ev.Event) -> None:
-        q = self._q
-        q.append(e)
-        if len(q) > MAX_QUEUE:
-            self._wait_for_writer()
-
+    # -- hot path: append only (values="full" copies the arrays first; the rest: events.appender)
     def _on_event_full(self, e: ev.Event) -> None:
         if e.__class__ is ev.OpEvent and e.values is not None:
             # copies: an in-place update could change an output before the writer gets to it

@@ -275,6 +275,9 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
     return _pack(seq, run, np.asarray(sigs, np.int32), start, dur, it, nsumm, flags, sints, sfloats, t0)
 
 
+_record_columns: Any = None  # the C accelerator's first pass over a batch of records (set below)
+
+
 def _summary_columns(summ: list[tuple | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events' summaries (each a tuple of Summary or None per output, or None) -> the block's
     summary count per event (-1: none kept) and its rows' integer and float columns."""
@@ -580,31 +583,27 @@ class TraceWriter:
         self._counts = {}
         try:
             OpEvent = ev.OpEvent
-            # op events go to blocks, the rest to their own tables: the two never depend on
-            # each other's order, so they are split with two fast passes
-            ops = [e for e in batch if e.__class__ is OpEvent]
-            # threads emit in the order they finish emitting, not the order their ops took a
-            # seq: the file keeps seq order (nearly sorted already, so this costs one pass)
             # a raw listener gets compact records (`events.subscribe(raw=True)`): packed straight
-            # into blocks; a batch that also holds events (the listener set changed) makes them events
-            recs = [] if len(ops) == len(batch) else [e for e in batch if e.__class__ is tuple]
-            # (records all with summaries or all without, as listeners stay; else events)
-            if recs and (ops or len({len(recs[0]), len(recs[-1]), *map(len, recs)}) > 1):
+            # into blocks; op events go to blocks too, the rest to their own tables (the two never
+            # depend on each other's order, so they are split with a few fast passes)
+            recs = [e for e in batch if e.__class__ is tuple]
+            others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
+            ops = [e for e in others if e.__class__ is OpEvent]
+            rest = [e for e in others if e.__class__ is not OpEvent] if len(ops) < len(others) else []
+            # a batch that also holds events (the listener set changed), or records both with and
+            # without summaries, makes them all events
+            if recs and (ops or len(set(map(len, recs))) > 1):
                 ops.extend(ev.materialize(recs))
                 recs = []
             if recs:
                 self._write_records(recs)
             else:
+                # threads emit in the order they finish emitting, not the order their ops took a
+                # seq: the file keeps seq order (nearly sorted already, so this costs one pass)
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
                     self._write_block(ops[k : k + BLOCK])
             starts, ends = [], []
-            n_ops = len(ops) + len(recs)
-            rest = (
-                []
-                if n_ops == len(batch)
-                else [e for e in batch if e.__class__ is not OpEvent and e.__class__ is not tuple]
-            )
             for e in rest:
                 cls = e.__class__
                 if cls is ev.RunStart:
@@ -711,14 +710,21 @@ class TraceWriter:
         """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
         is made but for a signature not seen before."""
         n = len(recs)
-        sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes, *summ = zip(*recs)
-        slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
+        if _record_columns is not None:  # the C accelerator's one pass (see _speedups.c)
+            cols, index, firsts = _record_columns(recs, self.keep_stacks)
+            seq, run, start, end = np.frombuffer(cols, np.int64).reshape(4, n)
+            dur = end - start
+            slots = np.array([self._slot_of(recs[j]) for j in firsts], np.intp)
+            slot = slots[np.frombuffer(index, np.int64)]
+        else:
+            sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes, *_ = zip(*recs)
+            slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
+            seq = np.array(seq, np.int64)
+            run = np.array(run, np.int64)
+            start = np.array(t0, np.int64)
+            dur = np.array(t1, np.int64) - start
         # a summary recording's records carry their outputs' summaries (all finite: see _dispatch._after)
-        summ = summ[0] if summ and self.keep_summaries else None
-        seq = np.array(seq, np.int64)
-        run = np.array(run, np.int64)
-        start = np.array(t0, np.int64)
-        dur = np.array(t1, np.int64) - start
+        summ = [r[10] for r in recs] if len(recs[0]) > 10 and self.keep_summaries else None
         # threads emit in the order they finish emitting, not the order their ops took a seq:
         # the file keeps seq order
         if n > 1 and (seq[1:] < seq[:-1]).any():
@@ -765,21 +771,24 @@ class TraceWriter:
         each; only each distinct one is then looked up by value."""
         if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
             self._slot_val, self._slot_rows, self._slot_cols = {}, [], None
-        # (a stack by value: an op without a Site of its own gets a new tuple each time)
-        keys = zip(map(id, sites), tid, *out, stack) if self.keep_stacks else zip(map(id, sites), tid, *out)
+        # (a stack by its id too: one call chain's stack is one shared tuple, see _source.user_frames;
+        # hashing its frames per record would cost more than the rest of the key)
+        keys = zip(map(id, sites), tid, *out, map(id, stack)) if self.keep_stacks else zip(map(id, sites), tid, *out)
         n = len(sites)
         first_of: dict[tuple, int] = {}  # key -> its first record (the batch's records keep their Sites alive)
         first = np.fromiter(map(first_of.setdefault, keys, range(n)), np.intp, n)
-        slots = []
-        for key, j in first_of.items():
-            vkey = (sites[j], *key[1:])
-            s = self._slot_val.get(vkey)
-            if s is None:
-                s = self._slot_val[vkey] = self._new_slot(recs[j], vkey)
-            slots.append(s)
+        slots = [self._slot_of(recs[j]) for j in first_of.values()]
         at_first = np.empty(n, np.intp)
         at_first[np.fromiter(first_of.values(), np.intp, len(first_of))] = slots
         return at_first[first]
+
+    def _slot_of(self, rec: tuple) -> int:
+        """The slot of a record's (site, thread, outputs[, stack]), by value."""
+        vkey = (rec[0], rec[5], rec[7], rec[8], rec[9], rec[6]) if self.keep_stacks else (rec[0], rec[5], *rec[7:10])
+        s = self._slot_val.get(vkey)
+        if s is None:
+            s = self._slot_val[vkey] = self._new_slot(rec, vkey)
+        return s
 
     def _new_slot(self, rec: tuple, vkey: tuple) -> int:
         """A slot for a record whose site, thread, outputs or stack were not seen before."""
@@ -1841,3 +1850,12 @@ def _check_header(path: str) -> None:
     wal = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
     if head[24:28] == head[92:96] and pages and size < page * pages and not wal:
         raise TraceFileError(path, f"is truncated ({size} bytes, expected {page * pages})")
+
+
+def _accelerated() -> Any:
+    from .. import _dispatch  # (the same switch as the dispatch point's: TRACETENSOR_PURE=1, no compiler)
+
+    return _dispatch._speedups.record_columns if _dispatch.ACCELERATED else None
+
+
+_record_columns = _accelerated()

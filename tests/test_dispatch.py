@@ -358,3 +358,31 @@ def test_the_c_naming_lookups_give_what_the_python_ones_give():
         assert named_site(make, "x", ("a",), 2) is not first  # changed: made again
         assert named_site(make, "y", ("a",), 2).name == "y"
         assert made == [(("a",), 1), (("a",), 2), (("a",), 2)]
+
+
+def test_the_c_forward_site_is_the_python_one():
+    """An observed eager op's Site (its name, its inputs' names, the stack when asked) comes
+    from C when the accelerator is built: the same Site as the Python `_site`, leaves named
+    on the way, in and out of module scopes, with and without stacks."""
+    import importlib
+
+    T = importlib.import_module("tracetensor.tensor")
+    from tracetensor import _naming
+
+    if T._site is T._site_py:
+        pytest.skip("the C accelerator is not built (TRACETENSOR_PURE=1 or no compiler)")
+    op = tt._registry.REGISTRY["add"]
+    a, b = tt.ones(2), tt.ones(2)
+    for stacks in (False, True):
+        got = []
+        for site in (T._site, T._site_py):
+            a._name = b._name = None
+            _naming.reset()
+            with events.listen(lambda e: None, stacks=stacks), _naming.name_scope("Net"):
+                s1 = site(op, (a, b), a._device)
+                s2 = site(op, (a, a), a._device)
+            got.append((s1, s2, a._name, b._name))
+        (c1, c2, ca, cb), (p1, p2, pa, pb) = got
+        assert c1.name == p1.name == "Net/add" and c2.name == p2.name == "Net/add_1"
+        assert c1.inputs == (ca, cb) and p1.inputs == (pa, pb) and ca.startswith("tensor_")
+        assert c1._replace(inputs=p1.inputs) == p1 and (c1.stack is not None) == stacks

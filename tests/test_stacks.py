@@ -139,6 +139,7 @@ def test_frames_shared_above_the_innermost_user_frame_are_those_a_full_walk_find
     monkeypatch.setattr(_source, "user_frames", _source.user_frames_py)
     monkeypatch.setattr(_source, "stack_here", _source.stack_here_py)
     monkeypatch.setattr(sys.modules["tracetensor.tensor"], "stack_here", _source.stack_here_py)
+    monkeypatch.setattr(sys.modules["tracetensor.tensor"], "_site", sys.modules["tracetensor.tensor"]._site_py)
     assert shared == _loop_stacks()
     callers = [(s[0].name, s[1].name, s[1].lineno) for s in shared]
     assert callers[:2] == [("_op_in", "_loop_a", _line(_loop_a, "_op_in(a)"))] * 2

@@ -1101,6 +1101,67 @@ slow:
     return PyObject_CallOneArg(g_op_name_py, op);
 }
 
+/* forward_site(op, inputs, dev): see `tensor._site` (the Site of an observed eager op: its
+ * name, its inputs' names, the user's stack when asked), made by `tensor._forward_site` */
+static PyObject *s_name, *s__name, *s_give_name, *g_forward_make;
+
+static PyObject *setup_forward(PyObject *self, PyObject *make) {
+    keep(&g_forward_make, make);
+    Py_RETURN_NONE;
+}
+
+static PyObject *forward_site(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(a[1]) || g_forward_make == NULL || g_state == NULL) {
+        PyErr_SetString(PyExc_TypeError, "forward_site(op, inputs, dev) (after setup_forward)");
+        return NULL;
+    }
+    PyObject *op = a[0], *inputs = a[1], *dev = a[2], *make = g_forward_make;
+    PyObject *opname = PyObject_GetAttr(op, s_name);
+    if (opname == NULL)
+        return NULL;
+    PyObject *name = op_name(NULL, opname);
+    Py_DECREF(opname);
+    if (name == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(inputs);
+    PyObject *ins = PyTuple_New(n), *stack = NULL, *r = NULL;
+    if (ins == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyTuple_GET_ITEM(inputs, i);
+        PyObject *nm = PyObject_GetAttr(t, s__name);
+        if (nm == NULL)
+            goto done;
+        int has = PyObject_IsTrue(nm);
+        if (has <= 0) {
+            Py_DECREF(nm);
+            if (has < 0)
+                goto done;
+            nm = PyObject_CallMethodNoArgs(t, s_give_name);
+            if (nm == NULL)
+                goto done;
+        }
+        PyTuple_SET_ITEM(ins, i, nm);
+    }
+    PyObject *want = PyObject_GetAttr(g_state, s_stacks);
+    if (want == NULL)
+        goto done;
+    int w = PyObject_IsTrue(want);
+    Py_DECREF(want);
+    if (w < 0)
+        goto done;
+    stack = w ? PyObject_CallNoArgs(g_stack_here) : Py_NewRef(Py_None);
+    if (stack == NULL)
+        goto done;
+    PyObject *parts[6] = {make, name, op, ins, dev, stack};
+    r = named_site(NULL, parts, 6);
+done:
+    Py_DECREF(name);
+    Py_XDECREF(ins);
+    Py_XDECREF(stack);
+    return r;
+}
+
 /* setup_names(_SITES, named_site_py, _tls, _made, op_name_py) */
 static PyObject *setup_names(PyObject *self, PyObject *args) {
     PyObject *sites, *named_py, *tls, *made, *op_name_py;
@@ -1483,6 +1544,8 @@ static PyMethodDef methods[] = {
 #endif
     {"named_site", (PyCFunction)(void (*)(void))named_site, METH_FASTCALL, "named_site(make, name, *parts): see _dispatch"},
     {"op_name", op_name, METH_O, "op_name(op): see _naming"},
+    {"forward_site", (PyCFunction)(void (*)(void))forward_site, METH_FASTCALL, "forward_site(op, inputs, dev): see tensor._site"},
+    {"setup_forward", setup_forward, METH_O, "setup_forward(tensor._forward_site)"},
     {"setup_names", setup_names, METH_VARARGS, "setup_names(_SITES, named_site_py, _tls, _made, op_name_py)"},
     {"setup_summaries", setup_summaries, METH_VARARGS, "setup_summaries(Summary, _summary)"},
     {"record_columns", record_columns, METH_VARARGS, "record_columns(recs, keep_stacks): see _speedups.c"},
@@ -1520,6 +1583,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
     s_summarized = PyUnicode_InternFromString("lean_summarized");
     if (!s_summarized)
+        return NULL;
+    s_name = PyUnicode_InternFromString("name");
+    s__name = PyUnicode_InternFromString("_name");
+    s_give_name = PyUnicode_InternFromString("_give_name");
+    if (!s_name || !s__name || !s_give_name)
         return NULL;
     s_prefix = PyUnicode_InternFromString("prefix");
     s_counters = PyUnicode_InternFromString("counters");

@@ -16,6 +16,7 @@ from . import _autograd, _naming, dtypes
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
+from . import _dispatch as _dispatch_module
 from ._dispatch import _FORWARD, Site, dispatch, named_site, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef
@@ -94,7 +95,8 @@ def _rbinary(op: OpDef, a: Tensor, o: Any) -> Tensor:
 
 def _site(op: OpDef, inputs: tuple[Tensor, ...], dev: Device) -> Site:
     """The site of one observed eager op: its name (module path + counter), its inputs'
-    names and, when a listener asked, the user's stack (last step's, see `named_site`)."""
+    names and, when a listener asked, the user's stack (last step's, see `named_site`).
+    (The C accelerator's `forward_site` replaces it: the same, see the end of this module.)"""
     name = _naming.op_name(op.name)
     ins = tuple([t._name or t._give_name() for t in inputs])
     return named_site(_forward_site, name, op, ins, dev, stack_here() if STATE.stacks else None)
@@ -1175,6 +1177,12 @@ BoolTensor = _legacy("BoolTensor", dtypes.bool)
 
 def is_tensor(obj: Any) -> bool:
     return isinstance(obj, Tensor)
+
+
+_site_py = _site
+if _dispatch_module.ACCELERATED:  # (the observed op's naming in C: see _speedups.forward_site)
+    _dispatch_module._speedups.setup_forward(_forward_site)
+    _site = _dispatch_module._speedups.forward_site
 
 
 __all__ = ["Tensor", "tensor", "apply", "no_grad", "MinMax"]

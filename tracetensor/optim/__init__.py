@@ -198,17 +198,33 @@ class SGD(Optimizer):
         )
 
     def step(self, closure: Any = None) -> Any:
-        if STATE.named:
+        if type(self)._update is not SGD._update:  # (a subclass's own update runs the general loop)
             return super().step(closure)
         for group in self.param_groups:  # (a loop: any() over a generator costs more than the updates' checks)
             if group["momentum"] or group["weight_decay"]:
                 return super().step(closure)
         loss = _call(closure)
-        for group in self.param_groups:  # the plain step, with no per-parameter bookkeeping
-            lr = group["lr"]
-            for p in group["params"]:
-                if p.grad is not None:
-                    _plain_sgd(p, p.grad._data, lr)
+        # the plain step, with no per-parameter bookkeeping; observed with names, each update is
+        # an op named after its parameter (what the general loop's `_run` makes, leaner)
+        named = STATE.named
+        outer = _source.hold() if named and STATE.stacks else None  # (the updates' stack, see Optimizer.step)
+        try:
+            for group in self.param_groups:
+                lr = group["lr"]
+                for i, p in enumerate(group["params"]):
+                    if p.grad is None:
+                        continue
+                    g = p.grad._data
+                    if not named:
+                        _plain_sgd(p, g, lr)
+                        continue
+                    if g.shape != p._data.shape:
+                        raise _grad_error("sgd_update", p, g)
+                    site = named_site(_update_site, p._name or f"param_{i}", _SGD_SITE.op, p._device)
+                    dispatch(site, _sub_scaled, (p._data, g, lr), (p._data, g))
+        finally:
+            if outer is not None:
+                _source.release(outer)
         if STATE.listeners:  # (timings only: see events.subscribe's `names`)
             _end_step()
         return loss

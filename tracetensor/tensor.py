@@ -13,10 +13,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _autograd, _naming, dtypes
+from . import _dispatch as _dispatch_module
 from . import events as _events
 from . import ops as _ops
 from ._autograd import Node, run_backward
-from . import _dispatch as _dispatch_module
 from ._dispatch import _FORWARD, Site, dispatch, named_site, site_of
 from ._grad_mode import MODE, no_grad
 from ._registry import REGISTRY, OpDef

@@ -323,3 +323,20 @@ def test_a_queueing_callback_appends_and_calls_on_full_past_its_limit(monkeypatc
             cb(("item", i))
         assert list(q) == [("item", i) for i in range(6)] and full == [4, 5, 6]
         assert (type(cb).__name__ == "Appender") == (c_type is not None)
+
+
+def test_a_routing_callback_sends_records_one_way_and_events_the_other(monkeypatch):
+    """`events.router` (the pytest plugin's check listens through it; C when built): raw
+    records reach the first callable, run markers and op events the second, in order."""
+    step = _eager_mlp(tt.optim.SGD)
+    step()
+    for c_type in {events._Router, None}:
+        monkeypatch.setattr(events, "_Router", c_type)
+        recs: list = []
+        rest: list = []
+        with events.listen(events.router(recs.append, rest.append), raw=True, checks=True):
+            step()
+            (tt.ones(2) * float("nan")).relu()  # a failed check: an event
+        assert recs and all(events.is_raw(r) for r in recs) and not any(events.is_raw(e) for e in rest)
+        assert {type(e).__name__ for e in rest} >= {"RunStart", "RunEnd", "OpEvent"}
+        assert [e.op for e in rest if isinstance(e, events.OpEvent)][-1] == "relu"

@@ -464,6 +464,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _events._fast_summary = _speedups.summary
         _events.MemoryHook = _speedups.MemoryHook
         _events._Appender = _speedups.Appender
+        _events._Router = _speedups.Router
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

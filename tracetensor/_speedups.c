@@ -371,6 +371,24 @@ static PyObject *setup_summaries(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* `_dispatch._all_finite(outs)` for a tuple of numpy arrays and None (a VJP's gradients):
+ * True / False, or None (not decided here: an item of another kind; the Python one decides) */
+static PyObject *all_finite(PyObject *outs) {
+    Py_ssize_t n = PyTuple_GET_SIZE(outs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyTuple_GET_ITEM(outs, i);
+        if (o == Py_None)
+            continue;
+        if (!Py_IS_TYPE(o, (PyTypeObject *)g_ndarray))
+            Py_RETURN_NONE;
+        PyObject *ok = finite_check(NULL, o);
+        if (ok != Py_True)
+            return ok; /* False, or None: not decided here */
+        Py_DECREF(ok);
+    }
+    Py_RETURN_TRUE;
+}
+
 /* ((callback, outputs), ...) of a listeners tuple, made once per tuple (STATE.listeners is
  * replaced, never mutated: the last one's is kept, with a reference to it, so its address
  * cannot be taken by another tuple while cached). `forget_calls`, called by every refresh
@@ -460,12 +478,12 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         PyObject *o = out;
         if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
             o = PyTuple_GET_ITEM(out, 0);
-        PyObject *ok = PyTuple_CheckExact(o) ? NULL : finite_check(NULL, o);
+        PyObject *ok = PyTuple_CheckExact(o) ? all_finite(o) : finite_check(NULL, o);
         if (ok == Py_None) {
             Py_DECREF(ok);
             ok = NULL;
         }
-        if (ok == NULL)
+        if (ok == NULL && !PyErr_Occurred())
             ok = PyObject_CallOneArg(PyTuple_CheckExact(o) ? g_all_finite : g_finite, o);
         if (ok == NULL) {
             Py_DECREF(out);
@@ -1534,6 +1552,68 @@ static PyTypeObject AppenderType = {
     .tp_vectorcall_offset = offsetof(Appender, vectorcall),
 };
 
+/* `events.router(on_record, on_other)`: a listener's callback that hands raw records (exact
+ * tuples) to one callable and everything else to another (the plugin's check queues records
+ * and looks at events), with no Python frame per record. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *on_record, *on_other;
+    vectorcallfunc vectorcall;
+} Router;
+
+static PyObject *router_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    Router *self = (Router *)callable;
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1) {
+        PyErr_SetString(PyExc_TypeError, "router(item): one item");
+        return NULL;
+    }
+    return PyObject_CallOneArg(PyTuple_CheckExact(a[0]) ? self->on_record : self->on_other, a[0]);
+}
+
+static PyObject *router_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *on_record, *on_other;
+    if (!PyArg_ParseTuple(args, "OO", &on_record, &on_other))
+        return NULL;
+    Router *self = (Router *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->on_record = Py_NewRef(on_record);
+    self->on_other = Py_NewRef(on_other);
+    self->vectorcall = router_vectorcall;
+    return (PyObject *)self;
+}
+
+static int router_traverse(Router *self, visitproc visit, void *arg) {
+    Py_VISIT(self->on_record);
+    Py_VISIT(self->on_other);
+    return 0;
+}
+
+static int router_clear(Router *self) {
+    Py_CLEAR(self->on_record);
+    Py_CLEAR(self->on_other);
+    return 0;
+}
+
+static void router_dealloc(Router *self) {
+    PyObject_GC_UnTrack(self);
+    router_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject RouterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracetensor._speedups.Router",
+    .tp_basicsize = sizeof(Router),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Router(on_record, on_other): see events.router",
+    .tp_new = router_new,
+    .tp_traverse = (traverseproc)router_traverse,
+    .tp_clear = (inquiry)router_clear,
+    .tp_dealloc = (destructor)router_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Router, vectorcall),
+};
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -1601,7 +1681,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyType_Ready(&AppenderType) < 0 || PyModule_AddObjectRef(m, "Appender", (PyObject *)&AppenderType) < 0) {
+    if (PyType_Ready(&RouterType) < 0 || PyModule_AddObjectRef(m, "Router", (PyObject *)&RouterType) < 0 ||
+        PyType_Ready(&AppenderType) < 0 || PyModule_AddObjectRef(m, "Appender", (PyObject *)&AppenderType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

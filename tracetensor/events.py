@@ -55,7 +55,11 @@ __all__ = [
     "step",
     "auto_run",
     "materialize",
+    "timings",
+    "OpTiming",
     "is_raw",
+    "appender",
+    "router",
 ]
 
 
@@ -724,7 +728,21 @@ def appender(queue: Any, limit: int, on_full: Callable[[], object]) -> Callable[
     return callback
 
 
+def router(on_record: Callable[[tuple], object], on_other: Callable[[Any], object]) -> Callable[[Any], object]:
+    """The callback of a raw listener that treats records and events apart: each raw record
+    goes to `on_record` (a queue's append, say), everything else to `on_other`. The C
+    accelerator's has no Python frame per record."""
+    if _Router is not None:
+        return _Router(on_record, on_other)
+
+    def callback(item: Any) -> object:
+        return on_record(item) if item.__class__ is tuple else on_other(item)
+
+    return callback
+
+
 _Appender: Any = None  # the C accelerator's (set by _dispatch)
+_Router: Any = None
 
 # The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas, refs)`
 # (set by _dispatch; None without it): the profiler's `profile_memory` listener takes a CPU

@@ -19,7 +19,7 @@ import os
 import threading
 from collections import deque
 
-from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, materialize, subscribe
+from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, materialize, router, subscribe
 from tracetensor.trace import nonfinite_text
 
 __all__ = ["MODES", "Finding", "Numerics", "is_gradient"]
@@ -99,7 +99,8 @@ class Numerics:
             if self.summaries:
                 self._listener = subscribe(self, summaries=True, stacks=True)
             else:
-                self._listener = subscribe(self, checks=True, raw=True)
+                # records (finite ops) queue at C speed; events (a failed check, run markers) come here
+                self._listener = subscribe(router(self._records.append, self), checks=True, raw=True)
         return self
 
     def stop(self) -> None:

@@ -294,20 +294,23 @@ def test_the_c_summary_agrees_with_numpy_on_every_dtype_layout_and_value(monkeyp
         cases += [m[:, ::2], m.T, m.reshape(2, 3, 4)]
     cases += [np.float32(2.5), np.array(-1.0), np.array([1, 2], ">f4"), np.zeros(9, np.float32)]
     decided = 0
-    with np.errstate(all="ignore"):
-        for a in cases:
-            fast = ev.summarize(a)
-            ours = a.dtype in (np.float32, np.float64) and a.dtype.isnative and np.isfinite(a).all()
-            assert (_speedups.summary(a) is not None) == bool(ours and np.asarray(a).flags.c_contiguous), (
-                a.dtype,
-                a.shape,
-            )
-            decided += ours
-            monkeypatch.setattr(ev, "_fast_summary", None)
-            want = ev.summarize(a)
-            monkeypatch.undo()
-            head = lambda s: (s.size, s.nan, s.neginf, s.posinf, s.neg, s.zero, s.pos)
-            assert head(fast) == head(want), (a.dtype, a.shape)
-            assert (fast.min, fast.max) == (want.min, want.max) or (np.isnan(fast.min) and np.isnan(want.min))
-            np.testing.assert_allclose([fast.mean, fast.std], [want.mean, want.std], rtol=1e-9, atol=1e-300)
-    assert decided > 50
+    try:
+        for wide in (True, False):  # AVX2 where the CPU has it, then the SSE2 (or plain C) pass
+            _speedups.set_wide(wide)
+            with np.errstate(all="ignore"):
+                for a in cases:
+                    fast = ev.summarize(a)
+                    ours = a.dtype in (np.float32, np.float64) and a.dtype.isnative and np.isfinite(a).all()
+                    decided_here = _speedups.summary(a) is not None
+                    assert decided_here == bool(ours and np.asarray(a).flags.c_contiguous), (a.dtype, a.shape)
+                    decided += decided_here
+                    monkeypatch.setattr(ev, "_fast_summary", None)
+                    want = ev.summarize(a)
+                    monkeypatch.undo()
+                    head = lambda s: (s.size, s.nan, s.neginf, s.posinf, s.neg, s.zero, s.pos)
+                    assert head(fast) == head(want), (a.dtype, a.shape, wide)
+                    assert (fast.min, fast.max) == (want.min, want.max) or (np.isnan(fast.min) and np.isnan(want.min))
+                    np.testing.assert_allclose([fast.mean, fast.std], [want.mean, want.std], rtol=1e-9, atol=1e-300)
+    finally:
+        _speedups.set_wide(True)
+    assert decided > 100

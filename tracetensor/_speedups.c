@@ -1547,17 +1547,57 @@ static PyTypeObject MemoryHookType = {
  * record's int64 number among the batch's distinct (site, thread, outputs[, stack]) keys,
  * Site and stack by identity (the records keep them alive); `firsts`, the first record of
  * each of those keys, which the writer then looks up by value. */
+typedef struct {
+    PyObject *rec;  /* the key's first record (borrowed: the batch holds it); NULL: empty */
+    Py_hash_t hash;
+    Py_ssize_t k;   /* the key's number */
+} KeySlot;
+
+/* -1 on error, 0 when records `a` and `b` differ in (site, thread, outputs[, stack]), 1 when alike.
+ * Site and stack by identity; the rest by value (without a new reference to anything: the
+ * program thread keeps changing those objects' reference counts) */
+static int same_key(PyObject *a, PyObject *b, int keep_stacks) {
+    if (PyTuple_GET_ITEM(a, 0) != PyTuple_GET_ITEM(b, 0) ||
+        (keep_stacks && PyTuple_GET_ITEM(a, 6) != PyTuple_GET_ITEM(b, 6)))
+        return 0;
+    static const int fields[] = {5, 7, 8, 9};
+    for (int j = 0; j < 4; j++) {
+        int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(a, fields[j]), PyTuple_GET_ITEM(b, fields[j]), Py_EQ);
+        if (eq <= 0)
+            return eq;
+    }
+    return 1;
+}
+
+static Py_hash_t key_hash(PyObject *r, int keep_stacks) {
+    Py_uhash_t h = (Py_uhash_t)(uintptr_t)PyTuple_GET_ITEM(r, 0) * 1000003u;
+    if (keep_stacks)
+        h ^= (Py_uhash_t)(uintptr_t)PyTuple_GET_ITEM(r, 6) * 31u;
+    static const int fields[] = {5, 7, 8, 9};
+    for (int j = 0; j < 4; j++) {
+        Py_hash_t x = PyObject_Hash(PyTuple_GET_ITEM(r, fields[j]));
+        if (x == -1)
+            return -1;
+        h = (h ^ (Py_uhash_t)x) * 1099511628211u;
+    }
+    return (Py_hash_t)(h == (Py_uhash_t)-1 ? 1 : h);
+}
+
 static PyObject *record_columns(PyObject *self, PyObject *args) {
     PyObject *recs;
     int keep_stacks;
     if (!PyArg_ParseTuple(args, "O!p", &PyList_Type, &recs, &keep_stacks))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(recs);
+    Py_ssize_t n = PyList_GET_SIZE(recs), cap = 64, used = 0;
+    KeySlot *table = PyMem_Calloc((size_t)cap, sizeof(KeySlot));
     PyObject *cols = PyBytes_FromStringAndSize(NULL, 4 * n * (Py_ssize_t)sizeof(int64_t));
     PyObject *index = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
-    PyObject *firsts = PyList_New(0), *seen = PyDict_New();
-    if (cols == NULL || index == NULL || firsts == NULL || seen == NULL)
+    PyObject *firsts = PyList_New(0);
+    if (table == NULL || cols == NULL || index == NULL || firsts == NULL) {
+        if (table == NULL)
+            PyErr_NoMemory();
         goto error;
+    }
     int64_t *c = (int64_t *)PyBytes_AS_STRING(cols), *ix = (int64_t *)PyBytes_AS_STRING(index);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(recs, i);
@@ -1571,43 +1611,62 @@ static PyObject *record_columns(PyObject *self, PyObject *args) {
                 goto error;
             c[k * n + i] = v;
         }
-        PyObject *site = PyLong_FromVoidPtr(PyTuple_GET_ITEM(r, 0));
-        PyObject *stack = keep_stacks && site ? PyLong_FromVoidPtr(PyTuple_GET_ITEM(r, 6)) : NULL;
-        PyObject *key = NULL;
-        if (site != NULL && (!keep_stacks || stack != NULL))
-            key = keep_stacks ? PyTuple_Pack(6, site, PyTuple_GET_ITEM(r, 5), PyTuple_GET_ITEM(r, 7),
-                                             PyTuple_GET_ITEM(r, 8), PyTuple_GET_ITEM(r, 9), stack)
-                              : PyTuple_Pack(5, site, PyTuple_GET_ITEM(r, 5), PyTuple_GET_ITEM(r, 7),
-                                             PyTuple_GET_ITEM(r, 8), PyTuple_GET_ITEM(r, 9));
-        Py_XDECREF(site);
-        Py_XDECREF(stack);
-        if (key == NULL)
+        Py_hash_t h = key_hash(r, keep_stacks);
+        if (h == -1)
             goto error;
-        PyObject *k = PyDict_GetItemWithError(seen, key); /* borrowed */
-        if (k == NULL) {
-            PyObject *at = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(firsts));
-            PyObject *first = at ? PyLong_FromSsize_t(i) : NULL;
-            int rc = first ? PyDict_SetItem(seen, key, at) : -1;
-            rc = rc == 0 ? PyList_Append(firsts, first) : -1;
-            Py_XDECREF(first);
-            if (rc < 0) {
-                Py_XDECREF(at);
-                Py_DECREF(key);
+        Py_ssize_t at = (Py_ssize_t)((Py_uhash_t)h & (Py_uhash_t)(cap - 1));
+        for (;;) { /* open addressing, linear probing */
+            KeySlot *e = &table[at];
+            if (e->rec == NULL) {
+                PyObject *first = PyLong_FromSsize_t(i);
+                if (first == NULL || PyList_Append(firsts, first) < 0) {
+                    Py_XDECREF(first);
+                    goto error;
+                }
+                Py_DECREF(first);
+                e->rec = r;
+                e->hash = h;
+                e->k = used++;
+                ix[i] = e->k;
+                break;
+            }
+            if (e->hash == h) {
+                int same = same_key(e->rec, r, keep_stacks);
+                if (same < 0)
+                    goto error;
+                if (same) {
+                    ix[i] = e->k;
+                    break;
+                }
+            }
+            at = (at + 1) & (cap - 1);
+        }
+        if (2 * used > cap) { /* grow: rehash what is there */
+            Py_ssize_t ncap = 2 * cap;
+            KeySlot *bigger = PyMem_Calloc((size_t)ncap, sizeof(KeySlot));
+            if (bigger == NULL) {
+                PyErr_NoMemory();
                 goto error;
             }
-            k = at;
-            Py_DECREF(at); /* (the dict holds it) */
+            for (Py_ssize_t j = 0; j < cap; j++)
+                if (table[j].rec != NULL) {
+                    Py_ssize_t a = (Py_ssize_t)((Py_uhash_t)table[j].hash & (Py_uhash_t)(ncap - 1));
+                    while (bigger[a].rec != NULL)
+                        a = (a + 1) & (ncap - 1);
+                    bigger[a] = table[j];
+                }
+            PyMem_Free(table);
+            table = bigger;
+            cap = ncap;
         }
-        Py_DECREF(key);
-        ix[i] = PyLong_AsLongLong(k);
     }
-    Py_DECREF(seen);
+    PyMem_Free(table);
     return Py_BuildValue("(NNN)", cols, index, firsts);
 error:
+    PyMem_Free(table);
     Py_XDECREF(cols);
     Py_XDECREF(index);
     Py_XDECREF(firsts);
-    Py_XDECREF(seen);
     return NULL;
 }
 

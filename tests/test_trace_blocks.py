@@ -79,9 +79,10 @@ def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_pat
 
 @pytest.mark.parametrize("values", ["none", "summary"])
 def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, monkeypatch, values):
-    """The writer's first pass over a batch of records (columns and distinct keys) runs in C
-    when the accelerator is built: the same batch, both ways, reads back the same events,
-    two threads' records, out-of-order sequence numbers and summaries included."""
+    """The writer's first pass over a batch of records (columns and distinct keys) and its
+    summary rows run in C when the accelerator is built: the same batch, both ways, reads
+    back the same events, two threads' records, out-of-order sequence numbers and summaries
+    (a VJP's missing gradient among them) included."""
     if store._record_columns is None:
         pytest.skip("the C accelerator is not in use")
     step = _trainer(2)
@@ -97,8 +98,9 @@ def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, 
     assert len({r[5] for r in recs}) == 2 and all(len(r) == (11 if values == "summary" else 10) for r in recs)
     batch = [*got[:3], recs[5], *got[3:]]  # (a record again, out of seq order: the writer sorts)
     read = []
-    for columns in (store._record_columns, None):
+    for columns, summary_rows in ((store._record_columns, store._summary_columns_c), (None, None)):
         monkeypatch.setattr(store, "_record_columns", columns)
+        monkeypatch.setattr(store, "_summary_columns_c", summary_rows)
         path = str(tmp_path / f"{values}-{columns is None}.ttrace")
         w = store.TraceWriter(path, max_bytes=1 << 20)
         w.keep_summaries = values == "summary"
@@ -108,6 +110,8 @@ def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, 
             read.append(_ops(tr.events()))
     assert read[0] == read[1] and len(read[0]) == len(recs) + 1
     assert (read[0][0].summaries is not None) == (values == "summary")
+    if values == "summary":
+        assert any(None in e.summaries for e in read[0]) and any(e.summaries[0].neg for e in read[0] if e.summaries[0])
 
 
 def _v2_block(data: bytes, n: int, m: int, t0: int) -> bytes:

@@ -1670,6 +1670,75 @@ error:
     return NULL;
 }
 
+/* summary_columns(summ) -> (nsumm, ints, floats): the trace writer's `_summary_columns` (read
+ * it first) in one pass: per event its number of summaries (int32, -1 for None), then each
+ * summary's seven counts (int64) and four statistics (float64) as rows, a missing one
+ * (None) as (-1, 0, ..., 0.0) */
+static PyObject *summary_columns(PyObject *self, PyObject *summ) {
+    if (!PyList_Check(summ)) {
+        PyErr_SetString(PyExc_TypeError, "summary_columns(list of tuples or None)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(summ), m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ss = PyList_GET_ITEM(summ, i);
+        if (ss != Py_None) {
+            if (!PyTuple_Check(ss)) {
+                PyErr_SetString(PyExc_TypeError, "summary_columns: an event's summaries are a tuple or None");
+                return NULL;
+            }
+            m += PyTuple_GET_SIZE(ss);
+        }
+    }
+    PyObject *ns = PyBytes_FromStringAndSize(NULL, n * 4), *ints = PyBytes_FromStringAndSize(NULL, m * 56);
+    PyObject *floats = PyBytes_FromStringAndSize(NULL, m * 32);
+    if (ns == NULL || ints == NULL || floats == NULL)
+        goto error;
+    int32_t *pn = (int32_t *)PyBytes_AS_STRING(ns);
+    int64_t *pi = (int64_t *)PyBytes_AS_STRING(ints);
+    double *pf = (double *)PyBytes_AS_STRING(floats);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ss = PyList_GET_ITEM(summ, i);
+        if (ss == Py_None) {
+            pn[i] = -1;
+            continue;
+        }
+        Py_ssize_t k = PyTuple_GET_SIZE(ss);
+        pn[i] = (int32_t)k;
+        for (Py_ssize_t j = 0; j < k; j++, pi += 7, pf += 4) {
+            PyObject *s = PyTuple_GET_ITEM(ss, j);
+            if (s == Py_None) {
+                pi[0] = -1;
+                for (int q = 1; q < 7; q++)
+                    pi[q] = 0;
+                for (int q = 0; q < 4; q++)
+                    pf[q] = 0.0;
+                continue;
+            }
+            if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) < 11) {
+                PyErr_SetString(PyExc_TypeError, "summary_columns: a summary is an 11-field Summary");
+                goto error;
+            }
+            for (int q = 0; q < 7; q++) {
+                pi[q] = PyLong_AsLongLong(PyTuple_GET_ITEM(s, q));
+                if (pi[q] == -1 && PyErr_Occurred())
+                    goto error;
+            }
+            for (int q = 0; q < 4; q++) {
+                pf[q] = PyFloat_AsDouble(PyTuple_GET_ITEM(s, 7 + q));
+                if (pf[q] == -1.0 && PyErr_Occurred())
+                    goto error;
+            }
+        }
+    }
+    return Py_BuildValue("(NNN)", ns, ints, floats);
+error:
+    Py_XDECREF(ns);
+    Py_XDECREF(ints);
+    Py_XDECREF(floats);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ a queueing listener
  * `events.appender(queue, limit, on_full)` (read it first): the callback of a listener that
  * only queues what it gets (a recording): `queue.append(item)`, then `on_full()` while the
@@ -1830,6 +1899,7 @@ static PyMethodDef methods[] = {
     {"setup_names", setup_names, METH_VARARGS, "setup_names(_SITES, named_site_py, _tls, _made, op_name_py)"},
     {"setup_summaries", setup_summaries, METH_VARARGS, "setup_summaries(Summary, _summary)"},
     {"set_wide", set_wide, METH_O, "set_wide(on) -> whether the AVX2 summary pass is in use now (tests)"},
+    {"summary_columns", summary_columns, METH_O, "summary_columns(summ): see _speedups.c"},
     {"record_columns", record_columns, METH_VARARGS, "record_columns(recs, keep_stacks): see _speedups.c"},
     {"summary", summary_stats, METH_O, "summary(a) -> (min, max, neg, zero, sum, sumsq) or None: see _speedups.c"},
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},

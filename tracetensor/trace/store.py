@@ -276,11 +276,20 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
 
 
 _record_columns: Any = None  # the C accelerator's first pass over a batch of records (set below)
+_summary_columns_c: Any = None  # the C accelerator's summary rows (set below)
 
 
 def _summary_columns(summ: list[tuple | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events' summaries (each a tuple of Summary or None per output, or None) -> the block's
     summary count per event (-1: none kept) and its rows' integer and float columns."""
+    if _summary_columns_c is not None:  # the C accelerator's one pass (the same columns)
+        ns, ints, floats = _summary_columns_c(summ)
+        m = len(floats) // 32
+        return (
+            np.frombuffer(ns, np.int32),
+            np.frombuffer(ints, np.int64).reshape(m, 7),
+            np.frombuffer(floats, np.float64).reshape(m, 4),
+        )
     nsumm = np.fromiter([-1 if ss is None else len(ss) for ss in summ], np.int32, len(summ))
     rows = [_NONE_ROW if s is None else s for ss in summ if ss is not None for s in ss]
     arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
@@ -1852,10 +1861,11 @@ def _check_header(path: str) -> None:
         raise TraceFileError(path, f"is truncated ({size} bytes, expected {page * pages})")
 
 
-def _accelerated() -> Any:
+def _accelerated(name: str) -> Any:
     from .. import _dispatch  # (the same switch as the dispatch point's: TRACETENSOR_PURE=1, no compiler)
 
-    return _dispatch._speedups.record_columns if _dispatch.ACCELERATED else None
+    return getattr(_dispatch._speedups, name) if _dispatch.ACCELERATED else None
 
 
-_record_columns = _accelerated()
+_record_columns = _accelerated("record_columns")
+_summary_columns_c = _accelerated("summary_columns")

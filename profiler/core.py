@@ -21,6 +21,7 @@ import dataclasses
 import enum
 import operator
 import os
+import struct
 import threading
 import time
 import weakref
@@ -421,6 +422,57 @@ class profile:
 # --------------------------------------------------------------------------- memory
 
 
+_ROW = struct.Struct("<4q")  # a memory delta, flat: t_ns, device code, +/-bytes, seq or 0
+
+
+class _Deltas:
+    """The memory deltas (t_ns, device, +/-bytes, seq or 0) of a profile, kept flat: int64
+    quadruples in one bytearray (the device as an index into `devices`; "cpu" is 0), read back
+    as tuples. Held as tuples, a long profile's hundreds of thousands of them would each
+    count toward the next garbage collection, and set off full ones (about 0.1x of a small
+    training step). The C memory hook appends CPU rows to `buf` itself."""
+
+    __slots__ = ("buf", "devices", "_codes")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.devices: list[str] = ["cpu"]
+        self._codes: dict[str, int] = {"cpu": 0}
+
+    def append(self, row: tuple[int, str, int, int]) -> None:
+        t, dev, nb, seq = row
+        code = self._codes.get(dev)
+        if code is None:
+            code = self._codes[dev] = len(self.devices)
+            self.devices.append(dev)
+        self.buf += _ROW.pack(t, code, nb, seq)
+
+    def __len__(self) -> int:
+        return len(self.buf) // _ROW.size
+
+    def __iter__(self) -> Iterator[tuple[int, str, int, int]]:
+        return iter(self._rows(bytes(self.buf)))
+
+    def _rows(self, data: bytes) -> list[tuple[int, str, int, int]]:
+        devs = self.devices
+        return [(t, devs[c], nb, seq) for t, c, nb, seq in _ROW.iter_unpack(data)]
+
+    def take(self) -> list[tuple[int, str, int, int]]:
+        """The rows so far, removed (rows appended meanwhile stay)."""
+        n = len(self.buf) // _ROW.size * _ROW.size
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return self._rows(data)
+
+    def clear(self) -> None:
+        del self.buf[:]
+
+    def copy(self) -> _Deltas:
+        other = _Deltas()
+        other.buf, other.devices, other._codes = bytearray(self.buf), list(self.devices), dict(self._codes)
+        return other
+
+
 class _MemoryTracker:
     """Bytes that ops' outputs allocate and, through weak references to those arrays,
     when they are freed. Views (arrays with a `.base`) allocate nothing and are skipped;
@@ -428,7 +480,7 @@ class _MemoryTracker:
     On cupy, the memory pool's used/total bytes are sampled at every op as well."""
 
     def __init__(self) -> None:
-        self.deltas: list[tuple[int, str, int, int]] = []  # (t_ns, device, +/-bytes, seq or 0)
+        self.deltas = _Deltas()  # (t_ns, device, +/-bytes, seq or 0) rows
         self.pool: list[tuple[int, int, int]] = []  # (t_ns, used, total) for cupy
         self._refs: dict[int, Any] = {}
         # where the deltas already folded into a profile's aggregates left off
@@ -444,14 +496,14 @@ class _MemoryTracker:
 
     def take(self) -> tuple[list[tuple[int, str, int, int]], list[tuple[int, int, int]]]:
         """The deltas and pool samples so far, removed (in place: frees keep arriving)."""
-        deltas, pool = self.deltas[:], self.pool[:]
-        del self.deltas[: len(deltas)], self.pool[: len(pool)]
-        return deltas, pool
+        pool = self.pool[:]
+        del self.pool[: len(pool)]
+        return self.deltas.take(), pool
 
     def snapshot(self) -> _MemoryTracker:
         """A detached copy of what was seen so far (a finished window analysed later)."""
         snap = _MemoryTracker()
-        snap.deltas, snap.pool = list(self.deltas), list(self.pool)
+        snap.deltas, snap.pool = self.deltas.copy(), list(self.pool)
         snap.live, snap.peak = dict(self.live), dict(self.peak)
         return snap
 
@@ -498,7 +550,7 @@ class _MemoryTracker:
             append(e)
 
         if ev.MemoryHook is not None:  # the common case (a CPU op's arrays, a record) in C, the rest in on_event
-            return ev.MemoryHook(on_event, append, deltas, refs)
+            return ev.MemoryHook(on_event, append, deltas.buf, refs)
         return on_event
 
 

@@ -331,3 +331,18 @@ def test_the_c_memory_hook_counts_what_the_python_tracker_counts(monkeypatch):
     assert len(c_mem._refs) == len(py_mem._refs)  # what is still alive, for both
     ops = {r[1]: r[0].phase for r in c_got if tt.events.is_raw(r)}
     assert {ops[d[3]] for d in allocs(c_mem)} == {"forward", "backward"}  # updates work in place
+
+
+def test_memory_deltas_are_kept_flat_and_read_back_as_rows():
+    """A profile's memory deltas are int64 rows in one buffer, not an object each (a long
+    profile's would set off garbage collections): what goes in comes back, per device, in
+    order; `take` removes what it returns and keeps what comes after."""
+    d = profiler_core._Deltas()
+    rows = [(10, "cpu", 4096, 1), (11, "cuda:0", 512, 2), (12, "cpu", -4096, 0), (13, "cuda:1", -(2**40), 0)]
+    for r in rows[:3]:
+        d.append(r)
+    snap = d.copy()
+    assert len(d) == 3 and list(d) == rows[:3] and d.take() == rows[:3] and len(d) == 0
+    d.append(rows[3])
+    assert list(d) == rows[3:] and list(snap) == rows[:3]  # (the copy is detached)
+    assert len(d.buf) == 32 and d.devices == ["cpu", "cuda:0", "cuda:1"]

@@ -1346,7 +1346,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *slow;   /* the Python on_event(e, out=None) */
     PyObject *append; /* what it passes records on to */
-    PyObject *deltas; /* list of (t_ns, device, +/-bytes, seq or 0) */
+    PyObject *deltas; /* bytearray of int64 (t_ns, device code, +/-bytes, seq or 0) rows (see _Deltas) */
     PyObject *refs;   /* dict: id(weak reference) -> (device, bytes, weak reference) */
     PyObject *freed;  /* this object's `freed`, bound: the weak references' callback */
     vectorcallfunc vectorcall;
@@ -1354,11 +1354,14 @@ typedef struct {
 
 static PyObject *s_base, *s_cpu, *s_update;
 
-static PyObject *delta(PyObject *t, PyObject *dev, PyObject *nb, PyObject *seq) {
-    PyObject *d = PyTuple_Pack(4, t, dev, nb, seq);
-    if (d != NULL)
-        PyObject_GC_UnTrack(d); /* numbers and a string: in no cycle (see untrack) */
-    return d;
+/* appends a CPU row (device code 0) to the deltas: 0, or -1 on error */
+static int delta(MemoryHook *self, long long t, long long nb, long long seq) {
+    Py_ssize_t n = PyByteArray_GET_SIZE(self->deltas);
+    if (PyByteArray_Resize(self->deltas, n + 32) < 0)
+        return -1;
+    int64_t row[4] = {t, 0, nb, seq};
+    memcpy(PyByteArray_AS_STRING(self->deltas) + n, row, sizeof row);
+    return 0;
 }
 
 static PyObject *hook_freed(MemoryHook *self, PyObject *r) {
@@ -1377,19 +1380,11 @@ static PyObject *hook_freed(MemoryHook *self, PyObject *r) {
         return NULL;
     }
     Py_DECREF(key);
-    PyObject *t = PyLong_FromLongLong(now_ns());
-    PyObject *neg = t ? PyNumber_Negative(PyTuple_GET_ITEM(v, 1)) : NULL;
-    PyObject *zero = neg ? PyLong_FromLong(0) : NULL;
-    PyObject *d = zero ? delta(t, PyTuple_GET_ITEM(v, 0), neg, zero) : NULL;
-    Py_XDECREF(t);
-    Py_XDECREF(neg);
-    Py_XDECREF(zero);
+    long long nb = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 1)); /* (this hook's entries: the CPU's) */
     Py_DECREF(v);
-    if (d == NULL)
+    if (nb == -1 && PyErr_Occurred())
         return NULL;
-    int rc = PyList_Append(self->deltas, d);
-    Py_DECREF(d);
-    return rc < 0 ? NULL : Py_NewRef(Py_None);
+    return delta(self, now_ns(), -nb, 0) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 /* Tracks one output array `o` of record `e` (an ndarray): 0, or -1 on error */
@@ -1412,10 +1407,18 @@ static int hook_track(MemoryHook *self, PyObject *e, PyObject *o) {
     PyObject *r = PyWeakref_NewRef(o, self->freed);
     PyObject *key = r ? PyLong_FromVoidPtr(r) : NULL;
     PyObject *val = key ? PyTuple_Pack(3, s_cpu, nb, r) : NULL;
+    /* Untracked: a profile's hundreds of live entries would each count toward the next
+     * collection. The cycle it closes (entry -> weak reference -> its callback, this hook ->
+     * refs -> entry) outlives a dropped tracker only until its arrays go: each one's
+     * callback removes its entry, and the last removal leaves no cycle. */
+    if (val != NULL)
+        PyObject_GC_UnTrack(val);
     int rc = val ? PyDict_SetItem(self->refs, key, val) : -1;
-    PyObject *d = rc == 0 ? delta(PyTuple_GET_ITEM(e, 4), s_cpu, nb, PyTuple_GET_ITEM(e, 1)) : NULL;
-    rc = d ? PyList_Append(self->deltas, d) : -1;
-    Py_XDECREF(d);
+    if (rc == 0) {
+        long long t = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 4)), b = PyLong_AsLongLong(nb);
+        long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 1));
+        rc = PyErr_Occurred() ? -1 : delta(self, t, b, seq);
+    }
     Py_XDECREF(val);
     Py_XDECREF(key);
     Py_XDECREF(r);
@@ -1471,7 +1474,7 @@ static PyObject *hook_vectorcall(PyObject *callable, PyObject *const *a, size_t 
 
 static PyObject *hook_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     PyObject *slow, *append, *deltas, *refs;
-    if (!PyArg_ParseTuple(args, "OOO!O!", &slow, &append, &PyList_Type, &deltas, &PyDict_Type, &refs))
+    if (!PyArg_ParseTuple(args, "OOO!O!", &slow, &append, &PyByteArray_Type, &deltas, &PyDict_Type, &refs))
         return NULL;
     MemoryHook *self = (MemoryHook *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -1530,7 +1533,7 @@ static PyTypeObject MemoryHookType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracetensor._speedups.MemoryHook",
     .tp_basicsize = sizeof(MemoryHook),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "MemoryHook(on_event, append, deltas, refs): a memory-tracking listener; see _speedups.c",
+    .tp_doc = "MemoryHook(on_event, append, deltas_buffer, refs): a memory-tracking listener; see _speedups.c",
     .tp_new = hook_new,
     .tp_traverse = (traverseproc)hook_traverse,
     .tp_clear = (inquiry)hook_clear,

@@ -744,7 +744,7 @@ def router(on_record: Callable[[tuple], object], on_other: Callable[[Any], objec
 _Appender: Any = None  # the C accelerator's (set by _dispatch)
 _Router: Any = None
 
-# The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas, refs)`
+# The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas_buffer, refs)`
 # (set by _dispatch; None without it): the profiler's `profile_memory` listener takes a CPU
 # op's arrays there and hands everything else to its Python `on_event` (see profiler.core)
 MemoryHook: Any = None

@@ -83,9 +83,8 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
             if k == "unrecorded":
                 rec = None
             elif k.startswith("listen:"):
-                # what the recorder asks for: raw records for "none", summaries for "summary"
-                summ = k == "listen:summary"
-                rec = ev.subscribe(lambda e: None, summaries=summ, stacks=True, raw=not summ)
+                # what the recorder asks for: raw records, carrying summaries for "summary"
+                rec = ev.subscribe(lambda e: None, summaries=k == "listen:summary", stacks=True, raw=True)
             else:
                 rec = tt.record(os.path.join(tmp, f"{k}{rep}.ttrace"), values=k).start()
             t0 = time.perf_counter()

@@ -457,12 +457,18 @@ class _Deltas:
         devs = self.devices
         return [(t, devs[c], nb, seq) for t, c, nb, seq in _ROW.iter_unpack(data)]
 
-    def take(self) -> list[tuple[int, str, int, int]]:
-        """The rows so far, removed (rows appended meanwhile stay)."""
+    def take(self) -> tuple[np.ndarray, list[str]]:
+        """The rows so far as an int64 (n, 4) matrix and the device names its codes index,
+        removed (rows appended meanwhile stay)."""
         n = len(self.buf) // _ROW.size * _ROW.size
         data = bytes(self.buf[:n])
         del self.buf[:n]
-        return self._rows(data)
+        return np.frombuffer(data, "<i8").reshape(-1, 4), list(self.devices)
+
+    def array(self) -> tuple[np.ndarray, list[str]]:
+        """All rows as `take` gives them, kept."""
+        n = len(self.buf) // _ROW.size * _ROW.size
+        return np.frombuffer(bytes(self.buf[:n]), "<i8").reshape(-1, 4), list(self.devices)
 
     def clear(self) -> None:
         del self.buf[:]
@@ -494,8 +500,9 @@ class _MemoryTracker:
         self._refs.clear()
         self.live, self.peak = {}, {}
 
-    def take(self) -> tuple[list[tuple[int, str, int, int]], list[tuple[int, int, int]]]:
-        """The deltas and pool samples so far, removed (in place: frees keep arriving)."""
+    def take(self) -> tuple[tuple[np.ndarray, list[str]], list[tuple[int, int, int]]]:
+        """The deltas (see `_Deltas.take`) and pool samples so far, removed (in place: frees
+        keep arriving)."""
         pool = self.pool[:]
         del self.pool[: len(pool)]
         return self.deltas.take(), pool
@@ -686,7 +693,7 @@ class Report:
         self.live: dict[str, int] = {}
         self.pool: list[tuple[int, int, int]] = []
         if memory is not None:
-            deltas, self.pool = mem_taken if mem_taken is not None else (memory.deltas, list(memory.pool))
+            deltas, self.pool = mem_taken if mem_taken is not None else (memory.deltas.array(), list(memory.pool))
             by_seq = {e.seq: e for e in self.ops}
             self.mem_series, self.peak, self.live = _memory_series(deltas, by_seq, memory.live, memory.peak)
 
@@ -1097,23 +1104,33 @@ def _shapes_str(ins: tuple[str, ...], outs: tuple, known: dict[str, tuple[int, .
 
 
 def _memory_series(
-    deltas: list[tuple[int, str, int, int]],
+    deltas: tuple[np.ndarray, list[str]],
     by_seq: dict[int, ev.OpEvent],
     live0: dict[str, int],
     peak0: dict[str, tuple[int, str]],
 ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, tuple[int, str]], dict[str, int]]:
     """Live bytes over time per device, the peak with the op that reached it, and the live
-    bytes at the end; starting from `live0`/`peak0` (what earlier folded deltas left)."""
-    series: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    live: dict[str, int] = defaultdict(int, live0)
+    bytes at the end; starting from `live0`/`peak0` (what earlier folded deltas left).
+    `deltas`: (t_ns, device code, +/-bytes, seq or 0) rows and the device names (see
+    `_Deltas.take`), in time order once sorted (stably, as they came)."""
+    rows, devices = deltas
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    series: dict[str, list[tuple[int, int]]] = {}
+    live = dict(live0)
     peak = dict(peak0)
-    for t, dev, delta, seq in sorted(deltas, key=lambda d: d[0]):
-        live[dev] += delta
-        series[dev].append((t, live[dev]))
-        if delta > 0 and live[dev] > peak.get(dev, (0, ""))[0]:
-            e = by_seq.get(seq)
-            peak[dev] = (live[dev], f"{e.name} ({op_label(e)})" if e else "?")
-    return dict(series), peak, dict(live)
+    for code in np.unique(rows[:, 1]).tolist():
+        dev = devices[code]
+        mine = rows[rows[:, 1] == code]
+        level = live.get(dev, 0) + np.cumsum(mine[:, 2])
+        series[dev] = list(zip(mine[:, 0].tolist(), level.tolist()))
+        live[dev] = int(level[-1])
+        grew = mine[:, 2] > 0  # the peak: the first allocation that reached the highest level
+        if grew.any():
+            at = int(np.flatnonzero(grew)[np.argmax(level[grew])])
+            if level[at] > peak.get(dev, (0, ""))[0]:
+                e = by_seq.get(int(mine[at, 3]))
+                peak[dev] = (int(level[at]), f"{e.name} ({op_label(e)})" if e else "?")
+    return series, peak, live
 
 
 # --------------------------------------------------------------------------- tables

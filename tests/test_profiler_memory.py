@@ -336,13 +336,41 @@ def test_the_c_memory_hook_counts_what_the_python_tracker_counts(monkeypatch):
 def test_memory_deltas_are_kept_flat_and_read_back_as_rows():
     """A profile's memory deltas are int64 rows in one buffer, not an object each (a long
     profile's would set off garbage collections): what goes in comes back, per device, in
-    order; `take` removes what it returns and keeps what comes after."""
+    order; `take` removes what it returns (as a matrix) and keeps what comes after."""
     d = profiler_core._Deltas()
     rows = [(10, "cpu", 4096, 1), (11, "cuda:0", 512, 2), (12, "cpu", -4096, 0), (13, "cuda:1", -(2**40), 0)]
     for r in rows[:3]:
         d.append(r)
     snap = d.copy()
-    assert len(d) == 3 and list(d) == rows[:3] and d.take() == rows[:3] and len(d) == 0
+    arr, devs = d.take()
+    assert arr.dtype == np.int64 and [(t, devs[c], nb, seq) for t, c, nb, seq in arr.tolist()] == rows[:3]
+    assert len(d) == 0 and len(snap) == 3
     d.append(rows[3])
     assert list(d) == rows[3:] and list(snap) == rows[:3]  # (the copy is detached)
     assert len(d.buf) == 32 and d.devices == ["cpu", "cuda:0", "cuda:1"]
+
+
+def test_the_live_bytes_series_and_peak_follow_the_deltas_in_time_order():
+    """`_memory_series` (vectorized) against the plain reading of its rule: walk the deltas
+    in time order (ties as they came), per device; the peak is the first allocation that
+    reached the highest level, and only counts when above the earlier peak."""
+    rng = np.random.default_rng(5)
+    devices = ["cpu", "cuda:0"]
+    rows = np.stack(
+        [rng.integers(0, 50, 400), rng.integers(0, 2, 400), rng.integers(-300, 400, 400), rng.integers(1, 9, 400)],
+        axis=1,
+    ).astype(np.int64)
+    by_seq = {k: ev for k, ev in enumerate([None] + [f"op{k}" for k in range(1, 9)])}
+    named = {k: type("E", (), {"name": v, "op": "add", "mode": "eager", "phase": "forward"})() for k, v in by_seq.items() if v}
+    live0, peak0 = {"cpu": 100, "cuda:1": 7}, {"cpu": (250, "earlier")}
+    series, peak, live = profiler_core._memory_series((rows, devices), named, live0, peak0)
+
+    want_live, want_peak, want_series = dict(live0), dict(peak0), {}
+    for t, code, delta, seq in sorted(rows.tolist(), key=lambda r: r[0]):
+        dev = devices[code]
+        want_live[dev] = want_live.get(dev, 0) + delta
+        want_series.setdefault(dev, []).append((t, want_live[dev]))
+        if delta > 0 and want_live[dev] > want_peak.get(dev, (0, ""))[0]:
+            want_peak[dev] = (want_live[dev], f"{by_seq[seq]} (add)")
+    assert series == want_series and live == want_live and peak == want_peak
+    assert peak["cpu"] != (250, "earlier") and "cuda:1" in live

@@ -384,7 +384,9 @@ def subscribe(
     the callback may then get, in place of an OpEvent, a compact record (a tuple) that
     costs a fraction of an event to make; `materialize` turns what the callback got into
     exactly the events a plain listener gets. Consumers that act on each event as it
-    happens (a breakpoint) listen without `raw`.
+    happens (a breakpoint) listen without `raw`. Records are made while every listener
+    takes them and none asks for `values` or `flops`; with `summaries`, a record carries its
+    outputs' summaries (a NaN or an infinity makes the op a full event, as `checks` does).
 
     `outputs=True`: op events and records reach `callback(item, output)` with the op's
     output array(s), at the op (a memory tracker takes weak references to them); run

@@ -959,40 +959,54 @@ def _fold_raw(
     shapes and source line are made once from one event. Returns (op events, steps), or
     None, touching nothing, when `items` need the full analysis (user ranges, graph runs,
     device times, several threads, full events)."""
-    groups: dict[tuple, list] = {}
+    recs = [x for x in items if x.__class__ is tuple]
     starts: list[ev.RunStart] = []
     ends: dict[int, int] = {}
+    thread = None
+    if len(recs) < len(items):
+        for x in items:
+            cls = x.__class__
+            if cls is tuple:
+                continue
+            if cls is ev.RunStart:
+                if x.kind in GRAPH_RUNS or (thread is not None and x.thread != thread):
+                    return None
+                thread = x.thread
+                starts.append(x)
+            elif cls is ev.RunEnd:
+                ends[x.run] = x.t_ns
+            else:
+                return None
+    # the records' groups (site, stack, outputs; one thread), each as [its first record,
+    # count, total ns, output bytes, last start], and each run's op time and bytes, with
+    # numpy over the records' columns rather than a Python step per record
+    groups: list[list] = []
     run_ns: dict[int, int] = {}
     run_mem: dict[int, int] = {}
-    thread = None
-    for x in items:
-        cls = x.__class__
-        if cls is tuple:
-            site = x[0]
-            dev = site.device
+    if recs:
+        cols, index, firsts = ev.record_columns(recs)
+        heads = [recs[j] for j in firsts]
+        for x in heads:  # (a group's records share their Site, and so their device, and thread)
+            dev = x[0].device
             if (dev is not None and dev.type != "cpu") or (thread is not None and x[5] != thread):
                 return None
             thread = x[5]
-            d = x[4] - x[3]
-            key = (id(site), id(x[6]), x[7], x[8])  # (the records keep site and stack alive)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = [x, 0, 0, x[9] if x[7] is not None else sum(o[2] for o in x[8] if o is not None), 0]
-            g[1] += 1
-            g[2] += d
-            g[4] = x[3]
-            r = x[2]
-            run_ns[r] = run_ns.get(r, 0) + d
-            run_mem[r] = run_mem.get(r, 0) + g[3]
-        elif cls is ev.RunStart:
-            if x.kind in GRAPH_RUNS or (thread is not None and x.thread != thread):
-                return None
-            thread = x.thread
-            starts.append(x)
-        elif cls is ev.RunEnd:
-            ends[x.run] = x.t_ns
-        else:
-            return None
+        _, run, start, end = cols
+        dur = end - start
+        k = len(firsts)
+        count = np.bincount(index, minlength=k)
+        ns = np.bincount(index, weights=dur, minlength=k).astype(np.int64)  # (exact: sums far below 2**53)
+        last_at = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
+        nbytes = np.array(
+            [x[9] if x[7] is not None else sum(o[2] for o in x[8] if o is not None) for x in heads], np.int64
+        )
+        runs, inv = np.unique(run, return_inverse=True)
+        run_ns = dict(zip(runs.tolist(), np.bincount(inv, weights=dur).astype(np.int64).tolist()))
+        run_mem = dict(zip(runs.tolist(), np.bincount(inv, weights=nbytes[index]).astype(np.int64).tolist()))
+        groups = [
+            [x, c, t, b, last]
+            for x, c, t, b, last in zip(heads, count.tolist(), ns.tolist(), nbytes.tolist(), start[last_at].tolist())
+        ]
     # first occurrences in the order the full analysis meets them: by start, a step before its ops
     first: list[tuple[int, int, Any]] = []
     steps: list[_Span] = []
@@ -1006,7 +1020,7 @@ def _fold_raw(
             s = _Span("step", r.name, r.t_ns, end, main, child_ns=child, child_mem=run_mem.get(r.run, 0))
             steps.append(s)
             first.append((r.t_ns, 0, s))
-    for g in groups.values():
+    for g in groups:
         first.append((g[0][3], 1, g))
     first.sort(key=operator.itemgetter(0, 1))
     fine, lines = agg.fine, agg.lines
@@ -1037,7 +1051,7 @@ def _fold_raw(
             a[2] += count
         n += count
         total += ns
-    for g in sorted(groups.values(), key=operator.itemgetter(4)):  # the latest shape of a name wins
+    for g in sorted(groups, key=operator.itemgetter(4)):  # the latest shape of a name wins
         for m in g[5].outputs:
             agg.known[m.name] = m.shape
     agg.steps += steps

@@ -340,3 +340,34 @@ def test_a_routing_callback_sends_records_one_way_and_events_the_other(monkeypat
         assert recs and all(events.is_raw(r) for r in recs) and not any(events.is_raw(e) for e in rest)
         assert {type(e).__name__ for e in rest} >= {"RunStart", "RunEnd", "OpEvent"}
         assert [e.op for e in rest if isinstance(e, events.OpEvent)][-1] == "relu"
+
+
+@pytest.mark.parametrize("stacks", [False, True])
+def test_record_columns_are_the_same_from_c_and_python(monkeypatch, stacks):
+    """`events.record_columns` (what a profile folds and a trace writer packs; C when built):
+    the columns are the records' own numbers, and records share a key exactly when they
+    share Site, thread, output signature (and stack)."""
+    import threading
+
+    step = _eager_mlp(tt.optim.Adam)
+    step()
+    got: list = []
+    with events.listen(got.append, raw=True, stacks=True):
+        step()
+        step()
+        t = threading.Thread(target=step)
+        t.start()
+        t.join()
+    recs = [r for r in got if events.is_raw(r)]
+    answers = []
+    for c in {events._record_columns, None}:
+        monkeypatch.setattr(events, "_record_columns", c)
+        cols, index, firsts = events.record_columns(recs, stacks)
+        assert cols.shape == (4, len(recs)) and cols[0].tolist() == [r[1] for r in recs]
+        assert cols[3].tolist() == [r[4] for r in recs] and sorted(set(index.tolist())) == list(range(len(firsts)))
+        key = lambda r: (id(r[0]), r[5], r[7], r[8], r[9], id(r[6]) if stacks else 0)
+        for i, r in enumerate(recs):
+            assert key(recs[firsts[index[i]]]) == key(r)
+        assert len({key(recs[j]) for j in firsts}) == len(firsts)
+        answers.append((cols.tolist(), index.tolist(), firsts))
+    assert all(a == answers[0] for a in answers) and len({r[5] for r in recs}) == 2

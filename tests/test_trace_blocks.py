@@ -83,7 +83,7 @@ def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, 
     summary rows run in C when the accelerator is built: the same batch, both ways, reads
     back the same events, two threads' records, out-of-order sequence numbers and summaries
     (a VJP's missing gradient among them) included."""
-    if store._record_columns is None:
+    if events._record_columns is None:
         pytest.skip("the C accelerator is not in use")
     step = _trainer(2)
     step()
@@ -98,8 +98,8 @@ def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, 
     assert len({r[5] for r in recs}) == 2 and all(len(r) == (11 if values == "summary" else 10) for r in recs)
     batch = [*got[:3], recs[5], *got[3:]]  # (a record again, out of seq order: the writer sorts)
     read = []
-    for columns, summary_rows in ((store._record_columns, store._summary_columns_c), (None, None)):
-        monkeypatch.setattr(store, "_record_columns", columns)
+    for columns, summary_rows in ((events._record_columns, store._summary_columns_c), (None, None)):
+        monkeypatch.setattr(events, "_record_columns", columns)
         monkeypatch.setattr(store, "_summary_columns_c", summary_rows)
         path = str(tmp_path / f"{values}-{columns is None}.ttrace")
         w = store.TraceWriter(path, max_bytes=1 << 20)

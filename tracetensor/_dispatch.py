@@ -465,6 +465,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _events.MemoryHook = _speedups.MemoryHook
         _events._Appender = _speedups.Appender
         _events._Router = _speedups.Router
+        _events._record_columns = _speedups.record_columns
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)
         _untrack = _speedups.untrack  # (a Summary: numbers only, in no cycle; see _speedups.c)
         ACCELERATED = True

@@ -60,6 +60,7 @@ __all__ = [
     "is_raw",
     "appender",
     "router",
+    "record_columns",
 ]
 
 
@@ -509,6 +510,30 @@ def timings(items: Iterable[Any]) -> list[OpTiming]:
     return got
 
 
+def record_columns(records: list[tuple], stacks: bool = True) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Raw records as columns, for consumers that aggregate them (a profile, a trace writer):
+    an int64 (4, n) matrix of seq, run, start_ns and end_ns; each record's key number, the
+    records of one call site, thread and output signature (and stack, with `stacks`) sharing
+    one (the Site and the stack by identity, the rest by value); and each key's first record
+    (by position), in order of first appearance. In C when built, a tenth of the cost."""
+    n = len(records)
+    if _record_columns is not None:
+        cols, index, firsts = _record_columns(records, stacks)
+        return np.frombuffer(cols, np.int64).reshape(4, n), np.frombuffer(index, np.int64), firsts
+    keys: dict[tuple, int] = {}
+    firsts = []
+    index = np.empty(n, np.int64)
+    for i, r in enumerate(records):  # (the records keep their Sites and stacks alive meanwhile)
+        k = (id(r[0]), r[5], r[7], r[8], r[9], id(r[6]) if stacks else None)
+        j = keys.get(k)
+        if j is None:
+            j = keys[k] = len(firsts)
+            firsts.append(i)
+        index[i] = j
+    cols = np.array([[r[1], r[2], r[3], r[4]] for r in records], np.int64).reshape(n, 4).T
+    return np.ascontiguousarray(cols), index, firsts
+
+
 def is_raw(item: Any) -> bool:
     """True for a compact op record (what a `raw=True` listener may get instead of an OpEvent)."""
     return item.__class__ is tuple
@@ -745,6 +770,7 @@ def router(on_record: Callable[[tuple], object], on_other: Callable[[Any], objec
 
 _Appender: Any = None  # the C accelerator's (set by _dispatch)
 _Router: Any = None
+_record_columns: Any = None
 
 # The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas_buffer, refs)`
 # (set by _dispatch; None without it): the profiler's `profile_memory` listener takes a CPU

@@ -275,7 +275,6 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
     return _pack(seq, run, np.asarray(sigs, np.int32), start, dur, it, nsumm, flags, sints, sfloats, t0)
 
 
-_record_columns: Any = None  # the C accelerator's first pass over a batch of records (set below)
 _summary_columns_c: Any = None  # the C accelerator's summary rows (set below)
 
 
@@ -504,7 +503,7 @@ class TraceWriter:
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
         # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
-        # iteration and mode, as columns (see `_slots`)
+        # iteration and mode, as columns (see `_write_records`)
         self._slot_val: dict[tuple, int] = {}
         self._slot_rows: list[tuple[int, int, int, str]] = []
         self._slot_cols: tuple[np.ndarray, ...] | None = None
@@ -719,19 +718,13 @@ class TraceWriter:
         """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
         is made but for a signature not seen before."""
         n = len(recs)
-        if _record_columns is not None:  # the C accelerator's one pass (see _speedups.c)
-            cols, index, firsts = _record_columns(recs, self.keep_stacks)
-            seq, run, start, end = np.frombuffer(cols, np.int64).reshape(4, n)
-            dur = end - start
-            slots = np.array([self._slot_of(recs[j]) for j in firsts], np.intp)
-            slot = slots[np.frombuffer(index, np.int64)]
-        else:
-            sites, seq, run, t0, t1, tid, stack, shape, dt, nbytes, *_ = zip(*recs)
-            slot = self._slots(recs, sites, tid, stack, shape, dt, nbytes)
-            seq = np.array(seq, np.int64)
-            run = np.array(run, np.int64)
-            start = np.array(t0, np.int64)
-            dur = np.array(t1, np.int64) - start
+        if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
+            self._slot_val, self._slot_rows, self._slot_cols = {}, [], None
+        # each distinct (site, thread, outputs[, stack]) of the batch is looked up by value once
+        cols, index, firsts = ev.record_columns(recs, self.keep_stacks)
+        seq, run, start, end = cols
+        dur = end - start
+        slot = np.array([self._slot_of(recs[j]) for j in firsts], np.intp)[index]
         # a summary recording's records carry their outputs' summaries (all finite: see _dispatch._after)
         summ = [r[10] for r in recs] if len(recs[0]) > 10 and self.keep_summaries else None
         # threads emit in the order they finish emitting, not the order their ops took a seq:
@@ -773,23 +766,6 @@ class TraceWriter:
                 self.t0,
             )
             self._index_block(data, m, blk, op_of[sl], mode_of[sl])
-
-    def _slots(self, recs: list[tuple], sites: tuple, tid: tuple, stack: tuple, *out: tuple) -> np.ndarray:
-        """Each record's slot. A step makes the same Site objects step after step: the records
-        of a batch are told apart by their Site's id (and thread, outputs, stack), one hash
-        each; only each distinct one is then looked up by value."""
-        if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
-            self._slot_val, self._slot_rows, self._slot_cols = {}, [], None
-        # (a stack by its id too: one call chain's stack is one shared tuple, see _source.user_frames;
-        # hashing its frames per record would cost more than the rest of the key)
-        keys = zip(map(id, sites), tid, *out, map(id, stack)) if self.keep_stacks else zip(map(id, sites), tid, *out)
-        n = len(sites)
-        first_of: dict[tuple, int] = {}  # key -> its first record (the batch's records keep their Sites alive)
-        first = np.fromiter(map(first_of.setdefault, keys, range(n)), np.intp, n)
-        slots = [self._slot_of(recs[j]) for j in first_of.values()]
-        at_first = np.empty(n, np.intp)
-        at_first[np.fromiter(first_of.values(), np.intp, len(first_of))] = slots
-        return at_first[first]
 
     def _slot_of(self, rec: tuple) -> int:
         """The slot of a record's (site, thread, outputs[, stack]), by value."""
@@ -1867,5 +1843,4 @@ def _accelerated(name: str) -> Any:
     return getattr(_dispatch._speedups, name) if _dispatch.ACCELERATED else None
 
 
-_record_columns = _accelerated("record_columns")
 _summary_columns_c = _accelerated("summary_columns")

@@ -964,10 +964,8 @@ def _fold_raw(
     ends: dict[int, int] = {}
     thread = None
     if len(recs) < len(items):
-        for x in items:
+        for x in [x for x in items if x.__class__ is not tuple]:
             cls = x.__class__
-            if cls is tuple:
-                continue
             if cls is ev.RunStart:
                 if x.kind in GRAPH_RUNS or (thread is not None and x.thread != thread):
                     return None
@@ -1019,7 +1017,8 @@ def _fold_raw(
                 continue
             s = _Span("step", r.name, r.t_ns, end, main, child_ns=child, child_mem=run_mem.get(r.run, 0))
             steps.append(s)
-            first.append((r.t_ns, 0, s))
+        if steps:  # (the steps' row is made where the first step comes, and takes them all)
+            first.append((steps[0].start, 0, steps))
     for g in groups:
         first.append((g[0][3], 1, g))
     first.sort(key=operator.itemgetter(0, 1))
@@ -1028,10 +1027,10 @@ def _fold_raw(
     for _, is_op, x in first:
         if not is_op:
             row = _row(fine, ("ProfilerStep*", True, None, None, ()))
-            row.count += 1
-            row.cpu_time_total += x.dur
-            row.self_cpu_time_total += x.dur - x.child_ns
-            row.cpu_memory_usage += x.child_mem
+            row.count += len(x)
+            row.cpu_time_total += sum([st.dur for st in x])
+            row.self_cpu_time_total += sum([st.dur - st.child_ns for st in x])
+            row.cpu_memory_usage += sum([st.child_mem for st in x])
             continue
         rec, count, ns, _, last = x
         e = rec[0].event(rec)  # one event per group: keys made by the full analysis' own rules

@@ -309,19 +309,21 @@ def test_an_outputs_listener_gets_each_ops_arrays_beside_its_record_and_keeps_re
 
 
 def test_a_queueing_callback_appends_and_calls_on_full_past_its_limit(monkeypatch):
-    """`events.appender` (a recording's callback; C when built, else Python): every item
-    is queued in order, and the producer is held (`on_full`) each time the queue is past its
-    limit, not before."""
-    from collections import deque
-
+    """`events.appender` (a recording's callback; C when built, else Python): every item is
+    queued in order, the producer is held (`on_full`) each time the queue is past its limit,
+    not before, and `take()` hands over what is queued and starts afresh."""
     for c_type in {events._Appender, None}:
         monkeypatch.setattr(events, "_Appender", c_type)
-        q: deque = deque()
         full: list[int] = []
-        cb = events.appender(q, 3, lambda q=q, full=full: full.append(len(q)))
+        box: list = []
+        cb = events.appender(3, lambda full=full, box=box: full.append(len(box[0])))
+        box.append(cb)
         for i in range(6):
             cb(("item", i))
-        assert list(q) == [("item", i) for i in range(6)] and full == [4, 5, 6]
+        assert len(cb) == 6 and full == [4, 5, 6]
+        assert cb.take() == [("item", i) for i in range(6)] and len(cb) == 0
+        cb("again")
+        assert cb.take() == ["again"] and cb.take() == []
         assert (type(cb).__name__ == "Appender") == (c_type is not None)
 
 

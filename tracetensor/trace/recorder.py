@@ -19,7 +19,6 @@ import time
 import traceback
 import warnings
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -77,7 +76,8 @@ class Recorder:
         self.stacks = stacks
         self.sources = sources
         self.error: BaseException | None = None
-        self._q: deque = deque()
+        # what the listener queued for the writer (`events.appender`: `take()` hands it over)
+        self._q = ev.appender(MAX_QUEUE, self._wait_for_writer)
         self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
@@ -117,7 +117,7 @@ class Recorder:
         self._thread.start()
         full = self.values == "full"
         self._listener = ev.subscribe(
-            self._on_event_full if full else ev.appender(self._q, MAX_QUEUE, self._wait_for_writer),
+            self._on_event_full if full else self._q,
             values=full,
             summaries=self.values in ("summary", "full"),
             stacks=self.stacks,
@@ -173,8 +173,8 @@ class Recorder:
             with self._qlock:
                 self._qbytes += n
             self._vals[e.seq] = vals  # before the event is queued, so the writer always finds it
-        self._q.append(e)
-        if len(self._q) > MAX_QUEUE or self._qbytes > self._qbytes_limit:
+        self._q(e)  # (waits for the writer past MAX_QUEUE events)
+        if self._qbytes > self._qbytes_limit:
             self._wait_for_writer()
 
     def _wait_for_writer(self) -> None:
@@ -198,13 +198,13 @@ class Recorder:
                 stopping = self._stopping
                 self._drain(w)
                 if stopping:
-                    while self._q:  # an event another thread emitted as the listener closed
+                    while len(self._q):  # an event another thread emitted as the listener closed
                         self._drain(w)
                     break
             w.close(complete=True)
         except BaseException as e:  # disk full, file removed ...: stop recording, keep the program running
             self.error = e
-            self._q.clear()
+            self._q.take()
             self._vals.clear()
             if self._listener is not None:
                 self._listener.close()
@@ -228,14 +228,10 @@ class Recorder:
             self._write_queued(w)
 
     def _write_queued(self, w: TraceWriter) -> None:
-        q = self._q
-        left = len(q)
+        queued = self._q.take()
         filtered = self._steps is not None or self._ops_rx is not None
-        while left:
-            take = min(left, BATCH)
-            left -= take
-            pop = q.popleft
-            batch = [pop() for _ in range(take)]
+        for k in range(0, len(queued), BATCH):
+            batch = queued[k : k + BATCH]
             vals = None
             if self._vals:
                 vals = {}
@@ -337,7 +333,7 @@ def _forget_in_child() -> None:
         if r._listener is not None:
             r._listener.close()
             r._listener = None
-        r._q.clear()
+        r._q.take()
         r._vals.clear()
     _active.clear()
 

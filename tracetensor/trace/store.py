@@ -808,29 +808,31 @@ class TraceWriter:
                 firsts[k] = blk.seq[(inv == k) & bad][0]
         starts = blk.start[first].tolist()
         mode_of = [modes[i] for i in first.tolist()]
-        rows = []
+        run_list, cnt_list, nbad_list = runs.tolist(), cnt.tolist(), nbad.tolist()
         run_pos_of = self._run_pos
-        for run, c, fb, nb, st, mode in zip(
-            runs.tolist(), cnt.tolist(), firsts.tolist(), nbad.tolist(), starts, mode_of
-        ):
-            run_pos = run_pos_of.get(run)
-            if run_pos is None:
-                if len(run_pos_of) > 100_000:
-                    run_pos_of.clear()
-                    self._run_pos_all = False
-                run_pos = 0
-                if not self._run_pos_all:  # forgotten: count what the file holds
-                    run_pos = db.execute("SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?", (run,)).fetchone()[
-                        0
-                    ]
-            run_pos_of[run] = run_pos + c
-            rows.append((run, bid, c, run_pos, fb))
-            had = self._counts.get(run)
+        # where each run's events of this block start within the run: after what earlier blocks
+        # held of it (mostly none: a run of small steps lies in one block); list-wide steps, the
+        # rare run seen before (or forgotten, past the bound) one at a time
+        pos = list(map(run_pos_of.get, run_list))
+        if len(run_pos_of) + len(run_list) > 100_000:
+            run_pos_of.clear()
+            self._run_pos_all = False
+        if not self._run_pos_all:
+            for k, p in enumerate(pos):
+                if p is None:  # forgotten: count what the file holds
+                    q = "SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?"
+                    pos[k] = db.execute(q, (run_list[k],)).fetchone()[0]
+        pos = [0 if p is None else p for p in pos]
+        run_pos_of.update(zip(run_list, map(operator.add, pos, cnt_list)))
+        rows = list(zip(run_list, itertools.repeat(bid), cnt_list, pos, firsts.tolist()))
+        counts = self._counts  # the batch's per-run totals (one `runs` row each: see _write_runs)
+        seen = list(map(counts.get, run_list))
+        for k, had in enumerate(seen):
             if had is None:
-                self._counts[run] = [mode, st, c, nb]
+                counts[run_list[k]] = [mode_of[k], starts[k], cnt_list[k], nbad_list[k]]
             else:  # the run's events span blocks of this batch: one row for them all
-                had[2] += c
-                had[3] += nb
+                had[2] += cnt_list[k]
+                had[3] += nbad_list[k]
         _insert_rows(db, "INSERT INTO block_runs", rows)
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         uniq, inv = np.unique(ops, return_inverse=True)

@@ -219,3 +219,36 @@ def test_a_steady_loops_blocks_compress_far_and_still_read_back(tmp_path):
     with tt.trace.open(path) as tr:
         assert tr.count() == len(tr.events()) >= 20_000 - 30
         assert tr.first_nonfinite().run == culprit
+
+
+@pytest.mark.parametrize("kept", [store.RUN_POS_KEPT, 3])
+def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monkeypatch, kept):
+    """Runs that span blocks (and batches) are indexed by where each block's part starts in
+    the run; past the number of runs the writer keeps counts of (3 here), it counts what
+    the file holds instead, and reading from any position in a run gives the same events."""
+    monkeypatch.setattr(store, "RUN_POS_KEPT", kept)
+    monkeypatch.setattr(store, "BLOCK", 50)  # (small blocks: most steps span two)
+    path = str(tmp_path / "pos.ttrace")
+    step = _trainer(3)
+    step()
+    with tt.record(path, values="none"):
+        for i in range(60):
+            step()
+            if i % 20 == 19:
+                time.sleep(2 * FLUSH_S)  # (batches end mid-run too)
+    con = sqlite3.connect(path)
+    parts: dict[int, list[tuple[int, int]]] = {}
+    for run, n, pos in con.execute("SELECT run, n, run_pos FROM block_runs ORDER BY block"):
+        parts.setdefault(run, []).append((n, pos))
+    con.close()
+    assert sum(len(p) > 1 for p in parts.values()) > 10  # (many steps span blocks)
+    for run, p in parts.items():  # each block's part starts where the run's earlier parts end
+        assert [pos for _, pos in p] == [sum(n for n, _ in p[:i]) for i in range(len(p))], run
+    with tt.trace.open(path) as tr:
+        runs = [r.run for r in tr.runs() if r.n_events]
+        assert len(runs) >= 60
+        for run in runs[::7]:
+            whole = tr.events(run=run)
+            assert len(whole) == tr.run_info(run).n_events > 10
+            for k in (1, 7, len(whole) - 1):
+                assert list(tr.iter_events(run, start=k)) == whole[k:]

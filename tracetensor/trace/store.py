@@ -48,6 +48,7 @@ VERSION = 3  # bump on any schema change; readers refuse files newer than they k
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 BLOCK = 2048  # most events in one block
+RUN_POS_KEPT = 100_000  # runs whose event count the writer keeps in memory (past it: asks the file)
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 # small pages: a short recording's file is mostly its tables' first pages (30 of them, one
 # each), and event blocks are blobs of a few KB that span pages as well at any size
@@ -814,7 +815,7 @@ class TraceWriter:
         # held of it (mostly none: a run of small steps lies in one block); list-wide steps, the
         # rare run seen before (or forgotten, past the bound) one at a time
         pos = list(map(run_pos_of.get, run_list))
-        if len(run_pos_of) + len(run_list) > 100_000:
+        if len(run_pos_of) + len(run_list) > RUN_POS_KEPT:
             run_pos_of.clear()
             self._run_pos_all = False
         if not self._run_pos_all:

@@ -224,8 +224,9 @@ def test_a_steady_loops_blocks_compress_far_and_still_read_back(tmp_path):
 @pytest.mark.parametrize("kept", [store.RUN_POS_KEPT, 3])
 def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monkeypatch, kept):
     """Runs that span blocks (and batches) are indexed by where each block's part starts in
-    the run; past the number of runs the writer keeps counts of (3 here), it counts what
-    the file holds instead, and reading from any position in a run gives the same events."""
+    the run, also when the writer keeps counts of only a few runs (3 here: it forgets the
+    others, never a run the next block continues), and reading from any position in a run
+    gives the same events."""
     monkeypatch.setattr(store, "RUN_POS_KEPT", kept)
     monkeypatch.setattr(store, "BLOCK", 50)  # (small blocks: most steps span two)
     path = str(tmp_path / "pos.ttrace")

@@ -451,24 +451,19 @@ class _Deltas:
         return len(self.buf) // _ROW.size
 
     def __iter__(self) -> Iterator[tuple[int, str, int, int]]:
-        return iter(self._rows(bytes(self.buf)))
-
-    def _rows(self, data: bytes) -> list[tuple[int, str, int, int]]:
-        devs = self.devices
-        return [(t, devs[c], nb, seq) for t, c, nb, seq in _ROW.iter_unpack(data)]
-
-    def take(self) -> tuple[np.ndarray, list[str]]:
-        """The rows so far as an int64 (n, 4) matrix and the device names its codes index,
-        removed (rows appended meanwhile stay)."""
-        n = len(self.buf) // _ROW.size * _ROW.size
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return np.frombuffer(data, "<i8").reshape(-1, 4), list(self.devices)
+        rows, devs = self.array()
+        return iter([(t, devs[c], nb, seq) for t, c, nb, seq in rows.tolist()])
 
     def array(self) -> tuple[np.ndarray, list[str]]:
-        """All rows as `take` gives them, kept."""
+        """The rows so far as an int64 (n, 4) matrix, and the device names its codes index."""
         n = len(self.buf) // _ROW.size * _ROW.size
         return np.frombuffer(bytes(self.buf[:n]), "<i8").reshape(-1, 4), list(self.devices)
+
+    def take(self) -> tuple[np.ndarray, list[str]]:
+        """`array()`, removed (rows appended meanwhile stay)."""
+        rows, devs = self.array()
+        del self.buf[: rows.nbytes]
+        return rows, devs
 
     def clear(self) -> None:
         del self.buf[:]

@@ -55,10 +55,10 @@ def _collect(step: Callable[[], object], raw: bool, **flags: bool) -> list:
     return evs
 
 
-def _eager_mlp(opt_cls: type) -> Callable[[], object]:
-    rng = np.random.default_rng(0)
+def _eager_mlp(opt_cls: type, lr: float = 0.01, seed: int = 0) -> Callable[[], object]:
+    rng = np.random.default_rng(seed)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = opt_cls(model.parameters(), lr=0.01)
+    opt = opt_cls(model.parameters(), lr=lr)
     x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
     y = tt.tensor(rng.integers(0, 3, 4))
 
@@ -150,19 +150,8 @@ def test_summarized_records_are_the_events_a_plain_summaries_listener_gets(stack
     """`summaries=True, raw=True` (a summary recording): each op's record carries its
     outputs' summaries, and materializes to the very event a plain listener gets; an op with
     a NaN or an inf still comes as a full event, with its inputs' summaries."""
-    rng = np.random.default_rng(3)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = tt.optim.SGD(model.parameters(), lr=0.0)  # (no training: every step computes the same tensors)
-    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
-    y = tt.tensor(rng.integers(0, 3, 4))
-
-    def step() -> None:
-        run = events.begin_run("step")
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        events.end_run(run)
-
+    step = _eager_mlp(tt.optim.SGD, lr=0.0, seed=3)  # (no training: every step computes the same tensors)
+    x = tt.ones(4, 8)
     _collect(step, False, summaries=True, stacks=stacks)
     plain = _collect(step, False, summaries=True, stacks=stacks)
     raw = _collect(step, True, summaries=True, stacks=stacks)

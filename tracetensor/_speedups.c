@@ -135,7 +135,7 @@ static PyObject *finite_check(PyObject *self, PyObject *a) {
 }
 
 /* ------------------------------------------------------------------ summaries
- * summary(a) -> (min, max, neg, zero, sum, sumsq) or None: `events.summarize`'s CPU fast
+ * summary(a) -> Summary or None: `events.summarize`'s CPU fast
  * path in one pass instead of six numpy calls, for a C-contiguous float32/float64 array in
  * native byte order whose values are all finite (None otherwise: a NaN or an inf, another
  * dtype or layout; the numpy path then decides). Sums are in float64, over vector lanes (the
@@ -419,39 +419,16 @@ static int stats_of(PyObject *a, double *out, Py_ssize_t *n, Py_ssize_t *neg, Py
     return ok;
 }
 
-static PyObject *summary_stats(PyObject *self, PyObject *a) {
-    double out[4];
-    Py_ssize_t n = 0, neg = 0, zero = 0;
-    if (!stats_of(a, out, &n, &neg, &zero))
-        Py_RETURN_NONE;
-    return Py_BuildValue("(ddnndd)", out[0], out[1], neg, zero, out[2], out[3]);
-}
-
 static PyObject *g_summary_cls; /* events.Summary */
 static PyObject *g_summary_py;  /* _dispatch._summary */
 
-/* `_dispatch._summary(a)` (an untracked Summary, or None for what has no dtype): a numpy array
- * this pass decides is summarized here, as `events.summarize` does with it; anything else
- * there. `*finite` is cleared for a summary that counts a NaN or an inf. A new reference. */
-static PyObject *summary_of(PyObject *a, int *finite) {
-    if (a == Py_None)
-        return Py_NewRef(Py_None);
+/* The untracked Summary of what `stats_of` found (as `events.summarize` makes it), or NULL
+ * when `a` is not decided here (no error set) */
+static PyObject *fast_summary(PyObject *a) {
     double st[4];
     Py_ssize_t n = 0, neg = 0, zero = 0;
-    if (!Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) || !stats_of(a, st, &n, &neg, &zero)) {
-        PyObject *s = PyObject_CallOneArg(g_summary_py, a);
-        if (s != NULL && PyTuple_Check(s) && PyTuple_GET_SIZE(s) >= 4)
-            for (int k = 1; k <= 3; k++) { /* nan, neginf, posinf */
-                int nz = PyObject_IsTrue(PyTuple_GET_ITEM(s, k));
-                if (nz < 0) {
-                    Py_DECREF(s);
-                    return NULL;
-                }
-                if (nz)
-                    *finite = 0;
-            }
-        return s;
-    }
+    if (g_summary_cls == NULL || !stats_of(a, st, &n, &neg, &zero))
+        return NULL;
     double mean = st[2] / (double)n, var = st[3] / (double)n - mean * mean;
     PyTypeObject *cls = (PyTypeObject *)g_summary_cls;
     PyObject *s = cls->tp_alloc(cls, 11);
@@ -471,6 +448,35 @@ static PyObject *summary_of(PyObject *a, int *finite) {
         return NULL;
     }
     PyObject_GC_UnTrack(s); /* numbers only (see untrack) */
+    return s;
+}
+
+/* summary(a) -> Summary or None: `events.summarize`'s fast path (see fast_summary) */
+static PyObject *summary_stats(PyObject *self, PyObject *a) {
+    PyObject *s = fast_summary(a);
+    return s != NULL || PyErr_Occurred() ? s : Py_NewRef(Py_None);
+}
+
+/* `_dispatch._summary(a)` (an untracked Summary, or None for what has no dtype): a numpy array
+ * this pass decides is summarized here, as `events.summarize` does with it; anything else
+ * there. `*finite` is cleared for a summary that counts a NaN or an inf. A new reference. */
+static PyObject *summary_of(PyObject *a, int *finite) {
+    if (a == Py_None)
+        return Py_NewRef(Py_None);
+    PyObject *s = Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) ? fast_summary(a) : NULL;
+    if (s != NULL || PyErr_Occurred())
+        return s; /* (the fast pass decides only finite arrays) */
+    s = PyObject_CallOneArg(g_summary_py, a);
+    if (s != NULL && PyTuple_Check(s) && PyTuple_GET_SIZE(s) >= 4)
+        for (int k = 1; k <= 3; k++) { /* nan, neginf, posinf */
+            int nz = PyObject_IsTrue(PyTuple_GET_ITEM(s, k));
+            if (nz < 0) {
+                Py_DECREF(s);
+                return NULL;
+            }
+            if (nz)
+                *finite = 0;
+        }
     return s;
 }
 
@@ -1456,7 +1462,8 @@ static int hook_fast(MemoryHook *self, PyObject *e, PyObject *out) {
     return 1;
 }
 
-static PyObject *hook_call(MemoryHook *self, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+static PyObject *hook_call(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    MemoryHook *self = (MemoryHook *)callable;
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL || n < 1 || n > 2)
         return PyObject_Vectorcall(self->slow, a, nargsf, kwnames);
@@ -1470,8 +1477,6 @@ static PyObject *hook_call(MemoryHook *self, PyObject *const *a, size_t nargsf, 
     return PyObject_CallOneArg(self->append, a[0]);
 }
 
-static PyObject *hook_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames);
-
 static PyObject *hook_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     PyObject *slow, *append, *deltas, *refs;
     if (!PyArg_ParseTuple(args, "OOO!O!", &slow, &append, &PyByteArray_Type, &deltas, &PyDict_Type, &refs))
@@ -1483,7 +1488,7 @@ static PyObject *hook_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->append = Py_NewRef(append);
     self->deltas = Py_NewRef(deltas);
     self->refs = Py_NewRef(refs);
-    self->vectorcall = hook_vectorcall;
+    self->vectorcall = hook_call;
     self->freed = PyObject_GetAttrString((PyObject *)self, "freed");
     if (self->freed == NULL) {
         Py_DECREF(self);
@@ -1516,14 +1521,6 @@ static void hook_dealloc(MemoryHook *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *hook_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
-    return hook_call((MemoryHook *)callable, a, nargsf, kwnames);
-}
-
-static PyObject *hook_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
-    return PyVectorcall_Call(self, args, kw);
-}
-
 static PyMethodDef hook_methods[] = {
     {"freed", (PyCFunction)hook_freed, METH_O, "freed(weak reference): its array went; see _MemoryTracker"},
     {NULL, NULL, 0, NULL},
@@ -1538,7 +1535,7 @@ static PyTypeObject MemoryHookType = {
     .tp_traverse = (traverseproc)hook_traverse,
     .tp_clear = (inquiry)hook_clear,
     .tp_dealloc = (destructor)hook_dealloc,
-    .tp_call = hook_tp_call,
+    .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(MemoryHook, vectorcall),
     .tp_methods = hook_methods,
 };
@@ -1919,7 +1916,7 @@ static PyMethodDef methods[] = {
     {"set_wide", set_wide, METH_O, "set_wide(on) -> whether the AVX2 summary pass is in use now (tests)"},
     {"summary_columns", summary_columns, METH_O, "summary_columns(summ): see _speedups.c"},
     {"record_columns", record_columns, METH_VARARGS, "record_columns(recs, keep_stacks): see _speedups.c"},
-    {"summary", summary_stats, METH_O, "summary(a) -> (min, max, neg, zero, sum, sumsq) or None: see _speedups.c"},
+    {"summary", summary_stats, METH_O, "summary(a) -> Summary or None: see _speedups.c"},
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
     {"forget_calls", forget_calls, METH_NOARGS, "forget_calls(): STATE's listeners changed"},

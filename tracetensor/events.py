@@ -681,12 +681,9 @@ def summarize(a: Any) -> Summary:
         mean, std = (float(x) for x in _host(xp.stack([af.mean(), af.std()])))
         return Summary(n, 0, 0, 0, int(neg), int(zero), n - int(neg) - int(zero), mn, mx, mean, std)
     if xp is np:
-        st = _fast_summary(a) if _fast_summary is not None else None
-        if st is not None:  # the C accelerator's one pass (a contiguous float32/64 array, all finite)
-            mn, mx, neg, zero, total, sq = st
-            mean = total / n
-            var = max(sq / n - mean * mean, 0.0)
-            return Summary(n, 0, 0, 0, neg, zero, n - neg - zero, mn, mx, mean, math.sqrt(var))
+        fast = _fast_summary(a) if _fast_summary is not None else None
+        if fast is not None:  # the C accelerator's one pass (a contiguous float32/64 array, all finite)
+            return fast
         # fast path on the CPU: min/max propagate NaN, so finite extremes mean all finite;
         # then one sum and one dot give mean and std (float64, so no cancellation worth
         # worrying about in a summary). ~4x fewer numpy calls than mean()/std().
@@ -734,8 +731,8 @@ def summarize(a: Any) -> Summary:
 
 
 _fast_finite: Callable[[Any], bool | None] | None = None  # the C accelerator's (set by _dispatch)
-# the C accelerator's summary pass (set by _dispatch): (min, max, neg, zero, sum, sumsq) or None
-_fast_summary: Callable[[Any], tuple | None] | None = None
+# the C accelerator's summary pass (set by _dispatch): the fast path's Summary, or None
+_fast_summary: Callable[[Any], Summary | None] | None = None
 
 
 class _Queue:

@@ -205,7 +205,7 @@ class SGD(Optimizer):
                 return super().step(closure)
         loss = _call(closure)
         # the plain step, with no per-parameter bookkeeping; observed with names, each update is
-        # an op named after its parameter (what the general loop's `_run` makes, leaner)
+        # an op named after its parameter (`_run`), without the general loop's state per parameter
         named = STATE.named
         outer = _source.hold() if named and STATE.stacks else None  # (the updates' stack, see Optimizer.step)
         try:
@@ -219,9 +219,8 @@ class SGD(Optimizer):
                         _plain_sgd(p, g, lr)
                         continue
                     if g.shape != p._data.shape:
-                        raise _grad_error("sgd_update", p, g)
-                    site = named_site(_update_site, p._name or f"param_{i}", _SGD_SITE.op, p._device)
-                    dispatch(site, _sub_scaled, (p._data, g, lr), (p._data, g))
+                        raise _grad_error(self._op, p, g)
+                    self._run(self._op, p, (p._data, g, lr), {}, True, i, _sub_scaled)
         finally:
             if outer is not None:
                 _source.release(outer)

@@ -10,6 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, WeightedRandomSampler, random_split
 
+torch.manual_seed(0)  # the sampler and the initial weights draw from it: the same run each time
+
 
 class ToySentences(Dataset):
     """Sequences of token ids; the label is 1 when the sequence contains token 7."""

@@ -611,6 +611,29 @@ static PyObject *signature(PyObject *o) {
     return r;
 }
 
+/* Records keep the shapes and signatures of their outputs, and a training loop makes the same
+ * few over and over: each is replaced by the first equal one seen (bounded; cleared when full).
+ * Equal tuples are interchangeable, and a fresh tuple freed at once is one the cyclic GC never
+ * counts: kept, each was a young tracked object that every collection walked, about as much
+ * as the records themselves cost a timing-only profile. A new reference; steals `t`. */
+#define SHAPES_KEPT 4096
+static PyObject *g_shapes;
+
+static PyObject *shared(PyObject *t) {
+    if (t == NULL || !PyTuple_CheckExact(t))
+        return t;
+    if (g_shapes == NULL && (g_shapes = PyDict_New()) == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyObject *first = PyDict_SetDefault(g_shapes, t, t); /* borrowed */
+    Py_XINCREF(first);
+    Py_DECREF(t);
+    if (first != NULL && PyDict_GET_SIZE(g_shapes) > SHAPES_KEPT)
+        PyDict_Clear(g_shapes);
+    return first;
+}
+
 /* an observed op on the CPU: run and timed here; then the record (`lean`: every listener takes
  * one and nothing else) or, for everything else, `_dispatch._after` in Python */
 static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
@@ -716,7 +739,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     if (tid == NULL)
         goto error;
     if (!PyTuple_CheckExact(o)) {
-        shape = PyObject_GetAttr(o, s_shape);
+        shape = shared(PyObject_GetAttr(o, s_shape));
         if (shape == NULL || (dtype = PyObject_GetAttr(o, s_dtype)) == NULL ||
             (nbytes = PyObject_GetAttr(o, s_nbytes)) == NULL)
             goto error;
@@ -733,6 +756,8 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
                 goto error;
             PyTuple_SET_ITEM(dtype, i, sig);
         }
+        if ((dtype = shared(dtype)) == NULL)
+            goto error;
     }
     rec = PyTuple_New(summ != NULL ? 11 : 10);
     if (rec == NULL)
@@ -1131,6 +1156,7 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
 #endif
 
 static PyObject *g_opevent; /* events.OpEvent */
+static PyObject *g_markers; /* (events.RunStart, events.RunEnd) */
 
 /* untrack(obj) -> obj: a tuple, or a tuple subclass with no fields of its own (a NamedTuple),
  * whose items are all untracked (numbers, strings) can be in no reference cycle: the cyclic GC
@@ -1138,8 +1164,18 @@ static PyObject *g_opevent; /* events.OpEvent */
  * `Summary` tuples by the thousand; tracked, each counts toward the next full collection.
  * An OpEvent made by the dispatch point without `values` holds strings, numbers, untracked
  * summaries and shared metas and stacks, none of which can refer back to it: untracked too
- * (a leak would need a garbage cycle reachable from those: from module globals, i.e. none). */
+ * (a leak would need a garbage cycle reachable from those: from module globals, i.e. none).
+ * A run marker holds numbers, strings, a tuple of strings or None: untracked too. Two per step,
+ * each queued by a recording until its writer takes it, they were most of what a long recording
+ * promoted to the oldest generation, and so what set off its full collections. */
 static PyObject *untrack(PyObject *self, PyObject *o) {
+    if (g_markers != NULL && PyTuple_GET_SIZE(g_markers) == 2 &&
+        (Py_IS_TYPE(o, (PyTypeObject *)PyTuple_GET_ITEM(g_markers, 0)) ||
+         Py_IS_TYPE(o, (PyTypeObject *)PyTuple_GET_ITEM(g_markers, 1)))) {
+        if (PyObject_GC_IsTracked(o))
+            PyObject_GC_UnTrack(o);
+        return Py_NewRef(o);
+    }
     if (g_opevent != NULL && Py_IS_TYPE(o, (PyTypeObject *)g_opevent)) {
         PyObject *v = PyObject_GetAttrString(o, "values");
         if (v == NULL)
@@ -1160,12 +1196,17 @@ static PyObject *untrack(PyObject *self, PyObject *o) {
     return Py_NewRef(o);
 }
 
-static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "setup_untrack: OpEvent must be a type");
+/* setup_untrack(OpEvent, RunStart, RunEnd) */
+static PyObject *setup_untrack(PyObject *self, PyObject *args) {
+    PyObject *cls, *start, *end;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyType_Type, &cls, &PyType_Type, &start, &PyType_Type, &end))
         return NULL;
-    }
+    PyObject *markers = PyTuple_Pack(2, start, end);
+    if (markers == NULL)
+        return NULL;
     keep(&g_opevent, cls);
+    keep(&g_markers, markers);
+    Py_DECREF(markers);
     Py_RETURN_NONE;
 }
 
@@ -1920,7 +1961,7 @@ static PyMethodDef methods[] = {
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
     {"forget_calls", forget_calls, METH_NOARGS, "forget_calls(): STATE's listeners changed"},
-    {"setup_untrack", setup_untrack, METH_O, "setup_untrack(OpEvent)"},
+    {"setup_untrack", setup_untrack, METH_VARARGS, "setup_untrack(OpEvent, RunStart, RunEnd)"},
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };

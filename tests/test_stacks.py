@@ -48,11 +48,11 @@ def _hook(module: nn.Module, args: tuple, out: tt.Tensor) -> tt.Tensor:
     return out + 1.0
 
 
-def _train_events(stacks: bool = True) -> list[events.OpEvent]:
+def _train_events(stacks: bool = True, momentum: float = 0.9) -> list[events.OpEvent]:
     rng = np.random.default_rng(0)
     net = Net()
     net.head[1].register_forward_hook(_hook)
-    opt = tt.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    opt = tt.optim.SGD(net.parameters(), lr=0.1, momentum=momentum)
     x = tt.tensor(rng.standard_normal((5, 4)).astype(np.float32))
     y = tt.tensor(rng.integers(0, 2, 5))
     got: list = []
@@ -94,6 +94,12 @@ def test_each_op_points_at_its_own_user_line():
     assert acts[0].stack[1].name == "forward" and acts[0].stack[1].lineno == _line(Net.forward, "self.block(")
     update = first[("update", "sgd_update")]
     assert update.name == "_train_events" and update.lineno == _line(_train_events, "opt.step()")
+    backward_line = _line(_train_events, "loss.backward()")
+    accumulations = [e for e in evs if e.op == "accumulate_grad"]
+    assert len(accumulations) == 2 * len(list(Net().parameters()))
+    assert all(e.stack[0].lineno == backward_line and e.stack[0].name == "_train_events" for e in accumulations)
+    plain = [e for e in _train_events(momentum=0.0) if e.phase == "update"]  # plain SGD's own loop
+    assert plain and all(e.stack[0].lineno == _line(_train_events, "opt.step()") for e in plain)
 
 
 def test_no_stacks_are_taken_when_nobody_asks():

@@ -74,11 +74,12 @@ def _grad_site(fname: str, op: OpDef, stack: Any, dev: Any, grad_of: tuple[str, 
     )
 
 
-def _accumulate_site(pname: str, dev: Any) -> Site:
-    """The named Site of the AccumulateGrad into leaf `pname` (see `named_site`)."""
+def _accumulate_site(pname: str, dev: Any, stack: Any) -> Site:
+    """The named Site of the AccumulateGrad into leaf `pname` (see `named_site`); `stack`: the
+    user's `backward()` line that the pass holds, or None (each accumulation looks)."""
     aname, ains, aouts = accumulate_names(pname)
     op = _ACCUMULATE.op
-    return _tuple_new(Site, (op, "backward", "eager", op.name, aname, ains, dev, None, None, ains, aouts, None, False))
+    return _tuple_new(Site, (op, "backward", "eager", op.name, aname, ains, dev, stack, None, ains, aouts, None, False))
 
 
 _tuple_new = tuple.__new__  # Sites are made in their field order (see _dispatch.Site)
@@ -186,6 +187,7 @@ def run_backward(
     handed_out: set[int] = set()
     # the AccumulateGrad events' stack (the user's `backward()` line), taken once (see _source.hold)
     outer = _source.hold() if listening and STATE.stacks else None
+    held = outer[2] if outer is not None else None
     try:
         for t in order:
             g = t._g
@@ -202,7 +204,7 @@ def run_backward(
                 if id(t) in want:
                     captured[id(t)] = g if id(t) not in captured else captured[id(t)] + g
             elif node is None or t._retain:
-                _accumulate_into(t, g, listening, handed_out)
+                _accumulate_into(t, g, listening, handed_out, held)
                 if POST_ACCUMULATE and id(t) in POST_ACCUMULATE:
                     for hook in POST_ACCUMULATE[id(t)][1]:
                         hook(t)
@@ -250,8 +252,9 @@ def run_backward(
     return None
 
 
-def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -> None:
-    """Adds `g` to `t.grad`, never sharing one array between two leaves' grads."""
+def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int], held: Any = None) -> None:
+    """Adds `g` to `t.grad`, never sharing one array between two leaves' grads. `held`: the
+    stack the backward pass holds (only its own frames lie between it and here)."""
     data = t._data
     if g.__class__ is not data.__class__:
         g = t._device.xp.asarray(g)  # a numpy scalar from a full reduction
@@ -267,7 +270,7 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int]) -
         g = g.copy()
     handed_out.add(id(g))
     if listening:
-        site = named_site(_accumulate_site, t._name or "tensor", t._device)
+        site = named_site(_accumulate_site, t._name or "tensor", t._device, held)
         new = dispatch(site, site.op.forward, (t._device.xp, old, g), (g,))
     elif STATE.listeners:  # timings only (see events.subscribe's `names`): still an event
         new = dispatch(_ACCUMULATE, _ACCUMULATE.op.forward, (t._device.xp, old, g), (g,))

@@ -159,16 +159,17 @@ def stack_here() -> tuple[Frame, ...]:
 
 def hold() -> tuple:
     """Called by a framework call that runs ops: holds the user's stack at its caller's
-    frame (see `_Held`); returns what to hand `release` when the call ends."""
+    frame (see `_Held`); returns what to hand `release` when the call ends, whose last item
+    is the stack held (the call's own sites can carry it: no op of theirs then looks for it)."""
     held = HELD
-    outer = (held.stack, held.frame)
-    held.stack = stack_here()
+    outer = (held.stack, held.frame, stack_here())
+    held.stack = outer[2]
     held.frame = sys._getframe(1)
     return outer
 
 
 def release(outer: tuple) -> None:
-    HELD.stack, HELD.frame = outer
+    HELD.stack, HELD.frame = outer[0], outer[1]
 
 
 def user_frame() -> Frame | None:
@@ -181,9 +182,11 @@ def user_frame() -> Frame | None:
 
 # The C accelerator's versions (tracetensor/_speedups.c: the same walk over the same caches,
 # about 4x faster), unless TRACETENSOR_PURE=1 or the extension was not built (or Python 3.10)
-user_frames_py, stack_here_py = user_frames, stack_here
+user_frames_py, stack_here_py, hold_py, release_py = user_frames, stack_here, hold, release
 if not os.environ.get("TRACETENSOR_PURE"):
     try:
+        from ._speedups import hold as _hold_c
+        from ._speedups import release as _release_c
         from ._speedups import setup_stacks
         from ._speedups import stack_here as _stack_here_c
         from ._speedups import user_frames as _user_frames_c
@@ -191,4 +194,4 @@ if not os.environ.get("TRACETENSOR_PURE"):
         pass
     else:
         setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)
-        user_frames, stack_here = _user_frames_c, _stack_here_c
+        user_frames, stack_here, hold, release = _user_frames_c, _stack_here_c, _hold_c, _release_c

@@ -28,6 +28,7 @@ class Optimizer:
     per-parameter `state`, `zero_grad`, `step`, `state_dict`/`load_state_dict`."""
 
     _op = "sgd_update"  # the registry op of one parameter's update
+    _held_stack: Any = None  # while a step holds the user's stack: it (the updates' sites carry it)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -69,6 +70,7 @@ class Optimizer:
         listening = STATE.named  # (a `names=False` listener alone: unnamed sites, see _run)
         # the updates' stack (the user's `step()` line), taken once (see _source.hold)
         outer = _source.hold() if listening and STATE.stacks and _library_update(type(self)) else None
+        self._held_stack = outer[2] if outer is not None else None
         try:
             for group in self.param_groups:
                 for i, p in enumerate(group["params"]):
@@ -80,6 +82,7 @@ class Optimizer:
         finally:
             if outer is not None:
                 _source.release(outer)
+                self._held_stack = None
         if STATE.listeners:
             _end_step()  # an eager step (run) ends with its update; the next op begins the next
         return loss
@@ -94,7 +97,7 @@ class Optimizer:
         or `fn(*args)` when given (the same update, leaner: plain SGD's `_sub_scaled`)."""
         op = REGISTRY[opname]
         if listening:
-            site = named_site(_update_site, p._name or f"param_{index}", op, p._device)
+            site = named_site(_update_site, p._name or f"param_{index}", op, p._device, self._held_stack)
         else:
             site = site_of(op, "update")
         if fn is None:
@@ -208,6 +211,7 @@ class SGD(Optimizer):
         # an op named after its parameter (`_run`), without the general loop's state per parameter
         named = STATE.named
         outer = _source.hold() if named and STATE.stacks else None  # (the updates' stack, see Optimizer.step)
+        self._held_stack = outer[2] if outer is not None else None
         try:
             for group in self.param_groups:
                 lr = group["lr"]
@@ -224,6 +228,7 @@ class SGD(Optimizer):
         finally:
             if outer is not None:
                 _source.release(outer)
+                self._held_stack = None
         if STATE.listeners:  # (timings only: see events.subscribe's `names`)
             _end_step()
         return loss
@@ -260,10 +265,11 @@ class SGD(Optimizer):
         )
 
 
-def _update_site(pname: str, op: OpDef, dev: Any) -> Site:
-    """The named Site of op `op` updating parameter `pname` (see `named_site`)."""
+def _update_site(pname: str, op: OpDef, dev: Any, stack: Any) -> Site:
+    """The named Site of op `op` updating parameter `pname` (see `named_site`); `stack`: the
+    user's `step()` line that the step holds, or None (each update looks)."""
     uname, uins, uouts = update_names(pname)
-    return _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, dev, None, None, (), uouts, None, False))
+    return _tuple_new(Site, (op, "update", "eager", op.name, uname, uins, dev, stack, None, (), uouts, None, False))
 
 
 def _plain_sgd(p: Tensor, g: Any, lr: float) -> None:

@@ -5,9 +5,11 @@ per thread; names are unique within a run; graph mode keeps one run per `Session
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import numpy as np
+import pytest
 
 import tracetensor as tt
 from tracetensor import events as ev
@@ -202,3 +204,74 @@ def test_a_session_run_inside_an_eager_step_keeps_the_steps_names_unique(rng) ->
     step = next(r for r in tr.runs() if r.kind == "step")
     names = [e.name for e in tr.events(step.run)]
     assert names.count("matmul") == 1 and "matmul_1" in names
+
+
+def _marker_script(start, run_end, auto_run, step, tag: str) -> tuple[list, list]:
+    """One sequence of runs through the given run-marker functions: an implicit step with a
+    loss, an explicit run with a nested one and an error, a step with a 1-element loss, and
+    steps with nobody listening; what was emitted (times and threads blanked) and the state
+    each left (the thread's run, step and loss, the outer runs, the name counters)."""
+    from tracetensor import _naming
+
+    got: list = []
+    states: list = []
+
+    def state() -> None:
+        run = ev.RUN
+        states.append((run.run != 0, run.auto != 0, run.loss is None, len(ev._outer), dict(_naming._tls.counters)))
+
+    with ev.listen(got.append, raw=True):
+        run = auto_run(123)
+        _naming.op_name("matmul")
+        ev.note_loss(np.array(2.5, np.float32))
+        state()
+        step()
+        state()
+        outer = start("session", "graph", tag, ["a:0"], ("b:0",), 7, 0)
+        inner = start("call", "eager", "inner", (), (), None, 0)
+        run_end(inner, "ValueError: bad")
+        ev.note_loss(np.array([1.5]))
+        run_end(outer, None)
+        state()
+        step()  # no implicit step open: only the counters
+        auto_run(0)
+        ev.note_loss(object())  # not a number: no loss
+        step()
+        state()
+    auto_run(0)  # nobody listening: the state only
+    step()
+    state()
+    assert run and outer and inner
+    blank = []
+    for e in got:
+        if isinstance(e, ev.RunStart):
+            blank.append((type(e).__name__, e.mode, e.kind, e.name, e.fetches, e.feeds, e.graph, e.t_ns == 123))
+        else:
+            blank.append((type(e).__name__, e.error, e.loss))
+    return blank, states
+
+
+def test_the_c_run_markers_do_what_the_python_ones_do() -> None:
+    """The accelerator's run markers (`events._start`, `_run_end`, `auto_run`, `step`) against
+    the Python functions they replace: the same events (RunStart and RunEnd objects, untracked)
+    and the same per-thread state after each step."""
+    import gc
+
+    if ev.step is ev.step_py:
+        pytest.skip("the C accelerator is not built (TRACETENSOR_PURE=1 or no compiler)")
+    c = _marker_script(ev._start, ev._run_end, ev.auto_run, ev.step, "c")
+    py = _marker_script(ev._start_py, ev._run_end_py, ev.auto_run_py, ev.step_py, "c")
+    assert c == py
+    assert c[0][0] == ("RunStart", "eager", "step", "step", (), (), None, True)
+    assert c[0][1] == ("RunEnd", None, 2.5)
+    assert ("RunEnd", "ValueError: bad", None) in c[0] and ("RunEnd", None, 1.5) in c[0]
+    assert c[0][-1] == ("RunEnd", None, None)
+    got: list = []
+    with ev.listen(got.append):
+        ev.step(), ev.auto_run(0), ev.step()
+    assert [type(e) for e in got] == [ev.RunStart, ev.RunEnd] and not any(gc.is_tracked(e) for e in got)
+    start, end = got
+    same = ev.RunStart(start.run, "eager", "step", "step", (), (), None, start.t_ns, start.thread, start.wall_ns)
+    assert start == same
+    assert hash(end) == hash(ev.RunEnd(end.run, end.t_ns, end.thread, None, None))
+    assert start.thread == threading.get_ident() and abs(start.wall_ns - time.time_ns()) < 10**9

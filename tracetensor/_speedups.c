@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <pythread.h>
 #include <frameobject.h>
+#include <structmember.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1980,6 +1981,317 @@ static PyTypeObject RouterType = {
     .tp_vectorcall_offset = offsetof(Router, vectorcall),
 };
 
+/* ------------------------------------------------------------------ run markers
+ * `events._start`, `_run_end`, `auto_run` and `step` in C, the same steps in the same order
+ * (read them first): an eager training step begins and ends a run, and with someone listening
+ * each end is a RunStart and a RunEnd. In Python that was eight calls a step, a dataclass
+ * `__init__` each, about 1 us; here the markers are built straight into their slots. */
+static PyObject *g_runs_tls;    /* events.RUN */
+static PyObject *g_runs_state;  /* events.STATE */
+static PyObject *g_run_ids;     /* events._run_ids */
+static PyObject *g_outer_runs;  /* events._outer */
+static PyObject *g_gpu;         /* the _gpu module (`_pending`, `flush`) */
+static PyObject *g_scalar_py;   /* events._scalar */
+static PyObject *g_names_tls;   /* _naming._tls */
+static PyObject *g_mark_cls[2]; /* RunStart, RunEnd */
+static Py_ssize_t g_mark_off[2][10]; /* their fields' slot offsets (0: make them by calling the class) */
+static PyObject *s_auto, *s_loss, *s_pending, *s_flush, *s_step_word, *s_eager_word, *s_clear;
+static PyObject *g_zero, *g_no_names, *g_runs_ndarray, *s_ndim;
+
+/* A marker of class k from its field values, untracked (see `untrack`): its slots written
+ * directly when the class is a plain slots dataclass (what `__init__` would do), else by a call. */
+static PyObject *marker(int k, PyObject *const *v, Py_ssize_t n) {
+    PyTypeObject *cls = (PyTypeObject *)g_mark_cls[k];
+    PyObject *o;
+    if (g_mark_off[k][0] > 0) {
+        o = cls->tp_alloc(cls, 0);
+        if (o == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++)
+            *(PyObject **)((char *)o + g_mark_off[k][i]) = Py_NewRef(v[i]);
+    } else {
+        o = PyObject_Vectorcall((PyObject *)cls, v, n, NULL);
+        if (o == NULL)
+            return NULL;
+    }
+    if (PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o);
+    return o;
+}
+
+/* `emit(ev)` for a marker: every listener's callback, in order */
+static int emit_marker(PyObject *listeners, PyObject *ev) {
+    PyObject *calls = calls_of(listeners);
+    if (calls == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(calls); i++) {
+        PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(calls, i), 0), ev);
+        if (r == NULL) {
+            Py_DECREF(calls);
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(calls);
+    return 0;
+}
+
+static PyObject *listeners_now(void) {
+    PyObject *ls = PyObject_GetAttr(g_runs_state, s_listeners);
+    if (ls != NULL && !(PyTuple_Check(ls) && PyTuple_GET_SIZE(ls) > 0))
+        Py_CLEAR(ls); /* (none: NULL, no error) */
+    return ls;
+}
+
+/* run_start(kind, mode, name, fetches, feeds, graph, t_ns) -> run: see `events._start` */
+static PyObject *run_start(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 7 || g_runs_tls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "run_start(kind, mode, name, fetches, feeds, graph, t_ns) after setup_runs()");
+        return NULL;
+    }
+    PyObject *run = PyIter_Next(g_run_ids);
+    if (run == NULL)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_RuntimeError, "run ids ran out");
+    PyObject *cur = PyObject_GetAttr(g_runs_tls, s_run);
+    if (cur == NULL || PyDict_SetItem(g_outer_runs, run, cur) < 0 || PyObject_SetAttr(g_runs_tls, s_run, run) < 0) {
+        Py_XDECREF(cur);
+        Py_DECREF(run);
+        return NULL;
+    }
+    Py_DECREF(cur);
+    PyObject *ls = listeners_now();
+    if (ls == NULL) {
+        if (PyErr_Occurred())
+            Py_CLEAR(run);
+        return run;
+    }
+    int t_given = PyObject_IsTrue(a[6]);
+    PyObject *fetches = PySequence_Tuple(a[3]), *feeds = fetches ? PySequence_Tuple(a[4]) : NULL;
+    PyObject *t = feeds ? (t_given ? Py_NewRef(a[6]) : PyLong_FromLongLong(now_ns())) : NULL;
+    PyObject *tid = t ? thread_id() : NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    PyObject *wall = tid ? PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) : NULL;
+    PyObject *ev = NULL;
+    if (wall != NULL && t_given >= 0) {
+        PyObject *v[10] = {run, a[1], a[0], a[2], fetches, feeds, a[5], t, tid, wall};
+        ev = marker(0, v, 10);
+    }
+    int bad = ev == NULL || emit_marker(ls, ev) < 0;
+    Py_XDECREF(ev);
+    Py_XDECREF(fetches);
+    Py_XDECREF(feeds);
+    Py_XDECREF(t);
+    Py_XDECREF(tid);
+    Py_XDECREF(wall);
+    Py_DECREF(ls);
+    if (bad) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    return run;
+}
+
+static int set_if_equal(PyObject *attr, PyObject *run, PyObject *to) {
+    PyObject *cur = PyObject_GetAttr(g_runs_tls, attr);
+    if (cur == NULL)
+        return -1;
+    int eq = PyObject_RichCompareBool(cur, run, Py_EQ);
+    Py_DECREF(cur);
+    return eq <= 0 ? eq : PyObject_SetAttr(g_runs_tls, attr, to);
+}
+
+/* run_end(run, error: str | None): see `events._run_end` (what `end_run` does once its error is text) */
+static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 2 || g_runs_tls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "run_end(run, error) after setup_runs()");
+        return NULL;
+    }
+    PyObject *run = a[0];
+    PyObject *pending = PyObject_GetAttr(g_gpu, s_pending);
+    int p = pending ? PyObject_IsTrue(pending) : -1;
+    Py_XDECREF(pending);
+    if (p < 0)
+        return NULL;
+    if (p) { /* device times of this run resolve before its end is announced */
+        PyObject *r = PyObject_CallMethodNoArgs(g_gpu, s_flush);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *outer = PyDict_GetItemWithError(g_outer_runs, run); /* _outer.pop(run, 0) */
+    if (outer != NULL) {
+        Py_INCREF(outer);
+        if (PyDict_DelItem(g_outer_runs, run) < 0) {
+            Py_DECREF(outer);
+            return NULL;
+        }
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    } else {
+        outer = Py_NewRef(g_zero);
+    }
+    int bad = set_if_equal(s_run, run, outer) < 0;
+    Py_DECREF(outer);
+    PyObject *loss = bad ? NULL : PyObject_GetAttr(g_runs_tls, s_loss);
+    if (loss == NULL || PyObject_SetAttr(g_runs_tls, s_loss, Py_None) < 0 || set_if_equal(s_auto, run, g_zero) < 0) {
+        Py_XDECREF(loss);
+        return NULL;
+    }
+    PyObject *ls = listeners_now();
+    if (ls == NULL) {
+        Py_DECREF(loss);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *t = PyLong_FromLongLong(now_ns()), *tid = t ? thread_id() : NULL, *value = NULL;
+    if (tid != NULL) {
+        if (loss == Py_None)
+            value = Py_NewRef(Py_None);
+        else {
+            int zero_d = 0; /* (the loss of a step: a 0-d array, whose float() is cheap) */
+            if (Py_IS_TYPE(loss, (PyTypeObject *)g_runs_ndarray)) {
+                PyObject *nd = PyObject_GetAttr(loss, s_ndim);
+                zero_d = nd != NULL && PyLong_CheckExact(nd) && PyLong_AsLong(nd) == 0;
+                Py_XDECREF(nd);
+                PyErr_Clear();
+            }
+            value = zero_d ? PyNumber_Float(loss) : PyObject_CallOneArg(g_scalar_py, loss);
+        }
+    }
+    PyObject *ev = NULL;
+    if (value != NULL) {
+        PyObject *v[5] = {run, t, tid, a[1], value};
+        ev = marker(1, v, 5);
+    }
+    bad = ev == NULL || emit_marker(ls, ev) < 0;
+    Py_XDECREF(ev);
+    Py_XDECREF(t);
+    Py_XDECREF(tid);
+    Py_XDECREF(value);
+    Py_DECREF(loss);
+    Py_DECREF(ls);
+    return bad ? NULL : Py_NewRef(Py_None);
+}
+
+/* auto_run(t_ns=0) -> run: see `events.auto_run` */
+static PyObject *auto_run_c(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
+    PyObject *v[7] = {s_step_word, s_eager_word, s_step_word, g_no_names, g_no_names, Py_None, nargs > 0 ? a[0] : g_zero};
+    PyObject *run = run_start(NULL, v, 7);
+    if (run != NULL && PyObject_SetAttr(g_runs_tls, s_auto, run) < 0)
+        Py_CLEAR(run);
+    return run;
+}
+
+/* step(): see `events.step` */
+static PyObject *step_c(PyObject *self, PyObject *unused) {
+    if (g_runs_tls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_runs() was not called");
+        return NULL;
+    }
+    PyObject *run = PyObject_GetAttr(g_runs_tls, s_auto);
+    if (run == NULL)
+        return NULL;
+    int open = PyObject_IsTrue(run);
+    if (open > 0) {
+        PyObject *cur = PyObject_GetAttr(g_runs_tls, s_run);
+        open = cur ? PyObject_RichCompareBool(cur, run, Py_EQ) : -1;
+        Py_XDECREF(cur);
+    }
+    if (open > 0) {
+        PyObject *v[2] = {run, Py_None};
+        PyObject *r = run_end(NULL, v, 2);
+        Py_XDECREF(r);
+        if (r == NULL)
+            open = -1;
+    }
+    Py_DECREF(run);
+    if (open < 0)
+        return NULL;
+    /* the next step's names start afresh (they are made before its run begins) */
+    PyObject *counters = PyObject_GetAttr(g_names_tls, s_counters);
+    if (counters == NULL)
+        return NULL;
+    if (PyDict_CheckExact(counters))
+        PyDict_Clear(counters);
+    else {
+        PyObject *r = PyObject_CallMethodNoArgs(counters, s_clear);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            Py_DECREF(counters);
+            return NULL;
+        }
+    }
+    Py_DECREF(counters);
+    Py_RETURN_NONE;
+}
+
+/* The slot offsets of a plain slots dataclass's fields, in order (0s: not one) */
+static void slot_offsets(PyObject *cls, PyObject *fields, Py_ssize_t *off) {
+    off[0] = 0;
+    PyTypeObject *t = (PyTypeObject *)cls;
+    if (PyObject_HasAttrString(cls, "__post_init__") || t->tp_alloc != PyType_GenericAlloc ||
+        t->tp_init == NULL || t->tp_base != &PyBaseObject_Type || t->tp_dictoffset != 0)
+        return;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyObject_GetAttr(cls, PyTuple_GET_ITEM(fields, i));
+        if (d == NULL) {
+            PyErr_Clear();
+            off[0] = 0;
+            return;
+        }
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        off[i] = ok ? ((PyMemberDescrObject *)d)->d_member->offset : 0;
+        Py_DECREF(d);
+        if (!ok) {
+            off[0] = 0;
+            return;
+        }
+    }
+}
+
+/* setup_runs(RUN, STATE, _run_ids, _outer, _gpu, _scalar, _naming._tls, RunStart, its fields,
+ * RunEnd, its fields, numpy.ndarray) */
+static PyObject *setup_runs(PyObject *self, PyObject *args) {
+    PyObject *tls, *st, *ids, *outer, *gpu, *scalar, *ntls, *rs, *rsf, *re, *ref, *nd;
+    if (!PyArg_ParseTuple(args, "OOOO!OOOO!O!O!O!O!", &tls, &st, &ids, &PyDict_Type, &outer, &gpu, &scalar, &ntls,
+                          &PyType_Type, &rs, &PyTuple_Type, &rsf, &PyType_Type, &re, &PyTuple_Type, &ref, &PyType_Type,
+                          &nd))
+        return NULL;
+    if (PyTuple_GET_SIZE(rsf) != 10 || PyTuple_GET_SIZE(ref) != 5) {
+        PyErr_SetString(PyExc_TypeError, "setup_runs: RunStart has 10 fields, RunEnd 5");
+        return NULL;
+    }
+    if (g_zero == NULL) {
+        g_zero = PyLong_FromLong(0);
+        g_no_names = PyTuple_New(0);
+        s_auto = PyUnicode_InternFromString("auto");
+        s_loss = PyUnicode_InternFromString("loss");
+        s_pending = PyUnicode_InternFromString("_pending");
+        s_flush = PyUnicode_InternFromString("flush");
+        s_clear = PyUnicode_InternFromString("clear");
+        s_ndim = PyUnicode_InternFromString("ndim");
+        s_step_word = PyUnicode_InternFromString("step");
+        s_eager_word = PyUnicode_InternFromString("eager");
+        if (!g_zero || !g_no_names || !s_auto || !s_loss || !s_pending || !s_flush || !s_clear || !s_ndim ||
+            !s_step_word || !s_eager_word)
+            return NULL;
+    }
+    keep(&g_runs_ndarray, nd);
+    keep(&g_runs_tls, tls);
+    keep(&g_runs_state, st);
+    keep(&g_run_ids, ids);
+    keep(&g_outer_runs, outer);
+    keep(&g_gpu, gpu);
+    keep(&g_scalar_py, scalar);
+    keep(&g_names_tls, ntls);
+    keep(&g_mark_cls[0], rs);
+    keep(&g_mark_cls[1], re);
+    slot_offsets(rs, rsf, g_mark_off[0]);
+    slot_offsets(re, ref, g_mark_off[1]);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"dispatch", (PyCFunction)(void (*)(void))dispatch, METH_FASTCALL,
      "dispatch(site, fn, args, arrays, attrs={}): the dispatch point (see tracetensor._dispatch)"},
@@ -1990,6 +2302,15 @@ static PyMethodDef methods[] = {
     {"release", release, METH_O, "release(outer): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
+    {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(...): see events"},
+    {"run_start", (PyCFunction)(void (*)(void))run_start, METH_FASTCALL, "run_start(kind, mode, name, fetches, feeds, graph, t_ns): see events._start"},
+    {"run_end", (PyCFunction)(void (*)(void))run_end, METH_FASTCALL, "run_end(run, error): see events._run_end"},
+    {"auto_run", (PyCFunction)(void (*)(void))auto_run_c, METH_FASTCALL, "auto_run(t_ns=0): see events.auto_run"},
+    {"step", step_c, METH_NOARGS,
+     "step()\n--\n\nEnds the calling thread's eager step (its implicit run), if one is open and current:\n"
+     "`optimizer.step()`, `profiler.step()`, `tt.step()` and a debugger-wrapped call call it.\n"
+     "The next eager op begins the next step. Explicit runs (a `Session.run`, a profiler\n"
+     "step, a wrapped call) are never ended here: their owners end them."},
     {"named_site", (PyCFunction)(void (*)(void))named_site, METH_FASTCALL, "named_site(make, name, *parts): see _dispatch"},
     {"op_name", op_name, METH_O, "op_name(op): see _naming"},
     {"forward_site", (PyCFunction)(void (*)(void))forward_site, METH_FASTCALL, "forward_site(op, inputs, dev): see tensor._site"},

@@ -16,11 +16,12 @@ import cmath
 import gc
 import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -577,11 +578,14 @@ def begin_run(
     (runs nest: a session run inside a debugged step; ops outside every run carry 0)."""
     if not RUN.run:  # an outermost run: op names start afresh, so they are stable across runs;
         _naming.reset()  # a nested one (a Session.run inside an eager step) keeps the step's counters
-    return _start(kind, mode, name, fetches, feeds, graph)
+    return _start(kind, mode, name, fetches, feeds, graph, 0)
 
 
+# The run markers' steps (`_start`, `_run_end`, `auto_run`, `step`) have C versions in the
+# accelerator, swapped in at the end of this module: each does exactly what its Python
+# version does, in the same order.
 def _start(
-    kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...], graph: int | None, t_ns: int = 0
+    kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...], graph: int | None, t_ns: int
 ) -> int:
     run = next(_run_ids)
     _outer[run] = RUN.run
@@ -594,6 +598,10 @@ def _start(
 
 
 def end_run(run: int, error: BaseException | str | None = None) -> None:
+    _run_end(run, None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}"))
+
+
+def _run_end(run: int, error: str | None) -> None:
     if _gpu._pending:
         _gpu.flush()  # device times of this run resolve before its end is announced
     outer = _outer.pop(run, 0)
@@ -603,8 +611,7 @@ def end_run(run: int, error: BaseException | str | None = None) -> None:
     if RUN.auto == run:
         RUN.auto = 0
     if STATE.listeners:
-        err = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
-        emit(_untracked(RunEnd(run, _perf_ns(), _get_ident(), err, _scalar(loss))))
+        emit(_untracked(RunEnd(run, _perf_ns(), _get_ident(), error, _scalar(loss))))
 
 
 def auto_run(t_ns: int = 0) -> int:
@@ -623,7 +630,7 @@ def step() -> None:
     step, a wrapped call) are never ended here: their owners end them."""
     run = RUN.auto
     if run and RUN.run == run:
-        end_run(run)
+        _run_end(run, None)
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
 
 
@@ -886,3 +893,28 @@ def _host(v: Any) -> np.ndarray:
 def to_numpy(a: Any) -> np.ndarray:
     """A value from an event as a numpy array (copies from the GPU when needed)."""
     return np.asarray(a) if isinstance(a, np.ndarray) or np.isscalar(a) else a.get()
+
+
+# The C accelerator's run markers (see `_start`), unless TRACETENSOR_PURE=1 or it was not built
+_start_py, _run_end_py, auto_run_py, step_py = _start, _run_end, auto_run, step
+if not os.environ.get("TRACETENSOR_PURE"):
+    try:
+        from . import _speedups
+    except ImportError:
+        pass
+    else:
+        _speedups.setup_runs(
+            RUN,
+            STATE,
+            _run_ids,
+            _outer,
+            _gpu,
+            _scalar,
+            _naming._tls,
+            RunStart,
+            tuple(f.name for f in fields(RunStart)),
+            RunEnd,
+            tuple(f.name for f in fields(RunEnd)),
+            np.ndarray,
+        )
+        _start, _run_end, auto_run, step = _speedups.run_start, _speedups.run_end, _speedups.auto_run, _speedups.step

@@ -50,7 +50,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     t = _new(out, dev)
     name = site.name
     if name is not None:
-        t._name = _naming.output_name(name)
+        t._name = _out0_get(name) or _naming.output_name(name)  # (`name:0`, made once: the hit inline)
     if MODE.enabled:
         needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
@@ -107,6 +107,7 @@ def _forward_site(name: str, op: OpDef, ins: tuple[str, ...], dev: Device, stack
 
 
 _tuple_new = tuple.__new__
+_out0_get = _naming._out0.get
 
 
 # id(tensor) -> (weak reference, why): tensors that carry values only although their inputs

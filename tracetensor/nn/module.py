@@ -55,7 +55,12 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-_tls = threading.local()
+class _Calls(threading.local):
+    stack: list | None = None  # the modules being called on this thread, outermost first
+
+
+_tls = _Calls()
+_names = _naming._tls  # (the per-thread name prefix)
 _library: dict[type, bool] = {}
 
 
@@ -142,11 +147,58 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if STATE.named:
-            return self._call_named(args, kwargs)
-        if self._forward_pre_hooks or self._forward_hooks:
-            return self._call_hooked(args, kwargs)
-        return self.forward(*args, **kwargs)
+        if not STATE.named:
+            if self._forward_pre_hooks or self._forward_hooks:
+                return self._call_hooked(args, kwargs)
+            return self.forward(*args, **kwargs)
+        # With a listener that wants names: scope op names by module path (`MLP/fc1/matmul`),
+        # and name the parameters of the outermost module after their state_dict keys, once.
+        # (Here, not in a method of its own: one Python call less per module call.)
+        d = self.__dict__  # (read once: this runs for every module call while names are made)
+        stack = _tls.stack
+        if stack is None:
+            stack = _tls.stack = []
+        if stack:
+            parent = stack[-1]
+            cached = d.get("_tt_scope")  # (parent, key): modules are called far more than moved
+            if cached is not None and cached[0] is parent and parent._modules.get(cached[1]) is self:
+                scope = cached[1]
+            else:
+                scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
+                d["_tt_scope"] = (parent, scope)
+        else:
+            scope = type(self).__name__
+            if not d.get("_tt_named"):
+                for pname, p in self.named_parameters():
+                    if p._name is None:
+                        p._name = pname
+                d["_tt_named"] = True
+        stack.append(self)
+        names = _names
+        prefix = names.prefix
+        # what `with _naming.name_scope(scope)` does, the string made once per (prefix, scope)
+        made = d.get("_tt_prefix")
+        if made is None or made[0] is not prefix or made[1] is not scope:
+            made = d["_tt_prefix"] = (prefix, scope, prefix + scope.strip("/") + "/")
+        names.prefix = made[2]
+        # a library layer's ops share the user's stack at its call, taken once (a user's
+        # forward, hook or callable in between makes its ops capture their own: see hold)
+        outer = None
+        if STATE.stacks:
+            lib = _library.get(type(self))
+            if lib is None:
+                lib = _library_forward(type(self))
+            if lib:
+                outer = _source.hold()
+        try:
+            if self._forward_pre_hooks or self._forward_hooks:
+                return self._call_hooked(args, kwargs)
+            return self.forward(*args, **kwargs)
+        finally:
+            names.prefix = prefix
+            if outer is not None:
+                _source.release(outer)
+            stack.pop()
 
     def _call_hooked(self, args: tuple, kwargs: dict) -> Any:
         for hook in tuple(self._forward_pre_hooks.values()):
@@ -159,48 +211,6 @@ class Module:
             if r is not None:
                 out = r
         return out
-
-    def _call_named(self, args: tuple, kwargs: dict) -> Any:
-        """With a listener: scope op names by module path (`MLP/fc1/matmul`), and name the
-        parameters of the outermost module after their state_dict keys, once."""
-        stack = getattr(_tls, "stack", None)
-        if stack is None:
-            stack = _tls.stack = []
-        if stack:
-            parent = stack[-1]
-            cached = self.__dict__.get("_tt_scope")  # (parent, key): modules are called far more than moved
-            if cached is not None and cached[0] is parent and parent._modules.get(cached[1]) is self:
-                scope = cached[1]
-            else:
-                scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
-                self.__dict__["_tt_scope"] = (parent, scope)
-        else:
-            scope = type(self).__name__
-            if not self.__dict__.get("_tt_named"):
-                for pname, p in self.named_parameters():
-                    if p._name is None:
-                        p._name = pname
-                self.__dict__["_tt_named"] = True
-        stack.append(self)
-        names = _naming._tls
-        prefix = names.prefix
-        # what `with _naming.name_scope(scope)` does, the string made once per (prefix, scope)
-        made = self.__dict__.get("_tt_prefix")
-        if made is None or made[0] is not prefix or made[1] is not scope:
-            made = self.__dict__["_tt_prefix"] = (prefix, scope, prefix + scope.strip("/") + "/")
-        names.prefix = made[2]
-        # a library layer's ops share the user's stack at its call, taken once (a user's
-        # forward, hook or callable in between makes its ops capture their own: see hold)
-        outer = _source.hold() if STATE.stacks and _library_forward(type(self)) else None
-        try:
-            if self._forward_pre_hooks or self._forward_hooks:
-                return self._call_hooked(args, kwargs)
-            return self.forward(*args, **kwargs)
-        finally:
-            names.prefix = prefix
-            if outer is not None:
-                _source.release(outer)
-            stack.pop()
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> _Handle:
         """`hook(module, inputs, output)` runs after forward; a non-None result replaces the output."""

@@ -11,18 +11,19 @@ process, cases interleaved round by round.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 # one BLAS thread: the comparison is of framework overhead, not of BLAS threading (and a
 # spinning BLAS pool against the recorder's writer thread on 2 cores is pure noise)
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
-os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch.profiler's start/stop lines
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # (torch C++ warnings; its profiler lines: _quiet_stderr)
 
 import numpy as np  # noqa: E402
 
@@ -155,6 +156,24 @@ class _Recording:
         return size / max(ops, 1)
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """torch.profiler's C++ side prints a line to the process's stderr at each start and stop
+    (`USDT: ... profiler_start`), which TORCH_CPP_LOG_LEVEL does not silence: a run of this
+    benchmark would print hundreds around its tables. The file descriptor is pointed at
+    /dev/null for those two calls only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[str, Case]:
     step = steps_for()
     if step is None:
@@ -167,10 +186,12 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
 
             def start() -> None:
                 box[:] = [tp.profile(activities=[tp.ProfilerActivity.CPU], **kw)]
-                box[0].__enter__()
+                with _quiet_stderr():
+                    box[0].__enter__()
 
             def stop() -> None:
-                box[0].__exit__(None, None, None)
+                with _quiet_stderr():
+                    box[0].__exit__(None, None, None)
                 if read:
                     assert box[0].key_averages()
 

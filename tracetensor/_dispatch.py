@@ -454,8 +454,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _speedups.setup(
             STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, _finite, _all_finite, np.ndarray, CPU, _NOATTRS
         )
-        _speedups.setup_untrack(OpEvent, _events.RunStart, _events.RunEnd)
-        _events._untracked = _speedups.untrack
+        _speedups.setup_untrack(OpEvent)
         _speedups.setup_summaries(Summary, _summary)
         _speedups.setup_names(_SITES, named_site_py, _naming._tls, _naming._made, _naming.op_name_py)
         _naming.op_name = _speedups.op_name  # (the hits of a name already made, in C)

@@ -1197,7 +1197,6 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
 #endif
 
 static PyObject *g_opevent; /* events.OpEvent */
-static PyObject *g_markers; /* (events.RunStart, events.RunEnd) */
 
 /* untrack(obj) -> obj: a tuple, or a tuple subclass with no fields of its own (a NamedTuple),
  * whose items are all untracked (numbers, strings) can be in no reference cycle: the cyclic GC
@@ -1205,18 +1204,8 @@ static PyObject *g_markers; /* (events.RunStart, events.RunEnd) */
  * `Summary` tuples by the thousand; tracked, each counts toward the next full collection.
  * An OpEvent made by the dispatch point without `values` holds strings, numbers, untracked
  * summaries and shared metas and stacks, none of which can refer back to it: untracked too
- * (a leak would need a garbage cycle reachable from those: from module globals, i.e. none).
- * A run marker holds numbers, strings, a tuple of strings or None: untracked too. Two per step,
- * each queued by a recording until its writer takes it, they were most of what a long recording
- * promoted to the oldest generation, and so what set off its full collections. */
+ * (a leak would need a garbage cycle reachable from those: from module globals, i.e. none). */
 static PyObject *untrack(PyObject *self, PyObject *o) {
-    if (g_markers != NULL && PyTuple_GET_SIZE(g_markers) == 2 &&
-        (Py_IS_TYPE(o, (PyTypeObject *)PyTuple_GET_ITEM(g_markers, 0)) ||
-         Py_IS_TYPE(o, (PyTypeObject *)PyTuple_GET_ITEM(g_markers, 1)))) {
-        if (PyObject_GC_IsTracked(o))
-            PyObject_GC_UnTrack(o);
-        return Py_NewRef(o);
-    }
     if (g_opevent != NULL && Py_IS_TYPE(o, (PyTypeObject *)g_opevent)) {
         PyObject *v = PyObject_GetAttrString(o, "values");
         if (v == NULL)
@@ -1237,17 +1226,12 @@ static PyObject *untrack(PyObject *self, PyObject *o) {
     return Py_NewRef(o);
 }
 
-/* setup_untrack(OpEvent, RunStart, RunEnd) */
-static PyObject *setup_untrack(PyObject *self, PyObject *args) {
-    PyObject *cls, *start, *end;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyType_Type, &cls, &PyType_Type, &start, &PyType_Type, &end))
+static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "setup_untrack: OpEvent must be a type");
         return NULL;
-    PyObject *markers = PyTuple_Pack(2, start, end);
-    if (markers == NULL)
-        return NULL;
+    }
     keep(&g_opevent, cls);
-    keep(&g_markers, markers);
-    Py_DECREF(markers);
     Py_RETURN_NONE;
 }
 
@@ -1985,7 +1969,10 @@ static PyTypeObject RouterType = {
  * `events._start`, `_run_end`, `auto_run` and `step` in C, the same steps in the same order
  * (read them first): an eager training step begins and ends a run, and with someone listening
  * each end is a RunStart and a RunEnd. In Python that was eight calls a step, a dataclass
- * `__init__` each, about 1 us; here the markers are built straight into their slots. */
+ * `__init__` each, about 1 us; here the markers are built straight into their slots.
+ * A marker holds numbers, strings, a tuple of strings or None: it is untracked (see `untrack`).
+ * Two a step, queued by a recording until its writer takes them, they were most of what a long
+ * recording promoted to the oldest generation, and so what set off its full collections. */
 static PyObject *g_runs_tls;    /* events.RUN */
 static PyObject *g_runs_state;  /* events.STATE */
 static PyObject *g_run_ids;     /* events._run_ids */
@@ -2324,7 +2311,7 @@ static PyMethodDef methods[] = {
     {"untrack", untrack, METH_O, "untrack(obj) -> obj: see _speedups.c"},
     {"finite", finite_check, METH_O, "finite(a) -> True, False or None (not decided here): see _speedups.c"},
     {"forget_calls", forget_calls, METH_NOARGS, "forget_calls(): STATE's listeners changed"},
-    {"setup_untrack", setup_untrack, METH_VARARGS, "setup_untrack(OpEvent, RunStart, RunEnd)"},
+    {"setup_untrack", setup_untrack, METH_O, "setup_untrack(OpEvent)"},
     {"setup", setup, METH_VARARGS, "setup(STATE, RUN, _SEQ, auto_run, _observed, _after, stack_here, finite, _all_finite, ndarray, CPU, _NOATTRS)"},
     {NULL, NULL, 0, NULL},
 };

@@ -554,12 +554,6 @@ def emit(ev: Event) -> None:
 # --------------------------------------------------------------------------- runs
 
 
-def _untracked(marker: Any) -> Any:
-    """The C accelerator's `untrack` replaces this: a run marker holds numbers and strings, in no
-    reference cycle, so the cyclic GC need not walk the thousands a long recording queues."""
-    return marker
-
-
 def current_run() -> int:
     """The run the calling thread is in (0 outside every run)."""
     return RUN.run
@@ -593,7 +587,7 @@ def _start(
     if STATE.listeners:
         t_ns = t_ns or _perf_ns()
         start = RunStart(run, mode, kind, name, tuple(fetches), tuple(feeds), graph, t_ns, _get_ident(), _time_ns())
-        emit(_untracked(start))
+        emit(start)
     return run
 
 
@@ -611,7 +605,7 @@ def _run_end(run: int, error: str | None) -> None:
     if RUN.auto == run:
         RUN.auto = 0
     if STATE.listeners:
-        emit(_untracked(RunEnd(run, _perf_ns(), _get_ident(), error, _scalar(loss))))
+        emit(RunEnd(run, _perf_ns(), _get_ident(), error, _scalar(loss)))
 
 
 def auto_run(t_ns: int = 0) -> int:

@@ -70,7 +70,8 @@ class Optimizer:
         listening = STATE.named  # (a `names=False` listener alone: unnamed sites, see _run)
         # the updates' stack (the user's `step()` line), taken once (see _source.hold)
         outer = _source.hold() if listening and STATE.stacks and _library_update(type(self)) else None
-        self._held_stack = outer[2] if outer is not None else None
+        if outer is not None:
+            self._held_stack = outer[2]
         try:
             for group in self.param_groups:
                 for i, p in enumerate(group["params"]):
@@ -211,7 +212,8 @@ class SGD(Optimizer):
         # an op named after its parameter (`_run`), without the general loop's state per parameter
         named = STATE.named
         outer = _source.hold() if named and STATE.stacks else None  # (the updates' stack, see Optimizer.step)
-        self._held_stack = outer[2] if outer is not None else None
+        if outer is not None:
+            self._held_stack = outer[2]
         try:
             for group in self.param_groups:
                 lr = group["lr"]

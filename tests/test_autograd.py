@@ -115,3 +115,31 @@ def test_complex_gradients_follow_pytorchs_convention(fn) -> None:
     a = tt.tensor(rng.standard_normal(4) + 1j * rng.standard_normal(4), requires_grad=True)
     b = tt.tensor(rng.standard_normal(4) + 1j * rng.standard_normal(4) + 2, requires_grad=True)
     assert tt.autograd.gradcheck(fn, [a, b])
+
+
+@pytest.mark.tracetensor_nan("off")  # (the plugin's own listener would name the "early" ops)
+def test_each_backward_event_names_the_inputs_its_forward_op_read() -> None:
+    """A VJP's `grad_of` are its forward op's input names: parameters by their state_dict keys,
+    a user's leaf by the name it got at its first op, an intermediate by its op; an op made
+    before anyone listened (its node unnamed) is named from its inputs' names at backward."""
+    from tracetensor import events
+
+    model = tt.nn.Sequential(tt.nn.Linear(3, 4), tt.nn.Tanh(), tt.nn.Linear(4, 2))
+    x = tt.randn(5, 3, requires_grad=True)
+    early = (x * 2.0).sum()  # made while nobody listened
+    got: list = []
+    with events.listen(got.append):
+        loss = model(x).pow(2).mean() + early
+        loss.backward()
+    fwd = {e.name: e for e in got if isinstance(e, events.OpEvent) and e.phase == "forward"}
+    bwd = [e for e in got if isinstance(e, events.OpEvent) and e.phase == "backward" and e.forward in fwd]
+    assert len(bwd) >= 5
+    for e in bwd:
+        assert e.grad_of == fwd[e.forward].inputs, e.name
+    linear = next(e for e in bwd if e.forward == "Sequential/0/linear")
+    assert linear.grad_of[1:] == ("0.weight", "0.bias") and linear.grad_of[0].startswith("tensor_")
+    unnamed = {
+        e.forward: e for e in got if isinstance(e, events.OpEvent) and e.phase == "backward" and e.forward not in fwd
+    }
+    assert unnamed["sum"].grad_of == ("",) and unnamed["mul"].grad_of == (x._name, "")  # (2.0: a constant, unnamed)
+    assert x._name == linear.grad_of[0]

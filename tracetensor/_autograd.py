@@ -28,7 +28,7 @@ _new_tensor: Any = None
 class Node(Ctx):
     """The tape entry of one op output."""
 
-    __slots__ = ("op", "inputs", "name", "stack", "freed", "seq")
+    __slots__ = ("op", "inputs", "name", "ins", "stack", "freed", "seq")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class Node(Ctx):
         name: str | None,
         stack: tuple[Frame, ...] | None,
         saved: Any = None,
+        ins: tuple[str, ...] = (),
     ) -> None:
         self.xp = xp
         self.args = args
@@ -52,6 +53,7 @@ class Node(Ctx):
         self.op = op
         self.inputs = inputs
         self.name = name
+        self.ins = ins  # (named: the inputs' names, as its forward site gave them)
         self.stack = stack
         self.freed = False
         self.seq = next(_node_ids)  # creation order is a topological order of the tape
@@ -221,7 +223,8 @@ def run_backward(
                 # a node made while nobody listened has no name: its forward line is unknown,
                 # and () says so (None would take backward()'s line)
                 stack = node.stack if node.name is not None else ()
-                grad_of = tuple([i._name or "" for i in node.inputs])
+                # (its inputs' names: those its forward site gave, unless it was made unnamed)
+                grad_of = node.ins if node.name is not None else tuple([i._name or "" for i in node.inputs])
                 site = named_site(_grad_site, fname, op, stack, t._device, grad_of)
             elif node.stack:  # (errors point at the forward op's line when its stack was kept)
                 site = Site(op, "backward", stack=node.stack)

@@ -58,7 +58,7 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
             stack = site.stack
             if stack is None and STATE.checks:  # a NaN check names a bad gradient's forward line (and callers)
                 stack = user_frames()
-            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved)
+            t._node = Node(op, inputs, xp, arrays, out, attrs, needs, name, stack, saved, site.inputs)
     if name is not None:
         hook = _TRACING.hook
         if hook is not None:

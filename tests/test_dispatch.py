@@ -346,6 +346,14 @@ def test_shared_shapes_stay_bounded_and_right_past_the_bound():
     shapes = [r[7] for r in got if events.is_raw(r)]
     assert shapes == [(n, 1) for n in range(1, 4200 + 1)]
 
+    class Odd:  # an output that is not numpy's, its shape a list: recorded as it is
+        shape, dtype, nbytes = [3], np.dtype("float32"), 12
+
+    got.clear()
+    with events.listen(got.append, raw=True, names=False):
+        out = _dispatch.dispatch(_dispatch.site_of(op), lambda xp, a: Odd(), (np, a), (a,))
+    assert isinstance(out, Odd) and [r[7] for r in got if events.is_raw(r)] == [[3]]
+
 
 def test_an_outputs_listener_gets_each_output_beside_its_record_on_both_paths():
     _dispatch, paths = _both_paths()

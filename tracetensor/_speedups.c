@@ -628,9 +628,17 @@ static PyObject *shared(PyObject *t) {
         return NULL;
     }
     PyObject *first = PyDict_SetDefault(g_shapes, t, t); /* borrowed */
-    Py_XINCREF(first);
+    if (first == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyErr_Clear(); /* an output whose shape cannot be hashed (not numpy's): kept as it is */
+        return t;
+    }
+    Py_INCREF(first);
     Py_DECREF(t);
-    if (first != NULL && PyDict_GET_SIZE(g_shapes) > SHAPES_KEPT)
+    if (PyDict_GET_SIZE(g_shapes) > SHAPES_KEPT)
         PyDict_Clear(g_shapes);
     return first;
 }

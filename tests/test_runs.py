@@ -237,6 +237,9 @@ def _marker_script(start, run_end, auto_run, step, tag: str) -> tuple[list, list
         auto_run(0)
         ev.note_loss(object())  # not a number: no loss
         step()
+        auto_run(0)
+        ev.note_loss(np.array(1 + 2j))  # a 0-d array float() refuses: no loss either
+        step()
         state()
     auto_run(0)  # nobody listening: the state only
     step()
@@ -265,7 +268,7 @@ def test_the_c_run_markers_do_what_the_python_ones_do() -> None:
     assert c[0][0] == ("RunStart", "eager", "step", "step", (), (), None, True)
     assert c[0][1] == ("RunEnd", None, 2.5)
     assert ("RunEnd", "ValueError: bad", None) in c[0] and ("RunEnd", None, 1.5) in c[0]
-    assert c[0][-1] == ("RunEnd", None, None)
+    assert c[0][-1] == c[0][-3] == ("RunEnd", None, None)
     got: list = []
     with ev.listen(got.append):
         ev.step(), ev.auto_run(0), ev.step()

@@ -2150,7 +2150,11 @@ static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
                 Py_XDECREF(nd);
                 PyErr_Clear();
             }
-            value = zero_d ? PyNumber_Float(loss) : PyObject_CallOneArg(g_scalar_py, loss);
+            value = zero_d ? PyNumber_Float(loss) : NULL;
+            if (value == NULL) { /* (anything else, or a 0-d array float() refuses: `_scalar` decides) */
+                PyErr_Clear();
+                value = PyObject_CallOneArg(g_scalar_py, loss);
+            }
         }
     }
     PyObject *ev = NULL;

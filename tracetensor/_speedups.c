@@ -1981,17 +1981,14 @@ static PyTypeObject RouterType = {
  * A marker holds numbers, strings, a tuple of strings or None: it is untracked (see `untrack`).
  * Two a step, queued by a recording until its writer takes them, they were most of what a long
  * recording promoted to the oldest generation, and so what set off its full collections. */
-static PyObject *g_runs_tls;    /* events.RUN */
-static PyObject *g_runs_state;  /* events.STATE */
 static PyObject *g_run_ids;     /* events._run_ids */
 static PyObject *g_outer_runs;  /* events._outer */
 static PyObject *g_gpu;         /* the _gpu module (`_pending`, `flush`) */
 static PyObject *g_scalar_py;   /* events._scalar */
-static PyObject *g_names_tls;   /* _naming._tls */
 static PyObject *g_mark_cls[2]; /* RunStart, RunEnd */
 static Py_ssize_t g_mark_off[2][10]; /* their fields' slot offsets (0: make them by calling the class) */
 static PyObject *s_auto, *s_loss, *s_pending, *s_flush, *s_step_word, *s_eager_word, *s_clear;
-static PyObject *g_zero, *g_no_names, *g_runs_ndarray, *s_ndim;
+static PyObject *g_zero, *g_no_names, *s_ndim;
 
 /* A marker of class k from its field values, untracked (see `untrack`): its slots written
  * directly when the class is a plain slots dataclass (what `__init__` would do), else by a call. */
@@ -2032,7 +2029,7 @@ static int emit_marker(PyObject *listeners, PyObject *ev) {
 }
 
 static PyObject *listeners_now(void) {
-    PyObject *ls = PyObject_GetAttr(g_runs_state, s_listeners);
+    PyObject *ls = PyObject_GetAttr(g_state, s_listeners);
     if (ls != NULL && !(PyTuple_Check(ls) && PyTuple_GET_SIZE(ls) > 0))
         Py_CLEAR(ls); /* (none: NULL, no error) */
     return ls;
@@ -2040,15 +2037,15 @@ static PyObject *listeners_now(void) {
 
 /* run_start(kind, mode, name, fetches, feeds, graph, t_ns) -> run: see `events._start` */
 static PyObject *run_start(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 7 || g_runs_tls == NULL) {
+    if (nargs != 7 || g_run == NULL) {
         PyErr_SetString(PyExc_TypeError, "run_start(kind, mode, name, fetches, feeds, graph, t_ns) after setup_runs()");
         return NULL;
     }
     PyObject *run = PyIter_Next(g_run_ids);
     if (run == NULL)
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_RuntimeError, "run ids ran out");
-    PyObject *cur = PyObject_GetAttr(g_runs_tls, s_run);
-    if (cur == NULL || PyDict_SetItem(g_outer_runs, run, cur) < 0 || PyObject_SetAttr(g_runs_tls, s_run, run) < 0) {
+    PyObject *cur = PyObject_GetAttr(g_run, s_run);
+    if (cur == NULL || PyDict_SetItem(g_outer_runs, run, cur) < 0 || PyObject_SetAttr(g_run, s_run, run) < 0) {
         Py_XDECREF(cur);
         Py_DECREF(run);
         return NULL;
@@ -2088,17 +2085,17 @@ static PyObject *run_start(PyObject *self, PyObject *const *a, Py_ssize_t nargs)
 }
 
 static int set_if_equal(PyObject *attr, PyObject *run, PyObject *to) {
-    PyObject *cur = PyObject_GetAttr(g_runs_tls, attr);
+    PyObject *cur = PyObject_GetAttr(g_run, attr);
     if (cur == NULL)
         return -1;
     int eq = PyObject_RichCompareBool(cur, run, Py_EQ);
     Py_DECREF(cur);
-    return eq <= 0 ? eq : PyObject_SetAttr(g_runs_tls, attr, to);
+    return eq <= 0 ? eq : PyObject_SetAttr(g_run, attr, to);
 }
 
 /* run_end(run, error: str | None): see `events._run_end` (what `end_run` does once its error is text) */
 static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 2 || g_runs_tls == NULL) {
+    if (nargs != 2 || g_run == NULL) {
         PyErr_SetString(PyExc_TypeError, "run_end(run, error) after setup_runs()");
         return NULL;
     }
@@ -2128,8 +2125,8 @@ static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
     }
     int bad = set_if_equal(s_run, run, outer) < 0;
     Py_DECREF(outer);
-    PyObject *loss = bad ? NULL : PyObject_GetAttr(g_runs_tls, s_loss);
-    if (loss == NULL || PyObject_SetAttr(g_runs_tls, s_loss, Py_None) < 0 || set_if_equal(s_auto, run, g_zero) < 0) {
+    PyObject *loss = bad ? NULL : PyObject_GetAttr(g_run, s_loss);
+    if (loss == NULL || PyObject_SetAttr(g_run, s_loss, Py_None) < 0 || set_if_equal(s_auto, run, g_zero) < 0) {
         Py_XDECREF(loss);
         return NULL;
     }
@@ -2144,7 +2141,7 @@ static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
             value = Py_NewRef(Py_None);
         else {
             int zero_d = 0; /* (the loss of a step: a 0-d array, whose float() is cheap) */
-            if (Py_IS_TYPE(loss, (PyTypeObject *)g_runs_ndarray)) {
+            if (Py_IS_TYPE(loss, (PyTypeObject *)g_ndarray)) {
                 PyObject *nd = PyObject_GetAttr(loss, s_ndim);
                 zero_d = nd != NULL && PyLong_CheckExact(nd) && PyLong_AsLong(nd) == 0;
                 Py_XDECREF(nd);
@@ -2176,23 +2173,23 @@ static PyObject *run_end(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
 static PyObject *auto_run_c(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
     PyObject *v[7] = {s_step_word, s_eager_word, s_step_word, g_no_names, g_no_names, Py_None, nargs > 0 ? a[0] : g_zero};
     PyObject *run = run_start(NULL, v, 7);
-    if (run != NULL && PyObject_SetAttr(g_runs_tls, s_auto, run) < 0)
+    if (run != NULL && PyObject_SetAttr(g_run, s_auto, run) < 0)
         Py_CLEAR(run);
     return run;
 }
 
 /* step(): see `events.step` */
 static PyObject *step_c(PyObject *self, PyObject *unused) {
-    if (g_runs_tls == NULL) {
+    if (g_run == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "setup_runs() was not called");
         return NULL;
     }
-    PyObject *run = PyObject_GetAttr(g_runs_tls, s_auto);
+    PyObject *run = PyObject_GetAttr(g_run, s_auto);
     if (run == NULL)
         return NULL;
     int open = PyObject_IsTrue(run);
     if (open > 0) {
-        PyObject *cur = PyObject_GetAttr(g_runs_tls, s_run);
+        PyObject *cur = PyObject_GetAttr(g_run, s_run);
         open = cur ? PyObject_RichCompareBool(cur, run, Py_EQ) : -1;
         Py_XDECREF(cur);
     }
@@ -2207,7 +2204,7 @@ static PyObject *step_c(PyObject *self, PyObject *unused) {
     if (open < 0)
         return NULL;
     /* the next step's names start afresh (they are made before its run begins) */
-    PyObject *counters = PyObject_GetAttr(g_names_tls, s_counters);
+    PyObject *counters = PyObject_GetAttr(g_tls, s_counters);
     if (counters == NULL)
         return NULL;
     if (PyDict_CheckExact(counters))
@@ -2224,41 +2221,48 @@ static PyObject *step_c(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* The slot offsets of a plain slots dataclass's fields, in order (0s: not one) */
-static void slot_offsets(PyObject *cls, PyObject *fields, Py_ssize_t *off) {
+/* The slot offsets of a plain slots dataclass's n fields, in `__slots__` order (which is the
+ * fields' order); 0 first: not one of those (the markers are then made by calling the class) */
+static void slot_offsets(PyObject *cls, Py_ssize_t n, Py_ssize_t *off) {
     off[0] = 0;
     PyTypeObject *t = (PyTypeObject *)cls;
-    if (PyObject_HasAttrString(cls, "__post_init__") || t->tp_alloc != PyType_GenericAlloc ||
-        t->tp_init == NULL || t->tp_base != &PyBaseObject_Type || t->tp_dictoffset != 0)
+    PyObject *fields = PyObject_GetAttrString(cls, "__slots__");
+    if (fields == NULL) {
+        PyErr_Clear();
         return;
-    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    }
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != n || PyObject_HasAttrString(cls, "__post_init__") ||
+        t->tp_alloc != PyType_GenericAlloc || t->tp_init == NULL || t->tp_base != &PyBaseObject_Type ||
+        t->tp_dictoffset != 0) {
+        Py_DECREF(fields);
+        return;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *d = PyObject_GetAttr(cls, PyTuple_GET_ITEM(fields, i));
         if (d == NULL) {
             PyErr_Clear();
             off[0] = 0;
-            return;
+            break;
         }
         int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
         off[i] = ok ? ((PyMemberDescrObject *)d)->d_member->offset : 0;
         Py_DECREF(d);
         if (!ok) {
             off[0] = 0;
-            return;
+            break;
         }
     }
+    Py_DECREF(fields);
 }
 
-/* setup_runs(RUN, STATE, _run_ids, _outer, _gpu, _scalar, _naming._tls, RunStart, its fields,
- * RunEnd, its fields, numpy.ndarray) */
+/* setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd), after setup() and setup_names() */
 static PyObject *setup_runs(PyObject *self, PyObject *args) {
-    PyObject *tls, *st, *ids, *outer, *gpu, *scalar, *ntls, *rs, *rsf, *re, *ref, *nd;
-    if (!PyArg_ParseTuple(args, "OOOO!OOOO!O!O!O!O!", &tls, &st, &ids, &PyDict_Type, &outer, &gpu, &scalar, &ntls,
-                          &PyType_Type, &rs, &PyTuple_Type, &rsf, &PyType_Type, &re, &PyTuple_Type, &ref, &PyType_Type,
-                          &nd))
+    PyObject *ids, *outer, *gpu, *scalar, *rs, *re;
+    if (!PyArg_ParseTuple(args, "OO!OOO!O!", &ids, &PyDict_Type, &outer, &gpu, &scalar, &PyType_Type, &rs,
+                          &PyType_Type, &re))
         return NULL;
-    if (PyTuple_GET_SIZE(rsf) != 10 || PyTuple_GET_SIZE(ref) != 5) {
-        PyErr_SetString(PyExc_TypeError, "setup_runs: RunStart has 10 fields, RunEnd 5");
+    if (g_run == NULL || g_tls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_runs: setup() and setup_names() first");
         return NULL;
     }
     if (g_zero == NULL) {
@@ -2276,18 +2280,14 @@ static PyObject *setup_runs(PyObject *self, PyObject *args) {
             !s_step_word || !s_eager_word)
             return NULL;
     }
-    keep(&g_runs_ndarray, nd);
-    keep(&g_runs_tls, tls);
-    keep(&g_runs_state, st);
     keep(&g_run_ids, ids);
     keep(&g_outer_runs, outer);
     keep(&g_gpu, gpu);
     keep(&g_scalar_py, scalar);
-    keep(&g_names_tls, ntls);
     keep(&g_mark_cls[0], rs);
     keep(&g_mark_cls[1], re);
-    slot_offsets(rs, rsf, g_mark_off[0]);
-    slot_offsets(re, ref, g_mark_off[1]);
+    slot_offsets(rs, 10, g_mark_off[0]);
+    slot_offsets(re, 5, g_mark_off[1]);
     Py_RETURN_NONE;
 }
 
@@ -2301,7 +2301,7 @@ static PyMethodDef methods[] = {
     {"release", release, METH_O, "release(outer): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
 #endif
-    {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(...): see events"},
+    {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd)"},
     {"run_start", (PyCFunction)(void (*)(void))run_start, METH_FASTCALL, "run_start(kind, mode, name, fetches, feeds, graph, t_ns): see events._start"},
     {"run_end", (PyCFunction)(void (*)(void))run_end, METH_FASTCALL, "run_end(run, error): see events._run_end"},
     {"auto_run", (PyCFunction)(void (*)(void))auto_run_c, METH_FASTCALL, "auto_run(t_ns=0): see events.auto_run"},

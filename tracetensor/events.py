@@ -16,12 +16,11 @@ import cmath
 import gc
 import itertools
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -576,8 +575,8 @@ def begin_run(
 
 
 # The run markers' steps (`_start`, `_run_end`, `auto_run`, `step`) have C versions in the
-# accelerator, swapped in at the end of this module: each does exactly what its Python
-# version does, in the same order.
+# accelerator, swapped in by `_dispatch`: each does exactly what its Python version does, in
+# the same order.
 def _start(
     kind: str, mode: str, name: str, fetches: tuple[str, ...], feeds: tuple[str, ...], graph: int | None, t_ns: int
 ) -> int:
@@ -889,26 +888,5 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a) if isinstance(a, np.ndarray) or np.isscalar(a) else a.get()
 
 
-# The C accelerator's run markers (see `_start`), unless TRACETENSOR_PURE=1 or it was not built
+# (the Python run markers, under their own names: `_dispatch` swaps in the C accelerator's)
 _start_py, _run_end_py, auto_run_py, step_py = _start, _run_end, auto_run, step
-if not os.environ.get("TRACETENSOR_PURE"):
-    try:
-        from . import _speedups
-    except ImportError:
-        pass
-    else:
-        _speedups.setup_runs(
-            RUN,
-            STATE,
-            _run_ids,
-            _outer,
-            _gpu,
-            _scalar,
-            _naming._tls,
-            RunStart,
-            tuple(f.name for f in fields(RunStart)),
-            RunEnd,
-            tuple(f.name for f in fields(RunEnd)),
-            np.ndarray,
-        )
-        _start, _run_end, auto_run, step = _speedups.run_start, _speedups.run_end, _speedups.auto_run, _speedups.step

@@ -207,3 +207,21 @@ def test_the_ops_of_one_line_share_one_stack_object():
         for _ in range(2):
             again.append(capture())
         assert again[0] is again[1] and again[0][0].name == "test_the_ops_of_one_line_share_one_stack_object"
+
+
+def test_the_c_capture_never_answers_from_its_cache_for_another_code_or_line():
+    """The C capture keeps its last stacks by (code, instruction) of the innermost user frame
+    and the frames above it. Functions compiled afresh, one per loop turn, are new code objects
+    that could sit where a freed one sat, at the same instruction under the same caller; each
+    capture must still be its own (the Python walk, uncached, says which)."""
+    from tracetensor import _source
+
+    if _source.user_frames is _source.user_frames_py:
+        pytest.skip("the C accelerator's capture is not in use (TRACETENSOR_PURE=1, no compiler, Python 3.10)")
+    for i in range(60):
+        ns: dict = {}
+        exec(compile("\n" * i + "def fresh(capture):\n    return capture()\n", f"<fresh {i % 3}>", "exec"), ns)
+        got = [ns["fresh"](c) for c in (_source.user_frames, _source.user_frames_py, _source.user_frames)]
+        assert got[0] == got[1] == got[2], i
+        assert (got[0][0].filename, got[0][0].lineno) == (f"<fresh {i % 3}>", i + 2)
+        del ns, got

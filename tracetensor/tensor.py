@@ -31,9 +31,12 @@ _R = REGISTRY
 
 def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     """Runs `op` on tensors: the eager entry of the dispatch point."""
-    dev = inputs[0]._device
+    x = inputs[0]
+    dev = x._device
     xp = dev.xp
-    arrays = tuple([t._data for t in inputs])
+    # (one and two inputs, most ops, unrolled: a comprehension is a function call of its own)
+    n = len(inputs)
+    arrays = (x._data,) if n == 1 else (x._data, inputs[1]._data) if n == 2 else tuple([t._data for t in inputs])
     # (`named`: someone listens and wants names; a `names=False` listener alone gets the
     # unobserved path, timed by the dispatch point)
     site = _site(op, inputs, dev) if STATE.named else (_FORWARD.get(op) or site_of(op))
@@ -52,7 +55,12 @@ def apply(op: OpDef, *inputs: Tensor, **attrs: Any) -> Tensor:
     if name is not None:
         t._name = _out0_get(name) or _naming.output_name(name)  # (`name:0`, made once: the hit inline)
     if MODE.enabled:
-        needs = tuple([i._requires_grad for i in inputs])
+        if n == 1:
+            needs = (x._requires_grad,)
+        elif n == 2:
+            needs = (x._requires_grad, inputs[1]._requires_grad)
+        else:
+            needs = tuple([i._requires_grad for i in inputs])
         if True in needs and op.vjp is not None and out.dtype.kind in "fc":
             t._requires_grad = True
             stack = site.stack

@@ -101,6 +101,60 @@ def test_finite_ops_reach_a_raw_checking_listener_as_records_only() -> None:
     assert all(e.summaries is None for e in ev.materialize([x for x in ops if ev.is_raw(x)]))
 
 
+def test_an_only_nonfinite_listener_gets_nothing_of_finite_ops_and_every_op_after_the_switch() -> None:
+    got: list = []
+    with np.errstate(all="ignore"), ev.listen(got.append, checks=True, raw=True, only_nonfinite=True) as lis:
+        w = tt.tensor([1.0, 4.0], requires_grad=True)
+        (w * 3.0).sum().backward()  # finite: nothing comes (its step still begins)
+        quiet = list(got)
+        bad = tt.tensor([-1.0, 4.0]).sqrt()  # QUIET SQRT LINE
+        lis.every_op()  # from here on every op, as `checks` alone gives
+        (w * 2.0).sum()
+    ops = [x for x in quiet if ev.is_raw(x) or isinstance(x, ev.OpEvent)]
+    assert ops == [] and any(isinstance(x, ev.RunStart) for x in quiet)
+    events = [x for x in got if isinstance(x, ev.OpEvent)]
+    assert [e.op for e in events] == ["sqrt"] and events[0].summaries[0].nan == 1 and np.isnan(bad.numpy()[0])
+    assert events[0].frame.lineno == _line("# QUIET SQRT LINE")
+    later = ev.materialize([x for x in got if ev.is_raw(x)])
+    assert [e.op for e in later] == ["mul", "sum"] and all(e.run == events[0].run for e in later)  # the same step
+    with pytest.raises(ValueError, match="checks=True"):
+        ev.subscribe(got.append, only_nonfinite=True)
+
+
+def _finite_then_sqrt_at_zero() -> None:
+    """A model whose forward stays finite; its last backward pass takes sqrt's gradient at 0."""
+    net = tt.nn.Linear(2, 2)
+    with tt.no_grad():
+        net.weight.fill_(0.1)
+        net.bias.fill_(0.0)
+    opt = tt.optim.SGD(net.parameters(), lr=0.01)
+    x = tt.tensor([[1.0, 2.0]])
+    for step in range(4):  # three finite steps first: the check sees nothing of them
+        shift = -net(x) if step == 3 else tt.tensor([[1.0, 1.0]])
+        loss = (net(x) + shift).relu().sqrt().sum()  # ZERO SQRT LINE
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_a_gradient_that_goes_bad_after_finite_steps_is_reported_as_with_full_summaries() -> None:
+    """The plain check sees nothing of the finite steps (`only_nonfinite` until its first
+    finding): it must still name the op, line, forward inputs and parameters as a listener
+    that summarized every tensor does."""
+    results = []
+    for summaries in (True, False):
+        tt.manual_seed(3)
+        with np.errstate(all="ignore"), Numerics(summaries=summaries) as n:
+            _finite_then_sqrt_at_zero()
+        results.append((n.total, n.total_grad, _findings(n), n.report("grad")))
+    (total, total_grad, findings, _), (*_, report) = results
+    assert results[0][:3] == results[1][:3] and total_grad > 0
+    grad = next(f for f in findings if f[1] == "backward")
+    assert grad[0] == "sqrt" and grad[4].lineno == _line("# ZERO SQRT LINE") and set(grad[5]) == {"weight", "bias"}
+    fwd = report.split("inputs of forward op 'sqrt")[1].splitlines()[1]
+    assert "zero=2" in fwd and "nan=" not in fwd  # sqrt's input, summarized as the gradient went bad
+
+
 @pytest.mark.parametrize(
     "values",
     [

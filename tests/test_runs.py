@@ -278,3 +278,18 @@ def test_the_c_run_markers_do_what_the_python_ones_do() -> None:
     assert start == same
     assert hash(end) == hash(ev.RunEnd(end.run, end.t_ns, end.thread, None, None))
     assert start.thread == threading.get_ident() and abs(start.wall_ns - time.time_ns()) < 10**9
+
+
+@pytest.mark.tracetensor_nan("off")  # (the plugin's own listener would keep the step open)
+def test_a_listener_closed_mid_step_leaves_the_next_steps_names_fresh():
+    """Closing the last listener ends the step it left open; the next listened step's op names
+    start afresh, as after `step()` (names are stable from step to step)."""
+    w = tt.tensor([1.0], requires_grad=True)
+
+    def names() -> list[str]:
+        got: list = []
+        with ev.listen(got.append):
+            (w * 2.0).sum()  # no optimizer step: the step is still open when the listener closes
+        return [e.name for e in got if isinstance(e, ev.OpEvent)]
+
+    assert names() == names() == ["mul", "sum"]

@@ -255,6 +255,10 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     listeners = st.listeners
     # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
     bad = st.cheap_check and not (_finite(out) if out.__class__ is not tuple else _all_finite(out))
+    if not bad and st.quiet is listeners:  # nobody wants a finite op (subscribe's only_nonfinite)
+        if not RUN.run:
+            auto_run(t0)  # (it still begins a step, as a recorded op does)
+        return result
     stack = site.stack
     if stack is None and (st.stacks or bad):
         stack = stack_here()

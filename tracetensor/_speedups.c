@@ -1,7 +1,8 @@
 /* The dispatch point's hot paths in C: an op with nobody listening; an observed op on the
  * CPU (run and timed here), with its record made here when every listener takes one and
  * nothing else (`STATE.lean`: a profile, a trace), or one once the output passed the exact
- * NaN/inf check (`STATE.lean_checked`: the pytest plugin, a checked trace). Everything else (failed checks, full
+ * NaN/inf check (`STATE.lean_checked`: a checked trace), or nothing at all once it passed that check
+ * (`STATE.quiet`: the pytest plugin until its first finding). Everything else (failed checks, full
  * events, GPU timing, error messages, stacks) stays in Python: this calls back into
  * `_dispatch._after`, `_dispatch._observed`, `_source.stack_here` and `Site.error`.
  *
@@ -34,7 +35,7 @@ static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
-static PyObject *s_summarized;
+static PyObject *s_summarized, *s_quiet;
 static PyObject *s_outputs, *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
@@ -654,7 +655,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     long long t1 = now_ns();
     PyObject *rec = NULL, *seq = NULL, *run = NULL, *tid = NULL, *shape = NULL, *dtype = NULL, *nbytes = NULL;
     PyObject *stack = NULL, *summ = NULL;
-    if (is_lean == 2) { /* records, once the output passes the exact NaN/inf check */
+    if (is_lean == 2 || is_lean == 4) { /* records (4: nothing), once the output passes the exact NaN/inf check */
         PyObject *o = out;
         if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
             o = PyTuple_GET_ITEM(out, 0);
@@ -674,6 +675,23 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         if (fine < 0) {
             Py_DECREF(out);
             return NULL;
+        }
+        if (fine && is_lean == 4) { /* nobody wants a finite op (`only_nonfinite`): it still begins a step */
+            PyObject *run = PyObject_GetAttr(g_run, s_run);
+            int open = run ? PyObject_IsTrue(run) : -1;
+            Py_XDECREF(run);
+            if (open == 0) {
+                PyObject *t = PyLong_FromLongLong(t0);
+                run = t ? PyObject_CallOneArg(g_auto_run, t) : NULL;
+                Py_XDECREF(t);
+                Py_XDECREF(run);
+                open = run ? 1 : -1;
+            }
+            if (open < 0) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            return out;
         }
         is_lean = fine; /* a failure: `_after` makes the full event (and checks again) */
     }
@@ -884,6 +902,16 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
         }
         is_lean = summarized == listeners ? 3 : 0;
         Py_DECREF(summarized);
+    }
+    if (is_lean == 2 || !is_lean) { /* only `only_nonfinite` listeners: a finite op reaches nobody */
+        PyObject *quiet = PyObject_GetAttr(g_state, s_quiet);
+        if (quiet == NULL) {
+            Py_DECREF(listeners);
+            return NULL;
+        }
+        if (quiet == listeners)
+            is_lean = 4;
+        Py_DECREF(quiet);
     }
     if (cpu)
         r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
@@ -2407,7 +2435,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)
         return NULL;
     s_summarized = PyUnicode_InternFromString("lean_summarized");
-    if (!s_summarized)
+    s_quiet = PyUnicode_InternFromString("quiet");
+    if (!s_summarized || !s_quiet)
         return NULL;
     s_name = PyUnicode_InternFromString("name");
     s__name = PyUnicode_InternFromString("_name");

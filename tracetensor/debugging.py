@@ -69,8 +69,9 @@ def _describe(ev: OpEvent) -> str:
 class _Checker:
     """The listener: raises inside the op that made the first non-finite value (the
     exception propagates out of the dispatch point into the user's code). It listens with
-    the exact check (`checks=True`): finite ops reach it as raw records, which it ignores;
-    a failing op arrives as an OpEvent with summaries and the user's stack."""
+    the exact check and nothing else (`checks=True, only_nonfinite=True`): a finite op costs
+    its check alone (beside other listeners it may come as a record, which it ignores); a
+    failing op arrives as an OpEvent with summaries and the user's stack."""
 
     def __call__(self, ev: Event) -> None:
         if ev.__class__ is OpEvent and ev.summaries and any(s is not None and not s.finite for s in ev.summaries):
@@ -86,7 +87,7 @@ def enable_check_numerics() -> None:
     one reduction per output; summaries and the user's line only for the op that fails."""
     with _lock:
         if not _active:
-            _active.append(subscribe(_Checker(), checks=True, raw=True))
+            _active.append(subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True))
 
 
 def disable_check_numerics() -> None:
@@ -98,7 +99,7 @@ def disable_check_numerics() -> None:
 @contextmanager
 def check_numerics_mode() -> Iterator[None]:
     """`with tt.debugging.check_numerics_mode(): loss.backward()` — like torch's detect_anomaly."""
-    lis = subscribe(_Checker(), checks=True, raw=True)
+    lis = subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True)
     try:
         yield
     finally:

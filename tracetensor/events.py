@@ -253,9 +253,21 @@ class Listener:
     # the ops' names, inputs and module scopes (see `subscribe`); False: timings of the
     # program as it runs unobserved
     names: bool = True
+    # with `checks`: only the ops that fail the check (see `subscribe`)
+    only_nonfinite: bool = False
 
     def close(self) -> None:
         _remove(self)
+
+    def every_op(self, callback: Callable[[Event], None] | None = None) -> None:
+        """An `only_nonfinite` listener takes every op from now on (to `callback`, if given), as
+        `checks` alone does. Switched under the listeners' lock: no op reaches it twice, none
+        is missed, and the step in progress goes on (closing and subscribing anew would end it)."""
+        with STATE.lock:
+            if callback is not None:
+                self.callback = callback
+            self.only_nonfinite = False
+            STATE.refresh()
 
     def __enter__(self) -> Listener:
         return self
@@ -282,6 +294,7 @@ class _State:
         "lean",
         "lean_checked",
         "lean_summarized",
+        "quiet",
         "lock",
     )
 
@@ -293,6 +306,7 @@ class _State:
         self.lean: tuple[Listener, ...] | None = None
         self.lean_checked: tuple[Listener, ...] | None = None
         self.lean_summarized: tuple[Listener, ...] | None = None
+        self.quiet: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -327,6 +341,9 @@ class _State:
         # `lean_summarized`: a record carrying its outputs' summaries when all are finite
         # (a summary recording; an op with a NaN or an inf becomes a full event)
         self.lean_summarized = ls if raw and self.summaries else None
+        # `quiet`: nobody wants an op whose outputs pass the check (`only_nonfinite` listeners
+        # alone): such an op costs its check and nothing else (a failing one: the full event)
+        self.quiet = ls if ls and self.cheap_check and all(x.only_nonfinite for x in ls) else None
         for hook in REFRESH_HOOKS:  # (the C accelerator drops what it derived from the old listeners)
             hook()
 
@@ -375,6 +392,7 @@ def subscribe(
     outputs: bool = False,
     checks: bool = False,
     names: bool = True,
+    only_nonfinite: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
@@ -409,8 +427,16 @@ def subscribe(
     path: no op or tensor names are made, modules open no name scopes, autograd and the
     optimizer keep their plain loops, and only the dispatch point's timing is added. Such
     an eager event is named after its op type (`name == op`) with no `inputs`; graph-mode
-    events keep their node names either way."""
-    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks, names)
+    events keep their node names either way.
+
+    `only_nonfinite=True` (with `checks`) is for consumers that act only on what fails the
+    check (the pytest plugin until its first finding): while every listener says so, an op
+    whose outputs are all finite reaches nobody and costs its check alone (no record, no
+    event, no timing; steps still begin and end). An op that fails it comes as with `checks`.
+    Beside listeners that want every op, such a listener may get the others too."""
+    if only_nonfinite and not checks:
+        raise ValueError("subscribe: only_nonfinite=True needs checks=True (which ops fail is what it asks for)")
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks, names, only_nonfinite)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -419,7 +445,9 @@ def subscribe(
 
 def _remove(lis: Listener) -> None:
     if STATE.listeners == (lis,) and RUN.auto and RUN.run == RUN.auto:
-        end_run(RUN.auto)  # the last listener sees this thread's open step end, not a stale run
+        # the last listener sees this thread's open step end, not a stale run; and, as after
+        # any step, the next step's op names start afresh
+        step()
     with STATE.lock:
         STATE.listeners = tuple(x for x in STATE.listeners if x is not lis)
         STATE.refresh()
@@ -437,6 +465,7 @@ def listen(
     outputs: bool = False,
     checks: bool = False,
     names: bool = True,
+    only_nonfinite: bool = False,
 ) -> Iterator[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
     while the block runs (the flags are `subscribe`'s)."""
@@ -450,6 +479,7 @@ def listen(
         outputs=outputs,
         checks=checks,
         names=names,
+        only_nonfinite=only_nonfinite,
     )
     try:
         yield lis

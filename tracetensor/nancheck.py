@@ -5,10 +5,13 @@ knows nothing of pytest, so it is usable (and tested) on its own.
 the gradient summaries each parameter received (one per backward pass), and just
 enough of the op graph to say which parameters a bad gradient flows into.
 
-With `summaries=False` it asks the engine for the cheap exact check only
-(`subscribe(checks=True, raw=True)`): ops whose outputs are finite reach it as raw
-records, kept in a bounded queue and turned into events only when a finding or a query
-needs them; a non-finite output arrives as a full event (summaries, inputs, stack).
+With `summaries=False` it asks the engine for the cheap exact check only, and until
+something fails it, for nothing else (`subscribe(checks=True, only_nonfinite=True)`: a
+finite op then costs its check alone). A non-finite output arrives as a full event
+(summaries, inputs, stack; for a backward op, its forward op's inputs); from then on every
+op comes, as raw records kept in a bounded queue and turned into events only when the report
+or a query needs them (the backward ops the bad gradient flows through, the parameters it
+reaches).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import threading
 from collections import deque
 
-from tracetensor.events import Event, Frame, Listener, OpEvent, Summary, materialize, router, subscribe
+from tracetensor.events import Event, Frame, GraphDef, Listener, OpEvent, Summary, materialize, router, subscribe
 from tracetensor.trace import nonfinite_text
 
 __all__ = ["MODES", "Finding", "Numerics", "is_gradient"]
@@ -72,8 +75,9 @@ class Numerics:
 
     `with Numerics() as n: ...` listens while the block runs; `n.findings`, `n.total`,
     `n.grads("fc1.weight")`, `n.report()`. `summaries=False` checks every output exactly
-    for NaN/inf at a fraction of the cost, but keeps statistics only of non-finite tensors
-    (`grads()` then holds None for a gradient that was finite).
+    for NaN/inf at a fraction of the cost, but keeps statistics only of non-finite tensors,
+    and sees finite ones only after the first non-finite one (`grads()` and `params()` then
+    start there, and hold None for a gradient that was finite).
     """
 
     def __init__(self, max_findings: int = 50, *, summaries: bool = True) -> None:
@@ -86,6 +90,7 @@ class Numerics:
         self._grads: dict[str, list[Summary]] = {}
         self._forward: dict[str, OpEvent] = {}
         self._backward: dict[str, tuple[str, ...]] = {}  # forward op name -> grad_of, after a finding
+        self._variables: set[str] = set()  # graph-mode variables (from the graphs' GraphDefs)
         self._lock = threading.Lock()
         self._listener: Listener | None = None
         # threads started by someone else (the pytest plugin: by an earlier test) -> who started
@@ -99,9 +104,17 @@ class Numerics:
             if self.summaries:
                 self._listener = subscribe(self, summaries=True, stacks=True)
             else:
-                # records (finite ops) queue at C speed; events (a failed check, run markers) come here
-                self._listener = subscribe(router(self._records.append, self), checks=True, raw=True)
+                # nothing per finite op until one fails the check (then `_every_op`)
+                self._listener = subscribe(self, checks=True, raw=True, only_nonfinite=True)
         return self
+
+    def _every_op(self) -> None:
+        """At the first non-finite tensor: every op from here on, for the report (the backward
+        ops a bad gradient flows through, the parameters it reaches). Records (finite ops) queue
+        at C speed; events (a failed check, run markers) come to `__call__`."""
+        lis = self._listener
+        if lis is not None and lis.only_nonfinite:
+            lis.every_op(router(self._records.append, self))
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -119,6 +132,8 @@ class Numerics:
         if e.__class__ is not OpEvent:
             if e.__class__ is tuple:  # a raw record: its outputs are finite; read when needed
                 self._records.append(e)
+            elif e.__class__ is GraphDef:  # (once per graph: which nodes are variables, for flows_into)
+                self._variables.update(n.name for n in e.nodes if "Variable" in n.op)
             return
         if self._records:
             self._catch_up()
@@ -148,6 +163,7 @@ class Numerics:
         if sums:
             for s in sums:
                 if s is not None and not s.finite:
+                    self._every_op()
                     owner = self.foreign_threads.get(e.thread) if self.foreign_threads else None
                     if owner is None:
                         self._found(e, sums)
@@ -161,13 +177,17 @@ class Numerics:
         with self._lock:
             fwd = self._forward.get(e.forward) if e.forward is not None else None
             fwd_inputs = ()
-            if fwd is not None and len(self.findings) < self.max_findings:
-                if e.forward_summaries is not None:  # the check summarized them as the gradient went bad
-                    fwd_inputs = tuple(
-                        (n, s.brief() if s is not None else "-") for n, s in zip(fwd.inputs, e.forward_summaries)
-                    )
-                else:
-                    fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
+            if len(self.findings) >= self.max_findings:
+                pass
+            elif e.forward_summaries is not None:  # the check summarized them as the gradient went bad
+                # (the forward op's inputs are what its gradient is of: grad_of, with or without
+                # its forward event, which a check that saw nothing finite before has not)
+                fwd_inputs = tuple(
+                    (n, s.brief() if s is not None else "-")
+                    for n, s in zip(fwd.inputs if fwd is not None else e.grad_of, e.forward_summaries)
+                )
+            elif fwd is not None:
+                fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
             for meta, s in zip(e.outputs, sums):
                 if s is None or s.finite:
                     continue
@@ -246,8 +266,8 @@ class Numerics:
                 todo.extend(nxt)
                 continue
             fw = self._forward.get(producer)
-            if fw is not None and "Variable" in fw.op:  # a graph-mode variable: the parameter itself
-                out.append(producer)
+            if producer in self._variables or fw is not None and "Variable" in fw.op:  # a graph-mode
+                out.append(producer)  # variable: the parameter itself
         if not out:  # graph-mode gradients and the like: the leaves whose gradient went bad
             out = [p for p, ss in params.items() if any(s is not None and not s.finite for s in ss)]
         return sorted(out)
@@ -325,10 +345,10 @@ class Numerics:
                 for n, s in zip(e.inputs or ("?",) * len(e.input_summaries), e.input_summaries)
             ]
         fwd = f.forward_event
-        if fwd is not None:
-            out.append(f"  inputs of forward op '{fwd.name}':")
+        if fwd is not None or f.forward_inputs:
+            out.append(f"  inputs of forward op '{fwd.name if fwd is not None else e.forward}':")
             out += [f"      {n}: {text}" for n, text in f.forward_inputs]
-            if fwd.summaries:
+            if fwd is not None and fwd.summaries:
                 out += [
                     f"      -> {m.name}: {s.brief() if s is not None else '-'}"
                     for m, s in zip(fwd.outputs, fwd.summaries)

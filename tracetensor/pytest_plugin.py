@@ -5,9 +5,10 @@ user's forward line.
 Glue only; the logic is in `tracetensor.nancheck`, imported on the first checked
 test. Only the call phase is watched (a listener closed before fixture teardown); a
 test that never ran a tracetensor op adds nothing to report. Every op output is checked
-for NaN/inf exactly but cheaply (`tt.events.subscribe(checks=True)`: one reduction per
-output; full summaries and the user's line only where a check fails); a test that asks
-for the `tt_numerics` fixture gets full summaries of every tensor, at more cost.
+for NaN/inf exactly but cheaply (`tt.events.subscribe(checks=True, only_nonfinite=True)`:
+one reduction per output and nothing else until a check fails; full summaries and the user's
+line where one does, and every op after it for the report); a test that asks for the
+`tt_numerics` fixture gets full summaries of every tensor, at more cost.
 
 Settings, strongest first: `@pytest.mark.tracetensor_allow_nan` / `@pytest.mark.
 tracetensor_nan(mode)` on a test, `--tracetensor-nan=MODE`, ini `tracetensor_nan`,

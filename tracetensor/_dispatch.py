@@ -199,8 +199,9 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     device = site.device
     if device is None and arrays and arrays[0].__class__ is not _ndarray:
         site, device = _placed(site, arrays[0])  # an unnamed site (see `named`) on a GPU array
-    gpu = device is not None and device.type == "cuda"
     listeners = STATE.listeners
+    # on a GPU, timed by CUDA events, unless nobody wants a finite op (`only_nonfinite`)
+    gpu = device is not None and device.type == "cuda" and STATE.quiet is not listeners
     # every listener takes a record (an `outputs` listener the output beside it): no more
     lean = STATE.lean is listeners and not gpu
     if gpu:

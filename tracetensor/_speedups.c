@@ -1024,18 +1024,6 @@ static stack_entry *stack_slot(PyObject *fcode, int flasti, void *g, int glasti)
     return &stack_cache[(h ^ (h >> 11)) & (STACK_CACHE - 1)];
 }
 
-static PyObject *forget_stacks(PyObject *self, PyObject *unused) {
-    for (int i = 0; i < STACK_CACHE; i++) {
-        stack_entry *e = &stack_cache[i];
-        Py_CLEAR(e->stack);
-        Py_CLEAR(e->fcode);
-        Py_CLEAR(e->gcode);
-        Py_CLEAR(e->gbcode);
-        e->g = e->gb = NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 static PyObject *user_frames_from(PyFrameObject *start) {
     PyFrameObject *f = first_user(start), *g = NULL, *gb = NULL;
     stack_entry *ent = NULL;
@@ -2379,7 +2367,6 @@ static PyMethodDef methods[] = {
 #if PY_VERSION_HEX >= 0x030B0000
     {"user_frames", (PyCFunction)(void (*)(void))user_frames, METH_FASTCALL, "user_frames(limit=8): see _source"},
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
-    {"forget_stacks", forget_stacks, METH_NOARGS, "forget_stacks(): empties the stacks kept in C (see stack_entry)"},
     {"hold", hold, METH_NOARGS, "hold(): see _source"},
     {"release", release, METH_O, "release(outer): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},

@@ -147,7 +147,7 @@ def test_a_gradient_that_goes_bad_after_finite_steps_is_reported_as_with_full_su
         with np.errstate(all="ignore"), Numerics(summaries=summaries) as n:
             _finite_then_sqrt_at_zero()
         results.append((n.total, n.total_grad, _findings(n), n.report("grad")))
-    (total, total_grad, findings, _), (*_, report) = results
+    (_, total_grad, findings, _), (*_, report) = results
     assert results[0][:3] == results[1][:3] and total_grad > 0
     grad = next(f for f in findings if f[1] == "backward")
     assert grad[0] == "sqrt" and grad[4].lineno == _line("# ZERO SQRT LINE") and set(grad[5]) == {"weight", "bias"}

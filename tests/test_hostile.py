@@ -656,3 +656,18 @@ def test_bad_creation_arguments_are_library_errors_naming_the_call(call, says: s
     with pytest.raises(tt.TraceTensorError, match=None) as ei:
         call()
     assert says in str(ei.value) and "test_hostile.py" in str(ei.value)  # and the user's line
+
+
+def test_nan_reports_show_hostile_names_as_plain_text() -> None:
+    """The pytest plugin's report and `tt.debugging`'s error name ops by the user's scopes:
+    written to a terminal, they carry no control character."""
+    from tracetensor.nancheck import Numerics
+
+    with np.errstate(all="ignore"), Numerics(summaries=False) as n, tt.name_scope(OSC):
+        tt.tensor([-1.0, 4.0]).sqrt()
+    for text in (n.reason("all"), n.report("all")):
+        assert "pwned" in text and not any(c in text for c in "\x1b\x07\u202e"), text
+    with pytest.raises(tt.debugging.NumericsError) as info, np.errstate(all="ignore"):
+        with tt.debugging.check_numerics_mode(), tt.name_scope(OSC):
+            tt.tensor([-1.0, 4.0]).sqrt()
+    assert "pwned" in str(info.value) and not any(c in str(info.value) for c in "\x1b\x07\u202e")

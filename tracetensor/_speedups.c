@@ -644,6 +644,27 @@ static PyObject *shared(PyObject *t) {
     return first;
 }
 
+/* `RUN.run or auto_run(t0)`: the calling thread's run, an eager step begun when it is outside
+ * every run (a new reference) */
+static PyObject *current_run(long long t0) {
+    PyObject *run = PyObject_GetAttr(g_run, s_run);
+    if (run == NULL)
+        return NULL;
+    int open = PyObject_IsTrue(run);
+    if (open != 0) {
+        if (open < 0)
+            Py_CLEAR(run);
+        return run;
+    }
+    Py_DECREF(run);
+    PyObject *t = PyLong_FromLongLong(t0);
+    if (t == NULL)
+        return NULL;
+    run = PyObject_CallOneArg(g_auto_run, t);
+    Py_DECREF(t);
+    return run;
+}
+
 /* an observed op on the CPU: run and timed here; then the record (`lean`: every listener takes
  * one and nothing else) or, for everything else, `_dispatch._after` in Python */
 static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
@@ -677,20 +698,12 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
             return NULL;
         }
         if (fine && is_lean == 4) { /* nobody wants a finite op (`only_nonfinite`): it still begins a step */
-            PyObject *run = PyObject_GetAttr(g_run, s_run);
-            int open = run ? PyObject_IsTrue(run) : -1;
-            Py_XDECREF(run);
-            if (open == 0) {
-                PyObject *t = PyLong_FromLongLong(t0);
-                run = t ? PyObject_CallOneArg(g_auto_run, t) : NULL;
-                Py_XDECREF(t);
-                Py_XDECREF(run);
-                open = run ? 1 : -1;
-            }
-            if (open < 0) {
+            PyObject *run = current_run(t0);
+            if (run == NULL) {
                 Py_DECREF(out);
                 return NULL;
             }
+            Py_DECREF(run);
             return out;
         }
         is_lean = fine; /* a failure: `_after` makes the full event (and checks again) */
@@ -749,19 +762,9 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     seq = PyIter_Next(g_seq);
     if (seq == NULL)
         goto error;
-    run = PyObject_GetAttr(g_run, s_run);
+    run = current_run(t0);
     if (run == NULL)
         goto error;
-    if (!PyObject_IsTrue(run)) {
-        Py_DECREF(run);
-        PyObject *t = PyLong_FromLongLong(t0);
-        if (t == NULL)
-            goto error;
-        run = PyObject_CallOneArg(g_auto_run, t);
-        Py_DECREF(t);
-        if (run == NULL)
-            goto error;
-    }
     tid = thread_id();
     if (tid == NULL)
         goto error;

@@ -15,6 +15,7 @@ import numpy as np
 from ._source import user_frame
 from .errors import NumericsError
 from .events import Event, Listener, OpEvent, check, subscribe
+from .trace.text import printable
 
 __all__ = ["check_numerics", "enable_check_numerics", "disable_check_numerics", "check_numerics_mode", "NumericsError"]
 
@@ -63,7 +64,7 @@ def _describe(ev: OpEvent) -> str:
         lines.append(f"  at {_where(ev)}")
     for name, s in zip(ev.inputs, ev.input_summaries or ()):
         lines.append(f"  input {name}: {s.brief() if s is not None else 'not a tensor'}")
-    return "\n".join(lines)
+    return printable("\n".join(lines), lines=True)  # (names and paths are the user's: plain text)
 
 
 class _Checker:

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 
 from tracetensor.events import Event, Frame, GraphDef, Listener, OpEvent, Summary, materialize, router, subscribe
-from tracetensor.trace import nonfinite_text
+from tracetensor.trace import nonfinite_text, printable
 
 __all__ = ["MODES", "Finding", "Numerics", "is_gradient"]
 
@@ -180,11 +180,10 @@ class Numerics:
             if len(self.findings) >= self.max_findings:
                 pass
             elif e.forward_summaries is not None:  # the check summarized them as the gradient went bad
-                # (the forward op's inputs are what its gradient is of: grad_of, with or without
-                # its forward event, which a check that saw nothing finite before has not)
+                # (the forward op's inputs are what its gradient is of, `grad_of`: read here, not
+                # from its forward event, which a check that saw nothing finite before has not)
                 fwd_inputs = tuple(
-                    (n, s.brief() if s is not None else "-")
-                    for n, s in zip(fwd.inputs if fwd is not None else e.grad_of, e.forward_summaries)
+                    (n, s.brief() if s is not None else "-") for n, s in zip(e.grad_of, e.forward_summaries)
                 )
             elif fwd is not None:
                 fwd_inputs = tuple((n, self._summary_of(n)) for n in fwd.inputs)
@@ -285,7 +284,8 @@ class Numerics:
         dest = f" -> {', '.join(into)}" if into else ""
         n = self.count(mode)
         noun = "gradient" if mode == "grad" else "tensor"
-        return (
+        # (names, paths and source lines are the user's: shown as plain text, no control characters)
+        return printable(
             f"tracetensor: non-finite {what} from {f.op} ({f.phase}){where}{dest}: "
             f"{f.tensor} has {nonfinite_text(f.summary)}; {n} non-finite {noun}{'s' if n != 1 else ''}"
         )
@@ -312,7 +312,7 @@ class Numerics:
             more = ", ".join(f"{f.tensor} ({f.op}, {f.phase})" for f in others[:5])
             rest = self.total - len(shown) - min(len(others), 5)
             lines += ["", f"also non-finite: {more}" + (f" and {rest} more" if rest > 0 else "")]
-        return "\n".join(lines)
+        return printable("\n".join(lines), lines=True)  # (see `reason`)
 
     def _describe(self, f: Finding) -> list[str]:
         e = f.event

@@ -200,12 +200,14 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if device is None and arrays and arrays[0].__class__ is not _ndarray:
         site, device = _placed(site, arrays[0])  # an unnamed site (see `named`) on a GPU array
     listeners = STATE.listeners
+    cuda = device is not None and device.type == "cuda"
     # on a GPU, timed by CUDA events, unless nobody wants a finite op (`only_nonfinite`)
-    gpu = device is not None and device.type == "cuda" and STATE.quiet is not listeners
+    gpu = cuda and STATE.quiet is not listeners
     # every listener takes a record (an `outputs` listener the output beside it): no more
-    lean = STATE.lean is listeners and not gpu
-    if gpu:
-        ev0 = _gpu.start()
+    lean = STATE.lean is listeners and not cuda
+    if cuda and site.phase == "update" and _gpu.forward_pending():
+        _gpu.flush()  # (a deferred finding's inputs are read before the optimizer changes them in place)
+    ev0 = _gpu.start() if gpu else None
     t0 = _perf()
     try:
         out = fn(*args, **attrs)
@@ -219,25 +221,62 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
         _record(site, _next_seq(), t0, t1, stack, out[0] if site.saves else out, listeners)
         return out
     seq = _next_seq()
+    if cuda and STATE.deferred is listeners:
+        _defer(site, args, arrays, attrs, out, t0, t1, seq, ev0)
+        return out
     if gpu:
         _gpu.stop(seq, ev0)
     return _after(site, args, arrays, attrs, out, t0, t1, seq)
 
 
+def _defer(
+    site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int, ev0: Any
+) -> None:
+    """A GPU op whose listeners all read later (`STATE.deferred`): its outputs' statistics
+    are queued on the device (one kernel each, written to pinned host rows) and `_after`
+    runs once the device got there (`_gpu.poll`, or the run's end), with those summaries as
+    the exact check's answer. No synchronize per op; records reach the listeners in op
+    order, a few ops late. What `_after` would read at the op is taken now: the run, the
+    thread and the user's stack (a failing op's line)."""
+    out = result[0] if site.saves else result
+    rows = []
+    for o in out if out.__class__ is tuple else (out,):
+        if o is None or not hasattr(o, "dtype"):
+            rows.append(None)
+        else:
+            r = _gpu.stats_async(o) if o.__class__ is not _ndarray else None
+            rows.append((o.size, r) if r is not None else (None, o))  # (None, o): summarized then, as before
+    run = RUN.run or auto_run(t0)
+    stack = site.stack
+    if stack is None:
+        stack = stack_here()
+    _gpu.stop(seq, ev0, (_after, (site, args, arrays, attrs, result, t0, t1, seq, (run, _tid(), stack)), rows))
+
+
 def _record(
-    site: Site, seq: int, t0: int, t1: int, stack: Any, out: Any, listeners: tuple, summaries: tuple | None = None
+    site: Site,
+    seq: int,
+    t0: int,
+    t1: int,
+    stack: Any,
+    out: Any,
+    listeners: tuple,
+    summaries: tuple | None = None,
+    run: int = 0,
+    tid: int = 0,
 ) -> None:
     """The raw record of an op that ran (`out`: its output, or tuple of outputs) to every
     listener, beside `out` to an `outputs` one: (site, seq, run, t0, t1, thread, stack, and
     shape, dtype, nbytes, or None, each output's (shape, dtype, nbytes) or None, 0), then
     the outputs' (finite) summaries when listeners asked for them. The C accelerator makes
-    the same tuple (_speedups.c)."""
-    run = RUN.run or auto_run(t0)
+    the same tuple (_speedups.c). (`run`, `tid`: a deferred GPU op's, taken at the op.)"""
+    run = run or RUN.run or auto_run(t0)
+    tid = tid or _tid()
     if out.__class__ is not tuple:
-        rec = (site, seq, run, t0, t1, _tid(), stack, out.shape, out.dtype, out.nbytes)
+        rec = (site, seq, run, t0, t1, tid, stack, out.shape, out.dtype, out.nbytes)
     else:
         sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
-        rec = (site, seq, run, t0, t1, _tid(), stack, None, sig, 0)
+        rec = (site, seq, run, t0, t1, tid, stack, None, sig, 0)
     if summaries is not None:
         rec = (*rec, summaries)
     for lis in listeners:
@@ -247,31 +286,54 @@ def _record(
             lis.callback(rec)
 
 
-def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int) -> Any:
+def _after(
+    site: Site,
+    args: tuple,
+    arrays: tuple,
+    attrs: dict,
+    result: Any,
+    t0: int,
+    t1: int,
+    seq: int,
+    at_op: tuple | None = None,
+    device_summaries: tuple | None = None,
+) -> Any:
     """`_observed` once the op ran (`result`, timed t0..t1, numbered `seq`): the NaN/inf
-    check, the stack, then a record or an OpEvent to every listener. Returns `result`."""
+    check, the stack, then a record or an OpEvent to every listener. Returns `result`.
+    A deferred GPU op (`_defer`) comes later with `at_op` = (run, thread, stack) as they
+    were at the op, and its outputs' summaries from the device, which answer the check."""
     device = site.device
     out = result[0] if site.saves else result  # (a saving op returned (output, residuals))
     st = STATE
     listeners = st.listeners
-    # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
-    bad = st.cheap_check and not (_finite(out) if out.__class__ is not tuple else _all_finite(out))
+    run = tid = 0
+    if at_op is not None:
+        run, tid, stack = at_op
+        bad = not all(s is None or s.finite for s in device_summaries)
+        if not (bad or st.stacks):
+            stack = site.stack  # (what a finite op's record carries when taken at the op)
+    else:
+        # the exact NaN/inf check (events.finite): an op that fails it becomes a full event below
+        bad = st.cheap_check and not (_finite(out) if out.__class__ is not tuple else _all_finite(out))
+        stack = site.stack
     if not bad and st.quiet is listeners:  # nobody wants a finite op (subscribe's only_nonfinite)
-        if not RUN.run:
+        if not RUN.run and not run:
             auto_run(t0)  # (it still begins a step, as a recorded op does)
         return result
-    stack = site.stack
     if stack is None and (st.stacks or bad):
         stack = stack_here()
     raw = st.raw is listeners  # every listener reads later: a record now, the OpEvent when it is read
     if raw and not bad and not st.summaries:
-        _record(site, seq, t0, t1, stack, out, listeners)
+        _record(site, seq, t0, t1, stack, out, listeners, None, run, tid)
         return result
     phase = site.phase
     outs = out if out.__class__ is tuple else (out,)
     summaries = input_summaries = values = fwd_summaries = None
     if st.summaries or bad:
-        summaries = _untrack(tuple([_summary(o) for o in outs]))  # (see _untrack)
+        if device_summaries is not None:
+            summaries = _untrack(device_summaries)
+        else:
+            summaries = _untrack(tuple([_summary(o) for o in outs]))  # (see _untrack)
         if any(s is not None and not s.finite for s in summaries):
             input_summaries = tuple(_summary(a) for a in arrays)
             if st.checks:  # a checking listener gets the user's line of what failed, and for a backward
@@ -280,7 +342,7 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
                 if phase == "backward" and args and isinstance(args[0], Ctx) and args[0].args is not None:
                     fwd_summaries = tuple(_summary(a) for a in args[0].args)
         elif raw:  # finite: a record carrying the summaries
-            _record(site, seq, t0, t1, stack, out, listeners, summaries)
+            _record(site, seq, t0, t1, stack, out, listeners, summaries, run, tid)
             return result
     dev = device.name if device is not None else "cpu"
     name = site.name or site.op_label  # (unnamed: a `names=False` listener's site)
@@ -307,7 +369,7 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     # an eager op outside every run begins a step (auto_run); one check per event otherwise
     e = OpEvent(
         seq,
-        RUN.run or auto_run(t0),
+        run or RUN.run or auto_run(t0),
         site.mode,
         phase,
         site.op_label,
@@ -316,7 +378,7 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
         metas,
         t0,
         t1,
-        _tid(),
+        tid or _tid(),
         dev,
         flops,
         site.forward,
@@ -338,22 +400,23 @@ def _after(site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0:
     return result
 
 
-# (id(unnamed site), device) -> that site with its device: see `_placed`
-_PLACED: dict[tuple[int, Any], Site] = {}
+# (id(unnamed site), device number) -> that site with its device: see `_placed`
+_PLACED: dict[tuple[int, int], Site] = {}
 
 
 def _placed(site: Site, a: Any) -> tuple[Site, Any]:
     """An unnamed (shared, device-less) site running on array `a`: on a GPU, that site for
     `a`'s device (made once), so its event says where it ran and it gets CUDA-event timing."""
-    if not hasattr(a, "__cuda_array_interface__"):
+    try:
+        key = (id(site), a.device.id)  # (a cupy array's device; found per op, so kept cheap)
+    except AttributeError:
         return site, None  # a numpy scalar, a Python number: the CPU
-    from .device import device_of
-
-    dev = device_of(a)
-    s = _PLACED.get((id(site), dev))
+    s = _PLACED.get(key)
     if s is None:
-        s = _PLACED[(id(site), dev)] = site._replace(device=dev)
-    return s, dev
+        from .device import device_of
+
+        s = _PLACED[key] = site._replace(device=device_of(a))
+    return s, s.device
 
 
 _DTNAMES: dict[Any, str] = {}

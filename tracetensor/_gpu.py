@@ -1,52 +1,276 @@
 """The thin GPU layer: CUDA-event timing of ops on the current stream, resolved
-without a synchronize per op, and cupy memory-pool statistics."""
+without a synchronize per op; the NaN/inf check and summaries of GPU outputs, computed
+on the device and read a few ops later, also without a synchronize per op; and cupy
+memory-pool statistics."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-_pending: deque[tuple[int, Any, Any]] = deque()
+import numpy as np
+
+# Ops whose GPU work is queued and not yet read back, oldest first: (seq, ev0, ev1, done,
+# then, device) where ev0..ev1 time the op (None: not timed), `done` is the last event recorded
+# for it (ev1, or the one after its statistics kernels), and `then(rows)` is what to do
+# once the device got there (None: only the time), given the statistics rows it asked for.
+_pending: deque[tuple[int, Any, Any, Any, Any, int]] = deque()
+_POLL_EVERY = 8  # an event query is a driver call: the queue is looked at every 8th op
+_MAX_PENDING = 512  # beyond that (a loop that never ends a step), wait for the oldest
+_appended = 0
+# Recorded events are reused once read (creating and destroying two per op costs more host
+# time than the op's launch): per device and kind, (timing, marks) -> free events
+_free: dict[tuple[int, bool], list[Any]] = {}
+
+
+def _event(timed: bool, dev: int | None = None) -> Any:
+    import cupy
+
+    pool = _free.get((cupy.cuda.runtime.getDevice() if dev is None else dev, timed))
+    return pool.pop() if pool else cupy.cuda.Event(disable_timing=not timed)
 
 
 def start() -> Any:
     """Records a CUDA event on the current stream before an op is launched."""
-    import cupy
-
-    ev = cupy.cuda.Event()
+    ev = _event(True)
     ev.record()
     return ev
 
 
-def stop(seq: int, ev0: Any) -> None:
-    """Records the end event; the time is read later, once the GPU got there."""
+def stop(seq: int, ev0: Any, then: tuple[Callable[..., None], tuple, list] | None = None) -> None:
+    """After the op was launched: records its end event and queues what to read back later.
+    `then` = (fn, args, rows): `fn(*args, summaries)` runs once the device reached the op's
+    statistics kernels, with a Summary (or None) per output from `rows` (see `stats_async`)."""
+    global _appended
     import cupy
 
-    ev1 = cupy.cuda.Event()
-    ev1.record()
-    _pending.append((seq, ev0, ev1))
-    poll()
+    dev = cupy.cuda.runtime.getDevice()
+    ev1 = _event(True, dev) if ev0 is not None else None
+    if ev1 is not None:
+        ev1.record()
+    done = ev1
+    if then is not None and (done is None or any(r is not None and r[0] is not None for r in then[2])):
+        done = _event(False, dev)  # after the statistics kernels (the op's time stays the op's)
+        done.record()
+    _pending.append((seq, ev0, ev1, done, then, dev))
+    _appended += 1
+    if len(_pending) >= _MAX_PENDING:
+        _pending[0][3].synchronize()
+        poll()
+    elif _appended % _POLL_EVERY == 0:
+        poll()
+
+
+_resolving = False
+
+
+def forward_pending() -> bool:
+    """Whether a queued op is not an optimizer update: the optimizer's first op then waits
+    for it, so a finding's inputs are read before they are updated in place."""
+    then = _pending[-1][4] if _pending else None
+    return then is not None and then[1][0].phase != "update"
 
 
 def poll() -> None:
-    """Emits DeviceTime for every finished op, oldest first, without blocking."""
-    if not _pending:
+    """Finishes every queued op the device is done with, oldest first, without blocking:
+    its `then` (the op's record or event), then its DeviceTime."""
+    global _resolving
+    if not _pending or _resolving:
         return
     import cupy
 
     from .events import DeviceTime, emit
 
-    while _pending and _pending[0][2].done:
-        seq, ev0, ev1 = _pending.popleft()
-        emit(DeviceTime(seq, int(cupy.cuda.get_elapsed_time(ev0, ev1) * 1e6)))
+    _resolving = True  # (a listener acting on a finding may close or subscribe: no nested pass)
+    try:
+        while _pending and _pending[0][3].done:
+            seq, ev0, ev1, done, then, dev = _pending.popleft()
+            if then is not None:
+                fn, args, rows = then
+                fn(*args, _summaries(rows))
+            if ev0 is not None:
+                emit(DeviceTime(seq, int(cupy.cuda.get_elapsed_time(ev0, ev1) * 1e6)))
+                _free.setdefault((dev, True), []).extend((ev0, ev1))
+            if done is not ev1:
+                _free.setdefault((dev, False), []).append(done)
+    finally:
+        _resolving = False
 
 
 def flush() -> None:
-    """Waits for the last pending op (one sync per run end), then emits all times."""
-    if not _pending:
+    """Waits for the last queued op (one sync per run end), then finishes all of them."""
+    if not _pending or _resolving:
         return
-    _pending[-1][2].synchronize()
+    _pending[-1][3].synchronize()
     poll()
+
+
+# One pass over a tensor on the GPU: finite min/max/sum/sum of squares and the NaN/inf/sign
+# counts. Each block reduces its share in shared memory; the last block to finish (a ticket
+# counter, reset by that block) combines the blocks' partials and writes the ten doubles
+# straight into a row of pinned host memory (with unified addressing a kernel may write
+# there through the host pointer). One launch, no memset, no device-to-host copy and no
+# synchronize: the host reads the row once an event recorded after the launch is done.
+# Counts are exact below 2**53.
+_STATS_SRC = r"""
+#define INF __longlong_as_double(0x7ff0000000000000LL)
+__device__ void combine(double s[10][256], int t, int k) {
+    s[0][t] = fmin(s[0][t], s[0][t + k]);
+    s[1][t] = fmax(s[1][t], s[1][t + k]);
+    for (int j = 2; j < 10; j++) s[j][t] += s[j][t + k];
+}
+extern "C" __global__ void tt_stats(const T* x, long long n, double* part, unsigned int* ticket,
+                                    unsigned long long out_addr) {
+    // acc: min max sum sumsq nan -inf +inf neg zero pos
+    double acc[10] = {INF, -INF, 0, 0, 0, 0, 0, 0, 0, 0};
+    long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        double v = (double)x[i];
+        if (isnan(v)) acc[4] += 1;
+        else if (isinf(v)) { if (v < 0) acc[5] += 1; else acc[6] += 1; }
+        else {
+            acc[0] = fmin(acc[0], v); acc[1] = fmax(acc[1], v); acc[2] += v; acc[3] += v * v;
+            if (v < 0) acc[7] += 1; else if (v == 0) acc[8] += 1; else acc[9] += 1;
+        }
+    }
+    __shared__ double s[10][256];
+    __shared__ bool last;
+    int t = threadIdx.x;
+    for (int j = 0; j < 10; j++) s[j][t] = acc[j];
+    __syncthreads();
+    for (int k = 128; k > 0; k >>= 1) {
+        if (t < k) combine(s, t, k);
+        __syncthreads();
+    }
+    if (t == 0) {
+        for (int j = 0; j < 10; j++) part[blockIdx.x * 10 + j] = s[j][0];
+        __threadfence();
+        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    volatile double* p = part;  // (other blocks' partials: past this SM's L1)
+    for (int j = 0; j < 10; j++) s[j][t] = j == 0 ? INF : (j == 1 ? -INF : 0.0);
+    for (unsigned int b = t; b < gridDim.x; b += blockDim.x) {
+        s[0][t] = fmin(s[0][t], p[b * 10]);
+        s[1][t] = fmax(s[1][t], p[b * 10 + 1]);
+        for (int j = 2; j < 10; j++) s[j][t] += p[b * 10 + j];
+    }
+    __syncthreads();
+    for (int k = 128; k > 0; k >>= 1) {
+        if (t < k) combine(s, t, k);
+        __syncthreads();
+    }
+    if (t == 0) {
+        double* out = (double*)out_addr;
+        for (int j = 0; j < 10; j++) out[j] = s[j][0];
+        __threadfence_system();
+        *ticket = 0;  // ready for the next launch on this stream
+    }
+}
+"""
+_BLOCKS = 1024  # at most: each block's partials take a slot of the scratch buffer
+_ROWS = 4096  # pinned result rows: enough for every output of _MAX_PENDING queued ops
+_CTYPES = {
+    "float32": "float",
+    "float64": "double",
+    "int8": "signed char",
+    "int16": "short",
+    "int32": "int",
+    "int64": "long long",
+    "uint8": "unsigned char",
+    "uint16": "unsigned short",
+    "uint32": "unsigned int",
+    "uint64": "unsigned long long",
+    "bool": "bool",
+}
+_kernels: dict[str, Any] = {}
+# (device, stream) -> (partials, ticket): launches on one stream never overlap
+_scratch: dict[tuple[int, int], tuple[Any, Any]] = {}
+_host: Any = None  # (pinned memory, its (_ROWS, 10) float64 view, free row numbers)
+_ok: bool | None = None  # None: not tried yet; False: this GPU or toolkit cannot (the reductions path is used)
+
+
+def _setup() -> bool:
+    """Pinned rows, then one launch checked against the host's own reduction: a machine
+    where the kernel cannot build, or cannot write to host memory, takes the old path."""
+    global _ok, _host
+    _ok = False
+    try:
+        import cupy
+
+        mem = cupy.cuda.alloc_pinned_memory(_ROWS * 80)
+        view = np.frombuffer(mem, np.float64, _ROWS * 10).reshape(_ROWS, 10)
+        _host = (mem, view, list(range(_ROWS - 1, -1, -1)))
+        _ok = True
+        probe = cupy.asarray(np.array([1.0, -2.0, 0.0, np.nan, np.inf, 3.5], np.float32))
+        r = stats_async(probe)
+        cupy.cuda.get_current_stream().synchronize()
+        got = _take(r) if r is not None else None
+        if got != (-2.0, 3.5, 2.5, 17.25, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0):
+            _ok = False
+    except Exception:
+        _ok = False
+    return _ok
+
+
+def stats_async(a: Any) -> int | None:
+    """Queues the statistics of cupy array `a` into a pinned row; returns the row number,
+    readable (`_take`) once an event recorded after this call is done. None: not done here
+    (an empty array, a dtype the kernel has no type for, or no kernel on this machine)."""
+    if not (_ok or (_ok is None and _setup())):
+        return None
+    n = a.size
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)  # (one more launch; NVRTC may not find cuda_fp16.h)
+    ctype = _CTYPES.get(a.dtype.name)
+    free = _host[2]
+    if not n or ctype is None or not free or _kernels.get(ctype) is False:
+        return None
+    import cupy
+
+    key = (cupy.cuda.runtime.getDevice(), cupy.cuda.get_current_stream().ptr)
+    sc = _scratch.get(key)
+    if sc is None:
+        sc = _scratch[key] = (cupy.empty(_BLOCKS * 10, np.float64), cupy.zeros(1, np.uint32))
+    if not a.flags.c_contiguous:
+        a = cupy.ascontiguousarray(a)
+    row = free.pop()
+    addr = _host[1].ctypes.data + row * 80
+    try:
+        k = _kernels.get(ctype)
+        if k is None:
+            k = _kernels[ctype] = cupy.RawKernel(_STATS_SRC.replace("const T*", f"const {ctype}*"), "tt_stats")
+        k((min((n + 255) // 256, _BLOCKS),), (256,), (a, np.int64(n), sc[0], sc[1], np.uint64(addr)))
+    except Exception:  # this type does not build here: the reductions path, for good
+        _kernels[ctype] = False
+        free.append(row)
+        return None
+    return row
+
+
+def _take(row: int) -> tuple[float, ...]:
+    """The ten numbers of a finished row, and the row back to the free list."""
+    v = tuple(_host[1][row].tolist())
+    _host[2].append(row)
+    return v
+
+
+def _summaries(rows: list) -> tuple:
+    """Each output's Summary from its row ((n, row), or None: an output with no row,
+    summarized the synchronous way, `(None, array)`)."""
+    from .events import _summary_from_stats, summarize
+
+    out = []
+    for r in rows:
+        if r is None:
+            out.append(None)
+        elif r[0] is None:
+            out.append(summarize(r[1]))
+        else:
+            out.append(_summary_from_stats(r[0], _take(r[1])))
+    return tuple(out)
 
 
 def pool_stats() -> tuple[int, int]:
@@ -60,89 +284,14 @@ def pool_stats() -> tuple[int, int]:
     return int(pool.used_bytes()), int(pool.total_bytes())
 
 
-# One pass over a float tensor on the GPU: finite min/max/sum/sum of squares and the
-# NaN/inf/sign counts, block-reduced in shared memory, then combined with atomics into
-# ten doubles (counts are exact below 2**53). One launch and one device-to-host copy per
-# summary, instead of a dozen reductions, each with cupy's launch overhead.
-_SUMMARY_SRC = r"""
-#define INF __longlong_as_double(0x7ff0000000000000LL)
-__device__ void amin(double* p, double v) {
-    unsigned long long* a = (unsigned long long*)p;
-    unsigned long long old = *a, seen;
-    while (v < __longlong_as_double((long long)old)) {
-        seen = old;
-        old = atomicCAS(a, seen, (unsigned long long)__double_as_longlong(v));
-        if (old == seen) break;
-    }
-}
-__device__ void amax(double* p, double v) {
-    unsigned long long* a = (unsigned long long*)p;
-    unsigned long long old = *a, seen;
-    while (v > __longlong_as_double((long long)old)) {
-        seen = old;
-        old = atomicCAS(a, seen, (unsigned long long)__double_as_longlong(v));
-        if (old == seen) break;
-    }
-}
-extern "C" __global__ void tt_summary(const T* x, long long n, double* out) {
-    double acc[10] = {INF, -INF, 0, 0, 0, 0, 0, 0, 0, 0};  // min max sum sumsq nan -inf +inf neg zero pos
-    long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        double v = (double)x[i];
-        if (isnan(v)) acc[4] += 1;
-        else if (isinf(v)) { if (v < 0) acc[5] += 1; else acc[6] += 1; }
-        else {
-            acc[0] = fmin(acc[0], v); acc[1] = fmax(acc[1], v); acc[2] += v; acc[3] += v * v;
-            if (v < 0) acc[7] += 1; else if (v == 0) acc[8] += 1; else acc[9] += 1;
-        }
-    }
-    __shared__ double s[10][256];
-    int t = threadIdx.x;
-    for (int j = 0; j < 10; j++) s[j][t] = acc[j];
-    __syncthreads();
-    for (int k = 128; k > 0; k >>= 1) {
-        if (t < k) {
-            s[0][t] = fmin(s[0][t], s[0][t + k]);
-            s[1][t] = fmax(s[1][t], s[1][t + k]);
-            for (int j = 2; j < 10; j++) s[j][t] += s[j][t + k];
-        }
-        __syncthreads();
-    }
-    if (t == 0) {
-        amin(&out[0], s[0][0]);
-        amax(&out[1], s[1][0]);
-        for (int j = 2; j < 10; j++) atomicAdd(&out[j], s[j][0]);
-    }
-}
-"""
-_kernels: dict[str, Any] = {}
-_fused_ok = True  # set False if the kernel cannot be built here (then the reductions path is used)
-
-
 def summary_stats(a: Any) -> tuple[float, ...] | None:
-    """(min, max, sum, sumsq, nan, -inf, +inf, neg, zero, pos) of a float cupy array in one
-    launch (min/max/sums over finite values only); None when the fused kernel is unavailable."""
-    global _fused_ok
-    if not _fused_ok:
+    """(min, max, sum, sumsq, nan, -inf, +inf, neg, zero, pos) of a cupy array in one launch
+    and one synchronize (min/max/sums over finite values only); None when the kernel is
+    unavailable for it."""
+    row = stats_async(a)
+    if row is None:
         return None
     import cupy
-    import numpy as np
 
-    if a.dtype == np.float16:
-        a = a.astype(np.float32)
-    ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}.get(a.dtype)
-    if ctype is None:
-        return None
-    try:
-        k = _kernels.get(ctype)
-        if k is None:
-            k = _kernels[ctype] = cupy.RawKernel(_SUMMARY_SRC.replace("const T*", f"const {ctype}*"), "tt_summary")
-        flat = cupy.ascontiguousarray(a).reshape(-1)
-        n = flat.size
-        out = cupy.zeros(10, np.float64)
-        out[0], out[1] = np.inf, -np.inf
-        k((min((n + 255) // 256, 1024),), (256,), (flat, np.int64(n), out))
-        return tuple(float(v) for v in out.get())
-    except Exception:  # an old GPU or toolkit that cannot build it: fall back, once, for good
-        _fused_ok = False
-        return None
+    cupy.cuda.get_current_stream().synchronize()
+    return _take(row)

@@ -88,7 +88,7 @@ def enable_check_numerics() -> None:
     one reduction per output; summaries and the user's line only for the op that fails."""
     with _lock:
         if not _active:
-            _active.append(subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True))
+            _active.append(subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True, at_op=True))
 
 
 def disable_check_numerics() -> None:
@@ -100,7 +100,7 @@ def disable_check_numerics() -> None:
 @contextmanager
 def check_numerics_mode() -> Iterator[None]:
     """`with tt.debugging.check_numerics_mode(): loss.backward()` — like torch's detect_anomaly."""
-    lis = subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True)
+    lis = subscribe(_Checker(), checks=True, raw=True, only_nonfinite=True, at_op=True)
     try:
         yield
     finally:

@@ -255,6 +255,8 @@ class Listener:
     names: bool = True
     # with `checks`: only the ops that fail the check (see `subscribe`)
     only_nonfinite: bool = False
+    # acts on a failing op at the op itself (raises there): no deferred GPU check (see `subscribe`)
+    at_op: bool = False
 
     def close(self) -> None:
         _remove(self)
@@ -295,6 +297,7 @@ class _State:
         "lean_checked",
         "lean_summarized",
         "quiet",
+        "deferred",
         "lock",
     )
 
@@ -307,6 +310,7 @@ class _State:
         self.lean_checked: tuple[Listener, ...] | None = None
         self.lean_summarized: tuple[Listener, ...] | None = None
         self.quiet: tuple[Listener, ...] | None = None
+        self.deferred: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -344,6 +348,11 @@ class _State:
         # `quiet`: nobody wants an op whose outputs pass the check (`only_nonfinite` listeners
         # alone): such an op costs its check and nothing else (a failing one: the full event)
         self.quiet = ls if ls and self.cheap_check and all(x.only_nonfinite for x in ls) else None
+        # `deferred`: a GPU op's check and summaries are computed on the device and read a few
+        # ops later (no synchronize per op), while every listener takes records to read later,
+        # none wants outputs at the op, and none acts at the op itself (`at_op`)
+        checked = self.cheap_check or self.summaries
+        self.deferred = ls if raw and checked and not self.outputs and not any(x.at_op for x in ls) else None
         for hook in REFRESH_HOOKS:  # (the C accelerator drops what it derived from the old listeners)
             hook()
 
@@ -393,6 +402,7 @@ def subscribe(
     checks: bool = False,
     names: bool = True,
     only_nonfinite: bool = False,
+    at_op: bool = False,
 ) -> Listener:
     """Adds a listener until `.close()`; it receives every event, from every thread.
     Each flag asks the engine for more per event (and costs that): `values` the output
@@ -433,10 +443,18 @@ def subscribe(
     check (the pytest plugin until its first finding): while every listener says so, an op
     whose outputs are all finite reaches nobody and costs its check alone (no record, no
     event, no timing; steps still begin and end). An op that fails it comes as with `checks`.
-    Beside listeners that want every op, such a listener may get the others too."""
+    Beside listeners that want every op, such a listener may get the others too.
+
+    On a GPU, checks and summaries do not synchronize per op while every listener is `raw`:
+    they are computed on the device and the records come a few ops later, in op order, and
+    all before their run ends (or before the optimizer's first update, or a listener comes
+    or goes). `at_op=True` is for a listener that acts at the failing op itself (raises
+    there, as `tt.debugging` does): each GPU op is then checked before the next one runs."""
     if only_nonfinite and not checks:
         raise ValueError("subscribe: only_nonfinite=True needs checks=True (which ops fail is what it asks for)")
-    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks, names, only_nonfinite)
+    lis = Listener(callback, values, stacks, summaries, flops, raw, outputs, checks, names, only_nonfinite, at_op)
+    if _gpu._pending:
+        _gpu.flush()  # (queued GPU ops go to the listeners they ran under)
     with STATE.lock:
         STATE.listeners = (*STATE.listeners, lis)
         STATE.refresh()
@@ -448,6 +466,8 @@ def _remove(lis: Listener) -> None:
         # the last listener sees this thread's open step end, not a stale run; and, as after
         # any step, the next step's op names start afresh
         step()
+    if _gpu._pending:
+        _gpu.flush()  # (queued GPU ops go to the listeners they ran under)
     with STATE.lock:
         STATE.listeners = tuple(x for x in STATE.listeners if x is not lis)
         STATE.refresh()

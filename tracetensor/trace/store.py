@@ -612,7 +612,7 @@ class TraceWriter:
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
                     self._write_block(ops[k : k + BLOCK])
-            starts, ends = [], []
+            starts, ends, times = [], [], []
             for e in rest:
                 cls = e.__class__
                 if cls is ev.RunStart:
@@ -634,7 +634,7 @@ class TraceWriter:
                     # text, since SQLite stores a NaN REAL as NULL (and a NaN loss is news)
                     ends.append((e.run, e.t_ns, e.error, None if e.loss is None else repr(e.loss)))
                 elif cls is ev.DeviceTime:
-                    db.execute("INSERT OR REPLACE INTO device_times VALUES (?, ?)", (e.seq, e.device_ns))
+                    times.append((e.seq, e.device_ns))
                 elif cls is ev.GraphDef:
                     db.execute(
                         "INSERT INTO graphs(graph, version, nodes) VALUES (?,?,?)",
@@ -648,6 +648,8 @@ class TraceWriter:
                         (e.name, e.run, e.start_ns, e.end_ns, e.thread),
                     )
             self._write_runs(starts, ends)
+            if times:  # (one statement for a batch's GPU times: a GPU op brings one each)
+                db.executemany("INSERT OR REPLACE INTO device_times VALUES (?, ?)", times)
             if values:
                 tensors = [
                     (e.seq, i, e.run, m.name, m.nbytes, npy_bytes(v))

@@ -233,19 +233,28 @@ def _defer(
     site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int, ev0: Any
 ) -> None:
     """A GPU op whose listeners all read later (`STATE.deferred`): its outputs' statistics
-    are queued on the device (one kernel each, written to pinned host rows) and `_after`
+    (or, for the check alone, counts of NaN and inf values) are queued on the device (one
+    kernel each, written to pinned host rows) and `_after`
     runs once the device got there (`_gpu.poll`, or the run's end), with those summaries as
     the exact check's answer. No synchronize per op; records reach the listeners in op
     order, a few ops late. What `_after` would read at the op is taken now: the run, the
     thread and the user's stack (a failing op's line)."""
     out = result[0] if site.saves else result
     rows = []
+    full = STATE.summaries  # (else the check alone: a count of NaN and inf values)
     for o in out if out.__class__ is tuple else (out,):
         if o is None or not hasattr(o, "dtype"):
             rows.append(None)
+        elif o.__class__ is _ndarray:
+            rows.append(("sync", None, o))  # (a host array: summarized then, as at the op)
+        elif full:
+            r = _gpu.stats_async(o)
+            rows.append(("sync", None, o) if r is None else ("stats", r, o))
+        elif o.dtype.kind not in "fc":
+            rows.append(("count", None, o))  # (integers and bools are finite)
         else:
-            r = _gpu.stats_async(o) if o.__class__ is not _ndarray else None
-            rows.append((o.size, r) if r is not None else (None, o))  # (None, o): summarized then, as before
+            r = _gpu.stats_async(o, count=True)
+            rows.append(("sync", None, o) if r is None else ("count", r, o))
     run = RUN.run or auto_run(t0)
     stack = site.stack
     if stack is None:

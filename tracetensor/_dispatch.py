@@ -233,19 +233,22 @@ def _defer(
     site: Site, args: tuple, arrays: tuple, attrs: dict, result: Any, t0: int, t1: int, seq: int, ev0: Any
 ) -> None:
     """A GPU op whose listeners all read later (`STATE.deferred`): its outputs' statistics
-    (or, for the check alone, counts of NaN and inf values) are queued on the device (one
-    kernel each, written to pinned host rows) and `_after`
-    runs once the device got there (`_gpu.poll`, or the run's end), with those summaries as
-    the exact check's answer. No synchronize per op; records reach the listeners in op
-    order, a few ops late. What `_after` would read at the op is taken now: the run, the
-    thread and the user's stack (a failing op's line)."""
+    (or, for the check alone, counts of NaN and inf values) are queued on the device, one
+    kernel each, written to pinned host rows. `_after` runs once the device got there
+    (`_gpu.poll`, or the run's end), with those summaries as the exact check's answer. No
+    synchronize per op; records reach the listeners in op order, a few ops late. What
+    `_after` would read at the op is taken now: the run, the thread and the user's stack
+    (a failing op's line)."""
     out = result[0] if site.saves else result
     rows = []
+    held = 0  # bytes of outputs kept alive until the op is read back (see _gpu.stop)
     full = STATE.summaries  # (else the check alone: a count of NaN and inf values)
     for o in out if out.__class__ is tuple else (out,):
         if o is None or not hasattr(o, "dtype"):
             rows.append(None)
-        elif o.__class__ is _ndarray:
+            continue
+        held += o.nbytes
+        if o.__class__ is _ndarray:
             rows.append(("sync", None, o))  # (a host array: summarized then, as at the op)
         elif full:
             r = _gpu.stats_async(o)
@@ -259,7 +262,7 @@ def _defer(
     stack = site.stack
     if stack is None:
         stack = stack_here()
-    _gpu.stop(seq, ev0, (_after, (site, args, arrays, attrs, result, t0, t1, seq, (run, _tid(), stack)), rows))
+    _gpu.stop(seq, ev0, (_after, (site, args, arrays, attrs, result, t0, t1, seq, (run, _tid(), stack)), rows), held)
 
 
 def _record(
@@ -304,20 +307,20 @@ def _after(
     t0: int,
     t1: int,
     seq: int,
-    at_op: tuple | None = None,
+    deferred: tuple | None = None,
     device_summaries: tuple | None = None,
 ) -> Any:
     """`_observed` once the op ran (`result`, timed t0..t1, numbered `seq`): the NaN/inf
     check, the stack, then a record or an OpEvent to every listener. Returns `result`.
-    A deferred GPU op (`_defer`) comes later with `at_op` = (run, thread, stack) as they
+    A deferred GPU op (`_defer`) comes later with `deferred` = (run, thread, stack) as they
     were at the op, and its outputs' summaries from the device, which answer the check."""
     device = site.device
     out = result[0] if site.saves else result  # (a saving op returned (output, residuals))
     st = STATE
     listeners = st.listeners
     run = tid = 0
-    if at_op is not None:
-        run, tid, stack = at_op
+    if deferred is not None:
+        run, tid, stack = deferred
         bad = not all(s is None or s.finite for s in device_summaries)
         if not (bad or st.stacks):
             stack = site.stack  # (what a finite op's record carries when taken at the op)

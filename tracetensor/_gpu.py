@@ -12,13 +12,17 @@ from typing import Any
 import numpy as np
 
 # Ops whose GPU work is queued and not yet read back, oldest first: (seq, ev0, ev1, done,
-# then, device) where ev0..ev1 time the op (None: not timed), `done` is the last event recorded
+# then, device, held bytes) where ev0..ev1 time the op (None: not timed), `done` is the last event recorded
 # for it (ev1, or the one after its statistics kernels), and `then(rows)` is what to do
 # once the device got there (None: only the time), given the statistics rows it asked for.
-_pending: deque[tuple[int, Any, Any, Any, Any, int]] = deque()
+_pending: deque[tuple[int, Any, Any, Any, Any, int, int]] = deque()
 _POLL_EVERY = 8  # an event query is a driver call: the queue is looked at every 8th op
-_MAX_PENDING = 512  # beyond that (a loop that never ends a step), wait for the oldest
+# Beyond either bound (a loop that never ends a step, an inference loop over large
+# activations), wait for the queue: queued checks keep their ops' outputs alive
+_MAX_PENDING = 512
+_MAX_HELD = 1 << 30  # bytes of those outputs (a training step's all fit: ~0.8 GB at 4096 wide)
 _appended = 0
+_held = 0
 # Recorded events are reused once read (creating and destroying two per op costs more host
 # time than the op's launch): per device and kind, (timing, marks) -> free events
 _free: dict[tuple[int, bool], list[Any]] = {}
@@ -38,11 +42,12 @@ def start() -> Any:
     return ev
 
 
-def stop(seq: int, ev0: Any, then: tuple[Callable[..., None], tuple, list] | None = None) -> None:
+def stop(seq: int, ev0: Any, then: tuple[Callable[..., None], tuple, list] | None = None, held: int = 0) -> None:
     """After the op was launched: records its end event and queues what to read back later.
     `then` = (fn, args, rows): `fn(*args, summaries)` runs once the device reached the op's
-    statistics kernels, with a Summary (or None) per output from `rows` (see `stats_async`)."""
-    global _appended
+    statistics kernels, with a Summary (or None) per output from `rows` (see `stats_async`);
+    `held`: the bytes of GPU memory the queued op keeps alive until then."""
+    global _appended, _held
     import cupy
 
     dev = cupy.cuda.runtime.getDevice()
@@ -53,11 +58,11 @@ def stop(seq: int, ev0: Any, then: tuple[Callable[..., None], tuple, list] | Non
     if then is not None and (done is None or any(r is not None and r[1] is not None for r in then[2])):
         done = _event(False, dev)  # after the statistics kernels (the op's time stays the op's)
         done.record()
-    _pending.append((seq, ev0, ev1, done, then, dev))
+    _pending.append((seq, ev0, ev1, done, then, dev, held))
     _appended += 1
-    if len(_pending) >= _MAX_PENDING:
-        _pending[0][3].synchronize()
-        poll()
+    _held += held
+    if len(_pending) >= _MAX_PENDING or _held > _MAX_HELD:
+        flush()
     elif _appended % _POLL_EVERY == 0:
         poll()
 
@@ -75,7 +80,7 @@ def forward_pending() -> bool:
 def poll() -> None:
     """Finishes every queued op the device is done with, oldest first, without blocking:
     its `then` (the op's record or event), then its DeviceTime."""
-    global _resolving
+    global _resolving, _held
     if not _pending or _resolving:
         return
     import cupy
@@ -85,7 +90,8 @@ def poll() -> None:
     _resolving = True  # (a listener acting on a finding may close or subscribe: no nested pass)
     try:
         while _pending and _pending[0][3].done:
-            seq, ev0, ev1, done, then, dev = _pending.popleft()
+            seq, ev0, ev1, done, then, dev, held = _pending.popleft()
+            _held -= held
             if then is not None:
                 fn, args, rows = then
                 fn(*args, _summaries(rows))

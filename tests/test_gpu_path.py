@@ -110,6 +110,21 @@ def test_device_statistics_kernel_matches_the_cpu_summary(name: str) -> None:
     )
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [k for k, a in STATS_CASES.items() if a.dtype.kind == "f"])
+def test_device_count_kernel_counts_every_nan_and_inf(name: str) -> None:
+    # the check alone (checks without summaries): one launch, the count in a pinned row
+    import cupy
+
+    from tracetensor import _gpu
+
+    a = STATS_CASES[name]
+    row = _gpu.stats_async(cupy.asarray(a), count=True)
+    assert row is not None
+    cupy.cuda.get_current_stream().synchronize()
+    assert _gpu._take(row)[0] == np.count_nonzero(~np.isfinite(a))
+
+
 def _gpu_mlp(seed: int = 0):
     tt.manual_seed(seed)
     model = tt.nn.Sequential(tt.nn.Linear(8, 16), tt.nn.ReLU(), tt.nn.Linear(16, 3)).to("cuda")

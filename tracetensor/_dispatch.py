@@ -202,12 +202,12 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     listeners = STATE.listeners
     cuda = device is not None and device.type == "cuda"
     # on a GPU, timed by CUDA events, unless nobody wants a finite op (`only_nonfinite`)
-    gpu = cuda and STATE.quiet is not listeners
+    timed = cuda and STATE.quiet is not listeners
     # every listener takes a record (an `outputs` listener the output beside it): no more
     lean = STATE.lean is listeners and not cuda
     if cuda and site.phase == "update" and _gpu.forward_pending():
         _gpu.flush()  # (a deferred finding's inputs are read before the optimizer changes them in place)
-    ev0 = _gpu.start() if gpu else None
+    ev0 = _gpu.start() if timed else None
     t0 = _perf()
     try:
         out = fn(*args, **attrs)
@@ -224,7 +224,7 @@ def _observed(site: Site, fn: Any, args: tuple, arrays: tuple, attrs: dict) -> A
     if cuda and STATE.deferred is listeners:
         _defer(site, args, arrays, attrs, out, t0, t1, seq, ev0)
         return out
-    if gpu:
+    if timed:
         _gpu.stop(seq, ev0)
     return _after(site, args, arrays, attrs, out, t0, t1, seq)
 

@@ -4,10 +4,12 @@ a second process on the same path; and `tracetensor trace record/info` behave li
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -99,6 +101,39 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
     p.send_signal(sig)
     assert p.wait(timeout=30) == code
     check_complete(out)
+
+
+def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path):
+    """A busy loop writes its own full queue (see tracetensor/trace/recorder.py); a Ctrl-C that
+    lands part-way through that write is raised after it: the trace keeps every op that ran."""
+    out = tmp_path / "ctrlc.ttrace"
+    rec = tt.record(out, values="none").start()
+    w = rec._writer
+    real, sent = w.write, []
+
+    def write_interrupted(batch, values=None):
+        if not sent and threading.current_thread() is threading.main_thread():
+            sent.append(len(batch))
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs at the next bytecode: mid-write
+        return real(batch, values)
+
+    w.write = write_interrupted
+    x = tt.randn(4, 4)
+    done = 0
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(200_000):
+            r = tt.events.begin_run("step")
+            try:
+                (x @ x).tanh().sum()
+            finally:  # (the interrupted step ends too: no run left open for the next test)
+                tt.events.end_run(r)
+            done += 1
+    rec.stop()
+    assert sent and rec.error is None
+    t = tt.trace.open(out)
+    assert t.complete and t.count() >= 3 * done
+    runs = t.runs()
+    assert len(runs) >= done and all(r.n_events == 3 for r in runs[:done])
 
 
 def test_recorder_started_without_with_is_closed_at_exit(tmp_path):

@@ -1,15 +1,24 @@
 """`tt.record(path)`: records the event stream into a trace file, off the hot path.
 
 The listener callback only appends to a queue (and, for `values="full"`, copies the
-arrays, since in-place updates could change them before they are written); a writer
-thread drains the queue in batches, one SQLite transaction each, at least every
-`FLUSH_S` seconds, so a killed process loses at most the last half second. The queue
-is bounded (events and value bytes): a producer that outruns the disk waits for it.
+arrays, since in-place updates could change them before they are written). The queue is
+written in batches, one SQLite transaction each: by the producing thread itself when the
+queue fills (every `BATCH_EVENTS` events), and by a writer thread when the queue has
+waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly). So a
+killed process loses at most the last few tens of milliseconds of a busy loop, and about
+`FLUSH_S` of a slow one.
+
+Why the producer writes: the writer's work is Python (packing, SQLite calls), so under
+the GIL a writer thread takes turns with the training loop rather than running beside it,
+and the two threads handing the GIL and the queue's records across cores cost more CPU
+and more wall time than the same writes made inline (measured: +48 µs a step against +40
+on a 90 µs step, see benchmarks/bench_overhead.py).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -19,7 +28,7 @@ import time
 import traceback
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import events as ev
@@ -27,9 +36,10 @@ from .._version import __version__
 from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "check", "summary", "full")
-FLUSH_S = 0.1  # the writer commits at least this often (a SIGKILL loses about this much)
-MAX_QUEUE = 8_192  # events waiting for the writer before producers wait: bounds what a SIGKILL loses to ~0.3 s
-MAX_QUEUE_VALUE_BYTES = 64 << 20  # value bytes waiting for the writer (values="full")
+FLUSH_S = 0.1  # what waits longer than this is written by the writer thread (a SIGKILL loses about this much)
+BATCH_EVENTS = 8_192  # queued events the producer writes itself (see the module's docstring)
+MAX_QUEUE = 4 * BATCH_EVENTS  # queued events past which a producer waits (for the writer thread, mid-batch)
+MAX_QUEUE_VALUE_BYTES = 64 << 20  # queued value bytes the producer writes itself (values="full")
 BATCH = 20_000  # events per transaction; keeps each commit short
 
 _active: weakref.WeakSet[Recorder] = weakref.WeakSet()
@@ -77,10 +87,13 @@ class Recorder:
         self.sources = sources
         self.error: BaseException | None = None
         # what the listener queued for the writer (`events.appender`: `take()` hands it over)
-        self._q = ev.appender(MAX_QUEUE, self._wait_for_writer)
+        self._q = ev.appender(BATCH_EVENTS, self._on_full)
         self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
+        # one batch at a time, taken and written in order: by a producer or the writer thread
+        self._wlock = threading.Lock()
+        self._written = time.monotonic()  # when the last batch was written
         self._wake = threading.Event()
         self._stopping = False
         self._listener: ev.Listener | None = None
@@ -173,59 +186,77 @@ class Recorder:
             with self._qlock:
                 self._qbytes += n
             self._vals[e.seq] = vals  # before the event is queued, so the writer always finds it
-        self._q(e)  # (waits for the writer past MAX_QUEUE events)
+        self._q(e)  # (writes the queue past BATCH_EVENTS events)
         if self._qbytes > self._qbytes_limit:
-            self._wait_for_writer()
+            self._on_full()
 
-    def _wait_for_writer(self) -> None:
-        """Backpressure: the producer waits (GIL released) while the writer catches up."""
-        while (
-            (len(self._q) > MAX_QUEUE // 2 or self._qbytes > self._qbytes_limit // 2)
-            and self._thread is not None
-            and self._thread.is_alive()
-        ):
-            self._wake.set()
-            time.sleep(0.001)
+    def _on_full(self) -> None:
+        """The queue is full: the producing thread writes it now. If the writer thread is
+        mid-batch, the producer goes on queueing, and waits for it only past MAX_QUEUE."""
+        over = len(self._q) > MAX_QUEUE or self._qbytes > 2 * self._qbytes_limit
+        if not self._wlock.acquire(blocking=over):
+            return
+        try:
+            if self.error is None and not self._stopping:
+                with _signals_held():
+                    try:
+                        self._drain()
+                    except Exception as e:  # disk full, file removed ...: as in the writer thread
+                        self._fail(e)
+        finally:
+            self._wlock.release()
 
-    # -- writer thread
+    # -- writer thread: what waited FLUSH_S, and the rest at stop
     def _run(self) -> None:
         w = self._writer
         assert w is not None
         try:
             while True:
-                self._wake.wait(FLUSH_S)
+                self._wake.wait(FLUSH_S / 2)
                 self._wake.clear()
                 stopping = self._stopping
-                self._drain(w)
+                if stopping or time.monotonic() - self._written >= FLUSH_S:
+                    with self._wlock:
+                        if self.error is not None:  # a producer's write failed, and closed the file
+                            return
+                        self._drain()
+                        while stopping and len(self._q):  # an event another thread emitted as the listener closed
+                            self._drain()
                 if stopping:
-                    while len(self._q):  # an event another thread emitted as the listener closed
-                        self._drain(w)
                     break
             w.close(complete=True)
-        except BaseException as e:  # disk full, file removed ...: stop recording, keep the program running
-            self.error = e
-            self._q.take()
-            self._vals.clear()
-            if self._listener is not None:
-                self._listener.close()
-            warnings.warn(
-                f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
-                RuntimeWarning,
-                stacklevel=1,
-            )
-            try:
-                w.close(complete=False)
-            except Exception:
-                pass
+        except BaseException as e:
+            self._fail(e)
 
-    def _drain(self, w: TraceWriter) -> None:
+    def _fail(self, e: BaseException) -> None:
+        """What stopped the writer (disk full, file removed ...) stops the recording; the
+        program goes on. Called with `_wlock` held, or by the writer thread."""
+        self.error = e
+        self._q.take()
+        self._vals.clear()
+        if self._listener is not None:
+            self._listener.close()
+        warnings.warn(
+            f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+        try:
+            assert self._writer is not None
+            self._writer.close(complete=False)
+        except Exception:
+            pass
+
+    def _drain(self) -> None:
         """Writes what was queued when it was called (not what arrives meanwhile: batches stay
-        big, so each transaction's fixed cost is spread over many events)."""
+        big, so each transaction's fixed cost is spread over many events). `_wlock` held."""
+        assert self._writer is not None
         # no collection while a batch is written: its records (and the writer's many new
         # objects, no cycles among them) are freed before any collection would traverse them
         # all; otherwise the writer's allocations set one off over every record still queued
         with ev.gc_paused():
-            self._write_queued(w)
+            self._write_queued(self._writer)
+        self._written = time.monotonic()
 
     def _write_queued(self, w: TraceWriter) -> None:
         queued = self._q.take()
@@ -290,6 +321,33 @@ class Recorder:
             if not any(r._old_sigterm is not None for r in _active if r is not self):
                 signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None
+
+
+_HELD_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """In the main thread, the Python handlers of SIGINT and SIGTERM are held while a batch
+    is written and run after it: a Ctrl-C part-way would roll the batch back (the trace would
+    miss those events) and leave the writer's interning ahead of its file. Other threads get
+    no signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[tuple[int, Any]] = []
+    old: dict[int, Any] = {}
+    for s in _HELD_SIGNALS:
+        h = signal.getsignal(s)
+        if callable(h):
+            old[s] = signal.signal(s, lambda n, f: got.append((n, f)))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for n, f in got:
+            old[n](n, f)
 
 
 def _rank_info() -> dict[str, int] | None:

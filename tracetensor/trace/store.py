@@ -44,9 +44,10 @@ from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 3  # bump on any schema change; readers refuse files newer than they know
+VERSION = 4  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
+# version 4: blocks store summary counts that way too, and summary floats by byte plane
 BLOCK = 2048  # most events in one block
 RUN_POS_KEPT = 100_000  # runs whose event count the writer keeps in memory (past it: asks the file)
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
@@ -311,12 +312,21 @@ def _pack(
 ) -> tuple[bytes, int, Block]:
     """A block's columns -> (its bytes, number of summary rows, the Block).
 
-    The bytes: a tag, one width per column, then (deflated) each column's first value and
-    base (int64 pairs), each column as unsigned offsets from its base in that many bytes
-    (0: every value is the base), and the summary matrices; columns and matrices with their
-    bytes grouped by place (`_shuffled`). seq, run and start are stored
-    as deltas (first value apart), so a step's 40-odd bytes of columns per event shrink to
-    a dozen before deflate sees them."""
+    The bytes (`_TAG` 4): the tag; one width per event column and per summary count column;
+    the summary floats' plane mask (u32) and the deflated part's length (u32); the deflated
+    part; then the summary floats' low byte planes, as they are.
+    - Event columns: each column's first value and base (int64 pairs), then each column as
+      unsigned offsets from its base in that many bytes (0: every value is the base). seq,
+      run and start are stored as deltas (first value apart), so a step's 40-odd bytes of
+      columns per event shrink to a dozen before deflate sees them.
+    - Summary counts (7 per row): the same, without deltas (a count fits a byte or two).
+    - Summary floats (min, max, mean, std; float64): by byte plane, each column's plane p
+      stored only where the mask's bit 8 * column + p says it is not all zeros (the low
+      planes of a float32 tensor's min and max are). Planes 6 and 7 (sign, exponent, top of
+      the mantissa) are deflated; planes 0-5 are stored as they are, since deflate makes
+      almost nothing of a mean's low bytes and spent four fifths of a summary block's time
+      trying to.
+    Columns, counts and planes have their bytes grouped by place (`_shuffled`)."""
     blk = Block(
         {
             "seq": seq,
@@ -336,31 +346,44 @@ def _pack(
         first = int(a[0])
         if delta:
             a = np.diff(a, prepend=a[:1])  # (first delta 0: the first value is kept apart)
-        lo, hi = int(a.min()), int(a.max())
-        w = next(w for w, lim in _WIDTHS if hi - lo < lim)
+        lo, w = _narrowed(a, parts)
         heads += (first, lo)
         widths.append(w)
-        if w:
-            # offsets from the base, modulo 2**64 (a column may span all of int64: iteration)
-            parts.append(
-                _shuffled((a.astype(np.int64, copy=False).view(np.uint64) - np.uint64(lo & _U64)).astype(_UINT[w]))
-            )
-    payload = b"".join(
-        [
-            struct.pack(f"<{len(heads)}q", *heads),
-            *parts,
-            _shuffled(sints.astype("<i8")),
-            _shuffled(sfloats.astype("<f8")),
-        ]
-    )
-    return bytes((_TAG,)) + bytes(widths) + zlib.compress(payload, 1), len(sints), blk
+    m = len(sints)
+    for j in range(7):
+        lo, w = _narrowed(sints[:, j], parts) if m else (0, 0)
+        heads.append(lo)
+        widths.append(w)
+    # (4 columns, 8 planes, m rows): plane p of column c is row [c, p]
+    planes = np.ascontiguousarray(sfloats.astype("<f8").view(np.uint8).reshape(m, 4, 8).transpose(1, 2, 0))
+    kept = planes.any(axis=2)
+    mask = int(np.packbits(kept.ravel(), bitorder="little").view("<u4")[0])
+    high = kept & _HIGH_PLANES
+    parts.append(planes[high].tobytes())
+    deflated = zlib.compress(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
+    head = bytes((_TAG,)) + bytes(widths) + struct.pack("<II", mask, len(deflated))
+    return head + deflated + planes[kept & ~_HIGH_PLANES].tobytes(), m, blk
 
 
-_TAG = 3  # first byte of a block written by this version (a version-2 block is bare deflate: 0x78)
+def _narrowed(a: np.ndarray, parts: list[bytes]) -> tuple[int, int]:
+    """Appends column `a` as offsets from its smallest value, in the fewest bytes that hold
+    them all (shuffled), to `parts`; -> (that base, the width: 0 when every value is it)."""
+    lo, hi = int(a.min()), int(a.max())
+    w = next(w for w, lim in _WIDTHS if hi - lo < lim)
+    if w:
+        # offsets from the base, modulo 2**64 (a column may span all of int64: iteration)
+        u = a.astype(np.int64, copy=False).view(np.uint64) - np.uint64(lo & _U64)
+        parts.append(_shuffled(u.astype(_UINT[w])))
+    return lo, w
+
+
+_TAG = 4  # first byte of a block written by this version (version 3's: 3; version 2's is bare deflate: 0x78)
 _DELTA = (True, True, False, True, False, False, False, False)
 _WIDTHS = ((0, 1), (1, 1 << 8), (2, 1 << 16), (4, 1 << 32), (8, 1 << 64))
 _UINT = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 _U64 = (1 << 64) - 1
+_HIGH_PLANES = np.zeros((4, 8), bool)
+_HIGH_PLANES[:, 6:] = True  # the summary floats' planes that are deflated (see `_pack`)
 _EVENT_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLS)  # a version-2 block's bytes per event
 _SUMMARY_BYTES = 11 * 8
 
@@ -382,15 +405,31 @@ def _unshuffled(raw: bytes, dtype: Any, count: int, offset: int) -> np.ndarray:
 def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     if not isinstance(data, bytes) or not isinstance(n, int) or not isinstance(m, int) or n < 0 or m < 0:
         raise ValueError(f"bad block row (n={n!r}, m={m!r}, data of type {type(data).__name__})")
-    tagged = data[:1] == bytes((_TAG,))
-    if tagged:
-        widths = data[1 : 1 + len(_COLS)]
-        if len(widths) < len(_COLS) or any(w not in _UINT and w != 0 for w in widths):
-            raise ValueError(f"bad column widths {list(widths)}")
-        want = 16 * len(_COLS) + n * sum(widths) + m * _SUMMARY_BYTES
-        data = data[1 + len(_COLS) :]
+    tag = data[0] if data else None
+    raw_planes = b""
+    ncols = len(_COLS)
+    if tag == 4:
+        widths, swidths = data[1 : 1 + ncols], data[1 + ncols : 8 + ncols]
+        if len(data) < 16 + ncols:
+            raise ValueError("block shorter than its header")
+        mask, zlen = struct.unpack_from("<II", data, 8 + ncols)
+        kept = np.unpackbits(np.frombuffer(struct.pack("<I", mask), np.uint8), bitorder="little").astype(bool)
+        kept = kept.reshape(4, 8)
+        n_high = int((kept & _HIGH_PLANES).sum())
+        want = 16 * ncols + n * sum(widths) + 8 * 7 + m * sum(swidths) + m * n_high
+        raw_planes = data[16 + ncols + zlen :]
+        data = data[16 + ncols : 16 + ncols + zlen]
+        if len(raw_planes) != m * int(kept.sum()) - m * n_high or len(data) != zlen:
+            raise ValueError(f"block's float planes hold {len(raw_planes)} bytes, its header says otherwise")
+    elif tag == 3:
+        widths, swidths = data[1 : 1 + ncols], b""
+        want = 16 * ncols + n * sum(widths) + m * _SUMMARY_BYTES
+        data = data[1 + ncols :]
     else:  # version 2: fixed-width columns
+        widths = swidths = b""
         want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
+    if len(widths) < (ncols if tag in (3, 4) else 0) or any(w not in _UINT and w != 0 for w in widths + swidths):
+        raise ValueError(f"bad column widths {list(widths + swidths)}")
     # the size is known before inflating: a block that would inflate past it (a zlib bomb) is
     # refused after reading one byte too many, not after filling memory. A header that claims
     # more than deflate can hold at all (at most about 1032:1) is refused before that; a
@@ -404,17 +443,15 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     if len(raw) < want:
         raise ValueError(f"block holds {len(raw)} bytes, its header says {want}")
     cols = {}
-    if tagged:
-        heads = np.frombuffer(raw, np.int64, 2 * len(_COLS)).tolist()
-        off = 16 * len(_COLS)
+    if tag in (3, 4):
+        heads = np.frombuffer(raw, np.int64, 2 * ncols).tolist()
+        off = 16 * ncols
+        if tag == 4:  # (the summary counts' bases follow the columns' heads)
+            bases = np.frombuffer(raw, np.int64, 7, off).tolist()
+            off += 56
         for k, ((name, dt), w, delta) in enumerate(zip(_COLS, widths, _DELTA)):
             first, lo = heads[2 * k], heads[2 * k + 1]
-            if w:
-                u = _unshuffled(raw, _UINT[w], n, off).astype(np.uint64) + np.uint64(lo & _U64)
-                a = u.view(np.int64)
-                off += n * w
-            else:
-                a = np.full(n, lo, np.int64)
+            a, off = _widened(raw, off, n, w, lo)
             if delta:
                 a = np.cumsum(a) + first  # (the first delta is 0)
             cols[name] = a.astype(dt, copy=False)
@@ -428,13 +465,35 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
         cols["run"] = np.cumsum(cols["run"])
         cols["start"] = np.cumsum(cols["start"])
     cols["start"] = cols["start"] + t0
-    matrix = _unshuffled if tagged else np.frombuffer
+    if tag == 4:
+        sints = np.empty((m, 7), np.int64)
+        for j, (w, lo) in enumerate(zip(swidths, bases)):
+            sints[:, j], off = _widened(raw, off, m, w, lo)
+        planes = np.zeros((4, 8, m), np.uint8)
+        if m:
+            planes[kept & _HIGH_PLANES] = np.frombuffer(raw, np.uint8, m * n_high, off).reshape(-1, m)
+            planes[kept & ~_HIGH_PLANES] = np.frombuffer(raw_planes, np.uint8).reshape(-1, m)
+        off += m * n_high
+        sfloats = np.ascontiguousarray(planes.transpose(2, 0, 1)).view("<f8").reshape(m, 4)
+        if off != len(raw):
+            raise ValueError(f"block holds {len(raw)} bytes, its header says {off}")
+        return Block(cols, sints, sfloats)
+    matrix = _unshuffled if tag == 3 else np.frombuffer
     sints = matrix(raw, np.dtype("<i8"), m * 7, off).reshape(m, 7)
     off += m * 56
     sfloats = matrix(raw, np.dtype("<f8"), m * 4, off).reshape(m, 4)
     if off + m * 32 != len(raw):
         raise ValueError(f"block holds {len(raw)} bytes, its header says {off + m * 32}")
     return Block(cols, sints, sfloats)
+
+
+def _widened(raw: bytes, off: int, n: int, w: int, lo: int) -> tuple[np.ndarray, int]:
+    """A column `_narrowed` stored at `off` (n values, w bytes each, base lo) -> (the int64
+    values, where the next part starts)."""
+    if not w:
+        return np.full(n, lo, np.int64), off
+    u = _unshuffled(raw, _UINT[w], n, off).astype(np.uint64) + np.uint64(lo & _U64)
+    return u.view(np.int64), off + n * w
 
 
 # --------------------------------------------------------------------------- writer
@@ -612,28 +671,13 @@ class TraceWriter:
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
                     self._write_block(ops[k : k + BLOCK])
-            starts, ends, times = [], [], []
-            for e in rest:
+            RunStart, RunEnd = ev.RunStart, ev.RunEnd
+            starts = [e for e in rest if e.__class__ is RunStart]
+            ends = [e for e in rest if e.__class__ is RunEnd]
+            times = []
+            for e in rest if len(starts) + len(ends) < len(rest) else ():
                 cls = e.__class__
-                if cls is ev.RunStart:
-                    starts.append(
-                        (
-                            e.run,
-                            e.mode,
-                            e.kind,
-                            e.name,
-                            _json_tuple(e.fetches),
-                            _json_tuple(e.feeds),
-                            e.graph,
-                            e.t_ns,
-                            e.wall_ns,
-                            e.thread,
-                        )
-                    )
-                elif cls is ev.RunEnd:
-                    # text, since SQLite stores a NaN REAL as NULL (and a NaN loss is news)
-                    ends.append((e.run, e.t_ns, e.error, None if e.loss is None else repr(e.loss)))
-                elif cls is ev.DeviceTime:
+                if cls is ev.DeviceTime:
                     times.append((e.seq, e.device_ns))
                 elif cls is ev.GraphDef:
                     db.execute(
@@ -669,29 +713,53 @@ class TraceWriter:
                 db.execute("ROLLBACK")
             raise
 
-    def _write_runs(self, starts: list[tuple], ends: list[tuple]) -> None:
+    def _write_runs(self, starts: list[ev.RunStart], ends: list[ev.RunEnd]) -> None:
         """The `runs` rows of one batch: what its RunStarts, RunEnds and op events say of each
-        run, one upsert per run (each part sets only its own columns, so they merge)."""
+        run, one upsert per run (each part sets only its own columns, so parts that come in
+        different batches merge)."""
         counts, self._counts = self._counts, {}
-        parts: dict[int, list] = {}
-        for row in starts:
-            parts.setdefault(row[0], [None, None, None])[0] = row[1:]
-        for row in ends:
-            parts.setdefault(row[0], [None, None, None])[1] = row[1:]
-        for run, c in counts.items():
-            parts.setdefault(run, [None, None, None])[2] = c
+        st = {e.run: e for e in starts}
+        en = {e.run: e for e in ends}
         groups: dict[tuple[bool, bool, bool], list[tuple]] = {}
-        for run, (st, en, c) in parts.items():
-            row = (run,)
-            if st is not None:
-                row += st
+        # the usual run (a step): begun, ended and with events, all in this batch. One pass
+        # makes their rows (this is a third of what a step costs the writer)
+        whole = st.keys() & en.keys() & counts.keys()
+        if whole:
+            groups[(True, True, True)] = [
+                (
+                    r,
+                    s.mode,
+                    s.kind,
+                    s.name,
+                    json.dumps(s.fetches) if s.fetches else "[]",
+                    json.dumps(s.feeds) if s.feeds else "[]",
+                    s.graph,
+                    s.t_ns,
+                    s.wall_ns,
+                    s.thread,
+                    e.t_ns,
+                    e.error,
+                    None if e.loss is None else repr(e.loss),  # text: SQLite stores a NaN REAL as NULL
+                    c[2],
+                    c[3],
+                )
+                for r in sorted(whole)
+                for s, e, c in ((st.pop(r), en.pop(r), counts.pop(r)),)
+            ]
+        # the runs a batch cuts: begun in an earlier batch, or going on into the next
+        for run in st.keys() | en.keys() | counts.keys():
+            s, e, c = st.get(run), en.get(run), counts.get(run)
+            row: tuple = (run,)
+            if s is not None:
+                row += (s.mode, s.kind, s.name, _json_tuple(s.fetches), _json_tuple(s.feeds), s.graph, s.t_ns)
+                row += (s.wall_ns, s.thread)
             elif c is not None:  # no RunStart (yet): what the events say
                 row += (c[0], "eager", "", "[]", "[]", c[1])
-            if en is not None:
-                row += en
+            if e is not None:
+                row += (e.t_ns, e.error, None if e.loss is None else repr(e.loss))
             if c is not None:
                 row += (c[2], c[3])
-            groups.setdefault((st is not None, en is not None, c is not None), []).append(row)
+            groups.setdefault((s is not None, e is not None, c is not None), []).append(row)
         for key, rows in groups.items():
             head, tail = _runs_upsert(*key)
             _insert_rows(self.db, head, rows, tail)

@@ -47,7 +47,8 @@ FORMAT = "tracetensor-trace"
 VERSION = 4  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
-# version 4: blocks store summary counts that way too, and summary floats by byte plane
+# version 4: blocks store summary counts that way too, and summary floats by byte plane;
+#   runs.loss holds the float itself ("nan" for a NaN), not its repr
 BLOCK = 2048  # most events in one block
 RUN_POS_KEPT = 100_000  # runs whose event count the writer keeps in memory (past it: asks the file)
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
@@ -59,7 +60,7 @@ SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE runs(run INTEGER PRIMARY KEY, mode TEXT, kind TEXT, name TEXT, fetches TEXT, feeds TEXT,
                   graph INTEGER, start_ns INTEGER, wall_ns INTEGER, thread INTEGER, end_ns INTEGER,
-                  error TEXT, n_events INTEGER NOT NULL DEFAULT 0, loss TEXT,
+                  error TEXT, n_events INTEGER NOT NULL DEFAULT 0, loss,
                   nonfinite INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL UNIQUE);
 CREATE TABLE stacks(id INTEGER PRIMARY KEY, frames TEXT NOT NULL);
@@ -739,7 +740,7 @@ class TraceWriter:
                     s.thread,
                     e.t_ns,
                     e.error,
-                    None if e.loss is None else repr(e.loss),  # text: SQLite stores a NaN REAL as NULL
+                    e.loss if e.loss == e.loss else "nan",  # (see _loss)
                     c[2],
                     c[3],
                 )
@@ -756,7 +757,7 @@ class TraceWriter:
             elif c is not None:  # no RunStart (yet): what the events say
                 row += (c[0], "eager", "", "[]", "[]", c[1])
             if e is not None:
-                row += (e.t_ns, e.error, None if e.loss is None else repr(e.loss))
+                row += (e.t_ns, e.error, _loss(e.loss))
             if c is not None:
                 row += (c[2], c[3])
             groups.setdefault((s is not None, e is not None, c is not None), []).append(row)
@@ -1037,6 +1038,13 @@ def _insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str
 
 def _json_tuple(t: tuple[str, ...]) -> str:
     return json.dumps(t) if t else "[]"
+
+
+def _loss(x: float | None) -> float | str | None:
+    """A run's loss as the runs table keeps it: the float itself (the column has no type, so
+    SQLite stores it as it is), a NaN as the text "nan" (SQLite stores a NaN REAL as NULL, and
+    a NaN loss is news). Version 3 and earlier stored `repr(loss)`: `_float` reads both."""
+    return x if x == x or x is None else "nan"
 
 
 def _float(s: Any) -> float | None:

@@ -211,7 +211,9 @@ def test_block_columns_survive_their_extremes():
     # (their low planes are all zeros, not stored) with NaN, infinities and -0.0
     f32 = rng.standard_normal((m, 4)).astype(np.float32).astype(np.float64)
     f32[::7, 2], f32[::11, 0], f32[::13, 1], f32[::5, 3] = np.nan, -np.inf, -0.0, np.inf
-    for sfloats, k in ((rng.standard_normal((m, 4)), n), (f32, n), (f32, 1)):
+    # and rows that repeat (a steady loop's, a constant tensor's): their low planes deflate too
+    steady = np.tile(rng.standard_normal((7, 4)), (m // 7 + 1, 1))[:m]
+    for sfloats, k in ((rng.standard_normal((m, 4)), n), (f32, n), (f32, 1), (steady, n)):
         cols = (seq[:k], run[:k], sig[:k], start[:k], dur[:k], it[:k], nsumm[:k], flags[:k])
         mk = int(np.maximum(nsumm[:k], 0).sum())
         data, m_out, _ = _pack(*cols, sints[:mk], sfloats[:mk], t0)
@@ -221,6 +223,7 @@ def test_block_columns_survive_their_extremes():
             got = getattr(b, name)
             assert np.array_equal(got, want), name
         assert np.array_equal(b.sints, sints[:mk])
+        assert data[1 + 15] == (sfloats is steady)  # the flags byte: low planes deflated
         assert b.sfloats.view(np.uint64).tobytes() == sfloats[:mk].view(np.uint64).tobytes()  # bit for bit
     # a block whose events have no summaries at all (a "none" recording's)
     data, m0, _ = _pack(seq, run, sig, start, dur, it, np.full(n, -1, np.int32), flags, sints[:0], f32[:0], t0)
@@ -252,8 +255,8 @@ def test_a_steady_loops_blocks_compress_far_and_still_read_back(tmp_path):
     con = sqlite3.connect(path)
     blocks = [data for (data,) in con.execute("SELECT data FROM blocks")]
     con.close()
-    n = len(store._COLS)  # the deflated part: after the tag, 15 widths, the plane mask and its length
-    deflated = [d[16 + n : 16 + n + struct.unpack_from("<I", d, 12 + n)[0]] for d in blocks]
+    n = len(store._COLS)  # the deflated part: after the tag, 15 widths, flags, the plane mask and its length
+    deflated = [d[17 + n : 17 + n + struct.unpack_from("<I", d, 13 + n)[0]] for d in blocks]
     ratios = [len(zlib.decompress(z)) / len(z) for z in deflated]  # (what the bomb check weighs)
     assert max(ratios) > 40
     with tt.trace.open(path) as tr:

@@ -8,11 +8,12 @@ waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly).
 killed process loses at most the last few tens of milliseconds of a busy loop, and about
 `FLUSH_S` of a slow one.
 
-Why the producer writes: the writer's work is Python (packing, SQLite calls), so under
-the GIL a writer thread takes turns with the training loop rather than running beside it,
-and the two threads handing the GIL and the queue's records across cores cost more CPU
-and more wall time than the same writes made inline (measured: +48 µs a step against +40
-on a 90 µs step, see benchmarks/bench_overhead.py).
+Why the producer writes: the writer's work is mostly Python (packing, SQLite calls), so
+under the GIL a writer thread takes turns with the training loop rather than running beside
+it, and the two threads handing the GIL and the queue's records across cores cost more CPU
+and more wall time than the same writes made inline. On the small MLP of
+benchmarks/bench_overhead.py (a 88 µs step), the writer thread took 18 µs of CPU a step
+where the same batches written inline take 11; the step's wall time, 132 µs against 128.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._writer: TraceWriter | None = None
         self._old_sigterm: Any = None
-        # step filter state (writer thread only)
+        # step filter state (read and set by whoever writes a batch: `_wlock` held)
         self._n_runs = 0
         self._selected: set[int] = set()
         self._cur_selected = True
@@ -281,7 +282,7 @@ class Recorder:
                     self._qbytes -= n
 
     def _keep(self, e: ev.Event) -> bool:
-        """The `steps` and `ops` filters (applied in the writer thread, off the hot path)."""
+        """The `steps` and `ops` filters (applied as a batch is written, not per op)."""
         cls = e.__class__
         steps = self._steps
         if cls is ev.RunStart:

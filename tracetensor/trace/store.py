@@ -314,8 +314,9 @@ def _pack(
     """A block's columns -> (its bytes, number of summary rows, the Block).
 
     The bytes (`_TAG` 4): the tag; one width per event column and per summary count column;
-    the summary floats' plane mask (u32) and the deflated part's length (u32); the deflated
-    part; then the summary floats' low byte planes, as they are.
+    a flags byte, the summary floats' plane mask (u32) and the deflated part's length (u32);
+    the deflated part; then the summary floats' low byte planes, as they are (unless flag 1
+    says they are deflated, after the high planes).
     - Event columns: each column's first value and base (int64 pairs), then each column as
       unsigned offsets from its base in that many bytes (0: every value is the base). seq,
       run and start are stored as deltas (first value apart), so a step's 40-odd bytes of
@@ -326,7 +327,8 @@ def _pack(
       planes of a float32 tensor's min and max are). Planes 6 and 7 (sign, exponent, top of
       the mantissa) are deflated; planes 0-5 are stored as they are, since deflate makes
       almost nothing of a mean's low bytes and spent four fifths of a summary block's time
-      trying to.
+      trying to. Where a sample of them does deflate (rows that repeat: a constant tensor's,
+      a steady loop's), they are deflated too.
     Columns, counts and planes have their bytes grouped by place (`_shuffled`)."""
     blk = Block(
         {
@@ -359,11 +361,19 @@ def _pack(
     planes = np.ascontiguousarray(sfloats.astype("<f8").view(np.uint8).reshape(m, 4, 8).transpose(1, 2, 0))
     kept = planes.any(axis=2)
     mask = int(np.packbits(kept.ravel(), bitorder="little").view("<u4")[0])
-    high = kept & _HIGH_PLANES
-    parts.append(planes[high].tobytes())
+    parts.append(planes[kept & _HIGH_PLANES].tobytes())
+    low = planes[kept & ~_HIGH_PLANES]
+    flags = 0
+    if low.size:
+        # a sample of each low plane (its first 64 rows: several steps of a loop) says
+        # whether the rest would deflate
+        sample = low[:, :64].tobytes()
+        if len(zlib.compress(sample, 1)) < 0.6 * len(sample):
+            parts.append(low.tobytes())
+            flags, low = 1, low[:0]
     deflated = zlib.compress(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
-    head = bytes((_TAG,)) + bytes(widths) + struct.pack("<II", mask, len(deflated))
-    return head + deflated + planes[kept & ~_HIGH_PLANES].tobytes(), m, blk
+    head = bytes((_TAG,)) + bytes(widths) + struct.pack("<BII", flags, mask, len(deflated))
+    return head + deflated + low.tobytes(), m, blk
 
 
 def _narrowed(a: np.ndarray, parts: list[bytes]) -> tuple[int, int]:
@@ -411,16 +421,17 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     ncols = len(_COLS)
     if tag == 4:
         widths, swidths = data[1 : 1 + ncols], data[1 + ncols : 8 + ncols]
-        if len(data) < 16 + ncols:
+        if len(data) < 17 + ncols:
             raise ValueError("block shorter than its header")
-        mask, zlen = struct.unpack_from("<II", data, 8 + ncols)
+        flags, mask, zlen = struct.unpack_from("<BII", data, 8 + ncols)
         kept = np.unpackbits(np.frombuffer(struct.pack("<I", mask), np.uint8), bitorder="little").astype(bool)
         kept = kept.reshape(4, 8)
-        n_high = int((kept & _HIGH_PLANES).sum())
-        want = 16 * ncols + n * sum(widths) + 8 * 7 + m * sum(swidths) + m * n_high
-        raw_planes = data[16 + ncols + zlen :]
-        data = data[16 + ncols : 16 + ncols + zlen]
-        if len(raw_planes) != m * int(kept.sum()) - m * n_high or len(data) != zlen:
+        n_high, n_low = int((kept & _HIGH_PLANES).sum()), int((kept & ~_HIGH_PLANES).sum())
+        low_deflated = flags & 1
+        want = 16 * ncols + n * sum(widths) + 8 * 7 + m * sum(swidths) + m * (n_high + n_low * low_deflated)
+        raw_planes = data[17 + ncols + zlen :]
+        data = data[17 + ncols : 17 + ncols + zlen]
+        if flags > 1 or len(data) != zlen or len(raw_planes) != (0 if low_deflated else m * n_low):
             raise ValueError(f"block's float planes hold {len(raw_planes)} bytes, its header says otherwise")
     elif tag == 3:
         widths, swidths = data[1 : 1 + ncols], b""
@@ -473,8 +484,13 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
         planes = np.zeros((4, 8, m), np.uint8)
         if m:
             planes[kept & _HIGH_PLANES] = np.frombuffer(raw, np.uint8, m * n_high, off).reshape(-1, m)
-            planes[kept & ~_HIGH_PLANES] = np.frombuffer(raw_planes, np.uint8).reshape(-1, m)
-        off += m * n_high
+            off += m * n_high
+            if low_deflated:
+                low = np.frombuffer(raw, np.uint8, m * n_low, off)
+                off += m * n_low
+            else:
+                low = np.frombuffer(raw_planes, np.uint8)
+            planes[kept & ~_HIGH_PLANES] = low.reshape(-1, m)
         sfloats = np.ascontiguousarray(planes.transpose(2, 0, 1)).view("<f8").reshape(m, 4)
         if off != len(raw):
             raise ValueError(f"block holds {len(raw)} bytes, its header says {off}")

@@ -162,6 +162,7 @@ def test_summarized_records_are_the_events_a_plain_summaries_listener_gets(stack
     recs = [r for r in got if events.is_raw(r)]
     assert len(recs) == len([e for e in plain if isinstance(e, events.OpEvent)])
     assert all(len(r) == 11 and r[10] for r in recs)  # (every op here: outputs to summarize)
+    assert all(r[10].__class__ is bytes for r in recs)  # (packed rows: one object per op, see events.summary_rows)
     assert all(any(s is not None and s.size for s in e.summaries) for e in raw if isinstance(e, events.OpEvent))
 
     got.clear()

@@ -61,6 +61,8 @@ class Site(NamedTuple):
         plain listener got for it."""
         _, seq, run, t0, t1, tid, stack, shape, dt, nbytes = rec[:10]
         summaries = rec[10] if len(rec) > 10 else None  # (a summarized record: see `_after`)
+        if summaries.__class__ is bytes:  # (packed rows: see events.summary_rows)
+            summaries = _events.summaries_of_rows(summaries)
         dev = self.device.name if self.device is not None else "cpu"
         metas = self.metas_of(shape, dt, nbytes, dev)
         return OpEvent(
@@ -280,7 +282,8 @@ def _record(
     """The raw record of an op that ran (`out`: its output, or tuple of outputs) to every
     listener, beside `out` to an `outputs` one: (site, seq, run, t0, t1, thread, stack, and
     shape, dtype, nbytes, or None, each output's (shape, dtype, nbytes) or None, 0), then
-    the outputs' (finite) summaries when listeners asked for them. The C accelerator makes
+    the outputs' (finite) summaries when listeners asked for them, as packed rows
+    (`events.summary_rows`). The C accelerator makes
     the same tuple (_speedups.c). (`run`, `tid`: a deferred GPU op's, taken at the op.)"""
     run = run or RUN.run or auto_run(t0)
     tid = tid or _tid()
@@ -290,7 +293,7 @@ def _record(
         sig = tuple([(o.shape, o.dtype, o.nbytes) if o is not None else None for o in out])
         rec = (site, seq, run, t0, t1, tid, stack, None, sig, 0)
     if summaries is not None:
-        rec = (*rec, summaries)
+        rec = (*rec, _events.summary_rows(summaries))
     for lis in listeners:
         if lis.outputs:
             lis.callback(rec, out)

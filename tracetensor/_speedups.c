@@ -267,22 +267,25 @@ SUMMARY(summary64, double)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_AVX2_PATH 1
-/* AVX2, where the CPU has it (checked once at run time): eight floats (four doubles) per
- * step, the same sums in the same float64 lanes' arithmetic as the SSE2 pass */
-__attribute__((target("avx2"))) static int summary32_avx2(const float *x, Py_ssize_t n, double *out, Py_ssize_t *neg,
-                                                          Py_ssize_t *zero) {
+/* AVX2 and FMA, where the CPU has them (checked once at run time): eight floats (four
+ * doubles) per step, the same sums in float64 lanes as the SSE2 pass (the squares fused
+ * into their sums: rounded once, not twice). The pass is bound by how many operations it
+ * issues per element, so the float32 pass drops the NaN test: a NaN or an infinity among
+ * float32 values makes the float64 sum NaN or infinite, which nothing finite can (2^31
+ * float32 maxima sum to 7e47), and the tail then says "not decided" as before. */
+__attribute__((target("avx2,fma"))) static int summary32_avx2(const float *x, Py_ssize_t n, double *out,
+                                                              Py_ssize_t *neg, Py_ssize_t *zero) {
     float mn = x[0], mx = x[0];
     double sum = 0, sq = 0;
     Py_ssize_t ng = 0, zr = 0, i = 0;
     int bad = 0;
-    __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn, z = _mm256_setzero_ps(), vbad = z;
+    __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn, z = _mm256_setzero_ps();
     __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
     while (i + 8 <= n) {
         __m256i cn = _mm256_setzero_si256(), cz = cn;
         Py_ssize_t stop = n - i > (8 << 20) ? i + (8 << 20) : n;
         for (; i + 8 <= stop; i += 8) {
             __m256 v = _mm256_loadu_ps(x + i);
-            vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
             vmn = _mm256_min_ps(vmn, v);
             vmx = _mm256_max_ps(vmx, v);
             cn = _mm256_sub_epi32(cn, _mm256_castps_si256(_mm256_cmp_ps(v, z, _CMP_LT_OQ)));
@@ -290,8 +293,8 @@ __attribute__((target("avx2"))) static int summary32_avx2(const float *x, Py_ssi
             __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
             s0 = _mm256_add_pd(s0, lo);
             s1 = _mm256_add_pd(s1, hi);
-            q0 = _mm256_add_pd(q0, _mm256_mul_pd(lo, lo));
-            q1 = _mm256_add_pd(q1, _mm256_mul_pd(hi, hi));
+            q0 = _mm256_fmadd_pd(lo, lo, q0);
+            q1 = _mm256_fmadd_pd(hi, hi, q1);
         }
         int32_t c[8];
         _mm256_storeu_si256((__m256i *)c, cn);
@@ -308,17 +311,17 @@ __attribute__((target("avx2"))) static int summary32_avx2(const float *x, Py_ssi
     _mm256_storeu_ps(f, vmx);
     for (int k = 0; k < 8; k++)
         mx = f[k] > mx ? f[k] : mx;
-    bad = _mm256_movemask_ps(vbad) != 0;
     double d[4];
     _mm256_storeu_pd(d, _mm256_add_pd(s0, s1));
     sum = (d[0] + d[1]) + (d[2] + d[3]);
     _mm256_storeu_pd(d, _mm256_add_pd(q0, q1));
     sq = (d[0] + d[1]) + (d[2] + d[3]);
+    bad = !isfinite(sum) || !isfinite(sq); /* (see above: a NaN or an inf in the vector part) */
     SUMMARY_TAIL(float)
 }
 
-__attribute__((target("avx2"))) static int summary64_avx2(const double *x, Py_ssize_t n, double *out, Py_ssize_t *neg,
-                                                          Py_ssize_t *zero) {
+__attribute__((target("avx2,fma"))) static int summary64_avx2(const double *x, Py_ssize_t n, double *out,
+                                                              Py_ssize_t *neg, Py_ssize_t *zero) {
     double mn = x[0], mx = x[0], sum = 0, sq = 0;
     Py_ssize_t ng = 0, zr = 0, i = 0;
     int bad = 0;
@@ -336,8 +339,8 @@ __attribute__((target("avx2"))) static int summary64_avx2(const double *x, Py_ss
         cz = _mm256_sub_epi64(cz, _mm256_castpd_si256(_mm256_cmp_pd(b, z, _CMP_EQ_OQ)));
         s0 = _mm256_add_pd(s0, a);
         s1 = _mm256_add_pd(s1, b);
-        q0 = _mm256_add_pd(q0, _mm256_mul_pd(a, a));
-        q1 = _mm256_add_pd(q1, _mm256_mul_pd(b, b));
+        q0 = _mm256_fmadd_pd(a, a, q0);
+        q1 = _mm256_fmadd_pd(b, b, q1);
     }
     double d[4];
     _mm256_storeu_pd(d, vmn);
@@ -364,7 +367,7 @@ static int g_avx2 = -1; /* whether the CPU has AVX2: asked once */
 static int has_avx2(void) {
     if (g_avx2 < 0) {
         __builtin_cpu_init();
-        g_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
     return g_avx2;
 }
@@ -459,51 +462,55 @@ static PyObject *summary_stats(PyObject *self, PyObject *a) {
     return s != NULL || PyErr_Occurred() ? s : Py_NewRef(Py_None);
 }
 
-/* `_dispatch._summary(a)` (an untracked Summary, or None for what has no dtype): a numpy array
- * this pass decides is summarized here, as `events.summarize` does with it; anything else
- * there. `*finite` is cleared for a summary that counts a NaN or an inf. A new reference. */
-static PyObject *summary_of(PyObject *a, int *finite) {
-    if (a == Py_None)
-        return Py_NewRef(Py_None);
-    PyObject *s = Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) ? fast_summary(a) : NULL;
-    if (s != NULL || PyErr_Occurred())
-        return s; /* (the fast pass decides only finite arrays) */
-    s = PyObject_CallOneArg(g_summary_py, a);
-    if (s != NULL && PyTuple_Check(s) && PyTuple_GET_SIZE(s) >= 4)
-        for (int k = 1; k <= 3; k++) { /* nan, neginf, posinf */
-            int nz = PyObject_IsTrue(PyTuple_GET_ITEM(s, k));
-            if (nz < 0) {
-                Py_DECREF(s);
-                return NULL;
-            }
-            if (nz)
-                *finite = 0;
-        }
-    return s;
-}
-
-/* The summaries of an op's output (a tuple of one) or outputs, as `_after` makes them; None
- * when one counts a NaN or an inf (the op becomes a full event). A new reference. */
-static PyObject *summaries_of(PyObject *o) {
+/* The summaries of an op's output (a tuple of one) or outputs as a summarized record carries
+ * them: one bytes object of packed rows (`events.SUMMARY_ROW`: size, nan, neginf, posinf, neg,
+ * zero, pos as int64, then min, max, mean, std as float64, little-endian; an output without a
+ * summary: size -1), not a Summary and its eleven numbers per output. None when one counts a
+ * NaN or an inf (the op becomes a full event). A new reference. */
+static PyObject *summary_rows_of(PyObject *o) {
     int several = PyTuple_CheckExact(o), finite = 1;
     Py_ssize_t n = several ? PyTuple_GET_SIZE(o) : 1;
-    PyObject *t = PyTuple_New(n);
-    if (t == NULL)
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n * 88);
+    if (b == NULL)
         return NULL;
+    char *p = PyBytes_AS_STRING(b);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *s = summary_of(several ? PyTuple_GET_ITEM(o, i) : o, &finite);
-        if (s == NULL) {
-            Py_DECREF(t);
-            return NULL;
+        PyObject *a = several ? PyTuple_GET_ITEM(o, i) : o;
+        int64_t c[7] = {-1, 0, 0, 0, 0, 0, 0};
+        double f[4] = {0.0, 0.0, 0.0, 0.0}, st[4];
+        Py_ssize_t cnt = 0, neg = 0, zero = 0;
+        if (a == Py_None) {
+        } else if (Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) && stats_of(a, st, &cnt, &neg, &zero)) {
+            double mean = st[2] / (double)cnt, var = st[3] / (double)cnt - mean * mean; /* as fast_summary */
+            c[0] = cnt, c[1] = c[2] = c[3] = 0, c[4] = neg, c[5] = zero, c[6] = cnt - neg - zero;
+            f[0] = st[0], f[1] = st[1], f[2] = mean, f[3] = sqrt(var < 0.0 ? 0.0 : var);
+        } else { /* another dtype or layout, or not finite: the Python summary decides */
+            PyObject *s = PyErr_Occurred() ? NULL : PyObject_CallOneArg(g_summary_py, a);
+            if (s == NULL) {
+                Py_DECREF(b);
+                return NULL;
+            }
+            if (PyTuple_Check(s) && PyTuple_GET_SIZE(s) == 11) {
+                for (int k = 0; k < 7; k++)
+                    c[k] = PyLong_AsLongLong(PyTuple_GET_ITEM(s, k));
+                for (int k = 0; k < 4; k++)
+                    f[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(s, 7 + k));
+                finite &= c[1] == 0 && c[2] == 0 && c[3] == 0;
+            } /* (None: no dtype, no summary) */
+            Py_DECREF(s);
+            if (PyErr_Occurred()) {
+                Py_DECREF(b);
+                return NULL;
+            }
         }
-        PyTuple_SET_ITEM(t, i, s);
+        memcpy(p + i * 88, c, 56);
+        memcpy(p + i * 88 + 56, f, 32);
     }
     if (!finite) {
-        Py_DECREF(t);
+        Py_DECREF(b);
         return Py_NewRef(Py_None);
     }
-    PyObject_GC_UnTrack(t); /* untracked summaries and None */
-    return t;
+    return b;
 }
 
 /* setup_summaries(Summary, _summary) */
@@ -712,7 +719,11 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         PyObject *o = out;
         if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES)) && PyTuple_Check(out) && PyTuple_GET_SIZE(out) > 0)
             o = PyTuple_GET_ITEM(out, 0);
-        summ = g_summary_cls != NULL ? summaries_of(o) : Py_NewRef(Py_None);
+#if PY_LITTLE_ENDIAN
+        summ = g_summary_cls != NULL ? summary_rows_of(o) : Py_NewRef(Py_None);
+#else
+        summ = Py_NewRef(Py_None); /* (rows are little-endian: `_after` packs them) */
+#endif
         if (summ == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -1823,18 +1834,19 @@ error:
  * (None) as (-1, 0, ..., 0.0) */
 static PyObject *summary_columns(PyObject *self, PyObject *summ) {
     if (!PyList_Check(summ)) {
-        PyErr_SetString(PyExc_TypeError, "summary_columns(list of tuples or None)");
+        PyErr_SetString(PyExc_TypeError, "summary_columns(list of tuples, rows or None)");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(summ), m = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *ss = PyList_GET_ITEM(summ, i);
-        if (ss != Py_None) {
-            if (!PyTuple_Check(ss)) {
-                PyErr_SetString(PyExc_TypeError, "summary_columns: an event's summaries are a tuple or None");
-                return NULL;
-            }
+        if (PyBytes_CheckExact(ss) && PyBytes_GET_SIZE(ss) % 88 == 0) /* a record's packed rows */
+            m += PyBytes_GET_SIZE(ss) / 88;
+        else if (PyTuple_Check(ss))
             m += PyTuple_GET_SIZE(ss);
+        else if (ss != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "summary_columns: an event's summaries are a tuple, rows or None");
+            return NULL;
         }
     }
     PyObject *ns = PyBytes_FromStringAndSize(NULL, n * 4), *ints = PyBytes_FromStringAndSize(NULL, m * 56);
@@ -1848,6 +1860,16 @@ static PyObject *summary_columns(PyObject *self, PyObject *summ) {
         PyObject *ss = PyList_GET_ITEM(summ, i);
         if (ss == Py_None) {
             pn[i] = -1;
+            continue;
+        }
+        if (PyBytes_CheckExact(ss)) { /* rows of 7 int64 and 4 float64 (events.SUMMARY_ROW) */
+            Py_ssize_t k = PyBytes_GET_SIZE(ss) / 88;
+            const char *row = PyBytes_AS_STRING(ss);
+            pn[i] = (int32_t)k;
+            for (Py_ssize_t j = 0; j < k; j++, pi += 7, pf += 4, row += 88) {
+                memcpy(pi, row, 56);
+                memcpy(pf, row + 56, 32);
+            }
             continue;
         }
         Py_ssize_t k = PyTuple_GET_SIZE(ss);

@@ -16,6 +16,7 @@ import cmath
 import gc
 import itertools
 import math
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -106,6 +107,24 @@ class Summary(NamedTuple):
             f"{head} min={self.min:.4g} max={self.max:.4g} mean={self.mean:.4g} std={self.std:.4g}"
             f" neg={self.neg} zero={self.zero} pos={self.pos}"
         )
+
+
+# A summarized raw record carries its outputs' summaries as packed rows, one bytes object
+# (see `summary_rows`): on the hot path that is one object per op, where Summaries are a
+# tuple, eleven numbers and a tuple per output to make and, later, to free
+SUMMARY_ROW = struct.Struct("<7q4d")  # size, nan, neginf, posinf, neg, zero, pos; min, max, mean, std
+_NONE_ROW = (-1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)  # an output without a summary (size -1)
+
+
+def summary_rows(ss: tuple[Summary | None, ...]) -> bytes:
+    """Summaries (None for an output without one) as the packed rows a record carries."""
+    pack = SUMMARY_ROW.pack
+    return b"".join([pack(*(_NONE_ROW if s is None else s)) for s in ss])
+
+
+def summaries_of_rows(rows: bytes) -> tuple[Summary | None, ...]:
+    """`summary_rows`' Summaries back (the same numbers: integers and float64 both way)."""
+    return tuple([None if r[0] < 0 else Summary._make(r) for r in SUMMARY_ROW.iter_unpack(rows)])
 
 
 @dataclass(slots=True)

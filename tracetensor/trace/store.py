@@ -216,7 +216,6 @@ def load_npy(b: bytes) -> np.ndarray:
 # an output without a summary); `nsumm[i]` is how many rows event i has (-1: none at all).
 
 _NO_ITER = -(1 << 63)
-_NONE_ROW = (-1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
 _COLS = (
     ("seq", np.int64),
     ("run", np.int64),
@@ -281,9 +280,10 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
 _summary_columns_c: Any = None  # the C accelerator's summary rows (set below)
 
 
-def _summary_columns(summ: list[tuple | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Events' summaries (each a tuple of Summary or None per output, or None) -> the block's
-    summary count per event (-1: none kept) and its rows' integer and float columns."""
+def _summary_columns(summ: list[tuple | bytes | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events' summaries (each a tuple of Summary or None per output, a record's packed rows
+    (`events.summary_rows`), or None) -> the block's summary count per event (-1: none
+    kept) and its rows' integer and float columns."""
     if _summary_columns_c is not None:  # the C accelerator's one pass (the same columns)
         ns, ints, floats = _summary_columns_c(summ)
         m = len(floats) // 32
@@ -292,8 +292,9 @@ def _summary_columns(summ: list[tuple | None]) -> tuple[np.ndarray, np.ndarray, 
             np.frombuffer(ints, np.int64).reshape(m, 7),
             np.frombuffer(floats, np.float64).reshape(m, 4),
         )
+    summ = [ev.summaries_of_rows(ss) if ss.__class__ is bytes else ss for ss in summ]
     nsumm = np.fromiter([-1 if ss is None else len(ss) for ss in summ], np.int32, len(summ))
-    rows = [_NONE_ROW if s is None else s for ss in summ if ss is not None for s in ss]
+    rows = [ev._NONE_ROW if s is None else s for ss in summ if ss is not None for s in ss]
     arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * 11).reshape(len(rows), 11)
     return nsumm, arr[:, :7].astype(np.int64), np.ascontiguousarray(arr[:, 7:])
 
@@ -814,7 +815,7 @@ class TraceWriter:
         dur = end - start
         slot = np.array([self._slot_of(recs[j]) for j in firsts], np.intp)[index]
         # a summary recording's records carry their outputs' summaries (all finite: see _dispatch._after)
-        summ = [r[10] for r in recs] if len(recs[0]) > 10 and self.keep_summaries else None
+        summ = [r[10] for r in recs] if len(recs[0]) > 10 and self.keep_summaries else None  # (packed rows)
         # threads emit in the order they finish emitting, not the order their ops took a seq:
         # the file keeps seq order
         if n > 1 and (seq[1:] < seq[:-1]).any():

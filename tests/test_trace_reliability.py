@@ -103,6 +103,24 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
     check_complete(out)
 
 
+def test_a_busy_loop_writes_each_full_queue_at_once(tmp_path):
+    """Past BATCH_EVENTS queued events the loop writes them itself: they are in the file the
+    moment the op that filled the queue returns, without waiting for the writer thread."""
+    from tracetensor.trace.recorder import BATCH_EVENTS
+
+    out = tmp_path / "busy.ttrace"
+    x = tt.randn(4, 4)
+    with tt.record(out, values="none"):
+        n = 0
+        while n <= BATCH_EVENTS:  # (three ops and two run markers a step)
+            r = tt.events.begin_run("step")
+            (x @ x).tanh().sum()
+            tt.events.end_run(r)
+            n += 5
+        with tt.trace.open(out) as live:  # read while recording: what is committed
+            assert live.count() >= 3 * (BATCH_EVENTS // 5) - 3
+
+
 def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path):
     """A busy loop writes its own full queue (see tracetensor/trace/recorder.py); a Ctrl-C that
     lands part-way through that write is raised after it: the trace keeps every op that ran."""

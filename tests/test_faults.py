@@ -50,7 +50,8 @@ print("script went on", flush=True)
 @pytest.mark.parametrize("writer", ["thread", "producer"])
 def test_disk_full_while_recording_keeps_every_committed_run(tmp_path, writer: str) -> None:
     """The disk fills while the writer thread writes (a slow loop), or while the training loop
-    writes its own full queue (no pauses; a 1 MB value budget fills the queue every few steps)."""
+    writes its own full queue (no pauses: small steps fill it every 8,192 events, sooner than
+    the writer thread's 0.1 s)."""
     script = tmp_path / "full.py"
     text = RECORD_UNTIL_FULL
     if writer == "producer":  # events come faster than the writer thread's period: the loop writes its queue

@@ -427,26 +427,36 @@ static int stats_of(PyObject *a, double *out, Py_ssize_t *n, Py_ssize_t *neg, Py
 static PyObject *g_summary_cls; /* events.Summary */
 static PyObject *g_summary_py;  /* _dispatch._summary */
 
-/* The untracked Summary of what `stats_of` found (as `events.summarize` makes it), or NULL
- * when `a` is not decided here (no error set) */
-static PyObject *fast_summary(PyObject *a) {
+/* 1 when `a` is decided here, with its summary as a row (`events.SUMMARY_ROW`: size, nan,
+ * neginf, posinf, neg, zero, pos; min, max, mean, std) in c and f, as `events.summarize`
+ * computes them; else 0 (no error set) */
+static int stats_row(PyObject *a, int64_t c[7], double f[4]) {
     double st[4];
     Py_ssize_t n = 0, neg = 0, zero = 0;
-    if (g_summary_cls == NULL || !stats_of(a, st, &n, &neg, &zero))
-        return NULL;
+    if (!stats_of(a, st, &n, &neg, &zero))
+        return 0;
     double mean = st[2] / (double)n, var = st[3] / (double)n - mean * mean;
+    c[0] = n, c[1] = c[2] = c[3] = 0, c[4] = neg, c[5] = zero, c[6] = n - neg - zero;
+    f[0] = st[0], f[1] = st[1], f[2] = mean, f[3] = sqrt(var < 0.0 ? 0.0 : var); /* (max(var, 0.0), as in summarize) */
+    return 1;
+}
+
+/* The untracked Summary of what `stats_row` found, or NULL when `a` is not decided here (no
+ * error set) */
+static PyObject *fast_summary(PyObject *a) {
+    int64_t c[7];
+    double f[4];
+    if (g_summary_cls == NULL || !stats_row(a, c, f))
+        return NULL;
     PyTypeObject *cls = (PyTypeObject *)g_summary_cls;
     PyObject *s = cls->tp_alloc(cls, 11);
     if (s == NULL)
         return NULL;
-    PyObject *items[11] = {PyLong_FromSsize_t(n), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
-                           PyLong_FromSsize_t(neg), PyLong_FromSsize_t(zero), PyLong_FromSsize_t(n - neg - zero),
-                           PyFloat_FromDouble(st[0]), PyFloat_FromDouble(st[1]), PyFloat_FromDouble(mean),
-                           PyFloat_FromDouble(sqrt(var < 0.0 ? 0.0 : var))}; /* (max(var, 0.0), as in summarize) */
     int bad = 0;
     for (int k = 0; k < 11; k++) {
-        bad |= items[k] == NULL;
-        PyTuple_SET_ITEM(s, k, items[k] != NULL ? items[k] : Py_NewRef(Py_None));
+        PyObject *item = k < 7 ? PyLong_FromLongLong(c[k]) : PyFloat_FromDouble(f[k - 7]);
+        bad |= item == NULL;
+        PyTuple_SET_ITEM(s, k, item != NULL ? item : Py_NewRef(Py_None));
     }
     if (bad) {
         Py_DECREF(s);
@@ -477,14 +487,10 @@ static PyObject *summary_rows_of(PyObject *o) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *a = several ? PyTuple_GET_ITEM(o, i) : o;
         int64_t c[7] = {-1, 0, 0, 0, 0, 0, 0};
-        double f[4] = {0.0, 0.0, 0.0, 0.0}, st[4];
-        Py_ssize_t cnt = 0, neg = 0, zero = 0;
-        if (a == Py_None) {
-        } else if (Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) && stats_of(a, st, &cnt, &neg, &zero)) {
-            double mean = st[2] / (double)cnt, var = st[3] / (double)cnt - mean * mean; /* as fast_summary */
-            c[0] = cnt, c[1] = c[2] = c[3] = 0, c[4] = neg, c[5] = zero, c[6] = cnt - neg - zero;
-            f[0] = st[0], f[1] = st[1], f[2] = mean, f[3] = sqrt(var < 0.0 ? 0.0 : var);
-        } else { /* another dtype or layout, or not finite: the Python summary decides */
+        double f[4] = {0.0, 0.0, 0.0, 0.0};
+        /* (None: no summary; the C pass decides a finite float32/float64 array; anything else,
+         * another dtype or layout or not finite, the Python summary) */
+        if (a != Py_None && !(Py_IS_TYPE(a, (PyTypeObject *)g_ndarray) && stats_row(a, c, f))) {
             PyObject *s = PyErr_Occurred() ? NULL : PyObject_CallOneArg(g_summary_py, a);
             if (s == NULL) {
                 Py_DECREF(b);

@@ -47,11 +47,12 @@ print("script went on", flush=True)
 """
 
 
-@pytest.mark.parametrize("writer", ["thread", "producer"])
+@pytest.mark.parametrize("writer", ["process", "thread", "producer"])
 def test_disk_full_while_recording_keeps_every_committed_run(tmp_path, writer: str) -> None:
-    """The disk fills while the writer thread writes (a slow loop), or while the training loop
-    writes its own full queue (no pauses: small steps fill it every 8,192 events, sooner than
-    the writer thread's 0.1 s)."""
+    """The disk fills while the writer process writes (its file size limit is the program's),
+    or, with TRACETENSOR_WRITER=thread, while the writer thread writes (a slow loop) or while
+    the training loop writes its own full queue (no pauses: small steps fill it every 8,192
+    events, sooner than the writer thread's 0.1 s)."""
     script = tmp_path / "full.py"
     text = RECORD_UNTIL_FULL
     if writer == "producer":  # events come faster than the writer thread's period: the loop writes its queue
@@ -59,14 +60,15 @@ def test_disk_full_while_recording_keeps_every_committed_run(tmp_path, writer: s
         text = text.replace("range(60)", "range(40_000)").replace("randn(64, 64)", "randn(4, 4)")
     script.write_text(text)
     path = str(tmp_path / "full.ttrace")
-    r = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "TRACETENSOR_WRITER": "process" if writer == "process" else "thread"}
+    r = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0 and "script went on" in r.stdout
     assert "recording to" in r.stderr and "stopped" in r.stderr
     with tt.trace.open(path) as t:
         assert not t.complete
         runs = t.runs()
         assert len(runs) >= 2 and t.count() >= 3 * (len(runs) - 1)
-        if writer == "thread":
+        if writer != "producer":
             assert t.value("tanh:0", runs[0].run) is not None
     p = subprocess.run(
         [sys.executable, "-m", "tracetensor", "trace", "info", path], capture_output=True, text=True, timeout=60
@@ -85,7 +87,9 @@ def test_checkpoint_cut_short_by_a_full_disk_still_opens(tmp_path) -> None:
         "time.sleep(0.3); os._exit(0)\n"
     )
     path = str(tmp_path / "cut.ttrace")
-    subprocess.run([sys.executable, "-c", code, path], timeout=60, check=True)
+    # (written in the program: the writer process would fold the WAL in when the program ends)
+    env = {**os.environ, "TRACETENSOR_WRITER": "thread"}
+    subprocess.run([sys.executable, "-c", code, path], timeout=60, check=True, env=env)
     assert os.path.getsize(path + "-wal") > 0
     with open(path, "r+b") as f:
         head = bytearray(f.read(100))

@@ -317,6 +317,81 @@ def test_a_queueing_callback_appends_and_calls_on_full_past_its_limit(monkeypatc
         assert (type(cb).__name__ == "Appender") == (c_type is not None)
 
 
+def _rows(taken: tuple) -> list[list[int]]:
+    return np.frombuffer(taken[0], np.int64).reshape(-1, 6).tolist()
+
+
+@pytest.mark.parametrize("values", ["none", "summary"])
+def test_a_column_queue_holds_the_records_the_dispatch_point_would_have_made(values):
+    """`events.column_queue` (a recording's queue, C when built): the dispatch point hands it
+    each record's fields as a row (seq, run, start, end, key, summary rows), without making
+    the tuple; each (site, thread, shape, dtype, nbytes, stack) is numbered once and handed
+    over once; summaries' packed rows in order; run markers queued as they are. A plain raw
+    listener beside it gets the tuples: the two agree field by field."""
+    if events._ColumnQueue is None:
+        pytest.skip("the C accelerator is not in use")
+    step = _eager_mlp(tt.optim.SGD)
+    step()
+    q = events.column_queue(1 << 20, lambda: None, True)
+    recs: list = []
+    summ = values == "summary"
+    with events.listen(q, raw=True, stacks=True, summaries=summ), events.listen(recs.append, raw=True):
+        for _ in range(2):  # (one line: the same stacks)
+            step()
+    rows_bytes, srows, new_keys, reset, others = q.take()
+    tuples = [r for r in recs if events.is_raw(r)]
+    assert not reset and others == [e for e in recs if not events.is_raw(e)]  # (the run markers)
+    rows = _rows((rows_bytes,))
+    assert len(rows) == len(tuples) > 10
+    assert len(new_keys) == len(tuples) // 2  # the second step's records reuse the first's keys
+    at = 0
+    for (seq, run, t0, t1, key, ns), r in zip(rows, tuples):
+        assert (seq, run, t0, t1) == r[1:5]
+        site, tid, shape, dtype, nbytes, stack = new_keys[key]
+        assert (site, tid, stack) == (r[0], r[5], r[6]) and (shape, dtype, nbytes) == r[7:10]
+        if summ:
+            assert srows[at : at + ns * events.SUMMARY_ROW.size] == r[10]
+            at += ns * events.SUMMARY_ROW.size
+        else:
+            assert ns == -1 and srows is None
+    assert len(q) == 0 and q.take()[2] == []  # (nothing new: taken)
+
+
+def test_a_column_queue_numbers_keys_afresh_after_a_hundred_thousand():
+    """A program that keeps making names makes keys without end: past 100,000 the numbering
+    starts over with the next batch, which says so (`reset`), so that no row of a batch
+    refers to a key another batch numbered."""
+    if events._ColumnQueue is None:
+        pytest.skip("the C accelerator is not in use")
+    q = events.column_queue(1 << 30, lambda: None, True)
+    sites = [object() for _ in range(100_001)]
+    for i, site in enumerate(sites):
+        q((site, i, 1, 0, 5, 7, None, (2,), np.dtype("f4"), 8))
+    q(("run marker",))
+    rows, _, new_keys, reset, others = q.take()
+    assert not reset and len(new_keys) == 100_001 and others == [("run marker",)]
+    assert [r[4] for r in _rows((rows,))[:3]] == [0, 1, 2] and new_keys[2][0] is sites[2]
+    q((sites[5], 0, 1, 0, 5, 7, None, (2,), np.dtype("f4"), 8))
+    rows, _, new_keys, reset, _ = q.take()
+    assert reset and [k[0] for k in new_keys] == [sites[5]] and _rows((rows,))[0][4] == 0
+
+
+def test_a_column_queue_calls_on_full_past_its_limit():
+    if events._ColumnQueue is None:
+        pytest.skip("the C accelerator is not in use")
+    full: list[int] = []
+    box: list = []
+    q = events.column_queue(3, lambda: full.append(len(box[0])), False)
+    box.append(q)
+    for i in range(3):
+        q((object(), i, 1, 0, 5, 7, None, (2,), np.dtype("f4"), 8))
+    q("an event")
+    q("another")
+    assert full == [4, 5] and len(q) == 5
+    rows, _, keys, _, others = q.take()
+    assert len(_rows((rows,))) == 3 and len(keys) == 3 and others == ["an event", "another"] and len(q) == 0
+
+
 def test_a_routing_callback_sends_records_one_way_and_events_the_other(monkeypatch):
     """`events.router` (the pytest plugin's check listens through it; C when built): raw
     records reach the first callable, run markers and op events the second, in order."""

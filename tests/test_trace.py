@@ -327,6 +327,7 @@ def test_every_query_agrees_with_the_live_trace(tmp_path, monkeypatch, block):
     from tracetensor.trace import store
 
     monkeypatch.setattr(store, "BLOCK", block)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "thread")  # (the writer patched here: in this process)
     live = MemoryTrace()
     with tt.record(tmp_path / "b.ttrace"):
         train_steps(12, nan_at=9)

@@ -46,10 +46,11 @@ def _ops(evs: list) -> list:
     return sorted((e for e in evs if isinstance(e, events.OpEvent)), key=lambda e: e.seq)
 
 
-@pytest.mark.parametrize("stacks", [True, False])
-def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_path, stacks):
+@pytest.mark.parametrize("stacks,values", [(True, "none"), (False, "none"), (True, "summary")])
+def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_path, stacks, values):
     """Several blocks and batches, two threads at once: the file's events are the records'
-    events (a raw listener beside the recorder gets the very same records)."""
+    events (a raw listener beside the recorder gets the very same records, as tuples, while
+    the recorder's column queue gets them as rows)."""
     path = str(tmp_path / "long.ttrace")
     steps = [_trainer(0), _trainer(1)]
     for s in steps:
@@ -65,7 +66,7 @@ def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_pat
             if i % 50 == 49:
                 time.sleep(2 * FLUSH_S)  # the writer takes a batch: the next one comes from new Sites
 
-    with events.listen(keep, raw=True, stacks=stacks), tt.record(path, values="none", stacks=stacks):
+    with events.listen(keep, raw=True, stacks=stacks), tt.record(path, values=values, stacks=stacks):
         assert events.STATE.raw is not None, "the recorder was not given raw records"
         t = threading.Thread(target=loop, args=(steps[1], 80))
         t.start()
@@ -272,6 +273,7 @@ def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monke
     gives the same events."""
     monkeypatch.setattr(store, "RUN_POS_KEPT", kept)
     monkeypatch.setattr(store, "BLOCK", 50)  # (small blocks: most steps span two)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "thread")  # (the writer patched here: in this process)
     path = str(tmp_path / "pos.ttrace")
     step = _trainer(3)
     step()

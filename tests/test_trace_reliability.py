@@ -103,22 +103,41 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
     check_complete(out)
 
 
-def test_a_busy_loop_writes_each_full_queue_at_once(tmp_path):
-    """Past BATCH_EVENTS queued events the loop writes them itself: they are in the file the
-    moment the op that filled the queue returns, without waiting for the writer thread."""
+BUSY_THEN_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    import tracetensor as tt
+    from tracetensor.trace.recorder import BATCH_EVENTS
+    x = tt.randn(4, 4)
+    rec = tt.record(sys.argv[1], values="none").start()
+    n = 0
+    while n <= BATCH_EVENTS:  # (three ops and two run markers a step)
+        r = tt.events.begin_run("step")
+        (x @ x).tanh().sum()
+        tt.events.end_run(r)
+        n += 5
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_busy_loop_hands_each_full_queue_over_at_once(tmp_path, writer):
+    """Past BATCH_EVENTS queued events the loop hands them over itself, in the op that filled
+    the queue (to the writer process, or written there and then): killed right after, the
+    program loses none of them. The writer thread would take up to FLUSH_S to come by."""
     from tracetensor.trace.recorder import BATCH_EVENTS
 
     out = tmp_path / "busy.ttrace"
-    x = tt.randn(4, 4)
-    with tt.record(out, values="none"):
-        n = 0
-        while n <= BATCH_EVENTS:  # (three ops and two run markers a step)
-            r = tt.events.begin_run("step")
-            (x @ x).tanh().sum()
-            tt.events.end_run(r)
-            n += 5
-        with tt.trace.open(out) as live:  # read while recording: what is committed
-            assert live.count() >= 3 * (BATCH_EVENTS // 5) - 3
+    env = {**os.environ, "TRACETENSOR_WRITER": writer}
+    p = subprocess.run([sys.executable, "-c", BUSY_THEN_KILLED, str(out)], env=env, timeout=120)
+    assert p.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while True:  # (the writer process finishes what it was sent after the program is gone)
+        with tt.trace.open(out) as t:
+            n = t.count()
+        if n >= 3 * (BATCH_EVENTS // 5) - 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert n >= 3 * (BATCH_EVENTS // 5) - 3
 
 
 def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path):

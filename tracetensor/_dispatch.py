@@ -551,6 +551,7 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _events._fast_summary = _speedups.summary
         _events.MemoryHook = _speedups.MemoryHook
         _events._Appender = _speedups.Appender
+        _events._ColumnQueue = _speedups.ColumnQueue
         _events._Router = _speedups.Router
         _events._record_columns = _speedups.record_columns
         dispatch = _speedups.dispatch  # (the accelerated dispatch point)

@@ -678,6 +678,43 @@ static PyObject *current_run(long long t0) {
     return run;
 }
 
+typedef struct ColumnQueue ColumnQueue;
+static PyTypeObject ColumnQueueType;
+static int colq_push(ColumnQueue *q, PyObject *site, long long seq, PyObject *run, long long t0, long long t1,
+                     PyObject *tid, PyObject *stack, PyObject *shape, PyObject *dtype, PyObject *nbytes,
+                     PyObject *summ);
+
+/* the raw record (site, seq, run, t0, t1, thread, stack, shape, dtype, nbytes[, summary rows])
+ * of `_dispatch._record`, from its parts (borrowed; summ NULL: not summarized) */
+static PyObject *make_record(PyObject *site, PyObject *seq, PyObject *run, long long t0, long long t1, PyObject *tid,
+                             PyObject *stack, PyObject *shape, PyObject *dtype, PyObject *nbytes, PyObject *summ) {
+    PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
+    PyObject *rec = t0o && t1o ? PyTuple_New(summ != NULL ? 11 : 10) : NULL;
+    if (rec == NULL) {
+        Py_XDECREF(t0o);
+        Py_XDECREF(t1o);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(rec, 0, Py_NewRef(site));
+    PyTuple_SET_ITEM(rec, 1, Py_NewRef(seq));
+    PyTuple_SET_ITEM(rec, 2, Py_NewRef(run));
+    PyTuple_SET_ITEM(rec, 3, t0o);
+    PyTuple_SET_ITEM(rec, 4, t1o);
+    PyTuple_SET_ITEM(rec, 5, Py_NewRef(tid));
+    PyTuple_SET_ITEM(rec, 6, Py_NewRef(stack));
+    PyTuple_SET_ITEM(rec, 7, Py_NewRef(shape));
+    PyTuple_SET_ITEM(rec, 8, Py_NewRef(dtype));
+    PyTuple_SET_ITEM(rec, 9, Py_NewRef(nbytes));
+    if (summ != NULL)
+        PyTuple_SET_ITEM(rec, 10, Py_NewRef(summ)); /* (summarized: see `_dispatch._record`) */
+    /* A record refers to a shared Site and stack, numbers, a shape and a dtype: nothing that can
+     * refer back to it, so it needs no cyclic GC (a leak would need a garbage cycle reachable
+     * from a Site: from module globals, i.e. not garbage). Tracked, a profile's or recording's
+     * thousands of records would each count toward the next full collection of the process. */
+    PyObject_GC_UnTrack(rec);
+    return rec;
+}
+
 /* an observed op on the CPU: run and timed here; then the record (`lean`: every listener takes
  * one and nothing else) or, for everything else, `_dispatch._after` in Python */
 static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyObject *arrays, PyObject *attrs,
@@ -806,34 +843,6 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         if ((dtype = shared(dtype)) == NULL)
             goto error;
     }
-    rec = PyTuple_New(summ != NULL ? 11 : 10);
-    if (rec == NULL)
-        goto error;
-    PyObject *t0o = PyLong_FromLongLong(t0), *t1o = PyLong_FromLongLong(t1);
-    if (t0o == NULL || t1o == NULL) {
-        Py_XDECREF(t0o);
-        Py_XDECREF(t1o);
-        goto error;
-    }
-    /* (site, seq, run, t0, t1, thread, stack, shape, dtype, nbytes): see `_observed` */
-    PyTuple_SET_ITEM(rec, 0, Py_NewRef(site));
-    PyTuple_SET_ITEM(rec, 1, seq);
-    PyTuple_SET_ITEM(rec, 2, run);
-    PyTuple_SET_ITEM(rec, 3, t0o);
-    PyTuple_SET_ITEM(rec, 4, t1o);
-    PyTuple_SET_ITEM(rec, 5, tid);
-    PyTuple_SET_ITEM(rec, 6, stack);
-    PyTuple_SET_ITEM(rec, 7, shape);
-    PyTuple_SET_ITEM(rec, 8, dtype);
-    PyTuple_SET_ITEM(rec, 9, nbytes);
-    if (summ != NULL)
-        PyTuple_SET_ITEM(rec, 10, summ); /* (summarized: see `_dispatch._record`) */
-    seq = run = tid = shape = dtype = nbytes = stack = summ = NULL;
-    /* A record refers to a shared Site and stack, numbers, a shape and a dtype: nothing that can
-     * refer back to it, so it needs no cyclic GC (a leak would need a garbage cycle reachable
-     * from a Site: from module globals, i.e. not garbage). Tracked, a profile's or recording's
-     * thousands of records would each count toward the next full collection of the process. */
-    PyObject_GC_UnTrack(rec);
     PyObject *calls = calls_of(listeners);
     if (calls == NULL)
         goto error;
@@ -841,9 +850,21 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(calls, i);
         PyObject *cb = PyTuple_GET_ITEM(pair, 0);
-        PyObject *r = PyTuple_GET_ITEM(pair, 1) == Py_True /* `outputs=True`: callback(record, output) */
-                          ? PyObject_CallFunctionObjArgs(cb, rec, o, NULL)
-                          : PyObject_CallOneArg(cb, rec);
+        int with_out = PyTuple_GET_ITEM(pair, 1) == Py_True; /* `outputs=True`: callback(record, output) */
+        if (!with_out && Py_IS_TYPE(cb, &ColumnQueueType)) { /* a recording's queue: no record made */
+            long long sq = PyLong_AsLongLong(seq);
+            if ((sq == -1 && PyErr_Occurred()) ||
+                colq_push((ColumnQueue *)cb, site, sq, run, t0, t1, tid, stack, shape, dtype, nbytes, summ) < 0) {
+                Py_DECREF(calls);
+                goto error;
+            }
+            continue;
+        }
+        if (rec == NULL && (rec = make_record(site, seq, run, t0, t1, tid, stack, shape, dtype, nbytes, summ)) == NULL) {
+            Py_DECREF(calls);
+            goto error;
+        }
+        PyObject *r = with_out ? PyObject_CallFunctionObjArgs(cb, rec, o, NULL) : PyObject_CallOneArg(cb, rec);
         if (r == NULL) {
             Py_DECREF(calls);
             goto error;
@@ -851,7 +872,15 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         Py_DECREF(r);
     }
     Py_DECREF(calls);
-    Py_DECREF(rec);
+    Py_XDECREF(rec);
+    Py_XDECREF(summ);
+    Py_XDECREF(stack);
+    Py_XDECREF(seq);
+    Py_XDECREF(run);
+    Py_XDECREF(tid);
+    Py_XDECREF(shape);
+    Py_XDECREF(dtype);
+    Py_XDECREF(nbytes);
     return out;
 error:
     Py_XDECREF(summ);
@@ -2012,6 +2041,333 @@ static PyTypeObject AppenderType = {
     .tp_as_sequence = &appender_as_sequence,
 };
 
+/* `events.column_queue(limit, on_full, stacks)`: a recording's queue that keeps raw records as
+ * columns instead of tuples. Each record becomes one row of six int64 (seq, run, t0, t1, key,
+ * number of summary rows or -1) and its packed summary rows (`events.summary_rows`) go to one
+ * buffer; its (site, thread, shape, dtype, nbytes[, stack]) is numbered once ("key", by
+ * identity: `shared` makes equal shapes one object, and two numbers for equal parts only cost
+ * the writer a slot more). The dispatch point hands its records over without making them
+ * (`colq_push`); a record that comes as a tuple (from Python) is taken apart the same way, and
+ * anything else (events, run markers) is queued as it is. Why: a record tuple and its numbers
+ * are six objects made at the op and freed after the write, and the write touched each one
+ * again long after it went cold: about a third of what a recording cost a step. */
+typedef struct {
+    PyObject *site, *tid, *shape, *dtype, *nbytes, *stack; /* strong references; NULL: empty */
+    Py_ssize_t id;
+} CQKey;
+
+struct ColumnQueue {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *on_full, *others, *new_keys;
+    Py_ssize_t limit;
+    int keep_stacks, reset;
+    int64_t *rows;
+    Py_ssize_t n, cap;
+    char *summ;
+    Py_ssize_t summ_len, summ_cap;
+    CQKey *keys;
+    Py_ssize_t kcap, kused;
+};
+
+#define CQ_ROW 6
+#define CQ_MAX_KEYS 100000 /* past it the numbering starts over at the next take (a program that keeps making names) */
+
+static void cq_clear_keys(ColumnQueue *q) {
+    for (Py_ssize_t i = 0; i < q->kcap; i++) {
+        CQKey *k = &q->keys[i];
+        if (k->site != NULL) {
+            Py_CLEAR(k->site);
+            Py_CLEAR(k->tid);
+            Py_CLEAR(k->shape);
+            Py_CLEAR(k->dtype);
+            Py_CLEAR(k->nbytes);
+            Py_CLEAR(k->stack);
+        }
+    }
+    q->kused = 0;
+}
+
+static Py_uhash_t cq_hash(PyObject *site, PyObject *stack, PyObject *shape, PyObject *dtype, long long tid,
+                          long long nbytes) {
+    Py_uhash_t h = (Py_uhash_t)(uintptr_t)site * 1000003u;
+    h = (h ^ (Py_uhash_t)(uintptr_t)stack) * 1099511628211u;
+    h = (h ^ (Py_uhash_t)(uintptr_t)shape) * 1099511628211u;
+    h = (h ^ (Py_uhash_t)(uintptr_t)dtype) * 1099511628211u;
+    h = (h ^ (Py_uhash_t)tid) * 1099511628211u;
+    h = (h ^ (Py_uhash_t)nbytes) * 1099511628211u;
+    return h ^ (h >> 29);
+}
+
+/* the key number of a record's parts (borrowed references), made on first sight; -1 on error */
+static Py_ssize_t cq_key(ColumnQueue *q, PyObject *site, PyObject *tid, PyObject *stack, PyObject *shape,
+                         PyObject *dtype, PyObject *nbytes) {
+    if (!q->keep_stacks)
+        stack = Py_None;
+    long long t = PyLong_AsLongLong(tid), nb = PyLong_AsLongLong(nbytes);
+    if ((t == -1 || nb == -1) && PyErr_Occurred())
+        return -1;
+    if (2 * (q->kused + 1) > q->kcap) { /* grow: rehash */
+        {
+            Py_ssize_t ncap = q->kcap ? 2 * q->kcap : 256;
+            CQKey *bigger = PyMem_Calloc((size_t)ncap, sizeof(CQKey));
+            if (bigger == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (Py_ssize_t j = 0; j < q->kcap; j++) {
+                CQKey *k = &q->keys[j];
+                if (k->site == NULL)
+                    continue;
+                Py_uhash_t h = cq_hash(k->site, k->stack, k->shape, k->dtype, PyLong_AsLongLong(k->tid),
+                                       PyLong_AsLongLong(k->nbytes));
+                Py_ssize_t a = (Py_ssize_t)(h & (Py_uhash_t)(ncap - 1));
+                while (bigger[a].site != NULL)
+                    a = (a + 1) & (ncap - 1);
+                bigger[a] = *k;
+            }
+            PyMem_Free(q->keys);
+            q->keys = bigger;
+            q->kcap = ncap;
+        }
+    }
+    Py_uhash_t h = cq_hash(site, stack, shape, dtype, t, nb);
+    Py_ssize_t at = (Py_ssize_t)(h & (Py_uhash_t)(q->kcap - 1));
+    for (;;) {
+        CQKey *k = &q->keys[at];
+        if (k->site == NULL)
+            break;
+        if (k->site == site && k->stack == stack && k->shape == shape && k->dtype == dtype &&
+            PyLong_AsLongLong(k->tid) == t && PyLong_AsLongLong(k->nbytes) == nb)
+            return k->id;
+        at = (at + 1) & (q->kcap - 1);
+    }
+    PyObject *desc = PyTuple_Pack(6, site, tid, shape, dtype, nbytes, stack);
+    if (desc == NULL || PyList_Append(q->new_keys, desc) < 0) {
+        Py_XDECREF(desc);
+        return -1;
+    }
+    Py_DECREF(desc);
+    CQKey *k = &q->keys[at];
+    k->site = Py_NewRef(site);
+    k->tid = Py_NewRef(tid);
+    k->shape = Py_NewRef(shape);
+    k->dtype = Py_NewRef(dtype);
+    k->nbytes = Py_NewRef(nbytes);
+    k->stack = Py_NewRef(stack);
+    k->id = q->kused++;
+    return k->id;
+}
+
+static int cq_full(ColumnQueue *q) {
+    if (q->n + PyList_GET_SIZE(q->others) <= q->limit)
+        return 0;
+    PyObject *r = PyObject_CallNoArgs(q->on_full);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* one record, from its parts (borrowed; summ: packed rows, or NULL/None) */
+static int colq_push(ColumnQueue *q, PyObject *site, long long seq, PyObject *run, long long t0, long long t1,
+                     PyObject *tid, PyObject *stack, PyObject *shape, PyObject *dtype, PyObject *nbytes,
+                     PyObject *summ) {
+    long long r = PyLong_AsLongLong(run);
+    if (r == -1 && PyErr_Occurred())
+        return -1;
+    Py_ssize_t key = cq_key(q, site, tid, stack, shape, dtype, nbytes);
+    if (key < 0)
+        return -1;
+    long long nsumm = -1;
+    if (summ != NULL && summ != Py_None) {
+        if (!PyBytes_Check(summ) || PyBytes_GET_SIZE(summ) % 88) {
+            PyErr_SetString(PyExc_TypeError, "column_queue: a record's summaries are packed rows (bytes)");
+            return -1;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(summ);
+        if (q->summ_len + len > q->summ_cap) {
+            Py_ssize_t ncap = q->summ_cap ? 2 * q->summ_cap : 64 * 1024;
+            while (ncap < q->summ_len + len)
+                ncap *= 2;
+            char *bigger = PyMem_Realloc(q->summ, (size_t)ncap);
+            if (bigger == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            q->summ = bigger;
+            q->summ_cap = ncap;
+        }
+        memcpy(q->summ + q->summ_len, PyBytes_AS_STRING(summ), (size_t)len);
+        q->summ_len += len;
+        nsumm = len / 88;
+    }
+    if (q->n == q->cap) {
+        Py_ssize_t ncap = q->cap ? 2 * q->cap : 1024;
+        int64_t *bigger = PyMem_Realloc(q->rows, (size_t)ncap * CQ_ROW * sizeof(int64_t));
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        q->rows = bigger;
+        q->cap = ncap;
+    }
+    int64_t *row = q->rows + q->n * CQ_ROW;
+    row[0] = seq;
+    row[1] = r;
+    row[2] = t0;
+    row[3] = t1;
+    row[4] = key;
+    row[5] = nsumm;
+    q->n++;
+    return cq_full(q);
+}
+
+static PyObject *colq_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
+    ColumnQueue *q = (ColumnQueue *)callable;
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1) {
+        PyErr_SetString(PyExc_TypeError, "column_queue(item): one item");
+        return NULL;
+    }
+    PyObject *x = a[0];
+    if (PyTuple_CheckExact(x) && (PyTuple_GET_SIZE(x) == 10 || PyTuple_GET_SIZE(x) == 11)) {
+        /* a raw record made in Python: (site, seq, run, t0, t1, thread, stack, shape, dtype, nbytes[, rows]) */
+        long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(x, 1));
+        long long t0 = PyLong_AsLongLong(PyTuple_GET_ITEM(x, 3)), t1 = PyLong_AsLongLong(PyTuple_GET_ITEM(x, 4));
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *shape = shared(Py_NewRef(PyTuple_GET_ITEM(x, 7)));
+        PyObject *dtype = shape ? shared(Py_NewRef(PyTuple_GET_ITEM(x, 8))) : NULL;
+        int bad = dtype == NULL ||
+                  colq_push(q, PyTuple_GET_ITEM(x, 0), seq, PyTuple_GET_ITEM(x, 2), t0, t1, PyTuple_GET_ITEM(x, 5),
+                            PyTuple_GET_ITEM(x, 6), shape, dtype, PyTuple_GET_ITEM(x, 9),
+                            PyTuple_GET_SIZE(x) == 11 ? PyTuple_GET_ITEM(x, 10) : NULL) < 0;
+        Py_XDECREF(shape);
+        Py_XDECREF(dtype);
+        if (bad)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (PyList_Append(q->others, x) < 0 || cq_full(q) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* take() -> (rows, summary rows or None, new keys, reset, others): what is queued, removed */
+static PyObject *colq_take(ColumnQueue *q, PyObject *unused) {
+    PyObject *rows = PyBytes_FromStringAndSize((const char *)q->rows, q->n * CQ_ROW * (Py_ssize_t)sizeof(int64_t));
+    PyObject *summ = q->summ_len ? PyBytes_FromStringAndSize(q->summ, q->summ_len) : Py_NewRef(Py_None);
+    PyObject *fresh_keys = PyList_New(0), *fresh_others = PyList_New(0);
+    if (rows == NULL || summ == NULL || fresh_keys == NULL || fresh_others == NULL) {
+        Py_XDECREF(rows);
+        Py_XDECREF(summ);
+        Py_XDECREF(fresh_keys);
+        Py_XDECREF(fresh_others);
+        return NULL;
+    }
+    PyObject *r = Py_BuildValue("(NNNON)", rows, summ, q->new_keys, q->reset ? Py_True : Py_False, q->others);
+    q->new_keys = fresh_keys;
+    q->others = fresh_others;
+    q->n = q->summ_len = 0;
+    q->reset = 0;
+    if (q->kused > CQ_MAX_KEYS) { /* the numbering starts over with the next batch (which says so) */
+        cq_clear_keys(q);
+        PyMem_Free(q->keys);
+        q->keys = NULL;
+        q->kcap = 0;
+        q->reset = 1;
+    }
+    if (q->cap > 64 * 1024) { /* (a burst's buffers are not kept) */
+        PyMem_Free(q->rows);
+        q->rows = NULL;
+        q->cap = 0;
+    }
+    if (q->summ_cap > 4 * 1024 * 1024) {
+        PyMem_Free(q->summ);
+        q->summ = NULL;
+        q->summ_cap = 0;
+    }
+    return r;
+}
+
+static Py_ssize_t colq_len(ColumnQueue *q) {
+    return q->n + PyList_GET_SIZE(q->others);
+}
+
+static PyObject *colq_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *on_full;
+    Py_ssize_t limit;
+    int keep_stacks;
+    if (!PyArg_ParseTuple(args, "nOp", &limit, &on_full, &keep_stacks))
+        return NULL;
+    ColumnQueue *q = (ColumnQueue *)type->tp_alloc(type, 0);
+    if (q == NULL)
+        return NULL;
+    q->others = PyList_New(0);
+    q->new_keys = PyList_New(0);
+    if (q->others == NULL || q->new_keys == NULL) {
+        Py_DECREF(q);
+        return NULL;
+    }
+    q->on_full = Py_NewRef(on_full);
+    q->limit = limit;
+    q->keep_stacks = keep_stacks;
+    q->vectorcall = colq_vectorcall;
+    return (PyObject *)q;
+}
+
+static int colq_traverse(ColumnQueue *q, visitproc visit, void *arg) {
+    Py_VISIT(q->on_full);
+    Py_VISIT(q->others);
+    Py_VISIT(q->new_keys);
+    for (Py_ssize_t i = 0; i < q->kcap; i++)
+        if (q->keys[i].site != NULL) {
+            Py_VISIT(q->keys[i].site);
+            Py_VISIT(q->keys[i].stack);
+        }
+    return 0;
+}
+
+static int colq_clear(ColumnQueue *q) {
+    Py_CLEAR(q->on_full);
+    Py_CLEAR(q->others);
+    Py_CLEAR(q->new_keys);
+    cq_clear_keys(q);
+    return 0;
+}
+
+static void colq_dealloc(ColumnQueue *q) {
+    PyObject_GC_UnTrack(q);
+    colq_clear(q);
+    PyMem_Free(q->keys);
+    PyMem_Free(q->rows);
+    PyMem_Free(q->summ);
+    Py_TYPE(q)->tp_free((PyObject *)q);
+}
+
+static PyMethodDef colq_methods[] = {
+    {"take", (PyCFunction)colq_take, METH_NOARGS,
+     "take() -> (rows, summary rows or None, new keys, reset, others): the queued items, removed"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods colq_as_sequence = {.sq_length = (lenfunc)colq_len};
+
+static PyTypeObject ColumnQueueType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracetensor._speedups.ColumnQueue",
+    .tp_basicsize = sizeof(ColumnQueue),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ColumnQueue(limit, on_full, stacks): see events.column_queue",
+    .tp_new = colq_new,
+    .tp_traverse = (traverseproc)colq_traverse,
+    .tp_clear = (inquiry)colq_clear,
+    .tp_dealloc = (destructor)colq_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ColumnQueue, vectorcall),
+    .tp_methods = colq_methods,
+    .tp_as_sequence = &colq_as_sequence,
+};
+
 /* `events.router(on_record, on_other)`: a listener's callback that hands raw records (exact
  * tuples) to one callable and everything else to another (the plugin's check queues records
  * and looks at events), with no Python frame per record. */
@@ -2474,7 +2830,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (m == NULL)
         return NULL;
     if (PyType_Ready(&RouterType) < 0 || PyModule_AddObjectRef(m, "Router", (PyObject *)&RouterType) < 0 ||
-        PyType_Ready(&AppenderType) < 0 || PyModule_AddObjectRef(m, "Appender", (PyObject *)&AppenderType) < 0) {
+        PyType_Ready(&AppenderType) < 0 || PyModule_AddObjectRef(m, "Appender", (PyObject *)&AppenderType) < 0 ||
+        PyType_Ready(&ColumnQueueType) < 0 ||
+        PyModule_AddObjectRef(m, "ColumnQueue", (PyObject *)&ColumnQueueType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

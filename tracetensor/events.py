@@ -839,6 +839,18 @@ def appender(limit: int, on_full: Callable[[], object]) -> Any:
     return _Appender(limit, on_full) if _Appender is not None else _Queue(limit, on_full)
 
 
+def column_queue(limit: int, on_full: Callable[[], object], stacks: bool = True) -> Any:
+    """A recording's queue (`appender`'s calls, `take()` and `len()`) that keeps raw records
+    as columns: `take()` gives (rows, summary rows or None, new keys, reset, others), where
+    each record is a row of six int64 (seq, run, start_ns, end_ns, key, number of summary
+    rows or -1), its summaries' packed rows (`summary_rows`) are in one bytes object, each key
+    (site, thread, shape, dtype, nbytes, stack) is numbered once (`new keys`: those not handed
+    over before, in number order; `reset`: numbering started over), and everything else is in
+    `others`. The dispatch point hands it records without making them (see _speedups.c).
+    Without the C accelerator, an `appender` (trace/store.py's BatchPacker takes either)."""
+    return _ColumnQueue(limit, on_full, stacks) if _ColumnQueue is not None else _Queue(limit, on_full)
+
+
 def router(on_record: Callable[[tuple], object], on_other: Callable[[Any], object]) -> Callable[[Any], object]:
     """The callback of a raw listener that treats records and events apart: each raw record
     goes to `on_record` (a queue's append, say), everything else to `on_other`. The C
@@ -855,6 +867,7 @@ def router(on_record: Callable[[tuple], object], on_other: Callable[[Any], objec
 _Appender: Any = None  # the C accelerator's (set by _dispatch)
 _Router: Any = None
 _record_columns: Any = None
+_ColumnQueue: Any = None  # (the C accelerator's: see column_queue)
 
 # The C accelerator's memory-tracking listener, `MemoryHook(on_event, append, deltas_buffer, refs)`
 # (set by _dispatch; None without it): the profiler's `profile_memory` listener takes a CPU

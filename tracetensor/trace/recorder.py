@@ -34,6 +34,8 @@ from typing import Any
 
 from .. import events as ev
 from .._version import __version__
+from . import server
+from .server import RemoteError, RemoteWriter
 from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "check", "summary", "full")
@@ -87,8 +89,12 @@ class Recorder:
         self.stacks = stacks
         self.sources = sources
         self.error: BaseException | None = None
-        # what the listener queued for the writer (`events.appender`: `take()` hands it over)
-        self._q = ev.appender(BATCH_EVENTS, self._on_full)
+        # what the listener queued for the writer (`take()` hands it over): raw records as
+        # columns (`events.column_queue`), but where a filter reads each event (`_keep`)
+        if values == "full" or self._steps is not None or self._ops_rx is not None:
+            self._q = ev.appender(BATCH_EVENTS, self._on_full)
+        else:
+            self._q = ev.column_queue(BATCH_EVENTS, self._on_full, stacks)
         self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
@@ -111,8 +117,10 @@ class Recorder:
     def start(self) -> Recorder:
         if self._listener is not None:
             return self
-        self._writer = TraceWriter(
+        self._writer = _open_writer(
             self.path,
+            keep_summaries=self.values != "none",
+            keep_stacks=self.stacks,
             max_bytes=self.max_bytes,
             sources=self.sources,
             meta={
@@ -125,8 +133,6 @@ class Recorder:
                 **(self.rank or {}),
             },
         )
-        self._writer.keep_summaries = self.values != "none"
-        self._writer.keep_stacks = self.stacks
         self._thread = threading.Thread(target=self._run, name=f"tracetensor-recorder:{self.path}", daemon=True)
         self._thread.start()
         full = self.values == "full"
@@ -237,8 +243,9 @@ class Recorder:
         self._vals.clear()
         if self._listener is not None:
             self._listener.close()
+        what = str(e) if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}"
         warnings.warn(
-            f"tracetensor: recording to {self.path} stopped: {type(e).__name__}: {e}",
+            f"tracetensor: recording to {self.path} stopped: {what}",
             RuntimeWarning,
             stacklevel=1,
         )
@@ -259,8 +266,12 @@ class Recorder:
             self._write_queued(self._writer)
         self._written = time.monotonic()
 
-    def _write_queued(self, w: TraceWriter) -> None:
+    def _write_queued(self, w: Any) -> None:
         queued = self._q.take()
+        if queued.__class__ is tuple:  # a column queue's (no filter, no values): one batch
+            if queued[0] or queued[4]:
+                w.write(queued)
+            return
         filtered = self._steps is not None or self._ops_rx is not None
         for k in range(0, len(queued), BATCH):
             batch = queued[k : k + BATCH]
@@ -351,6 +362,20 @@ def _signals_held() -> Iterator[None]:
             old[n](n, f)
 
 
+def _open_writer(path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> Any:
+    """The file's writer: in the writer process (trace/server.py), or in this process where
+    that process cannot start (or TRACETENSOR_WRITER=thread asks for it). A file that cannot be
+    written raises TraceFileError either way."""
+    if os.environ.get("TRACETENSOR_WRITER", "process") != "thread":
+        try:
+            return RemoteWriter(path, keep_summaries=keep_summaries, keep_stacks=keep_stacks, **options)
+        except (OSError, RemoteError):  # no interpreter to start, or one that died starting: write here
+            pass
+    w = TraceWriter(path, **options)
+    w.keep_summaries, w.keep_stacks = keep_summaries, keep_stacks
+    return w
+
+
 def _rank_info() -> dict[str, int] | None:
     from ..distributed import launched_by_mpi, rank_info
 
@@ -383,6 +408,7 @@ def _stop_all() -> None:
             r.stop()
         except Exception:
             pass
+    server.shutdown()
 
 
 def _forget_in_child() -> None:

@@ -280,6 +280,9 @@ def pack_block(evs: list[ev.OpEvent], sigs: list[int], t0: int) -> tuple[bytes, 
 _summary_columns_c: Any = None  # the C accelerator's summary rows (set below)
 
 
+_SUMMARY_ROW = np.dtype([("c", "<i8", 7), ("f", "<f8", 4)])  # events.SUMMARY_ROW, as numpy reads it
+
+
 def _summary_columns(summ: list[tuple | bytes | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events' summaries (each a tuple of Summary or None per output, a record's packed rows
     (`events.summary_rows`), or None) -> the block's summary count per event (-1: none
@@ -517,6 +520,110 @@ def _widened(raw: bytes, off: int, n: int, w: int, lo: int) -> tuple[np.ndarray,
 # --------------------------------------------------------------------------- writer
 
 
+class BatchPacker:
+    """The part of writing a batch that needs the recording program's own objects. Raw
+    records become rows of six int64 (seq, run, start, end, slot, number of summary rows or
+    -1), one slot per distinct (call site, thread, outputs[, stack]), each new slot described
+    by plain data (its signature key and `sigs` fields). What `pack` returns is picklable:
+    `TraceWriter.write_payload` writes it, in this process or in the writer process
+    (trace/server.py). A batch is a list (events.appender's), or the tuple an
+    `events.column_queue` hands over, whose records are rows already and whose keys are slots."""
+
+    MAX_SLOTS = 100_000  # bounded memory: past it (a program that keeps making names) slots start over
+
+    def __init__(self) -> None:
+        # another listener may make the engine compute more than this recording asked for
+        self.keep_summaries = self.keep_stacks = True
+        self._slot_val: dict[tuple, int] = {}  # (a list batch's) slot key -> slot
+        self._keys: list[tuple] = []  # slot -> (site, thread, shape, dtype, nbytes, stack)
+
+    def pack(self, batch: list[ev.Event] | tuple, values: dict[int, tuple] | None = None) -> tuple:
+        """(records, op events, other events, values) of a batch, in emission order."""
+        if batch.__class__ is tuple:  # a column queue's: (rows, summary rows, new keys, reset, others)
+            rows, summ, new_keys, reset, others = batch
+            if reset:
+                self._keys = []
+            keys = self._keys
+            new = [_sig_info(_key_record(k), k, self.keep_stacks) for k in new_keys]
+            keys.extend(new_keys)
+            recs: Any = (rows, new, reset, summ if self.keep_summaries else None) if rows else None
+        else:
+            recs = [e for e in batch if e.__class__ is tuple]
+            others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
+        OpEvent = ev.OpEvent
+        # op events go to blocks like records, the rest to their own tables (the two never depend
+        # on each other's order, so they are split with a few fast passes)
+        ops = [e for e in others if e.__class__ is OpEvent]
+        rest = [e for e in others if e.__class__ is not OpEvent] if len(ops) < len(others) else []
+        if recs.__class__ is list:
+            # a batch that also holds events, or records both with and without summaries, makes
+            # them all events
+            if recs and (ops or len(set(map(len, recs))) > 1):
+                ops.extend(ev.materialize(recs))
+                recs = None
+            else:
+                recs = self._rows(recs) if recs else None
+        elif recs is not None and ops:  # (the listener set changed, or an op failed the NaN/inf check)
+            ops.extend(ev.materialize(self._records(batch[0], batch[1])))
+            recs = None
+        if not self.keep_summaries and ops:
+            ops = [_strip_summaries(e) if e.summaries is not None else e for e in ops]
+        return (recs, ops, rest, values or None)
+
+    def _rows(self, recs: list[tuple]) -> tuple:
+        """Record tuples -> what a column queue would have made of them."""
+        reset = len(self._slot_val) > self.MAX_SLOTS
+        if reset:
+            self._slot_val, self._keys = {}, []
+        keep = self.keep_stacks
+        # each distinct (site, thread, outputs[, stack]) of the batch is looked up by value once
+        cols, index, firsts = ev.record_columns(recs, keep)
+        slot_val = self._slot_val
+        new: list[tuple] = []
+        slots = []
+        for j in firsts:
+            rec = recs[j]
+            vkey = (rec[0], rec[5], rec[7], rec[8], rec[9], rec[6] if keep else None)
+            s = slot_val.get(vkey)
+            if s is None:
+                s = slot_val[vkey] = len(self._keys)
+                self._keys.append(vkey)
+                new.append(_sig_info(rec, vkey, keep))
+            slots.append(s)
+        n = len(recs)
+        rows = np.empty((n, 6), np.int64)
+        rows[:, :4] = cols.T
+        rows[:, 4] = np.array(slots, np.int64)[index]
+        summ = None
+        if len(recs[0]) > 10 and self.keep_summaries:  # (packed rows: see events.summary_rows)
+            packed = [r[10] for r in recs]
+            rows[:, 5] = [len(b) // ev.SUMMARY_ROW.size for b in packed]
+            summ = b"".join(packed)
+        else:
+            rows[:, 5] = -1
+        return (rows.tobytes(), new, reset, summ)
+
+    def _records(self, rows: bytes, summ: bytes | None) -> list[tuple]:
+        """A column queue's rows as the record tuples they were (to make events of them)."""
+        keys, size = self._keys, ev.SUMMARY_ROW.size
+        out = []
+        off = 0
+        for seq, run, t0, t1, k, ns in np.frombuffer(rows, np.int64).reshape(-1, 6).tolist():
+            site, tid, shape, dtype, nbytes, stack = keys[k]
+            rec = (site, seq, run, t0, t1, tid, stack, shape, dtype, nbytes)
+            if ns >= 0 and summ is not None:
+                rec += (summ[off : off + ns * size],)
+                off += ns * size
+            out.append(rec)
+        return out
+
+
+def _key_record(key: tuple) -> tuple:
+    """A record of slot key (site, thread, shape, dtype, nbytes, stack), for its signature."""
+    site, tid, shape, dtype, nbytes, stack = key
+    return (site, 0, 0, 0, 0, tid, stack, shape, dtype, nbytes)
+
+
 class TraceWriter:
     """Writes events into a new trace file; used by one thread (the recorder's writer).
 
@@ -535,8 +642,6 @@ class TraceWriter:
         self.path = os.fspath(path)
         self.max_bytes = int(max_bytes)
         self.sources = sources
-        # another listener may make the engine compute more than this recording asked for
-        self.keep_summaries = self.keep_stacks = True
         self._lock_fd = _lock_for_writing(self.path)
         try:
             for ext in ("-wal", "-shm", "-journal"):
@@ -581,8 +686,8 @@ class TraceWriter:
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
         # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
-        # iteration and mode, as columns (see `_write_records`)
-        self._slot_val: dict[tuple, int] = {}
+        # iteration and mode, as columns (see `_write_records`; the packer numbers them)
+        self.packer = BatchPacker()
         self._slot_rows: list[tuple[int, int, int, str]] = []
         self._slot_cols: tuple[np.ndarray, ...] | None = None
         self._sig_op: dict[int, int] = {}
@@ -661,29 +766,38 @@ class TraceWriter:
             rows.clear()
 
     # -- one batch, one transaction
+    @property
+    def keep_summaries(self) -> bool:
+        return self.packer.keep_summaries
+
+    @keep_summaries.setter
+    def keep_summaries(self, v: bool) -> None:
+        self.packer.keep_summaries = v
+
+    @property
+    def keep_stacks(self) -> bool:
+        return self.packer.keep_stacks
+
+    @keep_stacks.setter
+    def keep_stacks(self, v: bool) -> None:
+        self.packer.keep_stacks = v
+
     def write(self, batch: list[ev.Event], values: dict[int, tuple] | None = None) -> None:
         """Writes events (in emission order); `values` maps an op event's seq to the copies of
         its outputs the recorder took (values="full")."""
+        self.write_payload(self.packer.pack(batch, values))
+
+    def write_payload(self, payload: tuple) -> None:
+        """Writes one batch that a `BatchPacker` packed (here, or in the recording process:
+        see tracetensor/trace/server.py), in one transaction."""
+        recs, ops, rest, values = payload
         db = self.db
         db.execute("BEGIN")
         self._counts = {}
         try:
-            OpEvent = ev.OpEvent
-            # a raw listener gets compact records (`events.subscribe(raw=True)`): packed straight
-            # into blocks; op events go to blocks too, the rest to their own tables (the two never
-            # depend on each other's order, so they are split with a few fast passes)
-            recs = [e for e in batch if e.__class__ is tuple]
-            others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
-            ops = [e for e in others if e.__class__ is OpEvent]
-            rest = [e for e in others if e.__class__ is not OpEvent] if len(ops) < len(others) else []
-            # a batch that also holds events (the listener set changed), or records both with and
-            # without summaries, makes them all events
-            if recs and (ops or len(set(map(len, recs))) > 1):
-                ops.extend(ev.materialize(recs))
-                recs = []
-            if recs:
-                self._write_records(recs)
-            else:
+            if recs is not None:
+                self._write_records(*recs)
+            elif ops:
                 # threads emit in the order they finish emitting, not the order their ops took a
                 # seq: the file keeps seq order (nearly sorted already, so this costs one pass)
                 ops.sort(key=_seq_of)
@@ -780,8 +894,6 @@ class TraceWriter:
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
-        if not self.keep_summaries:
-            evs = [_strip_summaries(e) if e.summaries is not None else e for e in evs]
         # each event's signature, looked up in one dict per event: a miss (a new signature) is rare
         keep = self.keep_stacks
         keys = [_sig_key(e, keep) for e in evs]
@@ -799,26 +911,37 @@ class TraceWriter:
                 [(e.seq, pack_summaries(e.input_summaries)) for e in evs if e.input_summaries is not None],
             )
 
-    def _write_records(self, recs: list[tuple]) -> None:
-        """Raw records (`events.subscribe(raw=True)`) into blocks, column by column: no OpEvent
-        is made but for a signature not seen before."""
-        n = len(recs)
-        if len(self._slot_rows) > 100_000:  # bounded memory: a program that keeps making new names
-            self._slot_val, self._slot_rows, self._slot_cols = {}, [], None
-        # each distinct (site, thread, outputs[, stack]) of the batch is looked up by value once
-        cols, index, firsts = ev.record_columns(recs, self.keep_stacks)
-        seq, run, start, end = cols
-        dur = end - start
-        slot = np.array([self._slot_of(recs[j]) for j in firsts], np.intp)[index]
-        # a summary recording's records carry their outputs' summaries (all finite: see _dispatch._after)
-        summ = [r[10] for r in recs] if len(recs[0]) > 10 and self.keep_summaries else None  # (packed rows)
+    def _write_records(self, rows: bytes, new_slots: list[tuple], reset: bool, summ: bytes | None) -> None:
+        """Raw records, as `BatchPacker` made them rows, into blocks: no OpEvent is made but for
+        a signature not seen before."""
+        if reset:  # (the packer's slots started over)
+            self._slot_rows, self._slot_cols = [], None
+        for key, op, fields, stack, it in new_slots:  # slot numbers follow on from the last
+            sig = self._sigs.get(key) or self._new_sig(key, op, fields, stack)
+            self._slot_rows.append((sig, self._sig_op[sig], it, fields[1]))
+            self._slot_cols = None
+        table = np.frombuffer(rows, np.int64).reshape(-1, 6)
+        n = len(table)
+        seq, run, start, slot, nsumm = table[:, 0], table[:, 1], table[:, 2], table[:, 4], table[:, 5]
+        dur = table[:, 3] - start
+        if summ is None:
+            nsumm = np.full(n, -1, np.int64)
+            srows = np.zeros(0, _SUMMARY_ROW)
+        else:
+            srows = np.frombuffer(summ, _SUMMARY_ROW)
         # threads emit in the order they finish emitting, not the order their ops took a seq:
         # the file keeps seq order
         if n > 1 and (seq[1:] < seq[:-1]).any():
             order = np.argsort(seq, kind="stable")
             seq, run, start, dur, slot = seq[order], run[order], start[order], dur[order], slot[order]
             if summ is not None:
-                summ = [summ[i] for i in order.tolist()]
+                cnt = np.maximum(nsumm, 0)
+                first = np.cumsum(cnt) - cnt
+                cnt, first = cnt[order], first[order]
+                # each record's rows, in the new order
+                srows = srows[np.repeat(first - (np.cumsum(cnt) - cnt), cnt) + np.arange(cnt.sum())]
+            nsumm = nsumm[order]
+        row_end = np.cumsum(np.maximum(nsumm, 0))
         if self._slot_cols is None:
             sig, op, it, mode = zip(*self._slot_rows)
             self._slot_cols = (
@@ -828,15 +951,12 @@ class TraceWriter:
                 np.array(mode, object),
             )
         sig_of, op_of, it_of, mode_of = self._slot_cols
-        no_sints, no_sfloats = np.zeros((0, 7), np.int64), np.zeros((0, 4), np.float64)
         for k in range(0, n, BLOCK):
             part = slice(k, k + BLOCK)
             sl = slot[part]
             b = len(sl)
-            if summ is None:
-                nsumm, sints, sfloats = np.full(b, -1, np.int32), no_sints, no_sfloats
-            else:
-                nsumm, sints, sfloats = _summary_columns(summ[k : k + BLOCK])
+            r0 = int(row_end[k - 1]) if k else 0
+            block_rows = srows[r0 : int(row_end[k + b - 1])]
             data, m, blk = _pack(
                 seq[part],
                 run[part],
@@ -844,29 +964,13 @@ class TraceWriter:
                 start[part],
                 dur[part],
                 it_of[sl],
-                nsumm,
+                nsumm[part].astype(np.int32),
                 np.zeros(b, np.uint8),
-                sints,
-                sfloats,
+                np.ascontiguousarray(block_rows["c"]),
+                np.ascontiguousarray(block_rows["f"]),
                 self.t0,
             )
             self._index_block(data, m, blk, op_of[sl], mode_of[sl])
-
-    def _slot_of(self, rec: tuple) -> int:
-        """The slot of a record's (site, thread, outputs[, stack]), by value."""
-        vkey = (rec[0], rec[5], rec[7], rec[8], rec[9], rec[6]) if self.keep_stacks else (rec[0], rec[5], *rec[7:10])
-        s = self._slot_val.get(vkey)
-        if s is None:
-            s = self._slot_val[vkey] = self._new_slot(rec, vkey)
-        return s
-
-    def _new_slot(self, rec: tuple, vkey: tuple) -> int:
-        """A slot for a record whose site, thread, outputs or stack were not seen before."""
-        key, op, fields, stack, it = _sig_info(rec, vkey, self.keep_stacks)
-        sig = self._sigs.get(key) or self._new_sig(key, op, fields, stack)
-        self._slot_rows.append((sig, self._sig_op[sig], it, fields[1]))
-        self._slot_cols = None
-        return len(self._slot_rows) - 1
 
     def _index_block(self, data: bytes, m: int, blk: Block, ops: np.ndarray, modes: Any) -> None:
         """Writes a packed block and its per-run and per-op index rows; `ops` and `modes` are

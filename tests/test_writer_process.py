@@ -1,0 +1,172 @@
+"""The recording's writer process (tracetensor/trace/server.py): one per program, shared by its
+recordings, gone with the program; a recording survives it dying, Ctrl-C to the whole
+terminal, and a machine where it cannot start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import pytest
+
+import tracetensor as tt
+from tracetensor.trace import server
+from tracetensor.trace.store import TraceWriter
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
+
+
+def _steps(n: int) -> None:
+    x = tt.randn(8, 8)
+    for _ in range(n):
+        r = tt.events.begin_run("step")
+        (x @ x).tanh().sum()
+        tt.events.end_run(r)
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+TWO_RECORDINGS = textwrap.dedent("""
+    import sys
+    import tracetensor as tt
+    from tracetensor.trace import server
+    x = tt.randn(8, 8)
+    pids = []
+    for path in sys.argv[1:]:
+        with tt.record(path, values="summary") as rec:
+            for _ in range(50):
+                r = tt.events.begin_run("step")
+                (x @ x).tanh().sum()
+                tt.events.end_run(r)
+        pids.append(server._client.proc.pid)
+    print(*pids, flush=True)
+""")
+
+
+def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path):
+    paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
+    env = {k: v for k, v in os.environ.items() if k != "TRACETENSOR_WRITER"}
+    p = subprocess.run(
+        [sys.executable, "-c", TWO_RECORDINGS, *paths], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert p.returncode == 0, p.stderr
+    pids = {int(w) for w in p.stdout.split()}
+    assert len(pids) == 1 and os.getpid() not in pids
+    assert _gone(pids.pop())
+    for path in paths:
+        with tt.trace.open(path) as t:
+            assert t.complete and len(t.runs()) == 50 and t.count() == 150
+            assert t.events(t.runs()[-1].run)[1].summaries[0].size == 64
+
+
+def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_program(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    path = tmp_path / "cut.ttrace"
+    rec = tt.record(path, values="none").start()
+    try:
+        assert isinstance(rec._writer, server.RemoteWriter)
+        _steps(3000)  # (past a full queue: committed by the writer process)
+        proc = server._client.proc
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the writer process has that batch in the file
+            with tt.trace.open(path) as t:
+                if t.count() >= 8000:
+                    break
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _steps(3000)  # the next batch finds the process gone: the recording stops, the loop goes on
+            rec.stop()
+    finally:
+        rec.stop()
+    assert rec.error is not None
+    assert any("recording to" in str(w.message) and "stopped" in str(w.message) for w in caught)
+    with tt.trace.open(path) as t:
+        assert not t.complete and t.count() >= 8000
+    with tt.record(tmp_path / "next.ttrace", values="none"):  # a new writer process for the next one
+        _steps(10)
+    with tt.trace.open(tmp_path / "next.ttrace") as t:
+        assert t.complete and t.count() == 30
+
+
+LOOP_UNTIL_CTRL_C = textwrap.dedent("""
+    import sys
+    import tracetensor as tt
+    from tracetensor.trace import server
+    x = tt.randn(32, 32)
+    with tt.record(sys.argv[1], values="summary"):
+        i = 0
+        while True:
+            r = tt.events.begin_run("step")
+            (x @ x).tanh().sum()
+            tt.events.end_run(r)
+            i += 1
+            if i == 300:
+                print(server._client.proc.pid, flush=True)
+""")
+
+
+def test_ctrl_c_to_the_whole_terminal_leaves_a_complete_trace(tmp_path):
+    """A terminal's Ctrl-C reaches every process of its group: the program's KeyboardInterrupt
+    ends the recording, and the writer process (a session of its own) finishes the file."""
+    out = tmp_path / "ctrlc.ttrace"
+    env = {k: v for k, v in os.environ.items() if k != "TRACETENSOR_WRITER"}
+    p = subprocess.Popen(
+        [sys.executable, "-c", LOOP_UNTIL_CTRL_C, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # (a group of its own, as a terminal's foreground job)
+    )
+    try:
+        writer = int(p.stdout.readline())
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == -signal.SIGINT and "KeyboardInterrupt" in err  # (as Python exits on one)
+    assert _gone(writer)
+    with tt.trace.open(out) as t:
+        runs = t.runs()
+        assert t.complete and len(runs) >= 300
+        assert all(r.n_events == 3 for r in runs[:-1])
+
+
+def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, monkeypatch):
+    """No interpreter to start (an embedded Python, say): the recording writes in this process."""
+    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    monkeypatch.setattr(server, "_client", None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with tt.record(tmp_path / "here.ttrace", values="summary") as rec:
+        _steps(20)
+    assert isinstance(rec._writer, TraceWriter)
+    with tt.trace.open(tmp_path / "here.ttrace") as t:
+        assert t.complete and t.count() == 60
+
+
+def test_a_file_the_writer_process_cannot_write_is_refused_at_start(tmp_path, monkeypatch):
+    """The writer process opens the file; what it says is wrong comes back as the TraceFileError
+    the program's own writer would raise, at `start()`."""
+    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    with pytest.raises(tt.trace.TraceFileError, match="refusing to overwrite") as ei:
+        tt.record(tmp_path / "notes.txt").start()
+    assert ei.value.path == str(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"

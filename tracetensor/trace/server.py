@@ -1,0 +1,407 @@
+"""The recording's writer process: `tt.record` hands its batches to it, packed, and goes on.
+
+Why a process: the writer's work (block packing, indexing, SQLite) is mostly Python. In a
+thread of the recording program it runs under the same GIL as the training loop, so it takes
+turns with the loop instead of running beside it. In a process of its own it runs on another
+core: on the small MLP of benchmarks/bench_overhead.py, the loop's share of a recording's
+writing drops from about 17 µs a step to the packing of the batch (a few µs).
+
+One writer process per recording program, started with its first recording and kept for the
+next ones; it writes any number of files. The program talks to it over a pipe: framed
+pickles (an 8-byte length, then the pickle) of
+
+    ("open", fid, path, options)    -> ("opened", fid, error or None)
+    ("write", fid, cwd, payload)    -> nothing, unless it fails: ("failed", fid, error)
+    ("close", fid, complete)        -> ("closed", fid, error or None)
+
+`payload` is what `store.BatchPacker.pack` made. A write is committed in the order it came;
+a close is answered once everything before it is in the file. The process ignores SIGINT (a
+Ctrl-C in the terminal reaches the whole process group: the program's handler decides) and
+runs in a session of its own. When the program ends, however it ends (SIGKILL too), the pipe
+closes: the process writes what it was sent, marks the files it still holds incomplete and
+exits. So a killed program loses only what it had not sent yet.
+
+Errors cross the pipe as (type name, message[, path, problem]); `RemoteError` carries them
+back, or the TraceFileError they were.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any, BinaryIO
+
+_HEAD = struct.Struct("<QI")  # a frame: pickle length, number of out-of-band buffers
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+# where this tracetensor lives: the writer process imports the same one, whatever sys.path says
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from tracetensor.trace.server import main; main()"
+# an MPI launcher's variables: the writer is no rank (an mpi4py import must not join the job)
+_MPI_ENV = ("PMI_", "PMIX_", "OMPI_", "MPI_LOCALRANKID", "HYDRA_", "MPICH_")
+
+
+class RemoteError(RuntimeError):
+    """What stopped the writer process's work on a file (disk full, file removed ...):
+    `kind` is the exception's type name there, the message its text."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"{kind}: {message}")
+
+
+def _portable(e: BaseException) -> tuple:
+    from .store import TraceFileError
+
+    if isinstance(e, TraceFileError):
+        return ("TraceFileError", str(e), e.path, e.problem)
+    return (type(e).__name__, str(e))
+
+
+def rebuilt(info: tuple) -> BaseException:
+    """The exception the writer process reported (see `_portable`)."""
+    if info[0] == "TraceFileError":
+        from .store import TraceFileError
+
+        return TraceFileError(info[2], info[3])
+    return RemoteError(info[0], info[1])
+
+
+def _getters() -> dict:
+    import dataclasses
+
+    from .. import events as ev
+
+    return {
+        cls: (tag, operator.attrgetter(*[f.name for f in dataclasses.fields(cls)]))
+        for tag, cls in ((0, ev.RunStart), (1, ev.RunEnd))
+    }
+
+
+_GETTERS: dict | None = None
+
+
+def _marks_out(rest: list) -> list:
+    """Run markers (two a step) as plain tuples, which pickle five times faster than the
+    dataclasses; the rest of a batch's events as they are."""
+    global _GETTERS
+    if _GETTERS is None:
+        _GETTERS = _getters()
+    get = _GETTERS.get
+    out = []
+    for e in rest:
+        g = get(e.__class__)
+        out.append(e if g is None else (g[0], g[1](e)))
+    return out
+
+
+def _marks_in(rest: list) -> list:
+    from .. import events as ev
+
+    classes = (ev.RunStart, ev.RunEnd)
+    return [classes[e[0]](*e[1]) if e.__class__ is tuple else e for e in rest]
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytearray | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = f.readinto(view[got:])
+        if not k:
+            return None
+        got += k
+    return buf
+
+
+def _read_msg(f: BinaryIO) -> Any:
+    """One frame (see `_frame`), unpickled; None at the end of the stream."""
+    head = _read_exact(f, _HEAD.size)
+    if head is None:
+        return None
+    size, nbuf = _HEAD.unpack(head)
+    lens = _read_exact(f, 8 * nbuf) if nbuf else b""
+    body = _read_exact(f, size) if lens is not None else None
+    if body is None:
+        return None
+    bufs = []
+    for n in struct.unpack(f"<{nbuf}Q", lens):
+        b = _read_exact(f, n)
+        if b is None:
+            return None
+        bufs.append(b)
+    return pickle.loads(body, buffers=bufs)
+
+
+def _frame(msg: tuple) -> list:
+    """A message as the parts of one frame: the pickle's length and its number of out-of-band
+    buffers, their lengths, the pickle, then the buffers themselves (a batch's rows and
+    summary rows, wrapped in `pickle.PickleBuffer`: written from where they are, not copied
+    into the pickle)."""
+    bufs: list = []
+    body = pickle.dumps(msg, PROTOCOL, buffer_callback=bufs.append)
+    raws = [b.raw() for b in bufs]
+    head = _HEAD.pack(len(body), len(raws)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
+    return [head, body, *raws]
+
+
+def _big(b: Any) -> Any:
+    """`b`, sent out of band when it is a large bytes object (see `_frame`)."""
+    return pickle.PickleBuffer(b) if b.__class__ is bytes and len(b) > 4096 else b
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def main() -> None:
+    """The writer process's loop: `python -c _BOOT ROOT`, talking over stdin and stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .store import TraceWriter
+
+    rin, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # (nothing else may write into the reply pipe)
+    writers: dict[int, TraceWriter] = {}
+
+    def reply(msg: tuple) -> None:
+        out.write(b"".join(_frame(msg)))
+        out.flush()
+
+    while True:
+        try:
+            msg = _read_msg(rin)
+        except Exception:  # a message cut short: the program died mid-send
+            msg = None
+        if msg is None:
+            break
+        kind, fid = msg[0], msg[1]
+        if kind == "write":
+            w = writers.get(fid)
+            if w is None:  # (failed already: the program stops sending once it hears so)
+                continue
+            try:
+                if msg[2] != os.getcwd():
+                    os.chdir(msg[2])  # (sources named relative to the program's directory)
+                recs, ops, rest, vals = msg[3]
+                w.write_payload((recs, ops, _marks_in(rest), vals))
+            except BaseException as e:
+                del writers[fid]
+                _close_quietly(w)
+                reply(("failed", fid, _portable(e)))
+        elif kind == "open":
+            path, opts = msg[2], msg[3]
+            try:
+                os.chdir(opts.pop("cwd"))
+                keep_summaries, keep_stacks = opts.pop("keep_summaries"), opts.pop("keep_stacks")
+                w = TraceWriter(path, **opts)
+                w.keep_summaries, w.keep_stacks = keep_summaries, keep_stacks
+                writers[fid] = w
+                reply(("opened", fid, None))
+            except BaseException as e:
+                reply(("opened", fid, _portable(e)))
+        elif kind == "close":
+            w = writers.pop(fid, None)
+            err = None
+            if w is not None:
+                try:
+                    w.close(complete=msg[2])
+                except BaseException as e:
+                    err = _portable(e)
+            reply(("closed", fid, err))
+    for w in writers.values():  # the program is gone: what it sent is in, the file incomplete
+        _close_quietly(w)
+
+
+def _close_quietly(w: Any) -> None:
+    try:
+        w.close(complete=False)
+    except BaseException:
+        pass
+
+
+# --------------------------------------------------------------------------- the program's side
+
+
+class Client:
+    """This program's link to its writer process (see `client()`)."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, _ROOT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,  # (raw pipes: a frame is written whole, see _send, and a forked child closes its copies)
+            env=env,
+            start_new_session=True,  # no terminal signals: the program decides what a Ctrl-C does
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in, self._out = self.proc.stdin, self.proc.stdout
+        try:  # a pipe of 1 MiB (Linux: F_SETPIPE_SZ), not 64 KiB: a batch goes in a few writes, not dozens
+            import fcntl
+
+            fcntl.fcntl(self._in.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except (ImportError, OSError):
+            pass
+        self._lock = threading.RLock()
+        self._fids = iter(range(1, 1 << 62))
+        self._replies: dict[tuple[str, int], Any] = {}  # answers read while waiting for another
+        self.failed: dict[int, BaseException] = {}  # fid -> what stopped its writes
+        self.dead = False
+
+    def _send(self, msg: tuple) -> None:
+        """Writes one frame, whole: a Ctrl-C part-way is raised after it (a frame cut short
+        would leave the process reading the rest of the stream as garbage)."""
+        parts = [memoryview(p).cast("B") for p in _frame(msg)]
+        interrupted = None
+        fd = self._in.fileno()
+        with self._lock:
+            while parts:
+                try:
+                    sent = os.writev(fd, parts)
+                except KeyboardInterrupt as e:  # (its handler ran between two writes: nothing was cut)
+                    interrupted = e
+                    continue
+                except (OSError, ValueError):
+                    self.dead = True
+                    raise BrokenPipeError("the recording's writer process is gone") from None
+                while parts and sent >= len(parts[0]):  # (a pipe takes part of a large frame at a time)
+                    sent -= len(parts[0])
+                    parts.pop(0)
+                if sent:
+                    parts[0] = parts[0][sent:]
+        if interrupted is not None:
+            raise interrupted
+
+    def _read_one(self) -> None:
+        msg = _read_msg(self._out)
+        if msg is None:
+            self.dead = True
+            raise BrokenPipeError("the recording's writer process is gone")
+        if msg[0] == "failed":
+            self.failed[msg[1]] = rebuilt(msg[2])
+        else:
+            self._replies[(msg[0], msg[1])] = msg[2]
+
+    def _request(self, msg: tuple, answer: str) -> None:
+        with self._lock:
+            self._send(msg)
+            key = (answer, msg[1])
+            while key not in self._replies:
+                self._read_one()
+            err = self._replies.pop(key)
+        if err is not None:
+            raise rebuilt(err)
+
+    def poll(self) -> None:
+        """Reads what the process said meanwhile (a failed write), without waiting."""
+        with self._lock:
+            while not self.dead and select.select([self._out], [], [], 0)[0]:
+                self._read_one()
+
+    # -- one file
+    def open(self, path: str, options: dict) -> int:
+        fid = next(self._fids)
+        self._request(("open", fid, path, {**options, "cwd": os.getcwd()}), "opened")
+        return fid
+
+    def write(self, fid: int, payload: tuple) -> None:
+        self._send(("write", fid, os.getcwd(), payload))
+        self.poll()
+        err = self.failed.pop(fid, None)
+        if err is not None:
+            raise err
+
+    def close(self, fid: int, complete: bool) -> None:
+        self._request(("close", fid, complete), "closed")
+        err = self.failed.pop(fid, None)
+        if err is not None:
+            raise err
+
+    def shutdown(self) -> None:
+        """Closes the pipe (the process finishes what it was sent and exits) and waits a while."""
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+_client: Client | None = None
+_client_lock = threading.Lock()
+
+
+def client() -> Client:
+    """The writer process of this program, started with the first recording that needs one."""
+    global _client
+    with _client_lock:
+        if _client is None or _client.dead or _client.proc.poll() is not None:
+            _client = Client()
+            _ensure_hooks()
+        return _client
+
+
+_hooked = False
+
+
+def _ensure_hooks() -> None:
+    global _hooked
+    if not _hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_in_child)
+    _hooked = True
+
+
+def shutdown() -> None:
+    """Ends the writer process once this program's recordings are stopped (the recorder's
+    exit hook calls it): it finishes what it was sent and exits. Without this it would
+    exit all the same, when the program's end closes the pipe."""
+    global _client
+    c, _client = _client, None
+    if c is not None and not c.dead:
+        c.shutdown()
+
+
+def _forget_in_child() -> None:
+    """A forked child keeps no link to its parent's writer process: were it to keep the pipe
+    open, the process would not see its program end."""
+    global _client
+    c, _client = _client, None
+    if c is not None:
+        c.dead = True
+        for f in (c._in, c._out):
+            try:
+                f.close()  # (this process's copies only)
+            except OSError:
+                pass
+
+
+class RemoteWriter:
+    """A trace file written by the writer process: what the recorder calls `_writer`
+    (`write(batch, values)`, `close(complete)`), the batches packed here."""
+
+    def __init__(self, path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> None:
+        from .store import BatchPacker
+
+        self.path = path
+        self.packer = BatchPacker()
+        self.packer.keep_summaries, self.packer.keep_stacks = keep_summaries, keep_stacks
+        self._client = client()
+        opts = {**options, "keep_summaries": keep_summaries, "keep_stacks": keep_stacks}
+        self._fid = self._client.open(path, opts)
+
+    def write(self, batch: list | tuple, values: dict[int, tuple] | None = None) -> None:
+        recs, ops, rest, vals = self.packer.pack(batch, values)
+        if recs is not None:
+            recs = (_big(recs[0]), recs[1], recs[2], _big(recs[3]))
+        self._client.write(self._fid, (recs, ops, _marks_out(rest), vals))
+
+    def close(self, complete: bool = True) -> None:
+        self._client.close(self._fid, complete)

@@ -317,6 +317,28 @@ def test_a_queueing_callback_appends_and_calls_on_full_past_its_limit(monkeypatc
         assert (type(cb).__name__ == "Appender") == (c_type is not None)
 
 
+@pytest.mark.parametrize("names,stacks", [(True, False), (True, True), (False, False)])
+@pytest.mark.parametrize("model", ["eager", "conv", "graph"])
+def test_a_plain_listeners_events_made_in_c_are_those_python_makes(model, names, stacks, monkeypatch):
+    """A listener that takes each OpEvent as it happens and asks for nothing more gets events
+    the C accelerator makes (`STATE.plain`); without that flag the same ops' events come from
+    `_dispatch._after` in Python. The two agree field by field."""
+    step = {"eager": lambda: _eager_mlp(tt.optim.Adam), "conv": _eager_conv, "graph": _graph_mlp}[model]()
+    step()
+    made = []
+    for in_c in (True, False):
+        if not in_c:  # (every refresh of the listeners then turns the flag off)
+            monkeypatch.setattr(
+                events, "REFRESH_HOOKS", [*events.REFRESH_HOOKS, lambda: setattr(events.STATE, "plain", None)]
+            )
+        got: list = []
+        with events.listen(got.append, names=names, stacks=stacks):
+            assert (events.STATE.plain is events.STATE.listeners) == in_c
+            step()
+        made.append(_normal(got))
+    assert made[0] == made[1] and sum(k == "OpEvent" for k, _ in made[0]) > 8
+
+
 def _rows(taken: tuple) -> list[list[int]]:
     return np.frombuffer(taken[0], np.int64).reshape(-1, 6).tolist()
 

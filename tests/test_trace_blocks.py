@@ -79,6 +79,30 @@ def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_pat
         assert _ops(tr.events()) == want
 
 
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_batch_that_mixes_records_and_events_keeps_its_new_call_sites_for_the_next(tmp_path, monkeypatch, writer):
+    """A batch holding an event beside records (a NaN op under "check", a collective) is
+    written as events; the call sites its records saw first are still numbered in the file,
+    so the next batch's records of the same sites read back (they once failed to)."""
+    monkeypatch.setenv("TRACETENSOR_WRITER", writer)
+    path = str(tmp_path / "mixed.ttrace")
+    x = tt.tensor(np.ones((4, 4), np.float32))
+    with tt.record(path, values="check"):
+        for i in range(6):
+            r = events.begin_run("step")
+            y = (x @ x).tanh()
+            with np.errstate(all="ignore"):
+                (y - 2).log() if i == 0 else y.sum()  # (a NaN in the first step only)
+            events.end_run(r)
+            if i in (0, 2):
+                time.sleep(2 * FLUSH_S)  # (the writer takes a batch)
+    with tt.trace.open(path) as tr:
+        runs = tr.runs()
+        assert tr.complete and [r.n_events for r in runs] == [4, 3, 3, 3, 3, 3]  # (matmul, tanh, sub, log)
+        assert [e.op for e in tr.events(runs[-1].run)] == ["matmul", "tanh", "sum"]
+        assert tr.first_nonfinite().op == "log"
+
+
 @pytest.mark.parametrize("values", ["none", "summary"])
 def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, monkeypatch, values):
     """The writer's first pass over a batch of records (columns and distinct keys) and its

@@ -678,6 +678,91 @@ static PyObject *current_run(long long t0) {
     return run;
 }
 
+/* ------------------------------------------------------------------ plain events
+ * `STATE.plain`: every listener takes an OpEvent as it happens and none wants summaries,
+ * values, cost estimates or the NaN/inf check (a timing listener that is not raw, the
+ * debugger's per-run listener). The CPU op's OpEvent is then made here, what `_after`
+ * makes for it: its TensorMetas from `Site.metas_of` (cached here per site and signature)
+ * and its fields set by slot, as the run markers are (a dataclass's __init__ costs 3x). */
+#define N_EV_FIELDS 21
+static Py_ssize_t g_ev_off[N_EV_FIELDS]; /* OpEvent's slots' offsets (0: make none here) */
+static PyObject *s_plain, *s_metas_of, *s_cpu_name, *s_graph_word, *s_tf_name, *g_ev_zero;
+static PyObject *s_name;    /* (defined with the naming below) */
+static PyObject *g_opevent; /* (defined with `untrack` below) */
+static void slot_offsets(PyObject *cls, Py_ssize_t n, Py_ssize_t *off);
+
+#define METAS_KEPT 4096
+typedef struct {
+    PyObject *site, *shape, *dtype, *metas; /* strong references; site NULL: empty */
+    long long nbytes;
+} MetaSlot;
+static MetaSlot g_metas[METAS_KEPT];
+
+/* the TensorMetas of `site`'s outputs of that signature (a new reference) */
+static PyObject *metas_for(PyObject *site, PyObject *shape, PyObject *dtype, PyObject *nbytes) {
+    long long nb = PyLong_AsLongLong(nbytes);
+    if (nb == -1 && PyErr_Occurred())
+        return NULL;
+    Py_uhash_t h = ((Py_uhash_t)(uintptr_t)site * 1000003u) ^ ((Py_uhash_t)(uintptr_t)shape * 31u) ^
+                   ((Py_uhash_t)(uintptr_t)dtype * 131u) ^ (Py_uhash_t)nb;
+    MetaSlot *m = &g_metas[(h ^ (h >> 17)) & (METAS_KEPT - 1)];
+    if (m->site == site && m->shape == shape && m->dtype == dtype && m->nbytes == nb)
+        return Py_NewRef(m->metas);
+    PyObject *metas = PyObject_CallMethodObjArgs(site, s_metas_of, shape, dtype, nbytes, s_cpu_name, NULL);
+    if (metas == NULL)
+        return NULL;
+    Py_XSETREF(m->site, Py_NewRef(site));
+    Py_XSETREF(m->shape, Py_NewRef(shape));
+    Py_XSETREF(m->dtype, Py_NewRef(dtype));
+    Py_XSETREF(m->metas, Py_NewRef(metas));
+    m->nbytes = nb;
+    return metas;
+}
+
+/* the event's op type: `Site.op_label` (a new reference) */
+static PyObject *op_label(PyObject *site) {
+    PyObject *label = PyTuple_GET_ITEM(site, 3);
+    if (label != Py_None && PyObject_IsTrue(label))
+        return Py_NewRef(label);
+    PyObject *mode = PyTuple_GET_ITEM(site, 2);
+    int graph = PyUnicode_Check(mode) && PyUnicode_Compare(mode, s_graph_word) == 0;
+    return PyObject_GetAttr(PyTuple_GET_ITEM(site, 0), graph ? s_tf_name : s_name);
+}
+
+/* the OpEvent `_after` makes for a CPU op that nobody wants more of (borrowed parts) */
+static PyObject *plain_event(PyObject *site, PyObject *seq, PyObject *run, long long t0, long long t1, PyObject *tid,
+                             PyObject *stack, PyObject *shape, PyObject *dtype, PyObject *nbytes) {
+    PyObject *metas = metas_for(site, shape, dtype, nbytes);
+    PyObject *label = metas ? op_label(site) : NULL;
+    PyObject *t0o = label ? PyLong_FromLongLong(t0) : NULL, *t1o = t0o ? PyLong_FromLongLong(t1) : NULL;
+    PyTypeObject *cls = (PyTypeObject *)g_opevent;
+    PyObject *e = t1o ? cls->tp_alloc(cls, 0) : NULL;
+    if (e == NULL) {
+        Py_XDECREF(metas);
+        Py_XDECREF(label);
+        Py_XDECREF(t0o);
+        Py_XDECREF(t1o);
+        return NULL;
+    }
+    PyObject *name = PyTuple_GET_ITEM(site, 4);
+    if (name == Py_None || !PyObject_IsTrue(name))
+        name = label;
+    PyObject *v[N_EV_FIELDS] = {
+        seq, run, PyTuple_GET_ITEM(site, 2), PyTuple_GET_ITEM(site, 1), label, name, PyTuple_GET_ITEM(site, 5),
+        metas, t0o, t1o, tid, s_cpu_name, g_ev_zero, PyTuple_GET_ITEM(site, 8), PyTuple_GET_ITEM(site, 9),
+        PyTuple_GET_ITEM(site, 11), stack, Py_None, Py_None, Py_None, Py_None};
+    for (int i = 0; i < N_EV_FIELDS; i++)
+        *(PyObject **)((char *)e + g_ev_off[i]) = Py_NewRef(v[i]);
+    Py_DECREF(metas);
+    Py_DECREF(label);
+    Py_DECREF(t0o);
+    Py_DECREF(t1o);
+    /* (as `_untrack`: an event without arrays refers to nothing that refers back to it) */
+    if (PyObject_GC_IsTracked(e))
+        PyObject_GC_UnTrack(e);
+    return e;
+}
+
 typedef struct ColumnQueue ColumnQueue;
 static PyTypeObject ColumnQueueType;
 static int colq_push(ColumnQueue *q, PyObject *site, long long seq, PyObject *run, long long t0, long long t1,
@@ -851,7 +936,7 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         PyObject *pair = PyTuple_GET_ITEM(calls, i);
         PyObject *cb = PyTuple_GET_ITEM(pair, 0);
         int with_out = PyTuple_GET_ITEM(pair, 1) == Py_True; /* `outputs=True`: callback(record, output) */
-        if (!with_out && Py_IS_TYPE(cb, &ColumnQueueType)) { /* a recording's queue: no record made */
+        if (!with_out && is_lean != 5 && Py_IS_TYPE(cb, &ColumnQueueType)) { /* a recording's queue: no record made */
             long long sq = PyLong_AsLongLong(seq);
             if ((sq == -1 && PyErr_Occurred()) ||
                 colq_push((ColumnQueue *)cb, site, sq, run, t0, t1, tid, stack, shape, dtype, nbytes, summ) < 0) {
@@ -860,7 +945,9 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
             }
             continue;
         }
-        if (rec == NULL && (rec = make_record(site, seq, run, t0, t1, tid, stack, shape, dtype, nbytes, summ)) == NULL) {
+        if (rec == NULL &&
+            (rec = is_lean == 5 ? plain_event(site, seq, run, t0, t1, tid, stack, shape, dtype, nbytes)
+                                : make_record(site, seq, run, t0, t1, tid, stack, shape, dtype, nbytes, summ)) == NULL) {
             Py_DECREF(calls);
             goto error;
         }
@@ -961,6 +1048,16 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
         if (quiet == listeners)
             is_lean = 4;
         Py_DECREF(quiet);
+    }
+    if (!is_lean && cpu && g_ev_off[0] > 0) { /* every listener takes a plain OpEvent: made here */
+        PyObject *plain = PyObject_GetAttr(g_state, s_plain);
+        if (plain == NULL) {
+            Py_DECREF(listeners);
+            return NULL;
+        }
+        if (plain == listeners)
+            is_lean = 5;
+        Py_DECREF(plain);
     }
     if (cpu)
         r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
@@ -1359,6 +1456,17 @@ static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
         return NULL;
     }
     keep(&g_opevent, cls);
+    if (s_plain == NULL) {
+        s_plain = PyUnicode_InternFromString("plain");
+        s_metas_of = PyUnicode_InternFromString("metas_of");
+        s_cpu_name = PyUnicode_InternFromString("cpu");
+        s_graph_word = PyUnicode_InternFromString("graph");
+        s_tf_name = PyUnicode_InternFromString("tf_name");
+        g_ev_zero = PyLong_FromLong(0);
+        if (!s_plain || !s_metas_of || !s_cpu_name || !s_graph_word || !s_tf_name || !g_ev_zero)
+            return NULL;
+    }
+    slot_offsets(cls, N_EV_FIELDS, g_ev_off); /* (no offsets: plain events are made by `_after`) */
     Py_RETURN_NONE;
 }
 

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -316,6 +316,7 @@ class _State:
         "lean_checked",
         "lean_summarized",
         "quiet",
+        "plain",
         "deferred",
         "lock",
     )
@@ -329,32 +330,42 @@ class _State:
         self.lean_checked: tuple[Listener, ...] | None = None
         self.lean_summarized: tuple[Listener, ...] | None = None
         self.quiet: tuple[Listener, ...] | None = None
+        self.plain: tuple[Listener, ...] | None = None
         self.deferred: tuple[Listener, ...] | None = None
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
         ls = self.listeners
-        self.values = any(x.values for x in ls)
-        self.stacks = any(x.stacks for x in ls)
-        self.summaries = any(x.summaries for x in ls)
-        self.flops = any(x.flops for x in ls)
-        self.outputs = any(x.outputs for x in ls)
+        # what any listener asks for, and what all of them do, in one pass (a debugger
+        # subscribes once per run: this runs twice a step)
+        values = stacks = summaries = flops = outputs = checks = names = at_op = False
+        all_raw = all_only_nonfinite = bool(ls)
+        for x in ls:
+            values |= x.values
+            stacks |= x.stacks
+            summaries |= x.summaries
+            flops |= x.flops
+            outputs |= x.outputs
+            checks |= x.checks
+            names |= x.names
+            at_op |= x.at_op
+            all_raw &= x.raw
+            all_only_nonfinite &= x.only_nonfinite
+        self.values, self.stacks, self.summaries, self.flops, self.outputs = values, stacks, summaries, flops, outputs
         # `checks`: an op that fails the NaN/inf check needs a full event and the user's stack;
         # `cheap_check`: the one-reduction check runs (full summaries of every output answer it too)
-        self.checks = any(x.checks for x in ls)
-        self.cheap_check = self.checks and not self.summaries
+        self.checks = checks
+        self.cheap_check = checks and not summaries
         # `named`: eager call sites take their observed path (op and tensor names, module
         # scopes, named autograd and optimizer sites). Off only when every listener wants
         # timings alone: the program then runs its unobserved path and the dispatch point
         # times what runs
-        self.named = bool(ls) and (
-            any(x.names for x in ls) or self.stacks or self.checks or self.values or self.summaries or self.flops
-        )
+        self.named = bool(ls) and (names or stacks or checks or values or summaries or flops)
         # ops become raw records only when every listener takes them and nobody wants the
         # arrays themselves or a cost estimate (summaries ride in the record). `raw` is the
         # very tuple it was decided for, so the hot path's `STATE.raw is listeners` can never
         # hand a record to a listener added (or removed) meanwhile by another thread
-        raw = bool(ls) and all(x.raw for x in ls) and not (self.values or self.flops)
+        raw = all_raw and not (values or flops)
         self.raw = ls if raw else None
         # `lean`: a record per op (and its output to an `outputs` listener), no check to run
         self.lean = ls if raw and not self.cheap_check and not self.summaries else None
@@ -364,14 +375,17 @@ class _State:
         # `lean_summarized`: a record carrying its outputs' summaries when all are finite
         # (a summary recording; an op with a NaN or an inf becomes a full event)
         self.lean_summarized = ls if raw and self.summaries else None
+        # `plain`: not every listener takes records, and every one takes a plain OpEvent as it
+        # happens (no summaries, values, cost estimates or check): the C accelerator makes it
+        self.plain = ls if ls and not (raw or self.values or self.flops or self.summaries or self.cheap_check) else None
         # `quiet`: nobody wants an op whose outputs pass the check (`only_nonfinite` listeners
         # alone): such an op costs its check and nothing else (a failing one: the full event)
-        self.quiet = ls if ls and self.cheap_check and all(x.only_nonfinite for x in ls) else None
+        self.quiet = ls if self.cheap_check and all_only_nonfinite else None
         # `deferred`: a GPU op's check and summaries are computed on the device and read a few
         # ops later (no synchronize per op), while every listener takes records to read later,
         # none wants outputs at the op, and none acts at the op itself (`at_op`)
         checked = self.cheap_check or self.summaries
-        self.deferred = ls if raw and checked and not self.outputs and not any(x.at_op for x in ls) else None
+        self.deferred = ls if raw and checked and not outputs and not at_op else None
         for hook in REFRESH_HOOKS:  # (the C accelerator drops what it derived from the old listeners)
             hook()
 
@@ -492,7 +506,6 @@ def _remove(lis: Listener) -> None:
         STATE.refresh()
 
 
-@contextmanager
 def listen(
     callback: Callable[[Event], None],
     *,
@@ -505,25 +518,40 @@ def listen(
     checks: bool = False,
     names: bool = True,
     only_nonfinite: bool = False,
-) -> Iterator[Listener]:
+) -> AbstractContextManager[Listener]:
     """`with tt.events.listen(print, summaries=True): ...` — events reach `callback`
-    while the block runs (the flags are `subscribe`'s)."""
-    lis = subscribe(
-        callback,
-        values=values,
-        stacks=stacks,
-        summaries=summaries,
-        flops=flops,
-        raw=raw,
-        outputs=outputs,
-        checks=checks,
-        names=names,
-        only_nonfinite=only_nonfinite,
-    )
-    try:
-        yield lis
-    finally:
-        lis.close()
+    while the block runs (the flags are `subscribe`'s); the listener is subscribed as the
+    block begins and closed as it ends."""
+    return _Listening(callback, values, stacks, summaries, flops, raw, outputs, checks, names, only_nonfinite)
+
+
+class _Listening:
+    """`listen`'s context manager (a class: a debugger listens once per run, and a generator's
+    context manager costs a microsecond more)."""
+
+    __slots__ = ("args", "lis")
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __enter__(self) -> Listener:
+        cb, values, stacks, summaries, flops, raw, outputs, checks, names, only_nonfinite = self.args
+        self.lis = subscribe(
+            cb,
+            values=values,
+            stacks=stacks,
+            summaries=summaries,
+            flops=flops,
+            raw=raw,
+            outputs=outputs,
+            checks=checks,
+            names=names,
+            only_nonfinite=only_nonfinite,
+        )
+        return self.lis
+
+    def __exit__(self, *exc: object) -> None:
+        self.lis.close()
 
 
 @contextmanager

@@ -1,19 +1,22 @@
 """`tt.record(path)`: records the event stream into a trace file, off the hot path.
 
-The listener callback only appends to a queue (and, for `values="full"`, copies the
-arrays, since in-place updates could change them before they are written). The queue is
-written in batches, one SQLite transaction each: by the producing thread itself when the
-queue fills (every `BATCH_EVENTS` events), and by a writer thread when the queue has
-waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly). So a
-killed process loses at most the last few tens of milliseconds of a busy loop, and about
-`FLUSH_S` of a slow one.
+The listener callback only queues: raw records as rows of numbers (`events.column_queue`,
+into which the dispatch point writes them without making a record), the rest as it comes
+(and, for `values="full"`, copies of the arrays, since in-place updates could change them
+before they are written). The queue is handed to the file's writer in batches: by the
+producing thread itself when the queue fills (every `BATCH_EVENTS` events), and by a
+writer thread when the queue has waited `FLUSH_S` seconds (a program that stopped
+producing, or produces slowly). So a killed process loses at most the last few tens of
+milliseconds of a busy loop, and about `FLUSH_S` of a slow one.
 
-Why the producer writes: the writer's work is mostly Python (packing, SQLite calls), so
-under the GIL a writer thread takes turns with the training loop rather than running beside
-it, and the two threads handing the GIL and the queue's records across cores cost more CPU
-and more wall time than the same writes made inline. On the small MLP of
-benchmarks/bench_overhead.py (a 88 µs step), the writer thread took 18 µs of CPU a step
-where the same batches written inline take 11; the step's wall time, 132 µs against 128.
+The writer is the writer process (trace/server.py): the batch is packed here (a few µs
+per step: rows, the new call sites' descriptions, the run markers as tuples) and written
+there, one SQLite transaction each, on another core. Where that process cannot start (or
+TRACETENSOR_WRITER=thread) the file is written here, by whichever thread hands the batch
+over. Why not a writer thread: the writer's work is mostly Python, so under the GIL a
+writer thread takes turns with the training loop rather than running beside it; on the
+small MLP of benchmarks/bench_overhead.py (an 88 µs step) it took 18 µs of CPU a step,
+more than the same batches written in the training thread (11 µs).
 """
 
 from __future__ import annotations

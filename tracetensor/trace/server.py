@@ -13,6 +13,7 @@ pickles (an 8-byte length, then the pickle) of
     ("open", fid, path, options)    -> ("opened", fid, error or None)
     ("write", fid, cwd, payload)    -> nothing, unless it fails: ("failed", fid, error)
     ("close", fid, complete)        -> ("closed", fid, error or None)
+    ("cpu", 0)                      -> ("cpu", 0, its CPU seconds so far)
 
 `payload` is what `store.BatchPacker.pack` made. A write is committed in the order it came;
 a close is answered once everything before it is in the file. The process ignores SIGINT (a
@@ -27,7 +28,6 @@ back, or the TraceFileError they were.
 
 from __future__ import annotations
 
-import operator
 import os
 import pickle
 import select
@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, BinaryIO
 
 _HEAD = struct.Struct("<QI")  # a frame: pickle length, number of out-of-band buffers
@@ -71,41 +72,6 @@ def rebuilt(info: tuple) -> BaseException:
 
         return TraceFileError(info[2], info[3])
     return RemoteError(info[0], info[1])
-
-
-def _getters() -> dict:
-    import dataclasses
-
-    from .. import events as ev
-
-    return {
-        cls: (tag, operator.attrgetter(*[f.name for f in dataclasses.fields(cls)]))
-        for tag, cls in ((0, ev.RunStart), (1, ev.RunEnd))
-    }
-
-
-_GETTERS: dict | None = None
-
-
-def _marks_out(rest: list) -> list:
-    """Run markers (two a step) as plain tuples, which pickle five times faster than the
-    dataclasses; the rest of a batch's events as they are."""
-    global _GETTERS
-    if _GETTERS is None:
-        _GETTERS = _getters()
-    get = _GETTERS.get
-    out = []
-    for e in rest:
-        g = get(e.__class__)
-        out.append(e if g is None else (g[0], g[1](e)))
-    return out
-
-
-def _marks_in(rest: list) -> list:
-    from .. import events as ev
-
-    classes = (ev.RunStart, ev.RunEnd)
-    return [classes[e[0]](*e[1]) if e.__class__ is tuple else e for e in rest]
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytearray | None:
@@ -187,8 +153,7 @@ def main() -> None:
             try:
                 if msg[2] != os.getcwd():
                     os.chdir(msg[2])  # (sources named relative to the program's directory)
-                recs, ops, rest, vals = msg[3]
-                w.write_payload((recs, ops, _marks_in(rest), vals))
+                w.write_payload(msg[3])
             except BaseException as e:
                 del writers[fid]
                 _close_quietly(w)
@@ -204,6 +169,8 @@ def main() -> None:
                 reply(("opened", fid, None))
             except BaseException as e:
                 reply(("opened", fid, _portable(e)))
+        elif kind == "cpu":  # (benchmarks: what the recording costs beyond the program itself)
+            reply(("cpu", fid, time.process_time()))
         elif kind == "close":
             w = writers.pop(fid, None)
             err = None
@@ -288,15 +255,22 @@ class Client:
         else:
             self._replies[(msg[0], msg[1])] = msg[2]
 
-    def _request(self, msg: tuple, answer: str) -> None:
+    def _ask(self, msg: tuple, answer: str) -> Any:
         with self._lock:
             self._send(msg)
             key = (answer, msg[1])
             while key not in self._replies:
                 self._read_one()
-            err = self._replies.pop(key)
+            return self._replies.pop(key)
+
+    def _request(self, msg: tuple, answer: str) -> None:
+        err = self._ask(msg, answer)
         if err is not None:
             raise rebuilt(err)
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the writer process has used so far (every file it wrote)."""
+        return float(self._ask(("cpu", 0), "cpu"))
 
     def poll(self) -> None:
         """Reads what the process said meanwhile (a failed write), without waiting."""
@@ -398,10 +372,10 @@ class RemoteWriter:
         self._fid = self._client.open(path, opts)
 
     def write(self, batch: list | tuple, values: dict[int, tuple] | None = None) -> None:
-        recs, ops, rest, vals = self.packer.pack(batch, values)
+        recs, *rest = self.packer.pack(batch, values)
         if recs is not None:
             recs = (_big(recs[0]), recs[1], recs[2], _big(recs[3]))
-        self._client.write(self._fid, (recs, ops, _marks_out(rest), vals))
+        self._client.write(self._fid, (recs, *rest))
 
     def close(self, complete: bool = True) -> None:
         self._client.close(self._fid, complete)

@@ -538,7 +538,7 @@ class BatchPacker:
         self._keys: list[tuple] = []  # slot -> (site, thread, shape, dtype, nbytes, stack)
 
     def pack(self, batch: list[ev.Event] | tuple, values: dict[int, tuple] | None = None) -> tuple:
-        """(records, op events, other events, values) of a batch, in emission order."""
+        """(records, op events, run starts, run ends, other events, values) of a batch."""
         if batch.__class__ is tuple:  # a column queue's: (rows, summary rows, new keys, reset, others)
             rows, summ, new_keys, reset, others = batch
             if reset:
@@ -550,11 +550,16 @@ class BatchPacker:
         else:
             recs = [e for e in batch if e.__class__ is tuple]
             others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
-        OpEvent = ev.OpEvent
-        # op events go to blocks like records, the rest to their own tables (the two never depend
-        # on each other's order, so they are split with a few fast passes)
+        OpEvent, RunStart, RunEnd = ev.OpEvent, ev.RunStart, ev.RunEnd
+        # op events go to blocks like records, run markers (two a step) to the runs table as
+        # plain tuples (they pickle five times faster), the rest to their own tables (none
+        # depends on another's order, so they are split with a few fast passes)
         ops = [e for e in others if e.__class__ is OpEvent]
-        rest = [e for e in others if e.__class__ is not OpEvent] if len(ops) < len(others) else []
+        starts = [_START(e) for e in others if e.__class__ is RunStart]
+        ends = [_END(e) for e in others if e.__class__ is RunEnd]
+        rest = []
+        if len(ops) + len(starts) + len(ends) < len(others):
+            rest = [e for e in others if e.__class__ not in (OpEvent, RunStart, RunEnd)]
         if recs.__class__ is list:
             # a batch that also holds events, or records both with and without summaries, makes
             # them all events
@@ -565,10 +570,10 @@ class BatchPacker:
                 recs = self._rows(recs) if recs else None
         elif recs is not None and ops:  # (the listener set changed, or an op failed the NaN/inf check)
             ops.extend(ev.materialize(self._records(batch[0], batch[1])))
-            recs = None
+            recs = (b"", recs[1], recs[2], None)  # (no rows, but the new slots: later rows refer to them)
         if not self.keep_summaries and ops:
             ops = [_strip_summaries(e) if e.summaries is not None else e for e in ops]
-        return (recs, ops, rest, values or None)
+        return (recs, ops, starts, ends, rest, values or None)
 
     def _rows(self, recs: list[tuple]) -> tuple:
         """Record tuples -> what a column queue would have made of them."""
@@ -616,6 +621,11 @@ class BatchPacker:
                 off += ns * size
             out.append(rec)
         return out
+
+
+# a RunStart and a RunEnd as the writer takes them (`_write_runs` reads them by position)
+_START = operator.attrgetter("run", "mode", "kind", "name", "fetches", "feeds", "graph", "t_ns", "thread", "wall_ns")
+_END = operator.attrgetter("run", "t_ns", "thread", "error", "loss")
 
 
 def _key_record(key: tuple) -> tuple:
@@ -790,24 +800,21 @@ class TraceWriter:
     def write_payload(self, payload: tuple) -> None:
         """Writes one batch that a `BatchPacker` packed (here, or in the recording process:
         see tracetensor/trace/server.py), in one transaction."""
-        recs, ops, rest, values = payload
+        recs, ops, starts, ends, rest, values = payload
         db = self.db
         db.execute("BEGIN")
         self._counts = {}
         try:
-            if recs is not None:
+            if recs is not None:  # (rows, or none but new slots: then the records came as `ops`)
                 self._write_records(*recs)
-            elif ops:
+            if ops:
                 # threads emit in the order they finish emitting, not the order their ops took a
                 # seq: the file keeps seq order (nearly sorted already, so this costs one pass)
                 ops.sort(key=_seq_of)
                 for k in range(0, len(ops), BLOCK):
                     self._write_block(ops[k : k + BLOCK])
-            RunStart, RunEnd = ev.RunStart, ev.RunEnd
-            starts = [e for e in rest if e.__class__ is RunStart]
-            ends = [e for e in rest if e.__class__ is RunEnd]
             times = []
-            for e in rest if len(starts) + len(ends) < len(rest) else ():
+            for e in rest:
                 cls = e.__class__
                 if cls is ev.DeviceTime:
                     times.append((e.seq, e.device_ns))
@@ -845,13 +852,13 @@ class TraceWriter:
                 db.execute("ROLLBACK")
             raise
 
-    def _write_runs(self, starts: list[ev.RunStart], ends: list[ev.RunEnd]) -> None:
-        """The `runs` rows of one batch: what its RunStarts, RunEnds and op events say of each
-        run, one upsert per run (each part sets only its own columns, so parts that come in
-        different batches merge)."""
+    def _write_runs(self, starts: list[tuple], ends: list[tuple]) -> None:
+        """The `runs` rows of one batch: what its RunStarts and RunEnds (as `_START` and `_END`
+        tuples) and op events say of each run, one upsert per run (each part sets only its own
+        columns, so parts that come in different batches merge)."""
         counts, self._counts = self._counts, {}
-        st = {e.run: e for e in starts}
-        en = {e.run: e for e in ends}
+        st = {e[0]: e for e in starts}
+        en = {e[0]: e for e in ends}
         groups: dict[tuple[bool, bool, bool], list[tuple]] = {}
         # the usual run (a step): begun, ended and with events, all in this batch. Its row is
         # made in one pass (the runs rows are a third of what a step costs the writer), and
@@ -862,8 +869,9 @@ class TraceWriter:
             alike: dict[tuple, list[tuple]] = {}
             for r in sorted(whole):
                 s, e, c = st.pop(r), en.pop(r), counts.pop(r)
-                key = (s.mode, s.kind, s.name, s.fetches, s.feeds, s.graph, s.thread, e.error)
-                row = (r, s.t_ns, s.wall_ns, e.t_ns, e.loss if e.loss == e.loss else "nan", c[2], c[3])  # (_loss)
+                key = (*s[1:7], s[8], e[3])
+                loss = e[4]
+                row = (r, s[7], s[9], e[1], loss if loss == loss else "nan", c[2], c[3])  # (_loss)
                 alike.setdefault(key, []).append(row)
             if len(alike) * 8 <= len(whole):
                 for key, rows in alike.items():
@@ -879,12 +887,11 @@ class TraceWriter:
             s, e, c = st.get(run), en.get(run), counts.get(run)
             row: tuple = (run,)
             if s is not None:
-                row += (s.mode, s.kind, s.name, _json_tuple(s.fetches), _json_tuple(s.feeds), s.graph, s.t_ns)
-                row += (s.wall_ns, s.thread)
+                row += (s[1], s[2], s[3], _json_tuple(s[4]), _json_tuple(s[5]), s[6], s[7], s[9], s[8])
             elif c is not None:  # no RunStart (yet): what the events say
                 row += (c[0], "eager", "", "[]", "[]", c[1])
             if e is not None:
-                row += (e.t_ns, e.error, _loss(e.loss))
+                row += (e[1], e[3], _loss(e[4]))
             if c is not None:
                 row += (c[2], c[3])
             groups.setdefault((s is not None, e is not None, c is not None), []).append(row)
@@ -922,6 +929,8 @@ class TraceWriter:
             self._slot_cols = None
         table = np.frombuffer(rows, np.int64).reshape(-1, 6)
         n = len(table)
+        if not n:
+            return
         seq, run, start, slot, nsumm = table[:, 0], table[:, 1], table[:, 2], table[:, 4], table[:, 5]
         dur = table[:, 3] - start
         if summ is None:

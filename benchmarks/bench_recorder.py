@@ -260,22 +260,28 @@ sys.path.insert(0, sys.argv[3])
 from bench_recorder import mlp_step_fn
 import tracetensor as tt
 
-def rss_mb():  # (resident now, peak), this process's own
-    with open("/proc/self/status") as f:
+from tracetensor.trace import server
+
+def rss_mb(pid="self"):  # (resident now, peak) of this process, or of the recording's writer process
+    if pid is None:
+        return 0, 0
+    with open(f"/proc/{pid}/status") as f:
         d = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmRSS", "VmHWM"))}
     return d["VmRSS"] // 1024, d["VmHWM"] // 1024
 
 step, _ = mlp_step_fn()
 steps, path = int(sys.argv[1]), sys.argv[2]
 with tt.record(path, values="none"):
+    writer = server._client.proc.pid if server._client is not None else None
     for i in range(steps):
         step()
         if i == steps // 5:
-            early = rss_mb()[0]
+            early, w_early = rss_mb()[0], rss_mb(writer)[0]
 late, peak = rss_mb()
+w_late, w_peak = rss_mb(writer)  # (the writer process outlives the recording: the program's next one)
 with tt.trace.open(path) as t:
     n = t.count()
-print(early, late, peak, n, os.path.getsize(path))
+print(early, late, peak, w_early, w_late, w_peak, n, os.path.getsize(path))
 """
 
 
@@ -292,10 +298,11 @@ def bench_rss(steps: int) -> list[tuple[str, str, str, str]]:
         timeout=1800,
         check=True,
     ).stdout.split()
-    early, late, peak, n, size = (int(v) for v in out)
+    early, late, peak, w_early, w_late, w_peak, n, size = (int(v) for v in out)
     return [
         (f"record(values='none'), {n:,} op events: RSS at 1/5, at the end", f"{early} MB, {late} MB", "", "flat"),
         ("  peak RSS; trace bytes per event", f"{peak} MB", f"{size / n:.1f} B/ev", ""),
+        ("  its writer process: RSS at 1/5, at the end; peak", f"{w_early} MB, {w_late} MB; {w_peak} MB", "", "flat"),
     ]
 
 

@@ -59,7 +59,7 @@ TWO_RECORDINGS = textwrap.dedent("""
 
 def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path):
     paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
-    env = {k: v for k, v in os.environ.items() if k != "TRACETENSOR_WRITER"}
+    env = {**os.environ, "TRACETENSOR_WRITER": "process"}
     p = subprocess.run(
         [sys.executable, "-c", TWO_RECORDINGS, *paths], capture_output=True, text=True, timeout=120, env=env
     )
@@ -74,7 +74,7 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
 
 
 def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_program(tmp_path, monkeypatch):
-    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     path = tmp_path / "cut.ttrace"
     rec = tt.record(path, values="none").start()
     try:
@@ -126,7 +126,7 @@ def test_ctrl_c_to_the_whole_terminal_leaves_a_complete_trace(tmp_path):
     """A terminal's Ctrl-C reaches every process of its group: the program's KeyboardInterrupt
     ends the recording, and the writer process (a session of its own) finishes the file."""
     out = tmp_path / "ctrlc.ttrace"
-    env = {k: v for k, v in os.environ.items() if k != "TRACETENSOR_WRITER"}
+    env = {**os.environ, "TRACETENSOR_WRITER": "process"}
     p = subprocess.Popen(
         [sys.executable, "-c", LOOP_UNTIL_CTRL_C, str(out)],
         stdout=subprocess.PIPE,
@@ -151,7 +151,7 @@ def test_ctrl_c_to_the_whole_terminal_leaves_a_complete_trace(tmp_path):
 
 def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, monkeypatch):
     """No interpreter to start (an embedded Python, say): the recording writes in this process."""
-    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     monkeypatch.setattr(server, "_client", None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with tt.record(tmp_path / "here.ttrace", values="summary") as rec:
@@ -164,7 +164,7 @@ def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, 
 def test_a_file_the_writer_process_cannot_write_is_refused_at_start(tmp_path, monkeypatch):
     """The writer process opens the file; what it says is wrong comes back as the TraceFileError
     the program's own writer would raise, at `start()`."""
-    monkeypatch.delenv("TRACETENSOR_WRITER", raising=False)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     (tmp_path / "notes.txt").write_text("my notes\n")
     with pytest.raises(tt.trace.TraceFileError, match="refusing to overwrite") as ei:
         tt.record(tmp_path / "notes.txt").start()

@@ -365,11 +365,24 @@ def _signals_held() -> Iterator[None]:
             old[n](n, f)
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # (a container's share, not the machine's)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# the writer process needs a core of its own to pay off (it costs a little more CPU in all
+# than writing here: see benchmarks/bench_overhead.py); Windows has no `select` on pipes
+_DEFAULT_WRITER = "process" if os.name != "nt" and _cpus() > 1 else "thread"
+
+
 def _open_writer(path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> Any:
     """The file's writer: in the writer process (trace/server.py), or in this process where
-    that process cannot start (or TRACETENSOR_WRITER=thread asks for it). A file that cannot be
-    written raises TraceFileError either way."""
-    if os.environ.get("TRACETENSOR_WRITER", "process") != "thread":
+    that process cannot start, where the program has one core, on Windows, or where
+    TRACETENSOR_WRITER=thread asks for it. A file that cannot be written raises
+    TraceFileError either way."""
+    if os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", _DEFAULT_WRITER) != "thread":
         try:
             return RemoteWriter(path, keep_summaries=keep_summaries, keep_stacks=keep_stacks, **options)
         except (OSError, RemoteError):  # no interpreter to start, or one that died starting: write here

@@ -153,6 +153,7 @@ def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, 
     """No interpreter to start (an embedded Python, say): the recording writes in this process."""
     monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     monkeypatch.setattr(server, "_client", None)
+    monkeypatch.setattr(server, "_cannot", None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with tt.record(tmp_path / "here.ttrace", values="summary") as rec:
         _steps(20)
@@ -170,3 +171,25 @@ def test_a_file_the_writer_process_cannot_write_is_refused_at_start(tmp_path, mo
         tt.record(tmp_path / "notes.txt").start()
     assert ei.value.path == str(tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+
+
+def test_an_executable_that_is_not_python_makes_the_program_write_its_trace_itself(tmp_path, monkeypatch):
+    """sys.executable names some other program (an application embedding Python): it does
+    not say it is the writer process, so it is stopped and the program writes its trace."""
+    fake = tmp_path / "not-python"
+    fake.write_text("#!/bin/sh\necho 'some server, listening'\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
+    monkeypatch.setattr(server, "_client", None)
+    monkeypatch.setattr(server, "_cannot", None)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    t0 = time.monotonic()
+    with tt.record(tmp_path / "here.ttrace", values="none") as rec:
+        _steps(5)
+    assert isinstance(rec._writer, TraceWriter) and time.monotonic() - t0 < 10
+    with tt.trace.open(tmp_path / "here.ttrace") as t:
+        assert t.complete and t.count() == 15
+    t0 = time.monotonic()
+    with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
+        _steps(5)
+    assert isinstance(rec._writer, TraceWriter) and time.monotonic() - t0 < 1

@@ -46,6 +46,10 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 # where this tracetensor lives: the writer process imports the same one, whatever sys.path says
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from tracetensor.trace.server import main; main()"
+# what the writer process says first: the program knows it is one, not some other program
+# that sys.executable names (an embedding application's binary), and waits at most BOOT_S
+_HELLO = b"tracetensor-writer 1\n"
+BOOT_S = 60.0
 # an MPI launcher's variables: the writer is no rank (an mpi4py import must not join the job)
 _MPI_ENV = ("PMI_", "PMIX_", "OMPI_", "MPI_LOCALRANKID", "HYDRA_", "MPICH_")
 
@@ -134,6 +138,8 @@ def main() -> None:
 
     rin, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # (nothing else may write into the reply pipe)
+    out.write(_HELLO)  # (the program waits for this: see Client)
+    out.flush()
     writers: dict[int, TraceWriter] = {}
 
     def reply(msg: tuple) -> None:
@@ -217,11 +223,32 @@ class Client:
             fcntl.fcntl(self._in.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
         except (ImportError, OSError):
             pass
+        try:
+            self._hello()
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
         self._lock = threading.RLock()
         self._fids = iter(range(1, 1 << 62))
         self._replies: dict[tuple[str, int], Any] = {}  # answers read while waiting for another
         self.failed: dict[int, BaseException] = {}  # fid -> what stopped its writes
         self.dead = False
+
+    def _hello(self) -> None:
+        """Waits for the writer process to say what it is (OSError: it did not, in time)."""
+        got = b""
+        deadline = time.monotonic() + BOOT_S
+        while len(got) < len(_HELLO):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+                raise OSError(f"the recording's writer process did not start within {BOOT_S:.0f} s")
+            more = os.read(self._out.fileno(), len(_HELLO) - len(got))
+            if not more:
+                raise OSError("the recording's writer process ended as it started")
+            got += more
+        if got != _HELLO:
+            raise OSError(f"{sys.executable} did not start the recording's writer process")
 
     def _send(self, msg: tuple) -> None:
         """Writes one frame, whole: a Ctrl-C part-way is raised after it (a frame cut short
@@ -313,14 +340,22 @@ class Client:
 
 _client: Client | None = None
 _client_lock = threading.Lock()
+_cannot: OSError | None = None  # why the writer process could not start (not tried again)
 
 
 def client() -> Client:
-    """The writer process of this program, started with the first recording that needs one."""
-    global _client
+    """The writer process of this program, started with the first recording that needs one
+    (and again if it died). OSError where it cannot start: then never tried again."""
+    global _client, _cannot
     with _client_lock:
+        if _cannot is not None:
+            raise _cannot
         if _client is None or _client.dead or _client.proc.poll() is not None:
-            _client = Client()
+            try:
+                _client = Client()
+            except OSError as e:
+                _cannot = e
+                raise
             _ensure_hooks()
         return _client
 

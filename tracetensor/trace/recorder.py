@@ -42,10 +42,10 @@ from .server import RemoteError, RemoteWriter
 from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "check", "summary", "full")
-FLUSH_S = 0.1  # what waits longer than this is written by the writer thread (a SIGKILL loses about this much)
-BATCH_EVENTS = 8_192  # queued events the producer writes itself (see the module's docstring)
+FLUSH_S = 0.1  # what waits longer than this the writer thread hands over (a SIGKILL loses about this much)
+BATCH_EVENTS = 8_192  # queued events the producer hands over itself (see the module's docstring)
 MAX_QUEUE = 4 * BATCH_EVENTS  # queued events past which a producer waits (for the writer thread, mid-batch)
-MAX_QUEUE_VALUE_BYTES = 64 << 20  # queued value bytes the producer writes itself (values="full")
+MAX_QUEUE_VALUE_BYTES = 64 << 20  # queued value bytes the producer hands over itself (values="full")
 BATCH = 20_000  # events per transaction; keeps each commit short
 
 _active: weakref.WeakSet[Recorder] = weakref.WeakSet()
@@ -201,7 +201,7 @@ class Recorder:
             self._on_full()
 
     def _on_full(self) -> None:
-        """The queue is full: the producing thread writes it now. If the writer thread is
+        """The queue is full: the producing thread hands it over now. If the writer thread is
         mid-batch, the producer goes on queueing, and waits for it only past MAX_QUEUE."""
         over = len(self._q) > MAX_QUEUE or self._qbytes > 2 * self._qbytes_limit
         if not self._wlock.acquire(blocking=over):

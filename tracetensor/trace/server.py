@@ -143,8 +143,11 @@ def main() -> None:
     writers: dict[int, TraceWriter] = {}
 
     def reply(msg: tuple) -> None:
-        out.write(b"".join(_frame(msg)))
-        out.flush()
+        try:
+            out.write(b"".join(_frame(msg)))
+            out.flush()
+        except OSError:  # the program is gone: what it sent is still written (the loop ends at EOF)
+            pass
 
     while True:
         try:
@@ -159,8 +162,7 @@ def main() -> None:
             if w is None:  # (failed already: the program stops sending once it hears so)
                 continue
             try:
-                if msg[2] != os.getcwd():
-                    os.chdir(msg[2])  # (sources named relative to the program's directory)
+                _follow(msg[2])
                 w.write_payload(msg[3])
             except BaseException as e:
                 del writers[fid]
@@ -190,6 +192,16 @@ def main() -> None:
             reply(("closed", fid, err))
     for w in writers.values():  # the program is gone: what it sent is in, the file incomplete
         _close_quietly(w)
+
+
+def _follow(cwd: str) -> None:
+    """Into the program's working directory (its source files may be named relative to it);
+    where it is gone, sources named so are simply not found, as in the program."""
+    try:
+        if cwd != os.getcwd():
+            os.chdir(cwd)
+    except OSError:
+        pass
 
 
 def _close_quietly(w: Any) -> None:

@@ -149,6 +149,33 @@ def test_ctrl_c_to_the_whole_terminal_leaves_a_complete_trace(tmp_path):
         assert all(r.n_events == 3 for r in runs[:-1])
 
 
+def test_sigterm_to_the_program_and_its_writer_process_leaves_a_complete_trace(tmp_path):
+    """A service manager stops a program by sending SIGTERM to every process it started (a
+    systemd unit's cgroup): the program's recording ends as on SIGTERM alone, and the writer
+    process, which ignores it, finishes the file and then ends."""
+    out = tmp_path / "term.ttrace"
+    p = subprocess.Popen(
+        [sys.executable, "-c", LOOP_UNTIL_CTRL_C, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TRACETENSOR_WRITER": "process"},
+    )
+    try:
+        writer = int(p.stdout.readline())
+        os.kill(writer, signal.SIGTERM)  # (first: it must outlive the program's own flush)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 128 + signal.SIGTERM  # (tt.record turns SIGTERM into SystemExit)
+    assert _gone(writer)
+    with tt.trace.open(out) as t:
+        runs = t.runs()
+        assert t.complete and len(runs) >= 300
+        assert all(r.n_events == 3 for r in runs[:-1])
+
+
 def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, monkeypatch):
     """No interpreter to start (an embedded Python, say): the recording writes in this process."""
     monkeypatch.setenv("TRACETENSOR_WRITER", "process")

@@ -18,9 +18,9 @@ are beside it) of
     ("cpu", 0)                      -> ("cpu", 0, its CPU seconds so far)
 
 `payload` is what `store.BatchPacker.pack` made. A write is committed in the order it came;
-a close is answered once everything before it is in the file. The process ignores SIGINT (a
-Ctrl-C in the terminal reaches the whole process group: the program's handler decides) and
-runs in a session of its own. When the program ends, however it ends (SIGKILL too), the pipe
+a close is answered once everything before it is in the file. The process ignores SIGINT and
+SIGTERM (a terminal's Ctrl-C reaches its whole process group, a service manager's SIGTERM a
+whole cgroup: the program's handlers decide) and runs in a session of its own. When the program ends, however it ends (SIGKILL too), the pipe
 closes: the process writes what it was sent, marks the files it still holds incomplete and
 exits. So a killed program loses only what it had not sent yet.
 
@@ -133,7 +133,12 @@ def _big(b: Any) -> Any:
 
 def main() -> None:
     """The writer process's loop: `python -c _BOOT ROOT`, talking over stdin and stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a Ctrl-C or a service manager's SIGTERM may reach every process of the program (a
+    # terminal's process group, a systemd unit's cgroup): the program decides what they do,
+    # and this process ends when the program has (its pipe closes)
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
     from .store import TraceWriter
 
     rin, out = sys.stdin.buffer, sys.stdout.buffer

@@ -20,9 +20,10 @@ are beside it) of
 `payload` is what `store.BatchPacker.pack` made. A write is committed in the order it came;
 a close is answered once everything before it is in the file. The process ignores SIGINT and
 SIGTERM (a terminal's Ctrl-C reaches its whole process group, a service manager's SIGTERM a
-whole cgroup: the program's handlers decide) and runs in a session of its own. When the program ends, however it ends (SIGKILL too), the pipe
-closes: the process writes what it was sent, marks the files it still holds incomplete and
-exits. So a killed program loses only what it had not sent yet.
+whole cgroup: the program's handlers decide) and runs in a session of its own. When the
+program ends, however it ends (SIGKILL too), the pipe closes: the process writes what it
+was sent, marks the files it still holds incomplete and exits. So a killed program loses
+only what it had not sent yet.
 
 Errors cross the pipe as (type name, message[, path, problem]); `RemoteError` carries them
 back, or the TraceFileError they were.

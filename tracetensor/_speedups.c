@@ -2212,8 +2212,9 @@ static Py_ssize_t cq_key(ColumnQueue *q, PyObject *site, PyObject *tid, PyObject
                          PyObject *dtype, PyObject *nbytes) {
     if (!q->keep_stacks)
         stack = Py_None;
-    long long t = PyLong_AsLongLong(tid), nb = PyLong_AsLongLong(nbytes);
-    if ((t == -1 || nb == -1) && PyErr_Occurred())
+    /* (as unsigned masks: a thread ident is an unsigned long, and no int makes these raise) */
+    long long t = (long long)PyLong_AsUnsignedLongLongMask(tid), nb = (long long)PyLong_AsUnsignedLongLongMask(nbytes);
+    if (PyErr_Occurred()) /* (not an int at all) */
         return -1;
     if (2 * (q->kused + 1) > q->kcap) { /* grow: rehash */
         {
@@ -2227,8 +2228,9 @@ static Py_ssize_t cq_key(ColumnQueue *q, PyObject *site, PyObject *tid, PyObject
                 CQKey *k = &q->keys[j];
                 if (k->site == NULL)
                     continue;
-                Py_uhash_t h = cq_hash(k->site, k->stack, k->shape, k->dtype, PyLong_AsLongLong(k->tid),
-                                       PyLong_AsLongLong(k->nbytes));
+                Py_uhash_t h = cq_hash(k->site, k->stack, k->shape, k->dtype,
+                                       (long long)PyLong_AsUnsignedLongLongMask(k->tid),
+                                       (long long)PyLong_AsUnsignedLongLongMask(k->nbytes));
                 Py_ssize_t a = (Py_ssize_t)(h & (Py_uhash_t)(ncap - 1));
                 while (bigger[a].site != NULL)
                     a = (a + 1) & (ncap - 1);
@@ -2246,7 +2248,8 @@ static Py_ssize_t cq_key(ColumnQueue *q, PyObject *site, PyObject *tid, PyObject
         if (k->site == NULL)
             break;
         if (k->site == site && k->stack == stack && k->shape == shape && k->dtype == dtype &&
-            PyLong_AsLongLong(k->tid) == t && PyLong_AsLongLong(k->nbytes) == nb)
+            (long long)PyLong_AsUnsignedLongLongMask(k->tid) == t &&
+            (long long)PyLong_AsUnsignedLongLongMask(k->nbytes) == nb)
             return k->id;
         at = (at + 1) & (q->kcap - 1);
     }

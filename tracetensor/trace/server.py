@@ -354,6 +354,15 @@ class Client:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             pass
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        """This program's ends of the pipes (the process is gone, or ends when it reads EOF)."""
+        for f in (self._in, self._out):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 _client: Client | None = None
@@ -369,6 +378,9 @@ def client() -> Client:
         if _cannot is not None:
             raise _cannot
         if _client is None or _client.dead or _client.proc.poll() is not None:
+            if _client is not None:  # (it died: its pipes and its exit status are collected)
+                _client.close_pipes()
+                _client.proc.poll()
             try:
                 _client = Client()
             except OSError as e:
@@ -394,7 +406,7 @@ def shutdown() -> None:
     exit all the same, when the program's end closes the pipe."""
     global _client
     c, _client = _client, None
-    if c is not None and not c.dead:
+    if c is not None:
         c.shutdown()
 
 
@@ -405,11 +417,7 @@ def _forget_in_child() -> None:
     c, _client = _client, None
     if c is not None:
         c.dead = True
-        for f in (c._in, c._out):
-            try:
-                f.close()  # (this process's copies only)
-            except OSError:
-                pass
+        c.close_pipes()  # (this process's copies only)
 
 
 class RemoteWriter:

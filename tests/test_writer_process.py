@@ -58,12 +58,19 @@ TWO_RECORDINGS = textwrap.dedent("""
 
 
 def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path):
+    """One writer process serves the program's recordings, one after another; when the
+    program ends, so does it, and nothing is left open (no ResourceWarning under -X dev)."""
     paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
     p = subprocess.run(
-        [sys.executable, "-c", TWO_RECORDINGS, *paths], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", TWO_RECORDINGS, *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert p.returncode == 0, p.stderr
+    assert "ResourceWarning" not in p.stderr  # (the pipes are closed, the process waited for)
     pids = {int(w) for w in p.stdout.split()}
     assert len(pids) == 1 and os.getpid() not in pids
     assert _gone(pids.pop())

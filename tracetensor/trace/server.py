@@ -46,7 +46,18 @@ _HEAD = struct.Struct("<QI")  # a frame: pickle length, number of out-of-band bu
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 # where this tracetensor lives: the writer process imports the same one, whatever sys.path says
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from tracetensor.trace.server import main; main()"
+# The process imports the trace store and what it needs (numpy, events, the C accelerator),
+# not the package's `__init__`, which brings in the whole engine: it boots in about 0.1 s, not
+# 0.2, while the program's first recording waits for it at its end at the latest
+# It starts with SIGINT and SIGTERM blocked (see Client), ignores them before anything else,
+# then unblocks them: one sent while it boots is dropped, not fatal (see `main`).
+_BOOT = (
+    "import signal; [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM)); "
+    "import os, sys, types; pkg = types.ModuleType('tracetensor'); "
+    "pkg.__path__ = [os.path.join(sys.argv[1], 'tracetensor')]; sys.modules['tracetensor'] = pkg; "
+    "from tracetensor.trace.server import main; main()"
+)
 # what the writer process says first: the program knows it is one, not some other program
 # that sys.executable names (an embedding application's binary), and waits at most BOOT_S
 _HELLO = b"tracetensor-writer 1\n"
@@ -136,24 +147,24 @@ def main() -> None:
     """The writer process's loop: `python -c _BOOT ROOT`, talking over stdin and stdout."""
     # a Ctrl-C or a service manager's SIGTERM may reach every process of the program (a
     # terminal's process group, a systemd unit's cgroup): the program decides what they do,
-    # and this process ends when the program has (its pipe closes)
-    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-        if sig is not None:
-            signal.signal(sig, signal.SIG_IGN)
+    # and this process ends when the program has (its pipe closes). (_BOOT set this already,
+    # before its imports: here for a `main()` started otherwise.)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     from .store import TraceWriter
 
     rin, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # (nothing else may write into the reply pipe)
-    out.write(_HELLO)  # (the program waits for this: see Client)
-    out.flush()
     writers: dict[int, TraceWriter] = {}
 
-    def reply(msg: tuple) -> None:
+    def reply(msg: tuple | bytes) -> None:
         try:
-            out.write(b"".join(_frame(msg)))
+            out.write(msg if msg.__class__ is bytes else b"".join(_frame(msg)))
             out.flush()
         except OSError:  # the program is gone: what it sent is still written (the loop ends at EOF)
             pass
+
+    reply(_HELLO)  # (the program reads this first: see Client)
 
     while True:
         try:
@@ -174,12 +185,12 @@ def main() -> None:
                 del writers[fid]
                 _close_quietly(w)
                 reply(("failed", fid, _portable(e)))
-        elif kind == "open":
+        elif kind == "open":  # (a file the program made and holds the lock of: see RemoteWriter)
             path, opts = msg[2], msg[3]
             try:
                 os.chdir(opts.pop("cwd"))
                 keep_summaries, keep_stacks = opts.pop("keep_summaries"), opts.pop("keep_stacks")
-                w = TraceWriter(path, **opts)
+                w = TraceWriter(path, attach=(None, opts.pop("t0")), **opts)
                 w.keep_summaries, w.keep_stacks = keep_summaries, keep_stacks
                 writers[fid] = w
                 reply(("opened", fid, None))
@@ -225,33 +236,64 @@ class Client:
 
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, _ROOT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,  # (raw pipes: a frame is written whole, see _send, and a forked child closes its copies)
-            env=env,
-            start_new_session=True,  # no terminal signals: the program decides what a Ctrl-C does
-        )
+        # (blocked in this thread while it starts: the process inherits the mask, see _BOOT; one
+        # that arrives meanwhile is this program's, delivered as the mask is restored)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, _ROOT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,  # (raw pipes: a frame is written whole, see _send, and a forked child closes its copies)
+                env=env,
+                start_new_session=True,  # no terminal signals: the program decides what a Ctrl-C does
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in, self._out = self.proc.stdin, self.proc.stdout
-        try:  # a pipe of 1 MiB (Linux: F_SETPIPE_SZ), not 64 KiB: a batch goes in a few writes, not dozens
+        # a pipe of 1 MiB (Linux: F_SETPIPE_SZ), not 64 KiB: a batch goes in a few writes, not
+        # dozens, and half of it may be filled before the process is known to read it (RemoteWriter)
+        self.pipe_bytes = 0
+        try:
             import fcntl
 
             fcntl.fcntl(self._in.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+            self.pipe_bytes = 1 << 20
         except (ImportError, OSError):
             pass
-        try:
-            self._hello()
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+        # the process boots (about 0.2 s: Python, numpy, tracetensor) while the program goes on
+        # recording; what needs it waits (`wait_ready`)
+        self._ready = threading.Event()
+        self.boot_error: OSError | None = None
+        threading.Thread(target=self._boot, name="tracetensor-writer-boot", daemon=True).start()
         self._lock = threading.RLock()
         self._fids = iter(range(1, 1 << 62))
         self._replies: dict[tuple[str, int], Any] = {}  # answers read while waiting for another
         self.failed: dict[int, BaseException] = {}  # fid -> what stopped its writes
         self.dead = False
+
+    def _boot(self) -> None:
+        global _cannot
+        try:
+            self._hello()
+        except BaseException as e:
+            self.boot_error = e if isinstance(e, OSError) else OSError(str(e))
+            _cannot = self.boot_error  # (not tried again: see `client`)
+            self.dead = True
+            try:
+                self.proc.kill()
+                self.proc.wait()
+            except OSError:
+                pass
+        finally:
+            self._ready.set()
+
+    def wait_ready(self) -> None:
+        """Returns once the process said what it is; OSError where it did not (see `_hello`)."""
+        self._ready.wait()
+        if self.boot_error is not None:
+            raise self.boot_error
 
     def _hello(self) -> None:
         """Waits for the writer process to say what it is (OSError: it did not, in time)."""
@@ -297,12 +339,13 @@ class Client:
         if msg is None:
             self.dead = True
             raise BrokenPipeError("the recording's writer process is gone")
-        if msg[0] == "failed":
-            self.failed[msg[1]] = rebuilt(msg[2])
-        else:
+        if msg[0] == "failed" or (msg[0] == "opened" and msg[2] is not None):
+            self.failed[msg[1]] = rebuilt(msg[2])  # (a file is opened without waiting: see `open`)
+        elif msg[0] != "opened":
             self._replies[(msg[0], msg[1])] = msg[2]
 
     def _ask(self, msg: tuple, answer: str) -> Any:
+        self.wait_ready()
         with self._lock:
             self._send(msg)
             key = (answer, msg[1])
@@ -321,14 +364,18 @@ class Client:
 
     def poll(self) -> None:
         """Reads what the process said meanwhile (a failed write), without waiting."""
+        if not self._ready.is_set() or self.boot_error is not None:
+            return  # (until it said what it is, the boot thread reads what it says)
         with self._lock:
             while not self.dead and select.select([self._out], [], [], 0)[0]:
                 self._read_one()
 
     # -- one file
     def open(self, path: str, options: dict) -> int:
+        """Asks the process to open `path` (a file the program made: see RemoteWriter), without
+        waiting: what it answers, if it fails, comes with the file's next write or its close."""
         fid = next(self._fids)
-        self._request(("open", fid, path, {**options, "cwd": os.getcwd()}), "opened")
+        self._send(("open", fid, path, {**options, "cwd": os.getcwd()}))
         return fid
 
     def write(self, fid: int, payload: tuple) -> None:
@@ -422,23 +469,93 @@ def _forget_in_child() -> None:
 
 class RemoteWriter:
     """A trace file written by the writer process: what the recorder calls `_writer`
-    (`write(batch, values)`, `close(complete)`), the batches packed here."""
+    (`write(batch, values)`, `close(complete)`), the batches packed here.
 
-    def __init__(self, path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> None:
-        from .store import BatchPacker
+    The file is made here at once, as a TraceWriter makes it (what one would refuse is
+    refused at `start()`, and the file reads as an empty trace from then on), and its lock is
+    held here until the writer process has closed it. Batches go into the pipe at once, also
+    while the process is still booting (it reads them once it has): a program killed then
+    loses none of them. Until the process has said what it is, those batches are kept here
+    too, up to half the pipe (then the program waits for it); where it turns out not to be
+    the writer process, this process writes the file instead, those batches first."""
 
+    def __init__(
+        self,
+        path: str,
+        *,
+        keep_summaries: bool,
+        keep_stacks: bool,
+        meta: dict[str, Any] | None = None,
+        max_bytes: int = 512 << 20,
+        sources: bool = True,
+    ) -> None:
+        from .store import BatchPacker, create_trace
+
+        self._client = c = client()  # (first: where no process can start, the caller writes the file)
         self.path = path
         self.packer = BatchPacker()
         self.packer.keep_summaries, self.packer.keep_stacks = keep_summaries, keep_stacks
-        self._client = client()
-        opts = {**options, "keep_summaries": keep_summaries, "keep_stacks": keep_stacks}
-        self._fid = self._client.open(path, opts)
+        self._options = {"max_bytes": max_bytes, "sources": sources}
+        self._lock_fd: int | None
+        self._lock_fd, self._t0 = create_trace(path, meta=meta, max_bytes=max_bytes)
+        self._local: Any = None  # a TraceWriter, where the process did not start
+        self._unconfirmed: list[tuple] = []  # batches sent before the process said what it is
+        self._unconfirmed_bytes = 0
+        try:
+            opts = {**self._options, "t0": self._t0, "keep_summaries": keep_summaries, "keep_stacks": keep_stacks}
+            self._fid = c.open(path, opts)
+        except BaseException:
+            self._release()
+            raise
+
+    def _confirmed(self, wait: bool) -> bool:
+        """Whether what was sent reaches the file (`wait`: until that is known). Where the
+        process turned out not to start, this process writes the file from now on."""
+        c = self._client
+        if self._local is not None or not self._unconfirmed and c._ready.is_set() and c.boot_error is None:
+            return True
+        if not (wait or c._ready.is_set()):
+            return False
+        try:
+            c.wait_ready()
+        except OSError:
+            from .store import TraceWriter
+
+            w = TraceWriter(self.path, attach=(self._lock_fd, self._t0), **self._options)
+            w.keep_summaries, w.keep_stacks = self.packer.keep_summaries, self.packer.keep_stacks
+            self._local, self._lock_fd = w, None
+            for payload in self._unconfirmed:
+                w.write_payload(payload)
+        self._unconfirmed, self._unconfirmed_bytes = [], 0
+        return True
 
     def write(self, batch: list | tuple, values: dict[int, tuple] | None = None) -> None:
-        recs, *rest = self.packer.pack(batch, values)
+        payload = self.packer.pack(batch, values)  # (now: a batch refers to the program's objects)
+        recs = payload[0]
+        size = len(recs[0]) + len(recs[3] or b"") if recs is not None else 0
+        budget = self._client.pipe_bytes // 2
+        confirmed = self._confirmed(wait=self._unconfirmed_bytes + size + 65536 > budget)
+        if self._local is not None:
+            self._local.write_payload(payload)
+            return
+        if not confirmed:
+            self._unconfirmed.append(payload)
+            self._unconfirmed_bytes += size + 65536  # (and its pickle, about)
         if recs is not None:
             recs = (_big(recs[0]), recs[1], recs[2], _big(recs[3]))
-        self._client.write(self._fid, (recs, *rest))
+        self._client.write(self._fid, (recs, *payload[1:]))
 
     def close(self, complete: bool = True) -> None:
-        self._client.close(self._fid, complete)
+        try:
+            self._confirmed(wait=True)
+            if self._local is not None:
+                self._local.close(complete)
+            else:
+                self._client.close(self._fid, complete)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:  # (the file is the next recording's to take, now)
+            os.close(self._lock_fd)
+            self._lock_fd = None

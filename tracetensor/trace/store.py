@@ -634,11 +634,62 @@ def _key_record(key: tuple) -> tuple:
     return (site, 0, 0, 0, 0, tid, stack, shape, dtype, nbytes)
 
 
+def create_trace(path: str, *, meta: dict[str, Any] | None = None, max_bytes: int = 512 << 20) -> tuple[int, int]:
+    """Makes `path` a new, empty trace file: locked (flock), the schema and the meta rows
+    written (it reads as an empty trace from then on). Returns (the lock's file descriptor,
+    the file's time base t0) for a `TraceWriter` to attach to, in this process or in the
+    writer process. TraceFileError where the path cannot be, or may not be, written."""
+    lock_fd = _lock_for_writing(path)
+    try:
+        for ext in ("-wal", "-shm", "-journal"):
+            if os.path.exists(path + ext):
+                os.remove(path + ext)  # a killed earlier recording's leftovers
+        t0 = time.perf_counter_ns()
+        perf, wall = ev.clock_base()
+        info = {
+            "format": FORMAT,
+            "version": VERSION,
+            "t0": t0,
+            "clock_perf_ns": perf,
+            "clock_wall_ns": wall,
+            "created_wall_ns": time.time_ns(),
+            "pid": os.getpid(),
+            "complete": 0,
+            "max_bytes": int(max_bytes),
+        }
+        info.update(meta or {})
+        image = _trace_image(info)
+        if image is not None:
+            _write_all(lock_fd, image)
+        else:  # (no serialize: made through a connection, whose closing folds its WAL in)
+            db = sqlite3.connect(path, isolation_level=None)
+            try:
+                db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
+                db.execute("BEGIN")
+                db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute("COMMIT")
+            finally:
+                db.close()
+    except (sqlite3.Error, OSError) as e:
+        os.close(lock_fd)
+        raise TraceFileError(path, f"cannot be written ({e})") from None
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd, t0
+
+
 class TraceWriter:
     """Writes events into a new trace file; used by one thread (the recorder's writer).
 
     The file is locked (flock) for as long as the writer is open: a second process (or a
     second recorder) that targets the same path gets a TraceFileError instead of a mixed file.
+    `attach`: (lock fd, t0) of a file `create_trace` made (the writer closes the lock when it
+    closes); the lock None where another process holds it (the program whose writer process
+    this is).
     """
 
     def __init__(
@@ -648,51 +699,22 @@ class TraceWriter:
         meta: dict[str, Any] | None = None,
         max_bytes: int = 512 << 20,
         sources: bool = True,
+        attach: tuple[int | None, int] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.max_bytes = int(max_bytes)
         self.sources = sources
-        self._lock_fd = _lock_for_writing(self.path)
+        if attach is None:
+            attach = create_trace(self.path, meta=meta, max_bytes=self.max_bytes)
+        self._lock_fd, self.t0 = attach
         try:
-            for ext in ("-wal", "-shm", "-journal"):
-                if os.path.exists(self.path + ext):
-                    os.remove(self.path + ext)  # a killed earlier recording's leftovers
-            image = _empty_trace()
-            if image is not None:  # the schema, already in WAL mode: one write, nothing to parse
-                _write_all(self._lock_fd, image)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            if image is None:
-                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
-            if image is None:
-                self.db.executescript("BEGIN;" + SCHEMA + "COMMIT;")  # one transaction: one write, not 30
+            # page 1 (the header) goes into the WAL with this first commit (see _trace_image)
+            self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         except (sqlite3.Error, OSError) as e:
-            os.close(self._lock_fd)
+            self._release()
             raise TraceFileError(self.path, f"cannot be written ({e})") from None
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
-        self.t0 = time.perf_counter_ns()
-        perf, wall = ev.clock_base()
-        info = {
-            "format": FORMAT,
-            "version": VERSION,
-            "t0": self.t0,
-            "clock_perf_ns": perf,
-            "clock_wall_ns": wall,
-            "created_wall_ns": time.time_ns(),
-            "pid": os.getpid(),
-            "complete": 0,
-            "max_bytes": self.max_bytes,
-        }
-        info.update(meta or {})
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
-        # page 1 (the header) goes into the WAL with the first commit, as a schema written here
-        # would: the file's own page 1 is then never the only copy a cut-short checkpoint leaves
-        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        self.db.execute("COMMIT")
         self._ops: dict[str, int] = {}
         self._sigs: dict[tuple, int] = {}
         # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
@@ -1093,26 +1115,48 @@ class TraceWriter:
                 pass  # a reader has it open: the file stays in WAL mode, complete and readable
             self.db.close()
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
             os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 @functools.cache
-def _empty_trace() -> bytes | None:
-    """The bytes of a trace file holding only the schema, in WAL mode (header bytes 18-19 say
-    so, as `PRAGMA journal_mode=WAL` would write them), made once per process: a recording
-    starts by writing them instead of creating 20 tables. None where SQLite cannot serialize."""
+def _schema_image() -> bytes | None:
+    """The bytes of an in-memory database holding only the schema, made once per process.
+    None where SQLite cannot serialize (Python 3.10, or an SQLite built without it)."""
     try:
         db = sqlite3.connect(":memory:")
         try:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.executescript(SCHEMA)
-            image = bytearray(db.serialize())
+            image = db.serialize()
         finally:
             db.close()
-    except (AttributeError, sqlite3.Error):  # Python 3.10, or an SQLite built without it
+    except (AttributeError, sqlite3.Error):
         return None
-    if image[:16] != _SQLITE_MAGIC:
+    return image if image[:16] == _SQLITE_MAGIC else None
+
+
+def _trace_image(meta: dict[str, Any]) -> bytes | None:
+    """The bytes of a new trace file: the schema and `meta`, in WAL mode (header bytes 18-19
+    say so, as `PRAGMA journal_mode=WAL` would write them). A recording starts by writing them:
+    one write, no 20 tables created, and no connection whose closing would fold a WAL in. The
+    file's writer then sets the application id (on page 1) in its first commit, so page 1 is
+    in the WAL from then on: a cut-short last checkpoint never leaves the file's own page 1 as
+    its only copy. None: see _schema_image."""
+    base = _schema_image()
+    if base is None:
         return None
+    db = sqlite3.connect(":memory:", isolation_level=None)  # (autocommit: the rows are in what it serializes)
+    try:
+        db.deserialize(base)
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        image = bytearray(db.serialize())  # (the application id is the writer's first commit)
+    finally:
+        db.close()
     image[18] = image[19] = 2
     return bytes(image)
 

@@ -8,17 +8,19 @@ a recording's writing drops from about 7 µs a step written inline (18 µs in a 
 to handing the batch over (a few µs), and the loop's wall time with it.
 
 One writer process per recording program, started with its first recording and kept for the
-next ones; it writes any number of files. The program talks to it over a pipe (1 MiB where
-Linux allows), in frames (`_frame`: a pickle, and the batch's large buffers written as they
-are beside it) of
+next ones; it writes any number of files. It first says what it is (`_HELLO`); the program
+goes on recording meanwhile (see RemoteWriter). The program talks to it over a pipe (1 MiB
+where Linux allows), in frames (`_frame`: a pickle, and the batch's large buffers written as
+they are beside it) of
 
-    ("open", fid, path, options)    -> ("opened", fid, error or None)
+    ("open", fid, path, options)    -> ("opened", fid, error or None), read with a later answer
     ("write", fid, cwd, payload)    -> nothing, unless it fails: ("failed", fid, error)
     ("close", fid, complete)        -> ("closed", fid, error or None)
     ("cpu", 0)                      -> ("cpu", 0, its CPU seconds so far)
 
-`payload` is what `store.BatchPacker.pack` made. A write is committed in the order it came;
-a close is answered once everything before it is in the file. The process ignores SIGINT and
+The program made the file it opens (`store.create_trace`) and holds its lock until the close
+is answered. `payload` is what `store.BatchPacker.pack` made. A write is committed in the
+order it came; a close is answered once everything before it is in the file. The process ignores SIGINT and
 SIGTERM (a terminal's Ctrl-C reaches its whole process group, a service manager's SIGTERM a
 whole cgroup: the program's handlers decide) and runs in a session of its own. When the
 program ends, however it ends (SIGKILL too), the pipe closes: the process writes what it

@@ -229,3 +229,30 @@ def test_an_executable_that_is_not_python_makes_the_program_write_its_trace_itse
     with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
         _steps(5)
     assert isinstance(rec._writer, TraceWriter) and time.monotonic() - t0 < 1
+
+
+ONE_RECORDING = textwrap.dedent("""
+    import sys
+    import tracetensor as tt
+    with tt.record(sys.argv[1], values="none") as rec:
+        (tt.ones(2) + 1).sum()
+    print(type(rec._writer).__name__)
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity (Linux)")
+def test_a_program_limited_to_one_core_writes_its_trace_itself(tmp_path):
+    """With one core the writer process would only take turns with the program (for more
+    CPU in all): by default the program writes its trace itself; with two, the process."""
+    env = {k: v for k, v in os.environ.items() if k != "TRACETENSOR_WRITER"}
+    cores = sorted(os.sched_getaffinity(0))
+    got = {}
+    for n in (1, 2) if len(cores) >= 2 else (1,):
+        code = f"import os; os.sched_setaffinity(0, {cores[:n]!r}); exec({ONE_RECORDING!r})"
+        out = tmp_path / f"cores{n}.ttrace"
+        p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        got[n] = p.stdout.split()[-1]
+        with tt.trace.open(out) as t:
+            assert t.complete and t.count() == 2
+    assert got[1] == "TraceWriter" and got.get(2, "RemoteWriter") == "RemoteWriter"

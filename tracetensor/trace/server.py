@@ -545,7 +545,14 @@ class RemoteWriter:
             self._unconfirmed_bytes += size + 65536  # (and its pickle, about)
         if recs is not None:
             recs = (_big(recs[0]), recs[1], recs[2], _big(recs[3]))
-        self._client.write(self._fid, (recs, *payload[1:]))
+        try:
+            self._client.write(self._fid, (recs, *payload[1:]))
+        except OSError:
+            if confirmed:
+                raise  # (the process had said what it is: it died, and the recording stops)
+            self._confirmed(wait=True)  # (it never did, and was stopped meanwhile: written here)
+            if self._local is None:
+                raise
 
     def close(self, complete: bool = True) -> None:
         try:

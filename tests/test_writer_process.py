@@ -256,3 +256,33 @@ def test_a_program_limited_to_one_core_writes_its_trace_itself(tmp_path):
         with tt.trace.open(out) as t:
             assert t.complete and t.count() == 2
     assert got[1] == "TraceWriter" and got.get(2, "RemoteWriter") == "RemoteWriter"
+
+
+MANY_FILES = textwrap.dedent("""
+    import os, resource, sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # (a data loader's files, say)
+    import tracetensor as tt
+    with tt.record(sys.argv[1], values="none") as rec:
+        for _ in range(2000):
+            (tt.ones(2) + 1).sum()
+    print(type(rec._writer).__name__)
+""")
+
+
+def test_a_program_holding_over_1024_files_still_records_through_the_writer_process(tmp_path):
+    """The pipes to the writer process then have descriptors past 1,024, which `select`
+    cannot watch: the program waits on them with `poll`."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1200:
+        pytest.skip("the hard limit on open files is below 1,200 here")
+    out = tmp_path / "many.ttrace"
+    env = {**os.environ, "TRACETENSOR_WRITER": "process"}
+    p = subprocess.run(
+        [sys.executable, "-c", MANY_FILES, str(out)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert p.returncode == 0 and p.stdout.split()[-1] == "RemoteWriter", p.stderr
+    with tt.trace.open(out) as t:
+        assert t.complete and t.count() == 4000

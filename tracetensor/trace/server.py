@@ -94,6 +94,16 @@ def rebuilt(info: tuple) -> BaseException:
     return RemoteError(info[0], info[1])
 
 
+def _readable(f: Any, timeout: float) -> bool:
+    """Whether `f` has something to read (or its end) within `timeout` seconds. `poll`, not
+    `select`: a program holding over 1,024 files has pipes that `select` cannot watch."""
+    if hasattr(select, "poll"):
+        p = select.poll()
+        p.register(f, select.POLLIN)
+        return bool(p.poll(timeout * 1000))
+    return bool(select.select([f], [], [], timeout)[0])
+
+
 def _read_exact(f: BinaryIO, n: int) -> bytearray | None:
     buf = bytearray(n)
     view = memoryview(buf)
@@ -303,7 +313,7 @@ class Client:
         deadline = time.monotonic() + BOOT_S
         while len(got) < len(_HELLO):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+            if left <= 0 or not _readable(self._out, left):
                 raise OSError(f"the recording's writer process did not start within {BOOT_S:.0f} s")
             more = os.read(self._out.fileno(), len(_HELLO) - len(got))
             if not more:
@@ -369,7 +379,7 @@ class Client:
         if not self._ready.is_set() or self.boot_error is not None:
             return  # (until it said what it is, the boot thread reads what it says)
         with self._lock:
-            while not self.dead and select.select([self._out], [], [], 0)[0]:
+            while not self.dead and _readable(self._out, 0):
                 self._read_one()
 
     # -- one file

@@ -103,6 +103,32 @@ def test_a_batch_that_mixes_records_and_events_keeps_its_new_call_sites_for_the_
         assert tr.first_nonfinite().op == "log"
 
 
+def test_a_batch_that_only_starts_the_key_numbering_over_still_reaches_the_writer(tmp_path):
+    """Past 100,000 call sites a column queue numbers them afresh with its next batch, which
+    says so; a batch that says so and holds nothing else (the writer thread took the queue
+    between two ops) must still restart the writer's slots, or the next batch's first keys
+    would name the old numbering's call sites."""
+    if events._ColumnQueue is None:
+        pytest.skip("the C accelerator is not in use")
+    x = tt.tensor(np.ones((4, 4), np.float32))
+    batches = []
+    for op in ("relu", "tanh"):
+        q = events.column_queue(1 << 20, lambda: None, True)
+        with events.listen(q, raw=True):
+            r = events.begin_run("step")
+            getattr(x, op)()
+            events.end_run(r)
+        batches.append(q.take())
+    path = str(tmp_path / "reset.ttrace")
+    w = store.TraceWriter(path)
+    w.write(batches[0])
+    w.write((b"", None, [], True, []))  # (the numbering starts over: nothing else in this batch)
+    w.write(batches[1])  # (its keys numbered from 0 again)
+    w.close()
+    with tt.trace.open(path) as tr:
+        assert [e.op for e in tr.events()] == ["relu", "tanh"]
+
+
 @pytest.mark.parametrize("values", ["none", "summary"])
 def test_the_c_and_python_first_pass_over_records_write_the_same_file(tmp_path, monkeypatch, values):
     """The writer's first pass over a batch of records (columns and distinct keys) and its

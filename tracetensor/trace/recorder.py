@@ -272,7 +272,7 @@ class Recorder:
     def _write_queued(self, w: Any) -> None:
         queued = self._q.take()
         if queued.__class__ is tuple:  # a column queue's (no filter, no values): one batch
-            if queued[0] or queued[4]:
+            if queued[0] or queued[3] or queued[4]:  # (rows, a reset of its key numbers, events)
                 w.write(queued)
             return
         filtered = self._steps is not None or self._ops_rx is not None
@@ -387,9 +387,7 @@ def _open_writer(path: str, *, keep_summaries: bool, keep_stacks: bool, **option
             return RemoteWriter(path, keep_summaries=keep_summaries, keep_stacks=keep_stacks, **options)
         except (OSError, RemoteError):  # no interpreter to start, or one that died starting: write here
             pass
-    w = TraceWriter(path, **options)
-    w.keep_summaries, w.keep_stacks = keep_summaries, keep_stacks
-    return w
+    return TraceWriter(path, keep_summaries=keep_summaries, keep_stacks=keep_stacks, **options)
 
 
 def _rank_info() -> dict[str, int] | None:

@@ -201,10 +201,7 @@ def main() -> None:
             path, opts = msg[2], msg[3]
             try:
                 os.chdir(opts.pop("cwd"))
-                keep_summaries, keep_stacks = opts.pop("keep_summaries"), opts.pop("keep_stacks")
-                w = TraceWriter(path, attach=(None, opts.pop("t0")), **opts)
-                w.keep_summaries, w.keep_stacks = keep_summaries, keep_stacks
-                writers[fid] = w
+                writers[fid] = TraceWriter(path, attach=(None, opts.pop("t0")), **opts)
                 reply(("opened", fid, None))
             except BaseException as e:
                 reply(("opened", fid, _portable(e)))
@@ -507,15 +504,19 @@ class RemoteWriter:
         self.path = path
         self.packer = BatchPacker()
         self.packer.keep_summaries, self.packer.keep_stacks = keep_summaries, keep_stacks
-        self._options = {"max_bytes": max_bytes, "sources": sources}
+        self._options = {
+            "max_bytes": max_bytes,
+            "sources": sources,
+            "keep_summaries": keep_summaries,
+            "keep_stacks": keep_stacks,
+        }
         self._lock_fd: int | None
         self._lock_fd, self._t0 = create_trace(path, meta=meta, max_bytes=max_bytes)
         self._local: Any = None  # a TraceWriter, where the process did not start
         self._unconfirmed: list[tuple] = []  # batches sent before the process said what it is
         self._unconfirmed_bytes = 0
         try:
-            opts = {**self._options, "t0": self._t0, "keep_summaries": keep_summaries, "keep_stacks": keep_stacks}
-            self._fid = c.open(path, opts)
+            self._fid = c.open(path, {**self._options, "t0": self._t0})
         except BaseException:
             self._release()
             raise
@@ -534,7 +535,6 @@ class RemoteWriter:
             from .store import TraceWriter
 
             w = TraceWriter(self.path, attach=(self._lock_fd, self._t0), **self._options)
-            w.keep_summaries, w.keep_stacks = self.packer.keep_summaries, self.packer.keep_stacks
             self._local, self._lock_fd = w, None
             for payload in self._unconfirmed:
                 w.write_payload(payload)

@@ -532,7 +532,6 @@ class BatchPacker:
     MAX_SLOTS = 100_000  # bounded memory: past it (a program that keeps making names) slots start over
 
     def __init__(self) -> None:
-        # another listener may make the engine compute more than this recording asked for
         self.keep_summaries = self.keep_stacks = True
         self._slot_val: dict[tuple, int] = {}  # (a list batch's) slot key -> slot
         self._keys: list[tuple] = []  # slot -> (site, thread, shape, dtype, nbytes, stack)
@@ -546,7 +545,8 @@ class BatchPacker:
             keys = self._keys
             new = [_sig_info(_key_record(k), k, self.keep_stacks) for k in new_keys]
             keys.extend(new_keys)
-            recs: Any = (rows, new, reset, summ if self.keep_summaries else None) if rows else None
+            # (no rows but a reset: the writer's slots start over too, before the next batch's rows)
+            recs: Any = (rows, new, reset, summ if self.keep_summaries else None) if rows or reset else None
         else:
             recs = [e for e in batch if e.__class__ is tuple]
             others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
@@ -689,7 +689,7 @@ class TraceWriter:
     second recorder) that targets the same path gets a TraceFileError instead of a mixed file.
     `attach`: (lock fd, t0) of a file `create_trace` made (the writer closes the lock when it
     closes); the lock None where another process holds it (the program whose writer process
-    this is).
+    this is). `keep_summaries` / `keep_stacks`: whether what records carry of those is kept.
     """
 
     def __init__(
@@ -700,6 +700,8 @@ class TraceWriter:
         max_bytes: int = 512 << 20,
         sources: bool = True,
         attach: tuple[int | None, int] | None = None,
+        keep_summaries: bool = True,
+        keep_stacks: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self.max_bytes = int(max_bytes)
@@ -720,6 +722,8 @@ class TraceWriter:
         # raw records: a "slot" per distinct (site, thread, output, stack) -- its sig, op id,
         # iteration and mode, as columns (see `_write_records`; the packer numbers them)
         self.packer = BatchPacker()
+        # (another listener may make the engine compute more than the recording asked for)
+        self.packer.keep_summaries, self.packer.keep_stacks = keep_summaries, keep_stacks
         self._slot_rows: list[tuple[int, int, int, str]] = []
         self._slot_cols: tuple[np.ndarray, ...] | None = None
         self._sig_op: dict[int, int] = {}

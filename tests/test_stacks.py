@@ -141,7 +141,7 @@ def test_frames_shared_above_the_innermost_user_frame_are_those_a_full_walk_find
             pass
 
     # the Python capture, uncached
-    monkeypatch.setattr(_source, "_outer", Nothing())
+    monkeypatch.setattr(_source, "_chains", Nothing())
     monkeypatch.setattr(_source, "user_frames", _source.user_frames_py)
     monkeypatch.setattr(_source, "stack_here", _source.stack_here_py)
     monkeypatch.setattr(sys.modules["tracetensor.tensor"], "stack_here", _source.stack_here_py)
@@ -207,6 +207,71 @@ def test_the_ops_of_one_line_share_one_stack_object():
         for _ in range(2):
             again.append(capture())
         assert again[0] is again[1] and again[0][0].name == "test_the_ops_of_one_line_share_one_stack_object"
+
+
+class _Capture:
+    """How a test takes stacks: the C accelerator's capture (where built) or the Python one."""
+
+    def __init__(self, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tracetensor import _source
+
+        self.name = name
+        if name == "python":
+            tensor_mod = sys.modules["tracetensor.tensor"]
+            monkeypatch.setattr(_source, "user_frames", _source.user_frames_py)
+            monkeypatch.setattr(_source, "stack_here", _source.stack_here_py)
+            monkeypatch.setattr(tensor_mod, "stack_here", _source.stack_here_py)
+            monkeypatch.setattr(tensor_mod, "_site", tensor_mod._site_py)
+        elif _source.user_frames is _source.user_frames_py:
+            pytest.skip("the C accelerator's capture is not in use (TRACETENSOR_PURE=1, no compiler, Python 3.10)")
+
+
+def _relu_at(x: tt.Tensor) -> tuple:
+    from tracetensor import _source
+
+    x.relu()
+    return _source.user_frames()  # (looked up at the call: the capture under test)
+
+
+def _forward_of(x: tt.Tensor) -> tuple:
+    return _relu_at(x)
+
+
+def _step_of(x: tt.Tensor) -> tuple:
+    return _forward_of(x)
+
+
+def _pretrain(x: tt.Tensor) -> tuple:
+    return _step_of(x)
+
+
+def _finetune(x: tt.Tensor) -> tuple:
+    return _step_of(x)
+
+
+@pytest.mark.parametrize("capture", ["c", "python"])
+def test_a_call_path_that_returns_and_comes_back_from_elsewhere_gets_its_own_stack(monkeypatch, capture):
+    """A call's frames are freed when it returns, and the next call's frames often sit at the
+    same addresses: the same functions, stopped at the same lines, now called from somewhere
+    else (pretraining, then fine-tuning) must show where they were called from this time,
+    in captures and in op events alike. (Both captures answered "_pretrain" for every
+    fine-tuning step before their caches were keyed by what the frames are, not where.)"""
+    _Capture(capture, monkeypatch)
+    x = tt.tensor(np.ones(3, np.float32))
+    got: list = []
+    callers: list[str] = []
+    with events.listen(got.append, stacks=True):
+        for _ in range(2):
+            for caller in (_pretrain, _finetune):
+                for _ in range(3):
+                    stack = caller(x)
+                    assert [f.name for f in stack[:4]] == ["_relu_at", "_forward_of", "_step_of", caller.__name__]
+                    callers.append(caller.__name__)
+    ops = [e for e in got if isinstance(e, events.OpEvent)]
+    assert len(ops) == len(callers) == 12
+    for e, caller in zip(ops, callers):
+        assert [f.name for f in e.stack[:4]] == ["_relu_at", "_forward_of", "_step_of", caller]
+        assert e.stack[0].lineno == _line(_relu_at, "x.relu()")
 
 
 def test_the_c_capture_never_answers_from_its_cache_for_another_code_or_line():

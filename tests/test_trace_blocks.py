@@ -224,7 +224,7 @@ def test_a_file_of_a_previous_format_version_reads_back_the_same(tmp_path, value
     step = _trainer(0)
     step()
     with tt.record(path, values=values):
-        for _ in range(150):
+        for _ in range(600):  # (more than one block's events)
             step()
     with tt.trace.open(path) as t:
         before, t0, runs = t.events(), t.t0, t.runs()

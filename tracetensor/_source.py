@@ -43,63 +43,56 @@ _frames: dict[tuple[int, int], tuple[Frame, object]] = {}  # (id(code), instruct
 def user_frames(limit: int = 8) -> tuple[Frame, ...]:
     """The user's frames, innermost first, up to `limit` of them. Hot while someone
     asks for stacks: Frame objects are interned per (code, instruction) so a loop's ops share them."""
-    cache, frames = _internal_cache, _frames
+    cache = _internal_cache
     f = sys._getframe(1)
-    while f is not None:
-        fn = f.f_code.co_filename
+    if limit != 8:
+        while f is not None:
+            fn = f.f_code.co_filename
+            r = cache.get(fn)
+            if r is None:
+                r = _is_internal(fn)
+            if not r:
+                break
+            f = f.f_back
+        return tuple(_walk(f, limit, cache, _frames)) if f is not None else ()
+    # A stack is made once per chain of user frames, each by its code and instruction, and
+    # shared: consumers that key on stacks (a trace's signatures, a profile's groups) compare
+    # one object, not frames. Not by the frames themselves: a call's frames are freed when it
+    # returns, and the next call's often sit at the same addresses, stopped at the same lines
+    # but called from somewhere else (pretraining, then fine-tuning).
+    key: list[int] = []
+    codes = []
+    first = None
+    while f is not None and len(codes) < limit:
+        co = f.f_code
+        fn = co.co_filename
         r = cache.get(fn)
         if r is None:
             r = _is_internal(fn)
         if not r:
-            break
+            if co.co_name == "_run_code" and "runpy" in fn:
+                break  # our launcher's frame (see _walk)
+            if first is None:
+                first = f
+            codes.append(co)
+            key += (id(co), f.f_lasti)
         f = f.f_back
-    if f is None:
+    if first is None:
         return ()
-    if limit != 8:
-        return tuple(_walk(f, limit, cache, frames))
-    # The user frames above the innermost one, from the next user frame `g` up, are the same
-    # for every op that frame runs (a training step's ops, a loop's iterations): made once per
-    # (g, its instruction, its caller, that one's instruction) and shared. Both frames are
-    # checked by code as well: a frame freed and another made at its address, stopped at the
-    # same instruction of the same code under the same live caller, has the same frames above.
-    # The whole stack is shared too, one per innermost Frame under that entry: consumers that
-    # key on stacks (a trace's signatures, a profile's groups) compare one object, not frames.
-    g = f.f_back
-    while g is not None:
-        r = cache.get(g.f_code.co_filename)
-        if r is None:
-            r = _is_internal(g.f_code.co_filename)
-        if not r:
-            break
-        g = g.f_back
-    if g is None:
-        return tuple(_walk(f, limit, cache, frames))
-    gb = g.f_back
-    gbc = gb.f_code if gb is not None else None
-    key = (id(g), g.f_lasti, id(gb), gb.f_lasti if gb is not None else -1)
-    hit = _outer.get(key)
-    if hit is None or hit[0] is not g.f_code or hit[1] is not gbc:
-        if len(_outer) > 10_000:  # bounded: each step's frames make new keys
-            _outer.clear()
-        hit = _outer[key] = (g.f_code, gbc, tuple(_walk(g, limit - 1, cache, frames)), {})
-    co = f.f_code
-    h = frames.get((id(co), f.f_lasti))
-    if h is None or h[1] is not co:  # (first time here, or our launcher's frame: see _walk)
-        first = _walk(f, 1, cache, frames)
-        if not first:
-            return ()
-        head = first[0]
-    else:
-        head = h[0]
-    stack = hit[3].get(id(head))
-    if stack is None or stack[0] is not head:
-        stack = hit[3][id(head)] = (head, *hit[2])
-    return stack
+    k = tuple(key)
+    hit = _chains.get(k)
+    if hit is None:
+        if len(_chains) > 10_000:  # bounded: programs that generate code keep making new chains
+            _chains.clear()
+        # (the entry holds the codes: an id in a live key is no other code's)
+        hit = _chains[k] = (tuple(codes), tuple(_walk(first, limit, cache, _frames)))
+    return hit[1]
 
 
-# (id(g), its instruction, id(its caller), that one's instruction) -> (g's code, its caller's
-# code, the user frames from g up, id(innermost Frame) -> the whole stack): see user_frames
-_outer: dict[tuple[int, int, int, int], tuple[object, object, tuple[Frame, ...], dict]] = {}
+# (id(code), instruction, ...) of a stack's user frames, innermost first -> (those codes, the
+# stack): see user_frames. The C accelerator's capture keeps its last stacks by the same key
+# and shares this dict, so both return one object per chain.
+_chains: dict[tuple[int, ...], tuple[tuple, tuple[Frame, ...]]] = {}
 
 
 def _walk(f, limit: int, cache: dict, frames: dict) -> list[Frame]:
@@ -193,5 +186,5 @@ if not os.environ.get("TRACETENSOR_PURE"):
     except ImportError:
         pass
     else:
-        setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)
+        setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD)
         user_frames, stack_here, hold, release = _user_frames_c, _stack_here_c, _hold_c, _release_c

@@ -1101,26 +1101,36 @@ static PyObject *setup(PyObject *self, PyObject *args) {
  * (a new instruction, a new caller) calls `_source._walk` as the Python path does. Python
  * 3.11 and later (PyFrame_GetLasti); on 3.10 the Python functions stay. */
 #if PY_VERSION_HEX >= 0x030B0000
-static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_outer, *g_walk, *g_held, *g_empty;
-static PyObject *s_stack, *s_frame;
+static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_chains, *g_walk, *g_held, *g_empty;
+static PyObject *s_stack, *s_frame, *s_run_code, *s_runpy;
 
-/* 1: a framework frame (skipped), 0: the user's, -1: error */
-static int is_internal(PyFrameObject *f) {
-    PyCodeObject *co = PyFrame_GetCode(f);
+/* 1: a framework code's frame (skipped), 0: the user's, -1: error */
+static int is_internal_code(PyCodeObject *co) {
     PyObject *fn = co->co_filename;
     PyObject *r = PyDict_GetItemWithError(g_internal_cache, fn);
-    int v;
-    if (r != NULL) {
-        v = PyObject_IsTrue(r);
-    } else if (PyErr_Occurred()) {
-        v = -1;
-    } else {
-        r = PyObject_CallOneArg(g_is_internal, fn);
-        v = r ? PyObject_IsTrue(r) : -1;
-        Py_XDECREF(r);
-    }
+    if (r != NULL)
+        return PyObject_IsTrue(r);
+    if (PyErr_Occurred())
+        return -1;
+    r = PyObject_CallOneArg(g_is_internal, fn);
+    int v = r ? PyObject_IsTrue(r) : -1;
+    Py_XDECREF(r);
+    return v;
+}
+
+static int is_internal(PyFrameObject *f) {
+    PyCodeObject *co = PyFrame_GetCode(f);
+    int v = is_internal_code(co);
     Py_DECREF(co);
     return v;
+}
+
+/* 1: runpy's `_run_code`, our launcher's frame: the user's stack ends below it (see `_walk`) */
+static int is_launcher(PyCodeObject *co) {
+    if (co->co_name != s_run_code &&
+        (PyUnicode_GET_LENGTH(co->co_name) != 9 || PyUnicode_Compare(co->co_name, s_run_code) != 0))
+        return 0;
+    return PyUnicode_Find(co->co_filename, s_runpy, 0, PY_SSIZE_T_MAX, 1) >= 0;
 }
 
 /* the first user frame from f up (f itself included), a new reference; NULL and no error: none */
@@ -1150,156 +1160,118 @@ static PyObject *walk(PyFrameObject *f, int limit) {
     return r;
 }
 
-/* The stacks last made, by what decides them: the innermost user frame's code and instruction,
- * the next user frame above it (g) and g's caller, each by identity, instruction and code; the
- * same key as `_outer` and `_frames` together (see `_source.user_frames`), compared field by field
- * here, where building those two keys (tuples, ints) and looking them up cost most of a capture
- * (about 0.25 us of 0.3 on a hit). Direct-mapped; the codes and the stack are held (strong
- * references), so a code address seen here cannot be another code's while its entry lives. */
+/* The stacks last made, by what decides them: the code and instruction of each of their user
+ * frames (the same key as `_source._chains`, whose dict a miss here looks in; see
+ * `_source.user_frames`), compared field by field here, where building that key (a tuple of
+ * ints) and looking it up would cost most of a capture. Not by the frames themselves: a
+ * call's frames are freed when it returns, and the next call's often sit at the same
+ * addresses, stopped at the same lines but called from somewhere else. Direct-mapped; the
+ * codes and the stack are held (strong references), so a code address seen here cannot be
+ * another code's while its entry lives. */
+#define STACK_DEPTH 8 /* user frames in a stack: `user_frames`' limit */
 typedef struct {
-    PyObject *fcode, *gcode, *gbcode, *stack;
-    void *g, *gb;
-    int flasti, glasti, gblasti;
+    PyObject *stack; /* NULL: empty */
+    PyCodeObject *codes[STACK_DEPTH];
+    int lastis[STACK_DEPTH];
+    int n;
 } stack_entry;
 #define STACK_CACHE 512 /* a power of two */
 static stack_entry stack_cache[STACK_CACHE];
 
-static stack_entry *stack_slot(PyObject *fcode, int flasti, void *g, int glasti) {
-    size_t h = ((size_t)fcode >> 4) * 31u + (size_t)flasti;
-    h = h * 1000003u ^ (((size_t)g >> 4) * 7u + (size_t)glasti);
-    return &stack_cache[(h ^ (h >> 11)) & (STACK_CACHE - 1)];
-}
-
 static PyObject *user_frames_from(PyFrameObject *start) {
-    PyFrameObject *f = first_user(start), *g = NULL, *gb = NULL;
-    stack_entry *ent = NULL;
-    int flasti = 0, glasti = 0, gblasti = -1;
-    PyObject *result = NULL, *key = NULL, *hit = NULL, *list = NULL, *gcode = NULL, *gbcode = NULL, *co = NULL;
-    if (f == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(g_empty);
-    PyFrameObject *up = PyFrame_GetBack(f);
-    g = first_user(up);
-    Py_XDECREF(up);
-    if (g == NULL) {
-        if (PyErr_Occurred())
+    PyCodeObject *codes[STACK_DEPTH];
+    int lastis[STACK_DEPTH], n = 0;
+    PyFrameObject *x = start, *first = NULL;
+    PyObject *result = NULL, *key = NULL;
+    Py_XINCREF(x);
+    while (x != NULL && n < STACK_DEPTH) { /* the user frames from here up, as `_walk` finds them */
+        PyCodeObject *co = PyFrame_GetCode(x);
+        int r = is_internal_code(co);
+        if (r < 0) {
+            Py_DECREF(co);
             goto done;
-        list = walk(f, 8);
-        result = list ? PySequence_Tuple(list) : NULL;
+        }
+        if (!r) {
+            if (is_launcher(co)) {
+                Py_DECREF(co);
+                break;
+            }
+            if (first == NULL)
+                first = (PyFrameObject *)Py_NewRef(x);
+            codes[n] = co; /* (a reference: given back at the end) */
+            lastis[n++] = PyFrame_GetLasti(x);
+        } else {
+            Py_DECREF(co);
+        }
+        PyFrameObject *b = PyFrame_GetBack(x);
+        Py_DECREF(x);
+        x = b;
+    }
+    if (n == 0) {
+        result = Py_NewRef(g_empty);
         goto done;
     }
-    gb = PyFrame_GetBack(g);
-    gcode = (PyObject *)PyFrame_GetCode(g);
-    gbcode = gb ? (PyObject *)PyFrame_GetCode(gb) : Py_NewRef(Py_None);
-    co = (PyObject *)PyFrame_GetCode(f);
-    flasti = PyFrame_GetLasti(f);
-    glasti = PyFrame_GetLasti(g);
-    gblasti = gb ? PyFrame_GetLasti(gb) : -1;
-    ent = stack_slot(co, flasti, g, glasti);
-    if (ent->stack != NULL && ent->fcode == co && ent->flasti == flasti && ent->g == (void *)g && ent->glasti == glasti &&
-        ent->gb == (void *)gb && ent->gblasti == gblasti && ent->gcode == gcode && ent->gbcode == gbcode) {
-        result = Py_NewRef(ent->stack);
-        goto done;
+    size_t h = (size_t)n;
+    for (int i = 0; i < n; i++)
+        h = h * 1000003u ^ (((size_t)codes[i] >> 4) * 31u + (size_t)lastis[i]);
+    stack_entry *ent = &stack_cache[(h ^ (h >> 13)) & (STACK_CACHE - 1)];
+    if (ent->stack != NULL && ent->n == n) {
+        int same = 1;
+        for (int i = 0; i < n && same; i++)
+            same = ent->codes[i] == codes[i] && ent->lastis[i] == lastis[i];
+        if (same) {
+            result = Py_NewRef(ent->stack);
+            goto done;
+        }
     }
-    key = Py_BuildValue("(NiNi)", PyLong_FromVoidPtr(g), glasti, PyLong_FromVoidPtr(gb ? (void *)gb : (void *)Py_None),
-                        gblasti);
+    key = PyTuple_New(2 * n);
     if (key == NULL)
         goto done;
-    hit = PyDict_GetItemWithError(g_outer, key); /* borrowed */
-    if (hit == NULL && PyErr_Occurred())
-        goto done;
-    if (hit == NULL || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 4 || PyTuple_GET_ITEM(hit, 0) != gcode ||
-        PyTuple_GET_ITEM(hit, 1) != gbcode || !PyDict_CheckExact(PyTuple_GET_ITEM(hit, 3))) {
-        if (PyDict_GET_SIZE(g_outer) > 10000)
-            PyDict_Clear(g_outer);
-        list = walk(g, 7);
-        PyObject *above = list ? PySequence_Tuple(list) : NULL;
-        if (above == NULL)
-            goto done;
-        PyObject *stacks = PyDict_New();
-        PyObject *entry = stacks ? PyTuple_Pack(4, gcode, gbcode, above, stacks) : NULL;
-        Py_XDECREF(stacks);
-        Py_DECREF(above);
-        if (entry == NULL || PyDict_SetItem(g_outer, key, entry) < 0) {
-            Py_XDECREF(entry);
+    for (int i = 0; i < n; i++) {
+        PyObject *id = PyLong_FromVoidPtr(codes[i]), *li = id ? PyLong_FromLong(lastis[i]) : NULL;
+        if (li == NULL) {
+            Py_XDECREF(id);
             goto done;
         }
-        Py_DECREF(entry);
-        hit = PyDict_GetItemWithError(g_outer, key);
-        if (hit == NULL)
-            goto done;
+        PyTuple_SET_ITEM(key, 2 * i, id);
+        PyTuple_SET_ITEM(key, 2 * i + 1, li);
     }
-    Py_INCREF(hit);
-    PyObject *fkey = Py_BuildValue("(Ni)", PyLong_FromVoidPtr(co), flasti);
-    if (fkey == NULL) {
-        Py_DECREF(hit);
-        goto done;
-    }
-    PyObject *h = PyDict_GetItemWithError(g_frames, fkey); /* borrowed: (Frame, code) */
-    Py_DECREF(fkey);
-    PyObject *head = NULL;
-    if (h != NULL && PyTuple_Check(h) && PyTuple_GET_SIZE(h) == 2 && PyTuple_GET_ITEM(h, 1) == co) {
-        head = Py_NewRef(PyTuple_GET_ITEM(h, 0));
-    } else if (!PyErr_Occurred()) {
-        /* first time here (or our launcher's frame: `_walk` knows) */
-        PyObject *hl = walk(f, 1);
-        if (hl != NULL && PyList_GET_SIZE(hl) > 0)
-            head = Py_NewRef(PyList_GET_ITEM(hl, 0));
-        else if (hl != NULL) {
-            Py_DECREF(hl);
-            Py_DECREF(hit);
-            result = Py_NewRef(g_empty);
+    PyObject *hit = PyDict_GetItemWithError(g_chains, key); /* borrowed: (codes, stack) */
+    if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+        PyTuple_CheckExact(PyTuple_GET_ITEM(hit, 1))) {
+        result = Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+    } else if (!PyErr_Occurred()) { /* first time along these frames: the Python walk makes the stack */
+        PyObject *list = walk(first, STACK_DEPTH);
+        result = list ? PySequence_Tuple(list) : NULL;
+        Py_XDECREF(list);
+        PyObject *held = result ? PyTuple_New(n) : NULL; /* (the entry holds the codes its key names) */
+        if (held == NULL) {
+            Py_CLEAR(result);
             goto done;
         }
-        Py_XDECREF(hl);
+        for (int i = 0; i < n; i++)
+            PyTuple_SET_ITEM(held, i, Py_NewRef((PyObject *)codes[i]));
+        PyObject *entry = PyTuple_Pack(2, held, result);
+        Py_DECREF(held);
+        if (entry != NULL && PyDict_GET_SIZE(g_chains) > 10000)
+            PyDict_Clear(g_chains);
+        if (entry == NULL || PyDict_SetItem(g_chains, key, entry) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(entry);
     }
-    if (head == NULL) {
-        Py_DECREF(hit);
-        goto done;
-    }
-    /* the whole stack, made once per head under this entry and shared (see `_source.user_frames`) */
-    PyObject *stacks = PyTuple_GET_ITEM(hit, 3), *hk = PyLong_FromVoidPtr(head);
-    PyObject *had = hk ? PyDict_GetItemWithError(stacks, hk) : NULL; /* borrowed */
-    if (had != NULL && PyTuple_CheckExact(had) && PyTuple_GET_SIZE(had) > 0 && PyTuple_GET_ITEM(had, 0) == head) {
-        result = Py_NewRef(had);
-        Py_DECREF(head);
-    } else if (hk != NULL && !PyErr_Occurred()) {
-        PyObject *above = PyTuple_GET_ITEM(hit, 2);
-        Py_ssize_t n = PyTuple_GET_SIZE(above);
-        result = PyTuple_New(n + 1);
-        if (result != NULL) {
-            PyTuple_SET_ITEM(result, 0, head);
-            for (Py_ssize_t i = 0; i < n; i++)
-                PyTuple_SET_ITEM(result, i + 1, Py_NewRef(PyTuple_GET_ITEM(above, i)));
-            if (PyDict_SetItem(stacks, hk, result) < 0)
-                Py_CLEAR(result);
-        } else {
-            Py_DECREF(head);
-        }
-    } else {
-        Py_DECREF(head);
-    }
-    Py_XDECREF(hk);
-    Py_DECREF(hit);
-    if (result != NULL && PyTuple_GET_SIZE(result) > 0) { /* (an empty one: our launcher's frame, see _walk) */
+    if (result != NULL && PyTuple_GET_SIZE(result) > 0) {
         Py_XSETREF(ent->stack, Py_NewRef(result));
-        Py_XSETREF(ent->fcode, Py_NewRef(co));
-        Py_XSETREF(ent->gcode, Py_NewRef(gcode));
-        Py_XSETREF(ent->gbcode, Py_NewRef(gbcode));
-        ent->g = g;
-        ent->gb = gb;
-        ent->flasti = flasti;
-        ent->glasti = glasti;
-        ent->gblasti = gblasti;
+        for (int i = 0; i < STACK_DEPTH; i++)
+            Py_XSETREF(ent->codes[i], i < n ? (PyCodeObject *)Py_NewRef(codes[i]) : NULL);
+        memcpy(ent->lastis, lastis, sizeof lastis);
+        ent->n = n;
     }
 done:
-    Py_XDECREF(f);
-    Py_XDECREF(g);
-    Py_XDECREF(gb);
+    Py_XDECREF(x);
+    Py_XDECREF(first);
     Py_XDECREF(key);
-    Py_XDECREF(list);
-    Py_XDECREF(gcode);
-    Py_XDECREF(gbcode);
-    Py_XDECREF(co);
+    for (int i = 0; i < n; i++)
+        Py_DECREF(codes[i]);
     return result;
 }
 
@@ -1405,7 +1377,7 @@ static PyObject *release(PyObject *self, PyObject *outer) {
     Py_RETURN_NONE;
 }
 
-/* setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD) */
+/* setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD) */
 static PyObject *setup_stacks(PyObject *self, PyObject *args) {
     PyObject *ic, *ii, *fr, *ou, *wa, *he;
     if (!PyArg_ParseTuple(args, "O!OO!O!OO", &PyDict_Type, &ic, &ii, &PyDict_Type, &fr, &PyDict_Type, &ou, &wa, &he))
@@ -1413,7 +1385,10 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
     keep(&g_internal_cache, ic);
     keep(&g_is_internal, ii);
     keep(&g_frames, fr);
-    keep(&g_outer, ou);
+    keep(&g_chains, ou);
+    if (s_run_code == NULL && ((s_run_code = PyUnicode_InternFromString("_run_code")) == NULL ||
+                               (s_runpy = PyUnicode_InternFromString("runpy")) == NULL))
+        return NULL;
     keep(&g_walk, wa);
     keep(&g_held, he);
     Py_RETURN_NONE;
@@ -2867,7 +2842,7 @@ static PyMethodDef methods[] = {
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
     {"hold", hold, METH_NOARGS, "hold(): see _source"},
     {"release", release, METH_O, "release(outer): see _source"},
-    {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _outer, _walk, HELD)"},
+    {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD)"},
 #endif
     {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd)"},
     {"run_start", (PyCFunction)(void (*)(void))run_start, METH_FASTCALL, "run_start(kind, mode, name, fetches, feeds, graph, t_ns): see events._start"},

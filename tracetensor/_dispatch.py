@@ -415,8 +415,9 @@ def _after(
     return result
 
 
-# (id(unnamed site), device number) -> that site with its device: see `_placed`
-_PLACED: dict[tuple[int, int], Site] = {}
+# (id(unnamed site), device number) -> (that site, it with its device): see `_placed` (the
+# entry holds the site: an id in a live key is no other site's)
+_PLACED: dict[tuple[int, int], tuple[Site, Site]] = {}
 
 
 def _placed(site: Site, a: Any) -> tuple[Site, Any]:
@@ -426,12 +427,12 @@ def _placed(site: Site, a: Any) -> tuple[Site, Any]:
         key = (id(site), a.device.id)  # (a cupy array's device; found per op, so kept cheap)
     except AttributeError:
         return site, None  # a numpy scalar, a Python number: the CPU
-    s = _PLACED.get(key)
-    if s is None:
+    hit = _PLACED.get(key)
+    if hit is None or hit[0] is not site:
         from .device import device_of
 
-        s = _PLACED[key] = site._replace(device=device_of(a))
-    return s, s.device
+        hit = _PLACED[key] = (site, site._replace(device=device_of(a)))
+    return hit[1], hit[1].device
 
 
 _DTNAMES: dict[Any, str] = {}

@@ -453,3 +453,37 @@ def test_the_c_forward_site_is_the_python_one():
         assert c1.name == p1.name == "Net/add" and c2.name == p2.name == "Net/add_1"
         assert c1.inputs == (ca, cb) and p1.inputs == (pa, pb) and ca.startswith("tensor_")
         assert c1._replace(inputs=p1.inputs) == p1 and (c1.stack is not None) == stacks
+
+
+def test_a_gpu_arrays_unnamed_site_is_placed_as_itself_even_at_a_freed_sites_address(monkeypatch):
+    """An unnamed site running on a GPU array gets a copy that says which device (made once,
+    kept by the site's id). A site freed and another made at its address must get its own
+    copy, not the freed one's (whose op would then name the event). (No GPU here: the device
+    is the one thing stood in for, `device_of`'s answer for a cupy array on GPU 1.)"""
+    device = sys.modules["tracetensor.device"]
+    from tracetensor._dispatch import Site, _placed
+    from tracetensor._registry import REGISTRY
+
+    monkeypatch.setattr(device, "device_of", lambda a: f"cuda:{a.device.id}")
+
+    class _Dev:
+        id = 1
+
+    class GpuLike:  # what `_placed` reads of a cupy array
+        __cuda_array_interface__: dict = {}
+        device = _Dev()
+
+    a = GpuLike()
+    first = Site(REGISTRY["relu"], "backward", stack=())
+    where = id(first)
+    placed, dev = _placed(first, a)
+    assert placed.op is REGISTRY["relu"] and dev == "cuda:1"
+    del first, placed
+    for _ in range(1000):  # (a tuple of the same size is made where the freed one was, most often at once)
+        other = Site(REGISTRY["exp"], "backward", stack=())
+        if id(other) == where:
+            break
+    else:
+        pytest.skip("no site was made at the freed one's address")
+    placed, dev = _placed(other, a)
+    assert placed.op is REGISTRY["exp"] and placed.phase == "backward" and dev == "cuda:1"

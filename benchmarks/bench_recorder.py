@@ -96,7 +96,9 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
     med = {k: float(np.median(v)) for k, v in times.items()}
     base = med["unrecorded"]
     rows = [(f"MLP step, unrecorded ({how})", fmt_time(base), "1.00x", "")]
-    for k, target in (("none", "<= 1.3x"), ("summary", "<= 1.6x")):
+    # (wall clock of short files, each closed after `steps` steps: the goals are the `overhead`
+    # benchmark's, measured there on 1,000-step files as CPU time, the writer process's apart)
+    for k, target in (("none", "goal: see overhead"), ("summary", "goal: see overhead")):
         rows.append(
             (
                 f"  no-op listener with values='{k}' needs",
@@ -105,7 +107,14 @@ def bench_mlp(steps: int = 300, repeat: int = 5) -> list[tuple[str, str, str, st
                 "engine's share",
             )
         )
-        rows.append((f"MLP step, record(values='{k}')", fmt_time(med[k]), f"{med[k] / base:.2f}x", target))
+        rows.append(
+            (
+                f"MLP step, record(values='{k}'), {steps}-step files, wall",
+                fmt_time(med[k]),
+                f"{med[k] / base:.2f}x",
+                target,
+            )
+        )
         rows.append(("  recorder's own share (vs no-op listener)", "", f"{med[k] / med['listen:' + k]:.2f}x", ""))
     return rows
 

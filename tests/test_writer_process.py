@@ -1,6 +1,7 @@
-"""The recording's writer process (tracetensor/trace/server.py): one per program, shared by its
-recordings, gone with the program; a recording survives it dying, Ctrl-C to the whole
-terminal, and a machine where it cannot start."""
+"""The recording's writer process (tracetensor/trace/server.py): one per program, started by
+the first recording that hands a batch over before its end, shared by the later ones, gone
+with the program; a recording survives it dying, Ctrl-C to the whole terminal, and a machine
+where it cannot start. (A recording past one queue, 8,192 events, hands a batch over.)"""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ TWO_RECORDINGS = textwrap.dedent("""
     from tracetensor.trace import server
     x = tt.randn(8, 8)
     pids = []
-    for path in sys.argv[1:]:
+    for path, steps in zip(sys.argv[1:], (3000, 50)):
         with tt.record(path, values="summary") as rec:
-            for _ in range(50):
+            for _ in range(steps):
                 r = tt.events.begin_run("step")
                 (x @ x).tanh().sum()
                 tt.events.end_run(r)
@@ -58,8 +59,9 @@ TWO_RECORDINGS = textwrap.dedent("""
 
 
 def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path):
-    """One writer process serves the program's recordings, one after another; when the
-    program ends, so does it, and nothing is left open (no ResourceWarning under -X dev)."""
+    """One writer process serves the program's recordings, one after another (the first
+    starts it, the next one, however short, uses it); when the program ends, so does it, and
+    nothing is left open (no ResourceWarning under -X dev)."""
     paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
     p = subprocess.run(
@@ -74,10 +76,40 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
     pids = {int(w) for w in p.stdout.split()}
     assert len(pids) == 1 and os.getpid() not in pids
     assert _gone(pids.pop())
-    for path in paths:
+    for path, steps in zip(paths, (3000, 50)):
         with tt.trace.open(path) as t:
-            assert t.complete and len(t.runs()) == 50 and t.count() == 150
+            assert t.complete and len(t.runs()) == steps and t.count() == 3 * steps
             assert t.events(t.runs()[-1].run)[1].summaries[0].size == 64
+
+
+SHORT_THEN_LONG = textwrap.dedent("""
+    import sys
+    import tracetensor as tt
+    from tracetensor.trace import server
+    x = tt.randn(8, 8)
+    for path, steps in zip(sys.argv[1:], (20, 3000)):
+        with tt.record(path, values="none") as rec:
+            for _ in range(steps):
+                r = tt.events.begin_run("step")
+                (x @ x).tanh().sum()
+                tt.events.end_run(r)
+        print("process" if server._client is not None else "program", flush=True)
+""")
+
+
+def test_a_recording_over_before_its_first_batch_is_written_by_the_program(tmp_path):
+    """A short script's recording hands its only batch over at its end: the program writes it
+    (starting a process for it would cost more than it saves). A longer one starts the process."""
+    paths = [str(tmp_path / "short.ttrace"), str(tmp_path / "long.ttrace")]
+    env = {**os.environ, "TRACETENSOR_WRITER": "process"}
+    p = subprocess.run(
+        [sys.executable, "-c", SHORT_THEN_LONG, *paths], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["program", "process"]
+    for path, steps in zip(paths, (20, 3000)):
+        with tt.trace.open(path) as t:
+            assert t.complete and t.count() == 3 * steps and len(t.runs()) == steps
 
 
 def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_program(tmp_path, monkeypatch):
@@ -106,7 +138,7 @@ def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_progr
     assert any("recording to" in str(w.message) and "stopped" in str(w.message) for w in caught)
     with tt.trace.open(path) as t:
         assert not t.complete and t.count() >= 8000
-    with tt.record(tmp_path / "next.ttrace", values="none"):  # a new writer process for the next one
+    with tt.record(tmp_path / "next.ttrace", values="none"):  # (written here; a longer one starts a new process)
         _steps(10)
     with tt.trace.open(tmp_path / "next.ttrace") as t:
         assert t.complete and t.count() == 30
@@ -118,14 +150,15 @@ LOOP_UNTIL_CTRL_C = textwrap.dedent("""
     from tracetensor.trace import server
     x = tt.randn(32, 32)
     with tt.record(sys.argv[1], values="summary"):
-        i = 0
+        i = told = 0
         while True:
             r = tt.events.begin_run("step")
             (x @ x).tanh().sum()
             tt.events.end_run(r)
             i += 1
-            if i == 300:
+            if i >= 300 and not told and server._client is not None:  # (started by the first batch)
                 print(server._client.proc.pid, flush=True)
+                told = 1
 """)
 
 
@@ -190,10 +223,13 @@ def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, 
     monkeypatch.setattr(server, "_cannot", None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with tt.record(tmp_path / "here.ttrace", values="summary") as rec:
-        _steps(20)
-    assert isinstance(rec._writer, TraceWriter)
+        _steps(3000)  # (past a queue: the process is asked for)
+    assert isinstance(rec._writer._local, TraceWriter) and server._cannot is not None
     with tt.trace.open(tmp_path / "here.ttrace") as t:
-        assert t.complete and t.count() == 60
+        assert t.complete and t.count() == 9000
+    with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
+        _steps(5)
+    assert isinstance(rec._writer, TraceWriter)
 
 
 def test_a_file_the_writer_process_cannot_write_is_refused_at_start(tmp_path, monkeypatch):
@@ -220,11 +256,10 @@ def test_an_executable_that_is_not_python_makes_the_program_write_its_trace_itse
     monkeypatch.setattr(sys, "executable", str(fake))
     t0 = time.monotonic()
     with tt.record(tmp_path / "here.ttrace", values="none") as rec:
-        _steps(5)
-    w = rec._writer  # (the program writes: from the start, or once the process failed to say what it is)
-    assert isinstance(getattr(w, "_local", w), TraceWriter) and time.monotonic() - t0 < 10
+        _steps(3000)  # (past a queue: the process is started, and kept waiting for what it is)
+    assert isinstance(rec._writer._local, TraceWriter) and time.monotonic() - t0 < 10
     with tt.trace.open(tmp_path / "here.ttrace") as t:
-        assert t.complete and t.count() == 15
+        assert t.complete and t.count() == 9000
     t0 = time.monotonic()
     with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
         _steps(5)
@@ -234,9 +269,11 @@ def test_an_executable_that_is_not_python_makes_the_program_write_its_trace_itse
 ONE_RECORDING = textwrap.dedent("""
     import sys
     import tracetensor as tt
+    from tracetensor.trace import server
     with tt.record(sys.argv[1], values="none") as rec:
-        (tt.ones(2) + 1).sum()
-    print(type(rec._writer).__name__)
+        for _ in range(5000):  # (past a queue)
+            (tt.ones(2) + 1).sum()
+    print("process" if server._client is not None else "program")
 """)
 
 
@@ -254,8 +291,8 @@ def test_a_program_limited_to_one_core_writes_its_trace_itself(tmp_path):
         assert p.returncode == 0, p.stderr
         got[n] = p.stdout.split()[-1]
         with tt.trace.open(out) as t:
-            assert t.complete and t.count() == 2
-    assert got[1] == "TraceWriter" and got.get(2, "RemoteWriter") == "RemoteWriter"
+            assert t.complete and t.count() == 10000
+    assert got[1] == "program" and got.get(2, "process") == "process"
 
 
 MANY_FILES = textwrap.dedent("""
@@ -264,10 +301,11 @@ MANY_FILES = textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # (a data loader's files, say)
     import tracetensor as tt
+    from tracetensor.trace import server
     with tt.record(sys.argv[1], values="none") as rec:
-        for _ in range(2000):
+        for _ in range(5000):  # (past a queue)
             (tt.ones(2) + 1).sum()
-    print(type(rec._writer).__name__)
+    print("process" if server._client is not None and server._client.boot_error is None else "program")
 """)
 
 
@@ -283,6 +321,6 @@ def test_a_program_holding_over_1024_files_still_records_through_the_writer_proc
     p = subprocess.run(
         [sys.executable, "-c", MANY_FILES, str(out)], capture_output=True, text=True, timeout=120, env=env
     )
-    assert p.returncode == 0 and p.stdout.split()[-1] == "RemoteWriter", p.stderr
+    assert p.returncode == 0 and p.stdout.split()[-1] == "process", p.stderr
     with tt.trace.open(out) as t:
-        assert t.complete and t.count() == 4000
+        assert t.complete and t.count() == 10000

@@ -9,9 +9,11 @@ writer thread when the queue has waited `FLUSH_S` seconds (a program that stoppe
 producing, or produces slowly). So a killed process loses at most the last few tens of
 milliseconds of a busy loop, and about `FLUSH_S` of a slow one.
 
-The writer is the writer process (trace/server.py): the batch is packed here (a few µs
+The writer is the writer process (trace/server.py): the batch is packed here (about 1 µs
 per step: rows, the new call sites' descriptions, the run markers as tuples) and written
-there, one SQLite transaction each, on another core. Where that process cannot start (or
+there, one SQLite transaction each, on another core. The process starts with the first
+batch a recording hands over before its end: a recording whose only batch is its last (a
+short script's) is written here. Where that process cannot start (or
 TRACETENSOR_WRITER=thread) the file is written here, by whichever thread hands the batch
 over. Why not a writer thread: the writer's work is mostly Python, so under the GIL a
 writer thread takes turns with the training loop rather than running beside it; on the
@@ -229,6 +231,8 @@ class Recorder:
                     with self._wlock:
                         if self.error is not None:  # a producer's write failed, and closed the file
                             return
+                        if stopping and hasattr(w, "finishing"):  # (a recording's last batch: see RemoteWriter)
+                            w.finishing()
                         self._drain()
                         while stopping and len(self._q):  # an event another thread emitted as the listener closed
                             self._drain()

@@ -478,15 +478,23 @@ def _forget_in_child() -> None:
 
 class RemoteWriter:
     """A trace file written by the writer process: what the recorder calls `_writer`
-    (`write(batch, values)`, `close(complete)`), the batches packed here.
+    (`write(batch, values)`, `finishing()`, `close(complete)`), the batches packed here.
 
     The file is made here at once, as a TraceWriter makes it (what one would refuse is
     refused at `start()`, and the file reads as an empty trace from then on), and its lock is
-    held here until the writer process has closed it. Batches go into the pipe at once, also
-    while the process is still booting (it reads them once it has): a program killed then
-    loses none of them. Until the process has said what it is, those batches are kept here
-    too, up to half the pipe (then the program waits for it); where it turns out not to be
-    the writer process, this process writes the file instead, those batches first."""
+    held here until the writer process has closed it.
+
+    The program's first recordings do not start the process: a recording whose first batch
+    is its last (it ended within `FLUSH_S` and one queue: a short script's) is written here,
+    as quickly as a file can be, since the process's start (about 0.1 s of CPU) would cost
+    such a recording more than it saves. The first batch handed over mid-recording starts it
+    (the recorder says `finishing()` before the last one), and later recordings use it at once.
+
+    Batches go into the pipe at once, also while the process is still booting (it reads them
+    once it has): a program killed then loses none of them. Until the process has said what
+    it is, those batches are kept here too, up to half the pipe (then the program waits for
+    it); where it turns out not to be the writer process, or cannot start, this process
+    writes the file instead, those batches first."""
 
     def __init__(
         self,
@@ -500,7 +508,10 @@ class RemoteWriter:
     ) -> None:
         from .store import BatchPacker, create_trace
 
-        self._client = c = client()  # (first: where no process can start, the caller writes the file)
+        if _cannot is not None:  # (a process that could not start is not tried again: the caller writes)
+            raise _cannot
+        c = _client  # (one already started: this recording uses it from the start)
+        self._client: Client | None = c if c is not None and not c.dead and c.proc.poll() is None else None
         self.path = path
         self.packer = BatchPacker()
         self.packer.keep_summaries, self.packer.keep_stacks = keep_summaries, keep_stacks
@@ -515,17 +526,42 @@ class RemoteWriter:
         self._local: Any = None  # a TraceWriter, where the process did not start
         self._unconfirmed: list[tuple] = []  # batches sent before the process said what it is
         self._unconfirmed_bytes = 0
+        self._last = False  # (the recorder's next batch is its last: see `finishing`)
+        self._fid = 0
+        if self._client is not None:
+            try:
+                self._fid = self._client.open(path, {**self._options, "t0": self._t0})
+            except BaseException:
+                self._release()
+                raise
+
+    def finishing(self) -> None:
+        """The recorder hands over its last batch next (at `stop()`)."""
+        self._last = True
+
+    def _start(self) -> None:
+        """The first batch of a recording that began before the writer process: it goes there
+        if the recording goes on (the process starts now), and is written here if it ends."""
         try:
-            self._fid = c.open(path, {**self._options, "t0": self._t0})
-        except BaseException:
-            self._release()
-            raise
+            if self._last:
+                raise OSError("the recording's only batch")
+            c = client()
+            self._fid = c.open(self.path, {**self._options, "t0": self._t0})
+            self._client = c
+        except OSError:  # (or no process can start: written here, now and from now on)
+            from .store import TraceWriter
+
+            self._local = TraceWriter(self.path, attach=(self._lock_fd, self._t0), **self._options)
+            self._lock_fd = None
 
     def _confirmed(self, wait: bool) -> bool:
         """Whether what was sent reaches the file (`wait`: until that is known). Where the
         process turned out not to start, this process writes the file from now on."""
         c = self._client
-        if self._local is not None or not self._unconfirmed and c._ready.is_set() and c.boot_error is None:
+        if self._local is not None:
+            return True
+        assert c is not None  # (`_start` made one or the other)
+        if not self._unconfirmed and c._ready.is_set() and c.boot_error is None:
             return True
         if not (wait or c._ready.is_set()):
             return False
@@ -543,6 +579,12 @@ class RemoteWriter:
 
     def write(self, batch: list | tuple, values: dict[int, tuple] | None = None) -> None:
         payload = self.packer.pack(batch, values)  # (now: a batch refers to the program's objects)
+        if self._client is None and self._local is None:
+            self._start()
+        if self._local is not None:
+            self._local.write_payload(payload)
+            return
+        assert self._client is not None
         recs = payload[0]
         size = len(recs[0]) + len(recs[3] or b"") if recs is not None else 0
         budget = self._client.pipe_bytes // 2
@@ -566,10 +608,14 @@ class RemoteWriter:
 
     def close(self, complete: bool = True) -> None:
         try:
+            if self._client is None and self._local is None:  # (nothing was handed over)
+                self._last = True
+                self._start()
             self._confirmed(wait=True)
             if self._local is not None:
                 self._local.close(complete)
             else:
+                assert self._client is not None
                 self._client.close(self._fid, complete)
         finally:
             self._release()

@@ -542,17 +542,18 @@ class RemoteWriter:
     def _start(self) -> None:
         """The first batch of a recording that began before the writer process: it goes there
         if the recording goes on (the process starts now), and is written here if it ends."""
-        try:
-            if self._last:
-                raise OSError("the recording's only batch")
-            c = client()
-            self._fid = c.open(self.path, {**self._options, "t0": self._t0})
-            self._client = c
-        except OSError:  # (or no process can start: written here, now and from now on)
-            from .store import TraceWriter
+        if not self._last:
+            try:
+                c = client()
+                self._fid = c.open(self.path, {**self._options, "t0": self._t0})
+                self._client = c
+                return
+            except OSError:  # no process can start: written here, now and from now on
+                pass
+        from .store import TraceWriter
 
-            self._local = TraceWriter(self.path, attach=(self._lock_fd, self._t0), **self._options)
-            self._lock_fd = None
+        self._local = TraceWriter(self.path, attach=(self._lock_fd, self._t0), **self._options)
+        self._lock_fd = None
 
     def _confirmed(self, wait: bool) -> bool:
         """Whether what was sent reaches the file (`wait`: until that is known). Where the

@@ -41,20 +41,20 @@ def _gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
-TWO_RECORDINGS = textwrap.dedent("""
+RECORDINGS = textwrap.dedent("""
     import sys
     import tracetensor as tt
     from tracetensor.trace import server
     x = tt.randn(8, 8)
-    pids = []
-    for path, steps in zip(sys.argv[1:], (3000, 50)):
-        with tt.record(path, values="summary") as rec:
-            for _ in range(steps):
+    for arg in sys.argv[2:]:  # PATH:STEPS, one recording each, with values=argv[1]
+        path, steps = arg.rsplit(":", 1)
+        with tt.record(path, values=sys.argv[1]):
+            for _ in range(int(steps)):
                 r = tt.events.begin_run("step")
                 (x @ x).tanh().sum()
                 tt.events.end_run(r)
-        pids.append(server._client.proc.pid)
-    print(*pids, flush=True)
+        c = server._client  # (the writer process, once one has started)
+        print(c.proc.pid if c is not None else "program", flush=True)
 """)
 
 
@@ -64,8 +64,9 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
     nothing is left open (no ResourceWarning under -X dev)."""
     paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
+    args = ["summary", f"{paths[0]}:3000", f"{paths[1]}:50"]
     p = subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", TWO_RECORDINGS, *paths],
+        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", RECORDINGS, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,31 +83,16 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
             assert t.events(t.runs()[-1].run)[1].summaries[0].size == 64
 
 
-SHORT_THEN_LONG = textwrap.dedent("""
-    import sys
-    import tracetensor as tt
-    from tracetensor.trace import server
-    x = tt.randn(8, 8)
-    for path, steps in zip(sys.argv[1:], (20, 3000)):
-        with tt.record(path, values="none") as rec:
-            for _ in range(steps):
-                r = tt.events.begin_run("step")
-                (x @ x).tanh().sum()
-                tt.events.end_run(r)
-        print("process" if server._client is not None else "program", flush=True)
-""")
-
-
 def test_a_recording_over_before_its_first_batch_is_written_by_the_program(tmp_path):
     """A short script's recording hands its only batch over at its end: the program writes it
     (starting a process for it would cost more than it saves). A longer one starts the process."""
     paths = [str(tmp_path / "short.ttrace"), str(tmp_path / "long.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
-    p = subprocess.run(
-        [sys.executable, "-c", SHORT_THEN_LONG, *paths], capture_output=True, text=True, timeout=120, env=env
-    )
+    args = ["none", f"{paths[0]}:20", f"{paths[1]}:3000"]
+    p = subprocess.run([sys.executable, "-c", RECORDINGS, *args], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["program", "process"]
+    said = p.stdout.split()
+    assert said[0] == "program" and said[1].isdigit()
     for path, steps in zip(paths, (20, 3000)):
         with tt.trace.open(path) as t:
             assert t.complete and t.count() == 3 * steps and len(t.runs()) == steps

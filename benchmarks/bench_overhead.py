@@ -61,6 +61,20 @@ def _writer_cpu() -> float:
     return c.cpu_seconds() if c is not None and not c.dead else 0.0
 
 
+def _start_writer() -> None:
+    """The writer process, started and booted before the timed rounds where recordings use one,
+    as in a program whose earlier recording started it (a recording starts it with its first
+    batch handed over: see tracetensor/trace/server.py). Each round then measures what a
+    recording costs, not one round the process's boot."""
+    from tracetensor.trace import recorder
+
+    if os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", recorder._DEFAULT_WRITER) != "thread":
+        try:
+            server.client().wait_ready()
+        except OSError:  # (no process can start: recordings write in this process)
+            pass
+
+
 def _rounds(cases: dict[str, Case], number: int, repeat: int, longer: dict[str, int] | None = None) -> dict[str, float]:
     """Median CPU seconds per step of each case, rounds interleaved across cases. `longer`:
     cases whose round is that many times `number` steps (a recording: one file per round,
@@ -68,6 +82,8 @@ def _rounds(cases: dict[str, Case], number: int, repeat: int, longer: dict[str, 
     also "<case> +writer" (the program's and its writer process's CPU together) and "<case>
     wall" (wall-clock seconds)."""
     longer = longer or {}
+    if longer:
+        _start_writer()
     made = {k: make() for k, make in cases.items()}
     for start, step, stop in made.values():  # warm up (plans compiled, caches filled)
         start()

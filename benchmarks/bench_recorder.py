@@ -281,10 +281,10 @@ def rss_mb(pid="self"):  # (resident now, peak) of this process, or of the recor
 step, _ = mlp_step_fn()
 steps, path = int(sys.argv[1]), sys.argv[2]
 with tt.record(path, values="none"):
-    writer = server._client.proc.pid if server._client is not None else None
     for i in range(steps):
         step()
-        if i == steps // 5:
+        if i == steps // 5:  # (the writer process started with the recording's first batch)
+            writer = server._client.proc.pid if server._client is not None else None
             early, w_early = rss_mb()[0], rss_mb(writer)[0]
 late, peak = rss_mb()
 w_late, w_peak = rss_mb(writer)  # (the writer process outlives the recording: the program's next one)

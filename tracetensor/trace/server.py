@@ -5,13 +5,14 @@ thread of the recording program it runs under the same GIL as the training loop,
 turns with the loop instead of running beside it. In a process of its own it runs on another
 core: on the small MLP of benchmarks/bench_overhead.py (an 88 µs step), the loop's share of
 a recording's writing drops from about 7 µs a step written inline (18 µs in a writer thread)
-to handing the batch over (a few µs), and the loop's wall time with it.
+to handing the batch over (about 1 µs), and the loop's wall time with it.
 
-One writer process per recording program, started with its first recording and kept for the
-next ones; it writes any number of files. It first says what it is (`_HELLO`); the program
-goes on recording meanwhile (see RemoteWriter). The program talks to it over a pipe (1 MiB
-where Linux allows), in frames (`_frame`: a pickle, and the batch's large buffers written as
-they are beside it) of
+One writer process per recording program, started by the first batch a recording hands over
+before its end (a recording whose only batch is its last is written in the program: see
+RemoteWriter) and kept for the next ones; it writes any number of files. It first says what
+it is (`_HELLO`); the program goes on recording meanwhile (see RemoteWriter). The program
+talks to it over a pipe (1 MiB where Linux allows), in frames (`_frame`: a pickle, and the
+batch's large buffers written as they are beside it) of
 
     ("open", fid, path, options)    -> ("opened", fid, error or None), read with a later answer
     ("write", fid, cwd, payload)    -> nothing, unless it fails: ("failed", fid, error)

@@ -68,7 +68,7 @@ def _start_writer() -> None:
     recording costs, not one round the process's boot."""
     from tracetensor.trace import recorder
 
-    if os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", recorder._DEFAULT_WRITER) != "thread":
+    if recorder.uses_writer_process():
         try:
             server.client().wait_ready()
         except OSError:  # (no process can start: recordings write in this process)

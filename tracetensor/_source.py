@@ -45,21 +45,12 @@ def user_frames(limit: int = 8) -> tuple[Frame, ...]:
     asks for stacks: Frame objects are interned per (code, instruction) so a loop's ops share them."""
     cache = _internal_cache
     f = sys._getframe(1)
-    if limit != 8:
-        while f is not None:
-            fn = f.f_code.co_filename
-            r = cache.get(fn)
-            if r is None:
-                r = _is_internal(fn)
-            if not r:
-                break
-            f = f.f_back
-        return tuple(_walk(f, limit, cache, _frames)) if f is not None else ()
     # A stack is made once per chain of user frames, each by its code and instruction, and
     # shared: consumers that key on stacks (a trace's signatures, a profile's groups) compare
     # one object, not frames. Not by the frames themselves: a call's frames are freed when it
     # returns, and the next call's often sit at the same addresses, stopped at the same lines
-    # but called from somewhere else (pretraining, then fine-tuning).
+    # but called from somewhere else (pretraining, then fine-tuning). (Any `limit`: a key of
+    # fewer frames than another's is equal to it only where the chain ends there, stacks alike.)
     key: list[int] = []
     codes = []
     first = None

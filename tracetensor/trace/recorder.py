@@ -381,12 +381,18 @@ def _cpus() -> int:
 _DEFAULT_WRITER = "process" if os.name != "nt" and _cpus() > 1 else "thread"
 
 
+def uses_writer_process() -> bool:
+    """Whether recordings go to the writer process (where it can start): not on Windows, where
+    the program has one core, or where TRACETENSOR_WRITER=thread says so."""
+    return os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", _DEFAULT_WRITER) != "thread"
+
+
 def _open_writer(path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> Any:
     """The file's writer: in the writer process (trace/server.py), or in this process where
     that process cannot start, where the program has one core, on Windows, or where
     TRACETENSOR_WRITER=thread asks for it. A file that cannot be written raises
     TraceFileError either way."""
-    if os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", _DEFAULT_WRITER) != "thread":
+    if uses_writer_process():
         try:
             return RemoteWriter(path, keep_summaries=keep_summaries, keep_stacks=keep_stacks, **options)
         except (OSError, RemoteError):  # no interpreter to start, or one that died starting: write here

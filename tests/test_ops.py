@@ -771,6 +771,12 @@ _GPU_CASES = [
         "nonzero",
         "nonzero_tuple",
         "isclose",
+        "conv2d",
+        "conv2d_stride_pad",
+        "max_pool2d",
+        "max_pool2d_overlap",
+        "avg_pool2d",
+        "avg_pool2d_pad",
     }
 ]
 

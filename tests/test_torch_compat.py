@@ -287,3 +287,38 @@ def test_more_tensor_functions() -> None:
     d = tt.nn.Dropout2d(0.5)(tt.ones(4, 8, 3, 3))
     per_channel = d.reshape(4, 8, 9)
     assert bool(((per_channel == 0).all(-1) | (per_channel == 2).all(-1)).all())  # whole channels dropped
+
+
+_POOLS = [(2, None, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0), ((2, 3), (1, 2), (1, 0))]
+
+
+@pytest.mark.parametrize("kernel, stride, padding", _POOLS)
+def test_max_pool2d_matches_pytorch_on_ties_and_nans(kernel, stride, padding) -> None:
+    """The value and where its gradient goes: the first of tied maxima, a NaN over any number
+    (the last NaN of a window that holds several), overlapping windows and padding."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 4, (2, 3, 6, 7)).astype(np.float64)  # small integers: many ties
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[1, 2, 2, 3] = np.nan
+    xo, xr = tt.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    a = tt.nn.functional.max_pool2d(xo, kernel, stride, padding)
+    b = torch.nn.functional.max_pool2d(xr, kernel, stride, padding)
+    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    weights = np.arange(a.numel(), dtype=np.float64).reshape(a.shape)  # each window's gradient its own
+    (a * tt.tensor(weights)).sum().backward()
+    (b * torch.tensor(weights)).sum().backward()
+    np.testing.assert_array_equal(xo.grad.numpy(), xr.grad.numpy())
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (2, 1), ((2, 1), (0, 2))])
+def test_conv2d_and_avg_pool2d_match_pytorch(stride, padding) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((3, 2, 7, 6)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    ours = [tt.tensor(v, requires_grad=True) for v in (x, w, b)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b)]
+    for F, (xi, wi, bi) in ((tt.nn.functional, ours), (torch.nn.functional, theirs)):
+        y = F.conv2d(xi, wi, bi, stride=stride, padding=padding)
+        (F.avg_pool2d(y, 2, stride=1, padding=1) * y.mean()).sum().backward()
+    for o, t in zip(ours, theirs):
+        np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -1935,31 +1935,32 @@ def _pair(v):
 
 
 def _windows(xp, x, kh, kw, stride, padding, fill=0):
-    """All kernel-position slices of padded x, stacked as (N, C, kh*kw, Ho, Wo): a loop over
-    the kh*kw kernel positions, so the same code runs on numpy and cupy."""
+    """Every kernel position's window of padded x, as a view (N, C, kh, kw, Ho, Wo) with
+    strides into x: nothing is copied until the caller reshapes it (im2col, one copy laid out
+    for a batched matmul). Strides are numpy's and cupy's alike, so the same code runs on both."""
     (sh, sw), (ph, pw) = stride, padding
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    ho = (x.shape[2] - kh) // sh + 1
-    wo = (x.shape[3] - kw) // sw + 1
+    n, c, h, w = x.shape
+    ho = (h - kh) // sh + 1
+    wo = (w - kw) // sw + 1
     if ho <= 0 or wo <= 0:
         raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
-    cols = [
-        x[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] for i in range(kh) for j in range(kw)
-    ]
-    return xp.stack(cols, axis=2), ho, wo
+    s0, s1, s2, s3 = x.strides
+    view = xp.lib.stride_tricks.as_strided(x, (n, c, kh, kw, ho, wo), (s0, s1, s2, s3, s2 * sh, s3 * sw))
+    return view, ho, wo
 
 
-def _unwindow(xp, gcols, shape, kh, kw, stride, padding, ho, wo):
-    """The adjoint of `_windows`: adds each kernel position's gradient back into place."""
+def _unwindow(xp, gcols, shape, stride, padding):
+    """The adjoint of `_windows`: each kernel position's gradient, gcols (N, C, kh, kw, Ho, Wo),
+    added back where its window read."""
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = shape
+    _, _, kh, kw, ho, wo = gcols.shape
     gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gcols.dtype)
-    k = 0
     for i in range(kh):
         for j in range(kw):
-            gx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += gcols[:, :, k]
-            k += 1
+            gx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += gcols[:, :, i, j]
     return gx[:, :, ph : ph + h, pw : pw + w]
 
 
@@ -1970,16 +1971,18 @@ def _conv_cost(arrays, out, attrs):
 
 @register("conv2d", tf="Conv2D", cost=_conv_cost)
 def conv2d(xp, x, w, stride=1, padding=0):
-    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
+    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW):
+    im2col, then one matmul per image whose result is already NCHW."""
     if x.ndim != 4 or w.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} and {w.shape}")
     if x.shape[1] != w.shape[1]:
         raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
     x, w = _same(x, w)
     o, c, kh, kw = w.shape
-    cols, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
-    out = xp.tensordot(cols, w.reshape(o, c, kh * kw), axes=([1, 2], [1, 2]))  # (N, Ho, Wo, O)
-    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    n = x.shape[0]
+    view, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
+    cols = view.reshape(n, c * kh * kw, ho * wo)
+    return xp.matmul(w.reshape(o, c * kh * kw), cols).reshape(n, o, ho, wo)
 
 
 @conv2d.defvjp
@@ -1987,41 +1990,62 @@ def _(ctx, g):
     x, w = ctx.args
     xp = ctx.xp
     o, c, kh, kw = w.shape
+    n, _, ho, wo = g.shape
     st, pd = _pair(ctx.attrs.get("stride", 1)), _pair(ctx.attrs.get("padding", 0))
+    g3 = g.reshape(n, o, ho * wo)
     gx = gw = None
     if ctx.needs[1]:
-        cols, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
-        gw = xp.tensordot(g, cols, axes=([0, 2, 3], [0, 3, 4])).reshape(w.shape)
+        view, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
+        cols = view.reshape(n, c * kh * kw, ho * wo)
+        gw = xp.matmul(g3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
     if ctx.needs[0]:
-        gcols = xp.tensordot(
-            w.reshape(o, c, kh * kw).astype(g.dtype, copy=False), g, axes=([0], [1])
-        )  # (C, K, N, Ho, Wo)
-        gcols = gcols.transpose(2, 0, 1, 3, 4)
-        gx = _unwindow(xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3])
+        w2 = w.reshape(o, c * kh * kw).astype(g.dtype, copy=False)
+        gcols = xp.matmul(w2.T, g3).reshape(n, c, kh, kw, ho, wo)
+        gx = _unwindow(xp, gcols, x.shape, st, pd)
     return gx, gw
 
 
-@register("max_pool2d", tf="MaxPool", cost=_in_cost(1))
-def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
+def _pool_max(xp, x, kernel_size, stride, padding):
+    """(the maximum of each window, the first of its kh*kw positions that holds it). The
+    windows are copied once, position-major (N, C, K, Ho, Wo), then compared position by
+    position over whole arrays: a numpy reduction or argmax over a small axis, or a masked
+    write, costs several times as much. Ties go to the first position; a NaN wins its
+    window, the last NaN where there are several (as PyTorch's CPU kernel)."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
     kh, kw = _pair(kernel_size)
-    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
-    return cols.max(axis=2)
+    view, ho, wo = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
+    n, c = x.shape[:2]
+    cols = view.reshape(n, c, kh * kw, ho, wo)
+    best = cols[:, :, 0]
+    first = xp.zeros(best.shape, xp.int64)
+    for k in range(1, kh * kw):
+        cand = cols[:, :, k]
+        moves = (cand > best) | (cand != cand)
+        first = xp.maximum(first, moves * k)  # (positions only grow: no masked write)
+        best = xp.maximum(best, cand)
+    return best, first
+
+
+@register("max_pool2d", tf="MaxPool", cost=_in_cost(1), saves=True)
+def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
+    """The maximum of each window; keeps where it was, for the VJP (PyTorch's indices)."""
+    return _pool_max(xp, x, kernel_size, stride, padding)
 
 
 @max_pool2d.defvjp
 def _(ctx, g):
     x = ctx.args[0]
     xp = ctx.xp
-    kh, kw = _pair(ctx.attrs["kernel_size"])
-    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
-    pd = _pair(ctx.attrs.get("padding", 0))
-    cols, ho, wo = _windows(xp, x, kh, kw, st, pd, fill=-np.inf)
-    first = xp.expand_dims(cols.argmax(axis=2), 2)  # the gradient goes to the first maximum
-    hot = first == xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)  # a mask, not put_along_axis: cupy lacks it
-    gcols = hot * xp.expand_dims(g, 2)
-    return (_unwindow(xp, gcols, x.shape, kh, kw, st, pd, ho, wo),)
+    ks, stride = ctx.attrs["kernel_size"], ctx.attrs.get("stride")
+    st, pd = _pair(stride or ks), _pair(ctx.attrs.get("padding", 0))
+    first = ctx.saved
+    if first is None:  # (graph mode keeps no residuals)
+        first = _pool_max(xp, x, ks, stride, pd)[1]
+    kh, kw = _pair(ks)
+    # the gradient goes to each window's first maximum
+    gcols = xp.stack([(first == k) * g for k in range(kh * kw)], axis=2).reshape(*g.shape[:2], kh, kw, *g.shape[2:])
+    return (_unwindow(xp, gcols, x.shape, st, pd),)
 
 
 @register("avg_pool2d", tf="AvgPool", cost=_in_cost(1))
@@ -2030,8 +2054,8 @@ def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
     kh, kw = _pair(kernel_size)
-    cols, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
-    return cols.mean(axis=2)
+    view, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
+    return view.mean(axis=(2, 3))
 
 
 @avg_pool2d.defvjp
@@ -2040,8 +2064,9 @@ def _(ctx, g):
     kh, kw = _pair(ctx.attrs["kernel_size"])
     st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
     pd = _pair(ctx.attrs.get("padding", 0))
-    gcols = ctx.xp.broadcast_to(ctx.xp.expand_dims(g / (kh * kw), 2), (*g.shape[:2], kh * kw, *g.shape[2:]))
-    return (_unwindow(ctx.xp, gcols, x.shape, kh, kw, st, pd, g.shape[2], g.shape[3]),)
+    n, c, ho, wo = g.shape
+    gcols = ctx.xp.broadcast_to((g / (kh * kw))[:, :, None, None], (n, c, kh, kw, ho, wo))
+    return (_unwindow(ctx.xp, gcols, x.shape, st, pd),)
 
 
 # TensorFlow 1 layouts (tf.nn.conv2d, conv2d_transpose, max_pool, avg_pool).

@@ -7,7 +7,8 @@ TensorFlow 1 (`import tracetensor.graph as tf`); every op of either emits an eve
 
 from __future__ import annotations
 
-from . import autograd, events
+# (_malloc first: it sets malloc's thresholds as it is imported, before any large array)
+from . import _malloc, autograd, events  # noqa: F401
 from . import ops as _ops  # noqa: F401  (registers every op)
 from ._grad_mode import (
     enable_grad,

@@ -392,6 +392,96 @@ def big_model(number: int, repeat: int, tmp: str) -> list:
     ]
 
 
+def _convnet(lib: object) -> object:
+    """The same small CNN in tracetensor or torch (`lib.nn`): 1x28x28 -> conv 3x3x8 -> pool 2
+    -> conv 3x3x16 -> pool 2 -> dense 10."""
+    n = lib.nn  # type: ignore[attr-defined]
+    return n.Sequential(
+        n.Conv2d(1, 8, 3, padding=1),
+        n.ReLU(),
+        n.MaxPool2d(2),
+        n.Conv2d(8, 16, 3, padding=1),
+        n.ReLU(),
+        n.MaxPool2d(2),
+        n.Flatten(),
+        n.Linear(16 * 7 * 7, 10),
+    )
+
+
+def conv_model(number: int, repeat: int, tmp: str) -> list:
+    """The issue's "small conv net": a training step (batch 32, SGD with momentum) plain,
+    profiled and recorded, a file per round; torch's same step and torch.profiler alongside."""
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
+    y_np = rng.integers(0, 10, 32)
+    model = _convnet(tt)
+    opt = tt.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = tt.tensor(x_np), tt.tensor(y_np)
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def torch_step() -> Callable[[], object] | None:
+        try:
+            import torch
+        except ImportError:
+            return None
+        torch.set_num_threads(1)
+        tm = _convnet(torch)
+        with torch.no_grad():  # (the same weights: the same work)
+            for p, q in zip(tm.parameters(), model.parameters()):
+                p.copy_(torch.from_numpy(q.detach().numpy().copy()))
+        topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
+
+        def one() -> None:
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(tm(tx), ty).backward()
+            topt.step()
+
+        return one
+
+    rec = {v: _Recording(step, v, tmp) for v in ("none", "check", "summary")}
+    cases: dict[str, Case] = {"eager": _plain(step), "profile()": _profiled(step)}
+    cases.update({f"record {v}": r for v, r in rec.items()})
+    torch = {k: v for k, v in _torch_cases(torch_step).items() if k in ("torch", "torch.profiler")}
+    cases.update(torch)
+    t = _rounds(cases, number, repeat, longer={f"record {v}": 1 for v in rec})
+    r = lambda k, base="eager": f"{t[k] / t[base]:.2f}x"
+    label = "small CNN, batch 32"
+    rows = [
+        (
+            f"{label}: eager step",
+            fmt_time(t["eager"]),
+            f"{t['eager'] / t['torch']:.2f}x torch" if torch else "-",
+            "",
+            f"torch {fmt_time(t['torch'])}" if torch else "torch: not installed",
+        ),
+        (
+            f"{label}: profile()",
+            fmt_time(t["profile()"]),
+            r("profile()"),
+            "<= 1.05x",
+            f"torch.profiler {r('torch.profiler', 'torch')}" if torch else "",
+        ),
+    ]
+    for v in rec:
+        k = f"record {v}"
+        rows.append((f"{label}: record {v}", fmt_time(t[k]), r(k), "<= 1.05x" if v == "none" else "", ""))
+        rows.append(
+            (
+                "  with the writer process's CPU; wall clock",
+                f"{fmt_time(t[k + ' +writer'])}; {fmt_time(t[k + ' wall'])}",
+                f"{t[k + ' +writer'] / t['eager']:.2f}x; {t[k + ' wall'] / t['eager']:.2f}x",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
 def graph_build() -> list:
     import tracetensor.graph as tf
 
@@ -505,6 +595,7 @@ def main() -> None:
             "instrumentation overhead, MLP 64->128->10 batch 64, SGD (ratio vs the plain eager step; [anchor])", rows
         )
         _table("bigger model", big_model(max(5, number // 10), repeat, tmp))
+        _table("small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp))
     _table("graph construction", graph_build())
     lengths = [2000, 8000] if QUICK else [5000, 20000]
     _table("profiler memory at length (a child process each)", profiler_rss(lengths) + profiler_rss(lengths, full=True))

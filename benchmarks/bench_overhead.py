@@ -1,7 +1,7 @@
 """What instrumentation costs, every case in one run: the eager and graph steps against
 hand-written numpy, a timing-only listener, `profile()` (timings only, and with shapes,
 memory and stacks), `tt.record` ("none", "check", "summary") with trace bytes per op event, the
-same on a bigger model, graph construction with large shapes, and the profiler's peak
+same on a bigger model and a small conv net, graph construction with large shapes, and the profiler's peak
 RSS over a long run. torch and torch.profiler run alongside when torch is installed.
 Ratios are of CPU time (all threads of the process) against baselines timed in the same
 process, cases interleaved round by round.
@@ -595,7 +595,9 @@ def main() -> None:
             "instrumentation overhead, MLP 64->128->10 batch 64, SGD (ratio vs the plain eager step; [anchor])", rows
         )
         _table("bigger model", big_model(max(5, number // 10), repeat, tmp))
-        _table("small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp))
+        _table(
+            "small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp)
+        )
     _table("graph construction", graph_build())
     lengths = [2000, 8000] if QUICK else [5000, 20000]
     _table("profiler memory at length (a child process each)", profiler_rss(lengths) + profiler_rss(lengths, full=True))

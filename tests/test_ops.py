@@ -575,12 +575,25 @@ CASES = [
         lambda x: _np_tf_pool(x, np.mean, (3, 2), (1, 2), "SAME"),
         [((2, 4, 5, 2),)],
     ),
+    Case(
+        "tf_max_pool_nchw",
+        lambda x: _tf_op("tf_max_pool", x, ksize=(3, 3), strides=(1, 2), padding="SAME", nchw=True),
+        lambda x: _np_tf_pool(x.transpose(0, 2, 3, 1), np.max, (3, 3), (1, 2), "SAME").transpose(0, 3, 1, 2),
+        [((2, 3, 5, 6),)],
+        domain="distinct",
+    ),
     Case("transpose_all", lambda a: _tf_op("transpose_all", a), np.transpose, U),
     Case(
         "tf_conv2d_transpose",
         lambda v, w: _tf_op("tf_conv2d_transpose", v, w, out_hw=(5, 7), strides=(2, 2), padding="SAME"),
         lambda v, w: _np_tf_conv_transpose(v, w, (5, 7), (2, 2), "SAME"),
         [((2, 3, 4, 4), (3, 2, 3, 4))],
+    ),
+    Case(
+        "tf_conv2d_transpose_nchw",
+        lambda v, w: _tf_op("tf_conv2d_transpose", v, w, out_hw=(5, 7), strides=(2, 2), padding="SAME", nchw=True),
+        lambda v, w: _np_tf_conv_transpose(v.transpose(0, 2, 3, 1), w, (5, 7), (2, 2), "SAME").transpose(0, 3, 1, 2),
+        [((2, 4, 3, 4), (3, 2, 3, 4))],
     ),
     Case(
         "tf_pad",
@@ -777,6 +790,12 @@ _GPU_CASES = [
         "max_pool2d_overlap",
         "avg_pool2d",
         "avg_pool2d_pad",
+        "tf_conv2d",
+        "tf_conv2d_same",
+        "tf_conv2d_nchw",
+        "tf_max_pool",
+        "tf_avg_pool",
+        "tf_conv2d_transpose",
     }
 ]
 

@@ -1928,40 +1928,84 @@ def _(ctx, g):
 
 
 # ----------------------------------------------------------------- convolution and pooling (NCHW and TF's NHWC)
+# One set of kernels over NCHW arrays; TF's NHWC ops (below) reach them through transposed
+# views. Padding is ((top, bottom), (left, right)): PyTorch's is symmetric, TF's SAME is not.
 
 
 def _pair(v):
     return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
 
 
-def _windows(xp, x, kh, kw, stride, padding, fill=0):
-    """Every kernel position's window of padded x, as a view (N, C, kh, kw, Ho, Wo) with
-    strides into x: nothing is copied until the caller reshapes it (im2col, one copy laid out
-    for a batched matmul). Strides are numpy's and cupy's alike, so the same code runs on both."""
-    (sh, sw), (ph, pw) = stride, padding
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+def _sym(padding):
+    """PyTorch's padding (one int, or one per side pair) as ((top, bottom), (left, right))."""
+    ph, pw = _pair(padding)
+    return ((ph, ph), (pw, pw))
+
+
+def _windows(xp, x, kernel, stride, pads, dilation=(1, 1), fill=0):
+    """Every kernel position's window of x (N, C, H, W) padded by `pads`, as a view
+    (N, C, kh, kw, Ho, Wo) with strides into it: nothing is copied until the caller reshapes it
+    (im2col, one copy laid out for a batched matmul). Strides are numpy's and cupy's alike,
+    so the same code runs on both."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = kernel, stride, pads, dilation
+    if pt or pb or pl or pr:
+        x = xp.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
     n, c, h, w = x.shape
-    ho = (h - kh) // sh + 1
-    wo = (w - kw) // sw + 1
+    ho = (h - dh * (kh - 1) - 1) // sh + 1
+    wo = (w - dw * (kw - 1) - 1) // sw + 1
     if ho <= 0 or wo <= 0:
-        raise Invalid(f"the kernel ({kh}, {kw}) is larger than the padded input {x.shape[2:]}")
+        dil = f" with dilations {(dh, dw)}" if (dh, dw) != (1, 1) else ""
+        raise Invalid(f"the kernel ({kh}, {kw}){dil} is larger than the padded input {(h, w)}")
     s0, s1, s2, s3 = x.strides
-    view = xp.lib.stride_tricks.as_strided(x, (n, c, kh, kw, ho, wo), (s0, s1, s2, s3, s2 * sh, s3 * sw))
-    return view, ho, wo
+    strides = (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw)
+    return xp.lib.stride_tricks.as_strided(x, (n, c, kh, kw, ho, wo), strides), ho, wo
 
 
-def _unwindow(xp, gcols, shape, stride, padding):
+def _unwindow(xp, gcols, shape, stride, pads, dilation=(1, 1)):
     """The adjoint of `_windows`: each kernel position's gradient, gcols (N, C, kh, kw, Ho, Wo),
-    added back where its window read."""
-    (sh, sw), (ph, pw) = stride, padding
+    added back where its window read, for an input of `shape` (N, C, H, W)."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, pads, dilation
     n, c, h, w = shape
     _, _, kh, kw, ho, wo = gcols.shape
-    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gcols.dtype)
+    gx = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=gcols.dtype)
     for i in range(kh):
         for j in range(kw):
-            gx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += gcols[:, :, i, j]
-    return gx[:, :, ph : ph + h, pw : pw + w]
+            rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+            gx[:, :, rows, j * dw : j * dw + sw * (wo - 1) + 1 : sw] += gcols[:, :, i, j]
+    return gx[:, :, pt : pt + h, pl : pl + w]
+
+
+def _conv(xp, x, w, stride, pads, dilation=(1, 1)):
+    """x (N, C, H, W) cross-correlated with w (O, C, kh, kw): im2col, then one matmul per
+    image whose result is already (N, O, Ho, Wo)."""
+    o, c, kh, kw = w.shape
+    n = x.shape[0]
+    view, ho, wo = _windows(xp, x, (kh, kw), stride, pads, dilation)
+    cols = view.reshape(n, c * kh * kw, ho * wo)
+    return xp.matmul(w.reshape(o, c * kh * kw), cols).reshape(n, o, ho, wo)
+
+
+def _conv_grads(xp, x, w, g, needs, stride, pads, dilation=(1, 1)):
+    """`_conv`'s gradients (for x, for w; None where not needed) from g (N, O, Ho, Wo)."""
+    o, c, kh, kw = w.shape
+    n, _, ho, wo = g.shape
+    g3 = g.reshape(n, o, ho * wo)
+    gx = gw = None
+    if needs[1]:
+        view, _, _ = _windows(xp, x.astype(g.dtype, copy=False), (kh, kw), stride, pads, dilation)
+        cols = view.reshape(n, c * kh * kw, ho * wo)
+        gw = xp.matmul(g3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    if needs[0]:
+        gx = _conv_input_grad(xp, w.astype(g.dtype, copy=False), g, x.shape, stride, pads, dilation)
+    return gx, gw
+
+
+def _conv_input_grad(xp, w, g, shape, stride, pads, dilation=(1, 1)):
+    """The gradient for `_conv`'s input of `shape` (a transposed convolution of g by w)."""
+    o, c, kh, kw = w.shape
+    n, _, ho, wo = g.shape
+    gcols = xp.matmul(w.reshape(o, c * kh * kw).T, g.reshape(n, o, ho * wo))
+    return _unwindow(xp, gcols.reshape(n, c, kh, kw, ho, wo), shape, stride, pads, dilation)
 
 
 def _conv_cost(arrays, out, attrs):
@@ -1971,50 +2015,30 @@ def _conv_cost(arrays, out, attrs):
 
 @register("conv2d", tf="Conv2D", cost=_conv_cost)
 def conv2d(xp, x, w, stride=1, padding=0):
-    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW):
-    im2col, then one matmul per image whose result is already NCHW."""
+    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
     if x.ndim != 4 or w.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} and {w.shape}")
     if x.shape[1] != w.shape[1]:
         raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
     x, w = _same(x, w)
-    o, c, kh, kw = w.shape
-    n = x.shape[0]
-    view, ho, wo = _windows(xp, x, kh, kw, _pair(stride), _pair(padding))
-    cols = view.reshape(n, c * kh * kw, ho * wo)
-    return xp.matmul(w.reshape(o, c * kh * kw), cols).reshape(n, o, ho, wo)
+    return _conv(xp, x, w, _pair(stride), _sym(padding))
 
 
 @conv2d.defvjp
 def _(ctx, g):
     x, w = ctx.args
-    xp = ctx.xp
-    o, c, kh, kw = w.shape
-    n, _, ho, wo = g.shape
-    st, pd = _pair(ctx.attrs.get("stride", 1)), _pair(ctx.attrs.get("padding", 0))
-    g3 = g.reshape(n, o, ho * wo)
-    gx = gw = None
-    if ctx.needs[1]:
-        view, _, _ = _windows(xp, x.astype(g.dtype, copy=False), kh, kw, st, pd)
-        cols = view.reshape(n, c * kh * kw, ho * wo)
-        gw = xp.matmul(g3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
-    if ctx.needs[0]:
-        w2 = w.reshape(o, c * kh * kw).astype(g.dtype, copy=False)
-        gcols = xp.matmul(w2.T, g3).reshape(n, c, kh, kw, ho, wo)
-        gx = _unwindow(xp, gcols, x.shape, st, pd)
-    return gx, gw
+    return _conv_grads(ctx.xp, x, w, g, ctx.needs, _pair(ctx.attrs.get("stride", 1)), _sym(ctx.attrs.get("padding", 0)))
 
 
-def _pool_max(xp, x, kernel_size, stride, padding):
-    """(the maximum of each window, the first of its kh*kw positions that holds it). The
-    windows are copied once, position-major (N, C, K, Ho, Wo), then compared position by
-    position over whole arrays: a numpy reduction or argmax over a small axis, or a masked
-    write, costs several times as much. Ties go to the first position; a NaN wins its
-    window, the last NaN where there are several (as PyTorch's CPU kernel)."""
-    if x.ndim != 4:
-        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    kh, kw = _pair(kernel_size)
-    view, ho, wo = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding), fill=-np.inf)
+def _pool_max(xp, x, kernel, stride, pads):
+    """(the maximum of each window of x (N, C, H, W), the first of its kh*kw positions that
+    holds it). The windows are copied once, position-major (N, C, K, Ho, Wo), then compared
+    position by position over whole arrays: a numpy reduction or argmax over a small axis,
+    or a masked write, costs several times as much. Ties go to the first position; a NaN
+    wins its window, the last NaN where there are several (as PyTorch's CPU kernel). Padding
+    never wins (-inf)."""
+    kh, kw = kernel
+    view, ho, wo = _windows(xp, x, kernel, stride, pads, fill=-np.inf)
     n, c = x.shape[:2]
     cols = view.reshape(n, c, kh * kw, ho, wo)
     best = cols[:, :, 0]
@@ -2027,25 +2051,35 @@ def _pool_max(xp, x, kernel_size, stride, padding):
     return best, first
 
 
+def _pool_max_grad(xp, g, first, shape, kernel, stride, pads):
+    """The gradient of `_pool_max`: each window's to its first maximum."""
+    kh, kw = kernel
+    gcols = xp.stack([(first == k) * g for k in range(kh * kw)], axis=2).reshape(*g.shape[:2], kh, kw, *g.shape[2:])
+    return _unwindow(xp, gcols, shape, stride, pads)
+
+
+def _pool_args(attrs):
+    """max_pool2d's and avg_pool2d's (kernel, stride, pads), PyTorch's defaults."""
+    ks = attrs["kernel_size"]
+    return _pair(ks), _pair(attrs.get("stride") or ks), _sym(attrs.get("padding", 0))
+
+
 @register("max_pool2d", tf="MaxPool", cost=_in_cost(1), saves=True)
 def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
     """The maximum of each window; keeps where it was, for the VJP (PyTorch's indices)."""
-    return _pool_max(xp, x, kernel_size, stride, padding)
+    if x.ndim != 4:
+        raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
+    return _pool_max(xp, x, *_pool_args({"kernel_size": kernel_size, "stride": stride, "padding": padding}))
 
 
 @max_pool2d.defvjp
 def _(ctx, g):
-    x = ctx.args[0]
-    xp = ctx.xp
-    ks, stride = ctx.attrs["kernel_size"], ctx.attrs.get("stride")
-    st, pd = _pair(stride or ks), _pair(ctx.attrs.get("padding", 0))
+    x, xp = ctx.args[0], ctx.xp
+    geo = _pool_args(ctx.attrs)
     first = ctx.saved
     if first is None:  # (graph mode keeps no residuals)
-        first = _pool_max(xp, x, ks, stride, pd)[1]
-    kh, kw = _pair(ks)
-    # the gradient goes to each window's first maximum
-    gcols = xp.stack([(first == k) * g for k in range(kh * kw)], axis=2).reshape(*g.shape[:2], kh, kw, *g.shape[2:])
-    return (_unwindow(xp, gcols, x.shape, st, pd),)
+        first = _pool_max(xp, x, *geo)[1]
+    return (_pool_max_grad(xp, g, first, x.shape, *geo),)
 
 
 @register("avg_pool2d", tf="AvgPool", cost=_in_cost(1))
@@ -2053,27 +2087,23 @@ def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
     """The mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    kh, kw = _pair(kernel_size)
-    view, _, _ = _windows(xp, x, kh, kw, _pair(stride or kernel_size), _pair(padding))
-    return view.mean(axis=(2, 3))
+    kernel, stride, pads = _pool_args({"kernel_size": kernel_size, "stride": stride, "padding": padding})
+    return _windows(xp, x, kernel, stride, pads)[0].mean(axis=(2, 3))
 
 
 @avg_pool2d.defvjp
 def _(ctx, g):
-    x = ctx.args[0]
-    kh, kw = _pair(ctx.attrs["kernel_size"])
-    st = _pair(ctx.attrs.get("stride") or ctx.attrs["kernel_size"])
-    pd = _pair(ctx.attrs.get("padding", 0))
+    (kh, kw), stride, pads = _pool_args(ctx.attrs)
     n, c, ho, wo = g.shape
     gcols = ctx.xp.broadcast_to((g / (kh * kw))[:, :, None, None], (n, c, kh, kw, ho, wo))
-    return (_unwindow(ctx.xp, gcols, x.shape, st, pd),)
+    return (_unwindow(ctx.xp, gcols, ctx.args[0].shape, stride, pads),)
 
 
 # TensorFlow 1 layouts (tf.nn.conv2d, conv2d_transpose, max_pool, avg_pool).
-# TF's own conventions, kept apart from the NCHW ops above: NHWC input by default (NCHW on
-# request), an (kh, kw, in, out) filter, `padding` "SAME", "VALID" or explicit
-# ((top, bottom), (left, right)) (SAME pads asymmetrically, the extra row at the bottom),
-# strides and dilations. Padding is worked out from the real input, so unknown sizes are fine.
+# TF's own conventions over the kernels above: NHWC input by default (NCHW on request), an
+# (kh, kw, in, out) filter, `padding` "SAME", "VALID" or explicit ((top, bottom), (left,
+# right)) (SAME pads asymmetrically, the extra row at the bottom), strides and dilations.
+# Padding is worked out from the real input, so unknown sizes are fine.
 
 
 def _tf_geometry(attrs, x, kh, kw):
@@ -2095,48 +2125,23 @@ def _tf_geometry(attrs, x, kh, kw):
     return (int(sh), int(sw)), pads, (int(dh), int(dw))
 
 
-def _tf_windows(xp, x, kh, kw, strides, pads, dilations, fill=0):
-    """Every kernel position's strided slice of padded x (N, H, W, C): (N, Ho, Wo, kh*kw, C)."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
-    if pt or pb or pl or pr:
-        x = xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-    ho = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    wo = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise Invalid(
-            f"the window ({kh}, {kw}) with dilations {tuple(dilations)} is larger than the padded "
-            f"input {tuple(x.shape[1:3])}"
-        )
-    cols = [
-        x[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    return xp.stack(cols, axis=3), ho, wo
-
-
-def _tf_unwindow(xp, gcols, shape, kh, kw, strides, pads, dilations):
-    """The adjoint of `_tf_windows`: each kernel position's gradient added back into place."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = strides, pads, dilations
-    n, h, w, c = shape
-    ho, wo = gcols.shape[1], gcols.shape[2]
-    gx = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=gcols.dtype)
-    k = 0
-    for i in range(kh):
-        for j in range(kw):
-            gx[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :] += gcols[
-                :, :, :, k
-            ]
-            k += 1
-    return gx[:, pt : pt + h, pl : pl + w, :]
-
-
 def _nhwc(x, nchw):
     return x.transpose(0, 2, 3, 1) if nchw else x
 
 
-def _back(y, nchw, xp):
-    return xp.ascontiguousarray(y.transpose(0, 3, 1, 2)) if nchw else y
+def _nchw(x, nchw):
+    """An NHWC array (or an NCHW one, `nchw`) as an NCHW view, for the kernels above."""
+    return x if nchw else x.transpose(0, 3, 1, 2)
+
+
+def _out(xp, y, nchw):
+    """A kernel's NCHW result in the op's layout, contiguous."""
+    return y if nchw else xp.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+def _oihw(w):
+    """A TF filter (kh, kw, in, out) as the kernels' (out, in, kh, kw)."""
+    return w.transpose(3, 2, 0, 1)
 
 
 @register("tf_conv2d", tf="Conv2D", cost=lambda arrays, out, attrs: 2 * out.size * arrays[1][..., 0].size)
@@ -2144,30 +2149,23 @@ def tf_conv2d(xp, x, w, strides=(1, 1), padding="VALID", dilations=(1, 1), nchw=
     """tf.nn.conv2d: x (N, H, W, C) (or NCHW) cross-correlated with w (kh, kw, C, O)."""
     if x.ndim != 4 or w.ndim != 4:
         raise Invalid(f"expected a 4-D input and a 4-D filter (height, width, in, out), got {x.shape} and {w.shape}")
-    x, w = _same(_nhwc(x, nchw), w)
+    x, w = _same(x, w)
+    xh = _nhwc(x, nchw)
     kh, kw, c, o = w.shape
-    if x.shape[3] != c:
-        raise Invalid(f"input has {x.shape[3]} channels but the filter {w.shape} expects {c}")
+    if xh.shape[3] != c:
+        raise Invalid(f"input has {xh.shape[3]} channels but the filter {w.shape} expects {c}")
     attrs = {"strides": strides, "padding": padding, "dilations": dilations}
-    cols, _, _ = _tf_windows(xp, x, kh, kw, *_tf_geometry(attrs, x, kh, kw))
-    return _back(xp.tensordot(cols, w.reshape(kh * kw, c, o), axes=([3, 4], [0, 1])), nchw, xp)
+    return _out(xp, _conv(xp, _nchw(x, nchw), _oihw(w), *_tf_geometry(attrs, xh, kh, kw)), nchw)
 
 
 @tf_conv2d.defvjp
 def _(ctx, g):
     x, w = ctx.args
     xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    kh, kw, c, o = w.shape
-    xh, g = _nhwc(x, nchw), _nhwc(g, nchw)
-    geo = _tf_geometry(ctx.attrs, xh, kh, kw)
-    gx = gw = None
-    if ctx.needs[1]:
-        cols, _, _ = _tf_windows(xp, xh.astype(g.dtype, copy=False), kh, kw, *geo)
-        gw = xp.tensordot(cols, g, axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
-    if ctx.needs[0]:
-        gcols = xp.tensordot(g, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3], [2]))
-        gx = _back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp)
-    return gx, gw
+    kh, kw = w.shape[:2]
+    geo = _tf_geometry(ctx.attrs, _nhwc(x, nchw), kh, kw)
+    gx, gw = _conv_grads(xp, _nchw(x, nchw), _oihw(w), _nchw(g, nchw), ctx.needs, *geo)
+    return (None if gx is None else _out(xp, gx, nchw)), (None if gw is None else gw.transpose(2, 3, 1, 0))
 
 
 @register(
@@ -2180,7 +2178,8 @@ def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", n
     output of spatial size `out_hw`; w is (kh, kw, out_channels, in_channels)."""
     if value.ndim != 4 or w.ndim != 4:
         raise Invalid(f"expected a 4-D input and a 4-D filter, got {value.shape} and {w.shape}")
-    v, w = _same(_nhwc(value, nchw), w)
+    value, w = _same(value, w)
+    v = _nhwc(value, nchw)
     kh, kw, c, o = w.shape
     if v.shape[3] != o:
         raise Invalid(f"input has {v.shape[3]} channels but the filter {w.shape} expects {o} (its last dimension)")
@@ -2193,39 +2192,34 @@ def tf_conv2d_transpose(xp, value, w, out_hw, strides=(1, 1), padding="VALID", n
             f"an output of size {tuple(out_hw)} with this filter, strides and padding gives a "
             f"{(ho, wo)} input, not {tuple(v.shape[1:3])}"
         )
-    gcols = xp.tensordot(v, w.reshape(kh * kw, c, o), axes=([3], [2]))
-    return _back(_tf_unwindow(xp, gcols, shape, kh, kw, *geo), nchw, xp)
+    gx = _conv_input_grad(xp, _oihw(w), _nchw(value, nchw), (shape[0], c, shape[1], shape[2]), *geo)
+    return _out(xp, gx, nchw)
 
 
 @tf_conv2d_transpose.defvjp
 def _(ctx, g):
+    # the adjoint of the input's gradient is the convolution itself: of g, by the same filter
     v, w = ctx.args
     xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    kh, kw, c, o = w.shape
-    gh, vh = _nhwc(g, nchw), _nhwc(v, nchw)
-    cols, _, _ = _tf_windows(xp, gh, kh, kw, *_tf_geometry(ctx.attrs, gh, kh, kw))
-    gv = gw = None
-    if ctx.needs[0]:
-        gv = _back(
-            xp.tensordot(cols, w.reshape(kh * kw, c, o).astype(g.dtype, copy=False), axes=([3, 4], [0, 1])), nchw, xp
-        )
-    if ctx.needs[1]:
-        gw = xp.tensordot(cols, vh.astype(g.dtype, copy=False), axes=([0, 1, 2], [0, 1, 2])).reshape(w.shape)
-    return gv, gw
+    kh, kw = w.shape[:2]
+    geo = _tf_geometry(ctx.attrs, _nhwc(g, nchw), kh, kw)
+    gc, vc, wo = _nchw(g, nchw), _nchw(v, nchw), _oihw(w).astype(g.dtype, copy=False)
+    gv = _out(xp, _conv(xp, gc, wo, *geo), nchw) if ctx.needs[0] else None
+    gw = _conv_grads(xp, gc, wo, vc.astype(g.dtype, copy=False), (False, True), *geo)[1] if ctx.needs[1] else None
+    return gv, (None if gw is None else gw.transpose(2, 3, 1, 0))
 
 
-def _tf_pool_counts(xp, x, kh, kw, geo):
-    """How many real (unpadded) elements each window covers: TF's avg_pool divides by this."""
-    ones = xp.ones((1, x.shape[1], x.shape[2], 1), dtype=x.dtype)
-    cols, _, _ = _tf_windows(xp, ones, kh, kw, *geo)
-    return cols.sum(axis=3)
-
-
-def _tf_pool_args(ctx_or_attrs, x, nchw):
-    attrs = ctx_or_attrs
+def _tf_pool_args(attrs, x, nchw):
+    """(x as NCHW, kernel, strides, pads) of a TF pool."""
     kh, kw = attrs["ksize"]
-    xh = _nhwc(x, nchw)
-    return xh, kh, kw, _tf_geometry(attrs, xh, kh, kw)
+    strides, pads, _ = _tf_geometry(attrs, _nhwc(x, nchw), kh, kw)
+    return _nchw(x, nchw), (kh, kw), strides, pads
+
+
+def _tf_pool_counts(xp, x, kernel, strides, pads):
+    """How many real (unpadded) elements each window of NCHW x covers: TF's avg_pool divides by this."""
+    ones = xp.ones((1, 1, x.shape[2], x.shape[3]), dtype=x.dtype)
+    return _windows(xp, ones, kernel, strides, pads)[0].sum(axis=(2, 3))
 
 
 @register("tf_max_pool", tf="MaxPool", cost=_in_cost(1))
@@ -2233,20 +2227,16 @@ def tf_max_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
     """tf.nn.max_pool over NHWC (or NCHW) input; padding never wins the max."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input, got {x.shape}")
-    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
-    return _back(cols.max(axis=3), nchw, xp)
+    xc, *geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    return _out(xp, _pool_max(xp, xc, *geo)[0], nchw)
 
 
 @tf_max_pool.defvjp
 def _(ctx, g):
     xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo, fill=-np.inf)
-    first = xp.expand_dims(cols.argmax(axis=3), 3)  # the gradient goes to the first maximum
-    hot = first == xp.arange(kh * kw).reshape(1, 1, 1, -1, 1)
-    gcols = hot * xp.expand_dims(_nhwc(g, nchw), 3)
-    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+    xc, *geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    first = _pool_max(xp, xc, *geo)[1]
+    return (_out(xp, _pool_max_grad(xp, _nchw(g, nchw), first, xc.shape, *geo), nchw),)
 
 
 @register("tf_avg_pool", tf="AvgPool", cost=_in_cost(1))
@@ -2254,18 +2244,19 @@ def tf_avg_pool(xp, x, ksize, strides=(1, 1), padding="VALID", nchw=False):
     """tf.nn.avg_pool: the mean of each window's real elements (padding is not counted, as TF)."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input, got {x.shape}")
-    xh, kh, kw, geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
-    cols, _, _ = _tf_windows(xp, xh, kh, kw, *geo)
-    return _back(cols.sum(axis=3) / _tf_pool_counts(xp, xh, kh, kw, geo), nchw, xp)
+    xc, *geo = _tf_pool_args({"ksize": ksize, "strides": strides, "padding": padding}, x, nchw)
+    sums = _windows(xp, xc, *geo)[0].sum(axis=(2, 3))
+    return _out(xp, sums / _tf_pool_counts(xp, xc, *geo), nchw)
 
 
 @tf_avg_pool.defvjp
 def _(ctx, g):
     xp, nchw = ctx.xp, ctx.attrs.get("nchw", False)
-    xh, kh, kw, geo = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
-    gh = _nhwc(g, nchw) / _tf_pool_counts(xp, xh, kh, kw, geo)
-    gcols = xp.broadcast_to(xp.expand_dims(gh, 3), (*gh.shape[:3], kh * kw, gh.shape[3]))
-    return (_back(_tf_unwindow(xp, gcols, xh.shape, kh, kw, *geo), nchw, xp),)
+    xc, kernel, strides, pads = _tf_pool_args(ctx.attrs, ctx.args[0], nchw)
+    gc = _nchw(g, nchw) / _tf_pool_counts(xp, xc, kernel, strides, pads)
+    n, c, ho, wo = gc.shape
+    gcols = xp.broadcast_to(gc[:, :, None, None], (n, c, *kernel, ho, wo))
+    return (_out(xp, _unwindow(xp, gcols, xc.shape, strides, pads), nchw),)
 
 
 # ----------------------------------------------------------------- FFT

@@ -240,6 +240,18 @@ def _torch_cases(steps_for: Callable[[], Callable[[], object] | None]) -> dict[s
     }
 
 
+def _writer_row(t: dict[str, float], k: str) -> tuple[str, str, str, str, str]:
+    """The row under recording case `k`'s: with its writer process's CPU added, and wall clock."""
+    w, wall, base = t[k + " +writer"], t[k + " wall"], t["eager"]
+    return (
+        "  with the writer process's CPU; wall clock",
+        f"{fmt_time(w)}; {fmt_time(wall)}",
+        f"{w / base:.2f}x; {wall / base:.2f}x",
+        "",
+        "",
+    )
+
+
 def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
     x, y, params = be._data(np.random.default_rng(0))
     model = be.MLP()
@@ -331,15 +343,7 @@ def small_model(number: int, repeat: int, tmp: str) -> tuple[list, dict]:
         per = f"{rec[v].bytes_per_op():.0f} B/op event"
         k = f"record {v}"
         rows.append((f'tt.record(values="{v}"), {steps}-step files', fmt_time(t[k]), r(k), goal, per))
-        rows.append(
-            (
-                "  with the writer process's CPU; wall clock",
-                f"{fmt_time(t[k + ' +writer'])}; {fmt_time(t[k + ' wall'])}",
-                f"{t[k + ' +writer'] / t['eager']:.2f}x; {t[k + ' wall'] / t['eager']:.2f}x",
-                "",
-                "",
-            )
-        )
+        rows.append(_writer_row(t, k))
     rows.append(("  a recording's start and stop (an empty file)", fmt_time(_open_close(tmp)), "", "", ""))
     return rows, t
 
@@ -381,15 +385,7 @@ def big_model(number: int, repeat: int, tmp: str) -> list:
     return [
         (f"512->1024->1024->10 batch 256: {k}", fmt_time(t[k]), f"{t[k] / t['eager']:.2f}x", "<= 1.05x", "")
         for k in ("profile()", "record none")
-    ] + [
-        (
-            "  with the writer process's CPU; wall clock",
-            f"{fmt_time(t['record none +writer'])}; {fmt_time(t['record none wall'])}",
-            f"{t['record none +writer'] / t['eager']:.2f}x; {t['record none wall'] / t['eager']:.2f}x",
-            "",
-            "",
-        )
-    ]
+    ] + [_writer_row(t, "record none")]
 
 
 def _convnet(lib: object) -> object:
@@ -470,15 +466,7 @@ def conv_model(number: int, repeat: int, tmp: str) -> list:
     for v in rec:
         k = f"record {v}"
         rows.append((f"{label}: record {v}", fmt_time(t[k]), r(k), "<= 1.05x" if v == "none" else "", ""))
-        rows.append(
-            (
-                "  with the writer process's CPU; wall clock",
-                f"{fmt_time(t[k + ' +writer'])}; {fmt_time(t[k + ' wall'])}",
-                f"{t[k + ' +writer'] / t['eager']:.2f}x; {t[k + ' wall'] / t['eager']:.2f}x",
-                "",
-                "",
-            )
-        )
+        rows.append(_writer_row(t, k))
     return rows
 
 

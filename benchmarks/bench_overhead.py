@@ -470,6 +470,70 @@ def conv_model(number: int, repeat: int, tmp: str) -> list:
     return rows
 
 
+_MALLOC_CHILD = """
+import os, resource, sys, time
+import numpy as np
+import tracetensor as tt, tracetensor.nn as nn, tracetensor.nn.functional as F
+from tracetensor import _malloc
+rng = np.random.default_rng(0)
+if sys.argv[1] == "cnn":
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
+    x, n = tt.tensor(rng.standard_normal((32, 1, 28, 28)).astype(np.float32)), 32
+else:
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    x, n = tt.tensor(rng.standard_normal((256, 512)).astype(np.float32)), 256
+y = tt.tensor(rng.integers(0, 10, n))
+opt = tt.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def step():
+    opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
+for _ in range(3):
+    step()
+k = int(sys.argv[2])
+f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+for _ in range(k):
+    step()
+print(_malloc.TUNED, (time.process_time() - t0) / k, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / k)
+"""
+
+
+def malloc_rows(repeat: int) -> list:
+    """A step of the bigger model and of the small CNN, each in a fresh process without torch
+    (whose own allocations raise glibc's adaptive thresholds): with tracetensor's malloc
+    thresholds (see tracetensor/_malloc.py) and with glibc's defaults (TRACETENSOR_MALLOC=
+    default), interleaved; medians of CPU time and page faults per step."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    rows = []
+    for model, steps, label in (("mlp", 10, "512->1024->1024->10 batch 256"), ("cnn", 30, "small CNN batch 32")):
+        got: dict[str, list[tuple[float, float]]] = {"set": [], "default": []}
+        tuned = True
+        for _ in range(repeat):
+            for mode in got:
+                e = {**env, "TRACETENSOR_MALLOC": mode}
+                out = subprocess.run(
+                    [sys.executable, "-c", _MALLOC_CHILD, model, str(steps)],
+                    env=e,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                ).stdout.split()
+                tuned &= out[0] == "True" if mode == "set" else True
+                got[mode].append((float(out[1]), float(out[2])))
+        t = {m: float(np.median([a for a, _ in v])) for m, v in got.items()}
+        pf = {m: float(np.median([b for _, b in v])) for m, v in got.items()}
+        rows.append(
+            (
+                f"{label}, a fresh process: eager step, malloc thresholds set (glibc's defaults)",
+                f"{fmt_time(t['set'])} ({fmt_time(t['default'])})",
+                f"{t['set'] / t['default']:.2f}x",
+                "",
+                f"page faults a step: {pf['set']:.0f} ({pf['default']:.0f})" + ("" if tuned else "; not set here"),
+            )
+        )
+    return rows
+
+
 def graph_build() -> list:
     import tracetensor.graph as tf
 
@@ -586,6 +650,7 @@ def main() -> None:
         _table(
             "small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp)
         )
+    _table("malloc thresholds (a child process each, no torch)", malloc_rows(3 if QUICK else 5))
     _table("graph construction", graph_build())
     lengths = [2000, 8000] if QUICK else [5000, 20000]
     _table("profiler memory at length (a child process each)", profiler_rss(lengths) + profiler_rss(lengths, full=True))

@@ -557,6 +557,12 @@ CASES = [
         [((1, 6, 7, 2), (2, 3, 2, 3))],
     ),
     Case(
+        "tf_conv2d_dilated",
+        lambda x, w: _tf_op("tf_conv2d", x, w, padding="SAME", dilations=(2, 3)),
+        lambda x, w: _np_tf_conv(x, w, (1, 1), "SAME", (2, 3)),
+        [((2, 7, 8, 2), (3, 2, 2, 3))],
+    ),
+    Case(
         "tf_conv2d_nchw",
         lambda x, w: _tf_op("tf_conv2d", x, w, padding="SAME", nchw=True),
         lambda x, w: _np_tf_conv(x.transpose(0, 2, 3, 1), w, padding="SAME").transpose(0, 3, 1, 2),
@@ -792,6 +798,7 @@ _GPU_CASES = [
         "avg_pool2d_pad",
         "tf_conv2d",
         "tf_conv2d_same",
+        "tf_conv2d_dilated",
         "tf_conv2d_nchw",
         "tf_max_pool",
         "tf_avg_pool",

@@ -4,9 +4,10 @@ temporaries every step.
 glibc's defaults serve an allocation over 128 KiB by mmap, and hand the heap's free top back
 to the kernel past a threshold that adapts only up to the largest block freed so far. An
 eager training step then takes most of its temporaries' pages anew from the kernel every
-step, each 4 KiB page zeroed and faulted in. On the development machine: about 1,900 page
-faults and half the time of a small CNN's step (batch 32), a fifth of the time of the
-512->1024->1024->10 MLP's (batch 256). Small models (arrays under 128 KiB) see no difference.
+step, each 4 KiB page zeroed and faulted in. On the development machine, with glibc's
+defaults: 1,200 page faults in a small CNN's step (batch 32), 2,500 in the 512->1024->1024->10
+MLP's (batch 256), which the thresholds below make 0.6x and 0.8x as long
+(`python benchmarks/run.py overhead`). Small models (arrays under 128 KiB) see no difference.
 
 `tune()` sets, from the start, what glibc's own adaptation reaches at most: blocks up to
 32 MiB come from the heap, and up to 64 MiB of its free top is kept for the next step.

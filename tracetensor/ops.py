@@ -2164,6 +2164,11 @@ def _oihw(w):
     return w.transpose(3, 2, 0, 1)
 
 
+def _hwio(xp, w):
+    """A kernel's (out, in, kh, kw) filter gradient back in TF's layout, contiguous."""
+    return xp.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
 @register("tf_conv2d", tf="Conv2D", cost=lambda arrays, out, attrs: 2 * out.size * arrays[1][..., 0].size)
 def tf_conv2d(xp, x, w, strides=(1, 1), padding="VALID", dilations=(1, 1), nchw=False):
     """tf.nn.conv2d: x (N, H, W, C) (or NCHW) cross-correlated with w (kh, kw, C, O)."""
@@ -2185,7 +2190,7 @@ def _(ctx, g):
     kh, kw = w.shape[:2]
     geo = _tf_geometry(ctx.attrs, _nhwc(x, nchw), kh, kw)
     gx, gw = _conv_grads(xp, _nchw(x, nchw), _oihw(w), _nchw(g, nchw), ctx.needs, *geo)
-    return (None if gx is None else _out(xp, gx, nchw)), (None if gw is None else gw.transpose(2, 3, 1, 0))
+    return (None if gx is None else _out(xp, gx, nchw)), (None if gw is None else _hwio(xp, gw))
 
 
 @register(
@@ -2226,7 +2231,7 @@ def _(ctx, g):
     gc, vc, wo = _nchw(g, nchw), _nchw(v, nchw), _oihw(w).astype(g.dtype, copy=False)
     gv = _out(xp, _conv(xp, gc, wo, *geo), nchw) if ctx.needs[0] else None
     gw = _conv_grads(xp, gc, wo, vc.astype(g.dtype, copy=False), (False, True), *geo)[1] if ctx.needs[1] else None
-    return gv, (None if gw is None else gw.transpose(2, 3, 1, 0))
+    return gv, (None if gw is None else _hwio(xp, gw))
 
 
 def _tf_pool_args(attrs, x, nchw):

@@ -278,6 +278,12 @@ CASES = [
     ),
     Case("conv2d", lambda x, w: tt.nn.functional.conv2d(x, w), _np_conv2d, [((2, 3, 5, 5), (4, 3, 3, 3))]),
     Case(
+        "conv2d_bias",
+        lambda x, w, b: tt.nn.functional.conv2d(x, w, b, padding=1),
+        lambda x, w, b: _np_conv2d(x, w, 1, 1) + b.reshape(1, -1, 1, 1),
+        [((2, 3, 4, 5), (4, 3, 3, 2), (4,))],
+    ),
+    Case(
         "conv2d_stride_pad",
         lambda x, w: tt.nn.functional.conv2d(x, w, stride=2, padding=1),
         lambda x, w: _np_conv2d(x, w, 2, 1),
@@ -791,6 +797,7 @@ _GPU_CASES = [
         "nonzero_tuple",
         "isclose",
         "conv2d",
+        "conv2d_bias",
         "conv2d_stride_pad",
         "max_pool2d",
         "max_pool2d_overlap",
@@ -1041,6 +1048,10 @@ def test_matmul_error_names_op_shapes_and_the_users_line() -> None:
         (
             lambda: tt.nn.functional.conv2d(tt.zeros(1, 3, 5, 5), tt.zeros(2, 4, 3, 3)),
             r"conv2d: input has 3 channels but the weight \(2, 4, 3, 3\) expects 4",
+        ),
+        (
+            lambda: tt.nn.functional.conv2d(tt.zeros(1, 4, 5, 5), tt.zeros(2, 4, 3, 3), tt.zeros(3)),
+            r"conv2d: the bias must have shape \(2,\), one value per output channel, got \(3,\)",
         ),
         (lambda: tt.nn.functional.embedding(tt.tensor([5]), tt.zeros(4, 2)), r"embedding: index 5 is out of range"),
         (lambda: tt.zeros(2, 3).reshape(4, 2), r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\)"),

@@ -2030,24 +2030,36 @@ def _conv_input_grad(xp, w, g, shape, stride, pads, dilation=(1, 1)):
 
 def _conv_cost(arrays, out, attrs):
     w = arrays[1]
-    return 2 * out.size * w.shape[1] * w.shape[2] * w.shape[3]
+    return 2 * out.size * w.shape[1] * w.shape[2] * w.shape[3] + (out.size if len(arrays) > 2 else 0)
 
 
 @register("conv2d", tf="Conv2D", cost=_conv_cost)
-def conv2d(xp, x, w, stride=1, padding=0):
-    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), as PyTorch's conv2d (NCHW)."""
+def conv2d(xp, x, w, b=None, stride=1, padding=0):
+    """Cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), plus a bias b (O,) per output
+    channel when given, as PyTorch's conv2d (NCHW): one op with its bias (torch's aten::conv2d),
+    added into the matmul's fresh result."""
     if x.ndim != 4 or w.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W) and a 4-D weight (O, C, kh, kw), got {x.shape} and {w.shape}")
     if x.shape[1] != w.shape[1]:
         raise Invalid(f"input has {x.shape[1]} channels but the weight {w.shape} expects {w.shape[1]}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise Invalid(f"the bias must have shape ({w.shape[0]},), one value per output channel, got {b.shape}")
     x, w = _same(x, w)
-    return _conv(xp, x, w, _pair(stride), _sym(padding))
+    out = _conv(xp, x, w, _pair(stride), _sym(padding))
+    if b is not None:
+        out += b.astype(out.dtype, copy=False).reshape(1, -1, 1, 1)
+    return out
 
 
 @conv2d.defvjp
 def _(ctx, g):
-    x, w = ctx.args
-    return _conv_grads(ctx.xp, x, w, g, ctx.needs, _pair(ctx.attrs.get("stride", 1)), _sym(ctx.attrs.get("padding", 0)))
+    x, w = ctx.args[:2]
+    stride, pads = _pair(ctx.attrs.get("stride", 1)), _sym(ctx.attrs.get("padding", 0))
+    grads = _conv_grads(ctx.xp, x, w, g, ctx.needs, stride, pads)
+    if len(ctx.args) == 2:
+        return grads
+    b = ctx.args[2]
+    return (*grads, g.sum(axis=(0, 2, 3)).astype(b.dtype, copy=False) if ctx.needs[2] else None)
 
 
 def _pool_max(xp, x, kernel, stride, pads):

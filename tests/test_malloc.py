@@ -62,6 +62,9 @@ def test_a_training_step_of_a_bigger_model_reuses_its_memory() -> None:
     assert not default and faults_default > 10 * max(faults, 1)
 
 
-def test_malloc_options_the_user_set_are_left_as_they_are() -> None:
-    assert _run(MALLOC_ARENA_MAX="2")[0] is False
-    assert _run(GLIBC_TUNABLES="glibc.malloc.trim_threshold=1000000")[0] is False
+def test_thresholds_the_user_set_are_left_as_they_are() -> None:
+    assert _run(MALLOC_TRIM_THRESHOLD_="1000000")[0] is False
+    assert _run(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1000000")[0] is False
+    # other malloc options are not these thresholds (MALLOC_ARENA_MAX=2: a common container default)
+    assert _run(MALLOC_ARENA_MAX="2")[0] is True
+    assert _run(GLIBC_TUNABLES="glibc.malloc.arena_max=2")[0] is True

@@ -2090,10 +2090,10 @@ def _pool_max_grad(xp, g, first, shape, kernel, stride, pads):
     return _unwindow(xp, gcols, shape, stride, pads)
 
 
-def _pool_args(attrs):
-    """max_pool2d's and avg_pool2d's (kernel, stride, pads), PyTorch's defaults."""
-    ks = attrs["kernel_size"]
-    return _pair(ks), _pair(attrs.get("stride") or ks), _sym(attrs.get("padding", 0))
+def _pool_args(kernel_size, stride=None, padding=0):
+    """max_pool2d's and avg_pool2d's (kernel, stride, pads) from their arguments (or their
+    VJP's `**ctx.attrs`), PyTorch's defaults."""
+    return _pair(kernel_size), _pair(stride or kernel_size), _sym(padding)
 
 
 @register("max_pool2d", tf="MaxPool", cost=_in_cost(1), saves=True)
@@ -2101,13 +2101,13 @@ def max_pool2d(xp, x, kernel_size, stride=None, padding=0):
     """The maximum of each window; keeps where it was, for the VJP (PyTorch's indices)."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    return _pool_max(xp, x, *_pool_args({"kernel_size": kernel_size, "stride": stride, "padding": padding}))
+    return _pool_max(xp, x, *_pool_args(kernel_size, stride, padding))
 
 
 @max_pool2d.defvjp
 def _(ctx, g):
     x, xp = ctx.args[0], ctx.xp
-    geo = _pool_args(ctx.attrs)
+    geo = _pool_args(**ctx.attrs)
     first = ctx.saved
     if first is None:  # (graph mode keeps no residuals)
         first = _pool_max(xp, x, *geo)[1]
@@ -2119,13 +2119,13 @@ def avg_pool2d(xp, x, kernel_size, stride=None, padding=0):
     """The mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
     if x.ndim != 4:
         raise Invalid(f"expected a 4-D input (N, C, H, W), got {x.shape}")
-    kernel, stride, pads = _pool_args({"kernel_size": kernel_size, "stride": stride, "padding": padding})
+    kernel, stride, pads = _pool_args(kernel_size, stride, padding)
     return _windows(xp, x, kernel, stride, pads)[0].mean(axis=(2, 3))
 
 
 @avg_pool2d.defvjp
 def _(ctx, g):
-    (kh, kw), stride, pads = _pool_args(ctx.attrs)
+    (kh, kw), stride, pads = _pool_args(**ctx.attrs)
     n, c, ho, wo = g.shape
     gcols = ctx.xp.broadcast_to((g / (kh * kw))[:, :, None, None], (n, c, kh, kw, ho, wo))
     return (_unwindow(ctx.xp, gcols, ctx.args[0].shape, stride, pads),)

@@ -106,11 +106,11 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
 BUSY_THEN_KILLED = textwrap.dedent("""
     import os, signal, sys
     import tracetensor as tt
-    from tracetensor.trace.recorder import BATCH_EVENTS
+    from tracetensor.trace.recorder import BATCH_RECORDS
     x = tt.randn(4, 4)
     rec = tt.record(sys.argv[1], values="none").start()
     n = 0
-    while n <= BATCH_EVENTS:  # (three ops and two run markers a step)
+    while n <= BATCH_RECORDS:  # (three ops and two run markers a step)
         r = tt.events.begin_run("step")
         (x @ x).tanh().sum()
         tt.events.end_run(r)
@@ -121,10 +121,10 @@ BUSY_THEN_KILLED = textwrap.dedent("""
 
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_a_busy_loop_hands_each_full_queue_over_at_once(tmp_path, writer):
-    """Past BATCH_EVENTS queued events the loop hands them over itself, in the op that filled
+    """Past BATCH_RECORDS queued records the loop hands them over itself, in the op that filled
     the queue (to the writer process, or written there and then): killed right after, the
     program loses none of them. The writer thread would take up to FLUSH_S to come by."""
-    from tracetensor.trace.recorder import BATCH_EVENTS
+    from tracetensor.trace.recorder import BATCH_RECORDS
 
     out = tmp_path / "busy.ttrace"
     env = {**os.environ, "TRACETENSOR_WRITER": writer}
@@ -134,10 +134,10 @@ def test_a_busy_loop_hands_each_full_queue_over_at_once(tmp_path, writer):
     while True:  # (the writer process finishes what it was sent after the program is gone)
         with tt.trace.open(out) as t:
             n = t.count()
-        if n >= 3 * (BATCH_EVENTS // 5) - 3 or time.monotonic() > deadline:
+        if n >= 3 * (BATCH_RECORDS // 5) - 3 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert n >= 3 * (BATCH_EVENTS // 5) - 3
+    assert n >= 3 * (BATCH_RECORDS // 5) - 3
 
 
 def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path):

@@ -4,10 +4,10 @@ The listener callback only queues: raw records as rows of numbers (`events.colum
 into which the dispatch point writes them without making a record), the rest as it comes
 (and, for `values="full"`, copies of the arrays, since in-place updates could change them
 before they are written). The queue is handed to the file's writer in batches: by the
-producing thread itself when the queue fills (every `BATCH_EVENTS` events), and by a
-writer thread when the queue has waited `FLUSH_S` seconds (a program that stopped
-producing, or produces slowly). So a killed process loses at most the last few tens of
-milliseconds of a busy loop, and about `FLUSH_S` of a slow one.
+producing thread itself when the queue fills (every `BATCH_RECORDS` rows, or `BATCH_EVENTS`
+events where a filter or values="full" queues events), and by a writer thread when the
+queue has waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly).
+So a killed process loses at most about `FLUSH_S` of recording, busy or not.
 
 The writer is the writer process (trace/server.py): the batch is packed here (about 1 µs
 per step: rows, the new call sites' descriptions, the run markers as tuples) and written
@@ -45,8 +45,15 @@ from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "check", "summary", "full")
 FLUSH_S = 0.1  # what waits longer than this the writer thread hands over (a SIGKILL loses about this much)
-BATCH_EVENTS = 8_192  # queued events the producer hands over itself (see the module's docstring)
-MAX_QUEUE = 4 * BATCH_EVENTS  # queued events past which a producer waits (for the writer thread, mid-batch)
+# queued records the producer hands over itself (see the module's docstring): rows of 48 bytes,
+# so a batch is 1.5 MB. Few and large: the writer process wakes for each batch, and a process
+# that wakes every few tens of milliseconds runs each batch with cold caches. On the small MLP
+# of benchmarks/bench_overhead.py, batches of 32,768 records (the 0.1 s flush comes first)
+# took the writer's CPU from 10.2 to 8.5-9.1 us a step, and the program's 0.5-1% lower, against
+# 8,192. (An event is an object of about half a KB: an events queue hands over at 8,192.)
+BATCH_RECORDS = 32_768
+BATCH_EVENTS = 8_192
+QUEUE_BATCHES = 4  # queued batches past which a producer waits (for the writer thread, mid-batch)
 MAX_QUEUE_VALUE_BYTES = 64 << 20  # queued value bytes the producer hands over itself (values="full")
 BATCH = 20_000  # events per transaction; keeps each commit short
 
@@ -98,8 +105,10 @@ class Recorder:
         # columns (`events.column_queue`), but where a filter reads each event (`_keep`)
         if values == "full" or self._steps is not None or self._ops_rx is not None:
             self._q = ev.appender(BATCH_EVENTS, self._on_full)
+            self._max_queue = QUEUE_BATCHES * BATCH_EVENTS
         else:
-            self._q = ev.column_queue(BATCH_EVENTS, self._on_full, stacks)
+            self._q = ev.column_queue(BATCH_RECORDS, self._on_full, stacks)
+            self._max_queue = QUEUE_BATCHES * BATCH_RECORDS
         self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
@@ -198,14 +207,14 @@ class Recorder:
             with self._qlock:
                 self._qbytes += n
             self._vals[e.seq] = vals  # before the event is queued, so the writer always finds it
-        self._q(e)  # (writes the queue past BATCH_EVENTS events)
+        self._q(e)  # (hands the queue over past BATCH_EVENTS events)
         if self._qbytes > self._qbytes_limit:
             self._on_full()
 
     def _on_full(self) -> None:
         """The queue is full: the producing thread hands it over now. If the writer thread is
-        mid-batch, the producer goes on queueing, and waits for it only past MAX_QUEUE."""
-        over = len(self._q) > MAX_QUEUE or self._qbytes > 2 * self._qbytes_limit
+        mid-batch, the producer goes on queueing, and waits for it only past QUEUE_BATCHES."""
+        over = len(self._q) > self._max_queue or self._qbytes > 2 * self._qbytes_limit
         if not self._wlock.acquire(blocking=over):
             return
         try:

@@ -130,6 +130,10 @@ def record_function(name: str) -> Iterator[None]:
 
 _OPEN_RANGES = [0]
 _FOLD_EVERY = 4096  # buffered records that make a step end fold them into the aggregates
+# buffered records that make an eager step's end fold them, in a window whose steps are not
+# marked (see profile._step_ended): more than a marked step's, since a program that marks
+# its steps, once an epoch say, has not yet when its first step's eager steps end
+_FOLD_UNMARKED = 65_536
 
 
 class profile:
@@ -267,11 +271,29 @@ class profile:
             raw=True,
             names=self.record_shapes or self.with_modules,  # input shapes are found by input names
         )
+        ev.STEP_HOOKS.append(self._step_ended)
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+            if self._step_ended in ev.STEP_HOOKS:
+                ev.STEP_HOOKS.remove(self._step_ended)
+
+    def _step_ended(self) -> None:
+        """An eager step ended (`optimizer.step()`, an inference batch: events.STEP_HOOKS) in a
+        window whose steps the program does not mark with `prof.step()`: past _FOLD_UNMARKED
+        records the buffer folds there, as at a marked step. So a script that never calls it
+        (`tracetensor profile` of an unmodified script) runs in bounded memory too: before, the
+        whole run stayed buffered, about 200 bytes an op event. (A program that marks its
+        first step only after that many records loses that step's span in the steps row.)"""
+        if (
+            not self._steps_marked
+            and len(self._buf) >= _FOLD_UNMARKED
+            and not _OPEN_RANGES[0]
+            and self._action is ProfilerAction.RECORD
+        ):
+            self._fold()
 
     def _analyse(self, events: list[Any], mem_taken: tuple[list, list] | None = None) -> Report:
         return Report.from_events(
@@ -287,8 +309,9 @@ class profile:
     def _fold(self) -> None:
         """Adds the buffered records (whole steps, no range open) into the aggregates and
         keeps them for export within the budget, dropping the oldest whole folds."""
-        recs = self._buf[:]
-        self._buf.clear()  # in place: the listener appends to this list
+        n = len(self._buf)
+        recs = self._buf[:n]
+        del self._buf[:n]  # in place (the listener appends to this list), and past what another thread added since
         mem = self._mem
         if self._agg is None:
             self._agg = _Aggregate()
@@ -772,8 +795,14 @@ class Report:
         """What the event stream (`spans`, `ops`, the Chrome trace) does not hold; "" if nothing."""
         if not self.omitted_ops:
             return ""
+        # (steps the program did not mark with prof.step() are not counted: the ops alone)
+        first = (
+            f"{self.omitted_steps:,} steps ({self.omitted_ops:,} op events)"
+            if self.omitted_steps
+            else f"{self.omitted_ops:,} op events"
+        )
         return (
-            f"the first {self.omitted_steps:,} steps ({self.omitted_ops:,} op events) are left out of the "
+            f"the first {first} are left out of the "
             f"event stream (max_trace_events={self.max_trace_events:,}); the tables cover all "
             f"{self.op_count:,} op events"
         )

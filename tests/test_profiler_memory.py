@@ -375,3 +375,38 @@ def test_the_live_bytes_series_and_peak_follow_the_deltas_in_time_order():
             want_peak[dev] = (want_live[dev], f"{by_seq[seq]} (add)")
     assert series == want_series and live == want_live and peak == want_peak
     assert peak["cpu"] != (250, "earlier") and "cuda:1" in live
+
+
+@pytest.mark.tracetensor_nan("off")  # the plugin's listener would make every op a full event
+@pytest.mark.parametrize("kw", [{}, {"record_shapes": True}], ids=["plain", "shapes"])
+def test_a_window_whose_steps_are_not_marked_folds_at_eager_step_ends(rng, monkeypatch, kw):
+    """A script that never calls `prof.step()` (`tracetensor profile` of an unmodified one):
+    its buffer folds where an optimizer step ends, so it stays bounded, and the tables are
+    those of the full analysis of the same events."""
+    monkeypatch.setattr(profiler_core, "_FOLD_UNMARKED", 100)
+    step = _train(rng, ranges=False)
+    sizes = []
+    with profile(max_trace_events=None, **kw) as prof:
+        for i in range(40):
+            step(i)
+            sizes.append(len(prof._buf))
+    assert max(sizes) < 100 + 20  # (a step: 16 op events, two getitems every fifth, two run markers)
+    rep = prof.report
+    assert rep.agg is not None  # it folded
+    whole = Report.from_events(prof.events(), steps_marked=False)
+    assert _rows(rep.key_averages()) == _rows(whole.key_averages())
+    assert rep.op_count == len(whole.ops) >= 40 * 16
+
+
+@pytest.mark.tracetensor_nan("off")
+def test_an_unmarked_inference_loop_folds_too(rng, monkeypatch):
+    monkeypatch.setattr(profiler_core, "_FOLD_UNMARKED", 50)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+    sizes = []
+    with tt.no_grad(), profile() as prof:
+        for _ in range(60):
+            model(x).argmax(1)
+            sizes.append(len(prof._buf))
+    assert max(sizes) < 50 + 5
+    assert {r.key: r.count for r in prof.key_averages()} == {"linear": 120, "relu": 60, "argmax": 60}

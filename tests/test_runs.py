@@ -293,3 +293,113 @@ def test_a_listener_closed_mid_step_leaves_the_next_steps_names_fresh():
         return [e.name for e in got if isinstance(e, ev.OpEvent)]
 
     assert names() == names() == ["mul", "sum"]
+
+
+def _batches(tr: MemoryTrace) -> list[list[str]]:
+    """Each run's op names, in order."""
+    return [[e.name for e in tr.events(r.run)] for r in tr.runs()]
+
+
+def test_an_inference_loop_is_a_step_per_batch(rng) -> None:
+    """Under no_grad, a step without an optimizer ends where the next outermost module call
+    begins: each batch is a run, its forward and what follows it, with names that repeat."""
+    m, _ = _model()
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    with MemoryTrace() as tr, tt.no_grad():
+        for _ in range(5):
+            m(x).argmax(1)
+    batches = _batches(tr)
+    assert len(batches) == 5
+    assert batches[0] == ["Sequential/0/linear", "Sequential/1/relu", "Sequential/2/linear", "argmax"]
+    assert all(b == batches[0] for b in batches)  # (one run for the loop: `linear_1` ... `argmax_4`)
+
+
+def test_inference_mode_and_a_user_module_end_inference_steps_too(rng) -> None:
+    class Net(tt.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = tt.nn.Linear(4, 2)
+
+        def forward(self, x: tt.Tensor) -> tt.Tensor:
+            return self.body(x).relu()
+
+    net = Net()
+    tt.step()
+    x = tt.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    with MemoryTrace() as tr, tt.inference_mode():
+        for _ in range(3):
+            net(x).sum()
+    assert _batches(tr) == [["Net/body/linear", "Net/relu", "sum"]] * 3
+
+
+@pytest.mark.tracetensor_nan("off")  # (alone: the named path is not taken)
+def test_a_listener_without_names_sees_the_same_inference_steps(rng) -> None:
+    m, _ = _model()
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    got: list = []
+    with tt.no_grad():
+        with ev.listen(got.append, names=False):
+            for _ in range(4):
+                m(x).argmax(1)
+    starts = [e for e in got if isinstance(e, ev.RunStart)]
+    ops = [e for e in got if isinstance(e, ev.OpEvent)]
+    assert len(starts) == 4 and len({e.run for e in ops}) == 4
+    assert [e.op for e in ops if e.run == starts[0].run] == ["linear", "relu", "linear", "argmax"]
+
+
+def test_a_training_steps_no_grad_module_call_stays_in_the_step(rng) -> None:
+    """A target network called under no_grad inside a training step (DQN) does not end it:
+    the step's outermost call returned in grad mode first."""
+    m, opt = _model()
+    target = tt.nn.Sequential(tt.nn.Linear(4, 8), tt.nn.ReLU(), tt.nn.Linear(8, 1))
+    tt.step()
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    with MemoryTrace() as tr:
+        for _ in range(3):
+            opt.zero_grad()
+            q = m(x)
+            with tt.no_grad():
+                t = target(x)
+            ((q - t) ** 2).mean().backward()
+            opt.step()
+    runs = tr.runs()
+    assert len(runs) == 3
+    for r in runs:
+        assert _phases(tr, r.run) == {"forward", "backward", "update"}
+        names = [e.name for e in tr.events(r.run)]
+        assert "Sequential_1/0/linear" in names or any(n.endswith("0/linear_1") for n in names)
+        assert len(names) == len(set(names))
+
+
+def test_validation_after_training_steps_is_a_step_per_batch(rng) -> None:
+    m, opt = _model()
+    with MemoryTrace() as tr:
+        _train(m, opt, 2, rng)
+        x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+        with tt.no_grad():
+            for _ in range(3):
+                (m(x) ** 2).mean()
+    runs = tr.runs()
+    assert len(runs) == 5
+    assert [_phases(tr, r.run) for r in runs] == [{"forward", "backward", "update"}] * 2 + [{"forward"}] * 3
+    assert len({tuple(b) for b in _batches(tr)[2:]}) == 1
+
+
+def test_a_recorded_inference_loop_keeps_a_few_signatures_and_bytes(tmp_path, rng) -> None:
+    """Its ops' names repeat from batch to batch: the file holds a signature per op of one
+    batch, not one per op event (before: 200 batches made 800 signatures)."""
+    import sqlite3
+
+    m, _ = _model()
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    path = tmp_path / "infer.ttrace"
+    with tt.no_grad(), tt.record(path, values="none"):
+        for _ in range(200):
+            m(x).argmax(1)
+    with tt.trace.open(path) as tr:
+        assert tr.count() == 800 and len(tr.runs()) == 200
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM sigs").fetchone()[0] <= 8
+    finally:
+        db.close()

@@ -106,11 +106,12 @@ def test_interrupted_script_leaves_a_complete_trace(tmp_path, sig, code):
 BUSY_THEN_KILLED = textwrap.dedent("""
     import os, signal, sys
     import tracetensor as tt
-    from tracetensor.trace.recorder import BATCH_RECORDS
+    from tracetensor.trace import recorder
+    recorder.FLUSH_S = 60  # (the writer thread's hand-over, on a timer, would race the loop's own)
     x = tt.randn(4, 4)
     rec = tt.record(sys.argv[1], values="none").start()
     n = 0
-    while n <= BATCH_RECORDS:  # (three ops and two run markers a step)
+    while n <= recorder.batch_records():  # (three ops and two run markers a step)
         r = tt.events.begin_run("step")
         (x @ x).tanh().sum()
         tt.events.end_run(r)
@@ -121,28 +122,32 @@ BUSY_THEN_KILLED = textwrap.dedent("""
 
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_a_busy_loop_hands_each_full_queue_over_at_once(tmp_path, writer):
-    """Past BATCH_RECORDS queued records the loop hands them over itself, in the op that filled
+    """Past a queue of records (`batch_records()`) the loop hands them over itself, in the op that filled
     the queue (to the writer process, or written there and then): killed right after, the
     program loses none of them. The writer thread would take up to FLUSH_S to come by."""
-    from tracetensor.trace.recorder import BATCH_RECORDS
+    from tracetensor.trace.recorder import BATCH_EVENTS, BATCH_RECORDS
 
     out = tmp_path / "busy.ttrace"
     env = {**os.environ, "TRACETENSOR_WRITER": writer}
+    batch = BATCH_RECORDS if writer == "process" else BATCH_EVENTS
     p = subprocess.run([sys.executable, "-c", BUSY_THEN_KILLED, str(out)], env=env, timeout=120)
     assert p.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30
     while True:  # (the writer process finishes what it was sent after the program is gone)
         with tt.trace.open(out) as t:
             n = t.count()
-        if n >= 3 * (BATCH_RECORDS // 5) - 3 or time.monotonic() > deadline:
+        if n >= 3 * (batch // 5) - 3 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert n >= 3 * (BATCH_RECORDS // 5) - 3
+    assert n >= 3 * (batch // 5) - 3
 
 
-def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path):
+def test_ctrl_c_while_the_loop_writes_its_queue_loses_nothing(tmp_path, monkeypatch):
     """A busy loop writes its own full queue (see tracetensor/trace/recorder.py); a Ctrl-C that
     lands part-way through that write is raised after it: the trace keeps every op that ran."""
+    from tracetensor.trace import recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_S", 60)  # (a loop slowed by a busy machine: not the writer thread's)
     out = tmp_path / "ctrlc.ttrace"
     rec = tt.record(out, values="none").start()
     w = rec._writer

@@ -1,7 +1,7 @@
 """The recording's writer process (tracetensor/trace/server.py): one per program, started by
 the first recording that hands a batch over before its end, shared by the later ones, gone
 with the program; a recording survives it dying, Ctrl-C to the whole terminal, and a machine
-where it cannot start. (A recording past one queue, 8,192 events, hands a batch over.)"""
+where it cannot start. (A recording past one queue, 32,768 records, hands a batch over.)"""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ import pytest
 
 import tracetensor as tt
 from tracetensor.trace import server
+from tracetensor.trace.recorder import BATCH_RECORDS
 from tracetensor.trace.store import TraceWriter
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
+
+
+PAST = BATCH_RECORDS // 5 + 600  # steps past one queue (three ops and two run markers a step)
 
 
 def _steps(n: int) -> None:
@@ -64,7 +68,7 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
     nothing is left open (no ResourceWarning under -X dev)."""
     paths = [str(tmp_path / "a.ttrace"), str(tmp_path / "b.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
-    args = ["summary", f"{paths[0]}:3000", f"{paths[1]}:50"]
+    args = ["summary", f"{paths[0]}:{PAST}", f"{paths[1]}:50"]
     p = subprocess.run(
         [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", RECORDINGS, *args],
         capture_output=True,
@@ -77,7 +81,7 @@ def test_recordings_share_one_writer_process_that_ends_with_the_program(tmp_path
     pids = {int(w) for w in p.stdout.split()}
     assert len(pids) == 1 and os.getpid() not in pids
     assert _gone(pids.pop())
-    for path, steps in zip(paths, (3000, 50)):
+    for path, steps in zip(paths, (PAST, 50)):
         with tt.trace.open(path) as t:
             assert t.complete and len(t.runs()) == steps and t.count() == 3 * steps
             assert t.events(t.runs()[-1].run)[1].summaries[0].size == 64
@@ -88,12 +92,12 @@ def test_a_recording_over_before_its_first_batch_is_written_by_the_program(tmp_p
     (starting a process for it would cost more than it saves). A longer one starts the process."""
     paths = [str(tmp_path / "short.ttrace"), str(tmp_path / "long.ttrace")]
     env = {**os.environ, "TRACETENSOR_WRITER": "process"}
-    args = ["none", f"{paths[0]}:20", f"{paths[1]}:3000"]
+    args = ["none", f"{paths[0]}:20", f"{paths[1]}:{PAST}"]
     p = subprocess.run([sys.executable, "-c", RECORDINGS, *args], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr
     said = p.stdout.split()
     assert said[0] == "program" and said[1].isdigit()
-    for path, steps in zip(paths, (20, 3000)):
+    for path, steps in zip(paths, (20, PAST)):
         with tt.trace.open(path) as t:
             assert t.complete and t.count() == 3 * steps and len(t.runs()) == steps
 
@@ -104,26 +108,26 @@ def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_progr
     rec = tt.record(path, values="none").start()
     try:
         assert isinstance(rec._writer, server.RemoteWriter)
-        _steps(3000)  # (past a full queue: committed by the writer process)
+        _steps(PAST)  # (past a full queue: committed by the writer process)
         proc = server._client.proc
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # until the writer process has that batch in the file
             with rec.open() as t:
-                if t.count() >= 8000:
+                if t.count() >= 3 * (BATCH_RECORDS // 5) - 3:
                     break
             time.sleep(0.02)
         proc.kill()
         proc.wait(10)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _steps(3000)  # the next batch finds the process gone: the recording stops, the loop goes on
+            _steps(PAST)  # the next batch finds the process gone: the recording stops, the loop goes on
             rec.stop()
     finally:
         rec.stop()
     assert rec.error is not None
     assert any("recording to" in str(w.message) and "stopped" in str(w.message) for w in caught)
     with tt.trace.open(path) as t:
-        assert not t.complete and t.count() >= 8000
+        assert not t.complete and t.count() >= 3 * (BATCH_RECORDS // 5) - 3
     with tt.record(tmp_path / "next.ttrace", values="none"):  # (written here; a longer one starts a new process)
         _steps(10)
     with tt.trace.open(tmp_path / "next.ttrace") as t:
@@ -209,10 +213,10 @@ def test_without_a_writer_process_the_program_writes_its_trace_itself(tmp_path, 
     monkeypatch.setattr(server, "_cannot", None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with tt.record(tmp_path / "here.ttrace", values="summary") as rec:
-        _steps(3000)  # (past a queue: the process is asked for)
+        _steps(PAST)  # (past a queue: the process is asked for)
     assert isinstance(rec._writer._local, TraceWriter) and server._cannot is not None
     with tt.trace.open(tmp_path / "here.ttrace") as t:
-        assert t.complete and t.count() == 9000
+        assert t.complete and t.count() == 3 * PAST
     with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
         _steps(5)
     assert isinstance(rec._writer, TraceWriter)
@@ -242,10 +246,10 @@ def test_an_executable_that_is_not_python_makes_the_program_write_its_trace_itse
     monkeypatch.setattr(sys, "executable", str(fake))
     t0 = time.monotonic()
     with tt.record(tmp_path / "here.ttrace", values="none") as rec:
-        _steps(3000)  # (past a queue: the process is started, and kept waiting for what it is)
+        _steps(PAST)  # (past a queue: the process is started, and kept waiting for what it is)
     assert isinstance(rec._writer._local, TraceWriter) and time.monotonic() - t0 < 10
     with tt.trace.open(tmp_path / "here.ttrace") as t:
-        assert t.complete and t.count() == 9000
+        assert t.complete and t.count() == 3 * PAST
     t0 = time.monotonic()
     with tt.record(tmp_path / "again.ttrace", values="none") as rec:  # (not tried again)
         _steps(5)
@@ -257,7 +261,7 @@ ONE_RECORDING = textwrap.dedent("""
     import tracetensor as tt
     from tracetensor.trace import server
     with tt.record(sys.argv[1], values="none") as rec:
-        for _ in range(5000):  # (past a queue)
+        for _ in range(20000):  # (past a queue of 32,768 records: two ops a step)
             (tt.ones(2) + 1).sum()
     print("process" if server._client is not None else "program")
 """)
@@ -277,7 +281,7 @@ def test_a_program_limited_to_one_core_writes_its_trace_itself(tmp_path):
         assert p.returncode == 0, p.stderr
         got[n] = p.stdout.split()[-1]
         with tt.trace.open(out) as t:
-            assert t.complete and t.count() == 10000
+            assert t.complete and t.count() == 40000
     assert got[1] == "program" and got.get(2, "process") == "process"
 
 
@@ -289,7 +293,7 @@ MANY_FILES = textwrap.dedent("""
     import tracetensor as tt
     from tracetensor.trace import server
     with tt.record(sys.argv[1], values="none") as rec:
-        for _ in range(5000):  # (past a queue)
+        for _ in range(20000):  # (past a queue of 32,768 records: two ops a step)
             (tt.ones(2) + 1).sum()
     print("process" if server._client is not None and server._client.boot_error is None else "program")
 """)
@@ -309,4 +313,4 @@ def test_a_program_holding_over_1024_files_still_records_through_the_writer_proc
     )
     assert p.returncode == 0 and p.stdout.split()[-1] == "process", p.stderr
     with tt.trace.open(out) as t:
-        assert t.complete and t.count() == 10000
+        assert t.complete and t.count() == 40000

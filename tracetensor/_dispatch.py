@@ -542,7 +542,15 @@ if not os.environ.get("TRACETENSOR_PURE"):
         _speedups.setup_untrack(OpEvent)
         _speedups.setup_summaries(Summary, _summary)
         _speedups.setup_names(_SITES, named_site_py, _naming._tls, _naming._made, _naming.op_name_py)
-        _speedups.setup_runs(_events._run_ids, _events._outer, _gpu, _events._scalar, _events.RunStart, _events.RunEnd)
+        _speedups.setup_runs(
+            _events._run_ids,
+            _events._outer,
+            _gpu,
+            _events._scalar,
+            _events.RunStart,
+            _events.RunEnd,
+            _events.STEP_HOOKS,
+        )
         _events._start, _events._run_end = _speedups.run_start, _speedups.run_end
         _events.auto_run, _events.step = auto_run, _speedups.step
         _naming.op_name = _speedups.op_name  # (the hits of a name already made, in C)

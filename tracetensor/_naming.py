@@ -6,9 +6,13 @@ from __future__ import annotations
 import itertools
 import threading
 
+# what the outermost module calls of the current step were (see nn.Module.__call__)
+NO_CALL, INFERENCE, TRAINING = 0, 1, 2
+
 
 class _Scopes(threading.local):
     prefix = ""  # "MLP/fc1/" inside those scopes; per thread
+    calls = NO_CALL  # INFERENCE: one returned under no_grad, none in grad mode; TRAINING: one in grad mode
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = {}  # per thread, like runs: names are unique within a run
@@ -127,5 +131,6 @@ def leaf_name() -> str:
 
 
 def reset() -> None:
-    """Called at each run start so a step's op names repeat from run to run."""
+    """Called at each step's end and run start so a step's op names repeat from run to run."""
     _tls.counters.clear()
+    _tls.calls = NO_CALL

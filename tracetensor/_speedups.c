@@ -1454,7 +1454,7 @@ static PyObject *g_named_py;   /* _dispatch.named_site_py */
 static PyObject *g_tls;        /* _naming._tls */
 static PyObject *g_made;       /* _naming._made */
 static PyObject *g_op_name_py; /* _naming.op_name_py */
-static PyObject *s_prefix, *s_counters;
+static PyObject *s_prefix, *s_counters, *s_calls;
 
 /* named_site(make, name, *parts): see `_dispatch.named_site_py` */
 static PyObject *named_site(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
@@ -2527,6 +2527,7 @@ static PyTypeObject RouterType = {
 static PyObject *g_run_ids;     /* events._run_ids */
 static PyObject *g_outer_runs;  /* events._outer */
 static PyObject *g_gpu;         /* the _gpu module (`_pending`, `flush`) */
+static PyObject *g_step_hooks;  /* events.STEP_HOOKS: called after each step() */
 static PyObject *g_scalar_py;   /* events._scalar */
 static PyObject *g_mark_cls[2]; /* RunStart, RunEnd */
 static Py_ssize_t g_mark_off[2][10]; /* their fields' slot offsets (0: make them by calling the class) */
@@ -2761,6 +2762,17 @@ static PyObject *step_c(PyObject *self, PyObject *unused) {
         }
     }
     Py_DECREF(counters);
+    /* ... and has had no module call yet (`_naming.NO_CALL`: see nn.Module.__call__) */
+    if (PyObject_SetAttr(g_tls, s_calls, g_zero) < 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(g_step_hooks); i++) { /* (events.STEP_HOOKS) */
+        PyObject *hook = Py_NewRef(PyList_GET_ITEM(g_step_hooks, i));
+        PyObject *r = PyObject_CallNoArgs(hook);
+        Py_DECREF(hook);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
     Py_RETURN_NONE;
 }
 
@@ -2800,9 +2812,9 @@ static void slot_offsets(PyObject *cls, Py_ssize_t n, Py_ssize_t *off) {
 
 /* setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd), after setup() and setup_names() */
 static PyObject *setup_runs(PyObject *self, PyObject *args) {
-    PyObject *ids, *outer, *gpu, *scalar, *rs, *re;
-    if (!PyArg_ParseTuple(args, "OO!OOO!O!", &ids, &PyDict_Type, &outer, &gpu, &scalar, &PyType_Type, &rs,
-                          &PyType_Type, &re))
+    PyObject *ids, *outer, *gpu, *scalar, *rs, *re, *hooks;
+    if (!PyArg_ParseTuple(args, "OO!OOO!O!O!", &ids, &PyDict_Type, &outer, &gpu, &scalar, &PyType_Type, &rs,
+                          &PyType_Type, &re, &PyList_Type, &hooks))
         return NULL;
     if (g_run == NULL || g_tls == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "setup_runs: setup() and setup_names() first");
@@ -2829,6 +2841,7 @@ static PyObject *setup_runs(PyObject *self, PyObject *args) {
     keep(&g_scalar_py, scalar);
     keep(&g_mark_cls[0], rs);
     keep(&g_mark_cls[1], re);
+    keep(&g_step_hooks, hooks);
     slot_offsets(rs, 10, g_mark_off[0]);
     slot_offsets(re, 5, g_mark_off[1]);
     Py_RETURN_NONE;
@@ -2905,7 +2918,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
     s_prefix = PyUnicode_InternFromString("prefix");
     s_counters = PyUnicode_InternFromString("counters");
-    if (!s_prefix || !s_counters)
+    s_calls = PyUnicode_InternFromString("calls");
+    if (!s_prefix || !s_counters || !s_calls)
         return NULL;
     s_base = PyUnicode_InternFromString("base");
     s_cpu = PyUnicode_InternFromString("cpu");

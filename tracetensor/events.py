@@ -722,6 +722,13 @@ def step() -> None:
     if run and RUN.run == run:
         _run_end(run, None)
     _naming.reset()  # the next step's names start afresh (they are made before its run begins)
+    for hook in STEP_HOOKS:
+        hook()
+
+
+# called at each `step()`, after it: a step's end, even inside an explicit run (a profiler's
+# window of unmarked steps folds its buffer there: see tracetensor.profiler)
+STEP_HOOKS: list[Callable[[], None]] = []
 
 
 def note_loss(value: Any) -> None:

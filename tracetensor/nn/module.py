@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from .. import _naming, _source
+from .. import events as _ev
+from .._grad_mode import MODE as _MODE
 from ..device import device as _device
 from ..errors import TraceTensorError
 from ..events import STATE
@@ -62,6 +64,15 @@ class _Calls(threading.local):
 _tls = _Calls()
 _names = _naming._tls  # (the per-thread name prefix)
 _library: dict[type, bool] = {}
+_INFERENCE, _TRAINING = _naming.INFERENCE, _naming.TRAINING
+
+
+def _outermost_returned() -> None:
+    """An outermost module call returned while someone listens (see Module._call_listened)."""
+    if _MODE.enabled:
+        _names.calls = _TRAINING
+    elif _names.calls == _naming.NO_CALL:
+        _names.calls = _INFERENCE
 
 
 def _library_forward(cls: type) -> bool:
@@ -148,6 +159,8 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not STATE.named:
+            if STATE.listeners:  # (a `names=False` listener: the outermost call's return counts)
+                return self._call_listened(args, kwargs)
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_hooked(args, kwargs)
             return self.forward(*args, **kwargs)
@@ -155,6 +168,7 @@ class Module:
         # and name the parameters of the outermost module after their state_dict keys, once.
         # (Here, not in a method of its own: one Python call less per module call.)
         d = self.__dict__  # (read once: this runs for every module call while names are made)
+        names = _names
         stack = _tls.stack
         if stack is None:
             stack = _tls.stack = []
@@ -167,6 +181,8 @@ class Module:
                 scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
                 d["_tt_scope"] = (parent, scope)
         else:
+            if names.calls == _INFERENCE:  # (an inference batch's step ends: see _call_listened)
+                _ev.step()
             scope = type(self).__name__
             if not d.get("_tt_named"):
                 for pname, p in self.named_parameters():
@@ -174,7 +190,6 @@ class Module:
                         p._name = pname
                 d["_tt_named"] = True
         stack.append(self)
-        names = _names
         prefix = names.prefix
         # what `with _naming.name_scope(scope)` does, the string made once per (prefix, scope)
         made = d.get("_tt_prefix")
@@ -192,13 +207,45 @@ class Module:
                 outer = _source.hold()
         try:
             if self._forward_pre_hooks or self._forward_hooks:
-                return self._call_hooked(args, kwargs)
-            return self.forward(*args, **kwargs)
+                out = self._call_hooked(args, kwargs)
+            else:
+                out = self.forward(*args, **kwargs)
         finally:
             names.prefix = prefix
             if outer is not None:
                 _source.release(outer)
             stack.pop()
+        if not stack:
+            _outermost_returned()
+        return out
+
+    def _call_listened(self, args: tuple, kwargs: dict) -> Any:
+        """A call while someone listens without names: only the depth is kept, for the steps
+        of an inference loop. Listened to, a step (a run, whose op names repeat from step to
+        step) ends at `optimizer.step()`; in a loop without one, under `no_grad` or
+        `inference_mode`, it ends where the next outermost module call (`model(x)`) begins,
+        if the step's earlier outermost calls all returned under no_grad: each batch is a
+        step, its forward and what follows (an argmax, a metric). Without it, an inference
+        loop was one step, in which each op got a name of its own (`linear_4999`): a new
+        signature per op, 2.5 times the CPU and six times the trace bytes of ops whose names
+        repeat. A step whose outermost call returned in grad mode trains: its no_grad calls
+        (a target network's) stay in it. (The named path in `__call__` does the same.)"""
+        stack = _tls.stack
+        if stack is None:
+            stack = _tls.stack = []
+        if not stack and _names.calls == _INFERENCE:
+            _ev.step()
+        stack.append(self)
+        try:
+            if self._forward_pre_hooks or self._forward_hooks:
+                out = self._call_hooked(args, kwargs)
+            else:
+                out = self.forward(*args, **kwargs)
+        finally:
+            stack.pop()
+        if not stack:
+            _outermost_returned()
+        return out
 
     def _call_hooked(self, args: tuple, kwargs: dict) -> Any:
         for hook in tuple(self._forward_pre_hooks.values()):

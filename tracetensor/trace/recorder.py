@@ -4,10 +4,10 @@ The listener callback only queues: raw records as rows of numbers (`events.colum
 into which the dispatch point writes them without making a record), the rest as it comes
 (and, for `values="full"`, copies of the arrays, since in-place updates could change them
 before they are written). The queue is handed to the file's writer in batches: by the
-producing thread itself when the queue fills (every `BATCH_RECORDS` rows, or `BATCH_EVENTS`
-events where a filter or values="full" queues events), and by a writer thread when the
-queue has waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly).
-So a killed process loses at most about `FLUSH_S` of recording, busy or not.
+producing thread itself when the queue fills (see `batch_records`; `BATCH_EVENTS` events
+where a filter or values="full" queues events), and by a writer thread when the queue has
+waited `FLUSH_S` seconds (a program that stopped producing, or produces slowly). So a killed
+process loses at most about `FLUSH_S` of recording, busy or not.
 
 The writer is the writer process (trace/server.py): the batch is packed here (about 1 µs
 per step: rows, the new call sites' descriptions, the run markers as tuples) and written
@@ -45,12 +45,13 @@ from .store import SqliteTrace, TraceWriter
 
 VALUES = ("none", "check", "summary", "full")
 FLUSH_S = 0.1  # what waits longer than this the writer thread hands over (a SIGKILL loses about this much)
-# queued records the producer hands over itself (see the module's docstring): rows of 48 bytes,
-# so a batch is 1.5 MB. Few and large: the writer process wakes for each batch, and a process
-# that wakes every few tens of milliseconds runs each batch with cold caches. On the small MLP
-# of benchmarks/bench_overhead.py, batches of 32,768 records (the 0.1 s flush comes first)
-# took the writer's CPU from 10.2 to 8.5-9.1 us a step, and the program's 0.5-1% lower, against
-# 8,192. (An event is an object of about half a KB: an events queue hands over at 8,192.)
+# queued items the producer hands over itself (see the module's docstring). Records are rows
+# of 48 bytes: for the writer process they go in batches of 1.5 MB, few and large, since it
+# wakes for each batch and a process that wakes every few tens of milliseconds runs each
+# batch with cold caches. On the small MLP of benchmarks/bench_overhead.py, batches of 32,768
+# records (the 0.1 s flush comes first) took the writer's CPU about 1.3 us a step lower than
+# 8,192, the program's 0.5% lower. A batch written in the program, and an events queue (an
+# event is an object of about half a KB), hand over at 8,192.
 BATCH_RECORDS = 32_768
 BATCH_EVENTS = 8_192
 QUEUE_BATCHES = 4  # queued batches past which a producer waits (for the writer thread, mid-batch)
@@ -107,8 +108,9 @@ class Recorder:
             self._q = ev.appender(BATCH_EVENTS, self._on_full)
             self._max_queue = QUEUE_BATCHES * BATCH_EVENTS
         else:
-            self._q = ev.column_queue(BATCH_RECORDS, self._on_full, stacks)
-            self._max_queue = QUEUE_BATCHES * BATCH_RECORDS
+            n = batch_records()
+            self._q = ev.column_queue(n, self._on_full, stacks)
+            self._max_queue = QUEUE_BATCHES * n
         self._vals: dict[int, tuple] = {}  # seq -> copied output values (values="full")
         self._qbytes = 0
         self._qlock = threading.Lock()
@@ -394,6 +396,12 @@ def uses_writer_process() -> bool:
     """Whether recordings go to the writer process (where it can start): not on Windows, where
     the program has one core, or where TRACETENSOR_WRITER=thread says so."""
     return os.name != "nt" and os.environ.get("TRACETENSOR_WRITER", _DEFAULT_WRITER) != "thread"
+
+
+def batch_records() -> int:
+    """How many raw records a recording queues before the producing thread hands them over:
+    BATCH_RECORDS for the writer process, BATCH_EVENTS where the program writes them."""
+    return BATCH_RECORDS if uses_writer_process() else BATCH_EVENTS
 
 
 def _open_writer(path: str, *, keep_summaries: bool, keep_stacks: bool, **options: Any) -> Any:

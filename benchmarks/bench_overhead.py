@@ -114,9 +114,9 @@ def _plain(step: Callable[[], object]) -> Case:
     return lambda: (_nothing, step, _nothing)
 
 
-def _profiled(step: Callable[[], object], read: bool = False, **kw: bool) -> Case:
+def _profiled(step: Callable[[], object], read: bool = False, marked: bool = True, **kw: bool) -> Case:
     """`profile(**kw)` around each round; `read`: the round ends with `key_averages()` too
-    (the window's analysis waits for its first read)."""
+    (the window's analysis waits for its first read); `marked`: `prof.step()` after each step."""
 
     def make():
         box: list[profile] = []
@@ -134,7 +134,7 @@ def _profiled(step: Callable[[], object], read: bool = False, **kw: bool) -> Cas
             if read:
                 assert box[0].key_averages()
 
-        return start, one, stop
+        return start, one if marked else step, stop
 
     return make
 
@@ -399,6 +399,74 @@ def big_model(number: int, repeat: int, tmp: str) -> list:
     ] + [_writer_row(t, "record none")]
 
 
+def inference_model(number: int, repeat: int, tmp: str) -> list:
+    """The small MLP's forward and an argmax under `no_grad`, in a loop with no optimizer (an
+    evaluation loop): plain, under `profile()` without `prof.step()` and recorded, in rounds of
+    `number` steps each (a file per round); torch's same loop and torch.profiler alongside.
+    Each batch is a step of its own (see nn.Module._call_listened): its op names repeat."""
+    x, _, params = be._data(np.random.default_rng(0))
+    model = be.MLP()
+    model.load_state_dict(
+        {k: tt.tensor(v) for k, v in zip(("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), params)}
+    )
+    tx = tt.tensor(x)
+
+    def step() -> None:
+        with tt.no_grad():
+            model(tx).argmax(1)
+
+    def torch_step() -> Callable[[], object] | None:
+        try:
+            import torch
+        except ImportError:
+            return None
+        torch.set_num_threads(1)
+        tm = torch.nn.Sequential(
+            torch.nn.Linear(be.D_IN, be.D_HID), torch.nn.ReLU(), torch.nn.Linear(be.D_HID, be.D_OUT)
+        )
+        with torch.no_grad():
+            for p, v in zip(tm.parameters(), params):
+                p.copy_(torch.from_numpy(v.copy()))
+        t_x = torch.from_numpy(x)
+
+        def one() -> None:
+            with torch.no_grad():
+                tm(t_x).argmax(1)
+
+        return one
+
+    rec = _Recording(step, "none", tmp)
+    cases: dict[str, Case] = {"eager": _plain(step), "profile()": _profiled(step, marked=False), "record none": rec}
+    cases.update({k: v for k, v in _torch_cases(torch_step).items() if k in ("torch", "torch.profiler")})
+    t = _rounds(cases, number, repeat, longer={k: 1 for k in cases})
+    label = f"MLP forward + argmax under no_grad, no optimizer ({number}-step rounds)"
+    torch = "torch" in t
+    return [
+        (
+            f"{label}: eager step",
+            fmt_time(t["eager"]),
+            f"{t['eager'] / t['torch']:.2f}x torch" if torch else "-",
+            "",
+            f"torch {fmt_time(t['torch'])}" if torch else "torch: not installed",
+        ),
+        (
+            "  profile(), no prof.step()",
+            fmt_time(t["profile()"]),
+            f"{t['profile()'] / t['eager']:.2f}x",
+            "",
+            f"torch.profiler {t['torch.profiler'] / t['torch']:.2f}x" if torch else "",
+        ),
+        (
+            '  tt.record(values="none"), a file per round',
+            fmt_time(t["record none"]),
+            f"{t['record none'] / t['eager']:.2f}x",
+            "",
+            f"{rec.bytes_per_op():.0f} B/op event",
+        ),
+        _writer_row(t, "record none"),
+    ]
+
+
 def _convnet(lib: object) -> object:
     """The same small CNN in tracetensor or torch (`lib.nn`): 1x28x28 -> conv 3x3x8 -> pool 2
     -> conv 3x3x16 -> pool 2 -> dense 10."""
@@ -580,7 +648,7 @@ def peak_kb():  # VmHWM is this process's own; ru_maxrss keeps the parent's peak
 
 import tracetensor as tt, tracetensor.nn as nn, tracetensor.nn.functional as F
 from tracetensor.profiler import profile
-n = int(sys.argv[1]); FULL = sys.argv[2:] == ["full"]
+n = int(sys.argv[1]); FULL = sys.argv[2:] == ["full"]; MARKED = sys.argv[2:] != ["unmarked"]
 rng = np.random.default_rng(0)
 model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 opt = tt.optim.SGD(model.parameters(), lr=0.01)
@@ -595,7 +663,8 @@ base = peak_kb()
 t0 = time.process_time()
 with profile(profile_memory=FULL, with_stack=FULL, record_shapes=FULL) as prof:
     for _ in range(n):
-        opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step(); prof.step()
+        opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
+        if MARKED: prof.step()
     held = peak_kb()
 t_prof = time.process_time() - t0
 t0 = time.process_time()
@@ -611,12 +680,14 @@ print(base, held, peak_kb(), ops, t_plain, t_prof, t_read, t_export, kept)
 """
 
 
-def profiler_rss(steps: list[int], full: bool = False) -> list:
+def profiler_rss(steps: list[int], mode: str = "") -> list:
+    """Peak RSS and times of a profiled loop, a child process each; `mode`: "full" (shapes,
+    memory, stack) or "unmarked" (no `prof.step()`: a script profiled as it is)."""
     rows = []
-    what = "profile(shapes, memory, stack)" if full else "profile()"
+    what = {"full": "profile(shapes, memory, stack)", "unmarked": "profile(), no prof.step()"}.get(mode, "profile()")
     for n in steps:
         out = subprocess.run(
-            [sys.executable, "-c", _RSS_CHILD, str(n), *(["full"] if full else [])],
+            [sys.executable, "-c", _RSS_CHILD, str(n), *([mode] if mode else [])],
             capture_output=True,
             text=True,
             timeout=900,
@@ -661,10 +732,14 @@ def main() -> None:
         _table(
             "small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp)
         )
+        _table("an inference loop (ratio vs its plain step; [anchor])", inference_model(10 * number, repeat, tmp))
     _table("malloc thresholds (a child process each, no torch)", malloc_rows(3 if QUICK else 5))
     _table("graph construction", graph_build())
     lengths = [2000, 8000] if QUICK else [5000, 20000]
-    _table("profiler memory at length (a child process each)", profiler_rss(lengths) + profiler_rss(lengths, full=True))
+    _table(
+        "profiler memory at length (a child process each)",
+        profiler_rss(lengths) + profiler_rss(lengths, "full") + profiler_rss(lengths, "unmarked"),
+    )
 
 
 if __name__ == "__main__":

@@ -283,13 +283,15 @@ class profile:
     def _step_ended(self) -> None:
         """An eager step ended (`optimizer.step()`, an inference batch: events.STEP_HOOKS) in a
         window whose steps the program does not mark with `prof.step()`: past _FOLD_UNMARKED
-        records the buffer folds there, as at a marked step. So a script that never calls it
-        (`tracetensor profile` of an unmodified script) runs in bounded memory too: before, the
-        whole run stayed buffered, about 200 bytes an op event. (A program that marks its
-        first step only after that many records loses that step's span in the steps row.)"""
+        records the buffer folds there, as at a marked step, and from then on past
+        _FOLD_EVERY (such a program marks none). So a script that never calls it (`tracetensor
+        profile` of an unmodified script) runs in bounded memory too: before, the whole run
+        stayed buffered, about 200 bytes an op event, and all of it went to the exports. (A
+        program that marks its first step only after that many records loses that step's span
+        in the steps row.)"""
         if (
             not self._steps_marked
-            and len(self._buf) >= _FOLD_UNMARKED
+            and len(self._buf) >= (_FOLD_UNMARKED if self._agg is None else _FOLD_EVERY)
             and not _OPEN_RANGES[0]
             and self._action is ProfilerAction.RECORD
         ):

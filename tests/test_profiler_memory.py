@@ -384,13 +384,15 @@ def test_a_window_whose_steps_are_not_marked_folds_at_eager_step_ends(rng, monke
     its buffer folds where an optimizer step ends, so it stays bounded, and the tables are
     those of the full analysis of the same events."""
     monkeypatch.setattr(profiler_core, "_FOLD_UNMARKED", 100)
+    monkeypatch.setattr(profiler_core, "_FOLD_EVERY", 40)  # (after the first fold)
     step = _train(rng, ranges=False)
     sizes = []
     with profile(max_trace_events=None, **kw) as prof:
         for i in range(40):
             step(i)
             sizes.append(len(prof._buf))
-    assert max(sizes) < 100 + 20  # (a step: 16 op events, two getitems every fifth, two run markers)
+    # (a step: 16 op events, two getitems every fifth, two run markers)
+    assert max(sizes) < 100 + 20 and max(sizes[sizes.index(0) :]) < 40 + 20
     rep = prof.report
     assert rep.agg is not None  # it folded
     whole = Report.from_events(prof.events(), steps_marked=False)
@@ -401,6 +403,7 @@ def test_a_window_whose_steps_are_not_marked_folds_at_eager_step_ends(rng, monke
 @pytest.mark.tracetensor_nan("off")
 def test_an_unmarked_inference_loop_folds_too(rng, monkeypatch):
     monkeypatch.setattr(profiler_core, "_FOLD_UNMARKED", 50)
+    monkeypatch.setattr(profiler_core, "_FOLD_EVERY", 50)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     x = tt.tensor(rng.standard_normal((4, 8)).astype(np.float32))
     sizes = []

@@ -12,10 +12,10 @@ NO_CALL, INFERENCE, TRAINING = 0, 1, 2
 
 class _Scopes(threading.local):
     prefix = ""  # "MLP/fc1/" inside those scopes; per thread
-    calls = NO_CALL  # INFERENCE: one returned under no_grad, none in grad mode; TRAINING: one in grad mode
+    calls = NO_CALL  # INFERENCE: one returned under no_grad, none ran in grad mode; TRAINING: one ran in grad mode
 
     def __init__(self) -> None:
-        self.counters: dict[str, int] = {}  # per thread, like runs: names are unique within a run
+        self.counters: dict[str, int] = {}  # per thread, like runs: names are unique within a step
 
 
 _tls = _Scopes()

@@ -2810,7 +2810,7 @@ static void slot_offsets(PyObject *cls, Py_ssize_t n, Py_ssize_t *off) {
     Py_DECREF(fields);
 }
 
-/* setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd), after setup() and setup_names() */
+/* setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd, STEP_HOOKS), after setup() and setup_names() */
 static PyObject *setup_runs(PyObject *self, PyObject *args) {
     PyObject *ids, *outer, *gpu, *scalar, *rs, *re, *hooks;
     if (!PyArg_ParseTuple(args, "OO!OOO!O!O!", &ids, &PyDict_Type, &outer, &gpu, &scalar, &PyType_Type, &rs,
@@ -2857,7 +2857,7 @@ static PyMethodDef methods[] = {
     {"release", release, METH_O, "release(outer): see _source"},
     {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD)"},
 #endif
-    {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd)"},
+    {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd, STEP_HOOKS)"},
     {"run_start", (PyCFunction)(void (*)(void))run_start, METH_FASTCALL, "run_start(kind, mode, name, fetches, feeds, graph, t_ns): see events._start"},
     {"run_end", (PyCFunction)(void (*)(void))run_end, METH_FASTCALL, "run_end(run, error): see events._run_end"},
     {"auto_run", (PyCFunction)(void (*)(void))auto_run_c, METH_FASTCALL, "auto_run(t_ns=0): see events.auto_run"},

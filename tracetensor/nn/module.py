@@ -64,15 +64,7 @@ class _Calls(threading.local):
 _tls = _Calls()
 _names = _naming._tls  # (the per-thread name prefix)
 _library: dict[type, bool] = {}
-_INFERENCE, _TRAINING = _naming.INFERENCE, _naming.TRAINING
-
-
-def _outermost_returned() -> None:
-    """An outermost module call returned while someone listens (see Module._call_listened)."""
-    if _MODE.enabled:
-        _names.calls = _TRAINING
-    elif _names.calls == _naming.NO_CALL:
-        _names.calls = _INFERENCE
+_NO_CALL, _INFERENCE, _TRAINING = _naming.NO_CALL, _naming.INFERENCE, _naming.TRAINING
 
 
 def _library_forward(cls: type) -> bool:
@@ -159,8 +151,10 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not STATE.named:
-            if STATE.listeners:  # (a `names=False` listener: the outermost call's return counts)
-                return self._call_listened(args, kwargs)
+            if STATE.listeners:  # (a `names=False` listener: the steps of an inference loop count)
+                if not _MODE.enabled:
+                    return self._call_inference(args, kwargs)
+                _names.calls = _TRAINING  # (a call in grad mode: see _call_inference)
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_hooked(args, kwargs)
             return self.forward(*args, **kwargs)
@@ -181,8 +175,10 @@ class Module:
                 scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
                 d["_tt_scope"] = (parent, scope)
         else:
-            if names.calls == _INFERENCE:  # (an inference batch's step ends: see _call_listened)
+            if names.calls == _INFERENCE:  # (an inference batch's step ends: see _call_inference)
                 _ev.step()
+            if _MODE.enabled:
+                names.calls = _TRAINING
             scope = type(self).__name__
             if not d.get("_tt_named"):
                 for pname, p in self.named_parameters():
@@ -215,21 +211,21 @@ class Module:
             if outer is not None:
                 _source.release(outer)
             stack.pop()
-        if not stack:
-            _outermost_returned()
+        if not stack and names.calls == _NO_CALL and not _MODE.enabled:
+            names.calls = _INFERENCE
         return out
 
-    def _call_listened(self, args: tuple, kwargs: dict) -> Any:
-        """A call while someone listens without names: only the depth is kept, for the steps
-        of an inference loop. Listened to, a step (a run, whose op names repeat from step to
-        step) ends at `optimizer.step()`; in a loop without one, under `no_grad` or
-        `inference_mode`, it ends where the next outermost module call (`model(x)`) begins,
-        if the step's earlier outermost calls all returned under no_grad: each batch is a
-        step, its forward and what follows (an argmax, a metric). Without it, an inference
-        loop was one step, in which each op got a name of its own (`linear_4999`): a new
-        signature per op, 2.5 times the CPU and six times the trace bytes of ops whose names
-        repeat. A step whose outermost call returned in grad mode trains: its no_grad calls
-        (a target network's) stay in it. (The named path in `__call__` does the same.)"""
+    def _call_inference(self, args: tuple, kwargs: dict) -> Any:
+        """A call under `no_grad` while someone listens without names (the named path in
+        `__call__` does the same). Listened to, a step (a run, whose op names repeat from step
+        to step) ends at `optimizer.step()`; in a loop without one, it ends where the next
+        outermost module call (`model(x)`) begins, if the step's outermost calls all ran
+        under `no_grad` or `inference_mode`: each batch of an inference loop is a step, its
+        forward and what follows (an argmax, a metric). Without it, such a loop was one step,
+        in which each op got a name of its own (`linear_4999`): a new signature per op, 2.5
+        times the CPU and six times the trace bytes of ops whose names repeat. A step with a
+        call in grad mode trains (`_TRAINING`): its no_grad calls (a target network's) stay
+        in it. Only here is the depth kept: a call in grad mode just marks the step."""
         stack = _tls.stack
         if stack is None:
             stack = _tls.stack = []
@@ -243,8 +239,8 @@ class Module:
                 out = self.forward(*args, **kwargs)
         finally:
             stack.pop()
-        if not stack:
-            _outermost_returned()
+        if not stack and _names.calls == _NO_CALL:
+            _names.calls = _INFERENCE
         return out
 
     def _call_hooked(self, args: tuple, kwargs: dict) -> Any:

@@ -336,11 +336,14 @@ def test_inference_mode_and_a_user_module_end_inference_steps_too(rng) -> None:
 def test_a_listener_without_names_sees_the_same_inference_steps(rng) -> None:
     m, _ = _model()
     x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    hooked: list = []
+    m.register_forward_hook(lambda mod, args, out: hooked.append(out.shape))  # (hooks run on this path too)
     got: list = []
     with tt.no_grad():
         with ev.listen(got.append, names=False):
             for _ in range(4):
                 m(x).argmax(1)
+    assert hooked == [(16, 1)] * 4
     starts = [e for e in got if isinstance(e, ev.RunStart)]
     ops = [e for e in got if isinstance(e, ev.OpEvent)]
     assert len(starts) == 4 and len({e.run for e in ops}) == 4

@@ -233,10 +233,7 @@ class Module:
             _ev.step()
         stack.append(self)
         try:
-            if self._forward_pre_hooks or self._forward_hooks:
-                out = self._call_hooked(args, kwargs)
-            else:
-                out = self.forward(*args, **kwargs)
+            out = self._call_hooked(args, kwargs)  # (the forward, with the hooks there are)
         finally:
             stack.pop()
         if not stack and _names.calls == _NO_CALL:

@@ -406,3 +406,44 @@ def test_a_recorded_inference_loop_keeps_a_few_signatures_and_bytes(tmp_path, rn
         assert db.execute("SELECT count(*) FROM sigs").fetchone()[0] <= 8
     finally:
         db.close()
+
+
+def test_an_evaluation_loop_in_eval_mode_is_a_step_per_batch_in_grad_mode_too(rng) -> None:
+    """`model.eval()` and no `no_grad`: each call of the model begins the next batch's step."""
+    m, _ = _model()
+    m.eval()
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    with MemoryTrace() as tr:
+        for _ in range(3):
+            (m(x) ** 2).mean()
+    assert _batches(tr) == [["Sequential/0/linear", "Sequential/1/relu", "Sequential/2/linear", "pow", "mean"]] * 3
+
+
+def test_a_model_in_eval_mode_trained_with_a_loss_module_is_one_step_per_update(rng) -> None:
+    """Fine-tuning with the model in eval mode (frozen batch statistics) and a loss module:
+    the loss module, in training mode, makes the step a training step; it ends at the update."""
+    m, opt = _model()
+    m.eval()
+    loss_fn = tt.nn.MSELoss()
+    with MemoryTrace() as tr:
+        for _ in range(3):
+            opt.zero_grad()
+            x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+            loss_fn(m(x), tt.zeros(16, 1)).backward()
+            opt.step()
+    runs = tr.runs()
+    assert len(runs) == 3
+    assert all(_phases(tr, r.run) == {"forward", "backward", "update"} for r in runs)
+
+
+def test_an_inference_step_is_aligned_on_its_first_module(rng) -> None:
+    """A module called before the model (a projection): each batch's step begins with it,
+    and the model's call does not end the step."""
+    m, _ = _model()
+    proj = tt.nn.Linear(4, 4)
+    x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+    with MemoryTrace() as tr, tt.no_grad():
+        for _ in range(3):
+            m(proj(x)).argmax(1)
+    one = ["Linear/linear", "Sequential/0/linear", "Sequential/1/relu", "Sequential/2/linear", "argmax"]
+    assert _batches(tr) == [one] * 3

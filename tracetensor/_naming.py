@@ -6,13 +6,12 @@ from __future__ import annotations
 import itertools
 import threading
 
-# what the outermost module calls of the current step were (see nn.Module.__call__)
-NO_CALL, INFERENCE, TRAINING = 0, 1, 2
-
 
 class _Scopes(threading.local):
     prefix = ""  # "MLP/fc1/" inside those scopes; per thread
-    calls = NO_CALL  # INFERENCE: one returned under no_grad, none ran in grad mode; TRAINING: one ran in grad mode
+    # the step's outermost module calls (nn.Module._call_inference): None (none yet), True (a
+    # training call), or the module of the first of its inference calls
+    calls: object = None
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = {}  # per thread, like runs: names are unique within a step
@@ -133,4 +132,4 @@ def leaf_name() -> str:
 def reset() -> None:
     """Called at each step's end and run start so a step's op names repeat from run to run."""
     _tls.counters.clear()
-    _tls.calls = NO_CALL
+    _tls.calls = None

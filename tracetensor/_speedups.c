@@ -2762,8 +2762,8 @@ static PyObject *step_c(PyObject *self, PyObject *unused) {
         }
     }
     Py_DECREF(counters);
-    /* ... and has had no module call yet (`_naming.NO_CALL`: see nn.Module.__call__) */
-    if (PyObject_SetAttr(g_tls, s_calls, g_zero) < 0)
+    /* ... and has had no module call yet (`_naming._tls.calls`: see nn.Module._call_inference) */
+    if (PyObject_SetAttr(g_tls, s_calls, Py_None) < 0)
         return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(g_step_hooks); i++) { /* (events.STEP_HOOKS) */
         PyObject *hook = Py_NewRef(PyList_GET_ITEM(g_step_hooks, i));

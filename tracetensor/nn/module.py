@@ -64,7 +64,6 @@ class _Calls(threading.local):
 _tls = _Calls()
 _names = _naming._tls  # (the per-thread name prefix)
 _library: dict[type, bool] = {}
-_NO_CALL, _INFERENCE, _TRAINING = _naming.NO_CALL, _naming.INFERENCE, _naming.TRAINING
 
 
 def _library_forward(cls: type) -> bool:
@@ -152,9 +151,11 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not STATE.named:
             if STATE.listeners:  # (a `names=False` listener: the steps of an inference loop count)
-                if not _MODE.enabled:
+                if not (_MODE.enabled and self.training):
                     return self._call_inference(args, kwargs)
-                _names.calls = _TRAINING  # (a call in grad mode: see _call_inference)
+                if _names.calls is self:  # (a training call: see _call_inference)
+                    _ev.step()
+                _names.calls = True
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_hooked(args, kwargs)
             return self.forward(*args, **kwargs)
@@ -175,10 +176,10 @@ class Module:
                 scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
                 d["_tt_scope"] = (parent, scope)
         else:
-            if names.calls == _INFERENCE:  # (an inference batch's step ends: see _call_inference)
+            if names.calls is self:  # (the previous batch's step ends: see _call_inference)
                 _ev.step()
-            if _MODE.enabled:
-                names.calls = _TRAINING
+            if _MODE.enabled and d["training"]:
+                names.calls = True
             scope = type(self).__name__
             if not d.get("_tt_named"):
                 for pname, p in self.named_parameters():
@@ -211,33 +212,35 @@ class Module:
             if outer is not None:
                 _source.release(outer)
             stack.pop()
-        if not stack and names.calls == _NO_CALL and not _MODE.enabled:
-            names.calls = _INFERENCE
+        if not stack and names.calls is None and not (_MODE.enabled and d["training"]):
+            names.calls = self
         return out
 
     def _call_inference(self, args: tuple, kwargs: dict) -> Any:
-        """A call under `no_grad` while someone listens without names (the named path in
-        `__call__` does the same). Listened to, a step (a run, whose op names repeat from step
-        to step) ends at `optimizer.step()`; in a loop without one, it ends where the next
-        outermost module call (`model(x)`) begins, if the step's outermost calls all ran
-        under `no_grad` or `inference_mode`: each batch of an inference loop is a step, its
-        forward and what follows (an argmax, a metric). Without it, such a loop was one step,
-        in which each op got a name of its own (`linear_4999`): a new signature per op, 2.5
-        times the CPU and six times the trace bytes of ops whose names repeat. A step with a
-        call in grad mode trains (`_TRAINING`): its no_grad calls (a target network's) stay
-        in it. Only here is the depth kept: a call in grad mode just marks the step."""
+        """An inference call (under `no_grad` or `inference_mode`, or of a module in eval
+        mode) while someone listens without names (the named path in `__call__` does the
+        same). Listened to, a step (a run, whose op names repeat from step to step) ends at
+        `optimizer.step()`; in a loop without one, the step of inference calls ends where the
+        module of its first outermost call (`model(x)`) is called again: each batch of an
+        inference loop is a step, its forward and what comes before and after it (an argmax,
+        a metric). Without it, such a loop was one step, in which each op got a name of its
+        own (`linear_4999`): a new signature per op, 2.5 times the CPU and six times the trace
+        bytes of ops whose names repeat. A call of a module in training mode, in grad mode,
+        makes the step a training step (`calls` True): its inference calls (a target
+        network's) stay in it. (`_naming._tls.calls`: None, True, or that first module.)
+        Only here is the depth kept: a training call just marks the step."""
         stack = _tls.stack
         if stack is None:
             stack = _tls.stack = []
-        if not stack and _names.calls == _INFERENCE:
+        if not stack and _names.calls is self:
             _ev.step()
         stack.append(self)
         try:
             out = self._call_hooked(args, kwargs)  # (the forward, with the hooks there are)
         finally:
             stack.pop()
-        if not stack and _names.calls == _NO_CALL:
-            _names.calls = _INFERENCE
+        if not stack and _names.calls is None:
+            _names.calls = self
         return out
 
     def _call_hooked(self, args: tuple, kwargs: dict) -> Any:

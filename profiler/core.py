@@ -227,6 +227,10 @@ class profile:
         if len(self._buf) >= _FOLD_EVERY and not _OPEN_RANGES[0] and prev is not ProfilerAction.RECORD_AND_SAVE:
             self._fold()
         self.step_num += 1
+        if prev is ProfilerAction.RECORD and self.schedule is _always_record and self._listener is not None:
+            # (no schedule: the next step records as this one did; its run is all there is to begin)
+            self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
+            return
         if prev is ProfilerAction.RECORD_AND_SAVE:
             self._unsubscribe()
             self._save()

@@ -244,6 +244,8 @@ class Module:
         return out
 
     def _call_hooked(self, args: tuple, kwargs: dict) -> Any:
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
         for hook in tuple(self._forward_pre_hooks.values()):
             r = hook(self, args)
             if r is not None:

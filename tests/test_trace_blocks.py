@@ -348,3 +348,67 @@ def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monke
             assert len(whole) == tr.run_info(run).n_events > 10
             for k in (1, 7, len(whole) - 1):
                 assert list(tr.iter_events(run, start=k)) == whole[k:]
+
+
+def _nan_steps(path: str, values: str = "check") -> None:
+    """A training loop recorded: 40 steps, the 30th's loss NaN (a log of negatives)."""
+    rng = np.random.default_rng(5)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = tt.optim.SGD(model.parameters(), lr=0.01)
+    x = tt.tensor(rng.standard_normal((5, 8)).astype(np.float32))
+    with tt.record(path, values=values), np.errstate(all="ignore"):
+        for i in range(40):
+            opt.zero_grad()
+            out = model(x)
+            loss = (out - 1e9).log().mean() if i == 29 else (out * out).mean()
+            loss.backward()
+            opt.step()
+
+
+def test_a_step_in_one_block_has_it_in_its_runs_row_and_reads_the_same(tmp_path):
+    """Version 5: a whole run in one block (a training loop's step) keeps that block in its
+    `runs` row, with no block_runs row; its events, its non-finite ones and reading from a
+    position find it as before."""
+    path = str(tmp_path / "v5.ttrace")
+    _nan_steps(path)
+    con = sqlite3.connect(path)
+    n_runs, with_block = con.execute("SELECT count(*), count(block) FROM runs WHERE n_events > 0").fetchone()
+    n_rows = con.execute("SELECT count(*) FROM block_runs").fetchone()[0]
+    con.close()
+    assert with_block >= n_runs - 1 and n_rows <= 1  # (the first run may hold the set-up's ops too)
+    with tt.trace.open(path) as t:
+        assert t.version == store.VERSION == 5
+        runs = [r for r in t.runs() if r.n_events]
+        bad = [r for r in runs if r.nonfinite]
+        assert len(bad) == 1
+        run = bad[0].run
+        evs = t.events(run=run)
+        assert len(evs) == bad[0].n_events and all(e.run == run for e in evs)
+        first = t.first_nonfinite(run)
+        assert first is not None and first.run == run and first.name.endswith("log")
+        assert [e.seq for e in t.iter_nonfinite(run)] == sorted(t.nonfinite_counts(run))
+        assert repr(list(t.iter_events(run, start=3))) == repr(evs[3:])  # (repr: NaN summaries)
+
+
+def test_a_version_4_file_with_block_runs_rows_reads_the_same(tmp_path):
+    """A file as version 4 wrote it (every run's blocks in block_runs, no runs.block) reads
+    back the same events, runs and non-finite ones."""
+    path = str(tmp_path / "v4.ttrace")
+    _nan_steps(path)
+    with tt.trace.open(path) as t:
+        runs = t.runs()
+        want = {r.run: t.events(run=r.run) for r in runs}
+        bad = {r.run: (t.first_nonfinite(r.run), t.nonfinite_counts(r.run)) for r in runs if r.nonfinite}
+    con = sqlite3.connect(path)
+    with con:
+        con.execute(
+            "INSERT INTO block_runs SELECT run, block, n_events, 0, nonfinite FROM runs WHERE block IS NOT NULL"
+        )
+        con.execute("UPDATE runs SET block = NULL")
+        con.execute("UPDATE meta SET value = '4' WHERE key = 'version'")
+    con.close()
+    with tt.trace.open(path) as t:
+        assert t.version == 4 and repr(t.runs()) == repr(runs)  # (repr: a NaN loss is not equal to itself)
+        # (repr: a NaN loss or summary is not equal to itself)
+        assert repr({r.run: t.events(run=r.run) for r in runs}) == repr(want)
+        assert repr({r: (t.first_nonfinite(r), t.nonfinite_counts(r)) for r in bad}) == repr(bad)

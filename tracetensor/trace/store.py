@@ -6,7 +6,7 @@ inputs, output shapes, stack: one `sigs` row, written once) and what does not (s
 duration, summaries). The latter are stored a block at a time: one `blocks` row holds up
 to `BLOCK` consecutive events as compressed numpy columns, so the cost per event is a
 few list appends, not an SQLite row (several times cheaper to write, and smaller).
-Indexes over blocks answer "events of run N" (`block_runs`), "event number K"
+Indexes over blocks answer "events of run N" (`block_runs`, `RUN_BLOCKS`), "event number K"
 (`blocks_pos`), "events of op type T" (`block_ops`, which also holds per-op counts and
 times) and "the first non-finite tensor": each block (and each run's part of it) stores
 the seq of its first event with a NaN/inf output, under a partial index, and each event
@@ -44,11 +44,13 @@ from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 4  # bump on any schema change; readers refuse files newer than they know
+VERSION = 5  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 # version 4: blocks store summary counts that way too, and summary floats by byte plane;
 #   runs.loss holds the float itself ("nan" for a NaN), not its repr
+# version 5: a run whose events lie in one block, written in one batch (a step of a training
+#   loop), has that block in runs.block and no block_runs row; `RUN_BLOCKS` reads both
 # most events in one block: a recording hands its queue over every 8,192 events, one block each
 # (a block's indexing and packing cost about the same at 2,048 events as at 8,192: 4x the
 # blocks cost the writer 1.3 us more a step of a small MLP)
@@ -64,7 +66,7 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE runs(run INTEGER PRIMARY KEY, mode TEXT, kind TEXT, name TEXT, fetches TEXT, feeds TEXT,
                   graph INTEGER, start_ns INTEGER, wall_ns INTEGER, thread INTEGER, end_ns INTEGER,
                   error TEXT, n_events INTEGER NOT NULL DEFAULT 0, loss,
-                  nonfinite INTEGER NOT NULL DEFAULT 0);
+                  nonfinite INTEGER NOT NULL DEFAULT 0, block INTEGER);
 CREATE TABLE ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL UNIQUE);
 CREATE TABLE stacks(id INTEGER PRIMARY KEY, frames TEXT NOT NULL);
 CREATE TABLE sigs(id INTEGER PRIMARY KEY, op INTEGER NOT NULL, name TEXT NOT NULL, mode TEXT, phase TEXT,
@@ -98,6 +100,13 @@ CREATE TABLE sources(filename TEXT PRIMARY KEY, text TEXT NOT NULL);
 """
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# each run's blocks (block, events of the run in it, where they start in the run, non-finite
+# ones), from version 5: block_runs rows, and a run's one block in its runs row. (A subquery,
+# not a view: a trace file holds no view, see _check_schema.)
+RUN_BLOCKS = (
+    "(SELECT run, block, n, run_pos, nonfinite FROM block_runs"
+    " UNION ALL SELECT run, block, n_events, 0, nonfinite FROM runs WHERE block IS NOT NULL)"
+)
 MAX_SOURCE_BYTES = 4 << 20  # larger "user files" are not copied into the trace
 # Python's own files (stdlib, site-packages, console scripts) are not the user's source
 _NOT_USER = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
@@ -742,7 +751,10 @@ class TraceWriter:
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
-        self._counts: dict[int, list] = {}  # run -> [mode, start_ns, events, non-finite] of this batch
+        # run -> [mode, start_ns, events, non-finite, block] of this batch (block: its one block,
+        # where its events start there and lie in it alone; else None)
+        self._counts: dict[int, list] = {}
+        self._run_blocks: list[tuple] = []  # this batch's block_runs rows (see _write_runs)
         self._run_pos_all = True  # `_run_pos` holds every run written so far (never cleared)
         self.value_bytes = 0
         self.dropped_values = self.dropped_bytes = 0
@@ -832,7 +844,7 @@ class TraceWriter:
         recs, ops, starts, ends, rest, values = payload
         db = self.db
         db.execute("BEGIN")
-        self._counts = {}
+        self._counts, self._run_blocks = {}, []
         try:
             if recs is not None:  # (rows, or none but new slots: then the records came as `ops`)
                 self._write_records(*recs)
@@ -900,17 +912,22 @@ class TraceWriter:
                 s, e, c = st.pop(r), en.pop(r), counts.pop(r)
                 key = (*s[1:7], s[8], e[3])
                 loss = e[4]
-                row = (r, s[7], s[9], e[1], loss if loss == loss else "nan", c[2], c[3])  # (_loss)
+                row = (r, s[7], s[9], e[1], loss if loss == loss else "nan", c[2], c[3], c[4])  # (_loss)
                 alike.setdefault(key, []).append(row)
             if len(alike) * 8 <= len(whole):
                 for key, rows in alike.items():
                     _insert_alike_runs(self.db, key, rows)
             else:  # runs that share little (a name per step, say): whole rows, many to a statement
                 groups[(True, True, True)] = [
-                    (r, mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, t0, wall, th, t1, er, loss, n, bad)
+                    (r, mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, t0, wall, th, t1, er, loss, n, bad, blk)
                     for (mo, ki, na, fe, fd, gr, th, er), rows in alike.items()
-                    for r, t0, wall, t1, loss, n, bad in rows
+                    for r, t0, wall, t1, loss, n, bad, blk in rows
                 ]
+            # a whole run in one block has it in its `runs` row (the usual step: a row less a
+            # step, about 1 us of the writer's time), the others block_runs rows
+            in_one = {r for r, *_, blk in (x for rows in alike.values() for x in rows) if blk is not None}
+            if in_one:
+                self._run_blocks = [x for x in self._run_blocks if x[0] not in in_one]
         # the runs a batch cuts: begun in an earlier batch, or going on into the next
         for run in st.keys() | en.keys() | counts.keys():
             s, e, c = st.get(run), en.get(run), counts.get(run)
@@ -925,8 +942,10 @@ class TraceWriter:
                 row += (c[2], c[3])
             groups.setdefault((s is not None, e is not None, c is not None), []).append(row)
         for key, rows in groups.items():
-            head, tail = _runs_upsert(*key)
+            head, tail = _runs_upsert(*key, block=key == (True, True, True))
             _insert_rows(self.db, head, rows, tail)
+        _insert_rows(self.db, "INSERT INTO block_runs", self._run_blocks)
+        self._run_blocks = []
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
@@ -1047,7 +1066,7 @@ class TraceWriter:
         if not self._run_pos_all:
             for k, p in enumerate(pos):
                 if p is None:  # forgotten: count what the file holds
-                    q = "SELECT coalesce(sum(n), 0) FROM block_runs WHERE run = ?"
+                    q = f"SELECT coalesce(sum(n), 0) FROM {RUN_BLOCKS} WHERE run = ?"
                     pos[k] = db.execute(q, (run_list[k],)).fetchone()[0]
         pos = [0 if p is None else p for p in pos]
         run_pos_of.update(zip(run_list, map(operator.add, pos, cnt_list)))
@@ -1056,11 +1075,12 @@ class TraceWriter:
         seen = list(map(counts.get, run_list))
         for k, had in enumerate(seen):
             if had is None:
-                counts[run_list[k]] = [mode_of[k], starts[k], cnt_list[k], nbad_list[k]]
+                counts[run_list[k]] = [mode_of[k], starts[k], cnt_list[k], nbad_list[k], None if pos[k] else bid]
             else:  # the run's events span blocks of this batch: one row for them all
                 had[2] += cnt_list[k]
                 had[3] += nbad_list[k]
-        _insert_rows(db, "INSERT INTO block_runs", rows)
+                had[4] = None
+        self._run_blocks += rows
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         uniq, inv = np.unique(ops, return_inverse=True)
         _insert_rows(
@@ -1180,9 +1200,9 @@ _END_COLS = ("end_ns", "error", "loss")
 
 
 @functools.cache
-def _runs_upsert(start: bool, end: bool, counts: bool) -> tuple[str, str]:
-    """The upsert of `runs` rows from RunStarts, RunEnds and/or op events' counts: the SQL
-    before and after its VALUES."""
+def _runs_upsert(start: bool, end: bool, counts: bool, block: bool = False) -> tuple[str, str]:
+    """The upsert of `runs` rows from RunStarts, RunEnds and/or op events' counts (and, for
+    whole runs, their one block or NULL): the SQL before and after its VALUES."""
     cols = ["run"]
     sets = []
     if start:
@@ -1196,27 +1216,32 @@ def _runs_upsert(start: bool, end: bool, counts: bool) -> tuple[str, str]:
     if counts:
         cols += ("n_events", "nonfinite")
         sets += ["n_events=n_events+excluded.n_events", "nonfinite=nonfinite+excluded.nonfinite"]
+    if block:
+        cols += ("block",)
+        sets += ["block=excluded.block"]
     return f"INSERT INTO runs({','.join(cols)})", f" ON CONFLICT(run) DO UPDATE SET {','.join(sets)}"
 
 
 _ALIKE_HEAD = (
     "INSERT INTO runs(mode, kind, name, fetches, feeds, graph, thread, error, run, start_ns, wall_ns, end_ns, loss,"
-    " n_events, nonfinite) SELECT ?, ?, ?, ?, ?, ?, ?, ?, column1, column2, column3, column4, column5, column6,"
-    " column7 FROM (VALUES "
+    " n_events, nonfinite, block) SELECT ?, ?, ?, ?, ?, ?, ?, ?, column1, column2, column3, column4, column5,"
+    " column6, column7, column8 FROM (VALUES "
 )
-_ALIKE_TAIL = ") WHERE true" + _runs_upsert(True, True, True)[1]  # (WHERE: how SQLite parses an upsert of a SELECT)
+_ALIKE_TAIL = (
+    ") WHERE true" + _runs_upsert(True, True, True, block=True)[1]
+)  # (WHERE: how SQLite parses an upsert of a SELECT)
 
 
 def _insert_alike_runs(db: sqlite3.Connection, shared: tuple, rows: list[tuple]) -> None:
     """`runs` rows of whole runs that share (mode, kind, name, fetches, feeds, graph, thread,
     error): those bound once per statement, each row's (run, start_ns, wall_ns, end_ns, loss,
-    n_events, nonfinite) after them."""
+    n_events, nonfinite, block) after them."""
     mode, kind, name, fetches, feeds, graph, thread, error = shared
     head = [mode, kind, name, _json_tuple(fetches), _json_tuple(feeds), graph, thread, error]
-    per = (900 - len(head)) // 7  # within the 999 parameters of an older SQLite
+    per = (900 - len(head)) // 8  # within the 999 parameters of an older SQLite
     for k in range(0, len(rows), per):
         chunk = rows[k : k + per]
-        values = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+        values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
         db.execute(_ALIKE_HEAD + values + _ALIKE_TAIL, head + [v for r in chunk for v in r])
 
 
@@ -1491,6 +1516,8 @@ class SqliteTrace(Trace):
                 f"version reads up to {VERSION}): upgrade tracetensor to read it",
             )
         self.version = version
+        # a run's blocks: block_runs rows, and from version 5 a run's one block in its runs row
+        self._run_blocks = RUN_BLOCKS if version >= 5 else "block_runs"
         try:
             self.t0 = int(self._meta["t0"])
         except (KeyError, ValueError, TypeError):
@@ -1676,7 +1703,7 @@ class SqliteTrace(Trace):
         """(block id, events of the run -- or file -- before it), in order, a page at a time."""
         conds, params = [], []
         if run is not None:
-            table, col, key, posc = "block_runs", "block", "run = ? AND ", "run_pos"
+            table, col, key, posc = self._run_blocks, "block", "run = ? AND ", "run_pos"
             params.append(run)
         else:
             table, col, key, posc = "blocks", "id", "", "pos"
@@ -1839,7 +1866,7 @@ class SqliteTrace(Trace):
             rows = self._q("SELECT id FROM blocks WHERE nonfinite > 0 ORDER BY nonfinite LIMIT 1")
         else:
             rows = self._q(
-                "SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 ORDER BY nonfinite LIMIT 1",
+                f"SELECT block FROM {self._run_blocks} WHERE run = ? AND nonfinite > 0 ORDER BY nonfinite LIMIT 1",
                 (run,),
             )
         if not rows:
@@ -1855,7 +1882,10 @@ class SqliteTrace(Trace):
         if run is None:
             sql, params = "SELECT id FROM blocks WHERE nonfinite > 0 AND id > ? ORDER BY id LIMIT 64", []
         else:
-            sql = "SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0 AND block > ? ORDER BY block LIMIT 64"
+            sql = (
+                f"SELECT block FROM {self._run_blocks} WHERE run = ? AND nonfinite > 0 AND block > ?"
+                " ORDER BY block LIMIT 64"
+            )
             params = [run]
         last = 0
         while True:
@@ -1874,7 +1904,7 @@ class SqliteTrace(Trace):
     def nonfinite_counts(self, run: int) -> dict[int, int]:
         """seq -> number of NaN/inf output elements, for the events of `run` that have any."""
         out = {}
-        for (bid,) in self._q("SELECT block FROM block_runs WHERE run = ? AND nonfinite > 0", (run,)):
+        for (bid,) in self._q(f"SELECT block FROM {self._run_blocks} WHERE run = ? AND nonfinite > 0", (run,)):
             b = self._block(bid)
             nz = np.flatnonzero((b.nonfinite > 0) & (b.run == run))
             out.update(zip(b.seq[nz].tolist(), b.nonfinite[nz].tolist()))
@@ -1981,7 +2011,7 @@ class SqliteTrace(Trace):
             return dict(rows)
         out = {}
         for bid, lo, hi in self._q(
-            "SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN (SELECT block FROM block_runs WHERE run = ?)",
+            f"SELECT id, seq_lo, seq_hi FROM blocks WHERE id IN (SELECT block FROM {self._run_blocks} WHERE run = ?)",
             (run,),
         ):
             got = self._q("SELECT seq, device_ns FROM device_times WHERE seq BETWEEN ? AND ?", (lo, hi))

@@ -153,9 +153,11 @@ class Module:
             if STATE.listeners:  # (a `names=False` listener: the steps of an inference loop count)
                 if not (_MODE.enabled and self.training):
                     return self._call_inference(args, kwargs)
-                if _names.calls is self:  # (a training call: see _call_inference)
-                    _ev.step()
-                _names.calls = True
+                calls = _names.calls
+                if calls is not True:  # (a training call: see _call_inference; marked once a step)
+                    if calls is self:
+                        _ev.step()
+                    _names.calls = True
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_hooked(args, kwargs)
             return self.forward(*args, **kwargs)
@@ -176,10 +178,12 @@ class Module:
                 scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
                 d["_tt_scope"] = (parent, scope)
         else:
-            if names.calls is self:  # (the previous batch's step ends: see _call_inference)
-                _ev.step()
-            if _MODE.enabled and d["training"]:
-                names.calls = True
+            calls = names.calls
+            if calls is not True:  # (see _call_inference: a training step's, marked once a step)
+                if calls is self:  # (the previous batch's step ends)
+                    _ev.step()
+                if _MODE.enabled and d["training"]:
+                    names.calls = True
             scope = type(self).__name__
             if not d.get("_tt_named"):
                 for pname, p in self.named_parameters():

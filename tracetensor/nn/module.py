@@ -66,6 +66,16 @@ _names = _naming._tls  # (the per-thread name prefix)
 _library: dict[type, bool] = {}
 
 
+def _outermost_begins(mod: Module, training: bool) -> None:
+    """An outermost module call begins, in a step not yet marked as training, while someone
+    listens (see Module._call_inference): the same module again ends the step of inference
+    calls it began; a training call marks the step."""
+    if _names.calls is mod:
+        _ev.step()
+    if training:
+        _names.calls = True
+
+
 def _library_forward(cls: type) -> bool:
     """Whether `cls.forward` is tracetensor's own code (a layer of tt.nn), not the user's."""
     r = _library.get(cls)
@@ -153,11 +163,8 @@ class Module:
             if STATE.listeners:  # (a `names=False` listener: the steps of an inference loop count)
                 if not (_MODE.enabled and self.training):
                     return self._call_inference(args, kwargs)
-                calls = _names.calls
-                if calls is not True:  # (a training call: see _call_inference; marked once a step)
-                    if calls is self:
-                        _ev.step()
-                    _names.calls = True
+                if _names.calls is not True:  # (a training call, marked once a step)
+                    _outermost_begins(self, True)
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_hooked(args, kwargs)
             return self.forward(*args, **kwargs)
@@ -169,6 +176,7 @@ class Module:
         stack = _tls.stack
         if stack is None:
             stack = _tls.stack = []
+        training = True  # (an outermost call's, below; a nested call leaves the step as it is)
         if stack:
             parent = stack[-1]
             cached = d.get("_tt_scope")  # (parent, key): modules are called far more than moved
@@ -178,12 +186,9 @@ class Module:
                 scope = next((k for k, m in parent._modules.items() if m is self), type(self).__name__)
                 d["_tt_scope"] = (parent, scope)
         else:
-            calls = names.calls
-            if calls is not True:  # (see _call_inference: a training step's, marked once a step)
-                if calls is self:  # (the previous batch's step ends)
-                    _ev.step()
-                if _MODE.enabled and d["training"]:
-                    names.calls = True
+            training = _MODE.enabled and d["training"]
+            if names.calls is not True:
+                _outermost_begins(self, training)
             scope = type(self).__name__
             if not d.get("_tt_named"):
                 for pname, p in self.named_parameters():
@@ -216,8 +221,8 @@ class Module:
             if outer is not None:
                 _source.release(outer)
             stack.pop()
-        if not stack and names.calls is None and not (_MODE.enabled and d["training"]):
-            names.calls = self
+        if not stack and not training and names.calls is None:
+            names.calls = self  # (an inference step's first module: see _call_inference)
         return out
 
     def _call_inference(self, args: tuple, kwargs: dict) -> Any:
@@ -236,8 +241,8 @@ class Module:
         stack = _tls.stack
         if stack is None:
             stack = _tls.stack = []
-        if not stack and _names.calls is self:
-            _ev.step()
+        if not stack and _names.calls is not True:
+            _outermost_begins(self, False)
         stack.append(self)
         try:
             out = self._call_hooked(args, kwargs)  # (the forward, with the hooks there are)

@@ -908,12 +908,15 @@ class TraceWriter:
         whole = st.keys() & en.keys() & counts.keys()
         if whole:
             alike: dict[tuple, list[tuple]] = {}
+            in_one = set()  # whole runs in one block: it goes in their `runs` row (see below)
             for r in sorted(whole):
                 s, e, c = st.pop(r), en.pop(r), counts.pop(r)
                 key = (*s[1:7], s[8], e[3])
                 loss = e[4]
                 row = (r, s[7], s[9], e[1], loss if loss == loss else "nan", c[2], c[3], c[4])  # (_loss)
                 alike.setdefault(key, []).append(row)
+                if c[4] is not None:
+                    in_one.add(r)
             if len(alike) * 8 <= len(whole):
                 for key, rows in alike.items():
                     _insert_alike_runs(self.db, key, rows)
@@ -925,7 +928,6 @@ class TraceWriter:
                 ]
             # a whole run in one block has it in its `runs` row (the usual step: a row less a
             # step: 0.6 us of the writer's time measured), the others block_runs rows
-            in_one = {r for r, *_, blk in (x for rows in alike.values() for x in rows) if blk is not None}
             if in_one:
                 self._run_blocks = [x for x in self._run_blocks if x[0] not in in_one]
         # the runs a batch cuts: begun in an earlier batch, or going on into the next

@@ -102,6 +102,29 @@ def test_a_recording_over_before_its_first_batch_is_written_by_the_program(tmp_p
             assert t.complete and t.count() == 3 * steps and len(t.runs()) == steps
 
 
+def test_a_slow_recording_reaches_its_file_while_it_goes_on(tmp_path, monkeypatch):
+    """The writer process holds what it gets for up to half a second (server.HOLD_S), then
+    writes it, though batches keep coming (one each 0.1 s here, a few records each): a file
+    being recorded is readable a little later, never only at its end."""
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
+    server.client().wait_ready()
+    rec = tt.record(tmp_path / "slow.ttrace", values="none").start()
+    try:
+        began = time.monotonic()
+        seen = None
+        while seen is None and time.monotonic() - began < 5 + server.HOLD_S:
+            _steps(1)
+            time.sleep(0.005)  # (a slow step: the queue never fills, batches go over by time)
+            with rec.open() as t:
+                if t.count():
+                    seen = time.monotonic() - began
+    finally:
+        rec.stop()
+    assert seen is not None, "nothing reached the file while the recording went on"
+    # the first batch leaves after 0.1 s, is held HOLD_S: a loaded machine gets a second of slack
+    assert seen < 0.1 + server.HOLD_S + 1.0, f"the first events reached the file after {seen:.2f} s"
+
+
 def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_program(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     path = tmp_path / "cut.ttrace"

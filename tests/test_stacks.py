@@ -179,16 +179,24 @@ def test_the_c_and_python_captures_agree_with_and_without_a_held_stack():
     free = captures()
     assert free[0] == free[1] and free[2] == free[3] == free[0][:3] and free[4] == free[5] == free[0]
     assert free[0][0].name == "captures" and free[0][1].name == sys._getframe().f_code.co_name
-    outer = _source.hold()  # a framework call holding the user's stack at this frame
-    try:
-        held = _source.HELD.stack
-        got = [_source.stack_here(), _source.stack_here_py()]
-        assert got[0] is held and got[1] is held  # only this frame between: the held stack
-        nested = captures()  # user code in between (the `captures` frame): captured there
-        assert nested[4] == nested[5] == nested[0] == nested[1] and nested[0][0] == free[0][0]
-        assert nested[0][1] != held[0] and nested[0][2:] == held[1:7]  # this frame, at the `captures()` line
-    finally:
-        _source.release(outer)
+    # a framework call holding the user's stack at this frame (each path keeps its own: the C
+    # one in C, per thread, the Python one in `_source.HELD`)
+    for hold, release, stack_here in (
+        (_source.hold, _source.release, _source.stack_here),
+        (_source.hold_py, _source.release_py, _source.stack_here_py),
+    ):
+        outer = hold()
+        try:
+            held = outer[2]
+            assert held[0].name == free[0][1].name and held[1:7] == free[0][2:8]  # this frame and its callers
+            assert stack_here() is held  # only this frame between: the held stack
+            nested = captures()  # user code in between (the `captures` frame): captured there
+            assert nested[4] == nested[5] == nested[0] == nested[1] and nested[0][0] == free[0][0]
+            assert nested[0][1] != held[0] and nested[0][2:] == held[1:7]  # this frame, at the `captures()` line
+        finally:
+            release(outer)
+        after = stack_here()  # released: nothing held, a capture here
+        assert after is not held and after[0].lineno != held[0].lineno and after[1:7] == held[1:7]
 
 
 def test_the_ops_of_one_line_share_one_stack_object():
@@ -290,3 +298,30 @@ def test_the_c_capture_never_answers_from_its_cache_for_another_code_or_line():
         assert got[0] == got[1] == got[2], i
         assert (got[0][0].filename, got[0][0].lineno) == (f"<fresh {i % 3}>", i + 2)
         del ns, got
+
+
+def test_a_held_stack_is_its_own_threads():
+    """A framework call's held stack serves the ops under it in its thread only: another
+    thread's op, at that moment, captures its own user frames (C and Python paths alike)."""
+    import threading
+
+    from tracetensor import _source
+
+    for hold, release, stack_here in (
+        (_source.hold, _source.release, _source.stack_here),
+        (_source.hold_py, _source.release_py, _source.stack_here_py),
+    ):
+        got: list = []
+
+        def other(stack_here=stack_here, got=got) -> None:
+            got.append(stack_here())
+
+        outer = hold()
+        try:
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+            assert stack_here() is outer[2]
+        finally:
+            release(outer)
+        assert got[0] is not outer[2] and got[0][0].name == "other"

@@ -177,5 +177,5 @@ if not os.environ.get("TRACETENSOR_PURE"):
     except ImportError:
         pass
     else:
-        setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD)
+        setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk)  # (HELD: kept in C, per thread)
         user_frames, stack_here, hold, release = _user_frames_c, _stack_here_c, _hold_c, _release_c

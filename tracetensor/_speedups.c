@@ -35,7 +35,7 @@ static PyObject *g_ndarray;   /* numpy.ndarray */
 static PyObject *g_cpu;       /* device.CPU */
 static PyObject *g_noattrs;   /* _dispatch._NOATTRS ({}) */
 
-static PyObject *s_summarized, *s_quiet;
+static PyObject *s_summarized, *s_quiet, *s_plain;
 static PyObject *s_outputs, *s_listeners, *s_lean, *s_checked, *s_stacks, *s_run, *s_callback, *s_error, *s_shape, *s_dtype, *s_nbytes;
 
 enum { F_DEVICE = 6, F_STACK = 7, F_SAVES = 12, N_FIELDS = 13 };
@@ -559,11 +559,49 @@ static PyObject *all_finite(PyObject *outs) {
  * alive here. A new reference. */
 static PyObject *g_calls_for, *g_calls;
 
+/* STATE's fields that `dispatch` reads, as its last refresh left them: listeners, lean,
+ * lean_checked, lean_summarized, quiet, plain, and whether a listener wants stacks. Every change
+ * of STATE's listeners ends in a refresh (under STATE.lock) whose hooks end here
+ * (`forget_calls`), so these are always one refresh's, and an observed op reads them without
+ * an attribute lookup each (six of them cost an observed op about 60 ns; it costs 300). */
+enum { ST_LISTENERS, ST_LEAN, ST_CHECKED, ST_SUMMARIZED, ST_QUIET, ST_PLAIN, N_ST };
+static PyObject *g_st[N_ST];
+static int g_st_stacks;
+
+static int snapshot_state(void) {
+    PyObject *names[N_ST] = {s_listeners, s_lean, s_checked, s_summarized, s_quiet, s_plain};
+    PyObject *got[N_ST] = {NULL};
+    for (int i = 0; i < N_ST; i++) {
+        if ((got[i] = PyObject_GetAttr(g_state, names[i])) == NULL) {
+            for (int j = 0; j < i; j++)
+                Py_DECREF(got[j]);
+            return -1;
+        }
+    }
+    PyObject *want = PyObject_GetAttr(g_state, s_stacks);
+    int w = want != NULL ? PyObject_IsTrue(want) : -1;
+    Py_XDECREF(want);
+    if (w < 0) {
+        for (int j = 0; j < N_ST; j++)
+            Py_DECREF(got[j]);
+        return -1;
+    }
+    for (int i = 0; i < N_ST; i++) {
+        PyObject *old = g_st[i];
+        g_st[i] = got[i];
+        Py_XDECREF(old);
+    }
+    g_st_stacks = w;
+    return 0;
+}
+
 static PyObject *forget_calls(PyObject *self, PyObject *unused) {
     PyObject *old_for = g_calls_for, *old = g_calls;
     g_calls_for = g_calls = NULL;
     Py_XDECREF(old_for);
     Py_XDECREF(old);
+    if (g_state != NULL && snapshot_state() < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -686,7 +724,7 @@ static PyObject *current_run(long long t0) {
  * and its fields set by slot, as the run markers are (a dataclass's __init__ costs 3x). */
 #define N_EV_FIELDS 21
 static Py_ssize_t g_ev_off[N_EV_FIELDS]; /* OpEvent's slots' offsets (0: make none here) */
-static PyObject *s_plain, *s_metas_of, *s_cpu_name, *s_graph_word, *s_tf_name, *g_ev_zero;
+static PyObject *s_metas_of, *s_cpu_name, *s_graph_word, *s_tf_name, *g_ev_zero;
 static PyObject *s_name;    /* (defined with the naming below) */
 static PyObject *g_opevent; /* (defined with `untrack` below) */
 static void slot_offsets(PyObject *cls, Py_ssize_t n, Py_ssize_t *off);
@@ -875,20 +913,11 @@ static PyObject *observed_cpu(PyObject *site, PyObject *fn, PyObject *args, PyOb
         return r;
     }
     stack = Py_NewRef(PyTuple_GET_ITEM(site, F_STACK));
-    if (stack == Py_None) {
-        PyObject *want = PyObject_GetAttr(g_state, s_stacks);
-        if (want == NULL)
+    if (stack == Py_None && g_st_stacks) {
+        Py_DECREF(stack);
+        stack = PyObject_CallNoArgs(g_stack_here);
+        if (stack == NULL)
             goto error;
-        int w = PyObject_IsTrue(want);
-        Py_DECREF(want);
-        if (w < 0)
-            goto error;
-        if (w) {
-            Py_DECREF(stack);
-            stack = PyObject_CallNoArgs(g_stack_here);
-            if (stack == NULL)
-                goto error;
-        }
     }
     PyObject *o = out; /* borrowed */
     if (PyObject_IsTrue(PyTuple_GET_ITEM(site, F_SAVES))) {
@@ -1000,65 +1029,27 @@ static PyObject *dispatch(PyObject *self, PyObject *const *a, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_RuntimeError, "tracetensor._speedups.setup() was not called");
         return NULL;
     }
-    PyObject *listeners = PyObject_GetAttr(g_state, s_listeners);
-    if (listeners == NULL)
-        return NULL;
+    PyObject *listeners = g_st[ST_LISTENERS]; /* (STATE's, as its last refresh left them: see snapshot_state) */
     PyObject *r;
-    if (!PyTuple_Check(listeners) || PyTuple_GET_SIZE(listeners) == 0) {
-        Py_DECREF(listeners);
+    if (listeners == NULL || !PyTuple_Check(listeners) || PyTuple_GET_SIZE(listeners) == 0) {
         r = call(fn, args, attrs);
         return r != NULL ? r : fail(site, arrays, attrs);
     }
-    PyObject *lean_ls = PyObject_GetAttr(g_state, s_lean);
-    if (lean_ls == NULL) {
-        Py_DECREF(listeners);
-        return NULL;
-    }
+    Py_INCREF(listeners); /* (a callback may subscribe or close a listener: the snapshot moves on) */
     /* here only on the CPU: a site placed there, or an unnamed site on numpy arrays (an
      * unnamed site on anything else may be on a GPU: `_observed` places it) */
     PyObject *dev = PyTuple_GET_ITEM(site, F_DEVICE);
     int cpu = dev == g_cpu || (dev == Py_None && (PyTuple_GET_SIZE(arrays) == 0 ||
                                                    Py_IS_TYPE(PyTuple_GET_ITEM(arrays, 0), (PyTypeObject *)g_ndarray)));
-    int is_lean = lean_ls == listeners;
-    Py_DECREF(lean_ls);
-    if (!is_lean) {
-        PyObject *checked = PyObject_GetAttr(g_state, s_checked);
-        if (checked == NULL) {
-            Py_DECREF(listeners);
-            return NULL;
-        }
-        is_lean = checked == listeners ? 2 : 0;
-        Py_DECREF(checked);
-    }
-    if (!is_lean) {
-        PyObject *summarized = PyObject_GetAttr(g_state, s_summarized);
-        if (summarized == NULL) {
-            Py_DECREF(listeners);
-            return NULL;
-        }
-        is_lean = summarized == listeners ? 3 : 0;
-        Py_DECREF(summarized);
-    }
-    if (is_lean == 2 || !is_lean) { /* only `only_nonfinite` listeners: a finite op reaches nobody */
-        PyObject *quiet = PyObject_GetAttr(g_state, s_quiet);
-        if (quiet == NULL) {
-            Py_DECREF(listeners);
-            return NULL;
-        }
-        if (quiet == listeners)
-            is_lean = 4;
-        Py_DECREF(quiet);
-    }
-    if (!is_lean && cpu && g_ev_off[0] > 0) { /* every listener takes a plain OpEvent: made here */
-        PyObject *plain = PyObject_GetAttr(g_state, s_plain);
-        if (plain == NULL) {
-            Py_DECREF(listeners);
-            return NULL;
-        }
-        if (plain == listeners)
-            is_lean = 5;
-        Py_DECREF(plain);
-    }
+    int is_lean = g_st[ST_LEAN] == listeners;
+    if (!is_lean)
+        is_lean = g_st[ST_CHECKED] == listeners ? 2 : 0;
+    if (!is_lean)
+        is_lean = g_st[ST_SUMMARIZED] == listeners ? 3 : 0;
+    if ((is_lean == 2 || !is_lean) && g_st[ST_QUIET] == listeners) /* only `only_nonfinite` listeners: a finite op reaches nobody */
+        is_lean = 4;
+    if (!is_lean && cpu && g_ev_off[0] > 0 && g_st[ST_PLAIN] == listeners) /* every listener takes a plain OpEvent: made here */
+        is_lean = 5;
     if (cpu)
         r = observed_cpu(site, fn, args, arrays, attrs, listeners, is_lean);
     else
@@ -1080,6 +1071,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         return NULL;
     }
     keep(&g_state, st);
+    if (snapshot_state() < 0)
+        return NULL;
     keep(&g_run, run);
     keep(&g_seq, seq);
     keep(&g_auto_run, ar);
@@ -1101,7 +1094,14 @@ static PyObject *setup(PyObject *self, PyObject *args) {
  * (a new instruction, a new caller) calls `_source._walk` as the Python path does. Python
  * 3.11 and later (PyFrame_GetLasti); on 3.10 the Python functions stay. */
 #if PY_VERSION_HEX >= 0x030B0000
-static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_chains, *g_walk, *g_held, *g_empty;
+static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_chains, *g_walk, *g_empty;
+/* The stack a framework call holds and that call's frame (`_source._Held`), per thread, in C
+ * thread-specific storage: an attribute of a threading.local costs about 45 ns to read or
+ * set, and a hold with its release took seven (a small MLP's step holds four times). The
+ * pointers are borrowed: what `hold` returned (`outer`: the previous pair and the stack it
+ * set) keeps both alive until its `release`, and the frame is the holding call's, running
+ * until then. NULL: nothing held. */
+static Py_tss_t g_held_stack = Py_tss_NEEDS_INIT, g_held_frame = Py_tss_NEEDS_INIT;
 static PyObject *s_stack, *s_frame, *s_run_code, *s_runpy;
 
 /* 1: a framework code's frame (skipped), 0: the user's, -1: error */
@@ -1300,28 +1300,19 @@ static PyObject *user_frames(PyObject *self, PyObject *const *a, Py_ssize_t narg
 
 /* stack_here(): the held stack when only framework frames lie between here and its frame */
 static PyObject *stack_here(PyObject *self, PyObject *unused) {
-    PyFrameObject *f = PyEval_GetFrame();
-    PyObject *held = PyObject_GetAttr(g_held, s_stack);
-    if (held == NULL)
-        return NULL;
-    if (held != Py_None) {
-        PyObject *target = PyObject_GetAttr(g_held, s_frame);
-        if (target == NULL) {
-            Py_DECREF(held);
-            return NULL;
-        }
+    PyObject *held = PyThread_tss_is_created(&g_held_stack) ? (PyObject *)PyThread_tss_get(&g_held_stack) : NULL;
+    if (held != NULL) {
+        PyObject *target = (PyObject *)PyThread_tss_get(&g_held_frame);
+        PyFrameObject *f = PyEval_GetFrame();
         Py_XINCREF(f);
         while (f != NULL) {
             if ((PyObject *)f == target) {
                 Py_DECREF(f);
-                Py_DECREF(target);
-                return held;
+                return Py_NewRef(held);
             }
             int r = is_internal(f);
             if (r < 0) {
                 Py_DECREF(f);
-                Py_DECREF(target);
-                Py_DECREF(held);
                 return NULL;
             }
             if (!r)
@@ -1331,56 +1322,50 @@ static PyObject *stack_here(PyObject *self, PyObject *unused) {
             f = b;
         }
         Py_XDECREF(f);
-        Py_DECREF(target);
     }
-    Py_DECREF(held);
     return user_frames_from(PyEval_GetFrame());
 }
 
 /* hold() and release(outer): see `_source.hold`. A library layer's call, a backward pass and an
- * optimizer step each hold the user's stack for the ops under them; in C they cost a third of
- * the two Python functions (about 0.4 us a pair, four pairs a step of a small MLP). */
+ * optimizer step each hold the user's stack for the ops under them. */
 static PyObject *hold(PyObject *self, PyObject *unused) {
-    if (g_held == NULL) {
+    if (!PyThread_tss_is_created(&g_held_stack)) {
         PyErr_SetString(PyExc_RuntimeError, "tracetensor._speedups.setup_stacks() was not called");
         return NULL;
     }
-    PyObject *st = PyObject_GetAttr(g_held, s_stack);
-    PyObject *fr = st ? PyObject_GetAttr(g_held, s_frame) : NULL;
-    PyObject *now = fr ? stack_here(NULL, NULL) : NULL;
-    PyObject *outer = now ? PyTuple_Pack(3, st, fr, now) : NULL;
-    Py_XDECREF(st);
-    Py_XDECREF(fr);
-    if (outer == NULL) {
-        Py_XDECREF(now);
+    PyObject *st = (PyObject *)PyThread_tss_get(&g_held_stack), *fr = (PyObject *)PyThread_tss_get(&g_held_frame);
+    PyObject *now = stack_here(NULL, NULL);
+    if (now == NULL)
         return NULL;
-    }
-    PyObject *caller = (PyObject *)PyEval_GetFrame(); /* borrowed: the holding call's frame */
-    int bad = PyObject_SetAttr(g_held, s_stack, now) < 0 ||
-              PyObject_SetAttr(g_held, s_frame, caller ? caller : Py_None) < 0;
+    PyObject *outer = PyTuple_Pack(3, st != NULL ? st : Py_None, fr != NULL ? fr : Py_None, now);
     Py_DECREF(now);
-    if (bad) {
-        Py_DECREF(outer);
+    if (outer == NULL)
         return NULL;
+    /* (the holding call's frame: the Python code that called this) */
+    if (PyThread_tss_set(&g_held_stack, PyTuple_GET_ITEM(outer, 2)) != 0 ||
+        PyThread_tss_set(&g_held_frame, PyEval_GetFrame()) != 0) {
+        Py_DECREF(outer);
+        return PyErr_NoMemory();
     }
     return outer;
 }
 
 static PyObject *release(PyObject *self, PyObject *outer) {
-    if (g_held == NULL || !PyTuple_CheckExact(outer) || PyTuple_GET_SIZE(outer) != 3) {
+    if (!PyTuple_CheckExact(outer) || PyTuple_GET_SIZE(outer) != 3) {
         PyErr_SetString(PyExc_TypeError, "release(outer): what hold() returned");
         return NULL;
     }
-    if (PyObject_SetAttr(g_held, s_stack, PyTuple_GET_ITEM(outer, 0)) < 0 ||
-        PyObject_SetAttr(g_held, s_frame, PyTuple_GET_ITEM(outer, 1)) < 0)
-        return NULL;
+    PyObject *st = PyTuple_GET_ITEM(outer, 0), *fr = PyTuple_GET_ITEM(outer, 1);
+    if (PyThread_tss_set(&g_held_stack, st != Py_None ? st : NULL) != 0 ||
+        PyThread_tss_set(&g_held_frame, fr != Py_None ? fr : NULL) != 0)
+        return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
-/* setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD) */
+/* setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk) */
 static PyObject *setup_stacks(PyObject *self, PyObject *args) {
-    PyObject *ic, *ii, *fr, *ou, *wa, *he;
-    if (!PyArg_ParseTuple(args, "O!OO!O!OO", &PyDict_Type, &ic, &ii, &PyDict_Type, &fr, &PyDict_Type, &ou, &wa, &he))
+    PyObject *ic, *ii, *fr, *ou, *wa;
+    if (!PyArg_ParseTuple(args, "O!OO!O!O", &PyDict_Type, &ic, &ii, &PyDict_Type, &fr, &PyDict_Type, &ou, &wa))
         return NULL;
     keep(&g_internal_cache, ic);
     keep(&g_is_internal, ii);
@@ -1390,7 +1375,9 @@ static PyObject *setup_stacks(PyObject *self, PyObject *args) {
                                (s_runpy = PyUnicode_InternFromString("runpy")) == NULL))
         return NULL;
     keep(&g_walk, wa);
-    keep(&g_held, he);
+    if (!PyThread_tss_is_created(&g_held_stack) &&
+        (PyThread_tss_create(&g_held_stack) != 0 || PyThread_tss_create(&g_held_frame) != 0))
+        return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 #endif
@@ -1431,14 +1418,13 @@ static PyObject *setup_untrack(PyObject *self, PyObject *cls) {
         return NULL;
     }
     keep(&g_opevent, cls);
-    if (s_plain == NULL) {
-        s_plain = PyUnicode_InternFromString("plain");
+    if (s_metas_of == NULL) { /* (s_plain: interned at init, for STATE's snapshot) */
         s_metas_of = PyUnicode_InternFromString("metas_of");
         s_cpu_name = PyUnicode_InternFromString("cpu");
         s_graph_word = PyUnicode_InternFromString("graph");
         s_tf_name = PyUnicode_InternFromString("tf_name");
         g_ev_zero = PyLong_FromLong(0);
-        if (!s_plain || !s_metas_of || !s_cpu_name || !s_graph_word || !s_tf_name || !g_ev_zero)
+        if (!s_metas_of || !s_cpu_name || !s_graph_word || !s_tf_name || !g_ev_zero)
             return NULL;
     }
     slot_offsets(cls, N_EV_FIELDS, g_ev_off); /* (no offsets: plain events are made by `_after`) */
@@ -1585,14 +1571,7 @@ static PyObject *forward_site(PyObject *self, PyObject *const *a, Py_ssize_t nar
         }
         PyTuple_SET_ITEM(ins, i, nm);
     }
-    PyObject *want = PyObject_GetAttr(g_state, s_stacks);
-    if (want == NULL)
-        goto done;
-    int w = PyObject_IsTrue(want);
-    Py_DECREF(want);
-    if (w < 0)
-        goto done;
-    stack = w ? PyObject_CallNoArgs(g_stack_here) : Py_NewRef(Py_None);
+    stack = g_st_stacks ? PyObject_CallNoArgs(g_stack_here) : Py_NewRef(Py_None);
     if (stack == NULL)
         goto done;
     PyObject *parts[6] = {make, name, op, ins, dev, stack};
@@ -2855,7 +2834,7 @@ static PyMethodDef methods[] = {
     {"stack_here", stack_here, METH_NOARGS, "stack_here(): see _source"},
     {"hold", hold, METH_NOARGS, "hold(): see _source"},
     {"release", release, METH_O, "release(outer): see _source"},
-    {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk, HELD)"},
+    {"setup_stacks", setup_stacks, METH_VARARGS, "setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk)"},
 #endif
     {"setup_runs", setup_runs, METH_VARARGS, "setup_runs(_run_ids, _outer, _gpu, _scalar, RunStart, RunEnd, STEP_HOOKS)"},
     {"run_start", (PyCFunction)(void (*)(void))run_start, METH_FASTCALL, "run_start(kind, mode, name, fetches, feeds, graph, t_ns): see events._start"},
@@ -2909,7 +2888,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         return NULL;
     s_summarized = PyUnicode_InternFromString("lean_summarized");
     s_quiet = PyUnicode_InternFromString("quiet");
-    if (!s_summarized || !s_quiet)
+    s_plain = PyUnicode_InternFromString("plain");
+    if (!s_summarized || !s_quiet || !s_plain)
         return NULL;
     s_name = PyUnicode_InternFromString("name");
     s__name = PyUnicode_InternFromString("_name");

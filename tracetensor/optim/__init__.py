@@ -209,28 +209,35 @@ class SGD(Optimizer):
                 return super().step(closure)
         loss = _call(closure)
         # the plain step, with no per-parameter bookkeeping; observed with names, each update is
-        # an op named after its parameter (`_run`), without the general loop's state per parameter
+        # an op named after its parameter (as `_run` names it), without the general loop's state per parameter
         named = STATE.named
-        outer = _source.hold() if named and STATE.stacks else None  # (the updates' stack, see Optimizer.step)
-        if outer is not None:
-            self._held_stack = outer[2]
+        if not named:
+            for group in self.param_groups:
+                lr = group["lr"]
+                for p in group["params"]:
+                    if p.grad is not None:
+                        _plain_sgd(p, p.grad._data, lr)
+            if STATE.listeners:  # (timings only: see events.subscribe's `names`)
+                _end_step()
+            return loss
+        # what `_run` does, inline: a training loop's every step runs this for each parameter
+        op = REGISTRY[self._op]
+        outer = _source.hold() if STATE.stacks else None  # (the updates' stack, see Optimizer.step)
+        held = outer[2] if outer is not None else None
         try:
             for group in self.param_groups:
                 lr = group["lr"]
                 for i, p in enumerate(group["params"]):
                     if p.grad is None:
                         continue
-                    g = p.grad._data
-                    if not named:
-                        _plain_sgd(p, g, lr)
-                        continue
-                    if g.shape != p._data.shape:
+                    g, d = p.grad._data, p._data
+                    if g.shape != d.shape:
                         raise _grad_error(self._op, p, g)
-                    self._run(self._op, p, (p._data, g, lr), {}, True, i, _sub_scaled)
+                    site = named_site(_update_site, p._name or f"param_{i}", op, p._device, held)
+                    dispatch(site, _sub_scaled, (d, g, lr), (d, g))
         finally:
             if outer is not None:
                 _source.release(outer)
-                self._held_stack = None
         if STATE.listeners:  # (timings only: see events.subscribe's `names`)
             _end_step()
         return loss

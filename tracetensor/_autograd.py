@@ -66,6 +66,7 @@ def _accumulate(xp, old, g):
 
 
 _ACCUMULATE = site_of(REGISTRY["accumulate_grad"], "backward")  # (the unnamed site, made once)
+_ACCUMULATE_FN = _ACCUMULATE.op.forward  # (its forward, `old + g`, read once: xp unused)
 
 
 def _grad_site(fname: str, op: OpDef, stack: Any, dev: Any, grad_of: tuple[str, ...]) -> Site:
@@ -274,9 +275,9 @@ def _accumulate_into(t: Tensor, g: Any, listening: bool, handed_out: set[int], h
     handed_out.add(id(g))
     if listening:
         site = named_site(_accumulate_site, t._name or "tensor", t._device, held)
-        new = dispatch(site, site.op.forward, (t._device.xp, old, g), (g,))
+        new = dispatch(site, _ACCUMULATE_FN, (None, old, g), (g,))
     elif STATE.listeners:  # timings only (see events.subscribe's `names`): still an event
-        new = dispatch(_ACCUMULATE, _ACCUMULATE.op.forward, (t._device.xp, old, g), (g,))
+        new = dispatch(_ACCUMULATE, _ACCUMULATE_FN, (None, old, g), (g,))
     else:
         new = g if old is None else old + g
     if grad is None:

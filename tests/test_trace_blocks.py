@@ -315,6 +315,43 @@ def test_a_steady_loops_blocks_compress_far_and_still_read_back(tmp_path):
         assert tr.first_nonfinite().run == culprit
 
 
+def test_past_the_runs_it_keeps_the_writer_asks_the_file_only_about_runs_that_go_on(tmp_path, monkeypatch):
+    """The writer keeps the event counts of RUN_POS_KEPT runs (3 here), then forgets them; it
+    asks the file for a run's count only where a run it may have seen goes on into a later
+    block. A new run (its id above every forgotten one) starts at 0 without a query: before,
+    every run after the first forgetting cost one (past 100,000 steps of a long recording)."""
+    monkeypatch.setattr(store, "RUN_POS_KEPT", 3)
+    monkeypatch.setattr(store, "BLOCK", 50)  # (blocks of a few steps, most steps span two: many forgettings)
+    monkeypatch.setenv("TRACETENSOR_WRITER", "thread")  # (the writer patched here: in this process)
+    asked: list[str] = []
+    index = store.TraceWriter._index_block
+
+    def counting(self, *a, **kw):  # (the file's statements, as SQLite runs them)
+        self.db.set_trace_callback(lambda sql: asked.append(sql) if "coalesce(sum(n)" in sql else None)
+        return index(self, *a, **kw)
+
+    monkeypatch.setattr(store.TraceWriter, "_index_block", counting)
+    path = str(tmp_path / "forget.ttrace")
+    step = _trainer(4)
+    step()
+    with tt.record(path, values="none"):
+        for _ in range(200):
+            step()
+    con = sqlite3.connect(path)
+    parts: dict[int, list[tuple[int, int]]] = {}
+    for run, n, pos in con.execute("SELECT run, n, run_pos FROM block_runs ORDER BY block"):
+        parts.setdefault(run, []).append((n, pos))
+    con.close()
+    cut = sum(len(p) > 1 for p in parts.values())  # runs that span blocks
+    assert cut > 30
+    for run, p in parts.items():  # each block's part starts where the run's earlier parts end
+        assert [pos for _, pos in p] == [sum(n for n, _ in p[:i]) for i in range(len(p))], run
+    with tt.trace.open(path) as tr:
+        runs = [r for r in tr.runs() if r.n_events]
+        assert len(runs) == 200 and tr.count() == sum(r.n_events for r in runs)
+    assert len(asked) <= cut, f"{len(asked)} queries for {cut} runs that span blocks"
+
+
 @pytest.mark.parametrize("kept", [store.RUN_POS_KEPT, 3])
 def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monkeypatch, kept):
     """Runs that span blocks (and batches) are indexed by where each block's part starts in

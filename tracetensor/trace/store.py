@@ -55,7 +55,11 @@ VERSION = 5  # bump on any schema change; readers refuse files newer than they k
 # (a block's indexing and packing cost about the same at 2,048 events as at 8,192: 4x the
 # blocks cost the writer 1.3 us more a step of a small MLP)
 BLOCK = 8192
-RUN_POS_KEPT = 100_000  # runs whose event count the writer keeps in memory (past it: asks the file)
+# runs whose event count the writer keeps in memory: past it, it forgets them all, and asks the
+# file for one only where a run it may have seen goes on (run ids only grow: a run above every
+# one it forgot is new). It asked for every run after that: past 100,000 steps of a small MLP,
+# 1-2 us more a step of the writer's CPU, and 100,000 counts held, 10 MB of its memory
+RUN_POS_KEPT = 20_000
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 # small pages: a short recording's file is mostly its tables' first pages (30 of them, one
 # each), and event blocks are blobs of a few KB that span pages as well at any size
@@ -755,7 +759,9 @@ class TraceWriter:
         # where its events start there and lie in it alone; else None)
         self._counts: dict[int, list] = {}
         self._run_blocks: list[tuple] = []  # this batch's block_runs rows (see _write_runs)
-        self._run_pos_all = True  # `_run_pos` holds every run written so far (never cleared)
+        # the highest run `_run_pos` may have held when it was last cleared (0: never cleared): a
+        # run above it has no events in the file yet, one at or below it is counted there
+        self._run_pos_forgot = 0
         self.value_bytes = 0
         self.dropped_values = self.dropped_bytes = 0
         self.n_events = 0
@@ -1063,11 +1069,14 @@ class TraceWriter:
         # rare run seen before (or forgotten, past the bound) one at a time
         pos = list(map(run_pos_of.get, run_list))
         if len(run_pos_of) + len(run_list) > RUN_POS_KEPT:
+            # (run ids only grow: one above every run forgotten is a run never seen; this block's
+            # runs have their counts already)
+            self._run_pos_forgot = max(self._run_pos_forgot, max(run_pos_of, default=0))
             run_pos_of.clear()
-            self._run_pos_all = False
-        if not self._run_pos_all:
+        forgot = self._run_pos_forgot
+        if forgot:
             for k, p in enumerate(pos):
-                if p is None:  # forgotten: count what the file holds
+                if p is None and run_list[k] <= forgot:  # seen, maybe, then forgotten: count what the file holds
                     q = f"SELECT coalesce(sum(n), 0) FROM {RUN_BLOCKS} WHERE run = ?"
                     pos[k] = db.execute(q, (run_list[k],)).fetchone()[0]
         pos = [0 if p is None else p for p in pos]

@@ -125,6 +125,26 @@ def test_a_slow_recording_reaches_its_file_while_it_goes_on(tmp_path, monkeypatc
     assert seen < 0.1 + server.HOLD_S + 1.0, f"the first events reached the file after {seen:.2f} s"
 
 
+def test_a_full_queue_is_written_at_once_not_held(tmp_path, monkeypatch):
+    """A busy stream's batches (a full queue, 1.5 MB) are written as they come: held, the writer
+    would idle while they piled up, then write while the program waited on a full pipe."""
+    monkeypatch.setenv("TRACETENSOR_WRITER", "process")
+    server.client().wait_ready()
+    rec = tt.record(tmp_path / "busy.ttrace", values="none").start()
+    try:
+        _steps(PAST)  # (past a full queue: handed over by this thread, now)
+        handed = time.monotonic()
+        seen = None
+        while seen is None and time.monotonic() - handed < 5:
+            with rec.open() as t:
+                if t.count():
+                    seen = time.monotonic() - handed
+            time.sleep(0.01)
+    finally:
+        rec.stop()
+    assert seen is not None and seen < server.HOLD_S - 0.05, f"the full queue reached the file after {seen} s"
+
+
 def test_a_writer_process_killed_mid_recording_stops_the_recording_not_the_program(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACETENSOR_WRITER", "process")
     path = tmp_path / "cut.ttrace"

@@ -315,6 +315,33 @@ def test_a_steady_loops_blocks_compress_far_and_still_read_back(tmp_path):
         assert tr.first_nonfinite().run == culprit
 
 
+def _recorded_steps(path: str, steps: int, pause_every: int = 0) -> str:
+    """`steps` training steps of a small model recorded ("none") into `path`; with
+    `pause_every`, a pause past the flush interval after each that many steps (so batches
+    end where the writer thread hands them over, mid-run too)."""
+    step = _trainer(3)
+    step()
+    with tt.record(path, values="none"):
+        for i in range(steps):
+            step()
+            if pause_every and i % pause_every == pause_every - 1:
+                time.sleep(2 * FLUSH_S)
+    return path
+
+
+def _block_parts(path: str) -> dict[int, list[tuple[int, int]]]:
+    """Each run's block_runs rows, (events, position in the run) in block order, checked: each
+    block's part starts where the run's earlier parts end."""
+    con = sqlite3.connect(path)
+    parts: dict[int, list[tuple[int, int]]] = {}
+    for run, n, pos in con.execute("SELECT run, n, run_pos FROM block_runs ORDER BY block"):
+        parts.setdefault(run, []).append((n, pos))
+    con.close()
+    for run, p in parts.items():
+        assert [pos for _, pos in p] == [sum(n for n, _ in p[:i]) for i in range(len(p))], run
+    return parts
+
+
 def test_past_the_runs_it_keeps_the_writer_asks_the_file_only_about_runs_that_go_on(tmp_path, monkeypatch):
     """The writer keeps the event counts of RUN_POS_KEPT runs (3 here), then forgets them; it
     asks the file for a run's count only where a run it may have seen goes on into a later
@@ -331,21 +358,10 @@ def test_past_the_runs_it_keeps_the_writer_asks_the_file_only_about_runs_that_go
         return index(self, *a, **kw)
 
     monkeypatch.setattr(store.TraceWriter, "_index_block", counting)
-    path = str(tmp_path / "forget.ttrace")
-    step = _trainer(4)
-    step()
-    with tt.record(path, values="none"):
-        for _ in range(200):
-            step()
-    con = sqlite3.connect(path)
-    parts: dict[int, list[tuple[int, int]]] = {}
-    for run, n, pos in con.execute("SELECT run, n, run_pos FROM block_runs ORDER BY block"):
-        parts.setdefault(run, []).append((n, pos))
-    con.close()
+    path = _recorded_steps(str(tmp_path / "forget.ttrace"), 200)
+    parts = _block_parts(path)
     cut = sum(len(p) > 1 for p in parts.values())  # runs that span blocks
     assert cut > 30
-    for run, p in parts.items():  # each block's part starts where the run's earlier parts end
-        assert [pos for _, pos in p] == [sum(n for n, _ in p[:i]) for i in range(len(p))], run
     with tt.trace.open(path) as tr:
         runs = [r for r in tr.runs() if r.n_events]
         assert len(runs) == 200 and tr.count() == sum(r.n_events for r in runs)
@@ -361,22 +377,9 @@ def test_a_runs_events_are_found_from_any_position_across_blocks(tmp_path, monke
     monkeypatch.setattr(store, "RUN_POS_KEPT", kept)
     monkeypatch.setattr(store, "BLOCK", 50)  # (small blocks: most steps span two)
     monkeypatch.setenv("TRACETENSOR_WRITER", "thread")  # (the writer patched here: in this process)
-    path = str(tmp_path / "pos.ttrace")
-    step = _trainer(3)
-    step()
-    with tt.record(path, values="none"):
-        for i in range(60):
-            step()
-            if i % 20 == 19:
-                time.sleep(2 * FLUSH_S)  # (batches end mid-run too)
-    con = sqlite3.connect(path)
-    parts: dict[int, list[tuple[int, int]]] = {}
-    for run, n, pos in con.execute("SELECT run, n, run_pos FROM block_runs ORDER BY block"):
-        parts.setdefault(run, []).append((n, pos))
-    con.close()
+    path = _recorded_steps(str(tmp_path / "pos.ttrace"), 60, pause_every=20)  # (batches end mid-run too)
+    parts = _block_parts(path)
     assert sum(len(p) > 1 for p in parts.values()) > 10  # (many steps span blocks)
-    for run, p in parts.items():  # each block's part starts where the run's earlier parts end
-        assert [pos for _, pos in p] == [sum(n for n, _ in p[:i]) for i in range(len(p))], run
     with tt.trace.open(path) as tr:
         runs = [r.run for r in tr.runs() if r.n_events]
         assert len(runs) >= 60

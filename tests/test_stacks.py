@@ -325,3 +325,29 @@ def test_a_held_stack_is_its_own_threads():
         finally:
             release(outer)
         assert got[0] is not outer[2] and got[0][0].name == "other"
+
+
+def test_a_hold_never_released_leaves_a_stale_stack_not_a_dangling_one():
+    """A hold whose release never comes (a KeyboardInterrupt between `hold()` and the caller's
+    `try`): the held stack and frame stay alive where they are kept (the C path's own
+    references), and later captures are whole: the stale frame is not on the stack."""
+    import gc
+
+    from tracetensor import _source
+
+    def held_then_dropped() -> None:
+        _source.hold()  # (what it returned is dropped: no release)
+
+    try:
+        held_then_dropped()
+        gc.collect()
+        junk = [tuple(range(i % 50)) for i in range(20_000)]  # (freed memory taken again)
+        here = _source.stack_here()
+        assert here[0].name == "test_a_hold_never_released_leaves_a_stale_stack_not_a_dangling_one"
+        outer = _source.hold()
+        assert _source.stack_here() is outer[2]
+        _source.release(outer)
+        assert len(junk) == 20_000
+    finally:
+        _source.release((None, None, ()))  # (nothing held, as before the test)
+        _source.release_py((None, None, ()))

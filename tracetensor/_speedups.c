@@ -1097,11 +1097,29 @@ static PyObject *setup(PyObject *self, PyObject *args) {
 static PyObject *g_internal_cache, *g_is_internal, *g_frames, *g_chains, *g_walk, *g_empty;
 /* The stack a framework call holds and that call's frame (`_source._Held`), per thread, in C
  * thread-specific storage: an attribute of a threading.local costs about 45 ns to read or
- * set, and a hold with its release took seven (a small MLP's step holds four times). The
- * pointers are borrowed: what `hold` returned (`outer`: the previous pair and the stack it
- * set) keeps both alive until its `release`, and the frame is the holding call's, running
- * until then. NULL: nothing held. */
+ * set, and a hold with its release took seven (a small MLP's step holds four times). Each
+ * slot owns a reference (NULL: nothing held), as the threading.local did: a release that never
+ * comes (a KeyboardInterrupt between `hold()` and the caller's `try`) leaves a stale pair, not
+ * a dangling one. */
 static Py_tss_t g_held_stack = Py_tss_NEEDS_INIT, g_held_frame = Py_tss_NEEDS_INIT;
+
+/* the held pair := (st, fr), new references taken (NULL or None: nothing); 0, or -1 with an error */
+static int set_held(PyObject *st, PyObject *fr) {
+    PyObject *old_st = (PyObject *)PyThread_tss_get(&g_held_stack), *old_fr = (PyObject *)PyThread_tss_get(&g_held_frame);
+    st = st == Py_None ? NULL : st;
+    fr = fr == Py_None ? NULL : fr;
+    if (PyThread_tss_set(&g_held_stack, st) != 0 || PyThread_tss_set(&g_held_frame, fr) != 0) {
+        PyThread_tss_set(&g_held_stack, old_st);
+        PyThread_tss_set(&g_held_frame, old_fr);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_XINCREF(st);
+    Py_XINCREF(fr);
+    Py_XDECREF(old_st);
+    Py_XDECREF(old_fr);
+    return 0;
+}
 static PyObject *s_stack, *s_frame, *s_run_code, *s_runpy;
 
 /* 1: a framework code's frame (skipped), 0: the user's, -1: error */
@@ -1339,13 +1357,10 @@ static PyObject *hold(PyObject *self, PyObject *unused) {
         return NULL;
     PyObject *outer = PyTuple_Pack(3, st != NULL ? st : Py_None, fr != NULL ? fr : Py_None, now);
     Py_DECREF(now);
-    if (outer == NULL)
-        return NULL;
     /* (the holding call's frame: the Python code that called this) */
-    if (PyThread_tss_set(&g_held_stack, PyTuple_GET_ITEM(outer, 2)) != 0 ||
-        PyThread_tss_set(&g_held_frame, PyEval_GetFrame()) != 0) {
-        Py_DECREF(outer);
-        return PyErr_NoMemory();
+    if (outer == NULL || set_held(PyTuple_GET_ITEM(outer, 2), (PyObject *)PyEval_GetFrame()) < 0) {
+        Py_XDECREF(outer);
+        return NULL;
     }
     return outer;
 }
@@ -1355,10 +1370,8 @@ static PyObject *release(PyObject *self, PyObject *outer) {
         PyErr_SetString(PyExc_TypeError, "release(outer): what hold() returned");
         return NULL;
     }
-    PyObject *st = PyTuple_GET_ITEM(outer, 0), *fr = PyTuple_GET_ITEM(outer, 1);
-    if (PyThread_tss_set(&g_held_stack, st != Py_None ? st : NULL) != 0 ||
-        PyThread_tss_set(&g_held_frame, fr != Py_None ? fr : NULL) != 0)
-        return PyErr_NoMemory();
+    if (set_held(PyTuple_GET_ITEM(outer, 0), PyTuple_GET_ITEM(outer, 1)) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -220,16 +220,21 @@ class profile:
 
     def step(self) -> None:
         """Ends step `step_num` and starts the next one (call it at the end of each step)."""
-        self._steps_marked = True
+        if not self._steps_marked:
+            self._steps_marked = True
+            self._unhook()  # (marked steps fold here: nothing to do where an eager step ends)
         ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
-        self._end_step()
+        if self._run is not None:  # (`_end_step`, inline: this runs every step)
+            ev._run_end(self._run, None)
+            self._run = None
         if len(self._buf) >= _FOLD_EVERY and not _OPEN_RANGES[0] and prev is not ProfilerAction.RECORD_AND_SAVE:
             self._fold()
         self.step_num += 1
         if prev is ProfilerAction.RECORD and self.schedule is _always_record and self._listener is not None:
-            # (no schedule: the next step records as this one did; its run is all there is to begin)
-            self._run = ev.begin_run("step", name=f"ProfilerStep#{self.step_num}")
+            # (no schedule: the next step records as this one did; its run is all there is to begin:
+            # `begin_run`, inline, whose reset of the op names `ev.step()` above made already)
+            self._run = ev._start("step", "eager", f"ProfilerStep#{self.step_num}", (), (), None, 0)
             return
         if prev is ProfilerAction.RECORD_AND_SAVE:
             self._unsubscribe()
@@ -275,14 +280,18 @@ class profile:
             raw=True,
             names=self.record_shapes or self.with_modules,  # input shapes are found by input names
         )
-        ev.STEP_HOOKS.append(self._step_ended)
+        if not self._steps_marked:
+            ev.STEP_HOOKS.append(self._step_ended)
 
     def _unsubscribe(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-            if self._step_ended in ev.STEP_HOOKS:
-                ev.STEP_HOOKS.remove(self._step_ended)
+            self._unhook()
+
+    def _unhook(self) -> None:
+        if self._step_ended in ev.STEP_HOOKS:
+            ev.STEP_HOOKS.remove(self._step_ended)
 
     def _step_ended(self) -> None:
         """An eager step ended (`optimizer.step()`, an inference batch: events.STEP_HOOKS) in a

@@ -225,9 +225,7 @@ class profile:
             self._unhook()  # (marked steps fold here: nothing to do where an eager step ends)
         ev.step()  # an eager step begun outside the profiler's window ends here too
         prev = self._action
-        if self._run is not None:  # (`_end_step`, inline: this runs every step)
-            ev._run_end(self._run, None)
-            self._run = None
+        self._end_step()
         if len(self._buf) >= _FOLD_EVERY and not _OPEN_RANGES[0] and prev is not ProfilerAction.RECORD_AND_SAVE:
             self._fold()
         self.step_num += 1

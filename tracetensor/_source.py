@@ -112,7 +112,8 @@ class _Held(threading.local):
     """A user stack held by an enclosing framework call (a library layer's forward, an
     optimizer's updates) and that call's frame: an op whose frames up to that one are all
     the framework's would find the same user frames again, so one capture serves them all.
-    (An op under user code the call runs, a callable it was given, captures its own.)"""
+    (An op under user code the call runs, a callable it was given, captures its own.) The
+    Python path's: the C accelerator keeps the same pair in C, per thread (_speedups.c)."""
 
     stack: tuple[Frame, ...] | None = None
     frame: object = None
@@ -177,5 +178,5 @@ if not os.environ.get("TRACETENSOR_PURE"):
     except ImportError:
         pass
     else:
-        setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk)  # (HELD: kept in C, per thread)
+        setup_stacks(_internal_cache, _is_internal, _frames, _chains, _walk)
         user_frames, stack_here, hold, release = _user_frames_c, _stack_here_c, _hold_c, _release_c

@@ -1120,7 +1120,7 @@ static int set_held(PyObject *st, PyObject *fr) {
     Py_XDECREF(old_fr);
     return 0;
 }
-static PyObject *s_stack, *s_frame, *s_run_code, *s_runpy;
+static PyObject *s_run_code, *s_runpy;
 
 /* 1: a framework code's frame (skipped), 0: the user's, -1: error */
 static int is_internal_code(PyCodeObject *co) {
@@ -2891,10 +2891,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     s_dtype = PyUnicode_InternFromString("dtype");
     s_nbytes = PyUnicode_InternFromString("nbytes");
 #if PY_VERSION_HEX >= 0x030B0000
-    s_stack = PyUnicode_InternFromString("stack");
-    s_frame = PyUnicode_InternFromString("frame");
     g_empty = PyTuple_New(0);
-    if (!s_stack || !s_frame || !g_empty)
+    if (!g_empty)
         return NULL;
 #endif
     if (!s_outputs || !s_listeners || !s_lean || !s_checked || !s_stacks || !s_run || !s_callback || !s_error || !s_shape || !s_dtype || !s_nbytes)

@@ -217,6 +217,40 @@ def _v3_block(data: bytes, n: int, m: int, t0: int) -> bytes:
     return bytes((3,)) + bytes(widths) + zlib.compress(payload, 1)
 
 
+def _unpack_run_packs(con: sqlite3.Connection) -> None:
+    """A version-6 file's run packs as the `runs` rows version 5 wrote (its version is the
+    caller's to set)."""
+    cols = "run, mode, kind, name, fetches, feeds, graph, thread, error, start_ns, wall_ns, end_ns, loss, n_events"
+    for n, mode, kind, name, fetches, feeds, graph, thread, error, data in con.execute(
+        "SELECT n, mode, kind, name, fetches, feeds, graph, thread, error, data FROM run_packs"
+    ).fetchall():
+        con.executemany(
+            f"INSERT INTO runs({cols}, nonfinite, block) VALUES ({','.join('?' * 16)})",
+            [
+                (
+                    r,
+                    mode,
+                    kind,
+                    name,
+                    fetches,
+                    feeds,
+                    graph,
+                    thread,
+                    error,
+                    t0,
+                    wall,
+                    t1,
+                    store._loss(loss),
+                    k,
+                    bad,
+                    blk,
+                )
+                for r, t0, wall, t1, loss, k, bad, blk in store.unpack_runs(data, n)
+            ],
+        )
+    con.execute("DELETE FROM run_packs")
+
+
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("values", ["none", "summary"])
 def test_a_file_of_a_previous_format_version_reads_back_the_same(tmp_path, values, version):
@@ -230,6 +264,7 @@ def test_a_file_of_a_previous_format_version_reads_back_the_same(tmp_path, value
         before, t0, runs = t.events(), t.t0, t.runs()
     con = sqlite3.connect(path)
     with con:
+        _unpack_run_packs(con)
         rows = con.execute("SELECT id, data, n, m FROM blocks").fetchall()
         assert len(rows) > 1
         for bid, data, n, m in rows:
@@ -405,35 +440,43 @@ def _nan_steps(path: str, values: str = "check") -> None:
             opt.step()
 
 
-def test_a_step_in_one_block_has_it_in_its_runs_row_and_reads_the_same(tmp_path):
-    """Version 5: a whole run in one block (a training loop's step) keeps that block in its
-    `runs` row, with no block_runs row; its events, its non-finite ones and reading from a
-    position find it as before."""
-    path = str(tmp_path / "v5.ttrace")
+def test_a_loops_steps_are_packed_and_read_the_same(tmp_path):
+    """Version 6: a training loop's steps (whole runs, alike) are `run_packs` rows, not
+    `runs` rows; each keeps its one block there. Its runs, their events, its non-finite ones
+    and reading from a position find them as before."""
+    path = str(tmp_path / "v6.ttrace")
     _nan_steps(path)
     con = sqlite3.connect(path)
-    n_runs, with_block = con.execute("SELECT count(*), count(block) FROM runs WHERE n_events > 0").fetchone()
-    n_rows = con.execute("SELECT count(*) FROM block_runs").fetchone()[0]
+    packed = con.execute("SELECT coalesce(sum(n), 0) FROM run_packs").fetchone()[0]
+    rows = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    n_block_runs = con.execute("SELECT count(*) FROM block_runs").fetchone()[0]
     con.close()
-    assert with_block >= n_runs - 1 and n_rows <= 1  # (the first run may hold the set-up's ops too)
+    assert packed >= 38 and rows <= 2 and n_block_runs <= 1  # (the first run may hold the set-up's ops too)
     with tt.trace.open(path) as t:
-        assert t.version == store.VERSION == 5
+        assert t.version == store.VERSION == 6
         runs = [r for r in t.runs() if r.n_events]
+        assert len(runs) == 40 and [r.run for r in runs] == sorted(r.run for r in runs)
+        assert all(r.kind == "step" and r.end_ns > r.start_ns and r.loss is not None for r in runs)
+        assert t.count() == sum(r.n_events for r in runs) == len(t.events())
         bad = [r for r in runs if r.nonfinite]
-        assert len(bad) == 1
+        assert len(bad) == 1 and t.run_ids(nonfinite=True) == [bad[0].run]
         run = bad[0].run
+        assert t.run_info(run) == bad[0] and t.count(run) == bad[0].n_events
         evs = t.events(run=run)
         assert len(evs) == bad[0].n_events and all(e.run == run for e in evs)
         first = t.first_nonfinite(run)
         assert first is not None and first.run == run and first.name.endswith("log")
         assert [e.seq for e in t.iter_nonfinite(run)] == sorted(t.nonfinite_counts(run))
         assert repr(list(t.iter_events(run, start=3))) == repr(evs[3:])  # (repr: NaN summaries)
+        assert len(t.run_starts()) == len(t.runs())
 
 
-def test_a_version_4_file_with_block_runs_rows_reads_the_same(tmp_path):
-    """A file as version 4 wrote it (every run's blocks in block_runs, no runs.block) reads
-    back the same events, runs and non-finite ones."""
-    path = str(tmp_path / "v4.ttrace")
+@pytest.mark.parametrize("version", [5, 4])
+def test_a_file_of_version_5_or_4_reads_the_same(tmp_path, version):
+    """A file as version 5 wrote it (a `runs` row per run, a run's one block in it) and as
+    version 4 did (every run's blocks in block_runs) reads back the same events, runs and
+    non-finite ones."""
+    path = str(tmp_path / "v.ttrace")
     _nan_steps(path)
     with tt.trace.open(path) as t:
         runs = t.runs()
@@ -441,14 +484,91 @@ def test_a_version_4_file_with_block_runs_rows_reads_the_same(tmp_path):
         bad = {r.run: (t.first_nonfinite(r.run), t.nonfinite_counts(r.run)) for r in runs if r.nonfinite}
     con = sqlite3.connect(path)
     with con:
-        con.execute(
-            "INSERT INTO block_runs SELECT run, block, n_events, 0, nonfinite FROM runs WHERE block IS NOT NULL"
-        )
-        con.execute("UPDATE runs SET block = NULL")
-        con.execute("UPDATE meta SET value = '4' WHERE key = 'version'")
+        _unpack_run_packs(con)
+        if version == 4:
+            con.execute(
+                "INSERT INTO block_runs SELECT run, block, n_events, 0, nonfinite FROM runs WHERE block IS NOT NULL"
+            )
+            con.execute("UPDATE runs SET block = NULL")
+        con.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
     con.close()
     with tt.trace.open(path) as t:
-        assert t.version == 4 and repr(t.runs()) == repr(runs)  # (repr: a NaN loss is not equal to itself)
+        assert t.version == version and repr(t.runs()) == repr(runs)  # (repr: a NaN loss is not equal to itself)
         # (repr: a NaN loss or summary is not equal to itself)
         assert repr({r.run: t.events(run=r.run) for r in runs}) == repr(want)
         assert repr({r: (t.first_nonfinite(r), t.nonfinite_counts(r)) for r in bad}) == repr(bad)
+        assert t.count() == sum(r.n_events for r in runs)
+
+
+def test_run_packs_survive_their_extremes():
+    """Runs far apart, hours between them, no loss, a NaN or infinite loss, no block and
+    blocks far apart, one run alone: each column reads back exactly."""
+    rng = np.random.default_rng(1)
+    n = 500
+    run = np.sort(rng.choice(2**40, n, replace=False)).tolist()
+    start = (10**15 + np.cumsum(rng.integers(0, 4 * 3600 * 10**9, n))).tolist()
+    wall = (1_790_000_000 * 10**9 + np.cumsum(rng.integers(0, 10**12, n))).tolist()
+    end = [s + int(d) for s, d in zip(start, rng.integers(0, 2**40, n))]
+    loss = [None if k % 5 == 0 else float(x) for k, x in enumerate(rng.standard_normal(n))]
+    loss[3], loss[7], loss[9] = "nan", float("inf"), -0.0  # (a NaN loss comes as the text "nan")
+    nev = rng.integers(0, 2**31, n).tolist()
+    bad = rng.integers(0, 3, n).tolist()
+    blk = [None if k % 3 == 0 else int(b) for k, b in enumerate(rng.integers(1, 2**35, n))]
+    rows = list(zip(run, start, wall, end, loss, nev, bad, blk))
+    for part in (rows, rows[:1]):
+        got = store.unpack_runs(store.pack_runs(part), len(part))
+        assert repr(got) == repr([(*r[:4], float("nan") if r[4] == "nan" else r[4], *r[5:]) for r in part])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "short", "bomb", "count"])
+def test_a_damaged_run_pack_is_one_clear_error(tmp_path, damage):
+    """A run pack that does not inflate, inflates to other than its header says (a zlib bomb
+    among them) or holds another number of runs: TraceFileError naming the file and the pack."""
+    path = str(tmp_path / "d.ttrace")
+    _nan_steps(path, "none")
+    con = sqlite3.connect(path)
+    with con:
+        pid, n, data = con.execute("SELECT id, n, data FROM run_packs ORDER BY id LIMIT 1").fetchone()
+        if damage == "garbage":
+            data = data[:10] + b"\x00" * 40
+        elif damage == "short":
+            data = data[:-3]
+        elif damage == "bomb":
+            data = bytes((1,)) + bytes([8] * 9) + zlib.compress(b"\x00" * (1 << 24), 9)
+        else:
+            con.execute("UPDATE run_packs SET n = ? WHERE id = ?", (n + 1, pid))
+        con.execute("UPDATE run_packs SET data = ? WHERE id = ?", (data, pid))
+    con.close()
+    with tt.trace.open(path) as t:
+        with pytest.raises(tt.trace.TraceFileError, match=f"{path}.*run pack {pid}"):
+            t.runs()
+
+
+def test_a_reader_open_while_a_loop_is_recorded_sees_the_steps_packed_since(tmp_path):
+    """One reader, opened while the file is recorded, finds the runs packed after it read
+    the first ones (it unpacks what came since at each query)."""
+    path = str(tmp_path / "live.ttrace")
+    step = _trainer(2)
+    step()
+
+    def wait_for(t: tt.trace.Trace, n: int) -> list:
+        deadline = time.time() + 10
+        while len(t.runs()) < n and time.time() < deadline:
+            time.sleep(0.05)
+        return t.runs()
+
+    with tt.record(path, values="none") as rec:
+        for _ in range(20):
+            step()
+        rec._wake.set()
+        with tt.trace.open(path) as t:
+            first = wait_for(t, 20)
+            for _ in range(20):
+                step()
+            rec._wake.set()
+            runs = wait_for(t, 40)
+            assert len(first) == 20 and len(runs) == 40 and runs[:20] == first
+            assert t.count() == sum(r.n_events for r in runs) > 0 and not t.complete
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*), sum(n) FROM run_packs").fetchone() == (2, 40)
+    con.close()

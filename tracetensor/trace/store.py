@@ -11,6 +11,10 @@ Indexes over blocks answer "events of run N" (`block_runs`, `RUN_BLOCKS`), "even
 times) and "the first non-finite tensor": each block (and each run's part of it) stores
 the seq of its first event with a NaN/inf output, under a partial index, and each event
 its non-finite count.
+A training loop's steps (runs) are stored the same way: whole runs that share their mode,
+name, thread and so on are packed, their per-run columns compressed, in `run_packs` rows
+(a `runs` row was 60% of a small step's file); the reader unpacks them into a table of its
+own (`packed_runs`), read beside `runs`.
 Tensors are `.npy` bytes in `tensors`, kept within a byte budget (oldest deleted first,
 each deletion logged in `dropped`).
 """
@@ -44,13 +48,17 @@ from ..errors import SerializationError
 from .base import NOT_RECORDED, RunInfo, Trace, op_pattern, output_name
 
 FORMAT = "tracetensor-trace"
-VERSION = 5  # bump on any schema change; readers refuse files newer than they know
+VERSION = 6  # bump on any schema change; readers refuse files newer than they know
 # version 2: runs.loss and runs.nonfinite (read as NULL / 0 from version-1 files)
 # version 3: blocks store each column in the fewest bytes that hold it (see `_pack`)
 # version 4: blocks store summary counts that way too, and summary floats by byte plane;
 #   runs.loss holds the float itself ("nan" for a NaN), not its repr
 # version 5: a run whose events lie in one block, written in one batch (a step of a training
 #   loop), has that block in runs.block and no block_runs row; `RUN_BLOCKS` reads both
+# version 6: whole runs written in one batch that share (mode, kind, name, fetches, feeds,
+#   graph, thread, error), eight or more, are one `run_packs` row (see `pack_runs`), not
+#   `runs` rows: a step's row was about 80 bytes of a small MLP's 130-byte step, and a third
+#   of the writer's time
 # most events in one block: a recording hands its queue over every 8,192 events, one block each
 # (a block's indexing and packing cost about the same at 2,048 events as at 8,192: 4x the
 # blocks cost the writer 1.3 us more a step of a small MLP)
@@ -60,6 +68,8 @@ BLOCK = 8192
 # one it forgot is new). It asked for every run after that: past 100,000 steps of a small MLP,
 # 1-2 us more a step of the writer's CPU, and 100,000 counts held, 10 MB of its memory
 RUN_POS_KEPT = 20_000
+# fewest whole, alike runs of a batch that are packed (fewer: `runs` rows, about as small)
+PACK_MIN = 8
 APPLICATION_ID = 0x74747263  # "ttrc", in the SQLite header: marks the file as a trace
 # small pages: a short recording's file is mostly its tables' first pages (30 of them, one
 # each), and event blocks are blobs of a few KB that span pages as well at any size
@@ -71,6 +81,8 @@ CREATE TABLE runs(run INTEGER PRIMARY KEY, mode TEXT, kind TEXT, name TEXT, fetc
                   graph INTEGER, start_ns INTEGER, wall_ns INTEGER, thread INTEGER, end_ns INTEGER,
                   error TEXT, n_events INTEGER NOT NULL DEFAULT 0, loss,
                   nonfinite INTEGER NOT NULL DEFAULT 0, block INTEGER);
+CREATE TABLE run_packs(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, mode TEXT, kind TEXT, name TEXT,
+                       fetches TEXT, feeds TEXT, graph INTEGER, thread INTEGER, error TEXT, data BLOB NOT NULL);
 CREATE TABLE ops(id INTEGER PRIMARY KEY, op TEXT NOT NULL UNIQUE);
 CREATE TABLE stacks(id INTEGER PRIMARY KEY, frames TEXT NOT NULL);
 CREATE TABLE sigs(id INTEGER PRIMARY KEY, op INTEGER NOT NULL, name TEXT NOT NULL, mode TEXT, phase TEXT,
@@ -103,6 +115,15 @@ CREATE INDEX ranges_run ON ranges(run);
 CREATE TABLE sources(filename TEXT PRIMARY KEY, text TEXT NOT NULL);
 """
 
+_RUN_COLUMNS = (
+    "run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread, end_ns, error, n_events, loss,"
+    " nonfinite, block"
+)
+# the packed runs as `runs` rows (a reader's `packed_runs` and the packs' shared columns)
+_PACKED_RUNS = (
+    "SELECT p.run, k.mode, k.kind, k.name, k.fetches, k.feeds, k.graph, p.start_ns, p.wall_ns, k.thread, p.end_ns,"
+    " k.error, p.n_events, p.loss, p.nonfinite, p.block FROM packed_runs p JOIN run_packs k ON k.id = p.pack"
+)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # each run's blocks (block, events of the run in it, where they start in the run, non-finite
 # ones), from version 5: block_runs rows, and a run's one block in its runs row. (A subquery,
@@ -533,6 +554,93 @@ def _widened(raw: bytes, off: int, n: int, w: int, lo: int) -> tuple[np.ndarray,
     return u.view(np.int64), off + n * w
 
 
+# a run pack's columns (int64 each): run, start_ns, wall_ns, end_ns - start_ns, n_events,
+# nonfinite, block (-1: NULL), whether the loss is None, and the loss's float64 bits
+_RUN_PACK_TAG = 1
+_RUN_PACK_DELTA = (True, True, True, False, False, False, True, False, False)
+_RUN_PACK_MAX = 1 << 20  # runs in one pack, at most (a batch holds far fewer)
+
+
+def pack_runs(rows: list[tuple]) -> bytes:
+    """Whole runs' (run, start_ns, wall_ns, end_ns, loss, n_events, nonfinite, block), the
+    columns that differ between the alike runs of a `run_packs` row -> its data: the tag and
+    one width per column, then deflated: each column's first value and base (int64 pairs),
+    then the column as offsets from its base in that many bytes (`_narrowed`, as event
+    blocks store theirs). Run, start, wall clock and block are stored as deltas, the end as
+    the run's duration: a step's 60-odd bytes shrink to about ten."""
+    run, start, wall, end, loss, n, bad, blk = zip(*rows)
+    start_a = np.array(start, np.int64)
+    # (a NaN loss comes as the text "nan", as the runs table keeps it: see _loss)
+    losses = [0.0 if x is None else float(x) for x in loss]
+    cols = (
+        np.array(run, np.int64),
+        start_a,
+        np.array(wall, np.int64),
+        np.array(end, np.int64) - start_a,
+        np.array(n, np.int64),
+        np.array(bad, np.int64),
+        np.array([-1 if b is None else b for b in blk], np.int64),
+        np.array([x is None for x in loss], np.int64),
+        np.array(losses, np.float64).view(np.int64),
+    )
+    heads, parts, widths = [], [], bytearray()
+    for a, delta in zip(cols, _RUN_PACK_DELTA):
+        first = int(a[0])
+        if delta:
+            a = np.diff(a, prepend=a[:1])
+        lo, w = _narrowed(a, parts)
+        heads += (first, lo)
+        widths.append(w)
+    deflated = zlib.compress(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
+    return bytes((_RUN_PACK_TAG,)) + bytes(widths) + deflated
+
+
+def unpack_runs(data: bytes, n: int) -> list[tuple]:
+    """A `run_packs` row's data (n runs) -> per run (run, start_ns, wall_ns, end_ns, loss,
+    n_events, nonfinite, block), the loss a float or None, the block an int or None.
+    Damaged data raises ValueError (a zlib bomb among it: see `unpack_block`)."""
+    if not isinstance(data, bytes) or not isinstance(n, int) or not 0 < n <= _RUN_PACK_MAX:
+        raise ValueError(f"bad run pack row (n={n!r}, data of type {type(data).__name__})")
+    ncols = len(_RUN_PACK_DELTA)
+    if len(data) < 1 + ncols or data[0] != _RUN_PACK_TAG:
+        raise ValueError("not a run pack this version knows")
+    widths = data[1 : 1 + ncols]
+    if any(w not in _UINT and w != 0 for w in widths):
+        raise ValueError(f"bad column widths {list(widths)}")
+    want = 16 * ncols + n * sum(widths)
+    body = data[1 + ncols :]
+    if want > 1040 * max(len(body), 1024):
+        raise ValueError(f"header says {want} bytes, far more than {len(body)} compressed bytes can hold")
+    z = zlib.decompressobj()
+    raw = z.decompress(body, want + 1)
+    if len(raw) != want or z.unconsumed_tail or not z.eof:
+        raise ValueError(f"run pack inflates to {len(raw)} bytes, its header says {want}")
+    heads = np.frombuffer(raw, np.int64, 2 * ncols).tolist()
+    off = 16 * ncols
+    cols = []
+    for k, (w, delta) in enumerate(zip(widths, _RUN_PACK_DELTA)):
+        first, lo = heads[2 * k], heads[2 * k + 1]
+        a, off = _widened(raw, off, n, w, lo)
+        if delta:
+            a = np.cumsum(a) + first  # (the first delta is 0)
+        cols.append(a)
+    run, start, wall, dur, nev, bad, blk, no_loss, loss = cols
+    losses = [None if x else v for x, v in zip(no_loss.tolist(), loss.view(np.float64).tolist())]
+    blocks = [None if b < 0 else b for b in blk.tolist()]
+    return list(
+        zip(
+            run.tolist(),
+            start.tolist(),
+            wall.tolist(),
+            (start + dur).tolist(),
+            losses,
+            nev.tolist(),
+            bad.tolist(),
+            blocks,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- writer
 
 
@@ -925,7 +1033,10 @@ class TraceWriter:
                     in_one.add(r)
             if len(alike) * 8 <= len(whole):
                 for key, rows in alike.items():
-                    _insert_alike_runs(self.db, key, rows)
+                    if len(rows) >= PACK_MIN:  # (a loop's steps: one packed row, see pack_runs)
+                        _insert_run_packs(self.db, key, rows)
+                    else:
+                        _insert_alike_runs(self.db, key, rows)
             else:  # runs that share little (a name per step, say): whole rows, many to a statement
                 groups[(True, True, True)] = [
                     (r, mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, t0, wall, th, t1, er, loss, n, bad, blk)
@@ -1256,6 +1367,30 @@ def _insert_alike_runs(db: sqlite3.Connection, shared: tuple, rows: list[tuple])
         db.execute(_ALIKE_HEAD + values + _ALIKE_TAIL, head + [v for r in chunk for v in r])
 
 
+def _insert_run_packs(db: sqlite3.Connection, shared: tuple, rows: list[tuple]) -> None:
+    """Whole runs that share (mode, kind, name, fetches, feeds, graph, thread, error) as
+    `run_packs` rows (see `pack_runs`; `rows` as `_insert_alike_runs` takes them)."""
+    mode, kind, name, fetches, feeds, graph, thread, error = shared
+    for k in range(0, len(rows), _RUN_PACK_MAX):
+        chunk = rows[k : k + _RUN_PACK_MAX]
+        db.execute(
+            "INSERT INTO run_packs(n, mode, kind, name, fetches, feeds, graph, thread, error, data)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                len(chunk),
+                mode,
+                kind,
+                name,
+                _json_tuple(fetches),
+                _json_tuple(feeds),
+                graph,
+                thread,
+                error,
+                pack_runs(chunk),
+            ),
+        )
+
+
 def _insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
     """`executemany(head + " VALUES (?, ...)" + tail, rows)` as a few statements of many rows
     each: the sqlite3 module lets go of the GIL at every step, and the writer wins it back
@@ -1529,6 +1664,24 @@ class SqliteTrace(Trace):
         self.version = version
         # a run's blocks: block_runs rows, and from version 5 a run's one block in its runs row
         self._run_blocks = RUN_BLOCKS if version >= 5 else "block_runs"
+        # the runs: from version 6, `runs` rows and those `run_packs` holds, which this reader
+        # unpacks into a table of its own as it first needs them (and, while the file is
+        # being recorded, the packs that came since; see _q)
+        self._runs_from = "runs"
+        self._pack_id: int | None = None  # the last pack unpacked (None: none to read)
+        if version >= 6:
+            # what differs from run to run, beside its pack's row (which holds what the pack's
+            # runs share). run INTEGER PRIMARY KEY: the rowid, rows come in order at its end
+            self._db.execute(
+                "CREATE TEMP TABLE packed_runs(run INTEGER PRIMARY KEY, pack INTEGER, start_ns, wall_ns, end_ns,"
+                " loss, n_events, nonfinite, block)"
+            )
+            self._runs_from = f"(SELECT {_RUN_COLUMNS} FROM main.runs UNION ALL {_PACKED_RUNS})"
+            self._run_blocks = (
+                "(SELECT run, block, n, run_pos, nonfinite FROM block_runs UNION ALL SELECT run, block,"
+                f" n_events, 0, nonfinite FROM {self._runs_from} WHERE block IS NOT NULL)"
+            )
+            self._pack_id = 0
         try:
             self.t0 = int(self._meta["t0"])
         except (KeyError, ValueError, TypeError):
@@ -1548,9 +1701,34 @@ class SqliteTrace(Trace):
     def _q(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         with self._lock:
             try:
+                if self._pack_id is not None and "packed_runs" in sql:  # (every query of the runs)
+                    self._unpack_runs()
                 return self._db.execute(sql, params).fetchall()
             except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (text SQLite cannot decode)
                 raise TraceFileError(self.path, f"is corrupt or truncated ({e})") from None
+
+    def _unpack_runs(self) -> None:
+        """The run packs written since the last call, into this reader's `packed_runs`."""
+        db = self._db
+        packs = db.execute("SELECT id, n, data FROM run_packs WHERE id > ? ORDER BY id", (self._pack_id,))
+        db.execute("BEGIN")  # (one transaction: a statement's own costs a run about 1 us more)
+        try:
+            last = self._pack_id
+            while chunk := packs.fetchmany(64):  # (a few thousand runs at a time: little memory)
+                rows = []
+                for pid, n, data in chunk:
+                    try:
+                        runs = unpack_runs(data, n)
+                    except _DAMAGE as e:
+                        raise TraceFileError(self.path, f"is corrupt (run pack {pid}: {e})") from None
+                    rows += [(r, pid, t0, w, t1, _loss(loss), k, bad, b) for r, t0, w, t1, loss, k, bad, b in runs]
+                    last = pid
+                _insert_rows(db, "INSERT OR REPLACE INTO packed_runs", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._pack_id = None if self._closed_file else last  # (a finished file's packs are all read now)
 
     def meta(self) -> dict[str, str]:
         """The file's meta table: format, version, values level, pid, clock base, complete ..."""
@@ -1756,7 +1934,7 @@ class SqliteTrace(Trace):
         if nonfinite and self.version < 2:
             return super().run_ids(nonfinite=nonfinite)
         where = " WHERE nonfinite > 0" if nonfinite else ""
-        return [r[0] for r in self._q(f"SELECT run FROM runs{where} ORDER BY run")]
+        return [r[0] for r in self._q(f"SELECT run FROM {self._runs_from}{where} ORDER BY run")]
 
     def run_infos(self, ids: list[int]) -> list[RunInfo]:
         if self._runs is not None or len(ids) > 500:
@@ -1777,7 +1955,7 @@ class SqliteTrace(Trace):
         extra = "loss, nonfinite" if self.version >= 2 else "NULL, 0"
         for run, mode, kind, name, fetches, feeds, graph, start, wall, end, error, n, loss, bad in self._q(
             "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, end_ns, error, n_events,"
-            f" {extra} FROM runs {where}",
+            f" {extra} FROM {self._runs_from} {where}",
             params,
         ):
             _check_ints("the runs table", run, graph, start, wall, end, n)
@@ -1807,8 +1985,8 @@ class SqliteTrace(Trace):
         return [
             ev.RunStart(run, mode, kind, name, _tuple(fe), _tuple(fd), graph, start, thread, wall)
             for run, mode, kind, name, fe, fd, graph, start, wall, thread in self._q(
-                "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread FROM runs"
-                " WHERE thread IS NOT NULL ORDER BY run"
+                "SELECT run, mode, kind, name, fetches, feeds, graph, start_ns, wall_ns, thread"
+                f" FROM {self._runs_from} WHERE thread IS NOT NULL ORDER BY run"
             )
         ]
 
@@ -1867,8 +2045,8 @@ class SqliteTrace(Trace):
     @_reads("the runs table")
     def count(self, run: int | None = None) -> int:
         if run is None:
-            return int(self._q("SELECT coalesce(sum(n_events), 0) FROM runs")[0][0])
-        r = self._q("SELECT n_events FROM runs WHERE run = ?", (run,))
+            return int(self._q(f"SELECT coalesce(sum(n_events), 0) FROM {self._runs_from}")[0][0])
+        r = self._q(f"SELECT n_events FROM {self._runs_from} WHERE run = ?", (run,))
         return int(r[0][0]) if r else 0
 
     @_reads("an event block")

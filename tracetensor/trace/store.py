@@ -1711,10 +1711,15 @@ class SqliteTrace(Trace):
         """The run packs written since the last call, into this reader's `packed_runs`."""
         db = self._db
         packs = db.execute("SELECT id, n, data FROM run_packs WHERE id > ? ORDER BY id", (self._pack_id,))
+        chunk = packs.fetchmany(64)  # (a few thousand runs at a time: little memory)
+        if not chunk:  # (a file being recorded: nothing new since the last query)
+            if self._closed_file:
+                self._pack_id = None
+            return
         db.execute("BEGIN")  # (one transaction: a statement's own costs a run about 1 us more)
         try:
             last = self._pack_id
-            while chunk := packs.fetchmany(64):  # (a few thousand runs at a time: little memory)
+            while chunk:
                 rows = []
                 for pid, n, data in chunk:
                     try:
@@ -1724,6 +1729,7 @@ class SqliteTrace(Trace):
                     rows += [(r, pid, t0, w, t1, _loss(loss), k, bad, b) for r, t0, w, t1, loss, k, bad, b in runs]
                     last = pid
                 _insert_rows(db, "INSERT OR REPLACE INTO packed_runs", rows)
+                chunk = packs.fetchmany(64)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -42,6 +42,12 @@ from typing import Any
 
 import numpy as np
 
+try:  # ISA-L's deflate: the same zlib streams, 4x as fast at level 1 (zlib's took a fifth of
+    # the writer's time a step) for 2% more bytes. Readers inflate them with zlib
+    from isal.isal_zlib import compress as _deflate
+except ImportError:  # (a platform without its wheel)
+    _deflate = zlib.compress
+
 from .. import events as ev
 from .._npyfile import npy_header
 from ..errors import SerializationError
@@ -409,10 +415,10 @@ def _pack(
         # a sample of each low plane (its first 64 rows: several steps of a loop) says
         # whether the rest would deflate
         sample = low[:, :64].tobytes()
-        if len(zlib.compress(sample, 1)) < 0.6 * len(sample):
+        if len(_deflate(sample, 1)) < 0.6 * len(sample):
             parts.append(low.tobytes())
             flags, low = 1, low[:0]
-    deflated = zlib.compress(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
+    deflated = _deflate(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
     head = bytes((_TAG,)) + bytes(widths) + struct.pack("<BII", flags, mask, len(deflated))
     return head + deflated + low.tobytes(), m, blk
 
@@ -591,7 +597,7 @@ def pack_runs(rows: list[tuple]) -> bytes:
         lo, w = _narrowed(a, parts)
         heads += (first, lo)
         widths.append(w)
-    deflated = zlib.compress(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
+    deflated = _deflate(b"".join([struct.pack(f"<{len(heads)}q", *heads), *parts]), 1)
     return bytes((_RUN_PACK_TAG,)) + bytes(widths) + deflated
 
 

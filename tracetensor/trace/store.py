@@ -1171,7 +1171,13 @@ class TraceWriter:
         self.n_events += n
         # per run: how many events, where they start within the run, the first non-finite one
         # (vectorized: a block of small steps holds hundreds of runs)
-        runs, first, inv, cnt = np.unique(blk.run, return_index=True, return_inverse=True, return_counts=True)
+        run = blk.run
+        if n > 1 and (run[1:] >= run[:-1]).all():  # (the usual block: its runs in order, no sort)
+            first = np.flatnonzero(np.concatenate(([True], run[1:] != run[:-1])))
+            runs, cnt = run[first], np.diff(np.append(first, n))
+            inv = np.repeat(np.arange(len(runs)), cnt)
+        else:  # (threads' steps interleaved)
+            runs, first, inv, cnt = np.unique(run, return_index=True, return_inverse=True, return_counts=True)
         nbad = np.bincount(inv, weights=bad, minlength=len(runs)).astype(np.int64)
         firsts = np.zeros(len(runs), np.int64)
         if bad.any():
@@ -1210,15 +1216,11 @@ class TraceWriter:
                 had[4] = None
         self._run_blocks += rows
         # per op type: count and total host time (what `trace info` and the profiler summarize)
-        uniq, inv = np.unique(ops, return_inverse=True)
-        _insert_rows(
-            db,
-            "INSERT INTO block_ops",
-            [
-                (int(o), bid, int(c), int(t))
-                for o, c, t in zip(uniq, np.bincount(inv), np.bincount(inv, weights=blk.dur))
-            ],
-        )
+        # (op ids are small: counted in place, no sort)
+        n_of, ns_of = np.bincount(ops), np.bincount(ops, weights=blk.dur)
+        uniq = np.flatnonzero(n_of)
+        rows = zip(uniq.tolist(), itertools.repeat(bid), n_of[uniq].tolist(), ns_of[uniq].astype(np.int64).tolist())
+        _insert_rows(db, "INSERT INTO block_ops", list(rows))
 
     def _keep_tensors(self, tensors: list[tuple]) -> None:
         db = self.db

@@ -601,10 +601,11 @@ def pack_runs(rows: list[tuple]) -> bytes:
     return bytes((_RUN_PACK_TAG,)) + bytes(widths) + deflated
 
 
-def unpack_runs(data: bytes, n: int) -> list[tuple]:
+def unpack_runs(data: bytes, n: int, pack: int | None = None) -> list[tuple]:
     """A `run_packs` row's data (n runs) -> per run (run, start_ns, wall_ns, end_ns, loss,
-    n_events, nonfinite, block), the loss a float or None, the block an int or None.
-    Damaged data raises ValueError (a zlib bomb among it: see `unpack_block`)."""
+    n_events, nonfinite, block), the loss as the runs table keeps it (a float, "nan" or
+    None: see _loss), the block an int or None; and `pack` last, where given (the reader's
+    rows). Damaged data raises ValueError (a zlib bomb among it: see `unpack_block`)."""
     if not isinstance(data, bytes) or not isinstance(n, int) or not 0 < n <= _RUN_PACK_MAX:
         raise ValueError(f"bad run pack row (n={n!r}, data of type {type(data).__name__})")
     ncols = len(_RUN_PACK_DELTA)
@@ -631,20 +632,21 @@ def unpack_runs(data: bytes, n: int) -> list[tuple]:
             a = np.cumsum(a) + first  # (the first delta is 0)
         cols.append(a)
     run, start, wall, dur, nev, bad, blk, no_loss, loss = cols
-    losses = [None if x else v for x, v in zip(no_loss.tolist(), loss.view(np.float64).tolist())]
+    losses = [None if x else v if v == v else "nan" for x, v in zip(no_loss.tolist(), loss.view(np.float64).tolist())]
     blocks = [None if b < 0 else b for b in blk.tolist()]
-    return list(
-        zip(
-            run.tolist(),
-            start.tolist(),
-            wall.tolist(),
-            (start + dur).tolist(),
-            losses,
-            nev.tolist(),
-            bad.tolist(),
-            blocks,
-        )
-    )
+    cols = [
+        run.tolist(),
+        start.tolist(),
+        wall.tolist(),
+        (start + dur).tolist(),
+        losses,
+        nev.tolist(),
+        bad.tolist(),
+        blocks,
+    ]
+    if pack is not None:
+        cols.append(itertools.repeat(pack))
+    return list(zip(*cols))
 
 
 # --------------------------------------------------------------------------- writer
@@ -1681,8 +1683,8 @@ class SqliteTrace(Trace):
             # what differs from run to run, beside its pack's row (which holds what the pack's
             # runs share). run INTEGER PRIMARY KEY: the rowid, rows come in order at its end
             self._db.execute(
-                "CREATE TEMP TABLE packed_runs(run INTEGER PRIMARY KEY, pack INTEGER, start_ns, wall_ns, end_ns,"
-                " loss, n_events, nonfinite, block)"
+                "CREATE TEMP TABLE packed_runs(run INTEGER PRIMARY KEY, start_ns, wall_ns, end_ns, loss, n_events,"
+                " nonfinite, block, pack INTEGER)"
             )
             self._runs_from = f"(SELECT {_RUN_COLUMNS} FROM main.runs UNION ALL {_PACKED_RUNS})"
             self._run_blocks = (
@@ -1731,10 +1733,9 @@ class SqliteTrace(Trace):
                 rows = []
                 for pid, n, data in chunk:
                     try:
-                        runs = unpack_runs(data, n)
+                        rows += unpack_runs(data, n, pid)
                     except _DAMAGE as e:
                         raise TraceFileError(self.path, f"is corrupt (run pack {pid}: {e})") from None
-                    rows += [(r, pid, t0, w, t1, _loss(loss), k, bad, b) for r, t0, w, t1, loss, k, bad, b in runs]
                     last = pid
                 _insert_rows(db, "INSERT OR REPLACE INTO packed_runs", rows)
                 chunk = packs.fetchmany(64)

@@ -18,7 +18,7 @@ import numpy as np
 import tracetensor as tt
 from tracetensor import events as ev
 from tracetensor.trace import MemoryTrace
-from tracetensor.trace.store import TraceWriter
+from tracetensor.trace.store import VERSION, TraceWriter
 
 
 def _template() -> tuple[list[list[ev.OpEvent]], list[float | None]]:
@@ -46,11 +46,12 @@ def make(path: str, events: int = 1_000_000, *, nan_share: float = 0.9) -> tuple
     way makes the NaN, and every later step's loss is NaN too (as a diverged run's would be)."""
     tag = path + ".json"
     (good, bad), (loss_good, _) = _template()
-    kinds = [f"{e.phase}:{e.name}" for e in good + bad]  # a file made by another engine's step is stale
+    # a file made by another engine's step, or in an earlier trace format, is stale
+    kinds = [f"{e.phase}:{e.name}" for e in good + bad]
     if os.path.exists(path) and os.path.exists(tag):
         with open(tag) as f:
             info = json.load(f)
-        if info.get("events") == events and info.get("ops") == kinds:
+        if info.get("events") == events and info.get("ops") == kinds and info.get("version") == VERSION:
             return path, int(info["culprit_run"])
     steps = max(2, events // len(good))
     bad_step = int(steps * nan_share)
@@ -99,7 +100,7 @@ def make(path: str, events: int = 1_000_000, *, nan_share: float = 0.9) -> tuple
     finally:
         w.close()
     with open(tag, "w") as f:
-        json.dump({"events": events, "culprit_run": bad_step + 1, "ops": kinds}, f)
+        json.dump({"events": events, "culprit_run": bad_step + 1, "ops": kinds, "version": VERSION}, f)
     return path, bad_step + 1
 
 

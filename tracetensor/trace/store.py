@@ -1018,7 +1018,8 @@ class TraceWriter:
     def _write_runs(self, starts: list[tuple], ends: list[tuple]) -> None:
         """The `runs` rows of one batch: what its RunStarts and RunEnds (as `_START` and `_END`
         tuples) and op events say of each run, one upsert per run (each part sets only its own
-        columns, so parts that come in different batches merge)."""
+        columns, so parts that come in different batches merge); a loop's steps, whole in the
+        batch and alike, eight or more, one `run_packs` row instead (see `pack_runs`)."""
         counts, self._counts = self._counts, {}
         st = {e[0]: e for e in starts}
         en = {e[0]: e for e in ends}

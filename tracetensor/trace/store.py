@@ -131,13 +131,19 @@ _PACKED_RUNS = (
     " k.error, p.n_events, p.loss, p.nonfinite, p.block FROM packed_runs p JOIN run_packs k ON k.id = p.pack"
 )
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 # each run's blocks (block, events of the run in it, where they start in the run, non-finite
 # ones), from version 5: block_runs rows, and a run's one block in its runs row. (A subquery,
 # not a view: a trace file holds no view, see _check_schema.)
-RUN_BLOCKS = (
-    "(SELECT run, block, n, run_pos, nonfinite FROM block_runs"
-    " UNION ALL SELECT run, block, n_events, 0, nonfinite FROM runs WHERE block IS NOT NULL)"
-)
+def _run_blocks_of(runs: str) -> str:
+    return (
+        "(SELECT run, block, n, run_pos, nonfinite FROM block_runs"
+        f" UNION ALL SELECT run, block, n_events, 0, nonfinite FROM {runs} WHERE block IS NOT NULL)"
+    )
+
+
+RUN_BLOCKS = _run_blocks_of("runs")  # (a version-6 reader's reads its packed runs too)
 MAX_SOURCE_BYTES = 4 << 20  # larger "user files" are not copied into the trace
 # Python's own files (stdlib, site-packages, console scripts) are not the user's source
 _NOT_USER = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
@@ -489,18 +495,7 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
         want = n * _EVENT_BYTES + m * _SUMMARY_BYTES
     if len(widths) < (ncols if tag in (3, 4) else 0) or any(w not in _UINT and w != 0 for w in widths + swidths):
         raise ValueError(f"bad column widths {list(widths + swidths)}")
-    # the size is known before inflating: a block that would inflate past it (a zlib bomb) is
-    # refused after reading one byte too many, not after filling memory. A header that claims
-    # more than deflate can hold at all (at most about 1032:1) is refused before that; a
-    # steady training loop's byte-shuffled columns do compress 60x and more
-    if want > 1040 * max(len(data), 1024):
-        raise ValueError(f"header says {want} bytes, far more than {len(data)} compressed bytes can hold")
-    z = zlib.decompressobj()
-    raw = z.decompress(data, want + 1)
-    if len(raw) > want or z.unconsumed_tail:
-        raise ValueError(f"block inflates to more than the {want} bytes its header says")
-    if len(raw) < want:
-        raise ValueError(f"block holds {len(raw)} bytes, its header says {want}")
+    raw = _inflated(data, want, "block")
     cols = {}
     if tag in (3, 4):
         heads = np.frombuffer(raw, np.int64, 2 * ncols).tolist()
@@ -549,6 +544,25 @@ def unpack_block(data: bytes, n: int, m: int, t0: int) -> Block:
     if off + m * 32 != len(raw):
         raise ValueError(f"block holds {len(raw)} bytes, its header says {off + m * 32}")
     return Block(cols, sints, sfloats)
+
+
+def _inflated(data: bytes, want: int, what: str) -> bytes:
+    """`data` inflated, exactly `want` bytes as its header says, or ValueError. The size is
+    known before inflating: data that would inflate past it (a zlib bomb) is refused after
+    reading one byte too many, not after filling memory. A header that claims more than
+    deflate can hold at all (at most about 1032:1) is refused before that; a steady training
+    loop's byte-shuffled columns do compress 60x and more."""
+    if want > 1040 * max(len(data), 1024):
+        raise ValueError(f"header says {want} bytes, far more than {len(data)} compressed bytes can hold")
+    z = zlib.decompressobj()
+    raw = z.decompress(data, want + 1)
+    if len(raw) > want or z.unconsumed_tail:
+        raise ValueError(f"{what} inflates to more than the {want} bytes its header says")
+    if len(raw) < want:
+        raise ValueError(f"{what} holds {len(raw)} bytes, its header says {want}")
+    if not z.eof:  # (all there but its deflate stream's end, checksum included: cut short)
+        raise ValueError(f"{what} is cut short: its deflate stream does not end")
+    return raw
 
 
 def _widened(raw: bytes, off: int, n: int, w: int, lo: int) -> tuple[np.ndarray, int]:
@@ -614,14 +628,7 @@ def unpack_runs(data: bytes, n: int, pack: int | None = None) -> list[tuple]:
     widths = data[1 : 1 + ncols]
     if any(w not in _UINT and w != 0 for w in widths):
         raise ValueError(f"bad column widths {list(widths)}")
-    want = 16 * ncols + n * sum(widths)
-    body = data[1 + ncols :]
-    if want > 1040 * max(len(body), 1024):
-        raise ValueError(f"header says {want} bytes, far more than {len(body)} compressed bytes can hold")
-    z = zlib.decompressobj()
-    raw = z.decompress(body, want + 1)
-    if len(raw) != want or z.unconsumed_tail or not z.eof:
-        raise ValueError(f"run pack inflates to {len(raw)} bytes, its header says {want}")
+    raw = _inflated(data[1 + ncols :], 16 * ncols + n * sum(widths), "run pack")
     heads = np.frombuffer(raw, np.int64, 2 * ncols).tolist()
     off = 16 * ncols
     cols = []
@@ -1688,10 +1695,7 @@ class SqliteTrace(Trace):
                 " nonfinite, block, pack INTEGER)"
             )
             self._runs_from = f"(SELECT {_RUN_COLUMNS} FROM main.runs UNION ALL {_PACKED_RUNS})"
-            self._run_blocks = (
-                "(SELECT run, block, n, run_pos, nonfinite FROM block_runs UNION ALL SELECT run, block,"
-                f" n_events, 0, nonfinite FROM {self._runs_from} WHERE block IS NOT NULL)"
-            )
+            self._run_blocks = _run_blocks_of(self._runs_from)
             self._pack_id = 0
         try:
             self.t0 = int(self._meta["t0"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import struct
 from collections.abc import Callable
 
 import numpy as np
@@ -343,6 +344,19 @@ def _rows(taken: tuple) -> list[list[int]]:
     return np.frombuffer(taken[0], np.int64).reshape(-1, 6).tolist()
 
 
+def _markers(marks: bytes, keys: list[tuple]) -> list:
+    """A column queue's run marker rows, back as the RunStarts and RunEnds they were."""
+    out = []
+    for kind, run, t, x, key, has_loss in _rows((marks,)):
+        k = keys[key]
+        if kind == 0:
+            out.append(events.RunStart(run, *k[:6], t, k[6], x))
+        else:
+            loss = struct.unpack("<d", struct.pack("<q", x))[0] if has_loss else None
+            out.append(events.RunEnd(run, t, k[0], k[1], loss))
+    return out
+
+
 @pytest.mark.parametrize("values", ["none", "summary"])
 def test_a_column_queue_holds_the_records_the_dispatch_point_would_have_made(values):
     """`events.column_queue` (a recording's queue, C when built): the dispatch point hands it
@@ -360,9 +374,12 @@ def test_a_column_queue_holds_the_records_the_dispatch_point_would_have_made(val
     with events.listen(q, raw=True, stacks=True, summaries=summ), events.listen(recs.append, raw=True):
         for _ in range(2):  # (one line: the same stacks)
             step()
-    rows_bytes, srows, new_keys, reset, others = q.take()
+    rows_bytes, srows, new_keys, reset, others, marks, mark_keys = q.take()
     tuples = [r for r in recs if events.is_raw(r)]
-    assert not reset and others == [e for e in recs if not events.is_raw(e)]  # (the run markers)
+    markers = [e for e in recs if not events.is_raw(e)]
+    assert not reset and others == [] and len(markers) == 4  # (the run markers: rows of their own)
+    assert _markers(marks, mark_keys) == markers
+    assert len(mark_keys) == 2  # (the second step's markers reuse the first's keys)
     rows = _rows((rows_bytes,))
     assert len(rows) == len(tuples) > 10
     assert len(new_keys) == len(tuples) // 2  # the second step's records reuse the first's keys
@@ -390,11 +407,11 @@ def test_a_column_queue_numbers_keys_afresh_after_a_hundred_thousand():
     for i, site in enumerate(sites):
         q((site, i, 1, 0, 5, 7, None, (2,), np.dtype("f4"), 8))
     q(("run marker",))
-    rows, _, new_keys, reset, others = q.take()
+    rows, _, new_keys, reset, others, *_ = q.take()
     assert not reset and len(new_keys) == 100_001 and others == [("run marker",)]
     assert [r[4] for r in _rows((rows,))[:3]] == [0, 1, 2] and new_keys[2][0] is sites[2]
     q((sites[5], 0, 1, 0, 5, 7, None, (2,), np.dtype("f4"), 8))
-    rows, _, new_keys, reset, _ = q.take()
+    rows, _, new_keys, reset, *_ = q.take()
     assert reset and [k[0] for k in new_keys] == [sites[5]] and _rows((rows,))[0][4] == 0
 
 
@@ -410,7 +427,7 @@ def test_a_column_queue_calls_on_full_past_its_limit():
     q("an event")
     q("another")
     assert full == [4, 5] and len(q) == 5
-    rows, _, keys, _, others = q.take()
+    rows, _, keys, _, others, *_ = q.take()
     assert len(_rows((rows,))) == 3 and len(keys) == 3 and others == ["an event", "another"] and len(q) == 0
 
 

@@ -2123,9 +2123,13 @@ static PyTypeObject AppenderType = {
  * identity: `shared` makes equal shapes one object, and two numbers for equal parts only cost
  * the writer a slot more). The dispatch point hands its records over without making them
  * (`colq_push`); a record that comes as a tuple (from Python) is taken apart the same way, and
- * anything else (events, run markers) is queued as it is. Why: a record tuple and its numbers
+ * run markers as rows (`cq_mark`), anything else (events) as it is. Why: a record tuple and its numbers
  * are six objects made at the op and freed after the write, and the write touched each one
  * again long after it went cold: about a third of what a recording cost a step. */
+/* (the run markers' classes, set by `setup_runs`: see the run markers below) */
+static PyObject *g_mark_cls[2]; /* RunStart, RunEnd */
+static Py_ssize_t g_mark_off[2][10]; /* their fields' slot offsets (0: make them by calling the class) */
+
 typedef struct {
     PyObject *site, *tid, *shape, *dtype, *nbytes, *stack; /* strong references; NULL: empty */
     Py_ssize_t id;
@@ -2143,6 +2147,11 @@ struct ColumnQueue {
     Py_ssize_t summ_len, summ_cap;
     CQKey *keys;
     Py_ssize_t kcap, kused;
+    /* run markers as rows (see `cq_mark`), and what they share, numbered per batch */
+    int64_t *marks;
+    Py_ssize_t nm, mcap;
+    PyObject *mark_keys, *mark_ids; /* list of key tuples; dict key tuple -> its number */
+    Py_ssize_t last_mark[2];        /* the last start's and end's key numbers (-1: none yet) */
 };
 
 #define CQ_ROW 6
@@ -2238,7 +2247,7 @@ static Py_ssize_t cq_key(ColumnQueue *q, PyObject *site, PyObject *tid, PyObject
 }
 
 static int cq_full(ColumnQueue *q) {
-    if (q->n + PyList_GET_SIZE(q->others) <= q->limit)
+    if (q->n + q->nm + PyList_GET_SIZE(q->others) <= q->limit)
         return 0;
     PyObject *r = PyObject_CallNoArgs(q->on_full);
     if (r == NULL)
@@ -2301,6 +2310,133 @@ static int colq_push(ColumnQueue *q, PyObject *site, long long seq, PyObject *ru
     return cq_full(q);
 }
 
+/* A run marker (a RunStart or RunEnd made by `marker`) as one row of six int64 instead of an
+ * object: (0, run, t_ns, wall_ns, key, 0) for a start, (1, run, t_ns, the loss's float64 bits,
+ * key, 1 if there is a loss) for an end. What the steps of a loop share (a start's mode, kind,
+ * name, fetches, feeds, graph and thread; an end's thread and error) is a key tuple, numbered
+ * once per batch (`mark_keys`). Why: two markers a step were the rest of what a batch handed the
+ * writer as objects, each taken apart, pickled, unpickled and looped over in Python (about
+ * 1 us a step, program and writer together). 1: queued as a row; 0: not a marker this takes
+ * (a subclass, a field of another type: queued as it is); -1: error. */
+static int cq_mark(ColumnQueue *q, PyObject *x) {
+    int k = Py_IS_TYPE(x, (PyTypeObject *)g_mark_cls[0]) ? 0 : Py_IS_TYPE(x, (PyTypeObject *)g_mark_cls[1]) ? 1 : -1;
+    if (k < 0 || g_mark_off[k][0] <= 0)
+        return 0;
+    PyObject *f[10];
+    int nf = k == 0 ? 10 : 5;
+    for (int i = 0; i < nf; i++) {
+        f[i] = *(PyObject **)((char *)x + g_mark_off[k][i]);
+        if (f[i] == NULL)
+            return 0;
+    }
+    /* start: run 0, t_ns 7, wall_ns 9, shared 1-6 and thread 8; end: run 0, t_ns 1, shared thread 2, error 3, loss 4 */
+    PyObject *ints[3] = {f[0], f[k == 0 ? 7 : 1], k == 0 ? f[9] : NULL};
+    int64_t v[3] = {0, 0, 0};
+    for (int i = 0; i < 3 && ints[i] != NULL; i++) {
+        int over = 0;
+        if (!PyLong_CheckExact(ints[i]))
+            return 0;
+        v[i] = PyLong_AsLongLongAndOverflow(ints[i], &over);
+        if (over || (v[i] == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    int64_t loss_bits = 0, has_loss = 0;
+    if (k == 1) {
+        if (f[3] != Py_None && !PyUnicode_CheckExact(f[3]))
+            return 0;
+        if (f[4] != Py_None) {
+            if (!PyFloat_CheckExact(f[4]))
+                return 0;
+            double d = PyFloat_AS_DOUBLE(f[4]);
+            memcpy(&loss_bits, &d, sizeof d);
+            has_loss = 1;
+        }
+    }
+    PyObject *parts[7];
+    int np_ = 0;
+    if (k == 0) {
+        for (int i = 1; i <= 6; i++)
+            parts[np_++] = f[i];
+        parts[np_++] = f[8];
+    } else {
+        parts[np_++] = f[2];
+        parts[np_++] = f[3];
+    }
+    /* the key: the last one of its kind when the fields are the same (a loop's steps), else looked up */
+    Py_ssize_t id = q->last_mark[k];
+    if (id >= 0) {
+        PyObject *last = PyList_GET_ITEM(q->mark_keys, id);
+        for (int i = 0; i < np_ && id >= 0; i++) {
+            PyObject *a = parts[i], *b = PyTuple_GET_ITEM(last, i);
+            if (a == b)
+                continue;
+            if (Py_TYPE(a) != Py_TYPE(b)) { /* (1 == 1.0 == True: a key holds what came) */
+                id = -1;
+                break;
+            }
+            int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+            if (eq < 0)
+                return -1;
+            if (!eq)
+                id = -1;
+        }
+    }
+    if (id < 0) {
+        PyObject *key = PyTuple_New(np_);
+        if (key == NULL)
+            return -1;
+        for (int i = 0; i < np_; i++)
+            PyTuple_SET_ITEM(key, i, Py_NewRef(parts[i]));
+        PyObject *known = PyDict_GetItemWithError(q->mark_ids, key); /* borrowed */
+        if (known != NULL) {
+            id = PyLong_AsSsize_t(known);
+            /* equal but of other types (1 and 1.0): a key of its own */
+            PyObject *had = PyList_GET_ITEM(q->mark_keys, id);
+            for (int i = 0; i < np_; i++)
+                if (Py_TYPE(PyTuple_GET_ITEM(had, i)) != Py_TYPE(parts[i])) {
+                    Py_DECREF(key);
+                    return 0;
+                }
+        } else {
+            PyObject *num = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(q->mark_keys));
+            if (num == NULL || PyDict_SetItem(q->mark_ids, key, num) < 0 || PyList_Append(q->mark_keys, key) < 0) {
+                Py_XDECREF(num);
+                Py_DECREF(key);
+                if (PyErr_ExceptionMatches(PyExc_TypeError)) { /* (an unhashable field: queued as it is) */
+                    PyErr_Clear();
+                    return 0;
+                }
+                return -1;
+            }
+            id = PyLong_AsSsize_t(num);
+            Py_DECREF(num);
+        }
+        Py_DECREF(key);
+        q->last_mark[k] = id;
+    }
+    if (q->nm == q->mcap) {
+        Py_ssize_t ncap = q->mcap ? 2 * q->mcap : 256;
+        int64_t *bigger = PyMem_Realloc(q->marks, (size_t)ncap * CQ_ROW * sizeof(int64_t));
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        q->marks = bigger;
+        q->mcap = ncap;
+    }
+    int64_t *row = q->marks + q->nm * CQ_ROW;
+    row[0] = k;
+    row[1] = v[0];
+    row[2] = v[1];
+    row[3] = k == 0 ? v[2] : loss_bits;
+    row[4] = id;
+    row[5] = has_loss;
+    q->nm++;
+    return 1;
+}
+
 static PyObject *colq_vectorcall(PyObject *callable, PyObject *const *a, size_t nargsf, PyObject *kwnames) {
     ColumnQueue *q = (ColumnQueue *)callable;
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1) {
@@ -2326,26 +2462,40 @@ static PyObject *colq_vectorcall(PyObject *callable, PyObject *const *a, size_t 
             return NULL;
         Py_RETURN_NONE;
     }
-    if (PyList_Append(q->others, x) < 0 || cq_full(q) < 0)
+    int m = cq_mark(q, x);
+    if (m < 0 || (m == 0 && PyList_Append(q->others, x) < 0) || cq_full(q) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-/* take() -> (rows, summary rows or None, new keys, reset, others): what is queued, removed */
+/* take() -> (rows, summary rows or None, new keys, reset, others, run marker rows, their keys):
+ * what is queued, removed */
 static PyObject *colq_take(ColumnQueue *q, PyObject *unused) {
     PyObject *rows = PyBytes_FromStringAndSize((const char *)q->rows, q->n * CQ_ROW * (Py_ssize_t)sizeof(int64_t));
     PyObject *summ = q->summ_len ? PyBytes_FromStringAndSize(q->summ, q->summ_len) : Py_NewRef(Py_None);
+    PyObject *marks = PyBytes_FromStringAndSize((const char *)q->marks, q->nm * CQ_ROW * (Py_ssize_t)sizeof(int64_t));
     PyObject *fresh_keys = PyList_New(0), *fresh_others = PyList_New(0);
-    if (rows == NULL || summ == NULL || fresh_keys == NULL || fresh_others == NULL) {
+    PyObject *fresh_mark_keys = PyList_New(0), *fresh_mark_ids = PyDict_New();
+    if (rows == NULL || summ == NULL || marks == NULL || fresh_keys == NULL || fresh_others == NULL ||
+        fresh_mark_keys == NULL || fresh_mark_ids == NULL) {
         Py_XDECREF(rows);
         Py_XDECREF(summ);
+        Py_XDECREF(marks);
         Py_XDECREF(fresh_keys);
         Py_XDECREF(fresh_others);
+        Py_XDECREF(fresh_mark_keys);
+        Py_XDECREF(fresh_mark_ids);
         return NULL;
     }
-    PyObject *r = Py_BuildValue("(NNNON)", rows, summ, q->new_keys, q->reset ? Py_True : Py_False, q->others);
+    PyObject *r = Py_BuildValue("(NNNONNN)", rows, summ, q->new_keys, q->reset ? Py_True : Py_False, q->others, marks,
+                                q->mark_keys);
+    Py_DECREF(q->mark_ids);
     q->new_keys = fresh_keys;
     q->others = fresh_others;
+    q->mark_keys = fresh_mark_keys;
+    q->mark_ids = fresh_mark_ids;
+    q->last_mark[0] = q->last_mark[1] = -1;
+    q->nm = 0;
     q->n = q->summ_len = 0;
     q->reset = 0;
     if (q->kused > CQ_MAX_KEYS) { /* the numbering starts over with the next batch (which says so) */
@@ -2365,11 +2515,16 @@ static PyObject *colq_take(ColumnQueue *q, PyObject *unused) {
         q->summ = NULL;
         q->summ_cap = 0;
     }
+    if (q->mcap > 64 * 1024) {
+        PyMem_Free(q->marks);
+        q->marks = NULL;
+        q->mcap = 0;
+    }
     return r;
 }
 
 static Py_ssize_t colq_len(ColumnQueue *q) {
-    return q->n + PyList_GET_SIZE(q->others);
+    return q->n + q->nm + PyList_GET_SIZE(q->others);
 }
 
 static PyObject *colq_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
@@ -2383,7 +2538,10 @@ static PyObject *colq_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         return NULL;
     q->others = PyList_New(0);
     q->new_keys = PyList_New(0);
-    if (q->others == NULL || q->new_keys == NULL) {
+    q->mark_keys = PyList_New(0);
+    q->mark_ids = PyDict_New();
+    q->last_mark[0] = q->last_mark[1] = -1;
+    if (q->others == NULL || q->new_keys == NULL || q->mark_keys == NULL || q->mark_ids == NULL) {
         Py_DECREF(q);
         return NULL;
     }
@@ -2398,6 +2556,8 @@ static int colq_traverse(ColumnQueue *q, visitproc visit, void *arg) {
     Py_VISIT(q->on_full);
     Py_VISIT(q->others);
     Py_VISIT(q->new_keys);
+    Py_VISIT(q->mark_keys);
+    Py_VISIT(q->mark_ids);
     for (Py_ssize_t i = 0; i < q->kcap; i++)
         if (q->keys[i].site != NULL) {
             Py_VISIT(q->keys[i].site);
@@ -2410,6 +2570,8 @@ static int colq_clear(ColumnQueue *q) {
     Py_CLEAR(q->on_full);
     Py_CLEAR(q->others);
     Py_CLEAR(q->new_keys);
+    Py_CLEAR(q->mark_keys);
+    Py_CLEAR(q->mark_ids);
     cq_clear_keys(q);
     return 0;
 }
@@ -2420,12 +2582,14 @@ static void colq_dealloc(ColumnQueue *q) {
     PyMem_Free(q->keys);
     PyMem_Free(q->rows);
     PyMem_Free(q->summ);
+    PyMem_Free(q->marks);
     Py_TYPE(q)->tp_free((PyObject *)q);
 }
 
 static PyMethodDef colq_methods[] = {
     {"take", (PyCFunction)colq_take, METH_NOARGS,
-     "take() -> (rows, summary rows or None, new keys, reset, others): the queued items, removed"},
+     "take() -> (rows, summary rows or None, new keys, reset, others, run marker rows, their keys): the queued items, "
+     "removed"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2521,8 +2685,6 @@ static PyObject *g_outer_runs;  /* events._outer */
 static PyObject *g_gpu;         /* the _gpu module (`_pending`, `flush`) */
 static PyObject *g_step_hooks;  /* events.STEP_HOOKS: called after each step() */
 static PyObject *g_scalar_py;   /* events._scalar */
-static PyObject *g_mark_cls[2]; /* RunStart, RunEnd */
-static Py_ssize_t g_mark_off[2][10]; /* their fields' slot offsets (0: make them by calling the class) */
 static PyObject *s_auto, *s_loss, *s_pending, *s_flush, *s_step_word, *s_eager_word, *s_clear;
 static PyObject *g_zero, *g_no_names, *s_ndim;
 

@@ -876,12 +876,14 @@ def appender(limit: int, on_full: Callable[[], object]) -> Any:
 
 def column_queue(limit: int, on_full: Callable[[], object], stacks: bool = True) -> Any:
     """A recording's queue (`appender`'s calls, `take()` and `len()`) that keeps raw records
-    as columns: `take()` gives (rows, summary rows or None, new keys, reset, others), where
-    each record is a row of six int64 (seq, run, start_ns, end_ns, key, number of summary
-    rows or -1), its summaries' packed rows (`summary_rows`) are in one bytes object, each key
-    (site, thread, shape, dtype, nbytes, stack) is numbered once (`new keys`: those not handed
-    over before, in number order; `reset`: numbering started over), and everything else is in
-    `others`. The dispatch point hands it records without making them (see _speedups.c).
+    as columns: `take()` gives (rows, summary rows or None, new keys, reset, others, run
+    marks, their keys), where each record is a row of six int64 (seq, run, start_ns, end_ns,
+    key, number of summary rows or -1), its summaries' packed rows (`summary_rows`) are in one
+    bytes object, each key (site, thread, shape, dtype, nbytes, stack) is numbered once (`new
+    keys`: those not handed over before, in number order; `reset`: numbering started over),
+    each RunStart and RunEnd is a row of six int64 too, what they share numbered per batch
+    (see trace/store.py's `_run_marks`), and everything else is in `others`. The dispatch
+    point hands it records without making them (see _speedups.c).
     Without the C accelerator, an `appender` (trace/store.py's BatchPacker takes either)."""
     return _ColumnQueue(limit, on_full, stacks) if _ColumnQueue is not None else _Queue(limit, on_full)
 

@@ -287,7 +287,7 @@ class Recorder:
     def _write_queued(self, w: Any) -> None:
         queued = self._q.take()
         if queued.__class__ is tuple:  # a column queue's (no filter, no values): one batch
-            if queued[0] or queued[3] or queued[4]:  # (rows, a reset of its key numbers, events)
+            if queued[0] or queued[3] or queued[4] or queued[5]:  # (rows, a key numbering reset, events, run markers)
                 w.write(queued)
             return
         filtered = self._steps is not None or self._ops_rx is not None

@@ -264,8 +264,8 @@ def _payload_bytes(payload: tuple) -> int:
     """About how many bytes a batch holds, as its queue counted them: 48 a record (its row) or
     run marker, a few hundred an event, and the values it carries. A full queue, whatever it
     holds, comes to about 1.5 MB."""
-    recs, ops, starts, ends, rest, values = payload
-    n = 48 * (len(starts) + len(ends) + len(rest)) + 256 * len(ops)
+    recs, ops, marks, rest, values = payload
+    n = len(marks[0]) + 48 * len(rest) + 256 * len(ops)
     if recs is not None:
         n += len(recs[0]) + len(recs[3] or b"")
     if values:
@@ -639,8 +639,8 @@ class RemoteWriter:
             self._local.write_payload(payload)
             return
         assert self._client is not None
-        recs = payload[0]
-        size = len(recs[0]) + len(recs[3] or b"") if recs is not None else 0
+        recs, marks = payload[0], payload[2]
+        size = (len(recs[0]) + len(recs[3] or b"") if recs is not None else 0) + len(marks[0])
         budget = self._client.pipe_bytes // 2
         confirmed = self._confirmed(wait=self._unconfirmed_bytes + size + 65536 > budget)
         if self._local is not None:
@@ -652,7 +652,7 @@ class RemoteWriter:
         if recs is not None:
             recs = (_big(recs[0]), recs[1], recs[2], _big(recs[3]))
         try:
-            self._client.write(self._fid, (recs, *payload[1:]))
+            self._client.write(self._fid, (recs, payload[1], (_big(marks[0]), marks[1]), *payload[3:]))
         except OSError:
             if confirmed:
                 raise  # (the process had said what it is: it died, and the recording stops)

@@ -583,26 +583,42 @@ _RUN_PACK_MAX = 1 << 20  # runs in one pack, at most (a batch holds far fewer)
 
 def pack_runs(rows: list[tuple]) -> bytes:
     """Whole runs' (run, start_ns, wall_ns, end_ns, loss, n_events, nonfinite, block), the
-    columns that differ between the alike runs of a `run_packs` row -> its data: the tag and
-    one width per column, then deflated: each column's first value and base (int64 pairs),
-    then the column as offsets from its base in that many bytes (`_narrowed`, as event
-    blocks store theirs). Run, start, wall clock and block are stored as deltas, the end as
-    the run's duration: a step's 60-odd bytes shrink to about ten."""
+    columns that differ between the alike runs of a `run_packs` row -> its data (see
+    `_pack_run_columns`, which the writer calls with the columns themselves)."""
     run, start, wall, end, loss, n, bad, blk = zip(*rows)
-    start_a = np.array(start, np.int64)
     # (a NaN loss comes as the text "nan", as the runs table keeps it: see _loss)
-    losses = [0.0 if x is None else float(x) for x in loss]
-    cols = (
+    return _pack_run_columns(
         np.array(run, np.int64),
-        start_a,
+        np.array(start, np.int64),
         np.array(wall, np.int64),
-        np.array(end, np.int64) - start_a,
+        np.array(end, np.int64),
+        np.array([x is not None for x in loss], np.int64),
+        np.array([0.0 if x is None else float(x) for x in loss], np.float64),
         np.array(n, np.int64),
         np.array(bad, np.int64),
         np.array([-1 if b is None else b for b in blk], np.int64),
-        np.array([x is None for x in loss], np.int64),
-        np.array(losses, np.float64).view(np.int64),
     )
+
+
+def _pack_run_columns(
+    run: np.ndarray,
+    start: np.ndarray,
+    wall: np.ndarray,
+    end: np.ndarray,
+    has_loss: np.ndarray,
+    loss: np.ndarray,
+    n: np.ndarray,
+    bad: np.ndarray,
+    blk: np.ndarray,
+) -> bytes:
+    """A `run_packs` row's data from its runs' columns (int64 each, the loss float64 and
+    read only where `has_loss`, the block -1 for none): the tag and one width per column,
+    then deflated: each column's first value and base (int64 pairs), then the column as
+    offsets from its base in that many bytes (`_narrowed`, as event blocks store theirs).
+    Run, start, wall clock and block are stored as deltas, the end as the run's duration: a
+    step's 60-odd bytes shrink to about ten."""
+    no_loss = 1 - has_loss
+    cols = (run, start, wall, end - start, n, bad, blk, no_loss, np.where(no_loss > 0, 0.0, loss).view(np.int64))
     heads, parts, widths = [], [], bytearray()
     for a, delta in zip(cols, _RUN_PACK_DELTA):
         first = int(a[0])
@@ -676,9 +692,13 @@ class BatchPacker:
         self._keys: list[tuple] = []  # slot -> (site, thread, shape, dtype, nbytes, stack)
 
     def pack(self, batch: list[ev.Event] | tuple, values: dict[int, tuple] | None = None) -> tuple:
-        """(records, op events, run starts, run ends, other events, values) of a batch."""
-        if batch.__class__ is tuple:  # a column queue's: (rows, summary rows, new keys, reset, others)
-            rows, summ, new_keys, reset, others = batch
+        """(records, op events, run markers, other events, values) of a batch; the run markers
+        as a column queue hands them over (`_run_marks`)."""
+        marks: tuple = (b"", [])
+        if batch.__class__ is tuple:  # a column queue's: (rows, summary rows, new keys, reset, others, marks, keys)
+            rows, summ, new_keys, reset, others = batch[:5]
+            if len(batch) > 5:
+                marks = batch[5:7]
             if reset:
                 self._keys = []
             keys = self._keys
@@ -691,14 +711,16 @@ class BatchPacker:
             others = [e for e in batch if e.__class__ is not tuple] if len(recs) < len(batch) else []
         OpEvent, RunStart, RunEnd = ev.OpEvent, ev.RunStart, ev.RunEnd
         # op events go to blocks like records, run markers (two a step) to the runs table as
-        # plain tuples (they pickle five times faster), the rest to their own tables (none
+        # rows (a column queue made most of them so), the rest to their own tables (none
         # depends on another's order, so they are split with a few fast passes)
         ops = [e for e in others if e.__class__ is OpEvent]
-        starts = [_START(e) for e in others if e.__class__ is RunStart]
-        ends = [_END(e) for e in others if e.__class__ is RunEnd]
         rest = []
-        if len(ops) + len(starts) + len(ends) < len(others):
-            rest = [e for e in others if e.__class__ not in (OpEvent, RunStart, RunEnd)]
+        if len(ops) < len(others):
+            markers = [e for e in others if e.__class__ is RunStart or e.__class__ is RunEnd]
+            if markers:
+                marks = _run_marks(markers, marks)
+            if len(ops) + len(markers) < len(others):
+                rest = [e for e in others if e.__class__ not in (OpEvent, RunStart, RunEnd)]
         if recs.__class__ is list:
             # a batch that also holds events, or records both with and without summaries, makes
             # them all events
@@ -712,7 +734,7 @@ class BatchPacker:
             recs = (b"", recs[1], recs[2], None)  # (no rows, but the new slots: later rows refer to them)
         if not self.keep_summaries and ops:
             ops = [_strip_summaries(e) if e.summaries is not None else e for e in ops]
-        return (recs, ops, starts, ends, rest, values or None)
+        return (recs, ops, marks, rest, values or None)
 
     def _rows(self, recs: list[tuple]) -> tuple:
         """Record tuples -> what a column queue would have made of them."""
@@ -762,9 +784,38 @@ class BatchPacker:
         return out
 
 
-# a RunStart and a RunEnd as the writer takes them (`_write_runs` reads them by position)
-_START = operator.attrgetter("run", "mode", "kind", "name", "fetches", "feeds", "graph", "t_ns", "thread", "wall_ns")
-_END = operator.attrgetter("run", "t_ns", "thread", "error", "loss")
+def _run_marks(markers: list[ev.Event], marks: tuple[bytes, list[tuple]]) -> tuple[bytes, list[tuple]]:
+    """RunStarts and RunEnds as a column queue hands them over (see `cq_mark` in _speedups.c),
+    added to `marks` (rows, keys): a row of six int64 each, (0, run, t_ns, wall_ns, key, 0)
+    for a start, (1, run, t_ns, the loss's float64 bits, key, 1 if it has a loss) for an end;
+    a key numbers what the steps of a loop share, (mode, kind, name, fetches, feeds, graph,
+    thread) of a start, (thread, error) of an end. (The Python path's markers, and those a
+    column queue left as objects.)"""
+    rows, keys = marks
+    keys = list(keys)
+    ids: dict[tuple, int] = {}
+    out = []
+    for e in markers:
+        if e.__class__ is ev.RunStart:
+            key = (e.mode, e.kind, e.name, tuple(e.fetches), tuple(e.feeds), e.graph, e.thread)
+        else:
+            key = (e.thread, e.error)
+        typed = tuple(map(type, key)) + key  # (1, 1.0 and True are equal keys: not the same key)
+        k = ids.get(typed)
+        if k is None:
+            k = ids[typed] = len(keys)
+            keys.append(key)
+        if e.__class__ is ev.RunStart:
+            out.append((0, e.run, e.t_ns, e.wall_ns or 0, k, 0))
+        else:
+            loss = e.loss
+            try:
+                loss = None if loss is None else float(loss)
+            except (TypeError, ValueError):
+                loss = None
+            bits = 0 if loss is None else struct.unpack("<q", struct.pack("<d", loss))[0]
+            out.append((1, e.run, e.t_ns, bits, k, loss is not None))
+    return rows + np.array(out, np.int64).tobytes(), keys
 
 
 def _key_record(key: tuple) -> tuple:
@@ -878,10 +929,11 @@ class TraceWriter:
         self._n_sigs = self._n_stacks = self._n_blocks = 0
         self._pos = 0
         self._run_pos: dict[int, int] = {}
-        # run -> [mode, start_ns, events, non-finite, block] of this batch (block: its one block,
-        # where its events start there and lie in it alone; else None)
-        self._counts: dict[int, list] = {}
-        self._run_blocks: list[tuple] = []  # this batch's block_runs rows (see _write_runs)
+        # per block of this batch, its runs' (run, mode, start_ns, events, non-finite, block)
+        # (block: the block, where the run's events start there; else -1), and its block_runs
+        # rows as columns (see _write_runs)
+        self._counts: list[tuple] = []
+        self._run_blocks: list[tuple] = []
         # the highest run `_run_pos` may have held when it was last cleared (0: never cleared): a
         # run above it has no events in the file yet, one at or below it is counted there
         self._run_pos_forgot = 0
@@ -970,10 +1022,10 @@ class TraceWriter:
     def write_payload(self, payload: tuple) -> None:
         """Writes one batch that a `BatchPacker` packed (here, or in the recording process:
         see tracetensor/trace/server.py), in one transaction."""
-        recs, ops, starts, ends, rest, values = payload
+        recs, ops, marks, rest, values = payload
         db = self.db
         db.execute("BEGIN")
-        self._counts, self._run_blocks = {}, []
+        self._counts, self._run_blocks = [], []
         try:
             if recs is not None:  # (rows, or none but new slots: then the records came as `ops`)
                 self._write_records(*recs)
@@ -1000,7 +1052,7 @@ class TraceWriter:
                         "INSERT INTO ranges(name, run, start_ns, end_ns, thread) VALUES (?,?,?,?,?)",
                         (e.name, e.run, e.start_ns, e.end_ns, e.thread),
                     )
-            self._write_runs(starts, ends)
+            self._write_runs(*marks)
             if times:  # (one statement for a batch's GPU times: a GPU op brings one each)
                 db.executemany("INSERT OR REPLACE INTO device_times VALUES (?, ?)", times)
             if values:
@@ -1022,65 +1074,107 @@ class TraceWriter:
                 db.execute("ROLLBACK")
             raise
 
-    def _write_runs(self, starts: list[tuple], ends: list[tuple]) -> None:
-        """The `runs` rows of one batch: what its RunStarts and RunEnds (as `_START` and `_END`
-        tuples) and op events say of each run, one upsert per run (each part sets only its own
-        columns, so parts that come in different batches merge); a loop's steps, whole in the
-        batch and alike, eight or more, one `run_packs` row instead (see `pack_runs`)."""
-        counts, self._counts = self._counts, {}
-        st = {e[0]: e for e in starts}
-        en = {e[0]: e for e in ends}
+    def _write_runs(self, marks: bytes, keys: list[tuple]) -> None:
+        """The `runs` rows of one batch: what its run markers (rows and keys, see `_run_marks`)
+        and op events say of each run, one upsert per run (each part sets only its own columns,
+        so parts that come in different batches merge); a loop's steps, whole in the batch and
+        alike, eight or more, one `run_packs` row instead (see `pack_runs`). Column by column:
+        a batch holds thousands of steps."""
+        counts, self._counts = self._counts, []
+        blocks, self._run_blocks = self._run_blocks, []
+        m = np.frombuffer(marks, np.int64).reshape(-1, 6)
+        sm, em = m[m[:, 0] == 0], m[m[:, 0] == 1]
+        # the batch's per-run event counts: a run whose events span blocks of it, one row for them all
+        c_run, c_mode, c_start, c_n, c_bad, c_blk = _joined(counts)
+        if len(c_run) > 1 and not (c_run[1:] > c_run[:-1]).all():
+            if (c_run[1:] >= c_run[:-1]).all():  # (the usual: a run cut by a block's end, its parts side by side)
+                first = np.flatnonzero(np.concatenate(([True], c_run[1:] != c_run[:-1])))
+                many = np.diff(np.append(first, len(c_run))) > 1
+                c_n, c_bad = np.add.reduceat(c_n, first), np.add.reduceat(c_bad, first)
+            else:  # (threads' steps interleaved)
+                _, first, inv = np.unique(c_run, return_index=True, return_inverse=True)
+                many = np.bincount(inv) > 1
+                c_n = np.bincount(inv, weights=c_n).astype(np.int64)
+                c_bad = np.bincount(inv, weights=c_bad).astype(np.int64)
+            c_run, c_blk = c_run[first], np.where(many, -1, c_blk[first])
+            c_start, c_mode = c_start[first], [c_mode[i] for i in first.tolist()]
+        # the usual run (a step): begun, ended and with events, all in this batch. What a loop's
+        # steps share (mode, kind, name, fetches, feeds, graph, thread, error) is bound once
+        # per statement, or (eight or more) stored once in a pack
+        whole, si, ei = np.intersect1d(sm[:, 1], em[:, 1], return_indices=True)
+        whole, wi, ci = np.intersect1d(whole, c_run, assume_unique=True, return_indices=True)
+        si, ei = si[wi], ei[wi]
         groups: dict[tuple[bool, bool, bool], list[tuple]] = {}
-        # the usual run (a step): begun, ended and with events, all in this batch. Its row is
-        # made in one pass (the runs rows are a third of what a step costs the writer), and
-        # what a loop's steps share (mode, kind, name, fetches, feeds, graph, thread, error)
-        # is bound once per statement: half the parameters, each bound one by one by SQLite
-        whole = st.keys() & en.keys() & counts.keys()
-        if whole:
-            alike: dict[tuple, list[tuple]] = {}
-            in_one = set()  # whole runs in one block: it goes in their `runs` row (see below)
-            for r in sorted(whole):
-                s, e, c = st.pop(r), en.pop(r), counts.pop(r)
-                key = (*s[1:7], s[8], e[3])
-                loss = e[4]
-                row = (r, s[7], s[9], e[1], loss if loss == loss else "nan", c[2], c[3], c[4])  # (_loss)
-                alike.setdefault(key, []).append(row)
-                if c[4] is not None:
-                    in_one.add(r)
-            if len(alike) * 8 <= len(whole):
-                for key, rows in alike.items():
-                    if len(rows) >= PACK_MIN:  # (a loop's steps: one packed row, see pack_runs)
-                        _insert_run_packs(self.db, key, rows)
+        in_one = np.zeros(0, np.int64)
+        if len(whole):
+            s, e = sm[si], em[ei]
+            cols = (whole, s[:, 2], s[:, 3], e[:, 2], e[:, 5], e[:, 3].view(np.float64), c_n[ci], c_bad[ci], c_blk[ci])
+            code = s[:, 4] * (len(keys) + 1) + e[:, 4]
+            if (code == code[0]).all():  # (the usual: one loop's steps)
+                at, inv, order = np.zeros(1, np.int64), np.zeros(len(code), np.int64), np.zeros(1, np.int64)
+            else:
+                _, at, inv = np.unique(code, return_index=True, return_inverse=True)
+                order = np.argsort(at, kind="stable")  # (the groups in the order of their first run)
+            if len(at) * 8 <= len(whole):
+                for g in order.tolist():
+                    idx = np.flatnonzero(inv == g)
+                    sk, ek = keys[int(s[idx[0], 4])], keys[int(e[idx[0], 4])]
+                    shared = (*sk, ek[1])  # (mode, kind, name, fetches, feeds, graph, thread, error)
+                    part = [c[idx] for c in cols]
+                    if len(idx) >= PACK_MIN:  # (a loop's steps: one packed row, see pack_runs)
+                        _insert_run_packs(self.db, shared, part)
                     else:
-                        _insert_alike_runs(self.db, key, rows)
+                        _insert_alike_runs(self.db, shared, _run_rows(part))
             else:  # runs that share little (a name per step, say): whole rows, many to a statement
-                groups[(True, True, True)] = [
-                    (r, mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, t0, wall, th, t1, er, loss, n, bad, blk)
-                    for (mo, ki, na, fe, fd, gr, th, er), rows in alike.items()
-                    for r, t0, wall, t1, loss, n, bad, blk in rows
-                ]
+                rows = []
+                for row, sk, ek in zip(_run_rows(cols), s[:, 4].tolist(), e[:, 4].tolist()):
+                    mo, ki, na, fe, fd, gr, th = keys[sk]
+                    r, t0, wall, t1, loss, n, bad, blk = row
+                    er = keys[ek][1]
+                    rows.append(
+                        (r, mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, t0, wall, th, t1, er, loss, n, bad, blk)
+                    )
+                groups[(True, True, True)] = rows
             # a whole run in one block has it in its `runs` row (the usual step: a row less a
             # step: 0.6 us of the writer's time measured), the others block_runs rows
-            if in_one:
-                self._run_blocks = [x for x in self._run_blocks if x[0] not in in_one]
+            in_one = whole[cols[-1] >= 0]
         # the runs a batch cuts: begun in an earlier batch, or going on into the next
-        for run in st.keys() | en.keys() | counts.keys():
-            s, e, c = st.get(run), en.get(run), counts.get(run)
-            row: tuple = (run,)
-            if s is not None:
-                row += (s[1], s[2], s[3], _json_tuple(s[4]), _json_tuple(s[5]), s[6], s[7], s[9], s[8])
-            elif c is not None:  # no RunStart (yet): what the events say
-                row += (c[0], "eager", "", "[]", "[]", c[1])
-            if e is not None:
-                row += (e[1], e[3], _loss(e[4]))
-            if c is not None:
-                row += (c[2], c[3])
-            groups.setdefault((s is not None, e is not None, c is not None), []).append(row)
+        cut = np.concatenate([r[~np.isin(r, whole)] for r in (sm[:, 1], em[:, 1], c_run)])
+        if len(cut) > 1:  # (sorted, each once; not np.unique, whose plain form imports numpy.ma: 13 ms)
+            cut = np.sort(cut)
+            cut = cut[np.concatenate(([True], cut[1:] != cut[:-1]))]
+        if len(cut):
+            st = {x[1]: x for x in sm[np.isin(sm[:, 1], cut)].tolist()}
+            en = {x[1]: x for x in em[np.isin(em[:, 1], cut)].tolist()}
+            at_cut = np.flatnonzero(np.isin(c_run, cut))
+            cn = dict(zip(c_run[at_cut].tolist(), at_cut.tolist()))
+            for run in cut.tolist():
+                s, e, k = st.get(run), en.get(run), cn.get(run)
+                row: tuple = (run,)
+                if s is not None:
+                    mo, ki, na, fe, fd, gr, th = keys[s[4]]
+                    row += (mo, ki, na, _json_tuple(fe), _json_tuple(fd), gr, s[2], s[3], th)
+                elif k is not None:  # no RunStart (yet): what the events say
+                    row += (c_mode[k], "eager", "", "[]", "[]", int(c_start[k]))
+                if e is not None:
+                    row += (e[2], keys[e[4]][1], _loss(_float_of(e[3]) if e[5] else None))
+                if k is not None:
+                    row += (int(c_n[k]), int(c_bad[k]))
+                groups.setdefault((s is not None, e is not None, k is not None), []).append(row)
         for key, rows in groups.items():
             head, tail = _runs_upsert(*key, block=key == (True, True, True))
             _insert_rows(self.db, head, rows, tail)
-        _insert_rows(self.db, "INSERT INTO block_runs", self._run_blocks)
-        self._run_blocks = []
+        if blocks:
+            b_run = np.concatenate([x[0] for x in blocks])
+            b_cols = (
+                b_run,
+                np.concatenate([np.full(len(x[0]), x[1], np.int64) for x in blocks]),
+                *(np.concatenate([x[j] for x in blocks]) for j in (2, 3, 4)),
+            )
+            if len(in_one):
+                keep = ~np.isin(b_run, in_one)
+                b_cols = tuple(c[keep] for c in b_cols)
+            _insert_rows(self.db, "INSERT INTO block_runs", list(zip(*(c.tolist() for c in b_cols))))
 
     def _write_block(self, evs: list[ev.OpEvent]) -> None:
         """One `blocks` row for up to BLOCK events, plus its per-run and per-op index rows."""
@@ -1193,9 +1287,9 @@ class TraceWriter:
         if bad.any():
             for k in np.flatnonzero(nbad).tolist():
                 firsts[k] = blk.seq[(inv == k) & bad][0]
-        starts = blk.start[first].tolist()
+        starts = blk.start[first]
         mode_of = [modes[i] for i in first.tolist()]
-        run_list, cnt_list, nbad_list = runs.tolist(), cnt.tolist(), nbad.tolist()
+        run_list, cnt_list = runs.tolist(), cnt.tolist()
         run_pos_of = self._run_pos
         # where each run's events of this block start within the run: after what earlier blocks
         # held of it (mostly none: a run of small steps lies in one block); list-wide steps, the
@@ -1214,17 +1308,10 @@ class TraceWriter:
                     pos[k] = db.execute(q, (run_list[k],)).fetchone()[0]
         pos = [0 if p is None else p for p in pos]
         run_pos_of.update(zip(run_list, map(operator.add, pos, cnt_list)))
-        rows = list(zip(run_list, itertools.repeat(bid), cnt_list, pos, firsts.tolist()))
-        counts = self._counts  # the batch's per-run totals (one `runs` row each: see _write_runs)
-        seen = list(map(counts.get, run_list))
-        for k, had in enumerate(seen):
-            if had is None:
-                counts[run_list[k]] = [mode_of[k], starts[k], cnt_list[k], nbad_list[k], None if pos[k] else bid]
-            else:  # the run's events span blocks of this batch: one row for them all
-                had[2] += cnt_list[k]
-                had[3] += nbad_list[k]
-                had[4] = None
-        self._run_blocks += rows
+        pos_a = np.array(pos, np.int64)
+        # (the batch's per-run totals, one `runs` row each, and these block_runs rows: see _write_runs)
+        self._counts.append((runs, mode_of, starts, cnt, nbad, np.where(pos_a == 0, bid, -1)))
+        self._run_blocks.append((runs, bid, cnt, pos_a, firsts))
         # per op type: count and total host time (what `trace info` and the profiler summarize)
         # (op ids are small: counted in place, no sort)
         n_of, ns_of = np.bincount(ops), np.bincount(ops, weights=blk.dur)
@@ -1385,17 +1472,17 @@ def _insert_alike_runs(db: sqlite3.Connection, shared: tuple, rows: list[tuple])
         db.execute(_ALIKE_HEAD + values + _ALIKE_TAIL, head + [v for r in chunk for v in r])
 
 
-def _insert_run_packs(db: sqlite3.Connection, shared: tuple, rows: list[tuple]) -> None:
+def _insert_run_packs(db: sqlite3.Connection, shared: tuple, cols: list[np.ndarray]) -> None:
     """Whole runs that share (mode, kind, name, fetches, feeds, graph, thread, error) as
-    `run_packs` rows (see `pack_runs`; `rows` as `_insert_alike_runs` takes them)."""
+    `run_packs` rows (see `pack_runs`; `cols` as `_pack_run_columns` takes them)."""
     mode, kind, name, fetches, feeds, graph, thread, error = shared
-    for k in range(0, len(rows), _RUN_PACK_MAX):
-        chunk = rows[k : k + _RUN_PACK_MAX]
+    for k in range(0, len(cols[0]), _RUN_PACK_MAX):
+        chunk = [c[k : k + _RUN_PACK_MAX] for c in cols]
         db.execute(
             "INSERT INTO run_packs(n, mode, kind, name, fetches, feeds, graph, thread, error, data)"
             " VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
-                len(chunk),
+                len(chunk[0]),
                 mode,
                 kind,
                 name,
@@ -1404,7 +1491,7 @@ def _insert_run_packs(db: sqlite3.Connection, shared: tuple, rows: list[tuple]) 
                 graph,
                 thread,
                 error,
-                pack_runs(chunk),
+                _pack_run_columns(*chunk),
             ),
         )
 
@@ -1432,6 +1519,36 @@ def _loss(x: float | None) -> float | str | None:
     SQLite stores it as it is), a NaN as the text "nan" (SQLite stores a NaN REAL as NULL, and
     a NaN loss is news). Version 3 and earlier stored `repr(loss)`: `_float` reads both."""
     return x if x == x or x is None else "nan"
+
+
+def _float_of(bits: int) -> float:
+    """The float64 whose bits int64 `bits` holds (a run marker row's loss)."""
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+def _run_rows(cols: list | tuple) -> list[tuple]:
+    """Whole runs' columns (as `_write_runs` gathers them for `_pack_run_columns`) -> per run
+    (run, start_ns, wall_ns, end_ns, loss, n_events, nonfinite, block), as `_insert_alike_runs`
+    takes them: the loss as the runs table keeps it (see _loss), None for no loss or block."""
+    run, start, wall, end, has_loss, loss, n, bad, blk = cols
+    losses = [_loss(v) if h else None for h, v in zip(has_loss.tolist(), loss.tolist())]
+    blocks = [None if b < 0 else b for b in blk.tolist()]
+    return list(
+        zip(run.tolist(), start.tolist(), wall.tolist(), end.tolist(), losses, n.tolist(), bad.tolist(), blocks)
+    )
+
+
+def _joined(counts: list[tuple]) -> tuple:
+    """The per-block run counts `_index_block` gathered for a batch, as one set of columns
+    (run, mode, start_ns, events, non-finite, block)."""
+    if not counts:
+        z = np.zeros(0, np.int64)
+        return z, [], z, z, z, z
+    if len(counts) == 1:
+        return counts[0]
+    modes = [mo for c in counts for mo in c[1]]
+    cols = (np.concatenate([c[j] for c in counts]) for j in (2, 3, 4, 5))
+    return (np.concatenate([c[0] for c in counts]), modes, *cols)
 
 
 def _float(s: Any) -> float | None:

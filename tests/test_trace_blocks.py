@@ -4,6 +4,8 @@ their extremes, and files written by the previous format version still read the 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sqlite3
 import struct
@@ -591,3 +593,67 @@ def test_a_file_deflated_by_zlib_reads_the_same_as_one_by_isal(tmp_path, monkeyp
             evs = [(e.op, e.name, e.outputs, e.summaries, e.nonfinite) for e in t.events()]
             got.append(repr((runs, evs)))  # (repr: NaN summaries; times and seqs differ)
     assert got[0] == got[1]
+
+
+def _markers() -> list:
+    """Run markers of every kind a column queue keeps as rows, and of each kind it cannot: an
+    int loss, a subclass. Run 6 starts in one batch and ends in the next."""
+    S, E = events.RunStart, events.RunEnd
+
+    @dataclasses.dataclass(slots=True, unsafe_hash=True)
+    class MyEnd(E):
+        pass
+
+    first = [
+        S(1, "eager", "step", "step", (), (), None, 100, 7, 1000),
+        E(1, 200, 7, None, 0.5),
+        S(2, "eager", "step", "step", (), (), None, 300, 7, 1100),
+        E(2, 400, 7, None, 3),
+        S(3, "graph", "run", "train", ("loss:0",), ("x:0", "y:0"), 1, 500, 8, 1200),
+        E(3, 600, 8, "ValueError: bad feed", float("nan")),
+        S(4, "eager", "step", "step", (), (), None, 700, 7, 1300),
+        MyEnd(4, 800, 7, None, None),
+        S(6, "eager", "step", "step", (), (), None, 900, 7, 1400),
+    ]
+    return [first, [E(6, 1000, 7, None, -0.0)]]
+
+
+def test_run_markers_read_back_the_same_as_rows_or_as_objects(tmp_path):
+    """A column queue keeps a RunStart or RunEnd as a row, or, where it cannot (a loss that is
+    not a float, a subclass), as it is; a Python list batch hands over the objects. Each way,
+    every run reads back with its fields: kind, name, fetches, feeds, graph, times, error and
+    loss (an int loss as a float, NaN as NaN, -0.0 kept), a run cut between two batches too."""
+    if events._ColumnQueue is None:
+        pytest.skip("the C accelerator is not in use")
+    got = {}
+    for way in ("queue", "list"):
+        path = str(tmp_path / f"{way}.ttrace")
+        w = store.TraceWriter(path)
+        for batch, as_rows in zip(_markers(), (7, 1)):  # (all but the int loss and the subclass)
+            if way == "queue":
+                q = events.column_queue(1 << 20, lambda: None, True)
+                for m in batch:
+                    q(m)
+                taken = q.take()
+                assert len(taken[5]) == 48 * as_rows and len(taken[4]) == len(batch) - as_rows
+                w.write(taken)
+            else:
+                w.write(list(batch))
+        w.close()
+        with tt.trace.open(path) as t:
+            got[way] = t.runs()
+    assert repr(got["queue"]) == repr(got["list"])
+    runs = {r.run: r for r in got["queue"]}
+    assert sorted(runs) == [1, 2, 3, 4, 6]
+    assert (runs[1].loss, runs[2].loss, runs[4].loss) == (0.5, 3.0, None) and math.isnan(runs[3].loss)
+    assert math.copysign(1, runs[6].loss) == -1 and (runs[6].start_ns, runs[6].end_ns) == (900, 1000)
+    r3 = runs[3]
+    assert (r3.mode, r3.kind, r3.name, r3.fetches, r3.feeds, r3.graph) == (
+        "graph",
+        "run",
+        "train",
+        ("loss:0",),
+        ("x:0", "y:0"),
+        1,
+    )
+    assert (r3.start_ns, r3.end_ns, r3.error) == (500, 600, "ValueError: bad feed")

@@ -10,7 +10,7 @@ from typing import Any
 from ..tensor import Tensor, empty, ones, tensor, zeros
 from . import functional as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, one_op
 
 
 def _uniform_param(shape: tuple[int, ...], bound: float) -> Parameter:
@@ -101,6 +101,7 @@ class Linear(Module):
         if not bias:
             self.register_parameter("bias", None)
 
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
@@ -212,16 +213,19 @@ class Embedding(Module):
 
 
 class ReLU(Module):
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class Tanh(Module):
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()
 
 
 class Sigmoid(Module):
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return x.sigmoid()
 
@@ -231,11 +235,13 @@ class Softmax(Module):
         super().__init__()
         self.dim = dim
 
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return x.softmax(self.dim)
 
 
 class LogSoftmax(Softmax):
+    @one_op  # (see module._library_forward)
     def forward(self, x: Tensor) -> Tensor:
         return x.log_softmax(self.dim)
 

@@ -597,7 +597,7 @@ def test_a_file_deflated_by_zlib_reads_the_same_as_one_by_isal(tmp_path, monkeyp
 
 def _markers() -> list:
     """Run markers of every kind a column queue keeps as rows, and of each kind it cannot: an
-    int loss, a subclass. Run 6 starts in one batch and ends in the next."""
+    int loss, a subclass, a field it cannot hash. Run 6 starts in one batch and ends in the next."""
     S, E = events.RunStart, events.RunEnd
 
     @dataclasses.dataclass(slots=True, unsafe_hash=True)
@@ -614,6 +614,8 @@ def _markers() -> list:
         S(4, "eager", "step", "step", (), (), None, 700, 7, 1300),
         MyEnd(4, 800, 7, None, None),
         S(6, "eager", "step", "step", (), (), None, 900, 7, 1400),
+        S(7, "graph", "run", "odd", (["not", "hashable"],), (), 2, 1100, 7, 1500),  # (a hostile feed list)
+        E(7, 1200, 7, None, None),
     ]
     return [first, [E(6, 1000, 7, None, -0.0)]]
 
@@ -629,7 +631,7 @@ def test_run_markers_read_back_the_same_as_rows_or_as_objects(tmp_path):
     for way in ("queue", "list"):
         path = str(tmp_path / f"{way}.ttrace")
         w = store.TraceWriter(path)
-        for batch, as_rows in zip(_markers(), (7, 1)):  # (all but the int loss and the subclass)
+        for batch, as_rows in zip(_markers(), (8, 1)):  # (all but the int loss, the subclass, the list)
             if way == "queue":
                 q = events.column_queue(1 << 20, lambda: None, True)
                 for m in batch:
@@ -644,7 +646,7 @@ def test_run_markers_read_back_the_same_as_rows_or_as_objects(tmp_path):
             got[way] = t.runs()
     assert repr(got["queue"]) == repr(got["list"])
     runs = {r.run: r for r in got["queue"]}
-    assert sorted(runs) == [1, 2, 3, 4, 6]
+    assert sorted(runs) == [1, 2, 3, 4, 6, 7] and runs[7].fetches == (["not", "hashable"],)
     assert (runs[1].loss, runs[2].loss, runs[4].loss) == (0.5, 3.0, None) and math.isnan(runs[3].loss)
     assert math.copysign(1, runs[6].loss) == -1 and (runs[6].start_ns, runs[6].end_ns) == (900, 1000)
     r3 = runs[3]

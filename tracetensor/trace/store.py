@@ -800,11 +800,16 @@ def _run_marks(markers: list[ev.Event], marks: tuple[bytes, list[tuple]]) -> tup
             key = (e.mode, e.kind, e.name, tuple(e.fetches), tuple(e.feeds), e.graph, e.thread)
         else:
             key = (e.thread, e.error)
-        typed = tuple(map(type, key)) + key  # (1, 1.0 and True are equal keys: not the same key)
-        k = ids.get(typed)
+        typed: tuple | None = tuple(map(type, key)) + key  # (1, 1.0 and True are equal keys: not the same key)
+        try:
+            k = ids.get(typed)
+        except TypeError:  # (a field that cannot be hashed: a key of its own)
+            k = typed = None
         if k is None:
-            k = ids[typed] = len(keys)
+            k = len(keys)
             keys.append(key)
+            if typed is not None:
+                ids[typed] = k
         if e.__class__ is ev.RunStart:
             out.append((0, e.run, e.t_ns, e.wall_ns or 0, k, 0))
         else:

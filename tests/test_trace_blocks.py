@@ -76,9 +76,22 @@ def test_a_long_recording_holds_exactly_the_events_its_records_stand_for(tmp_pat
         t.join()
     want = _ops(got)
     assert len(want) > 2 * 2048 and len({e.thread for e in want}) == 2
+    starts = {e.run: e for e in got if isinstance(e, events.RunStart)}
+    ends = {e.run: e for e in got if isinstance(e, events.RunEnd)}
+    counts: dict[int, int] = {}
+    for e in want:
+        counts[e.run] = counts.get(e.run, 0) + 1
     with tt.trace.open(path) as tr:
         assert tr.count() == len(want)
         assert _ops(tr.events()) == want
+        # the runs too: two threads' steps interleaved, cut by blocks and batches (the writer
+        # makes a batch's runs column by column)
+        runs = {r.run: r for r in tr.runs()}
+    assert len(starts) == 280 and set(starts) == set(runs) == set(ends)  # (200 + 80 steps)
+    for run, r in runs.items():
+        s, e = starts[run], ends[run]
+        assert (r.mode, r.kind, r.name, r.start_ns, r.wall_ns) == (s.mode, s.kind, s.name, s.t_ns, s.wall_ns)
+        assert (r.end_ns, r.error, r.loss, r.n_events) == (e.t_ns, e.error, e.loss, counts.get(run, 0))
 
 
 @pytest.mark.parametrize("writer", ["process", "thread"])

@@ -463,6 +463,50 @@ def big_model(number: int, repeat: int, tmp: str) -> list:
     ] + [_writer_row(t, "record none")]
 
 
+def real_loops(number: int, repeat: int, tmp: str) -> list:
+    """Two loops as programs write them, recorded ("none", `number` steps a file) against
+    their plain step in rounds as long: the MLP fed a batch made each step (`tt.tensor(x)`,
+    as a data loader's are), and a hand-written loop with no module and no optimizer (`w -=
+    lr * w.grad`, a tutorial's regression, 9 ops a step). Before their steps were named alike
+    (README, Runs) each had a new name, so a new call site and signature, per op and step."""
+    x, y, _ = be._data(np.random.default_rng(0))
+    model = be.MLP()
+    opt = tt.optim.SGD(model.parameters(), lr=be.LR)
+
+    def fresh() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(tt.tensor(x)), tt.tensor(y)).backward()
+        opt.step()
+
+    rng = np.random.default_rng(1)
+    xs = tt.tensor(rng.standard_normal((64, 32)).astype(np.float32))
+    w = tt.tensor(rng.standard_normal((32, 1)).astype(np.float32) * 0.1, requires_grad=True)
+
+    def by_hand() -> None:
+        ((xs @ w) ** 2).mean().backward()
+        with tt.no_grad():
+            w.sub_(0.01 * w.grad)
+        w.grad = None
+
+    recs = {k: _Recording(f, "none", tmp) for k, f in (("fresh", fresh), ("by hand", by_hand))}
+    cases: dict[str, Case] = {"fresh": _plain(fresh), "by hand": _plain(by_hand)}
+    cases.update({f"{k} record": r for k, r in recs.items()})
+    t = _rounds(cases, number, repeat, longer={k: 1 for k in cases})
+    rows = []
+    for k, label in (("fresh", "MLP step, a batch tensor made each step"), ("by hand", "a hand-written loop")):
+        rows.append((f"{label}: plain ({number}-step rounds)", fmt_time(t[k]), "", "", ""))
+        rows.append(
+            (
+                '  tt.record(values="none"), a file per round; with the writer process\'s CPU',
+                f"{fmt_time(t[k + ' record'])}; {fmt_time(t[k + ' record +writer'])}",
+                f"{t[k + ' record'] / t[k]:.2f}x; {t[k + ' record +writer'] / t[k]:.2f}x",
+                "",
+                f"{recs[k].bytes_per_op():.1f} B/op event",
+            )
+        )
+    return rows
+
+
 def inference_model(number: int, repeat: int, tmp: str) -> list:
     """The small MLP's forward and an argmax under `no_grad`, in a loop with no optimizer (an
     evaluation loop): plain, under `profile()` without `prof.step()` and recorded, in rounds of
@@ -821,6 +865,7 @@ def main() -> None:
             "small conv net (ratio vs its plain eager step; [anchor])", conv_model(max(10, number // 2), repeat, tmp)
         )
         _table("an inference loop (ratio vs its plain step; [anchor])", inference_model(10 * number, repeat, tmp))
+        _table("loops as programs write them (ratio vs their plain step)", real_loops(20 * number, repeat, tmp))
     _table("malloc thresholds (a child process each, no torch)", malloc_rows(3 if QUICK else 5))
     _table("graph construction", graph_build())
     lengths = [2000, 8000] if QUICK else [5000, 20000]

@@ -71,6 +71,63 @@ def test_tt_step_ends_a_run_in_a_loop_without_an_optimizer(rng) -> None:
     assert len(tr.runs()) == 4
 
 
+def test_a_hand_written_loop_ends_its_steps_at_backward(rng) -> None:
+    """No optimizer, no module and no `tt.step()` (`w -= lr * w.grad` by hand, as tutorials
+    write): the first step holds the loop's first two iterations, then each iteration is a
+    step ending with its backward pass (its update leads the next one), with its loss, and
+    the steps' op names repeat, so their call sites do. (They were all one run, an op name
+    each: a recording's signatures grew by a step's ops every step.)"""
+    w = tt.tensor(rng.standard_normal((3, 1)).astype(np.float32), requires_grad=True)
+    tt.step()
+    losses = []
+    with MemoryTrace() as tr:
+        for _ in range(6):
+            x = tt.tensor(rng.standard_normal((8, 3)).astype(np.float32))  # (a fresh batch a step)
+            loss = ((x @ w) ** 2).mean()
+            loss.backward()
+            losses.append(loss.item())
+            with tt.no_grad():
+                w -= 0.1 * w.grad
+            w.grad = None
+    runs = tr.runs()
+    assert [r.n_events for r in runs] == [16, 9, 9, 9, 9, 2]  # (the last update: a step of its own)
+    assert [r.loss for r in runs[:-1]] == np.float32(losses[1:]).tolist()
+    steps = [[(e.name, e.inputs) for e in tr.events(r.run)] for r in runs[1:-1]]
+    assert all(s == steps[0] for s in steps) and steps[0][2][0] == "matmul"
+    # (each step's batch: the step's third new leaf, after the update's 0.1 and w.grad)
+    assert steps[0][2][1][0] == "tensor_2" and steps[0][0][1] == ("tensor_0", "tensor_1")
+
+
+def test_an_optimizer_ends_the_steps_even_after_a_loop_without_one(rng) -> None:
+    """Gradient accumulation (two backward passes an optimizer step): the first optimizer
+    step is cut at its backward passes, as a hand-written loop's would be, and from then on
+    each optimizer step is one run."""
+    m, opt = _model()
+    with MemoryTrace() as tr:
+        for _ in range(4):
+            opt.zero_grad()
+            for _ in range(2):
+                x = tt.tensor(rng.standard_normal((16, 4)).astype(np.float32))
+                (m(x) ** 2).mean().backward()
+            opt.step()
+    runs = tr.runs()
+    assert len(runs) == 2 + 3 and [_phases(tr, r.run) for r in runs[-3:]] == [{"forward", "backward", "update"}] * 3
+    assert len({tuple(e.name for e in tr.events(r.run)) for r in runs[-3:]}) == 1
+
+
+def test_a_steps_new_leaves_are_named_alike_from_step_to_step(rng) -> None:
+    """A loop that makes its inputs each step (a batch a step, `x ** 2`'s 2): each new leaf
+    is named by its place among the step's new leaves (`tensor_0`, `tensor_1` ...), so the
+    ops that take them keep their call sites; a leaf kept from an earlier step keeps its name."""
+    m, opt = _model()
+    with MemoryTrace() as tr:
+        _train(m, opt, 4, rng)
+    ins = [[e.inputs for e in tr.events(r.run) if e.phase == "forward"] for r in tr.runs()]
+    assert all(i == ins[0] for i in ins) and ins[0][0][0] == "tensor_0"
+    leaves = [n for i in ins[0] for n in i if n.startswith("tensor_")]
+    assert leaves == ["tensor_0", "tensor_1"]  # (the batch, and the 2 of `** 2`)
+
+
 def test_profiler_step_ends_the_run_too(rng) -> None:
     from tracetensor.profiler import step as profiler_step
 

@@ -404,9 +404,18 @@ class _RunLocal(threading.local):
     run = 0
     auto = 0
     loss: Any = None
+    by_backward = 0  # the eager step a backward pass ended last (see backward_done), or 0
+    optimized = False  # an optimizer's step ended one of this thread's steps (see update_done)
 
 
 RUN = _RunLocal()
+
+
+def _forget_backward_steps() -> None:
+    RUN.by_backward, RUN.optimized = 0, False  # (listeners changed: a loop's steps are found anew)
+
+
+REFRESH_HOOKS.append(_forget_backward_steps)
 _SEQ = itertools.count(1)
 _run_ids = itertools.count(1)
 _outer: dict[int, int] = {}  # run -> the run that was current when it began
@@ -731,9 +740,37 @@ def step() -> None:
 STEP_HOOKS: list[Callable[[], None]] = []
 
 
-def note_loss(value: Any) -> None:
-    """`.backward()` on a scalar while someone listens: the run's loss, read at its end."""
-    RUN.loss = value
+def note_loss(value: Any) -> bool:
+    """`.backward()` on a scalar while someone listens: the run's loss, read at its end.
+    Returns whether the step ends once this backward pass is done (see `backward_done`)."""
+    r = RUN
+    again = r.loss is not None  # (a backward pass in this step already)
+    r.loss = value
+    # (the step right after one a backward pass ended: no other run began in between)
+    if not (r.auto and r.run == r.auto):
+        return False
+    return (again and not r.optimized) or (r.by_backward != 0 and r.auto == r.by_backward + 1)
+
+
+def backward_done() -> None:
+    """A hand-written loop's step ends with its backward pass. Where no optimizer's step ends
+    the steps of an eager loop and no module call marks them (`w -= lr * w.grad` by hand, the
+    loop's ops outside any nn.Module), they were one run, in which each op got a name of its
+    own (`matmul_4999`): a call site per op, recorded at 9x the loop's CPU and 170 bytes an
+    event. Once a step holds two backward passes it ends after the second, and from then on
+    after each: a step per iteration (its update leading the next one), whose names repeat.
+    Where an optimizer's step has ended a step (since listeners last changed), it ends them
+    as before and two backward passes are gradient accumulation, not a loop without one;
+    another run beginning in between ends the pattern too."""
+    run = RUN.auto
+    step()
+    RUN.by_backward = run
+
+
+def update_done() -> None:
+    """An optimizer's step ends the eager step (its run); the next op begins the next."""
+    RUN.by_backward, RUN.optimized = 0, True
+    step()
 
 
 def _scalar(v: Any) -> float | None:

@@ -433,13 +433,17 @@ class Tensor(TensorOps):
             # a cached read-only ones array (np.ones_like costs a few us): a VJP never writes
             # into its incoming gradient, and a leaf handed it as its .grad gets a copy
             g = _ops._ones(self._device.xp, self._data.shape, self._data.dtype)
-            if STATE.listeners:
-                _events.note_loss(self._data)  # the step's loss, shown in the debugger's run list
+            # the step's loss, shown in the debugger's run list; `ends`: a hand-written loop's
+            # step ends with this backward pass (see events.backward_done)
+            ends = STATE.listeners and _events.note_loss(self._data)
         else:
+            ends = False
             g = _wrap_other(gradient, self)._data
             if g.shape != self._data.shape:
                 raise TraceTensorError(f"gradient has shape {g.shape}, but the tensor has shape {self.shape}")
         run_backward([self], [g], retain_graph=retain_graph)
+        if ends:
+            _events.backward_done()
 
     def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
         """`hook(grad)` runs when this tensor's gradient is computed; it may return a replacement."""

@@ -15,7 +15,7 @@ from .._naming import update_names
 from .._registry import REGISTRY, OpDef
 from ..errors import Invalid, TraceTensorError
 from ..events import STATE
-from ..events import step as _end_step
+from ..events import update_done as _end_step
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "LBFGS", "lr_scheduler"]

@@ -756,9 +756,10 @@ def backward_done() -> None:
     """A hand-written loop's step ends with its backward pass. Where no optimizer's step ends
     the steps of an eager loop and no module call marks them (`w -= lr * w.grad` by hand, the
     loop's ops outside any nn.Module), they were one run, in which each op got a name of its
-    own (`matmul_4999`): a call site per op, recorded at 9x the loop's CPU and 170 bytes an
-    event. Once a step holds two backward passes it ends after the second, and from then on
-    after each: a step per iteration (its update leading the next one), whose names repeat.
+    own (`matmul_4999`): a call site per op, recorded at 9.4x the loop's CPU and 178 bytes an
+    op event (now 1.6x and 8: benchmarks/bench_overhead.py's `real_loops`). Once a step holds
+    two backward passes it ends after the second, and from then on after each: a step per
+    iteration (its update leading the next one), whose names repeat.
     Where an optimizer's step has ended a step (since listeners last changed), it ends them
     as before and two backward passes are gradient accumulation, not a loop without one;
     another run beginning in between ends the pattern too."""

@@ -640,7 +640,7 @@ class RemoteWriter:
             return
         assert self._client is not None
         recs, marks = payload[0], payload[2]
-        size = (len(recs[0]) + len(recs[3] or b"") if recs is not None else 0) + len(marks[0])
+        size = _payload_bytes(payload)
         budget = self._client.pipe_bytes // 2
         confirmed = self._confirmed(wait=self._unconfirmed_bytes + size + 65536 > budget)
         if self._local is not None:

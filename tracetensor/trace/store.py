@@ -62,7 +62,7 @@ VERSION = 6  # bump on any schema change; readers refuse files newer than they k
 # version 5: a run whose events lie in one block, written in one batch (a step of a training
 #   loop), has that block in runs.block and no block_runs row; `RUN_BLOCKS` reads both
 # version 6: whole runs written in one batch that share (mode, kind, name, fetches, feeds,
-#   graph, thread, error), eight or more, are one `run_packs` row (see `pack_runs`), not
+#   graph, thread, error), eight or more, are one `run_packs` row (see `_pack_run_columns`), not
 #   `runs` rows: a step's row was about 80 bytes of a small MLP's 130-byte step, and a third
 #   of the writer's time
 # most events in one block: a recording hands its queue over every 8,192 events, one block each
@@ -581,25 +581,6 @@ _RUN_PACK_DELTA = (True, True, True, False, False, False, True, False, False)
 _RUN_PACK_MAX = 1 << 20  # runs in one pack, at most (a batch holds far fewer)
 
 
-def pack_runs(rows: list[tuple]) -> bytes:
-    """Whole runs' (run, start_ns, wall_ns, end_ns, loss, n_events, nonfinite, block), the
-    columns that differ between the alike runs of a `run_packs` row -> its data (see
-    `_pack_run_columns`, which the writer calls with the columns themselves)."""
-    run, start, wall, end, loss, n, bad, blk = zip(*rows)
-    # (a NaN loss comes as the text "nan", as the runs table keeps it: see _loss)
-    return _pack_run_columns(
-        np.array(run, np.int64),
-        np.array(start, np.int64),
-        np.array(wall, np.int64),
-        np.array(end, np.int64),
-        np.array([x is not None for x in loss], np.int64),
-        np.array([0.0 if x is None else float(x) for x in loss], np.float64),
-        np.array(n, np.int64),
-        np.array(bad, np.int64),
-        np.array([-1 if b is None else b for b in blk], np.int64),
-    )
-
-
 def _pack_run_columns(
     run: np.ndarray,
     start: np.ndarray,
@@ -1083,7 +1064,7 @@ class TraceWriter:
         """The `runs` rows of one batch: what its run markers (rows and keys, see `_run_marks`)
         and op events say of each run, one upsert per run (each part sets only its own columns,
         so parts that come in different batches merge); a loop's steps, whole in the batch and
-        alike, eight or more, one `run_packs` row instead (see `pack_runs`). Column by column:
+        alike, eight or more, one `run_packs` row instead (see `_pack_run_columns`). Column by column:
         a batch holds thousands of steps."""
         counts, self._counts = self._counts, []
         blocks, self._run_blocks = self._run_blocks, []
@@ -1126,7 +1107,7 @@ class TraceWriter:
                     sk, ek = keys[int(s[idx[0], 4])], keys[int(e[idx[0], 4])]
                     shared = (*sk, ek[1])  # (mode, kind, name, fetches, feeds, graph, thread, error)
                     part = [c[idx] for c in cols]
-                    if len(idx) >= PACK_MIN:  # (a loop's steps: one packed row, see pack_runs)
+                    if len(idx) >= PACK_MIN:  # (a loop's steps: one packed row)
                         _insert_run_packs(self.db, shared, part)
                     else:
                         _insert_alike_runs(self.db, shared, _run_rows(part))
@@ -1479,7 +1460,7 @@ def _insert_alike_runs(db: sqlite3.Connection, shared: tuple, rows: list[tuple])
 
 def _insert_run_packs(db: sqlite3.Connection, shared: tuple, cols: list[np.ndarray]) -> None:
     """Whole runs that share (mode, kind, name, fetches, feeds, graph, thread, error) as
-    `run_packs` rows (see `pack_runs`; `cols` as `_pack_run_columns` takes them)."""
+    `run_packs` rows (`cols` as `_pack_run_columns` takes them)."""
     mode, kind, name, fetches, feeds, graph, thread, error = shared
     for k in range(0, len(cols[0]), _RUN_PACK_MAX):
         chunk = [c[k : k + _RUN_PACK_MAX] for c in cols]
